@@ -1,0 +1,28 @@
+# The two commands of the quick start: `make demo` and `make test`.
+# Both create .venv when it is missing and install CLSD into it.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: venv demo test soak bench clean
+
+$(STAMP): pyproject.toml setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# compat mode puts the checkout on sys.path, so Twisted's plugin loader
+	# finds twisted/plugins/clsd_plugin.py without a reinstall.
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m clsd.demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(PY) tools/run_tests.py $(TESTS)
+
+clean:
+	rm -rf $(VENV) _trial_temp* build *.egg-info

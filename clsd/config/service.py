@@ -1,0 +1,258 @@
+"""The ``[[service]]`` tables: how this node runs one system, and how it checks it."""
+
+import os
+import re
+import signal
+
+import attrs
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+RESTART_POLICIES = ("always", "on-failure", "never")
+CHECK_TYPES = ("exec", "tcp", "http")
+
+#: Signals an operator may name as ``stop_signal`` (without the SIG prefix).
+STOP_SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "KILL")
+
+
+@attrs.frozen
+class Backoff:
+    """Delay before restart number n (n >= 2): ``initial * factor**(n-2)``, capped, jittered.
+
+    The first restart after a crash is immediate; the backoff starts with the
+    second consecutive failure.
+    """
+
+    initial: float = 0.1
+    max: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.1
+
+
+@attrs.frozen
+class CrashLoop:
+    """More than C{max_failures} failures within C{window} seconds: FAILED."""
+
+    max_failures: int = 5
+    window: float = 60.0
+
+
+@attrs.frozen
+class HealthCheck:
+    type: str
+    #: URL for http, (host, port) for tcp, argv tuple for exec.
+    target: object
+    interval: float = 1.0
+    timeout: float = 0.5
+    rise: int = 2
+    fall: int = 3
+    #: Seconds after each start during which failed checks do not count.
+    grace: float = 0.0
+
+
+@attrs.frozen
+class LogFiles:
+    """Where a service's output goes; files rotate at C{max_bytes}."""
+
+    stdout: str
+    stderr: str
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 5
+
+
+@attrs.frozen
+class ServiceConfig:
+    name: str
+    command: tuple
+    shell: bool = False
+    env: dict = attrs.field(factory=dict)
+    cwd: str | None = None
+    user: str | None = None
+    restart: str = "on-failure"
+    backoff: Backoff = Backoff()
+    stable_after: float = 10.0
+    crash_loop: CrashLoop = CrashLoop()
+    stop_signal: str = "TERM"
+    stop_timeout: float = 10.0
+    logs: LogFiles | None = None
+    check: HealthCheck | None = None
+
+    @property
+    def stop_signum(self):
+        return getattr(signal, "SIG" + self.stop_signal)
+
+    @property
+    def argv(self):
+        """The argv to execute: the command itself, or ``/bin/sh -c`` for shell services."""
+        if self.shell:
+            return ("/bin/sh", "-c", self.command[0])
+        return self.command
+
+
+def parse_service(table, data_dir, base_dir, euid):
+    """Build a L{ServiceConfig} from one ``[[service]]`` L{Table}."""
+    name = table.string("name")
+    if not NAME_PATTERN.match(name):
+        raise table.error(
+            "name",
+            f"{name!r} is not a valid service name "
+            "(letters, digits, '_', '.', '-'; starts with a letter or digit; at most 63)",
+        )
+    shell = table.boolean("shell", False)
+    command = _parse_command(table, shell)
+    env = table.string_map("env", {})
+    cwd = table.string("cwd", None)
+    if cwd is not None:
+        cwd = _resolve(base_dir, cwd)
+    user = table.string("user", None)
+    if user is not None:
+        _check_user(table, user, euid)
+    restart = table.choice("restart", RESTART_POLICIES, "on-failure")
+    backoff = _parse_backoff(table.table("backoff"))
+    stable_after = table.number("stable_after", 10.0, minimum=0.0)
+    crash_loop = _parse_crash_loop(table.table("crash_loop"))
+    stop_signal = _parse_signal(table)
+    stop_timeout = table.number("stop_timeout", 10.0, positive=True)
+    logs = _parse_logs(table, name, data_dir, base_dir)
+    check_table = table.table("check")
+    check = _parse_check(check_table) if check_table is not None else None
+    table.finish()
+    return ServiceConfig(
+        name=name,
+        command=command,
+        shell=shell,
+        env=env,
+        cwd=cwd,
+        user=user,
+        restart=restart,
+        backoff=backoff,
+        stable_after=stable_after,
+        crash_loop=crash_loop,
+        stop_signal=stop_signal,
+        stop_timeout=stop_timeout,
+        logs=logs,
+        check=check,
+    )
+
+
+def _resolve(base_dir, path):
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
+
+
+def _parse_command(table, shell):
+    if shell:
+        value = table.raw("command")
+        if isinstance(value, str) and value:
+            return (value,)
+        if (isinstance(value, list) and len(value) == 1
+                and isinstance(value[0], str) and value[0]):
+            return (value[0],)
+        raise table.error(
+            "command", "with shell = true, must be one non-empty string of shell code"
+        )
+    command = table.string_list("command", nonempty=True)
+    if not command[0]:
+        raise table.error("command[0]", "the program name must not be empty")
+    return command
+
+
+def _check_user(table, user, euid):
+    import pwd
+
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        raise table.error("user", f"no such user {user!r} on this machine") from None
+    if euid != 0:
+        raise table.error(
+            "user", "can only be set when clsd runs as root (it is not running as root)"
+        )
+
+
+def _parse_backoff(table):
+    if table is None:
+        return Backoff()
+    initial = table.number("initial", 0.1, minimum=0.0)
+    maximum = table.number("max", 30.0, minimum=0.0)
+    factor = table.number("factor", 2.0, minimum=1.0)
+    jitter = table.number("jitter", 0.1, minimum=0.0, maximum=1.0)
+    if maximum < initial:
+        raise table.error("max", f"must be at least initial ({initial!r}), got {maximum!r}")
+    table.finish()
+    return Backoff(initial=initial, max=maximum, factor=factor, jitter=jitter)
+
+
+def _parse_crash_loop(table):
+    if table is None:
+        return CrashLoop()
+    max_failures = table.integer("max_failures", 5, minimum=1)
+    window = table.number("window", 60.0, positive=True)
+    table.finish()
+    return CrashLoop(max_failures=max_failures, window=window)
+
+
+def _parse_signal(table):
+    value = table.string("stop_signal", "TERM").upper()
+    if value.startswith("SIG"):
+        value = value[3:]
+    if value not in STOP_SIGNALS:
+        raise table.error(
+            "stop_signal", f"must be one of {', '.join(STOP_SIGNALS)}, got {value!r}"
+        )
+    return value
+
+
+def _parse_logs(table, name, data_dir, base_dir):
+    default = os.path.join(data_dir, "logs", f"{name}.log")
+    stdout = table.string("stdout", None)
+    stdout = _resolve(base_dir, stdout) if stdout is not None else default
+    stderr = table.string("stderr", None)
+    stderr = _resolve(base_dir, stderr) if stderr is not None else stdout
+    max_bytes = table.integer("log_max_bytes", 10 * 1024 * 1024, minimum=1024)
+    backups = table.integer("log_backups", 5, minimum=0, maximum=1000)
+    return LogFiles(stdout=stdout, stderr=stderr, max_bytes=max_bytes, backups=backups)
+
+
+def _parse_check(table):
+    kind = table.choice("type", CHECK_TYPES)
+    target = _parse_check_target(table, kind)
+    interval = table.number("interval", 1.0, positive=True)
+    timeout = table.number("timeout", 0.5, positive=True)
+    if timeout > interval:
+        raise table.error(
+            "timeout", f"must not exceed interval ({interval!r}), got {timeout!r}"
+        )
+    rise = table.integer("rise", 2, minimum=1)
+    fall = table.integer("fall", 3, minimum=1)
+    grace = table.number("grace", 0.0, minimum=0.0)
+    table.finish()
+    return HealthCheck(
+        type=kind, target=target, interval=interval, timeout=timeout,
+        rise=rise, fall=fall, grace=grace,
+    )
+
+
+def _parse_check_target(table, kind):
+    if kind == "exec":
+        return table.string_list("target", nonempty=True)
+    target = table.string("target")
+    if kind == "http":
+        if not target.startswith(("http://", "https://")):
+            raise table.error(
+                "target", f"must be an http:// or https:// URL, got {target!r}"
+            )
+        return target
+    return parse_host_port(table, "target", target)
+
+
+def parse_host_port(table, key, value):
+    """Split ``host:port`` (IPv6 in brackets) into C{(host, port)}."""
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        sep = ""
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise table.error(
+            key, f"must be host:port (IPv6 as [addr]:port), got {value!r}"
+        )
+    return (host, int(port))

@@ -1,0 +1,60 @@
+"""Run the whole trial suite and end with the line ``N passed, N failed``.
+
+Trial's own closing line (``PASSED (successes=12, skips=1)``) is parsed
+rather than re-implementing a reporter, so the counts are trial's.
+Usage: ``python tools/run_tests.py [TEST ...]`` (default: the ``tests`` package).
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+SUMMARY = re.compile(r"^(PASSED|FAILED) \((?P<counts>[^)]*)\)\s*$")
+FAILING_KINDS = ("failures", "errors", "unexpectedSuccesses")
+
+
+def parse_counts(line):
+    """Turn ``FAILED (failures=1, successes=3)`` into a dict of ints."""
+    match = SUMMARY.match(line.strip())
+    if match is None:
+        return None
+    counts = {}
+    for item in match.group("counts").split(","):
+        if "=" in item:
+            key, value = item.split("=", 1)
+            counts[key.strip()] = int(value)
+    return counts
+
+
+def main(argv):
+    tests = argv or ["tests"]
+    jobs = os.environ.get("TRIAL_JOBS", "2")
+    command = [sys.executable, "-m", "twisted.trial", f"--jobs={jobs}", *tests]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+    )
+    counts = None
+    for line in process.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        parsed = parse_counts(line)
+        if parsed is not None:
+            counts = parsed
+    code = process.wait()
+    if counts is None:
+        print("trial ended without a summary line (exit %d)" % code)
+        print("0 passed, 1 failed")
+        return 1
+    passed = counts.get("successes", 0) + counts.get("expectedFailures", 0)
+    failed = sum(counts.get(kind, 0) for kind in FAILING_KINDS)
+    line = f"{passed} passed, {failed} failed"
+    if counts.get("skips"):
+        line += f", {counts['skips']} skipped"
+    print(line)
+    return 0 if failed == 0 and code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
