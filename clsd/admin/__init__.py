@@ -1,0 +1,1 @@
+"""Administration over SSH: command shell, Python manhole, loopback telnet manhole."""

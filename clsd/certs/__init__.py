@@ -1,0 +1,1 @@
+"""Cluster certificates: the clsd-certs tool and certificate helpers."""

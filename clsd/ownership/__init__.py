@@ -1,0 +1,1 @@
+"""Ownership: quorum leases, epochs and placement of cluster IDs (a sans-IO core)."""

@@ -1,0 +1,1 @@
+"""Supervision: run a system, restart it with backoff, stop it cleanly, check its health."""

@@ -1,0 +1,1 @@
+"""Test rigs that run real daemons: launcher, recorder, checker, fault injection."""

@@ -1,0 +1,1 @@
+"""The peer wire: message codec, TLS contexts, and the peer connection protocol."""
