@@ -60,7 +60,8 @@ class AdminRig:
         self.monitor_keys = write_key_file(self.path("monitor_keys"), self.monitor_key)
         self.backend = backend if backend is not None else FakeBackend()
         self.events = []
-        self.log = Logger(namespace="clsd.admin", observer=self.events.append)
+        self._event_waiters = []
+        self.log = Logger(namespace="clsd.admin", observer=self._observe)
         password_hash = bcrypt.hashpw(TELNET_PASSWORD.encode(), bcrypt.gensalt(rounds=4))
         self.config = AdminConfig(
             ssh=(LOOPBACK, 0) if ssh else None,
@@ -98,3 +99,18 @@ class AdminRig:
 
     def fingerprint(self, key):
         return fingerprint(key)
+
+    def _observe(self, event):
+        self.events.append(event)
+        waiting, self._event_waiters = self._event_waiters, []
+        for kind, d in waiting:
+            if event.get("admin_event") == kind:
+                d.callback(event)
+            else:
+                self._event_waiters.append((kind, d))
+
+    def next_audit(self, event, timeout=15.0):
+        """A Deferred that fires with the next audit event of type C{event}."""
+        d = defer.Deferred()
+        self._event_waiters.append((event, d))
+        return d.addTimeout(timeout, self.reactor)

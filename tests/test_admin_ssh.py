@@ -183,6 +183,10 @@ class SSHCommandTests(unittest.TestCase):
         [bad] = self.rig.audit("command", command="move A nowhere")
         self.assertEqual((bad["status"], bad["reason"]),
                          (commands.EXIT_FAILED, "error: no member named 'nowhere'"))
+        logout = self.rig.next_audit("logout")
+        conn.close()
+        event = yield logout
+        self.assertEqual((event["credential"], event["peer"]), (key, login["peer"]))
 
     @defer.inlineCallbacks
     def test_port_forwarding_is_refused(self):

@@ -29,9 +29,8 @@ CTRL_A, CTRL_C, CTRL_D, CTRL_E, CTRL_L, CTRL_U = b"\x01", b"\x03", b"\x04", b"\x
 NEEDS_TERMINAL = "error: the manhole needs a terminal: use ssh -t HOST manhole\n"
 
 
-def terminal_text(text):
-    """C{text} as bytes for a terminal in raw mode, where a newline must be CR LF."""
-    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8", "replace")
+def _utf8(text):
+    return text.encode("utf-8", "replace")
 
 
 class AdminShell(recvline.HistoricRecvLine):
@@ -63,7 +62,7 @@ class AdminShell(recvline.HistoricRecvLine):
 
     def initializeScreen(self):
         # Unlike RecvLine, do not reset (clear) the operator's screen.
-        self.terminal.write(terminal_text(
+        self.terminal.write(_utf8(
             "CLSD admin shell. 'help' lists the commands; 'exit' or Ctrl-D leaves.\n"
         ))
         self.terminal.write(self.ps[self.pn])
@@ -125,7 +124,7 @@ class AdminShell(recvline.HistoricRecvLine):
         self._busy = False
         if self._done:
             return
-        self.terminal.write(terminal_text(outcome.stderr + outcome.stdout))
+        self.terminal.write(_utf8(outcome.stderr + outcome.stdout))
         if outcome.enter_manhole:
             self.host.open_manhole(self)
             return
@@ -135,7 +134,7 @@ class AdminShell(recvline.HistoricRecvLine):
     def resume(self):
         """Back from the manhole: say where we are and go on."""
         self.terminal.nextLine()
-        self.terminal.write(terminal_text("(left the manhole; back in the admin shell)\n"))
+        self.terminal.write(_utf8("(left the manhole; back in the admin shell)\n"))
         self.prompt()
 
     def prompt(self):
@@ -230,12 +229,17 @@ class AdminManhole(manhole.ColoredManhole):
         self.on_quit = on_quit
 
     def initializeScreen(self):
-        self.terminal.write(terminal_text(
+        self.terminal.write(_utf8(
             "CLSD manhole: Python on the daemon's reactor thread. A blocking call here\n"
             "stalls the whole daemon (heartbeats, leases). Ctrl-D leaves.\n"
         ))
         self.terminal.write(self.ps[self.pn])
         self.setInsertMode()
+
+    def terminalSize(self, width, height):
+        # Manhole clears the screen on every resize; keep what is there.
+        self.width = width
+        self.height = height
 
     def lineReceived(self, line):
         self.host.manhole_line(line.decode("utf-8", "replace"))

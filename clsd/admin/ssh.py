@@ -32,7 +32,7 @@ from clsd.admin.commands import (
     EXIT_FAILED, EXIT_OK, EXIT_USAGE, ROLE_ADMIN, ROLE_MONITOR, Outcome, run_line,
 )
 from clsd.admin.hostkey import fingerprint
-from clsd.admin.shell import NEEDS_TERMINAL, AdminManhole, AdminShell, LineShell, terminal_text
+from clsd.admin.shell import NEEDS_TERMINAL, AdminManhole, AdminShell, LineShell
 
 #: Until the pty request says otherwise.
 DEFAULT_TERMINAL_SIZE = (80, 24)
@@ -198,6 +198,11 @@ def build_ssh_factory(host_key, backend, reactor, audit, authorized_keys, monito
         AuthorizedKeysFile(monitor_keys, audit.log),
     )
     return AdminSSHFactory(host_key, Portal(AdminRealm(context), [checker]), context)
+
+
+def terminal_text(text):
+    """C{text} as bytes for a pty written to directly (not through insults): CR LF newlines."""
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8", "replace")
 
 
 class _Pipe:
@@ -373,8 +378,8 @@ class AdminSession:
             self._input += data[:MAX_EARLY_INPUT - len(self._input)]
 
     def _write_terminal(self, text):
-        if not self._closed:
-            self._process.write(terminal_text(text))
+        if not self._closed and self._terminal is not None:
+            self._terminal.write(text.encode("utf-8", "replace"))
 
     def _exec_done(self, outcome):
         if self._closed:

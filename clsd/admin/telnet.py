@@ -79,8 +79,41 @@ class TelnetManholeRealm:
         who = Who("telnet", user, ROLE_ADMIN, "password", mind)
         self.audit.login(who)
         host = _ManholeHost(self.backend, self.audit, who)
-        bootstrap = telnet.TelnetBootstrapProtocol(insults.ServerProtocol, host.make_manhole)
-        return telnet.ITelnetProtocol, bootstrap, lambda: self.audit.logout(who)
+        bootstrap = _QuietBootstrap(insults.ServerProtocol, host.make_manhole)
+        # conch never calls the logout function of a telnet login (the
+        # transport hands connectionLost to the avatar instead), so the
+        # avatar reports the logout itself.
+        bootstrap.on_lost = lambda: self.audit.logout(who)
+        return telnet.ITelnetProtocol, bootstrap, lambda: None
+
+
+class _QuietBootstrap(telnet.TelnetBootstrapProtocol):
+    """conch's terminal bootstrap, without a logged traceback per refused option.
+
+    Clients may refuse line mode, window size or go-ahead suppression; the
+    manhole works without them, so a refusal is not an error.
+    """
+
+    on_lost = staticmethod(lambda: None)
+
+    def connectionMade(self):
+        self.transport.negotiationMap[telnet.NAWS] = self.telnet_NAWS
+        self.transport.negotiationMap[telnet.LINEMODE] = self.telnet_LINEMODE
+        for option in (telnet.LINEMODE, telnet.NAWS, telnet.SGA):
+            self.transport.do(option).addErrback(self._refused, option)
+        self.transport.will(telnet.ECHO).addErrback(self._refused, telnet.ECHO)
+        self.protocol = self.protocolFactory(*self.protocolArgs, **self.protocolKwArgs)
+        self.protocol.makeConnection(self)
+
+    def connectionLost(self, reason):
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.on_lost()
+
+    def _refused(self, reason, option):
+        if not reason.check(telnet.OptionRefused, telnet.AlreadyEnabled):
+            self._log.failure("telnet option {option!r} failed", reason, option=option)
 
 
 class _ManholeHost:
@@ -114,8 +147,12 @@ class TelnetLogin(telnet.AuthenticatingTelnetProtocol):
         self.reactor = reactor
         self.failures = 0
 
+    def telnet_User(self, line):
+        # Clients that send CR LF as data leave a CR on the line.
+        return super().telnet_User(line.rstrip(b"\r"))
+
     def telnet_Password(self, line):
-        username, password = self.username, line
+        username, password = self.username, line.rstrip(b"\r")
         del self.username
         peer = format_peer(self.transport.getPeer())
 
@@ -145,10 +182,10 @@ class TelnetLogin(telnet.AuthenticatingTelnetProtocol):
         if self.transport is None or self.transport.transport is None:
             return
         if self.failures >= MAX_LOGIN_FAILURES:
-            self.transport.write(b"\r\nAuthentication failed; too many failures\r\n")
+            self.transport.write(b"\nAuthentication failed; too many failures\n")
             self.transport.loseConnection()
             return
-        self.transport.write(b"\r\nAuthentication failed\r\nUsername: ")
+        self.transport.write(b"\nAuthentication failed\nUsername: ")
         self.state = "User"
 
 
