@@ -90,9 +90,11 @@ class CommandTests(unittest.TestCase):
 
     def test_status_human(self):
         text = run(self.backend, "status").stdout
-        self.assertTrue(text.startswith("node:    alpha\nquorum:  yes (voters: alpha, beta, witness)\n"))
+        self.assertTrue(text.startswith(
+            "node:    alpha\nquorum:  yes (voters: alpha, beta, witness)\n"))
         self.assertIn("\nMEMBER   STATE  ADDRESS\n", text)
-        self.assertIn("\nSERVICE  STATE     PID  RESTARTS\nweb      running  1234         0\n", text)
+        self.assertIn(
+            "\nSERVICE  STATE     PID  RESTARTS\nweb      running  1234         0\n", text)
 
     def test_history(self):
         outcome = run(self.backend, "history 2 --json")
@@ -142,7 +144,8 @@ class CommandTests(unittest.TestCase):
         outcome = run(UnavailableBackend("alpha"), "force-remove gamma")
         self.assertEqual(outcome.status, EXIT_FAILED)
         self.assertEqual(outcome.stderr,
-                         "error: not available: 'force-remove' is not wired into this daemon yet\n")
+                         "error: not available: "
+                         "'force-remove' is not wired into this daemon yet\n")
 
     def test_unknown_command(self):
         outcome = run(self.backend, "frob")

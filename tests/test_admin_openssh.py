@@ -57,7 +57,8 @@ class OpenSSHTests(unittest.TestCase):
         self.ssh = require_tool(self, "ssh")
         self.rig = yield AdminRig(self).start()
         self.admin_key_file = write_private_key(self.rig.path("admin_id"), self.rig.admin_key)
-        self.monitor_key_file = write_private_key(self.rig.path("monitor_id"), self.rig.monitor_key)
+        self.monitor_key_file = write_private_key(self.rig.path("monitor_id"),
+                                                  self.rig.monitor_key)
         self.stranger_key_file = write_private_key(self.rig.path("stranger_id"),
                                                    self.rig.stranger_key)
         self.home = self.rig.path("home")

@@ -67,7 +67,8 @@ class TelnetManholeTests(unittest.TestCase):
     @defer.inlineCallbacks
     def connect(self):
         terminal = _Terminal()
-        factory = protocol.ClientFactory.forProtocol(lambda: telnet.TelnetTransport(lambda: terminal))
+        factory = protocol.ClientFactory.forProtocol(
+            lambda: telnet.TelnetTransport(lambda: terminal))
         host, port = self.rig.telnet_address
         self.rig.reactor.connectTCP(host, port, factory, timeout=TIMEOUT)
         yield terminal.wait_for(b"Username: ")

@@ -140,7 +140,8 @@ class AdminConfigTests(unittest.TestCase):
                            "is required when telnet is on")
 
     def test_password_hash_malformed(self):
-        for value in ("secret", HASH[:-1], "$1$abcdefgh$" + "x" * 22, HASH.replace("$2b$", "$2c$")):
+        for value in ("secret", HASH[:-1], "$1$abcdefgh$" + "x" * 22,
+                      HASH.replace("$2b$", "$2c$")):
             error = self.assertMistake(
                 f'telnet = "127.0.0.1:7423"\ntelnet_password_hash = "{value}"',
                 "admin.telnet_password_hash", "must be a bcrypt hash",

@@ -36,7 +36,8 @@ class Who:
         return attrs.asdict(self)
 
     def __str__(self):
-        return f"{self.role} {self.credential} (user {self.user!r}) via {self.via} from {self.peer}"
+        return (f"{self.role} {self.credential} (user {self.user!r}) "
+                f"via {self.via} from {self.peer}")
 
 
 class Audit:

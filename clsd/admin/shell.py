@@ -24,7 +24,8 @@ MAX_LINE_BYTES = 64 * 1024
 #: Words that end the interactive shell (besides Ctrl-D on an empty line).
 EXIT_WORDS = ("exit", "quit", "logout")
 
-CTRL_A, CTRL_C, CTRL_D, CTRL_E, CTRL_L, CTRL_U = b"\x01", b"\x03", b"\x04", b"\x05", b"\x0c", b"\x15"
+CTRL_A, CTRL_C, CTRL_D = b"\x01", b"\x03", b"\x04"
+CTRL_E, CTRL_L, CTRL_U = b"\x05", b"\x0c", b"\x15"
 
 NEEDS_TERMINAL = "error: the manhole needs a terminal: use ssh -t HOST manhole\n"
 

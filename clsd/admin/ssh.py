@@ -37,6 +37,11 @@ from clsd.admin.shell import NEEDS_TERMINAL, AdminManhole, AdminShell, LineShell
 #: Until the pty request says otherwise.
 DEFAULT_TERMINAL_SIZE = (80, 24)
 
+#: Seconds an unauthenticated connection may stay (sshd's LoginGraceTime default).
+LOGIN_GRACE_TIME = 120
+#: Failed authentication attempts before the connection is dropped (sshd's MaxAuthTries).
+MAX_AUTH_TRIES = 6
+
 #: Input typed before an exec command starts that is kept for a manhole.
 MAX_EARLY_INPUT = 64 * 1024
 
@@ -131,7 +136,12 @@ class AdminAvatar(ConchUser):
 
 
 class AdminUserAuthServer(userauth.SSHUserAuthServer):
-    """conch's user-auth service, plus the audit log and the injected reactor."""
+    """conch's user-auth service, plus the audit log, the injected reactor and sshd's limits."""
+
+    #: sshd's LoginGraceTime: an unauthenticated connection may not linger.
+    loginTimeout = LOGIN_GRACE_TIME
+    #: sshd's MaxAuthTries.
+    attemptsBeforeDisconnect = MAX_AUTH_TRIES
 
     @property
     def clock(self):
@@ -222,7 +232,6 @@ class _Pipe:
 
     def loseConnection(self):
         self._lose()
-
 
 
 @implementer(ISession)
