@@ -195,6 +195,13 @@ class CommandTests(unittest.TestCase):
         self.assertTrue(run(self.backend, "manhole").enter_manhole)
         self.assertEqual(run(self.backend, "manhole --json").status, EXIT_USAGE)
 
+    def test_reload_with_a_bad_file(self):
+        self.backend.reload_error = "clsd.toml: service[0].command: must not be empty"
+        outcome = run(self.backend, "reload")
+        self.assertEqual(outcome.status, EXIT_FAILED)
+        self.assertEqual(outcome.stderr, "error: configuration not reloaded, nothing changed: "
+                         "clsd.toml: service[0].command: must not be empty\n")
+
     def test_deferred_backend(self):
         pending = defer.Deferred()
         self.backend.reload = lambda: pending

@@ -161,6 +161,19 @@ class SSHCommandTests(unittest.TestCase):
         self.assertEqual([e["code"] for e in self.rig.audit("manhole")], ["print(node * 2)"])
 
     @defer.inlineCallbacks
+    def test_manhole_namespace_failure_is_reported(self):
+        def broken():
+            raise RuntimeError("no namespace today")
+
+        self.rig.backend.manhole_namespace = broken
+        conn = yield self.login(self.rig.admin_key)
+        result = yield conn.run("manhole", pty=True)
+        self.assertEqual(result.status, commands.EXIT_FAILED)
+        self.assertIn(b"the manhole is not available", result.stderr)
+        [crash] = [e for e in self.rig.events if e.get("log_failure") is not None]
+        self.assertIn("no namespace today", crash["log_failure"].getErrorMessage())
+
+    @defer.inlineCallbacks
     def test_input_to_an_exec_command_is_ignored(self):
         conn = yield self.login(self.rig.admin_key)
         result = yield conn.run("members --json", stdin=b"leave\n")
@@ -313,6 +326,19 @@ class SSHShellTests(unittest.TestCase):
         [line] = self.rig.audit("manhole")
         self.assertEqual(line["code"], "backend.calls.append(('from-manhole', ()))")
         self.assertEqual(line["credential"], fingerprint(self.rig.admin_key))
+
+    @defer.inlineCallbacks
+    def test_overlong_line_is_cut(self):
+        from clsd.admin.shell import MAX_LINE_CHARS
+
+        shell = yield self.shell(self.rig.admin_key)
+        at = yield shell.wait_for(b"clsd> ")
+        shell.send(b"x" * (MAX_LINE_CHARS + 10) + b"\r")
+        at = yield shell.wait_for(b"unknown command", after=at)
+        yield shell.wait_for(b"clsd> ", after=at)
+        [event] = self.rig.audit("command")
+        self.assertEqual(event["command"], "x" * MAX_LINE_CHARS)
+        self.assertIn(b"\a", shell.stdout)
 
     @defer.inlineCallbacks
     def test_line_shell_without_terminal(self):

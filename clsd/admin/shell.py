@@ -21,6 +21,9 @@ from clsd.admin.commands import EXIT_OK, EXIT_USAGE, ROLE_ADMIN
 #: command is that long, and the buffer must stay bounded.
 MAX_LINE_BYTES = 64 * 1024
 
+#: Longer input lines of the interactive shell are refused key by key (bell).
+MAX_LINE_CHARS = 4096
+
 #: Words that end the interactive shell (besides Ctrl-D on an empty line).
 EXIT_WORDS = ("exit", "quit", "logout")
 
@@ -75,6 +78,12 @@ class AdminShell(recvline.HistoricRecvLine):
         self.height = height
 
     # -- keys -----------------------------------------------------------------
+
+    def characterReceived(self, ch, moreCharactersComing):
+        if len(self.lineBuffer) >= MAX_LINE_CHARS:
+            self.terminal.write(b"\a")
+            return
+        super().characterReceived(ch, moreCharactersComing)
 
     def handle_INT(self):
         self.lineBuffer = []

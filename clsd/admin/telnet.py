@@ -116,6 +116,14 @@ class _QuietBootstrap(telnet.TelnetBootstrapProtocol):
             self._log.failure("telnet option {option!r} failed", reason, option=option)
 
 
+class _Unavailable(insults.TerminalProtocol):
+    """Says the manhole cannot open, and hangs up."""
+
+    def connectionMade(self):
+        self.terminal.write(b"error: the manhole is not available here (see the daemon log)\n")
+        self.terminal.loseConnection()
+
+
 class _ManholeHost:
     """The manhole's host: audits its lines; leaving it ends the connection."""
 
@@ -127,8 +135,13 @@ class _ManholeHost:
         self._manhole = None
 
     def make_manhole(self):
+        try:
+            namespace = dict(self.backend.manhole_namespace())
+        except Exception:
+            self.audit.log.failure("admin manhole: the backend's namespace failed")
+            return _Unavailable()
         self.audit.session(self.who, "manhole")
-        self._manhole = AdminManhole(dict(self.backend.manhole_namespace()), self, self._quit)
+        self._manhole = AdminManhole(namespace, self, self._quit)
         return self._manhole
 
     def manhole_line(self, line):
