@@ -1,0 +1,259 @@
+"""The operator-facing protocols: the interactive shell, the line shell, the manhole.
+
+They are transport-agnostic: each talks to a I{host} (the SSH session, or
+the telnet login) that runs command lines through the command layer and the
+audit log, and that knows how to end the session:
+
+    host.run(line) -> Deferred[Outcome]     (already audited)
+    host.role                               ("admin" or "monitor")
+    host.open_manhole(shell)                (switch this terminal to a manhole)
+    host.manhole_line(line)                 (audit one line typed in the manhole)
+    host.write_error(text)                  (to stderr, where there is one)
+    host.end(status)                        (end the session with an exit status)
+"""
+
+from twisted.conch import manhole, recvline
+from twisted.internet import protocol
+
+from clsd.admin.commands import EXIT_OK, EXIT_USAGE, ROLE_ADMIN
+
+#: Lines of the non-terminal shell longer than this end the session: no
+#: command is that long, and the buffer must stay bounded.
+MAX_LINE_BYTES = 64 * 1024
+
+#: Longer input lines of the interactive shell are refused key by key (bell).
+MAX_LINE_CHARS = 4096
+
+#: Words that end the interactive shell (besides Ctrl-D on an empty line).
+EXIT_WORDS = ("exit", "quit", "logout")
+
+CTRL_A, CTRL_C, CTRL_D = b"\x01", b"\x03", b"\x04"
+CTRL_E, CTRL_L, CTRL_U = b"\x05", b"\x0c", b"\x15"
+
+NEEDS_TERMINAL = "error: the manhole needs a terminal: use ssh -t HOST manhole\n"
+
+
+def _utf8(text):
+    return text.encode("utf-8", "replace")
+
+
+class AdminShell(recvline.HistoricRecvLine):
+    """The interactive shell on a terminal: prompt, line editing, history, help.
+
+    Lines typed while a command runs are queued and run in order, so pasted
+    input behaves as typed input.
+    """
+
+    def __init__(self, host):
+        super().__init__()
+        self.host = host
+        prompt = b"clsd> " if host.role == ROLE_ADMIN else b"clsd (read-only)> "
+        self.ps = (prompt, prompt)
+        self._queue = []
+        self._busy = False
+        self._done = False
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.keyHandlers.update({
+            CTRL_A: self.handle_HOME,
+            CTRL_E: self.handle_END,
+            CTRL_C: self.handle_INT,
+            CTRL_D: self.handle_EOF,
+            CTRL_L: self.handle_FF,
+            CTRL_U: self.handle_KILL_LINE,
+        })
+
+    def initializeScreen(self):
+        # Unlike RecvLine, do not reset (clear) the operator's screen.
+        self.terminal.write(_utf8(
+            "CLSD admin shell. 'help' lists the commands; 'exit' or Ctrl-D leaves.\n"
+        ))
+        self.terminal.write(self.ps[self.pn])
+        self.setInsertMode()
+
+    def terminalSize(self, width, height):
+        # RecvLine clears the screen on every resize; keep what is there.
+        self.width = width
+        self.height = height
+
+    # -- keys -----------------------------------------------------------------
+
+    def characterReceived(self, ch, moreCharactersComing):
+        if len(self.lineBuffer) >= MAX_LINE_CHARS:
+            self.terminal.write(b"\a")
+            return
+        super().characterReceived(ch, moreCharactersComing)
+
+    def handle_INT(self):
+        self.lineBuffer = []
+        self.lineBufferIndex = 0
+        self.terminal.write(b"^C")
+        self.terminal.nextLine()
+        self.drawInputLine()
+
+    def handle_EOF(self):
+        if self.lineBuffer:
+            self.terminal.write(b"\a")
+        else:
+            self.terminal.nextLine()
+            self._queue.append("exit")
+            self._next()
+
+    def handle_FF(self):
+        self.terminal.eraseDisplay()
+        self.terminal.cursorHome()
+        self.drawInputLine()
+
+    def handle_KILL_LINE(self):
+        self.handle_HOME()
+        self.terminal.eraseToLineEnd()
+        self.lineBuffer = []
+        self.lineBufferIndex = 0
+
+    # -- lines ----------------------------------------------------------------
+
+    def lineReceived(self, line):
+        self._queue.append(line.decode("utf-8", "replace").strip())
+        self._next()
+
+    def _next(self):
+        while not self._busy and not self._done and self._queue:
+            text = self._queue.pop(0)
+            if not text:
+                self.drawInputLine()
+                continue
+            if text in EXIT_WORDS:
+                self._done = True
+                self.host.end(EXIT_OK)
+                return
+            self._busy = True
+            self.host.run(text).addCallback(self._show)
+
+    def _show(self, outcome):
+        self._busy = False
+        if self._done:
+            return
+        self.terminal.write(_utf8(outcome.stderr + outcome.stdout))
+        if outcome.enter_manhole:
+            self.host.open_manhole(self)
+            return
+        self.drawInputLine()
+        self._next()
+
+    def resume(self):
+        """Back from the manhole: say where we are and go on."""
+        self.terminal.nextLine()
+        self.terminal.write(_utf8("(left the manhole; back in the admin shell)\n"))
+        self.prompt()
+
+    def prompt(self):
+        """Show the prompt (and any half-typed line) and run what is queued."""
+        self.drawInputLine()
+        self._next()
+
+    def connectionLost(self, reason):
+        self._done = True
+
+
+class LineShell(protocol.Protocol):
+    """The shell without a terminal (``ssh -T host`` or commands piped in).
+
+    No prompt and no echo: each line is a command, its output is written as
+    is (stderr to the SSH stderr stream), and when the input ends the session
+    ends with the exit status of the last command.
+    """
+
+    def __init__(self, host):
+        self.host = host
+        self._buffer = b""
+        self._queue = []
+        self._busy = False
+        self._eof = False
+        self._done = False
+        self.last_status = EXIT_OK
+
+    def dataReceived(self, data):
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        if len(self._buffer) > MAX_LINE_BYTES:
+            self.host.write_error(f"error: line longer than {MAX_LINE_BYTES} bytes\n")
+            self._finish()
+            return
+        self._queue.extend(line.decode("utf-8", "replace").strip() for line in lines)
+        self._next()
+
+    def eofReceived(self):
+        if self._buffer:
+            self._queue.append(self._buffer.decode("utf-8", "replace").strip())
+            self._buffer = b""
+        self._eof = True
+        self._next()
+
+    def _next(self):
+        while not self._busy and not self._done:
+            if not self._queue:
+                if self._eof:
+                    self._finish()
+                return
+            text = self._queue.pop(0)
+            if not text:
+                continue
+            if text in EXIT_WORDS:
+                self._finish()
+                return
+            self._busy = True
+            self.host.run(text).addCallback(self._show)
+
+    def _show(self, outcome):
+        self._busy = False
+        if self._done:
+            return
+        self.last_status = outcome.status
+        if outcome.enter_manhole:
+            self.host.write_error(NEEDS_TERMINAL)
+            self.last_status = EXIT_USAGE
+        self.host.write_error(outcome.stderr)
+        self.transport.write(outcome.stdout.encode("utf-8", "replace"))
+        self._next()
+
+    def _finish(self):
+        if not self._done:
+            self._done = True
+            self.host.end(self.last_status)
+
+    def connectionLost(self, reason):
+        self._done = True
+
+
+class AdminManhole(manhole.ColoredManhole):
+    """A Python REPL in the daemon, every line audited.
+
+    Ctrl-D (or Ctrl-\\) leaves it through C{on_quit} (back to the admin shell,
+    or the end of the session) instead of dropping the connection.
+    """
+
+    def __init__(self, namespace, host, on_quit):
+        super().__init__(namespace)
+        self.host = host
+        self.on_quit = on_quit
+
+    def initializeScreen(self):
+        self.terminal.write(_utf8(
+            "CLSD manhole: Python on the daemon's reactor thread. A blocking call here\n"
+            "stalls the whole daemon (heartbeats, leases). Ctrl-D leaves.\n"
+        ))
+        self.terminal.write(self.ps[self.pn])
+        self.setInsertMode()
+
+    def terminalSize(self, width, height):
+        # Manhole clears the screen on every resize; keep what is there.
+        self.width = width
+        self.height = height
+
+    def lineReceived(self, line):
+        self.host.manhole_line(line.decode("utf-8", "replace"))
+        super().lineReceived(line)
+
+    def handle_QUIT(self):
+        self.on_quit()
