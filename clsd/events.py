@@ -72,8 +72,13 @@ class EventLog:
             "fields": fields,
         }
         self._history.append(event)
-        self.log.info("{subject}: {kind}: {reason}", subject=subject, kind=kind,
-                      reason=reason, clsd_event=event)
+        if kind == "state" and "to" in fields:
+            self.log.info("{subject}: {previous} -> {state}: {reason}", subject=subject,
+                          previous=fields.get("from"), state=fields["to"], reason=reason,
+                          clsd_event=event)
+        else:
+            self.log.info("{subject}: {kind}: {reason}", subject=subject, kind=kind,
+                          reason=reason, clsd_event=event)
         if self._file is not None:
             self._write(event)
         return event

@@ -66,6 +66,12 @@ class EventLogTests(unittest.TestCase):
         self.assertEqual(entry["reason"], "killed by SIGKILL")
         self.assertEqual(entry["clsd_event"]["subject"], "web")
 
+    def test_state_changes_logged_as_transitions(self):
+        self.events.record("state", "web", "exited code=1", **{"from": "running", "to": "backoff"})
+        (entry,) = self.logged
+        self.assertEqual(entry["log_format"], "{subject}: {previous} -> {state}: {reason}")
+        self.assertEqual((entry["previous"], entry["state"]), ("running", "backoff"))
+
     def test_write_failure_does_not_raise(self):
         path = os.path.join(self.mktemp(), "events.jsonl")
         self.events.open(path)
