@@ -43,6 +43,7 @@ class Daemon(MultiService):
         self.reactor = reactor
         self.data_dir = config.node.data_dir
         self.events = EventLog(monotonic=monotonic)
+        self._monotonic = monotonic
         self.groups = groups if groups is not None else OSProcessGroups()
         self.registry = GroupRegistry(os.path.join(self.data_dir, RECORD_DIR))
         #: Fires (with None) once leftovers are reaped and services started.
@@ -100,7 +101,7 @@ class Daemon(MultiService):
                            pid=os.getpid(), services=sorted(self._runners))
         super().startService()
         self._reaping = reap_leftovers(self.registry, self.reactor, self.groups,
-                                       self.events)
+                                       self.events, monotonic=self._monotonic)
         self._reaping.addCallback(self._start_services)
         self._reaping.addErrback(self._reap_failed)
 
