@@ -30,7 +30,7 @@ class Backoff:
 
 @attrs.frozen
 class CrashLoop:
-    """More than C{max_failures} failures within C{window} seconds: FAILED."""
+    """The C{max_failures}-th failure within C{window} seconds makes the service FAILED."""
 
     max_failures: int = 5
     window: float = 60.0
