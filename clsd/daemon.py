@@ -64,6 +64,8 @@ class Daemon(MultiService):
                 monotonic=monotonic,
                 random=random,
             )
+        if config.admin.ssh is not None or config.admin.telnet is not None:
+            self._add_admin()
 
     def _spawner(self, service):
         reactor = self.reactor
@@ -78,6 +80,14 @@ class Daemon(MultiService):
             return spawn_in_new_group(reactor, protocol, context)
 
         return spawn
+
+    def _add_admin(self):
+        # Imported only when configured: conch is not needed otherwise.
+        from clsd.admin.local import DaemonBackend
+        from clsd.admin.service import make_admin_service
+
+        self.admin = make_admin_service(self.config.admin, DaemonBackend(self), self.reactor)
+        self.admin.setServiceParent(self)
 
     # -- for the admin shell -------------------------------------------------------
 
