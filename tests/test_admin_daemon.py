@@ -7,7 +7,6 @@ in-process conch client logs in on 127.0.0.1 (port 0 = a free port).
 import json
 import os
 
-
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
