@@ -1,7 +1,6 @@
 """The whole configuration: ``[node]`` and every section, as frozen attrs classes."""
 
 import os
-import re
 import tomllib
 
 import attrs
@@ -10,7 +9,6 @@ from clsd.config.admin import AdminConfig, parse_admin
 from clsd.config.reader import ConfigError, Table
 from clsd.config.service import ServiceConfig, parse_service
 
-NODE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 DEFAULT_DATA_DIR = "/var/lib/clsd"
 
 
@@ -96,13 +94,7 @@ def _apply_override(data, dotted, value):
 def _parse_node(table, base_dir):
     if "name" not in table:
         raise table.error("name", "is required (or give --node-name)")
-    name = table.string("name")
-    if not NODE_NAME_PATTERN.match(name):
-        raise table.error(
-            "name",
-            f"{name!r} is not a valid node name "
-            "(letters, digits, '_', '.', '-'; starts with a letter or digit; at most 63)",
-        )
+    name = table.name("name", "node")
     data_dir = table.string("data_dir", DEFAULT_DATA_DIR)
     data_dir = os.path.normpath(os.path.join(base_dir, os.path.expanduser(data_dir)))
     table.finish()

@@ -6,8 +6,13 @@ keys nobody took are reported as unknown: a typo must never pass silently.
 """
 
 import math
+import re
 
 _MISSING = object()
+
+#: Names of nodes, services and cluster IDs: they appear in file names,
+#: certificates and log lines, so they are kept to a safe alphabet.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 class ConfigError(Exception):
@@ -82,6 +87,19 @@ class Table:
             raise self.error(key, f"must be a string, got {_describe(value)}")
         if nonempty and not value:
             raise self.error(key, "must not be empty")
+        return value
+
+    def name(self, key, what, default=_MISSING):
+        """A string restricted to L{NAME_PATTERN}; C{what} says whose name it is."""
+        value = self.string(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not NAME_PATTERN.match(value):
+            raise self.error(
+                key,
+                f"{value!r} is not a valid {what} name (letters, digits, '_', '.', '-'; "
+                "starts with a letter or digit; at most 63)",
+            )
         return value
 
     def boolean(self, key, default=_MISSING):

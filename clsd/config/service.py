@@ -1,12 +1,10 @@
 """The ``[[service]]`` tables: how this node runs one system, and how it checks it."""
 
 import os
-import re
 import signal
 
 import attrs
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 RESTART_POLICIES = ("always", "on-failure", "never")
 CHECK_TYPES = ("exec", "tcp", "http")
 
@@ -90,13 +88,7 @@ class ServiceConfig:
 
 def parse_service(table, data_dir, base_dir, euid):
     """Build a L{ServiceConfig} from one ``[[service]]`` L{Table}."""
-    name = table.string("name")
-    if not NAME_PATTERN.match(name):
-        raise table.error(
-            "name",
-            f"{name!r} is not a valid service name "
-            "(letters, digits, '_', '.', '-'; starts with a letter or digit; at most 63)",
-        )
+    name = table.name("name", "service")
     shell = table.boolean("shell", False)
     command = _parse_command(table, shell)
     env = table.string_map("env", {})
