@@ -197,11 +197,12 @@ crash_loop = {{ max_failures = 20, window = 60.0 }}
         exited = [e["mono"] for e in self.daemon.events.recent()
                   if e["kind"] == "exited" and e["subject"] == "svc"][:4]
         waits = [s - e for e, s in zip(exited, spawned[1:])]
-        # Restart 1 is immediate; then 0.2, 0.4, 0.8 s (timer slack allowed).
-        self.assertLess(waits[0], 0.1, waits)
+        # Restart 1 is immediate; then 0.2, 0.4, 0.8 s (generous slack for a
+        # loaded machine: the lower bounds are what prove the backoff).
+        self.assertLess(waits[0], 0.15, waits)
         for wait, expected in zip(waits[1:], (0.2, 0.4, 0.8)):
             self.assertGreaterEqual(wait, expected - 0.01, waits)
-            self.assertLess(wait, expected + 0.3, waits)
+            self.assertLess(wait, expected + 0.5, waits)
 
     @defer.inlineCallbacks
     def test_crash_loop_fails_and_reset_revives(self):

@@ -77,3 +77,29 @@ class IdentityTests(unittest.TestCase):
             self.assertIsNone(pgroups.boot_identity())
         else:
             self.assertRegex(pgroups.boot_identity(), r"^[0-9a-f-]{36}$")
+
+
+class CachedProbeTests(unittest.TestCase):
+    def test_members_are_remembered_and_rescanned_when_they_die(self):
+        if not sys.platform.startswith("linux"):
+            raise unittest.SkipTest("the member cache is part of the /proc refinement")
+        child = start_group("sh", "-c", "sleep 30 & sleep 30 & wait")
+        self.addCleanup(lambda: pgroups.signal_group(child.pid, signal.SIGKILL))
+        groups = pgroups.OSProcessGroups()
+        deadline = time.monotonic() + 10
+        while len(pgroups._linux_live_members(child.pid)) < 3:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+        self.assertTrue(groups.alive(child.pid))
+        members = set(groups._members[child.pid])
+        self.assertEqual(len(members), 3)  # sh and two sleeps
+        sleeps = sorted(members - {child.pid})
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        os.kill(sleeps[0], signal.SIGKILL)
+        self.assertTrue(groups.alive(child.pid), "one sleep is left")
+        os.kill(sleeps[1], signal.SIGKILL)
+        while groups.alive(child.pid):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+        self.assertNotIn(child.pid, groups._members)

@@ -110,21 +110,52 @@ class SpawnTests(unittest.TestCase):
         seen = dict(line.split("=", 1) for line in proto.out.decode().splitlines())
         self.assertEqual(seen, env)
 
-    def test_missing_program_raises_on_spawn_path(self):
-        context = ExecContext(argv=("/nonexistent/clsd-test-program",),
-                              env=minimal_environment())
-        self.assertRaises(FileNotFoundError, spawn_in_new_group, reactor, Collector(),
-                          context)
+    def test_missing_program_raises_before_starting(self):
+        for cwd in (None, "/"):  # both paths
+            context = ExecContext(argv=("/nonexistent/clsd-test-program",),
+                                  env=minimal_environment(), cwd=cwd)
+            e = self.assertRaises(FileNotFoundError, spawn_in_new_group, reactor,
+                                  Collector(), context)
+            self.assertEqual(str(e), "[Errno 2] no such executable: "
+                                     "'/nonexistent/clsd-test-program'")
+            context = ExecContext(argv=("clsd-test-program",), env={"PATH": "/nonexistent"},
+                                  cwd=cwd)
+            e = self.assertRaises(FileNotFoundError, spawn_in_new_group, reactor,
+                                  Collector(), context)
+            self.assertEqual(str(e), "[Errno 2] not found in PATH /nonexistent: "
+                                     "'clsd-test-program'")
 
     @defer.inlineCallbacks
-    def test_missing_program_exits_1_on_fork_path(self):
-        context = ExecContext(argv=("/nonexistent/clsd-test-program",),
-                              env=minimal_environment(), cwd="/")
+    def test_exec_failure_exits_1_on_fork_path(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        program = os.path.join(directory, "broken")
+        with open(program, "w") as f:
+            f.write("#!/nonexistent/interpreter\n")
+        os.chmod(program, 0o755)
         proto = Collector()
-        spawn_in_new_group(reactor, proto, context)
+        spawn_in_new_group(reactor, proto, ExecContext(argv=(program,),
+                                                       env=minimal_environment(), cwd="/"))
         reason = yield proto.ended
         self.assertEqual(reason.exitCode, 1)
         self.assertIn(b"No such file", proto.err)
+
+    @defer.inlineCallbacks
+    def test_program_is_searched_in_the_service_path(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        program = os.path.join(directory, "clsd-test-hello")
+        with open(program, "w") as f:
+            f.write("#!/bin/sh\necho hello from $0\n")
+        os.chmod(program, 0o755)
+        self.assertNotIn(directory, os.environ.get("PATH", ""))
+        for cwd in (None, "/"):
+            proto = Collector()
+            env = dict(minimal_environment(), PATH=directory + ":/bin:/usr/bin")
+            spawn_in_new_group(reactor, proto, ExecContext(argv=("clsd-test-hello",),
+                                                           env=env, cwd=cwd))
+            yield proto.ended
+            self.assertEqual(proto.out, f"hello from {program}\n".encode())
 
 
 class ContextTests(unittest.TestCase):

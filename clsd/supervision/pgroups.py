@@ -33,37 +33,35 @@ def signal_group(pgid, signum):
 
 def group_alive(pgid):
     """Whether process group C{pgid} has a member that is not a zombie."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists; it is not ours to signal
-    if _HAVE_PROC_STAT:
-        return _linux_group_has_live_member(pgid)
-    return True
+    return OSProcessGroups().alive(pgid)
 
 
 def _read_stat(pid):
     """Fields 3.. of /proc/PID/stat (state first), or None if it vanished."""
     try:
-        with open(f"{_PROC}/{pid}/stat", "rb") as f:
-            data = f.read()
+        fd = os.open(f"{_PROC}/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # The command name (field 2) may contain spaces and parentheses.
     return data[data.rfind(b")") + 2:].split()
 
 
-def _linux_group_has_live_member(pgid):
-    for entry in os.listdir(_PROC):
-        if not entry.isdigit():
-            continue
-        fields = _read_stat(entry)
-        if fields and len(fields) > 2 and int(fields[2]) == pgid \
-                and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+def _is_live_member(pid, pgid):
+    fields = _read_stat(pid)
+    return bool(fields) and len(fields) > 2 and int(fields[2]) == pgid \
+        and fields[0] not in (b"Z", b"X")
+
+
+def _linux_live_members(pgid):
+    """Every non-zombie process of group C{pgid}: one pass over /proc."""
+    return [int(entry) for entry in os.listdir(_PROC)
+            if entry.isdigit() and _is_live_member(entry, pgid)]
 
 
 def process_start_identity(pid):
@@ -103,7 +101,35 @@ class OSProcessGroups:
     """The real operating system, as the runner and the orphan reaper use it.
 
     Tests substitute an object with the same two methods.
+
+    On Linux, C{alive} remembers the live members it found per group: while
+    one of them lives, re-reading their few /proc entries answers the
+    question, and the whole of /proc (a few ms per hundred processes) is
+    scanned again only when all of them are gone, since only a live member
+    can have forked a new one.
     """
 
     signal = staticmethod(signal_group)
-    alive = staticmethod(group_alive)
+
+    def __init__(self):
+        self._members = {}
+
+    def alive(self, pgid):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            self._members.pop(pgid, None)
+            return False
+        except PermissionError:
+            return True  # it exists; it is not ours to signal
+        if not _HAVE_PROC_STAT:
+            return True
+        for pid in self._members.get(pgid, ()):
+            if _is_live_member(pid, pgid):
+                return True
+        members = _linux_live_members(pgid)
+        if members:
+            self._members[pgid] = members
+            return True
+        self._members.pop(pgid, None)
+        return False

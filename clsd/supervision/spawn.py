@@ -21,6 +21,7 @@ tests/test_supervision_spawn.py run both paths against the installed Twisted.
 import errno
 import fcntl
 import os
+import shutil
 import signal
 
 from twisted.internet import process as _twisted_process
@@ -124,21 +125,44 @@ class GroupLeaderProcess(_twisted_process.Process):
         os.execvpe(executable, args, environment)
 
 
+def resolve_program(program, env, cwd=None):
+    """The path of C{program}, searched in the service's own C{PATH}.
+
+    Done here, for both spawn paths alike: C{posix_spawnp} would search the
+    daemon's PATH, not the service's. A missing program is reported before
+    anything is started, with the PATH that was searched.
+
+    @raise FileNotFoundError: when there is no such executable.
+    """
+    if "/" in program:
+        path = os.path.join(cwd, program) if cwd and not os.path.isabs(program) else program
+        if not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise FileNotFoundError(errno.ENOENT, "no such executable", path)
+        return program
+    search = env.get("PATH", os.defpath)
+    found = shutil.which(program, path=search)
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, f"not found in PATH {search}", program)
+    return found
+
+
 def spawn_in_new_group(reactor, protocol, context):
     """Start C{context} (an L{clsd.supervision.context.ExecContext}) as a group leader.
 
     The child's stdin is a pipe the protocol may close; stdout and stderr
     are pipes read by the protocol.
 
-    @raise OSError: when the program cannot be started at all on the
-        posix_spawn path (on the fork path the child exits with status 1
-        after writing the reason to its stderr).
+    @raise OSError: when the program cannot be started at all (no such
+        executable; on the posix_spawn path also exec errors; on the fork
+        path those make the child exit with status 1 after writing the
+        reason to its stderr).
     """
+    executable = resolve_program(context.argv[0], context.env, context.cwd)
     credentials = context.credentials
     uid = gid = groups = None
     if credentials is not None:
         uid, gid, groups = credentials.uid, credentials.gid, credentials.groups
     return GroupLeaderProcess(
-        reactor, context.argv[0], list(context.argv), dict(context.env), context.cwd,
+        reactor, executable, list(context.argv), dict(context.env), context.cwd,
         protocol, uid=uid, gid=gid, groups=groups,
     )
