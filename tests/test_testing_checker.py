@@ -311,6 +311,16 @@ class FailoverTests(unittest.TestCase):
         [failover] = check(h.records, faults=[first, second]).failovers
         self.assertIs(failover.fault, second)
 
+    def test_faults_on_other_nodes_do_not_take_the_blame(self):
+        h = History()
+        h.instance("a", "A", 1.0, beats_until=8.0, exit=8.01)
+        h.instance("a", "A", 9.0, stop=10.0)
+        kill = Fault(t=3.0, kind="kill_daemon", nodes=("a",))
+        elsewhere = Fault(t=5.0, kind="kill_service", nodes=("b",))
+        [failover] = check(h.records, faults=[kill, elsewhere]).failovers
+        self.assertIs(failover.fault, kill)
+        self.assertEqual(failover.time, 6.0)
+
     def test_cluster_filter(self):
         h = History()
         h.instance("a", "A", 1.0, exit=5.01)

@@ -11,8 +11,9 @@ from twisted.trial import unittest
 from clsd.config import parse_config
 from clsd.testing import tomlgen
 from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.faults.process import process_state
+from clsd.testing.faults.process import Pause, process_state
 from clsd.testing.launcher import (
+    health_checks_available,
     RIG_ENV, ConfigTemplate, Launcher, NodeSpec, merge, protected_service_part,
 )
 from clsd.testing.polling import wait_for
@@ -88,8 +89,9 @@ class LauncherTests(unittest.TestCase):
     def test_start_gives_each_node_its_address_files_and_log(self):
         launcher = self.launcher(["alpha", "beta"])
         launcher.start_all()
-        self.assertEqual([launcher.address(n) for n in ("alpha", "beta")],
-                         ["127.0.0.101", "127.0.0.102"])
+        first, second = (launcher.address(n) for n in ("alpha", "beta"))
+        self.assertTrue(first.startswith("127.0.0."))
+        self.assertEqual(int(second.rsplit(".", 1)[1]), int(first.rsplit(".", 1)[1]) + 1)
         for name in ("alpha", "beta"):
             node = launcher.node(name)
             self.assertTrue(node.running)
@@ -168,6 +170,16 @@ class LauncherTests(unittest.TestCase):
         self.assertRaises(ValueError, launcher.clock_of, "plain")
         self.assertTrue(launcher.node("faked").running)
 
+    def test_rigs_at_the_same_time_get_different_addresses(self):
+        one = self.launcher(3)
+        two = self.launcher(12)
+        mine = {one.address(n) for n in one.nodes}
+        theirs = {two.address(n) for n in two.nodes}
+        self.assertEqual(mine & theirs, set())
+        one.teardown()
+        three = self.launcher(3)
+        self.assertEqual({three.address(n) for n in three.nodes} & theirs, set())
+
     def test_addresses_stay_in_loopback(self):
         self.assertRaises(ValueError, Launcher, self.mktemp(), 10, first_address="127.0.0.250",
                           cleanups=self.cleanups)
@@ -179,8 +191,6 @@ class SupervisedServiceTests(unittest.TestCase):
     def setUp(self):
         self.cleanups = Cleanups()
         self.addCleanup(self.cleanups.run_all)
-        if not _daemon_supervises():
-            raise unittest.SkipTest("the daemon does not run [[service]]s yet (branch supervision)")
 
     def test_killed_service_is_restarted_and_the_records_show_it(self):
         launcher = Launcher(
@@ -203,16 +213,22 @@ class SupervisedServiceTests(unittest.TestCase):
         self.assertEqual(ended[second.instance].end_kind, "stop")
         self.assertEqual(launcher.log_problems(), [])
 
-
-def _daemon_supervises():
-    try:
-        from clsd.daemon import Daemon
-    except ImportError:
-        return False
-    return getattr(Daemon, "SUPERVISES_SERVICES", None) is True or _has_supervisor(Daemon)
-
-
-def _has_supervisor(daemon_class):
-    import inspect
-
-    return "supervis" in inspect.getsource(daemon_class).lower()
+    def test_hung_service_is_caught_by_its_health_check(self):
+        if not health_checks_available():
+            raise unittest.SkipTest("health checks are not merged yet (branch health)")
+        launcher = Launcher(
+            self.mktemp(), ["alpha"], cleanups=self.cleanups,
+            template=ConfigTemplate().with_part(protected_service_part(http_port="auto")),
+        )
+        self.addCleanup(launcher.teardown)
+        launcher.start("alpha")
+        first = launcher.wait_running("alpha", "alpha-solo")
+        Pause(first.pid, cleanups=self.cleanups)
+        second = launcher.wait_running("alpha", "alpha-solo", exclude={first.instance},
+                                       timeout=30)
+        report = launcher.check()
+        self.assertTrue(report.ok, [v.describe() for v in report.violations])
+        ended = {i.instance: i for i in report.intervals}
+        # Frozen, it could not write a stop record: its end is its observed death.
+        self.assertEqual(ended[first.instance].end_kind, "exit")
+        self.assertLess(ended[first.instance].end, second.start)

@@ -19,8 +19,9 @@ The rules (doc/reliability.md explains them for people):
   cluster's first record and the horizon, is a window. Here the optimistic
   end (last record) is the honest one, the opposite of the overlap rule.
 * **Failover**: for a fault at time f on some nodes, every instance running
-  there at f that ended before the next fault was interrupted by it; its
-  failover time is from f to the start of the next instance of its cluster.
+  there at f that ended before the next fault on its node was interrupted by
+  it; its failover time is from f to the start of the next instance of its
+  cluster (on any node).
 """
 
 import re
@@ -368,10 +369,13 @@ def failovers(intervals_, faults, *, horizon):
     ordered = sorted(faults, key=lambda f: f.t)
     found = []
     for index, fault in enumerate(ordered):
-        until = ordered[index + 1].t if index + 1 < len(ordered) else horizon
         for interval in intervals_:
             if interval.node not in fault.nodes:
                 continue
+            # Faults on other nodes may come meanwhile; only the next fault
+            # on this node takes over the blame.
+            until = next((later.t for later in ordered[index + 1:]
+                          if interval.node in later.nodes), horizon)
             if fault.clusters and interval.cluster not in fault.clusters:
                 continue
             if not (interval.start <= fault.t and interval.end is not None

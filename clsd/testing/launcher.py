@@ -21,8 +21,10 @@ process carrying this launcher's marker in its environment, including
 services orphaned by a daemon killed with -9.
 """
 
+import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -42,9 +44,16 @@ from clsd.testing.recorder import LifelineCollector, read_records
 #: Marks every process of one launcher (daemons and the services they start).
 RIG_ENV = "CLSD_RIG_ID"
 
-#: Node addresses start here unless told otherwise: away from .1 (the
-#: default source of unbound sockets) and from low numbers other tests use.
-DEFAULT_FIRST_ADDRESS = "127.0.0.101"
+#: Node addresses come from 127.0.0.101-.250 unless told otherwise: away
+#: from .1 (the default source of unbound sockets) and from low numbers
+#: other tests use. They are handed out in blocks of ADDRESS_BLOCK, each
+#: held by an flock on a file in LOCK_DIR, so rigs running at the same time
+#: (parallel trial jobs, other people's tests) never share an address. The
+#: kernel drops the lock when its holder dies, however it dies.
+FIRST_POOL_ADDRESS = 101
+LAST_POOL_ADDRESS = 250
+ADDRESS_BLOCK = 10
+LOCK_DIR = "/tmp/clsd-rig-addresses"
 
 #: A daemon stops its services before it exits; give it this long.
 DEFAULT_STOP_TIMEOUT = 15.0
@@ -86,13 +95,16 @@ def node_part(node, launcher):
 
 
 def protected_service_part(name="protected", *, cluster="{node}-solo", http_port=None,
-                           interval=0.1, extra=None):
+                           check=True, interval=0.1, extra=None):
     """A part adding one ``[[service]]`` running the protected test service.
 
     @param cluster: the cluster ID to record (``{node}`` is replaced); None
         leaves C{CLSD_CLUSTER} to the daemon (clusters with ownership).
-    @param http_port: serve HTTP on the node's address at this port, with an
-        http health check on it.
+    @param http_port: serve HTTP on the node's address at this port
+        (C{"auto"}: a free port picked for each node when its config is
+        written).
+    @param check: with HTTP, also give the service an http health check, so
+        that a hung (SIGSTOPped) service is found and restarted.
     @param extra: more keys for the ``[[service]]`` table.
     """
 
@@ -106,11 +118,27 @@ def protected_service_part(name="protected", *, cluster="{node}-solo", http_port
         service = {"name": name, "command": command, "env": env, "restart": "always",
                    "stop_timeout": 3.0}
         if http_port is not None:
-            command += ["--http", f"{node.address}:{http_port}"]
+            port = free_port(node.address) if http_port == "auto" else http_port
+            command += ["--http", f"{node.address}:{port}"]
+            if check:
+                service["check"] = {
+                    "type": "http", "target": f"http://{node.address}:{port}/",
+                    # Found hung within about a second: 3 misses 0.3 s apart.
+                    "interval": 0.3, "timeout": 0.25, "fall": 3, "rise": 1,
+                    # Python's start-up on a busy machine.
+                    "grace": 2.0,
+                }
         service.update(extra or {})
         return {"service": [service]}
 
     return part
+
+
+def health_checks_available():
+    """Whether this daemon can run ``[service.check]`` (clsd.supervision.health)."""
+    import importlib.util
+
+    return importlib.util.find_spec("clsd.supervision.health") is not None
 
 
 def merge(parts):
@@ -176,6 +204,40 @@ class Node:
         return self.process is not None and self.process.poll() is None
 
 
+def allocate_addresses(count):
+    """Reserve C{count} consecutive loopback addresses; returns (addresses, lock file)."""
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    blocks = -(-count // ADDRESS_BLOCK)
+    for start in range(FIRST_POOL_ADDRESS, LAST_POOL_ADDRESS + 2 - blocks * ADDRESS_BLOCK,
+                       ADDRESS_BLOCK):
+        lock = open(os.path.join(LOCK_DIR, f"127.0.0.{start}.lock"), "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        held = [lock]
+        try:
+            for extra in range(1, blocks):
+                more = open(os.path.join(LOCK_DIR, f"127.0.0.{start + extra * ADDRESS_BLOCK}.lock"), "w")
+                held.append(more)
+                fcntl.flock(more, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            for f in held:
+                f.close()
+            continue
+        return _addresses(f"127.0.0.{start}", count), held
+    raise RuntimeError(f"no free block of {count} addresses in 127.0.0.{FIRST_POOL_ADDRESS}-"
+                       f"{LAST_POOL_ADDRESS}: too many rigs running")
+
+
+def free_port(address):
+    """A TCP port free on C{address} now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
 def _addresses(first, count):
     base = first.rsplit(".", 1)
     prefix, last = base[0], int(base[1])
@@ -187,10 +249,12 @@ def _addresses(first, count):
 class Launcher:
     """N daemons on loopback, their records, and the means to hurt them."""
 
-    def __init__(self, directory, nodes=3, *, template=None, first_address=DEFAULT_FIRST_ADDRESS,
+    def __init__(self, directory, nodes=3, *, template=None, first_address=None,
                  faketime=(), env=None, cleanups=None):
         """
         @param nodes: a count (names ``n1``...) or a list of names.
+        @param first_address: the first node's address (the others follow);
+            default: a block reserved for this launcher (L{allocate_addresses}).
         @param faketime: names of nodes to start under libfaketime (see
             L{clock_of} for jumping their wall clocks).
         """
@@ -202,8 +266,13 @@ class Launcher:
         self.rig_id = uuid.uuid4().hex[:12]
         self.owner_pid = os.getpid()
         self.base_env = dict(os.environ if env is None else env)
+        self._address_locks = []
+        if first_address is None:
+            addresses, self._address_locks = allocate_addresses(len(names))
+        else:
+            addresses = _addresses(first_address, len(names))
         self.nodes = {}
-        for name, address in zip(names, _addresses(first_address, len(names))):
+        for name, address in zip(names, addresses):
             spec = NodeSpec(name=name, address=address,
                             directory=os.path.join(self.directory, "nodes", name))
             os.makedirs(spec.data_dir, exist_ok=True)
@@ -444,3 +513,6 @@ class Launcher:
         self.collector.wait_idle(10)
         self.collector.stop()
         wait_for(lambda: not self.marked_processes(), 10, what="the rig's processes to exit")
+        for lock in self._address_locks:
+            lock.close()
+        self._address_locks = []

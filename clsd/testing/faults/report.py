@@ -79,7 +79,7 @@ def build(*, schedule, run, scenario, final, during, log_problems, replay):
     return {
         "verdict": "FAIL" if reasons else "PASS",
         "reasons": reasons,
-        "scenario": scenario.name,
+        "scenario": getattr(scenario, "description", scenario.name),
         "seed": schedule.seed,
         "nodes": list(schedule.nodes),
         "duration": schedule.duration,

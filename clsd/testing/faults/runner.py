@@ -21,7 +21,7 @@ from clsd.testing.faults.clock import ClockJump
 from clsd.testing.faults.cpu import CpuStarvation
 from clsd.testing.faults.process import Pause
 from clsd.testing.faults.schedule import NETWORK_KINDS
-from clsd.testing.launcher import protected_service_part
+from clsd.testing.launcher import health_checks_available, protected_service_part
 from clsd.testing.polling import WaitTimeout, wait_for
 
 #: After the final heal, every expected cluster must run again within this.
@@ -33,11 +33,22 @@ class SupervisedScenario:
 
     name = "supervised"
 
-    def __init__(self, *, http_port=None):
+    def __init__(self, *, http_port="auto", health_check=None):
+        """
+        @param health_check: give each service an http health check, so a
+            hung (SIGSTOPped) service is caught; default: when the daemon
+            has health checks (L{health_checks_available}).
+        """
         self.http_port = http_port
+        self.health_check = health_checks_available() if health_check is None else health_check
+
+    @property
+    def description(self):
+        return f"supervised (health checks {'on' if self.health_check else 'off'})"
 
     def template_parts(self):
-        return [protected_service_part(cluster="{node}-solo", http_port=self.http_port)]
+        return [protected_service_part(cluster="{node}-solo", http_port=self.http_port,
+                                       check=self.health_check)]
 
     def capacity(self, launcher):
         return {}
@@ -54,6 +65,7 @@ class DaemonsScenario:
     """
 
     name = "daemons"
+    description = "daemons only, no services"
 
     def template_parts(self):
         return []
@@ -146,6 +158,8 @@ class ScheduleRunner:
 
     def _apply(self, step):
         event = step.event
+        # The fault starts when we start applying it (a restart takes a while).
+        began = self.clock()
         try:
             undo = getattr(self, f"_apply_{event.kind}")(event)
         except _Skip as e:
@@ -156,7 +170,7 @@ class ScheduleRunner:
             step.outcome = f"error: {e}"
             self.say(f"t={self.clock() - self._start:7.2f} ERROR {event.describe()}: {e}")
             return
-        step.applied_at = self.clock()
+        step.applied_at = began
         step.outcome = "applied"
         self.say(f"t={step.applied_at - self._start:7.2f} apply {event.describe()}")
         if undo is not None:
