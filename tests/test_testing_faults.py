@@ -19,6 +19,7 @@ from clsd.testing.faults.cleanup import Cleanups, owned_name, owner_of
 from clsd.testing.faults.clock import ClockJump, FakeClock, find_library
 from clsd.testing.faults.process import Pause, process_state
 from clsd.testing.polling import wait_for
+from clsd.testing.addresses import reserve
 from tests.rig_support import free_port, require, require_root, require_tool
 
 A, B, C, D, E = (f"127.0.0.{n}" for n in range(31, 36))
@@ -116,6 +117,10 @@ class FirewallMixin:
     def setUp(self):
         require_root("firewall rules")
         self.backend = self.make_backend()
+        # Addresses of our own: parallel test jobs must not partition each other.
+        reservation = reserve(4)
+        self.addCleanup(reservation.release)
+        self.a, self.b, self.c, self.d = reservation.addresses
         self.cleanups = Cleanups()
         self.addCleanup(self.cleanups.run_all)
         self.firewall = network.Firewall(
@@ -124,7 +129,7 @@ class FirewallMixin:
         )
         self.addCleanup(self.firewall.close)
         self.servers = {}
-        for address in (A, B):
+        for address in (self.a, self.b):
             server = socket.socket()
             server.bind((address, 0))
             server.listen(16)
@@ -135,14 +140,14 @@ class FirewallMixin:
         return self.backend.list_owned()
 
     def test_partition_blocks_tcp_and_heal_restores_it(self):
-        self.assertTrue(tcp_works(A, B, self.servers[B]))
-        self.assertTrue(tcp_works(B, A, self.servers[A]))
-        token = self.firewall.block(topology.isolate(A, [A, B]))
-        self.assertFalse(tcp_works(A, B, self.servers[B]))
-        self.assertFalse(tcp_works(B, A, self.servers[A]))
+        self.assertTrue(tcp_works(self.a, self.b, self.servers[self.b]))
+        self.assertTrue(tcp_works(self.b, self.a, self.servers[self.a]))
+        token = self.firewall.block(topology.isolate(self.a, [self.a, self.b]))
+        self.assertFalse(tcp_works(self.a, self.b, self.servers[self.b]))
+        self.assertFalse(tcp_works(self.b, self.a, self.servers[self.a]))
         self.firewall.lift(token)
-        self.assertTrue(tcp_works(A, B, self.servers[B]))
-        self.assertTrue(tcp_works(B, A, self.servers[A]))
+        self.assertTrue(tcp_works(self.a, self.b, self.servers[self.b]))
+        self.assertTrue(tcp_works(self.b, self.a, self.servers[self.a]))
 
     def test_block_is_one_way(self):
         def udp_arrives(source, destination):
@@ -153,46 +158,46 @@ class FirewallMixin:
                 tx.sendto(b"x", rx.getsockname())
                 return bool(select.select([rx], [], [], 0.3)[0])
 
-        self.firewall.block({(A, B)})
-        self.assertFalse(udp_arrives(A, B))
-        self.assertTrue(udp_arrives(B, A))
-        self.assertTrue(udp_arrives(A, C))
+        self.firewall.block({(self.a, self.b)})
+        self.assertFalse(udp_arrives(self.a, self.b))
+        self.assertTrue(udp_arrives(self.b, self.a))
+        self.assertTrue(udp_arrives(self.a, self.c))
 
     def test_overlapping_blocks_survive_lifting_one(self):
-        first = self.firewall.block(topology.isolate(A, [A, B]))
-        self.firewall.block({(A, B)})
+        first = self.firewall.block(topology.isolate(self.a, [self.a, self.b]))
+        self.firewall.block({(self.a, self.b)})
         self.firewall.lift(first)
-        self.assertEqual(self.firewall.blocked, {(A, B)})
-        self.assertFalse(tcp_works(A, B, self.servers[B]))
+        self.assertEqual(self.firewall.blocked, {(self.a, self.b)})
+        self.assertFalse(tcp_works(self.a, self.b, self.servers[self.b]))
 
     def test_close_leaves_no_table(self):
-        self.firewall.block({(A, B)})
+        self.firewall.block({(self.a, self.b)})
         self.assertIn(self.firewall.table, self.tables())
         self.firewall.close()
         self.assertNotIn(self.firewall.table, self.tables())
-        self.assertTrue(tcp_works(A, B, self.servers[B]))
+        self.assertTrue(tcp_works(self.a, self.b, self.servers[self.b]))
         self.assertEqual(self.cleanups.pending(), [])
 
     def test_cleanup_registry_removes_the_table(self):
-        self.firewall.block({(A, B)})
+        self.firewall.block({(self.a, self.b)})
         self.assertEqual(self.cleanups.run_all(), [])
         self.assertNotIn(self.firewall.table, self.tables())
 
     def test_loss_drops_roughly_the_asked_fraction(self):
-        port = free_port(D)
+        port = free_port(self.d)
         receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        receiver.bind((D, port))
+        receiver.bind((self.d, port))
         receiver.setblocking(False)
         self.addCleanup(receiver.close)
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sender.bind((C, 0))
+        sender.bind((self.c, 0))
         self.addCleanup(sender.close)
 
         def delivered(count):
             received = 0
             for start in range(0, count, 100):
                 for n in range(start, min(start + 100, count)):
-                    sender.sendto(b"%d" % n, (D, port))
+                    sender.sendto(b"%d" % n, (self.d, port))
                 while select.select([receiver], [], [], 0.05)[0]:
                     try:
                         while True:
@@ -203,13 +208,13 @@ class FirewallMixin:
             return received
 
         self.assertEqual(delivered(500), 500)  # the measurement itself loses nothing
-        self.firewall.loss(C, 0.3)
+        self.firewall.loss(self.c, 0.3)
         got = delivered(3000) / 3000
         # Binomial(3000, 0.7): sigma is 0.0084; 0.05 is six sigma.
         self.assertLess(abs(got - 0.7), 0.05)
 
     def test_non_loopback_address_is_refused(self):
-        self.assertRaises(topology.TopologyError, self.firewall.block, {(A, "192.0.2.1")})
+        self.assertRaises(topology.TopologyError, self.firewall.block, {(self.a, "192.0.2.1")})
         self.assertRaises(topology.TopologyError, self.firewall.loss, "192.0.2.1", 0.1)
         self.assertEqual(self.tables().count(self.firewall.table), 0)
 
@@ -246,8 +251,11 @@ class InterruptedRunTests(unittest.TestCase):
         require_tool("nft", "nftables")
 
     def holder(self):
+        reservation = reserve(2)
+        self.addCleanup(reservation.release)
         process = subprocess.Popen(
-            [sys.executable, "-c", HOLDER % (A, B)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", HOLDER % tuple(reservation.addresses)],
+            stdout=subprocess.PIPE, text=True,
         )
         self.addCleanup(process.wait)
         self.addCleanup(process.kill)

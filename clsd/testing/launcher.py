@@ -21,7 +21,6 @@ process carrying this launcher's marker in its environment, including
 services orphaned by a daemon killed with -9.
 """
 
-import fcntl
 import os
 import signal
 import socket
@@ -37,23 +36,12 @@ from clsd.testing.faults.cleanup import OWNER_ENV, default_cleanups
 from clsd.testing.faults.clock import FakeClock
 from clsd.testing.faults.process import Pause
 from clsd.testing.faults.sweep import owned_processes
-from clsd.testing.faults.topology import check_loopback
+from clsd.testing.addresses import address_range, reserve
 from clsd.testing.polling import wait_for
 from clsd.testing.recorder import LifelineCollector, read_records
 
 #: Marks every process of one launcher (daemons and the services they start).
 RIG_ENV = "CLSD_RIG_ID"
-
-#: Node addresses come from 127.0.0.101-.250 unless told otherwise: away
-#: from .1 (the default source of unbound sockets) and from low numbers
-#: other tests use. They are handed out in blocks of ADDRESS_BLOCK, each
-#: held by an flock on a file in LOCK_DIR, so rigs running at the same time
-#: (parallel trial jobs, other people's tests) never share an address. The
-#: kernel drops the lock when its holder dies, however it dies.
-FIRST_POOL_ADDRESS = 101
-LAST_POOL_ADDRESS = 250
-ADDRESS_BLOCK = 10
-LOCK_DIR = "/tmp/clsd-rig-addresses"
 
 #: A daemon stops its services before it exits; give it this long.
 DEFAULT_STOP_TIMEOUT = 15.0
@@ -180,6 +168,18 @@ def twistd_command():
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
+def handles_signal(pid, signum):
+    """Whether process C{pid} has a handler for C{signum} (Linux /proc; True elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    except OSError:
+        pass
+    return not os.path.isdir("/proc")
+
+
 class Node:
     """One node's daemon process (if any) and what was done to it."""
 
@@ -204,46 +204,11 @@ class Node:
         return self.process is not None and self.process.poll() is None
 
 
-def allocate_addresses(count):
-    """Reserve C{count} consecutive loopback addresses; returns (addresses, lock file)."""
-    os.makedirs(LOCK_DIR, exist_ok=True)
-    blocks = -(-count // ADDRESS_BLOCK)
-    for start in range(FIRST_POOL_ADDRESS, LAST_POOL_ADDRESS + 2 - blocks * ADDRESS_BLOCK,
-                       ADDRESS_BLOCK):
-        lock = open(os.path.join(LOCK_DIR, f"127.0.0.{start}.lock"), "w")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            continue
-        held = [lock]
-        try:
-            for extra in range(1, blocks):
-                more = open(os.path.join(LOCK_DIR, f"127.0.0.{start + extra * ADDRESS_BLOCK}.lock"), "w")
-                held.append(more)
-                fcntl.flock(more, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            for f in held:
-                f.close()
-            continue
-        return _addresses(f"127.0.0.{start}", count), held
-    raise RuntimeError(f"no free block of {count} addresses in 127.0.0.{FIRST_POOL_ADDRESS}-"
-                       f"{LAST_POOL_ADDRESS}: too many rigs running")
-
-
 def free_port(address):
     """A TCP port free on C{address} now (the kernel's pick)."""
     with socket.socket() as s:
         s.bind((address, 0))
         return s.getsockname()[1]
-
-
-def _addresses(first, count):
-    base = first.rsplit(".", 1)
-    prefix, last = base[0], int(base[1])
-    if last + count - 1 > 254:
-        raise ValueError(f"{count} nodes from {first} run past 127.0.0.254")
-    return [check_loopback(f"{prefix}.{last + i}") for i in range(count)]
 
 
 class Launcher:
@@ -254,7 +219,7 @@ class Launcher:
         """
         @param nodes: a count (names ``n1``...) or a list of names.
         @param first_address: the first node's address (the others follow);
-            default: a block reserved for this launcher (L{allocate_addresses}).
+            default: a block reserved for this launcher (L{clsd.testing.addresses.reserve}).
         @param faketime: names of nodes to start under libfaketime (see
             L{clock_of} for jumping their wall clocks).
         """
@@ -266,11 +231,12 @@ class Launcher:
         self.rig_id = uuid.uuid4().hex[:12]
         self.owner_pid = os.getpid()
         self.base_env = dict(os.environ if env is None else env)
-        self._address_locks = []
+        self._reservation = None
         if first_address is None:
-            addresses, self._address_locks = allocate_addresses(len(names))
+            self._reservation = reserve(len(names))
+            addresses = self._reservation.addresses
         else:
-            addresses = _addresses(first_address, len(names))
+            addresses = address_range(first_address, len(names))
         self.nodes = {}
         for name, address in zip(names, addresses):
             spec = NodeSpec(name=name, address=address,
@@ -362,9 +328,14 @@ class Launcher:
                 )
             try:
                 with open(node.spec.pid_path) as f:
-                    return f.read().strip() == str(node.pid)
+                    if f.read().strip() != str(node.pid):
+                        return False
             except FileNotFoundError:
                 return False
+            # twistd writes its pidfile before the reactor installs its
+            # signal handlers; a SIGTERM in between kills it without a clean
+            # stop. So wait until SIGTERM is caught.
+            return handles_signal(node.pid, signal.SIGTERM)
 
         wait_for(started, timeout, what=f"node {name} to start")
 
@@ -513,6 +484,5 @@ class Launcher:
         self.collector.wait_idle(10)
         self.collector.stop()
         wait_for(lambda: not self.marked_processes(), 10, what="the rig's processes to exit")
-        for lock in self._address_locks:
-            lock.close()
-        self._address_locks = []
+        if self._reservation is not None:
+            self._reservation.release()
