@@ -32,11 +32,11 @@ import uuid
 import attrs
 
 from clsd.testing import checker, tomlgen
+from clsd.testing.addresses import address_range, reserve
 from clsd.testing.faults.cleanup import OWNER_ENV, default_cleanups
 from clsd.testing.faults.clock import FakeClock
 from clsd.testing.faults.process import Pause
 from clsd.testing.faults.sweep import owned_processes
-from clsd.testing.addresses import address_range, reserve
 from clsd.testing.polling import wait_for
 from clsd.testing.recorder import LifelineCollector, read_records
 

@@ -64,10 +64,7 @@ def _move_all(source_dir, target_dir):
         try:
             _write(os.path.join(target_dir, "cgroup.procs"), pid)
         except ProcessLookupError:
-            pass
-        except OSError as e:
-            if e.errno != 3:  # ESRCH: it exited meanwhile
-                raise
+            pass  # it exited meanwhile
 
 
 class CgroupV2Quota:

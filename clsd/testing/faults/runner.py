@@ -20,9 +20,8 @@ from clsd.testing.faults import topology
 from clsd.testing.faults.clock import ClockJump
 from clsd.testing.faults.cpu import CpuStarvation
 from clsd.testing.faults.process import Pause
-from clsd.testing.faults.schedule import NETWORK_KINDS
 from clsd.testing.launcher import health_checks_available, protected_service_part
-from clsd.testing.polling import WaitTimeout, wait_for
+from clsd.testing.polling import WaitTimeout
 
 #: After the final heal, every expected cluster must run again within this.
 DEFAULT_RECOVERY_TIMEOUT = 60.0
@@ -292,15 +291,13 @@ def checker_faults(run):
     for step in run.steps:
         if step.applied_at is None:
             continue
+        # The nodes a fault is blamed for: its targets (the isolated node,
+        # the bridge, every node of a ring), for a split the minority side.
         nodes = step.event.targets
-        if step.event.kind in ("split",):
+        if step.event.kind == "split":
             nodes = tuple(step.event.params["groups"][0])
         faults.append(checker.Fault(t=step.applied_at, kind=step.event.kind, nodes=tuple(nodes)))
     return faults
-
-
-def is_network(kind):
-    return kind in NETWORK_KINDS
 
 
 def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay="",
