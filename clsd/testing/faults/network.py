@@ -104,6 +104,11 @@ class IptablesBackend:
 
     name = "iptables"
 
+    def __init__(self):
+        #: Whether our first apply made iptables-nft create the ``ip filter``
+        #: table; if so, and nobody else put anything in it, we remove it too.
+        self._created_filter_table = None
+
     @staticmethod
     def available():
         return shutil.which("iptables") is not None and shutil.which("iptables-restore") is not None
@@ -129,6 +134,8 @@ class IptablesBackend:
 
     def apply(self, table, pairs, losses):
         chain = self.chain(table)
+        if self._created_filter_table is None:
+            self._created_filter_table = _nft_filter_table_exists() is False
         _run(["iptables-restore", "--noflush"], self.render(table, pairs, losses))
         jump = ["INPUT", "-i", "lo", "-j", chain]
         try:
@@ -147,6 +154,12 @@ class IptablesBackend:
                 break
         _run(["iptables", "-F", chain])
         _run(["iptables", "-X", chain])
+        if self._created_filter_table:
+            rules = [line for line in _run(["iptables", "-S"]).splitlines()
+                     if not line.startswith("-P ")]
+            if not rules:
+                _run(["nft", "delete", "table", "ip", "filter"])
+            self._created_filter_table = False
 
     def _chains(self):
         return [line.split()[1] for line in _run(["iptables", "-S"]).splitlines()
@@ -154,6 +167,15 @@ class IptablesBackend:
 
     def list_owned(self):
         return [chain.lower() for chain in self._chains() if owner_of(chain) is not None]
+
+
+def _nft_filter_table_exists():
+    """True/False for iptables-nft's ``ip filter`` table; None without nft (legacy iptables)."""
+    if shutil.which("nft") is None:
+        return None
+    result = subprocess.run(["nft", "list", "table", "ip", "filter"], capture_output=True,
+                            timeout=30)
+    return result.returncode == 0
 
 
 def default_backend():
