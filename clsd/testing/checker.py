@@ -1,0 +1,437 @@
+"""Judge a run from its records: pure functions, no I/O, no clock.
+
+The rules (doc/reliability.md explains them for people):
+
+* An instance *runs* from its ``start`` record until its end: its ``stop``
+  record (written as its very last act), else the ``exit`` the lifeline
+  collector observed (never earlier than the real death), else it is
+  *unbounded* and counts as running until the horizon. Its last heartbeat is
+  never taken as its end: a killed process may have acted after it.
+* **Overlap** (zero tolerance): at no instant may more instances of one cluster
+  run than its capacity (1 for active-standby; N for n-active). Instances on
+  the same node count too: two copies on one machine are two copies.
+* **Stale epoch**: a ``start`` or ``heartbeat`` stamped with an epoch lower
+  than one whose ``start`` was already recorded for the cluster (anywhere).
+* **Epoch reuse**: the same epoch started on two different nodes.
+* **Unavailability**: a cluster is *covered* while some instance keeps
+  recording at most C{max_gap} apart (a frozen or killed instance stops
+  recording); every uncovered stretch longer than C{max_gap}, between the
+  cluster's first record and the horizon, is a window. Here the optimistic
+  end (last record) is the honest one, the opposite of the overlap rule.
+* **Failover**: for a fault at time f on some nodes, every instance running
+  there at f that ended before the next fault on its node was interrupted by
+  it; its failover time is from f to the start of the next instance of its
+  cluster (on any node).
+"""
+
+import re
+
+import attrs
+
+from clsd.testing.recorder import Record, Records
+
+#: Heartbeats come every 0.1 s; on a busy shared machine they can slip by a
+#: few hundred ms without the service being down. Gaps up to this long are
+#: not reported as unavailability (the reporting resolution).
+DEFAULT_MAX_GAP = 0.5
+
+ACTION_KINDS = ("start", "heartbeat")
+OWN_KINDS = ("start", "heartbeat", "stop")
+
+
+@attrs.frozen
+class Interval:
+    """When one instance ran."""
+
+    instance: str
+    node: str
+    cluster: str
+    epoch: int | None
+    pid: int
+    start: float
+    #: Known end (stop or observed exit), or None when unbounded.
+    end: float | None
+    #: "stop", "exit" or "unknown".
+    end_kind: str
+    #: Time of the instance's own last record.
+    last_seen: float
+    lifeline: bool = False
+
+    def end_or(self, horizon):
+        """The end for the overlap check: unbounded runs until the horizon."""
+        if self.end is not None:
+            return self.end
+        return max(horizon, self.last_seen)
+
+    def running_at(self, t, horizon):
+        return self.start <= t < self.end_or(horizon)
+
+    def describe(self):
+        return f"{self.node}/{self.cluster} epoch={self.epoch} pid={self.pid} ({self.instance})"
+
+
+@attrs.frozen
+class Overlap:
+    cluster: str
+    start: float
+    end: float
+    capacity: int
+    instances: tuple[Interval, ...]
+
+    @property
+    def duration(self):
+        return self.end - self.start
+
+    @property
+    def nodes(self):
+        return tuple(sorted({i.node for i in self.instances}))
+
+    @property
+    def same_node(self):
+        return len(self.nodes) < len(self.instances)
+
+    def describe(self):
+        who = ", ".join(i.describe() for i in self.instances)
+        return (f"OVERLAP cluster {self.cluster}: {len(self.instances)} running "
+                f"(capacity {self.capacity}) for {self.duration:.6f}s from t={self.start:.6f}: {who}")
+
+
+@attrs.frozen
+class StaleAction:
+    record: Record
+    newer_epoch: int
+    newer_node: str
+    newer_start: float
+
+    def describe(self):
+        r = self.record
+        return (f"STALE EPOCH cluster {r.cluster}: {r.kind} by {r.node} epoch={r.epoch} "
+                f"at t={r.t:.6f}, after epoch {self.newer_epoch} started on "
+                f"{self.newer_node} at t={self.newer_start:.6f}")
+
+
+@attrs.frozen
+class EpochReuse:
+    cluster: str
+    epoch: int
+    first: Record
+    second: Record
+
+    def describe(self):
+        return (f"EPOCH REUSE cluster {self.cluster}: epoch {self.epoch} started on "
+                f"{self.first.node} (t={self.first.t:.6f}) and on {self.second.node} "
+                f"(t={self.second.t:.6f})")
+
+
+@attrs.frozen
+class Window:
+    """A stretch with no instance of the cluster recording."""
+
+    cluster: str
+    start: float
+    end: float
+    #: Still down at the horizon.
+    ongoing: bool = False
+
+    @property
+    def duration(self):
+        return self.end - self.start
+
+
+@attrs.frozen
+class Fault:
+    """A fault as the checker needs it: when, what, and which nodes it hit."""
+
+    t: float
+    kind: str
+    nodes: tuple[str, ...]
+    #: Limit to these clusters (empty: every cluster on those nodes).
+    clusters: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Failover:
+    fault: Fault
+    cluster: str
+    interrupted: Interval
+    #: The next instance of the cluster, or None when none started.
+    successor: Interval | None
+
+    @property
+    def time(self):
+        """From the fault to the successor's start (None: not recovered)."""
+        return None if self.successor is None else self.successor.start - self.fault.t
+
+    @property
+    def gap(self):
+        """From the interrupted instance's end to the successor's start."""
+        if self.successor is None or self.interrupted.end is None:
+            return None
+        return self.successor.start - self.interrupted.end
+
+
+@attrs.frozen
+class Report:
+    horizon: float
+    intervals: tuple[Interval, ...]
+    overlaps: tuple[Overlap, ...]
+    stale_actions: tuple[StaleAction, ...]
+    epoch_reuses: tuple[EpochReuse, ...]
+    unavailability: tuple[Window, ...]
+    failovers: tuple[Failover, ...]
+    #: Unreadable record lines (reported, never silently dropped).
+    problems: tuple[str, ...] = ()
+
+    @property
+    def unbounded(self):
+        """Instances with no known end (no stop, no observed exit)."""
+        return tuple(i for i in self.intervals if i.end is None)
+
+    @property
+    def violations(self):
+        return (*self.overlaps, *self.stale_actions, *self.epoch_reuses)
+
+    @property
+    def ok(self):
+        return not self.violations
+
+
+# -- intervals -----------------------------------------------------------------
+
+
+def intervals(records):
+    """One L{Interval} per instance that wrote a record of its own, by start."""
+    own, exits = {}, {}
+    for record in records:
+        if record.kind == "exit":
+            previous = exits.get(record.instance)
+            # Several observers: the latest observation is the safe one.
+            if previous is None or record.t > previous.t:
+                exits[record.instance] = record
+        elif record.kind in OWN_KINDS:
+            own.setdefault(record.instance, []).append(record)
+    result = []
+    for instance, mine in own.items():
+        mine.sort(key=lambda r: r.t)
+        first = mine[0]
+        stops = [r for r in mine if r.kind == "stop"]
+        if stops:
+            end, end_kind = stops[-1].t, "stop"
+        elif instance in exits:
+            end, end_kind = exits[instance].t, "exit"
+        else:
+            end, end_kind = None, "unknown"
+        last_seen = mine[-1].t
+        if end is not None:
+            # A record after the end would be impossible; never let the
+            # interval end before the instance's own last record.
+            end = max(end, last_seen)
+        result.append(Interval(
+            instance=instance, node=first.node, cluster=first.cluster, epoch=first.epoch,
+            pid=first.pid, start=first.t, end=end, end_kind=end_kind, last_seen=last_seen,
+            lifeline=any(r.lifeline for r in mine if r.kind == "start"),
+        ))
+    result.sort(key=lambda i: (i.start, i.instance))
+    return tuple(result)
+
+
+# -- overlaps --------------------------------------------------------------------
+
+
+def overlaps(intervals_, *, horizon, capacity=None):
+    """Maximal stretches where a cluster has more instances running than allowed.
+
+    @param capacity: C{{cluster: N}}; clusters not named have capacity 1.
+    """
+    capacity = capacity or {}
+    by_cluster = {}
+    for interval in intervals_:
+        by_cluster.setdefault(interval.cluster, []).append(interval)
+    found = []
+    for cluster, members in sorted(by_cluster.items()):
+        limit = capacity.get(cluster, 1)
+        # Ends sort before starts at the same instant: touching is not overlap.
+        events = []
+        for interval in members:
+            if interval.end_or(horizon) <= interval.start:
+                continue  # ran for no time at all
+            events.append((interval.start, 1, interval))
+            events.append((interval.end_or(horizon), 0, interval))
+        events.sort(key=lambda e: (e[0], e[1]))
+        running = {}
+        excess_since = None
+        involved = {}
+        for t, is_start, interval in events:
+            if is_start:
+                running[interval.instance] = interval
+            else:
+                running.pop(interval.instance, None)
+            if len(running) > limit:
+                if excess_since is None:
+                    excess_since = t
+                    involved = {}
+                involved.update(running)
+            elif excess_since is not None:
+                if t > excess_since:
+                    found.append(Overlap(
+                        cluster=cluster, start=excess_since, end=t, capacity=limit,
+                        instances=tuple(sorted(involved.values(), key=lambda i: (i.start, i.instance))),
+                    ))
+                excess_since = None
+    return tuple(found)
+
+
+# -- epochs ----------------------------------------------------------------------
+
+
+def stale_actions(records):
+    """Actions stamped with an epoch lower than one already started for the cluster."""
+    highest = {}  # cluster -> (epoch, node, t) of the highest epoch started so far
+    found = []
+    for record in sorted(records, key=lambda r: r.t):
+        if record.epoch is None or record.kind not in ACTION_KINDS:
+            continue
+        best = highest.get(record.cluster)
+        if best is not None and record.epoch < best[0] and best[2] < record.t:
+            found.append(StaleAction(
+                record=record, newer_epoch=best[0], newer_node=best[1], newer_start=best[2],
+            ))
+        if record.kind == "start" and (best is None or record.epoch > best[0]):
+            highest[record.cluster] = (record.epoch, record.node, record.t)
+    return tuple(found)
+
+
+def epoch_reuses(records):
+    """The same epoch of a cluster started on two different nodes."""
+    first = {}
+    found = []
+    reported = set()
+    for record in sorted(records, key=lambda r: r.t):
+        if record.kind != "start" or record.epoch is None:
+            continue
+        key = (record.cluster, record.epoch)
+        earlier = first.setdefault(key, record)
+        if earlier.node != record.node and (key, record.node) not in reported:
+            reported.add((key, record.node))
+            found.append(EpochReuse(
+                cluster=record.cluster, epoch=record.epoch, first=earlier, second=record,
+            ))
+    return tuple(found)
+
+
+# -- availability --------------------------------------------------------------------
+
+
+def coverage(records, *, max_gap=DEFAULT_MAX_GAP):
+    """C{{cluster: ((start, end), ...)}}: stretches where some instance was recording."""
+    per_instance = {}
+    for record in records:
+        if record.kind in OWN_KINDS:
+            per_instance.setdefault(record.instance, []).append(record)
+    segments = {}
+    for mine in per_instance.values():
+        mine.sort(key=lambda r: r.t)
+        cluster = mine[0].cluster
+        begin = end = mine[0].t
+        for record in mine[1:]:
+            if record.t - end > max_gap:
+                segments.setdefault(cluster, []).append((begin, end))
+                begin = record.t
+            end = record.t
+        segments.setdefault(cluster, []).append((begin, end))
+    merged = {}
+    for cluster, spans in segments.items():
+        spans.sort()
+        out = [list(spans[0])]
+        for begin, end in spans[1:]:
+            if begin - out[-1][1] <= max_gap:
+                out[-1][1] = max(out[-1][1], end)
+            else:
+                out.append([begin, end])
+        merged[cluster] = tuple((a, b) for a, b in out)
+    return merged
+
+
+def unavailability(records, *, horizon, max_gap=DEFAULT_MAX_GAP):
+    """Windows longer than C{max_gap} with no instance of a cluster recording."""
+    windows = []
+    for cluster, spans in sorted(coverage(records, max_gap=max_gap).items()):
+        for (_, end), (begin, _) in zip(spans, spans[1:]):
+            windows.append(Window(cluster=cluster, start=end, end=begin))
+        last = spans[-1][1]
+        if horizon - last > max_gap:
+            windows.append(Window(cluster=cluster, start=last, end=horizon, ongoing=True))
+    return tuple(windows)
+
+
+def failovers(intervals_, faults, *, horizon):
+    """What each fault interrupted, and how long until its cluster ran again."""
+    ordered = sorted(faults, key=lambda f: f.t)
+    found = []
+    for index, fault in enumerate(ordered):
+        for interval in intervals_:
+            if interval.node not in fault.nodes:
+                continue
+            # Faults on other nodes may come meanwhile; only the next fault
+            # on this node takes over the blame.
+            until = next((later.t for later in ordered[index + 1:]
+                          if interval.node in later.nodes), horizon)
+            if fault.clusters and interval.cluster not in fault.clusters:
+                continue
+            if not (interval.start <= fault.t and interval.end is not None
+                    and fault.t <= interval.end < until):
+                continue
+            successor = next(
+                (other for other in intervals_
+                 if other.cluster == interval.cluster and other.instance != interval.instance
+                 and other.start > fault.t),
+                None,
+            )
+            found.append(Failover(
+                fault=fault, cluster=interval.cluster, interrupted=interval, successor=successor,
+            ))
+    return tuple(found)
+
+
+# -- logs --------------------------------------------------------------------------------
+
+#: Lines in a daemon log that mean something crashed or went unhandled.
+LOG_PROBLEM = re.compile(r"Traceback \(most recent call last\)|Unhandled [Ee]rror|CRITICAL")
+
+
+def log_problems(name, text):
+    """C{["NAME:LINE: text", ...]} for every line of C{text} that shows a crash."""
+    return [
+        f"{name}:{number}: {line.strip()}"
+        for number, line in enumerate(text.splitlines(), start=1)
+        if LOG_PROBLEM.search(line)
+    ]
+
+
+# -- everything ------------------------------------------------------------------------------
+
+
+def check(records, *, horizon=None, capacity=None, max_gap=DEFAULT_MAX_GAP, faults=()):
+    """Run every rule over C{records} (a L{Records} or a sequence of L{Record}).
+
+    @param horizon: the end of the observation (monotonic); instances with no
+        known end run until then. Default: the last record's time.
+    """
+    problems = ()
+    if isinstance(records, Records):
+        problems = records.problems
+        records = records.records
+    records = tuple(records)
+    if horizon is None:
+        horizon = max((r.t for r in records), default=0.0)
+    spans = intervals(records)
+    return Report(
+        horizon=horizon,
+        intervals=spans,
+        overlaps=overlaps(spans, horizon=horizon, capacity=capacity),
+        stale_actions=stale_actions(records),
+        epoch_reuses=epoch_reuses(records),
+        unavailability=unavailability(records, horizon=horizon, max_gap=max_gap),
+        failovers=failovers(spans, faults, horizon=horizon),
+        problems=tuple(problems),
+    )

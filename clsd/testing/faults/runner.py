@@ -1,0 +1,340 @@
+"""Run a fault schedule against a launcher's daemons, heal, wait for recovery, judge.
+
+What a run needs from the product is a L{Scenario}: which configuration parts
+the nodes get, each cluster's capacity, and which clusters must be running
+once everything is healed. Today there is one, L{SupervisedScenario}: every
+node supervises its own protected service (cluster ``<node>-solo``), so
+process faults (kill -9, SIGSTOP, CPU, clock) are judged against
+single-machine supervision. The scenario with shared cluster IDs, quorum and
+failover is added when ownership exists; the runner does not change.
+"""
+
+import os
+import signal
+import time
+
+import attrs
+
+from clsd.testing import checker
+from clsd.testing.faults import topology
+from clsd.testing.faults.clock import ClockJump
+from clsd.testing.faults.cpu import CpuStarvation
+from clsd.testing.faults.process import Pause
+from clsd.testing.launcher import health_checks_available, protected_service_part
+from clsd.testing.polling import WaitTimeout
+
+#: After the final heal, every expected cluster must run again within this.
+DEFAULT_RECOVERY_TIMEOUT = 60.0
+
+
+class SupervisedScenario:
+    """Each node supervises one protected service of its own; no shared clusters."""
+
+    name = "supervised"
+
+    def __init__(self, *, http_port="auto", health_check=None):
+        """
+        @param health_check: give each service an http health check, so a
+            hung (SIGSTOPped) service is caught; default: when the daemon
+            has health checks (L{health_checks_available}).
+        """
+        self.http_port = http_port
+        self.health_check = health_checks_available() if health_check is None else health_check
+
+    @property
+    def description(self):
+        return f"supervised (health checks {'on' if self.health_check else 'off'})"
+
+    def template_parts(self):
+        return [protected_service_part(cluster="{node}-solo", http_port=self.http_port,
+                                       check=self.health_check)]
+
+    def capacity(self, launcher):
+        return {}
+
+    def expected_clusters(self, launcher):
+        return [f"{name}-solo" for name in launcher.nodes]
+
+
+class DaemonsScenario:
+    """Daemons only, no services: what runs before supervision is wired into the daemon.
+
+    Daemon-level faults (kill -9 and restart, SIGSTOP, CPU, clock, network)
+    are judged by the daemons' logs and by their coming back.
+    """
+
+    name = "daemons"
+    description = "daemons only, no services"
+
+    def template_parts(self):
+        return []
+
+    def capacity(self, launcher):
+        return {}
+
+    def expected_clusters(self, launcher):
+        return []
+
+
+SCENARIOS = {"supervised": SupervisedScenario, "daemons": DaemonsScenario}
+
+
+@attrs.define
+class Step:
+    """What became of one scheduled event."""
+
+    index: int
+    event: object
+    applied_at: float | None = None
+    healed_at: float | None = None
+    outcome: str = "pending"
+
+
+@attrs.define
+class RunLog:
+    started_at: float
+    steps: list
+    ended_at: float | None = None
+    healed_at: float | None = None
+    recovered_at: float | None = None
+    recovery_error: str | None = None
+
+
+class ScheduleRunner:
+    """Apply each event at its time (relative to the start), heal it at its end."""
+
+    def __init__(self, schedule, launcher, scenario, *, firewall=None, cleanups=None,
+                 clock=time.monotonic, sleep=time.sleep, log=None,
+                 recovery_timeout=DEFAULT_RECOVERY_TIMEOUT):
+        self.schedule = schedule
+        self.launcher = launcher
+        self.scenario = scenario
+        self.firewall = firewall
+        self.cleanups = cleanups
+        self.clock = clock
+        self.sleep = sleep
+        self.say = log or (lambda line: None)
+        self.recovery_timeout = recovery_timeout
+        self._undo = {}
+        self._start = None
+
+    # -- timeline ------------------------------------------------------------------
+
+    def actions(self):
+        """C{[(time, phase, index)]}: heals (phase 0) before applies (phase 1) at one time."""
+        timeline = []
+        for index, event in enumerate(self.schedule.events):
+            timeline.append((event.at, 1, index))
+            if event.heal_at is not None:
+                timeline.append((event.heal_at, 0, index))
+        return sorted(timeline)
+
+    def run(self):
+        start = self._start = self.clock()
+        steps = [Step(index=i, event=e) for i, e in enumerate(self.schedule.events)]
+        run = RunLog(started_at=start, steps=steps)
+        for at, phase, index in self.actions():
+            self._sleep_until(start + at)
+            step = steps[index]
+            if phase == 1:
+                self._apply(step)
+            else:
+                self._heal(step)
+        self._sleep_until(start + self.schedule.duration)
+        run.ended_at = self.clock()
+        for index in sorted(self._undo, reverse=True):
+            self._heal(steps[index])
+        run.healed_at = self.clock()
+        self._recover(run)
+        return run
+
+    def _sleep_until(self, deadline):
+        remaining = deadline - self.clock()
+        if remaining > 0:
+            self.sleep(remaining)
+
+    # -- applying and healing ------------------------------------------------------------
+
+    def _apply(self, step):
+        event = step.event
+        # The fault starts when we start applying it (a restart takes a while).
+        began = self.clock()
+        try:
+            undo = getattr(self, f"_apply_{event.kind}")(event)
+        except _Skip as e:
+            step.outcome = f"skipped: {e}"
+            self.say(f"t={self.clock() - self._start:7.2f} skip  {event.describe()}: {e}")
+            return
+        except Exception as e:
+            step.outcome = f"error: {e}"
+            self.say(f"t={self.clock() - self._start:7.2f} ERROR {event.describe()}: {e}")
+            return
+        step.applied_at = began
+        step.outcome = "applied"
+        self.say(f"t={step.applied_at - self._start:7.2f} apply {event.describe()}")
+        if undo is not None:
+            self._undo[step.index] = undo
+
+    def _heal(self, step):
+        undo = self._undo.pop(step.index, None)
+        if undo is None:
+            return
+        try:
+            undo()
+            step.healed_at = self.clock()
+            self.say(f"t={step.healed_at - self._start:7.2f} heal  {step.event.describe()}")
+        except Exception as e:
+            step.outcome = f"heal error: {e}"
+            self.say(f"heal of {step.event.describe()} failed: {e}")
+
+    def _recover(self, run):
+        for name, node in self.launcher.nodes.items():
+            if not node.running:
+                self.launcher.start(name)
+        try:
+            for cluster in self.scenario.expected_clusters(self.launcher):
+                remaining = max(0.1, run.healed_at + self.recovery_timeout - self.clock())
+                self.launcher.wait_running(cluster=cluster, timeout=remaining)
+            run.recovered_at = self.clock()
+        except WaitTimeout as e:
+            run.recovery_error = str(e)
+
+    # -- faults (each returns its undo, or None) ----------------------------------------
+
+    def _daemon_pid(self, name):
+        node = self.launcher.node(name)
+        if not node.running:
+            raise _Skip(f"daemon {name} is not running")
+        return node.pid
+
+    def _service(self, name):
+        running = self.launcher.running_instances(name)
+        if not running:
+            raise _Skip(f"no service runs on {name}")
+        return running[-1]
+
+    def _apply_kill_daemon(self, event):
+        name = event.targets[0]
+        self._daemon_pid(name)
+        self.launcher.kill(name)
+        return lambda: self.launcher.start(name)
+
+    def _apply_restart_daemon(self, event):
+        name = event.targets[0]
+        self._daemon_pid(name)
+        self.launcher.restart(name)
+
+    def _apply_pause_daemon(self, event):
+        name = event.targets[0]
+        self._daemon_pid(name)
+        self.launcher.pause(name)
+        return lambda: self.launcher.resume(name)
+
+    def _apply_kill_service(self, event):
+        instance = self._service(event.targets[0])
+        os.kill(instance.pid, signal.SIGKILL)
+
+    def _apply_pause_service(self, event):
+        instance = self._service(event.targets[0])
+        return Pause(instance.pid, cleanups=self.cleanups).resume
+
+    def _apply_cpu_starve(self, event):
+        pid = self._daemon_pid(event.targets[0])
+        return CpuStarvation(pid, event.params["share"], cleanups=self.cleanups).heal
+
+    def _apply_clock_jump(self, event):
+        name = event.targets[0]
+        try:
+            clock = self.launcher.clock_of(name)
+        except ValueError as e:
+            raise _Skip(str(e)) from None
+        return ClockJump(clock, event.params["seconds"], cleanups=self.cleanups).heal
+
+    def _network(self, pairs):
+        if self.firewall is None:
+            raise _Skip("no firewall (run as root with nft or iptables)")
+        token = self.firewall.block(pairs)
+        return lambda: self.firewall.lift(token)
+
+    def _addresses(self, names):
+        return [self.launcher.address(name) for name in names]
+
+    def _apply_isolate(self, event):
+        everyone = self._addresses(self.launcher.nodes)
+        return self._network(topology.isolate(self.launcher.address(event.targets[0]), everyone))
+
+    def _apply_split(self, event):
+        return self._network(topology.split(*(self._addresses(g) for g in event.params["groups"])))
+
+    def _apply_bridge(self, event):
+        a, b = (self._addresses(side) for side in event.params["sides"])
+        return self._network(topology.bridge(a, b, self.launcher.address(event.params["bridge"])))
+
+    def _apply_ring(self, event):
+        return self._network(topology.ring(self._addresses(event.params["order"])))
+
+    def _apply_loss(self, event):
+        if self.firewall is None:
+            raise _Skip("no firewall (run as root with nft or iptables)")
+        token = self.firewall.loss(self.launcher.address(event.targets[0]),
+                                   event.params["fraction"])
+        return lambda: self.firewall.lift(token)
+
+
+class _Skip(Exception):
+    """The event cannot apply now (its target is down); recorded, not an error."""
+
+
+def checker_faults(run):
+    """The applied events as the checker's L{checker.Fault}s."""
+    faults = []
+    for step in run.steps:
+        if step.applied_at is None:
+            continue
+        # The nodes a fault is blamed for: its targets (the isolated node,
+        # the bridge, every node of a ring), for a split the minority side.
+        nodes = step.event.targets
+        if step.event.kind == "split":
+            nodes = tuple(step.event.params["groups"][0])
+        faults.append(checker.Fault(t=step.applied_at, kind=step.event.kind, nodes=tuple(nodes)))
+    return faults
+
+
+def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay="",
+            recovery_timeout=DEFAULT_RECOVERY_TIMEOUT, settle_timeout=60.0, firewall=None):
+    """Launch the nodes, run C{schedule}, tear everything down; return the report dict.
+
+    @param firewall: a L{Firewall} for network faults, or None to skip them.
+    """
+    from clsd.testing.faults import report as reporting
+    from clsd.testing.launcher import ConfigTemplate, Launcher
+
+    say = say or (lambda line: None)
+    template = ConfigTemplate()
+    for part in scenario.template_parts():
+        template = template.with_part(part)
+    faketime = schedule.nodes if "clock_jump" in schedule.kinds else ()
+    launcher = Launcher(os.path.join(directory, "rig"), list(schedule.nodes), template=template,
+                        faketime=faketime, cleanups=cleanups)
+    try:
+        launcher.start_all()
+        say(f"started {len(schedule.nodes)} daemons: " + ", ".join(
+            f"{n}@{launcher.address(n)}" for n in schedule.nodes))
+        for cluster in scenario.expected_clusters(launcher):
+            launcher.wait_running(cluster=cluster, timeout=settle_timeout)
+        runner = ScheduleRunner(schedule, launcher, scenario, firewall=firewall,
+                                cleanups=cleanups, log=say, recovery_timeout=recovery_timeout)
+        run = runner.run()
+        recovered = run.recovered_at or time.monotonic()
+    finally:
+        if firewall is not None:
+            firewall.heal()
+        launcher.teardown()
+    records = launcher.records()
+    during = checker.check(
+        [r for r in records.records if r.t <= recovered], horizon=recovered,
+        capacity=scenario.capacity(launcher), faults=checker_faults(run),
+    )
+    final = checker.check(records, capacity=scenario.capacity(launcher))
+    return reporting.build(schedule=schedule, run=run, scenario=scenario, final=final,
+                           during=during, log_problems=launcher.log_problems(), replay=replay)

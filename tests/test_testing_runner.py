@@ -1,0 +1,280 @@
+"""The schedule runner: faults applied and healed on time, skips, recovery, the report."""
+
+import json
+import os
+import subprocess
+import sys
+
+from twisted.trial import unittest
+
+from clsd.testing import checker
+from clsd.testing.faults import report as reporting
+from clsd.testing.faults.cleanup import Cleanups
+from clsd.testing.faults.runner import (
+    DaemonsScenario, ScheduleRunner, SupervisedScenario, checker_faults, execute,
+)
+from clsd.testing.faults.schedule import FaultEvent, Schedule, generate
+from clsd.testing.polling import WaitTimeout
+from clsd.testing.recorder import Record
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+class FakeNode:
+    def __init__(self, name, pid):
+        self.name = name
+        self.pid = pid
+        self.running = True
+
+
+class FakeLauncher:
+    """Records what the runner asked for, and when."""
+
+    def __init__(self, clock, names=("n1", "n2", "n3")):
+        self.clock = clock
+        self.nodes = {name: FakeNode(name, 100 + i) for i, name in enumerate(names)}
+        self.calls = []
+        self.recover = True
+
+    def _log(self, *call):
+        self.calls.append((round(self.clock() - 1000.0, 2), *call))
+
+    def node(self, name):
+        return self.nodes[name]
+
+    def address(self, name):
+        return f"127.0.0.{101 + list(self.nodes).index(name)}"
+
+    def kill(self, name):
+        self._log("kill", name)
+        self.nodes[name].running = False
+
+    def start(self, name):
+        self._log("start", name)
+        self.nodes[name].running = True
+
+    def restart(self, name):
+        self._log("restart", name)
+
+    def pause(self, name):
+        self._log("pause", name)
+
+    def resume(self, name):
+        self._log("resume", name)
+
+    def running_instances(self, name=None, cluster=None):
+        return []
+
+    def clock_of(self, name):
+        raise ValueError(f"node {name!r} was not started under faketime")
+
+    def wait_running(self, name=None, cluster=None, timeout=0):
+        if not self.recover:
+            raise WaitTimeout(f"timed out waiting for cluster {cluster}")
+
+
+class FakeFirewall:
+    def __init__(self, log):
+        self.log = log
+        self.tokens = 0
+
+    def block(self, pairs):
+        self.tokens += 1
+        self.log("block", len(pairs))
+        return self.tokens
+
+    def loss(self, address, fraction):
+        self.tokens += 1
+        self.log("loss", address, fraction)
+        return self.tokens
+
+    def lift(self, token):
+        self.log("lift", token)
+
+
+def schedule_of(*events, duration=30.0, nodes=("n1", "n2", "n3")):
+    return Schedule(seed=0, nodes=nodes, duration=duration, lease=2.0,
+                    kinds=tuple({e.kind for e in events}), events=tuple(events))
+
+
+class RunnerTests(unittest.TestCase):
+    def setUp(self):
+        self.clock = FakeClock()
+        self.launcher = FakeLauncher(self.clock)
+        self.firewall = FakeFirewall(self.launcher._log)
+        self.lines = []
+
+    def run_schedule(self, schedule, scenario=None):
+        runner = ScheduleRunner(
+            schedule, self.launcher, scenario or SupervisedScenario(), firewall=self.firewall,
+            cleanups=Cleanups(), clock=self.clock, sleep=self.clock.sleep, log=self.lines.append,
+        )
+        return runner.run()
+
+    def test_faults_apply_and_heal_on_time_in_order(self):
+        run = self.run_schedule(schedule_of(
+            FaultEvent(at=5.0, kind="kill_daemon", targets=("n1",), lasts=3.0),
+            FaultEvent(at=6.0, kind="isolate", targets=("n2",), lasts=4.0),
+            FaultEvent(at=8.0, kind="pause_daemon", targets=("n3",), lasts=1.0,
+                       params={"long": False}),
+            FaultEvent(at=10.0, kind="loss", targets=("n1",), lasts=2.0,
+                       params={"fraction": 0.2}),
+        ))
+        self.assertEqual(self.launcher.calls, [
+            (5.0, "kill", "n1"),
+            (6.0, "block", 4),  # n2 isolated from n1 and n3, both ways
+            (8.0, "start", "n1"),  # the heal of the kill: heals go first
+            (8.0, "pause", "n3"),
+            (9.0, "resume", "n3"),
+            (10.0, "lift", 1),
+            (10.0, "loss", "127.0.0.101", 0.2),
+            (12.0, "lift", 2),
+        ])
+        self.assertEqual([s.outcome for s in run.steps], ["applied"] * 4)
+        self.assertEqual(run.ended_at - run.started_at, 30.0)
+        self.assertIsNone(run.recovery_error)
+
+    def test_everything_still_active_is_healed_at_the_end(self):
+        self.run_schedule(schedule_of(
+            FaultEvent(at=5.0, kind="split", targets=("n1",), lasts=None,
+                       params={"groups": [["n1"], ["n2", "n3"]]}),
+            FaultEvent(at=6.0, kind="pause_daemon", targets=("n2",), lasts=None,
+                       params={"long": True}),
+            duration=10.0,
+        ))
+        # Instantaneous in the schedule, but both registered an undo: both
+        # are undone at the end, newest first.
+        self.assertEqual(self.launcher.calls[-2:], [(10.0, "resume", "n2"), (10.0, "lift", 1)])
+
+    def test_fault_on_a_down_node_is_skipped_not_an_error(self):
+        self.launcher.nodes["n1"].running = False
+        run = self.run_schedule(schedule_of(
+            FaultEvent(at=1.0, kind="pause_daemon", targets=("n1",), lasts=1.0,
+                       params={"long": False}),
+            FaultEvent(at=2.0, kind="kill_service", targets=("n2",)),
+            FaultEvent(at=3.0, kind="clock_jump", targets=("n3",), lasts=1.0,
+                       params={"seconds": 300}),
+        ))
+        self.assertEqual([s.outcome for s in run.steps], [
+            "skipped: daemon n1 is not running",
+            "skipped: no service runs on n2",
+            "skipped: node 'n3' was not started under faketime",
+        ])
+        # ...and the node that was down is started for the recovery check.
+        self.assertIn((30.0, "start", "n1"), self.launcher.calls)
+
+    def test_no_firewall_skips_network_faults(self):
+        self.firewall = None
+        run = self.run_schedule(schedule_of(
+            FaultEvent(at=1.0, kind="isolate", targets=("n1",), lasts=1.0)))
+        self.assertEqual(run.steps[0].outcome,
+                         "skipped: no firewall (run as root with nft or iptables)")
+
+    def test_recovery_failure_is_reported(self):
+        self.launcher.recover = False
+        run = self.run_schedule(schedule_of())
+        self.assertIn("timed out waiting for cluster n1-solo", run.recovery_error)
+
+    def test_report_from_a_run(self):
+        run = self.run_schedule(schedule_of(
+            FaultEvent(at=5.0, kind="kill_daemon", targets=("n1",), lasts=3.0)))
+        t0 = run.started_at
+
+        def lived(instance, pid, start, last, end_kind, end):
+            beats = [start + 0.25 * i for i in range(1, int((last - start) / 0.25) + 1)]
+            return [
+                Record(kind=kind, t=t0 + t, instance=instance, node="n1", cluster="n1-solo",
+                       epoch=None, pid=pid)
+                for kind, t in [("start", start), *(("heartbeat", b) for b in beats),
+                                (end_kind, end)]
+            ]
+
+        records = lived("a", 1, 1.0, 5.0, "exit", 5.01) + lived("b", 2, 8.5, 30.0, "stop", 30.0)
+        during = checker.check(records, horizon=t0 + 30, faults=checker_faults(run))
+        report = reporting.build(schedule=schedule_of(), run=run, scenario=SupervisedScenario(),
+                                 final=checker.check(records), during=during, log_problems=[],
+                                 replay="replay-me")
+        self.assertEqual(report["verdict"], "PASS")
+        [failover] = report["failovers"]
+        self.assertEqual((failover["fault"], failover["fault_at"], failover["seconds"]),
+                         ("kill_daemon", 5.0, 3.5))
+        self.assertEqual(report["unavailability"]["n1-solo"]["worst"], 3.5)
+        self.assertEqual(report["faults_by_kind"], {"kill_daemon": 1})
+        text = reporting.to_text(report)
+        self.assertIn("CLSD fault run: PASS", text)
+        self.assertIn("replay: replay-me", text)
+        self.assertIn("n1-solo: 1 window(s), total 3.5s, worst 3.5s", text)
+        json.loads(reporting.to_json(report))
+
+    def test_report_fails_on_violation_and_log_problems(self):
+        run = self.run_schedule(schedule_of())
+        records = [
+            Record(kind="start", t=1.0, instance="a", node="n1", cluster="X", epoch=None, pid=1),
+            Record(kind="stop", t=5.0, instance="a", node="n1", cluster="X", epoch=None, pid=1),
+            Record(kind="start", t=2.0, instance="b", node="n2", cluster="X", epoch=None, pid=2),
+            Record(kind="stop", t=3.0, instance="b", node="n2", cluster="X", epoch=None, pid=2),
+        ]
+        final = checker.check(records)
+        report = reporting.build(schedule=schedule_of(), run=run, scenario=SupervisedScenario(),
+                                 final=final, during=final, log_problems=["n1:3: Traceback"],
+                                 replay="")
+        self.assertEqual(report["verdict"], "FAIL")
+        self.assertEqual(report["reasons"], ["1 safety violation(s)",
+                                             "1 crash line(s) in daemon logs"])
+        self.assertIn("OVERLAP cluster X", reporting.to_text(report))
+
+
+class ExecuteTests(unittest.TestCase):
+    """A whole run against real daemons, with the faults that need no services."""
+
+    def test_daemon_faults_end_to_end(self):
+        cleanups = Cleanups()
+        self.addCleanup(cleanups.run_all)
+        schedule = schedule_of(
+            FaultEvent(at=0.5, kind="pause_daemon", targets=("n1",), lasts=0.5,
+                       params={"long": False}),
+            FaultEvent(at=1.0, kind="kill_daemon", targets=("n2",), lasts=1.0),
+            FaultEvent(at=1.5, kind="restart_daemon", targets=("n1",)),
+            duration=4.0, nodes=("n1", "n2"),
+        )
+        lines = []
+        report = execute(schedule, self.mktemp(), DaemonsScenario(), cleanups=cleanups,
+                         say=lines.append)
+        self.assertEqual(report["verdict"], "PASS", report["reasons"])
+        self.assertEqual([s["outcome"] for s in report["timeline"]], ["applied"] * 3)
+        self.assertEqual(report["faults_by_kind"],
+                         {"pause_daemon": 1, "kill_daemon": 1, "restart_daemon": 1})
+        self.assertEqual(cleanups.pending(), [])
+
+    def test_replay_file_runs_the_same_schedule(self):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "schedule.json")
+        schedule = generate(4, ("n1", "n2"), 3.0, kinds=("restart_daemon",), settle=0.5,
+                            min_gap=1, max_gap=1.5)
+        self.assertEqual(len(schedule.events), 2)
+        with open(path, "w") as f:
+            f.write(schedule.to_json())
+        out = os.path.join(directory, "run")
+        result = subprocess.run(
+            [sys.executable, "-m", "clsd.testing.faults", "--replay", path, "--scenario",
+             "daemons", "--out", out, "--quiet"],
+            capture_output=True, text=True, timeout=180,
+        )
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        with open(os.path.join(out, "schedule.json")) as f:
+            self.assertEqual(f.read(), schedule.to_json())
+        with open(os.path.join(out, "report.json")) as f:
+            report = json.load(f)
+        self.assertEqual(report["verdict"], "PASS")
+        self.assertEqual(len(report["timeline"]), len(schedule.events))
+        self.assertIn("--replay", report["replay"])
