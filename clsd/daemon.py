@@ -9,6 +9,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from clsd.events import EVENT_FILE_NAME, EventLog
+from clsd.metrics import Metrics, make_metrics_service
 from clsd.supervision.context import exec_context
 from clsd.supervision.orphans import RECORD_DIR, GroupRegistry, reap_leftovers
 from clsd.supervision.pgroups import OSProcessGroups
@@ -52,6 +53,7 @@ class Daemon(MultiService):
         self._stopping = False
         if checker_factory is None and any(s.check for s in config.services):
             checker_factory = _health_checker_factory()
+        self.metrics = Metrics(config.node.name)
         self._runners = {}
         for service in config.services:
             self._runners[service.name] = ServiceRunner(
@@ -60,10 +62,15 @@ class Daemon(MultiService):
                 groups=self.groups,
                 events=self.events,
                 registry=self.registry,
-                checker_factory=checker_factory,
+                checker_factory=self.metrics.instrument_checker_factory(
+                    service.name, checker_factory),
                 monotonic=monotonic,
                 random=random,
             )
+        self.metrics.watch_services(lambda: [r.status() for r in self.supervisors()])
+        self.metrics_service = make_metrics_service(
+            config.metrics, self.metrics.registry, reactor)
+        self.metrics_service.setServiceParent(self)
         if config.admin.ssh is not None or config.admin.telnet is not None:
             self._add_admin()
 

@@ -20,13 +20,22 @@ class Options(usage.Options):
         ["config", "c", DEFAULT_CONFIG, "The TOML configuration file."],
         ["node-name", None, None, "Override [node] name."],
         ["data-dir", None, None, "Override [node] data_dir."],
+        ["json-log", None, None,
+         "Also log one JSON event per line to this file ('-': standard output); "
+         "overrides [log] json."],
     ]
 
     def overrides(self):
         """Command-line values as dotted config keys, for L{load_config}."""
-        mapping = {"node-name": "node.name", "data-dir": "node.data_dir"}
-        return {key: self[option] for option, key in mapping.items()
-                if self[option] is not None}
+        mapping = {"node-name": "node.name", "data-dir": "node.data_dir",
+                   "json-log": "log.json"}
+        result = {key: self[option] for option, key in mapping.items()
+                  if self[option] is not None}
+        json_log = result.get("log.json")
+        if json_log and json_log != "-":
+            # A path on the command line is relative to where it was typed.
+            result["log.json"] = os.path.abspath(result["log.json"])
+        return result
 
 
 def load_or_exit(options):
@@ -52,6 +61,18 @@ def prepare_data_dir_or_exit(config):
         raise SystemExit(2)
 
 
+def start_json_log_or_exit(config, reactor):
+    """Open the JSON log now: before twistd starts logging, sheds privileges, daemonizes."""
+    from clsd.logs import start_json_log
+
+    try:
+        return start_json_log(config.log, reactor)
+    except OSError as e:
+        sys.stderr.write(f"clsd: cannot open the JSON log {config.log.json!r}: "
+                         f"{e.strerror or e}\n")
+        raise SystemExit(2)
+
+
 def makeService(options):
     from twisted.internet import reactor
 
@@ -59,4 +80,5 @@ def makeService(options):
 
     config = load_or_exit(options)
     prepare_data_dir_or_exit(config)
+    start_json_log_or_exit(config, reactor)
     return Daemon(config, reactor)

@@ -1,11 +1,13 @@
 """CLSD's configuration: TOML in, frozen attrs classes out, every error named by file and key path."""
 
 from clsd.config.admin import AdminConfig
+from clsd.config.log import LogConfig
+from clsd.config.metrics import MetricsConfig
 from clsd.config.model import Config, NodeConfig, load_config, parse_config
 from clsd.config.reader import ConfigError
 from clsd.config.service import Backoff, CrashLoop, HealthCheck, LogFiles, ServiceConfig
 
 __all__ = [
-    "AdminConfig", "Backoff", "Config", "ConfigError", "CrashLoop", "HealthCheck", "LogFiles",
-    "NodeConfig", "ServiceConfig", "load_config", "parse_config",
+    "AdminConfig", "Backoff", "Config", "ConfigError", "CrashLoop", "HealthCheck", "LogConfig",
+    "LogFiles", "MetricsConfig", "NodeConfig", "ServiceConfig", "load_config", "parse_config",
 ]

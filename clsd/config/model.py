@@ -6,6 +6,8 @@ import tomllib
 import attrs
 
 from clsd.config.admin import AdminConfig, parse_admin
+from clsd.config.log import LogConfig, parse_log
+from clsd.config.metrics import MetricsConfig, parse_metrics
 from clsd.config.reader import ConfigError, Table
 from clsd.config.service import ServiceConfig, parse_service
 
@@ -25,6 +27,8 @@ class Config:
     node: NodeConfig
     services: tuple[ServiceConfig, ...] = ()
     admin: AdminConfig = AdminConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
 
     def service(self, name):
         """The L{ServiceConfig} called C{name}; L{KeyError} if there is none."""
@@ -60,8 +64,11 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
     )
     _check_unique(root, "service", [service.name for service in services])
     admin = parse_admin(root.table("admin"), node.data_dir, base_dir)
+    metrics = parse_metrics(root.table("metrics"))
+    log = parse_log(root.table("log"), base_dir)
     root.finish()
-    return Config(source=source, node=node, services=services, admin=admin)
+    return Config(source=source, node=node, services=services, admin=admin,
+                  metrics=metrics, log=log)
 
 
 def load_config(path, *, overrides=None, euid=None):

@@ -1,0 +1,139 @@
+"""The ``/metrics`` HTTP endpoint: a twisted.web Site on the ``[metrics] listen`` address.
+
+The daemon adds it in one line::
+
+    make_metrics_service(config.metrics, metrics.registry, reactor).setServiceParent(daemon)
+
+With no ``listen`` configured it listens on nothing.
+
+Why not C{prometheus_client.twisted.MetricsResource}: it imports the global
+reactor (library code here takes the reactor it is given) and renders in the
+reactor's thread pool, where reading the daemon's state from the
+collectors' callbacks would race the reactor thread that changes it.
+L{MetricsResource} renders on the reactor thread with the same encoder
+choice (text format 0.0.4, or OpenMetrics when the scraper asks for it).
+Rendering costs about 10 us per sample (prometheus_client's formatting): a
+node with 10 services with checks and 10 resources has about 500 samples,
+5 ms of reactor time per scrape, measured on the shared 2-core box.
+"""
+
+import ipaddress
+
+from prometheus_client.exposition import choose_encoder
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from clsd.logs import emit
+
+INDEX = b"<html><body><p>CLSD metrics: <a href='/metrics'>/metrics</a></p></body></html>\n"
+
+
+class MetricsResource(Resource):
+    """Serves the samples of a L{prometheus_client.CollectorRegistry}."""
+
+    isLeaf = True
+
+    def __init__(self, registry):
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request):
+        accept = request.getHeader(b"accept")
+        encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else None)
+        body = encoder(self.registry)
+        request.setHeader(b"content-type", content_type.encode("ascii"))
+        return body
+
+
+class _Index(Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        return INDEX
+
+
+class _QuietSite(Site):
+    """A Site that does not log every scrape (one line every 15 s per scraper)."""
+
+    noisy = False
+
+    def log(self, request):
+        pass
+
+
+def metrics_site(registry):
+    root = Resource()
+    root.putChild(b"", _Index())
+    root.putChild(b"metrics", MetricsResource(registry))
+    return _QuietSite(root)
+
+
+def server_endpoint(reactor, address):
+    host, port = address
+    if ipaddress.ip_address(host).version == 6:
+        return TCP6ServerEndpoint(reactor, port, interface=host)
+    return TCP4ServerEndpoint(reactor, port, interface=host)
+
+
+class MetricsService(Service):
+    """Listens on the configured address while running (or on nothing).
+
+    A listen failure (address in use) raises from C{startService}, as the
+    admin listeners do, so that the mistake is seen at start-up.
+    """
+
+    name = "metrics"
+    log = Logger()
+
+    def __init__(self, address, registry, reactor):
+        self.address = address
+        self.site = metrics_site(registry)
+        self.reactor = reactor
+        #: The L{IListeningPort} while listening.
+        self.port = None
+        self._waiting = []
+
+    def startService(self):
+        super().startService()
+        if self.address is None:
+            return
+        endpoint = server_endpoint(self.reactor, self.address)
+        failures = []
+        endpoint.listen(self.site).addCallbacks(self._listening, failures.append)
+        if failures:
+            failures[0].raiseException()
+
+    def _listening(self, port):
+        self.port = port
+        host = port.getHost()
+        emit(self.log, "metrics.listening", "metrics at http://{address}/metrics",
+             address=f"[{host.host}]:{host.port}" if ":" in host.host
+             else f"{host.host}:{host.port}")
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(port)
+
+    def when_listening(self):
+        """A Deferred that fires with the listening port."""
+        if self.port is not None:
+            return defer.succeed(self.port)
+        d = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None
+
+
+def make_metrics_service(metrics_config, registry, reactor):
+    """The L{MetricsService} for L{clsd.config.MetricsConfig} C{metrics_config}."""
+    return MetricsService(metrics_config.listen, registry, reactor)
