@@ -3,8 +3,9 @@
 from clsd.config.model import Config, NodeConfig, load_config, parse_config
 from clsd.config.reader import ConfigError
 from clsd.config.service import Backoff, CrashLoop, HealthCheck, LogFiles, ServiceConfig
+from clsd.config.tls import TLSConfig
 
 __all__ = [
     "Backoff", "Config", "ConfigError", "CrashLoop", "HealthCheck", "LogFiles",
-    "NodeConfig", "ServiceConfig", "load_config", "parse_config",
+    "NodeConfig", "ServiceConfig", "TLSConfig", "load_config", "parse_config",
 ]
