@@ -170,7 +170,7 @@ def _parse_peer_addresses(table):
             )
         advertise = listen
     join = []
-    for index, value in enumerate(table.string_list("join", ())):
+    for index, value in enumerate(table.string_list("join", [])):
         key = f"join[{index}]"
         address = parse_host_port(table, key, value)
         version = ip_version(address[0])

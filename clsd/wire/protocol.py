@@ -86,6 +86,7 @@ class PeerProtocol(Protocol):
         self.address = None
         self._timer = None
         self._timer_at = None
+        self._producing = False
         self._close_waiters = []
 
     # -- IPeer ---------------------------------------------------------------
@@ -149,6 +150,7 @@ class PeerProtocol(Protocol):
         self.stats.connections += 1
         self.session = Session(hello=self._hello, now=self._now(), timeouts=self._timeouts)
         self.transport.registerProducer(self, True)
+        self._producing = True
         self._reschedule()
 
     def handshakeCompleted(self):
@@ -223,6 +225,11 @@ class PeerProtocol(Protocol):
                 self.stats.established += 1
                 self._handler.peer_connected(self)
             elif type(action) is Disconnect:
+                # A TLS transport postpones its close_notify until the
+                # producer is gone, so unregister before closing.
+                if self._producing:
+                    self._producing = False
+                    self.transport.unregisterProducer()
                 if action.abort:
                     self.transport.abortConnection()
                 else:
