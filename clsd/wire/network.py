@@ -116,6 +116,8 @@ class _Dialer(Factory):
         #: Consecutive connections that never got established (refused TLS,
         #: bad hello): they lengthen the backoff like failed TCP connects do.
         self.failures = 0
+        #: The live connection this dialer made, if any.
+        self.current = None
         self.service = ClientService(
             _WaitingEndpoint(self, endpoint), self,
             retryPolicy=self._retry_delay, clock=network.reactor,
@@ -127,9 +129,23 @@ class _Dialer(Factory):
     def buildProtocol(self, addr):
         protocol = self.network._build(initiator=True)
         protocol.when_closed(self._closed)
+        self.current = protocol
         return protocol
 
+    def stop(self):
+        """Close our connection with a bye, then stop the ClientService.
+
+        ClientService.stopService would cut the transport itself, and a TLS
+        transport holds its close back while our producer is registered;
+        closing through the protocol first avoids both.
+        """
+        if self.current is not None:
+            self.current.close("disconnect", "this node no longer keeps this connection")
+        return self.service.disownServiceParent()
+
     def _closed(self, protocol, reason):
+        if self.current is protocol:
+            self.current = None
         if protocol.hello is not None:
             self.peer_name = protocol.name
             self.failures = 0
@@ -269,7 +285,7 @@ class PeerNetwork(MultiService):
         dialer = self._dialers.pop((address[0], int(address[1])), None)
         if dialer is None:
             return defer.succeed(None)
-        return defer.maybeDeferred(dialer.service.disownServiceParent)
+        return defer.maybeDeferred(dialer.stop)
 
     def send_to(self, name, message):
         """Send C{message} to peer C{name}; C{False} if it is not connected."""
