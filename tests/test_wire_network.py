@@ -118,6 +118,38 @@ class DeduplicationRuleTests(unittest.TestCase):
         self.assertIs(alpha.peer("beta"), fresh)
 
 
+class DialerBackoffTests(unittest.TestCase):
+    """Connections refused before the hello lengthen the backoff like failed connects."""
+
+    def test_failures_add_to_the_attempt_count(self):
+        from twisted.internet.task import Clock
+
+        from clsd.wire.network import _Dialer
+        from clsd.wire.session import PEER, CloseReason
+
+        class StubNetwork:
+            reactor = Clock()
+
+            @staticmethod
+            def backoff(attempt):
+                return float(attempt)
+
+        class Ended:
+            def __init__(self, hello):
+                self.hello = hello
+                self.name = "beta" if hello else None
+
+        dialer = _Dialer(StubNetwork(), (BETA_HOST, 7400), endpoint=None)
+        self.assertEqual(dialer._retry_delay(1), 1.0)
+        refused = CloseReason("tls-expired", "expired", PEER)
+        dialer._closed(Ended(None), refused)
+        dialer._closed(Ended(None), refused)
+        self.assertEqual(dialer._retry_delay(1), 3.0)
+        dialer._closed(Ended({"name": "beta"}), CloseReason("connection-lost", "", "network"))
+        self.assertEqual(dialer._retry_delay(1), 1.0)
+        self.assertEqual(dialer.peer_name, "beta")
+
+
 def fast_backoff(attempt):
     return 0.05
 

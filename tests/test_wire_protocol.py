@@ -352,3 +352,28 @@ class IOSimTests(unittest.TestCase):
             self.pump.flush(advanceClock=False)
         self.assertIs(self.alpha.state, State.ESTABLISHED)
         self.assertIs(self.beta.state, State.ESTABLISHED)
+
+
+class LoggingTests(unittest.TestCase):
+    """A rejected connection is logged with the remote address and the reason."""
+
+    def test_rejection_logged(self):
+        from twisted.internet.error import ConnectionDone
+        from twisted.logger import Logger, LogLevel, formatEvent
+        from twisted.python.failure import Failure
+
+        events = []
+        clock = Clock()
+        protocol = make_protocol(clock=clock, certificate_name="beta")
+        protocol.log = Logger(observer=events.append)
+        protocol.makeConnection(StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.21", 7400),
+            peerAddress=IPv4Address("TCP", "127.0.0.22", 40000)))
+        protocol.handshakeCompleted()
+        protocol.dataReceived(hello_line("mallory"))
+        protocol.connectionLost(Failure(ConnectionDone()))
+        [event] = events
+        self.assertEqual(event["log_level"], LogLevel.warn)
+        text = formatEvent(event)
+        self.assertIn("from 127.0.0.22:40000 rejected: name-mismatch", text)
+        self.assertIn("'mallory'", text)

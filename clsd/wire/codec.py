@@ -187,7 +187,7 @@ class Codec:
             message_type.validate(obj)
         except FieldError as e:
             raise RemoteProtocolError("bad-field", f"{name}.{e}") from None
-        return Message(name, obj)
+        return Message(name, obj, checked=True)
 
     # -- sending -------------------------------------------------------------
 
@@ -201,10 +201,11 @@ class Codec:
         if message_type is None:
             raise LocalProtocolError("unknown-type", f"message type {message.type!r} "
                                      "is not registered on this connection")
-        try:
-            message_type.validate(message.fields)
-        except FieldError as e:
-            raise LocalProtocolError("bad-field", f"{message.type}.{e}") from None
+        if not message.checked:
+            try:
+                message_type.validate(message.fields)
+            except FieldError as e:
+                raise LocalProtocolError("bad-field", f"{message.type}.{e}") from None
         envelope = {"v": PROTOCOL_VERSION, "type": message.type}
         envelope.update(message.fields)
         try:

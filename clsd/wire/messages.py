@@ -70,65 +70,90 @@ def _json_type(value):
     return type(value).__name__
 
 
-def _join(path, key):
-    return f"{path}.{key}" if path else key
+def _under(part, error):
+    """C{error} (a L{FieldError} inside C{part}) with its path prefixed by C{part}.
+
+    Paths are only built on the way out of a failure, so checking a good
+    message allocates no strings.
+    """
+    path = error.path
+    if not path:
+        joined = part
+    elif path.startswith("["):
+        joined = part + path
+    else:
+        joined = f"{part}.{path}"
+    return FieldError(joined, error.message)
 
 
 def compile_spec(spec):
-    """Turn a schema C{spec} into a function C{check(value, path)} raising L{FieldError}."""
+    """Turn a schema C{spec} into a function C{check(value)} raising L{FieldError}.
+
+    The error's path is relative to the value checked (empty for the value
+    itself); containers prefix their key or index on the way out.
+    """
     if spec is str:
-        def check(value, path):
+        def check(value):
             if type(value) is not str:
-                raise FieldError(path, f"must be a string, got {_json_type(value)}")
+                raise FieldError("", f"must be a string, got {_json_type(value)}")
         return check
     if spec is int:
-        def check(value, path):
+        def check(value):
             if type(value) is not int:
-                raise FieldError(path, f"must be an integer, got {_json_type(value)}")
+                raise FieldError("", f"must be an integer, got {_json_type(value)}")
             if not _INT64_MIN <= value <= _INT64_MAX:
-                raise FieldError(path, "is out of range for a 64-bit integer")
+                raise FieldError("", "is out of range for a 64-bit integer")
         return check
     if spec is float:
-        def check(value, path):
-            if type(value) not in (int, float):
-                raise FieldError(path, f"must be a number, got {_json_type(value)}")
-            if type(value) is float and not math.isfinite(value):
-                raise FieldError(path, "must be a finite number")
+        def check(value):
+            kind = type(value)
+            if kind is not float and kind is not int:
+                raise FieldError("", f"must be a number, got {_json_type(value)}")
+            if kind is float and not math.isfinite(value):
+                raise FieldError("", "must be a finite number")
         return check
     if spec is bool:
-        def check(value, path):
+        def check(value):
             if type(value) is not bool:
-                raise FieldError(path, f"must be true or false, got {_json_type(value)}")
+                raise FieldError("", f"must be true or false, got {_json_type(value)}")
         return check
     if spec is dict:
-        def check(value, path):
+        def check(value):
             if type(value) is not dict:
-                raise FieldError(path, f"must be an object, got {_json_type(value)}")
+                raise FieldError("", f"must be an object, got {_json_type(value)}")
         return check
     if spec is list:
-        def check(value, path):
+        def check(value):
             if type(value) is not list:
-                raise FieldError(path, f"must be an array, got {_json_type(value)}")
+                raise FieldError("", f"must be an array, got {_json_type(value)}")
         return check
     if isinstance(spec, list):
         if len(spec) != 1:
             raise TypeError(f"a list schema has exactly one item schema, got {spec!r}")
         item = compile_spec(spec[0])
 
-        def check(value, path):
+        def check(value):
             if type(value) is not list:
-                raise FieldError(path, f"must be an array, got {_json_type(value)}")
-            for index, element in enumerate(value):
-                item(element, f"{path}[{index}]")
+                raise FieldError("", f"must be an array, got {_json_type(value)}")
+            index = 0
+            try:
+                for index, element in enumerate(value):
+                    item(element)
+            except FieldError as e:
+                raise _under(f"[{index}]", e) from None
         return check
     if isinstance(spec, MapOf):
         item = compile_spec(spec.spec)
 
-        def check(value, path):
+        def check(value):
             if type(value) is not dict:
-                raise FieldError(path, f"must be an object, got {_json_type(value)}")
-            for key, element in value.items():
-                item(element, _join(path, key))
+                raise FieldError("", f"must be an object, got {_json_type(value)}")
+            key = ""
+            try:
+                for key, element in value.items():
+                    item(element)
+            except FieldError as e:
+                raise _under(key, e) from None
         return check
     if isinstance(spec, dict):
         return _compile_object(spec)
@@ -139,29 +164,32 @@ def compile_spec(spec):
 
 def _compile_object(fields):
     required = []
-    optional = {}
     checks = {}
     for key, spec in fields.items():
         if not isinstance(key, str):
             raise TypeError(f"field names are strings, got {key!r}")
         if isinstance(spec, Optional):
-            optional[key] = True
             checks[key] = compile_spec(spec.spec)
         else:
             required.append(key)
             checks[key] = compile_spec(spec)
+    required = tuple(required)
 
-    def check(value, path):
+    def check(value):
         if type(value) is not dict:
-            raise FieldError(path, f"must be an object, got {_json_type(value)}")
+            raise FieldError("", f"must be an object, got {_json_type(value)}")
         for key in required:
             if key not in value:
-                raise FieldError(_join(path, key), "is required")
-        for key, element in value.items():
-            field_check = checks.get(key)
-            if field_check is None:
-                raise FieldError(_join(path, key), "unknown field")
-            field_check(element, _join(path, key))
+                raise FieldError(key, "is required")
+        key = ""
+        try:
+            for key, element in value.items():
+                field_check = checks.get(key)
+                if field_check is None:
+                    raise FieldError("", "unknown field")
+                field_check(element)
+        except FieldError as e:
+            raise _under(key, e) from None
     return check
 
 
@@ -174,6 +202,9 @@ class Message:
 
     type: str
     fields: dict
+    #: Set by L{MessageType.build} and the codec: the fields were checked
+    #: against the schema already, so sending need not check them again.
+    checked: bool = attrs.field(default=False, eq=False, repr=False, kw_only=True)
 
     def __getitem__(self, key):
         return self.fields[key]
@@ -200,15 +231,15 @@ class MessageType:
 
     def validate(self, fields):
         """Raise L{FieldError} (path like ``members[2].name``) unless C{fields} fit."""
-        self._check(fields, "")
+        self._check(fields)
 
     def build(self, **fields):
         """A L{Message} of this type; L{LocalProtocolError} if the fields do not fit."""
         try:
-            self._check(fields, "")
+            self._check(fields)
         except FieldError as e:
             raise LocalProtocolError("bad-field", f"{self.name}.{e}") from None
-        return Message(self.name, fields)
+        return Message(self.name, fields, checked=True)
 
 
 class Registry:
