@@ -105,7 +105,7 @@ class Handler:
 def identity(ca, name):
     pair = issue_node_certificate(ca, name)
     return NodeIdentity(name=name, key=pair.key, certificate=pair.certificate,
-                        ca_certificate=ca.certificate)
+                        ca_certificates=(ca.certificate,))
 
 
 def cpu_seconds():

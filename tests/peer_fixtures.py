@@ -36,7 +36,7 @@ class TestCA:
         pair = self.issue(name, **kwargs)
         trusted = (trust or self).certificate
         return NodeIdentity(name=name, key=pair.key, certificate=pair.certificate,
-                            ca_certificate=trusted)
+                            ca_certificates=(trusted,))
 
     def expired_identity(self, name):
         now = utcnow()

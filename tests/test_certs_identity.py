@@ -40,7 +40,7 @@ class LoadIdentityTests(unittest.TestCase):
         self.assertEqual(identity.name, "alpha")
         self.assertEqual(authority.node_name_of(identity.certificate), "alpha")
         self.assertTrue(authority.key_matches(identity.key, identity.certificate))
-        self.assertEqual(identity.ca_certificate, self.ca.certificate)
+        self.assertEqual(identity.ca_certificates, (self.ca.certificate,))
 
     def test_no_tls_section(self):
         config = parse_config('[node]\nname = "alpha"\n', "clsd.toml")
@@ -150,3 +150,45 @@ class LoadIdentityTests(unittest.TestCase):
         pair = authority.KeyAndCertificate(key=key, certificate=certificate)
         store.write_pair(pair, *store.node_paths(self.certs, "alpha"), force=True)
         self.assertRefused(self.config(), "tls.cert", "is not among its subjectAltName")
+
+
+class CARotationTests(unittest.TestCase):
+    """ca.pem may hold the old and the new CA while certificates are re-issued."""
+
+    def setUp(self):
+        self.old, self.new = TestCA(), TestCA()
+        self.dir = os.path.abspath(self.mktemp())
+        self.certs = os.path.join(self.dir, "certs")
+        os.makedirs(self.certs)
+        bundle = self.old.authority.certificate_pem() + self.new.authority.certificate_pem()
+        store.write_file(os.path.join(self.certs, "ca.pem"), bundle, private=False)
+
+    def config(self):
+        text = ('[node]\nname = "alpha"\nlisten = "127.0.0.11:7400"\n'
+                '[tls]\nca = "certs/ca.pem"\ncert = "certs/alpha.pem"\nkey = "certs/alpha.key"\n')
+        return parse_config(text, "clsd.toml", base_dir=self.dir)
+
+    def test_certificate_from_either_ca_accepted(self):
+        for ca in (self.old, self.new):
+            store.write_pair(ca.issue("alpha"), *store.node_paths(self.certs, "alpha"),
+                             force=True)
+            identity = load_identity(self.config())
+            self.assertEqual(identity.ca_certificates,
+                             (self.old.certificate, self.new.certificate))
+
+    def test_certificate_from_a_third_ca_refused(self):
+        store.write_pair(TestCA().issue("alpha"), *store.node_paths(self.certs, "alpha"),
+                         force=True)
+        with self.assertRaises(ConfigError) as caught:
+            load_identity(self.config())
+        self.assertIn("was not issued by the CA", str(caught.exception))
+
+    def test_node_certificate_in_the_bundle_refused(self):
+        pair = self.new.issue("alpha")
+        store.write_pair(pair, *store.node_paths(self.certs, "alpha"), force=True)
+        with open(os.path.join(self.certs, "ca.pem"), "ab") as f:
+            f.write(pair.certificate_pem())
+        with self.assertRaises(ConfigError) as caught:
+            load_identity(self.config())
+        self.assertIn("certificate 3 of", str(caught.exception))
+        self.assertIn("is not a CA certificate", str(caught.exception))

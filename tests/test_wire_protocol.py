@@ -377,3 +377,25 @@ class LoggingTests(unittest.TestCase):
         text = formatEvent(event)
         self.assertIn("from 127.0.0.22:40000 rejected: name-mismatch", text)
         self.assertIn("'mallory'", text)
+
+
+class HandlerErrorTests(unittest.TestCase):
+    def test_upper_layer_exception_is_logged_and_contained(self):
+        @implementer(IPeerHandler)
+        class Broken(RecordingHandler):
+            def message_received(self, peer, message):
+                super().message_received(peer, message)
+                raise ValueError("upper layer bug")
+
+        handler = Broken()
+        stats = PeerStats()
+        protocol = make_protocol(handler=handler, stats=stats)
+        protocol.makeConnection(StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.21", 7400),
+            peerAddress=IPv4Address("TCP", "127.0.0.22", 40000)))
+        protocol.handshakeCompleted()
+        protocol.dataReceived(hello_line("beta") + line("note", text="1") + line("note", text="2"))
+        self.assertEqual([e[0] for e in handler.events], ["connected", "message", "message"])
+        self.assertEqual(stats.handler_errors, 2)
+        self.assertIs(protocol.state, State.ESTABLISHED)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 2)

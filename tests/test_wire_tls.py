@@ -7,11 +7,18 @@ listening node counts the reason, its upper layer hears nothing, and no
 message is processed; the happy path establishes and carries messages.
 """
 
+import io
+import os
+import socket
+
 from twisted.internet import endpoints, protocol, reactor, ssl
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.trial import unittest
 from zope.interface import implementer
 
+from clsd.certs.cli import main
+from clsd.certs.identity import NodeIdentity
+from clsd.config import ConfigError, load_config, parse_config
 from clsd.wire.messages import MessageType, peer_registry
 from clsd.wire.network import PeerNetwork
 from clsd.wire.session import Timeouts
@@ -197,3 +204,80 @@ class RejectionTests(TLSTestCase):
         await wait_for(reactor, lambda: lost and sum(self.alpha.stats.rejected.values()) >= 1)
         self.assertEqual(self.alpha.stats.established, 0)
         self.assertEqual(self.alpha_handler.events, [])
+
+
+class FromConfigTests(unittest.TestCase):
+    """The operator's path: clsd-certs files, a config, PeerNetwork.from_config."""
+
+    timeout = 60
+
+    def write_node(self, directory, certs, name, host, join=()):
+        self.assertEqual(main(["issue", certs, name], out=io.StringIO(), err=io.StringIO()), 0)
+        join_list = ", ".join(f'"{h}:{p}"' for h, p in join)
+        path = os.path.join(directory, f"{name}.toml")
+        with open(path, "w") as f:
+            f.write(f'[node]\nname = "{name}"\nlisten = "{host}:{self.port_for(host)}"\n'
+                    f"join = [{join_list}]\n"
+                    f'[tls]\nca = "certs/ca.pem"\ncert = "certs/{name}.pem"\n'
+                    f'key = "certs/{name}.key"\n')
+        return path
+
+    def port_for(self, host):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            return s.getsockname()[1]
+
+    async def test_nodes_from_config_files(self):
+        directory = os.path.abspath(self.mktemp())
+        certs = os.path.join(directory, "certs")
+        self.assertEqual(main(["init", certs], out=io.StringIO(), err=io.StringIO()), 0)
+        beta_config = load_config(self.write_node(directory, certs, "beta", BETA_HOST))
+        alpha_config = load_config(self.write_node(directory, certs, "alpha", ALPHA_HOST,
+                                                   join=[beta_config.node.listen]))
+        handlers = {}
+        networks = {}
+        for config in (beta_config, alpha_config):
+            handlers[config.node.name] = RecordingHandler()
+            network = PeerNetwork.from_config(
+                config, reactor=reactor, handler=handlers[config.node.name],
+                registry=REGISTRY, settings={"voters": ["alpha", "beta"]})
+            network.startService()
+            self.addCleanup(network.stopService)
+            networks[config.node.name] = network
+        await wait_for(reactor, lambda: networks["alpha"].peers() == ["beta"]
+                       and networks["beta"].peers() == ["alpha"])
+        self.assertEqual(networks["beta"].peer("alpha").address[0], ALPHA_HOST)
+        self.assertEqual(networks["alpha"].peer("beta").advertise,
+                         f"{BETA_HOST}:{beta_config.node.listen[1]}")
+
+    def test_bad_identity_refuses_to_build(self):
+        directory = os.path.abspath(self.mktemp())
+        certs = os.path.join(directory, "certs")
+        main(["init", certs], out=io.StringIO(), err=io.StringIO())
+        path = self.write_node(directory, certs, "alpha", ALPHA_HOST)
+        os.rename(os.path.join(certs, "alpha.key"), os.path.join(certs, "gone.key"))
+        with self.assertRaises(ConfigError) as caught:
+            PeerNetwork.from_config(load_config(path), reactor=reactor)
+        self.assertIn("tls.key", str(caught.exception))
+
+    def test_alone_has_no_network(self):
+        config = parse_config('[node]\nname = "alpha"\n', "clsd.toml")
+        self.assertIsNone(PeerNetwork.from_config(config, reactor=reactor))
+
+
+class CARotationTLSTests(TLSTestCase):
+    async def test_old_and_new_ca_both_trusted_during_rotation(self):
+        """alpha trusts old+new; beta, re-issued by the new CA, still connects."""
+        new = TestCA()
+        pair = self.ca.issue("alpha")
+        both = NodeIdentity(name="alpha", key=pair.key, certificate=pair.certificate,
+                            ca_certificates=(self.ca.certificate, new.certificate))
+        await self.alpha.stopService()
+        self.alpha = self.network("alpha", ALPHA_HOST, both, self.alpha_handler, start=True)
+        self.alpha_port = self.alpha.listening_port
+        rotated = new.identity("beta")
+        rotated = NodeIdentity(name="beta", key=rotated.key, certificate=rotated.certificate,
+                               ca_certificates=(self.ca.certificate, new.certificate))
+        beta, _ = self.beta(rotated)
+        await wait_for(reactor, lambda: self.alpha.peers() == ["beta"]
+                       and beta.peers() == ["alpha"])

@@ -30,7 +30,9 @@ class NodeIdentity:
     name: str
     key: object
     certificate: x509.Certificate
-    ca_certificate: x509.Certificate
+    #: The trusted cluster CA certificates: normally one; two while the CA
+    #: is being rotated (see certs/README.md).
+    ca_certificates: tuple
 
 
 def load_identity(config, *, now=None):
@@ -57,12 +59,14 @@ def check_identity(name, tls, *, source="<tls>", now=None):
         except CertificateError as e:
             raise fail(key, str(e)) from None
 
-    ca = attempt("ca", store.load_certificate, tls.ca)
-    if not authority.is_authority(ca):
-        raise fail("ca", f"{tls.ca} is not a CA certificate (use the cluster's ca.pem)")
-    problem = authority.validity_problem(ca, now)
-    if problem is not None:
-        raise fail("ca", f"the CA certificate {tls.ca} {problem}")
+    cas = attempt("ca", store.load_certificates, tls.ca)
+    for index, ca in enumerate(cas):
+        which = f"{tls.ca}" if len(cas) == 1 else f"certificate {index + 1} of {tls.ca}"
+        if not authority.is_authority(ca):
+            raise fail("ca", f"{which} is not a CA certificate (use the cluster's ca.pem)")
+        problem = authority.validity_problem(ca, now)
+        if problem is not None:
+            raise fail("ca", f"the CA {which} {problem}")
 
     certificate = attempt("cert", store.load_certificate, tls.cert)
     if authority.is_authority(certificate):
@@ -74,12 +78,12 @@ def check_identity(name, tls, *, source="<tls>", now=None):
             f"{tls.cert} is for node {certificate_name!r}, but node.name is {name!r} "
             f"(issue one with: clsd-certs issue CA_DIR {name})",
         )
-    if not authority.signed_by(certificate, ca):
+    if not any(authority.signed_by(certificate, ca) for ca in cas):
+        trusted = ", ".join(repr(ca.subject.rfc4514_string()) for ca in cas)
         raise fail(
             "cert",
             f"{tls.cert} was not issued by the CA in {tls.ca} (its issuer is "
-            f"{certificate.issuer.rfc4514_string()!r}, the CA is "
-            f"{ca.subject.rfc4514_string()!r})",
+            f"{certificate.issuer.rfc4514_string()!r}, the CA is {trusted})",
         )
     problem = authority.validity_problem(certificate, now)
     if problem is not None:
@@ -96,7 +100,8 @@ def check_identity(name, tls, *, source="<tls>", now=None):
     _check_key_permissions(tls.key, fail)
     if not authority.key_matches(key, certificate):
         raise fail("key", f"{tls.key} is not the private key of {tls.cert}")
-    return NodeIdentity(name=name, key=key, certificate=certificate, ca_certificate=ca)
+    return NodeIdentity(name=name, key=key, certificate=certificate,
+                        ca_certificates=tuple(cas))
 
 
 def _name_of(path, certificate):

@@ -62,6 +62,16 @@ def load_certificate(path):
         raise CertificateError(f"{path}: not a PEM certificate") from None
 
 
+def load_certificates(path):
+    """Every certificate in the PEM file at C{path} (a CA bundle), at least one."""
+    data = read_bytes(path, "certificate")
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise CertificateError(f"{path}: not a PEM certificate") from None
+    return certificates
+
+
 def load_private_key(path):
     """The unencrypted private key in the PEM file at C{path}."""
     data = read_bytes(path, "private key")

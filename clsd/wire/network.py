@@ -210,6 +210,28 @@ class PeerNetwork(MultiService):
         self._dialers = {}
         self._waiters = {}
 
+    @classmethod
+    def from_config(cls, config, *, reactor, handler=None, registry=None, settings=None,
+                    now=None, **kwargs):
+        """The peer network of a node configured by C{config} (a L{clsd.config.Config}).
+
+        Loads and checks the ``[tls]`` files first (L{load_identity}), so a
+        bad certificate or key raises L{clsd.config.ConfigError} here and
+        the daemon refuses to start.  Returns C{None} when C{node.listen} is
+        not set (a node alone has no peers).
+        """
+        from clsd.certs.identity import load_identity
+        from clsd.wire.tls import PeerTLS
+
+        node = config.node
+        if node.listen is None:
+            return None
+        identity = load_identity(config, now=now)
+        return cls(
+            reactor=reactor, tls=PeerTLS(identity), name=node.name, listen=node.listen,
+            advertise=node.advertise, join=node.join, source_host=node.source_host,
+            handler=handler, registry=registry, settings=settings, **kwargs)
+
     # -- the service -----------------------------------------------------------
 
     def startService(self):

@@ -194,7 +194,7 @@ class PeerProtocol(Protocol):
         self._count(final, was_established)
         self._log_close(final, was_established)
         if was_established:
-            self._handler.peer_disconnected(self, final)
+            self._notify(self._handler.peer_disconnected, final)
         waiters, self._close_waiters = self._close_waiters, []
         for callback in waiters:
             callback(self, final)
@@ -218,12 +218,12 @@ class PeerProtocol(Protocol):
     def _run(self, actions):
         for action in actions:
             if type(action) is Deliver:
-                self._handler.message_received(self, action.message)
+                self._notify(self._handler.message_received, action.message)
             elif type(action) is Send:
                 self._write(action.message)
             elif type(action) is Established:
                 self.stats.established += 1
-                self._handler.peer_connected(self)
+                self._notify(self._handler.peer_connected)
             elif type(action) is Disconnect:
                 # A TLS transport postpones its close_notify until the
                 # producer is gone, so unregister before closing.
@@ -234,6 +234,19 @@ class PeerProtocol(Protocol):
                     self.transport.abortConnection()
                 else:
                     self.transport.loseConnection()
+
+    def _notify(self, method, *args):
+        """Call the upper layer; its bug is logged, not blamed on the peer.
+
+        The connection stays up: the peer did nothing wrong, and dropping
+        it would turn one node's bug into a cluster-wide flap.
+        """
+        try:
+            method(self, *args)
+        except Exception:
+            self.stats.handler_errors += 1
+            self.log.failure("the upper layer failed in {method} for peer {name}",
+                             method=getattr(method, "__name__", repr(method)), name=self.name)
 
     def _write(self, message):
         data = self.codec.send(message)

@@ -23,6 +23,8 @@ class PeerStats:
     messages_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    #: Exceptions raised by the upper layer's handler (our bugs, logged).
+    handler_errors: int = 0
     rejected: collections.Counter = attrs.field(factory=collections.Counter)
     dropped: collections.Counter = attrs.field(factory=collections.Counter)
     refused: collections.Counter = attrs.field(factory=collections.Counter)
@@ -37,6 +39,7 @@ class PeerStats:
             "messages_out": self.messages_out,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
+            "handler_errors": self.handler_errors,
             "rejected": dict(self.rejected),
             "dropped": dict(self.dropped),
             "refused": dict(self.refused),

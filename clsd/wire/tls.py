@@ -2,10 +2,11 @@
 
 The rules (doc/peer-protocol.md): TLS 1.2 at least (1.3 is negotiated when
 both ends have it, which OpenSSL prefers); each side presents its node
-certificate and requires the other's; the only trusted root is the cluster
-CA from ``[tls] ca``, never the system store; there is no host name check,
-because a node dials addresses, not names: the peer's node name is read from
-its verified certificate instead, and the hello must claim the same name.
+certificate and requires the other's; the only trusted roots are the
+cluster CA certificate(s) in ``[tls] ca`` (two during a CA rotation), never
+the system store; there is no host name check, because a node dials
+addresses, not names: the peer's node name is read from its verified
+certificate instead, and the hello must claim the same name.
 
 OpenSSL reports every verification failure as "certificate verify failed".
 To log and count *why* (expired, not yet valid, unknown CA), each connection
@@ -58,7 +59,8 @@ class PeerTLS:
         self.options = ssl.CertificateOptions(
             privateKey=identity.key,
             certificate=identity.certificate,
-            trustRoot=ssl.Certificate.loadPEM(_pem(identity.ca_certificate)),
+            trustRoot=ssl.trustRootFromCertificates(
+                [ssl.Certificate.loadPEM(_pem(ca)) for ca in identity.ca_certificates]),
             raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
             enableSessions=False,
             enableSessionTickets=False,
