@@ -210,6 +210,19 @@ class BoundTests(unittest.TestCase):
         codec.receive_data(b"y" * 1000)
         self.assertEqual(codec.buffered, 0)
 
+    def test_trickled_line_costs_linear_time(self):
+        """A peer sending one byte at a time cannot make us copy quadratically."""
+        import time
+
+        codec = Codec(REGISTRY)
+        started = time.process_time()
+        for _ in range(MAX_LINE):
+            codec.receive_data(b" ")
+        # Linear: about 0.1 s here.  Quadratic copying of a 256 KiB buffer
+        # would move ~34 GB and take far longer than this bound.
+        self.assertLess(time.process_time() - started, 5.0)
+        self.assertEqual(codec.buffered, MAX_LINE)
+
     def test_long_complete_line_is_refused(self):
         codec = Codec(REGISTRY, max_line=100)
         codec.receive_data(b'{"v":1,"type":"ping","p":"' + b"x" * 200 + b'"}\n')

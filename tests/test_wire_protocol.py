@@ -399,3 +399,17 @@ class HandlerErrorTests(unittest.TestCase):
         self.assertEqual(stats.handler_errors, 2)
         self.assertIs(protocol.state, State.ESTABLISHED)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 2)
+
+
+class ClosingTests(unittest.TestCase):
+    def test_data_after_close_is_not_buffered(self):
+        protocol = make_protocol()
+        protocol.makeConnection(StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.21", 7400),
+            peerAddress=IPv4Address("TCP", "127.0.0.22", 40000)))
+        protocol.handshakeCompleted()
+        protocol.dataReceived(hello_line("beta"))
+        protocol.close("shutdown", "stopping")
+        for _ in range(100):
+            protocol.dataReceived(line("note", text="x" * 1000) * 10)
+        self.assertEqual(protocol.codec.buffered, 0)

@@ -68,7 +68,9 @@ class Codec:
         self.max_line = max_line
         self._lines = []
         self._next = 0
-        self._partial = b""
+        # A bytearray, so that a line trickling in byte by byte costs linear
+        # time, not quadratic (bytes += copies the whole buffer each time).
+        self._partial = bytearray()
         self._error = None
 
     # -- receiving -----------------------------------------------------------
@@ -85,7 +87,7 @@ class Codec:
                 self._partial += data
             return
         if self._partial:
-            data = self._partial + data
+            data = bytes(self._partial) + data
         lines = data.split(b"\n")
         partial = lines.pop()
         if self._next:
@@ -93,17 +95,16 @@ class Codec:
             self._next = 0
         self._lines.extend(lines)
         if len(partial) > self.max_line:
-            self._partial = b""
             self._fail_later("line-too-long",
                              f"a line exceeds {self.max_line} bytes without a newline")
         else:
-            self._partial = partial
+            self._partial = bytearray(partial)
 
     def _fail_later(self, reason, detail):
         # Complete lines received before the overflow are still delivered
         # first, so events come out in stream order.
         self._pending_error = RemoteProtocolError(reason, detail)
-        self._partial = b""
+        self._partial = bytearray()
 
     _pending_error = None
 
@@ -144,7 +145,7 @@ class Codec:
         self._error = error
         self._lines = []
         self._next = 0
-        self._partial = b""
+        self._partial = bytearray()
 
     @property
     def buffered(self):

@@ -168,6 +168,8 @@ class PeerProtocol(Protocol):
         self.stats.bytes_in += len(data)
         codec = self.codec
         session = self.session
+        if session.state not in _OPEN:
+            return  # closing: nothing more is processed, or kept
         codec.receive_data(data)
         now = self._now()
         while session.state in _OPEN:
