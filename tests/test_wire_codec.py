@@ -1,6 +1,7 @@
 """The line codec: framing, envelope and schema checks, bounds, and fuzzing."""
 
 import json
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -212,8 +213,6 @@ class BoundTests(unittest.TestCase):
 
     def test_trickled_line_costs_linear_time(self):
         """A peer sending one byte at a time cannot make us copy quadratically."""
-        import time
-
         codec = Codec(REGISTRY)
         started = time.process_time()
         for _ in range(MAX_LINE):

@@ -47,11 +47,12 @@ class TLSTestCase(unittest.TestCase):
         self.alpha.startService()
         self.alpha_port = self.alpha.listening_port
 
-    def network(self, name, host, identity, handler, *, settings=None, start=False):
+    def network(self, name, host, identity, handler, *, settings=None, start=False,
+                timeouts=Timeouts(handshake=5.0)):
         network = PeerNetwork(
             reactor=reactor, tls=PeerTLS(identity), name=name, listen=(host, 0),
             handler=handler, registry=REGISTRY, settings=settings or {"voters": ["alpha"]},
-            backoff=fast_backoff, timeouts=Timeouts(handshake=5.0),
+            backoff=fast_backoff, timeouts=timeouts,
         )
         if start:
             network.startService()
@@ -127,6 +128,25 @@ class RejectionTests(TLSTestCase):
         self.addCleanup(client.transport.abortConnection)
         await self.assertRejected("tls-plaintext")
         self.assertNotIn(b"ping", b"".join(received))
+
+    async def test_silent_client_dropped(self):
+        """A client that connects and never speaks TLS is cut off (no slowloris)."""
+        await self.alpha.stopService()
+        self.alpha = self.network("alpha", ALPHA_HOST, self.ca.identity("alpha"),
+                                  self.alpha_handler, start=True,
+                                  timeouts=Timeouts(handshake=0.3))
+        lost = []
+
+        class Silent(protocol.Protocol):
+            def connectionLost(self, reason):
+                lost.append(reason)
+
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, ALPHA_HOST,
+                                                self.alpha.listening_port,
+                                                bindAddress=(BETA_HOST, 0))
+        await endpoints.connectProtocol(endpoint, Silent())
+        await wait_for(reactor, lambda: lost, what="the server to drop the silent client")
+        self.assertEqual(self.alpha.stats.rejected["handshake-timeout"], 1)
 
     async def test_other_ca(self):
         stranger = TestCA()
