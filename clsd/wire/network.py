@@ -124,6 +124,11 @@ class _Dialer(Factory):
         )
 
     def _retry_delay(self, attempt):
+        # ClientService counts only failed TCP connects and resets on every
+        # connect, so a peer refusing our TLS would be redialled at the
+        # initial delay forever; refused connections count here instead.
+        # (ClientService's prepareConnection cannot do this in Twisted 26.10:
+        # a connection lost while it is pending raises NoTransition.)
         return self.network.backoff(attempt + self.failures)
 
     def buildProtocol(self, addr):

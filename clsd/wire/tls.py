@@ -53,6 +53,8 @@ class PeerTLS:
 
     def __init__(self, identity):
         self.identity = identity
+        # The key and certificate are cryptography objects, which pyOpenSSL
+        # accepts (its own X509/PKey wrappers are deprecated).
         # CertificateOptions with a trustRoot sets VERIFY_PEER and
         # VERIFY_FAIL_IF_NO_PEER_CERT (requireCertificate) on the context and
         # trusts exactly that root; TLS 1.2 is the floor.
