@@ -6,8 +6,10 @@ from clsd.config.metrics import MetricsConfig
 from clsd.config.model import Config, NodeConfig, load_config, parse_config
 from clsd.config.reader import ConfigError
 from clsd.config.service import Backoff, CrashLoop, HealthCheck, LogFiles, ServiceConfig
+from clsd.config.tls import TLSConfig
 
 __all__ = [
     "AdminConfig", "Backoff", "Config", "ConfigError", "CrashLoop", "HealthCheck", "LogConfig",
-    "LogFiles", "MetricsConfig", "NodeConfig", "ServiceConfig", "load_config", "parse_config",
+    "LogFiles", "MetricsConfig", "NodeConfig", "ServiceConfig", "TLSConfig", "load_config",
+    "parse_config",
 ]

@@ -8,8 +8,10 @@ import attrs
 from clsd.config.admin import AdminConfig, parse_admin
 from clsd.config.log import LogConfig, parse_log
 from clsd.config.metrics import MetricsConfig, parse_metrics
+from clsd.config.address import ip_version, is_wildcard, parse_host_port
 from clsd.config.reader import ConfigError, Table
 from clsd.config.service import ServiceConfig, parse_service
+from clsd.config.tls import TLSConfig, parse_tls
 
 DEFAULT_DATA_DIR = "/var/lib/clsd"
 
@@ -18,6 +20,28 @@ DEFAULT_DATA_DIR = "/var/lib/clsd"
 class NodeConfig:
     name: str
     data_dir: str
+    #: ``(host, port)`` the peer listener binds to; C{None}: a node alone.
+    listen: tuple | None = None
+    #: ``(host, port)`` other nodes dial; defaults to C{listen}.
+    advertise: tuple | None = None
+    #: Seed peers, ``((host, port), ...)``, dialled to join a cluster.
+    join: tuple = ()
+
+    @property
+    def source_host(self):
+        """The address outgoing peer connections are bound to.
+
+        The host of C{listen}, so that every packet this node sends carries
+        its own address (firewall rules and test partitions key on it); when
+        C{listen} is a wildcard, the advertised address if it is an IP.
+        """
+        if self.listen is None:
+            return None
+        if not is_wildcard(self.listen[0]):
+            return self.listen[0]
+        if self.advertise is not None and ip_version(self.advertise[0]) is not None:
+            return self.advertise[0]
+        return None
 
 
 @attrs.frozen
@@ -29,6 +53,8 @@ class Config:
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
+    #: Required when C{node.listen} is set: peer connections are mutual TLS.
+    tls: TLSConfig | None = None
 
     def service(self, name):
         """The L{ServiceConfig} called C{name}; L{KeyError} if there is none."""
@@ -66,9 +92,17 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
     admin = parse_admin(root.table("admin"), node.data_dir, base_dir)
     metrics = parse_metrics(root.table("metrics"))
     log = parse_log(root.table("log"), base_dir)
+    tls_table = root.table("tls")
+    tls = parse_tls(tls_table, base_dir) if tls_table is not None else None
+    if node.listen is not None and tls is None:
+        raise ConfigError(
+            source, "tls",
+            "is required when node.listen is set (peer connections are mutual TLS): "
+            "give ca, cert and key",
+        )
     root.finish()
     return Config(source=source, node=node, services=services, admin=admin,
-                  metrics=metrics, log=log)
+                  metrics=metrics, log=log, tls=tls)
 
 
 def load_config(path, *, overrides=None, euid=None):
@@ -104,8 +138,53 @@ def _parse_node(table, base_dir):
     name = table.name("name", "node")
     data_dir = table.string("data_dir", DEFAULT_DATA_DIR)
     data_dir = os.path.normpath(os.path.join(base_dir, os.path.expanduser(data_dir)))
+    listen, advertise, join = _parse_peer_addresses(table)
     table.finish()
-    return NodeConfig(name=name, data_dir=data_dir)
+    return NodeConfig(name=name, data_dir=data_dir, listen=listen,
+                      advertise=advertise, join=join)
+
+
+def _parse_peer_addresses(table):
+    """``listen``, ``advertise`` and ``join`` of ``[node]``, checked together."""
+    listen = advertise = None
+    if "listen" in table:
+        listen = parse_host_port(table, "listen", table.string("listen"))
+        if ip_version(listen[0]) is None:
+            raise table.error(
+                "listen",
+                f"the host must be an IP address, got {listen[0]!r} "
+                "(outgoing peer connections are bound to it)",
+            )
+    if "advertise" in table:
+        advertise = parse_host_port(table, "advertise", table.string("advertise"))
+        if listen is None:
+            raise table.error("advertise", "needs node.listen (the address it stands for)")
+        if is_wildcard(advertise[0]):
+            raise table.error(
+                "advertise", f"must be an address others can dial, not {advertise[0]!r}"
+            )
+    elif listen is not None:
+        if is_wildcard(listen[0]):
+            raise table.error(
+                "advertise",
+                f"is required when listen is the wildcard {listen[0]!r}: "
+                "give the address other nodes dial",
+            )
+        advertise = listen
+    join = []
+    for index, value in enumerate(table.string_list("join", [])):
+        key = f"join[{index}]"
+        address = parse_host_port(table, key, value)
+        version = ip_version(address[0])
+        if listen is not None and version is not None and version != ip_version(listen[0]):
+            raise table.error(
+                key, f"is an IPv{version} address but listen is IPv{ip_version(listen[0])}: "
+                "outgoing connections leave from the listen address",
+            )
+        join.append(address)
+    if join and listen is None:
+        raise table.error("join", "needs node.listen (a joining node must accept peers)")
+    return listen, advertise, tuple(join)
 
 
 def _check_unique(root, key, names):

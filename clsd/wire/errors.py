@@ -1,0 +1,34 @@
+"""Whose fault it was: the remote peer's, or ours.
+
+The split follows h11.  A L{RemoteProtocolError} means the peer sent
+something we refuse (a line too long, bad JSON, an unknown message type): the
+connection is closed and the event is counted under its C{reason}, but the
+daemon carries on.  A L{LocalProtocolError} means our own code tried to send
+something invalid: a bug to fix, never the peer's doing.
+"""
+
+
+class ProtocolError(Exception):
+    """Base of both kinds; C{reason} is a short stable key for counters and logs."""
+
+    def __init__(self, reason, detail):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol: close its connection and count C{reason}."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to send something the protocol forbids: a bug in our code."""
+
+
+class FieldError(Exception):
+    """A message field that does not fit its schema; C{path} names the field."""
+
+    def __init__(self, path, message):
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)

@@ -1,0 +1,422 @@
+"""This node's peer network: one listener, persistent dialers, one connection per peer.
+
+L{PeerNetwork} is a Twisted service.  It listens with mutual TLS on the
+node's address, keeps a connection to every address it is asked to
+L{connect <PeerNetwork.connect>} (each through a C{ClientService} with
+exponential backoff, its socket bound to the node's own address), and
+reports established peers to an upper-layer L{IPeerHandler}, which sends
+with L{send_to <PeerNetwork.send_to>}.
+
+Two nodes that dial each other at the same moment end up with one
+connection, the same one on both sides: of two connections to one peer
+(same generation) both keep the one dialled by the node whose name sorts
+first (ties, as when one node dialled twice, by the dialling side's source
+port).  A connection from a new generation of the peer (it restarted)
+replaces the old one at once.  A dialer whose peer is already connected the
+other way waits until that connection ends before dialling again, so the
+loser of the race does not redial forever.
+"""
+
+import random
+import time
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.endpoints import SSL4ClientEndpoint, SSL4ServerEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from clsd.config.address import format_host_port
+from clsd.wire.codec import MAX_LINE
+from clsd.wire.interfaces import IPeerHandler
+from clsd.wire.messages import HELLO, PROTOCOL_VERSION, peer_registry, settings_hash
+from clsd.wire.protocol import PeerProtocol
+from clsd.wire.session import LOCAL, CloseReason, State, Timeouts
+from clsd.wire.stats import PeerStats
+
+#: First redial delay: a restarted peer is usually back within a second.
+BACKOFF_INITIAL = 0.5
+#: Longest delay between redials of an unreachable peer.  At 30 s, 1024
+#: nodes each redialling ~10 dead observers cost a few handshakes per second
+#: in the whole cluster (about 2.5 ms of CPU each).
+BACKOFF_MAX = 30.0
+BACKOFF_FACTOR = 2.0
+#: TCP connect timeout for a dial; the TLS and hello steps have their own.
+CONNECT_TIMEOUT = 10.0
+#: Pending TCP connections the kernel may queue: a whole cluster restarting
+#: at once must not see refused connections.
+LISTEN_BACKLOG = 1024
+
+
+def new_generation():
+    """A per-start generation: practically unique, and larger after a restart.
+
+    Nanoseconds of wall time, used only as an identifier (a restarted peer's
+    connections are told from its old ones by being different), never to
+    measure time.
+    """
+    return time.time_ns()
+
+
+@implementer(IPeerHandler)
+class _NullHandler:
+    def peer_connected(self, peer):
+        pass
+
+    def message_received(self, peer, message):
+        pass
+
+    def peer_disconnected(self, peer, reason):
+        pass
+
+
+def _initiator_endpoint(protocol):
+    """The dialling side's (host, port) of a connection, the same on both ends."""
+    transport = protocol.transport
+    address = transport.getHost() if protocol.initiator else transport.getPeer()
+    return (getattr(address, "host", ""), getattr(address, "port", 0))
+
+
+def _connection_rank(protocol, local_name):
+    """Lower ranks win; both ends of a connection compute the same rank."""
+    initiator_name = local_name if protocol.initiator else protocol.name
+    return (initiator_name, _initiator_endpoint(protocol))
+
+
+@implementer(IStreamClientEndpoint)
+class _WaitingEndpoint:
+    """Dials through C{endpoint}, but first waits while the peer is connected another way."""
+
+    def __init__(self, dialer, endpoint):
+        self._dialer = dialer
+        self._endpoint = endpoint
+
+    def connect(self, factory):
+        waiting = self._dialer.network._until_disconnected(self._dialer.peer_name)
+        if waiting is None:
+            return self._endpoint.connect(factory)
+        return waiting.addCallback(lambda _: self._endpoint.connect(factory))
+
+    def __repr__(self):
+        return f"<dial {format_host_port(self._dialer.address)}>"
+
+
+class _Dialer(Factory):
+    """Keeps one outgoing connection to C{address} alive, with backoff."""
+
+    def __init__(self, network, address, endpoint):
+        self.network = network
+        self.address = address
+        #: Learned from the first established connection; while that peer is
+        #: connected the other way, we do not dial.
+        self.peer_name = None
+        #: Consecutive connections that never got established (refused TLS,
+        #: bad hello): they lengthen the backoff like failed TCP connects do.
+        self.failures = 0
+        #: The live connection this dialer made, if any.
+        self.current = None
+        self.service = ClientService(
+            _WaitingEndpoint(self, endpoint), self,
+            retryPolicy=self._retry_delay, clock=network.reactor,
+        )
+
+    def _retry_delay(self, attempt):
+        # ClientService counts only failed TCP connects and resets on every
+        # connect, so a peer refusing our TLS would be redialled at the
+        # initial delay forever; refused connections count here instead.
+        # (ClientService's prepareConnection cannot do this in Twisted 26.10:
+        # a connection lost while it is pending raises NoTransition.)
+        return self.network.backoff(attempt + self.failures)
+
+    def buildProtocol(self, addr):
+        protocol = self.network._build(initiator=True)
+        protocol.when_closed(self._closed)
+        self.current = protocol
+        return protocol
+
+    def stop(self):
+        """Close our connection with a bye, then stop the ClientService.
+
+        ClientService.stopService would cut the transport itself, and a TLS
+        transport holds its close back while our producer is registered;
+        closing through the protocol first avoids both.
+        """
+        if self.current is not None:
+            self.current.close("disconnect", "this node no longer keeps this connection")
+        return self.service.disownServiceParent()
+
+    def _closed(self, protocol, reason):
+        if self.current is protocol:
+            self.current = None
+        if protocol.hello is not None:
+            self.peer_name = protocol.name
+            self.failures = 0
+        else:
+            self.failures += 1
+        if reason.key == "self-connection":
+            # Our own address: dialling it again cannot help.
+            self.network.reactor.callLater(0, self.network.disconnect, self.address)
+
+
+@implementer(IPeerHandler)
+class PeerNetwork(MultiService):
+    """The peer connections of one node (see the module docstring)."""
+
+    log = Logger()
+
+    def __init__(self, *, reactor, tls, name, listen, advertise=None, handler=None,
+                 registry=None, settings=None, generation=None, source_host=None,
+                 join=(), monotonic=time.monotonic, timeouts=Timeouts(),
+                 max_line=MAX_LINE, backoff=None, connect_timeout=CONNECT_TIMEOUT):
+        """
+        @param tls: a L{clsd.wire.tls.PeerTLS} for this node's identity.
+        @param name: this node's name (the one in its certificate).
+        @param listen: C{(host, port)} to listen on; port 0 picks a free port.
+        @param advertise: C{(host, port)} others dial; default C{listen}
+            (with the real port when C{listen} asked for port 0).
+        @param handler: the upper layer's L{IPeerHandler}.
+        @param registry: message types (default: the peer layer's own).
+        @param settings: the cluster-wide settings dict that every node must
+            share; only its L{settings_hash} travels.
+        @param source_host: the address outgoing connections are bound to;
+            default the host of C{listen}.
+        @param join: addresses to L{connect} to when the service starts.
+        @param backoff: C{attempt -> delay} (default L{backoffPolicy} with
+            L{BACKOFF_INITIAL}, L{BACKOFF_MAX}, L{BACKOFF_FACTOR}).
+        """
+        super().__init__()
+        self.reactor = reactor
+        self.tls = tls
+        self.name = name
+        self.listen_address = listen
+        self.advertise = advertise
+        self.handler = handler if handler is not None else _NullHandler()
+        self.registry = registry if registry is not None else peer_registry()
+        self.settings_hash = settings_hash(settings or {})
+        self.generation = generation if generation is not None else new_generation()
+        self.source_host = source_host if source_host is not None else listen[0]
+        self.stats = PeerStats()
+        self.backoff = backoff or backoffPolicy(
+            initialDelay=BACKOFF_INITIAL, maxDelay=BACKOFF_MAX, factor=BACKOFF_FACTOR,
+            jitter=lambda: random.random() * BACKOFF_INITIAL,
+        )
+        self._join = tuple(join)
+        self._monotonic = monotonic
+        self._timeouts = timeouts
+        self._max_line = max_line
+        self._connect_timeout = connect_timeout
+        self._port = None
+        self._hello = None
+        self._connections = set()
+        self._peers = {}
+        self._dialers = {}
+        self._waiters = {}
+
+    @classmethod
+    def from_config(cls, config, *, reactor, handler=None, registry=None, settings=None,
+                    now=None, **kwargs):
+        """The peer network of a node configured by C{config} (a L{clsd.config.Config}).
+
+        Loads and checks the ``[tls]`` files first (L{load_identity}), so a
+        bad certificate or key raises L{clsd.config.ConfigError} here and
+        the daemon refuses to start.  Returns C{None} when C{node.listen} is
+        not set (a node alone has no peers).
+        """
+        from clsd.certs.identity import load_identity
+        from clsd.wire.tls import PeerTLS
+
+        node = config.node
+        if node.listen is None:
+            return None
+        identity = load_identity(config, now=now)
+        return cls(
+            reactor=reactor, tls=PeerTLS(identity), name=node.name, listen=node.listen,
+            advertise=node.advertise, join=node.join, source_host=node.source_host,
+            handler=handler, registry=registry, settings=settings, **kwargs)
+
+    # -- the service -----------------------------------------------------------
+
+    def startService(self):
+        host, port = self.listen_address
+        endpoint = SSL4ServerEndpoint(
+            self.reactor, port, self.tls, backlog=LISTEN_BACKLOG, interface=host
+        )
+        failed = []
+        # Listening on TCP completes at once; a failure (address in use, no
+        # such address) is raised here so that the daemon refuses to start.
+        endpoint.listen(_ListenerFactory(self)).addCallbacks(self._listening, failed.append)
+        if failed:
+            failed[0].raiseException()
+        super().startService()
+        for address in self._join:
+            self.connect(address)
+
+    def _listening(self, port):
+        self._port = port
+        if self.advertise is None:
+            self.advertise = (self.listen_address[0], port.getHost().port)
+        self._hello = None
+        self.log.info("peer listener on {address} (advertised as {advertise})",
+                      address=format_host_port((self.listen_address[0], port.getHost().port)),
+                      advertise=format_host_port(self.advertise))
+
+    @property
+    def listening_port(self):
+        """The port actually bound (useful when C{listen} asked for port 0)."""
+        return self._port.getHost().port if self._port is not None else None
+
+    def stopService(self):
+        waits = []
+        if self._port is not None:
+            waits.append(defer.maybeDeferred(self._port.stopListening))
+            self._port = None
+        # Say goodbye on every connection first, then stop the dialers (a
+        # ClientService would otherwise cut its connection without a bye).
+        for protocol in list(self._connections):
+            waits.append(self._closed_deferred(protocol))
+            protocol.close("shutdown", "the node is stopping")
+        waits.append(defer.maybeDeferred(super().stopService))
+        return defer.gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
+
+    def _closed_deferred(self, protocol):
+        d = defer.Deferred()
+        if protocol.state is State.CLOSED:
+            d.callback(None)
+        else:
+            protocol.when_closed(lambda p, reason: d.callback(None))
+        return d
+
+    # -- what upper layers use -----------------------------------------------------
+
+    def connect(self, address):
+        """Keep a connection to C{address} (C{(host, port)}) until L{disconnect}."""
+        address = (address[0], int(address[1]))
+        dialer = self._dialers.get(address)
+        if dialer is not None:
+            return dialer
+        endpoint = SSL4ClientEndpoint(
+            self.reactor, address[0], address[1], self.tls,
+            timeout=self._connect_timeout,
+            bindAddress=(self.source_host, 0) if self.source_host else None,
+        )
+        dialer = _Dialer(self, address, endpoint)
+        self._dialers[address] = dialer
+        dialer.service.setServiceParent(self)
+        return dialer
+
+    def disconnect(self, address):
+        """Stop keeping a connection to C{address}; closes the dialled one."""
+        dialer = self._dialers.pop((address[0], int(address[1])), None)
+        if dialer is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(dialer.stop)
+
+    def send_to(self, name, message):
+        """Send C{message} to peer C{name}; C{False} if it is not connected."""
+        peer = self._peers.get(name)
+        if peer is None:
+            return False
+        return peer.send(message)
+
+    def peer(self, name):
+        """The established L{IPeer} for C{name}, or C{None}."""
+        return self._peers.get(name)
+
+    def peers(self):
+        """Names of the peers connected now, sorted."""
+        return sorted(self._peers)
+
+    def connections(self):
+        """Every live connection, established or not (for tests and debugging)."""
+        return list(self._connections)
+
+    def dialing(self):
+        return sorted(self._dialers)
+
+    # -- building connections --------------------------------------------------
+
+    def hello(self):
+        if self._hello is None:
+            advertise = self.advertise or self.listen_address
+            self._hello = HELLO.build(
+                protocol=PROTOCOL_VERSION, name=self.name, generation=self.generation,
+                advertise=format_host_port(advertise), settings=self.settings_hash,
+            )
+        return self._hello
+
+    def _build(self, *, initiator):
+        protocol = PeerProtocol(
+            hello=self.hello(), registry=self.registry, handler=self,
+            clock=self.reactor, initiator=initiator, monotonic=self._monotonic,
+            stats=self.stats, tls=self.tls, timeouts=self._timeouts,
+            max_line=self._max_line,
+        )
+        self._connections.add(protocol)
+        protocol.when_closed(self._forget)
+        return protocol
+
+    def _forget(self, protocol, reason):
+        self._connections.discard(protocol)
+
+    # -- IPeerHandler, for our own connections --------------------------------
+
+    def peer_connected(self, protocol):
+        name = protocol.name
+        current = self._peers.get(name)
+        if current is None:
+            self._peers[name] = protocol
+            self.handler.peer_connected(protocol)
+            return
+        if self._prefer_new(current, protocol):
+            self._peers[name] = protocol
+            self.handler.peer_disconnected(current, CloseReason(
+                "replaced", f"replaced by a newer connection to {name}", LOCAL))
+            current.close("duplicate", f"{self.name} keeps another connection to {name}")
+            self.handler.peer_connected(protocol)
+        else:
+            protocol.close("duplicate", f"{self.name} keeps another connection to {name}")
+
+    def _prefer_new(self, current, new):
+        if new.generation != current.generation:
+            return True  # the peer restarted: its old connection is a ghost
+        return _connection_rank(new, self.name) < _connection_rank(current, self.name)
+
+    def message_received(self, protocol, message):
+        if self._peers.get(protocol.name) is protocol:
+            self.handler.message_received(protocol, message)
+
+    def peer_disconnected(self, protocol, reason):
+        name = protocol.name
+        if self._peers.get(name) is not protocol:
+            return  # a duplicate or replaced connection: already accounted for
+        del self._peers[name]
+        self.handler.peer_disconnected(protocol, reason)
+        for waiter in self._waiters.pop(name, []):
+            waiter.callback(None)
+
+    def _until_disconnected(self, name):
+        """C{None} if C{name} is not connected, else a Deferred for when it is not."""
+        if name is None or name not in self._peers:
+            return None
+        waiters = self._waiters.setdefault(name, [])
+
+        def cancel(d):
+            if d in waiters:
+                waiters.remove(d)
+
+        d = defer.Deferred(cancel)
+        waiters.append(d)
+        return d
+
+
+class _ListenerFactory(Factory):
+    """Builds the accepted side of connections for a L{PeerNetwork}."""
+
+    def __init__(self, network):
+        self.network = network
+
+    def buildProtocol(self, addr):
+        return self.network._build(initiator=False)
