@@ -186,6 +186,16 @@ class ExecCheckerTests(unittest.TestCase):
         protocol.processEnded(Failure(error.ProcessTerminated(signal=signal.SIGKILL)))
         self.assertEqual(result_of(d).detail, "timed out after 0.5s")
 
+    def test_cancel_abandons_the_probe(self):
+        d, protocol = self.start()
+        d.cancel()
+        result = result_of(d)
+        self.assertEqual((result.ok, result.detail), (False, "cancelled"))
+        self.assertEqual(self.killed, [(4242, signal.SIGKILL)])
+        self.assertTrue(self.transport.lost)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_finished_probe_cancels_its_timer(self):
         d, protocol = self.start()
         protocol.processEnded(Failure(error.ProcessDone(0)))
@@ -393,6 +403,14 @@ class HTTPCheckerTests(unittest.TestCase):
         result = result_of(d)
         self.assertEqual((result.ok, result.detail), (False, "timed out after 0.5s"))
         self.assertTrue(transport.disconnected, "connection not aborted")
+
+    def test_cancel_aborts_the_connection(self):
+        d = self.start()
+        _, transport = self.connect()
+        d.cancel()
+        self.assertEqual(result_of(d).detail, "cancelled")
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_https_uses_tls(self):
         self.start("https://127.0.0.1:8443/")

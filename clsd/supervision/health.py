@@ -76,7 +76,8 @@ def make_checker(check, reactor, *, monotonic=time.monotonic):
         (IReactorTime, plus IReactorProcess for exec and IReactorTCP for tcp/http).
     @param monotonic: the clock that measures C{latency}.
     @return: an object whose C{check()} returns a Deferred that fires with a
-        L{CheckResult} and never errbacks.
+        L{CheckResult} and never errbacks. Cancelling that Deferred abandons
+        the probe (as a timeout does) and fires it with C{detail="cancelled"}.
     """
     kinds = {"exec": ExecChecker, "tcp": TCPChecker, "http": HTTPChecker}
     try:
@@ -126,10 +127,14 @@ class _Checker:
     def _describe_failure(self, failure):
         if failure.check(ProbeFailed):
             return str(failure.value)
+        if failure.check(defer.CancelledError):
+            # The caller cancelled check() (e.g. the service is stopping): the
+            # probe was abandoned as at a timeout.
+            return "cancelled"
         if failure.check(error.ConnectionRefusedError):
             return "connection refused"
         if failure.check(error.DNSLookupError):
-            return f"cannot resolve host: {failure.value}"
+            return _short(f"cannot resolve host: {failure.value}")
         if failure.check(error.ConnectError):
             return _short(f"cannot connect: {failure.getErrorMessage()}")
         # Unexpected: keep the probe's contract (a result) but leave a trace.
@@ -273,6 +278,8 @@ class HTTPChecker(_Checker):
     def _request_failed(self, failure):
         # Agent wraps the real reasons (a TLS error, a connection closed early).
         if failure.check(ResponseFailed, RequestTransmissionFailed):
+            if any(r.check(defer.CancelledError) for r in failure.value.reasons):
+                raise defer.CancelledError()  # check() was cancelled
             messages = [r.getErrorMessage() for r in failure.value.reasons]
             raise ProbeFailed(_short("no HTTP response: "
                                      + ("; ".join(messages) or "connection lost")))
