@@ -1,12 +1,145 @@
 """The daemon: one MultiService that owns every part of a running node."""
 
+import os
+import random as _random
+import time
+
 from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from clsd.events import EVENT_FILE_NAME, EventLog
+from clsd.supervision.context import exec_context
+from clsd.supervision.orphans import RECORD_DIR, GroupRegistry, reap_leftovers
+from clsd.supervision.pgroups import OSProcessGroups
+from clsd.supervision.runner import ServiceRunner
+from clsd.supervision.spawn import spawn_in_new_group
+
+
+def _health_checker_factory():
+    # Imported only when a service has a check: the health checkers pull in
+    # HTTP client code a node without checks never needs.
+    from clsd.supervision.health import make_checker
+
+    return make_checker
 
 
 class Daemon(MultiService):
-    """Everything one node runs, built from a L{clsd.config.Config}."""
+    """Everything one node runs, built from a L{clsd.config.Config}.
 
-    def __init__(self, config, reactor):
+    Start-up order matters for "never run a service twice": the data
+    directory is created, process groups left by a previous run of the
+    daemon are terminated, and only then are the services started
+    (L{ready} fires at that point). C{stopService} returns a Deferred that
+    fires when every service's whole process group is gone.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, reactor, *, groups=None, checker_factory=None,
+                 monotonic=time.monotonic, random=_random.random):
         super().__init__()
         self.config = config
         self.reactor = reactor
+        self.data_dir = config.node.data_dir
+        self.events = EventLog(monotonic=monotonic)
+        self._monotonic = monotonic
+        self.groups = groups if groups is not None else OSProcessGroups()
+        self.registry = GroupRegistry(os.path.join(self.data_dir, RECORD_DIR))
+        #: Fires (with None) once leftovers are reaped and services started.
+        self.ready = defer.Deferred()
+        self._reaping = None
+        self._stopping = False
+        if checker_factory is None and any(s.check for s in config.services):
+            checker_factory = _health_checker_factory()
+        self._runners = {}
+        for service in config.services:
+            self._runners[service.name] = ServiceRunner(
+                service, reactor,
+                spawn=self._spawner(service),
+                groups=self.groups,
+                events=self.events,
+                registry=self.registry,
+                checker_factory=checker_factory,
+                monotonic=monotonic,
+                random=random,
+            )
+
+    def _spawner(self, service):
+        reactor = self.reactor
+        context = None
+
+        def spawn(protocol):
+            nonlocal context
+            if context is None:
+                # May raise KeyError if the user vanished since the config
+                # was read: reported as a spawn failure, retried later.
+                context = exec_context(service)
+            return spawn_in_new_group(reactor, protocol, context)
+
+        return spawn
+
+    # -- for the admin shell -------------------------------------------------------
+
+    def supervisor(self, name):
+        """The L{ServiceRunner} of service C{name} (C{start}, C{stop}, C{reset}, C{status})."""
+        try:
+            return self._runners[name]
+        except KeyError:
+            known = ", ".join(sorted(self._runners)) or "none"
+            raise KeyError(f"no service named {name!r} (services: {known})") from None
+
+    def supervisors(self):
+        return [self._runners[name] for name in sorted(self._runners)]
+
+    # -- IService ------------------------------------------------------------------
+
+    def startService(self):
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.events.open(os.path.join(self.data_dir, EVENT_FILE_NAME))
+        self.events.record("daemon", self.config.node.name, "starting",
+                           pid=os.getpid(), services=sorted(self._runners))
+        super().startService()
+        self._reaping = reap_leftovers(self.registry, self.reactor, self.groups,
+                                       self.events, monotonic=self._monotonic)
+        self._reaping.addCallback(self._start_services)
+        self._reaping.addErrback(self._reap_failed)
+
+    def _start_services(self, stuck):
+        if self._stopping:
+            return
+        stuck_services = {record.service for record in stuck}
+        for name in sorted(self._runners):
+            runner = self._runners[name]
+            if name in stuck_services:
+                self.events.record(
+                    "daemon", self.config.node.name,
+                    f"not starting {name}: a process group of its previous run is "
+                    "still present")
+                # Supervised (so stop() and status() work) but not started.
+                runner.autostart = False
+            runner.setServiceParent(self)
+        self.events.record("daemon", self.config.node.name, "services started")
+        self.ready.callback(None)
+
+    def _reap_failed(self, failure):
+        self.log.failure("cannot reap leftover process groups; starting no service",
+                         failure)
+        self.events.record("daemon", self.config.node.name,
+                           "services not started: reaping leftovers failed: "
+                           f"{failure.getErrorMessage()}")
+        if not self.ready.called:
+            self.ready.callback(None)
+
+    def stopService(self):
+        self._stopping = True
+        reaping = self._reaping if self._reaping is not None else defer.succeed(None)
+        d = defer.Deferred()
+        reaping.addBoth(lambda _: d.callback(None))
+        d.addCallback(lambda _: super(Daemon, self).stopService())
+        d.addCallback(self._stopped)
+        return d
+
+    def _stopped(self, _):
+        self.events.record("daemon", self.config.node.name, "stopped")
+        self.events.close()

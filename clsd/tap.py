@@ -1,5 +1,6 @@
 """``twistd clsd``: command-line options and service construction; parsing and wiring only."""
 
+import os
 import sys
 
 from twisted.python import usage
@@ -37,10 +38,25 @@ def load_or_exit(options):
         raise SystemExit(2)
 
 
+def prepare_data_dir_or_exit(config):
+    """Create C{[node] data_dir} now, so a bad one is a clear error, not a traceback later."""
+    path = config.node.data_dir
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        sys.stderr.write(
+            f"clsd: {config.source}: node.data_dir: cannot use {path!r}: "
+            f"{e.strerror or e}\n")
+        raise SystemExit(2)
+
+
 def makeService(options):
     from twisted.internet import reactor
 
     from clsd.daemon import Daemon
 
     config = load_or_exit(options)
+    prepare_data_dir_or_exit(config)
     return Daemon(config, reactor)

@@ -1,0 +1,513 @@
+"""The lifecycle of one supervised service, as a pure state machine.
+
+Sans-IO in the manner of h11: L{ServicePolicy.handle} is fed an event (an
+operator request, a process fact, a health result, a timer) together with
+the current monotonic time, and returns the actions the caller must carry
+out (spawn, signal the process group, set or cancel a timer, run a health
+check, record an event). It never touches a process, a clock or a reactor,
+so every rule below is tested with plain values: see
+L{clsd.supervision.runner} for the Twisted shell that executes the actions.
+
+States::
+
+    stopped --start--> starting --spawned--> running         (starting waits
+       ^                  |  ^                  |             for `rise` good
+       |                  |  |                  |             checks when a
+       |                  |  +--(restart now)---+ exited      check is set)
+       |                  |           |         |
+       |                  |        backoff <----+ (delay > 0)
+       |                  |                     |
+       +---- stopping <---+---------------------+ stop / health fall /
+                 |                                leftover group members
+                 +--> failed  (crash loop; sticky until reset)
+                 +--> exited  (restart = never, or clean exit under on-failure)
+
+Safety rule: C{Spawn} is only ever returned when no process of the
+previous instance can be alive: the leader has been reaped and its whole
+process group is gone (or was SIGKILLed and abandoned, see L{KILL_WAIT}).
+"""
+
+import collections
+import enum
+import signal
+
+import attrs
+
+from clsd.supervision.backoff import restart_delay
+
+#: After SIGKILL, how long to wait for the process group to disappear before
+#: giving up on it. SIGKILL cannot be caught, so a member still present
+#: after this is stuck in the kernel (uninterruptible sleep) and can no
+#: longer run code of its own; waiting for ever would leave the service down.
+KILL_WAIT = 5.0
+
+# Timer names (one of each at most is pending at any time).
+TIMER_RESTART = "restart"
+TIMER_KILL = "kill"
+TIMER_ABANDON = "abandon"
+TIMER_CHECK = "check"
+
+
+class State(enum.Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPING = "stopping"
+    FAILED = "failed"
+    EXITED = "exited"
+
+
+#: States in which the service's process is (believed) up.
+LIVE_STATES = frozenset({State.STARTING, State.RUNNING})
+#: States in which nothing runs and nothing will run without a request.
+RESTING_STATES = frozenset({State.STOPPED, State.FAILED, State.EXITED})
+
+
+# -- events ----------------------------------------------------------------
+
+@attrs.frozen
+class StartRequested:
+    """The operator (or the daemon at start-up) wants the service running."""
+
+
+@attrs.frozen
+class StopRequested:
+    """The operator (or the daemon at shutdown) wants the service stopped."""
+
+
+@attrs.frozen
+class ResetRequested:
+    """Forget past failures; revive a FAILED service."""
+
+
+@attrs.frozen
+class Spawned:
+    """The process exists; its pid is also its process group id."""
+
+    pid: int
+
+
+@attrs.frozen
+class SpawnFailed:
+    """The process could not be created at all (no such program, ...)."""
+
+    error: str
+
+
+@attrs.frozen
+class Exited:
+    """The group leader was reaped.
+
+    @ivar group_alive: whether other members of its process group were
+        still alive when it was reaped; the caller then reports
+        L{GroupGone} when the last of them is gone.
+    """
+
+    code: int | None
+    signal: int | None
+    group_alive: bool = False
+
+
+@attrs.frozen
+class GroupGone:
+    """No live member is left in the service's process group."""
+
+
+@attrs.frozen
+class HealthResult:
+    """The outcome of one health check of the instance with C{pid}."""
+
+    ok: bool
+    detail: str
+    pid: int
+
+
+@attrs.frozen
+class TimerFired:
+    name: str
+
+
+# -- actions ---------------------------------------------------------------
+
+@attrs.frozen
+class Spawn:
+    """Start a new instance in a new process group; report L{Spawned} or L{SpawnFailed}."""
+
+
+@attrs.frozen
+class SignalGroup:
+    """Send C{signum} to the whole process group C{pgid}."""
+
+    pgid: int
+    signum: int
+
+
+@attrs.frozen
+class ScheduleTimer:
+    """Fire L{TimerFired} C{name} after C{delay} seconds, replacing a pending one."""
+
+    name: str
+    delay: float
+
+
+@attrs.frozen
+class CancelTimer:
+    name: str
+
+
+@attrs.frozen
+class RunCheck:
+    """Run one health check; report a L{HealthResult} tagged with C{pid}."""
+
+    pid: int
+
+
+@attrs.frozen
+class Record:
+    """Something worth telling the operator: an event for the event log."""
+
+    kind: str
+    reason: str
+    fields: dict = attrs.field(factory=dict, eq=True, hash=False)
+
+
+# -- outcomes of an instance's end ------------------------------------------
+
+@attrs.frozen
+class _Restart:
+    delay: float
+    reason: str
+    #: False when an operator asked for it (not counted in C{restarts}).
+    automatic: bool = True
+
+
+@attrs.frozen
+class _Rest:
+    """Go to a resting state (stopped, exited, failed) with C{reason}."""
+
+    state: State
+    reason: str
+    fields: dict = attrs.field(factory=dict, hash=False)
+
+
+def describe_exit(code, signum):
+    """``exited code=1`` or ``killed by SIGKILL``: the reason strings of the event log."""
+    if signum is not None:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return f"killed by {name}"
+    return f"exited code={code}"
+
+
+def _seconds(value):
+    return f"{value:g}s"
+
+
+class ServicePolicy:
+    """Decides what one service's supervisor does next. Pure: no I/O, no clock.
+
+    @param config: the service's L{clsd.config.ServiceConfig}.
+    @param random: a callable returning a float in [0, 1), for backoff jitter.
+    """
+
+    def __init__(self, config, random, now=0.0):
+        self.config = config
+        self._random = random
+        self.state = State.STOPPED
+        self.since = now
+        self.last_reason = "not started"
+        #: Leader pid (== process group id) of the current or last instance.
+        self.pid = None
+        self.leader_alive = False
+        self.group_alive = False
+        #: Automatic restarts performed so far.
+        self.restarts = 0
+        #: None when no check is configured; else whether rise was reached.
+        self.healthy = None
+        self._wanted = False
+        self._started_at = None
+        self._consecutive = 0
+        self._failures = collections.deque()
+        self._pending = None
+        self._check_in_flight = False
+        self._check_ok = 0
+        self._check_bad = 0
+        #: Names of the timers this policy has scheduled and not cancelled:
+        #: a timer that fires without being pending here is stale.
+        self._timers = set()
+
+    # -- queries -----------------------------------------------------------
+
+    @property
+    def process_alive(self):
+        """Whether any process of the current instance may still be alive."""
+        return self.leader_alive or self.group_alive
+
+    def recent_failures(self, now):
+        """How many failures fall within the crash-loop window ending at C{now}."""
+        self._prune(now)
+        return len(self._failures)
+
+    # -- the one entry point ------------------------------------------------
+
+    def handle(self, event, now):
+        """Feed one event that happened at monotonic time C{now}; return the actions."""
+        method = getattr(self, "_on_" + type(event).__name__, None)
+        if method is None:
+            raise TypeError(f"not a policy event: {event!r}")
+        actions = []
+        method(event, now, actions)
+        for action in actions:
+            if isinstance(action, ScheduleTimer):
+                self._timers.add(action.name)
+            elif isinstance(action, CancelTimer):
+                self._timers.discard(action.name)
+        return actions
+
+    # -- operator requests --------------------------------------------------
+
+    def _on_StartRequested(self, event, now, out):
+        if self.state is State.FAILED:
+            out.append(Record("refused", "start refused: service is failed (reset it first)"))
+            return
+        self._wanted = True
+        if self.state in (State.STOPPED, State.EXITED):
+            self._consecutive = 0
+            self._spawn(now, "start requested", out, automatic=False)
+        elif self.state is State.BACKOFF:
+            out.append(CancelTimer(TIMER_RESTART))
+            self._spawn(now, "start requested", out, automatic=False)
+        elif self.state is State.STOPPING and not self._pending_is_failed():
+            self._pending = _Restart(0.0, "start requested", automatic=False)
+
+    def _on_StopRequested(self, event, now, out):
+        self._wanted = False
+        if self.state in LIVE_STATES:
+            self._begin_stop(now, "stop requested", _Rest(State.STOPPED, "stopped"), out)
+        elif self.state is State.BACKOFF:
+            out.append(CancelTimer(TIMER_RESTART))
+            self._enter(State.STOPPED, now, "stop requested", out)
+        elif self.state is State.STOPPING and not self._pending_is_failed():
+            self._pending = _Rest(State.STOPPED, "stopped")
+        elif self.state is State.EXITED:
+            self._enter(State.STOPPED, now, "stop requested", out)
+        # STOPPED: nothing to do. FAILED: sticky until reset.
+
+    def _on_ResetRequested(self, event, now, out):
+        self._consecutive = 0
+        self._failures.clear()
+        out.append(Record("reset", "failure history cleared"))
+        if self.state is State.FAILED:
+            self._wanted = True
+            self._spawn(now, "reset", out, automatic=False)
+        elif self.state is State.BACKOFF:
+            out.append(CancelTimer(TIMER_RESTART))
+            self._spawn(now, "reset", out, automatic=False)
+        elif self.state is State.STOPPING and self._pending_is_failed():
+            self._wanted = True
+            self._pending = _Restart(0.0, "reset", automatic=False)
+
+    # -- process facts ------------------------------------------------------
+
+    def _on_Spawned(self, event, now, out):
+        if self.state is not State.STARTING or self.leader_alive:
+            raise ValueError(f"Spawned while {self.state.value}: the caller is confused")
+        self.pid = event.pid
+        self.leader_alive = True
+        self.group_alive = True
+        self._started_at = now
+        out.append(Record("spawned", f"spawned pid={event.pid}", {"pid": event.pid}))
+        if self.config.check is None:
+            self._enter(State.RUNNING, now, f"spawned pid={event.pid}", out)
+        else:
+            self._check_ok = self._check_bad = 0
+            self._check_in_flight = False
+            self.healthy = False
+            out.append(ScheduleTimer(TIMER_CHECK, self.config.check.interval))
+
+    def _on_SpawnFailed(self, event, now, out):
+        if self.state is not State.STARTING or self.leader_alive:
+            raise ValueError(f"SpawnFailed while {self.state.value}: the caller is confused")
+        reason = f"spawn failed: {event.error}"
+        self._started_at = now
+        out.append(Record("spawn-failed", reason))
+        self._apply(self._instance_ended(now, reason, failure=True), now, out)
+
+    def _on_Exited(self, event, now, out):
+        if not self.leader_alive:
+            return
+        self.leader_alive = False
+        self.group_alive = event.group_alive
+        reason = describe_exit(event.code, event.signal)
+        uptime = now - self._started_at
+        out.append(Record("exited", reason, {
+            "pid": self.pid, "code": event.code, "signal": event.signal,
+            "uptime": round(uptime, 6),
+        }))
+        if self.state is State.STOPPING:
+            if not self.group_alive:
+                self._group_gone(now, out)
+            return
+        # An exit nobody asked for.
+        self._stop_checks(out)
+        clean = event.code == 0 and event.signal is None
+        outcome = self._instance_ended(now, reason, failure=not clean)
+        if self.group_alive:
+            self._begin_stop(now, f"{reason}; stopping the rest of its process group",
+                             outcome, out)
+        else:
+            self._apply(outcome, now, out)
+
+    def _on_GroupGone(self, event, now, out):
+        if self.leader_alive or not self.group_alive:
+            return
+        self.group_alive = False
+        if self.state is State.STOPPING:
+            self._group_gone(now, out)
+
+    # -- health ---------------------------------------------------------------
+
+    def _on_HealthResult(self, event, now, out):
+        if event.pid != self.pid or self.state not in LIVE_STATES or not self.leader_alive:
+            return  # a late answer about an instance that is gone
+        self._check_in_flight = False
+        check = self.config.check
+        if event.ok:
+            self._check_bad = 0
+            self._check_ok += 1
+            if not self.healthy and self._check_ok >= check.rise:
+                self.healthy = True
+                reason = f"health rise {check.rise}/{check.rise}"
+                out.append(Record("health", reason, {"detail": event.detail}))
+                if self.state is State.STARTING:
+                    self._enter(State.RUNNING, now, reason, out)
+            return
+        self._check_ok = 0
+        if now - self._started_at < check.grace:
+            return  # still starting up: failures do not count yet
+        self._check_bad += 1
+        if self.healthy and self._check_bad == 1:
+            out.append(Record("health", f"health check failed: {event.detail}",
+                              {"detail": event.detail}))
+        if self._check_bad >= check.fall:
+            self.healthy = False
+            reason = f"health fall {check.fall}/{check.fall}"
+            out.append(Record("health", reason, {"detail": event.detail}))
+            self._stop_checks(out)
+            outcome = self._instance_ended(now, reason, failure=True)
+            self._begin_stop(now, reason, outcome, out)
+
+    # -- timers ---------------------------------------------------------------
+
+    def _on_TimerFired(self, event, now, out):
+        name = event.name
+        if name not in self._timers:
+            return  # cancelled, or never ours: stale
+        self._timers.discard(name)
+        if name == TIMER_RESTART and self.state is State.BACKOFF:
+            self._spawn(now, "backoff elapsed", out)
+        elif name == TIMER_KILL and self.state is State.STOPPING and self.process_alive:
+            out.append(Record(
+                "kill",
+                f"still running {_seconds(self.config.stop_timeout)} after "
+                f"SIG{self.config.stop_signal}: SIGKILL to process group {self.pid}",
+            ))
+            out.append(SignalGroup(self.pid, signal.SIGKILL))
+            out.append(ScheduleTimer(TIMER_ABANDON, KILL_WAIT))
+        elif name == TIMER_ABANDON and self.state is State.STOPPING and self.process_alive:
+            out.append(Record(
+                "abandoned",
+                f"process group {self.pid} still present {_seconds(KILL_WAIT)} after "
+                "SIGKILL (stuck in the kernel?); no longer waiting for it",
+                {"pgid": self.pid},
+            ))
+            self.leader_alive = False
+            self.group_alive = False
+            self._group_gone(now, out)
+        elif name == TIMER_CHECK and self.state in LIVE_STATES and self.leader_alive:
+            if not self._check_in_flight:
+                self._check_in_flight = True
+                out.append(RunCheck(self.pid))
+            out.append(ScheduleTimer(TIMER_CHECK, self.config.check.interval))
+
+    # -- internals ------------------------------------------------------------
+
+    def _enter(self, state, now, reason, out, **fields):
+        previous = self.state
+        self.state = state
+        self.since = now
+        self.last_reason = reason
+        out.append(Record("state", reason, {"from": previous.value, "to": state.value,
+                                            **fields}))
+
+    def _spawn(self, now, reason, out, automatic=True):
+        if self.process_alive:
+            raise AssertionError("a spawn while the previous instance may be alive")
+        if automatic:
+            self.restarts += 1
+        self.healthy = None
+        self._enter(State.STARTING, now, reason, out)
+        out.append(Spawn())
+
+    def _begin_stop(self, now, reason, outcome, out):
+        self._pending = outcome
+        self._stop_checks(out)
+        self._enter(State.STOPPING, now, reason, out)
+        out.append(SignalGroup(self.pid, self.config.stop_signum))
+        out.append(ScheduleTimer(TIMER_KILL, self.config.stop_timeout))
+
+    def _group_gone(self, now, out):
+        out.append(CancelTimer(TIMER_KILL))
+        out.append(CancelTimer(TIMER_ABANDON))
+        outcome, self._pending = self._pending, None
+        self._apply(outcome, now, out)
+
+    def _stop_checks(self, out):
+        if self.config.check is not None:
+            out.append(CancelTimer(TIMER_CHECK))
+            self._check_in_flight = False
+
+    def _pending_is_failed(self):
+        return isinstance(self._pending, _Rest) and self._pending.state is State.FAILED
+
+    def _prune(self, now):
+        window = self.config.crash_loop.window
+        while self._failures and self._failures[0] <= now - window:
+            self._failures.popleft()
+
+    def _instance_ended(self, now, reason, failure):
+        """Count the end of an instance and decide what follows (not yet applied)."""
+        if now - self._started_at >= self.config.stable_after:
+            self._consecutive = 0  # it ran long enough: this is a fresh problem
+        if failure:
+            self._failures.append(now)
+            self._prune(now)
+        if not self._wanted:
+            return _Rest(State.STOPPED, reason)
+        restart = self.config.restart
+        if restart == "never" or (restart == "on-failure" and not failure):
+            return _Rest(State.EXITED, reason)
+        crash_loop = self.config.crash_loop
+        if failure and len(self._failures) >= crash_loop.max_failures:
+            return _Rest(
+                State.FAILED,
+                f"crash-loop {len(self._failures)} in {_seconds(crash_loop.window)}",
+                {"last": reason},
+            )
+        self._consecutive += 1
+        delay = restart_delay(self._consecutive, self.config.backoff, self._random())
+        return _Restart(delay, reason)
+
+    def _apply(self, outcome, now, out):
+        if isinstance(outcome, _Restart):
+            if outcome.delay <= 0:
+                self._spawn(now, outcome.reason, out, automatic=outcome.automatic)
+            else:
+                self._enter(State.BACKOFF, now, outcome.reason, out,
+                            delay=round(outcome.delay, 6))
+                out.append(ScheduleTimer(TIMER_RESTART, outcome.delay))
+        else:
+            self._enter(outcome.state, now, outcome.reason, out, **outcome.fields)

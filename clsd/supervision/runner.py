@@ -1,0 +1,346 @@
+"""The Twisted shell around one service's lifecycle policy.
+
+L{ServiceRunner} turns processes, timers and health checks into policy
+events and carries out the policy's actions. It decides nothing itself;
+everything it touches (reactor, clock, process spawning, process groups,
+health checker, event log, group records) is injected, so unit tests run it
+on a C{Clock} with fakes and integration tests on real processes.
+
+Restart latency: when the leader dies, Twisted reaps it on SIGCHLD and calls
+C{processExited}; the runner probes the group (one C{killpg(pgid, 0)}),
+feeds the policy, and the policy's C{Spawn} is executed in the same call
+stack. There is no poll loop on that path. Polling happens only when other
+members of the group outlive the leader.
+"""
+
+import collections
+import random as _random
+import time
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from clsd.supervision.policy import (
+    RESTING_STATES, CancelTimer, Exited, GroupGone, HealthResult, Record,
+    ResetRequested, RunCheck, ScheduleTimer, ServicePolicy, SignalGroup, Spawn,
+    Spawned, SpawnFailed, StartRequested, StopRequested, TimerFired,
+)
+from clsd.supervision.process import DiscardedOutput, ServiceOutput, ServiceProcessProtocol
+
+#: First interval between probes of a process group whose leader is gone
+#: but whose other members are not; it doubles up to GROUP_POLL_MAX so a
+#: quickly exiting group is noticed at once and a slow one costs little.
+GROUP_POLL_FIRST = 0.005
+GROUP_POLL_MAX = 0.1
+
+#: How long the output pipes of a finished instance may stay open after its
+#: group is gone before they are closed (see
+#: L{ServiceProcessProtocol.release_later}); stop() waits for this at most.
+OUTPUT_DRAIN_GRACE = 2.0
+
+
+def _describe_error(error):
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class ServiceRunner(Service):
+    """Supervises one C{[[service]]}: start, stop, reset, status.
+
+    @param spawn: C{spawn(protocol) -> transport}: start one instance in a
+        new process group (see L{clsd.supervision.spawn.spawn_in_new_group});
+        it calls C{protocol.makeConnection(transport)} before returning, or raises.
+    @param groups: has C{signal(pgid, signum)} and C{alive(pgid)}
+        (L{clsd.supervision.pgroups.OSProcessGroups}).
+    @param events: an L{clsd.events.EventLog}.
+    @param registry: a L{clsd.supervision.orphans.GroupRegistry}, or None.
+    @param checker_factory: C{checker_factory(check, reactor)}, returning an
+        object whose C{check()} returns a Deferred firing with a result
+        having C{ok} and C{detail}; needed when the service has a check.
+    @param monotonic: the clock the policy is fed with.
+    @param output_factory: C{output_factory(logs)}, the service's output files.
+    """
+
+    log = Logger()
+
+    #: Whether startService starts the service (the daemon clears it for a
+    #: service whose leftover process group could not be terminated).
+    autostart = True
+
+    def __init__(self, config, reactor, *, spawn, groups, events, registry=None,
+                 checker_factory=None, monotonic=time.monotonic, random=_random.random,
+                 output_factory=ServiceOutput):
+        self.config = config
+        self.name = f"service:{config.name}"
+        self._reactor = reactor
+        self._spawn = spawn
+        self._groups = groups
+        self._events = events
+        self._registry = registry
+        self._monotonic = monotonic
+        self._output_factory = output_factory
+        self._policy = ServicePolicy(config, random, now=monotonic())
+        self._checker = None
+        if config.check is not None:
+            if checker_factory is None:
+                raise ValueError(f"service {config.name!r} has a check but no checker factory")
+            self._checker = checker_factory(config.check, reactor)
+        self._queue = collections.deque()
+        self._busy = False
+        self._timers = {}
+        self._protocol = None
+        self._recorded_pgid = None
+        self._poll_call = None
+        self._poll_delay = GROUP_POLL_FIRST
+        self._output = None
+        self._waiters = []
+        #: Instances whose group is gone but whose output pipes are not closed yet.
+        self._draining = set()
+        self._drain_wait = None
+
+    # -- the interface the daemon and the admin shell use ---------------------
+
+    @property
+    def service_name(self):
+        return self.config.name
+
+    @property
+    def state(self):
+        return self._policy.state
+
+    def start(self):
+        """Ask for the service to run (refused while FAILED: see L{reset})."""
+        self._open_output()
+        self._feed(StartRequested())
+
+    def stop(self):
+        """Stop the service; the Deferred fires when its whole process group is gone."""
+        waiter = defer.Deferred()
+        self._waiters.append(waiter)
+        self._feed(StopRequested())
+        self._settle()
+        return waiter
+
+    def reset(self):
+        """Forget past failures; a FAILED service is started again."""
+        self._open_output()
+        self._feed(ResetRequested())
+
+    def status(self):
+        policy = self._policy
+        now = self._monotonic()
+        return {
+            "name": self.config.name,
+            "state": policy.state.value,
+            "pid": policy.pid if policy.process_alive else None,
+            "restarts": policy.restarts,
+            "last_reason": policy.last_reason,
+            "since": policy.since,
+            "for": round(now - policy.since, 3),
+            "healthy": policy.healthy,
+            "recent_failures": policy.recent_failures(now),
+        }
+
+    # -- IService --------------------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        if self.autostart:
+            self.start()
+
+    def stopService(self):
+        super().stopService()
+        d = self.stop()
+        d.addBoth(self._close_output)
+        return d
+
+    # -- feeding the policy ------------------------------------------------------
+
+    def _feed(self, event):
+        """Queue C{event}; run the queue unless we are already inside it.
+
+        Executing an action may produce an event (a spawn reports its pid),
+        so events are queued rather than handled re-entrantly: the policy
+        always sees them one at a time, in order.
+        """
+        self._queue.append(event)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._queue:
+                event = self._queue.popleft()
+                actions = self._policy.handle(event, self._monotonic())
+                self._forget_group_if_gone()
+                for action in actions:
+                    try:
+                        self._execute(action)
+                    except Exception:
+                        self.log.failure("{service}: cannot carry out {action!r}",
+                                         service=self.config.name, action=action)
+        finally:
+            self._busy = False
+        self._settle()
+
+    def _execute(self, action):
+        if isinstance(action, Record):
+            self._events.record(action.kind, self.config.name, action.reason,
+                                **action.fields)
+        elif isinstance(action, Spawn):
+            self._start_instance()
+        elif isinstance(action, SignalGroup):
+            self._groups.signal(action.pgid, action.signum)
+        elif isinstance(action, ScheduleTimer):
+            self._cancel_timer(action.name)
+            self._timers[action.name] = self._reactor.callLater(
+                action.delay, self._timer_fired, action.name)
+        elif isinstance(action, CancelTimer):
+            self._cancel_timer(action.name)
+        elif isinstance(action, RunCheck):
+            self._run_check(action.pid)
+        else:
+            raise TypeError(f"unknown action {action!r}")
+
+    def _settle(self):
+        """Fire the stop() waiters once nothing runs and nothing will.
+
+        Their output is collected first: the pipes of the last instances
+        are given up to OUTPUT_DRAIN_GRACE to reach end-of-file.
+        """
+        if self._busy or not self._waiters or self._drain_wait is not None:
+            return
+        if self._policy.state not in RESTING_STATES or self._policy.process_alive:
+            return
+        if self._draining:
+            self._drain_wait = defer.DeferredList([p.ended for p in self._draining])
+            self._drain_wait.addCallback(self._drained)
+            return
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(self._policy.state)
+
+    def _drained(self, _):
+        self._drain_wait = None
+        self._settle()
+
+    # -- processes -----------------------------------------------------------------
+
+    def _start_instance(self):
+        self._open_output()
+        protocol = ServiceProcessProtocol(self._output, self._on_started, self._on_exited)
+        self._protocol = protocol
+        try:
+            self._spawn(protocol)
+        except Exception as e:
+            if protocol.pid is None:
+                self._protocol = None
+                self._feed(SpawnFailed(_describe_error(e)))
+            else:  # started, then something after it failed: it is running
+                self.log.failure("{service}: error after spawning", service=self.config.name)
+
+    def _on_started(self, protocol, pid):
+        if protocol is not self._protocol:
+            return
+        if self._registry is not None:
+            try:
+                self._registry.add(self.config.name, pid, self.config.stop_signal,
+                                   self.config.stop_timeout)
+                self._recorded_pgid = pid
+            except OSError as e:
+                self._events.record("warning", self.config.name,
+                                    f"cannot record process group {pid}: {e}")
+        self._feed(Spawned(pid))
+
+    def _on_exited(self, protocol, code, signum):
+        if protocol is not self._protocol:
+            self.log.info("{service}: an abandoned instance exited", service=self.config.name)
+            return
+        pgid = self._policy.pid
+        group_alive = self._groups.alive(pgid)
+        self._feed(Exited(code, signum, group_alive=group_alive))
+        if group_alive:
+            self._poll_delay = GROUP_POLL_FIRST
+            self._schedule_poll()
+
+    def _schedule_poll(self):
+        if self._poll_call is None or not self._poll_call.active():
+            self._poll_call = self._reactor.callLater(self._poll_delay, self._poll_group)
+
+    def _poll_group(self):
+        self._poll_call = None
+        policy = self._policy
+        if policy.leader_alive or not policy.group_alive:
+            return  # a new instance, or the policy stopped waiting
+        if self._groups.alive(policy.pid):
+            self._poll_delay = min(self._poll_delay * 2, GROUP_POLL_MAX)
+            self._schedule_poll()
+        else:
+            self._feed(GroupGone())
+
+    def _forget_group_if_gone(self):
+        """Drop the group's record and pipes once the policy knows the group is gone."""
+        if self._policy.process_alive:
+            return
+        if self._recorded_pgid is not None:
+            self._registry.remove(self._recorded_pgid)
+            self._recorded_pgid = None
+        if self._protocol is not None:
+            protocol, self._protocol = self._protocol, None
+            if protocol.pid is not None and not protocol.ended.called:
+                protocol.release_later(self._reactor, OUTPUT_DRAIN_GRACE)
+                # An abandoned leader (never reaped) never "ends": do not wait for it.
+                if protocol.exited:
+                    self._draining.add(protocol)
+                    protocol.ended.addCallback(lambda _: self._draining.discard(protocol))
+        if self._poll_call is not None and self._poll_call.active():
+            self._poll_call.cancel()
+        self._poll_call = None
+
+    # -- timers and checks ------------------------------------------------------------
+
+    def _timer_fired(self, name):
+        self._timers.pop(name, None)
+        self._feed(TimerFired(name))
+
+    def _cancel_timer(self, name):
+        call = self._timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _run_check(self, pid):
+        d = defer.maybeDeferred(self._checker.check)
+
+        def result(outcome):
+            self._feed(HealthResult(bool(outcome.ok), str(outcome.detail), pid))
+
+        def broken(failure):
+            # The checker promises never to fail; if it does, it is a
+            # failed check, not a crash of the supervisor.
+            self._feed(HealthResult(False, f"check error: {failure.getErrorMessage()}", pid))
+
+        d.addCallbacks(result, broken)
+        d.addErrback(lambda f: self.log.failure("{service}: health result", f,
+                                                service=self.config.name))
+
+    # -- output ------------------------------------------------------------------------
+
+    def _open_output(self):
+        if self._output is not None:
+            return
+        logs = self.config.logs
+        if logs is None:
+            self._output = DiscardedOutput()
+            return
+        try:
+            self._output = self._output_factory(logs)
+        except OSError as e:
+            self._events.record("warning", self.config.name,
+                                f"cannot open the output log ({e}); output is discarded")
+            self._output = DiscardedOutput()
+
+    def _close_output(self, result):
+        if self._output is not None and not self._policy.process_alive:
+            self._output.close()
+            self._output = None
+        return result

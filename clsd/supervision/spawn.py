@@ -1,0 +1,168 @@
+"""Start a child process as the leader of its own, new process group.
+
+Why: the supervisor must be able to signal and wait for *everything* a
+service started (workers, shell pipelines, grandchildren), and a crash of
+the daemon must leave the service findable by its process group id.
+Twisted's C{spawnProcess} has no option for a new group, so this module
+subclasses C{twisted.internet.process.Process}:
+
+- the fast path (no ``cwd``, no ``user``) uses C{os.posix_spawnp} with
+  C{setpgroup=0} (POSIX_SPAWN_SETPGROUP): no fork of the daemon's memory, the
+  child is in its own group before it executes a single instruction;
+- the fork path (``cwd`` or ``user`` set: posix_spawn cannot chdir or change
+  credentials portably) calls C{os.setpgid(0, 0)} in the child, and the
+  parent calls C{os.setpgid(pid, pid)} too, closing the classic job-control
+  race where the parent signals the group before the child created it.
+
+Every private Twisted name used by CLSD is in this one module; the tests in
+tests/test_supervision_spawn.py run both paths against the installed Twisted.
+"""
+
+import errno
+import fcntl
+import os
+import shutil
+import signal
+
+from twisted.internet import process as _twisted_process
+from twisted.internet.process import (
+    _getFileActions,
+    _listOpenFDs,
+)
+
+try:
+    from os import POSIX_SPAWN_CLOSE as _PS_CLOSE
+    from os import POSIX_SPAWN_DUP2 as _PS_DUP2
+except ImportError:  # pragma: no cover - platforms without posix_spawn
+    _PS_CLOSE = _PS_DUP2 = None
+
+SPAWN_PATH_POSIX_SPAWN = "posix_spawn"
+SPAWN_PATH_FORK = "fork"
+
+
+class GroupLeaderProcess(_twisted_process.Process):
+    """A Twisted C{Process} whose child leads a new process group (pgid == pid).
+
+    @ivar spawn_path: L{SPAWN_PATH_POSIX_SPAWN} or L{SPAWN_PATH_FORK}, the
+        way this child was created (for tests and diagnostics).
+    """
+
+    spawn_path = None
+
+    def __init__(self, reactor, executable, args, environment, path, proto,
+                 uid=None, gid=None, childFDs=None, groups=None):
+        self._supplementary_groups = groups
+        super().__init__(reactor, executable, args, environment, path, proto,
+                         uid=uid, gid=gid, childFDs=childFDs)
+
+    def _trySpawnInsteadOfFork(self, path, uid, gid, executable, args, environment,
+                               kwargs):
+        # A copy of Twisted's Process._trySpawnInsteadOfFork (Twisted 24-26),
+        # plus setpgroup=0.
+        if (
+            _PS_CLOSE is None
+            or uid is not None
+            or gid is not None
+            or (path is not None and os.path.abspath(path) != os.path.abspath("."))
+            or getattr(self._reactor, "_neverUseSpawn", False)
+        ):
+            self.spawn_path = SPAWN_PATH_FORK
+            return False
+        fdmap = kwargs.get("fdmap")
+        fdState = []
+        for eachFD in _listOpenFDs():
+            try:
+                isCloseOnExec = fcntl.fcntl(eachFD, fcntl.F_GETFD, fcntl.FD_CLOEXEC)
+            except OSError:
+                pass
+            else:
+                fdState.append((eachFD, isCloseOnExec))
+        if environment is None:
+            environment = os.environ
+        setSigDef = [
+            everySignal
+            for everySignal in range(1, signal.NSIG)
+            if signal.getsignal(everySignal) == signal.SIG_IGN
+        ]
+        self.pid = os.posix_spawnp(
+            executable,
+            args,
+            environment,
+            file_actions=_getFileActions(fdState, fdmap, doClose=_PS_CLOSE,
+                                         doDup2=_PS_DUP2),
+            setsigdef=setSigDef,
+            setpgroup=0,
+        )
+        self.status = -1
+        self.spawn_path = SPAWN_PATH_POSIX_SPAWN
+        return True
+
+    def _fork(self, path, uid, gid, executable, args, environment, **kwargs):
+        super()._fork(path, uid, gid, executable, args, environment, **kwargs)
+        if self.spawn_path == SPAWN_PATH_FORK:
+            try:
+                os.setpgid(self.pid, self.pid)
+            except OSError as e:
+                # EACCES: the child already executed (and had set its group);
+                # ESRCH: it already died. Either way its own call did the job.
+                if e.errno not in (errno.EACCES, errno.ESRCH):
+                    raise
+
+    def _execChild(self, path, uid, gid, executable, args, environment):
+        # Runs in the forked child; any exception is reported by Twisted's
+        # _fork on the child's stderr, followed by os._exit(1).
+        os.setpgid(0, 0)
+        if path:
+            os.chdir(path)
+        if uid is not None or gid is not None:
+            # Groups first, then gid, then uid: after setuid we could not.
+            if self._supplementary_groups is not None:
+                os.setgroups(list(self._supplementary_groups))
+            if gid is not None:
+                os.setgid(gid)
+            if uid is not None:
+                os.setuid(uid)
+        os.execvpe(executable, args, environment)
+
+
+def resolve_program(program, env, cwd=None):
+    """The path of C{program}, searched in the service's own C{PATH}.
+
+    Done here, for both spawn paths alike: C{posix_spawnp} would search the
+    daemon's PATH, not the service's. A missing program is reported before
+    anything is started, with the PATH that was searched.
+
+    @raise FileNotFoundError: when there is no such executable.
+    """
+    if "/" in program:
+        path = os.path.join(cwd, program) if cwd and not os.path.isabs(program) else program
+        if not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise FileNotFoundError(errno.ENOENT, "no such executable", path)
+        return program
+    search = env.get("PATH", os.defpath)
+    found = shutil.which(program, path=search)
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, f"not found in PATH {search}", program)
+    return found
+
+
+def spawn_in_new_group(reactor, protocol, context):
+    """Start C{context} (an L{clsd.supervision.context.ExecContext}) as a group leader.
+
+    The child's stdin is a pipe the protocol may close; stdout and stderr
+    are pipes read by the protocol.
+
+    @raise OSError: when the program cannot be started at all (no such
+        executable; on the posix_spawn path also exec errors; on the fork
+        path those make the child exit with status 1 after writing the
+        reason to its stderr).
+    """
+    executable = resolve_program(context.argv[0], context.env, context.cwd)
+    credentials = context.credentials
+    uid = gid = groups = None
+    if credentials is not None:
+        uid, gid, groups = credentials.uid, credentials.gid, credentials.groups
+    return GroupLeaderProcess(
+        reactor, executable, list(context.argv), dict(context.env), context.cwd,
+        protocol, uid=uid, gid=gid, groups=groups,
+    )
