@@ -4,6 +4,7 @@ Real processes and sockets are in test_supervision_health_loopback.
 """
 
 import errno
+import os
 import signal
 
 import attrs
@@ -19,6 +20,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from clsd.config.service import HealthCheck
+from clsd.supervision.context import minimal_environment
 from clsd.supervision import health
 from clsd.supervision.health import (
     CheckResult,
@@ -103,12 +105,10 @@ class ExecCheckerTests(unittest.TestCase):
         self.killed.append((pgid, signum))
         return True
 
-    def checker(self, argv=("probe", "--quick"), timeout=0.5, environ=None):
+    def checker(self, argv=("probe", "--quick"), timeout=0.5, env=None):
         return ExecChecker(
             argv, timeout, self.reactor, monotonic=self.monotonic,
-            spawn=self.spawn, kill_group=self.kill_group,
-            environ={"PATH": "/usr/bin:/bin", "HOME": "/root", "SECRET": "x"}
-            if environ is None else environ,
+            spawn=self.spawn, kill_group=self.kill_group, env=env,
         )
 
     def start(self, **kwargs):
@@ -116,16 +116,19 @@ class ExecCheckerTests(unittest.TestCase):
         [(protocol, argv, env)] = self.spawned
         return d, protocol
 
-    def test_runs_argv_without_shell_in_minimal_environment(self):
-        self.start(argv=["/usr/lib/check", "a b"])
+    def test_runs_argv_without_shell(self):
+        self.start(argv=["/usr/lib/check", "a b"], env={"PATH": "/bin"})
         [(_, argv, env)] = self.spawned
         self.assertEqual(argv, ("/usr/lib/check", "a b"))
-        self.assertEqual(env, {"PATH": "/usr/bin:/bin"})
+        self.assertEqual(env, {"PATH": "/bin"})
 
-    def test_default_path_when_daemon_has_none(self):
-        self.start(environ={})
+    def test_minimal_environment_by_default(self):
+        os.environ["CLSD_TEST_LEAK"] = "x"
+        self.addCleanup(os.environ.pop, "CLSD_TEST_LEAK")
+        self.start()
         [(_, _, env)] = self.spawned
-        self.assertIn("/bin", env["PATH"])
+        self.assertEqual(env, minimal_environment())
+        self.assertNotIn("CLSD_TEST_LEAK", env)
 
     def test_exit_zero_passes_with_output_tail(self):
         d, protocol = self.start()

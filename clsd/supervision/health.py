@@ -8,7 +8,6 @@ then abandons the probe (kills the probe's process group, aborts the
 connection), so a hung service cannot pile up probes.
 """
 
-import os
 import signal
 import time
 
@@ -33,7 +32,9 @@ from twisted.web.client import (
 from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
-from clsd.supervision.process_group import signal_group, spawn_in_new_group
+from clsd.supervision.context import ExecContext, minimal_environment
+from clsd.supervision.pgroups import signal_group
+from clsd.supervision.spawn import spawn_in_new_group
 
 log = Logger()
 
@@ -44,10 +45,6 @@ OUTPUT_TAIL_CHARS = 200
 #: Output kept in memory while an exec probe runs; a chatty probe must not
 #: grow the daemon.
 OUTPUT_BUFFER_BYTES = 4096
-
-#: The environment of an exec probe: minimal, like a service's, so a probe
-#: behaves the same whatever environment the daemon was started with.
-PROBE_ENVIRONMENT_KEYS = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 @attrs.frozen
@@ -147,13 +144,13 @@ class ExecChecker(_Checker):
     """Run an argv (no shell) in its own process group; passes iff it exits 0."""
 
     def __init__(self, target, timeout, reactor, *, monotonic=time.monotonic,
-                 spawn=spawn_in_new_group, kill_group=signal_group, environ=None):
+                 spawn=None, kill_group=signal_group, env=None):
         super().__init__(tuple(target), timeout, reactor, monotonic=monotonic)
-        self._spawn = spawn
+        self._spawn = spawn if spawn is not None else _spawn_probe
         self._kill_group = kill_group
-        environ = os.environ if environ is None else environ
-        self._env = {key: environ[key] for key in PROBE_ENVIRONMENT_KEYS if key in environ}
-        self._env.setdefault("PATH", os.defpath)
+        # A service's minimal environment: a probe behaves the same whatever
+        # environment the daemon was started with.
+        self._env = dict(env) if env is not None else minimal_environment()
 
     def _probe(self):
         protocol = _ExecProbeProtocol()
@@ -170,6 +167,11 @@ class ExecChecker(_Checker):
 
         protocol.finished = defer.Deferred(abandon)
         return protocol.finished
+
+
+def _spawn_probe(reactor, protocol, argv, env):
+    """Start a probe as the leader of a new process group, like a service."""
+    return spawn_in_new_group(reactor, protocol, ExecContext(argv=tuple(argv), env=env))
 
 
 class _ExecProbeProtocol(ProcessProtocol):

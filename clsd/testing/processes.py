@@ -2,24 +2,7 @@
 
 import os
 
-from twisted.internet import defer, task
-from twisted.internet.protocol import ProcessProtocol
-
-
-class CollectingProtocol(ProcessProtocol):
-    """Keeps the child's output; C{ended} fires with why it ended (ProcessDone/ProcessTerminated)."""
-
-    def __init__(self):
-        self.output = b""
-        self.ended = defer.Deferred()
-
-    def outReceived(self, data):
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):
-        self.ended.callback(reason.value)
+from twisted.internet import task
 
 
 def pid_alive(pid):
