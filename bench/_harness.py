@@ -177,6 +177,10 @@ class Supervisor:
     def wait_stable(self, service):
         """Block until the supervisor counts C{service} as running (not starting)."""
 
+    def restart_anomalies(self):
+        """How often the supervisor backed off or gave up (from its own records)."""
+        return None
+
     def stop(self):
         """Stop the daemon gracefully, then kill whatever is left of its session."""
         if self.process is None:
@@ -281,6 +285,16 @@ class Supervisord(Supervisor):
     def version(self):
         return _venv_version(self.venv, "supervisor")
 
+    def restart_anomalies(self):
+        try:
+            log = (self.workdir / "supervisord.log").read_text(errors="replace")
+        except OSError:
+            return None
+        return {
+            "entered_BACKOFF": log.count("entered BACKOFF state"),
+            "entered_FATAL": log.count("entered FATAL state"),
+        }
+
 
 def _supervisor_quote(arg):
     # supervisord splits `command` with shlex, then expands %(name)s formats.
@@ -342,6 +356,23 @@ class Clsd(Supervisor):
 
     def version(self):
         return git_revision()
+
+    def restart_anomalies(self):
+        counts = {"to_backoff": 0, "to_failed": 0}
+        try:
+            with open(self.data_dir / "events.jsonl") as f:
+                for line in f:
+                    event = json.loads(line)
+                    if event.get("kind") != "state":
+                        continue
+                    target = event.get("fields", {}).get("to")
+                    if target == "backoff":
+                        counts["to_backoff"] += 1
+                    elif target == "failed":
+                        counts["to_failed"] += 1
+        except (OSError, ValueError):
+            return None
+        return counts
 
 
 def _toml_str(value):
@@ -433,7 +464,7 @@ def _twisted_version():
 
 
 def git_revision():
-    out = subprocess.run(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+    out = subprocess.run(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty", "--abbrev=7"],
                          capture_output=True, text=True)
     return out.stdout.strip() or None
 

@@ -110,6 +110,8 @@ class Subject:
         self.pipe = PidPipe(Path(workdir) / f"{supervisor.name}.pids")
         self.pid = None
         self.samples = []
+        #: Backoffs / give-ups the supervisor recorded (must all be 0).
+        self.anomalies = None
 
     def service_argv(self, sleep):
         script = f"echo $$ > {self.pipe.path}; exec {sleep} 100000"
@@ -193,6 +195,7 @@ def main(argv=None):
             for subject in subjects:
                 subject.supervisor.stop()
                 subject.pipe.close()
+                subject.anomalies = subject.supervisor.restart_anomalies()
             if args.keep:
                 print(f"work directory kept: {workdir}")
             else:
@@ -238,6 +241,7 @@ def build_report(args, subjects, info):
         supervisor = subject.supervisor
         entry = summary_ms(subject.samples)
         entry["version"] = supervisor.version()
+        entry["backoffs_and_give_ups"] = subject.anomalies
         entry["samples_ms"] = [round(s * 1000, 3) for s in subject.samples]
         report["results"][supervisor.name] = entry
     results = report["results"]
@@ -262,6 +266,12 @@ def print_report(report):
     for name, entry in report["results"].items():
         print(f"{name:12} {entry['p50_ms']:9.2f} {entry['p99_ms']:9.2f} "
               f"{entry['max_ms']:9.2f} {entry['min_ms']:9.2f}  {entry['version']}")
+    for name, entry in report["results"].items():
+        anomalies = entry["backoffs_and_give_ups"]
+        if anomalies is None or any(anomalies.values()):
+            print(f"  WARNING: {name} did not restart every kill at once: {anomalies}")
+        else:
+            print(f"  {name}: no backoff, no give-up ({anomalies})")
     if "ratio_p50_clsd_over_supervisord" in report:
         print(f"p50 ratio clsd/supervisord: {report['ratio_p50_clsd_over_supervisord']:.4f}")
     for goal, met in report.get("goals", {}).items():
