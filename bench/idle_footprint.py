@@ -109,6 +109,9 @@ def main(argv=None):
         "window_s": args.window,
         "warmup_s": args.warmup,
         "cpu_percent_of": "one core (100 = one core busy all the time)",
+        # CPU time is counted in clock ticks: below this, a figure reads as 0.
+        "cpu_resolution_percent": round(100 / os.sysconf("SC_CLK_TCK") / args.window, 4)
+        if hasattr(os, "sysconf") else None,
         "machine": info,
         "results": results,
     }
