@@ -24,5 +24,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) tools/run_tests.py $(TESTS)
 
+# Benchmarks (not tests): see bench/README.md. BENCH_ARGS="--kills 20" for a quick look.
+bench: $(STAMP)
+	$(PY) bench/restart_latency.py $(BENCH_ARGS)
+	$(PY) bench/idle_footprint.py
+
 clean:
 	rm -rf $(VENV) _trial_temp* build *.egg-info

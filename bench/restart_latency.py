@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Restart latency: kill a supervised service N times; how long until the new one runs?
+
+CLSD and supervisord supervise the same service in the same run, killed in
+turn (alternating which goes first), so both see the same machine load.
+
+The service is ``/bin/sh -c 'echo $$ > FIFO; exec sleep 100000'``: each new
+instance writes its pid into a FIFO that this script reads. One sample is the
+time from just before ``os.kill(pid, SIGKILL)`` (time.monotonic) to the
+arrival of the new pid's line: the supervisor's reaction, its fork/exec of
+/bin/sh (dash starts in about a millisecond) and one write. Between kills the
+script waits until the service has exec'd ``sleep``, until the supervisor
+counts it as running, and then a random pause (default 0.1 to 1.1 s) so that
+the kills do not fall in step with a supervisor's own timers.
+
+Both supervisors are configured so that every kill restarts at once: no
+backoff, no crash-loop limit (see CLSD_SETTINGS and Supervisord.PROGRAM_SETTINGS).
+
+Usage: python bench/restart_latency.py [--kills 200] [--only clsd|supervisord]
+Writes bench/results/restart_latency.json. Every process it started is
+killed on exit, Ctrl-C included.
+"""
+
+import argparse
+import os
+import random
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import (  # noqa: E402
+    BenchError,
+    Clsd,
+    Supervisord,
+    ensure_supervisord,
+    interrupts_as_exceptions,
+    machine_info,
+    process_name,
+    remove_tree,
+    summary_ms,
+    uninterruptible,
+    wait_for,
+    write_json,
+)
+
+SERVICE = "svc"
+
+#: Every death restarts at once in CLSD: the first restart after a crash is
+#: immediate anyway; a zero backoff makes the later ones immediate too, and a
+#: crash-loop limit far above the kill count never trips.
+CLSD_SETTINGS = [
+    'restart = "always"',
+    "backoff = { initial = 0.0, max = 0.0, factor = 1.0, jitter = 0.0 }",
+    "stable_after = 0.0",
+    "crash_loop = { max_failures = 1000000, window = 1.0 }",
+    "stop_timeout = 5.0",
+]
+
+#: How long one restart may take before the run is declared broken.
+RESTART_TIMEOUT = 10.0
+
+
+class PidPipe:
+    """The FIFO the service instances write their pids into, one line each."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        os.mkfifo(self.path)
+        self._read = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        # Our own writer keeps the FIFO open: no EOF between two instances.
+        self._keep_open = os.open(self.path, os.O_WRONLY)
+        self._buffer = b""
+
+    def next_pid(self, deadline):
+        """Block until the next line; (pid, monotonic arrival time)."""
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BenchError(f"no new pid in {self.path.name} before the deadline")
+            ready, _, _ = select.select([self._read], [], [], remaining)
+            if ready:
+                self._buffer += os.read(self._read, 4096)
+        arrived = time.monotonic()
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return int(line), arrived
+
+    def pending(self):
+        """Lines that arrived unasked (a restart nobody caused)."""
+        ready, _, _ = select.select([self._read], [], [], 0)
+        if ready:
+            self._buffer += os.read(self._read, 4096)
+        return self._buffer.count(b"\n")
+
+    def close(self):
+        os.close(self._read)
+        os.close(self._keep_open)
+
+
+class Subject:
+    """One supervisor with its service, and the samples measured on it."""
+
+    def __init__(self, supervisor, workdir):
+        self.supervisor = supervisor
+        self.pipe = PidPipe(Path(workdir) / f"{supervisor.name}.pids")
+        self.pid = None
+        self.samples = []
+        #: Backoffs / give-ups the supervisor recorded (must all be 0).
+        self.anomalies = None
+
+    def service_argv(self, sleep):
+        script = f"echo $$ > {self.pipe.path}; exec {sleep} 100000"
+        return ["/bin/sh", "-c", script]
+
+    def start(self, sleep):
+        self.supervisor.start([(SERVICE, self.service_argv(sleep))])
+        self.pid, _ = self.pipe.next_pid(time.monotonic() + 30)
+
+    def kill_once(self, pause):
+        """Wait for a steady service, kill it, time its replacement."""
+        supervisor = self.supervisor
+        wait_for(lambda: process_name(self.pid) == "sleep", 10,
+                 f"{supervisor.name}'s service {self.pid} to exec sleep")
+        supervisor.wait_stable(SERVICE)
+        time.sleep(pause)
+        supervisor.check_alive()
+        if self.pipe.pending():
+            raise BenchError(f"{supervisor.name} restarted the service unasked")
+        killed = time.monotonic()
+        os.kill(self.pid, signal.SIGKILL)
+        new_pid, arrived = self.pipe.next_pid(killed + RESTART_TIMEOUT)
+        if new_pid == self.pid:
+            raise BenchError(f"{supervisor.name}: the same pid {new_pid} came back")
+        self.pid = new_pid
+        self.samples.append(arrived - killed)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=200, help="kills per supervisor")
+    parser.add_argument("--only", choices=("clsd", "supervisord"),
+                        help="measure one supervisor only")
+    parser.add_argument("--pause", type=float, nargs=2, default=(0.1, 1.1),
+                        metavar=("MIN", "MAX"),
+                        help="random pause between a steady service and its kill (s)")
+    parser.add_argument("--output", default="restart_latency.json",
+                        help="file name under bench/results/")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (configs, logs)")
+    args = parser.parse_args(argv)
+
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    names = [args.only] if args.only else ["clsd", "supervisord"]
+    if "supervisord" in names:
+        ensure_supervisord()
+    workdir = Path(tempfile.mkdtemp(prefix="clsd-bench-restart-"))
+    subjects = []
+    info = machine_info()
+    rng = random.Random()
+    try:
+        with interrupts_as_exceptions():
+            for name in names:
+                supervisor = (Clsd(workdir / name, settings=CLSD_SETTINGS)
+                              if name == "clsd" else Supervisord(workdir / name))
+                subjects.append(Subject(supervisor, workdir))
+            print(describe_setup(args))
+            for subject in subjects:
+                subject.start(sleep)
+                print(f"  {subject.supervisor.name}: daemon pid {subject.supervisor.pid}, "
+                      f"service pid {subject.pid}")
+            for i in range(args.kills):
+                order = subjects if i % 2 == 0 else subjects[::-1]
+                for subject in order:
+                    subject.kill_once(rng.uniform(*args.pause))
+                if (i + 1) % 20 == 0:
+                    print(f"  {i + 1}/{args.kills} kills: " + ", ".join(
+                        f"{s.supervisor.name} last {s.samples[-1] * 1000:.1f} ms"
+                        for s in subjects))
+    except KeyboardInterrupt:
+        print("\ninterrupted: cleaning up", file=sys.stderr)
+        return 130
+    except BenchError as e:
+        print(f"benchmark failed: {e}", file=sys.stderr)
+        for subject in subjects:
+            print(f"--- {subject.supervisor.name} output:\n{subject.supervisor.output_tail()}",
+                  file=sys.stderr)
+        return 1
+    finally:
+        with uninterruptible():
+            for subject in subjects:
+                subject.supervisor.stop()
+                subject.pipe.close()
+                subject.anomalies = subject.supervisor.restart_anomalies()
+            if args.keep:
+                print(f"work directory kept: {workdir}")
+            else:
+                remove_tree(workdir)
+
+    info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report = build_report(args, subjects, info)
+    print_report(report)
+    path = write_json(args.output, report)
+    print(f"written: {path}")
+    return 0
+
+
+def describe_setup(args):
+    return "\n".join([
+        f"restart latency: {args.kills} SIGKILLs per supervisor, "
+        f"random pause {args.pause[0]:g}-{args.pause[1]:g} s between a steady service "
+        "and its kill",
+        "every kill restarts at once in both (no backoff, no crash-loop limit):",
+        "  clsd:        " + "; ".join(CLSD_SETTINGS),
+        "  supervisord: " + "; ".join(f"{k}={v}" for k, v in
+                                      Supervisord.PROGRAM_SETTINGS.items()),
+    ])
+
+
+def build_report(args, subjects, info):
+    report = {
+        "benchmark": "restart_latency",
+        "measure": "SIGKILL of the service -> its replacement (/bin/sh, exec'd by the "
+                   "supervisor) has written its pid to a FIFO; time.monotonic in the bench",
+        "service": "/bin/sh -c 'echo $$ > FIFO; exec sleep 100000'",
+        "kills": args.kills,
+        "pause_between_kills_s": list(args.pause),
+        "percentiles": "nearest rank",
+        "settings": {
+            "clsd": CLSD_SETTINGS,
+            "supervisord": Supervisord.PROGRAM_SETTINGS,
+        },
+        "machine": info,
+        "results": {},
+    }
+    for subject in subjects:
+        supervisor = subject.supervisor
+        entry = summary_ms(subject.samples)
+        entry["version"] = supervisor.version()
+        entry["backoffs_and_give_ups"] = subject.anomalies
+        entry["samples_ms"] = [round(s * 1000, 3) for s in subject.samples]
+        report["results"][supervisor.name] = entry
+    results = report["results"]
+    if "clsd" in results and "supervisord" in results:
+        report["ratio_p50_clsd_over_supervisord"] = round(
+            results["clsd"]["p50_ms"] / results["supervisord"]["p50_ms"], 4)
+    if "clsd" in results:
+        clsd = results["clsd"]
+        report["goals"] = {
+            "clsd_p50_le_20ms": clsd["p50_ms"] <= 20,
+            "clsd_p99_le_100ms": clsd["p99_ms"] <= 100,
+        }
+        if "ratio_p50_clsd_over_supervisord" in report:
+            report["goals"]["clsd_p50_le_0.1x_supervisord"] = \
+                report["ratio_p50_clsd_over_supervisord"] <= 0.1
+    return report
+
+
+def print_report(report):
+    print()
+    print(f"{'':12} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'min ms':>9}  version")
+    for name, entry in report["results"].items():
+        print(f"{name:12} {entry['p50_ms']:9.2f} {entry['p99_ms']:9.2f} "
+              f"{entry['max_ms']:9.2f} {entry['min_ms']:9.2f}  {entry['version']}")
+    for name, entry in report["results"].items():
+        anomalies = entry["backoffs_and_give_ups"]
+        if anomalies is None or any(anomalies.values()):
+            print(f"  WARNING: {name} did not restart every kill at once: {anomalies}")
+        else:
+            print(f"  {name}: no backoff, no give-up ({anomalies})")
+    if "ratio_p50_clsd_over_supervisord" in report:
+        print(f"p50 ratio clsd/supervisord: {report['ratio_p50_clsd_over_supervisord']:.4f}")
+    for goal, met in report.get("goals", {}).items():
+        print(f"  goal {goal}: {'met' if met else 'NOT met'}")
+    machine = report["machine"]
+    print(f"machine: {machine['cpu_model']}, {machine['cores']} cores, kernel "
+          f"{machine['kernel']}, load {machine['loadavg_at_start']} -> "
+          f"{machine.get('loadavg_at_end')}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
