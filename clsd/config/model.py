@@ -6,6 +6,8 @@ import tomllib
 
 import attrs
 
+from clsd.config.cluster import ClusterConfig, check_clusters, parse_cluster
+from clsd.config.quorum import QuorumConfig, parse_quorum
 from clsd.config.reader import ConfigError, Table
 from clsd.config.service import ServiceConfig, parse_service
 
@@ -25,6 +27,9 @@ class Config:
     source: str
     node: NodeConfig
     services: tuple[ServiceConfig, ...] = ()
+    #: None when the file has no ``[quorum]`` (allowed only without clusters).
+    quorum: QuorumConfig | None = None
+    clusters: tuple[ClusterConfig, ...] = ()
 
     def service(self, name):
         """The L{ServiceConfig} called C{name}; L{KeyError} if there is none."""
@@ -59,8 +64,13 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
         for table in root.tables("service")
     )
     _check_unique(root, "service", [service.name for service in services])
+    quorum_table = root.table("quorum")
+    quorum = parse_quorum(quorum_table) if quorum_table is not None else None
+    clusters = tuple(parse_cluster(table) for table in root.tables("cluster"))
+    check_clusters(source, clusters, services, quorum, node.name)
     root.finish()
-    return Config(source=source, node=node, services=services)
+    return Config(source=source, node=node, services=services, quorum=quorum,
+                  clusters=clusters)
 
 
 def load_config(path, *, overrides=None, euid=None):
