@@ -151,8 +151,9 @@ class ClusterManager:
                       slot_of.get(m.name))
             for m in members.values() if is_eligible(m, cluster.id)
         ]
-        return place(candidates, cluster.count, preempt=cluster.preempt,
-                     preempt_delay=cluster.preempt_delay, now=now), members
+        placement = place(candidates, cluster.count, preempt=cluster.preempt,
+                          preempt_delay=cluster.preempt_delay, now=now)
+        return placement, holders
 
     def _track_eligibility(self, now):
         members = self._all_members(now)
@@ -490,7 +491,7 @@ class ClusterManager:
     def _reconcile(self, cluster, now):
         if cluster.id in self._paused:
             return []
-        placement, members = self._placement(cluster, now)
+        placement, holders = self._placement(cluster, now)
         mine = [r for r in self._resources_of(cluster.id)
                 if r.phase in (FENCING, RUNNING, STOPPING)]
         out = []
@@ -507,6 +508,12 @@ class ClusterManager:
                     out += self._process(self.arbiter.abandon(res.name, now), now)
             return out
         role, slot = placement.role(self.node)
+        if role == "successor":
+            # A successor polls a live holder's lease to take over the moment it
+            # lapses; with no known holder the target acquires, not us.
+            holder = holders.get(resource_name(cluster.id, slot, cluster.mode))
+            if holder is None or holder == self.node:
+                role = None
         forced = [r for r in self._resources_of(cluster.id) if r.name in self._forced]
         if forced:
             role, slot = "target", forced[0].slot
