@@ -30,6 +30,11 @@ import attrs
 from clsd.ownership.actions import PersistEpochFloor, Send
 from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
 
+#: Epochs reserved per durable write of the floor.  A holder renews about
+#: three times per lease (1.5 ballots/s per resource at T = 2 s), so one write
+#: per resource every ~2 hours; a restart skips at most this many epochs.
+DEFAULT_RESERVE_BLOCK = 10_000
+
 
 @attrs.define
 class _Grant:

@@ -40,7 +40,7 @@ from clsd.ownership.manager import ClusterManager, resource_name
 from clsd.ownership.messages import from_wire
 from clsd.ownership.node import OwnershipNode
 from clsd.ownership.placement import MemberState
-from clsd.ownership.voter import LeaseVoter
+from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
 
 INF = float("inf")
 
@@ -90,6 +90,7 @@ class _Node:
     paused: bool = False
     incarnation: int = 0
     wake_at: float | None = None
+    clock_floor: float = float("-inf")  # local time never goes below a fired wake-up
     inbox: list = attrs.field(factory=list)   # inputs held while paused
     published: MemberState | None = None
     view: frozenset = frozenset()
@@ -108,7 +109,8 @@ class LeaseSim:
         C{rates}: name -> fixed clock rate (overrides the random drift).
         C{stop_time}: (lo, hi) seconds a service takes to exit after TERM, or
         None for a service that ignores TERM and dies only by KILL.
-        C{voter_factory(name, timing, now)}: build a voter (to test broken ones).
+        C{voter_factory(name, timing, now, floor)}: build a voter (to test broken
+        ones); C{floor} is the epoch floor it persisted before (0 at first).
         """
         self.rng = random.Random(seed)
         self._guard_deadlines = {}    # (node, cluster) -> local deadline from KillAt
@@ -123,8 +125,7 @@ class LeaseSim:
         self.stop_time = stop_time
         self.start_time = start_time
         self.hook_time = hook_time
-        self.voter_factory = voter_factory or (
-            lambda name, timing, now: LeaseVoter(name, timing, now))
+        self.voter_factory = voter_factory or default_voter
         self.membership_period = membership_period
         self.now = 0.0
         self._queue = []
@@ -159,13 +160,11 @@ class LeaseSim:
         node.up, node.paused, node.inbox = True, False, []
         node.published, node.view, node.view_states = None, frozenset(), ()
         node.clock = self._new_clock(name)
+        node.clock_floor = float("-inf")
         local = node.clock.local(self.now)
         voter = None
         if name in self.voters:
-            voter = self.voter_factory(name, self.timing, local)
-            floor = self.persisted.get(name)
-            if floor is not None and voter.reserve_block is not None:
-                voter.floor = voter.reserved = voter._requested = floor
+            voter = self.voter_factory(name, self.timing, local, self.persisted.get(name, 0))
         arbiter = QuorumArbiter(name, node.incarnation, self.voters, self.timing,
                                 random.Random(self.rng.random()))
         manager = ClusterManager(name, node.clusters, arbiter, self.timing, local,
@@ -217,6 +216,8 @@ class LeaseSim:
         if not node.up or node.incarnation != incarnation or node.wake_at != at:
             return
         node.wake_at = None
+        # Converting true -> local time may land a hair before the deadline.
+        node.clock_floor = at
         self._input(node, ("tick",))
 
     def _on_service_exit(self, payload):
@@ -262,7 +263,7 @@ class LeaseSim:
             node.inbox.append(item)
             return
         core = node.core
-        local = node.clock.local(self.now)
+        local = max(node.clock.local(self.now), node.clock_floor)
         kind = item[0]
         if kind == "receive":
             actions = core.receive(item[1], item[2], local)
@@ -278,7 +279,7 @@ class LeaseSim:
         self._run(node, actions)
 
     def _run(self, node, actions):
-        local = node.clock.local(self.now)
+        local = max(node.clock.local(self.now), node.clock_floor)
         for action in actions:
             self._execute(node, action, local)
         self._record_beliefs(node, local)
@@ -300,6 +301,10 @@ class LeaseSim:
         for resource in manager._res:
             held = manager.arbiter.holding(resource, local)
             if held is None:
+                # Released or given up: the belief ends now (if it had not already).
+                for (name, res, _), interval in self.beliefs.items():
+                    if name == node.name and res == resource and interval.end > self.now:
+                        interval.end = self.now
                 continue
             epoch, expiry = held
             key = (node.name, resource, epoch)
@@ -330,8 +335,10 @@ class LeaseSim:
         elif isinstance(action, StartService):
             key = (node.name, action.cluster)
             assert key not in self.services, f"{key} started twice"
-            interval = Interval(node.name, action.cluster, action.epoch, self.now)
-            self.service_log.setdefault(action.cluster, []).append(interval)
+            spec = next(c for c in node.clusters if c.id == action.cluster)
+            resource = resource_name(spec.id, action.slot, spec.mode)
+            interval = Interval(node.name, resource, action.epoch, self.now)
+            self.service_log.setdefault(resource, []).append(interval)
             deadline = self._guard_deadlines.get(key)
             assert deadline is not None, "StartService without a KillAt before it"
             service = _Service(interval, deadline)
@@ -532,7 +539,7 @@ class LeaseSim:
         return found
 
     def epoch_regressions(self):
-        """Tenures whose epoch is not above every earlier tenure's (fencing tokens must grow)."""
+        """Tenures whose epoch is not above the previous one's, per resource (fencing tokens grow)."""
         found = []
         for cluster, intervals in self.service_log.items():
             ordered = sorted(intervals, key=lambda i: i.start)
@@ -568,6 +575,11 @@ class LeaseSim:
             if interval.end >= self.now and interval.start <= self.now:
                 since = interval.start if since is None else min(since, interval.start)
         return since
+
+
+def default_voter(name, timing, now, floor):
+    """A voter as the daemon builds it: quiet after start, epoch floor persisted."""
+    return LeaseVoter(name, timing, now, epoch_floor=floor, reserve_block=DEFAULT_RESERVE_BLOCK)
 
 
 def resource_of(cluster, slot=0):
