@@ -257,6 +257,8 @@ class BrokenVariantTests(unittest.TestCase):
         for seed in range(5):
             sim = self._restart_scenario(seed, forgetful)
             self.assertRaises(SafetyViolation, sim.check_safety)
+            # Caught as two services really running at once, not only as beliefs.
+            self.assertIn("service", [kind for kind, *_ in sim.overlaps()])
 
     def test_same_scenario_with_quiet_period_is_safe(self):
         for seed in range(5):
@@ -278,6 +280,7 @@ class BrokenVariantTests(unittest.TestCase):
     def test_no_drift_margin_is_caught(self):
         sim = self._drift_scenario(LeaseTiming(lease=2.0, drift_margin=0.0))
         self.assertRaises(SafetyViolation, sim.check_safety)
+        self.assertIn("service", [kind for kind, *_ in sim.overlaps()])
 
     def test_drift_within_the_margin_is_safe(self):
         sim = self._drift_scenario(TIMING)
