@@ -160,6 +160,24 @@ class RenewalTests(unittest.TestCase):
         self.assertIsNone(z.holding(late))
 
 
+class AbandonTests(unittest.TestCase):
+    def test_abandon_during_propose_takes_the_grant_back(self):
+        net = Net()
+        p = make(net)
+        proposes = []
+        for item in p.acquire(NOW):
+            for answer in net.voters[item.to].receive("a", item.message, NOW):
+                proposes += [a for a in p.receive(item.to, answer.message, NOW)
+                             if isinstance(a, Send)]
+        for item in proposes:  # the voters grant, but the answers are still in flight
+            net.voters[item.to].receive("a", item.message, NOW)
+        actions = p.abandon(NOW + 0.01)
+        self.assertEqual({type(a.message) for a in actions}, {Release})
+        net.run(p, actions, NOW + 0.01)
+        for voter in net.voters.values():
+            self.assertIsNone(voter.holder("X", NOW + 0.01))
+
+
 class FencedVoterTests(unittest.TestCase):
     def test_assumed_grant_lets_the_survivor_of_two_voters_acquire(self):
         net = Net(("a", "b"))

@@ -244,11 +244,14 @@ class ClusterManager:
         if cluster is None:
             return []
         self.escalation.gave_up(cluster_id, now, cluster.cooldown)
+        placement, _ = self._placement(cluster, now)  # without us: we are ineligible now
         out = []
         for res in self._resources_of(cluster_id):
             if res.phase in (RUNNING, STOPPING, FENCING):
-                # The service is not running (supervision gave up): release at once.
+                # The service is not running (supervision gave up): release at once,
+                # and tell the next candidate rather than wait for gossip.
                 res.stop_reason = "failed"
+                res.handover_to = placement.targets[res.slot]
                 out += self._finish_stop(res, now)
             elif res.phase == ACQUIRING:
                 out += self._process(self.arbiter.abandon(res.name, now), now)
@@ -371,8 +374,9 @@ class ClusterManager:
             res.stop_reason = res.handover_to = None
             self._forced.pop(res.name, None)
             previous = event.previous
+            fenced, res.fenced_peer = res.fenced_peer, None  # fenced for this tenure only
             if (res.cluster.fence and previous is not None and previous != self.node
-                    and not event.previous_released and previous != res.fenced_peer):
+                    and not event.previous_released and previous != fenced):
                 res.phase = FENCING
                 res.fence_kind = "previous"
                 return [self._hook(res, "fence", res.cluster.fence, previous)] + self._publish(now)
@@ -437,8 +441,8 @@ class ClusterManager:
             out.append(self._hook(res, "release", res.cluster.notify, self.node))
         if res.stop_reason == "handover":
             self._leaving[res.cluster.id] = now + 2 * self.timing.lease
-            if res.handover_to is not None:
-                out.append(Send(res.handover_to, Handover(res.name, res.epoch)))
+        if res.stop_reason in ("handover", "failed") and res.handover_to is not None:
+            out.append(Send(res.handover_to, Handover(res.name, res.epoch)))
         res.handover_to = None
         return out + self._publish(now)
 

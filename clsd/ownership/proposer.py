@@ -92,11 +92,17 @@ class LeaseProposer:
     def abandon(self, now):
         """Stop trying to acquire; a held lease stays held (renewed) until released."""
         self.wanted = False
-        if self._round is not None and not self._round.renewal:
+        out = []
+        rnd = self._round
+        if rnd is not None and not rnd.renewal:
             self._round = None
+            if rnd.phase == "propose" and self._held is None:
+                # Voters may grant the Propose in flight: take it back at once
+                # rather than leave it blocking the others for a whole lease.
+                out = self.release(now)
         if self._held is None:
             self._next_attempt = None
-        return []
+        return out
 
     def release(self, now):
         """The service is stopped: give the lease back at once (no-op if nothing was ever sent)."""
