@@ -41,6 +41,25 @@ class FailoverTests(unittest.TestCase):
         self.assertLessEqual(started - crash_at, TIMING.failover_after_crash(0) + 0.05)
         sim.check_safety()
 
+    def test_failover_times_follow_the_formula(self):
+        # Crashes at random phases of the renewal cycle: the new owner holds
+        # T - phase + slack (+ round trips) later; mean T - T/6 + slack.
+        import random
+
+        delays = []
+        for seed in range(40):
+            sim = settle(mutual_standby(seed=seed))
+            owner = holder_of(sim, "A")
+            crash_at = 6.0 + random.Random(seed).uniform(0, 1)
+            sim.at(crash_at, lambda s: s.crash(owner))
+            sim.run_until(crash_at + 4.0)
+            delays.append(sim.owned_since("A") - crash_at)
+            sim.check_safety()
+        worst = TIMING.failover_after_crash(0.0) + 0.05
+        mean = TIMING.lease - TIMING.renew_after / 2 + TIMING.retry_slack
+        self.assertLessEqual(max(delays), worst)
+        self.assertAlmostEqual(sum(delays) / len(delays), mean, delta=0.15)
+
     def test_isolated_owner_stops_before_the_majority_starts(self):
         sim = settle(mutual_standby(seed=3, stop_time=None))  # services ignore TERM
         sim.at(6.2, lambda s: s.isolate("alpha"))

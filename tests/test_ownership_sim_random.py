@@ -49,6 +49,9 @@ def scenarios(draw):
         st.tuples(st.just("cut"), node, node, duration),
         st.tuples(st.just("loss"), st.floats(0.05, 0.5), duration),
         st.tuples(st.just("fail"), node, duration),
+        st.tuples(st.just("standby"), node, duration),
+        st.tuples(st.just("move"), node, node, duration),
+        st.tuples(st.just("restart"), node, st.floats(0.001, 0.1)),
     )
     faults = draw(st.lists(st.tuples(st.floats(0.0, FAULT_WINDOW), fault), max_size=8))
     rates = {name: draw(st.floats(1 - MAX_RATE_DEVIATION, 1 + MAX_RATE_DEVIATION))
@@ -108,6 +111,21 @@ def apply_fault(sim, at, fault):
 
         sim.at(at, start, f"loss {probability:.2f}")
         sim.at(at + duration, lambda s: setattr(s, "loss", 0.0), "loss end")
+    elif kind == "restart":
+        name, duration = args
+        sim.at(at, lambda s: s.crash(name))
+        sim.at(at + duration, lambda s: s.restart(name))
+    elif kind == "standby":
+        name, duration = args
+        sim.at(at, lambda s: s.operator(name, "set_standby", True), f"standby {name}")
+        sim.at(at + duration, lambda s: s.operator(name, "set_standby", False),
+               f"unstandby {name}")
+    elif kind == "move":
+        name, target, _ = args
+        cluster_ids = [c.id for c in sim.nodes[name].clusters if c.mode == "active-standby"]
+        if cluster_ids:
+            sim.at(at, lambda s: s.operator(name, "move", cluster_ids[0], target),
+                   f"move {cluster_ids[0]} to {target} (asked on {name})")
     elif kind == "fail":
         name, _ = args
         cluster_ids = [c.id for c in sim.nodes[name].clusters]
@@ -124,6 +142,7 @@ def heal_everything(sim):
             sim.restart(name)
         elif node.paused:
             sim.resume(name)
+        sim.operator(name, "set_standby", False)
 
 
 class RandomFaultTests(unittest.TestCase):

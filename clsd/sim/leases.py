@@ -36,7 +36,7 @@ from clsd.ownership.actions import (
     KillAt, PersistEpochFloor, PublishState, RunHook, Send, StartService, StopService,
 )
 from clsd.ownership.arbiter import QuorumArbiter
-from clsd.ownership.manager import ClusterManager, resource_name
+from clsd.ownership.manager import ClusterManager, ManagerError, resource_name
 from clsd.ownership.messages import from_wire
 from clsd.ownership.node import OwnershipNode
 from clsd.ownership.placement import MemberState
@@ -142,6 +142,7 @@ class LeaseSim:
         self.faults = []              # (true time, description)
         self._truth_since = {}        # (x, y) -> (truth, since)
         self.messages_sent = 0
+        self.operator_errors = []     # (true time, node, message) of refused maintenance ops
         for name in self.nodes:
             self._boot(name)
         self._schedule(self.membership_period, "membership", None)
@@ -273,7 +274,11 @@ class LeaseSim:
             actions = core.manager.members_changed(item[1], local)
             actions = core._route(actions, local)
         elif kind == "call":
-            actions = core.call(item[1], *item[2:], now=local)
+            try:
+                actions = core.call(item[1], *item[2:], now=local)
+            except ManagerError as e:
+                self.operator_errors.append((self.now, node.name, str(e)))
+                actions = []
         else:
             raise AssertionError(kind)
         self._run(node, actions)
@@ -428,7 +433,8 @@ class LeaseSim:
         node.up = False
         node.incarnation += 1
         node.wake_at = None
-        node.published = None
+        # Its last published state stays in the others' views until the
+        # membership oracle notices the crash (after `detection`).
         for (owner, cluster), service in list(self.services.items()):
             if owner == name:
                 service.token += 1
