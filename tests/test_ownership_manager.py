@@ -196,6 +196,17 @@ class ManagerTests(unittest.TestCase):
         e = self.assertRaises(ManagerError, m.move, "A", "beta", 1.0)
         self.assertIn("not eligible", str(e))
 
+    def test_move_refused_while_stopping_or_paused(self):
+        m = self.manager()
+        self.grant(m)
+        m.members_changed([MemberState("beta", registrations={"A": 50})], 1.5)
+        m.move("A", "beta", 2.0)
+        e = self.assertRaises(ManagerError, m.move, "A", "beta", 2.1)
+        self.assertIn("stopping here already", str(e))
+        m.pause("A", 2.2)
+        e = self.assertRaises(ManagerError, m.move, "A", "beta", 2.3)
+        self.assertIn("paused", str(e))
+
     def test_move_asked_elsewhere_is_forwarded_to_the_holder(self):
         m = self.manager(spec(priority=10))
         beta = MemberState("beta", registrations={"A": 50}, holding={"A": 3})

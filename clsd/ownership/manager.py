@@ -57,7 +57,6 @@ class _Res:
     handover_to: str | None = None
     fenced_peer: str | None = None
     fence_kind: str | None = None  # "previous" (before start) | "peer" (two-voter mode)
-    fence_epoch: int = 0
 
 
 class ClusterManager:
@@ -316,6 +315,10 @@ class ClusterManager:
                 "(not registered, on standby, or failed for it)")
         if cluster.mode != "active-standby":
             raise ManagerError(f"cannot move {cluster_id}: only active-standby clusters move")
+        if cluster_id in self._paused:
+            raise ManagerError(f"cannot move {cluster_id}: it is paused here (resume it first)")
+        if any(r.phase == STOPPING for r in self._resources_of(cluster_id)):
+            raise ManagerError(f"cannot move {cluster_id}: its service is stopping here already")
         held = [r for r in self._resources_of(cluster_id) if r.phase in (FENCING, RUNNING)]
         if target == self.node:
             if held:
@@ -354,11 +357,8 @@ class ClusterManager:
                 out.append(item)
         return out
 
-    def _res_by_name(self, resource):
-        return self._res.get(resource)
-
     def _on_lease_event(self, event, now):
-        res = self._res_by_name(event.resource)
+        res = self._res.get(event.resource)
         if isinstance(event, LeaseObserved):
             self._observed[event.resource] = (event.holder, event.epoch)
             return []
@@ -411,8 +411,10 @@ class ClusterManager:
     def _may_hold(self, res, now):
         cluster = res.cluster
         me = self.own_state(now)
+        other_slot = any(r is not res and r.phase in (FENCING, RUNNING, STOPPING)
+                         for r in self._resources_of(cluster.id))
         return (is_eligible(me, cluster.id) and cluster.id not in self._paused
-                and res.name not in self._fence_backoff)
+                and res.name not in self._fence_backoff and not other_slot)
 
     def _hook(self, res, event, argv, subject):
         return RunHook(res.cluster.id, event, tuple(argv), subject, res.epoch)
