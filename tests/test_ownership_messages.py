@@ -37,6 +37,15 @@ class WireTests(unittest.TestCase):
         self.assertEqual(from_wire(wire), message)
         self.assertIn(wire["type"], MESSAGE_TYPES)
 
+    @given(messages)
+    def test_class_from_wire(self, message):
+        self.assertEqual(type(message).from_wire(message.to_wire()), message)
+
+    def test_class_from_wire_checks_the_type(self):
+        wire = Release("A", Ballot(1, "a", 1)).to_wire()
+        e = self.assertRaises(WireError, Prepare.from_wire, wire)
+        self.assertIn("expected a lease.prepare message, got 'lease.release'", str(e))
+
     def test_unknown_type(self):
         e = self.assertRaises(WireError, from_wire, {"type": "lease.steal"})
         self.assertIn("unknown message type 'lease.steal'", str(e))

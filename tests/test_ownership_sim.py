@@ -10,7 +10,7 @@ from twisted.trial import unittest
 
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
-from clsd.sim.leases import LeaseSim, SafetyViolation
+from clsd.sim.leases import Interval, LeaseSim, SafetyViolation
 from tests.ownership_scenarios import (
     DETECTION, TIMING, cluster, five_voters, mutual_standby, settle,
 )
@@ -305,3 +305,54 @@ class BrokenVariantTests(unittest.TestCase):
         sim = self._drift_scenario(TIMING)
         sim.check_safety()
         self.assertEqual(sim.running("A"), ["beta"])
+
+
+class CheckerTests(unittest.TestCase):
+    """The checks themselves, on hand-made interval logs."""
+
+    def sim(self):
+        sim = mutual_standby(seed=60)
+        sim.now = 10.0
+        return sim
+
+    def test_overlapping_services_of_two_nodes(self):
+        sim = self.sim()
+        sim.service_log["A"] = [Interval("alpha", "A", 1, 1.0, 2.0),
+                                Interval("beta", "A", 2, 1.999, 3.0)]
+        self.assertEqual([k for k, *_ in sim.overlaps()], ["service"])
+        self.assertRaises(SafetyViolation, sim.check_safety)
+
+    def test_back_to_back_and_same_node_are_fine(self):
+        sim = self.sim()
+        sim.service_log["A"] = [Interval("alpha", "A", 1, 1.0, 2.0),
+                                Interval("beta", "A", 2, 2.0, 3.0),
+                                Interval("beta", "A", 3, 2.5, 4.0)]
+        self.assertEqual(sim.overlaps(), [])
+
+    def test_n_active_copies_may_overlap(self):
+        sim = self.sim()
+        sim.service_log["N/0"] = [Interval("n1", "N/0", 1, 1.0, 5.0)]
+        sim.service_log["N/1"] = [Interval("n2", "N/1", 1, 1.0, 5.0)]
+        self.assertEqual(sim.overlaps(), [])
+
+    def test_overlapping_beliefs(self):
+        sim = self.sim()
+        sim.beliefs[("alpha", "A", 1)] = Interval("alpha", "A", 1, 1.0, 3.0)
+        sim.beliefs[("beta", "A", 2)] = Interval("beta", "A", 2, 2.0, 4.0)
+        self.assertEqual([k for k, *_ in sim.overlaps()], ["belief"])
+
+    def test_epoch_must_grow(self):
+        sim = self.sim()
+        sim.service_log["A"] = [Interval("alpha", "A", 5, 1.0, 2.0),
+                                Interval("beta", "A", 5, 3.0, 4.0)]
+        self.assertEqual(len(sim.epoch_regressions()), 1)
+
+    def test_service_outside_its_tenure(self):
+        sim = self.sim()
+        sim.beliefs[("alpha", "A", 1)] = Interval("alpha", "A", 1, 1.0, 3.0)
+        sim.service_log["A"] = [Interval("alpha", "A", 1, 1.5, 3.0 + 2 * sim.kill_latency)]
+        self.assertEqual(len(sim.services_outside_tenure()), 1)
+        sim.service_log["A"] = [Interval("alpha", "A", 1, 1.5, 3.0 + sim.kill_latency)]
+        self.assertEqual(sim.services_outside_tenure(), [])
+        sim.service_log["A"] = [Interval("alpha", "A", 2, 1.5, 2.0)]  # no tenure at all
+        self.assertEqual(len(sim.services_outside_tenure()), 1)

@@ -89,6 +89,11 @@ class QuorumArbiter:
         proposer = self._proposers.get(resource)
         return proposer.holding(now) if proposer is not None else None
 
+    def tenure(self, resource, now):
+        """See L{LeaseProposer.tenure} (status and simulation checks)."""
+        proposer = self._proposers.get(resource)
+        return proposer.tenure(now) if proposer is not None else None
+
     def accepts(self, message):
         return isinstance(message, LEASE_REPLIES)
 

@@ -24,9 +24,18 @@ _TYPES = {}
 def _message(type_name):
     def register(cls):
         cls.TYPE = type_name
+        cls.from_wire = classmethod(_typed_from_wire)
         _TYPES[type_name] = cls
         return cls
     return register
+
+
+def _typed_from_wire(cls, data):
+    """C{Cls.from_wire(dict)}: like L{from_wire}, but the type must be this class's."""
+    message = from_wire(data)
+    if not isinstance(message, cls):
+        raise WireError(f"expected a {cls.TYPE} message, got {data.get('type')!r}")
+    return message
 
 
 # -- field readers: each names the field and the message type on failure -------

@@ -139,6 +139,17 @@ class LeaseProposer:
             return None
         return held.epoch, held.expiry
 
+    def tenure(self, now):
+        """(epoch, expiry) of the current tenure, also while it is ending; None once over.
+
+        The service may run until this expiry (its deadline); L{holding} is
+        the narrower "may keep running and renewing".
+        """
+        held = self._held
+        if held is None or now >= held.expiry:
+            return None
+        return held.epoch, held.expiry
+
     def next_wakeup(self):
         times = []
         if self._round is not None:

@@ -19,14 +19,17 @@ What is recorded, on the true time line, for the checks:
   gone (graceful exit, the lease guard's KILL at the deadline plus the kill
   latency, or the daemon's death plus the kill latency, since the guard sees
   its pipe close);
-- every *belief interval*: from a lease grant until the true instant at which
-  the holder's own clock reaches its margined expiry.
+- every *tenure* ("belief") interval: from a lease grant until the true
+  instant at which the holder's own clock reaches its margined expiry, cut
+  short by a release or a crash.
 
 L{LeaseSim.check_safety} fails when two nodes' intervals of one
-active-standby cluster overlap, or when a later tenure has a smaller epoch.
+active-standby cluster overlap, when a service runs outside its own node's
+tenure (beyond the kill latency), or when a later tenure has a smaller epoch.
 """
 
 import heapq
+import itertools
 import json
 import random
 
@@ -77,6 +80,7 @@ class _Service:
     interval: Interval
     guard_deadline: float | None  # local time
     stopping: bool = False
+    killed: bool = False
     token: int = 0
 
 
@@ -114,6 +118,7 @@ class LeaseSim:
         """
         self.rng = random.Random(seed)
         self._guard_deadlines = {}    # (node, cluster) -> local deadline from KillAt
+        self._tokens = itertools.count(1)  # unique per service instance and kill order
         self.timing = timing
         self.voters = tuple(voters)
         self.drift = drift
@@ -237,9 +242,12 @@ class LeaseSim:
         if service is None or service.token != token:
             return
         node = self.nodes[name]
+        if service.killed:
+            return  # a SIGKILL is already on its way
         if service.guard_deadline is not None and node.clock.local(self.now) >= service.guard_deadline - 1e-9:
             # KILL lands after the kill latency.
-            service.token += 1
+            service.killed = True
+            service.token = next(self._tokens)
             self._schedule(self.now + self.kill_latency, "service_exit",
                            (name, cluster, service.token))
 
@@ -304,7 +312,7 @@ class LeaseSim:
     def _record_beliefs(self, node, local):
         manager = node.core.manager
         for resource in manager._res:
-            held = manager.arbiter.holding(resource, local)
+            held = manager.arbiter.tenure(resource, local)
             if held is None:
                 # Released or given up: the belief ends now (if it had not already).
                 for (name, res, _), interval in self.beliefs.items():
@@ -346,7 +354,7 @@ class LeaseSim:
             self.service_log.setdefault(resource, []).append(interval)
             deadline = self._guard_deadlines.get(key)
             assert deadline is not None, "StartService without a KillAt before it"
-            service = _Service(interval, deadline)
+            service = _Service(interval, deadline, token=next(self._tokens))
             self.services[key] = service
             self._schedule(max(self.now, node.clock.true(deadline)), "guard",
                            (node.name, action.cluster, service.token))
@@ -436,8 +444,9 @@ class LeaseSim:
         # Its last published state stays in the others' views until the
         # membership oracle notices the crash (after `detection`).
         for (owner, cluster), service in list(self.services.items()):
-            if owner == name:
-                service.token += 1
+            if owner == name and not service.killed:
+                service.killed = True
+                service.token = next(self._tokens)
                 self._schedule(self.now + self.kill_latency, "service_exit",
                                (name, cluster, service.token))
         for key, interval in self.beliefs.items():
@@ -544,6 +553,22 @@ class LeaseSim:
                         found.append((kind, key, first, second))
         return found
 
+    def services_outside_tenure(self):
+        """Service intervals not inside a lease tenure of the same node, resource and epoch.
+
+        The service may outlive the tenure only by the kill latency (the
+        guard's SIGKILL at the deadline, or at the daemon's death).
+        """
+        found = []
+        for resource, intervals in self.service_log.items():
+            for service in intervals:
+                tenure = self.beliefs.get((service.node, resource, service.epoch))
+                end = min(service.end, self.now)  # still running: checked up to now
+                if (tenure is None or service.start < tenure.start
+                        or end > tenure.end + self.kill_latency + 1e-9):
+                    found.append((resource, service, tenure))
+        return found
+
     def epoch_regressions(self):
         """Tenures whose epoch is not above the previous one's, per resource (fencing tokens grow)."""
         found = []
@@ -561,6 +586,13 @@ class LeaseSim:
             raise SafetyViolation(
                 f"{kind} overlap on {key}: {a.node} epoch {a.epoch} [{a.start:.4f}, {a.end:.4f}] "
                 f"and {b.node} epoch {b.epoch} [{b.start:.4f}, {b.end:.4f}]; "
+                f"faults: {self.faults}")
+        outside = self.services_outside_tenure()
+        if outside:
+            resource, service, tenure = outside[0]
+            raise SafetyViolation(
+                f"service of {resource} on {service.node} epoch {service.epoch} ran "
+                f"[{service.start:.4f}, {service.end:.4f}] outside its lease tenure {tenure}; "
                 f"faults: {self.faults}")
         regressions = self.epoch_regressions()
         if regressions:
