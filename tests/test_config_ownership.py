@@ -184,3 +184,25 @@ class MistakeTests(unittest.TestCase):
 
     def test_two_voters_and_no_clusters_is_a_witness_pair(self):
         self.assertEqual(len(parse('[quorum]\nvoters = ["alpha", "beta"]\n').quorum.voters), 2)
+
+
+class BuildCoreTests(unittest.TestCase):
+    def test_core_from_the_example_configs(self):
+        import random
+
+        from clsd.ownership.actions import PersistEpochFloor, PublishState
+        from clsd.ownership.node import OwnershipNode
+
+        alpha = load_config(os.path.join(EXAMPLES, "alpha.toml"), euid=1000)
+        node = OwnershipNode.from_config(alpha, 5.0, generation=7, rng=random.Random(0),
+                                         epoch_floor=40000)
+        self.assertEqual(node.voter.floor, 40000)
+        self.assertEqual(node.voter.quiet_until, 5.0 + 2.1)
+        self.assertEqual(sorted(node.manager.clusters), ["A", "B"])
+        actions = node.start(5.0)
+        self.assertIn(PersistEpochFloor(50000), actions)
+        (published,) = [a for a in actions if isinstance(a, PublishState)]
+        self.assertEqual(published.state.registrations, {"A": 100, "B": 50})
+        # Its own voter answers locally; the others get the Prepare.
+        self.assertEqual(sorted({a.to for a in actions if hasattr(a, "to")}),
+                         ["beta", "witness"])

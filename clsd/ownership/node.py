@@ -7,7 +7,11 @@ voter and no clusters.
 """
 
 from clsd.ownership.actions import Send
+from clsd.ownership.arbiter import QuorumArbiter
+from clsd.ownership.manager import ClusterManager
 from clsd.ownership.messages import LEASE_REQUESTS
+from clsd.ownership.timing import LeaseTiming
+from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
 
 
 class OwnershipNode:
@@ -15,6 +19,25 @@ class OwnershipNode:
         self.name = name
         self.voter = voter        # LeaseVoter or None
         self.manager = manager    # ClusterManager (may have no clusters)
+
+    @classmethod
+    def from_config(cls, config, now, *, generation, rng, epoch_floor=0):
+        """Build this node's core from a L{clsd.config.Config} with a ``[quorum]``.
+
+        C{generation}: fresh per daemon start; C{rng}: a C{random.Random};
+        C{epoch_floor}: the last value this node's voter persisted (0 at first).
+        """
+        quorum = config.quorum
+        timing = LeaseTiming(lease=quorum.lease, drift_margin=quorum.drift_margin)
+        name = config.node.name
+        voter = None
+        if name in quorum.voters:
+            voter = LeaseVoter(name, timing, now, epoch_floor=epoch_floor,
+                               reserve_block=DEFAULT_RESERVE_BLOCK)
+        arbiter = QuorumArbiter(name, generation, quorum.voters, timing, rng)
+        manager = ClusterManager(name, config.clusters, arbiter, timing, now,
+                                 voters=quorum.voters)
+        return cls(name, voter, manager)
 
     def start(self, now):
         out = self.voter.start() if self.voter is not None else []
