@@ -40,3 +40,16 @@ def five_voters(**sim_kw):
 def settle(sim, until=6.0):
     sim.run_until(until)
     return sim
+
+
+FENCE = ("/usr/sbin/fence", "{node}", "{cluster}", "{epoch}")
+
+
+def two_voters_fenced(**sim_kw):
+    """Two machines, no witness: every cluster has a fence (the sim's fence powers the peer off)."""
+    nodes = {
+        "alpha": (cluster("A", 100, fence=FENCE), cluster("B", 50, fence=FENCE)),
+        "beta": (cluster("A", 50, fence=FENCE), cluster("B", 100, fence=FENCE)),
+    }
+    return LeaseSim(nodes, ["alpha", "beta"], sim_kw.pop("timing", TIMING),
+                    detection=DETECTION, **sim_kw)

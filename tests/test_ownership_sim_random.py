@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from tests.ownership_scenarios import DETECTION, TIMING, five_voters, mutual_standby
+from tests.ownership_scenarios import (
+    DETECTION, TIMING, five_voters, mutual_standby, two_voters_fenced,
+)
 
 EXAMPLES = int(os.environ.get("CLSD_SIM_EXAMPLES", "40"))
 FAULT_WINDOW = 20.0
@@ -30,6 +32,7 @@ MAX_RATE_DEVIATION = 0.02
 SETUPS = {
     "mutual-standby": (mutual_standby, ["alpha", "beta", "witness"]),
     "five-voters": (five_voters, ["n1", "n2", "n3", "n4", "w"]),
+    "two-voters-fenced": (two_voters_fenced, ["alpha", "beta"]),
 }
 
 
@@ -45,7 +48,7 @@ def scenarios(draw):
         st.tuples(st.just("isolate"), node, duration),
         st.tuples(st.just("split"), st.sets(node, min_size=1, max_size=len(names) - 1), duration),
         st.tuples(st.just("bridge"), node,
-                  st.sets(node, min_size=1, max_size=len(names) - 2), duration),
+                  st.sets(node, min_size=1, max_size=max(1, len(names) - 2)), duration),
         st.tuples(st.just("cut"), node, node, duration),
         st.tuples(st.just("loss"), st.floats(0.05, 0.5), duration),
         st.tuples(st.just("fail"), node, duration),
