@@ -45,12 +45,17 @@ def parse_quorum(table):
         if name in seen:
             raise table.error(f"voters[{index}]", f"{name!r} is listed twice")
         seen.add(name)
-    if len(voters) not in VOTER_COUNTS:
+    count = len(voters)
+    if count not in VOTER_COUNTS:
+        if count % 2 == 0:
+            why = (f"a lease needs a majority ({count // 2 + 1} of {count}), so {count} voters "
+                   f"survive no more failures than {count - 1} would")
+        else:
+            why = "more than 5 voters make every lease slower and survive little more"
         raise table.error(
             "voters",
             f"must name 1, 3 or 5 nodes (or 2 with a fence command on every cluster), "
-            f"got {len(voters)}: a lease needs a majority, and {len(voters)} voters "
-            f"tolerate no more failures than {len(voters) - 1}",
+            f"got {count}: {why}",
         )
     lease = table.number("lease", DEFAULT_LEASE, minimum=MIN_LEASE, maximum=MAX_LEASE)
     drift_margin = table.number("drift_margin", DEFAULT_DRIFT_MARGIN, minimum=0.0)

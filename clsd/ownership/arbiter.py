@@ -60,6 +60,7 @@ class QuorumArbiter:
         self.timing = timing
         self.rng = rng
         self._proposers = {}
+        self._last_heard = {}  # voter -> last answer from it, for any resource
 
     def proposer(self, resource):
         proposer = self._proposers.get(resource)
@@ -98,6 +99,8 @@ class QuorumArbiter:
         return isinstance(message, LEASE_REPLIES)
 
     def receive(self, sender, message, now):
+        if sender in self.voters:
+            self._last_heard[sender] = now
         proposer = self._proposers.get(message.resource)
         if proposer is None:
             return []
@@ -119,16 +122,24 @@ class QuorumArbiter:
     # -- two-voter mode ----------------------------------------------------
 
     def silent_voters(self, resource, now, longer_than):
-        """Voters that have not answered our requests for C{resource} for C{longer_than} s."""
+        """Voters we heard from once, but not for C{longer_than} s while we wanted C{resource}.
+
+        A voter never heard from since this daemon started is *not* silent
+        ("wait for all", as corosync's two-node mode): a node that boots while
+        its peer is unreachable must not fence a peer that may be running
+        fine, which would also let a rebooted, fenced node fence the survivor
+        in turn.  It also keeps epochs growing: having heard the peer's voter,
+        our ballots are above every counter it promised.
+        """
         proposer = self._proposers.get(resource)
         if proposer is None or not proposer.wanted:
             return ()
         silent = []
         for voter in self.voters:
-            heard = proposer.silent_since(voter)
-            if heard is None or heard < proposer.wanted_since:
-                heard = proposer.wanted_since
-            if now - heard > longer_than:
+            heard = self._last_heard.get(voter)
+            if heard is None:
+                continue
+            if now - max(heard, proposer.wanted_since) > longer_than:
                 silent.append(voter)
         return tuple(silent)
 

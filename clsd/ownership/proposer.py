@@ -66,7 +66,6 @@ class LeaseProposer:
         self._last_used = None     # the last ballot sent, for Release
         self._next_attempt = None  # when to start the next round
         self._assumed = set()      # voters counted as granting (fenced, see assume_granted)
-        self._last_heard = {}
 
     @property
     def owner(self):
@@ -125,10 +124,6 @@ class LeaseProposer:
         """
         if voter in self.voters:
             self._assumed.add(voter)
-
-    def silent_since(self, voter):
-        """The last time C{voter} answered us, or None if never."""
-        return self._last_heard.get(voter)
 
     # -- queries -------------------------------------------------------------
 
@@ -189,7 +184,6 @@ class LeaseProposer:
         """A L{Promise} or L{Accepted} from voter C{sender}."""
         if sender not in self.voters:
             return []
-        self._last_heard[sender] = now
         if getattr(message, "reason", "") != "quiet":
             self._assumed.discard(sender)
         self._highest = max(self._highest, message.ballot.counter, message.promised)

@@ -251,13 +251,17 @@ class LeaseSim:
             self._schedule(self.now + self.kill_latency, "service_exit",
                            (name, cluster, service.token))
 
+    def _on_fence(self, payload):
+        name, incarnation, hook = payload
+        # A fence powers the subject off: a crash.  The command reports success
+        # only once the machine is off, i.e. after its services are dead.
+        if self.nodes[hook.node].up:
+            self.crash(hook.node, reason=f"fenced by {name}")
+        self._schedule(self.now + self.kill_latency, "hook_done", payload)
+
     def _on_hook_done(self, payload):
         name, incarnation, hook = payload
         node = self.nodes[name]
-        if hook.event == "fence":
-            # A fence powers the subject off: model it as a crash.
-            if self.nodes[hook.node].up:
-                self.crash(hook.node, reason=f"fenced by {name}")
         if node.up and node.incarnation == incarnation:
             self._input(node, ("call", "hook_done", hook.cluster, hook.event, True))
 
@@ -376,7 +380,7 @@ class LeaseSim:
         elif isinstance(action, RunHook):
             self.hooks.append((self.now, node.name, action))
             if action.event == "fence":
-                self._schedule(self.now + self.hook_time, "hook_done",
+                self._schedule(self.now + self.hook_time, "fence",
                                (node.name, node.incarnation, action))
         elif isinstance(action, PublishState):
             node.published = action.state
