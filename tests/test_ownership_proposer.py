@@ -9,7 +9,7 @@ from clsd.ownership.arbiter import IArbiter, QuorumArbiter
 from clsd.ownership.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
-from clsd.ownership.messages import Prepare, Propose, Release
+from clsd.ownership.messages import Propose, Release
 from clsd.ownership.proposer import LeaseProposer
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import LeaseVoter
