@@ -3,13 +3,15 @@
 from clsd.config.admin import AdminConfig
 from clsd.config.log import LogConfig
 from clsd.config.metrics import MetricsConfig
+from clsd.config.cluster import ClusterConfig
 from clsd.config.model import Config, NodeConfig, load_config, parse_config
+from clsd.config.quorum import QuorumConfig
 from clsd.config.reader import ConfigError
 from clsd.config.service import Backoff, CrashLoop, HealthCheck, LogFiles, ServiceConfig
 from clsd.config.tls import TLSConfig
 
 __all__ = [
-    "AdminConfig", "Backoff", "Config", "ConfigError", "CrashLoop", "HealthCheck", "LogConfig",
-    "LogFiles", "MetricsConfig", "NodeConfig", "ServiceConfig", "TLSConfig", "load_config",
-    "parse_config",
+    "AdminConfig", "Backoff", "ClusterConfig", "Config", "ConfigError", "CrashLoop",
+    "HealthCheck", "LogConfig", "LogFiles", "MetricsConfig", "NodeConfig", "QuorumConfig",
+    "ServiceConfig", "TLSConfig", "load_config", "parse_config",
 ]

@@ -9,6 +9,8 @@ from clsd.config.admin import AdminConfig, parse_admin
 from clsd.config.log import LogConfig, parse_log
 from clsd.config.metrics import MetricsConfig, parse_metrics
 from clsd.config.address import ip_version, is_wildcard, parse_host_port
+from clsd.config.cluster import ClusterConfig, check_clusters, parse_cluster
+from clsd.config.quorum import QuorumConfig, parse_quorum
 from clsd.config.reader import ConfigError, Table
 from clsd.config.service import ServiceConfig, parse_service
 from clsd.config.tls import TLSConfig, parse_tls
@@ -55,6 +57,9 @@ class Config:
     log: LogConfig = LogConfig()
     #: Required when C{node.listen} is set: peer connections are mutual TLS.
     tls: TLSConfig | None = None
+    #: None when the file has no ``[quorum]`` (allowed only without clusters).
+    quorum: QuorumConfig | None = None
+    clusters: tuple[ClusterConfig, ...] = ()
 
     def service(self, name):
         """The L{ServiceConfig} called C{name}; L{KeyError} if there is none."""
@@ -100,9 +105,13 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
             "is required when node.listen is set (peer connections are mutual TLS): "
             "give ca, cert and key",
         )
+    quorum_table = root.table("quorum")
+    quorum = parse_quorum(quorum_table) if quorum_table is not None else None
+    clusters = tuple(parse_cluster(table) for table in root.tables("cluster"))
+    check_clusters(source, clusters, services, quorum, node.name)
     root.finish()
     return Config(source=source, node=node, services=services, admin=admin,
-                  metrics=metrics, log=log, tls=tls)
+                  metrics=metrics, log=log, tls=tls, quorum=quorum, clusters=clusters)
 
 
 def load_config(path, *, overrides=None, euid=None):

@@ -1,0 +1,76 @@
+"""The ``[quorum]`` table: who grants leases, and how long a lease lasts.
+
+Every node must have the same ``[quorum]``: the voters' names, the lease and
+the drift margin (the peer layer compares them when nodes connect).
+"""
+
+
+import attrs
+
+from clsd.config.reader import NAME_PATTERN
+from clsd.ownership.timing import (
+    DEFAULT_DRIFT_MARGIN, DEFAULT_LEASE, MAX_DRIFT_RATE, minimum_drift_margin,
+)
+
+
+#: Shortest lease accepted: below it a renewal (a round trip and a little
+#: scheduling) cannot be retried several times inside T/3.
+MIN_LEASE = 0.2
+#: Longest lease accepted: failover takes about one lease; beyond a minute
+#: the cluster is not highly available any more.
+MAX_LEASE = 60.0
+
+VOTER_COUNTS = (1, 2, 3, 5)
+
+
+@attrs.frozen
+class QuorumConfig:
+    voters: tuple
+    lease: float = DEFAULT_LEASE
+    drift_margin: float = DEFAULT_DRIFT_MARGIN
+
+    @property
+    def majority(self):
+        return len(self.voters) // 2 + 1
+
+
+def parse_quorum(table):
+    voters = table.string_list("voters", nonempty=True)
+    for index, name in enumerate(voters):
+        if not NAME_PATTERN.match(name):
+            raise table.error(f"voters[{index}]", f"{name!r} is not a valid node name")
+    seen = set()
+    for index, name in enumerate(voters):
+        if name in seen:
+            raise table.error(f"voters[{index}]", f"{name!r} is listed twice")
+        seen.add(name)
+    count = len(voters)
+    if count not in VOTER_COUNTS:
+        if count % 2 == 0:
+            why = (f"a lease needs a majority ({count // 2 + 1} of {count}), so {count} voters "
+                   f"survive no more failures than {count - 1} would")
+        else:
+            why = "more than 5 voters make every lease slower and survive little more"
+        raise table.error(
+            "voters",
+            f"must name 1, 3 or 5 nodes (or 2 with a fence command on every cluster), "
+            f"got {count}: {why}",
+        )
+    lease = table.number("lease", DEFAULT_LEASE, minimum=MIN_LEASE, maximum=MAX_LEASE)
+    drift_margin = table.number("drift_margin", DEFAULT_DRIFT_MARGIN, minimum=0.0)
+    floor = minimum_drift_margin(lease)
+    if drift_margin < floor:
+        raise table.error(
+            "drift_margin",
+            f"must be at least {floor:.4g} s for lease = {lease:g}: clocks may drift "
+            f"{MAX_DRIFT_RATE * 1e6:g} ppm each way, and the holder must stop before any voter "
+            f"could grant the lease to another node, got {drift_margin!r}",
+        )
+    if drift_margin >= lease / 4:
+        raise table.error(
+            "drift_margin",
+            f"must be less than lease/4 ({lease / 4:g} s) so that a renewal and a stop "
+            f"still fit in the lease, got {drift_margin!r}",
+        )
+    table.finish()
+    return QuorumConfig(voters=voters, lease=lease, drift_margin=drift_margin)

@@ -1,0 +1,82 @@
+"""What the ownership cores ask their shell to do: frozen attrs classes, no behaviour.
+
+Deadlines are the node's own ``time.monotonic()`` values (never sent to
+another machine).
+"""
+
+import attrs
+
+
+@attrs.frozen
+class Send:
+    """Send C{message} (a L{clsd.ownership.messages} class) to node C{to}."""
+
+    to: str
+    message: object
+
+
+@attrs.frozen
+class KillAt:
+    """Tell the lease guard: C{cluster}'s service may run until C{deadline}, no later.
+
+    Emitted before L{StartService} and after every renewal.  The guard is a
+    separate process so that it kills the service even while this daemon is
+    frozen (SIGSTOP, swap storm, VM pause).
+    """
+
+    cluster: str
+    deadline: float
+
+
+@attrs.frozen
+class StartService:
+    """Start C{service} for C{cluster}; its environment gets CLSD_CLUSTER, CLSD_EPOCH, CLSD_NODE."""
+
+    cluster: str
+    service: str
+    epoch: int
+    slot: int = 0
+
+
+@attrs.frozen
+class StopService:
+    """Stop C{cluster}'s service: TERM now, KILL at C{deadline}.
+
+    C{deadline} None: a graceful stop bounded by the service's own
+    ``stop_timeout`` (the lease is still renewed meanwhile).  Otherwise the
+    lease could not be renewed and the service must be gone by C{deadline}.
+    """
+
+    cluster: str
+    deadline: float | None
+    reason: str
+
+
+@attrs.frozen
+class RunHook:
+    """Run C{argv} (placeholders {node} {cluster} {epoch} filled) for C{event}.
+
+    Hooks of one cluster run one at a time, in order.  A ``fence`` hook's
+    result must be reported back with C{ClusterManager.hook_done}; other
+    hooks are fire-and-forget (logged, retried by the runner).
+    """
+
+    cluster: str
+    event: str
+    argv: tuple
+    node: str
+    epoch: int
+
+
+@attrs.frozen
+class PublishState:
+    """What this node tells every member (via membership metadata) about its ownership role."""
+
+    state: object  # clsd.ownership.placement.MemberState
+
+
+@attrs.frozen
+class PersistEpochFloor:
+    """Voter: durably write C{value} as the epoch floor, then call C{LeaseVoter.persisted(value)}."""
+
+    value: int

@@ -1,0 +1,558 @@
+"""The per-node cluster manager: leases + placement + escalation + maintenance, sans-IO.
+
+For every cluster ID this node is registered for, it decides whether to try
+to hold the lease (placement), what to do with the service when the lease
+comes, goes, or is handed over, and what to tell the operator (hooks).  It
+is fed events with the current monotonic time and returns actions
+(L{clsd.ownership.actions}); it never touches a socket, a process or a clock.
+
+The service of a cluster runs only between L{StartService} and the
+L{StopService} that follows, and only inside a lease: L{KillAt} tells the
+lease guard the deadline before the start and after every renewal.
+
+Per resource, the phases are::
+
+    IDLE -> ACQUIRING -> [FENCING] -> RUNNING -> STOPPING -> IDLE
+                                         \\-> (lease ending) STOPPING -/
+"""
+
+import attrs
+
+from clsd.ownership.actions import (
+    KillAt, PublishState, RunHook, Send, StartService, StopService,
+)
+from clsd.ownership.arbiter_events import (
+    ARBITER_EVENTS, LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
+)
+from clsd.ownership.escalation import FAILED, Escalation, cluster_status, notifier
+from clsd.ownership.messages import Handover, MoveRequest
+from clsd.ownership.placement import Candidate, MemberState, is_eligible, place
+
+IDLE, ACQUIRING, FENCING, RUNNING, STOPPING = (
+    "idle", "acquiring", "fencing", "running", "stopping")
+
+#: After a failed fence, wait this long before trying the lease again, so a
+#: broken fence command is retried a few times a minute, not in a tight loop.
+FENCE_RETRY_DELAY = 5.0
+
+
+def resource_name(cluster_id, slot, mode):
+    """The lease name: the cluster ID itself, or ``ID/slot`` for an n-active slot."""
+    return cluster_id if mode == "active-standby" else f"{cluster_id}/{slot}"
+
+
+class ManagerError(ValueError):
+    """An operator request that cannot be carried out; the message says why."""
+
+
+@attrs.define
+class _Res:
+    cluster: object  # ClusterConfig-like spec
+    slot: int
+    name: str
+    phase: str = IDLE
+    epoch: int = 0
+    expiry: float | None = None
+    stop_reason: str | None = None
+    handover_to: str | None = None
+    fenced_peer: str | None = None
+    fence_kind: str | None = None  # "previous" (before start) | "peer" (two-voter mode)
+
+
+class ClusterManager:
+    """One node's ownership decisions for all the cluster IDs it is registered for."""
+
+    def __init__(self, node, clusters, arbiter, timing, now, *, voters=()):
+        self.node = node
+        self.clusters = {c.id: c for c in clusters}
+        self.arbiter = arbiter
+        self.timing = timing
+        self.voters = tuple(voters)
+        self.escalation = Escalation()
+        self.standby = False
+        self._members = {}            # name -> MemberState (live peers, not us)
+        self._eligible_since = {}     # (name, cluster) -> time
+        self._observed = {}           # resource -> (holder, epoch)
+        self._res = {}                # resource -> _Res (only those we touched)
+        self._paused = set()
+        self._leaving = {}            # cluster -> until: we handed it over, don't grab it back
+        self._forced = {}             # resource -> until: handed to us, acquire at once
+        self._fence_backoff = {}      # resource -> until
+        self._failed_notified = set()
+        self._published = None
+
+    # -- helpers -------------------------------------------------------------
+
+    def _resource(self, cluster, slot):
+        name = resource_name(cluster.id, slot, cluster.mode)
+        res = self._res.get(name)
+        if res is None:
+            res = self._res[name] = _Res(cluster, slot, name)
+        return res
+
+    def _resources_of(self, cluster_id):
+        return [r for r in self._res.values() if r.cluster.id == cluster_id]
+
+    def own_state(self, now):
+        holding = {r.name: r.epoch for r in self._res.values()
+                   if r.phase in (FENCING, RUNNING, STOPPING)
+                   and self.arbiter.holding(r.name, now) is not None}
+        return MemberState(
+            name=self.node,
+            registrations={c.id: c.priority for c in self.clusters.values()},
+            standby=self.standby,
+            failed=self.escalation.ineligible(now),
+            holding=holding,
+        )
+
+    def _all_members(self, now):
+        members = dict(self._members)
+        members[self.node] = self.own_state(now)
+        return members
+
+    def _publish(self, now):
+        state = self.own_state(now)
+        if state == self._published:
+            return []
+        self._published = state
+        return [PublishState(state)]
+
+    def _holders(self, cluster, members, now):
+        """resource -> holder node, from our own leases, published claims and observations."""
+        claims = {}
+        for member in members.values():
+            for resource, epoch in member.holding.items():
+                claims.setdefault(resource, []).append((epoch, member.name))
+        for resource, (holder, epoch) in self._observed.items():
+            if holder is not None and holder in members:
+                claims.setdefault(resource, []).append((epoch, holder))
+        holders = {}
+        for resource, found in claims.items():
+            holders[resource] = max(found)[1]
+        for res in self._resources_of(cluster.id):
+            if res.phase in (FENCING, RUNNING, STOPPING):
+                holders[res.name] = self.node  # our own lease is authoritative for us
+            elif holders.get(res.name) == self.node:
+                del holders[res.name]
+        return holders
+
+    def _placement(self, cluster, now):
+        members = self._all_members(now)
+        holders = self._holders(cluster, members, now)
+        slot_of = {}
+        for slot in range(cluster.count):
+            holder = holders.get(resource_name(cluster.id, slot, cluster.mode))
+            if holder is not None and holder not in slot_of:
+                slot_of[holder] = slot
+        candidates = [
+            Candidate(m.name, m.registrations[cluster.id],
+                      self._eligible_since.get((m.name, cluster.id), now),
+                      slot_of.get(m.name))
+            for m in members.values() if is_eligible(m, cluster.id)
+        ]
+        placement = place(candidates, cluster.count, preempt=cluster.preempt,
+                          preempt_delay=cluster.preempt_delay, now=now)
+        return placement, holders
+
+    def _track_eligibility(self, now):
+        members = self._all_members(now)
+        current = set()
+        for member in members.values():
+            for cluster_id in member.registrations:
+                if is_eligible(member, cluster_id):
+                    current.add((member.name, cluster_id))
+                    self._eligible_since.setdefault((member.name, cluster_id), now)
+        for key in list(self._eligible_since):
+            if key not in current:
+                del self._eligible_since[key]
+
+    # -- inputs ----------------------------------------------------------------
+
+    def start(self, now):
+        """First actions: publish our state and start acting on placement."""
+        return self._reconcile_all(now)
+
+    def members_changed(self, members, now):
+        """The live members (other than us) and what each published; from membership."""
+        self._members = {m.name: m for m in members if m.name != self.node}
+        for resource, (holder, _) in list(self._observed.items()):
+            if holder is not None and holder != self.node and holder not in self._members:
+                del self._observed[resource]
+        return self._reconcile_all(now)
+
+    def receive(self, sender, message, now):
+        """A message for the manager or its arbiter (voter requests go to the voter)."""
+        if self.arbiter.accepts(message):
+            return self._process(self.arbiter.receive(sender, message, now), now)
+        if isinstance(message, Handover):
+            return self._on_handover(sender, message, now)
+        if isinstance(message, MoveRequest):
+            if message.cluster in self.clusters:
+                try:
+                    return self.move(message.cluster, message.target, now)
+                except ManagerError:
+                    return []
+            return []
+        return []
+
+    def tick(self, now):
+        out = self._process(self.arbiter.tick(now), now)
+        for resource, until in list(self._forced.items()):
+            if until <= now:
+                del self._forced[resource]
+        for cluster, until in list(self._leaving.items()):
+            if until <= now:
+                del self._leaving[cluster]
+        for resource, until in list(self._fence_backoff.items()):
+            if until <= now:
+                del self._fence_backoff[resource]
+        self.escalation.expire(now)
+        out += self._check_silent_peer(now)
+        return out + self._reconcile_all(now)
+
+    def next_wakeup(self):
+        times = [self.arbiter.next_wakeup(), self.escalation.next_wakeup()]
+        times += list(self._forced.values()) + list(self._leaving.values())
+        times += list(self._fence_backoff.values())
+        for cluster in self.clusters.values():
+            if cluster.preempt:
+                for (name, cid), since in self._eligible_since.items():
+                    due = since + cluster.preempt_delay
+                    if cid == cluster.id and due > self._last_now:
+                        times.append(due)
+        if len(self.voters) == 2 and any(
+                r.phase == ACQUIRING and r.cluster.fence for r in self._res.values()):
+            times.append(self._last_now + self.timing.acquire_retry)
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    #: The time of the latest event, for wakeups relative to "now".
+    _last_now = float("-inf")
+
+    def service_stopped(self, cluster_id, now):
+        """The service of C{cluster_id} has exited after our L{StopService}."""
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase == STOPPING:
+                out += self._finish_stop(res, now)
+        return out + self._reconcile_all(now)
+
+    def service_failed(self, cluster_id, now):
+        """Supervision gave up on C{cluster_id}'s service (crash-loop limit): escalate."""
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            return []
+        self.escalation.gave_up(cluster_id, now, cluster.cooldown)
+        placement, _ = self._placement(cluster, now)  # without us: we are ineligible now
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase in (RUNNING, STOPPING, FENCING):
+                # The service is not running (supervision gave up): release at once,
+                # and tell the next candidate rather than wait for gossip.
+                res.stop_reason = "failed"
+                res.handover_to = placement.targets[res.slot]
+                out += self._finish_stop(res, now)
+            elif res.phase == ACQUIRING:
+                out += self._process(self.arbiter.abandon(res.name, now), now)
+                res.phase = IDLE
+        return out + self._reconcile_all(now)
+
+    def hook_done(self, cluster_id, event, ok, now):
+        """A fence hook finished (other hooks need no answer)."""
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase != FENCING or event != "fence":
+                continue
+            if res.fence_kind == "peer":
+                res.phase = ACQUIRING
+                if ok:
+                    self.arbiter.assume_granted(res.name, res.fenced_peer)
+                    out += self._process(self.arbiter.hurry(res.name, now), now)
+                else:
+                    self._fence_backoff[res.name] = now + FENCE_RETRY_DELAY
+                    res.fenced_peer = None
+            elif ok:
+                out += self._start_service(res, now)
+            else:
+                out += self._process(self.arbiter.release(res.name, now), now)
+                res.phase = IDLE
+                self._fence_backoff[res.name] = now + FENCE_RETRY_DELAY
+        return out + self._reconcile_all(now)
+
+    # -- maintenance operations ---------------------------------------------------
+
+    def set_standby(self, standby, now):
+        """Standby: every cluster held here moves away gracefully; nothing new starts here."""
+        self.standby = bool(standby)
+        return self._reconcile_all(now)
+
+    def pause(self, cluster_id, now):
+        """Stop managing C{cluster_id}: no start, stop or move; a held lease is still renewed."""
+        self._require(cluster_id)
+        self._paused.add(cluster_id)
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase == ACQUIRING:
+                out += self._process(self.arbiter.abandon(res.name, now), now)
+                res.phase = IDLE
+        return out
+
+    def resume(self, cluster_id, now):
+        self._require(cluster_id)
+        self._paused.discard(cluster_id)
+        return self._reconcile_all(now)
+
+    def move(self, cluster_id, target, now):
+        """Move C{cluster_id} to node C{target} gracefully (stop, release, target acquires)."""
+        cluster = self._require(cluster_id)
+        members = self._all_members(now)
+        member = members.get(target)
+        if member is None:
+            raise ManagerError(f"cannot move {cluster_id}: node {target!r} is not a live member")
+        if not is_eligible(member, cluster_id):
+            raise ManagerError(
+                f"cannot move {cluster_id}: node {target!r} is not eligible for it "
+                "(not registered, on standby, or failed for it)")
+        if cluster.mode != "active-standby":
+            raise ManagerError(f"cannot move {cluster_id}: only active-standby clusters move")
+        if cluster_id in self._paused:
+            raise ManagerError(f"cannot move {cluster_id}: it is paused here (resume it first)")
+        if any(r.phase == STOPPING for r in self._resources_of(cluster_id)):
+            raise ManagerError(f"cannot move {cluster_id}: its service is stopping here already")
+        held = [r for r in self._resources_of(cluster_id) if r.phase in (FENCING, RUNNING)]
+        if target == self.node:
+            if held:
+                return []
+            holder = self._holders(cluster, members, now).get(cluster_id)
+            if holder is None:
+                raise ManagerError(f"cannot move {cluster_id}: nobody holds it now")
+            return [Send(holder, MoveRequest(cluster_id, target))]
+        if held:
+            return self._begin_handover(held[0], target, now) + self._publish(now)
+        holder = self._holders(cluster, members, now).get(cluster_id)
+        if holder is None:
+            raise ManagerError(f"cannot move {cluster_id}: nobody holds it now")
+        return [Send(holder, MoveRequest(cluster_id, target))]
+
+    def _require(self, cluster_id):
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            raise ManagerError(f"this node is not registered for cluster {cluster_id!r}")
+        return cluster
+
+    # -- status ------------------------------------------------------------------
+
+    def status(self, now):
+        """resource -> (phase, epoch) of every resource this node has dealt with."""
+        return {r.name: (r.phase, r.epoch) for r in self._res.values()}
+
+    # -- arbiter events ------------------------------------------------------------
+
+    def _process(self, items, now):
+        out = []
+        for item in items:
+            if isinstance(item, ARBITER_EVENTS):
+                out += self._on_lease_event(item, now)
+            else:
+                out.append(item)
+        return out
+
+    def _on_lease_event(self, event, now):
+        res = self._res.get(event.resource)
+        if isinstance(event, LeaseObserved):
+            self._observed[event.resource] = (event.holder, event.epoch)
+            return []
+        if res is None:
+            return []
+        if isinstance(event, LeaseAcquired):
+            self._observed[event.resource] = (self.node, event.epoch)
+            if res.phase != ACQUIRING or not self._may_hold(res, now):
+                # We no longer want it (or never did): give it straight back.
+                res.phase = IDLE
+                return self._process(self.arbiter.release(res.name, now), now)
+            res.epoch, res.expiry = event.epoch, event.expiry
+            res.stop_reason = res.handover_to = None
+            self._forced.pop(res.name, None)
+            previous = event.previous
+            fenced, res.fenced_peer = res.fenced_peer, None  # fenced for this tenure only
+            if (res.cluster.fence and previous is not None and previous != self.node
+                    and not event.previous_released and previous != fenced):
+                res.phase = FENCING
+                res.fence_kind = "previous"
+                return [self._hook(res, "fence", res.cluster.fence, previous)] + self._publish(now)
+            return self._start_service(res, now)
+        if isinstance(event, LeaseRenewed):
+            res.expiry = event.expiry
+            if res.phase in (RUNNING, STOPPING):
+                return [KillAt(res.cluster.id, event.expiry)]
+            return []
+        if isinstance(event, LeaseEnding):
+            if res.phase in (RUNNING, STOPPING):
+                res.phase = STOPPING
+                res.stop_reason = "lease-lost"
+                out = self._process(self.arbiter.abandon(res.name, now), now)
+                return out + [StopService(res.cluster.id, event.deadline, "lease could not be renewed")]
+            if res.phase == FENCING:
+                res.phase = IDLE
+                return self._process(self.arbiter.release(res.name, now), now)
+            return []
+        if isinstance(event, LeaseLost):
+            if res.phase == RUNNING:
+                # We were frozen past both the stop point and the deadline.
+                res.phase = STOPPING
+                res.stop_reason = "lease-lost"
+                return [StopService(res.cluster.id, now, "lease expired")]
+            if res.phase == FENCING:
+                res.phase = IDLE
+                return self._process(self.arbiter.release(res.name, now), now)
+            return self._publish(now)
+        return []
+
+    def _may_hold(self, res, now):
+        cluster = res.cluster
+        me = self.own_state(now)
+        other_slot = any(r is not res and r.phase in (FENCING, RUNNING, STOPPING)
+                         for r in self._resources_of(cluster.id))
+        return (is_eligible(me, cluster.id) and cluster.id not in self._paused
+                and res.name not in self._fence_backoff and not other_slot)
+
+    def _hook(self, res, event, argv, subject):
+        return RunHook(res.cluster.id, event, tuple(argv), subject, res.epoch)
+
+    def _start_service(self, res, now):
+        res.phase = RUNNING
+        out = [KillAt(res.cluster.id, res.expiry),
+               StartService(res.cluster.id, res.cluster.service, res.epoch, res.slot)]
+        if res.cluster.notify:
+            out.append(self._hook(res, "acquire", res.cluster.notify, self.node))
+        return out + self._publish(now)
+
+    def _begin_handover(self, res, target, now):
+        res.handover_to = target
+        res.stop_reason = "handover"
+        if res.phase == FENCING:
+            return self._finish_stop(res, now)
+        res.phase = STOPPING
+        return [StopService(res.cluster.id, None, f"handover to {target}" if target else "handover")]
+
+    def _finish_stop(self, res, now):
+        """The service is gone: release the lease and tell the successor."""
+        out = self._process(self.arbiter.release(res.name, now), now)
+        res.phase = IDLE
+        if res.cluster.notify:
+            out.append(self._hook(res, "release", res.cluster.notify, self.node))
+        if res.stop_reason == "handover":
+            self._leaving[res.cluster.id] = now + 2 * self.timing.lease
+        if res.stop_reason in ("handover", "failed") and res.handover_to is not None:
+            out.append(Send(res.handover_to, Handover(res.name, res.epoch)))
+        res.handover_to = None
+        return out + self._publish(now)
+
+    def _on_handover(self, sender, message, now):
+        res = self._res.get(message.resource)
+        if res is None:
+            for cluster in self.clusters.values():
+                for slot in range(cluster.count):
+                    if resource_name(cluster.id, slot, cluster.mode) == message.resource:
+                        res = self._resource(cluster, slot)
+        if res is None or not self._may_hold(res, now):
+            return []
+        self._forced[res.name] = now + 2 * self.timing.lease
+        self._leaving.pop(res.cluster.id, None)
+        out = self._reconcile_all(now)
+        if res.phase == ACQUIRING:
+            out += self._process(self.arbiter.hurry(res.name, now), now)
+        return out
+
+    # -- two-voter mode: fence a silent peer voter -----------------------------------
+
+    def _check_silent_peer(self, now):
+        if len(self.voters) != 2 or self.node not in self.voters:
+            return []
+        (peer,) = [v for v in self.voters if v != self.node]
+        out = []
+        for res in self._res.values():
+            if (res.phase != ACQUIRING or not res.cluster.fence or res.fenced_peer == peer
+                    or res.name in self._fence_backoff):
+                continue
+            silent = self.arbiter.silent_voters(res.name, now, self.timing.voter_quiet)
+            if peer in silent:
+                res.phase = FENCING
+                res.fence_kind = "peer"
+                res.fenced_peer = peer
+                out.append(self._hook(res, "fence", res.cluster.fence, peer))
+        return out
+
+    # -- placement -------------------------------------------------------------------
+
+    def _reconcile_all(self, now):
+        self._last_now = now
+        self._track_eligibility(now)
+        out = []
+        for cluster in self.clusters.values():
+            out += self._reconcile(cluster, now)
+        out += self._notify_failed(now)
+        return out + self._publish(now)
+
+    def _reconcile(self, cluster, now):
+        if cluster.id in self._paused:
+            return []
+        placement, holders = self._placement(cluster, now)
+        mine = [r for r in self._resources_of(cluster.id)
+                if r.phase in (FENCING, RUNNING, STOPPING)]
+        out = []
+        if mine:
+            for res in mine:
+                if res.phase == STOPPING:
+                    continue
+                if placement.targets[res.slot] != self.node:
+                    out += self._begin_handover(res, placement.targets[res.slot], now)
+            # Give up any other slot we were trying for: one slot per node.
+            for res in self._resources_of(cluster.id):
+                if res.phase == ACQUIRING:
+                    res.phase = IDLE
+                    out += self._process(self.arbiter.abandon(res.name, now), now)
+            return out
+        role, slot = placement.role(self.node)
+        if role == "successor":
+            # A successor polls a live holder's lease to take over the moment it
+            # lapses; with no known holder the target acquires, not us.
+            holder = holders.get(resource_name(cluster.id, slot, cluster.mode))
+            if holder is None or holder == self.node:
+                role = None
+        forced = [r for r in self._resources_of(cluster.id) if r.name in self._forced]
+        if forced:
+            role, slot = "target", forced[0].slot
+        elif cluster.id in self._leaving:
+            role = None
+        if not is_eligible(self.own_state(now), cluster.id):
+            role = None
+        wanted = None
+        if role is not None:
+            wanted = self._resource(cluster, slot)
+            if wanted.name in self._fence_backoff:
+                wanted = None
+        for res in self._resources_of(cluster.id):
+            if res is wanted:
+                if res.phase == IDLE:
+                    res.phase = ACQUIRING
+                    out += self._process(self.arbiter.acquire(res.name, now), now)
+            elif res.phase == ACQUIRING:
+                res.phase = IDLE
+                out += self._process(self.arbiter.abandon(res.name, now), now)
+        return out
+
+    def _notify_failed(self, now):
+        out = []
+        members = list(self._all_members(now).values())
+        for cluster in self.clusters.values():
+            status = cluster_status(cluster.id, members)
+            if status == FAILED:
+                if (cluster.id not in self._failed_notified
+                        and notifier(cluster.id, members) == self.node and cluster.notify):
+                    out.append(RunHook(cluster.id, "failed", tuple(cluster.notify),
+                                       self.node, 0))
+                self._failed_notified.add(cluster.id)
+            else:
+                self._failed_notified.discard(cluster.id)
+        return out

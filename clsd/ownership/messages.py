@@ -1,0 +1,275 @@
+"""The lease protocol's messages: frozen attrs classes, to and from JSON-able dicts.
+
+Every message names the *resource* it is about (a cluster ID, or
+``ID/slot`` for one slot of an n-active cluster).  The sender of a message is
+not a field: the peer layer knows it from the TLS certificate and passes it
+alongside, so a peer cannot speak for another.
+
+Only durations travel (``duration``, ``remaining``), never timestamps: each
+machine measures time on its own monotonic clock.
+"""
+
+import attrs
+
+from clsd.ownership.ballot import Ballot
+
+
+class WireError(ValueError):
+    """A message dict that is not a valid lease message; says which field and why."""
+
+
+_TYPES = {}
+
+
+def _message(type_name):
+    def register(cls):
+        cls.TYPE = type_name
+        cls.from_wire = classmethod(_typed_from_wire)
+        _TYPES[type_name] = cls
+        return cls
+    return register
+
+
+def _typed_from_wire(cls, data):
+    """C{Cls.from_wire(dict)}: like L{from_wire}, but the type must be this class's."""
+    message = from_wire(data)
+    if not isinstance(message, cls):
+        raise WireError(f"expected a {cls.TYPE} message, got {data.get('type')!r}")
+    return message
+
+
+# -- field readers: each names the field and the message type on failure -------
+
+def _field(data, name, kind, type_name, optional=False):
+    if name not in data:
+        if optional:
+            return None
+        raise WireError(f"{type_name}: missing field {name!r}")
+    value = data[name]
+    if value is None and optional:
+        return None
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+            ok = value == value and abs(value) != float("inf")
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise WireError(f"{type_name}: field {name!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _ballot(data, name, type_name, optional=False):
+    value = data.get(name)
+    if value is None and optional:
+        return None
+    try:
+        return Ballot.from_wire(value)
+    except (TypeError, ValueError) as e:
+        raise WireError(f"{type_name}: field {name!r}: {e}") from None
+
+
+def _owner(data, name, type_name):
+    value = data.get(name)
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str)
+            or not isinstance(value[1], int) or isinstance(value[1], bool)):
+        raise WireError(f"{type_name}: field {name!r} must be [node, generation], got {value!r}")
+    return (value[0], value[1])
+
+
+# -- messages -------------------------------------------------------------------
+
+@_message("lease.prepare")
+@attrs.frozen
+class Prepare:
+    """Phase 1: 'promise to ignore ballots below this one, and tell me who holds the lease'."""
+
+    resource: str
+    ballot: Ballot
+
+    def to_wire(self):
+        return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire()}
+
+    @classmethod
+    def _from(cls, data):
+        return cls(_field(data, "resource", str, cls.TYPE), _ballot(data, "ballot", cls.TYPE))
+
+
+@_message("lease.promise")
+@attrs.frozen
+class Promise:
+    """A voter's answer to L{Prepare}.
+
+    C{ok} false: refused; C{reason} says why (``stale``: the ballot is not
+    above C{promised}; ``quiet``: the voter restarted less than a lease ago;
+    ``reserving``: the voter is persisting a higher epoch floor).
+    C{holder}: the (node, generation) of an unexpired grant, with its C{epoch}
+    and the C{remaining} seconds on the voter's clock.
+    C{previous}: the node of the last grant that ended, and whether it ended
+    by a release (no fence needed) or by expiry.
+    """
+
+    resource: str
+    ballot: Ballot
+    ok: bool
+    reason: str = ""
+    promised: int = 0
+    holder: tuple | None = None
+    epoch: int = 0
+    remaining: float = 0.0
+    previous: str | None = None
+    previous_released: bool = False
+
+    def to_wire(self):
+        return {
+            "type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
+            "ok": self.ok, "reason": self.reason, "promised": self.promised,
+            "holder": list(self.holder) if self.holder else None,
+            "epoch": self.epoch, "remaining": self.remaining,
+            "previous": self.previous, "previous_released": self.previous_released,
+        }
+
+    @classmethod
+    def _from(cls, data):
+        t = cls.TYPE
+        return cls(
+            resource=_field(data, "resource", str, t),
+            ballot=_ballot(data, "ballot", t),
+            ok=_field(data, "ok", bool, t),
+            reason=_field(data, "reason", str, t, optional=True) or "",
+            promised=_field(data, "promised", int, t, optional=True) or 0,
+            holder=_owner(data, "holder", t),
+            epoch=_field(data, "epoch", int, t, optional=True) or 0,
+            remaining=_field(data, "remaining", float, t, optional=True) or 0.0,
+            previous=_field(data, "previous", str, t, optional=True),
+            previous_released=bool(_field(data, "previous_released", bool, t, optional=True)),
+        )
+
+
+@_message("lease.propose")
+@attrs.frozen
+class Propose:
+    """Phase 2 (and a renewal on its own): 'grant the ballot's proposer the lease for C{duration}'.
+
+    C{epoch} is the fencing token of the proposer's tenure (the counter of
+    the ballot that started it), reported to others who ask.
+    """
+
+    resource: str
+    ballot: Ballot
+    duration: float
+    epoch: int
+
+    def to_wire(self):
+        return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
+                "duration": self.duration, "epoch": self.epoch}
+
+    @classmethod
+    def _from(cls, data):
+        t = cls.TYPE
+        duration = _field(data, "duration", float, t)
+        if duration <= 0:
+            raise WireError(f"{t}: field 'duration' must be positive, got {duration!r}")
+        return cls(_field(data, "resource", str, t), _ballot(data, "ballot", t),
+                   duration, _field(data, "epoch", int, t))
+
+
+@_message("lease.accepted")
+@attrs.frozen
+class Accepted:
+    """A voter's answer to L{Propose}: C{ok} means granted, counted from its arrival."""
+
+    resource: str
+    ballot: Ballot
+    ok: bool
+    reason: str = ""
+    promised: int = 0
+    remaining: float = 0.0
+
+    def to_wire(self):
+        return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
+                "ok": self.ok, "reason": self.reason, "promised": self.promised,
+                "remaining": self.remaining}
+
+    @classmethod
+    def _from(cls, data):
+        t = cls.TYPE
+        return cls(
+            resource=_field(data, "resource", str, t),
+            ballot=_ballot(data, "ballot", t),
+            ok=_field(data, "ok", bool, t),
+            reason=_field(data, "reason", str, t, optional=True) or "",
+            promised=_field(data, "promised", int, t, optional=True) or 0,
+            remaining=_field(data, "remaining", float, t, optional=True) or 0.0,
+        )
+
+
+@_message("lease.release")
+@attrs.frozen
+class Release:
+    """'My service is stopped: forget my grant now' (graceful handover, no waiting for expiry)."""
+
+    resource: str
+    ballot: Ballot
+
+    def to_wire(self):
+        return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire()}
+
+    @classmethod
+    def _from(cls, data):
+        return cls(_field(data, "resource", str, cls.TYPE), _ballot(data, "ballot", cls.TYPE))
+
+
+@_message("cluster.handover")
+@attrs.frozen
+class Handover:
+    """To the chosen successor: 'I released C{resource} for you, acquire it now'."""
+
+    resource: str
+    epoch: int
+
+    def to_wire(self):
+        return {"type": self.TYPE, "resource": self.resource, "epoch": self.epoch}
+
+    @classmethod
+    def _from(cls, data):
+        return cls(_field(data, "resource", str, cls.TYPE), _field(data, "epoch", int, cls.TYPE))
+
+
+@_message("cluster.move")
+@attrs.frozen
+class MoveRequest:
+    """To the holder of C{cluster}: an operator asked to move it to C{target}."""
+
+    cluster: str
+    target: str
+
+    def to_wire(self):
+        return {"type": self.TYPE, "cluster": self.cluster, "target": self.target}
+
+    @classmethod
+    def _from(cls, data):
+        return cls(_field(data, "cluster", str, cls.TYPE), _field(data, "target", str, cls.TYPE))
+
+
+LEASE_REQUESTS = (Prepare, Propose, Release)
+LEASE_REPLIES = (Promise, Accepted)
+
+
+def from_wire(data):
+    """Build the message a dict describes; L{WireError} names what is wrong."""
+    if not isinstance(data, dict):
+        raise WireError(f"a message must be an object, got {type(data).__name__}")
+    type_name = data.get("type")
+    cls = _TYPES.get(type_name)
+    if cls is None:
+        raise WireError(f"unknown message type {type_name!r}")
+    return cls._from(data)
+
+
+MESSAGE_TYPES = tuple(_TYPES)

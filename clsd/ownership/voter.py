@@ -1,0 +1,186 @@
+"""The lease voter (PaxosLease acceptor): grants leases, keeps its promises in memory only.
+
+Rules, each with its reason:
+
+- A voter that starts (or restarts) refuses everything for
+  ``timing.voter_quiet`` (T + m).  It has forgotten what it granted before;
+  whatever that was expires within T of its own clock, so after the quiet
+  period it cannot contradict a grant it no longer remembers.
+- A ballot is promised only if its counter is strictly above every counter
+  promised before (and above the epoch floor), so grants never share a
+  counter: the counter that starts a tenure is a unique, growing epoch.
+- A Propose is granted only if no *other* owner holds an unexpired grant
+  here.  Together with majorities this alone makes two holders impossible
+  (each voter's grant windows to different owners are disjoint, and any two
+  majorities share a voter); the Prepare phase adds liveness and lets a
+  holder renew with a single Propose.
+- A grant lasts the request's C{duration} counted from its *arrival* here,
+  which is later than when the holder sent it: the holder's own count ends
+  earlier.
+
+Optional epoch floor (fencing tokens that survive a restart of *every*
+voter): with C{reserve_block} set, the voter never promises a counter above
+a value it has asked the shell to persist (L{PersistEpochFloor}); after a
+restart it is given that value back as C{epoch_floor} and refuses anything at
+or below it.
+"""
+
+import attrs
+
+from clsd.ownership.actions import PersistEpochFloor, Send
+from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
+
+#: Epochs reserved per durable write of the floor.  A holder renews about
+#: three times per lease (1.5 ballots/s per resource at T = 2 s), so one write
+#: per resource every ~2 hours; a restart skips at most this many epochs.
+DEFAULT_RESERVE_BLOCK = 10_000
+
+
+@attrs.define
+class _Grant:
+    owner: tuple
+    ballot: object
+    epoch: int
+    until: float
+
+
+@attrs.define
+class _Resource:
+    promised: object = None  # Ballot
+    grant: _Grant | None = None
+    previous: str | None = None
+    previous_released: bool = False
+
+
+class LeaseVoter:
+    """One node's voter, for every resource; sans-IO, no timers needed."""
+
+    def __init__(self, node, timing, now, *, epoch_floor=0, reserve_block=None,
+                 quiet=True):
+        self.node = node
+        self.timing = timing
+        self.quiet_until = now + timing.voter_quiet if quiet else now
+        self.floor = epoch_floor
+        self.reserve_block = reserve_block
+        self.reserved = epoch_floor if reserve_block is not None else None
+        self._requested = self.reserved
+        self._resources = {}
+
+    def start(self):
+        """Actions to run once at start: reserve the first block of epochs."""
+        if self.reserve_block is None:
+            return []
+        self._requested = self.floor + self.reserve_block
+        return [PersistEpochFloor(self._requested)]
+
+    def persisted(self, value):
+        """The shell wrote C{value} durably: counters up to it may now be promised."""
+        if self.reserved is not None:
+            self.reserved = max(self.reserved, value)
+
+    def quiet(self, now):
+        return now < self.quiet_until
+
+    def receive(self, sender, message, now):
+        """Handle one request from C{sender}; returns the reply actions."""
+        state = self._resources.setdefault(message.resource, _Resource())
+        self._expire(state, now)
+        if isinstance(message, Prepare):
+            return self._prepare(sender, message, state, now)
+        if isinstance(message, Propose):
+            return self._propose(sender, message, state, now)
+        if isinstance(message, Release):
+            self._release(message, state)
+            return []
+        raise TypeError(f"a voter does not handle {type(message).__name__}")
+
+    def holder(self, resource, now):
+        """(owner, epoch, remaining) of the unexpired grant of C{resource}, or None."""
+        state = self._resources.get(resource)
+        if state is None:
+            return None
+        self._expire(state, now)
+        if state.grant is None:
+            return None
+        return state.grant.owner, state.grant.epoch, state.grant.until - now
+
+    # -- internals ---------------------------------------------------------
+
+    def _expire(self, state, now):
+        grant = state.grant
+        if grant is not None and grant.until <= now:
+            state.previous = grant.owner[0]
+            state.previous_released = False
+            state.grant = None
+
+    def _promised_counter(self, state):
+        counter = state.promised.counter if state.promised is not None else 0
+        return max(counter, self.floor)
+
+    def _admit(self, state, ballot):
+        """None if C{ballot} may be promised/accepted, else the refusal reason."""
+        if state.promised is not None and ballot == state.promised:
+            return None
+        if ballot.counter <= self._promised_counter(state):
+            return "stale"
+        if self.reserved is not None and ballot.counter > self.reserved:
+            return "reserving"
+        return None
+
+    def _maybe_reserve(self, counter):
+        if self.reserve_block is None:
+            return []
+        if counter + self.reserve_block // 2 < self._requested:
+            return []
+        self._requested = max(counter, self._requested) + self.reserve_block
+        return [PersistEpochFloor(self._requested)]
+
+    def _prepare(self, sender, message, state, now):
+        ballot = message.ballot
+        actions = self._maybe_reserve(ballot.counter)
+        reason = "quiet" if self.quiet(now) else self._admit(state, ballot)
+        if reason is not None:
+            reply = Promise(message.resource, ballot, ok=False, reason=reason,
+                            promised=self._promised_counter(state))
+            return actions + [Send(sender, reply)]
+        state.promised = ballot
+        grant = state.grant
+        reply = Promise(
+            message.resource, ballot, ok=True, promised=ballot.counter,
+            holder=grant.owner if grant else None,
+            epoch=grant.epoch if grant else 0,
+            remaining=grant.until - now if grant else 0.0,
+            previous=state.previous, previous_released=state.previous_released,
+        )
+        return actions + [Send(sender, reply)]
+
+    def _propose(self, sender, message, state, now):
+        ballot = message.ballot
+        actions = self._maybe_reserve(ballot.counter)
+        reason = "quiet" if self.quiet(now) else self._admit(state, ballot)
+        grant = state.grant
+        if reason is None and grant is not None and grant.owner != ballot.owner:
+            reason = "held"
+        if reason is None and message.duration > self.timing.max_request:
+            reason = "too-long"
+        if reason is not None:
+            reply = Accepted(message.resource, ballot, ok=False, reason=reason,
+                             promised=self._promised_counter(state),
+                             remaining=grant.until - now if grant else 0.0)
+            return actions + [Send(sender, reply)]
+        state.promised = ballot
+        state.grant = _Grant(ballot.owner, ballot, message.epoch, now + message.duration)
+        reply = Accepted(message.resource, ballot, ok=True, promised=ballot.counter,
+                         remaining=message.duration)
+        return actions + [Send(sender, reply)]
+
+    def _release(self, message, state):
+        ballot = message.ballot
+        if state.promised is None or ballot.counter > state.promised.counter:
+            # Late proposes of the releasing holder (lower counters) now fail.
+            state.promised = ballot
+        grant = state.grant
+        if grant is not None and grant.owner == ballot.owner:
+            state.grant = None
+            state.previous = ballot.node
+            state.previous_released = True

@@ -1,0 +1,249 @@
+"""The cluster manager against a scripted arbiter: the order and content of its actions.
+
+The scripted arbiter implements IArbiter too, which is the point: the manager
+works with any arbiter (the voter quorum, later etcd).
+"""
+
+from twisted.trial import unittest
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from clsd.config.cluster import ClusterConfig
+from clsd.ownership.actions import KillAt, PublishState, RunHook, Send, StartService, StopService
+from clsd.ownership.arbiter import IArbiter
+from clsd.ownership.arbiter_events import (
+    LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
+)
+from clsd.ownership.manager import ACQUIRING, IDLE, RUNNING, ClusterManager, ManagerError
+from clsd.ownership.messages import Handover, MoveRequest
+from clsd.ownership.placement import MemberState
+from clsd.ownership.timing import LeaseTiming
+
+T = LeaseTiming()
+FENCE = ("/sbin/fence", "{node}", "{cluster}", "{epoch}")
+
+
+@implementer(IArbiter)
+class ScriptedArbiter:
+    node = "alpha"
+
+    def __init__(self):
+        self.calls = []
+        self.held = {}
+
+    def acquire(self, resource, now):
+        self.calls.append(("acquire", resource))
+        return []
+
+    def hurry(self, resource, now):
+        self.calls.append(("hurry", resource))
+        return []
+
+    def abandon(self, resource, now):
+        self.calls.append(("abandon", resource))
+        return []
+
+    def release(self, resource, now):
+        self.calls.append(("release", resource))
+        self.held.pop(resource, None)
+        return [Send("v", ("released", resource))]
+
+    def holding(self, resource, now):
+        return self.held.get(resource)
+
+    def receive(self, sender, message, now):
+        return [message]  # tests pass arbiter events through as "messages"
+
+    def accepts(self, message):
+        return isinstance(message, (LeaseAcquired, LeaseRenewed, LeaseEnding, LeaseLost,
+                                    LeaseObserved))
+
+    def tick(self, now):
+        return []
+
+    def next_wakeup(self):
+        return None
+
+    def assume_granted(self, resource, voter):
+        self.calls.append(("assume", resource, voter))
+
+    def silent_voters(self, resource, now, longer_than):
+        return ()
+
+
+def spec(cid="A", priority=100, **kw):
+    return ClusterConfig(id=cid, service=f"svc-{cid}", priority=priority, **kw)
+
+
+def of(kind, actions):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+class ManagerTests(unittest.TestCase):
+    def setUp(self):
+        self.arbiter = ScriptedArbiter()
+
+    def manager(self, *clusters, voters=("alpha", "beta", "w")):
+        m = ClusterManager("alpha", clusters or (spec(),), self.arbiter, T, 0.0, voters=voters)
+        self.start_actions = m.start(0.0)
+        return m
+
+    def grant(self, m, now=1.0, epoch=7, previous=None, released=False, resource="A"):
+        self.arbiter.held[resource] = (epoch, now + 1.9)
+        return m.receive("alpha", LeaseAcquired(resource, epoch, now + 1.9, previous, released), now)
+
+    def test_arbiter_interface(self):
+        self.assertTrue(verifyObject(IArbiter, self.arbiter))
+
+    def test_alone_it_acquires_and_publishes(self):
+        m = self.manager()
+        self.assertIn(("acquire", "A"), self.arbiter.calls)
+        (published,) = of(PublishState, self.start_actions)
+        self.assertEqual(published.state.registrations, {"A": 100})
+        self.assertEqual(m.status(0.0), {"A": (ACQUIRING, 0)})
+
+    def test_kill_deadline_before_start_and_epoch_passed_on(self):
+        m = self.manager()
+        actions = self.grant(m, epoch=7)
+        kinds = [type(a) for a in actions]
+        self.assertLess(kinds.index(KillAt), kinds.index(StartService))
+        self.assertEqual(of(KillAt, actions), [KillAt("A", 2.9)])
+        self.assertEqual(of(StartService, actions), [StartService("A", "svc-A", 7, 0)])
+        self.assertEqual(of(PublishState, actions)[0].state.holding, {"A": 7})
+        renewed = m.receive("alpha", LeaseRenewed("A", 7, 3.6), 1.7)
+        self.assertEqual(renewed, [KillAt("A", 3.6)])
+
+    def test_fence_previous_owner_before_starting(self):
+        m = self.manager(spec(fence=FENCE))
+        actions = self.grant(m, epoch=9, previous="beta", released=False)
+        self.assertEqual(of(StartService, actions), [])
+        self.assertEqual(of(RunHook, actions), [RunHook("A", "fence", FENCE, "beta", 9)])
+        actions = m.hook_done("A", "fence", True, 1.2)
+        self.assertEqual(of(StartService, actions), [StartService("A", "svc-A", 9, 0)])
+
+    def test_no_fence_after_a_graceful_release(self):
+        m = self.manager(spec(fence=FENCE))
+        actions = self.grant(m, epoch=9, previous="beta", released=True)
+        self.assertEqual(len(of(StartService, actions)), 1)
+        self.assertEqual(of(RunHook, actions), [])
+
+    def test_failed_fence_gives_the_lease_back(self):
+        m = self.manager(spec(fence=FENCE))
+        self.grant(m, previous="beta")
+        actions = m.hook_done("A", "fence", False, 1.2)
+        self.assertEqual(of(StartService, actions), [])
+        self.assertIn(("release", "A"), self.arbiter.calls)
+        self.assertEqual(m.status(1.2)["A"][0], IDLE)
+
+    def test_lease_ending_stops_with_the_deadline_then_releases(self):
+        m = self.manager()
+        self.grant(m)
+        actions = m.receive("alpha", LeaseEnding("A", 7, 2.9), 2.4)
+        self.assertEqual(of(StopService, actions)[0].deadline, 2.9)
+        self.assertIn(("abandon", "A"), self.arbiter.calls)
+        actions = m.service_stopped("A", 2.6)
+        self.assertIn(("release", "A"), self.arbiter.calls)
+        self.assertIn(Send("v", ("released", "A")), actions)
+
+    def test_lease_lost_while_running_kills_now(self):
+        m = self.manager()
+        self.grant(m)
+        actions = m.receive("alpha", LeaseLost("A", 7), 5.0)
+        self.assertEqual(of(StopService, actions), [StopService("A", 5.0, "lease expired")])
+
+    def test_crash_loop_gives_up_and_publishes_failed(self):
+        m = self.manager(spec(notify=("/bin/n",)))
+        self.grant(m)
+        actions = m.service_failed("A", 3.0)
+        self.assertIn(("release", "A"), self.arbiter.calls)
+        self.assertEqual(of(PublishState, actions)[-1].state.failed, frozenset({"A"}))
+        # Alone and failed: the cluster is FAILED, and we are the notifier.
+        failed = [h for h in of(RunHook, actions) if h.event == "failed"]
+        self.assertEqual(len(failed), 1)
+        # Not retried while cooling down.
+        self.arbiter.calls.clear()
+        m.tick(10.0)
+        self.assertNotIn(("acquire", "A"), self.arbiter.calls)
+
+    def test_standby_hands_over_to_the_next_candidate(self):
+        m = self.manager()
+        self.grant(m)
+        beta = MemberState("beta", registrations={"A": 50})
+        m.members_changed([beta], 1.5)
+        actions = m.set_standby(True, 2.0)
+        (stop,) = of(StopService, actions)
+        self.assertIsNone(stop.deadline)  # graceful: the lease is still renewed
+        actions = m.service_stopped("A", 2.2)
+        self.assertIn(Send("beta", Handover("A", 7)), actions)
+        self.assertTrue(of(PublishState, actions)[-1].state.standby)
+
+    def test_handover_received_makes_us_acquire_at_once(self):
+        m = self.manager(spec(priority=10))
+        beta = MemberState("beta", registrations={"A": 50}, holding={"A": 3})
+        m.members_changed([beta], 1.0)
+        # The successor of a live holder polls its lease, to take over when it lapses.
+        self.assertEqual(m.status(1.0)["A"][0], ACQUIRING)
+        m.receive("beta", Handover("A", 3), 2.0)
+        self.assertIn(("hurry", "A"), self.arbiter.calls)
+
+    def test_move_errors_are_explained(self):
+        m = self.manager()
+        e = self.assertRaises(ManagerError, m.move, "Z", "beta", 1.0)
+        self.assertIn("not registered for cluster 'Z'", str(e))
+        e = self.assertRaises(ManagerError, m.move, "A", "gamma", 1.0)
+        self.assertIn("not a live member", str(e))
+        m.members_changed([MemberState("beta", registrations={"B": 1})], 1.0)
+        e = self.assertRaises(ManagerError, m.move, "A", "beta", 1.0)
+        self.assertIn("not eligible", str(e))
+
+    def test_move_refused_while_stopping_or_paused(self):
+        m = self.manager()
+        self.grant(m)
+        m.members_changed([MemberState("beta", registrations={"A": 50})], 1.5)
+        m.move("A", "beta", 2.0)
+        e = self.assertRaises(ManagerError, m.move, "A", "beta", 2.1)
+        self.assertIn("stopping here already", str(e))
+        m.pause("A", 2.2)
+        e = self.assertRaises(ManagerError, m.move, "A", "beta", 2.3)
+        self.assertIn("paused", str(e))
+
+    def test_move_asked_elsewhere_is_forwarded_to_the_holder(self):
+        m = self.manager(spec(priority=10))
+        beta = MemberState("beta", registrations={"A": 50}, holding={"A": 3})
+        gamma = MemberState("gamma", registrations={"A": 1})
+        m.members_changed([beta, gamma], 1.0)
+        self.assertEqual(m.move("A", "gamma", 2.0), [Send("beta", MoveRequest("A", "gamma"))])
+
+    def test_third_candidate_does_not_poll(self):
+        m = self.manager(spec(priority=10))
+        beta = MemberState("beta", registrations={"A": 50}, holding={"A": 3})
+        gamma = MemberState("gamma", registrations={"A": 20})
+        m.members_changed([beta, gamma], 1.0)
+        self.assertEqual(m.status(1.0)["A"][0], IDLE)
+        self.assertIn(("abandon", "A"), self.arbiter.calls)
+
+    def test_pause_abandons_acquisition_and_resume_restarts_it(self):
+        m = self.manager()
+        m.pause("A", 1.0)
+        self.assertIn(("abandon", "A"), self.arbiter.calls)
+        self.arbiter.calls.clear()
+        m.tick(2.0)
+        self.assertNotIn(("acquire", "A"), self.arbiter.calls)
+        m.resume("A", 3.0)
+        self.assertIn(("acquire", "A"), self.arbiter.calls)
+        self.assertRaises(ManagerError, m.pause, "nope", 1.0)
+
+    def test_two_voter_mode_fences_a_silent_peer(self):
+        arbiter = self.arbiter
+        arbiter.silent_voters = lambda resource, now, longer_than: ("beta",)
+        m = self.manager(spec(fence=FENCE), voters=("alpha", "beta"))
+        actions = m.tick(5.0)
+        self.assertEqual(of(RunHook, actions), [RunHook("A", "fence", FENCE, "beta", 0)])
+        m.hook_done("A", "fence", True, 5.5)
+        self.assertIn(("assume", "A", "beta"), arbiter.calls)
+        self.assertIn(("hurry", "A"), arbiter.calls)
+        self.assertEqual(m.status(5.5)["A"][0], ACQUIRING)
+        # Once acquired, the peer it already fenced is not fenced again.
+        actions = self.grant(m, now=6.0, previous="beta")
+        self.assertEqual(len(of(StartService, actions)), 1)
+        self.assertEqual(m.status(6.0)["A"][0], RUNNING)

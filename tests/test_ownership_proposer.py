@@ -1,0 +1,205 @@
+"""The lease holder: acquire, renew with one message, stop in time, release, fenced voters."""
+
+import random
+
+from twisted.trial import unittest
+
+from clsd.ownership.actions import Send
+from clsd.ownership.arbiter import IArbiter, QuorumArbiter
+from clsd.ownership.arbiter_events import (
+    LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
+)
+from clsd.ownership.messages import Propose, Release
+from clsd.ownership.proposer import LeaseProposer
+from clsd.ownership.timing import LeaseTiming
+from clsd.ownership.voter import LeaseVoter
+from zope.interface.verify import verifyObject
+
+T = LeaseTiming(lease=2.0, drift_margin=0.1)
+NOW = 10.0
+
+
+class Net:
+    """Voters that answer at once; C{reachable} decides who hears what."""
+
+    def __init__(self, names=("v1", "v2", "v3")):
+        self.voters = {n: LeaseVoter(n, T, NOW - 100) for n in names}
+        self.reachable = set(names)
+        self.sent = []
+
+    def run(self, proposer, items, now):
+        events = []
+        pending = list(items)
+        while pending:
+            item = pending.pop(0)
+            if isinstance(item, Send):
+                self.sent.append(item)
+                if item.to in self.reachable:
+                    for answer in self.voters[item.to].receive(proposer.node, item.message, now):
+                        pending += proposer.receive(item.to, answer.message, now)
+            else:
+                events.append(item)
+        return events
+
+
+def make(net, node="a", gen=1):
+    return LeaseProposer("X", node, gen, sorted(net.voters), T, random.Random(0))
+
+
+class AcquireTests(unittest.TestCase):
+    def test_acquire_with_a_majority(self):
+        net = Net()
+        p = make(net)
+        events = net.run(p, p.acquire(NOW), NOW)
+        acquired = [e for e in events if isinstance(e, LeaseAcquired)]
+        self.assertEqual(len(acquired), 1)
+        # Counted from when the Propose was sent, minus the margin.
+        self.assertEqual(acquired[0].expiry, NOW + T.lease - T.drift_margin)
+        self.assertEqual(p.holding(NOW), (acquired[0].epoch, acquired[0].expiry))
+
+    def test_minority_cannot_acquire(self):
+        net = Net()
+        net.reachable = {"v1"}
+        p = make(net)
+        events = net.run(p, p.acquire(NOW), NOW)
+        events += net.run(p, p.tick(NOW + T.round_timeout), NOW + T.round_timeout)
+        self.assertFalse([e for e in events if isinstance(e, LeaseAcquired)])
+        self.assertIsNone(p.holding(NOW + 1))
+        # It keeps retrying.
+        self.assertIsNotNone(p.next_wakeup())
+
+    def test_second_proposer_sees_the_holder_and_waits(self):
+        net = Net()
+        a, c = make(net, "a"), make(net, "c")
+        net.run(a, a.acquire(NOW), NOW)
+        events = net.run(c, c.acquire(NOW + 0.5), NOW + 0.5)
+        # Outbid once (same counter as 'a'): it retries soon with a higher one.
+        retry = c.next_wakeup()
+        self.assertLess(retry, NOW + 0.5 + 5 * T.retry_slack)
+        events += net.run(c, c.tick(retry), retry)
+        observed = [e for e in events if isinstance(e, LeaseObserved) and e.holder]
+        self.assertEqual(observed[-1].holder, "a")
+        self.assertIsNone(c.holding(retry))
+        # Next try just after the voters' grant ends.
+        self.assertAlmostEqual(c.next_wakeup(), retry + observed[-1].remaining
+                               + T.retry_slack, places=6)
+
+
+class RenewalTests(unittest.TestCase):
+    def setUp(self):
+        self.net = Net()
+        self.p = make(self.net)
+        (self.acq,) = [e for e in self.net.run(self.p, self.p.acquire(NOW), NOW)
+                       if isinstance(e, LeaseAcquired)]
+
+    def test_renews_at_a_third_with_a_single_propose(self):
+        at = NOW + T.renew_after
+        self.assertEqual(self.p.next_wakeup(), at)
+        self.net.sent.clear()
+        events = self.net.run(self.p, self.p.tick(at), at)
+        self.assertEqual({type(s.message) for s in self.net.sent}, {Propose})
+        (renewed,) = [e for e in events if isinstance(e, LeaseRenewed)]
+        self.assertEqual(renewed.epoch, self.acq.epoch)
+        self.assertEqual(renewed.expiry, at + T.lease - T.drift_margin)
+
+    def test_unrenewable_lease_ends_then_is_lost(self):
+        self.net.reachable = set()
+        now = NOW
+        events = []
+        while now < NOW + 3:
+            now = self.p.next_wakeup() or now + 0.1
+            events += self.net.run(self.p, self.p.tick(now), now)
+            if any(isinstance(e, LeaseLost) for e in events):
+                break
+        ending = [e for e in events if isinstance(e, LeaseEnding)]
+        lost = [e for e in events if isinstance(e, LeaseLost)]
+        self.assertEqual(len(ending), 1)
+        self.assertEqual(ending[0].deadline, self.acq.expiry)
+        self.assertEqual(len(lost), 1)
+        # The stop began a quarter lease before the deadline.
+        self.assertAlmostEqual(T.stop_at(NOW), self.acq.expiry - T.stop_window)
+
+    def test_no_renewal_once_ending(self):
+        self.net.reachable = set()
+        stop_at = T.stop_at(NOW)
+        self.net.run(self.p, self.p.tick(stop_at), stop_at)
+        self.net.reachable = set(self.net.voters)
+        self.net.sent.clear()
+        events = self.net.run(self.p, self.p.tick(stop_at + 0.1), stop_at + 0.1)
+        self.assertFalse([e for e in events if isinstance(e, LeaseRenewed)])
+        self.assertFalse(self.net.sent)
+        self.assertIsNone(self.p.holding(stop_at + 0.1))
+
+    def test_release_uses_a_ballot_above_every_one_used(self):
+        self.net.sent.clear()
+        actions = self.p.release(NOW + 0.5)
+        releases = [a.message for a in actions]
+        self.assertEqual({type(m) for m in releases}, {Release})
+        self.assertGreater(releases[0].ballot.counter, self.acq.epoch)
+        self.net.run(self.p, actions, NOW + 0.5)
+        for voter in self.net.voters.values():
+            self.assertIsNone(voter.holder("X", NOW + 0.5))
+        self.assertIsNone(self.p.holding(NOW + 0.5))
+
+    def test_late_grant_is_not_used(self):
+        # 'z' sends its Propose, then freezes past the expiry before reading the grants.
+        net = Net()
+        z = make(net, "z")
+        proposes = []
+        for item in z.acquire(NOW):
+            for answer in net.voters[item.to].receive("z", item.message, NOW):
+                proposes += [a for a in z.receive(item.to, answer.message, NOW)
+                             if isinstance(a, Send)]
+        self.assertEqual({type(a.message) for a in proposes}, {Propose})
+        late = NOW + T.lease
+        events = []
+        for item in proposes:
+            for answer in net.voters[item.to].receive("z", item.message, NOW):
+                events += z.receive(item.to, answer.message, late)
+        self.assertFalse([e for e in events if isinstance(e, LeaseAcquired)])
+        self.assertIsNone(z.holding(late))
+
+
+class AbandonTests(unittest.TestCase):
+    def test_abandon_during_propose_takes_the_grant_back(self):
+        net = Net()
+        p = make(net)
+        proposes = []
+        for item in p.acquire(NOW):
+            for answer in net.voters[item.to].receive("a", item.message, NOW):
+                proposes += [a for a in p.receive(item.to, answer.message, NOW)
+                             if isinstance(a, Send)]
+        for item in proposes:  # the voters grant, but the answers are still in flight
+            net.voters[item.to].receive("a", item.message, NOW)
+        actions = p.abandon(NOW + 0.01)
+        self.assertEqual({type(a.message) for a in actions}, {Release})
+        net.run(p, actions, NOW + 0.01)
+        for voter in net.voters.values():
+            self.assertIsNone(voter.holder("X", NOW + 0.01))
+
+
+class FencedVoterTests(unittest.TestCase):
+    def test_assumed_grant_lets_the_survivor_of_two_voters_acquire(self):
+        net = Net(("a", "b"))
+        net.reachable = {"a"}
+        p = make(net, "a")
+        events = net.run(p, p.acquire(NOW), NOW)
+        self.assertFalse([e for e in events if isinstance(e, LeaseAcquired)])
+        p.assume_granted("b")
+        later = NOW + 1
+        events = net.run(p, p.hurry(later), later)
+        events += net.run(p, p.tick(p.next_wakeup()), p.next_wakeup())
+        self.assertTrue([e for e in events if isinstance(e, LeaseAcquired)])
+
+    def test_assumption_ends_when_the_voter_answers(self):
+        net = Net(("a", "b"))
+        p = make(net, "a")
+        p.assume_granted("b")
+        net.run(p, p.acquire(NOW), NOW)
+        self.assertNotIn("b", p._assumed)
+
+
+class ArbiterTests(unittest.TestCase):
+    def test_quorum_arbiter_provides_the_interface(self):
+        arbiter = QuorumArbiter("a", 1, ("a", "b", "c"), T, random.Random(0))
+        self.assertTrue(verifyObject(IArbiter, arbiter))
