@@ -144,7 +144,7 @@ def _apply_override(data, dotted, value):
 def _parse_node(table, base_dir):
     if "name" not in table:
         raise table.error("name", "is required (or give --node-name)")
-    name = table.name("name", "node")
+    name = table.name("name", "node name")
     data_dir = table.string("data_dir", DEFAULT_DATA_DIR)
     data_dir = os.path.normpath(os.path.join(base_dir, os.path.expanduser(data_dir)))
     listen, advertise, join = _parse_peer_addresses(table)

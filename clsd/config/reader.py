@@ -90,14 +90,14 @@ class Table:
         return value
 
     def name(self, key, what, default=_MISSING):
-        """A string restricted to L{NAME_PATTERN}; C{what} says whose name it is."""
+        """A string restricted to L{NAME_PATTERN}; C{what} names it in errors ("node name")."""
         value = self.string(key, default)
         if value is default and default is not _MISSING:
             return value
         if not NAME_PATTERN.match(value):
             raise self.error(
                 key,
-                f"{value!r} is not a valid {what} name (letters, digits, '_', '.', '-'; "
+                f"{value!r} is not a valid {what} (letters, digits, '_', '.', '-'; "
                 "starts with a letter or digit; at most 63)",
             )
         return value

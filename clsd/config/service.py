@@ -88,7 +88,7 @@ class ServiceConfig:
 
 def parse_service(table, data_dir, base_dir, euid):
     """Build a L{ServiceConfig} from one ``[[service]]`` L{Table}."""
-    name = table.name("name", "service")
+    name = table.name("name", "service name")
     shell = table.boolean("shell", False)
     command = _parse_command(table, shell)
     env = table.string_map("env", {})
