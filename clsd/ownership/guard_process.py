@@ -1,0 +1,225 @@
+"""The lease guard: kills a service's process group when its lease deadline passes.
+
+One guard process runs per daemon, outside the daemon's event loop, so that a
+frozen daemon (SIGSTOP, swap storm, VM pause of the daemon alone, a stuck
+reactor) cannot leave a service running past its lease.  It is deliberately
+tiny and stdlib-only, so that it starts fast (run with ``python -I -S``) and is
+obviously correct.  Nothing here is imported by the daemon; the daemon side is
+L{clsd.ownership.guard.GuardClient}.
+
+Protocol: the daemon writes lines to the guard's standard input::
+
+    arm PGID DEADLINE      process group PGID may run until DEADLINE, no later
+                           (CLOCK_MONOTONIC seconds: one clock for the whole
+                           machine, so the daemon's time.monotonic() values
+                           mean the same here); replaces an earlier deadline
+    disarm PGID            forget PGID (its service stopped)
+    ping TOKEN             answer "pong TOKEN" once every earlier line is handled
+
+At a deadline the guard sends SIGKILL to the whole group.  A deadline already
+past when it is read means: kill now.  When standard input reaches end of
+file (the daemon exited or was killed: the kernel closes its end of the pipe)
+the guard kills every armed group at once and exits.
+
+Reports, one line each on standard output (never blocking: a frozen daemon
+does not read them, so a report that does not fit is dropped and counted)::
+
+    ready PID PGID                 started (in its own process group PGID)
+    killed PGID LATE               SIGKILL sent, LATE seconds after the deadline
+    gone PGID                      deadline passed, the group no longer existed
+    eof-killed PGID                killed because the daemon's pipe closed
+    pong TOKEN
+    error TEXT                     a line it did not understand (ignored)
+
+Malformed input is reported and ignored; the guard never exits because of it.
+It refuses to arm process group 0 or 1, its own group, and its parent's group
+(the daemon's): a bad line must never make it kill the daemon or itself.
+"""
+
+import math
+import os
+import select
+import signal
+import sys
+import time
+
+#: The longest input line accepted; longer ones are reported and skipped.
+#: "arm PGID DEADLINE" is under 50 bytes.
+MAX_LINE = 200
+
+#: Read size: many lines per system call when the daemon writes a burst.
+READ_SIZE = 65536
+
+
+class Guard:
+    """The guard's state: armed groups and their deadlines; I/O through two fds."""
+
+    def __init__(self, infd=0, outfd=1, clock=time.monotonic, kill=os.killpg):
+        self.infd = infd
+        self.outfd = outfd
+        self.clock = clock
+        self.kill = kill
+        self.armed = {}  # pgid -> deadline
+        self.dropped = 0
+        self.own_pgid = os.getpgrp()
+        try:
+            self.daemon_pgid = os.getpgid(os.getppid())
+        except OSError:
+            self.daemon_pgid = None
+        self._buffer = b""
+        self._skipping = False
+
+    # -- reports ---------------------------------------------------------------
+
+    def report(self, *words):
+        line = " ".join(str(w) for w in words) + "\n"
+        if self.dropped:
+            line = f"dropped {self.dropped}\n" + line
+        try:
+            os.write(self.outfd, line.encode("ascii", "replace"))
+        except (BlockingIOError, BrokenPipeError, OSError):
+            self.dropped += 1
+        else:
+            self.dropped = 0
+
+    # -- input -------------------------------------------------------------------
+
+    def feed(self, data):
+        """Handle a chunk of input (any split across lines)."""
+        self._buffer += data
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline < 0:
+                if len(self._buffer) > MAX_LINE:
+                    if not self._skipping:
+                        self.report("error", f"line longer than {MAX_LINE} bytes skipped")
+                    self._skipping = True
+                    self._buffer = b""
+                return
+            line, self._buffer = self._buffer[:newline], self._buffer[newline + 1:]
+            if self._skipping:
+                self._skipping = False  # the end of the over-long line
+                continue
+            if len(line) > MAX_LINE:
+                self.report("error", f"line longer than {MAX_LINE} bytes skipped")
+                continue
+            self.line(line)
+
+    def line(self, raw):
+        try:
+            words = raw.decode("ascii").split()
+        except UnicodeDecodeError:
+            self.report("error", "line is not ASCII")
+            return
+        if not words:
+            return
+        command, args = words[0], words[1:]
+        if command == "arm" and len(args) == 2:
+            pgid = self._pgid(args[0])
+            deadline = self._deadline(args[1])
+            if pgid is not None and deadline is not None:
+                self.armed[pgid] = deadline
+        elif command == "disarm" and len(args) == 1:
+            pgid = self._pgid(args[0])
+            if pgid is not None:
+                self.armed.pop(pgid, None)
+        elif command == "ping" and len(args) == 1:
+            self.report("pong", args[0][:64])
+        else:
+            self.report("error", f"not understood: {_show(raw)}")
+
+    def _pgid(self, text):
+        try:
+            pgid = int(text, 10)
+        except ValueError:
+            self.report("error", f"process group must be an integer, got {_show(text)}")
+            return None
+        if pgid <= 1:
+            self.report("error", f"refusing process group {pgid}")
+            return None
+        if pgid in (self.own_pgid, self.daemon_pgid):
+            self.report("error", f"refusing process group {pgid}: the guard's or the daemon's own")
+            return None
+        return pgid
+
+    def _deadline(self, text):
+        try:
+            deadline = float(text)
+        except ValueError:
+            deadline = math.nan
+        if not math.isfinite(deadline):
+            self.report("error", f"deadline must be a finite number, got {_show(text)}")
+            return None
+        return deadline
+
+    # -- killing -------------------------------------------------------------------
+
+    def kill_due(self):
+        now = self.clock()
+        for pgid, deadline in list(self.armed.items()):
+            if deadline <= now:
+                del self.armed[pgid]
+                self._kill(pgid, "killed", f"{now - deadline:.6f}")
+
+    def kill_all(self):
+        for pgid in list(self.armed):
+            del self.armed[pgid]
+            self._kill(pgid, "eof-killed")
+
+    def _kill(self, pgid, what, *extra):
+        try:
+            self.kill(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            self.report("gone", pgid)
+        except OSError as e:
+            self.report("error", f"cannot kill process group {pgid}: {e.strerror}")
+        else:
+            self.report(what, pgid, *extra)
+
+    def timeout_ms(self):
+        """poll() timeout: until the next deadline (rounded up), or for ever."""
+        if not self.armed:
+            return None
+        remaining = min(self.armed.values()) - self.clock()
+        return max(0, math.ceil(remaining * 1000))
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self):
+        poller = select.poll()
+        poller.register(self.infd, select.POLLIN)
+        self.report("ready", os.getpid(), self.own_pgid)
+        while True:
+            if poller.poll(self.timeout_ms()):
+                try:
+                    data = os.read(self.infd, READ_SIZE)
+                except BlockingIOError:
+                    data = None
+                except OSError:
+                    data = b""
+                if data == b"":
+                    # The daemon is gone: nobody will renew or stop anything.
+                    self.kill_all()
+                    return 0
+                if data:
+                    self.feed(data)
+            self.kill_due()
+
+
+def _show(text):
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    return repr(text[:60])
+
+
+def main():
+    # Terminal-generated signals are for the daemon's session, not for us
+    # (we are in our own process group already; this is belt and braces).
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
+        signal.signal(signum, signal.SIG_IGN)
+    os.set_blocking(1, False)
+    return Guard().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
