@@ -145,7 +145,7 @@ class MistakeTests(unittest.TestCase):
             ('id = "A"\nservice = "web"\nfence = "/sbin/fence"\n', "cluster[0].fence",
              "array of strings"),
             ('id = "A"\nservice = "web"\nfence = ["/f", "{host}"]\n', "cluster[0].fence[1]",
-             "unknown placeholder {host}", "{node}, {cluster}, {epoch}"),
+             "unknown placeholder {host}", "{node}, {cluster}, {epoch}, {event}"),
             ('id = "A"\nservice = "web"\nnotify = ["/n", "{node"]\n', "cluster[0].notify[1]",
              "bad placeholder"),
             ('id = "A"\nservice = "web"\ncooldown = 0\n', "cluster[0].cooldown",

@@ -13,7 +13,7 @@ from clsd.ownership.escalation import DEFAULT_COOLDOWN
 
 MODES = ("active-standby", "n-active")
 #: The placeholders a fence or notify command may use.
-PLACEHOLDERS = ("node", "cluster", "epoch")
+PLACEHOLDERS = ("node", "cluster", "epoch", "event")
 #: Default preempt delay: a returning higher-priority node must stay healthy
 #: this long before it takes the cluster back, so a flapping node does not
 #: drag the service back and forth.
