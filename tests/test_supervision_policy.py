@@ -91,6 +91,39 @@ class StartStopTests(unittest.TestCase):
         self.assertEqual([r.reason for r in records(actions)],
                          ["spawned pid=1001", "spawned pid=1001"])
 
+    def test_stop_with_a_deadline_kills_no_later_than_it(self):
+        h = Harness(self, stop_timeout=3.0)
+        h.start()
+        actions = h.feed(StopRequested(kill_after=1.25))
+        self.assertIn(ScheduleTimer(TIMER_KILL, 1.25), actions)
+        actions = h.feed(TimerFired(TIMER_KILL), at=h.now + 1.25)
+        self.assertIn(SignalGroup(1001, signal.SIGKILL), actions)
+        self.assertEqual(records(actions, "kill")[0].reason,
+                         "still running 1.25s after SIGTERM: SIGKILL to process group 1001")
+
+    def test_a_deadline_later_than_stop_timeout_changes_nothing(self):
+        h = Harness(self, stop_timeout=3.0)
+        h.start()
+        self.assertIn(ScheduleTimer(TIMER_KILL, 3.0), h.feed(StopRequested(kill_after=9.0)))
+
+    def test_a_past_deadline_means_kill_at_once(self):
+        h = Harness(self, stop_timeout=3.0)
+        h.start()
+        self.assertIn(ScheduleTimer(TIMER_KILL, 0.0), h.feed(StopRequested(kill_after=-0.5)))
+
+    def test_a_deadline_while_stopping_brings_the_kill_forward(self):
+        h = Harness(self, stop_timeout=3.0)
+        h.start()
+        h.feed(StopRequested())
+        h.advance(1.0)
+        self.assertEqual(kinds(h.feed(StopRequested(kill_after=5.0)), ScheduleTimer), [])
+        self.assertEqual(h.feed(StopRequested(kill_after=0.5)),
+                         [ScheduleTimer(TIMER_KILL, 0.5)])
+        self.assertIn(SignalGroup(1001, signal.SIGKILL),
+                      h.feed(TimerFired(TIMER_KILL), at=h.now + 0.5))
+        # After the SIGKILL, another deadline has nothing to bring forward.
+        self.assertEqual(h.feed(StopRequested(kill_after=0.0)), [])
+
     def test_start_while_running_does_nothing(self):
         h = Harness(self)
         h.start()

@@ -230,6 +230,30 @@ class StartStopTests(RunnerTestCase):
         self.assertIn("still running 3s after SIGTERM: SIGKILL to process group 501",
                       self.reasons("kill"))
 
+    def test_stop_with_a_deadline(self):
+        runner = self.make_runner(stop_timeout=3.0)
+        runner.startService()
+        self.os.obey = False
+        stopped = runner.stop(kill_after=0.5)
+        self.clock.advance(0.5)
+        self.assertEqual(self.os.signals, [(501, signal.SIGTERM), (501, signal.SIGKILL)])
+        self.os.exit(501, signum=signal.SIGKILL)
+        self.successResultOf(stopped)
+
+    def test_observers_see_every_batch_and_may_act(self):
+        runner = self.make_runner()
+        seen = []
+
+        def observer(r):
+            seen.append((r.state.value, r.process_alive, r.pid))
+            if r.state.value == "running" and len(seen) == 1:
+                r.stop()  # allowed: called outside the runner's own handling
+        runner.add_observer(observer)
+        runner.start()
+        self.assertEqual(seen[0], ("running", True, 501))
+        self.assertEqual(seen[-1], ("stopped", False, 501))
+        self.assertEqual(runner.state.value, "stopped")
+
     def test_stop_waits_for_the_whole_group(self):
         runner = self.make_runner()
         runner.startService()

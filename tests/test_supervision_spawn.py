@@ -10,7 +10,7 @@ from clsd.supervision.context import (
     DEFAULT_PATH, Credentials, ExecContext, exec_context, minimal_environment,
 )
 from clsd.supervision.spawn import (
-    SPAWN_PATH_FORK, SPAWN_PATH_POSIX_SPAWN, spawn_in_new_group,
+    SPAWN_PATH_FORK, SPAWN_PATH_POSIX_SPAWN, service_spawner, spawn_in_new_group,
 )
 
 #: Prints "pid pgid cwd uid gid groups" and waits for stdin to close, so the
@@ -100,6 +100,54 @@ class SpawnTests(unittest.TestCase):
         self.assertEqual((seen["uid"], seen["gid"]), (credentials.uid, credentials.gid))
         self.assertEqual(set(seen["groups"]), set(credentials.groups))
         self.assertNotIn(0, seen["groups"], "root's groups must not leak")
+
+    @defer.inlineCallbacks
+    def test_after_spawn_sees_the_group_before_the_protocol(self):
+        for force_fork in (False, True):
+            if force_fork:
+                reactor._neverUseSpawn = True
+            try:
+                seen = []
+                proto = Collector()
+                proto.connectionMade = lambda: seen.append(("connected",))
+
+                def after_spawn(pid):
+                    seen.append(("after_spawn", pid, os.getpgid(pid)))
+                transport = spawn_in_new_group(reactor, proto, reporter_context(),
+                                               after_spawn=after_spawn)
+            finally:
+                if force_fork:
+                    del reactor._neverUseSpawn
+            pid = transport.pid
+            transport.closeStdin()
+            yield proto.ended
+            self.assertEqual(seen, [("after_spawn", pid, pid), ("connected",)])
+
+    @defer.inlineCallbacks
+    def test_after_spawn_errors_are_logged_not_raised(self):
+        proto = Collector()
+
+        def after_spawn(pid):
+            raise RuntimeError("guard unavailable")
+        transport = spawn_in_new_group(reactor, proto, reporter_context(),
+                                       after_spawn=after_spawn)
+        transport.closeStdin()
+        yield proto.ended
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @defer.inlineCallbacks
+    def test_service_spawner_adds_the_extra_environment_per_start(self):
+        service = ServiceConfig(name="envy", command=("env",), env={"A": "1"})
+        spawn = service_spawner(reactor, service)
+        outputs = []
+        for extra in ({"CLSD_EPOCH": "7"}, None):
+            proto = Collector()
+            spawn(proto, extra_env=extra)
+            yield proto.ended
+            outputs.append(dict(line.split("=", 1) for line in proto.out.decode().splitlines()))
+        self.assertEqual(outputs[0]["CLSD_EPOCH"], "7")
+        self.assertEqual(outputs[0]["A"], "1")
+        self.assertNotIn("CLSD_EPOCH", outputs[1], "extra env is for that start only")
 
     @defer.inlineCallbacks
     def test_environment_is_exactly_the_context(self):

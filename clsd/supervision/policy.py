@@ -73,7 +73,14 @@ class StartRequested:
 
 @attrs.frozen
 class StopRequested:
-    """The operator (or the daemon at shutdown) wants the service stopped."""
+    """The operator (or the daemon at shutdown) wants the service stopped.
+
+    C{kill_after}: SIGKILL the group no later than this many seconds from
+    now, even when ``stop_timeout`` is longer (lease ownership: the service
+    must be gone by the lease deadline).  None: ``stop_timeout``.
+    """
+
+    kill_after: float | None = None
 
 
 @attrs.frozen
@@ -238,6 +245,9 @@ class ServicePolicy:
         #: Names of the timers this policy has scheduled and not cancelled:
         #: a timer that fires without being pending here is stale.
         self._timers = set()
+        #: When the pending SIGKILL of a stop is due, and when its signal was sent.
+        self._kill_due = None
+        self._stop_sent = None
 
     # -- queries -----------------------------------------------------------
 
@@ -286,12 +296,15 @@ class ServicePolicy:
     def _on_StopRequested(self, event, now, out):
         self._wanted = False
         if self.state in LIVE_STATES:
-            self._begin_stop(now, "stop requested", _Rest(State.STOPPED, "stopped"), out)
+            self._begin_stop(now, "stop requested", _Rest(State.STOPPED, "stopped"), out,
+                             kill_after=event.kill_after)
         elif self.state is State.BACKOFF:
             out.append(CancelTimer(TIMER_RESTART))
             self._enter(State.STOPPED, now, "stop requested", out)
-        elif self.state is State.STOPPING and not self._pending_is_failed():
-            self._pending = _Rest(State.STOPPED, "stopped")
+        elif self.state is State.STOPPING:
+            if not self._pending_is_failed():
+                self._pending = _Rest(State.STOPPED, "stopped")
+            self._kill_sooner(now, event.kill_after, out)
         elif self.state is State.EXITED:
             self._enter(State.STOPPED, now, "stop requested", out)
         # STOPPED: nothing to do. FAILED: sticky until reset.
@@ -412,7 +425,7 @@ class ServicePolicy:
         elif name == TIMER_KILL and self.state is State.STOPPING and self.process_alive:
             out.append(Record(
                 "kill",
-                f"still running {_seconds(self.config.stop_timeout)} after "
+                f"still running {_seconds(round(now - self._stop_sent, 6))} after "
                 f"SIG{self.config.stop_signal}: SIGKILL to process group {self.pid}",
             ))
             out.append(SignalGroup(self.pid, signal.SIGKILL))
@@ -452,12 +465,26 @@ class ServicePolicy:
         self._enter(State.STARTING, now, reason, out)
         out.append(Spawn())
 
-    def _begin_stop(self, now, reason, outcome, out):
+    def _begin_stop(self, now, reason, outcome, out, kill_after=None):
         self._pending = outcome
         self._stop_checks(out)
         self._enter(State.STOPPING, now, reason, out)
         out.append(SignalGroup(self.pid, self.config.stop_signum))
-        out.append(ScheduleTimer(TIMER_KILL, self.config.stop_timeout))
+        delay = self.config.stop_timeout
+        if kill_after is not None:
+            delay = min(delay, max(kill_after, 0.0))
+        self._kill_due = now + delay
+        self._stop_sent = now
+        out.append(ScheduleTimer(TIMER_KILL, delay))
+
+    def _kill_sooner(self, now, kill_after, out):
+        """A stop with a deadline while stopping: bring the pending SIGKILL forward."""
+        if kill_after is None or TIMER_KILL not in self._timers:
+            return
+        delay = max(kill_after, 0.0)
+        if now + delay < self._kill_due:
+            self._kill_due = now + delay
+            out.append(ScheduleTimer(TIMER_KILL, delay))
 
     def _group_gone(self, now, out):
         out.append(CancelTimer(TIMER_KILL))

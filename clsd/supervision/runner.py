@@ -98,6 +98,7 @@ class ServiceRunner(Service):
         #: Instances whose group is gone but whose output pipes are not closed yet.
         self._draining = set()
         self._drain_wait = None
+        self._observers = []
 
     # -- the interface the daemon and the admin shell use ---------------------
 
@@ -109,16 +110,39 @@ class ServiceRunner(Service):
     def state(self):
         return self._policy.state
 
+    @property
+    def process_alive(self):
+        """Whether any process of the current instance may still be alive."""
+        return self._policy.process_alive
+
+    @property
+    def pid(self):
+        """The leader pid (== process group id) of the current or last instance."""
+        return self._policy.pid
+
+    def add_observer(self, observer):
+        """Call C{observer(runner)} after every batch of lifecycle events.
+
+        For lease ownership, which must learn that a managed service failed
+        or that its process group is gone.  Called outside the runner's own
+        event handling, so an observer may call L{start} or L{stop}.
+        """
+        self._observers.append(observer)
+
     def start(self):
         """Ask for the service to run (refused while FAILED: see L{reset})."""
         self._open_output()
         self._feed(StartRequested())
 
-    def stop(self):
-        """Stop the service; the Deferred fires when its whole process group is gone."""
+    def stop(self, kill_after=None):
+        """Stop the service; the Deferred fires when its whole process group is gone.
+
+        C{kill_after}: SIGKILL no later than this many seconds from now, even
+        if ``stop_timeout`` is longer (a lease deadline).
+        """
         waiter = defer.Deferred()
         self._waiters.append(waiter)
-        self._feed(StopRequested())
+        self._feed(StopRequested(kill_after))
         self._settle()
         return waiter
 
@@ -182,6 +206,11 @@ class ServiceRunner(Service):
         finally:
             self._busy = False
         self._settle()
+        for observer in list(self._observers):
+            try:
+                observer(self)
+            except Exception:
+                self.log.failure("{service}: observer failed", service=self.config.name)
 
     def _execute(self, action):
         if isinstance(action, Record):

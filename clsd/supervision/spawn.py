@@ -25,6 +25,7 @@ import shutil
 import signal
 
 from twisted.internet import process as _twisted_process
+from twisted.logger import Logger
 from twisted.internet.process import (
     _getFileActions,
     _listOpenFDs,
@@ -35,6 +36,8 @@ try:
     from os import POSIX_SPAWN_DUP2 as _PS_DUP2
 except ImportError:  # pragma: no cover - platforms without posix_spawn
     _PS_CLOSE = _PS_DUP2 = None
+
+_log = Logger()
 
 SPAWN_PATH_POSIX_SPAWN = "posix_spawn"
 SPAWN_PATH_FORK = "fork"
@@ -50,8 +53,9 @@ class GroupLeaderProcess(_twisted_process.Process):
     spawn_path = None
 
     def __init__(self, reactor, executable, args, environment, path, proto,
-                 uid=None, gid=None, childFDs=None, groups=None):
+                 uid=None, gid=None, childFDs=None, groups=None, after_spawn=None):
         self._supplementary_groups = groups
+        self._after_spawn = after_spawn
         super().__init__(reactor, executable, args, environment, path, proto,
                          uid=uid, gid=gid, childFDs=childFDs)
 
@@ -107,6 +111,14 @@ class GroupLeaderProcess(_twisted_process.Process):
                 # ESRCH: it already died. Either way its own call did the job.
                 if e.errno not in (errno.EACCES, errno.ESRCH):
                     raise
+        if self._after_spawn is not None:
+            # The child exists, leads its group, and may already be running
+            # its program; nothing else (pipes, protocol, reaper) is set up.
+            # Lease ownership arms its guard here, as early as possible.
+            try:
+                self._after_spawn(self.pid)
+            except Exception:
+                _log.failure("after_spawn({pid}) failed", pid=self.pid)
 
     def _execChild(self, path, uid, gid, executable, args, environment):
         # Runs in the forked child; any exception is reported by Twisted's
@@ -146,11 +158,13 @@ def resolve_program(program, env, cwd=None):
     return found
 
 
-def spawn_in_new_group(reactor, protocol, context):
+def spawn_in_new_group(reactor, protocol, context, after_spawn=None):
     """Start C{context} (an L{clsd.supervision.context.ExecContext}) as a group leader.
 
     The child's stdin is a pipe the protocol may close; stdout and stderr
-    are pipes read by the protocol.
+    are pipes read by the protocol.  C{after_spawn(pid)}, if given, is called
+    the moment the child exists, before the protocol is connected (its
+    exceptions are logged, never raised: the child is running by then).
 
     @raise OSError: when the program cannot be started at all (no such
         executable; on the posix_spawn path also exec errors; on the fork
@@ -164,5 +178,28 @@ def spawn_in_new_group(reactor, protocol, context):
         uid, gid, groups = credentials.uid, credentials.gid, credentials.groups
     return GroupLeaderProcess(
         reactor, executable, list(context.argv), dict(context.env), context.cwd,
-        protocol, uid=uid, gid=gid, groups=groups,
+        protocol, uid=uid, gid=gid, groups=groups, after_spawn=after_spawn,
     )
+
+
+def service_spawner(reactor, service):
+    """C{spawn(protocol, extra_env=None, after_spawn=None)} for one C{[[service]]}.
+
+    C{extra_env} is added to the service's environment for this start only
+    (lease ownership gives each tenure its ``CLSD_*`` variables); the rest of
+    the L{ExecContext} is computed once, at the first start.
+    """
+    from clsd.supervision.context import exec_context
+
+    context = None
+
+    def spawn(protocol, extra_env=None, after_spawn=None):
+        nonlocal context
+        if context is None:
+            # May raise KeyError if the user vanished since the config was
+            # read: reported as a spawn failure, retried later.
+            context = exec_context(service)
+        this = context.with_env(**extra_env) if extra_env else context
+        return spawn_in_new_group(reactor, protocol, this, after_spawn=after_spawn)
+
+    return spawn
