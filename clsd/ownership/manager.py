@@ -346,6 +346,10 @@ class ClusterManager:
         """resource -> (phase, epoch) of every resource this node has dealt with."""
         return {r.name: (r.phase, r.epoch) for r in self._res.values()}
 
+    def paused(self):
+        """The cluster IDs paused here."""
+        return frozenset(self._paused)
+
     # -- arbiter events ------------------------------------------------------------
 
     def _process(self, items, now):

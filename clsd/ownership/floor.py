@@ -1,0 +1,66 @@
+"""The voter's epoch floor on disk: one integer, written durably.
+
+A voter keeps no lease state on disk (PaxosLease is diskless); only the
+*floor* of its epoch counters is stored, so that fencing tokens keep growing
+across a restart of every voter (see doc/ownership.md, "Epochs").  The value
+is written to a temporary file, fsynced, renamed over the old one, and the
+directory fsynced: after a crash the file holds the old value or the new one,
+never a torn mix, and a value reported as written survives a power loss.
+"""
+
+import os
+
+#: Where, under ``[node] data_dir``.
+FLOOR_FILE = os.path.join("ownership", "epoch-floor")
+
+
+class FloorError(ValueError):
+    """The stored floor cannot be read; the message names the file and the problem."""
+
+
+def floor_path(data_dir):
+    return os.path.join(data_dir, FLOOR_FILE)
+
+
+def read_floor(data_dir):
+    """The stored floor; 0 when none was ever written.
+
+    @raise FloorError: the file exists but does not hold a non-negative
+        integer.  Starting a voter with 0 instead could reuse epochs, so this
+        is not papered over.
+    """
+    path = floor_path(data_dir)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(100)
+    except FileNotFoundError:
+        return 0
+    except OSError as e:
+        raise FloorError(f"{path}: cannot read the epoch floor: {e.strerror}") from None
+    text = raw.decode("ascii", "replace").strip()
+    if not text.isdigit():
+        raise FloorError(f"{path}: the epoch floor must be a non-negative integer, got {text!r} "
+                         "(remove the file only if every voter of the quorum is running)")
+    return int(text)
+
+
+def write_floor(data_dir, value):
+    """Store C{value} durably (temp file, fsync, rename, fsync the directory)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"an epoch floor must be a non-negative integer, got {value!r}")
+    path = floor_path(data_dir)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    temp = path + ".tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, f"{value}\n".encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    dfd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -1,0 +1,158 @@
+"""A service that runs only while this node holds its cluster's lease.
+
+L{ManagedService} sits between the ownership core's actions and one
+L{clsd.supervision.runner.ServiceRunner}:
+
+- The runner does not start by itself (C{autostart} is off); the core's
+  L{StartService} starts it, with ``CLSD_CLUSTER``, ``CLSD_EPOCH`` and
+  ``CLSD_NODE`` added to the environment of every instance of that tenure
+  (local restarts by the supervisor included).
+- Every instance is spawned through L{ManagedService.wrap}: the spawn is
+  refused unless the lease is held here, its deadline is still ahead and
+  the lease guard runs; the new process group is armed in the guard with
+  the lease deadline the moment it exists (C{after_spawn}), before the
+  runner, the ownership core or the reactor hear of it.  Renewals re-arm it
+  (L{KillAt}); a stop disarms it once the group is gone.
+- L{StopService} stops it with TERM, then KILL no later than the core's
+  deadline; C{service_stopped} is reported after every stop, also when the
+  service was not running.  A service that ends here and will not be
+  restarted (crash loop, ``restart`` policy, an operator's stop) gives the
+  cluster up: C{service_failed}.
+"""
+
+from clsd.ownership.guard import GuardUnavailable
+from clsd.supervision.policy import RESTING_STATES, State
+
+
+class LeaseNotHeld(RuntimeError):
+    """A managed service was asked to spawn without a lease to run under."""
+
+
+def tenure_environment(cluster, epoch, node, slot=None):
+    """The ``CLSD_*`` variables of one tenure (strings, for the environment)."""
+    env = {"CLSD_CLUSTER": cluster, "CLSD_EPOCH": str(epoch), "CLSD_NODE": node}
+    if slot is not None:
+        env["CLSD_SLOT"] = str(slot)
+    return env
+
+
+class ManagedService:
+    """One cluster's service on this node, run under the lease.
+
+    @param report: C{report(method, cluster)} with C{"service_stopped"} or
+        C{"service_failed"}; called later, never from inside this object's
+        own calls (the caller queues it).
+    @param guard: a L{clsd.ownership.guard.GuardClient} (or a fake).
+    """
+
+    def __init__(self, cluster, node, guard, *, monotonic, report, n_active=False):
+        self.cluster = cluster
+        self.node = node
+        self.guard = guard
+        self._monotonic = monotonic
+        self._report = report
+        self._n_active = n_active
+        self.runner = None
+        #: The environment additions of the current tenure.
+        self.env = None
+        #: The lease deadline the guard enforces (monotonic), or None.
+        self.deadline = None
+        #: Between StartService and StopService (spawns are allowed).
+        self.owned = False
+        #: The process group armed in the guard, or None.
+        self.pgid = None
+        #: Why this service must not start here at all (e.g. leftovers), or None.
+        self.blocked = None
+        self._stopping = False
+
+    # -- wiring --------------------------------------------------------------
+
+    def wrap(self, base_spawn):
+        """The runner's C{spawn(protocol)}, from C{base_spawn(protocol, extra_env, after_spawn)}."""
+
+        def spawn(protocol):
+            now = self._monotonic()
+            if not self.owned:
+                raise LeaseNotHeld(
+                    f"cluster {self.cluster}: this node does not hold its lease "
+                    "(lease ownership starts this service; use standby/move/pause)")
+            if self.deadline is None or now >= self.deadline:
+                raise LeaseNotHeld(f"cluster {self.cluster}: the lease deadline has passed")
+            if not self.guard.running:
+                raise GuardUnavailable("the lease guard is not running")
+            return base_spawn(protocol, extra_env=self.env, after_spawn=self._arm_new_group)
+
+        return spawn
+
+    def attach(self, runner):
+        """Take over C{runner}: it no longer starts by itself."""
+        self.runner = runner
+        runner.autostart = False
+        runner.add_observer(self._observe)
+
+    def _arm_new_group(self, pgid):
+        # The previous instance's group is gone (the runner spawns only then).
+        if self.pgid is not None and self.pgid != pgid:
+            self.guard.disarm(self.pgid)
+        self.pgid = pgid
+        self.guard.arm(pgid, self.deadline, label=self.cluster)
+
+    # -- the core's actions ------------------------------------------------------
+
+    def kill_at(self, deadline):
+        """L{KillAt}: the service may run until C{deadline}; re-arm a running group."""
+        self.deadline = deadline
+        if self.pgid is not None:
+            self.guard.arm(self.pgid, deadline, label=self.cluster)
+
+    def start(self, epoch, slot=0):
+        """L{StartService}: run the service for this tenure."""
+        self.env = tenure_environment(self.cluster, epoch, self.node,
+                                      slot if self._n_active else None)
+        self.owned = True
+        if self.blocked is not None:
+            self.owned = False
+            self._report("service_failed", self.cluster)
+            return
+        if self.runner.state is State.FAILED:
+            self.runner.reset()  # a new tenure: the old crash loop is history
+        else:
+            self.runner.start()
+
+    def stop(self, deadline):
+        """L{StopService}: TERM now, KILL by C{deadline} (None: the service's stop_timeout)."""
+        self.owned = False
+        kill_after = None if deadline is None else deadline - self._monotonic()
+        if self._stopping:
+            self.runner.stop(kill_after)  # only brings the KILL forward
+            return
+        self._stopping = True
+        self.runner.stop(kill_after).addCallback(self._stopped)
+
+    def _stopped(self, _):
+        self._stopping = False
+        self.deadline = None
+        self._disarm_if_gone()
+        self._report("service_stopped", self.cluster)
+
+    # -- what the runner tells us ------------------------------------------------------
+
+    def _observe(self, runner):
+        self._disarm_if_gone()
+        if (self.owned and not self._stopping and runner.state in RESTING_STATES
+                and not runner.process_alive):
+            # Not running, and the supervisor will not restart it: the next
+            # candidate should have the cluster.
+            self.owned = False
+            self._report("service_failed", self.cluster)
+
+    def _disarm_if_gone(self):
+        runner = self.runner
+        if self.pgid is not None and (not runner.process_alive or runner.pid != self.pgid):
+            self.guard.disarm(self.pgid)
+            self.pgid = None
+
+    def status(self):
+        return {"cluster": self.cluster, "owned": self.owned, "pgid": self.pgid,
+                "deadline": self.deadline, "blocked": self.blocked,
+                "state": self.runner.state.value if self.runner else None}

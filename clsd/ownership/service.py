@@ -1,0 +1,502 @@
+"""The Twisted shell of lease ownership: drives one node's core, carries out its actions.
+
+L{OwnershipService} owns this node's L{OwnershipNode} (voter + cluster
+manager), feeds it the time (an injected monotonic clock), messages, member
+changes and process facts, wakes it at C{next_wakeup()}, and executes what it
+returns, in order:
+
+======================  ======================================================
+action                  carried out by
+======================  ======================================================
+L{Send}                 the injected C{send(to, wire_dict)} (the peer network)
+L{KillAt}               the cluster's L{ManagedService}: re-arm the lease guard
+L{StartService}         the cluster's L{ManagedService}: start with CLSD_* env
+L{StopService}          the cluster's L{ManagedService}: TERM, KILL by deadline
+L{RunHook}              the L{HookRunner}; a fence's result goes back to the core
+L{PersistEpochFloor}    a durable write under data_dir, then C{voter.persisted}
+L{PublishState}         the injected C{publish(wire_dict)} (membership gossips it)
+======================  ======================================================
+
+It is a C{MultiService}: the managed services' runners are its children, so
+that on shutdown it first hands its clusters over (standby: stop, release,
+the successor acquires at once), then stops the runners, and only then the
+lease guard.
+
+The transport is injected, not built here (see L{connect}): the peer
+network calls L{receive} with the authenticated sender, membership calls
+L{members_changed} with every live member's published dict.
+"""
+
+import collections
+import random as _random
+import time
+
+from twisted.application.service import MultiService
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from clsd.ownership.actions import (
+    KillAt, PersistEpochFloor, PublishState, RunHook, Send, StartService, StopService,
+)
+from clsd.ownership.escalation import cluster_status
+from clsd.ownership.floor import FloorError, read_floor, write_floor
+from clsd.ownership.guard import GuardClient
+from clsd.ownership.hooks import HookRunner
+from clsd.ownership.managed import ManagedService
+from clsd.ownership.manager import ManagerError
+from clsd.ownership.messages import WireError, from_wire
+from clsd.ownership.node import OwnershipNode
+from clsd.ownership.placement import MemberState
+from clsd.ownership.published import state_from_wire, state_to_wire
+from clsd.supervision.spawn import service_spawner
+
+#: A failed write of the epoch floor is retried this often (the voter
+#: refuses ballots above its reserved floor meanwhile: safe, not live).
+PERSIST_RETRY = 1.0
+
+#: When the core's next wake-up is not later than the last tick, wait at
+#: least this long (no busy loop on a core that keeps asking for "now").
+MIN_TICK = 0.005
+
+#: At shutdown, how long the graceful handover may take beyond the longest
+#: ``stop_timeout`` of a managed service before the runners are stopped anyway.
+SHUTDOWN_GRACE = 2.0
+
+
+class OwnershipService(MultiService):
+    """One node's lease ownership, on a reactor.
+
+    @param config: the L{clsd.config.Config} (needs ``[quorum]``).
+    @param events: the daemon's L{clsd.events.EventLog}.
+    @param guard: a L{GuardClient} (default: a real one, when this node has
+        clusters), or a fake.
+    @param hooks: a L{HookRunner} (default: a real one).
+    @param send: C{send(to_node, wire_dict)}; see L{connect}.
+    @param publish: C{publish(wire_dict)}: this node's ownership metadata.
+    @param generation: this daemon start's proposer generation (default:
+        63 random bits, fresh at every start).
+    @param rng: a C{random.Random} for the core's jitter.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, reactor, *, events, monotonic=time.monotonic, guard=None,
+                 hooks=None, send=None, publish=None, generation=None, rng=None):
+        super().__init__()
+        if config.quorum is None:
+            raise ValueError("lease ownership needs a [quorum] in the configuration")
+        self.setName("ownership")
+        self.config = config
+        self.node_name = config.node.name
+        self.data_dir = config.node.data_dir
+        self._reactor = reactor
+        self._events = events
+        self._monotonic = monotonic
+        self._send = send
+        self._publish = publish
+        system = _random.SystemRandom()
+        self.generation = generation if generation is not None else system.getrandbits(63)
+        self._rng = rng if rng is not None else _random.Random(system.getrandbits(64))
+        if guard is None and config.clusters:
+            guard = GuardClient(reactor, events=events, monotonic=monotonic)
+        self.guard = guard
+        self.hooks = hooks if hooks is not None else HookRunner(
+            reactor, events=events, monotonic=monotonic)
+        self._managed = {}           # cluster id -> ManagedService
+        self._managed_by_service = {}
+        for cluster in config.clusters:
+            managed = ManagedService(cluster.id, self.node_name, guard, monotonic=monotonic,
+                                     report=self._report_later,
+                                     n_active=cluster.mode == "n-active")
+            self._managed[cluster.id] = managed
+            self._managed_by_service[cluster.service] = managed
+        #: The core, once L{activate} built it.
+        self.node = None
+        #: Why the core is not running (None when it is, or not yet tried).
+        self.inactive_reason = None
+        self.counters = collections.Counter()
+        self._members = {}           # name -> MemberState (live peers)
+        self._published = None
+        self._queue = collections.deque()
+        self._busy = False
+        self._tick_call = None
+        self._last_tick = None
+        self._persist_call = None
+        self._stopping = False
+
+    # -- wiring (the daemon, the peer network, membership) ------------------------
+
+    def manages(self, service_name):
+        """Whether C{[[service]]} C{service_name} runs under a lease here."""
+        return service_name in self._managed_by_service
+
+    def spawner(self, service, base_spawn=None):
+        """The runner's C{spawn(protocol)} for managed C{service} (a ServiceConfig)."""
+        if base_spawn is None:
+            base_spawn = service_spawner(self._reactor, service)
+        return self._managed_by_service[service.name].wrap(base_spawn)
+
+    def attach(self, runner):
+        """Adopt the L{ServiceRunner} of a managed service (it stops starting by itself)."""
+        self._managed_by_service[runner.service_name].attach(runner)
+
+    def connect(self, send=None, publish=None):
+        """Give the transport: C{send(to_node, wire_dict)}, C{publish(wire_dict)}.
+
+        Until then messages are dropped (counted); the last published state
+        is handed to C{publish} at once.
+        """
+        if send is not None:
+            self._send = send
+        if publish is not None:
+            self._publish = publish
+            if self._published is not None:
+                self._do_publish(self._published)
+
+    # -- IService -------------------------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        if self.guard is not None:
+            d = self.guard.start()
+            d.addCallback(lambda guard: self._events.record(
+                "guard", "lease-guard", f"lease guard ready (pid {guard.pid}, started in "
+                f"{guard.start_times[-1] * 1000:.1f} ms)"))
+
+    def activate(self, stuck_services=()):
+        """Build the core and start acting (after leftover process groups are reaped).
+
+        C{stuck_services}: managed services whose leftover group could not be
+        stopped; their clusters are given up here (C{service_failed}).
+        """
+        if self.node is not None:
+            return
+        for name in stuck_services:
+            managed = self._managed_by_service.get(name)
+            if managed is not None:
+                managed.blocked = "a process group of its previous run is still present"
+        try:
+            floor = read_floor(self.data_dir)
+        except FloorError as e:
+            self.inactive_reason = str(e)
+            self._events.record("ownership", self.node_name,
+                                f"lease ownership not started: {e}")
+            return
+        now = self._monotonic()
+        self.node = OwnershipNode.from_config(self.config, now, generation=self.generation,
+                                              rng=self._rng, epoch_floor=floor)
+        self.inactive_reason = None
+        self._events.record("ownership", self.node_name, "lease ownership started",
+                            generation=self.generation, epoch_floor=floor,
+                            voter=self.node.voter is not None)
+        self._run(self.node.start)
+        if self._members:
+            members = list(self._members.values())
+            self._run(lambda now: self.node.call("members_changed", members, now=now))
+
+    def stopService(self):
+        """Hand every cluster over, wait for the services, then stop runners, hooks, guard."""
+        self._stopping = True
+        waits = []
+        if self.node is not None:
+            self._run(lambda now: self.node.call("set_standby", True, now=now))
+            for managed in self._managed.values():
+                if managed.runner is not None and (
+                        managed.runner.process_alive or managed._stopping):
+                    waits.append(managed.runner.stop())
+        longest = max((m.runner.config.stop_timeout for m in self._managed.values()
+                       if m.runner is not None), default=0.0)
+        d = defer.DeferredList(waits, consumeErrors=True)
+        timeout = self._reactor.callLater(longest + SHUTDOWN_GRACE, d.cancel)
+        # One more reactor turn: the core hears service_stopped and sends Release.
+        d.addBoth(lambda _: task.deferLater(self._reactor, 0))
+        d.addBoth(lambda _: timeout.cancel() if timeout.active() else None)
+        d.addBoth(lambda _: super(OwnershipService, self).stopService())
+        d.addBoth(lambda _: self.hooks.stop())
+        d.addBoth(lambda _: self.guard.stop() if self.guard is not None else None)
+        d.addBoth(self._stopped)
+        return d
+
+    def _stopped(self, _):
+        for call in (self._tick_call, self._persist_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._events.record("ownership", self.node_name, "lease ownership stopped")
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def receive(self, sender, wire):
+        """A lease/cluster message from peer C{sender} (the name its certificate proves).
+
+        Malformed messages are logged and counted (C{counters["bad_messages"]}),
+        never raised.
+        """
+        try:
+            if not isinstance(sender, str):
+                raise WireError(f"sender must be a node name, got {sender!r}")
+            message = from_wire(wire)
+        except WireError as e:
+            self.counters["bad_messages"] += 1
+            self.log.warn("ownership: bad message from {sender}: {error}",
+                          sender=sender, error=str(e))
+            return
+        if self.node is None:
+            self.counters["early_messages"] += 1
+            return
+        self._run(lambda now: self.node.receive(sender, message, now))
+
+    def members_changed(self, members):
+        """The live members and what each published: C{{name: wire_dict or None}}.
+
+        This node itself may be included (it is ignored).  A member with no
+        (or a malformed) published dict counts as registered for nothing.
+        """
+        states = {}
+        for name, data in dict(members).items():
+            if name == self.node_name:
+                continue
+            if isinstance(data, MemberState):
+                states[name] = data
+            elif data is None:
+                states[name] = MemberState(name)
+            else:
+                try:
+                    states[name] = state_from_wire(name, data)
+                except WireError as e:
+                    self.counters["bad_states"] += 1
+                    self.log.warn("ownership: {error}", error=str(e))
+                    states[name] = MemberState(name)
+        self._members = states
+        if self.node is not None:
+            members_list = list(states.values())
+            self._run(lambda now: self.node.call("members_changed", members_list, now=now))
+
+    # -- admin operations ------------------------------------------------------------------
+
+    def standby(self):
+        """Move every cluster held here away gracefully; start nothing new here."""
+        self._admin("set_standby", True)
+
+    def unstandby(self):
+        self._admin("set_standby", False)
+
+    def move(self, cluster, node):
+        """Move C{cluster} to C{node}; L{ManagerError} says why not."""
+        self._admin("move", cluster, node)
+
+    def pause(self, cluster):
+        self._admin("pause", cluster)
+
+    def resume(self, cluster):
+        self._admin("resume", cluster)
+
+    def _admin(self, method, *args):
+        if self.node is None:
+            raise ManagerError("lease ownership is not running on this node"
+                               + (f": {self.inactive_reason}" if self.inactive_reason else ""))
+        now = self._monotonic()
+        actions = self.node.call(method, *args, now=now)  # ManagerError goes to the caller
+        self._events.record("ownership", self.node_name, f"admin: {method} {' '.join(map(str, args))}")
+        self._run(lambda now: actions)
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self):
+        """Clusters (id, owners, epoch, state) and quorum (voters, have_quorum), for the admin shell."""
+        now = self._monotonic()
+        quorum = self.config.quorum
+        live = set(self._members) | {self.node_name}
+        reachable = [v for v in quorum.voters if v in live]
+        result = {
+            "node": self.node_name,
+            "active": self.node is not None,
+            "inactive_reason": self.inactive_reason,
+            "generation": self.generation,
+            "quorum": {"voters": list(quorum.voters), "majority": quorum.majority,
+                       "reachable": reachable, "have_quorum": len(reachable) >= quorum.majority,
+                       "lease": quorum.lease, "drift_margin": quorum.drift_margin},
+            "clusters": [],
+            "guard": self.guard.status() if self.guard is not None else None,
+            "counters": dict(self.counters),
+        }
+        if self.node is None:
+            return result
+        manager = self.node.manager
+        own = manager.own_state(now)
+        result["standby"] = manager.standby
+        members = list(self._members.values()) + [own]
+        phases = manager.status(now)
+        paused = manager.paused()
+        for cluster in self.config.clusters:
+            owners = {}
+            for member in members:
+                for resource, epoch in member.holding.items():
+                    if resource == cluster.id or resource.startswith(cluster.id + "/"):
+                        owners[member.name] = max(epoch, owners.get(member.name, 0))
+            mine = {r: p for r, p in phases.items()
+                    if r == cluster.id or r.startswith(cluster.id + "/")}
+            here = [phase for phase, _ in mine.values()]
+            if cluster.id in paused:
+                state = "paused"
+            elif cluster_status(cluster.id, members) == "failed":
+                state = "failed"
+            elif cluster.id in own.failed:
+                state = "cooling-down"
+            else:
+                state = next((p for p in ("stopping", "running", "fencing", "acquiring")
+                              if p in here), "standing-by" if owners else "unowned")
+            managed = self._managed[cluster.id]
+            result["clusters"].append({
+                "id": cluster.id, "mode": cluster.mode, "count": cluster.count,
+                "service": cluster.service, "owners": owners,
+                "epoch": max(owners.values(), default=None), "state": state,
+                "resources": {r: {"phase": p, "epoch": e} for r, (p, e) in mine.items()},
+                "service_state": managed.runner.state.value if managed.runner else None,
+            })
+        return result
+
+    # -- running the core -------------------------------------------------------------------------
+
+    def _report_later(self, method, *args):
+        """A process fact for the core, delivered on the next reactor turn (never re-entrant)."""
+        self._reactor.callLater(0, self._input, method, *args)
+
+    def _input(self, method, *args):
+        if self.node is None:
+            return
+        self._run(lambda now: self.node.call(method, *args, now=now))
+
+    def _run(self, step):
+        """Run C{step(now) -> actions} and execute the actions; queued when already busy.
+
+        Executing an action may produce an input (a stop completing at once),
+        so inputs queue rather than interleave: the actions of one step run
+        in order, then the next step.
+        """
+        self._queue.append(step)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._queue:
+                step = self._queue.popleft()
+                now = self._monotonic()
+                try:
+                    actions = step(now)
+                except ManagerError as e:
+                    self.log.warn("ownership: {error}", error=str(e))
+                    continue
+                except Exception:
+                    self.counters["core_errors"] += 1
+                    self.log.failure("ownership core failed on an input")
+                    continue
+                for action in actions:
+                    try:
+                        self._execute(action)
+                    except Exception:
+                        self.counters["action_errors"] += 1
+                        self.log.failure("ownership: cannot carry out {action!r}", action=action)
+        finally:
+            self._busy = False
+        self._schedule_tick()
+
+    def _schedule_tick(self):
+        if self.node is None:
+            return
+        wake = self.node.next_wakeup()
+        if self._tick_call is not None and self._tick_call.active():
+            self._tick_call.cancel()
+        self._tick_call = None
+        if wake is None:
+            return
+        now = self._monotonic()
+        delay = max(wake - now, 0.0)
+        if self._last_tick is not None and wake <= self._last_tick:
+            delay = max(delay, MIN_TICK)
+        self._tick_call = self._reactor.callLater(delay, self._tick)
+
+    def _tick(self):
+        self._tick_call = None
+        self._last_tick = self._monotonic()
+        self._run(self.node.tick)
+
+    # -- actions ---------------------------------------------------------------------------------------
+
+    def _execute(self, action):
+        if isinstance(action, Send):
+            self._do_send(action.to, action.message)
+        elif isinstance(action, KillAt):
+            self._managed_for(action.cluster).kill_at(action.deadline)
+        elif isinstance(action, StartService):
+            managed = self._managed_for(action.cluster)
+            self._events.record("ownership", action.cluster,
+                                f"starting {action.service} (epoch {action.epoch})",
+                                epoch=action.epoch, slot=action.slot)
+            if managed.runner is None:
+                self._events.record("ownership", action.cluster,
+                                    f"service {action.service} is not supervised here")
+                self._report_later("service_failed", action.cluster)
+                return
+            managed.start(action.epoch, action.slot)
+        elif isinstance(action, StopService):
+            managed = self._managed_for(action.cluster)
+            self._events.record("ownership", action.cluster, f"stopping: {action.reason}",
+                                deadline=action.deadline)
+            if managed.runner is None:
+                self._report_later("service_stopped", action.cluster)
+                return
+            managed.stop(action.deadline)
+        elif isinstance(action, RunHook):
+            on_done = None
+            if action.event == "fence":
+                cluster = action.cluster
+
+                def on_done(ok):
+                    self._report_later("hook_done", cluster, "fence", ok)
+            self.hooks.run(action, on_done)
+        elif isinstance(action, PersistEpochFloor):
+            self._persist(action.value)
+        elif isinstance(action, PublishState):
+            self._published = action.state
+            self._do_publish(action.state)
+        else:
+            raise TypeError(f"unknown ownership action {action!r}")
+
+    def _managed_for(self, cluster):
+        try:
+            return self._managed[cluster]
+        except KeyError:
+            raise KeyError(f"no managed service for cluster {cluster!r}") from None
+
+    def _do_send(self, to, message):
+        if self._send is None:
+            self.counters["unsent"] += 1
+            return
+        try:
+            self._send(to, message.to_wire())
+        except Exception:
+            self.counters["send_errors"] += 1
+            self.log.failure("ownership: cannot send to {to}", to=to)
+
+    def _do_publish(self, state):
+        if self._publish is None:
+            return
+        try:
+            self._publish(state_to_wire(state))
+        except Exception:
+            self.log.failure("ownership: cannot publish this node's state")
+
+    def _persist(self, value):
+        self._persist_call = None
+        try:
+            write_floor(self.data_dir, value)
+        except OSError as e:
+            self._events.record("ownership", self.node_name,
+                                f"cannot store the epoch floor {value} ({e}); retrying "
+                                f"in {PERSIST_RETRY:g}s (no lease is granted above the "
+                                "stored floor meanwhile)")
+            self._persist_call = self._reactor.callLater(PERSIST_RETRY, self._persist, value)
+            return
+        if self.node is not None and self.node.voter is not None:
+            self.node.voter.persisted(value)
+
