@@ -43,6 +43,11 @@ class MemoryNetwork:
         self.cut = set()
         self.delivered = 0
         self.dropped = 0
+        self.closed = False
+
+    def close(self):
+        """Deliver nothing more (the test is tearing down)."""
+        self.closed = True
 
     def add(self, name, service):
         self.services[name] = service
@@ -51,13 +56,13 @@ class MemoryNetwork:
 
     def _send(self, sender, to, wire):
         data = json.loads(json.dumps(wire))
-        if sender in self.cut or to in self.cut:
+        if self.closed or sender in self.cut or to in self.cut:
             self.dropped += 1
             return
         self.reactor.callLater(0, self._deliver, sender, to, data)
 
     def _deliver(self, sender, to, data):
-        if sender in self.cut or to in self.cut or to not in self.services:
+        if self.closed or sender in self.cut or to in self.cut or to not in self.services:
             self.dropped += 1
             return
         self.delivered += 1
@@ -65,7 +70,8 @@ class MemoryNetwork:
 
     def _publish(self, name, wire):
         self.published[name] = json.loads(json.dumps(wire))
-        self.reactor.callLater(0, self.update_members)
+        if not self.closed:
+            self.reactor.callLater(0, self.update_members)
 
     def view(self, name):
         if name in self.cut:
@@ -74,6 +80,8 @@ class MemoryNetwork:
                 if other != name and other not in self.cut}
 
     def update_members(self):
+        if self.closed:
+            return
         for name, service in self.services.items():
             service.members_changed(self.view(name))
 

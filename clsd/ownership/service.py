@@ -123,6 +123,8 @@ class OwnershipService(MultiService):
         self._last_tick = None
         self._persist_call = None
         self._stopping = False
+        self._stop_waiters = []
+        self._closed = False
 
     # -- wiring (the daemon, the peer network, membership) ------------------------
 
@@ -196,6 +198,12 @@ class OwnershipService(MultiService):
 
     def stopService(self):
         """Hand every cluster over, wait for the services, then stop runners, hooks, guard."""
+        if self._closed:
+            return defer.succeed(None)
+        if self._stopping:
+            waiter = defer.Deferred()
+            self._stop_waiters.append(waiter)
+            return waiter
         self._stopping = True
         waits = []
         if self.node is not None:
@@ -218,6 +226,10 @@ class OwnershipService(MultiService):
         return d
 
     def _stopped(self, _):
+        self._closed = True
+        waiters, self._stop_waiters = self._stop_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         for call in (self._tick_call, self._persist_call):
             if call is not None and call.active():
                 call.cancel()
@@ -240,8 +252,8 @@ class OwnershipService(MultiService):
             self.log.warn("ownership: bad message from {sender}: {error}",
                           sender=sender, error=str(e))
             return
-        if self.node is None:
-            self.counters["early_messages"] += 1
+        if self.node is None or self._closed:
+            self.counters["early_messages" if self.node is None else "late_messages"] += 1
             return
         self._run(lambda now: self.node.receive(sender, message, now))
 
@@ -267,7 +279,7 @@ class OwnershipService(MultiService):
                     self.log.warn("ownership: {error}", error=str(e))
                     states[name] = MemberState(name)
         self._members = states
-        if self.node is not None:
+        if self.node is not None and not self._closed:
             members_list = list(states.values())
             self._run(lambda now: self.node.call("members_changed", members_list, now=now))
 
@@ -362,7 +374,7 @@ class OwnershipService(MultiService):
         self._reactor.callLater(0, self._input, method, *args)
 
     def _input(self, method, *args):
-        if self.node is None:
+        if self.node is None or self._closed:
             return
         self._run(lambda now: self.node.call(method, *args, now=now))
 
@@ -401,7 +413,7 @@ class OwnershipService(MultiService):
         self._schedule_tick()
 
     def _schedule_tick(self):
-        if self.node is None:
+        if self.node is None or self._closed:
             return
         wake = self.node.next_wakeup()
         if self._tick_call is not None and self._tick_call.active():
