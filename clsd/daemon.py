@@ -54,11 +54,20 @@ class Daemon(MultiService):
         if checker_factory is None and any(s.check for s in config.services):
             checker_factory = _health_checker_factory()
         self.metrics = Metrics(config.node.name)
+        #: Lease ownership (clsd.ownership.service.OwnershipService) when [quorum] is set.
+        self.ownership = None
+        if config.quorum is not None:
+            from clsd.ownership.service import OwnershipService
+
+            self.ownership = OwnershipService(config, reactor, events=self.events,
+                                              monotonic=monotonic)
+            self.ownership.setServiceParent(self)
         self._runners = {}
         for service in config.services:
+            managed = self._managed(service.name)
             self._runners[service.name] = ServiceRunner(
                 service, reactor,
-                spawn=self._spawner(service),
+                spawn=self.ownership.spawner(service) if managed else self._spawner(service),
                 groups=self.groups,
                 events=self.events,
                 registry=self.registry,
@@ -67,12 +76,18 @@ class Daemon(MultiService):
                 monotonic=monotonic,
                 random=random,
             )
+            if managed:
+                self.ownership.attach(self._runners[service.name])
         self.metrics.watch_services(lambda: [r.status() for r in self.supervisors()])
         self.metrics_service = make_metrics_service(
             config.metrics, self.metrics.registry, reactor)
         self.metrics_service.setServiceParent(self)
         if config.admin.ssh is not None or config.admin.telnet is not None:
             self._add_admin()
+
+    def _managed(self, service_name):
+        """Whether the service runs only under its cluster's lease (started by ownership)."""
+        return self.ownership is not None and self.ownership.manages(service_name)
 
     def _spawner(self, service):
         reactor = self.reactor
@@ -135,7 +150,9 @@ class Daemon(MultiService):
                     "still present")
                 # Supervised (so stop() and status() work) but not started.
                 runner.autostart = False
-            runner.setServiceParent(self)
+            runner.setServiceParent(self.ownership if self._managed(name) else self)
+        if self.ownership is not None:
+            self.ownership.activate(stuck_services)
         self.events.record("daemon", self.config.node.name, "services started")
         self.ready.callback(None)
 
