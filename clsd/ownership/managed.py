@@ -65,6 +65,11 @@ class ManagedService:
         self.blocked = None
         self._stopping = False
 
+    @property
+    def stopping(self):
+        """Whether a stop asked for by the core is still in progress."""
+        return self._stopping
+
     # -- wiring --------------------------------------------------------------
 
     def wrap(self, base_spawn):

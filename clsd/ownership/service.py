@@ -210,7 +210,7 @@ class OwnershipService(MultiService):
             self._run(lambda now: self.node.call("set_standby", True, now=now))
             for managed in self._managed.values():
                 if managed.runner is not None and (
-                        managed.runner.process_alive or managed._stopping):
+                        managed.runner.process_alive or managed.stopping):
                     waits.append(managed.runner.stop())
         longest = max((m.runner.config.stop_timeout for m in self._managed.values()
                        if m.runner is not None), default=0.0)
