@@ -247,7 +247,7 @@ class GuardClient:
             self._schedule_backlog()
 
     def _try_write(self, data):
-        """Write one line; False when the pipe is full.  A line < PIPE_BUF goes whole or not at all."""
+        """Write one line; False when the pipe is full (a line < PIPE_BUF: all or nothing)."""
         try:
             os.write(self._wfd, data)
         except BlockingIOError:

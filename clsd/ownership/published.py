@@ -45,7 +45,8 @@ def state_from_wire(name, data):
                         f"(this node speaks {STATE_VERSION})")
     standby = data.get("standby", False)
     if not isinstance(standby, bool):
-        raise WireError(f"ownership state of {name}: 'standby' must be true or false, got {standby!r}")
+        raise WireError(f"ownership state of {name}: 'standby' must be true or false, "
+                        f"got {standby!r}")
     failed = data.get("failed", [])
     if not isinstance(failed, list) or not all(isinstance(c, str) for c in failed):
         raise WireError(f"ownership state of {name}: 'failed' must be a list of cluster IDs, "

@@ -308,13 +308,14 @@ class OwnershipService(MultiService):
                                + (f": {self.inactive_reason}" if self.inactive_reason else ""))
         now = self._monotonic()
         actions = self.node.call(method, *args, now=now)  # ManagerError goes to the caller
-        self._events.record("ownership", self.node_name, f"admin: {method} {' '.join(map(str, args))}")
+        self._events.record("ownership", self.node_name,
+                            f"admin: {method} {' '.join(map(str, args))}")
         self._run(lambda now: actions)
 
     # -- status -------------------------------------------------------------------------------
 
     def status(self):
-        """Clusters (id, owners, epoch, state) and quorum (voters, have_quorum), for the admin shell."""
+        """Clusters (id, owners, epoch, state) and quorum (voters, have_quorum), for admin."""
         now = self._monotonic()
         quorum = self.config.quorum
         live = set(self._members) | {self.node_name}
@@ -432,7 +433,7 @@ class OwnershipService(MultiService):
         self._last_tick = self._monotonic()
         self._run(self.node.tick)
 
-    # -- actions ---------------------------------------------------------------------------------------
+    # -- actions ------------------------------------------------------------------------
 
     def _execute(self, action):
         if isinstance(action, Send):
