@@ -6,6 +6,7 @@ import tomllib
 
 import attrs
 
+from clsd.config.membership import MembershipConfig, parse_membership
 from clsd.config.reader import ConfigError, Table
 from clsd.config.service import ServiceConfig, parse_service
 
@@ -25,6 +26,7 @@ class Config:
     source: str
     node: NodeConfig
     services: tuple[ServiceConfig, ...] = ()
+    membership: MembershipConfig = MembershipConfig()
 
     def service(self, name):
         """The L{ServiceConfig} called C{name}; L{KeyError} if there is none."""
@@ -59,8 +61,9 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
         for table in root.tables("service")
     )
     _check_unique(root, "service", [service.name for service in services])
+    membership = parse_membership(root.table("membership"))
     root.finish()
-    return Config(source=source, node=node, services=services)
+    return Config(source=source, node=node, services=services, membership=membership)
 
 
 def load_config(path, *, overrides=None, euid=None):
