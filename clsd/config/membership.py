@@ -26,6 +26,12 @@ class MembershipConfig:
     #: H: reports needed to declare a node failed (or all of its healthy
     #: observers). One flaky observer, or up to K - H, can never evict anyone.
     quorum: int = 6
+    #: The slow path: a member suspected this long without refuting is
+    #: declared dead even without H reports (SWIM's suspicion timeout). A
+    #: responsive member refutes within a second or two; this only finishes
+    #: cases where too few healthy observers can see the member, e.g. the
+    #: far side of a partition.
+    suspicion_timeout: float = 10.0
     #: News learnt is pushed to gossip_fanout neighbours this often until
     #: each piece has been sent retransmit_mult * ceil(log10(N + 1)) times
     #: (memberlist's LAN values: 200 ms, 3 nodes, 4).
@@ -69,6 +75,8 @@ def parse_membership(table):
             f"must be at least twice heartbeat_interval ({2 * heartbeat!r}), got {timeout!r}",
         )
     grace = table.number("link_down_grace", d.link_down_grace, minimum=0.0, maximum=600.0)
+    suspicion = table.number("suspicion_timeout", d.suspicion_timeout, positive=True,
+                             maximum=3600.0)
     observers = table.integer("observers", d.observers, minimum=1, maximum=32)
     quorum = table.integer("quorum", d.quorum, minimum=1)
     if quorum > observers:
@@ -89,7 +97,7 @@ def parse_membership(table):
     table.finish()
     return MembershipConfig(
         heartbeat_interval=heartbeat, failure_timeout=timeout, link_down_grace=grace,
-        observers=observers, quorum=quorum, gossip_interval=gossip_interval,
+        suspicion_timeout=suspicion, observers=observers, quorum=quorum, gossip_interval=gossip_interval,
         gossip_fanout=fanout, retransmit_mult=mult, max_piggyback=piggyback,
         sync_interval=sync, reconnect_interval=reconnect, reap_after=reap,
         awareness_max=awareness, join_retry_interval=join_retry, leave_timeout=leave,

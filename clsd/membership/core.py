@@ -136,6 +136,9 @@ class LeaveDone:
     """The leave was announced; the daemon may stop."""
 
 
+_NOTHING = ()
+
+
 class MembershipError(Exception):
     """An operator command that cannot be carried out (the message says why)."""
 
@@ -143,6 +146,7 @@ class MembershipError(Exception):
 TICK = "membership.tick"
 GOSSIP = "membership.gossip"
 LEAVE = "membership.leave"
+CHECK = "membership.check"
 
 IDLE, JOINING, MEMBER, LEAVING, LEFT = "idle", "joining", "member", "leaving", "left"
 
@@ -197,12 +201,14 @@ class Core:
         self._tick_due = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
         self._gossip_set = False
+        self._check_at = None
         self._rings_dirty = True
         self._suspects_dirty = False
         self._out = None
         self.now = None
         #: Counters for tests, metrics and benchmarks.
-        self.stats = {"sent": 0, "received": 0, "refutations": 0, "reports": 0}
+        self.stats = {"refutations": 0, "reports": 0}
+        self.sent = self.received = 0
 
     # -- queries -------------------------------------------------------------
 
@@ -277,9 +283,16 @@ class Core:
 
     def receive(self, sender, message, now):
         """Same as C{handle(Received(sender, message), now)}, without the event object."""
+        if type(message) is Heartbeat and not message.updates and self.phase == MEMBER:
+            # The common case (K of these per node per second): nothing but
+            # "heard from sender".
+            self.now = now
+            self.received += 1
+            self._detector.heard(sender, now)
+            return _NOTHING
         self._begin(now)
         if self.phase not in (IDLE, LEFT):
-            self.stats["received"] += 1
+            self.received += 1
             self._detector.heard(sender, now)
             handler = self._HANDLERS.get(type(message))
             if handler is None:
@@ -312,7 +325,7 @@ class Core:
         self._out.append(action)
 
     def _send(self, to, message):
-        self.stats["sent"] += 1
+        self.sent += 1
         self._out.append(Send(to, message))
 
     # -- join and leave --------------------------------------------------------
@@ -365,7 +378,7 @@ class Core:
         for address in list(self._wanted):
             self._emit(Disconnect(address))
         self._wanted.clear()
-        for timer in (TICK, GOSSIP):
+        for timer in (TICK, GOSSIP, CHECK):
             self._emit(CancelTimer(timer))
         self._emit(LeaveDone())
 
@@ -401,6 +414,10 @@ class Core:
             self._push_gossip()
         elif name == LEAVE and self.phase == LEAVING:
             self._leave_done()
+        elif name == CHECK:
+            self._check_at = None
+            if self.phase == MEMBER:
+                self._check_links()
 
     def _tick(self):
         now = self.now
@@ -414,6 +431,8 @@ class Core:
         self._heartbeat()
         if self.phase == MEMBER:
             self._check_links()
+            if self._suspects:
+                self._check_suspects()
             if now >= self._next_sync:
                 self._next_sync = now + config.sync_interval * self._rng.uniform(0.9, 1.1)
                 self._start_sync()
@@ -503,6 +522,19 @@ class Core:
                          f"reported unreachable by {report.observer}", gossip=False)
         self._suspects_dirty = True
 
+    def _check_suspects(self):
+        """The slow path: suspicion that nobody refuted in time is a death."""
+        timeout = self.config.suspicion_timeout
+        for subject, since in list(self._suspects.items()):
+            if self.now - since >= timeout:
+                member = self._table.get(subject)
+                reporters = self._reports.reporters(subject, member.version)
+                self._accept(
+                    member.evolve(state=State.DEAD),
+                    f"suspected for {self.now - since:.1f} s without refuting"
+                    + (f" (reported by {', '.join(sorted(reporters))})" if reporters else ""),
+                    reporters=tuple(sorted(reporters)))
+
     def _evaluate(self, subject):
         member = self._table.get(subject)
         if member is None or member.state is not State.SUSPECT:
@@ -518,7 +550,7 @@ class Core:
             if record is not None and record.state is State.ALIVE:
                 healthy.add(name)
         if is_failed(observers, reporters, healthy, self.config.quorum):
-            counted = tuple(o for o in observers if o in reporters)
+            counted = tuple(o for o in observers if o in reporters and o in healthy)
             self._accept(
                 member.evolve(state=State.DEAD),
                 f"reported unreachable by {', '.join(counted)} "
@@ -607,7 +639,8 @@ class Core:
         else:
             self._gone.pop(name, None)
         if member.state is State.SUSPECT:
-            self._suspects[name] = True
+            if old is None or old.state is not State.SUSPECT or old.version != member.version:
+                self._suspects[name] = now
         else:
             self._suspects.pop(name, None)
         if old is None or old.in_ring != member.in_ring:
@@ -683,7 +716,14 @@ class Core:
     def _link_down(self, name):
         self._links.pop(name, None)
         self._watchers.pop(name, None)
-        self._detector.link_down(name, self.now)
+        if name in self._detector:
+            self._detector.link_down(name, self.now)
+            # Check again right after the grace, not at the next tick: a killed
+            # node is then reported within link_down_grace.
+            at = self.now + self.config.link_down_grace * 1.001
+            if self._check_at is None or self._check_at > at:
+                self._check_at = at
+                self._emit(SetTimer(CHECK, at))
 
     # -- anti-entropy ------------------------------------------------------------------
 

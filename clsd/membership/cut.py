@@ -2,10 +2,10 @@
 
 Rapid's multi-process cut detection, reduced to what a gossip cluster without
 consensus needs: a node is declared failed when at least H of its distinct
-observers report it (H capped at the number of observers in small clusters),
-or when every one of its observers that is itself healthy has reported it
-(its other observers are suspect or gone, e.g. on the far side of a
-partition). One flaky observer can therefore never evict anyone.
+observers that are themselves healthy report it (H capped at the number of
+observers in small clusters), or when every one of its healthy observers has
+reported it (its other observers are suspect or gone, e.g. on the far side of
+a partition). One flaky observer can therefore never evict anyone.
 Reports belong to one life of the subject (generation, incarnation): when the
 subject refutes, they are all void.
 """
@@ -17,16 +17,17 @@ def is_failed(observers, reporters, healthy, quorum):
     """The detection rule.
 
     @param observers: the subject's distinct observers in this node's view.
-    @param reporters: who reported the subject (may include non-observers,
-        which do not count).
+    @param reporters: who reported the subject (non-observers do not count).
     @param healthy: names of members currently alive (not suspect or gone).
+        Only healthy observers' reports count: right after a partition heals,
+        reports from the far side (suspect or dead here) must not evict a
+        node that our own side still hears.
     """
-    reporting = [o for o in observers if o in reporters]
-    if not reporting:
+    watching = [name for name in observers if name in healthy]
+    reporting = sum(1 for name in watching if name in reporters)
+    if reporting == 0:
         return False
-    if len(reporting) >= quorum_for(len(observers), quorum):
-        return True
-    return all(o in reporters for o in observers if o in healthy)
+    return reporting >= quorum_for(len(observers), quorum) or reporting == len(watching)
 
 
 class Reports:

@@ -13,6 +13,7 @@ overlay is folded into a private snapshot from time to time.
 
 import hashlib
 import itertools
+import operator
 from functools import lru_cache
 
 from clsd.membership.members import record_hash
@@ -124,9 +125,7 @@ class MemberTable:
     # -- anti-entropy ------------------------------------------------------
 
     def digests(self):
-        base = self._base.bucket_xor
-        xor = self._xor
-        return tuple(base[b] ^ xor[b] for b in range(SYNC_BUCKETS))
+        return tuple(map(operator.xor, self._base.bucket_xor, self._xor))
 
     def records_in(self, bucket):
         overlay = self._overlay

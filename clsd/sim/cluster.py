@@ -9,6 +9,7 @@ close, peers see LinkDown) and restarts (a new core, a new generation).
 Everything random comes from one seed: a run is reproducible.
 """
 
+import heapq
 import json
 import random
 
@@ -251,7 +252,9 @@ class SimCluster:
         if node.paused:
             node.pending.append((self._deliver_message, (node, epoch, sender, message)))
             return
-        self._run(node, node.core.receive(sender, message, self.now))
+        actions = node.core.receive(sender, message, self.scheduler.now)
+        if actions:
+            self._run(node, actions)
 
     def _fire(self, node, epoch, name, version):
         if node.epoch != epoch or not node.alive or node.timers.get(name) != version:
@@ -302,26 +305,25 @@ class SimCluster:
         node.sent += 1
         self.messages += 1
         target = self.by_name.get(to)
-        if target is None or target.index not in node.links:
+        if target is None or target.index not in node.links or node.group != target.group:
             self.dropped += 1
             return
-        if node.group != target.group:
-            self.dropped += 1
-            return
-        loss = self.loss
-        if self.node_loss:
-            loss = max(loss, self.node_loss.get(node.index, 0.0), self.node_loss.get(target.index, 0.0))
-        if self.link_loss:
-            a, b = node.index, target.index
-            loss = max(loss, self.link_loss.get((min(a, b), max(a, b)), 0.0))
-        if loss and self.rng.random() < loss:
-            self.dropped += 1
-            return
+        rng = self.rng
+        if self.loss or self.node_loss or self.link_loss:
+            loss = max(self.loss, self.node_loss.get(node.index, 0.0),
+                       self.node_loss.get(target.index, 0.0))
+            if self.link_loss:
+                a, b = node.index, target.index
+                loss = max(loss, self.link_loss.get((min(a, b), max(a, b)), 0.0))
+            if loss and rng.random() < loss:
+                self.dropped += 1
+                return
         if self.wire_check:
             message = from_wire(json.loads(json.dumps(message.to_wire())))
-        delay = self.latency + self.rng.random() * self.jitter
-        self.scheduler.at(self.now + delay, self._deliver_message, target, target.epoch,
-                          node.name, message)
+        scheduler = self.scheduler
+        heapq.heappush(scheduler._heap, (
+            scheduler.now + self.latency + rng.random() * self.jitter, next(scheduler._seq),
+            self._deliver_message, (target, target.epoch, node.name, message)))
 
     # -- observations -------------------------------------------------------------------------
 
