@@ -119,7 +119,7 @@ class MemberTable:
             record_hash(member) if member is not None else 0)
         self._size += (member is not None) - (old is not None)
         self._overlay[name] = member
-        self._overlay_buckets.setdefault(b, set()).add(name)
+        self._overlay_buckets.setdefault(b, {})[name] = True
         self.last_change = now
 
     # -- anti-entropy ------------------------------------------------------
