@@ -183,6 +183,7 @@ class Core:
         if known != self.me:
             self._table.set(self.me)
         self._detector = Detector()
+        self._detector_links = self._detector.links
         self._reports = Reports()
         self._awareness = Awareness(self.config.awareness_max)
         self._queue = BroadcastQueue()
@@ -288,7 +289,9 @@ class Core:
             # "heard from sender".
             self.now = now
             self.received += 1
-            self._detector.heard(sender, now)
+            link = self._detector_links.get(sender)
+            if link is not None:
+                link.last_heard = now
             return _NOTHING
         self._begin(now)
         if self.phase not in (IDLE, LEFT):

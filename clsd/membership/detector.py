@@ -24,6 +24,8 @@ class _Link:
 class Detector:
     def __init__(self):
         self._links = {}
+        #: subject -> link state, for a caller's hot path (heard from X).
+        self.links = self._links
 
     def __contains__(self, subject):
         return subject in self._links

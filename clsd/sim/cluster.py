@@ -267,11 +267,23 @@ class SimCluster:
     def _run(self, node, actions):
         scheduler = self.scheduler
         now = scheduler.now
+        batch = None
         for action in actions:
             kind = type(action)
             if kind is mcore.Send:
-                self._send(node, action.to, action.message)
-            elif kind is mcore.SetTimer:
+                # The same message to several peers (a heartbeat to the
+                # watchers) travels as one scheduled delivery.
+                if batch is not None and batch[1] is action.message:
+                    batch[0].append(action.to)
+                    continue
+                if batch is not None:
+                    self._send_many(node, *batch)
+                batch = ([action.to], action.message)
+                continue
+            if batch is not None:
+                self._send_many(node, *batch)
+                batch = None
+            if kind is mcore.SetTimer:
                 version = node.timers.get(action.name, 0) + 1
                 node.timers[action.name] = version
                 scheduler.at(action.at, self._fire, node, node.epoch, action.name, version)
@@ -300,6 +312,58 @@ class SimCluster:
                 node.alive = False
                 node.epoch += 1
                 self._drop_links(node)
+        if batch is not None:
+            self._send_many(node, *batch)
+
+    def _send_many(self, node, names, message):
+        if len(names) == 1:
+            self._send(node, names[0], message)
+            return
+        count = len(names)
+        node.sent += count
+        self.messages += count
+        by_name = self.by_name
+        links = node.links
+        rng = self.rng
+        lossy = self.loss or self.node_loss or self.link_loss
+        targets = []
+        for to in names:
+            target = by_name.get(to)
+            if target is None or target.index not in links or node.group != target.group:
+                self.dropped += 1
+                continue
+            if lossy and rng.random() < self._loss(node, target):
+                self.dropped += 1
+                continue
+            targets.append((target, target.epoch))
+        if not targets:
+            return
+        if self.wire_check:
+            message = from_wire(json.loads(json.dumps(message.to_wire())))
+        scheduler = self.scheduler
+        heapq.heappush(scheduler._heap, (
+            scheduler.now + self.latency + rng.random() * self.jitter, next(scheduler._seq),
+            self._deliver_many, (targets, node.name, message)))
+
+    def _deliver_many(self, targets, sender, message):
+        now = self.scheduler.now
+        for node, epoch in targets:
+            if node.epoch != epoch or not node.alive:
+                continue
+            if node.paused:
+                node.pending.append((self._deliver_message, (node, epoch, sender, message)))
+                continue
+            actions = node.core.receive(sender, message, now)
+            if actions:
+                self._run(node, actions)
+
+    def _loss(self, node, target):
+        loss = max(self.loss, self.node_loss.get(node.index, 0.0),
+                   self.node_loss.get(target.index, 0.0))
+        if self.link_loss:
+            a, b = node.index, target.index
+            loss = max(loss, self.link_loss.get((min(a, b), max(a, b)), 0.0))
+        return loss
 
     def _send(self, node, to, message):
         node.sent += 1
@@ -310,12 +374,7 @@ class SimCluster:
             return
         rng = self.rng
         if self.loss or self.node_loss or self.link_loss:
-            loss = max(self.loss, self.node_loss.get(node.index, 0.0),
-                       self.node_loss.get(target.index, 0.0))
-            if self.link_loss:
-                a, b = node.index, target.index
-                loss = max(loss, self.link_loss.get((min(a, b), max(a, b)), 0.0))
-            if loss and rng.random() < loss:
+            if rng.random() < self._loss(node, target):
                 self.dropped += 1
                 return
         if self.wire_check:
