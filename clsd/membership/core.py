@@ -699,6 +699,7 @@ class Core:
             if expiry > now:
                 continue
             del self._transient[address]
+            self._sync_on_connect.discard(address)
             if subject_addresses is None:
                 subject_addresses = {self._table.get(n).address for n in self._subjects}
             if address not in subject_addresses and address in self._wanted:
