@@ -163,3 +163,51 @@ class Cost(unittest.TestCase):
         self.assertLess(abs(large - small) / small, 0.2, (small, large))
         # K heartbeats per second plus a little anti-entropy.
         self.assertLess(large, MembershipConfig().observers + 1)
+
+
+class Speed(unittest.TestCase):
+    def test_a_killed_node_is_declared_dead_by_all_within_two_seconds(self):
+        cluster = SimCluster(64, seed=15)
+        cluster.run_for(10.0)
+        for index in (3, 17, 40, 51, 60):
+            name = node_name(index)
+            cluster.crash(name)
+            crashed_at = cluster.now
+            cluster.run_for(2.0)
+            seen = {observer for when, observer, member in cluster.deaths
+                    if member.name == name and when - crashed_at <= 2.0}
+            self.assertEqual(seen, {node.name for node in cluster.live()})
+            cluster.run_for(5.0)
+
+
+class Memory(unittest.TestCase):
+    def test_nodes_with_the_same_view_share_one_snapshot(self):
+        cluster = SimCluster(300, seed=16)
+        initial = cluster.nodes[0].core._table.rings.snapshot
+        cluster.run_for(5.0)
+        cluster.crash(node_name(9))
+        cluster.run_for(30.0)
+        live = cluster.live()
+        for node in live:  # what every node does once its overlay is large enough
+            node.core._table.compact()
+        rings = {id(node.core._table.rings.snapshot) for node in live}
+        members = {id(node.core._table._base) for node in live}
+        self.assertEqual((len(rings), len(members)), (1, 1))
+        self.assertIsNot(live[0].core._table.rings.snapshot, initial)
+        self.assertNotIn(node_name(9), live[0].core._table.rings.snapshot.names)
+
+
+class AdminView(unittest.TestCase):
+    def test_members_lists_state_incarnation_address_and_reason(self):
+        cluster = SimCluster(5, seed=17)
+        cluster.run_for(3.0)
+        cluster.crash(node_name(4))
+        cluster.run_for(5.0)
+        rows = cluster.by_name[node_name(0)].core.members()
+        self.assertEqual([row.member.name for row in rows], [node_name(i) for i in range(5)])
+        dead = rows[4]
+        self.assertIs(dead.member.state, State.DEAD)
+        self.assertEqual(dead.member.address, "127.0.0.6:7400")
+        self.assertIn("reported unreachable by", dead.reason)
+        self.assertGreater(dead.since, 3.0)
+        self.assertEqual(rows[1].reason, "known at start")
