@@ -579,20 +579,21 @@ class Core:
                 self._merge(update, source)
 
     def _merge(self, update, source):
+        """Apply news about a member; True if our list changed."""
         member = update.member
         name = member.name
         if name == self.name:
             self._about_me(member)
-            return
+            return False
         old = self._table.get(name)
         if old is None:
             if member.state in (State.DEAD, State.LEFT) and update.age >= self.config.reap_after:
-                return
+                return False
             tomb = self._tombstones.get(name)
             if tomb is not None and not supersedes(member, tomb[0]):
-                return
+                return False
         elif not supersedes(member, old):
-            return
+            return False
         state = member.state
         if state is State.DEAD and old is not None and old.in_ring and (
                 old.generation == member.generation):
@@ -602,17 +603,21 @@ class Core:
             version = member.version
             for reporter in update.reporters:
                 self._reports.add(name, version, reporter)
+            changed = False
             if old.version < version or old.state is State.ALIVE:
+                # Gossip the suspicion so that the member hears of it and can
+                # refute before our suspicion_timeout runs out.
                 self._accept(member.evolve(state=State.SUSPECT),
-                             f"declared dead elsewhere ({source})",
-                             gossip=source == "sync")
+                             f"declared dead elsewhere ({source})")
+                changed = True
             self._evaluate(name)
-            return
+            return changed or self._table.get(name) != old
         if state is State.SUSPECT and source == "sync" and old is not None and old.in_ring:
             self._accept(member, f"suspected elsewhere ({source})", gossip=True)
-            return
+            return True
         self._accept(member, _reason(member, old, update), age=update.age,
                      reporters=update.reporters, gossip=source != "sync")
+        return True
 
     def _about_me(self, member):
         me = self.me
@@ -787,16 +792,21 @@ class Core:
 
     def _on_sync_records(self, sender, message):
         sent = {}
+        changed = 0
         for update in message.records:
             sent[update.member.name] = update.member
-            self._merge(update, "sync")
-        if message.records and self.phase == MEMBER:
-            self._next_sync = min(self._next_sync, self.now + _SYNC_AGAIN)
+            changed += self._merge(update, "sync")
         if message.want:
             records, more = self._records_for(message.want, exclude=sent)
             self._send(sender, SyncRecords(records, (), more, message.round))
-        if message.more and message.round < _MAX_SYNC_ROUNDS:
-            self._send(sender, SyncDigest(self._table.digests(), message.round + 1))
+        # Follow up only on progress: records the other side keeps sending
+        # but we reject (stale news, a far side's verdicts) must not start a
+        # storm of syncs.
+        if changed:
+            if self.phase == MEMBER:
+                self._next_sync = min(self._next_sync, self.now + _SYNC_AGAIN)
+            if message.more and message.round < _MAX_SYNC_ROUNDS:
+                self._send(sender, SyncDigest(self._table.digests(), message.round + 1))
 
     # -- reaping ------------------------------------------------------------------------
 
