@@ -225,3 +225,31 @@ class AntiEntropy(unittest.TestCase):
 class BadEvents(unittest.TestCase):
     def test_unknown_event(self):
         self.assertRaises(TypeError, new_core().handle, object(), 0.0)
+
+
+class NoSyncStorm(unittest.TestCase):
+    def test_rejected_records_start_no_follow_up(self):
+        core, _ = formed([f"n{i}" for i in range(10)], "n0")
+        stale = Member("n3", "127.0.0.5:7400", 0, 0, State.DEAD)  # an older life
+        before = core._next_sync
+        actions = core.receive("n1", SyncRecords((MemberUpdate(stale),), (), True, 0), 1.0)
+        self.assertEqual(of(actions, Send), [])
+        self.assertEqual(core._next_sync, before)
+
+    def test_accepted_records_are_followed_up(self):
+        core, _ = formed([f"n{i}" for i in range(10)], "n0")
+        newer = Member("n3", "127.0.0.5:7400", 2, 0, State.ALIVE)  # a restart
+        actions = core.receive("n1", SyncRecords((MemberUpdate(newer),), (), True, 0), 1.0)
+        self.assertEqual([type(a.message) for a in of(actions, Send)], [SyncDigest])
+        self.assertEqual(of(actions, MemberChanged)[0].reason, "restarted (generation 2)")
+
+
+class UnverifiedDeath(unittest.TestCase):
+    def test_the_suspicion_is_gossiped_so_the_member_can_refute(self):
+        core, _ = formed([f"n{i}" for i in range(30)], "n0")
+        dead = Member("n7", "127.0.0.9:7400", 1, 0, State.DEAD)
+        actions = core.receive("n3", Gossip((MemberUpdate(dead, 0.0, ("n1",)),)), 1.0)
+        self.assertIs(core.member("n7").state, State.SUSPECT)
+        self.assertEqual([a.name for a in of(actions, SetTimer)], [mcore.GOSSIP])
+        queued = core._queue.take(16, 10)
+        self.assertIn(MemberUpdate(dead.evolve(state=State.SUSPECT)), queued)
