@@ -71,7 +71,9 @@ class Mistakes(unittest.TestCase):
         self.assertMistake("link_down_grace = -1",
                            "membership.link_down_grace: must be at least 0.0, got -1.0")
         self.assertMistake("max_piggyback = 100",
-                           "membership.max_piggyback: must be at most 64, got 100")
+                           "membership.max_piggyback: must be at most 32, got 100")
+        self.assertMistake("observers = 17",
+                           "membership.observers: must be at most 16, got 17")
         self.assertMistake("reap_after = 0.5",
                            "membership.reap_after: must be at least 1.0, got 0.5")
         self.assertMistake("gossip_fanout = 1.5",

@@ -8,7 +8,7 @@ from twisted.trial import unittest
 
 from clsd.membership.members import Member, State
 from clsd.membership.messages import (
-    MAX_UPDATES, SYNC_BUCKETS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, MessageError,
+    MAX_REPORTERS, MAX_SYNC_RECORDS, MAX_UPDATES, SYNC_BUCKETS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, MessageError,
     Report, SyncDigest, SyncRecords, Unwatch, Watch, from_wire,
 )
 
@@ -32,11 +32,16 @@ class RoundTrip(unittest.TestCase):
             self.assertEqual(roundtrip(message), message)
             self.assertIsInstance(message.to_wire()["type"], str)
 
-    def test_a_full_message_stays_small(self):
-        long_member = Member("n" * 63, "127.0.0.1:" + "9" * 60, 2**63, 2**40, State.DEAD)
-        updates = tuple(MemberUpdate(long_member, 99999.0, ("r" * 63,) * 8)
-                        for _ in range(MAX_UPDATES))
-        self.assertLess(len(json.dumps(Gossip(updates).to_wire())), 64 * 1024)
+    def test_the_largest_messages_stay_under_64_kib(self):
+        name, reporter = "n" * 63, "r" * 63
+        worst = Member(name, "a" * 255, 2**64 - 1, 2**64 - 1, State.SUSPECT)
+        update = MemberUpdate(worst, 999999.9, (reporter,) * MAX_REPORTERS)
+        gossip = Heartbeat(2**64 - 1, 2**64 - 1, (update,) * MAX_UPDATES)
+        sync = SyncRecords((MemberUpdate(worst, 999999.9),) * MAX_SYNC_RECORDS,
+                           tuple(range(SYNC_BUCKETS)), True, 1 << 16)
+        for message in (gossip, sync, SyncDigest((2**64 - 1,) * SYNC_BUCKETS, 1 << 16)):
+            self.assertLess(len(json.dumps(message.to_wire()).encode()), 64 * 1024)
+            self.assertEqual(roundtrip(message), message)
 
 
 class Rejected(unittest.TestCase):
@@ -57,7 +62,7 @@ class Rejected(unittest.TestCase):
         self.assertRejected(dict(good, updates=[bad_update]), "m.heartbeat.updates[0].s")
         self.assertRejected(dict(good, updates=[{"k": "x"}]), "unknown kind")
         self.assertRejected(dict(good, updates=[good["updates"][0]] * (MAX_UPDATES + 1)),
-                            "at most 64")
+                            f"at most {MAX_UPDATES}")
         self.assertRejected(dict(good, updates=[dict(good["updates"][0], n="x" * 64)]),
                             ".n: must be a string of 1 to 63")
         self.assertRejected({"type": "m.sync-digest", "buckets": [0] * 3, "round": 0},

@@ -77,7 +77,7 @@ def parse_membership(table):
     grace = table.number("link_down_grace", d.link_down_grace, minimum=0.0, maximum=600.0)
     suspicion = table.number("suspicion_timeout", d.suspicion_timeout, positive=True,
                              maximum=3600.0)
-    observers = table.integer("observers", d.observers, minimum=1, maximum=32)
+    observers = table.integer("observers", d.observers, minimum=1, maximum=16)
     quorum = table.integer("quorum", d.quorum, minimum=1)
     if quorum > observers:
         raise table.error("quorum", f"must not exceed observers ({observers}), got {quorum}")
@@ -85,7 +85,7 @@ def parse_membership(table):
                                    maximum=60.0)
     fanout = table.integer("gossip_fanout", d.gossip_fanout, minimum=1, maximum=32)
     mult = table.integer("retransmit_mult", d.retransmit_mult, minimum=1, maximum=32)
-    piggyback = table.integer("max_piggyback", d.max_piggyback, minimum=1, maximum=64)
+    piggyback = table.integer("max_piggyback", d.max_piggyback, minimum=1, maximum=32)
     sync = table.number("sync_interval", d.sync_interval, minimum=0.1, maximum=3600.0)
     reconnect = table.number("reconnect_interval", d.reconnect_interval, minimum=0.1,
                              maximum=86400.0)

@@ -32,7 +32,7 @@ from clsd.membership.cut import Reports, is_failed
 from clsd.membership.detector import Detector
 from clsd.membership.members import Member, MemberInfo, State, supersedes
 from clsd.membership.messages import (
-    SYNC_BUCKETS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate,
+    SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate,
     Report, SyncDigest, SyncRecords, Unwatch, Watch,
 )
 from clsd.membership.table import MemberTable
@@ -531,12 +531,14 @@ class Core:
         for subject, since in list(self._suspects.items()):
             if self.now - since >= timeout:
                 member = self._table.get(subject)
-                reporters = self._reports.reporters(subject, member.version)
+                reported = self._reports.reporters(subject, member.version)
+                reporters = tuple(o for o in self._table.rings.observers(subject)
+                                  if o in reported)[:MAX_REPORTERS]
                 self._accept(
                     member.evolve(state=State.DEAD),
                     f"suspected for {self.now - since:.1f} s without refuting"
-                    + (f" (reported by {', '.join(sorted(reporters))})" if reporters else ""),
-                    reporters=tuple(sorted(reporters)))
+                    + (f" (reported by {', '.join(reporters)})" if reporters else ""),
+                    reporters=reporters)
 
     def _evaluate(self, subject):
         member = self._table.get(subject)

@@ -4,17 +4,19 @@ Every message is a dict with a ``"type"`` so that the peer layer can carry it
 as one line; ``from_wire`` checks every field and raises L{MessageError}
 naming the field, so a bad peer costs us a closed connection, never a crash.
 Sizes are bounded: a message never carries more than L{MAX_UPDATES} pieces
-of gossip or L{MAX_SYNC_RECORDS} records, so the longest line stays well
-under 64 KiB (names are at most 63 characters, addresses 255).
+of gossip (each with at most L{MAX_REPORTERS} reporters) or
+L{MAX_SYNC_RECORDS} records, so that even with the longest names (63
+characters) and addresses (255) an encoded message stays under 64 KiB
+(tested); with ordinary names a full message is a few KiB.
 """
 
 import attrs
 
 from clsd.membership.members import Member, State
 
-MAX_UPDATES = 64
-MAX_SYNC_RECORDS = 256
-MAX_REPORTERS = 32
+MAX_UPDATES = 32
+MAX_SYNC_RECORDS = 128
+MAX_REPORTERS = 16
 MAX_NAME = 63
 MAX_ADDRESS = 255
 #: Anti-entropy digests: the name space is cut into this many buckets.
