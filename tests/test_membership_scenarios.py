@@ -211,3 +211,25 @@ class AdminView(unittest.TestCase):
         self.assertIn("reported unreachable by", dead.reason)
         self.assertGreater(dead.since, 3.0)
         self.assertEqual(rows[1].reason, "known at start")
+
+
+class Latency(unittest.TestCase):
+    def test_a_slow_link_delays_messages_but_kills_nobody(self):
+        arrivals = []
+        cluster = SimCluster(6, seed=18)
+        cluster.set_latency(node_name(2), 0.5)             # every message of n2: +0.5 s
+        cluster.set_latency(node_name(0), 1.5, peer=node_name(1))
+        original = cluster._deliver_message
+
+        def spy(node, epoch, sender, message):
+            arrivals.append((cluster.now, sender, node.name))
+            original(node, epoch, sender, message)
+
+        cluster._deliver_message = spy
+        sent_at = cluster.now
+        cluster.run_for(30.0)
+        self.assertEqual(cluster.deaths, [])
+        slow = [t for t, s, r in arrivals if {s, r} == {node_name(0), node_name(1)}]
+        self.assertTrue(slow)
+        self.assertGreaterEqual(min(slow) - sent_at, 1.5)
+        self.assertTrue(all(t >= 0.5 for t, s, r in arrivals if node_name(2) in (s, r)))

@@ -83,6 +83,8 @@ class SimCluster:
         self.loss = 0.0
         self.node_loss = {}
         self.link_loss = {}
+        self.node_latency = {}
+        self.link_latency = {}
         self.partitioned = False
         #: Every MemberChanged to dead: (time, observer name, member).
         self.deaths = []
@@ -188,6 +190,22 @@ class SimCluster:
                     target = self.by_address.get(address)
                     if target is not None:
                         self._try_connect(node, target)
+
+    def set_latency(self, name, latency, *, peer=None):
+        """Extra one-way latency for every message of a node, or of one link."""
+        index = self.by_name[name].index
+        if peer is None:
+            self.node_latency[index] = latency
+        else:
+            other = self.by_name[peer].index
+            self.link_latency[(min(index, other), max(index, other))] = latency
+
+    def _extra_latency(self, node, target):
+        extra = self.node_latency.get(node.index, 0.0) + self.node_latency.get(target.index, 0.0)
+        if self.link_latency:
+            a, b = node.index, target.index
+            extra += self.link_latency.get((min(a, b), max(a, b)), 0.0)
+        return extra
 
     def set_loss(self, name=None, loss=0.0, *, peer=None):
         """Loss probability for every message (name None), a node's messages, or one link."""
@@ -316,6 +334,10 @@ class SimCluster:
             self._send_many(node, *batch)
 
     def _send_many(self, node, names, message):
+        if len(names) == 1 or self.node_latency or self.link_latency:
+            for name in names:
+                self._send(node, name, message)
+            return
         if len(names) == 1:
             self._send(node, names[0], message)
             return
@@ -379,9 +401,12 @@ class SimCluster:
                 return
         if self.wire_check:
             message = from_wire(json.loads(json.dumps(message.to_wire())))
+        delay = self.latency + rng.random() * self.jitter
+        if self.node_latency or self.link_latency:
+            delay += self._extra_latency(node, target)
         scheduler = self.scheduler
         heapq.heappush(scheduler._heap, (
-            scheduler.now + self.latency + rng.random() * self.jitter, next(scheduler._seq),
+            scheduler.now + delay, next(scheduler._seq),
             self._deliver_message, (target, target.epoch, node.name, message)))
 
     # -- observations -------------------------------------------------------------------------
