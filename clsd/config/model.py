@@ -11,6 +11,7 @@ from clsd.config.metrics import MetricsConfig, parse_metrics
 from clsd.config.address import ip_version, is_wildcard, parse_host_port
 from clsd.config.cluster import ClusterConfig, check_clusters, parse_cluster
 from clsd.config.quorum import QuorumConfig, parse_quorum
+from clsd.config.membership import MembershipConfig, parse_membership
 from clsd.config.reader import ConfigError, Table
 from clsd.config.service import ServiceConfig, parse_service
 from clsd.config.tls import TLSConfig, parse_tls
@@ -60,6 +61,7 @@ class Config:
     #: None when the file has no ``[quorum]`` (allowed only without clusters).
     quorum: QuorumConfig | None = None
     clusters: tuple[ClusterConfig, ...] = ()
+    membership: MembershipConfig = MembershipConfig()
 
     def service(self, name):
         """The L{ServiceConfig} called C{name}; L{KeyError} if there is none."""
@@ -109,9 +111,11 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
     quorum = parse_quorum(quorum_table) if quorum_table is not None else None
     clusters = tuple(parse_cluster(table) for table in root.tables("cluster"))
     check_clusters(source, clusters, services, quorum, node.name)
+    membership = parse_membership(root.table("membership"))
     root.finish()
     return Config(source=source, node=node, services=services, admin=admin,
-                  metrics=metrics, log=log, tls=tls, quorum=quorum, clusters=clusters)
+                  metrics=metrics, log=log, tls=tls, quorum=quorum, clusters=clusters,
+                  membership=membership)
 
 
 def load_config(path, *, overrides=None, euid=None):

@@ -1,0 +1,69 @@
+"""A bounded queue of news to piggyback, each piece sent a limited number of times.
+
+Modelled on memberlist's TransmitLimitedQueue: news is keyed (newer news about
+the same thing replaces the older piece), the pieces sent least often go
+first (newest first among equals), and a piece is dropped once it has been
+sent C{limit} times. The queue is bounded: when full, the piece sent most
+often is dropped (anti-entropy repairs whatever gossip loses).
+"""
+
+
+class BroadcastQueue:
+    def __init__(self, max_items=4096):
+        self.max_items = max_items
+        #: _levels[t]: key -> item, for the pieces sent t times (dicts keep
+        #: insertion order, so popitem() gives the newest).
+        self._levels = [{}]
+        self._level_of = {}
+
+    def __len__(self):
+        return len(self._level_of)
+
+    def __bool__(self):
+        return bool(self._level_of)
+
+    def put(self, item):
+        """Queue C{item} (with a C{key}); it replaces any queued piece with that key."""
+        key = item.key
+        level = self._level_of.pop(key, None)
+        if level is not None:
+            del self._levels[level][key]
+        self._levels[0][key] = item
+        self._level_of[key] = 0
+        if len(self._level_of) > self.max_items:
+            self._drop_most_sent()
+
+    def discard(self, key):
+        level = self._level_of.pop(key, None)
+        if level is not None:
+            del self._levels[level][key]
+
+    def take(self, count, limit):
+        """Up to C{count} pieces for one message; each counts as sent once more."""
+        taken = []
+        moved = []
+        levels = self._levels
+        for level, items in enumerate(levels):
+            while items and len(taken) < count:
+                key, item = items.popitem()
+                taken.append(item)
+                if level + 1 < limit:
+                    moved.append((level + 1, key, item))
+                else:
+                    del self._level_of[key]
+            if len(taken) >= count:
+                break
+        for level, key, item in moved:
+            while len(levels) <= level:
+                levels.append({})
+            levels[level][key] = item
+            self._level_of[key] = level
+        return taken
+
+    def _drop_most_sent(self):
+        for items in reversed(self._levels):
+            if items:
+                key = next(iter(items))  # the oldest of the most sent
+                del items[key]
+                del self._level_of[key]
+                return

@@ -1,0 +1,901 @@
+"""The membership state machine of one node: events and time in, actions out.
+
+    core = Core("alpha", "127.0.0.11:7400", generation, config, rng=random.Random())
+    actions = core.handle(JoinRequested(seeds=("127.0.0.12:7400",)), now)
+
+No I/O, no clock: the shell (or the simulator) feeds events with the current
+monotonic time and carries out the actions. See doc/membership.md for the
+protocol; the pieces live in their own modules (members, rings, detector, cut,
+awareness, broadcast, table, timing, messages).
+
+Contract with the shell:
+  - C{Connect(address, name)}: keep a connection to that address (re-dial
+    it with backoff while it fails) until C{Disconnect(address)}. C{name} is
+    None for seeds, whose names we learn from their certificates.
+  - C{LinkUp(name, address)} / C{LinkDown(name)}: a connection to the peer
+    authenticated as C{name} opened / closed; for a connection we dialled,
+    C{address} is the address given in C{Connect}.
+  - C{Send(to, message)}: send on the connection to C{to} if there is one,
+    else drop it (membership tolerates loss).
+  - C{SetTimer(name, at)}: one timer per name; setting it again replaces it;
+    fire C{TimerFired(name)} at monotonic time C{at}.
+"""
+
+import random
+
+import attrs
+
+from clsd.config.membership import MembershipConfig
+from clsd.membership.awareness import Awareness
+from clsd.membership.broadcast import BroadcastQueue
+from clsd.membership.cut import Reports, is_failed
+from clsd.membership.detector import Detector
+from clsd.membership.members import Member, MemberInfo, State, supersedes
+from clsd.membership.messages import (
+    SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate,
+    Report, SyncDigest, SyncRecords, Unwatch, Watch,
+)
+from clsd.membership.table import MemberTable
+from clsd.membership.timing import lateness, retransmit_limit
+
+# -- events -----------------------------------------------------------------
+
+
+@attrs.frozen
+class JoinRequested:
+    """Start: join through these seed addresses (none, or only our own: form alone)."""
+
+    seeds: tuple = ()
+
+
+@attrs.frozen
+class LeaveRequested:
+    """Leave gracefully (operator's ``leave``, or SIGTERM of the daemon)."""
+
+
+@attrs.frozen
+class ForceRemove:
+    """Operator: declare the dead member C{name} gone for good."""
+
+    name: str
+
+
+@attrs.frozen
+class Received:
+    sender: str
+    message: object
+
+
+@attrs.frozen
+class TimerFired:
+    name: str
+
+
+@attrs.frozen
+class LinkUp:
+    name: str
+    address: str | None = None
+
+
+@attrs.frozen
+class LinkDown:
+    name: str
+
+
+# -- actions ----------------------------------------------------------------
+
+
+@attrs.frozen
+class Send:
+    to: str
+    message: object
+
+
+@attrs.frozen
+class SetTimer:
+    name: str
+    at: float
+
+
+@attrs.frozen
+class CancelTimer:
+    name: str
+
+
+@attrs.frozen
+class Connect:
+    address: str
+    name: str | None = None
+
+
+@attrs.frozen
+class Disconnect:
+    address: str
+
+
+@attrs.frozen
+class MemberChanged:
+    """A member's state (or life) changed in this node's view; C{reason} says why.
+
+    C{removed}: the record was reaped (forgotten) after C{reap_after}.
+    """
+
+    member: Member
+    previous: Member | None
+    reason: str
+    removed: bool = False
+
+
+@attrs.frozen
+class Joined:
+    """This node is now part of a cluster (or formed one alone)."""
+
+
+@attrs.frozen
+class LeaveDone:
+    """The leave was announced; the daemon may stop."""
+
+
+_NOTHING = ()
+
+
+class MembershipError(Exception):
+    """An operator command that cannot be carried out (the message says why)."""
+
+
+TICK = "membership.tick"
+GOSSIP = "membership.gossip"
+LEAVE = "membership.leave"
+CHECK = "membership.check"
+
+IDLE, JOINING, MEMBER, LEAVING, LEFT = "idle", "joining", "member", "leaving", "left"
+
+#: The first push of fresh news waits this fraction of gossip_interval, so
+#: that news learnt together travels together while still moving fast.
+_FIRST_PUSH = 0.25
+#: A sync that found differences is followed by another one this soon (with
+#: another neighbour) instead of after a whole sync_interval.
+_SYNC_AGAIN = 1.0
+#: Consecutive follow-up rounds with one peer when records did not fit.
+_MAX_SYNC_ROUNDS = 64
+#: Seed and reconnect-probe connections are kept this long after their use.
+_TRANSIENT_TTL = 30.0
+
+
+class Core:
+    def __init__(self, name, address, generation, config=None, *, rng=None,
+                 cache=None, snapshot=None, ring_snapshot=None):
+        """
+        @param generation: this start of the daemon; must grow across restarts
+            of the same name (the shell derives it from persisted state and the
+            wall clock, see doc/membership.md).
+        @param snapshot, ring_snapshot: start from this member list (e.g. a
+            simulation starting already formed); it must include this node.
+        @param cache: a L{SnapshotCache} shared by cores in one process.
+        """
+        self.config = config if config is not None else MembershipConfig()
+        self.name = name
+        self._rng = rng if rng is not None else random.Random()
+        self._table = MemberTable(self.config.observers, snapshot, ring_snapshot, cache)
+        known = self._table.get(name)
+        incarnation = known.incarnation if known is not None and known.generation == generation else 0
+        self.me = Member(name, address, generation, incarnation, State.ALIVE)
+        if known != self.me:
+            self._table.set(self.me)
+        self._detector = Detector()
+        self._detector_links = self._detector.links
+        self._reports = Reports()
+        self._awareness = Awareness(self.config.awareness_max)
+        self._queue = BroadcastQueue()
+        self.phase = IDLE
+        self._subjects = []
+        self._watchers = {}
+        self._links = {}
+        self._wanted = {}           # address -> name or None: our Connects
+        self._transient = {}        # address -> expiry: seeds, reconnect probes
+        self._seeds = ()
+        self._sync_on_connect = set()
+        self._suspects = {}
+        self._gone = {}             # name -> since (dead or left)
+        self._tombstones = {}       # name -> (member, forget_at)
+        self._info = {}             # name -> (since, reason)
+        self._tick_due = None
+        self._next_sync = self._next_reconnect = self._next_join = 0.0
+        self._gossip_set = False
+        self._check_at = None
+        self._rings_dirty = True
+        self._suspects_dirty = False
+        self._out = None
+        self.now = None
+        #: Counters for tests, metrics and benchmarks.
+        self.stats = {"refutations": 0, "reports": 0}
+        self.sent = self.received = 0
+
+    # -- queries -------------------------------------------------------------
+
+    @property
+    def joined(self):
+        return self.phase in (MEMBER, LEAVING)
+
+    @property
+    def incarnation(self):
+        return self.me.incarnation
+
+    @property
+    def health_score(self):
+        return self._awareness.score
+
+    def member(self, name):
+        """The L{Member} record of C{name} in this node's view, or None."""
+        return self._table.get(name)
+
+    def info(self, name):
+        member = self._table.get(name)
+        if member is None:
+            return None
+        since, reason = self._info.get(name, (None, "known at start"))
+        return MemberInfo(member, since, reason)
+
+    def members(self):
+        """Every member this node knows of (for the admin shell), sorted by name."""
+        return [self.info(m.name) for m in sorted(self._table, key=lambda m: m.name)]
+
+    def digest(self):
+        """The anti-entropy digest: equal on two nodes iff (almost surely) their lists are."""
+        return self._table.digests()
+
+    def observers_of(self, name):
+        return self._table.rings.observers(name)
+
+    @property
+    def subjects(self):
+        return tuple(self._subjects)
+
+    @property
+    def watchers(self):
+        return tuple(self._watchers)
+
+    def __len__(self):
+        return len(self._table)
+
+    # -- the entry point -----------------------------------------------------
+
+    def handle(self, event, now):
+        """Feed one event; return the actions to carry out, in order."""
+        kind = type(event)
+        if kind is Received:
+            return self.receive(event.sender, event.message, now)
+        self._begin(now)
+        if kind is TimerFired:
+            self._timer(event.name)
+        elif kind is LinkUp:
+            self._link_up(event.name, event.address)
+        elif kind is LinkDown:
+            self._link_down(event.name)
+        elif kind is JoinRequested:
+            self._join(event.seeds)
+        elif kind is LeaveRequested:
+            self._leave()
+        elif kind is ForceRemove:
+            self._force_remove(event.name)
+        else:
+            raise TypeError(f"not a membership event: {event!r}")
+        return self._finish()
+
+    def receive(self, sender, message, now):
+        """Same as C{handle(Received(sender, message), now)}, without the event object."""
+        if type(message) is Heartbeat and not message.updates and self.phase == MEMBER:
+            # The common case (K of these per node per second): nothing but
+            # "heard from sender".
+            self.now = now
+            self.received += 1
+            link = self._detector_links.get(sender)
+            if link is not None:
+                link.last_heard = now
+            return _NOTHING
+        self._begin(now)
+        if self.phase not in (IDLE, LEFT):
+            self.received += 1
+            self._detector.heard(sender, now)
+            handler = self._HANDLERS.get(type(message))
+            if handler is None:
+                raise TypeError(f"not a membership message: {message!r}")
+            handler(self, sender, message)
+        return self._finish()
+
+    def _begin(self, now):
+        self._out = []
+        self.now = now
+
+    def _finish(self):
+        for _ in range(100):
+            if self._rings_dirty:
+                self._rings_dirty = False
+                self._refresh_overlay()
+            if self._suspects_dirty:
+                self._suspects_dirty = False
+                for subject in list(self._suspects):
+                    self._evaluate(subject)
+            if not (self._rings_dirty or self._suspects_dirty):
+                break
+        if self._queue and not self._gossip_set and self.phase in (JOINING, MEMBER, LEAVING):
+            self._gossip_set = True
+            self._emit(SetTimer(GOSSIP, self.now + self.config.gossip_interval * _FIRST_PUSH))
+        out, self._out = self._out, None
+        return out
+
+    def _emit(self, action):
+        self._out.append(action)
+
+    def _send(self, to, message):
+        self.sent += 1
+        self._out.append(Send(to, message))
+
+    # -- join and leave --------------------------------------------------------
+
+    def _join(self, seeds):
+        if self.phase != IDLE:
+            return
+        self._seeds = tuple(s for s in seeds if s != self.me.address)
+        self._schedule_tick(first=True)
+        now = self.now
+        self._next_sync = now + self.config.sync_interval * self._rng.uniform(0.5, 1.0)
+        self._next_reconnect = now + self.config.reconnect_interval * self._rng.uniform(0.5, 1.0)
+        self._rings_dirty = True
+        if not self._seeds or len(self._table) > 1:
+            # No seed (or a list we were started with): we are the cluster.
+            self._become_member()
+        else:
+            self.phase = JOINING
+            self._next_join = now + self.config.join_retry_interval
+        for address in self._seeds:
+            self._connect(address, None)
+            self._transient[address] = float("inf") if self.phase == JOINING else (
+                now + _TRANSIENT_TTL)
+
+    def _become_member(self):
+        self.phase = MEMBER
+        self._emit(Joined())
+        for address in self._seeds:
+            if address in self._transient:
+                self._transient[address] = self.now + _TRANSIENT_TTL
+
+    def _leave(self):
+        if self.phase in (LEAVING, LEFT):
+            return
+        if self.phase == IDLE:
+            self.phase = LEFT
+            self._emit(LeaveDone())
+            return
+        self.phase = LEAVING
+        self.me = self.me.evolve(state=State.LEFT)
+        self._table.set(self.me, self.now)
+        update = MemberUpdate(self.me)
+        self._queue.put(update)
+        for name in self._links:
+            self._send(name, Gossip((update,)))
+        self._emit(SetTimer(LEAVE, self.now + self.config.leave_timeout))
+
+    def _leave_done(self):
+        self.phase = LEFT
+        for address in list(self._wanted):
+            self._emit(Disconnect(address))
+        self._wanted.clear()
+        for timer in (TICK, GOSSIP, CHECK):
+            self._emit(CancelTimer(timer))
+        self._emit(LeaveDone())
+
+    def _force_remove(self, name):
+        member = self._table.get(name)
+        if member is None:
+            raise MembershipError(f"no member named {name!r}")
+        if name == self.name:
+            raise MembershipError("cannot force-remove this node itself: use leave")
+        if member.state is not State.DEAD:
+            raise MembershipError(
+                f"{name} is {member.state.value}, not dead: only a dead member can be force-removed")
+        self._accept(member.evolve(state=State.LEFT),
+                     f"force-removed by operator on {self.name}", reporters=(self.name,))
+
+    # -- timers ----------------------------------------------------------------
+
+    def _schedule_tick(self, first=False):
+        interval = self.config.heartbeat_interval
+        if first:
+            self._tick_due = self.now + self._rng.uniform(0.0, interval)
+        else:
+            self._tick_due += interval
+            if self._tick_due <= self.now:
+                self._tick_due = self.now + interval
+        self._emit(SetTimer(TICK, self._tick_due))
+
+    def _timer(self, name):
+        if name == TICK and self.phase in (JOINING, MEMBER, LEAVING):
+            self._tick()
+        elif name == GOSSIP:
+            self._gossip_set = False
+            self._push_gossip()
+        elif name == LEAVE and self.phase == LEAVING:
+            self._leave_done()
+        elif name == CHECK:
+            self._check_at = None
+            if self.phase == MEMBER:
+                self._check_links()
+
+    def _tick(self):
+        now = self.now
+        config = self.config
+        late = lateness(now, self._tick_due)
+        if late > config.heartbeat_interval / 2:
+            # We could not run: the silence we see is (at least partly) ours.
+            self._detector.credit_stall(late)
+        self._awareness.tick(late, config.heartbeat_interval)
+        self._schedule_tick()
+        self._heartbeat()
+        if self.phase == MEMBER:
+            self._check_links()
+            if self._suspects:
+                self._check_suspects()
+            if now >= self._next_sync:
+                self._next_sync = now + config.sync_interval * self._rng.uniform(0.9, 1.1)
+                self._start_sync()
+            if now >= self._next_reconnect:
+                self._next_reconnect = now + config.reconnect_interval * self._rng.uniform(0.9, 1.1)
+                self._probe_dead()
+            self._reap()
+            self._table.maybe_compact(now)
+        elif self.phase == JOINING and now >= self._next_join:
+            self._next_join = now + config.join_retry_interval
+            for name, address in self._links.items():
+                if address in self._seeds:
+                    self._send(name, Join(self.me))
+        self._expire_transient()
+
+    def _heartbeat(self):
+        if not self._watchers:
+            return
+        me = self.me
+        queue = self._queue
+        if not queue:
+            beat = Heartbeat(me.generation, me.incarnation)
+            for name in self._watchers:
+                self._send(name, beat)
+            return
+        limit = self._limit()
+        for name in self._watchers:
+            self._send(name, Heartbeat(me.generation, me.incarnation,
+                                       tuple(queue.take(self.config.max_piggyback, limit))))
+
+    def _limit(self):
+        return retransmit_limit(self.config.retransmit_mult, len(self._table))
+
+    def _push_gossip(self):
+        if not self._queue or self.phase not in (JOINING, MEMBER, LEAVING):
+            return
+        names = list(self._links)
+        if not names:
+            return
+        fanout = self.config.gossip_fanout
+        targets = names if len(names) <= fanout else self._rng.sample(names, fanout)
+        limit = self._limit()
+        for name in targets:
+            updates = self._queue.take(self.config.max_piggyback, limit)
+            if not updates:
+                break
+            self._send(name, Gossip(tuple(updates)))
+        if self._queue:
+            self._gossip_set = True
+            self._emit(SetTimer(GOSSIP, self.now + self.config.gossip_interval))
+
+    # -- failure detection -------------------------------------------------------
+
+    def _check_links(self):
+        config = self.config
+        failing, quiet = self._detector.check(
+            self.now, self._awareness.scale(config.failure_timeout),
+            config.link_down_grace, 2 * config.heartbeat_interval)
+        for subject, link in failing:
+            member = self._table.get(subject)
+            if member is None or not member.in_ring or link.reported == member.version:
+                continue
+            link.reported = member.version
+            self.stats["reports"] += 1
+            self._on_report(Report(subject, member.generation, member.incarnation, self.name))
+        for subject in quiet:
+            if subject in self._links:
+                self._send(subject, Watch())
+
+    def _on_report(self, report):
+        subject = report.subject
+        member = self._table.get(subject)
+        if member is None or member.generation != report.generation:
+            return
+        if subject == self.name:
+            if report.incarnation >= self.me.incarnation:
+                self._refute(report.incarnation)
+            return
+        if not member.in_ring or report.incarnation < member.incarnation:
+            return
+        version = (report.generation, report.incarnation)
+        if not self._reports.add(subject, version, report.observer):
+            return
+        self._queue.put(report)
+        if member.state is State.ALIVE or member.incarnation < report.incarnation:
+            self._accept(member.evolve(state=State.SUSPECT, incarnation=report.incarnation),
+                         f"reported unreachable by {report.observer}", gossip=False)
+        self._suspects_dirty = True
+
+    def _check_suspects(self):
+        """The slow path: suspicion that nobody refuted in time is a death."""
+        timeout = self.config.suspicion_timeout
+        for subject, since in list(self._suspects.items()):
+            if self.now - since >= timeout:
+                member = self._table.get(subject)
+                reported = self._reports.reporters(subject, member.version)
+                reporters = tuple(o for o in self._table.rings.observers(subject)
+                                  if o in reported)[:MAX_REPORTERS]
+                self._accept(
+                    member.evolve(state=State.DEAD),
+                    f"suspected for {self.now - since:.1f} s without refuting"
+                    + (f" (reported by {', '.join(reporters)})" if reporters else ""),
+                    reporters=reporters)
+
+    def _evaluate(self, subject):
+        member = self._table.get(subject)
+        if member is None or member.state is not State.SUSPECT:
+            self._suspects.pop(subject, None)
+            return
+        reporters = self._reports.reporters(subject, member.version)
+        if not reporters:
+            return
+        observers = self._table.rings.observers(subject)
+        healthy = set()
+        for name in observers:
+            record = self._table.get(name)
+            if record is not None and record.state is State.ALIVE:
+                healthy.add(name)
+        if is_failed(observers, reporters, healthy, self.config.quorum):
+            counted = tuple(o for o in observers if o in reporters and o in healthy)
+            self._accept(
+                member.evolve(state=State.DEAD),
+                f"reported unreachable by {', '.join(counted)} "
+                f"({len(counted)} of {len(observers)} observers)",
+                reporters=counted)
+
+    def _refute(self, accused):
+        if self.phase in (LEAVING, LEFT):
+            return
+        self.me = self.me.evolve(incarnation=max(self.me.incarnation, accused) + 1)
+        self._table.set(self.me, self.now)
+        self._queue.put(MemberUpdate(self.me))
+        self._awareness.refuted()
+        self.stats["refutations"] += 1
+
+    # -- news ----------------------------------------------------------------------
+
+    def _apply_updates(self, updates, source):
+        for update in updates:
+            if type(update) is Report:
+                self._on_report(update)
+            else:
+                self._merge(update, source)
+
+    def _merge(self, update, source):
+        """Apply news about a member; True if our list changed."""
+        member = update.member
+        name = member.name
+        if name == self.name:
+            self._about_me(member)
+            return False
+        old = self._table.get(name)
+        if old is None:
+            if member.state in (State.DEAD, State.LEFT) and update.age >= self.config.reap_after:
+                return False
+            tomb = self._tombstones.get(name)
+            if tomb is not None and not supersedes(member, tomb[0]):
+                return False
+        elif not supersedes(member, old):
+            return False
+        state = member.state
+        if state is State.DEAD and old is not None and old.in_ring and (
+                old.generation == member.generation):
+            # A death must satisfy our own detection rule: take the evidence as
+            # reports and decide ourselves (a stale or partitioned view cannot
+            # evict a member we still see as healthy).
+            version = member.version
+            for reporter in update.reporters:
+                self._reports.add(name, version, reporter)
+            changed = False
+            if old.version < version or old.state is State.ALIVE:
+                # Gossip the suspicion so that the member hears of it and can
+                # refute before our suspicion_timeout runs out.
+                self._accept(member.evolve(state=State.SUSPECT),
+                             f"declared dead elsewhere ({source})")
+                changed = True
+            self._evaluate(name)
+            return changed or self._table.get(name) != old
+        if state is State.SUSPECT and source == "sync" and old is not None and old.in_ring:
+            self._accept(member, f"suspected elsewhere ({source})", gossip=True)
+            return True
+        self._accept(member, _reason(member, old, update), age=update.age,
+                     reporters=update.reporters, gossip=source != "sync")
+        return True
+
+    def _about_me(self, member):
+        me = self.me
+        if member.generation != me.generation:
+            return  # our previous life (or, if newer, a misconfigured twin)
+        if member.state is State.ALIVE and member.incarnation <= me.incarnation:
+            return
+        if member.state is State.LEFT and me.state is State.LEFT:
+            return
+        self._refute(member.incarnation)
+
+    def _accept(self, member, reason, *, age=0.0, reporters=(), gossip=True):
+        name = member.name
+        now = self.now
+        old = self._table.get(name)
+        self._table.set(member, now)
+        if old is not None and (not member.in_ring or old.generation != member.generation or (
+                member.state is State.ALIVE and old.version != member.version)):
+            # A refutation, a new life or the end of one: old reports are void,
+            # and whoever watches it gives it a fresh timeout.
+            self._reports.clear(name)
+            self._detector.restart(name, now)
+        since = now - age
+        self._info[name] = (since, reason)
+        if member.state in (State.DEAD, State.LEFT):
+            self._gone[name] = since
+        else:
+            self._gone.pop(name, None)
+        if member.state is State.SUSPECT:
+            if old is None or old.state is not State.SUSPECT or old.version != member.version:
+                self._suspects[name] = now
+        else:
+            self._suspects.pop(name, None)
+        if old is None or old.in_ring != member.in_ring:
+            self._rings_dirty = True
+            self._suspects_dirty = bool(self._suspects)
+        elif old.state != member.state:
+            # Observers' health changed: suspects may now meet the rule.
+            self._suspects_dirty = bool(self._suspects)
+        if gossip:
+            self._queue.put(MemberUpdate(member, age, reporters))
+        if old is None or old.state != member.state or old.generation != member.generation:
+            self._emit(MemberChanged(member, old, reason))
+
+    # -- the overlay ----------------------------------------------------------------
+
+    def _refresh_overlay(self):
+        rings = self._table.rings
+        subjects = rings.subjects(self.name) if self.name in rings else []
+        old = self._subjects
+        wanted_addresses = {}
+        for name in subjects:
+            member = self._table.get(name)
+            wanted_addresses[member.address] = name
+        for name in old:
+            if name not in subjects:
+                self._detector.unwatch(name)
+                if name in self._links:
+                    self._send(name, Unwatch())
+        for name in subjects:
+            if name not in self._detector:
+                self._detector.watch(name, self.now, name in self._links)
+                if name in self._links:
+                    self._send(name, Watch())
+        self._subjects = subjects
+        for address, name in wanted_addresses.items():
+            if self._wanted.get(address, ...) != name:
+                self._connect(address, name)
+        for address in list(self._wanted):
+            if address not in wanted_addresses and address not in self._transient:
+                del self._wanted[address]
+                self._emit(Disconnect(address))
+
+    def _connect(self, address, name):
+        self._wanted[address] = name
+        self._emit(Connect(address, name))
+
+    def _expire_transient(self):
+        if not self._transient:
+            return
+        now = self.now
+        subject_addresses = None
+        for address, expiry in list(self._transient.items()):
+            if expiry > now:
+                continue
+            del self._transient[address]
+            self._sync_on_connect.discard(address)
+            if subject_addresses is None:
+                subject_addresses = {self._table.get(n).address for n in self._subjects}
+            if address not in subject_addresses and address in self._wanted:
+                del self._wanted[address]
+                self._emit(Disconnect(address))
+
+    def _link_up(self, name, address):
+        self._links[name] = address
+        self._detector.link_up(name, self.now)
+        if name in self._detector:
+            self._send(name, Watch())
+        if self.phase == JOINING and address in self._seeds:
+            self._send(name, Join(self.me))
+        if address in self._sync_on_connect:
+            self._sync_on_connect.discard(address)
+            self._send(name, SyncDigest(self._table.digests()))
+
+    def _link_down(self, name):
+        self._links.pop(name, None)
+        self._watchers.pop(name, None)
+        if name in self._detector:
+            self._detector.link_down(name, self.now)
+            # Check again right after the grace, not at the next tick: a killed
+            # node is then reported within link_down_grace.
+            at = self.now + self.config.link_down_grace * 1.001
+            if self._check_at is None or self._check_at > at:
+                self._check_at = at
+                self._emit(SetTimer(CHECK, at))
+
+    # -- anti-entropy ------------------------------------------------------------------
+
+    def _start_sync(self):
+        candidates = [n for n in self._links if n in self._watchers or n in self._detector]
+        if not candidates:
+            candidates = list(self._links)
+        if candidates:
+            partner = self._rng.choice(candidates)
+            self._send(partner, SyncDigest(self._table.digests()))
+
+    def _probe_dead(self):
+        dead = [n for n in self._gone if self._table.get(n).state is State.DEAD]
+        if not dead:
+            return
+        member = self._table.get(self._rng.choice(dead))
+        address = member.address
+        if address in self._wanted:
+            return
+        self._transient[address] = self.now + _TRANSIENT_TTL
+        self._sync_on_connect.add(address)
+        self._connect(address, member.name)
+
+    def _records_for(self, buckets, exclude=None):
+        """My records in C{buckets} (random bucket order), at most MAX_SYNC_RECORDS."""
+        order = list(buckets)
+        self._rng.shuffle(order)
+        result = []
+        more = False
+        now = self.now
+        for bucket in order:
+            records = self._table.records_in(bucket)
+            if exclude is not None:
+                records = [m for m in records if exclude.get(m.name) != m]
+            room = MAX_SYNC_RECORDS - len(result)
+            if len(records) > room:
+                more = True
+                records = self._rng.sample(records, room) if not result else []
+                if not records:
+                    break
+            for member in records:
+                age = 0.0
+                if member.state in (State.DEAD, State.LEFT):
+                    age = max(0.0, now - self._gone.get(member.name, now))
+                result.append(MemberUpdate(member, age))
+            if more:
+                break
+        return tuple(result), more
+
+    def _on_sync_digest(self, sender, message):
+        mine = self._table.digests()
+        theirs = message.buckets
+        differ = tuple(b for b in range(SYNC_BUCKETS) if mine[b] != theirs[b])
+        if differ:
+            records, more = self._records_for(differ)
+            self._send(sender, SyncRecords(records, differ, more, message.round))
+
+    def _on_sync_records(self, sender, message):
+        sent = {}
+        changed = 0
+        for update in message.records:
+            sent[update.member.name] = update.member
+            changed += self._merge(update, "sync")
+        if message.want:
+            records, more = self._records_for(message.want, exclude=sent)
+            self._send(sender, SyncRecords(records, (), more, message.round))
+        # Follow up only on progress: records the other side keeps sending
+        # but we reject (stale news, a far side's verdicts) must not start a
+        # storm of syncs.
+        if changed:
+            if self.phase == MEMBER:
+                self._next_sync = min(self._next_sync, self.now + _SYNC_AGAIN)
+            if message.more and message.round < _MAX_SYNC_ROUNDS:
+                self._send(sender, SyncDigest(self._table.digests(), message.round + 1))
+
+    # -- reaping ------------------------------------------------------------------------
+
+    def _reap(self):
+        now = self.now
+        if self._tombstones:
+            for name, (_, forget_at) in list(self._tombstones.items()):
+                if now >= forget_at:
+                    del self._tombstones[name]
+        if not self._gone:
+            return
+        reap_after = self.config.reap_after
+        for name, since in list(self._gone.items()):
+            if now - since >= reap_after:
+                member = self._table.get(name)
+                self._table.delete(name, now)
+                del self._gone[name]
+                self._info.pop(name, None)
+                self._reports.clear(name)
+                self._tombstones[name] = (member, now + reap_after)
+                self._emit(MemberChanged(member, member, f"reaped after {reap_after:g} s",
+                                         removed=True))
+
+    # -- message handlers -------------------------------------------------------------------
+
+    def _on_heartbeat(self, sender, message):
+        if message.updates:
+            self._apply_updates(message.updates, "gossip")
+
+    def _on_gossip(self, sender, message):
+        self._apply_updates(message.updates, "gossip")
+
+    def _on_watch(self, sender, message):
+        self._watchers[sender] = True
+        me = self.me
+        self._send(sender, Heartbeat(me.generation, me.incarnation))
+
+    def _on_unwatch(self, sender, message):
+        self._watchers.pop(sender, None)
+
+    def _on_join(self, sender, message):
+        if message.member.name != sender:
+            return  # a peer may only join as itself
+        self._merge(MemberUpdate(message.member), "join")
+        self._send(sender, JoinAck(self.me))
+        if self.phase == JOINING:
+            self._become_member()
+
+    def _on_join_ack(self, sender, message):
+        if message.member.name != sender:
+            return
+        self._merge(MemberUpdate(message.member), "join")
+        if self.phase == JOINING:
+            self._become_member()
+        self._send(sender, SyncDigest(self._table.digests()))
+
+    _HANDLERS = {
+        Heartbeat: _on_heartbeat,
+        Gossip: _on_gossip,
+        Watch: _on_watch,
+        Unwatch: _on_unwatch,
+        Join: _on_join,
+        JoinAck: _on_join_ack,
+        SyncDigest: _on_sync_digest,
+        SyncRecords: _on_sync_records,
+    }
+
+
+def _reason(member, old, update):
+    state = member.state
+    if old is not None and old.generation != member.generation and member.generation > old.generation:
+        if state is State.ALIVE:
+            return f"restarted (generation {member.generation})"
+    if state is State.ALIVE:
+        if old is None:
+            return "joined"
+        if old.state is State.SUSPECT:
+            return f"refuted suspicion (incarnation {member.incarnation})"
+        if old.state in (State.DEAD, State.LEFT):
+            return f"back after being {old.state.value} (incarnation {member.incarnation})"
+        return "alive"
+    if state is State.LEFT:
+        if update.reporters:
+            return f"force-removed by operator on {update.reporters[0]}"
+        return "left gracefully"
+    if state is State.DEAD:
+        if update.reporters:
+            return f"reported unreachable by {', '.join(update.reporters)}"
+        return "dead"
+    return state.value

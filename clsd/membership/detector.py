@@ -1,0 +1,95 @@
+"""Per-link failure suspicion: an observer watching its subjects' heartbeats.
+
+Each observer keeps, for each subject it watches over a persistent
+connection, when it last heard from it and since when the connection has
+been down. A link *fails* when the subject has been silent longer than the
+failure timeout, or when the connection has been down longer than a short
+grace (a killed process closes its sockets: no need to wait for silence).
+The detector only says which links fail; turning that into a report (once
+per life of the subject) and into a verdict (cut.py) is the core's job.
+"""
+
+
+class _Link:
+    __slots__ = ("last_heard", "down_since", "reported", "probed_at")
+
+    def __init__(self, now):
+        self.last_heard = now
+        self.down_since = None
+        #: The subject's (generation, incarnation) we last reported, if any.
+        self.reported = None
+        self.probed_at = now
+
+
+class Detector:
+    def __init__(self):
+        self._links = {}
+        #: subject -> link state, for a caller's hot path (heard from X).
+        self.links = self._links
+
+    def __contains__(self, subject):
+        return subject in self._links
+
+    def __iter__(self):
+        return iter(self._links)
+
+    def __len__(self):
+        return len(self._links)
+
+    def watch(self, subject, now, link_up):
+        """Start watching; a new subject gets a full timeout before it can fail."""
+        link = self._links.get(subject)
+        if link is None:
+            link = self._links[subject] = _Link(now)
+            if not link_up:
+                link.down_since = now
+        return link
+
+    def unwatch(self, subject):
+        self._links.pop(subject, None)
+
+    def heard(self, subject, now):
+        link = self._links.get(subject)
+        if link is not None:
+            link.last_heard = now
+
+    def link_up(self, subject, now):
+        link = self._links.get(subject)
+        if link is not None:
+            link.down_since = None
+
+    def link_down(self, subject, now):
+        link = self._links.get(subject)
+        if link is not None and link.down_since is None:
+            link.down_since = now
+
+    def restart(self, subject, now):
+        """Give a subject a fresh timeout (it refuted; do not report it again at once)."""
+        link = self._links.get(subject)
+        if link is not None:
+            link.last_heard = max(link.last_heard, now)
+            if link.down_since is not None:
+                link.down_since = now
+            link.probed_at = now
+
+    def credit_stall(self, stall):
+        """We could not run for C{stall} seconds: that silence is ours, not theirs."""
+        for link in self._links.values():
+            link.last_heard += stall
+            if link.down_since is not None:
+                link.down_since += stall
+
+    def check(self, now, timeout, grace, probe_after):
+        """Return (failing, quiet): links that fail, and links silent long
+        enough to deserve a direct probe (a new Watch) before they fail."""
+        failing = []
+        quiet = []
+        for subject, link in self._links.items():
+            silent = now - link.last_heard
+            if silent > timeout or (
+                    link.down_since is not None and now - link.down_since > grace):
+                failing.append((subject, link))
+            elif silent > probe_after and now - link.probed_at > probe_after:
+                link.probed_at = now
+                quiet.append(subject)
+        return failing, quiet

@@ -1,0 +1,85 @@
+"""Member records and the one rule that orders news about a member.
+
+A member is named by its node name (the name in its certificate). Each start
+of the daemon picks a new *generation*, so a restarted node is never confused
+with its old self; within a generation the node alone raises its
+*incarnation* to refute suspicion (SWIM). News about a member supersedes
+older news by (generation, incarnation, state rank): the same total order on
+every node, so views that see the same news end up equal whatever the order.
+"""
+
+import enum
+import hashlib
+from functools import lru_cache
+
+import attrs
+
+
+class State(enum.Enum):
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+    LEFT = "left"
+
+
+#: At equal (generation, incarnation): suspicion beats alive, death beats
+#: suspicion, and a graceful leave beats a death (it says "do not fail over
+#: as if it crashed"). Only a higher incarnation (a refutation) beats them.
+RANK = {State.ALIVE: 0, State.SUSPECT: 1, State.DEAD: 2, State.LEFT: 3}
+
+#: States whose members sit on the monitoring rings (and are watched).
+IN_RING = frozenset((State.ALIVE, State.SUSPECT))
+
+
+@attrs.frozen(cache_hash=True)
+class Member:
+    """What the cluster agrees on about one node: immutable, shared freely."""
+
+    name: str
+    address: str
+    generation: int
+    incarnation: int
+    state: State
+
+    def evolve(self, **changes):
+        return attrs.evolve(self, **changes)
+
+    @property
+    def in_ring(self):
+        return self.state in IN_RING
+
+    @property
+    def version(self):
+        """(generation, incarnation): which life and which refutation of it."""
+        return (self.generation, self.incarnation)
+
+
+def supersedes(new, old):
+    """Whether news C{new} about a member replaces what we knew (C{old}, or None)."""
+    if old is None:
+        return True
+    if new.generation != old.generation:
+        return new.generation > old.generation
+    if new.incarnation != old.incarnation:
+        return new.incarnation > old.incarnation
+    return RANK[new.state] > RANK[old.state]
+
+
+@lru_cache(maxsize=1 << 17)
+def record_hash(member):
+    """A 64-bit hash of a record, equal on every machine (anti-entropy digests)."""
+    text = "\0".join((
+        member.name, member.address, str(member.generation),
+        str(member.incarnation), member.state.value,
+    ))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+@attrs.frozen
+class MemberInfo:
+    """A member as this node sees it, for the admin shell: record + local history."""
+
+    member: Member
+    #: Monotonic time of the last state change seen here (None: known since start).
+    since: float | None
+    reason: str

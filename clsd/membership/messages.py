@@ -1,0 +1,338 @@
+"""Membership messages: frozen records that become plain JSON-able dicts and back.
+
+Every message is a dict with a ``"type"`` so that the peer layer can carry it
+as one line; ``from_wire`` checks every field and raises L{MessageError}
+naming the field, so a bad peer costs us a closed connection, never a crash.
+Sizes are bounded: a message never carries more than L{MAX_UPDATES} pieces
+of gossip (each with at most L{MAX_REPORTERS} reporters) or
+L{MAX_SYNC_RECORDS} records, so that even with the longest names (63
+characters) and addresses (255) an encoded message stays under 64 KiB
+(tested); with ordinary names a full message is a few KiB.
+"""
+
+import attrs
+
+from clsd.membership.members import Member, State
+
+MAX_UPDATES = 32
+MAX_SYNC_RECORDS = 128
+MAX_REPORTERS = 16
+MAX_NAME = 63
+MAX_ADDRESS = 255
+#: Anti-entropy digests: the name space is cut into this many buckets.
+#: A protocol constant: every node of a cluster must use the same value.
+SYNC_BUCKETS = 64
+
+_STATES = {state.value: state for state in State}
+
+
+class MessageError(ValueError):
+    """A peer sent something that is not a valid membership message."""
+
+
+# -- field readers -------------------------------------------------------
+
+def _field(data, key, where):
+    if not isinstance(data, dict):
+        raise MessageError(f"{where}: must be an object, got {type(data).__name__}")
+    if key not in data:
+        raise MessageError(f"{where}.{key}: missing")
+    return data[key]
+
+
+def _int(data, key, where, minimum=0, maximum=(1 << 64) - 1):
+    value = _field(data, key, where)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MessageError(f"{where}.{key}: must be an integer")
+    if not minimum <= value <= maximum:
+        raise MessageError(f"{where}.{key}: {value} out of range")
+    return value
+
+
+def _str(data, key, where, maxlen):
+    value = _field(data, key, where)
+    if not isinstance(value, str) or not value or len(value) > maxlen:
+        raise MessageError(f"{where}.{key}: must be a string of 1 to {maxlen} characters")
+    return value
+
+
+def _list(data, key, where, maxlen):
+    value = _field(data, key, where)
+    if not isinstance(value, list) or len(value) > maxlen:
+        raise MessageError(f"{where}.{key}: must be a list of at most {maxlen} items")
+    return value
+
+
+def _number(data, key, where):
+    value = _field(data, key, where)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 <= value < 1e9):
+        raise MessageError(f"{where}.{key}: must be a non-negative number")
+    return float(value)
+
+
+def member_to_wire(member):
+    return {
+        "n": member.name, "a": member.address, "g": member.generation,
+        "i": member.incarnation, "s": member.state.value,
+    }
+
+
+def member_from_wire(data, where):
+    state = _str(data, "s", where, 16)
+    if state not in _STATES:
+        raise MessageError(f"{where}.s: unknown state {state!r}")
+    return Member(
+        name=_str(data, "n", where, MAX_NAME),
+        address=_str(data, "a", where, MAX_ADDRESS),
+        generation=_int(data, "g", where),
+        incarnation=_int(data, "i", where),
+        state=_STATES[state],
+    )
+
+
+# -- pieces of gossip ----------------------------------------------------
+
+@attrs.frozen
+class MemberUpdate:
+    """News about one member. C{age}: seconds since a death or leave (for reaping);
+    C{reporters}: the observers whose reports made it dead (the evidence)."""
+
+    member: Member
+    age: float = 0.0
+    reporters: tuple = ()
+
+    @property
+    def key(self):
+        return ("m", self.member.name)
+
+    def to_wire(self):
+        data = member_to_wire(self.member)
+        data["k"] = "m"
+        if self.age:
+            data["age"] = round(self.age, 1)
+        if self.reporters:
+            data["by"] = list(self.reporters)
+        return data
+
+    @classmethod
+    def from_wire(cls, data, where="update"):
+        member = member_from_wire(data, where)
+        age = _number(data, "age", where) if "age" in data else 0.0
+        reporters = ()
+        if "by" in data:
+            items = _list(data, "by", where, MAX_REPORTERS)
+            reporters = tuple(
+                _str({"by": item}, "by", f"{where}.by[{index}]", MAX_NAME)
+                for index, item in enumerate(items)
+            )
+        return cls(member=member, age=age, reporters=reporters)
+
+
+@attrs.frozen
+class Report:
+    """Observer C{observer} cannot reach C{subject} in its life (generation, incarnation)."""
+
+    subject: str
+    generation: int
+    incarnation: int
+    observer: str
+
+    @property
+    def key(self):
+        return ("r", self.subject, self.observer)
+
+    def to_wire(self):
+        return {"k": "r", "n": self.subject, "g": self.generation,
+                "i": self.incarnation, "o": self.observer}
+
+    @classmethod
+    def from_wire(cls, data, where="update"):
+        return cls(
+            subject=_str(data, "n", where, MAX_NAME),
+            generation=_int(data, "g", where),
+            incarnation=_int(data, "i", where),
+            observer=_str(data, "o", where, MAX_NAME),
+        )
+
+
+_UPDATE_KINDS = {"m": MemberUpdate, "r": Report}
+
+
+def _updates_from_wire(data, where):
+    items = _list(data, "updates", where, MAX_UPDATES)
+    result = []
+    for index, item in enumerate(items):
+        here = f"{where}.updates[{index}]"
+        kind = _field(item, "k", here)
+        if kind not in _UPDATE_KINDS:
+            raise MessageError(f"{here}.k: unknown kind {kind!r}")
+        result.append(_UPDATE_KINDS[kind].from_wire(item, here))
+    return tuple(result)
+
+
+# -- messages ------------------------------------------------------------
+
+@attrs.frozen
+class Heartbeat:
+    """Subject to observer, every heartbeat interval: "I am alive (this life)"."""
+
+    TYPE = "m.heartbeat"
+    generation: int
+    incarnation: int
+    updates: tuple = ()
+
+    def to_wire(self):
+        return {"type": self.TYPE, "g": self.generation, "i": self.incarnation,
+                "updates": [u.to_wire() for u in self.updates]}
+
+    @classmethod
+    def from_wire(cls, data):
+        return cls(_int(data, "g", cls.TYPE), _int(data, "i", cls.TYPE),
+                   _updates_from_wire(data, cls.TYPE))
+
+
+@attrs.frozen
+class Gossip:
+    """News pushed to a few neighbours as soon as it is learnt."""
+
+    TYPE = "m.gossip"
+    updates: tuple = ()
+
+    def to_wire(self):
+        return {"type": self.TYPE, "updates": [u.to_wire() for u in self.updates]}
+
+    @classmethod
+    def from_wire(cls, data):
+        return cls(_updates_from_wire(data, cls.TYPE))
+
+
+@attrs.frozen
+class Watch:
+    """Observer to subject: "send me your heartbeats" (answered by one at once)."""
+
+    TYPE = "m.watch"
+
+    def to_wire(self):
+        return {"type": self.TYPE}
+
+    @classmethod
+    def from_wire(cls, data):
+        _field(data, "type", cls.TYPE)
+        return cls()
+
+
+@attrs.frozen
+class Unwatch:
+    """Observer to subject: "I no longer watch you" (the rings changed)."""
+
+    TYPE = "m.unwatch"
+
+    def to_wire(self):
+        return {"type": self.TYPE}
+
+    @classmethod
+    def from_wire(cls, data):
+        _field(data, "type", cls.TYPE)
+        return cls()
+
+
+@attrs.frozen
+class Join:
+    """A starting node to a seed: "here I am" (its own alive record)."""
+
+    TYPE = "m.join"
+    member: Member
+
+    def to_wire(self):
+        return {"type": self.TYPE, "member": member_to_wire(self.member)}
+
+    @classmethod
+    def from_wire(cls, data):
+        return cls(member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member"))
+
+
+@attrs.frozen
+class JoinAck:
+    """The seed's answer: its own record; the member list follows by anti-entropy."""
+
+    TYPE = "m.join-ack"
+    member: Member
+
+    def to_wire(self):
+        return {"type": self.TYPE, "member": member_to_wire(self.member)}
+
+    @classmethod
+    def from_wire(cls, data):
+        return cls(member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member"))
+
+
+@attrs.frozen
+class SyncDigest:
+    """Anti-entropy, step 1: a hash of each bucket of my member list."""
+
+    TYPE = "m.sync-digest"
+    buckets: tuple
+    round: int = 0
+
+    def to_wire(self):
+        return {"type": self.TYPE, "buckets": list(self.buckets), "round": self.round}
+
+    @classmethod
+    def from_wire(cls, data):
+        buckets = _list(data, "buckets", cls.TYPE, SYNC_BUCKETS)
+        if len(buckets) != SYNC_BUCKETS:
+            raise MessageError(f"{cls.TYPE}.buckets: must have {SYNC_BUCKETS} items")
+        values = tuple(
+            _int({"b": b}, "b", f"{cls.TYPE}.buckets[{i}]") for i, b in enumerate(buckets)
+        )
+        return cls(values, _int(data, "round", cls.TYPE, maximum=1 << 16))
+
+
+@attrs.frozen
+class SyncRecords:
+    """Anti-entropy, steps 2 and 3: my records in the buckets that differ.
+
+    C{want}: buckets whose records the other side should send back;
+    C{more}: I had more records than fit, ask again.
+    """
+
+    TYPE = "m.sync-records"
+    records: tuple
+    want: tuple = ()
+    more: bool = False
+    round: int = 0
+
+    def to_wire(self):
+        return {"type": self.TYPE, "records": [r.to_wire() for r in self.records],
+                "want": list(self.want), "more": self.more, "round": self.round}
+
+    @classmethod
+    def from_wire(cls, data):
+        items = _list(data, "records", cls.TYPE, MAX_SYNC_RECORDS)
+        records = tuple(
+            MemberUpdate.from_wire(item, f"{cls.TYPE}.records[{i}]")
+            for i, item in enumerate(items)
+        )
+        want = tuple(
+            _int({"w": w}, "w", f"{cls.TYPE}.want[{i}]", maximum=SYNC_BUCKETS - 1)
+            for i, w in enumerate(_list(data, "want", cls.TYPE, SYNC_BUCKETS))
+        )
+        more = _field(data, "more", cls.TYPE)
+        if not isinstance(more, bool):
+            raise MessageError(f"{cls.TYPE}.more: must be true or false")
+        return cls(records, want, more, _int(data, "round", cls.TYPE, maximum=1 << 16))
+
+
+MESSAGE_TYPES = {
+    cls.TYPE: cls
+    for cls in (Heartbeat, Gossip, Watch, Unwatch, Join, JoinAck, SyncDigest, SyncRecords)
+}
+
+
+def from_wire(data):
+    """Decode one membership message dict; L{MessageError} if it is not valid."""
+    kind = _field(data, "type", "message")
+    if kind not in MESSAGE_TYPES:
+        raise MessageError(f"message.type: unknown membership message {kind!r}")
+    return MESSAGE_TYPES[kind].from_wire(data)

@@ -1,0 +1,199 @@
+"""The monitoring overlay: K rings of hashes over the members (Rapid's K-ring topology).
+
+On ring r every member sits at position hash(r, name). A member's observers
+are its successors on the K rings, its subjects its predecessors: each node
+watches at most K others and is watched by at most K, chosen the same way by
+every node that has the same member list, whatever N is. Every ring is a
+cycle through all members, so news flowing along the links reaches everyone.
+
+Memory: a ring index is an immutable I{snapshot} (sorted positions, shared
+between all nodes of a simulation that hold the same list) plus a small
+private overlay of names added and removed since; L{Rings.compact} folds the
+overlay into a new snapshot, through a L{SnapshotCache} so that nodes folding
+the same changes into the same snapshot share the result.
+"""
+
+import hashlib
+import itertools
+import weakref
+from bisect import bisect_left, bisect_right
+from functools import lru_cache
+
+_MASK = (1 << 64) - 1
+_serials = itertools.count(1)
+
+
+@lru_cache(maxsize=1 << 17)
+def positions(name, k):
+    """The K ring positions of C{name}: 64-bit, the same on every machine."""
+    data = name.encode()
+    return tuple(
+        int.from_bytes(hashlib.blake2b(data, digest_size=8, salt=r.to_bytes(16, "big")).digest(), "big")
+        for r in range(k)
+    )
+
+
+class SnapshotCache:
+    """Shares immutable snapshots between the cores that build the same one.
+
+    A private cache per core is correct; one cache shared by every core of a
+    simulation (or of a many-nodes-in-one-process test) saves the memory of
+    N identical member lists. Entries live as long as some core uses them.
+    """
+
+    def __init__(self):
+        self._entries = weakref.WeakValueDictionary()
+
+    def get_or_build(self, key, build):
+        snapshot = self._entries.get(key)
+        if snapshot is None:
+            snapshot = build()
+            self._entries[key] = snapshot
+        return snapshot
+
+
+class RingSnapshot:
+    __slots__ = ("serial", "k", "keys", "owners", "names", "__weakref__")
+
+    def __init__(self, k, pairs_per_ring, names):
+        self.serial = next(_serials)
+        self.k = k
+        self.keys = [[p for p, _ in pairs] for pairs in pairs_per_ring]
+        self.owners = [[n for _, n in pairs] for pairs in pairs_per_ring]
+        self.names = names
+
+    @classmethod
+    def build(cls, k, names):
+        names = frozenset(names)
+        rings = [sorted((positions(n, k)[r], n) for n in names) for r in range(k)]
+        return cls(k, rings, names)
+
+    def derive(self, added, removed):
+        names = (self.names - removed) | added
+        rings = []
+        for r in range(self.k):
+            pairs = [(p, n) for p, n in zip(self.keys[r], self.owners[r]) if n not in removed]
+            pairs.extend((positions(n, self.k)[r], n) for n in added)
+            pairs.sort()  # two sorted runs: linear for Timsort
+            rings.append(pairs)
+        return RingSnapshot(self.k, rings, names)
+
+
+class Rings:
+    def __init__(self, k, snapshot=None, cache=None):
+        self.k = k
+        self._cache = cache if cache is not None else SnapshotCache()
+        self._base = snapshot if snapshot is not None else RingSnapshot.build(k, ())
+        if self._base.k != k:
+            raise ValueError(f"ring snapshot has {self._base.k} rings, expected {k}")
+        self._added = set()
+        self._removed = set()
+        self._added_keys = [[] for _ in range(k)]
+        self._added_owners = [[] for _ in range(k)]
+
+    # -- membership of the rings ------------------------------------------
+
+    def __contains__(self, name):
+        if name in self._added:
+            return True
+        return name in self._base.names and name not in self._removed
+
+    def __len__(self):
+        return len(self._base.names) - len(self._removed) + len(self._added)
+
+    @property
+    def overlay_size(self):
+        return len(self._added) + len(self._removed)
+
+    @property
+    def snapshot(self):
+        return self._base
+
+    def add(self, name):
+        if name in self:
+            return False
+        if name in self._removed:
+            self._removed.discard(name)
+            return True
+        self._added.add(name)
+        for r, pos in enumerate(positions(name, self.k)):
+            keys = self._added_keys[r]
+            i = bisect_left(keys, pos)
+            keys.insert(i, pos)
+            self._added_owners[r].insert(i, name)
+        return True
+
+    def remove(self, name):
+        if name not in self:
+            return False
+        if name in self._added:
+            self._added.discard(name)
+            for r in range(self.k):
+                owners = self._added_owners[r]
+                i = owners.index(name)
+                del owners[i]
+                del self._added_keys[r][i]
+        else:
+            self._removed.add(name)
+        return True
+
+    def compact(self):
+        """Fold the overlay into a (possibly shared) new snapshot."""
+        if not self._added and not self._removed:
+            return
+        added, removed = frozenset(self._added), frozenset(self._removed)
+        base = self._base
+        self._base = self._cache.get_or_build(
+            ("rings", base.serial, added, removed), lambda: base.derive(added, removed))
+        self._added.clear()
+        self._removed.clear()
+        self._added_keys = [[] for _ in range(self.k)]
+        self._added_owners = [[] for _ in range(self.k)]
+
+    # -- neighbours --------------------------------------------------------
+
+    def observers(self, name):
+        """Distinct successors of C{name} over the K rings (excluding itself)."""
+        return self._neighbours(name, True)
+
+    def subjects(self, name):
+        """Distinct predecessors of C{name} over the K rings: whom it watches."""
+        return self._neighbours(name, False)
+
+    def _neighbours(self, name, forward):
+        result = []
+        for r, pos in enumerate(positions(name, self.k)):
+            found = self._nearest(r, pos, name, forward)
+            if found is not None and found not in result:
+                result.append(found)
+        return result
+
+    def _nearest(self, r, pos, exclude, forward):
+        best = None
+        best_distance = None
+        removed = self._removed
+        for keys, owners in ((self._base.keys[r], self._base.owners[r]),
+                             (self._added_keys[r], self._added_owners[r])):
+            n = len(keys)
+            if not n:
+                continue
+            if forward:
+                i = bisect_right(keys, pos)
+                step = 1
+            else:
+                i = bisect_left(keys, pos) - 1
+                step = -1
+            for _ in range(n):
+                i %= n
+                owner = owners[i]
+                if owner != exclude and (owners is self._added_owners[r] or owner not in removed):
+                    distance = ((keys[i] - pos) if forward else (pos - keys[i])) & _MASK
+                    if best is None or distance < best_distance or (
+                            distance == best_distance and owner < best):
+                        best, best_distance = owner, distance
+                    break
+                i += step
+        return best
+
+
+__all__ = ["RingSnapshot", "Rings", "SnapshotCache", "positions"]

@@ -1,0 +1,65 @@
+"""Timing formulas as pure functions (table-tested in tests/test_membership_timing.py).
+
+All times are seconds on the local monotonic clock; no value here is ever
+compared with another machine's clock.
+"""
+
+import math
+
+
+def retransmit_limit(mult, n):
+    """How many times one node forwards one piece of news: mult * ceil(log10(n + 1)).
+
+    Infection-style dissemination reaches all n nodes with high probability
+    when each node forwards O(log n) times (memberlist's formula).
+    """
+    return mult * max(1, math.ceil(math.log10(n + 1)))
+
+
+def scaled_timeout(base, health_score):
+    """Lifeguard: a node with local health score s waits (s + 1) times longer."""
+    return base * (health_score + 1)
+
+
+def lateness(now, due):
+    """How late a timer fired: the time this process could not run (never negative)."""
+    return max(0.0, now - due)
+
+
+def tolerated_pause(failure_timeout, heartbeat_interval, max_latency):
+    """The longest pause of a node that its observers never notice.
+
+    The last heartbeat before the pause may leave up to one interval before it,
+    and the first one after it needs max_latency to arrive.
+    """
+    return failure_timeout - heartbeat_interval - max_latency
+
+
+def backoff(attempt, initial, maximum, factor=2.0):
+    """Delay before retry number C{attempt} (0-based): exponential, capped."""
+    return min(maximum, initial * factor ** attempt)
+
+
+def quorum_for(observers, quorum):
+    """Reports needed to declare a node failed when it has C{observers} distinct observers.
+
+    Small clusters have fewer distinct observers than rings; then all of them
+    must agree.
+    """
+    return max(1, min(quorum, observers))
+
+
+def expected_detection(link_down_grace, gossip_interval, hops):
+    """Crash detection when the crashed node's connections close (kill, reboot).
+
+    Observers see the link drop at once, report after the grace, and the
+    reports travel C{hops} gossip rounds.
+    """
+    return link_down_grace + hops * gossip_interval
+
+
+def gossip_hops(n, fanout):
+    """Rounds for news to reach n nodes when each node tells C{fanout} others per round."""
+    if n <= 1:
+        return 0
+    return math.ceil(math.log(n) / math.log(fanout + 1))

@@ -1,0 +1,255 @@
+"""The core state machine, one event at a time (no simulator)."""
+
+import random
+
+from twisted.trial import unittest
+
+from clsd.config.membership import MembershipConfig
+from clsd.membership import core as mcore
+from clsd.membership.core import (
+    Connect, Core, Disconnect, ForceRemove, Joined, JoinRequested, LeaveDone, LeaveRequested,
+    LinkDown, LinkUp, MemberChanged, Received, Send, SetTimer, TimerFired,
+)
+from clsd.membership.members import Member, State
+from clsd.membership.messages import (
+    Gossip, Heartbeat, Join, JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords, Watch,
+)
+from clsd.membership.table import build_snapshots
+
+SEED = "127.0.0.12:7400"
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def new_core(name="alpha", address="127.0.0.11:7400", generation=5, **kwargs):
+    return Core(name, address, generation, MembershipConfig(), rng=random.Random(1), **kwargs)
+
+
+def formed(names, me, generation=1):
+    members = [Member(n, f"127.0.0.{i + 2}:7400", generation, 0, State.ALIVE)
+               for i, n in enumerate(names)]
+    snapshot, rings = build_snapshots(members, 8)
+    address = next(m.address for m in members if m.name == me)
+    core = Core(me, address, generation, MembershipConfig(), rng=random.Random(2),
+                snapshot=snapshot, ring_snapshot=rings)
+    return core, core.handle(JoinRequested(), 0.0)
+
+
+class Joining(unittest.TestCase):
+    def test_no_seeds_forms_a_cluster_alone(self):
+        core = new_core()
+        actions = core.handle(JoinRequested(()), 0.0)
+        self.assertEqual(of(actions, Joined), [Joined()])
+        self.assertEqual(len(of(actions, SetTimer)), 1)
+        self.assertTrue(core.joined)
+
+    def test_only_itself_as_seed_forms_alone(self):
+        core = new_core()
+        core.handle(JoinRequested(("127.0.0.11:7400",)), 0.0)
+        self.assertTrue(core.joined)
+
+    def test_with_seeds_it_waits_and_keeps_asking(self):
+        core = new_core()
+        actions = core.handle(JoinRequested((SEED,)), 0.0)
+        self.assertEqual(of(actions, Connect), [Connect(SEED, None)])
+        self.assertFalse(core.joined)
+        actions = core.handle(TimerFired(mcore.TICK), 5.0)
+        self.assertEqual(of(actions, Send), [])  # no connection yet: nothing to ask
+        actions = core.handle(LinkUp("beta", SEED), 6.0)
+        self.assertEqual(of(actions, Send), [Send("beta", Join(core.member("alpha")))])
+        actions = core.handle(TimerFired(mcore.TICK), 9.0)
+        self.assertEqual([s.message for s in of(actions, Send)], [Join(core.member("alpha"))])
+        self.assertFalse(core.joined)
+        beta = Member("beta", SEED, 3, 0, State.ALIVE)
+        actions = core.handle(Received("beta", JoinAck(beta)), 9.1)
+        self.assertTrue(core.joined)
+        self.assertEqual(of(actions, Joined), [Joined()])
+        self.assertEqual(core.member("beta"), beta)
+        # The seed is now a subject too: watched as well as synced with.
+        self.assertEqual(sorted(type(s.message).__name__ for s in of(actions, Send)),
+                         ["SyncDigest", "Watch"])
+        self.assertEqual(of(actions, MemberChanged)[0].reason, "joined")
+
+    def test_a_seed_accepts_a_join_and_answers(self):
+        core = new_core()
+        core.handle(JoinRequested((SEED,)), 0.0)  # itself waiting for its seed
+        gamma = Member("gamma", "127.0.0.13:7400", 1, 0, State.ALIVE)
+        actions = core.handle(Received("gamma", Join(gamma)), 1.0)
+        self.assertEqual(of(actions, Send), [Send("gamma", JoinAck(core.member("alpha")))])
+        self.assertTrue(core.joined)  # being joined is being in a cluster
+        self.assertEqual(core.member("gamma"), gamma)
+
+    def test_a_peer_can_only_join_as_itself(self):
+        core = new_core()
+        core.handle(JoinRequested(()), 0.0)
+        gamma = Member("gamma", "127.0.0.13:7400", 1, 0, State.ALIVE)
+        self.assertEqual(core.handle(Received("mallory", Join(gamma)), 1.0), [])
+        self.assertIsNone(core.member("gamma"))
+
+    def test_messages_before_start_are_ignored(self):
+        core = new_core()
+        self.assertEqual(core.receive("x", Gossip(()), 0.0), [])
+
+
+class Refuting(unittest.TestCase):
+    def setUp(self):
+        self.core, _ = formed([f"n{i}" for i in range(60)], "n0")
+
+    def test_a_report_about_itself_is_refuted(self):
+        actions = self.core.receive("n3", Gossip((Report("n0", 1, 0, "n5"),)), 1.0)
+        self.assertEqual(self.core.incarnation, 1)
+        self.assertEqual(self.core.member("n0").incarnation, 1)
+        self.assertEqual([a.name for a in of(actions, SetTimer)], [mcore.GOSSIP])
+        self.assertEqual(self.core.stats["refutations"], 1)
+
+    def test_news_of_a_previous_life_is_ignored(self):
+        old = Member("n0", "127.0.0.2:7400", 0, 7, State.DEAD)
+        self.core.receive("n3", Gossip((MemberUpdate(old),)), 1.0)
+        self.assertEqual(self.core.incarnation, 0)
+
+    def test_a_suspect_refutation_clears_reports(self):
+        core = self.core
+        core.receive("n3", Gossip((Report("n4", 1, 0, "n5"),)), 1.0)
+        self.assertIs(core.member("n4").state, State.SUSPECT)
+        actions = core.receive("n3", Gossip((MemberUpdate(
+            Member("n4", "127.0.0.6:7400", 1, 1, State.ALIVE)),)), 2.0)
+        self.assertIs(core.member("n4").state, State.ALIVE)
+        self.assertEqual(of(actions, MemberChanged)[0].reason,
+                         "refuted suspicion (incarnation 1)")
+
+    def test_h_reports_from_healthy_observers_make_a_death(self):
+        core = self.core
+        observers = core.observers_of("n7")
+        self.assertGreaterEqual(len(observers), 6)
+        reports = tuple(Report("n7", 1, 0, o) for o in observers[:5])
+        core.receive("n3", Gossip(reports), 1.0)
+        self.assertIs(core.member("n7").state, State.SUSPECT)
+        actions = core.receive("n3", Gossip((Report("n7", 1, 0, observers[5]),)), 1.1)
+        self.assertIs(core.member("n7").state, State.DEAD)
+        change = of(actions, MemberChanged)[0]
+        self.assertIn(f"(6 of {len(observers)} observers)", change.reason)
+
+    def test_a_death_announced_without_evidence_is_only_a_suspicion(self):
+        dead = Member("n7", "127.0.0.9:7400", 1, 0, State.DEAD)
+        self.core.receive("n3", Gossip((MemberUpdate(dead, 0.0, ("n1",)),)), 1.0)
+        self.assertIs(self.core.member("n7").state, State.SUSPECT)
+        # ... until nobody refutes it for suspicion_timeout.
+        self.core.handle(TimerFired(mcore.TICK), 12.0)
+        self.assertIs(self.core.member("n7").state, State.DEAD)
+
+
+class Watching(unittest.TestCase):
+    def test_watch_is_answered_and_heartbeats_follow(self):
+        core, _ = formed(["a", "b", "c"], "a")
+        core.handle(LinkUp("b", "127.0.0.3:7400"), 0.1)
+        actions = core.receive("b", Watch(), 0.2)
+        self.assertEqual(of(actions, Send), [Send("b", Heartbeat(1, 0))])
+        actions = core.handle(TimerFired(mcore.TICK), 1.0)
+        self.assertIn(Send("b", Heartbeat(1, 0)), actions)
+        core.handle(LinkDown("b"), 1.5)
+        self.assertNotIn("b", core.watchers)
+
+    def test_subjects_are_connected_and_watched(self):
+        core, actions = formed([f"n{i}" for i in range(20)], "n0")
+        self.assertEqual(sorted(c.name for c in of(actions, Connect)), sorted(core.subjects))
+        subject = core.subjects[0]
+        actions = core.handle(LinkUp(subject, core.member(subject).address), 0.1)
+        self.assertEqual(of(actions, Send), [Send(subject, Watch())])
+
+    def test_a_closed_link_is_reported_after_the_grace(self):
+        core, _ = formed([f"n{i}" for i in range(20)], "n0")
+        for name in core.subjects:
+            core.handle(LinkUp(name, core.member(name).address), 0.1)
+        subject = core.subjects[0]
+        actions = core.handle(LinkDown(subject), 2.0)
+        check = of(actions, SetTimer)[0]
+        self.assertEqual(check.name, mcore.CHECK)
+        self.assertAlmostEqual(check.at, 3.0, places=2)
+        core.handle(TimerFired(mcore.CHECK), check.at)
+        self.assertIs(core.member(subject).state, State.SUSPECT)
+        self.assertEqual(core.stats["reports"], 1)
+
+    def test_a_late_tick_does_not_blame_the_subjects(self):
+        core, actions = formed([f"n{i}" for i in range(20)], "n0")
+        first = of(actions, SetTimer)[0].at
+        for subject in core.subjects:
+            core.handle(LinkUp(subject, core.member(subject).address), 0.01)
+        core.handle(TimerFired(mcore.TICK), first + 30.0)  # we were frozen for 30 s
+        self.assertEqual(core.stats["reports"], 0)
+        self.assertGreater(core.health_score, 0)
+
+
+class Leaving(unittest.TestCase):
+    def test_leave_is_announced_then_done(self):
+        core, _ = formed(["a", "b", "c"], "a")
+        core.handle(LinkUp("b", "127.0.0.3:7400"), 0.1)
+        actions = core.handle(LeaveRequested(), 1.0)
+        left = MemberUpdate(core.member("a"))
+        self.assertIs(left.member.state, State.LEFT)
+        self.assertIn(Send("b", Gossip((left,))), actions)
+        self.assertEqual(of(actions, SetTimer)[0].name, mcore.LEAVE)
+        actions = core.handle(TimerFired(mcore.LEAVE), 2.0)
+        self.assertEqual(of(actions, LeaveDone), [LeaveDone()])
+        self.assertTrue(of(actions, Disconnect))
+        # A leaving node does not refute.
+        core.receive("b", Gossip((Report("a", 1, 0, "b"),)), 2.5)
+        self.assertEqual(core.incarnation, 0)
+
+    def test_force_remove_requires_a_dead_member(self):
+        core, _ = formed(["a", "b", "c"], "a")
+        with self.assertRaises(mcore.MembershipError):
+            core.handle(ForceRemove("b"), 1.0)
+
+
+class AntiEntropy(unittest.TestCase):
+    def test_two_different_lists_become_equal(self):
+        one, _ = formed([f"n{i}" for i in range(30)], "n0")
+        two = new_core("x0", "127.0.0.99:7400", 1)
+        two.handle(JoinRequested(()), 0.0)
+        pending = [("x0", "n0", SyncDigest(two.digest()))]
+        cores = {"n0": one, "x0": two}
+        for _ in range(50):
+            if not pending:
+                break
+            sender, to, message = pending.pop(0)
+            for action in cores[to].receive(sender, message, 1.0):
+                if isinstance(action, Send) and isinstance(action.message, (SyncDigest,
+                                                                            SyncRecords)):
+                    pending.append((to, action.to, action.message))
+        self.assertEqual(one.digest(), two.digest())
+        self.assertEqual(len(two), 31)
+
+
+class BadEvents(unittest.TestCase):
+    def test_unknown_event(self):
+        self.assertRaises(TypeError, new_core().handle, object(), 0.0)
+
+
+class NoSyncStorm(unittest.TestCase):
+    def test_rejected_records_start_no_follow_up(self):
+        core, _ = formed([f"n{i}" for i in range(10)], "n0")
+        stale = Member("n3", "127.0.0.5:7400", 0, 0, State.DEAD)  # an older life
+        before = core._next_sync
+        actions = core.receive("n1", SyncRecords((MemberUpdate(stale),), (), True, 0), 1.0)
+        self.assertEqual(of(actions, Send), [])
+        self.assertEqual(core._next_sync, before)
+
+    def test_accepted_records_are_followed_up(self):
+        core, _ = formed([f"n{i}" for i in range(10)], "n0")
+        newer = Member("n3", "127.0.0.5:7400", 2, 0, State.ALIVE)  # a restart
+        actions = core.receive("n1", SyncRecords((MemberUpdate(newer),), (), True, 0), 1.0)
+        self.assertEqual([type(a.message) for a in of(actions, Send)], [SyncDigest])
+        self.assertEqual(of(actions, MemberChanged)[0].reason, "restarted (generation 2)")
+
+
+class UnverifiedDeath(unittest.TestCase):
+    def test_the_suspicion_is_gossiped_so_the_member_can_refute(self):
+        core, _ = formed([f"n{i}" for i in range(30)], "n0")
+        dead = Member("n7", "127.0.0.9:7400", 1, 0, State.DEAD)
+        actions = core.receive("n3", Gossip((MemberUpdate(dead, 0.0, ("n1",)),)), 1.0)
+        self.assertIs(core.member("n7").state, State.SUSPECT)
+        self.assertEqual([a.name for a in of(actions, SetTimer)], [mcore.GOSSIP])
+        queued = core._queue.take(16, 10)
+        self.assertIn(MemberUpdate(dead.evolve(state=State.SUSPECT)), queued)

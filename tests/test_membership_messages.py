@@ -1,0 +1,97 @@
+"""Messages to wire dicts and back; every malformed input is a MessageError."""
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial import unittest
+
+from clsd.membership.members import Member, State
+from clsd.membership.messages import (
+    MAX_REPORTERS, MAX_SYNC_RECORDS, MAX_UPDATES, SYNC_BUCKETS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, MessageError,
+    Report, SyncDigest, SyncRecords, Unwatch, Watch, from_wire,
+)
+
+ALPHA = Member("alpha", "127.0.0.11:7400", 17, 3, State.SUSPECT)
+
+
+def roundtrip(message):
+    return from_wire(json.loads(json.dumps(message.to_wire())))
+
+
+class RoundTrip(unittest.TestCase):
+    def test_every_message(self):
+        updates = (MemberUpdate(ALPHA), MemberUpdate(ALPHA.evolve(state=State.DEAD), 12.5,
+                                                     ("beta", "gamma")),
+                   Report("alpha", 17, 3, "beta"))
+        for message in [
+            Heartbeat(17, 3), Heartbeat(17, 3, updates), Gossip(updates), Watch(), Unwatch(),
+            Join(ALPHA), JoinAck(ALPHA), SyncDigest(tuple(range(SYNC_BUCKETS)), 2),
+            SyncRecords((MemberUpdate(ALPHA),), (1, 5), True, 3),
+        ]:
+            self.assertEqual(roundtrip(message), message)
+            self.assertIsInstance(message.to_wire()["type"], str)
+
+    def test_the_largest_messages_stay_under_64_kib(self):
+        name, reporter = "n" * 63, "r" * 63
+        worst = Member(name, "a" * 255, 2**64 - 1, 2**64 - 1, State.SUSPECT)
+        update = MemberUpdate(worst, 999999.9, (reporter,) * MAX_REPORTERS)
+        gossip = Heartbeat(2**64 - 1, 2**64 - 1, (update,) * MAX_UPDATES)
+        sync = SyncRecords((MemberUpdate(worst, 999999.9),) * MAX_SYNC_RECORDS,
+                           tuple(range(SYNC_BUCKETS)), True, 1 << 16)
+        for message in (gossip, sync, SyncDigest((2**64 - 1,) * SYNC_BUCKETS, 1 << 16)):
+            self.assertLess(len(json.dumps(message.to_wire()).encode()), 64 * 1024)
+            self.assertEqual(roundtrip(message), message)
+
+
+class Rejected(unittest.TestCase):
+    def assertRejected(self, data, fragment):
+        with self.assertRaises(MessageError) as caught:
+            from_wire(data)
+        self.assertIn(fragment, str(caught.exception))
+
+    def test_mistakes_name_the_field(self):
+        good = Heartbeat(1, 2, (MemberUpdate(ALPHA),)).to_wire()
+        self.assertRejected({"type": "m.nope"}, "unknown membership message")
+        self.assertRejected({}, "message.type: missing")
+        self.assertRejected([], "must be an object")
+        self.assertRejected(dict(good, g="1"), "m.heartbeat.g: must be an integer")
+        self.assertRejected(dict(good, g=-1), "m.heartbeat.g: -1 out of range")
+        self.assertRejected(dict(good, i=True), "m.heartbeat.i: must be an integer")
+        bad_update = dict(good["updates"][0], s="zombie")
+        self.assertRejected(dict(good, updates=[bad_update]), "m.heartbeat.updates[0].s")
+        self.assertRejected(dict(good, updates=[{"k": "x"}]), "unknown kind")
+        self.assertRejected(dict(good, updates=[good["updates"][0]] * (MAX_UPDATES + 1)),
+                            f"at most {MAX_UPDATES}")
+        self.assertRejected(dict(good, updates=[dict(good["updates"][0], n="x" * 64)]),
+                            ".n: must be a string of 1 to 63")
+        self.assertRejected({"type": "m.sync-digest", "buckets": [0] * 3, "round": 0},
+                            "must have 64 items")
+        self.assertRejected({"type": "m.sync-records", "records": [], "want": [64],
+                             "more": False, "round": 0}, "want[0]")
+        self.assertRejected({"type": "m.sync-records", "records": [], "want": [],
+                             "more": 1, "round": 0}, "more: must be true or false")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["type", "g", "i", "n", "a", "s", "k", "o", "updates",
+                                       "member", "buckets", "round", "records", "want",
+                                       "more", "age", "by"]), children, max_size=6),
+    max_leaves=20)
+
+
+class Fuzz(unittest.TestCase):
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.sampled_from(["m.heartbeat", "m.gossip", "m.watch", "m.join", "m.join-ack",
+                            "m.sync-digest", "m.sync-records", "x"]),
+           st.dictionaries(st.sampled_from(["g", "i", "updates", "member", "buckets", "round",
+                                            "records", "want", "more"]), json_values))
+    def test_only_message_errors(self, kind, data):
+        data = dict(data, type=kind)
+        try:
+            message = from_wire(data)
+        except MessageError:
+            return
+        self.assertEqual(from_wire(message.to_wire()), message)

@@ -1,0 +1,46 @@
+"""Table tests of the timing formulas."""
+
+from twisted.trial import unittest
+
+from clsd.membership import timing
+
+
+class Formulas(unittest.TestCase):
+    def test_retransmit_limit(self):
+        # (mult, n, limit): mult * ceil(log10(n + 1)), at least mult.
+        for mult, n, expected in [
+            (4, 0, 4), (4, 1, 4), (4, 9, 4), (4, 10, 8), (4, 64, 8),
+            (4, 99, 8), (4, 100, 12), (4, 1024, 16), (4, 10000, 20), (3, 1000, 12),
+        ]:
+            self.assertEqual(timing.retransmit_limit(mult, n), expected, (mult, n))
+
+    def test_scaled_timeout(self):
+        for base, score, expected in [(4.0, 0, 4.0), (4.0, 1, 8.0), (4.0, 7, 32.0), (0.5, 3, 2.0)]:
+            self.assertEqual(timing.scaled_timeout(base, score), expected)
+
+    def test_lateness(self):
+        for now, due, expected in [(10.0, 9.0, 1.0), (10.0, 10.0, 0.0), (9.0, 10.0, 0.0)]:
+            self.assertEqual(timing.lateness(now, due), expected)
+
+    def test_tolerated_pause(self):
+        for timeout, interval, latency, expected in [
+            (4.0, 1.0, 0.0, 3.0), (4.0, 1.0, 0.5, 2.5), (10.0, 2.0, 0.001, 7.999),
+        ]:
+            self.assertAlmostEqual(timing.tolerated_pause(timeout, interval, latency), expected)
+
+    def test_backoff(self):
+        for attempt, expected in [(0, 0.5), (1, 1.0), (2, 2.0), (5, 16.0), (6, 30.0), (20, 30.0)]:
+            self.assertEqual(timing.backoff(attempt, 0.5, 30.0), expected)
+
+    def test_quorum_for(self):
+        # Fewer distinct observers than H: all of them.
+        for observers, quorum, expected in [(8, 6, 6), (10, 6, 6), (5, 6, 5), (1, 6, 1), (0, 6, 1)]:
+            self.assertEqual(timing.quorum_for(observers, quorum), expected)
+
+    def test_gossip_hops(self):
+        for n, fanout, expected in [(1, 3, 0), (2, 3, 1), (4, 3, 1), (64, 3, 3), (1024, 3, 5),
+                                    (10000, 3, 7)]:
+            self.assertEqual(timing.gossip_hops(n, fanout), expected, n)
+
+    def test_expected_detection(self):
+        self.assertAlmostEqual(timing.expected_detection(1.0, 0.2, 5), 2.0)
