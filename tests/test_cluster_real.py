@@ -108,3 +108,55 @@ class ThreeNodes(unittest.TestCase):
         for name in survivors:
             self.assertEqual(member_states(launcher, name)[survivors[0] if name != survivors[0]
                                                           else survivors[1]][0], "alive")
+
+
+def mutual_standby_part(node, launcher):
+    """doc/examples/mutual-standby: alpha runs A, beta runs B, each stands by for the other."""
+    from clsd.testing.launcher import protected_service_part
+
+    part = {"quorum": {"voters": list(launcher.nodes), "lease": 2.0, "drift_margin": 0.1}}
+    if node.name == "witness":
+        return part
+    priorities = {"alpha": {"A": 100, "B": 50}, "beta": {"A": 50, "B": 100}}[node.name]
+    services = []
+    for cluster in ("A", "B"):
+        services += protected_service_part(f"system-{cluster.lower()}", cluster=None)(
+            node, launcher)["service"]
+    part["service"] = services
+    part["cluster"] = [{"id": c, "service": f"system-{c.lower()}", "priority": p}
+                       for c, p in priorities.items()]
+    return part
+
+
+class MutualStandby(unittest.TestCase):
+    def test_kill_of_the_owner_fails_over_without_overlap(self):
+        self.cleanups = Cleanups()
+        self.addCleanup(self.cleanups.run_all)
+        directory = os.path.abspath(self.mktemp())
+        certs = os.path.join(directory, "certs")
+        init_authority(certs)
+        launcher = Launcher(directory, ["alpha", "beta", "witness"], cleanups=self.cleanups)
+        self.addCleanup(launcher.teardown)
+        ports = {}
+        for name in launcher.nodes:
+            issue_node(certs, name, ip_addresses=[launcher.address(name)])
+            ports[name] = free_port(launcher.address(name))
+        launcher.template = ConfigTemplate().with_part(cluster_part(certs, ports)).with_part(
+            mutual_standby_part)
+        launcher.start_all()
+        try:
+            a = launcher.wait_running("alpha", "A", timeout=60)
+            launcher.wait_running("beta", "B", timeout=60)
+            killed_at = time.monotonic()
+            launcher.kill("alpha")
+            moved = launcher.wait_running("beta", "A", exclude=(a.instance,), timeout=60)
+        except Exception:
+            for name in launcher.nodes:
+                print(f"--- {name}")
+                print(launcher.log_tail(name, 60))
+            raise
+        print(f"\nA failed over to beta {moved.start - killed_at:.2f} s after kill -9 of alpha")
+        report = launcher.check()
+        self.assertEqual(report.overlaps, ())
+        self.assertEqual(report.stale_actions, ())
+        self.assertEqual(report.epoch_reuses, ())
