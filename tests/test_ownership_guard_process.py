@@ -296,7 +296,10 @@ class GuardProcessTests(unittest.TestCase):
         # A signal to the daemon's whole process group does not reach the guard.
         os.killpg(feeder.pid, signal.SIGKILL)
         self.assertIsNotNone(wait_until(lambda: not group_alive(self.service_pid), timeout=10))
-        self.assertIn(f"eof-killed {self.service_pid}", self.guard_reports())
+        # The guard reports after its kill: wait for the line, not just the death.
+        report = f"eof-killed {self.service_pid}"
+        wait_until(lambda: report in self.guard_reports(), timeout=5)
+        self.assertIn(report, self.guard_reports())
 
 
 def _zombie(pid):
