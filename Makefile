@@ -1,4 +1,4 @@
-# The two commands of the quick start: `make demo` and `make test`.
+# The commands of the quick start: `make demo` and `make test`.
 # Both create .venv when it is missing and install CLSD into it.
 
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test soak bench clean
+.PHONY: venv demo demo-cluster test soak bench clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml setup.py
 
 venv: $(STAMP)
 
+# `make demo`: three nodes, a kill -9 and a failover, then everything stops.
+# `make demo-cluster` (= `make demo DEMO_ARGS=--keep`): the cluster stays up
+# for exploring with ssh until Ctrl-C. `make demo DEMO_ARGS=--single`: one node.
 demo: $(STAMP)
 	$(PY) -m clsd.demo $(DEMO_ARGS)
+
+demo-cluster: $(STAMP)
+	$(PY) -m clsd.demo --keep $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) tools/run_tests.py $(TESTS)
