@@ -131,6 +131,11 @@ class ShellClusterTests(unittest.TestCase):
         self.assertEqual(first.cluster, "A")
         self.assertIsInstance(first.epoch, int)
         await task.deferLater(reactor, 1.0, lambda: None)  # a few renewals
+        states = {name: node["ownership"].status()["clusters"][0]["state"]
+                  for name, node in self.nodes.items()}
+        # The successor polls alpha's lease (its phase is "acquiring"): it stands by.
+        self.assertEqual(states, {"alpha": "running", "beta": "standing-by",
+                                  "gamma": "standing-by"})
         alpha = self.nodes["alpha"]
         pid = alpha["runner"].pid
         self.assertEqual(pid, first.pid)
