@@ -175,24 +175,24 @@ class ManholeBudgetConfigTests(unittest.TestCase):
             self.assertIn(fragment, str(error))
 
     def test_default(self):
-        self.assertEqual(self.parse().manhole_budget, 0.25)
+        self.assertEqual(self.parse().manhole_budget, 0.1)
         text = '[node]\nname = "alpha"\ndata_dir = "/var/lib/x"\n'
-        self.assertEqual(parse_config(text, "clsd.toml").admin.manhole_budget, 0.25)
+        self.assertEqual(parse_config(text, "clsd.toml").admin.manhole_budget, 0.1)
 
     def test_default_lowered_for_a_short_lease(self):
-        # T = 1 s, m = 0.1 s: half of T/3 - m is 0.1167 s.
+        # T = 1 s: T/16 = 0.0625 s.
         admin = self.parse(extra='[quorum]\nvoters = ["alpha"]\nlease = 1.0\n')
-        self.assertAlmostEqual(admin.manhole_budget, (1.0 / 3 - 0.1) / 2)
+        self.assertAlmostEqual(admin.manhole_budget, 1.0 / 16)
 
     def test_explicit_value_kept(self):
         self.assertEqual(self.parse("manhole_budget = 0.1").manhole_budget, 0.1)
         self.assertEqual(self.parse("manhole_budget = 0.5",
-                                    '[quorum]\nvoters = ["alpha"]\nlease = 6.0\n').manhole_budget,
+                                    '[quorum]\nvoters = ["alpha"]\nlease = 10.0\n').manhole_budget,
                          0.5)
 
     def test_too_long_for_the_default_lease(self):
-        self.assertMistake("manhole_budget = 0.3", '[quorum]\nvoters = ["alpha"]\n',
-                           "must be at most 0.283 s", "lease/3 - drift_margin", "got 0.3")
+        self.assertMistake("manhole_budget = 0.2", '[quorum]\nvoters = ["alpha"]\n',
+                           "must be at most 0.125 s", "quorum.lease/16", "got 0.2")
 
     def test_too_long_for_membership(self):
         # No quorum: only membership bounds it, (4 - 1) / 4 = 0.75 s.

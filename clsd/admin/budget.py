@@ -25,29 +25,45 @@ import threading
 import time
 
 #: Default budget per manhole input: long enough for any inspection of
-#: in-memory state (microseconds to milliseconds), short enough that the
-#: stall it allows is about a quarter of what a lease can absorb. With the
-#: default lease (T = 2 s, drift margin m = 0.1 s) a holder that renews late
-#: by up to T/3 - m = 0.57 s still renews before it must stop, so the limit
-#: (L{budget_limit}) is half of that, 0.28 s; 0.25 s sits under it.
-DEFAULT_MANHOLE_BUDGET = 0.25
+#: in-memory state (microseconds to milliseconds), short enough that a lease
+#: round caught by it still completes. A round that gets no majority within
+#: T/8 (0.25 s with the default lease T = 2 s) fails, and after a stall the
+#: reactor runs its due timers before it reads the answers waiting in its
+#: sockets, so a stall must stay well under T/8: the limit (L{budget_limit})
+#: is T/16 = 0.125 s, and 0.1 s sits under it. Measured: a 0.25 s budget with
+#: back-to-back inputs cost a node its lease (doc/admin.md).
+DEFAULT_MANHOLE_BUDGET = 0.1
 
 #: Never less than this: below it the budget is eaten by the interpreter.
 MIN_MANHOLE_BUDGET = 0.01
+
+#: The share of wall time manhole input may take: after an input that ran
+#: for t seconds, the next waits t * (1/DUTY - 1) (and at least one reactor
+#: turn). An interrupted input (0.1 s) is followed by 0.4 s in which lease
+#: rounds (T/8 = 0.25 s) complete, so pasted or repeated blocking lines
+#: cannot add up into a stall.
+DUTY = 0.2
 
 
 def budget_limit(lease=None, drift_margin=None, heartbeat_interval=1.0, failure_timeout=4.0):
     """The longest budget that keeps a node's leases and membership safe, in seconds.
 
-    Half of the renewal slack T/3 - m (a renewal delayed by one budget still
-    has half its slack left for a retry), and a quarter of the pause that
-    membership ignores (failure_timeout - heartbeat_interval). C{lease} is
-    C{None} when the node has no [quorum] (no leases).
+    Half a lease round's timeout (T/16: a round sent just before a stall
+    still has half its time for the answers), half of the renewal slack
+    T/3 - m, and a quarter of the pause that membership ignores
+    (failure_timeout - heartbeat_interval). C{lease} is C{None} when the node
+    has no [quorum] (no leases).
     """
     limits = [(failure_timeout - heartbeat_interval) / 4]
     if lease is not None:
+        limits.append(lease / 16)
         limits.append((lease / 3 - drift_margin) / 2)
     return min(limits)
+
+
+def cool_down(spent):
+    """How long input waits after an input that ran for C{spent} seconds (see L{DUTY})."""
+    return spent * (1 / DUTY - 1)
 
 
 #: After the first interruption, code that swallowed it is interrupted again
@@ -80,8 +96,9 @@ class ReactorTimeBudget:
     The alarm can never fire outside a L{run}: the timer is armed only inside
     it, cancelled in its C{finally}, and the handler raises only while the
     C{_armed} flag is set (a signal already on its way when the timer is
-    cancelled finds the flag down and does nothing). The previous SIGALRM
-    handler and any timer that was running are put back afterwards.
+    cancelled finds the flag down and does nothing) and never in the frames
+    of L{run} itself, so its clean-up cannot be cut short. The previous
+    SIGALRM handler and any timer that was running are put back afterwards.
     """
 
     def __init__(self, seconds=DEFAULT_MANHOLE_BUDGET):
@@ -89,6 +106,8 @@ class ReactorTimeBudget:
             raise ValueError(f"the manhole budget must be positive, got {seconds!r}")
         self.seconds = seconds
         self._armed = False
+        #: Wall time the last L{run} took, in seconds.
+        self.last_spent = 0.0
 
     def unavailable(self):
         """Why the budget cannot be enforced here, or C{None} when it can."""
@@ -105,7 +124,11 @@ class ReactorTimeBudget:
         in its banner).
         """
         if self.unavailable() is not None or self._armed:
-            return f(*args, **kwargs)
+            started = time.monotonic()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                self.last_spent = time.monotonic() - started
         previous_handler = signal.signal(signal.SIGALRM, self._alarm)
         if previous_handler is None:  # installed from C, not Python: put the default back
             previous_handler = signal.SIG_DFL
@@ -114,25 +137,33 @@ class ReactorTimeBudget:
         try:
             self._armed = True
             signal.setitimer(signal.ITIMER_REAL, self.seconds, REPEAT)
-            return f(*args, **kwargs)
+            return _call(f, args, kwargs)
         finally:
-            self._disarm(previous_handler, previous_timer, time.monotonic() - started)
+            self._disarm(previous_handler, previous_timer, started)
 
-    def _disarm(self, previous_handler, previous_timer, elapsed):
-        while True:
-            try:
-                # The flag first: from here on, a late SIGALRM is harmless.
-                self._armed = False
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous_handler)
-                delay, interval = previous_timer
-                if delay > 0:
-                    signal.setitimer(signal.ITIMER_REAL, max(delay - elapsed, 1e-3), interval)
-                return
-            except ManholeInterrupted:
-                # The alarm landed before the flag went down; do it again.
-                continue
+    def _disarm(self, previous_handler, previous_timer, started):
+        # The alarm handler never raises in this frame or in run()'s, so
+        # nothing here can be cut short.
+        self._armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        elapsed = self.last_spent = time.monotonic() - started
+        signal.signal(signal.SIGALRM, previous_handler)
+        delay, interval = previous_timer
+        if delay > 0:
+            signal.setitimer(signal.ITIMER_REAL, max(delay - elapsed, 1e-3), interval)
 
     def _alarm(self, signum, frame):
-        if self._armed:
+        # Raising while run() sets up or cleans up could leave the timer
+        # running: skip those frames (the timer repeats every REPEAT s, so
+        # code still running after run() hands over is interrupted next time).
+        if self._armed and (frame is None or frame.f_code not in _NOT_INTERRUPTIBLE):
             raise ManholeInterrupted(interrupted_message(self.seconds))
+
+
+def _call(f, args, kwargs):
+    # Its own frame: a C function (time.sleep) called from here is interrupted
+    # with this frame current, which is not one of run()'s.
+    return f(*args, **kwargs)
+
+
+_NOT_INTERRUPTIBLE = frozenset({ReactorTimeBudget.run.__code__, ReactorTimeBudget._disarm.__code__})

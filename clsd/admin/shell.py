@@ -15,7 +15,7 @@ audit log, and that knows how to end the session:
 from twisted.conch import manhole, recvline
 from twisted.internet import protocol, threads
 
-from clsd.admin.budget import ManholeInterrupted, ReactorTimeBudget
+from clsd.admin.budget import ManholeInterrupted, ReactorTimeBudget, cool_down
 from clsd.admin.commands import EXIT_OK, EXIT_USAGE, ROLE_ADMIN
 
 #: Lines of the non-terminal shell longer than this end the session: no
@@ -249,8 +249,8 @@ class AdminManhole(manhole.ColoredManhole):
 
     Each input line runs under C{budget} (a L{ReactorTimeBudget}); after a
     line has run, the keys that follow it (pasted input) wait for the next
-    turn of the reactor, so many pasted lines cannot add their budgets up
-    into one long stall. Ctrl-D (or Ctrl-\\) leaves it through C{on_quit}
+    turn of the reactor, and four times as long as the line ran, so many
+    pasted lines cannot add their budgets up into one long stall. Ctrl-D (or Ctrl-\\) leaves it through C{on_quit}
     (back to the admin shell, or the end of the session) instead of dropping
     the connection.
     """
@@ -299,13 +299,16 @@ class AdminManhole(manhole.ColoredManhole):
 
     def lineReceived(self, line):
         self.host.manhole_line(line.decode("utf-8", "replace"))
+        self.budget.last_spent = 0.0  # an incomplete line runs nothing
         try:
             super().lineReceived(line)
         finally:
-            # Whatever follows waits until the reactor has had a turn.
+            # Whatever follows waits until the reactor has had a turn, and
+            # for longer after a slow input (see clsd.admin.budget.DUTY).
             if self._held is None:
                 self._held = []
-                self._release_call = self.reactor.callLater(0, self._release)
+                self._release_call = self.reactor.callLater(
+                    cool_down(self.budget.last_spent), self._release)
 
     def _release(self):
         held, self._held, self._release_call = self._held, None, None

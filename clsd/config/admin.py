@@ -87,8 +87,8 @@ def settle_manhole_budget(source, admin, quorum, membership):
     else:
         limit = budget_limit(quorum.lease, quorum.drift_margin,
                              membership.heartbeat_interval, membership.failure_timeout)
-        why = ("half of quorum.lease/3 - drift_margin, and a quarter of "
-               "membership.failure_timeout - heartbeat_interval")
+        why = ("quorum.lease/16, half a lease round's timeout; half of quorum.lease/3 - "
+               "drift_margin; a quarter of membership.failure_timeout - heartbeat_interval")
     if admin.manhole_budget is None:
         return attrs.evolve(admin, manhole_budget=min(DEFAULT_MANHOLE_BUDGET, limit))
     if admin.manhole_budget > limit:
