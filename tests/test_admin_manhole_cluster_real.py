@@ -204,12 +204,12 @@ class UnprotectedStallForContrast(unittest.TestCase):
         finally:
             launcher.resume("alpha")
         moved = launcher.wait_running("beta", "A", timeout=60)
-        dead = [e["mono"] - frozen_at for e in events(launcher, "beta")
+        dead = [(e["fields"]["state"], e["mono"] - frozen_at) for e in events(launcher, "beta")
                 if e["kind"] == "member" and e["subject"] == "alpha"
                 and e["mono"] > frozen_at and e["fields"].get("state") in ("suspect", "dead")]
         print(f"\nalpha frozen 10 s: A started on beta {moved.start - frozen_at:.2f} s "
               "after the freeze; beta's member events about alpha at "
-              + ", ".join(f"{t:.2f} s" for t in dead))
+              + ", ".join(f"{state} {t:.2f} s" for state, t in dead))
         self.assertLess(moved.start - frozen_at, 10.0)
         report = launcher.check()
         self.assertEqual(report.overlaps, ())
