@@ -156,3 +156,53 @@ class AdminConfigTests(unittest.TestCase):
             parse_config('admin = 3\n[node]\nname = "alpha"\n', "clsd.toml")
         self.assertEqual(caught.exception.path, "admin")
         self.assertIn("must be a table", str(caught.exception))
+
+
+class ManholeBudgetConfigTests(unittest.TestCase):
+    """``admin.manhole_budget``: default, limits from the lease and membership timing."""
+
+    def parse(self, admin_toml="", extra=""):
+        text = (f'[node]\nname = "alpha"\ndata_dir = "/var/lib/x"\n\n[admin]\n{admin_toml}\n'
+                f"{extra}")
+        return parse_config(text, "clsd.toml").admin
+
+    def assertMistake(self, admin_toml, extra, *fragments):
+        with self.assertRaises(ConfigError) as caught:
+            self.parse(admin_toml, extra)
+        error = caught.exception
+        self.assertEqual(error.path, "admin.manhole_budget", str(error))
+        for fragment in fragments:
+            self.assertIn(fragment, str(error))
+
+    def test_default(self):
+        self.assertEqual(self.parse().manhole_budget, 0.1)
+        text = '[node]\nname = "alpha"\ndata_dir = "/var/lib/x"\n'
+        self.assertEqual(parse_config(text, "clsd.toml").admin.manhole_budget, 0.1)
+
+    def test_default_lowered_for_a_short_lease(self):
+        # T = 1 s: T/16 = 0.0625 s.
+        admin = self.parse(extra='[quorum]\nvoters = ["alpha"]\nlease = 1.0\n')
+        self.assertAlmostEqual(admin.manhole_budget, 1.0 / 16)
+
+    def test_explicit_value_kept(self):
+        self.assertEqual(self.parse("manhole_budget = 0.1").manhole_budget, 0.1)
+        self.assertEqual(self.parse("manhole_budget = 0.5",
+                                    '[quorum]\nvoters = ["alpha"]\nlease = 10.0\n').manhole_budget,
+                         0.5)
+
+    def test_too_long_for_the_default_lease(self):
+        self.assertMistake("manhole_budget = 0.2", '[quorum]\nvoters = ["alpha"]\n',
+                           "must be at most 0.125 s", "quorum.lease/16", "got 0.2")
+
+    def test_too_long_for_membership(self):
+        # No quorum: only membership bounds it, (4 - 1) / 4 = 0.75 s.
+        self.assertEqual(self.parse("manhole_budget = 0.75").manhole_budget, 0.75)
+        self.assertMistake("manhole_budget = 0.8", "", "must be at most 0.75 s",
+                           "failure_timeout")
+
+    def test_not_a_number(self):
+        self.assertMistake('manhole_budget = "fast"', "", "must be a number")
+
+    def test_too_short(self):
+        self.assertMistake("manhole_budget = 0", "", "must be at least 0.01")
+        self.assertMistake("manhole_budget = -1", "", "must be at least 0.01")

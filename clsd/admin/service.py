@@ -14,6 +14,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 
 from clsd.admin.audit import Audit, format_peer
+from clsd.admin.budget import DEFAULT_MANHOLE_BUDGET
 from clsd.admin.hostkey import fingerprint, load_or_create_host_key
 from clsd.admin.ssh import build_ssh_factory
 from clsd.admin.telnet import build_telnet_factory
@@ -98,6 +99,8 @@ class AdminService(MultiService):
         self.backend = backend
         self.reactor = reactor
         self.audit = audit
+        #: A hand-built AdminConfig may leave it unset: the default then.
+        self.manhole_budget = config.manhole_budget or DEFAULT_MANHOLE_BUDGET
         self.ssh = None
         self.telnet = None
         if config.ssh is not None:
@@ -108,7 +111,7 @@ class AdminService(MultiService):
                 "telnet manhole", server_endpoint(reactor, config.telnet), audit
             )
             self.telnet.factory = build_telnet_factory(
-                config.telnet_password_hash, backend, reactor, audit
+                config.telnet_password_hash, backend, reactor, audit, self.manhole_budget
             )
             self.telnet.setServiceParent(self)
 
@@ -119,6 +122,6 @@ class AdminService(MultiService):
                                 path=self.config.host_key, fingerprint=fingerprint(host_key))
             self.ssh.factory = build_ssh_factory(
                 host_key, self.backend, self.reactor, self.audit,
-                self.config.authorized_keys, self.config.monitor_keys,
+                self.config.authorized_keys, self.config.monitor_keys, self.manhole_budget,
             )
         super().startService()

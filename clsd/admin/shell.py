@@ -13,8 +13,9 @@ audit log, and that knows how to end the session:
 """
 
 from twisted.conch import manhole, recvline
-from twisted.internet import protocol
+from twisted.internet import protocol, threads
 
+from clsd.admin.budget import ManholeInterrupted, ReactorTimeBudget, cool_down
 from clsd.admin.commands import EXIT_OK, EXIT_USAGE, ROLE_ADMIN
 
 #: Lines of the non-terminal shell longer than this end the session: no
@@ -226,22 +227,61 @@ class LineShell(protocol.Protocol):
         self._done = True
 
 
-class AdminManhole(manhole.ColoredManhole):
-    """A Python REPL in the daemon, every line audited.
+class BudgetedInterpreter(manhole.ManholeInterpreter):
+    """conch's interpreter, each input run under a L{ReactorTimeBudget}."""
 
-    Ctrl-D (or Ctrl-\\) leaves it through C{on_quit} (back to the admin shell,
-    or the end of the session) instead of dropping the connection.
+    def __init__(self, handler, locals, budget):
+        super().__init__(handler, locals)
+        self.budget = budget
+
+    def runcode(self, *a, **kw):
+        try:
+            self.budget.run(super().runcode, *a, **kw)
+        except ManholeInterrupted as e:
+            # Usually the interrupted code's traceback is shown (it ends with
+            # this message); this is for an alarm that lands after the code,
+            # while the traceback itself is written.
+            self.write(f"{e}\n")
+
+
+class AdminManhole(manhole.ColoredManhole):
+    """A Python REPL in the daemon, every line audited, every input under a time budget.
+
+    Each input line runs under C{budget} (a L{ReactorTimeBudget}); after a
+    line has run, the keys that follow it (pasted input) wait for the next
+    turn of the reactor, and four times as long as the line ran, so many
+    pasted lines cannot add their budgets up into one long stall. Ctrl-D (or Ctrl-\\) leaves it through C{on_quit}
+    (back to the admin shell, or the end of the session) instead of dropping
+    the connection.
     """
 
-    def __init__(self, namespace, host, on_quit):
+    def __init__(self, namespace, host, on_quit, reactor, budget=None):
+        namespace = dict(namespace)
+        namespace.setdefault("defer_to_thread", _defer_to_thread(reactor))
         super().__init__(namespace)
         self.host = host
         self.on_quit = on_quit
+        self.reactor = reactor
+        self.budget = budget if budget is not None else ReactorTimeBudget()
+        #: Keys held back until the next reactor turn (None: none held).
+        self._held = None
+        self._release_call = None
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.interpreter = BudgetedInterpreter(self, self.namespace, self.budget)
 
     def initializeScreen(self):
+        why_not = self.budget.unavailable()
+        if why_not is None:
+            limit = (f"Each input is interrupted after {self.budget.seconds:g} s; "
+                     "use defer_to_thread(f, *args) for long work.\n")
+        else:
+            limit = f"No time limit on input here ({why_not}): be careful.\n"
         self.terminal.write(_utf8(
             "CLSD manhole: Python on the daemon's reactor thread. A blocking call here\n"
-            "stalls the whole daemon (heartbeats, leases). Ctrl-D leaves.\n"
+            "stalls the whole daemon (heartbeats, leases). " + limit
+            + "Ctrl-D leaves.\n"
         ))
         self.terminal.write(self.ps[self.pn])
         self.setInsertMode()
@@ -251,9 +291,52 @@ class AdminManhole(manhole.ColoredManhole):
         self.width = width
         self.height = height
 
+    def keystrokeReceived(self, keyID, modifier):
+        if self._held is not None:
+            self._held.append((keyID, modifier))
+            return
+        super().keystrokeReceived(keyID, modifier)
+
     def lineReceived(self, line):
         self.host.manhole_line(line.decode("utf-8", "replace"))
-        super().lineReceived(line)
+        self.budget.last_spent = 0.0  # an incomplete line runs nothing
+        try:
+            super().lineReceived(line)
+        finally:
+            # Whatever follows waits until the reactor has had a turn, and
+            # for longer after a slow input (see clsd.admin.budget.DUTY).
+            if self._held is None:
+                self._held = []
+                self._release_call = self.reactor.callLater(
+                    cool_down(self.budget.last_spent), self._release)
+
+    def _release(self):
+        held, self._held, self._release_call = self._held, None, None
+        for index, (keyID, modifier) in enumerate(held):
+            if self._held is not None:  # a line ran: the rest waits again
+                self._held.extend(held[index:])
+                return
+            super().keystrokeReceived(keyID, modifier)
+
+    def connectionLost(self, reason):
+        if self._release_call is not None and self._release_call.active():
+            self._release_call.cancel()
+        self._release_call = None
+        self._held = None
+        super().connectionLost(reason)
 
     def handle_QUIT(self):
         self.on_quit()
+
+
+def _defer_to_thread(reactor):
+    def defer_to_thread(f, *args, **kwargs):
+        """Run C{f(*args, **kwargs)} in the reactor's thread pool; a Deferred of its result.
+
+        The escape hatch for long work in the manhole: the reactor keeps
+        running meanwhile. C{f} must not touch the daemon's objects (they are
+        not thread-safe); read what it needs first, in the manhole.
+        """
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args, **kwargs)
+
+    return defer_to_thread

@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from clsd.admin.audit import Who, format_peer
 from clsd.admin.authorized_keys import AuthorizedKeysFile
+from clsd.admin.budget import DEFAULT_MANHOLE_BUDGET, ReactorTimeBudget
 from clsd.admin.commands import (
     EXIT_FAILED, EXIT_OK, EXIT_USAGE, ROLE_ADMIN, ROLE_MONITOR, Outcome, run_line,
 )
@@ -89,11 +90,12 @@ class RoleKeyChecker:
 
 @attrs.define
 class AdminContext:
-    """What every SSH login shares: the backend, the audit log, the reactor."""
+    """What every SSH login shares: the backend, the audit log, the reactor, the manhole budget."""
 
     backend: object
     audit: object
     reactor: object
+    budget: ReactorTimeBudget = attrs.field(factory=ReactorTimeBudget)
 
 
 @implementer(IRealm)
@@ -196,13 +198,16 @@ class AdminSSHFactory(factory.SSHFactory):
         return self.context.reactor
 
 
-def build_ssh_factory(host_key, backend, reactor, audit, authorized_keys, monitor_keys):
+def build_ssh_factory(host_key, backend, reactor, audit, authorized_keys, monitor_keys,
+                      manhole_budget=DEFAULT_MANHOLE_BUDGET):
     """The SSH server factory for the admin shell.
 
     @param authorized_keys: path of the admin key file, or C{None}.
     @param monitor_keys: path of the read-only key file, or C{None}.
+    @param manhole_budget: seconds one manhole input may run on the reactor.
     """
-    context = AdminContext(backend=backend, audit=audit, reactor=reactor)
+    context = AdminContext(backend=backend, audit=audit, reactor=reactor,
+                           budget=ReactorTimeBudget(manhole_budget))
     checker = RoleKeyChecker(
         AuthorizedKeysFile(authorized_keys, audit.log),
         AuthorizedKeysFile(monitor_keys, audit.log),
@@ -352,7 +357,7 @@ class AdminSession:
             self.context.audit.log.failure("admin manhole: the backend's namespace failed")
             return None
         self.context.audit.session(self.who, "manhole")
-        return AdminManhole(namespace, self, on_quit)
+        return AdminManhole(namespace, self, on_quit, self.context.reactor, self.context.budget)
 
     def end(self, status):
         """End this channel with exit status C{status}."""

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from clsd.admin.audit import Who, format_peer
 from clsd.admin.commands import ROLE_ADMIN
+from clsd.admin.budget import DEFAULT_MANHOLE_BUDGET, ReactorTimeBudget
 from clsd.admin.shell import AdminManhole
 
 #: Slows password guessing to one try per second per connection.
@@ -68,9 +69,11 @@ class TelnetManholeRealm:
     The C{mind} is the client's address, passed by L{TelnetLogin}.
     """
 
-    def __init__(self, backend, audit):
+    def __init__(self, backend, audit, reactor, budget):
         self.backend = backend
         self.audit = audit
+        self.reactor = reactor
+        self.budget = budget
 
     def requestAvatar(self, avatarId, mind, *interfaces):
         if telnet.ITelnetProtocol not in interfaces:
@@ -78,7 +81,7 @@ class TelnetManholeRealm:
         user = avatarId.decode("utf-8", "replace") if isinstance(avatarId, bytes) else avatarId
         who = Who("telnet", user, ROLE_ADMIN, "password", mind)
         self.audit.login(who)
-        host = _ManholeHost(self.backend, self.audit, who)
+        host = _ManholeHost(self.backend, self.audit, who, self.reactor, self.budget)
         bootstrap = _QuietBootstrap(insults.ServerProtocol, host.make_manhole)
         # conch never calls the logout function of a telnet login (the
         # transport hands connectionLost to the avatar instead), so the
@@ -127,10 +130,12 @@ class _Unavailable(insults.TerminalProtocol):
 class _ManholeHost:
     """The manhole's host: audits its lines; leaving it ends the connection."""
 
-    def __init__(self, backend, audit, who):
+    def __init__(self, backend, audit, who, reactor, budget):
         self.backend = backend
         self.audit = audit
         self.who = who
+        self.reactor = reactor
+        self.budget = budget
         self.role = ROLE_ADMIN
         self._manhole = None
 
@@ -141,7 +146,7 @@ class _ManholeHost:
             self.audit.log.failure("admin manhole: the backend's namespace failed")
             return _Unavailable()
         self.audit.session(self.who, "manhole")
-        self._manhole = AdminManhole(namespace, self, self._quit)
+        self._manhole = AdminManhole(namespace, self, self._quit, self.reactor, self.budget)
         return self._manhole
 
     def manhole_line(self, line):
@@ -214,12 +219,17 @@ class TelnetManholeFactory(protocol.ServerFactory):
         return proto
 
 
-def build_telnet_factory(password_hash, backend, reactor, audit):
-    """The telnet manhole's server factory; bcrypt runs in C{reactor}'s thread pool."""
+def build_telnet_factory(password_hash, backend, reactor, audit,
+                         manhole_budget=DEFAULT_MANHOLE_BUDGET):
+    """The telnet manhole's server factory; bcrypt runs in C{reactor}'s thread pool.
+
+    @param manhole_budget: seconds one manhole input may run on the reactor.
+    """
 
     def run_in_thread(f, *args):
         return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
 
-    portal = Portal(TelnetManholeRealm(backend, audit),
+    realm = TelnetManholeRealm(backend, audit, reactor, ReactorTimeBudget(manhole_budget))
+    portal = Portal(realm,
                     [BcryptPasswordChecker(password_hash, run_in_thread)])
     return TelnetManholeFactory(portal, audit, reactor)

@@ -13,6 +13,8 @@ import re
 import attrs
 
 from clsd.admin.authorized_keys import BadLine, parse_authorized_keys
+from clsd.admin.budget import DEFAULT_MANHOLE_BUDGET, MIN_MANHOLE_BUDGET, budget_limit
+from clsd.config.reader import ConfigError
 
 #: Generated on first start when absent, then kept (ed25519, mode 0600).
 DEFAULT_HOST_KEY_NAME = "ssh_host_ed25519_key"
@@ -34,13 +36,17 @@ class AdminConfig:
     #: C{(host, port)} of the telnet manhole, always a loopback address; C{None}: off.
     telnet: tuple | None = None
     telnet_password_hash: str | None = None
+    #: Seconds one manhole input may run on the reactor thread before it is
+    #: interrupted. C{None} in the file means "the default, or less if the
+    #: lease timing needs it"; L{settle_manhole_budget} fills it in.
+    manhole_budget: float | None = DEFAULT_MANHOLE_BUDGET
 
 
 def parse_admin(table, data_dir, base_dir):
     """Build an L{AdminConfig} from the ``[admin]`` L{Table} (C{None}: no such table)."""
     default_host_key = os.path.join(data_dir, DEFAULT_HOST_KEY_NAME)
     if table is None:
-        return AdminConfig(host_key=default_host_key)
+        return AdminConfig(host_key=default_host_key, manhole_budget=None)
     ssh = _listen_address(table, "ssh")
     host_key = _path(table, "host_key", base_dir) or default_host_key
     authorized_keys = _key_file(table, "authorized_keys", base_dir)
@@ -57,11 +63,41 @@ def parse_admin(table, data_dir, base_dir):
             f"its password in clear text, got {telnet[0]!r}",
         )
     password_hash = _password_hash(table, telnet is not None)
+    manhole_budget = None
+    if "manhole_budget" in table:
+        manhole_budget = table.number("manhole_budget", minimum=MIN_MANHOLE_BUDGET)
     table.finish()
     return AdminConfig(
         ssh=ssh, host_key=host_key, authorized_keys=authorized_keys,
         monitor_keys=monitor_keys, telnet=telnet, telnet_password_hash=password_hash,
+        manhole_budget=manhole_budget,
     )
+
+
+def settle_manhole_budget(source, admin, quorum, membership):
+    """C{admin} with its manhole budget checked against the lease and membership timing.
+
+    A budget set in the file must not exceed L{budget_limit}; an unset one is
+    the default, lowered to the limit when a short lease needs it.
+    """
+    if quorum is None:
+        limit = budget_limit(None, None, membership.heartbeat_interval,
+                             membership.failure_timeout)
+        why = "a quarter of membership.failure_timeout - heartbeat_interval"
+    else:
+        limit = budget_limit(quorum.lease, quorum.drift_margin,
+                             membership.heartbeat_interval, membership.failure_timeout)
+        why = ("quorum.lease/16, half a lease round's timeout; half of quorum.lease/3 - "
+               "drift_margin; a quarter of membership.failure_timeout - heartbeat_interval")
+    if admin.manhole_budget is None:
+        return attrs.evolve(admin, manhole_budget=min(DEFAULT_MANHOLE_BUDGET, limit))
+    if admin.manhole_budget > limit:
+        raise ConfigError(
+            source, "admin.manhole_budget",
+            f"must be at most {limit:.3g} s ({why}), so that a blocked manhole input "
+            f"cannot cost this node its leases or membership; got {admin.manhole_budget!r}",
+        )
+    return admin
 
 
 def _listen_address(table, key):

@@ -5,7 +5,7 @@ import tomllib
 
 import attrs
 
-from clsd.config.admin import AdminConfig, parse_admin
+from clsd.config.admin import AdminConfig, parse_admin, settle_manhole_budget
 from clsd.config.log import LogConfig, parse_log
 from clsd.config.metrics import MetricsConfig, parse_metrics
 from clsd.config.address import ip_version, is_wildcard, parse_host_port
@@ -112,6 +112,7 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
     clusters = tuple(parse_cluster(table) for table in root.tables("cluster"))
     check_clusters(source, clusters, services, quorum, node.name)
     membership = parse_membership(root.table("membership"))
+    admin = settle_manhole_budget(source, admin, quorum, membership)
     root.finish()
     return Config(source=source, node=node, services=services, admin=admin,
                   metrics=metrics, log=log, tls=tls, quorum=quorum, clusters=clusters,
