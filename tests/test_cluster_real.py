@@ -9,6 +9,7 @@ so detection times are measured against the moment of the kill.
 
 import json
 import os
+import signal
 import time
 
 from twisted.trial import unittest
@@ -108,6 +109,30 @@ class ThreeNodes(unittest.TestCase):
         for name in survivors:
             self.assertEqual(member_states(launcher, name)[survivors[0] if name != survivors[0]
                                                           else survivors[1]][0], "alive")
+
+    def test_sigterm_is_a_graceful_leave(self):
+        """SIGTERM: the daemon announces its leave before exiting; the others record "left"."""
+        launcher = self.launcher
+        names = list(launcher.nodes)
+        launcher.start_all()
+        self.all_see(names, {n: "alive" for n in names}, JOIN_BOUND, "all see 3 alive")
+        leaver, survivors = names[-1], names[:-1]
+        stopped_at = time.monotonic()
+        status = launcher.stop(leaver)
+        stop_took = time.monotonic() - stopped_at
+        # twistd ends by re-raising the signal it stopped for (Twisted >= 20).
+        self.assertIn(status, (0, -signal.SIGTERM), launcher.log_tail(leaver, 40))
+        self.assertIn("left the cluster", launcher.log_text(leaver))
+        views = self.all_see(survivors, {leaver: "left"}, DEATH_BOUND, f"{leaver} left")
+        print(f"\nSIGTERM of {leaver}: exited after {stop_took:.2f} s; seen as left after "
+              + ", ".join(f"{n}: {views[n][leaver][1] - stopped_at:.2f} s" for n in survivors))
+        # Never through "dead" first: a graceful stop is not a failure.
+        for name in survivors:
+            path = os.path.join(launcher.node(name).spec.data_dir, "events.jsonl")
+            with open(path) as f:
+                states = [json.loads(line)["fields"]["state"] for line in f
+                          if '"member"' in line and json.loads(line)["subject"] == leaver]
+            self.assertNotIn("dead", states, name)
 
 
 def mutual_standby_part(node, launcher):

@@ -365,8 +365,15 @@ class OwnershipService(MultiService):
                 # it can take over the moment that lease lapses: it stands by.
                 state = "standing-by"
             else:
-                state = next((p for p in ("stopping", "running", "fencing", "acquiring")
-                              if p in here), "standing-by" if owners else "unowned")
+                state = next((p for p in ("stopping", "running", "fencing") if p in here),
+                             None)
+                if state is None and "acquiring" in here and not set(owners) - {
+                        self.node_name}:
+                    state = "acquiring"
+                elif state is None:
+                    # A successor polls the live owner's lease (phase acquiring)
+                    # so as to take over the moment it lapses: it stands by.
+                    state = "standing-by" if owners else "unowned"
             managed = self._managed[cluster.id]
             result["clusters"].append({
                 "id": cluster.id, "mode": cluster.mode, "count": cluster.count,

@@ -1,0 +1,72 @@
+"""A node whose cluster-wide settings differ is refused at the hello and never becomes a member.
+
+Real in-process Daemons on trial's reactor, mutual TLS on 127.0.0.x: alpha
+and beta agree; "odd" has a valid certificate from the same CA but another
+lease or voter list.  Its hello is refused with a log line naming the
+reason, the refusal is counted in the peer stats, and no node lists it.
+"""
+
+from twisted.internet import defer, reactor, task
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial import unittest
+
+from tests.cluster_rig import ClusterRig, poll
+
+GOOD = {"voters": ["alpha", "beta"], "lease": 4.0}
+#: How long odd keeps trying (it redials) while we check it stays out.
+OBSERVE = 3.0
+
+
+class SettingsMismatchTests(unittest.TestCase):
+    timeout = 90
+
+    def setUp(self):
+        self.lines = []
+
+        def observer(event):
+            text = formatEvent(event)
+            if text:
+                self.lines.append(text)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def _stop(self, daemon):
+        if daemon.running:
+            return daemon.stopService()
+
+    @defer.inlineCallbacks
+    def refused(self, odd_quorum):
+        rig = ClusterRig(self, ["alpha", "beta", "odd"], reactor=reactor)
+        daemons = {}
+        for name in rig.names:
+            quorum = odd_quorum if name == "odd" else GOOD
+            daemons[name] = rig.daemon(name, {"quorum": quorum})
+        for name in ("alpha", "beta"):
+            daemons[name].startService()
+            self.addCleanup(self._stop, daemons[name])
+        yield poll(reactor, lambda: rig.all_see(["alpha", "beta"],
+                                                {"alpha": "alive", "beta": "alive"}),
+                   30, "alpha and beta to join")
+        daemons["odd"].startService()
+        self.addCleanup(self._stop, daemons["odd"])
+        alpha = daemons["alpha"].network.stats
+        yield poll(reactor, lambda: alpha.rejected.get("settings-mismatch"), 15,
+                   "alpha to refuse odd's hello")
+        yield task.deferLater(reactor, OBSERVE, lambda: None)
+        for name in ("alpha", "beta"):
+            self.assertNotIn("odd", rig.member_states(name), name)
+        self.assertEqual(set(rig.member_states("odd")), {"odd"})
+        self.assertEqual(daemons["odd"].network.stats.established, 0)
+        refusals = [line for line in self.lines if "settings-mismatch" in line]
+        self.assertTrue(refusals, "no log line names the refusal")
+        self.assertTrue(any("'odd'" in line and "cluster-wide settings" in line
+                            for line in refusals), refusals)
+        # The well-configured pair is unaffected.
+        self.assertTrue(rig.all_see(["alpha", "beta"], {"alpha": "alive", "beta": "alive"}))
+        return refusals
+
+    def test_other_lease_is_refused(self):
+        return self.refused({"voters": GOOD["voters"], "lease": 5.0})
+
+    def test_other_voters_are_refused(self):
+        return self.refused({"voters": ["alpha", "beta", "odd"], "lease": GOOD["lease"]})
