@@ -360,10 +360,6 @@ class OwnershipService(MultiService):
                 state = "failed"
             elif cluster.id in own.failed:
                 state = "cooling-down"
-            elif owners and self.node_name not in owners and "acquiring" in here:
-                # A successor "acquires" by polling the live holder's lease so
-                # it can take over the moment that lease lapses: it stands by.
-                state = "standing-by"
             else:
                 state = next((p for p in ("stopping", "running", "fencing") if p in here),
                              None)
