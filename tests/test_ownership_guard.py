@@ -104,6 +104,14 @@ class GuardClientUnitTests(unittest.TestCase):
         self.assertEqual(event["subject"], "A")
         self.assertIn("2.1 ms after its deadline", event["reason"])
 
+    def test_a_kill_reported_after_the_disarm_keeps_its_label(self):
+        # The supervisor may see the death (and disarm) before the report arrives.
+        self.client.start()
+        self.client.arm(4242, 12.5, label="A")
+        self.client.disarm(4242)
+        self.protocol().outReceived(b"killed 4242 0.0021\n")
+        self.assertEqual(self.client.kills, [(4242, "A", 0.0021)])
+
     def test_ping_fires_on_pong(self):
         self.client.start()
         d = self.client.ping()

@@ -104,6 +104,7 @@ class GuardClient:
         self._spawn_process = spawn_process
         #: pgid -> (deadline, label): what the guard must enforce (resent after a restart).
         self.armed = {}
+        self._labels = {}   # pgid -> label of the last arm, also after disarm
         self.pid = None
         #: Seconds from spawning the guard to its "ready" line, per start.
         self.start_times = []
@@ -218,6 +219,12 @@ class GuardClient:
         pgid = int(pgid)
         deadline = float(deadline)
         self.armed[pgid] = (deadline, label)
+        # Kept past disarm: the guard's "killed" report may arrive after the
+        # supervisor saw the death and disarmed, and it should still be named.
+        self._labels.pop(pgid, None)
+        self._labels[pgid] = label
+        while len(self._labels) > MAX_REMEMBERED:
+            del self._labels[next(iter(self._labels))]
         self._write(f"arm {pgid} {deadline!r}\n")
 
     def disarm(self, pgid):
@@ -287,7 +294,8 @@ class GuardClient:
         elif kind in ("killed", "eof-killed") and len(words) >= 2:
             pgid = int(words[1])
             late = float(words[2]) if len(words) > 2 else None
-            label = self.armed.pop(pgid, (None, None))[1]
+            self.armed.pop(pgid, None)
+            label = self._labels.get(pgid)
             self.kills.append((pgid, label, late))
             del self.kills[:-MAX_REMEMBERED]
             late_text = f" {late * 1000:.1f} ms after its deadline" if late is not None else ""
