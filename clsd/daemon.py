@@ -62,6 +62,10 @@ def cluster_settings(config):
     }
 
 
+class ReloadError(Exception):
+    """A reload that changed nothing; the message (one line) says why."""
+
+
 class Daemon(MultiService):
     """Everything one node runs, built from a L{clsd.config.Config}.
 
@@ -75,9 +79,11 @@ class Daemon(MultiService):
     log = Logger()
 
     def __init__(self, config, reactor, *, groups=None, checker_factory=None,
-                 monotonic=time.monotonic, random=_random.random):
+                 monotonic=time.monotonic, random=_random.random, overrides=None):
         super().__init__()
         self.config = config
+        #: The command-line overrides the config was loaded with; L{reload} re-applies them.
+        self.overrides = dict(overrides or {})
         self.reactor = reactor
         self.data_dir = config.node.data_dir
         self.events = EventLog(monotonic=monotonic)
@@ -109,21 +115,16 @@ class Daemon(MultiService):
             self.ownership.setServiceParent(stack)
             if self.membership is not None:
                 self._connect_ownership()
+        self._checker_factory = checker_factory
+        self._random = random
+        self._reloading = False
+        #: Services whose leftover process group survived the reaping: never autostarted.
+        self._stuck = set()
+        self._services_started = False
         self._runners = {}
         for service in config.services:
-            managed = self._managed(service.name)
-            self._runners[service.name] = ServiceRunner(
-                service, reactor,
-                spawn=self.ownership.spawner(service) if managed else self._spawner(service),
-                groups=self.groups,
-                events=self.events,
-                registry=self.registry,
-                checker_factory=self.metrics.instrument_checker_factory(
-                    service.name, checker_factory),
-                monotonic=monotonic,
-                random=random,
-            )
-            if managed:
+            self._runners[service.name] = self._make_runner(service)
+            if self._managed(service.name):
                 self.ownership.attach(self._runners[service.name])
         self.metrics.watch_services(lambda: [r.status() for r in self.supervisors()])
         self.metrics_service = make_metrics_service(
@@ -153,6 +154,22 @@ class Daemon(MultiService):
             router=self.router, reactor=self.reactor, events=self.events,
             seeds=config.node.join, monotonic=self._monotonic)
         self.membership.setServiceParent(stack)
+
+    def _make_runner(self, service):
+        if service.check is not None and self._checker_factory is None:
+            self._checker_factory = _health_checker_factory()
+        managed = self._managed(service.name)
+        return ServiceRunner(
+            service, self.reactor,
+            spawn=self.ownership.spawner(service) if managed else self._spawner(service),
+            groups=self.groups,
+            events=self.events,
+            registry=self.registry,
+            checker_factory=self.metrics.instrument_checker_factory(
+                service.name, self._checker_factory),
+            monotonic=self._monotonic,
+            random=self._random,
+        )
 
     def _connect_ownership(self):
         from clsd.layers import OWNERSHIP_TYPES, ownership_message
@@ -204,6 +221,85 @@ class Daemon(MultiService):
     def supervisors(self):
         return [self._runners[name] for name in sorted(self._runners)]
 
+    # -- reload --------------------------------------------------------------------
+
+    def reload(self):
+        """Re-read the config file and add, remove or restart unleased services.
+
+        Everything is validated and planned before anything changes: a bad
+        file, a restart-only setting or a change the node cannot make yet
+        fails the Deferred with L{ReloadError} and changes nothing.  Fires
+        with a one-line summary once removed services' process groups are
+        gone and changed ones are started again.
+        """
+        from clsd.config.changes import plan_reload
+
+        try:
+            if self._stopping:
+                raise ReloadError("the daemon is stopping")
+            if not self.ready.called:
+                raise ReloadError("the daemon is still starting (reaping leftover groups)")
+            if not self._services_started:
+                raise ReloadError("services were not started (reaping leftovers failed)")
+            if self._reloading:
+                raise ReloadError("a reload is already in progress")
+            new = self._read_config()
+            plan = plan_reload(self.config, new)
+            if not plan.allowed:
+                raise ReloadError(plan.refusal())
+        except ReloadError as e:
+            self.events.record("daemon", self.config.node.name, f"reload refused: {e}")
+            return defer.fail(e)
+        self._reloading = True
+        d = self._apply(new, plan)
+
+        def done(result):
+            self._reloading = False
+            return result
+        d.addBoth(done)
+        return d
+
+    def _read_config(self):
+        """The file again, with the start's overrides, fully checked; L{ReloadError}."""
+        from clsd.config import ConfigError, load_config
+
+        source = self.config.source
+        if not os.path.isfile(source):
+            raise ReloadError(f"the configuration did not come from a file ({source!r})")
+        try:
+            new = load_config(source, overrides=self.overrides)
+            if new.tls is not None:
+                from clsd.certs.identity import check_identity
+
+                check_identity(new.node.name, new.tls, source=new.source)
+        except ConfigError as e:
+            raise ReloadError(str(e)) from None
+        return new
+
+    @defer.inlineCallbacks
+    def _apply(self, new, plan):
+        old = self.config
+        summary = plan.summary()
+        self.events.record("daemon", old.node.name, f"reloading: {summary}",
+                           added=list(plan.added), removed=list(plan.removed),
+                           changed=list(plan.changed))
+        # The new config is in force from here: status shows it, and a
+        # second reload compares against it.
+        self.config = new
+        stopping = [(name, self._runners.pop(name)) for name in plan.removed + plan.changed]
+        waits = [defer.maybeDeferred(runner.disownServiceParent) for _, runner in stopping]
+        results = yield defer.DeferredList(waits, consumeErrors=True)
+        for (name, _), (ok, result) in zip(stopping, results):
+            if not ok:
+                self.log.failure("reload: stopping {name} failed", result, name=name)
+        for name in sorted(plan.added + plan.changed):
+            runner = self._runners[name] = self._make_runner(new.service(name))
+            if name in self._stuck:
+                runner.autostart = False
+            runner.setServiceParent(self)
+        self.events.record("daemon", new.node.name, f"reloaded: {summary}")
+        return f"reloaded: {summary}"
+
     # -- IService ------------------------------------------------------------------
 
     def startService(self):
@@ -221,6 +317,7 @@ class Daemon(MultiService):
         if self._stopping:
             return
         stuck_services = {record.service for record in stuck}
+        self._stuck = stuck_services
         for name in sorted(self._runners):
             runner = self._runners[name]
             if name in stuck_services:
@@ -233,6 +330,7 @@ class Daemon(MultiService):
             runner.setServiceParent(self.ownership if self._managed(name) else self)
         if self.ownership is not None:
             self.ownership.activate(stuck_services)
+        self._services_started = True
         self.events.record("daemon", self.config.node.name, "services started")
         self.ready.callback(None)
 

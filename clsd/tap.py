@@ -82,7 +82,7 @@ def makeService(options):
     prepare_data_dir_or_exit(config)
     start_json_log_or_exit(config, reactor)
     try:
-        return Daemon(config, reactor)
+        return Daemon(config, reactor, overrides=options.overrides())
     except ConfigError as e:  # e.g. [tls] files unusable (read when the peer network is built)
         sys.stderr.write(f"clsd: configuration error: {e}\n")
         raise SystemExit(2)

@@ -2,9 +2,9 @@
 
 It reads and drives the parts the daemon has: supervision, the event
 history, membership (when the node listens for peers) and lease ownership
-(when ``[quorum]`` is set). What is not wired (reload, or membership on a
-node alone) keeps answering "not available" from L{UnavailableBackend}, so
-the shell never pretends.
+(when ``[quorum]`` is set), and reloads the configuration. What is not
+wired (membership on a node alone) keeps answering "not available" from
+L{UnavailableBackend}, so the shell never pretends.
 """
 
 import datetime
@@ -157,6 +157,15 @@ class DaemonBackend(UnavailableBackend):
         runner.reset()
         self.daemon.events.record("admin", service, "reset by operator", previous=before)
         return f"service {service} reset (was {before})"
+
+    def reload(self):
+        from clsd.daemon import ReloadError
+
+        def refused(failure):
+            failure.trap(ReloadError)
+            raise AdminError(f"configuration not reloaded, nothing changed: {failure.value}")
+
+        return self.daemon.reload().addErrback(refused)
 
     def manhole_namespace(self):
         return {
