@@ -144,3 +144,36 @@ class ReloadOverridesTests(unittest.TestCase):
         d = daemon.reload()
         failure = yield self.assertFailure(d, Exception)
         self.assertIn("node.name", str(failure))
+
+
+class ReloadClusterTests(unittest.TestCase):
+    """Cluster registrations cannot change at runtime yet: refused, nothing changes."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_cluster_change_is_refused_and_the_service_keeps_running(self):
+        ws = Workspace(self)
+        path = ws.path("clsd.toml")
+
+        def write(priority):
+            with open(path, "w") as f:
+                f.write(ws.config_text(
+                    f"[[service]]\nname = \"db\"\ncommand = {ws.command('run')}\n"
+                    "[quorum]\nvoters = [\"alpha\"]\n"
+                    f"[[cluster]]\nid = \"A\"\nservice = \"db\"\npriority = {priority}\n"))
+        write(100)
+        daemon = Daemon(load_config(path), reactor)
+        daemon.startService()
+        self.addCleanup(daemon.stopService)
+        yield daemon.ready
+        runner = daemon.supervisor("db")
+        pid = yield wait_for(lambda: runner.state.value == "running" and runner.pid,
+                             what="db running under its lease")
+        write(5)
+        failure = yield self.assertFailure(daemon.reload(), Exception)
+        self.assertIn("not supported yet: restart the node", str(failure))
+        self.assertIn("cluster A", str(failure))
+        self.assertIs(daemon.supervisor("db"), runner)
+        self.assertEqual(runner.pid, pid)
+        self.assertEqual(daemon.config.clusters[0].priority, 100)
