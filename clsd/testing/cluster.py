@@ -92,6 +92,13 @@ class Timing:
     drift_margin: float | None = None
     membership: dict = attrs.Factory(dict)
 
+    @property
+    def lease_seconds(self):
+        """The lease the daemons will use."""
+        from clsd.ownership.timing import DEFAULT_LEASE
+
+        return DEFAULT_LEASE if self.lease is None else self.lease
+
     def quorum_table(self, voters):
         table = {"voters": list(voters)}
         if self.lease is not None:
