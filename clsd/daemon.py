@@ -4,7 +4,7 @@ import os
 import random as _random
 import time
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -23,6 +23,43 @@ def _health_checker_factory():
     from clsd.supervision.health import make_checker
 
     return make_checker
+
+
+class _InOrder(MultiService):
+    """Children start in order and stop one at a time in reverse order.
+
+    The cluster stack needs it: ownership hands its clusters over (messages)
+    before membership announces the leave (messages) before the peer
+    network says goodbye and closes; a plain MultiService stops all three
+    at once and the network would cut the other two short.
+    """
+
+    log = Logger()
+
+    def stopService(self):
+        Service.stopService(self)
+        d = defer.succeed(None)
+        for child in reversed(list(self)):
+            d.addCallback(lambda _, child=child: child.stopService())
+            d.addErrback(lambda f, child=child: self.log.failure(
+                "stopping {child} failed", f, child=child.name))
+        return d
+
+
+def cluster_settings(config):
+    """The settings every node of a cluster must share (their hash travels in the hello).
+
+    The voters and lease (two nodes with different voter lists could each
+    see a majority) and membership's K and H (the observer rings must be
+    the same everywhere).
+    """
+    quorum = config.quorum
+    return {
+        "voters": list(quorum.voters) if quorum is not None else None,
+        "lease": quorum.lease if quorum is not None else None,
+        "membership": {"observers": config.membership.observers,
+                       "quorum": config.membership.quorum},
+    }
 
 
 class Daemon(MultiService):
@@ -54,6 +91,14 @@ class Daemon(MultiService):
         if checker_factory is None and any(s.check for s in config.services):
             checker_factory = _health_checker_factory()
         self.metrics = Metrics(config.node.name)
+        #: The peer network, its router and membership, when node.listen is set.
+        self.network = self.router = self.membership = None
+        stack = self
+        if config.node.listen is not None:
+            stack = _InOrder()
+            stack.setName("cluster")
+            stack.setServiceParent(self)
+            self._add_cluster(stack)
         #: Lease ownership (clsd.ownership.service.OwnershipService) when [quorum] is set.
         self.ownership = None
         if config.quorum is not None:
@@ -61,7 +106,9 @@ class Daemon(MultiService):
 
             self.ownership = OwnershipService(config, reactor, events=self.events,
                                               monotonic=monotonic)
-            self.ownership.setServiceParent(self)
+            self.ownership.setServiceParent(stack)
+            if self.membership is not None:
+                self._connect_ownership()
         self._runners = {}
         for service in config.services:
             managed = self._managed(service.name)
@@ -84,6 +131,39 @@ class Daemon(MultiService):
         self.metrics_service.setServiceParent(self)
         if config.admin.ssh is not None or config.admin.telnet is not None:
             self._add_admin()
+
+    def _add_cluster(self, stack):
+        """The peer network, the router and membership (see doc/architecture.md).
+
+        @raise clsd.config.ConfigError: the [tls] files are unusable.
+        """
+        from clsd.layers import node_registry
+        from clsd.membership.service import MembershipService
+        from clsd.wire.network import PeerNetwork
+        from clsd.wire.router import Router
+
+        config = self.config
+        self.router = Router()
+        self.network = PeerNetwork.from_config(
+            config, reactor=self.reactor, handler=self.router, registry=node_registry(),
+            settings=cluster_settings(config), monotonic=self._monotonic, join=())
+        self.network.setServiceParent(stack)
+        self.membership = MembershipService(
+            name=config.node.name, config=config.membership, network=self.network,
+            router=self.router, reactor=self.reactor, events=self.events,
+            seeds=config.node.join, monotonic=self._monotonic)
+        self.membership.setServiceParent(stack)
+
+    def _connect_ownership(self):
+        from clsd.layers import OWNERSHIP_TYPES, ownership_message
+
+        ownership, network = self.ownership, self.network
+        ownership.connect(
+            send=lambda to, wire: network.send_to(to, ownership_message(wire)),
+            publish=self.membership.set_meta)
+        self.router.route([t.name for t in OWNERSHIP_TYPES],
+                          lambda peer, message: ownership.receive(peer.name, message.parsed))
+        self.membership.add_listener(ownership.members_changed)
 
     def _managed(self, service_name):
         """Whether the service runs only under its cluster's lease (started by ownership)."""

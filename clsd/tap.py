@@ -81,4 +81,8 @@ def makeService(options):
     config = load_or_exit(options)
     prepare_data_dir_or_exit(config)
     start_json_log_or_exit(config, reactor)
-    return Daemon(config, reactor)
+    try:
+        return Daemon(config, reactor)
+    except ConfigError as e:  # e.g. [tls] files unusable (read when the peer network is built)
+        sys.stderr.write(f"clsd: configuration error: {e}\n")
+        raise SystemExit(2)

@@ -1,9 +1,10 @@
 """The admin backend of a running L{clsd.daemon.Daemon}.
 
-It reads and drives the parts the daemon has today: supervision and the
-event history. Operations that belong to parts not yet wired into the
-daemon (membership, ownership, reload) keep answering "not available" from
-L{UnavailableBackend}, so the shell never pretends.
+It reads and drives the parts the daemon has: supervision, the event
+history, membership (when the node listens for peers) and lease ownership
+(when ``[quorum]`` is set). What is not wired (reload, or membership on a
+node alone) keeps answering "not available" from L{UnavailableBackend}, so
+the shell never pretends.
 """
 
 import datetime
@@ -11,8 +12,8 @@ import datetime
 from zope.interface import implementer
 
 from clsd.admin.backend import (
-    AdminError, HistoryEvent, IAdminBackend, MemberInfo, QuorumInfo, ServiceInfo, Status,
-    UnavailableBackend,
+    AdminError, ClusterInfo, HistoryEvent, IAdminBackend, MemberInfo, QuorumInfo, ServiceInfo,
+    Status, UnavailableBackend, not_available,
 )
 
 
@@ -42,15 +43,96 @@ class DaemonBackend(UnavailableBackend):
             members=self.members(),
             clusters=self.clusters(),
             services=self.services(),
-            quorum=QuorumInfo(voters=(self.node,), have_quorum=True),
+            quorum=self.quorum(),
         )
 
     def members(self):
-        # Until membership is wired in, a node knows only itself.
-        return (MemberInfo(name=self.node, state="alive", address="-"),)
+        membership = self.daemon.membership
+        if membership is None or membership.core is None:
+            # A node alone (no [node] listen) knows only itself.
+            return (MemberInfo(name=self.node, state="alive", address="-"),)
+        return tuple(MemberInfo(name=info.member.name, state=info.member.state.value,
+                                address=info.member.address)
+                     for info in membership.members())
+
+    def _ownership(self, command):
+        ownership = self.daemon.ownership
+        if ownership is None:
+            raise not_available(f"'{command}': this node has no [quorum] (no lease ownership)")
+        return ownership
 
     def clusters(self):
-        return ()
+        if self.daemon.ownership is None:
+            return ()
+        return tuple(
+            ClusterInfo(id=c["id"], owners=tuple(sorted(c["owners"])), epoch=c["epoch"] or 0,
+                        state=c["state"])
+            for c in self.daemon.ownership.status()["clusters"])
+
+    def quorum(self):
+        if self.daemon.ownership is None:
+            return QuorumInfo(voters=(self.node,), have_quorum=True)
+        quorum = self.daemon.ownership.status()["quorum"]
+        return QuorumInfo(voters=tuple(quorum["voters"]), have_quorum=quorum["have_quorum"])
+
+    def _this_node(self, node, command):
+        if node not in (None, self.node):
+            raise AdminError(f"'{command}' acts on this node only: run it on {node}")
+
+    def _call(self, command, method, *args):
+        from clsd.ownership.manager import ManagerError
+
+        try:
+            method(*args)
+        except (ManagerError, KeyError) as e:
+            raise AdminError(f"{command}: {e.args[0] if e.args else e}") from None
+
+    def standby(self, node):
+        self._this_node(node, "standby")
+        self._call("standby", self._ownership("standby").standby)
+        return f"{self.node} is standing by: its clusters move away"
+
+    def unstandby(self, node):
+        self._this_node(node, "unstandby")
+        self._call("unstandby", self._ownership("unstandby").unstandby)
+        return f"{self.node} may own clusters again"
+
+    def move(self, cluster, node):
+        self._call("move", self._ownership("move").move, cluster, node)
+        return f"cluster {cluster} is moving to {node}"
+
+    def pause(self, cluster):
+        self._call("pause", self._ownership("pause").pause, cluster)
+        return f"cluster {cluster} paused"
+
+    def resume(self, cluster):
+        self._call("resume", self._ownership("resume").resume, cluster)
+        return f"cluster {cluster} resumed"
+
+    def _membership(self, command):
+        membership = self.daemon.membership
+        if membership is None or membership.core is None:
+            raise not_available(f"'{command}': this node has no peers (no [node] listen)")
+        return membership
+
+    def leave(self):
+        membership = self._membership("leave")
+        if self.daemon.ownership is not None and self.daemon.ownership.node is not None:
+            self.daemon.ownership.standby()  # hand clusters over first
+        membership.leave()
+        self.daemon.events.record("admin", self.node, "leave by operator")
+        return f"{self.node} is leaving the cluster"
+
+    def force_remove(self, node):
+        from clsd.membership.core import MembershipError
+
+        membership = self._membership("force-remove")
+        try:
+            membership.force_remove(node)
+        except MembershipError as e:
+            raise AdminError(str(e)) from None
+        self.daemon.events.record("admin", node, "force-removed by operator")
+        return f"{node} removed from the membership"
 
     def services(self):
         return tuple(
@@ -82,6 +164,9 @@ class DaemonBackend(UnavailableBackend):
             "config": self.daemon.config,
             "events": self.daemon.events,
             "supervisor": self.daemon.supervisor,
+            "membership": self.daemon.membership,
+            "ownership": self.daemon.ownership,
+            "network": self.daemon.network,
             "reactor": self.daemon.reactor,
             "backend": self,
         }

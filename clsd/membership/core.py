@@ -30,7 +30,9 @@ from clsd.membership.awareness import Awareness
 from clsd.membership.broadcast import BroadcastQueue
 from clsd.membership.cut import Reports, is_failed
 from clsd.membership.detector import Detector
-from clsd.membership.members import Member, MemberInfo, State, supersedes
+from clsd.membership.members import (
+    Member, MemberInfo, State, decode_meta, encode_meta, supersedes,
+)
 from clsd.membership.messages import (
     SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate,
     Report, SyncDigest, SyncRecords, Unwatch, Watch,
@@ -124,6 +126,13 @@ class MemberChanged:
     previous: Member | None
     reason: str
     removed: bool = False
+
+
+@attrs.frozen
+class MetaChanged:
+    """A live member published new metadata (L{Core.set_meta}); its state did not change."""
+
+    member: Member
 
 
 @attrs.frozen
@@ -240,6 +249,11 @@ class Core:
         """Every member this node knows of (for the admin shell), sorted by name."""
         return [self.info(m.name) for m in sorted(self._table, key=lambda m: m.name)]
 
+    def meta(self, name):
+        """The metadata C{name} published (a dict; {} if none or unknown)."""
+        member = self._table.get(name)
+        return decode_meta(member.meta) if member is not None else {}
+
     def digest(self):
         """The anti-entropy digest: equal on two nodes iff (almost surely) their lists are."""
         return self._table.digests()
@@ -330,6 +344,28 @@ class Core:
     def _send(self, to, message):
         self.sent += 1
         self._out.append(Send(to, message))
+
+    # -- metadata -------------------------------------------------------------
+
+    def set_meta(self, meta, now):
+        """Publish C{meta} (a small JSON-able dict) as this node's metadata.
+
+        Like a refutation, it raises our incarnation so the new record
+        supersedes the old everywhere, and gossips it (memberlist's node
+        meta update, Serf's tags). Unchanged metadata costs nothing.
+
+        @raise clsd.membership.members.MetaError: not a dict, not JSON, or
+            larger than L{clsd.membership.members.MAX_META}.
+        """
+        encoded = encode_meta(meta)
+        self._begin(now)
+        # Leaving, our record is final (state left): nothing more to publish.
+        if encoded != self.me.meta and self.phase not in (LEAVING, LEFT):
+            self.me = self.me.evolve(meta=encoded, incarnation=self.me.incarnation + 1)
+            self._table.set(self.me, now)
+            if self.phase in (JOINING, MEMBER):
+                self._queue.put(MemberUpdate(self.me))
+        return self._finish()
 
     # -- join and leave --------------------------------------------------------
 
@@ -663,6 +699,8 @@ class Core:
             self._queue.put(MemberUpdate(member, age, reporters))
         if old is None or old.state != member.state or old.generation != member.generation:
             self._emit(MemberChanged(member, old, reason))
+        elif old.meta != member.meta:
+            self._emit(MetaChanged(member))
 
     # -- the overlay ----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ every node, so views that see the same news end up equal whatever the order.
 
 import enum
 import hashlib
+import json
 from functools import lru_cache
 
 import attrs
@@ -40,6 +41,10 @@ class Member:
     generation: int
     incarnation: int
     state: State
+    #: What the node publishes about itself (memberlist's node meta, Serf's
+    #: tags): canonical JSON of an object, "" for none. A string so that
+    #: the record stays immutable and hashable; see L{encode_meta}.
+    meta: str = ""
 
     def evolve(self, **changes):
         return attrs.evolve(self, **changes)
@@ -65,13 +70,50 @@ def supersedes(new, old):
     return RANK[new.state] > RANK[old.state]
 
 
+#: The largest metadata a member may publish, in bytes of canonical JSON.
+#: Every record carries it, so it bounds messages: a full sync message (128
+#: records of the longest names and addresses, each with this much meta)
+#: stays under the peer layer's 256 KiB line limit (tested).
+MAX_META = 1024
+
+
+class MetaError(ValueError):
+    """Metadata that is not a small JSON object."""
+
+
+def encode_meta(meta):
+    """Canonical JSON (sorted keys, no spaces) of C{meta}, a dict; "" for None or {}.
+
+    @raise MetaError: not a JSON-able dict, or longer than L{MAX_META} bytes.
+    """
+    if meta is None or meta == {}:
+        return ""
+    if not isinstance(meta, dict):
+        raise MetaError(f"member meta must be an object, got {type(meta).__name__}")
+    try:
+        text = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise MetaError(f"member meta is not JSON: {e}") from None
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_META:
+        raise MetaError(f"member meta is {size} bytes, more than {MAX_META}")
+    return text
+
+
+def decode_meta(text):
+    """The dict of an encoded meta string ({} for "")."""
+    return json.loads(text) if text else {}
+
+
 @lru_cache(maxsize=1 << 17)
 def record_hash(member):
     """A 64-bit hash of a record, equal on every machine (anti-entropy digests)."""
-    text = "\0".join((
-        member.name, member.address, str(member.generation),
-        str(member.incarnation), member.state.value,
-    ))
+    parts = (member.name, member.address, str(member.generation),
+             str(member.incarnation), member.state.value)
+    if member.meta:
+        parts += (member.meta,)
+    text = "\0".join(parts)
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 

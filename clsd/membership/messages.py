@@ -10,9 +10,11 @@ characters) and addresses (255) an encoded message stays under 64 KiB
 (tested); with ordinary names a full message is a few KiB.
 """
 
+from functools import lru_cache
+
 import attrs
 
-from clsd.membership.members import Member, State
+from clsd.membership.members import Member, MetaError, State, decode_meta, encode_meta
 
 MAX_UPDATES = 32
 MAX_SYNC_RECORDS = 128
@@ -72,10 +74,28 @@ def _number(data, key, where):
 
 
 def member_to_wire(member):
-    return {
+    data = {
         "n": member.name, "a": member.address, "g": member.generation,
         "i": member.incarnation, "s": member.state.value,
     }
+    if member.meta:
+        data["d"] = _wire_meta(member.meta)
+    return data
+
+
+#: Records are sent many times: decode each meta string once (the dict is
+#: only read by the JSON encoder).
+_wire_meta = lru_cache(maxsize=4096)(decode_meta)
+
+
+def _meta(data, where):
+    if "d" not in data:
+        return ""
+    try:
+        meta = encode_meta(data["d"])
+    except MetaError as e:
+        raise MessageError(f"{where}.d: {e}") from None
+    return meta
 
 
 def member_from_wire(data, where):
@@ -88,6 +108,7 @@ def member_from_wire(data, where):
         generation=_int(data, "g", where),
         incarnation=_int(data, "i", where),
         state=_STATES[state],
+        meta=_meta(data, where),
     )
 
 

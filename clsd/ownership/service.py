@@ -44,7 +44,7 @@ from clsd.ownership.guard import GuardClient
 from clsd.ownership.hooks import HookRunner
 from clsd.ownership.managed import ManagedService
 from clsd.ownership.manager import ManagerError
-from clsd.ownership.messages import WireError, from_wire
+from clsd.ownership.messages import MESSAGE_TYPES, WireError, from_wire
 from clsd.ownership.node import OwnershipNode
 from clsd.ownership.placement import MemberState
 from clsd.ownership.published import state_from_wire, state_to_wire
@@ -246,7 +246,12 @@ class OwnershipService(MultiService):
         try:
             if not isinstance(sender, str):
                 raise WireError(f"sender must be a node name, got {sender!r}")
-            message = from_wire(wire)
+            if isinstance(wire, dict):
+                message = from_wire(wire)
+            elif getattr(type(wire), "TYPE", None) in MESSAGE_TYPES:
+                message = wire  # parsed by the peer layer already
+            else:
+                raise WireError(f"not a lease message: {wire!r}")
         except WireError as e:
             self.counters["bad_messages"] += 1
             self.log.warn("ownership: bad message from {sender}: {error}",

@@ -185,10 +185,10 @@ class Codec:
         if message_type is None:
             raise RemoteProtocolError("unknown-type", f"unknown message type {name[:64]!r}")
         try:
-            message_type.validate(obj)
+            parsed = message_type.validate(obj)
         except FieldError as e:
             raise RemoteProtocolError("bad-field", f"{name}.{e}") from None
-        return Message(name, obj, checked=True)
+        return Message(name, obj, checked=True, parsed=parsed)
 
     # -- sending -------------------------------------------------------------
 

@@ -205,6 +205,9 @@ class Message:
     #: Set by L{MessageType.build} and the codec: the fields were checked
     #: against the schema already, so sending need not check them again.
     checked: bool = attrs.field(default=False, eq=False, repr=False, kw_only=True)
+    #: For a L{LayerMessageType}: the upper layer's object the codec parsed
+    #: while checking, so that the layer does not parse the fields twice.
+    parsed: object = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
     def __getitem__(self, key):
         return self.fields[key]
@@ -240,6 +243,63 @@ class MessageType:
         except FieldError as e:
             raise LocalProtocolError("bad-field", f"{self.name}.{e}") from None
         return Message(self.name, fields, checked=True)
+
+
+class LayerMessageType:
+    """A message whose fields an upper layer checks with its own parser.
+
+    Membership and ownership already have strict parsers (C{from_wire}:
+    a dict with a ``type`` in, a frozen message out, C{ValueError} naming
+    the field when it is wrong).  Delegating to them keeps one definition
+    of each message, and the codec treats a parser's refusal like a schema
+    refusal: the peer's fault, the connection is closed and counted.
+
+    @param parse: C{parse({"type": name, **fields})} returns the layer's
+        object or raises C{ValueError}.
+    """
+
+    def __init__(self, name, parse):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a message type name is a non-empty string, got {name!r}")
+        self.name = name
+        self.parse = parse
+
+    def __repr__(self):
+        return f"<LayerMessageType {self.name}>"
+
+    def validate(self, fields):
+        """The parsed object; L{FieldError} (with the parser's words) if it is refused."""
+        if "type" in fields or "v" in fields:
+            raise FieldError("", "envelope keys are not fields")
+        try:
+            return self.parse({"type": self.name, **fields})
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            # Parsers raise ValueError subclasses; anything else they let
+            # slip on hostile input is refused the same way, never a crash.
+            text = str(e) or type(e).__name__
+            for prefix in (self.name + ".", self.name + ": "):
+                if text.startswith(prefix):
+                    text = text[len(prefix):]  # the codec prefixes the type itself
+            raise FieldError("", text) from None
+
+    def build(self, **fields):
+        """A L{Message} of this type; L{LocalProtocolError} if the parser refuses it."""
+        try:
+            parsed = self.validate(fields)
+        except FieldError as e:
+            raise LocalProtocolError("bad-field", f"{self.name}.{e}") from None
+        return Message(self.name, fields, checked=True, parsed=parsed)
+
+    def wrap(self, wire):
+        """A L{Message} for a layer's own C{to_wire()} dict, trusted (not parsed again)."""
+        fields = dict(wire)
+        fields.pop("type", None)
+        return Message(self.name, fields, checked=True)
+
+
+def layer_types(parse, names):
+    """L{LayerMessageType}s for C{names}, all parsed by C{parse}."""
+    return tuple(LayerMessageType(name, parse) for name in names)
 
 
 class Registry:

@@ -234,8 +234,9 @@ class PeerNetwork(MultiService):
         identity = load_identity(config, now=now)
         return cls(
             reactor=reactor, tls=PeerTLS(identity), name=node.name, listen=node.listen,
-            advertise=node.advertise, join=node.join, source_host=node.source_host,
-            handler=handler, registry=registry, settings=settings, **kwargs)
+            advertise=node.advertise, join=kwargs.pop("join", node.join),
+            source_host=node.source_host, handler=handler, registry=registry,
+            settings=settings, **kwargs)
 
     # -- the service -----------------------------------------------------------
 
