@@ -92,6 +92,10 @@ class Timing:
     drift_margin: float | None = None
     membership: dict = attrs.Factory(dict)
 
+    def with_membership(self, **settings):
+        """The same timing with more ``[membership]`` keys."""
+        return attrs.evolve(self, membership={**self.membership, **settings})
+
     @property
     def lease_seconds(self):
         """The lease the daemons will use."""

@@ -147,3 +147,37 @@ class FailoverRig:
 
     def resume_daemon(self, node):
         self.launcher.resume(node)
+
+
+# -- readiness -------------------------------------------------------------------------
+
+
+def log_offset(launcher, node):
+    """The current length of C{node}'s log: look for news after it."""
+    return len(launcher.log_text(node))
+
+
+def member_alive_since(launcher, observer, member, offset):
+    """Whether C{observer}'s log says C{member} is alive after byte C{offset}.
+
+    Read from the membership service's log line ``member NAME is alive``;
+    the rig has no other way in from outside without an admin login.
+    """
+    return f"member {member} is alive" in launcher.log_text(observer)[offset:]
+
+
+def wait_rejoined(launcher, node, offsets, timeout=60.0):
+    """Until C{node} and every other running node see each other alive again.
+
+    @param offsets: C{{name: log_offset}} taken just before the node was
+        restarted or healed.
+    """
+    others = [n for n in launcher.nodes if n != node and launcher.node(n).running]
+
+    def done():
+        return all(
+            member_alive_since(launcher, other, node, offsets.get(other, 0))
+            and member_alive_since(launcher, node, other, offsets.get(node, 0))
+            for other in others
+        )
+    wait_for(done, timeout, what=f"{node} and {', '.join(others)} to see each other alive")
