@@ -15,8 +15,8 @@ One sample is the time from just before the fault (time.monotonic) until an
 HTTP GET to the standby's address is answered by a new instance of A,
 polled every 10 ms. Then the fault is undone (the node restarted, or the
 rules lifted), and the next trial waits until all three see each other alive
-again (their logs), plus one lease, so that every trial starts from a full
-cluster. There is no preempt, so the owner alternates between alpha and beta.
+(their logs' membership lines since the fault: none, or "alive" last) for one
+lease in a row, so that every trial starts from a full cluster. There is no preempt, so the owner alternates between alpha and beta.
 
 Overlap: the checker runs over every start/stop record of the run; the worst
 overlap of two instances of A (in seconds) must be 0. Per trial, the gap
@@ -140,6 +140,7 @@ def one_trial(rig, kind, lease, rng):
     # Off any timer's beat: renewals come every lease/3.
     time.sleep(rng.uniform(0, lease / 3))
     token = None
+    offsets = {name: log_offset(launcher, name) for name in launcher.nodes}
     try:
         if kind == "kill":
             t0 = rig.kill_daemon(owner, services=True)
@@ -155,14 +156,13 @@ def one_trial(rig, kind, lease, rng):
     except Exception as e:  # noqa: BLE001 - a failed trial is reported, the run goes on
         trial.error = f"{type(e).__name__}: {e}"
     finally:
-        offsets = {name: log_offset(launcher, name) for name in launcher.nodes}
         if token is not None:
             rig.heal(token)
         if not launcher.node(owner).running:
             launcher.start(owner)
         try:
-            wait_rejoined(launcher, owner, offsets, timeout=60)
-            time.sleep(lease)
+            # Held for one lease: a pending suspicion would show by then.
+            wait_rejoined(launcher, owner, offsets, hold=max(lease, 1.0), timeout=60)
         except AssertionError as e:
             trial.error = trial.error or f"not rejoined: {e}"
     return trial

@@ -12,6 +12,7 @@ Blocking and reactor-free like the launcher: it observes from outside.
 
 import json
 import os
+import re
 import signal
 import time
 import urllib.error
@@ -157,27 +158,45 @@ def log_offset(launcher, node):
     return len(launcher.log_text(node))
 
 
-def member_alive_since(launcher, observer, member, offset):
-    """Whether C{observer}'s log says C{member} is alive after byte C{offset}.
+#: The membership service's log line for every change of a member's state.
+MEMBER_STATE = re.compile(r"member (\S+) is (\w+)")
 
-    Read from the membership service's log line ``member NAME is alive``;
-    the rig has no other way in from outside without an admin login.
+
+def last_states(launcher, observer, offset):
+    """C{{member: state}}: the last state C{observer}'s log gave each member after C{offset}.
+
+    Read from the membership service's ``member NAME is STATE`` lines: the rig
+    has no other way in from outside without an admin login.
     """
-    return f"member {member} is alive" in launcher.log_text(observer)[offset:]
+    states = {}
+    for match in MEMBER_STATE.finditer(launcher.log_text(observer)[offset:]):
+        states[match.group(1)] = match.group(2)
+    return states
 
 
-def wait_rejoined(launcher, node, offsets, timeout=60.0):
-    """Until C{node} and every other running node see each other alive again.
+def wait_rejoined(launcher, node, offsets, *, hold=1.0, timeout=60.0):
+    """Until C{node} and every other running node agree they are all alive, for C{hold} s.
 
-    @param offsets: C{{name: log_offset}} taken just before the node was
-        restarted or healed.
+    @param offsets: C{{name: log_offset}} taken just BEFORE the fault: a
+        pair whose logs say nothing since then never lost each other (a
+        short partition need not reach the failure timeout); a pair that did
+        must have said "alive" again since.
     """
     others = [n for n in launcher.nodes if n != node and launcher.node(n).running]
 
-    def done():
-        return all(
-            member_alive_since(launcher, other, node, offsets.get(other, 0))
-            and member_alive_since(launcher, node, other, offsets.get(node, 0))
-            for other in others
-        )
-    wait_for(done, timeout, what=f"{node} and {', '.join(others)} to see each other alive")
+    def settled():
+        for a, b in [(o, node) for o in others] + [(node, o) for o in others]:
+            if last_states(launcher, a, offsets.get(a, 0)).get(b, "alive") != "alive":
+                return False
+        return True
+
+    held_since = [None]
+
+    def held():
+        if not settled():
+            held_since[0] = None
+            return False
+        if held_since[0] is None:
+            held_since[0] = time.monotonic()
+        return time.monotonic() - held_since[0] >= hold
+    wait_for(held, timeout, what=f"{node} and {', '.join(others)} to see each other alive")
