@@ -8,7 +8,7 @@ from twisted.trial import unittest
 from clsd.certs import authority, store
 from clsd.config import parse_config
 from clsd.testing.cluster import (
-    FAST_TIMING, ClusterRig, active_standby, mutual_standby, service_name,
+    FAST_TIMING, ClusterRig, active_standby, mutual_standby, ring_layout, service_name,
 )
 from clsd.testing.launcher import NodeSpec
 
@@ -103,3 +103,39 @@ class ClusterPartsTests(unittest.TestCase):
                          [("A", 50)])
         self.assertEqual(rig.layout.witnesses, ("witness",))
         self.assertEqual(rig.layout.candidates("A"), ["alpha", "beta"])
+
+
+class RingLayoutTests(unittest.TestCase):
+    def test_three_nodes_are_the_mutual_standby_example(self):
+        layout = ring_layout(["n1", "n2", "n3"])
+        self.assertEqual(layout.voters, ("n1", "n2", "n3"))
+        self.assertEqual(layout.clusters, {"c1": {"n1": 100, "n2": 50},
+                                           "c2": {"n2": 100, "n1": 50}})
+        self.assertEqual(layout.witnesses, ("n3",))
+
+    def test_five_nodes_ring_and_voters(self):
+        layout = ring_layout([f"n{i}" for i in range(1, 6)])
+        self.assertEqual(len(layout.voters), 5)
+        self.assertEqual(layout.candidates("c4"), ["n4", "n1"])
+        self.assertEqual(len(ring_layout([f"n{i}" for i in range(1, 5)]).voters), 3)
+        self.assertRaises(ValueError, ring_layout, ["n1", "n2"])
+
+    def test_clusters_scenario_renders_valid_configs(self):
+        from clsd.testing.faults.runner import SCENARIOS
+        from clsd.testing.launcher import ConfigTemplate
+
+        directory = tempfile.mkdtemp(prefix="clsd-cluster-scenario-")
+        self.addCleanup(__import__("shutil").rmtree, directory, True)
+        launcher = FakeLauncher(directory, ["n1", "n2", "n3"])
+        launcher.nodes = dict(launcher.specs)
+        scenario = SCENARIOS["clusters"]()
+        template = ConfigTemplate()
+        for part in scenario.template_parts():
+            template = template.with_part(part)
+        configs = {n: parse_config(template.render(launcher.specs[n], launcher), n)
+                   for n in ("n1", "n2", "n3")}
+        self.assertEqual([(c.id, c.priority) for c in configs["n1"].clusters],
+                         [("c1", 100), ("c2", 50)])
+        self.assertEqual(configs["n3"].clusters, ())
+        self.assertEqual(scenario.expected_clusters(launcher), ["c1", "c2"])
+        self.assertEqual(scenario.capacity(launcher), {})

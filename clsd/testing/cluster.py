@@ -82,6 +82,26 @@ def active_standby(cluster="A"):
     )
 
 
+def ring_layout(names):
+    """For the fault runner: N nodes, the last a witness; each other node runs one cluster
+    ID (priority 100) and stands by (50) for its neighbour's, in a ring.
+
+    With 3 nodes this is the mutual-standby example (c1 on n1 / n2, c2 on
+    n2 / n1, n3 the witness). Voters: every node for 3 or 5, else the first 3
+    (or 5 from 6 nodes on).
+    """
+    names = tuple(names)
+    if len(names) < 3:
+        raise ValueError(f"a cluster with failover needs at least 3 nodes, got {len(names)}")
+    voters = names if len(names) in (3, 5) else names[:5 if len(names) > 5 else 3]
+    workers = names[:-1]
+    clusters = {
+        f"c{i + 1}": {node: 100, workers[(i + 1) % len(workers)]: 50}
+        for i, node in enumerate(workers)
+    }
+    return Layout(nodes=names, voters=voters, clusters=clusters)
+
+
 @attrs.frozen
 class Timing:
     """``[quorum]`` lease settings and ``[membership]`` overrides (empty: defaults)."""
