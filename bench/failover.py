@@ -16,7 +16,8 @@ HTTP GET to the standby's address is answered by a new instance of A,
 polled every 10 ms. Then the fault is undone (the node restarted, or the
 rules lifted), and the next trial waits until all three see each other alive
 (their logs' membership lines since the fault: none, or "alive" last) for one
-lease in a row, so that every trial starts from a full cluster. There is no preempt, so the owner alternates between alpha and beta.
+lease in a row, so that every trial starts from a full cluster. There is no
+preempt, so the owner alternates between alpha and beta.
 
 Overlap: the checker runs over every start/stop record of the run; the worst
 overlap of two instances of A (in seconds) must be 0. Per trial, the gap

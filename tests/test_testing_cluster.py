@@ -1,4 +1,4 @@
-"""The real-cluster template parts: every generated config is one clsd accepts, and says what we mean."""
+"""Real-cluster template parts: every generated config is accepted by clsd and means what we say."""
 
 import os
 import tempfile
