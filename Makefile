@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo demo-cluster test soak bench clean
+.PHONY: venv demo demo-cluster test soak bench bench-failover clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/restart_latency.py $(BENCH_ARGS)
 	$(PY) bench/idle_footprint.py
+
+# Failover time on three real daemons (partitions need root and nft).
+# FAILOVER_ARGS="--trials 10 --profile fast" for a quick look.
+bench-failover: $(STAMP)
+	$(PY) bench/failover.py $(FAILOVER_ARGS)
 
 clean:
 	rm -rf $(VENV) _trial_temp* build *.egg-info

@@ -11,7 +11,7 @@ from clsd.testing import checker
 from clsd.testing.faults import report as reporting
 from clsd.testing.faults.cleanup import Cleanups
 from clsd.testing.faults.runner import (
-    DaemonsScenario, ScheduleRunner, SupervisedScenario, checker_faults, execute,
+    ClustersScenario, DaemonsScenario, ScheduleRunner, SupervisedScenario, checker_faults, execute,
 )
 from clsd.testing.faults.schedule import FaultEvent, Schedule, generate
 from clsd.testing.polling import WaitTimeout
@@ -253,6 +253,21 @@ class ExecuteTests(unittest.TestCase):
         self.assertEqual([s["outcome"] for s in report["timeline"]], ["applied"] * 3)
         self.assertEqual(report["faults_by_kind"],
                          {"pause_daemon": 1, "kill_daemon": 1, "restart_daemon": 1})
+        self.assertEqual(cleanups.pending(), [])
+
+    def test_clusters_scenario_fails_over_on_real_daemons(self):
+        """The 'clusters' scenario: c1 (on n1) moves to n2 when n1's daemon is killed."""
+        cleanups = Cleanups()
+        self.addCleanup(cleanups.run_all)
+        schedule = schedule_of(
+            FaultEvent(at=1.0, kind="kill_daemon", targets=("n1",), lasts=6.0),
+            duration=10.0, nodes=("n1", "n2", "n3"),
+        )
+        report = execute(schedule, self.mktemp(), ClustersScenario(), cleanups=cleanups)
+        self.assertEqual(report["verdict"], "PASS", report["reasons"])
+        self.assertEqual([s["outcome"] for s in report["timeline"]], ["applied"])
+        moved = [(f["cluster"], f["from"], f["to"]) for f in report["failovers"]]
+        self.assertIn(("c1", "n1", "n2"), moved)
         self.assertEqual(cleanups.pending(), [])
 
     def test_replay_file_runs_the_same_schedule(self):

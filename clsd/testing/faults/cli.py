@@ -18,7 +18,7 @@ from clsd.testing.faults import schedule as schedules
 from clsd.testing.faults import sweep
 from clsd.testing.faults.cleanup import default_cleanups
 
-SCENARIOS = ("supervised", "daemons")
+SCENARIOS = ("supervised", "daemons", "clusters")
 
 
 def cleanup_all_command(args):

@@ -2,11 +2,11 @@
 
 What a run needs from the product is a L{Scenario}: which configuration parts
 the nodes get, each cluster's capacity, and which clusters must be running
-once everything is healed. Today there is one, L{SupervisedScenario}: every
+once everything is healed. In L{SupervisedScenario} every
 node supervises its own protected service (cluster ``<node>-solo``), so
 process faults (kill -9, SIGSTOP, CPU, clock) are judged against
-single-machine supervision. The scenario with shared cluster IDs, quorum and
-failover is added when ownership exists; the runner does not change.
+single-machine supervision; L{ClustersScenario} runs real shared cluster IDs
+with a quorum and failover (clsd.testing.cluster); the runner is the same.
 """
 
 import os
@@ -76,7 +76,49 @@ class DaemonsScenario:
         return []
 
 
-SCENARIOS = {"supervised": SupervisedScenario, "daemons": DaemonsScenario}
+class ClustersScenario:
+    """Real failover: shared cluster IDs, a quorum with a witness, leases (clsd.testing.cluster).
+
+    The layout is L{clsd.testing.cluster.ring_layout} of the run's nodes:
+    every node but the last runs one active-standby cluster ID and stands by
+    for its neighbour's; the last is a witness. Every cluster must run again
+    after the final heal, and never on two nodes at once (capacity 1).
+    """
+
+    name = "clusters"
+
+    def __init__(self, *, timing=None):
+        from clsd.testing.cluster import DEFAULT_TIMING
+
+        self.timing = timing or DEFAULT_TIMING
+        self._rig = None
+
+    @property
+    def description(self):
+        return f"clusters (ring of active-standby cluster IDs, witness; {self.timing.name} timing)"
+
+    def cluster_rig(self, launcher):
+        """The L{ClusterRig}, made for the launcher's nodes the first time it is needed."""
+        from clsd.testing.cluster import ClusterRig, ring_layout
+
+        if self._rig is None:
+            self._rig = ClusterRig(ring_layout(launcher.nodes), self.timing)
+        return self._rig
+
+    def template_parts(self):
+        def part(name):
+            return lambda node, launcher: getattr(self.cluster_rig(launcher), name)(node, launcher)
+        return [part("peers_part"), part("tls_part"), part("quorum_part"), part("clusters_part")]
+
+    def capacity(self, launcher):
+        return {}
+
+    def expected_clusters(self, launcher):
+        return list(self.cluster_rig(launcher).layout.clusters)
+
+
+SCENARIOS = {"supervised": SupervisedScenario, "daemons": DaemonsScenario,
+             "clusters": ClustersScenario}
 
 
 @attrs.define

@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""Failover time: fail the owner of a cluster ID; how long until the service answers on the standby?
+
+Three real ``twistd clsd`` daemons on loopback (alpha, beta, witness; each on
+its own 127.0.0.x, mutual TLS from one test CA, three voters), one
+active-standby cluster ID ``A`` registered on alpha (priority 100) and beta
+(50), run by the protected test service, which serves HTTP on the node's
+address and records every start and stop.
+
+Each trial applies one fault to whichever node owns A now:
+  - ``kill``: kill -9 the owner's daemon and its service (a machine crash);
+  - ``partition``: drop every packet between the owner's address and the
+    other two (nft on ``lo``), leaving the owner running in a minority.
+One sample is the time from just before the fault (time.monotonic) until an
+HTTP GET to the standby's address is answered by a new instance of A,
+polled every 10 ms. Then the fault is undone (the node restarted, or the
+rules lifted), and the next trial waits until all three see each other alive
+(their logs' membership lines since the fault: none, or "alive" last) for one
+lease in a row, so that every trial starts from a full cluster. There is no
+preempt, so the owner alternates between alpha and beta.
+
+Overlap: the checker runs over every start/stop record of the run; the worst
+overlap of two instances of A (in seconds) must be 0. Per trial, the gap
+between the old instance's end and the new one's start is kept too.
+
+Profiles: ``default`` (the shipped settings: lease 2 s, membership defaults)
+and ``fast`` (lease 0.6 s with membership timings to match, see
+clsd.testing.cluster.FAST_TIMING). Both set ``reconnect_interval`` to 1 s: it
+only decides how soon a healed partition is rejoined between trials, not the
+measured failover time; the default of 30 s would make each partition trial
+half a minute longer.
+
+Usage: python bench/failover.py [--trials 50] [--profile default|fast|both]
+           [--kinds kill,partition]
+Writes bench/results/failover.json (profiles run before are kept) and prints
+a table. Partitions need root and nft. Every process and rule is removed at
+the end, Ctrl-C included.
+"""
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _harness import (  # noqa: E402
+    RESULTS_DIR, interrupts_as_exceptions, machine_info, remove_tree, summary_ms,
+    uninterruptible, write_json,
+)
+
+from clsd.testing import checker  # noqa: E402
+from clsd.testing.cluster import TIMINGS, ClusterRig, active_standby  # noqa: E402
+from clsd.testing.failover import FailoverRig, log_offset, wait_rejoined  # noqa: E402
+from clsd.testing.faults import network  # noqa: E402
+from clsd.testing.faults.cleanup import Cleanups, owned_name  # noqa: E402
+from clsd.testing.launcher import Launcher  # noqa: E402
+
+CLUSTER = "A"
+KINDS = ("kill", "partition")
+#: Between trials: how soon a healed or restarted node is rejoined (see above).
+BENCH_MEMBERSHIP = {"reconnect_interval": 1.0}
+#: A trial with no answer on the standby this long after the fault failed.
+FAILOVER_TIMEOUT = 30.0
+#: Three failed trials in a row: the cluster is broken, stop.
+MAX_FAILED_IN_A_ROW = 3
+
+
+class Trial:
+    def __init__(self, kind, owner, standby):
+        self.kind, self.owner, self.standby = kind, owner, standby
+        self.seconds = None
+        self.gap = None
+        self.error = None
+
+    def as_json(self):
+        return {"kind": self.kind, "owner": self.owner, "standby": self.standby,
+                "seconds": None if self.seconds is None else round(self.seconds, 4),
+                "gap_s": None if self.gap is None else round(self.gap, 4),
+                "error": self.error}
+
+
+def run_profile(profile, args, workdir, say):
+    timing = TIMINGS[profile].with_membership(**BENCH_MEMBERSHIP)
+    lease = timing.lease_seconds
+    cluster_rig = ClusterRig(active_standby(CLUSTER), timing)
+    cleanups = Cleanups()
+    launcher = firewall = None
+    trials = []
+    rng = random.Random(args.seed)
+    try:
+        launcher = Launcher(workdir / profile, list(cluster_rig.layout.nodes),
+                            template=cluster_rig.template(), cleanups=cleanups)
+        if "partition" in args.kinds:
+            firewall = network.Firewall(name=owned_name("bfo"), backend=network.default_backend(),
+                                        cleanups=cleanups)
+        rig = FailoverRig(launcher, cluster_rig, firewall)
+        launcher.start_all()
+        rig.wait_owner(CLUSTER, timeout=60)
+        say(f"  {profile}: cluster {CLUSTER} runs on {rig.owner(CLUSTER)}; "
+            f"lease {lease:g} s, {args.trials} trials of {', '.join(args.kinds)}")
+        failed_in_a_row = 0
+        for index in range(args.trials):
+            for kind in args.kinds:
+                trial = one_trial(rig, kind, lease, rng)
+                trials.append(trial)
+                if trial.error:
+                    failed_in_a_row += 1
+                    say(f"    trial {index + 1} {kind}: FAILED: {trial.error}")
+                    if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+                        raise RuntimeError(f"{failed_in_a_row} failed trials in a row; "
+                                           f"logs in {workdir / profile}")
+                else:
+                    failed_in_a_row = 0
+            if (index + 1) % 10 == 0:
+                say(f"    {index + 1}/{args.trials}: " + ", ".join(
+                    f"{t.kind} {t.seconds * 1000:.0f} ms" for t in trials[-len(args.kinds):]
+                    if t.seconds is not None))
+        horizon = time.monotonic()
+        report = launcher.check(horizon=horizon)
+        return result(profile, timing, trials, report, launcher)
+    finally:
+        with uninterruptible():
+            if firewall is not None:
+                firewall.close()
+            if launcher is not None:
+                launcher.teardown()
+            cleanups.run_all()
+
+
+def one_trial(rig, kind, lease, rng):
+    launcher = rig.launcher
+    owner = rig.wait_owner(CLUSTER, timeout=FAILOVER_TIMEOUT)
+    [old] = rig.running(CLUSTER)
+    [standby] = rig.standbys(CLUSTER, owner)
+    trial = Trial(kind, owner, standby)
+    # Off any timer's beat: renewals come every lease/3.
+    time.sleep(rng.uniform(0, lease / 3))
+    token = None
+    offsets = {name: log_offset(launcher, name) for name in launcher.nodes}
+    try:
+        if kind == "kill":
+            t0 = rig.kill_daemon(owner, services=True)
+        else:
+            t0, token = rig.isolate(owner)
+        t1, node, identity = rig.wait_answer(CLUSTER, [standby], not_instance=old.instance,
+                                             timeout=FAILOVER_TIMEOUT)
+        trial.seconds = t1 - t0
+        old_end = interval_of(launcher, old.instance).end
+        new_start = interval_of(launcher, identity["instance"]).start
+        if old_end is not None:
+            trial.gap = new_start - old_end
+    except Exception as e:  # noqa: BLE001 - a failed trial is reported, the run goes on
+        trial.error = f"{type(e).__name__}: {e}"
+    finally:
+        if token is not None:
+            rig.heal(token)
+        if not launcher.node(owner).running:
+            launcher.start(owner)
+        try:
+            # Held for one lease: a pending suspicion would show by then.
+            wait_rejoined(launcher, owner, offsets, hold=max(lease, 1.0), timeout=60)
+        except AssertionError as e:
+            trial.error = trial.error or f"not rejoined: {e}"
+    return trial
+
+
+def interval_of(launcher, instance):
+    for interval in checker.intervals(launcher.records().records):
+        if interval.instance == instance:
+            return interval
+    raise LookupError(f"no records of instance {instance}")
+
+
+def result(profile, timing, trials, report, launcher):
+    overlaps_a = [o for o in report.overlaps if o.cluster == CLUSTER]
+    out = {
+        "settings": {"lease": timing.lease_seconds, "drift_margin": timing.drift_margin,
+                     "membership": timing.membership},
+        "worst_overlap_s": round(max((o.duration for o in overlaps_a), default=0.0), 6),
+        "violations": [v.describe() for v in report.violations],
+        "log_problems": launcher.log_problems()[:20],
+        "kinds": {},
+        "trials": [t.as_json() for t in trials],
+    }
+    for kind in sorted({t.kind for t in trials}):
+        ok = [t for t in trials if t.kind == kind and t.seconds is not None]
+        gaps = [t.gap for t in trials if t.kind == kind and t.gap is not None]
+        entry = {"trials": sum(t.kind == kind for t in trials),
+                 "failed": sum(t.kind == kind and t.error is not None for t in trials)}
+        if ok:
+            entry.update(summary_ms([t.seconds for t in ok]))
+        if gaps:
+            entry["min_gap_ms"] = round(min(gaps) * 1000, 3)
+        out["kinds"][kind] = entry
+    return out
+
+
+def table(profiles):
+    lines = [f"{'profile':8} {'fault':10} {'trials':>6} {'failed':>6} {'p50 ms':>8} "
+             f"{'p99 ms':>8} {'max ms':>8} {'min gap ms':>10} {'worst overlap':>13}"]
+    for name, data in profiles.items():
+        for kind, k in data["kinds"].items():
+            lines.append(
+                f"{name:8} {kind:10} {k['trials']:>6} {k['failed']:>6} "
+                f"{k.get('p50_ms', float('nan')):>8.0f} {k.get('p99_ms', float('nan')):>8.0f} "
+                f"{k.get('max_ms', float('nan')):>8.0f} {k.get('min_gap_ms', float('nan')):>10.1f} "
+                f"{data['worst_overlap_s']:>12.3f}s")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=50, help="trials per fault kind")
+    parser.add_argument("--profile", choices=("default", "fast", "both"), default="both")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="comma-separated: kill, partition (default both)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the random pauses")
+    parser.add_argument("--output", default="failover.json", help="file name under bench/results/")
+    parser.add_argument("--keep", action="store_true", help="keep configs and logs")
+    args = parser.parse_args(argv)
+    args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    for kind in args.kinds:
+        if kind not in KINDS:
+            parser.error(f"--kinds: unknown fault {kind!r} (known: {', '.join(KINDS)})")
+    profiles = ["default", "fast"] if args.profile == "both" else [args.profile]
+
+    workdir = Path(tempfile.mkdtemp(prefix="clsd-bench-failover-"))
+    info = machine_info()
+    done = {}
+    status = 0
+    try:
+        with interrupts_as_exceptions():
+            for profile in profiles:
+                done[profile] = run_profile(profile, args, workdir, print)
+    except KeyboardInterrupt:
+        print("\ninterrupted: cleaning up", file=sys.stderr)
+        status = 130
+    except Exception as e:  # noqa: BLE001
+        print(f"benchmark failed: {type(e).__name__}: {e}", file=sys.stderr)
+        status = 1
+    finally:
+        if args.keep or status:
+            print(f"work directory kept: {workdir}")
+        else:
+            remove_tree(workdir)
+    if not done:
+        return status or 1
+    previous = {}
+    path = RESULTS_DIR / args.output
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text()).get("profiles", {})
+        except ValueError:
+            previous = {}
+    data = {
+        "benchmark": "failover",
+        "description": __doc__.split("\n\n")[0],
+        "cluster": CLUSTER,
+        "trials_per_kind": args.trials,
+        "machine": info,
+        "goal": {"default": "p50 <= 2500 ms, p99 <= 3500 ms", "fast": "p50 <= 1000 ms",
+                 "worst_overlap_s": 0},
+        "profiles": {**previous, **{name: {**d, "machine": info} for name, d in done.items()}},
+    }
+    written = write_json(args.output, data)
+    print(table(done))
+    print(f"written to {written}")
+    if any(d["worst_overlap_s"] > 0 or d["violations"] for d in done.values()):
+        print("OVERLAP: two nodes ran cluster A at once", file=sys.stderr)
+        return 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Real-cluster template parts: every generated config is accepted by clsd and means what we say."""
+
+import os
+import tempfile
+
+from twisted.trial import unittest
+
+from clsd.certs import authority, store
+from clsd.config import parse_config
+from clsd.testing.cluster import (
+    FAST_TIMING, ClusterRig, active_standby, mutual_standby, ring_layout, service_name,
+)
+from clsd.testing.launcher import NodeSpec
+
+
+class FakeLauncher:
+    """What the parts read from a launcher, without processes."""
+
+    def __init__(self, directory, names):
+        self.directory = directory
+        self.records_dir = os.path.join(directory, "records")
+        self.rig_id = "rig"
+        self.owner_pid = 1
+        self.specs = {
+            name: NodeSpec(name=name, address=f"127.0.0.{201 + i}",
+                           directory=os.path.join(directory, "nodes", name))
+            for i, name in enumerate(names)
+        }
+
+    def address(self, name):
+        return self.specs[name].address
+
+    def node(self, name):
+        return type("Node", (), {"spec": self.specs[name]})
+
+
+class ClusterPartsTests(unittest.TestCase):
+    def setUp(self):
+        self.directory = tempfile.mkdtemp(prefix="clsd-cluster-parts-")
+        self.addCleanup(__import__("shutil").rmtree, self.directory, True)
+
+    def render(self, rig, launcher, name):
+        spec = launcher.specs[name]
+        text = rig.template().render(spec, launcher)
+        return parse_config(text, f"{name}.toml")
+
+    def test_mutual_standby_configs_parse_and_mirror_each_other(self):
+        rig = ClusterRig(mutual_standby())
+        launcher = FakeLauncher(self.directory, rig.layout.nodes)
+        configs = {name: self.render(rig, launcher, name) for name in rig.layout.nodes}
+        for name, config in configs.items():
+            self.assertEqual(config.quorum.voters, ("alpha", "beta", "witness"))
+            self.assertEqual(config.node.listen, rig.peer_address(launcher, name))
+            self.assertEqual(config.node.advertise, config.node.listen)
+            self.assertEqual(
+                set(config.node.join),
+                {rig.peer_address(launcher, other) for other in rig.layout.nodes if other != name})
+        priorities = {name: {c.id: c.priority for c in config.clusters}
+                      for name, config in configs.items()}
+        self.assertEqual(priorities, {"alpha": {"A": 100, "B": 50},
+                                      "beta": {"A": 50, "B": 100}, "witness": {}})
+        self.assertEqual(configs["witness"].services, ())
+        service = configs["beta"].service(service_name("A"))
+        self.assertEqual(service.command[-2:],
+                         ("--http", "%s:%d" % rig.http_address(launcher, "beta", "A")))
+        # The daemon, not the config, names the cluster and epoch.
+        self.assertNotIn("CLSD_CLUSTER", service.env)
+        self.assertEqual((service.check.type, service.check.target),
+                         ("http", rig.http_url(launcher, "beta", "A")))
+
+    def test_each_node_has_its_own_certificate_from_one_ca(self):
+        rig = ClusterRig(mutual_standby())
+        launcher = FakeLauncher(self.directory, rig.layout.nodes)
+        ca = None
+        for name in rig.layout.nodes:
+            tls = self.render(rig, launcher, name).tls
+            ca_cert = store.load_certificate(tls.ca)
+            ca = ca or ca_cert
+            self.assertEqual(authority.fingerprint(ca_cert), authority.fingerprint(ca))
+            cert = store.load_certificate(tls.cert)
+            self.assertEqual(authority.node_name_of(cert), name)
+            self.assertTrue(authority.signed_by(cert, ca_cert))
+            self.assertTrue(authority.key_matches(store.load_private_key(tls.key), cert))
+
+    def test_ports_and_certificates_are_stable_across_rerenders(self):
+        rig = ClusterRig(active_standby())
+        launcher = FakeLauncher(self.directory, rig.layout.nodes)
+        first = self.render(rig, launcher, "alpha")
+        again = self.render(rig, launcher, "alpha")
+        self.assertEqual(first.node.listen, again.node.listen)
+        self.assertEqual(first.services, again.services)
+        with open(first.tls.cert, "rb") as a, open(again.tls.cert, "rb") as b:
+            self.assertEqual(a.read(), b.read())
+
+    def test_active_standby_and_fast_profile(self):
+        rig = ClusterRig(active_standby(), FAST_TIMING)
+        launcher = FakeLauncher(self.directory, rig.layout.nodes)
+        alpha = self.render(rig, launcher, "alpha")
+        self.assertEqual((alpha.quorum.lease, alpha.quorum.drift_margin), (0.6, 0.05))
+        self.assertEqual(alpha.membership.heartbeat_interval, 0.1)
+        self.assertEqual([(c.id, c.priority) for c in alpha.clusters], [("A", 100)])
+        self.assertEqual([(c.id, c.priority) for c in self.render(rig, launcher, "beta").clusters],
+                         [("A", 50)])
+        self.assertEqual(rig.layout.witnesses, ("witness",))
+        self.assertEqual(rig.layout.candidates("A"), ["alpha", "beta"])
+
+
+class RingLayoutTests(unittest.TestCase):
+    def test_three_nodes_are_the_mutual_standby_example(self):
+        layout = ring_layout(["n1", "n2", "n3"])
+        self.assertEqual(layout.voters, ("n1", "n2", "n3"))
+        self.assertEqual(layout.clusters, {"c1": {"n1": 100, "n2": 50},
+                                           "c2": {"n2": 100, "n1": 50}})
+        self.assertEqual(layout.witnesses, ("n3",))
+
+    def test_five_nodes_ring_and_voters(self):
+        layout = ring_layout([f"n{i}" for i in range(1, 6)])
+        self.assertEqual(len(layout.voters), 5)
+        self.assertEqual(layout.candidates("c4"), ["n4", "n1"])
+        self.assertEqual(len(ring_layout([f"n{i}" for i in range(1, 5)]).voters), 3)
+        self.assertRaises(ValueError, ring_layout, ["n1", "n2"])
+
+    def test_clusters_scenario_renders_valid_configs(self):
+        from clsd.testing.faults.runner import SCENARIOS
+        from clsd.testing.launcher import ConfigTemplate
+
+        directory = tempfile.mkdtemp(prefix="clsd-cluster-scenario-")
+        self.addCleanup(__import__("shutil").rmtree, directory, True)
+        launcher = FakeLauncher(directory, ["n1", "n2", "n3"])
+        launcher.nodes = dict(launcher.specs)
+        scenario = SCENARIOS["clusters"]()
+        template = ConfigTemplate()
+        for part in scenario.template_parts():
+            template = template.with_part(part)
+        configs = {n: parse_config(template.render(launcher.specs[n], launcher), n)
+                   for n in ("n1", "n2", "n3")}
+        self.assertEqual([(c.id, c.priority) for c in configs["n1"].clusters],
+                         [("c1", 100), ("c2", 50)])
+        self.assertEqual(configs["n3"].clusters, ())
+        self.assertEqual(scenario.expected_clusters(launcher), ["c1", "c2"])
+        self.assertEqual(scenario.capacity(launcher), {})
