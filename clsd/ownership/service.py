@@ -144,7 +144,7 @@ class OwnershipService(MultiService):
 
     # -- registrations at runtime (reload) ---------------------------------------------
 
-    def add_cluster(self, cluster):
+    def add_cluster(self, cluster, blocked=None):
         """Prepare C{cluster}'s managed service (then build and L{attach} its runner, then
         L{register}).  Starts the lease guard if this node had no cluster until now."""
         if cluster.id in self._managed:
@@ -154,7 +154,7 @@ class OwnershipService(MultiService):
                                      monotonic=self._monotonic)
             for managed in self._managed.values():
                 managed.guard = self.guard
-        self._add_managed(cluster)
+        self._add_managed(cluster).blocked = blocked
 
     def register(self, cluster):
         """Tell the core about C{cluster} (added by L{add_cluster}); a Deferred.
