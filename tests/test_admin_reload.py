@@ -151,8 +151,9 @@ class ReloadClusterTests(unittest.TestCase):
 
     timeout = 60
 
-    def write(self, cluster_extra="", command_args=(), cluster=True):
-        text = (f"[[service]]\nname = \"db\"\ncommand = {self.ws.command('run', *command_args)}\n"
+    def write(self, cluster_extra="", command_args=(), cluster=True, service="db"):
+        text = (f"[[service]]\nname = \"{service}\"\n"
+                f"command = {self.ws.command('run', *command_args)}\n"
                 "stop_timeout = 5.0\n[quorum]\nvoters = [\"alpha\"]\nlease = 2.0\n")
         if cluster:
             text += f"[[cluster]]\nid = \"A\"\nservice = \"db\"\n{cluster_extra}"
@@ -202,20 +203,25 @@ class ReloadClusterTests(unittest.TestCase):
         self.assertGreater(self.cluster()["epoch"], epoch)
 
     @defer.inlineCallbacks
-    def test_remove_then_add_the_cluster_back(self):
+    def test_keeping_the_service_of_a_removed_cluster_is_refused(self):
         self.write(cluster=False)
+        failure = yield self.assertFailure(self.daemon.reload(), Exception)
+        self.assertIn("without its lease", str(failure))
+        self.assertIs(self.daemon.supervisor("db"), self.runner)
+        self.assertEqual(self.runner.pid, self.pid)
+
+    @defer.inlineCallbacks
+    def test_remove_then_add_the_cluster_back(self):
+        self.write(cluster=False, service="other")
         summary = yield self.daemon.reload()
-        self.assertEqual(summary, "reloaded: -cluster A")
+        self.assertEqual(summary, "reloaded: +other, -db, -cluster A")
         self.assertFalse(group_alive(self.pid))
         self.assertFalse(self.daemon.ownership.manages("db"))
         self.assertEqual(self.daemon.ownership.status()["clusters"], [])
-        # The [[service]] table stays: without a cluster it runs unleased.
-        pid = yield self.running()
-        self.assertIs(self.daemon.supervisor("db").parent, self.daemon)
+        self.assertRaises(KeyError, self.daemon.supervisor, "db")
         self.write()
         summary = yield self.daemon.reload()
-        self.assertEqual(summary, "reloaded: +cluster A")
-        self.assertFalse(group_alive(pid), "the unleased copy stops before the lease starts one")
+        self.assertEqual(summary, "reloaded: +db, -other, +cluster A")
         self.assertTrue(self.daemon.ownership.manages("db"))
         yield self.running()
         yield wait_for(lambda: self.cluster()["state"] == "running", what="A running")

@@ -105,10 +105,18 @@ class RefusalTests(unittest.TestCase):
         self.assertEqual(plan.plain_stop, ("web",))
         self.assertEqual(plan.plain_start, ())
         back = plan_reload(config(service("db"), service("web"), two),
-                           config(service("db"), service("web"), CLUSTER))
+                           config(service("db"), CLUSTER))
         self.assertEqual(back.clusters_removed, ("B",))
-        self.assertEqual(back.plain_start, ("web",))  # unleased again after B is withdrawn
-        self.assertTrue(back.allowed)
+        self.assertEqual(back.plain_start, ())
+        self.assertTrue(back.allowed, back.refusal())
+
+    def test_removing_a_cluster_but_keeping_its_service_is_refused(self):
+        two = CLUSTER + '[[cluster]]\nid = "B"\nservice = "web"\n'
+        plan = plan_reload(config(service("db"), service("web"), two),
+                           config(service("db"), service("web"), CLUSTER))
+        self.assertFalse(plan.allowed)
+        self.assertIn("without its lease", plan.refusal())
+        self.assertIn("web (cluster B)", plan.refusal())
 
     def test_a_leased_service_change_replaces_its_cluster(self):
         plan = plan_reload(config(service("db"), CLUSTER),

@@ -121,6 +121,16 @@ def plan_reload(old, new):
     plain_start = sorted(n for n in new_services if n not in new_leased
                          and (n in added or n in changed or n in old_leased))
     unsupported = []
+    # Safety: a service that ran a cluster here and stays as a plain service
+    # would start unleased beside the cluster's new owner (two copies).
+    orphaned = sorted(f"{old_clusters[i].service} (cluster {i})"
+                      for i in clusters_removed + replaced
+                      if old_clusters[i].service in plain_start)
+    if orphaned:
+        unsupported.append(
+            "a service that runs a cluster would keep running here without its lease "
+            "(next to the cluster's owner): remove or rename its [[service]] table too: "
+            + ", ".join(orphaned))
 
     restart_only = []
     for section in RESTART_ONLY:
