@@ -224,7 +224,7 @@ class Daemon(MultiService):
     # -- reload --------------------------------------------------------------------
 
     def reload(self):
-        """Re-read the config file and add, remove or restart unleased services.
+        """Re-read the config file; add, remove or change services and cluster registrations.
 
         Everything is validated and planned before anything changes: a bad
         file, a restart-only setting or a change the node cannot make yet
@@ -247,6 +247,13 @@ class Daemon(MultiService):
             plan = plan_reload(self.config, new)
             if not plan.allowed:
                 raise ReloadError(plan.refusal())
+            touched = (plan.clusters_added + plan.clusters_removed + plan.clusters_changed
+                       + plan.clusters_replaced)
+            if touched and (self.ownership is None or self.ownership.node is None):
+                reason = self.ownership.inactive_reason if self.ownership else None
+                raise ReloadError(
+                    "cluster registrations cannot change: lease ownership is not running "
+                    "on this node" + (f" ({reason})" if reason else ""))
         except ReloadError as e:
             self.events.record("daemon", self.config.node.name, f"reload refused: {e}")
             return defer.fail(e)
@@ -278,25 +285,61 @@ class Daemon(MultiService):
 
     @defer.inlineCallbacks
     def _apply(self, new, plan):
+        """Carry out C{plan}, in an order that never runs a service twice here.
+
+        1. Withdraw removed and replaced clusters (graceful handover: stop,
+           release, the successor acquires) and stop unleased runners that go
+           or change, all at once; wait until every one is gone.
+        2. Start the new and changed unleased runners.
+        3. Update clusters whose in-place fields changed.
+        4. Register added and replaced clusters with fresh runners.
+        """
         old = self.config
         summary = plan.summary()
         self.events.record("daemon", old.node.name, f"reloading: {summary}",
                            added=list(plan.added), removed=list(plan.removed),
-                           changed=list(plan.changed))
+                           changed=list(plan.changed),
+                           clusters_added=list(plan.clusters_added),
+                           clusters_removed=list(plan.clusters_removed),
+                           clusters_changed=list(plan.clusters_changed),
+                           clusters_replaced=list(plan.clusters_replaced))
         # The new config is in force from here: status shows it, and a
         # second reload compares against it.
         self.config = new
-        stopping = [(name, self._runners.pop(name)) for name in plan.removed + plan.changed]
-        waits = [defer.maybeDeferred(runner.disownServiceParent) for _, runner in stopping]
+        if self.ownership is not None:
+            self.ownership.config = new
+        old_clusters = {c.id: c for c in old.clusters}
+        new_clusters = {c.id: c for c in new.clusters}
+        labels, waits = [], []
+        for cluster_id in plan.clusters_withdrawn:
+            self._runners.pop(old_clusters[cluster_id].service, None)
+            labels.append(f"cluster {cluster_id}")
+            waits.append(defer.maybeDeferred(self.ownership.unregister, cluster_id))
+        for name in plan.plain_stop:
+            labels.append(name)
+            waits.append(defer.maybeDeferred(self._runners.pop(name).disownServiceParent))
         results = yield defer.DeferredList(waits, consumeErrors=True)
-        for (name, _), (ok, result) in zip(stopping, results):
+        for label, (ok, result) in zip(labels, results):
             if not ok:
-                self.log.failure("reload: stopping {name} failed", result, name=name)
-        for name in sorted(plan.added + plan.changed):
+                self.log.failure("reload: stopping {name} failed", result, name=label)
+        for name in plan.plain_start:
             runner = self._runners[name] = self._make_runner(new.service(name))
             if name in self._stuck:
                 runner.autostart = False
             runner.setServiceParent(self)
+        for cluster_id in plan.clusters_changed:
+            self.ownership.update_cluster(new_clusters[cluster_id])
+        for cluster_id in plan.clusters_registered:
+            cluster = new_clusters[cluster_id]
+            blocked = None
+            if cluster.service in self._stuck:
+                blocked = "a process group of its previous run is still present"
+            self.ownership.add_cluster(cluster, blocked=blocked)
+            runner = self._runners[cluster.service] = self._make_runner(
+                new.service(cluster.service))
+            self.ownership.attach(runner)
+            runner.setServiceParent(self.ownership)
+            yield self.ownership.register(cluster)
         self.events.record("daemon", new.node.name, f"reloaded: {summary}")
         return f"reloaded: {summary}"
 

@@ -147,33 +147,81 @@ class ReloadOverridesTests(unittest.TestCase):
 
 
 class ReloadClusterTests(unittest.TestCase):
-    """Cluster registrations cannot change at runtime yet: refused, nothing changes."""
+    """A single-node daemon (alpha is the only voter): cluster registrations reloaded."""
 
-    timeout = 30
+    timeout = 60
+
+    def write(self, cluster_extra="", command_args=(), cluster=True, service="db"):
+        text = (f"[[service]]\nname = \"{service}\"\n"
+                f"command = {self.ws.command('run', *command_args)}\n"
+                "stop_timeout = 5.0\n[quorum]\nvoters = [\"alpha\"]\nlease = 2.0\n")
+        if cluster:
+            text += f"[[cluster]]\nid = \"A\"\nservice = \"db\"\n{cluster_extra}"
+        with open(self.path, "w") as f:
+            f.write(self.ws.config_text(text))
 
     @defer.inlineCallbacks
-    def test_cluster_change_is_refused_and_the_service_keeps_running(self):
-        ws = Workspace(self)
-        path = ws.path("clsd.toml")
+    def setUp(self):
+        self.ws = Workspace(self)
+        self.path = self.ws.path("clsd.toml")
+        self.write()
+        self.daemon = Daemon(load_config(self.path), reactor)
+        self.daemon.startService()
+        self.addCleanup(self.daemon.stopService)
+        yield self.daemon.ready
+        self.runner = self.daemon.supervisor("db")
+        self.pid = yield self.running()
 
-        def write(priority):
-            with open(path, "w") as f:
-                f.write(ws.config_text(
-                    f"[[service]]\nname = \"db\"\ncommand = {ws.command('run')}\n"
-                    "[quorum]\nvoters = [\"alpha\"]\n"
-                    f"[[cluster]]\nid = \"A\"\nservice = \"db\"\npriority = {priority}\n"))
-        write(100)
-        daemon = Daemon(load_config(path), reactor)
-        daemon.startService()
-        self.addCleanup(daemon.stopService)
-        yield daemon.ready
-        runner = daemon.supervisor("db")
-        pid = yield wait_for(lambda: runner.state.value == "running" and runner.pid,
-                             what="db running under its lease")
-        write(5)
-        failure = yield self.assertFailure(daemon.reload(), Exception)
-        self.assertIn("not supported yet: restart the node", str(failure))
-        self.assertIn("cluster A", str(failure))
-        self.assertIs(daemon.supervisor("db"), runner)
-        self.assertEqual(runner.pid, pid)
-        self.assertEqual(daemon.config.clusters[0].priority, 100)
+    def running(self):
+        return wait_for(lambda: self.daemon.supervisor("db").state.value == "running"
+                        and self.daemon.supervisor("db").pid, what="db running")
+
+    def cluster(self):
+        (cluster,) = [c for c in self.daemon.ownership.status()["clusters"] if c["id"] == "A"]
+        return cluster
+
+    @defer.inlineCallbacks
+    def test_in_place_change_keeps_the_service_running(self):
+        self.write('priority = 5\ncooldown = 30.0\n')
+        summary = yield self.daemon.reload()
+        self.assertEqual(summary, "reloaded: ~cluster A")
+        self.assertIs(self.daemon.supervisor("db"), self.runner)
+        self.assertEqual(self.runner.pid, self.pid)
+        self.assertEqual(self.daemon.ownership.node.manager.clusters["A"].priority, 5)
+
+    @defer.inlineCallbacks
+    def test_a_leased_service_change_stops_then_starts_under_a_new_epoch(self):
+        epoch = self.cluster()["epoch"]
+        self.write(command_args=("v2",))
+        summary = yield self.daemon.reload()
+        self.assertEqual(summary, "reloaded: ~db, ~cluster A")
+        self.assertFalse(group_alive(self.pid), "the old instance is gone before reload ends")
+        new = self.daemon.supervisor("db")
+        self.assertIsNot(new, self.runner)
+        pid = yield self.running()
+        self.assertNotEqual(pid, self.pid)
+        self.assertGreater(self.cluster()["epoch"], epoch)
+
+    @defer.inlineCallbacks
+    def test_keeping_the_service_of_a_removed_cluster_is_refused(self):
+        self.write(cluster=False)
+        failure = yield self.assertFailure(self.daemon.reload(), Exception)
+        self.assertIn("without its lease", str(failure))
+        self.assertIs(self.daemon.supervisor("db"), self.runner)
+        self.assertEqual(self.runner.pid, self.pid)
+
+    @defer.inlineCallbacks
+    def test_remove_then_add_the_cluster_back(self):
+        self.write(cluster=False, service="other")
+        summary = yield self.daemon.reload()
+        self.assertEqual(summary, "reloaded: +other, -db, -cluster A")
+        self.assertFalse(group_alive(self.pid))
+        self.assertFalse(self.daemon.ownership.manages("db"))
+        self.assertEqual(self.daemon.ownership.status()["clusters"], [])
+        self.assertRaises(KeyError, self.daemon.supervisor, "db")
+        self.write()
+        summary = yield self.daemon.reload()
+        self.assertEqual(summary, "reloaded: +db, -other, +cluster A")
+        self.assertTrue(self.daemon.ownership.manages("db"))
+        yield self.running()
+        yield wait_for(lambda: self.cluster()["state"] == "running", what="A running")

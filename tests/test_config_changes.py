@@ -75,32 +75,63 @@ class RefusalTests(unittest.TestCase):
         plan = plan_reload(config(service("db")), config(service("db"), CLUSTER))
         self.assertIn("quorum", plan.restart_only)
 
-    def test_cluster_changes_are_not_supported_yet(self):
+    def test_in_place_cluster_change(self):
         old = config(service("db"), CLUSTER)
-        new = config(service("db"), CLUSTER, "priority = 5\n")
+        new = config(service("db"), CLUSTER, "priority = 5\nnotify = [\"/bin/n\"]\n")
         plan = plan_reload(old, new)
+        self.assertTrue(plan.allowed, plan.refusal())
         self.assertEqual(plan.clusters_changed, ("A",))
-        self.assertFalse(plan.allowed)
-        self.assertIn("not supported yet: restart the node", plan.refusal())
-        self.assertIn("cluster A", plan.refusal())
+        self.assertEqual(plan.clusters_withdrawn, ())
+        self.assertEqual((plan.plain_stop, plan.plain_start), ((), ()))
+        self.assertEqual(plan.summary(), "~cluster A")
+        self.assertFalse(plan.empty)
+
+    def test_structural_cluster_change_is_a_replacement(self):
+        old = config(service("db"), CLUSTER)
+        new = config(service("db"), CLUSTER, 'mode = "n-active"\ncount = 1\n')
+        plan = plan_reload(old, new)
+        self.assertTrue(plan.allowed, plan.refusal())
+        self.assertEqual(plan.clusters_replaced, ("A",))
+        self.assertEqual(plan.clusters_withdrawn, ("A",))
+        self.assertEqual(plan.clusters_registered, ("A",))
 
     def test_cluster_added_and_removed(self):
         two = CLUSTER + '[[cluster]]\nid = "B"\nservice = "web"\n'
         plan = plan_reload(config(service("db"), service("web"), CLUSTER),
                            config(service("db"), service("web"), two))
+        self.assertTrue(plan.allowed, plan.refusal())
         self.assertEqual(plan.clusters_added, ("B",))
-        self.assertFalse(plan.allowed)
-        self.assertIn("cluster B", plan.refusal())
+        # web ran unleased: stopped first, then started only under B's lease.
+        self.assertEqual(plan.plain_stop, ("web",))
+        self.assertEqual(plan.plain_start, ())
         back = plan_reload(config(service("db"), service("web"), two),
-                           config(service("db"), service("web"), CLUSTER))
+                           config(service("db"), CLUSTER))
         self.assertEqual(back.clusters_removed, ("B",))
-        self.assertFalse(back.allowed)
+        self.assertEqual(back.plain_start, ())
+        self.assertTrue(back.allowed, back.refusal())
 
-    def test_a_leased_service_cannot_change(self):
+    def test_removing_a_cluster_but_keeping_its_service_is_refused(self):
+        two = CLUSTER + '[[cluster]]\nid = "B"\nservice = "web"\n'
+        plan = plan_reload(config(service("db"), service("web"), two),
+                           config(service("db"), service("web"), CLUSTER))
+        self.assertFalse(plan.allowed)
+        self.assertIn("without its lease", plan.refusal())
+        self.assertIn("web (cluster B)", plan.refusal())
+
+    def test_a_leased_service_change_replaces_its_cluster(self):
         plan = plan_reload(config(service("db"), CLUSTER),
                            config(service("db", "sleep 7"), CLUSTER))
+        self.assertTrue(plan.allowed, plan.refusal())
         self.assertEqual(plan.changed, ("db",))
-        self.assertIn("db (cluster A)", plan.refusal())
+        self.assertEqual(plan.clusters_replaced, ("A",))
+        self.assertEqual((plan.plain_stop, plan.plain_start), ((), ()))
+
+    def test_quorum_change_beside_a_cluster_change_refuses_everything(self):
+        plan = plan_reload(config(service("db"), CLUSTER),
+                           config(service("db"), CLUSTER.replace('["alpha"]',
+                                                                 '["alpha", "b", "c"]')))
+        self.assertFalse(plan.allowed)
+        self.assertIn("quorum.voters", plan.refusal())
 
     def test_unleased_services_change_beside_unchanged_clusters(self):
         plan = plan_reload(config(service("db"), CLUSTER),

@@ -247,3 +247,106 @@ class ManagerTests(unittest.TestCase):
         actions = self.grant(m, now=6.0, previous="beta")
         self.assertEqual(len(of(StartService, actions)), 1)
         self.assertEqual(m.status(6.0)["A"][0], RUNNING)
+
+
+class RegistrationTests(unittest.TestCase):
+    """Registrations added, changed and withdrawn at runtime (reload)."""
+
+    def setUp(self):
+        self.arbiter = ScriptedArbiter()
+
+    def manager(self, *clusters):
+        m = ClusterManager("alpha", clusters, self.arbiter, T, 0.0, voters=("alpha", "beta", "w"))
+        m.start(0.0)
+        return m
+
+    def grant(self, m, now=1.0, epoch=7, resource="A"):
+        self.arbiter.held[resource] = (epoch, now + 1.9)
+        return m.receive("alpha", LeaseAcquired(resource, epoch, now + 1.9, None, False), now)
+
+    def test_register_publishes_and_acquires(self):
+        m = self.manager()
+        actions = m.register(spec("B", priority=70), 1.0)
+        self.assertEqual(of(PublishState, actions)[-1].state.registrations, {"B": 70})
+        self.assertIn(("acquire", "B"), self.arbiter.calls)
+        self.assertTrue(m.registered("B"))
+
+    def test_in_place_change_of_priority_and_hooks(self):
+        m = self.manager(spec())
+        self.grant(m)
+        actions = m.register(spec(priority=5, notify=("/bin/n",)), 2.0)
+        self.assertEqual(of(PublishState, actions)[-1].state.registrations, {"A": 5})
+        self.assertEqual(of(StopService, actions), [])  # still the only candidate
+        # The running tenure uses the new notify hook when it ends.
+        m.set_standby(True, 2.1)
+        actions = m.service_stopped("A", 2.2)
+        self.assertEqual([h.event for h in of(RunHook, actions)], ["release"])
+
+    def test_structural_change_is_refused(self):
+        m = self.manager(spec())
+        e = self.assertRaises(ManagerError, m.register, spec(mode="n-active", count=2), 1.0)
+        self.assertIn("unregister it", str(e))
+
+    def test_lower_priority_moves_only_with_preempt(self):
+        m = self.manager(spec(priority=100))
+        self.grant(m)
+        beta = MemberState("beta", registrations={"A": 50})
+        m.members_changed([beta], 1.1)
+        actions = m.register(spec(priority=10), 2.0)
+        self.assertEqual(of(StopService, actions), [])  # sticky without preempt
+        # beta has been eligible since 1.1, longer than the delay: it takes over.
+        actions = m.register(spec(priority=10, preempt=True, preempt_delay=1.0), 2.5)
+        self.assertEqual(len(of(StopService, actions)), 1)
+        actions = m.service_stopped("A", 3.2)
+        self.assertIn(Send("beta", Handover("A", 7)), actions)
+
+    def test_unregister_hands_over_then_forgets(self):
+        m = self.manager(spec(), spec("B"))
+        self.grant(m)
+        beta = MemberState("beta", registrations={"A": 50})
+        m.members_changed([beta], 1.1)
+        actions = m.unregister("A", 2.0)
+        (stop,) = of(StopService, actions)
+        self.assertIsNone(stop.deadline)  # graceful, like standby
+        self.assertEqual(of(PublishState, actions)[-1].state.registrations, {"B": 100})
+        from clsd.ownership.actions import ForgetCluster
+        self.assertEqual(of(ForgetCluster, actions), [])  # not while it may run
+        self.assertFalse(m.registered("A"))
+        self.assertRaises(ManagerError, m.register, spec(), 2.05)  # still stopping
+        self.assertRaises(ManagerError, m.pause, "A", 2.05)
+        self.assertNotIn(("release", "A"), self.arbiter.calls)
+        actions = m.service_stopped("A", 2.3)
+        kinds = [type(a) for a in actions]
+        self.assertIn(Send("beta", Handover("A", 7)), actions)
+        self.assertIn(("release", "A"), self.arbiter.calls)
+        self.assertEqual(of(ForgetCluster, actions), [ForgetCluster("A")])
+        self.assertLess(kinds.index(Send), kinds.index(ForgetCluster))
+        self.assertNotIn("A", m.clusters)
+        self.assertNotIn("A", m.status(2.3))
+        # Registered again: a candidate once more (acquires as the only one left... or polls).
+        self.arbiter.calls.clear()
+        actions = m.register(spec(), 2.4)
+        self.assertEqual(of(PublishState, actions)[-1].state.registrations,
+                         {"A": 100, "B": 100})
+
+    def test_unregister_while_acquiring_abandons_and_forgets_at_once(self):
+        m = self.manager(spec())
+        from clsd.ownership.actions import ForgetCluster
+        actions = m.unregister("A", 1.0)
+        self.assertIn(("abandon", "A"), self.arbiter.calls)
+        self.assertEqual(of(ForgetCluster, actions), [ForgetCluster("A")])
+        # A grant that raced the abandon is given straight back.
+        self.arbiter.calls.clear()
+        self.grant(m, now=1.1)
+        self.assertIn(("release", "A"), self.arbiter.calls)
+
+    def test_unregister_of_a_paused_cluster_still_stops_it(self):
+        m = self.manager(spec())
+        self.grant(m)
+        m.pause("A", 1.5)
+        actions = m.unregister("A", 2.0)
+        self.assertEqual(len(of(StopService, actions)), 1)
+
+    def test_unknown_cluster(self):
+        m = self.manager()
+        self.assertRaises(ManagerError, m.unregister, "Z", 1.0)

@@ -6,6 +6,8 @@ through the in-memory network of L{tests.ownership_shell_support}.
 """
 
 import random
+
+import attrs
 import signal
 
 from twisted.internet import defer
@@ -13,6 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from clsd.events import EventLog
+from clsd.ownership.guard import GuardClient
 from clsd.ownership.floor import read_floor, write_floor
 from clsd.ownership.hooks import HookRunner
 from clsd.ownership.managed import ManagedService
@@ -487,3 +490,100 @@ class ManagedServiceTests(unittest.TestCase):
         self.managed.start(5)
         self.assertEqual(self.spawned, [])
         self.assertEqual(self.reports, [("service_failed", "A")])
+
+
+class ReregistrationTests(unittest.TestCase):
+    """Registrations withdrawn and added back at runtime on the shell (reload's path)."""
+
+    build = ThreeNodeTests.build
+    tearDown = ThreeNodeTests.tearDown
+    running = ThreeNodeTests.running
+
+    def test_unregister_moves_the_cluster_without_overlap_then_register_again(self):
+        self.build()
+        alpha, beta = self.nodes["alpha"], self.nodes["beta"]
+        self.assertEqual(self.running(), ["alpha"])
+        cluster = alpha.service._specs["A"]
+        done = alpha.service.unregister("A")
+        self.assertEqual(alpha.service.status()["clusters"][0]["state"], "unregistering")
+        started = self.clock.seconds()
+        pump(self.clock, 1.0)
+        runner = self.successResultOf(done)
+        self.assertIs(runner, alpha.runner())
+        self.assertIsNone(runner.parent)
+        self.assertEqual(runner.state.value, "stopped")
+        self.assertEqual(self.running(), ["beta"])
+        self.assertLess(beta.spawns[0][0] - started, 0.5, "handover, not lease expiry")
+        self.assertFalse(alpha.service.manages("svc"))
+        self.assertEqual(alpha.service.status()["clusters"], [])
+        self.assertEqual(alpha.guard.armed, {})
+        # The others no longer count alpha as a candidate for A.
+        pump(self.clock, 0.5)
+        self.assertEqual(self.net.published["alpha"]["registrations"], {})
+        # Added back, with preempt: alpha is a candidate again and takes A back.
+        alpha.service.add_cluster(attrs.evolve(cluster, preempt=True, preempt_delay=0.5))
+        new = ServiceRunner(alpha.config.service("svc"), self.clock,
+                            spawn=alpha.service.spawner(alpha.config.service("svc"),
+                                                        base_spawn=alpha.base_spawn),
+                            groups=alpha.os, events=alpha.events, monotonic=self.clock.seconds,
+                            random=lambda: 0.5, output_factory=lambda logs: DiscardedOutput())
+        alpha.service.attach(new)
+        new.setServiceParent(alpha.service)
+        alpha.runners["svc"] = new
+        self.successResultOf(alpha.service.register(
+            attrs.evolve(cluster, preempt=True, preempt_delay=0.5)))
+        pump(self.clock, 0.2)
+        self.assertEqual(self.running(), ["beta"], "not before the preempt delay")
+        # beta's own registration has no preempt, but placement on beta reads
+        # preempt from beta's spec: update it in place there.
+        for node in self.nodes.values():
+            if node is not alpha:
+                node.service.update_cluster(attrs.evolve(
+                    node.service._specs["A"], preempt=True, preempt_delay=0.5))
+        pump(self.clock, 2.0)
+        self.assertEqual(self.running(), ["alpha"])
+
+    def test_priority_change_moves_only_with_preempt(self):
+        self.build()
+        alpha = self.nodes["alpha"]
+        lowered = attrs.evolve(alpha.service._specs["A"], priority=50)
+        alpha.service.update_cluster(lowered)
+        pump(self.clock, 2.0)
+        self.assertEqual(self.running(), ["alpha"], "sticky without preempt")
+        for node in self.nodes.values():
+            node.service.update_cluster(attrs.evolve(
+                node.service._specs["A"], preempt=True, preempt_delay=0.5))
+        pump(self.clock, 2.0)
+        self.assertEqual(self.running(), ["beta"])
+
+
+class AddClusterTests(unittest.TestCase):
+    def test_a_node_with_no_cluster_gets_one_and_a_guard(self):
+        clock = Clock()
+        clock.advance(1000)
+        node = ShellNode(self, clock, "alpha", ["alpha"], [],
+                         services=[service_table("svc")])
+        node.service.guard = None  # as built for a node with no cluster
+        node.start()
+        pump(clock, 2.0)
+        cluster = ownership_config("alpha", ["alpha"], [cluster_table()], self.mktemp(),
+                                   [service_table("svc")]).clusters[0]
+        node.service.add_cluster(cluster)
+        self.assertIsInstance(node.service.guard, GuardClient)
+        guard = FakeGuard()
+        guard.running = False
+        guard.start = lambda: (setattr(guard, "running", True), defer.succeed(guard))[1]
+        node.service.guard = guard  # what add_cluster built, swapped for a fake
+        node.service._managed["A"].guard = guard
+        svc = node.config.service("svc")
+        runner = ServiceRunner(svc, clock, spawn=node.service.spawner(svc, node.base_spawn),
+                               groups=node.os, events=node.events, monotonic=clock.seconds,
+                               random=lambda: 0.5, output_factory=lambda logs: DiscardedOutput())
+        node.service.attach(runner)
+        runner.setServiceParent(node.service)
+        node.runners["svc"] = runner
+        self.successResultOf(node.service.register(cluster))
+        pump(clock, 3.0)
+        self.assertEqual(runner.state.value, "running")
+        self.assertEqual(node.spawns[0][2]["CLSD_CLUSTER"], "A")
+        self.assertIn(runner.pid, guard.armed)

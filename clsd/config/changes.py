@@ -3,14 +3,20 @@
 The daemon applies a plan only when it is L{ReloadPlan.allowed}: the
 settings the running node was built from (its name, addresses, TLS files,
 quorum, membership, listeners, logging) are read once at start, so a change
-to them is refused and named rather than half-applied.  Cluster
-registrations cannot be added or removed at runtime yet (the ownership core
-has no way to drop a registration after handing its lease over), so a
-change to a ``[[cluster]]`` or to the ``[[service]]`` one runs is refused
-too, with "restart the node".
+to them is refused and named rather than half-applied.
+
+Cluster registrations do change at runtime.  A cluster whose ``priority``,
+``preempt``, ``preempt_delay``, ``fence``, ``notify`` or ``cooldown`` changed
+is *updated* in place.  A cluster that is removed, or whose ``service``,
+``mode`` or ``count`` changed, or whose ``[[service]]`` table changed, is
+*withdrawn* first (like standby for that cluster: its service stops, the lease
+is released, the next candidate takes over); a *replaced* one is then
+registered again with the new settings.
 """
 
 import attrs
+
+from clsd.ownership.manager import changes_in_place
 
 #: The sections a running node reads only at start, in the order they are reported.
 RESTART_ONLY = ("node", "tls", "quorum", "membership", "admin", "metrics", "log")
@@ -26,7 +32,15 @@ class ReloadPlan:
     unchanged: tuple = ()
     clusters_added: tuple = ()
     clusters_removed: tuple = ()
+    #: Clusters changed only in fields that change in place (priority, hooks...).
     clusters_changed: tuple = ()
+    #: Clusters withdrawn then registered again (service, mode, count or the
+    #: leased ``[[service]]`` table changed).
+    clusters_replaced: tuple = ()
+    #: Unleased runners to stop (removed, changed, or now run by a cluster).
+    plain_stop: tuple = ()
+    #: Unleased runners to start (added, changed, or no longer run by a cluster).
+    plain_start: tuple = ()
     #: Dotted keys that differ and only take effect at a restart (``node.listen``).
     restart_only: tuple = ()
     #: Changes the running node cannot make yet, one sentence each.
@@ -38,7 +52,19 @@ class ReloadPlan:
 
     @property
     def empty(self):
-        return not (self.added or self.removed or self.changed)
+        return not (self.added or self.removed or self.changed or self.clusters_added
+                    or self.clusters_removed or self.clusters_changed
+                    or self.clusters_replaced)
+
+    @property
+    def clusters_withdrawn(self):
+        """Clusters to unregister (gracefully) before anything is added."""
+        return tuple(sorted(self.clusters_removed + self.clusters_replaced))
+
+    @property
+    def clusters_registered(self):
+        """Clusters to register once the withdrawn ones are gone."""
+        return tuple(sorted(self.clusters_added + self.clusters_replaced))
 
     def refusal(self):
         """One line saying why this plan cannot be applied (None when it can)."""
@@ -54,7 +80,10 @@ class ReloadPlan:
     def summary(self):
         """``+svc-x, -svc-y, ~svc-z`` or ``no changes``."""
         parts = ([f"+{n}" for n in self.added] + [f"-{n}" for n in self.removed]
-                 + [f"~{n}" for n in self.changed])
+                 + [f"~{n}" for n in self.changed]
+                 + [f"+cluster {n}" for n in self.clusters_added]
+                 + [f"-cluster {n}" for n in self.clusters_removed]
+                 + [f"~cluster {n}" for n in self.clusters_changed + self.clusters_replaced])
         return ", ".join(parts) if parts else "no changes"
 
 
@@ -72,23 +101,36 @@ def plan_reload(old, new):
     new_clusters = {c.id: c for c in new.clusters}
     clusters_added = sorted(set(new_clusters) - set(old_clusters))
     clusters_removed = sorted(set(old_clusters) - set(new_clusters))
-    clusters_changed = sorted(i for i in set(old_clusters) & set(new_clusters)
-                              if old_clusters[i] != new_clusters[i])
+    changed_ids = sorted(i for i in set(old_clusters) & set(new_clusters)
+                         if old_clusters[i] != new_clusters[i])
 
-    unsupported = []
-    touched = clusters_added + clusters_removed + clusters_changed
-    if touched:
-        unsupported.append(
-            "cluster registrations cannot change at runtime (not supported yet: restart "
-            f"the node): cluster {', '.join(touched)}")
+    in_place = [i for i in changed_ids
+                if changes_in_place(old_clusters[i], new_clusters[i])
+                and old_clusters[i].service not in changed]
+    replaced = sorted(set(changed_ids) - set(in_place) | {
+        i for i in set(old_clusters) & set(new_clusters)
+        if old_clusters[i] == new_clusters[i] and old_clusters[i].service in changed})
+    clusters_changed = sorted(in_place)
+
     # A service that runs a cluster (before or after) is started and stopped by
-    # the lease, not by reload: changing it would bypass the handover.
-    leased = {c.service: c.id for c in old.clusters} | {c.service: c.id for c in new.clusters}
-    managed = [n for n in added + removed + changed if n in leased]
-    if managed:
+    # the lease, not by reload: its runner goes and comes with its cluster.
+    old_leased = {c.service for c in old.clusters}
+    new_leased = {c.service for c in new.clusters}
+    plain_stop = sorted(n for n in old_services if n not in old_leased
+                        and (n in removed or n in changed or n in new_leased))
+    plain_start = sorted(n for n in new_services if n not in new_leased
+                         and (n in added or n in changed or n in old_leased))
+    unsupported = []
+    # Safety: a service that ran a cluster here and stays as a plain service
+    # would start unleased beside the cluster's new owner (two copies).
+    orphaned = sorted(f"{old_clusters[i].service} (cluster {i})"
+                      for i in clusters_removed + replaced
+                      if old_clusters[i].service in plain_start)
+    if orphaned:
         unsupported.append(
-            "services that run a cluster cannot change at runtime (not supported yet: "
-            "restart the node): " + ", ".join(f"{n} (cluster {leased[n]})" for n in managed))
+            "a service that runs a cluster would keep running here without its lease "
+            "(next to the cluster's owner): remove or rename its [[service]] table too: "
+            + ", ".join(orphaned))
 
     restart_only = []
     for section in RESTART_ONLY:
@@ -98,6 +140,8 @@ def plan_reload(old, new):
         added=tuple(added), removed=tuple(removed), changed=tuple(changed),
         unchanged=tuple(unchanged), clusters_added=tuple(clusters_added),
         clusters_removed=tuple(clusters_removed), clusters_changed=tuple(clusters_changed),
+        clusters_replaced=tuple(replaced), plain_stop=tuple(plain_stop),
+        plain_start=tuple(plain_start),
         restart_only=tuple(restart_only), unsupported=tuple(unsupported))
 
 

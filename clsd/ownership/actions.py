@@ -80,3 +80,15 @@ class PersistEpochFloor:
     """Voter: durably write C{value} as the epoch floor, then call C{LeaseVoter.persisted(value)}."""
 
     value: int
+
+
+@attrs.frozen
+class ForgetCluster:
+    """C{cluster} was unregistered and its service is stopped, its lease released.
+
+    The core has dropped it; the shell may now remove the cluster's managed
+    service and its runner.  Emitted once, after the last L{StopService} of
+    that cluster has completed (never while a copy could still run here).
+    """
+
+    cluster: str

@@ -19,7 +19,7 @@ Per resource, the phases are::
 import attrs
 
 from clsd.ownership.actions import (
-    KillAt, PublishState, RunHook, Send, StartService, StopService,
+    ForgetCluster, KillAt, PublishState, RunHook, Send, StartService, StopService,
 )
 from clsd.ownership.arbiter_events import (
     ARBITER_EVENTS, LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
@@ -39,6 +39,21 @@ FENCE_RETRY_DELAY = 5.0
 def resource_name(cluster_id, slot, mode):
     """The lease name: the cluster ID itself, or ``ID/slot`` for an n-active slot."""
     return cluster_id if mode == "active-standby" else f"{cluster_id}/{slot}"
+
+
+#: The ``[[cluster]]`` fields a live registration may change in place: placement,
+#: hooks and escalation read them afresh at every decision.  A change to
+#: ``service``, ``mode`` or ``count`` changes what runs and how leases are
+#: named, so it is an L{ClusterManager.unregister} (graceful handover) followed
+#: by a L{ClusterManager.register} once the old registration is forgotten.
+IN_PLACE_FIELDS = frozenset(
+    {"priority", "preempt", "preempt_delay", "fence", "notify", "cooldown"})
+
+
+def changes_in_place(old, new):
+    """Whether cluster spec C{new} differs from C{old} only in L{IN_PLACE_FIELDS}."""
+    return all(getattr(old, f.name) == getattr(new, f.name)
+               for f in attrs.fields(type(old)) if f.name not in IN_PLACE_FIELDS)
 
 
 class ManagerError(ValueError):
@@ -80,6 +95,7 @@ class ClusterManager:
         self._fence_backoff = {}      # resource -> until
         self._failed_notified = set()
         self._published = None
+        self._withdrawing = set()     # unregistered, service still stopping here
 
     # -- helpers -------------------------------------------------------------
 
@@ -99,7 +115,8 @@ class ClusterManager:
                    and self.arbiter.holding(r.name, now) is not None}
         return MemberState(
             name=self.node,
-            registrations={c.id: c.priority for c in self.clusters.values()},
+            registrations={c.id: c.priority for c in self.clusters.values()
+                           if c.id not in self._withdrawing},
             standby=self.standby,
             failed=self.escalation.ineligible(now),
             holding=holding,
@@ -338,7 +355,76 @@ class ClusterManager:
         cluster = self.clusters.get(cluster_id)
         if cluster is None:
             raise ManagerError(f"this node is not registered for cluster {cluster_id!r}")
+        if cluster_id in self._withdrawing:
+            raise ManagerError(f"cluster {cluster_id!r} is being unregistered here "
+                               "(its service is stopping)")
         return cluster
+
+    # -- registrations at runtime (reload) ---------------------------------------------
+
+    def registered(self, cluster_id):
+        """Whether C{cluster_id} is registered here (not being unregistered)."""
+        return cluster_id in self.clusters and cluster_id not in self._withdrawing
+
+    def withdrawing(self):
+        """The cluster IDs unregistered whose service has not stopped yet."""
+        return frozenset(self._withdrawing)
+
+    def register(self, cluster, now):
+        """Add a registration, or change one in place (L{IN_PLACE_FIELDS} only).
+
+        The new registration is published at once, so every node's placement
+        counts this node as a candidate (or with its new priority); whether a
+        current holder gives way follows the usual rules (C{preempt}).
+        """
+        if cluster.id in self._withdrawing:
+            raise ManagerError(f"cluster {cluster.id!r} is still being unregistered here; "
+                               "register it again once its service has stopped")
+        old = self.clusters.get(cluster.id)
+        if old is not None and not changes_in_place(old, cluster):
+            raise ManagerError(
+                f"cluster {cluster.id!r}: service, mode and count cannot change in place "
+                "(unregister it, then register it again)")
+        self.clusters[cluster.id] = cluster
+        for res in self._resources_of(cluster.id):
+            res.cluster = cluster
+        return self._reconcile_all(now)
+
+    def unregister(self, cluster_id, now):
+        """Withdraw this node from C{cluster_id}, gracefully, then forget it.
+
+        Exactly like standby for that one cluster: the registration disappears
+        from what we publish (so placement elsewhere no longer counts us), a
+        service running here is stopped, its lease released and the next
+        candidate told (L{Handover}); an acquisition is abandoned.  Only when
+        no resource of the cluster is held or stopping here any more is the
+        cluster forgotten (L{ForgetCluster}).  A pause of it is lifted: the
+        operator's new configuration wins.
+        """
+        self._require(cluster_id)
+        self._withdrawing.add(cluster_id)
+        self._paused.discard(cluster_id)
+        for res in self._resources_of(cluster_id):
+            self._forced.pop(res.name, None)
+        return self._reconcile_all(now)
+
+    def _forget_withdrawn(self):
+        out = []
+        for cluster_id in sorted(self._withdrawing):
+            if any(r.phase != IDLE for r in self._resources_of(cluster_id)):
+                continue
+            self._withdrawing.discard(cluster_id)
+            del self.clusters[cluster_id]
+            for res in self._resources_of(cluster_id):
+                del self._res[res.name]
+                self._fence_backoff.pop(res.name, None)
+            self._leaving.pop(cluster_id, None)
+            self._failed_notified.discard(cluster_id)
+            self.escalation.clear(cluster_id)
+            for key in [k for k in self._eligible_since if k == (self.node, cluster_id)]:
+                del self._eligible_since[key]
+            out.append(ForgetCluster(cluster_id))
+        return out
 
     # -- status ------------------------------------------------------------------
 
@@ -367,6 +453,9 @@ class ClusterManager:
             self._observed[event.resource] = (event.holder, event.epoch)
             return []
         if res is None:
+            if isinstance(event, LeaseAcquired):
+                # A grant that raced an unregistration: we do not want it.
+                return self._process(self.arbiter.release(event.resource, now), now)
             return []
         if isinstance(event, LeaseAcquired):
             self._observed[event.resource] = (self.node, event.epoch)
@@ -493,8 +582,9 @@ class ClusterManager:
         self._last_now = now
         self._track_eligibility(now)
         out = []
-        for cluster in self.clusters.values():
+        for cluster in list(self.clusters.values()):
             out += self._reconcile(cluster, now)
+        out += self._forget_withdrawn()
         out += self._notify_failed(now)
         return out + self._publish(now)
 
@@ -550,6 +640,8 @@ class ClusterManager:
         out = []
         members = list(self._all_members(now).values())
         for cluster in self.clusters.values():
+            if cluster.id in self._withdrawing:
+                continue
             status = cluster_status(cluster.id, members)
             if status == FAILED:
                 if (cluster.id not in self._failed_notified

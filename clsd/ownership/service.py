@@ -15,7 +15,14 @@ L{StopService}          the cluster's L{ManagedService}: TERM, KILL by deadline
 L{RunHook}              the L{HookRunner}; a fence's result goes back to the core
 L{PersistEpochFloor}    a durable write under data_dir, then C{voter.persisted}
 L{PublishState}         the injected C{publish(wire_dict)} (membership gossips it)
+L{ForgetCluster}        drop the cluster's L{ManagedService}, stop its runner
 ======================  ======================================================
+
+Registrations change at runtime (reload): L{add_cluster} builds a cluster's
+L{ManagedService} (the daemon then builds and L{attach}es its runner) and
+L{register} tells the core; L{update_cluster} changes the in-place fields;
+L{unregister} withdraws gracefully and fires once the core forgot the
+cluster and its runner is gone.
 
 It is a C{MultiService}: the managed services' runners are its children, so
 that on shutdown it first hands its clusters over (standby: stop, release,
@@ -36,7 +43,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from clsd.ownership.actions import (
-    KillAt, PersistEpochFloor, PublishState, RunHook, Send, StartService, StopService,
+    ForgetCluster, KillAt, PersistEpochFloor, PublishState, RunHook, Send, StartService, StopService,
 )
 from clsd.ownership.escalation import cluster_status
 from clsd.ownership.floor import FloorError, read_floor, write_floor
@@ -104,12 +111,10 @@ class OwnershipService(MultiService):
             reactor, events=events, monotonic=monotonic)
         self._managed = {}           # cluster id -> ManagedService
         self._managed_by_service = {}
+        self._specs = {}             # cluster id -> ClusterConfig, in registration order
+        self._forgotten = {}         # cluster id -> Deferreds waiting for ForgetCluster
         for cluster in config.clusters:
-            managed = ManagedService(cluster.id, self.node_name, guard, monotonic=monotonic,
-                                     report=self._report_later,
-                                     n_active=cluster.mode == "n-active")
-            self._managed[cluster.id] = managed
-            self._managed_by_service[cluster.service] = managed
+            self._add_managed(cluster)
         #: The core, once L{activate} built it.
         self.node = None
         #: Why the core is not running (None when it is, or not yet tried).
@@ -127,6 +132,75 @@ class OwnershipService(MultiService):
         self._closed = False
 
     # -- wiring (the daemon, the peer network, membership) ------------------------
+
+    def _add_managed(self, cluster):
+        managed = ManagedService(cluster.id, self.node_name, self.guard,
+                                 monotonic=self._monotonic, report=self._report_later,
+                                 n_active=cluster.mode == "n-active")
+        self._managed[cluster.id] = managed
+        self._managed_by_service[cluster.service] = managed
+        self._specs[cluster.id] = cluster
+        return managed
+
+    # -- registrations at runtime (reload) ---------------------------------------------
+
+    def add_cluster(self, cluster, blocked=None):
+        """Prepare C{cluster}'s managed service (then build and L{attach} its runner, then
+        L{register}).  Starts the lease guard if this node had no cluster until now."""
+        if cluster.id in self._managed:
+            raise ManagerError(f"cluster {cluster.id!r} is already managed here")
+        if self.guard is None:
+            self.guard = GuardClient(self._reactor, events=self._events,
+                                     monotonic=self._monotonic)
+            for managed in self._managed.values():
+                managed.guard = self.guard
+        self._add_managed(cluster).blocked = blocked
+
+    def register(self, cluster):
+        """Tell the core about C{cluster} (added by L{add_cluster}); a Deferred.
+
+        It fires once the core has it (and the lease guard runs, so that a
+        grant can start the service at once).
+        """
+        d = defer.succeed(None)
+        if self.guard is not None and not self.guard.running:
+            d = self.guard.start()
+        d.addCallback(lambda _: self._admin("register", cluster))
+        return d
+
+    def update_cluster(self, cluster):
+        """Change the in-place fields (priority, preempt, hooks, cooldown) of C{cluster}."""
+        self._admin("register", cluster)
+        self._specs[cluster.id] = cluster
+
+    def unregister(self, cluster_id):
+        """Withdraw from C{cluster_id} like standby does; a Deferred.
+
+        It fires (with the runner, now stopped and detached) once the service
+        is stopped, the lease released and the core has forgotten the cluster.
+        """
+        waiter = defer.Deferred()
+        self._forgotten.setdefault(cluster_id, []).append(waiter)
+        try:
+            self._admin("unregister", cluster_id)
+        except ManagerError:
+            self._forgotten[cluster_id].remove(waiter)
+            raise
+        return waiter
+
+    def _forget(self, cluster_id):
+        managed = self._managed.pop(cluster_id, None)
+        spec = self._specs.pop(cluster_id, None)
+        if spec is not None:
+            self._managed_by_service.pop(spec.service, None)
+        runner = managed.runner if managed is not None else None
+        d = defer.succeed(None)
+        if runner is not None:
+            if runner.parent is not None:
+                d = defer.maybeDeferred(runner.disownServiceParent)
+        self._events.record("ownership", cluster_id, "cluster unregistered here")
+        waiters = self._forgotten.pop(cluster_id, [])
+        d.addBoth(lambda _: [w.callback(runner) for w in waiters])
 
     def manages(self, service_name):
         """Whether C{[[service]]} C{service_name} runs under a lease here."""
@@ -345,7 +419,8 @@ class OwnershipService(MultiService):
         members = list(self._members.values()) + [own]
         phases = manager.status(now)
         paused = manager.paused()
-        for cluster in self.config.clusters:
+        withdrawing = manager.withdrawing()
+        for cluster in self._specs.values():
             owners = {}
             for member in members:
                 for resource, epoch in member.holding.items():
@@ -354,7 +429,9 @@ class OwnershipService(MultiService):
             mine = {r: p for r, p in phases.items()
                     if r == cluster.id or r.startswith(cluster.id + "/")}
             here = [phase for phase, _ in mine.values()]
-            if cluster.id in paused:
+            if cluster.id in withdrawing:
+                state = "unregistering"
+            elif cluster.id in paused:
                 state = "paused"
             elif cluster_status(cluster.id, members) == "failed":
                 state = "failed"
@@ -484,6 +561,8 @@ class OwnershipService(MultiService):
         elif isinstance(action, PublishState):
             self._published = action.state
             self._do_publish(action.state)
+        elif isinstance(action, ForgetCluster):
+            self._forget(action.cluster)
         else:
             raise TypeError(f"unknown ownership action {action!r}")
 
