@@ -210,6 +210,13 @@ class HookRunnerTests(unittest.TestCase):
         self.assertEqual(len(self.fake.runs), 1)
         self.assertFalse(self.runner.busy("B"))
 
+    def test_a_hook_killed_by_stop_is_not_retried(self):
+        self.run_hook(hook(event="release"))
+        self.runner.stop()
+        self.fake.killed()  # the SIGKILL from stop() lands
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertFalse(self.runner.busy("A"))
+
 
 HOOK_SCRIPT = textwrap.dedent("""\
     import json, os, sys, time

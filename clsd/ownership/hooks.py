@@ -262,9 +262,12 @@ class HookRunner:
         else:
             detail = describe_exit(code, signum)
             ok = code == 0 and signum is None
-        protocol.release_later(self._reactor, PIPE_GRACE)
-        self._releasing = {p for p in self._releasing if not p.ended}
-        self._releasing.add(protocol)
+        if self._stopped:
+            protocol.release()  # nothing waits for its output any more
+        else:
+            protocol.release_later(self._reactor, PIPE_GRACE)
+            self._releasing = {p for p in self._releasing if not p.ended}
+            self._releasing.add(protocol)
         self._finished(job, HookOutcome(ok, detail, duration), protocol.output)
 
     def _finished(self, job, outcome, output=b""):
@@ -281,7 +284,8 @@ class HookRunner:
             event=action.event, node=action.node, epoch=action.epoch,
             argv=list(action.argv), attempt=job.attempt, ok=outcome.ok, output=text,
         )
-        if not final:
+        if not final and not self._stopped:
+            # (A hook killed by stop() is not retried: the daemon is going away.)
             delay = restart_delay(job.attempt + 1, self.backoff, self._random())
             self._retry[cluster] = self._reactor.callLater(delay, self._retry_now, cluster)
             return
