@@ -18,6 +18,7 @@ from twisted.trial import unittest
 
 from clsd.events import EventLog
 from clsd.ownership.guard import BACKLOG_RETRY, DEFAULT_RESTART_DELAY, GuardClient
+from clsd.ownership.guard_process import GUARD_NICE
 from clsd.testing.processes import pid_alive, wait_until
 
 
@@ -213,6 +214,15 @@ class GuardClientIntegrationTests(unittest.TestCase):
         self.assertEqual(os.getpgid(self.client.pid), self.client.pid)
         self.assertNotEqual(os.getpgid(self.client.pid), os.getpgrp())
         self.assertLess(self.client.start_times[0], 2.0)
+
+    @defer.inlineCallbacks
+    def test_runs_ahead_of_ordinary_work_when_root(self):
+        yield self.client.start()
+        priority = os.getpriority(os.PRIO_PROCESS, self.client.pid)
+        if os.geteuid() == 0:
+            self.assertEqual(priority, GUARD_NICE)
+        else:
+            self.assertEqual(priority, os.getpriority(os.PRIO_PROCESS, 0))
 
     @defer.inlineCallbacks
     def test_kills_an_armed_group_at_its_deadline(self):
