@@ -1,5 +1,6 @@
 """The daemon: one MultiService that owns every part of a running node."""
 
+import collections
 import os
 import random as _random
 import time
@@ -127,6 +128,7 @@ class Daemon(MultiService):
             if self._managed(service.name):
                 self.ownership.attach(self._runners[service.name])
         self.metrics.watch_services(lambda: [r.status() for r in self.supervisors()])
+        self._watch_cluster_metrics(monotonic)
         self.metrics_service = make_metrics_service(
             config.metrics, self.metrics.registry, reactor)
         self.metrics_service.setServiceParent(self)
@@ -199,6 +201,23 @@ class Daemon(MultiService):
             return spawn_in_new_group(reactor, protocol, context)
 
         return spawn
+
+    def _watch_cluster_metrics(self, monotonic):
+        """Members, peer traffic and leases, read from their owners at scrape time."""
+        if self.network is not None:
+            self.metrics.watch_peers(self.network.stats.snapshot)
+            self.metrics.watch_members(self._member_counts)
+        if self.ownership is not None:
+            ownership = self.ownership
+            self.metrics.watch_leases(
+                lambda: ownership.node.manager.status(monotonic())
+                if ownership.node is not None else {})
+
+    def _member_counts(self):
+        core = self.membership.core
+        if core is None:
+            return {}
+        return collections.Counter(info.member.state.value for info in core.members())
 
     def _add_admin(self):
         # Imported only when configured: conch is not needed otherwise.
