@@ -2,6 +2,8 @@
 
 import os
 import pwd
+import time
+
 from twisted.internet import defer, protocol, reactor
 from twisted.trial import unittest
 
@@ -10,7 +12,8 @@ from clsd.supervision.context import (
     DEFAULT_PATH, Credentials, ExecContext, exec_context, minimal_environment,
 )
 from clsd.supervision.spawn import (
-    SPAWN_PATH_FORK, SPAWN_PATH_POSIX_SPAWN, service_spawner, spawn_in_new_group,
+    GATE_CLOSED_STATUS, SPAWN_PATH_FORK, SPAWN_PATH_POSIX_SPAWN, service_spawner,
+    spawn_in_new_group,
 )
 
 #: Prints "pid pgid cwd uid gid groups" and waits for stdin to close, so the
@@ -133,6 +136,49 @@ class SpawnTests(unittest.TestCase):
                                        after_spawn=after_spawn)
         transport.closeStdin()
         yield proto.ended
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    @defer.inlineCallbacks
+    def test_the_program_waits_at_the_gate_until_after_spawn_returns(self):
+        marker = os.path.abspath(self.mktemp())
+        for force_fork in (False, True):
+            if os.path.exists(marker):
+                os.unlink(marker)
+            seen = []
+            proto = Collector()
+
+            def after_spawn(pid):
+                # Long enough for an ungated program to have run by now.
+                time.sleep(0.3)
+                seen.append(os.path.exists(marker))
+            if force_fork:
+                reactor._neverUseSpawn = True
+            try:
+                spawn_in_new_group(
+                    reactor, proto,
+                    ExecContext(argv=("touch", marker), env=minimal_environment()),
+                    after_spawn=after_spawn)
+            finally:
+                if force_fork:
+                    del reactor._neverUseSpawn
+            reason = yield proto.ended
+            self.assertEqual(seen, [False], "the program ran before after_spawn returned")
+            self.assertEqual(reason.exitCode, 0)
+            self.assertTrue(os.path.exists(marker), "the program ran after the gate opened")
+
+    @defer.inlineCallbacks
+    def test_a_failed_after_spawn_keeps_the_gate_shut(self):
+        marker = os.path.abspath(self.mktemp())
+        proto = Collector()
+
+        def after_spawn(pid):
+            raise RuntimeError("guard unavailable")
+        spawn_in_new_group(reactor, proto,
+                           ExecContext(argv=("touch", marker), env=minimal_environment()),
+                           after_spawn=after_spawn)
+        reason = yield proto.ended
+        self.assertEqual(reason.exitCode, GATE_CLOSED_STATUS)
+        self.assertFalse(os.path.exists(marker))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     @defer.inlineCallbacks

@@ -14,6 +14,13 @@ subclasses C{twisted.internet.process.Process}:
   parent calls C{os.setpgid(pid, pid)} too, closing the classic job-control
   race where the parent signals the group before the child created it.
 
+With C{after_spawn} (lease ownership arms its guard there), the program is
+held at a start gate until the hook has returned: the child is a tiny
+C{/bin/sh} that waits for "go" on descriptor 3 and only then executes the
+program. A daemon frozen or killed between the spawn and the hook therefore
+leaves no program running unguarded: frozen, the gate never opens; killed,
+the gate reads end-of-file and the child exits with L{GATE_CLOSED_STATUS}.
+
 Every private Twisted name used by CLSD is in this one module; the tests in
 tests/test_supervision_spawn.py run both paths against the installed Twisted.
 """
@@ -40,6 +47,14 @@ except ImportError:  # pragma: no cover - platforms without posix_spawn
 _log = Logger()
 
 SPAWN_PATH_POSIX_SPAWN = "posix_spawn"
+
+#: The start gate: read one line from descriptor 3; run the program only if
+#: it is "go" (dash starts in about a millisecond).
+GATE_SHELL = "/bin/sh"
+GATE_SCRIPT = ('IFS= read -r word <&3 || exit 125; [ "$word" = go ] || exit 125; '
+               'exec 3<&-; exec "$@"')
+#: Exit status of a gated child whose gate was closed without "go".
+GATE_CLOSED_STATUS = 125
 SPAWN_PATH_FORK = "fork"
 
 
@@ -112,9 +127,9 @@ class GroupLeaderProcess(_twisted_process.Process):
                 if e.errno not in (errno.EACCES, errno.ESRCH):
                     raise
         if self._after_spawn is not None:
-            # The child exists, leads its group, and may already be running
-            # its program; nothing else (pipes, protocol, reaper) is set up.
-            # Lease ownership arms its guard here, as early as possible.
+            # The child exists and leads its group; nothing else (pipes,
+            # protocol, reaper) is set up. Lease ownership arms its guard
+            # here; the start gate holds the program until this returns.
             try:
                 self._after_spawn(self.pid)
             except Exception:
@@ -176,10 +191,44 @@ def spawn_in_new_group(reactor, protocol, context, after_spawn=None):
     uid = gid = groups = None
     if credentials is not None:
         uid, gid, groups = credentials.uid, credentials.gid, credentials.groups
-    return GroupLeaderProcess(
-        reactor, executable, list(context.argv), dict(context.env), context.cwd,
-        protocol, uid=uid, gid=gid, groups=groups, after_spawn=after_spawn,
-    )
+    argv, child_fds, gate = list(context.argv), None, None
+    if after_spawn is not None:
+        gate = _StartGate(after_spawn)
+        # exec "$@" runs the resolved path (which is then also its argv[0]).
+        argv = [GATE_SHELL, "-c", GATE_SCRIPT, "clsd-gate", executable, *context.argv[1:]]
+        child_fds = {0: "w", 1: "r", 2: "r", 3: gate.read_end}
+        executable = GATE_SHELL
+    try:
+        return GroupLeaderProcess(
+            reactor, executable, argv, dict(context.env), context.cwd,
+            protocol, uid=uid, gid=gid, groups=groups, childFDs=child_fds,
+            after_spawn=gate.open if gate is not None else None,
+        )
+    finally:
+        if gate is not None:
+            gate.close()
+
+
+class _StartGate:
+    """A pipe whose read end is the gated child's descriptor 3."""
+
+    def __init__(self, after_spawn):
+        self._after_spawn = after_spawn
+        self.read_end, self._write_end = os.pipe()  # both close-on-exec
+
+    def open(self, pid):
+        """Run the hook; only if it returns, tell the child to go."""
+        self._after_spawn(pid)
+        os.write(self._write_end, b"go\n")
+
+    def close(self):
+        # Without "go" (the hook raised, or the spawn failed) the child reads
+        # end-of-file and exits with GATE_CLOSED_STATUS.
+        for fd in (self.read_end, self._write_end):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def service_spawner(reactor, service):
