@@ -282,6 +282,12 @@ class Core:
             raise TypeError(f"not a membership event: {event!r}")
         return self._finish()
 
+    def timer_fired(self, name, now):
+        """Same as C{handle(TimerFired(name), now)}, without the event object."""
+        self._begin(now)
+        self._timer(name)
+        return self._finish()
+
     def receive(self, sender, message, now):
         """Same as C{handle(Received(sender, message), now)}, without the event object."""
         if type(message) is Heartbeat and not message.updates and self.phase == MEMBER:
@@ -425,13 +431,17 @@ class Core:
     def _tick(self):
         now = self.now
         config = self.config
+        interval = config.heartbeat_interval
         late = lateness(now, self._tick_due)
-        if late > config.heartbeat_interval / 2:
+        if late > interval / 2:
             # We could not run: the silence we see is (at least partly) ours.
             self._detector.credit_stall(late)
-        self._awareness.tick(late, config.heartbeat_interval)
+        awareness = self._awareness
+        if late or awareness.score:
+            awareness.tick(late, interval)
         self._schedule_tick()
-        self._heartbeat()
+        if self._watchers:
+            self._heartbeat()
         if self.phase == MEMBER:
             self._check_links()
             if self._suspects:
@@ -442,29 +452,32 @@ class Core:
             if now >= self._next_reconnect:
                 self._next_reconnect = now + config.reconnect_interval * self._rng.uniform(0.9, 1.1)
                 self._probe_dead()
-            self._reap()
-            self._table.maybe_compact(now)
+            if self._gone or self._tombstones:
+                self._reap()
+            if self._table.overlay_size:
+                self._table.maybe_compact(now)
         elif self.phase == JOINING and now >= self._next_join:
             self._next_join = now + config.join_retry_interval
             for name, address in self._links.items():
                 if address in self._seeds:
                     self._send(name, Join(self.me))
-        self._expire_transient()
+        if self._transient:
+            self._expire_transient()
 
     def _heartbeat(self):
-        if not self._watchers:
-            return
         me = self.me
         queue = self._queue
+        watchers = self._watchers
+        self.sent += len(watchers)
         if not queue:
             beat = Heartbeat(me.generation, me.incarnation)
-            for name in self._watchers:
-                self._send(name, beat)
+            self._out.extend([Send(name, beat) for name in watchers])
             return
         limit = self._limit()
-        for name in self._watchers:
-            self._send(name, Heartbeat(me.generation, me.incarnation,
-                                       tuple(queue.take(self.config.max_piggyback, limit))))
+        count = self.config.max_piggyback
+        self._out.extend([
+            Send(name, Heartbeat(me.generation, me.incarnation, tuple(queue.take(count, limit))))
+            for name in watchers])
 
     def _limit(self):
         return retransmit_limit(self.config.retransmit_mult, len(self._table))
