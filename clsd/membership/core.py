@@ -22,6 +22,7 @@ Contract with the shell:
 """
 
 import random
+from functools import lru_cache
 
 import attrs
 
@@ -601,6 +602,8 @@ class Core:
             self._about_me(member)
             return False
         old = self._table.get(name)
+        if old is member:
+            return False  # the very record we hold (in-process peers share objects)
         if old is None:
             if member.state in (State.DEAD, State.LEFT) and update.age >= self.config.reap_after:
                 return False
@@ -789,10 +792,11 @@ class Core:
                 if not records:
                     break
             for member in records:
-                age = 0.0
                 if member.state in (State.DEAD, State.LEFT):
                     age = max(0.0, now - self._gone.get(member.name, now))
-                result.append(MemberUpdate(member, age))
+                    result.append(MemberUpdate(member, age))
+                else:
+                    result.append(_plain_update(member))
             if more:
                 break
         return tuple(result), more
@@ -888,6 +892,12 @@ class Core:
         SyncDigest: _on_sync_digest,
         SyncRecords: _on_sync_records,
     }
+
+
+@lru_cache(maxsize=1 << 16)
+def _plain_update(member):
+    """C{MemberUpdate(member)}, made once per record (sync sends the same ones often)."""
+    return MemberUpdate(member)
 
 
 def _reason(member, old, update):
