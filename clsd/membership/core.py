@@ -22,6 +22,7 @@ Contract with the shell:
 """
 
 import random
+from functools import lru_cache
 
 import attrs
 
@@ -296,6 +297,12 @@ class Core:
             raise TypeError(f"not a membership event: {event!r}")
         return self._finish()
 
+    def timer_fired(self, name, now):
+        """Same as C{handle(TimerFired(name), now)}, without the event object."""
+        self._begin(now)
+        self._timer(name)
+        return self._finish()
+
     def receive(self, sender, message, now):
         """Same as C{handle(Received(sender, message), now)}, without the event object."""
         if type(message) is Heartbeat and not message.updates and self.phase == MEMBER:
@@ -461,13 +468,17 @@ class Core:
     def _tick(self):
         now = self.now
         config = self.config
+        interval = config.heartbeat_interval
         late = lateness(now, self._tick_due)
-        if late > config.heartbeat_interval / 2:
+        if late > interval / 2:
             # We could not run: the silence we see is (at least partly) ours.
             self._detector.credit_stall(late)
-        self._awareness.tick(late, config.heartbeat_interval)
+        awareness = self._awareness
+        if late or awareness.score:
+            awareness.tick(late, interval)
         self._schedule_tick()
-        self._heartbeat()
+        if self._watchers:
+            self._heartbeat()
         if self.phase == MEMBER:
             self._check_links()
             if self._suspects:
@@ -478,29 +489,32 @@ class Core:
             if now >= self._next_reconnect:
                 self._next_reconnect = now + config.reconnect_interval * self._rng.uniform(0.9, 1.1)
                 self._probe_dead()
-            self._reap()
-            self._table.maybe_compact(now)
+            if self._gone or self._tombstones:
+                self._reap()
+            if self._table.overlay_size:
+                self._table.maybe_compact(now)
         elif self.phase == JOINING and now >= self._next_join:
             self._next_join = now + config.join_retry_interval
             for name, address in self._links.items():
                 if address in self._seeds:
                     self._send(name, Join(self.me))
-        self._expire_transient()
+        if self._transient:
+            self._expire_transient()
 
     def _heartbeat(self):
-        if not self._watchers:
-            return
         me = self.me
         queue = self._queue
+        watchers = self._watchers
+        self.sent += len(watchers)
         if not queue:
             beat = Heartbeat(me.generation, me.incarnation)
-            for name in self._watchers:
-                self._send(name, beat)
+            self._out.extend([Send(name, beat) for name in watchers])
             return
         limit = self._limit()
-        for name in self._watchers:
-            self._send(name, Heartbeat(me.generation, me.incarnation,
-                                       tuple(queue.take(self.config.max_piggyback, limit))))
+        count = self.config.max_piggyback
+        self._out.extend([
+            Send(name, Heartbeat(me.generation, me.incarnation, tuple(queue.take(count, limit))))
+            for name in watchers])
 
     def _limit(self):
         return retransmit_limit(self.config.retransmit_mult, len(self._table))
@@ -624,6 +638,8 @@ class Core:
             self._about_me(member)
             return False
         old = self._table.get(name)
+        if old is member:
+            return False  # the very record we hold (in-process peers share objects)
         if old is None:
             if member.state in (State.DEAD, State.LEFT) and update.age >= self.config.reap_after:
                 return False
@@ -814,10 +830,11 @@ class Core:
                 if not records:
                     break
             for member in records:
-                age = 0.0
                 if member.state in (State.DEAD, State.LEFT):
                     age = max(0.0, now - self._gone.get(member.name, now))
-                result.append(MemberUpdate(member, age))
+                    result.append(MemberUpdate(member, age))
+                else:
+                    result.append(_plain_update(member))
             if more:
                 break
         return tuple(result), more
@@ -913,6 +930,12 @@ class Core:
         SyncDigest: _on_sync_digest,
         SyncRecords: _on_sync_records,
     }
+
+
+@lru_cache(maxsize=1 << 16)
+def _plain_update(member):
+    """C{MemberUpdate(member)}, made once per record (sync sends the same ones often)."""
+    return MemberUpdate(member)
 
 
 def _reason(member, old, update):

@@ -70,10 +70,14 @@ class RingSnapshot:
 
     def derive(self, added, removed):
         names = (self.names - removed) | added
+        fresh = [(positions(n, self.k), n) for n in added]
         rings = []
         for r in range(self.k):
-            pairs = [(p, n) for p, n in zip(self.keys[r], self.owners[r]) if n not in removed]
-            pairs.extend((positions(n, self.k)[r], n) for n in added)
+            if removed:
+                pairs = [(p, n) for p, n in zip(self.keys[r], self.owners[r]) if n not in removed]
+            else:
+                pairs = list(zip(self.keys[r], self.owners[r]))
+            pairs.extend([(pos[r], n) for pos, n in fresh])
             pairs.sort()  # two sorted runs: linear for Timsort
             rings.append(pairs)
         return RingSnapshot(self.k, rings, names)

@@ -280,7 +280,7 @@ class SimCluster:
         if node.paused:
             node.pending.append((self._fire, (node, epoch, name, version)))
             return
-        self._run(node, node.core.handle(mcore.TimerFired(name), self.now))
+        self._run(node, node.core.timer_fired(name, self.scheduler.now))
 
     def _run(self, node, actions):
         scheduler = self.scheduler
