@@ -5,7 +5,7 @@ active-standby cluster IDs with a witness, clsd.testing.cluster) through the
 schedule CLI, exactly as ``python -m clsd.testing.faults`` runs it, and
 asserts on its ``report.json``: no overlap, no stale epoch or epoch reuse,
 every cluster running again within the recovery bound after the final heal,
-no crash line in any daemon log, every fault applied or healed without a rig
+every daemon's membership view showing every node alive, no crash line in any daemon log, every fault applied or healed without a rig
 error. A failing seed prints its replay command.
 
 The seeds are fixed so that a regression shows up as the same failing
@@ -64,6 +64,8 @@ class ShortScheduleTests(unittest.TestCase):
         self.assertEqual(report["record_problems"], [], why)
         self.assertIsNone(report["recovery"]["error"], why)
         self.assertLessEqual(report["recovery"]["seconds"], DEFAULT_RECOVERY_TIMEOUT, why)
+        self.assertIsNone(report["views"]["error"], why)
+        self.assertIsNotNone(report["views"]["converged"], why)
         outcomes = [step["outcome"] for step in report["timeline"]]
         self.assertFalse([o for o in outcomes if o.startswith(("error", "heal error"))], why)
         # A schedule whose every fault was skipped proves nothing.
