@@ -30,6 +30,15 @@ demo-cluster: $(STAMP)
 test: $(STAMP)
 	$(PY) tools/run_tests.py $(TESTS)
 
+# Fault-schedule soak (doc/reliability.md): SEEDS schedules of DURATION seconds on
+# NODES daemons, each its own run; the figures are appended to doc/reliability.md.
+# Needs root for partitions and CPU quotas. SOAK_ARGS="--first-seed 7 --no-append".
+SEEDS    ?= 10
+NODES    ?= 3
+DURATION ?= 60
+soak: $(STAMP)
+	$(PY) -m clsd.testing.faults.soak --seeds $(SEEDS) --nodes $(NODES) --duration $(DURATION) $(SOAK_ARGS)
+
 # Benchmarks (not tests): see bench/README.md. BENCH_ARGS="--kills 20" for a quick look.
 bench: $(STAMP)
 	$(PY) bench/restart_latency.py $(BENCH_ARGS)

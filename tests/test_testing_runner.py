@@ -293,3 +293,27 @@ class ExecuteTests(unittest.TestCase):
         self.assertEqual(report["verdict"], "PASS")
         self.assertEqual(len(report["timeline"]), len(schedule.events))
         self.assertIn("--replay", report["replay"])
+
+
+class ViewTests(unittest.TestCase):
+    """Converged views: every daemon's last word on every other node, since its last start."""
+
+    def test_everyone_alive_is_converged(self):
+        from clsd.testing.faults.runner import view_disagreements
+
+        logs = {"n1": "member n2 is alive: joined\nmember n3 is alive: joined\n",
+                "n2": "member n1 is alive: x\nmember n3 is suspect: y\nmember n3 is alive: z\n",
+                "n3": "member n1 is alive: x\nmember n2 is alive: x\n"}
+        self.assertEqual(view_disagreements(logs), [])
+
+    def test_last_state_and_last_start_count(self):
+        from clsd.testing.faults.runner import view_disagreements
+
+        logs = {
+            # Alive before its restart, but nothing since: not converged.
+            "n1": "member n2 is alive: a\n==== clsd-rig: start #2 of n1\nmember n3 is alive: a\n",
+            "n2": "member n1 is alive: a\nmember n3 is alive: a\nmember n3 is dead: timeout\n",
+            "n3": "member n1 is alive: a\nmember n2 is alive: a\n",
+        }
+        self.assertEqual(view_disagreements(logs),
+                         ["n1 sees n2 (nothing)", "n2 sees n3 dead"])

@@ -50,8 +50,9 @@ def _make_schedule(args):
                               min_gap=args.min_gap, max_gap=args.max_gap)
 
 
-def _replay_command(schedule_path):
-    return f"{sys.executable} -m clsd.testing.faults --replay {schedule_path}"
+def _replay_command(schedule_path, scenario):
+    # The schedule file does not name the scenario: the command must.
+    return f"{sys.executable} -m clsd.testing.faults --replay {schedule_path} --scenario {scenario}"
 
 
 def _firewall(say):
@@ -90,7 +91,7 @@ def run_command(args):
     firewall = _firewall(say)
     try:
         report = execute(schedule, directory, scenarios[args.scenario](), say=say,
-                         replay=_replay_command(schedule_path), firewall=firewall)
+                         replay=_replay_command(schedule_path, args.scenario), firewall=firewall)
     finally:
         if firewall is not None:
             firewall.close()

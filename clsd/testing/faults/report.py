@@ -68,6 +68,9 @@ def build(*, schedule, run, scenario, final, during, log_problems, replay):
         reasons.append(f"{len(violations)} safety violation(s)")
     if run.recovery_error:
         reasons.append(f"no recovery: {run.recovery_error}")
+    views_error = getattr(run, "views_error", None)
+    if views_error:
+        reasons.append(f"views not converged: {views_error}")
     if log_problems:
         reasons.append(f"{len(log_problems)} crash line(s) in daemon logs")
     if final.problems:
@@ -100,6 +103,11 @@ def build(*, schedule, run, scenario, final, during, log_problems, replay):
             "healed_at": _rel(run.healed_at, start),
             "seconds": None if run.recovered_at is None else round(run.recovered_at - run.healed_at, 3),
             "error": run.recovery_error,
+        },
+        "views": {
+            "converged": None if getattr(run, "converged_at", None) is None
+            else round(run.converged_at - run.healed_at, 3),
+            "error": views_error,
         },
         "log_problems": log_problems,
         "record_problems": list(final.problems),
@@ -156,6 +164,11 @@ def to_text(report):
     recovery = report["recovery"]
     lines += ["", "Recovery after the final heal: "
               + (f"{recovery['seconds']}s" if recovery["error"] is None else recovery["error"])]
+    views = report.get("views", {})
+    if views.get("converged") is not None:
+        lines.append(f"Every view shows every node alive: {views['converged']}s after the heal")
+    elif views.get("error"):
+        lines.append(f"Views not converged: {views['error']}")
     if report["log_problems"]:
         lines += ["", "Daemon log problems"] + [f"  {p}" for p in report["log_problems"][:50]]
     if report["record_problems"]:

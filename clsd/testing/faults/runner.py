@@ -10,6 +10,7 @@ with a quorum and failover (clsd.testing.cluster); the runner is the same.
 """
 
 import os
+import re
 import signal
 import time
 
@@ -76,6 +77,31 @@ class DaemonsScenario:
         return []
 
 
+#: The membership service's log line for each change of a member's state.
+MEMBER_STATE = re.compile(r"member (\S+) is (\w+)")
+#: The launcher's line at each start of a daemon: a view is read from the last one on.
+START_MARKER = "==== clsd-rig: start #"
+
+
+def view_disagreements(logs):
+    """Who does not see whom alive, from each daemon's log since its last start.
+
+    @param logs: C{{node: log text}} of every node of the run.
+    @return: C{["n1 sees n2 suspect", "n3 sees n1 (nothing)", ...]}; empty when
+        every node's last word on every other node is ``alive``.
+    """
+    problems = []
+    for observer, text in sorted(logs.items()):
+        since = max(0, text.rfind(START_MARKER))
+        states = {}
+        for match in MEMBER_STATE.finditer(text, since):
+            states[match.group(1)] = match.group(2)
+        for other in sorted(logs):
+            if other != observer and states.get(other) != "alive":
+                problems.append(f"{observer} sees {other} {states.get(other, '(nothing)')}")
+    return problems
+
+
 class ClustersScenario:
     """Real failover: shared cluster IDs, a quorum with a witness, leases (clsd.testing.cluster).
 
@@ -86,6 +112,8 @@ class ClustersScenario:
     """
 
     name = "clusters"
+    #: Every daemon's membership view must show every other node alive at the end.
+    check_views = True
 
     def __init__(self, *, timing=None):
         from clsd.testing.cluster import DEFAULT_TIMING
@@ -140,6 +168,9 @@ class RunLog:
     healed_at: float | None = None
     recovered_at: float | None = None
     recovery_error: str | None = None
+    #: When every view showed every node alive (scenarios with check_views).
+    converged_at: float | None = None
+    views_error: str | None = None
 
 
 class ScheduleRunner:
@@ -240,6 +271,23 @@ class ScheduleRunner:
             run.recovered_at = self.clock()
         except WaitTimeout as e:
             run.recovery_error = str(e)
+            return
+        if getattr(self.scenario, "check_views", False):
+            self._converge(run)
+
+    def _converge(self, run):
+        """Wait, within the recovery bound, until every view shows every node alive."""
+        deadline = run.healed_at + self.recovery_timeout
+        while True:
+            problems = view_disagreements(
+                {name: self.launcher.log_text(name) for name in self.launcher.nodes})
+            if not problems:
+                run.converged_at = self.clock()
+                return
+            if self.clock() >= deadline:
+                run.views_error = "; ".join(problems)
+                return
+            self.sleep(0.2)
 
     # -- faults (each returns its undo, or None) ----------------------------------------
 
