@@ -151,8 +151,6 @@ class Daemon(MultiService):
             config, reactor=self.reactor, handler=self.router, registry=node_registry(),
             settings=cluster_settings(config), monotonic=self._monotonic, join=())
         self.network.setServiceParent(stack)
-        # Refused TLS, bad hellos and malformed lines are only visible here.
-        self.metrics.watch_peers(self.network.stats.snapshot)
         self.membership = MembershipService(
             name=config.node.name, config=config.membership, network=self.network,
             router=self.router, reactor=self.reactor, events=self.events,
