@@ -59,11 +59,12 @@ def loopback_addresses(count, first=FIRST_ADDRESS):
     third, last = start.packed[2], start.packed[3]
     if not 1 <= last <= PER_BLOCK:
         raise ValueError(f"{first}: the last octet must be 1-{PER_BLOCK}")
-    addresses = []
     second = start.packed[1]
+    room = ((255 - second) * 256 + (255 - third)) * PER_BLOCK + (PER_BLOCK - last + 1)
+    if count > room:
+        raise ValueError(f"{count} addresses from {first} do not fit in 127.0.0.0/8")
+    addresses = []
     for _ in range(count):
-        if second > 255:
-            raise ValueError(f"{count} addresses from {first} do not fit in 127.0.0.0/8")
         addresses.append(check_loopback(f"127.{second}.{third}.{last}"))
         last += 1
         if last > PER_BLOCK:
