@@ -197,7 +197,9 @@ class SerfCluster:
         cmd = ["serf", "agent", f"-node={name}", f"-bind={address}:{SERF_PORT}",
                f"-rpc-addr={address}:{SERF_RPC_PORT}"]
         if address != first:
-            cmd.append(f"-join={first}:{SERF_PORT}")
+            # -retry-join: a plain -join gives up if the first agent is not
+            # listening yet, and the agent then runs alone.
+            cmd += [f"-retry-join={first}:{SERF_PORT}", "-retry-interval=1s"]
         log = open(os.path.join(self.workdir, f"{name}.log"), "wb")
         self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -234,7 +236,10 @@ def serf_run(args, n):
     cluster = SerfCluster(n, workdir)
     try:
         t0 = time.monotonic()
-        for name, address in zip(cluster.names, cluster.addresses):
+        cluster.start(cluster.names[0], cluster.addresses[0])
+        h.wait_for(lambda: cluster.members(cluster.addresses[0], "alive"), 30,
+                   "the first serf agent to answer", step=0.05)
+        for name, address in zip(cluster.names[1:], cluster.addresses[1:]):
             cluster.start(name, address)
         pending = dict(zip(cluster.names, cluster.addresses))
         rounds = []
