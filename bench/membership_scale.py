@@ -41,6 +41,8 @@ import _harness as h  # noqa: E402
 SERF_FIRST_ADDRESS = "127.0.3.1"
 SERF_PORT = 7946
 SERF_RPC_PORT = 7373
+#: A ``serf members`` call that hangs must not stall the whole run.
+MEMBERS_TIMEOUT = 10.0
 
 
 # ------------------------------------------------------------------- CLSD child
@@ -206,8 +208,12 @@ class SerfCluster:
         log.close()
 
     def members(self, address, status):
-        out = subprocess.run(["serf", "members", f"-rpc-addr={address}:{SERF_RPC_PORT}",
-                              f"-status={status}"], capture_output=True, text=True)
+        try:
+            out = subprocess.run(["serf", "members", f"-rpc-addr={address}:{SERF_RPC_PORT}",
+                                  f"-status={status}"], capture_output=True, text=True,
+                                 timeout=MEMBERS_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return []
         return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
     def kill(self, name):
