@@ -64,12 +64,14 @@ class MembershipService(Service):
     @param seeds: C{(host, port)} addresses to join through.
     @param generation: this start's generation (default: the network's,
         nanoseconds of wall time at start-up: larger after every restart).
+    @param cache: a L{clsd.membership.rings.SnapshotCache} shared by the
+        nodes of one process (L{clsd.testing.multinode}); default: private.
     """
 
     log = Logger()
 
     def __init__(self, *, name, config, network, router, reactor, events, seeds=(),
-                 monotonic=time.monotonic, generation=None, rng=None):
+                 monotonic=time.monotonic, generation=None, rng=None, cache=None):
         self.setName("membership")
         self.node_name = name
         self.config = config
@@ -80,6 +82,7 @@ class MembershipService(Service):
         self._monotonic = monotonic
         self._generation = generation
         self._rng = rng
+        self._cache = cache
         self.core = None
         self._timers = {}
         self._listeners = []
@@ -144,7 +147,7 @@ class MembershipService(Service):
             generation = getattr(self.network, "generation", None) or time.time_ns()
         advertise = self.network.advertise or self.network.listen_address
         self.core = Core(self.node_name, format_host_port(advertise), generation,
-                         self.config, rng=self._rng)
+                         self.config, rng=self._rng, cache=self._cache)
         if self._pending_meta is not None:
             self.core.set_meta(self._pending_meta, self._monotonic())
         self.events.record("membership", self.node_name, "joining",

@@ -1,0 +1,336 @@
+"""Many real cluster nodes in one process: for scale tests and the membership benchmark.
+
+Each hosted node is what a daemon runs for membership, nothing faked: its
+own loopback address (127.0.1.1, 127.0.1.2, ... then 127.0.2.x: never
+outside 127.0.0.0/8), its own certificate from one cluster CA, its own
+L{PeerNetwork} (a mutual-TLS listener and dialers bound to its address) and
+L{MembershipService}, all on the one reactor given. Only two things differ
+from a daemon, both to keep N nodes in one process from paying N times for
+what N processes would each pay once:
+
+ - the member-list snapshots are shared through one L{SnapshotCache}
+   (nodes that agree hold one copy, as in the simulator);
+ - each node's event log is a L{ViewTracker} entry, which keeps every
+   node's view of every other node (for the measurements) instead of
+   formatting and logging each of the N * N membership events.
+
+Issuing certificates is cheap (about 0.2 ms each for ECDSA P-256 here, 1024
+in a fraction of a second), so they are made in memory for each run.
+
+L{HostedNode.crash} is a crash as the peers see it: the listener stops, every
+connection is aborted (the kernel closes the sockets; no bye, no leave) and
+the node's timers stop, like a C{kill -9} of its daemon.
+"""
+
+import ipaddress
+import resource
+import time
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from clsd.certs.authority import create_authority, issue_node_certificate
+from clsd.certs.identity import NodeIdentity
+from clsd.config.membership import MembershipConfig
+from clsd.layers import node_registry
+from clsd.membership.rings import SnapshotCache
+from clsd.membership.service import MembershipService
+from clsd.testing.faults.topology import check_loopback
+from clsd.wire.network import PeerNetwork
+from clsd.wire.router import Router
+from clsd.wire.tls import PeerTLS
+
+#: The first hosted node's address: away from 127.0.0.x, where the default
+#: source address (127.0.0.1) and the other rigs' address pool live.
+FIRST_ADDRESS = "127.0.1.1"
+#: Hosts per /24 used (.1 to .250), like the rig pool.
+PER_BLOCK = 250
+#: File descriptors per hosted node: its listener, and both ends (both in
+#: this process) of up to about 2K connections, with room to spare.
+FDS_PER_NODE = 40
+
+
+def loopback_addresses(count, first=FIRST_ADDRESS):
+    """C{count} addresses from C{first}: .1-.250 of each /24, then the next /24.
+
+    @raise ValueError: if they would leave 127.0.0.0/8.
+    """
+    start = ipaddress.ip_address(check_loopback(first))
+    third, last = start.packed[2], start.packed[3]
+    if not 1 <= last <= PER_BLOCK:
+        raise ValueError(f"{first}: the last octet must be 1-{PER_BLOCK}")
+    second = start.packed[1]
+    room = ((255 - second) * 256 + (255 - third)) * PER_BLOCK + (PER_BLOCK - last + 1)
+    if count > room:
+        raise ValueError(f"{count} addresses from {first} do not fit in 127.0.0.0/8")
+    addresses = []
+    for _ in range(count):
+        addresses.append(check_loopback(f"127.{second}.{third}.{last}"))
+        last += 1
+        if last > PER_BLOCK:
+            last = 1
+            third += 1
+            if third > 255:
+                third, second = 0, second + 1
+    return addresses
+
+
+def raise_file_limit(needed):
+    """Raise RLIMIT_NOFILE to at least C{needed} if allowed; return the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return soft
+    target = needed if hard == resource.RLIM_INFINITY or hard >= needed else None
+    if target is None:
+        try:  # root may raise the hard limit too
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return needed
+        except (ValueError, OSError):
+            target = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+class Identities:
+    """One cluster CA and a node identity per name, made in memory."""
+
+    def __init__(self):
+        self.authority = create_authority(None)
+
+    def identity(self, name):
+        pair = issue_node_certificate(self.authority, name)
+        return NodeIdentity(name=name, key=pair.key, certificate=pair.certificate,
+                            ca_certificates=(self.authority.certificate,))
+
+
+class ViewTracker:
+    """Every hosted node's view of every other node, fed by their membership events.
+
+    Kept incrementally (O(1) per event), so that "has every node seen all N
+    alive" and "has every live node declared X dead" are cheap to ask, and
+    the moment each became true is known to the event, not to a poll.
+    """
+
+    def __init__(self, monotonic):
+        self._monotonic = monotonic
+        self.views = {}          # observer -> {subject: state}
+        self.alive_counts = {}   # observer -> members it sees alive, itself included
+        self.changed_at = {}     # (observer, subject) -> (state, time)
+        self.joined_at = {}      # observer -> time it joined
+        self.events = 0
+        self._watches = []
+
+    def log_for(self, observer):
+        self.views[observer] = {}
+        self.alive_counts[observer] = 1
+        return _NodeEvents(self, observer)
+
+    def forget(self, observer):
+        """A crashed node's view no longer counts."""
+        self.views.pop(observer, None)
+        self.alive_counts.pop(observer, None)
+
+    def state(self, observer, subject):
+        return self.views.get(observer, {}).get(subject)
+
+    def _member(self, observer, subject, state):
+        view = self.views.get(observer)
+        if view is None:
+            return
+        self.events += 1
+        old = view.get(subject)
+        view[subject] = state
+        if old == "alive":
+            self.alive_counts[observer] -= 1
+        if state == "alive":
+            self.alive_counts[observer] += 1
+        self.changed_at[(observer, subject)] = (state, self._monotonic())
+
+    def min_alive(self):
+        return min(self.alive_counts.values()) if self.alive_counts else 0
+
+    def declared(self, subject, states=("dead", "removed", "left")):
+        """Live observers (other than C{subject}) that see C{subject} in C{states}."""
+        return [o for o, view in self.views.items()
+                if o != subject and view.get(subject) in states]
+
+
+class _NodeEvents:
+    """A node's event log, as far as the membership service uses one."""
+
+    def __init__(self, tracker, observer):
+        self._tracker = tracker
+        self._observer = observer
+
+    def record(self, kind, subject, reason, **fields):
+        if kind == "member":
+            self._tracker._member(self._observer, subject, fields.get("state"))
+        elif kind == "membership" and reason == "joined the cluster":
+            self._tracker.joined_at[self._observer] = self._tracker._monotonic()
+
+
+class _Quiet(Logger):
+    """A logger that drops its events: N nodes' N * N member changes are counted instead."""
+
+    def emit(self, level, format=None, **kwargs):
+        pass
+
+
+class HostedNode:
+    """One node's peer network and membership; built by L{MultiNodeHost}."""
+
+    def __init__(self, host, name, address, seeds):
+        self.name = name
+        self.address = address
+        self.router = Router()
+        self.network = PeerNetwork(
+            reactor=host.reactor, tls=PeerTLS(host.identities.identity(name)), name=name,
+            listen=(address, 0), handler=self.router, registry=host.registry,
+            settings=host.settings, monotonic=host.monotonic, join=())
+        self.events = host.tracker.log_for(name)
+        self._host = host
+        self._seeds = seeds
+        self.membership = None
+        self.crashed = False
+
+    def start(self):
+        """Listen (synchronously: a port in use raises here), then join."""
+        host = self._host
+        self.network.startService()
+        seeds = [seed.network.advertise for seed in self._seeds]
+        self.membership = MembershipService(
+            name=self.name, config=host.config, network=self.network, router=self.router,
+            reactor=host.reactor, events=self.events, seeds=seeds, monotonic=host.monotonic,
+            cache=host.cache)
+        if host.quiet:
+            self.membership.log = _Quiet()
+        self.membership.startService()
+
+    @property
+    def core(self):
+        return self.membership.core if self.membership is not None else None
+
+    def crash(self):
+        """Die as a killed process does: sockets closed, nothing said, nothing more done."""
+        if self.crashed:
+            return
+        self.crashed = True
+        self._host.tracker.forget(self.name)
+        membership = self.membership
+        if membership is not None:
+            membership._cancel_timers()
+            membership.core = None  # events that still arrive are ignored
+        network = self.network
+        port, network._port = network._port, None
+        if port is not None:
+            port.stopListening()
+        for protocol in network.connections():
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
+        # The dialers would redial after their backoff: stop them. Their
+        # connections are already aborted, so nothing more is written.
+        for dialer in list(network._dialers.values()):
+            dialer.current = None
+            dialer.service.stopService()
+        network._dialers.clear()
+
+    def stop(self):
+        """A graceful stop: leave, then close with a bye."""
+        d = defer.maybeDeferred(self.membership.stopService)
+        d.addCallback(lambda _: self.network.stopService())
+        return d
+
+
+class MultiNodeHost:
+    """N real nodes on one reactor; node 0 forms the cluster, the others join through it.
+
+    @param monotonic: the membership clock (time.monotonic for real sockets).
+    @param quiet: drop the per-member-change log lines (see L{_Quiet}).
+    """
+
+    def __init__(self, reactor, count, *, config=None, first_address=FIRST_ADDRESS,
+                 monotonic=time.monotonic, settings=None, quiet=True, seeds=1):
+        self.reactor = reactor
+        self.config = config if config is not None else MembershipConfig()
+        self.monotonic = monotonic
+        self.settings = settings if settings is not None else {"bench": "multinode"}
+        self.quiet = quiet
+        self.registry = node_registry()
+        self.cache = SnapshotCache()
+        self.identities = Identities()
+        self.tracker = ViewTracker(monotonic)
+        self.file_limit = raise_file_limit(FDS_PER_NODE * count + 256)
+        addresses = loopback_addresses(count, first_address)
+        width = max(4, len(str(count - 1)))
+        self.nodes = []
+        for i, address in enumerate(addresses):
+            node = HostedNode(self, f"n{i:0{width}d}", address, tuple(self.nodes[:min(i, seeds)]))
+            self.nodes.append(node)
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def node(self, name):
+        return next(n for n in self.nodes if n.name == name)
+
+    def live(self):
+        return [n for n in self.nodes if not n.crashed]
+
+    def start(self, batch=None, pause=0.0):
+        """Start every node; a Deferred that fires when all are started.
+
+        @param batch: start this many per reactor turn (default: all at
+            once), so that connections already made are served meanwhile.
+        """
+        nodes = list(self.nodes)
+        batch = batch or len(nodes)
+
+        def step():
+            chunk = nodes[:batch]
+            del nodes[:batch]
+            for node in chunk:
+                node.start()
+            if nodes:
+                return task.deferLater(self.reactor, pause, step)
+            return None
+
+        return defer.maybeDeferred(step)
+
+    def all_joined(self):
+        """Every live node sees every live node alive (itself included)."""
+        return self.tracker.min_alive() >= len(self.live())
+
+    def declared_dead_by_all(self, name):
+        return len(self.tracker.declared(name)) >= len(self.live()) - (
+            0 if self.node(name).crashed else 1)
+
+    def peer_totals(self):
+        """Sum of every live node's peer counters (messages and bytes, in and out)."""
+        totals = {"messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
+        for node in self.live():
+            stats = node.network.stats
+            for key in totals:
+                totals[key] += getattr(stats, key)
+        return totals
+
+    def connection_count(self):
+        return sum(len(n.network.connections()) for n in self.live())
+
+    def shutdown(self):
+        """Crash every node (fast, no leave), then let the reactor see the sockets close.
+
+        Fires once every connection of every node has ended, so that a test's
+        reactor is clean.
+        """
+        for node in self.nodes:
+            node.crash()
+
+        def settled():
+            return all(not n.network.connections() for n in self.nodes)
+
+        def wait(remaining):
+            if settled() or remaining <= 0:
+                return None
+            return task.deferLater(self.reactor, 0.01, wait, remaining - 1)
+
+        return defer.maybeDeferred(wait, 500)
