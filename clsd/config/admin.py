@@ -14,6 +14,7 @@ import attrs
 
 from clsd.admin.authorized_keys import BadLine, parse_authorized_keys
 from clsd.admin.budget import DEFAULT_MANHOLE_BUDGET, MIN_MANHOLE_BUDGET, budget_limit
+from clsd.config.address import parse_listen_address
 from clsd.config.reader import ConfigError
 
 #: Generated on first start when absent, then kept (ed25519, mode 0600).
@@ -105,22 +106,7 @@ def _listen_address(table, key):
     value = table.string(key, None, nonempty=False)
     if not value:
         return None
-    host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        sep = ""
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise table.error(
-            key, f"must be IP:PORT such as 127.0.0.1:7422 (IPv6 as [::1]:7422), got {value!r}"
-        )
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise table.error(
-            key, f"must name an IP address to listen on, not a host name, got {host!r}"
-        ) from None
-    return (host, int(port))
+    return parse_listen_address(table, key, value, 7422)
 
 
 def _is_loopback(host):
