@@ -11,8 +11,10 @@ silence, like a real network fault. Only 127.0.0.0/8 addresses are accepted.
 """
 
 import itertools
+import os
 import shutil
 import subprocess
+import tempfile
 
 from clsd.testing.faults.cleanup import default_cleanups, owned_name, owner_of
 from clsd.testing.faults.topology import check_loopback
@@ -104,10 +106,13 @@ class IptablesBackend:
 
     name = "iptables"
 
+    #: Left by the rig that made iptables-nft create the ``ip filter`` table,
+    #: so that whichever rig removes the last rule also removes the table
+    #: (rigs run in parallel under trial -j2; the creator may finish first).
+    CREATED_MARKER = os.path.join(tempfile.gettempdir(), "clsd_faults_ip_filter_created")
+
     def __init__(self):
-        #: Whether our first apply made iptables-nft create the ``ip filter``
-        #: table; if so, and nobody else put anything in it, we remove it too.
-        self._created_filter_table = None
+        self._checked_filter_table = False
 
     @staticmethod
     def available():
@@ -134,8 +139,11 @@ class IptablesBackend:
 
     def apply(self, table, pairs, losses):
         chain = self.chain(table)
-        if self._created_filter_table is None:
-            self._created_filter_table = _nft_filter_table_exists() is False
+        if not self._checked_filter_table:
+            self._checked_filter_table = True
+            if _nft_filter_table_exists() is False:
+                with open(self.CREATED_MARKER, "w"):
+                    pass
         _run(["iptables-restore", "--noflush"], self.render(table, pairs, losses))
         jump = ["INPUT", "-i", "lo", "-j", chain]
         try:
@@ -154,12 +162,15 @@ class IptablesBackend:
                 break
         _run(["iptables", "-F", chain])
         _run(["iptables", "-X", chain])
-        if self._created_filter_table:
+        if os.path.exists(self.CREATED_MARKER):
             rules = [line for line in _run(["iptables", "-S"]).splitlines()
                      if not line.startswith("-P ")]
-            if not rules:
+            if not rules and _nft_filter_table_exists():
                 _run(["nft", "delete", "table", "ip", "filter"])
-            self._created_filter_table = False
+                try:
+                    os.unlink(self.CREATED_MARKER)
+                except FileNotFoundError:
+                    pass
 
     def _chains(self):
         return [line.split()[1] for line in _run(["iptables", "-S"]).splitlines()
