@@ -7,17 +7,14 @@ The daemon adds it in one line::
 With no ``ssh`` and no ``telnet`` configured it has no listener at all.
 """
 
-import ipaddress
-
-from twisted.application.service import MultiService, Service
-from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.application.service import MultiService
 
 from clsd.admin.audit import Audit, format_peer
 from clsd.admin.budget import DEFAULT_MANHOLE_BUDGET
 from clsd.admin.hostkey import fingerprint, load_or_create_host_key
 from clsd.admin.ssh import build_ssh_factory
 from clsd.admin.telnet import build_telnet_factory
+from clsd.listener import ListeningService, server_endpoint
 
 
 def make_admin_service(config, backend, reactor, *, log=None):
@@ -29,59 +26,21 @@ def make_admin_service(config, backend, reactor, *, log=None):
     return AdminService(config, backend, reactor, Audit(log))
 
 
-def server_endpoint(reactor, address):
-    host, port = address
-    if ipaddress.ip_address(host).version == 6:
-        return TCP6ServerEndpoint(reactor, port, interface=host)
-    return TCP4ServerEndpoint(reactor, port, interface=host)
-
-
-class ListenerService(Service):
-    """Listens on one endpoint while running; remembers the port it got.
+class ListenerService(ListeningService):
+    """One admin listener (ssh or telnet); its factory is set before it starts.
 
     A listen failure (address in use) raises from C{startService}, so that a
     daemon with a broken admin listener does not start half-configured.
     """
 
     def __init__(self, name, endpoint, audit):
+        super().__init__(endpoint)
         self.name = name
-        self.endpoint = endpoint
         self.audit = audit
-        #: Set before the service starts.
-        self.factory = None
-        self.port = None
-        self._waiting = []
 
-    def startService(self):
-        super().startService()
-        failures = []
-        d = self.endpoint.listen(self.factory)
-        d.addCallbacks(self._listening, failures.append)
-        if failures:
-            failures[0].raiseException()
-
-    def _listening(self, port):
-        self.port = port
+    def announce(self, port):
         self.audit.log.info("admin {name} listening on {address}", name=self.name,
                             address=format_peer(port.getHost()))
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(port)
-
-    def when_listening(self):
-        """A Deferred that fires with the listening port."""
-        if self.port is not None:
-            return defer.succeed(self.port)
-        d = defer.Deferred()
-        self._waiting.append(d)
-        return d
-
-    def stopService(self):
-        super().stopService()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        return None
 
 
 class AdminService(MultiService):

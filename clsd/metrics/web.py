@@ -17,16 +17,12 @@ node with 10 services with checks and 10 resources has about 500 samples,
 5 ms of reactor time per scrape, measured on the shared 2-core box.
 """
 
-import ipaddress
-
 from prometheus_client.exposition import choose_encoder
-from twisted.application.service import Service
-from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from clsd.listener import ListeningService, server_endpoint
 from clsd.logs import emit
 
 INDEX = b"<html><body><p>CLSD metrics: <a href='/metrics'>/metrics</a></p></body></html>\n"
@@ -73,14 +69,7 @@ def metrics_site(registry):
     return _QuietSite(root)
 
 
-def server_endpoint(reactor, address):
-    host, port = address
-    if ipaddress.ip_address(host).version == 6:
-        return TCP6ServerEndpoint(reactor, port, interface=host)
-    return TCP4ServerEndpoint(reactor, port, interface=host)
-
-
-class MetricsService(Service):
+class MetricsService(ListeningService):
     """Listens on the configured address while running (or on nothing).
 
     A listen failure (address in use) raises from C{startService}, as the
@@ -94,44 +83,14 @@ class MetricsService(Service):
         self.address = address
         self.site = metrics_site(registry)
         self.reactor = reactor
-        #: The L{IListeningPort} while listening.
-        self.port = None
-        self._waiting = []
+        endpoint = server_endpoint(reactor, address) if address is not None else None
+        super().__init__(endpoint, self.site)
 
-    def startService(self):
-        super().startService()
-        if self.address is None:
-            return
-        endpoint = server_endpoint(self.reactor, self.address)
-        failures = []
-        endpoint.listen(self.site).addCallbacks(self._listening, failures.append)
-        if failures:
-            failures[0].raiseException()
-
-    def _listening(self, port):
-        self.port = port
+    def announce(self, port):
         host = port.getHost()
         emit(self.log, "metrics.listening", "metrics at http://{address}/metrics",
              address=f"[{host.host}]:{host.port}" if ":" in host.host
              else f"{host.host}:{host.port}")
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(port)
-
-    def when_listening(self):
-        """A Deferred that fires with the listening port."""
-        if self.port is not None:
-            return defer.succeed(self.port)
-        d = defer.Deferred()
-        self._waiting.append(d)
-        return d
-
-    def stopService(self):
-        super().stopService()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        return None
 
 
 def make_metrics_service(metrics_config, registry, reactor):
