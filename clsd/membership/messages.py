@@ -228,64 +228,57 @@ class Gossip:
         return cls(_updates_from_wire(data, cls.TYPE))
 
 
+class _NoFields:
+    """A message that is only its type."""
+
+    def to_wire(self):
+        return {"type": self.TYPE}
+
+    @classmethod
+    def from_wire(cls, data):
+        _field(data, "type", cls.TYPE)
+        return cls()
+
+
+class _OneMember:
+    """A message carrying one member record (``member``)."""
+
+    def to_wire(self):
+        return {"type": self.TYPE, "member": member_to_wire(self.member)}
+
+    @classmethod
+    def from_wire(cls, data):
+        return cls(member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member"))
+
+
 @attrs.frozen
-class Watch:
+class Watch(_NoFields):
     """Observer to subject: "send me your heartbeats" (answered by one at once)."""
 
     TYPE = "m.watch"
 
-    def to_wire(self):
-        return {"type": self.TYPE}
-
-    @classmethod
-    def from_wire(cls, data):
-        _field(data, "type", cls.TYPE)
-        return cls()
-
 
 @attrs.frozen
-class Unwatch:
+class Unwatch(_NoFields):
     """Observer to subject: "I no longer watch you" (the rings changed)."""
 
     TYPE = "m.unwatch"
 
-    def to_wire(self):
-        return {"type": self.TYPE}
-
-    @classmethod
-    def from_wire(cls, data):
-        _field(data, "type", cls.TYPE)
-        return cls()
-
 
 @attrs.frozen
-class Join:
+class Join(_OneMember):
     """A starting node to a seed: "here I am" (its own alive record)."""
 
     TYPE = "m.join"
     member: Member
 
-    def to_wire(self):
-        return {"type": self.TYPE, "member": member_to_wire(self.member)}
-
-    @classmethod
-    def from_wire(cls, data):
-        return cls(member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member"))
-
 
 @attrs.frozen
-class JoinAck:
+class JoinAck(_OneMember):
     """The seed's answer: its own record; the member list follows by anti-entropy."""
 
     TYPE = "m.join-ack"
     member: Member
-
-    def to_wire(self):
-        return {"type": self.TYPE, "member": member_to_wire(self.member)}
-
-    @classmethod
-    def from_wire(cls, data):
-        return cls(member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member"))
 
 
 @attrs.frozen
