@@ -84,13 +84,8 @@ def _owner(data, name, type_name):
 
 # -- messages -------------------------------------------------------------------
 
-@_message("lease.prepare")
-@attrs.frozen
-class Prepare:
-    """Phase 1: 'promise to ignore ballots below this one, and tell me who holds the lease'."""
-
-    resource: str
-    ballot: Ballot
+class _ResourceBallot:
+    """A message that is a resource and a ballot (its wire code)."""
 
     def to_wire(self):
         return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire()}
@@ -98,6 +93,15 @@ class Prepare:
     @classmethod
     def _from(cls, data):
         return cls(_field(data, "resource", str, cls.TYPE), _ballot(data, "ballot", cls.TYPE))
+
+
+@_message("lease.prepare")
+@attrs.frozen
+class Prepare(_ResourceBallot):
+    """Phase 1: 'promise to ignore ballots below this one, and tell me who holds the lease'."""
+
+    resource: str
+    ballot: Ballot
 
 
 @_message("lease.promise")
@@ -211,18 +215,11 @@ class Accepted:
 
 @_message("lease.release")
 @attrs.frozen
-class Release:
+class Release(_ResourceBallot):
     """'My service is stopped: forget my grant now' (graceful handover, no waiting for expiry)."""
 
     resource: str
     ballot: Ballot
-
-    def to_wire(self):
-        return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire()}
-
-    @classmethod
-    def _from(cls, data):
-        return cls(_field(data, "resource", str, cls.TYPE), _ballot(data, "ballot", cls.TYPE))
 
 
 @_message("cluster.handover")
