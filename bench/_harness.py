@@ -22,6 +22,8 @@ from http.client import HTTPConnection
 from pathlib import Path
 import socket
 
+from clsd.testing import polling
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -112,14 +114,10 @@ def rss_kib(pid):
 
 def wait_for(predicate, timeout, what, step=0.01):
     """Poll until C{predicate()} is truthy and return it; L{BenchError} after C{timeout}."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(step)
+    try:
+        return polling.wait_for(predicate, timeout, what=what, interval=step)
+    except polling.WaitTimeout as e:
+        raise BenchError(str(e)) from None
 
 
 # ---------------------------------------------------------------- supervisors

@@ -8,9 +8,7 @@ node as seed). Bounded polling on the reactor, never sleeps.
 import json
 import os
 import sys
-import time
 
-from twisted.internet import defer, task
 
 from clsd.certs.store import init_authority, issue_node, node_paths
 from clsd.config import parse_config
@@ -18,24 +16,12 @@ from clsd.daemon import Daemon
 from clsd.testing import tomlgen
 from clsd.testing.addresses import reserve
 from clsd.testing.launcher import free_port
+from clsd.testing.polling import poll  # noqa: F401  (re-exported for the cluster tests)
 
 #: Membership timing for tests: quick heartbeats and detection, short leave.
 FAST_MEMBERSHIP = {"heartbeat_interval": 0.2, "failure_timeout": 1.0,
                    "link_down_grace": 0.3, "suspicion_timeout": 2.0,
                    "join_retry_interval": 0.3, "sync_interval": 1.0}
-
-
-@defer.inlineCallbacks
-def poll(reactor, predicate, timeout, what, interval=0.05):
-    """Until C{predicate()} is truthy (returned), or fail after C{timeout} seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        yield task.deferLater(reactor, interval, lambda: None)
 
 
 class ClusterRig:

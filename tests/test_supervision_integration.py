@@ -18,6 +18,7 @@ from twisted.trial import unittest
 from clsd.config import parse_config
 from clsd.daemon import Daemon
 from clsd.supervision.pgroups import group_alive
+from clsd.testing.polling import poll
 
 #: A service that appends "start PID" to a journal, "stop PID" when it gets
 #: SIGTERM, and otherwise does what its mode says.
@@ -77,17 +78,9 @@ def toml_list(items):
     return "[" + ", ".join(json.dumps(str(i)) for i in items) + "]"
 
 
-@defer.inlineCallbacks
 def wait_for(predicate, timeout=15.0, interval=0.02, what="condition"):
     """Poll C{predicate} on the reactor until true; fail after C{timeout} seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        yield task.deferLater(reactor, interval, lambda: None)
+    return poll(reactor, predicate, timeout, what, interval)
 
 
 def sleep(seconds):
