@@ -9,7 +9,6 @@ import json
 import os
 import sys
 
-
 from clsd.certs.store import init_authority, issue_node, node_paths
 from clsd.config import parse_config
 from clsd.daemon import Daemon
