@@ -141,7 +141,11 @@ class EtcdGateway:
 
     log = Logger()
 
-    def __init__(self, reactor, endpoints, policy, *, monotonic):
+    def __init__(self, reactor, endpoints, policy, *, monotonic, bind_host=None):
+        """
+        @param bind_host: the local address calls leave from (the node's own
+            address, like its peer connections), or None for the kernel's pick.
+        """
         self._reactor = reactor
         self._monotonic = monotonic
         self.endpoints = [url.rstrip("/").encode("ascii") for url in endpoints]
@@ -149,8 +153,9 @@ class EtcdGateway:
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = POOL_PER_HOST
         self._pool.retryAutomatically = False
-        self._agent = Agent(reactor, contextFactory=policy, pool=self._pool)
-        self._stream_agent = Agent(reactor, contextFactory=policy,
+        bind = (bind_host, 0) if bind_host is not None else None
+        self._agent = Agent(reactor, contextFactory=policy, pool=self._pool, bindAddress=bind)
+        self._stream_agent = Agent(reactor, contextFactory=policy, bindAddress=bind,
                                    pool=HTTPConnectionPool(reactor, persistent=False))
         self._in_flight = set()
 
@@ -311,10 +316,10 @@ class EtcdDriver:
         self._stopped = False
 
     @classmethod
-    def from_config(cls, etcd, reactor, deliver, events, *, monotonic):
+    def from_config(cls, etcd, reactor, deliver, events, *, monotonic, bind_host=None):
         policy = EtcdTLSPolicy.from_files(etcd.ca, etcd.cert, etcd.key)
-        return cls(EtcdGateway(reactor, etcd.endpoints, policy, monotonic=monotonic),
-                   deliver, events)
+        return cls(EtcdGateway(reactor, etcd.endpoints, policy, monotonic=monotonic,
+                               bind_host=bind_host), deliver, events)
 
     def handles(self, action):
         return isinstance(action, ETCD_ACTIONS)

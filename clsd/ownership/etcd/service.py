@@ -9,7 +9,7 @@ def etcd_driver(config, reactor, deliver, events, monotonic):
     """The L{EtcdDriver} for C{config.etcd}; L{ConfigError} (one line) if its TLS files are unusable."""
     try:
         return EtcdDriver.from_config(config.etcd, reactor, deliver, events,
-                                      monotonic=monotonic)
+                                      monotonic=monotonic, bind_host=config.node.source_host)
     except EtcdTLSError as e:
         raise ConfigError(config.source, "etcd", str(e)) from None
 
