@@ -79,7 +79,11 @@ class EtcdCluster:
             name = f"etcd{index + 1}"
             member = EtcdMember(name, address, os.path.join(self.directory, name))
             os.makedirs(member.directory, exist_ok=True)
-            store.issue_node(ca_dir, name, out=member.directory, ip_addresses=[address])
+            # 127.0.0.1 too: members dial each other from it (etcd does not bind
+            # the source), and etcd checks a peer's source address against its
+            # certificate; with no IP matching it would resolve the DNS names.
+            store.issue_node(ca_dir, name, out=member.directory,
+                             ip_addresses=[address, "127.0.0.1"])
             self.members.append(member)
         # A client certificate for the rig's own status calls.
         store.issue_node(ca_dir, "etcd-probe", out=self.directory)
@@ -224,3 +228,41 @@ class EtcdCluster:
                     "create_revision": int(kv.get("create_revision", 0)),
                     "lease": int(kv.get("lease", 0))}
         return None
+
+
+# -- a real CLSD cluster arbitrated by etcd ------------------------------------------------
+
+#: The key prefix the rigs use.
+RIG_PREFIX = "/clsd/rig/"
+
+
+def etcd_layout(cluster="A"):
+    """Two nodes, no witness (etcd arbitrates): alpha preferred for C{cluster}, beta its standby."""
+    from clsd.testing.cluster import Layout
+
+    return Layout(nodes=("alpha", "beta"), voters=(), clusters={cluster: {"alpha": 100,
+                                                                          "beta": 50}})
+
+
+def etcd_cluster_rig(layout, timing, etcd):
+    """A L{clsd.testing.cluster.ClusterRig} whose nodes take their leases from C{etcd}
+    (an L{EtcdCluster} made with the rig's CA directory), each node's own certificate
+    serving as its etcd client certificate."""
+    from clsd.testing.cluster import ClusterRig
+
+    class EtcdClusterRig(ClusterRig):
+        def quorum_part(self, node, launcher):
+            ca, cert, key = self.certificates(launcher, node.name)
+            quorum = {"arbiter": "etcd"}
+            if self.timing.lease is not None:
+                quorum["lease"] = self.timing.lease
+            if self.timing.drift_margin is not None:
+                quorum["drift_margin"] = self.timing.drift_margin
+            tables = {"quorum": quorum,
+                      "etcd": {"endpoints": etcd.endpoints, "prefix": RIG_PREFIX,
+                               "ca": ca, "cert": cert, "key": key}}
+            if self.timing.membership:
+                tables["membership"] = dict(self.timing.membership)
+            return tables
+
+    return EtcdClusterRig(layout, timing)
