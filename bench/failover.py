@@ -30,10 +30,18 @@ only decides how soon a healed partition is rejoined between trials, not the
 measured failover time; the default of 30 s would make each partition trial
 half a minute longer.
 
+Arbiters: ``--arbiter voters`` (the above) or ``etcd``: then two nodes (alpha,
+beta; no witness) take their leases from one real etcd member on its own
+127.0.0.x (TLS with client certificates, see clsd.testing.etcd), and
+``partition`` cuts the owner off from beta *and* from etcd. etcd lease TTLs
+are whole seconds, so its ``fast`` profile uses a 1 s lease (the etcd member
+runs with a 500 ms election timeout, which allows it) with the fast membership
+timings. Its profiles are recorded as ``etcd-default`` and ``etcd-fast``.
+
 Usage: python bench/failover.py [--trials 50] [--profile default|fast|both]
-           [--kinds kill,partition]
-Writes bench/results/failover.json (profiles run before are kept) and prints
-a table. Partitions need root and nft. Every process and rule is removed at
+           [--kinds kill,partition] [--arbiter voters|etcd|both]
+Writes bench/results/failover.json (profiles run before are kept; with
+``--arbiter etcd`` the default is failover_etcd.json) and prints a table. Partitions need root and nft. Every process and rule is removed at
 the end, Ctrl-C included.
 """
 
@@ -55,6 +63,8 @@ from _harness import (  # noqa: E402
 
 from clsd.testing import checker  # noqa: E402
 from clsd.testing.cluster import TIMINGS, ClusterRig, active_standby  # noqa: E402
+from clsd.testing.etcd import EtcdCluster, etcd_cluster_rig, etcd_layout  # noqa: E402
+from clsd.testing.faults import topology  # noqa: E402
 from clsd.testing.failover import FailoverRig, log_offset, wait_rejoined  # noqa: E402
 from clsd.testing.faults import network  # noqa: E402
 from clsd.testing.faults.cleanup import Cleanups, owned_name  # noqa: E402
@@ -84,24 +94,46 @@ class Trial:
                 "error": self.error}
 
 
-def run_profile(profile, args, workdir, say):
+#: etcd's profiles: leases are whole seconds there (see the module docstring).
+ETCD_LEASES = {"default": 2.0, "fast": 1.0}
+
+
+def run_profile(profile, args, workdir, say, arbiter="voters"):
     timing = TIMINGS[profile].with_membership(**BENCH_MEMBERSHIP)
-    lease = timing.lease_seconds
-    cluster_rig = ClusterRig(active_standby(CLUSTER), timing)
+    name = profile if arbiter == "voters" else f"etcd-{profile}"
     cleanups = Cleanups()
-    launcher = firewall = None
+    launcher = firewall = etcd = None
     trials = []
     rng = random.Random(args.seed)
     try:
-        launcher = Launcher(workdir / profile, list(cluster_rig.layout.nodes),
+        if arbiter == "etcd":
+            import attrs
+
+            timing = attrs.evolve(timing, name=name, lease=ETCD_LEASES[profile])
+            etcd = EtcdCluster(workdir / name / "etcd", 1,
+                               ca_dir=str(workdir / name / "rig" / "ca"), cleanups=cleanups)
+            etcd.start()
+            cluster_rig = etcd_cluster_rig(etcd_layout(CLUSTER), timing, etcd)
+        else:
+            cluster_rig = ClusterRig(active_standby(CLUSTER), timing)
+        lease = timing.lease_seconds
+        launcher = Launcher(workdir / name / "rig", list(cluster_rig.layout.nodes),
                             template=cluster_rig.template(), cleanups=cleanups)
         if "partition" in args.kinds:
             firewall = network.Firewall(name=owned_name("bfo"), backend=network.default_backend(),
                                         cleanups=cleanups)
         rig = FailoverRig(launcher, cluster_rig, firewall)
-        launcher.start_all()
+        rig.etcd_addresses = etcd.addresses if etcd is not None else []
+        if etcd is not None:
+            # The first node up takes a free etcd key at once: alpha first.
+            launcher.start("alpha")
+            rig.wait_owner(CLUSTER, timeout=60)
+            launcher.start("beta")
+            time.sleep(lease)
+        else:
+            launcher.start_all()
         rig.wait_owner(CLUSTER, timeout=60)
-        say(f"  {profile}: cluster {CLUSTER} runs on {rig.owner(CLUSTER)}; "
+        say(f"  {name}: cluster {CLUSTER} runs on {rig.owner(CLUSTER)}; "
             f"lease {lease:g} s, {args.trials} trials of {', '.join(args.kinds)}")
         failed_in_a_row = 0
         for index in range(args.trials):
@@ -113,7 +145,7 @@ def run_profile(profile, args, workdir, say):
                     say(f"    trial {index + 1} {kind}: FAILED: {trial.error}")
                     if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
                         raise RuntimeError(f"{failed_in_a_row} failed trials in a row; "
-                                           f"logs in {workdir / profile}")
+                                           f"logs in {workdir / name}")
                 else:
                     failed_in_a_row = 0
             if (index + 1) % 10 == 0:
@@ -122,13 +154,15 @@ def run_profile(profile, args, workdir, say):
                     if t.seconds is not None))
         horizon = time.monotonic()
         report = launcher.check(horizon=horizon)
-        return result(profile, timing, trials, report, launcher)
+        return result(profile, timing, trials, report, launcher, arbiter)
     finally:
         with uninterruptible():
             if firewall is not None:
                 firewall.close()
             if launcher is not None:
                 launcher.teardown()
+            if etcd is not None:
+                etcd.teardown()
             cleanups.run_all()
 
 
@@ -145,6 +179,13 @@ def one_trial(rig, kind, lease, rng):
     try:
         if kind == "kill":
             t0 = rig.kill_daemon(owner, services=True)
+        elif rig.etcd_addresses:
+            # Off the network: cut from the other node and from etcd.
+            address = launcher.address(owner)
+            others = [launcher.address(n) for n in launcher.nodes if n != owner]
+            pairs = topology.isolate(address, others + list(rig.etcd_addresses))
+            t0 = time.monotonic()
+            token = rig.firewall.block(pairs)
         else:
             t0, token = rig.isolate(owner)
         t1, node, identity = rig.wait_answer(CLUSTER, [standby], not_instance=old.instance,
@@ -176,11 +217,11 @@ def interval_of(launcher, instance):
     raise LookupError(f"no records of instance {instance}")
 
 
-def result(profile, timing, trials, report, launcher):
+def result(profile, timing, trials, report, launcher, arbiter="voters"):
     overlaps_a = [o for o in report.overlaps if o.cluster == CLUSTER]
     out = {
-        "settings": {"lease": timing.lease_seconds, "drift_margin": timing.drift_margin,
-                     "membership": timing.membership},
+        "settings": {"arbiter": arbiter, "lease": timing.lease_seconds,
+                     "drift_margin": timing.drift_margin, "membership": timing.membership},
         "worst_overlap_s": round(max((o.duration for o in overlaps_a), default=0.0), 6),
         "violations": [v.describe() for v in report.violations],
         "log_problems": launcher.log_problems()[:20],
@@ -201,12 +242,12 @@ def result(profile, timing, trials, report, launcher):
 
 
 def table(profiles):
-    lines = [f"{'profile':8} {'fault':10} {'trials':>6} {'failed':>6} {'p50 ms':>8} "
+    lines = [f"{'profile':12} {'fault':10} {'trials':>6} {'failed':>6} {'p50 ms':>8} "
              f"{'p99 ms':>8} {'max ms':>8} {'min gap ms':>10} {'worst overlap':>13}"]
     for name, data in profiles.items():
         for kind, k in data["kinds"].items():
             lines.append(
-                f"{name:8} {kind:10} {k['trials']:>6} {k['failed']:>6} "
+                f"{name:12} {kind:10} {k['trials']:>6} {k['failed']:>6} "
                 f"{k.get('p50_ms', float('nan')):>8.0f} {k.get('p99_ms', float('nan')):>8.0f} "
                 f"{k.get('max_ms', float('nan')):>8.0f} {k.get('min_gap_ms', float('nan')):>10.1f} "
                 f"{data['worst_overlap_s']:>12.3f}s")
@@ -220,7 +261,11 @@ def main(argv=None):
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help="comma-separated: kill, partition (default both)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random pauses")
-    parser.add_argument("--output", default="failover.json", help="file name under bench/results/")
+    parser.add_argument("--arbiter", choices=("voters", "etcd", "both"), default="voters",
+                        help="who grants the leases (etcd: one real etcd member)")
+    parser.add_argument("--output", default=None,
+                        help="file name under bench/results/ (default failover.json, "
+                             "failover_etcd.json with --arbiter etcd or both)")
     parser.add_argument("--keep", action="store_true", help="keep configs and logs")
     args = parser.parse_args(argv)
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -228,6 +273,9 @@ def main(argv=None):
         if kind not in KINDS:
             parser.error(f"--kinds: unknown fault {kind!r} (known: {', '.join(KINDS)})")
     profiles = ["default", "fast"] if args.profile == "both" else [args.profile]
+    arbiters = ["voters", "etcd"] if args.arbiter == "both" else [args.arbiter]
+    if args.output is None:
+        args.output = "failover.json" if arbiters == ["voters"] else "failover_etcd.json"
 
     workdir = Path(tempfile.mkdtemp(prefix="clsd-bench-failover-"))
     info = machine_info()
@@ -235,8 +283,10 @@ def main(argv=None):
     status = 0
     try:
         with interrupts_as_exceptions():
-            for profile in profiles:
-                done[profile] = run_profile(profile, args, workdir, print)
+            for arbiter in arbiters:
+                for profile in profiles:
+                    name = profile if arbiter == "voters" else f"etcd-{profile}"
+                    done[name] = run_profile(profile, args, workdir, print, arbiter)
     except KeyboardInterrupt:
         print("\ninterrupted: cleaning up", file=sys.stderr)
         status = 130
@@ -265,6 +315,7 @@ def main(argv=None):
         "machine": info,
         "goal": {"default": "p50 <= 2500 ms, p99 <= 3500 ms", "fast": "p50 <= 1000 ms",
                  "worst_overlap_s": 0},
+        "arbiters": arbiters,
         "profiles": {**previous, **{name: {**d, "machine": info} for name, d in done.items()}},
     }
     written = write_json(args.output, data)

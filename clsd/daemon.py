@@ -51,16 +51,19 @@ def cluster_settings(config):
     """The settings every node of a cluster must share (their hash travels in the hello).
 
     The voters and lease (two nodes with different voter lists could each
-    see a majority) and membership's K and H (the observer rings must be
-    the same everywhere).
+    see a majority), the etcd prefix when etcd arbitrates, and membership's
+    K and H (the observer rings must be the same everywhere).
     """
     quorum = config.quorum
-    return {
+    settings = {
         "voters": list(quorum.voters) if quorum is not None else None,
         "lease": quorum.lease if quorum is not None else None,
         "membership": {"observers": config.membership.observers,
                        "quorum": config.membership.quorum},
     }
+    if config.etcd is not None:  # one arbiter for all: same etcd keys everywhere
+        settings["etcd"] = {"prefix": config.etcd.prefix}
+    return settings
 
 
 class ReloadError(Exception):

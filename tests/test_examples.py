@@ -54,6 +54,14 @@ class Layouts(unittest.TestCase):
         self.assertEqual({c.id: c.priority for c in beta.clusters}, {"A": 50, "B": 100})
         self.assertEqual(load("mutual-standby/witness.toml").clusters, ())
 
+    def test_etcd(self):
+        alpha, beta = load("etcd/alpha.toml"), load("etcd/beta.toml")
+        self.assertEqual(alpha.quorum, beta.quorum)
+        self.assertEqual((alpha.quorum.arbiter, alpha.quorum.voters), ("etcd", ()))
+        self.assertEqual(alpha.etcd.prefix, beta.etcd.prefix)
+        self.assertEqual(len(alpha.etcd.endpoints), 3)
+        self.assertEqual({c.id: c.priority for c in beta.clusters}, {"A": 50, "B": 100})
+
     def test_web_tier(self):
         for name in ("web1", "web2", "web3"):
             (www,) = load(f"web-tier/{name}.toml").clusters

@@ -10,6 +10,7 @@ from clsd.config.log import LogConfig, parse_log
 from clsd.config.metrics import MetricsConfig, parse_metrics
 from clsd.config.address import ip_version, is_wildcard, parse_host_port
 from clsd.config.cluster import ClusterConfig, check_clusters, parse_cluster
+from clsd.config.etcd import EtcdConfig, parse_etcd
 from clsd.config.quorum import QuorumConfig, parse_quorum
 from clsd.config.membership import MembershipConfig, parse_membership
 from clsd.config.reader import ConfigError, Table
@@ -62,6 +63,8 @@ class Config:
     quorum: QuorumConfig | None = None
     clusters: tuple[ClusterConfig, ...] = ()
     membership: MembershipConfig = MembershipConfig()
+    #: Where etcd is, when ``[quorum] arbiter = "etcd"``; None otherwise.
+    etcd: EtcdConfig | None = None
 
     def service(self, name):
         """The L{ServiceConfig} called C{name}; L{KeyError} if there is none."""
@@ -109,6 +112,7 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
         )
     quorum_table = root.table("quorum")
     quorum = parse_quorum(quorum_table) if quorum_table is not None else None
+    etcd = _parse_etcd_section(root, quorum, base_dir)
     clusters = tuple(parse_cluster(table) for table in root.tables("cluster"))
     check_clusters(source, clusters, services, quorum, node.name)
     membership = parse_membership(root.table("membership"))
@@ -116,7 +120,27 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
     root.finish()
     return Config(source=source, node=node, services=services, admin=admin,
                   metrics=metrics, log=log, tls=tls, quorum=quorum, clusters=clusters,
-                  membership=membership)
+                  membership=membership, etcd=etcd)
+
+
+def _parse_etcd_section(root, quorum, base_dir):
+    """``[etcd]``: required with ``quorum.arbiter = "etcd"``, refused without it."""
+    table = root.table("etcd")
+    wants_etcd = quorum is not None and quorum.arbiter == "etcd"
+    if table is None:
+        if wants_etcd:
+            raise ConfigError(root.source, "etcd",
+                              'is required when quorum.arbiter = "etcd" (give endpoints, '
+                              "ca, cert and key)")
+        return None
+    if not wants_etcd:
+        both = " and quorum.voters" if quorum is not None else ""
+        raise ConfigError(
+            root.source, "etcd",
+            f'is set{both} but quorum.arbiter is not "etcd": leases come either from the '
+            'built-in voters or from etcd (set [quorum] arbiter = "etcd" without voters, '
+            "or remove [etcd])")
+    return parse_etcd(table, base_dir)
 
 
 def load_config(path, *, overrides=None, euid=None):

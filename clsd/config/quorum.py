@@ -22,12 +22,18 @@ MAX_LEASE = 60.0
 
 VOTER_COUNTS = (1, 2, 3, 5)
 
+#: Who grants leases: the built-in voters (the default) or an etcd cluster.
+ARBITERS = ("voters", "etcd")
+
 
 @attrs.frozen
 class QuorumConfig:
+    #: The built-in voters' names; empty when etcd arbitrates.
     voters: tuple
     lease: float = DEFAULT_LEASE
     drift_margin: float = DEFAULT_DRIFT_MARGIN
+    #: ``"voters"`` or ``"etcd"`` (then the ``[etcd]`` table says where it is).
+    arbiter: str = "voters"
 
     @property
     def majority(self):
@@ -35,6 +41,29 @@ class QuorumConfig:
 
 
 def parse_quorum(table):
+    arbiter = table.choice("arbiter", ARBITERS, "voters")
+    if arbiter == "etcd":
+        if "voters" in table:
+            raise table.error(
+                "voters",
+                'cannot be set together with quorum.arbiter = "etcd": leases come either '
+                "from the built-in voters or from etcd, never both (remove quorum.voters, "
+                "or remove quorum.arbiter and [etcd])")
+        voters = ()
+    else:
+        voters = _parse_voters(table)
+    lease = table.number("lease", DEFAULT_LEASE, minimum=MIN_LEASE, maximum=MAX_LEASE)
+    if arbiter == "etcd" and (lease != int(lease) or lease < 1):
+        raise table.error(
+            "lease", f'must be a whole number of seconds with quorum.arbiter = "etcd" '
+                     f"(etcd lease TTLs are whole seconds), got {lease:g}")
+    drift_margin = _parse_drift_margin(table, lease)
+    table.finish()
+    return QuorumConfig(voters=voters, lease=lease, drift_margin=drift_margin,
+                        arbiter=arbiter)
+
+
+def _parse_voters(table):
     voters = table.string_list("voters", nonempty=True)
     for index, name in enumerate(voters):
         if not NAME_PATTERN.match(name):
@@ -56,7 +85,10 @@ def parse_quorum(table):
             f"must name 1, 3 or 5 nodes (or 2 with a fence command on every cluster), "
             f"got {count}: {why}",
         )
-    lease = table.number("lease", DEFAULT_LEASE, minimum=MIN_LEASE, maximum=MAX_LEASE)
+    return voters
+
+
+def _parse_drift_margin(table, lease):
     drift_margin = table.number("drift_margin", DEFAULT_DRIFT_MARGIN, minimum=0.0)
     floor = minimum_drift_margin(lease)
     if drift_margin < floor:
@@ -72,5 +104,4 @@ def parse_quorum(table):
             f"must be less than lease/4 ({lease / 4:g} s) so that a renewal and a stop "
             f"still fit in the lease, got {drift_margin!r}",
         )
-    table.finish()
-    return QuorumConfig(voters=voters, lease=lease, drift_margin=drift_margin)
+    return drift_margin

@@ -31,10 +31,15 @@ class OwnershipNode:
         timing = LeaseTiming(lease=quorum.lease, drift_margin=quorum.drift_margin)
         name = config.node.name
         voter = None
-        if name in quorum.voters:
-            voter = LeaseVoter(name, timing, now, epoch_floor=epoch_floor,
-                               reserve_block=DEFAULT_RESERVE_BLOCK)
-        arbiter = QuorumArbiter(name, generation, quorum.voters, timing, rng)
+        if quorum.arbiter == "etcd":
+            from clsd.ownership.etcd.arbiter import EtcdArbiter
+
+            arbiter = EtcdArbiter(name, generation, config.etcd.prefix, timing, rng)
+        else:
+            if name in quorum.voters:
+                voter = LeaseVoter(name, timing, now, epoch_floor=epoch_floor,
+                                   reserve_block=DEFAULT_RESERVE_BLOCK)
+            arbiter = QuorumArbiter(name, generation, quorum.voters, timing, rng)
         manager = ClusterManager(name, config.clusters, arbiter, timing, now,
                                  voters=quorum.voters)
         return cls(name, voter, manager)

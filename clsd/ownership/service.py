@@ -88,7 +88,8 @@ class OwnershipService(MultiService):
     log = Logger()
 
     def __init__(self, config, reactor, *, events, monotonic=time.monotonic, guard=None,
-                 hooks=None, send=None, publish=None, generation=None, rng=None):
+                 hooks=None, send=None, publish=None, generation=None, rng=None,
+                 arbiter_io=None):
         super().__init__()
         if config.quorum is None:
             raise ValueError("lease ownership needs a [quorum] in the configuration")
@@ -130,6 +131,13 @@ class OwnershipService(MultiService):
         self._stopping = False
         self._stop_waiters = []
         self._closed = False
+        #: The arbiter's own I/O (etcd's gateway client) when it is not the voters.
+        self.arbiter_io = arbiter_io
+        if arbiter_io is None and config.quorum.arbiter == "etcd":
+            from clsd.ownership.etcd.service import etcd_driver
+
+            self.arbiter_io = etcd_driver(config, reactor, self._arbiter_input, events,
+                                          monotonic)
 
     # -- wiring (the daemon, the peer network, membership) ------------------------
 
@@ -292,6 +300,8 @@ class OwnershipService(MultiService):
         timeout = self._reactor.callLater(longest + SHUTDOWN_GRACE, d.cancel)
         # One more reactor turn: the core hears service_stopped and sends Release.
         d.addBoth(lambda _: task.deferLater(self._reactor, 0))
+        if self.arbiter_io is not None:  # etcd: let the release calls finish
+            d.addBoth(lambda _: self.arbiter_io.stop(SHUTDOWN_GRACE))
         d.addBoth(lambda _: timeout.cancel() if timeout.active() else None)
         d.addBoth(lambda _: super(OwnershipService, self).stopService())
         d.addBoth(lambda _: self.hooks.stop())
@@ -335,6 +345,14 @@ class OwnershipService(MultiService):
             self.counters["early_messages" if self.node is None else "late_messages"] += 1
             return
         self._run(lambda now: self.node.receive(sender, message, now))
+
+    def _arbiter_input(self, message):
+        """An answer for the arbiter from its own I/O (etcd's gateway client)."""
+        if self.node is None or self._closed:
+            return
+        from clsd.ownership.etcd.io import ETCD_SENDER
+
+        self._run(lambda now: self.node.receive(ETCD_SENDER, message, now))
 
     def members_changed(self, members):
         """The live members and what each published: C{{name: wire_dict or None}}.
@@ -411,6 +429,10 @@ class OwnershipService(MultiService):
             "guard": self.guard.status() if self.guard is not None else None,
             "counters": dict(self.counters),
         }
+        if quorum.arbiter == "etcd":
+            from clsd.ownership.etcd.service import etcd_status
+
+            result["quorum"].update(etcd_status(self.config, self.node, now))
         if self.node is None:
             return result
         manager = self.node.manager
@@ -563,6 +585,8 @@ class OwnershipService(MultiService):
             self._do_publish(action.state)
         elif isinstance(action, ForgetCluster):
             self._forget(action.cluster)
+        elif self.arbiter_io is not None and self.arbiter_io.handles(action):
+            self.arbiter_io.execute(action)
         else:
             raise TypeError(f"unknown ownership action {action!r}")
 

@@ -1,0 +1,261 @@
+"""etcd's v3 JSON gateway, as plain data: request bodies, and checked readers of its answers.
+
+The gateway speaks protobuf-as-JSON: keys and values are base64, int64
+fields are JSON strings, and fields at their zero value (``false``, ``0``,
+empty lists) are left out.  Every reader here raises L{EtcdAnswerError}
+naming what is wrong, so that the core can count and log a bad answer and
+carry on; nothing in this module performs I/O.
+"""
+
+import base64
+import binascii
+import json
+
+
+class EtcdAnswerError(ValueError):
+    """An etcd answer the core cannot use; ``str()`` says what was wrong with it."""
+
+
+# -- encoding ------------------------------------------------------------------------
+
+def b64(text):
+    """A key or value (str) as the gateway wants it."""
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def unb64(data, what):
+    if not isinstance(data, str):
+        raise EtcdAnswerError(f"{what} must be a base64 string, got {data!r}")
+    try:
+        return base64.b64decode(data, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as e:
+        raise EtcdAnswerError(f"{what} is not base64 UTF-8 text ({e})") from None
+
+
+def prefix_end(prefix):
+    """The ``range_end`` that makes a range or watch cover every key starting with C{prefix}."""
+    raw = bytearray(prefix.encode("utf-8"))
+    while raw and raw[-1] == 0xFF:
+        raw.pop()
+    if not raw:
+        return "\x00"
+    raw[-1] += 1
+    return base64.b64encode(bytes(raw)).decode("ascii")
+
+
+def holder_value(node, generation):
+    """What a holder writes into its key: who it is (JSON, so operators can read it)."""
+    return json.dumps({"node": node, "generation": generation}, sort_keys=True)
+
+
+def last_value(node, generation, released):
+    """The ``_last/`` record: who held a resource last, and whether it gave it back."""
+    return json.dumps({"node": node, "generation": generation, "released": released},
+                      sort_keys=True)
+
+
+# -- request bodies --------------------------------------------------------------------
+
+GRANT = "/v3/lease/grant"
+KEEPALIVE = "/v3/lease/keepalive"
+REVOKE = "/v3/lease/revoke"
+TXN = "/v3/kv/txn"
+WATCH = "/v3/watch"
+
+
+def grant_body(ttl):
+    return {"TTL": str(int(ttl)), "ID": "0"}
+
+
+def keepalive_body(lease_id):
+    return {"ID": str(lease_id)}
+
+
+def revoke_body(lease_id):
+    return {"ID": str(lease_id)}
+
+
+def acquire_body(key, last_key, value, last, lease_id):
+    """Create C{key} under the lease only if it does not exist; else read who holds it.
+
+    On success the ``_last/`` record is read (before it is overwritten) to
+    learn the previous holder and whether it released.
+    """
+    return {
+        "compare": [{"target": "CREATE", "key": b64(key), "create_revision": "0",
+                     "result": "EQUAL"}],
+        "success": [
+            {"request_range": {"key": b64(last_key)}},
+            {"request_put": {"key": b64(key), "value": b64(value), "lease": str(lease_id)}},
+            {"request_put": {"key": b64(last_key), "value": b64(last)}},
+        ],
+        "failure": [{"request_range": {"key": b64(key)}}],
+    }
+
+
+def release_body(key, last_key, last, lease_id):
+    """Delete C{key} only while it is still attached to our lease, and record the release."""
+    return {
+        "compare": [{"target": "LEASE", "key": b64(key), "lease": str(lease_id),
+                     "result": "EQUAL"}],
+        "success": [
+            {"request_delete_range": {"key": b64(key)}},
+            {"request_put": {"key": b64(last_key), "value": b64(last)}},
+        ],
+        "failure": [],
+    }
+
+
+def watch_body(prefix):
+    return {"create_request": {"key": b64(prefix), "range_end": prefix_end(prefix),
+                               "prev_kv": True}}
+
+
+# -- reading answers -----------------------------------------------------------------------
+
+def _int(data, key, what, default=None):
+    value = data.get(key, default)
+    if value is None:
+        raise EtcdAnswerError(f"{what}: {key!r} is missing")
+    if isinstance(value, bool):
+        raise EtcdAnswerError(f"{what}: {key!r} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise EtcdAnswerError(f"{what}: {key!r} must be an integer, got {value!r}")
+
+
+def _object(data, what):
+    if not isinstance(data, dict):
+        raise EtcdAnswerError(f"{what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def parse_json(raw, what):
+    """Bytes of one JSON object, or L{EtcdAnswerError}."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise EtcdAnswerError(f"{what}: not JSON ({e})") from None
+    return _object(data, what)
+
+
+def error_text(data):
+    """The message of a gateway error object (``{"error", "message", "code"}``), if any."""
+    if isinstance(data, dict) and ("error" in data or "code" in data):
+        return str(data.get("message") or data.get("error") or f"code {data.get('code')}")
+    return None
+
+
+def revision(data, what):
+    header = _object(data.get("header"), f"{what} header")
+    return _int(header, "revision", f"{what} header")
+
+
+def read_grant(data):
+    """C{(lease_id, ttl)} from a ``/v3/lease/grant`` answer."""
+    what = "lease grant"
+    if data.get("error"):
+        raise EtcdAnswerError(f"{what}: {data['error']}")
+    lease_id = _int(data, "ID", what)
+    ttl = _int(data, "TTL", what)
+    if lease_id == 0 or ttl <= 0:
+        raise EtcdAnswerError(f"{what}: no lease granted (ID {lease_id}, TTL {ttl})")
+    return lease_id, ttl
+
+
+def read_keepalive(data, lease_id):
+    """The new TTL from a ``/v3/lease/keepalive`` answer; 0 means etcd no longer has the lease."""
+    what = "lease keepalive"
+    result = _object(data.get("result"), f"{what} result")
+    got = _int(result, "ID", what)
+    if got != lease_id:
+        raise EtcdAnswerError(f"{what}: answer is for lease {got}, not {lease_id}")
+    return max(_int(result, "TTL", what, default=0), 0)
+
+
+def _kv(kv, what):
+    kv = _object(kv, what)
+    return {
+        "key": unb64(kv.get("key"), f"{what} key"),
+        "value": unb64(kv.get("value", ""), f"{what} value"),
+        "create_revision": _int(kv, "create_revision", what, default=0),
+        "lease": _int(kv, "lease", what, default=0),
+    }
+
+
+def _range_kvs(response, what):
+    response = _object(response, what)
+    ranged = _object(response.get("response_range"), f"{what} response_range")
+    kvs = ranged.get("kvs", [])
+    if not isinstance(kvs, list):
+        raise EtcdAnswerError(f"{what}: kvs must be a list")
+    return [_kv(kv, f"{what} kv") for kv in kvs]
+
+
+def read_value(value, what):
+    """The JSON object CLSD stored in a key (holder or ``_last/`` record)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise EtcdAnswerError(f"{what}: value is not JSON: {value[:80]!r}") from None
+    data = _object(data, what)
+    if not isinstance(data.get("node"), str):
+        raise EtcdAnswerError(f"{what}: value has no node name: {value[:80]!r}")
+    return data
+
+
+def read_acquire(data):
+    """The acquire txn's outcome.
+
+    C{("created", revision, last)} with C{last} the ``_last/`` record or None;
+    C{("exists", kv)} with the key's current kv (None if the range was empty).
+    """
+    what = "acquire txn"
+    rev = revision(data, what)
+    responses = data.get("responses", [])
+    if not isinstance(responses, list):
+        raise EtcdAnswerError(f"{what}: responses must be a list")
+    if data.get("succeeded", False) is True:
+        if len(responses) != 3:
+            raise EtcdAnswerError(f"{what}: expected 3 responses, got {len(responses)}")
+        kvs = _range_kvs(responses[0], what)
+        last = read_value(kvs[0]["value"], f"{what} _last record") if kvs else None
+        return ("created", rev, last)
+    if len(responses) != 1:
+        raise EtcdAnswerError(f"{what}: expected 1 response, got {len(responses)}")
+    kvs = _range_kvs(responses[0], what)
+    return ("exists", kvs[0] if kvs else None)
+
+
+def read_watch_message(data):
+    """One message of a watch stream: C{(kind, events)}.
+
+    C{kind} is ``"created"``, ``"events"`` or ``"canceled"``; C{events} is a
+    list of C{(type, kv, prev_kv)} with C{type} ``"PUT"`` or ``"DELETE"``.
+    """
+    what = "watch message"
+    if error_text(data) is not None:
+        raise EtcdAnswerError(f"{what}: {error_text(data)}")
+    result = _object(data.get("result"), f"{what} result")
+    if result.get("canceled") or result.get("compact_revision"):
+        return ("canceled", [])
+    events = result.get("events", [])
+    if not isinstance(events, list):
+        raise EtcdAnswerError(f"{what}: events must be a list")
+    parsed = []
+    for event in events:
+        event = _object(event, f"{what} event")
+        kind = event.get("type", "PUT")
+        if kind not in ("PUT", "DELETE"):
+            raise EtcdAnswerError(f"{what}: unknown event type {kind!r}")
+        kv = _kv(event.get("kv"), f"{what} kv")
+        prev = _kv(event["prev_kv"], f"{what} prev_kv") if "prev_kv" in event else None
+        parsed.append((kind, kv, prev))
+    if result.get("created") and not parsed:
+        return ("created", [])
+    return ("events", parsed)
