@@ -94,6 +94,7 @@ class ClusterManager:
         self._members = {}            # name -> MemberState (live peers, not us)
         self._eligible_since = {}     # (name, cluster) -> time
         self._observed = {}           # resource -> (holder, epoch)
+        self._last_holder = {}        # resource -> (holder, epoch): kept when it dies
         self._res = {}                # resource -> _Res (only those we touched)
         self._paused = set()
         self._leaving = {}            # cluster -> until: we handed it over, don't grab it back
@@ -425,6 +426,7 @@ class ClusterManager:
             for res in self._resources_of(cluster_id):
                 del self._res[res.name]
                 self._fence_backoff.pop(res.name, None)
+                self._last_holder.pop(res.name, None)
             self._leaving.pop(cluster_id, None)
             self._failed_notified.discard(cluster_id)
             self.escalation.clear(cluster_id)
@@ -458,6 +460,8 @@ class ClusterManager:
         res = self._res.get(event.resource)
         if isinstance(event, LeaseObserved):
             self._observed[event.resource] = (event.holder, event.epoch)
+            if event.holder is not None:
+                self._last_holder[event.resource] = (event.holder, event.epoch)
             return []
         if res is None:
             if isinstance(event, LeaseAcquired):
@@ -465,8 +469,9 @@ class ClusterManager:
                 return self._process(self.arbiter.release(event.resource, now), now)
             return []
         if isinstance(event, LeaseAcquired):
-            before = self._observed.get(event.resource)
+            before = self._last_holder.get(event.resource)
             self._observed[event.resource] = (self.node, event.epoch)
+            self._last_holder[event.resource] = (self.node, event.epoch)
             if res.phase != ACQUIRING or not self._may_hold(res, now):
                 # We no longer want it (or never did): give it straight back.
                 res.phase = IDLE
