@@ -17,6 +17,8 @@ list of lines, oldest fact first, e.g.::
 Pure: plain values in, strings out.
 """
 
+import re
+
 #: Membership states after which a node is gone (its departure is a cause).
 GONE_STATES = frozenset({"dead", "left"})
 
@@ -52,7 +54,8 @@ def departure_line(node, record):
     reporters = list(fields.get("reporters") or ())
     verb = "declared dead" if state == "dead" else "left"
     line = f"previous owner {node} {verb} at {record.get('ts', '?')}: {record.get('reason', '')}"
-    if reporters and not all(r in line for r in reporters):
+    reason = record.get("reason", "")
+    if reporters and not all(re.search(rf"\b{re.escape(r)}\b", reason) for r in reporters):
         line += f" (reporters: {', '.join(reporters)})"
     return line
 
