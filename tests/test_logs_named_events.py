@@ -362,3 +362,21 @@ class CatalogueTests(unittest.TestCase):
         with open(doc) as f:
             names = re.findall(r"^\| `([a-z]+\.[a-z]+)` \|", f.read(), re.M)
         self.assertEqual(sorted(names), sorted(EVENTS))
+
+
+class AdminEventTests(unittest.TestCase):
+    def test_login_and_command(self):
+        from clsd.admin.audit import Audit, Who
+        from clsd.admin.commands import Outcome
+
+        log = Captured(self)
+        audit = Audit()
+        who = Who("ssh", "admin", "admin", "SHA256:abc", "127.0.0.1:50022")
+        audit.login(who)
+        audit.command(who, "status", Outcome(0, "ok\n"))
+        login = log.one(self, "admin.login")
+        self.assertEqual((login["user"], login["role"], login["peer"]),
+                         ("admin", "admin", "127.0.0.1:50022"))
+        command = log.one(self, "admin.command")
+        self.assertEqual((command["user"], command["command"], command["peer"]),
+                         ("admin", "status", "127.0.0.1:50022"))

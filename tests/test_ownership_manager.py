@@ -9,7 +9,9 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from clsd.config.cluster import ClusterConfig
-from clsd.ownership.actions import KillAt, PublishState, RunHook, Send, StartService, StopService
+from clsd.ownership.actions import (
+    KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
+)
 from clsd.ownership.arbiter import IArbiter
 from clsd.ownership.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,

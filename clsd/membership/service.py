@@ -258,6 +258,9 @@ class MembershipService(Service):
                                     generation=member.generation,
                                     incarnation=member.incarnation,
                                     reporters=list(action.reporters))
+        # Test rigs read "member NAME is STATE" from the text log (clsd.testing).
+        self.log.info("member {name} is {state}: {reason}", name=member.name, state=state,
+                      reason=action.reason)
         for listener in self._change_listeners:
             try:
                 listener(record)
