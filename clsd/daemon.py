@@ -186,6 +186,7 @@ class Daemon(MultiService):
         self.router.route([t.name for t in OWNERSHIP_TYPES],
                           lambda peer, message: ownership.receive(peer.name, message.parsed))
         self.membership.add_listener(ownership.members_changed)
+        self.membership.add_change_listener(ownership.member_event)
 
     def _managed(self, service_name):
         """Whether the service runs only under its cluster's lease (started by ownership)."""
@@ -212,9 +213,19 @@ class Daemon(MultiService):
             self.metrics.watch_members(self._member_counts)
         if self.ownership is not None:
             ownership = self.ownership
+            ownership.add_report_listener(self._report_metrics)
             self.metrics.watch_leases(
                 lambda: ownership.node.manager.status(monotonic())
                 if ownership.node is not None else {})
+
+    def _report_metrics(self, report):
+        """Renewal latency and failovers, as the lease manager reports them."""
+        if report.what == "renewed" and report.round_trip is not None:
+            self.metrics.lease_renewed(report.resource, report.round_trip)
+        elif report.what == "moved":
+            from clsd.ownership.cause import is_planned
+
+            self.metrics.failover(report.resource, is_planned(report))
 
     def _member_counts(self):
         core = self.membership.core
@@ -396,7 +407,8 @@ class Daemon(MultiService):
         if self.ownership is not None:
             self.ownership.activate(stuck_services)
         self._services_started = True
-        self.events.record("daemon", self.config.node.name, "services started")
+        self.events.record("daemon", self.config.node.name, "services started",
+                           phase="started", pid=os.getpid())
         self.ready.callback(None)
 
     def _reap_failed(self, failure):
@@ -410,6 +422,7 @@ class Daemon(MultiService):
 
     def stopService(self):
         self._stopping = True
+        self.events.record("daemon", self.config.node.name, "stopping", phase="stopping")
         reaping = self._reaping if self._reaping is not None else defer.succeed(None)
         d = defer.Deferred()
         reaping.addBoth(lambda _: d.callback(None))
@@ -418,5 +431,5 @@ class Daemon(MultiService):
         return d
 
     def _stopped(self, _):
-        self.events.record("daemon", self.config.node.name, "stopped")
+        self.events.record("daemon", self.config.node.name, "stopped", phase="stopped")
         self.events.close()

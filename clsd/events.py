@@ -4,7 +4,9 @@ Every state change of every service (and of the daemon) is one event with a
 reason (``exited code=1``, ``health fall 3/3``, ``crash-loop 5 in 60s``).
 Events are kept in a bounded in-memory history for the admin shell, appended
 as JSON lines to ``data_dir/events.jsonl`` (rotated by size) for people and
-tools, and logged through C{twisted.logger}.
+tools, and logged through C{twisted.logger}: a record that is one of the
+stable events of doc/logging.md (L{clsd.named_events}) is logged under its
+name, with its documented fields.
 """
 
 import collections
@@ -15,6 +17,9 @@ import time
 
 from twisted.logger import Logger
 from twisted.python.logfile import LogFile
+
+from clsd.logs import emit
+from clsd.named_events import named_events
 
 #: Events kept in memory: enough for an operator's "what just happened",
 #: small enough (about 0.5 KB each) to never matter for memory.
@@ -72,7 +77,16 @@ class EventLog:
             "fields": fields,
         }
         self._history.append(event)
-        if kind == "state" and "to" in fields:
+        named = named_events(event)
+        if named:
+            # The stable names of doc/logging.md, instead of the plain line.
+            summary = reason
+            if kind == "state" and "to" in fields:
+                summary = f"{fields.get('from')} -> {fields['to']}: {reason}"
+            for name, named_fields in named:
+                emit(self.log, name, "{subject}: {summary}", subject=subject,
+                     summary=summary, clsd_event=event, **named_fields)
+        elif kind == "state" and "to" in fields:
             self.log.info("{subject}: {previous} -> {state}: {reason}", subject=subject,
                           previous=fields.get("from"), state=fields["to"], reason=reason,
                           clsd_event=event)

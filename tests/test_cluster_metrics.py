@@ -6,7 +6,7 @@ their own 127.0.0.x; each serves metrics on 127.0.0.1 port 0.
 
 import os
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 
@@ -71,3 +71,36 @@ class ClusterMetricsTests(unittest.TestCase):
 
         standby = samples((yield self.scrape("beta")), "clsd_lease_held")
         self.assertEqual(standby.get((("resource", "A"),), 0.0), 0.0)
+
+    @defer.inlineCallbacks
+    def test_renewal_latency_and_failovers(self):
+        yield poll(reactor, lambda: self.rig.all_see(NAMES, {n: "alive" for n in NAMES}),
+                   30, "all three alive")
+        alpha, beta = self.rig.daemons["alpha"].ownership, self.rig.daemons["beta"].ownership
+
+        def runs_a(ownership):
+            return lambda: ownership.status()["clusters"][0]["state"] == "running"
+        yield poll(reactor, runs_a(alpha), 30, "alpha running A")
+
+        def renewed():
+            return samples(text_of[0], "clsd_lease_renewal_seconds_count")
+        text_of = [""]
+        for _ in range(100):  # a renewal every lease/3: within a few seconds
+            text_of[0] = yield self.scrape("alpha")
+            if renewed().get((("resource", "A"),), 0) >= 2:
+                break
+            yield task.deferLater(reactor, 0.2, lambda: None)
+        text = text_of[0]
+        self.assertGreaterEqual(renewed()[(("resource", "A"),)], 2)
+        total = samples(text, "clsd_lease_renewal_seconds_sum")[(("resource", "A"),)]
+        self.assertGreater(total, 0.0)
+        # On loopback a renewal round trip is far below the lease (2 s).
+        inf = samples(text, "clsd_lease_renewal_seconds_bucket")
+        within = inf[(("le", "0.5"), ("resource", "A"))]
+        self.assertEqual(within, renewed()[(("resource", "A"),)])
+        self.assertEqual(samples(text, "clsd_failovers_total"), {})
+
+        alpha.move("A", "beta")
+        yield poll(reactor, runs_a(beta), 30, "beta running A after the move")
+        failovers = samples((yield self.scrape("beta")), "clsd_failovers_total")
+        self.assertEqual(failovers, {(("planned", "true"), ("resource", "A")): 1.0})

@@ -3,7 +3,7 @@
 import json
 import os
 
-from twisted.logger import Logger
+from twisted.logger import Logger, eventAsText
 from twisted.trial import unittest
 
 from clsd.events import EventLog
@@ -60,17 +60,26 @@ class EventLogTests(unittest.TestCase):
             self.assertEqual([json.loads(line)["reason"] for line in f], ["first", "second"])
 
     def test_logged_through_twisted_logger(self):
-        self.events.record("exited", "web", "killed by SIGKILL")
+        self.events.record("orphan", "web", "leftover group 42 terminated")
         (entry,) = self.logged
         self.assertEqual(entry["log_format"], "{subject}: {kind}: {reason}")
-        self.assertEqual(entry["reason"], "killed by SIGKILL")
+        self.assertEqual(entry["reason"], "leftover group 42 terminated")
         self.assertEqual(entry["clsd_event"]["subject"], "web")
 
     def test_state_changes_logged_as_transitions(self):
-        self.events.record("state", "web", "exited code=1", **{"from": "running", "to": "backoff"})
+        self.events.record("state", "web", "spawned pid=7", **{"from": "starting", "to": "running"})
         (entry,) = self.logged
         self.assertEqual(entry["log_format"], "{subject}: {previous} -> {state}: {reason}")
-        self.assertEqual((entry["previous"], entry["state"]), ("running", "backoff"))
+        self.assertEqual((entry["previous"], entry["state"]), ("starting", "running"))
+
+    def test_named_records_are_logged_under_their_stable_name(self):
+        self.events.record("state", "web", "exited code=1",
+                           **{"from": "running", "to": "backoff", "delay": 0.5, "failures": 2})
+        (entry,) = self.logged
+        self.assertEqual(entry["event"], "service.backoff")
+        self.assertEqual((entry["service"], entry["delay"], entry["failures"]), ("web", 0.5, 2))
+        self.assertEqual(entry["clsd_event"]["subject"], "web")
+        self.assertIn("running -> backoff: exited code=1", eventAsText(entry))
 
     def test_write_failure_does_not_raise(self):
         path = os.path.join(self.mktemp(), "events.jsonl")

@@ -233,6 +233,7 @@ class RenewalTests(unittest.TestCase):
         [renewed] = events(h.reply(keepalive, renew_at + 0.4, keepalive_answer()), LeaseRenewed)
         self.assertEqual(renewed.epoch, acquired.epoch)
         self.assertAlmostEqual(renewed.expiry, renew_at + TTL - MARGIN)
+        self.assertAlmostEqual(renewed.round_trip, 0.4)
 
     def test_drift_margin_is_applied(self):
         arbiter = EtcdArbiter("alpha", 1, PREFIX, LeaseTiming(lease=2.0, drift_margin=0.3),

@@ -9,7 +9,9 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from clsd.config.cluster import ClusterConfig
-from clsd.ownership.actions import KillAt, PublishState, RunHook, Send, StartService, StopService
+from clsd.ownership.actions import (
+    KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
+)
 from clsd.ownership.arbiter import IArbiter
 from clsd.ownership.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
@@ -110,8 +112,10 @@ class ManagerTests(unittest.TestCase):
         self.assertEqual(of(KillAt, actions), [KillAt("A", 2.9)])
         self.assertEqual(of(StartService, actions), [StartService("A", "svc-A", 7, 0)])
         self.assertEqual(of(PublishState, actions)[0].state.holding, {"A": 7})
-        renewed = m.receive("alpha", LeaseRenewed("A", 7, 3.6), 1.7)
-        self.assertEqual(renewed, [KillAt("A", 3.6)])
+        renewed = m.receive("alpha", LeaseRenewed("A", 7, 3.6, 0.002), 1.7)
+        self.assertEqual(of(KillAt, renewed), [KillAt("A", 3.6)])
+        self.assertEqual(of(Report, renewed),
+                         [Report("renewed", "A", "A", 7, round_trip=0.002)])
 
     def test_fence_previous_owner_before_starting(self):
         m = self.manager(spec(fence=FENCE))

@@ -11,6 +11,8 @@ import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import Logger
 
+from clsd.logs import emit
+
 
 def format_peer(address):
     """``127.0.0.1:50022`` / ``[::1]:50022`` for an IP address, ``str()`` otherwise."""
@@ -47,7 +49,8 @@ class Audit:
         self.log = log or Logger(namespace="clsd.admin")
 
     def login(self, who):
-        self.log.info("admin login: {who}", admin_event="login", who=str(who), **who.fields())
+        emit(self.log, "admin.login", "admin login: {who}", admin_event="login", who=str(who),
+             **who.fields())
 
     def refused(self, via, user, peer, method, reason):
         self.log.warn(
@@ -60,7 +63,8 @@ class Audit:
                       who=str(who), **who.fields())
 
     def command(self, who, line, outcome):
-        self.log.info(
+        emit(
+            self.log, "admin.command",
             "admin command {command!r} by {who}: exit {status}{reason_text}",
             admin_event="command", command=line, status=outcome.status, reason=outcome.reason,
             reason_text=f" ({outcome.reason})" if outcome.reason else "",

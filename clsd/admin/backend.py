@@ -90,6 +90,9 @@ class HistoryEvent:
     #: A short word: ``service-started``, ``member-dead``, ``lease-acquired``, ...
     kind: str
     detail: str
+    #: Why it happened, oldest fact first (a cluster's move: who declared the
+    #: previous owner dead, which lease expired, which hook ran, the new epoch).
+    cause: tuple = ()
 
 
 class IAdminBackend(Interface):

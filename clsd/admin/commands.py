@@ -126,10 +126,12 @@ def services_table(services):
 
 
 def history_table(events):
-    return format_table(
-        ["TIME (UTC)", "EVENT", "DETAIL"],
-        [(_when(e.time), e.kind, e.detail) for e in events],
-    )
+    """One line per event; an event with a cause chain gets one ``<- fact`` line per cause."""
+    rows = []
+    for e in events:
+        rows.append((_when(e.time), e.kind, e.detail))
+        rows.extend(("", "", f"  <- {fact}") for fact in e.cause)
+    return format_table(["TIME (UTC)", "EVENT", "DETAIL"], rows)
 
 
 def render_status(status):

@@ -144,7 +144,8 @@ class DaemonBackend(UnavailableBackend):
     def history(self, n):
         return tuple(
             HistoryEvent(time=_event_time(event), kind=_event_kind(event),
-                         detail=event["reason"])
+                         detail=event["reason"],
+                         cause=tuple(str(c) for c in event["fields"].get("cause") or ()))
             for event in self.daemon.events.recent(n)
         )
 

@@ -127,6 +127,8 @@ class MemberChanged:
     previous: Member | None
     reason: str
     removed: bool = False
+    #: The observers whose reports made this change (a suspicion, a death), when known.
+    reporters: tuple = ()
 
 
 @attrs.frozen
@@ -572,7 +574,8 @@ class Core:
         self._queue.put(report)
         if member.state is State.ALIVE or member.incarnation < report.incarnation:
             self._accept(member.evolve(state=State.SUSPECT, incarnation=report.incarnation),
-                         f"reported unreachable by {report.observer}", gossip=False)
+                         f"reported unreachable by {report.observer}",
+                         reporters=(report.observer,), gossip=False)
         self._suspects_dirty = True
 
     def _check_suspects(self):
@@ -714,7 +717,7 @@ class Core:
         if gossip:
             self._queue.put(MemberUpdate(member, age, reporters))
         if old is None or old.state != member.state or old.generation != member.generation:
-            self._emit(MemberChanged(member, old, reason))
+            self._emit(MemberChanged(member, old, reason, reporters=tuple(reporters)))
         elif old.meta != member.meta:
             self._emit(MetaChanged(member))
 

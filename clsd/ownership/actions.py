@@ -92,3 +92,29 @@ class ForgetCluster:
     """
 
     cluster: str
+
+
+@attrs.frozen
+class Report:
+    """A lease fact for the operator (log, history, metrics); nothing to carry out.
+
+    C{what}: ``acquired`` (a new tenure; C{previous} held it before),
+    ``renewed`` (C{round_trip}: seconds from sending the renewal to the
+    majority's grant), ``lost`` (the tenure ended without renewal),
+    ``released`` (given up: C{reason}), ``moved`` (the service started here
+    after another node held it: C{previous}, C{previous_epoch},
+    C{previous_released}, C{handed_over}, C{fenced} say how) and ``failed``
+    (the cluster can run nowhere: C{reason}).
+    """
+
+    what: str
+    cluster: str
+    resource: str
+    epoch: int
+    previous: str | None = None
+    previous_epoch: int | None = None
+    previous_released: bool = False
+    handed_over: bool = False
+    fenced: bool = False
+    round_trip: float | None = None
+    reason: str = ""

@@ -23,11 +23,16 @@ class LeaseAcquired:
 
 @attrs.frozen
 class LeaseRenewed:
-    """The tenure of C{epoch} goes on until the new C{expiry}."""
+    """The tenure of C{epoch} goes on until the new C{expiry}.
+
+    C{round_trip}: seconds from sending the renewal to its grant (by a
+    majority of voters, or etcd's keepalive answer); None when unknown.
+    """
 
     resource: str
     epoch: int
     expiry: float
+    round_trip: float | None = None
 
 
 @attrs.frozen

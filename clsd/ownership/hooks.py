@@ -283,6 +283,7 @@ class HookRunner:
             f"{outcome.detail} in {outcome.duration:.3f}s ({verdict})",
             event=action.event, node=action.node, epoch=action.epoch,
             argv=list(action.argv), attempt=job.attempt, ok=outcome.ok, output=text,
+            detail=outcome.detail,
         )
         if not final and not self._stopped:
             # (A hook killed by stop() is not retried: the daemon is going away.)

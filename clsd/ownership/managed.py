@@ -93,7 +93,13 @@ class ManagedService:
         """Take over C{runner}: it no longer starts by itself."""
         self.runner = runner
         runner.autostart = False
+        runner.tenure = self._tenure
         runner.add_observer(self._observe)
+
+    def _tenure(self):
+        """(cluster, epoch) of the current tenure, for the runner's start records."""
+        epoch = self.env.get("CLSD_EPOCH") if self.env is not None else None
+        return self.cluster, int(epoch) if epoch is not None else None
 
     def _arm_new_group(self, pgid):
         # The previous instance's group is gone (the runner spawns only then).

@@ -19,7 +19,7 @@ Per resource, the phases are::
 import attrs
 
 from clsd.ownership.actions import (
-    ForgetCluster, KillAt, PublishState, RunHook, Send, StartService, StopService,
+    ForgetCluster, KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
 )
 from clsd.ownership.arbiter_events import (
     ARBITER_EVENTS, LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
@@ -72,6 +72,12 @@ class _Res:
     handover_to: str | None = None
     fenced_peer: str | None = None
     fence_kind: str | None = None  # "previous" (before start) | "peer" (two-voter mode)
+    #: How this tenure began, for the L{Report} "moved" once the service starts.
+    previous: str | None = None
+    previous_epoch: int | None = None
+    previous_released: bool = False
+    handed_over: bool = False
+    fenced: bool = False
 
 
 class ClusterManager:
@@ -88,6 +94,7 @@ class ClusterManager:
         self._members = {}            # name -> MemberState (live peers, not us)
         self._eligible_since = {}     # (name, cluster) -> time
         self._observed = {}           # resource -> (holder, epoch)
+        self._last_holder = {}        # resource -> (holder, epoch): kept when it dies
         self._res = {}                # resource -> _Res (only those we touched)
         self._paused = set()
         self._leaving = {}            # cluster -> until: we handed it over, don't grab it back
@@ -289,6 +296,7 @@ class ClusterManager:
                     self._fence_backoff[res.name] = now + FENCE_RETRY_DELAY
                     res.fenced_peer = None
             elif ok:
+                res.fenced = True
                 out += self._start_service(res, now)
             else:
                 out += self._process(self.arbiter.release(res.name, now), now)
@@ -418,6 +426,7 @@ class ClusterManager:
             for res in self._resources_of(cluster_id):
                 del self._res[res.name]
                 self._fence_backoff.pop(res.name, None)
+                self._last_holder.pop(res.name, None)
             self._leaving.pop(cluster_id, None)
             self._failed_notified.discard(cluster_id)
             self.escalation.clear(cluster_id)
@@ -451,6 +460,8 @@ class ClusterManager:
         res = self._res.get(event.resource)
         if isinstance(event, LeaseObserved):
             self._observed[event.resource] = (event.holder, event.epoch)
+            if event.holder is not None:
+                self._last_holder[event.resource] = (event.holder, event.epoch)
             return []
         if res is None:
             if isinstance(event, LeaseAcquired):
@@ -458,33 +469,42 @@ class ClusterManager:
                 return self._process(self.arbiter.release(event.resource, now), now)
             return []
         if isinstance(event, LeaseAcquired):
+            before = self._last_holder.get(event.resource)
             self._observed[event.resource] = (self.node, event.epoch)
+            self._last_holder[event.resource] = (self.node, event.epoch)
             if res.phase != ACQUIRING or not self._may_hold(res, now):
                 # We no longer want it (or never did): give it straight back.
                 res.phase = IDLE
                 return self._process(self.arbiter.release(res.name, now), now)
             res.epoch, res.expiry = event.epoch, event.expiry
             res.stop_reason = res.handover_to = None
-            self._forced.pop(res.name, None)
+            res.handed_over = self._forced.pop(res.name, None) is not None
             previous = event.previous
+            res.previous, res.previous_released = previous, event.previous_released
+            res.previous_epoch = before[1] if before is not None and before[0] == previous else None
+            res.fenced = previous is not None and previous == res.fenced_peer
             fenced, res.fenced_peer = res.fenced_peer, None  # fenced for this tenure only
+            acquired = [self._report("acquired", res, previous=previous)]
             if (res.cluster.fence and previous is not None and previous != self.node
                     and not event.previous_released and previous != fenced):
                 res.phase = FENCING
                 res.fence_kind = "previous"
-                return [self._hook(res, "fence", res.cluster.fence, previous)] + self._publish(now)
-            return self._start_service(res, now)
+                return acquired + [self._hook(res, "fence", res.cluster.fence, previous)] + (
+                    self._publish(now))
+            return acquired + self._start_service(res, now)
         if isinstance(event, LeaseRenewed):
             res.expiry = event.expiry
             if res.phase in (RUNNING, STOPPING):
-                return [KillAt(res.cluster.id, event.expiry)]
+                return [KillAt(res.cluster.id, event.expiry),
+                        self._report("renewed", res, round_trip=event.round_trip)]
             return []
         if isinstance(event, LeaseEnding):
             if res.phase in (RUNNING, STOPPING):
                 res.phase = STOPPING
                 res.stop_reason = "lease-lost"
                 out = self._process(self.arbiter.abandon(res.name, now), now)
-                return out + [StopService(res.cluster.id, event.deadline, "lease could not be renewed")]
+                return out + [self._report("lost", res, reason="could not be renewed in time"),
+                              StopService(res.cluster.id, event.deadline, "lease could not be renewed")]
             if res.phase == FENCING:
                 res.phase = IDLE
                 return self._process(self.arbiter.release(res.name, now), now)
@@ -494,7 +514,8 @@ class ClusterManager:
                 # We were frozen past both the stop point and the deadline.
                 res.phase = STOPPING
                 res.stop_reason = "lease-lost"
-                return [StopService(res.cluster.id, now, "lease expired")]
+                return [self._report("lost", res, reason="expired (this node was too late)"),
+                        StopService(res.cluster.id, now, "lease expired")]
             if res.phase == FENCING:
                 res.phase = IDLE
                 return self._process(self.arbiter.release(res.name, now), now)
@@ -509,6 +530,9 @@ class ClusterManager:
         return (is_eligible(me, cluster.id) and cluster.id not in self._paused
                 and res.name not in self._fence_backoff and not other_slot)
 
+    def _report(self, what, res, **fields):
+        return Report(what, res.cluster.id, res.name, res.epoch, **fields)
+
     def _hook(self, res, event, argv, subject):
         return RunHook(res.cluster.id, event, tuple(argv), subject, res.epoch)
 
@@ -516,6 +540,11 @@ class ClusterManager:
         res.phase = RUNNING
         out = [KillAt(res.cluster.id, res.expiry),
                StartService(res.cluster.id, res.cluster.service, res.epoch, res.slot)]
+        if res.previous is not None and res.previous != self.node:
+            out.append(self._report(
+                "moved", res, previous=res.previous, previous_epoch=res.previous_epoch,
+                previous_released=res.previous_released, handed_over=res.handed_over,
+                fenced=res.fenced))
         if res.cluster.notify:
             out.append(self._hook(res, "acquire", res.cluster.notify, self.node))
         return out + self._publish(now)
@@ -532,6 +561,8 @@ class ClusterManager:
         """The service is gone: release the lease and tell the successor."""
         out = self._process(self.arbiter.release(res.name, now), now)
         res.phase = IDLE
+        if res.stop_reason != "lease-lost":  # a lost lease was reported as lost
+            out.append(self._report("released", res, reason=res.stop_reason or "stopped"))
         if res.cluster.notify:
             out.append(self._hook(res, "release", res.cluster.notify, self.node))
         if res.stop_reason == "handover":
@@ -644,6 +675,10 @@ class ClusterManager:
                 continue
             status = cluster_status(cluster.id, members)
             if status == FAILED:
+                if cluster.id not in self._failed_notified:
+                    out.append(Report("failed", cluster.id, cluster.id, 0,
+                                      reason="every live registered node gave it up "
+                                      "(crash loop, cannot start)"))
                 if (cluster.id not in self._failed_notified
                         and notifier(cluster.id, members) == self.node and cluster.notify):
                     out.append(RunHook(cluster.id, "failed", tuple(cluster.notify),

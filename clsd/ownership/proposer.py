@@ -276,7 +276,7 @@ class LeaseProposer:
                 if held is None or held.ending:
                     return []
                 held.ballot, held.sent_at, held.expiry = rnd.ballot, rnd.sent_at, expiry
-                return [LeaseRenewed(self.resource, held.epoch, expiry)]
+                return [LeaseRenewed(self.resource, held.epoch, expiry, now - rnd.sent_at)]
             self._held = _Held(rnd.ballot.counter, rnd.ballot, rnd.sent_at, expiry)
             return [LeaseAcquired(self.resource, rnd.ballot.counter, expiry,
                                   rnd.previous, rnd.previous_released)]

@@ -42,9 +42,13 @@ from twisted.application.service import MultiService
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from clsd.logs import emit
+
 from clsd.ownership.actions import (
-    ForgetCluster, KillAt, PersistEpochFloor, PublishState, RunHook, Send, StartService, StopService,
+    ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,
+    StopService,
 )
+from clsd.ownership.cause import Departures, is_planned, move_cause
 from clsd.ownership.escalation import cluster_status
 from clsd.ownership.floor import FloorError, read_floor, write_floor
 from clsd.ownership.guard import GuardClient
@@ -64,6 +68,13 @@ PERSIST_RETRY = 1.0
 #: When the core's next wake-up is not later than the last tick, wait at
 #: least this long (no busy loop on a core that keeps asking for "now").
 MIN_TICK = 0.005
+
+#: ``lease.renewed`` is logged sparingly: the first renewal of a tenure, then
+#: at most once per this many seconds per resource (a renewal happens every
+#: lease/3, about once a second by default: logging each would drown the
+#: JSON log and push everything else out of its rotation).  Renewals are
+#: never in the event history; their latency is in the metrics.
+RENEWED_LOG_INTERVAL = 60.0
 
 #: At shutdown, how long the graceful handover may take beyond the longest
 #: ``stop_timeout`` of a managed service before the runners are stopped anyway.
@@ -121,6 +132,10 @@ class OwnershipService(MultiService):
         #: Why the core is not running (None when it is, or not yet tried).
         self.inactive_reason = None
         self.counters = collections.Counter()
+        #: The latest dead/left declaration of each node (for cause chains).
+        self.departures = Departures()
+        self._report_listeners = []
+        self._renewals = {}          # resource -> [epoch, renewals, last logged (monotonic)]
         self._members = {}           # name -> MemberState (live peers)
         self._published = None
         self._queue = collections.deque()
@@ -380,6 +395,14 @@ class OwnershipService(MultiService):
             members_list = list(states.values())
             self._run(lambda now: self.node.call("members_changed", members_list, now=now))
 
+    def member_event(self, record):
+        """A membership event record (kind ``member``): remember departures for cause chains."""
+        self.departures.member_changed(record)
+
+    def add_report_listener(self, listener):
+        """Call C{listener(report)} with every L{Report} of the core (metrics)."""
+        self._report_listeners.append(listener)
+
     # -- admin operations ------------------------------------------------------------------
 
     def standby(self):
@@ -585,10 +608,61 @@ class OwnershipService(MultiService):
             self._do_publish(action.state)
         elif isinstance(action, ForgetCluster):
             self._forget(action.cluster)
+        elif isinstance(action, Report):
+            self._reported(action)
         elif self.arbiter_io is not None and self.arbiter_io.handles(action):
             self.arbiter_io.execute(action)
         else:
             raise TypeError(f"unknown ownership action {action!r}")
+
+    def _reported(self, report):
+        """Log and record a lease fact (see L{clsd.named_events}); tell the listeners."""
+        what, cluster, resource, epoch = report.what, report.cluster, report.resource, report.epoch
+        if what == "renewed":
+            self._log_renewal(report)
+        elif what == "acquired":
+            self._renewals.pop(resource, None)
+            before = f" (previous holder {report.previous})" if report.previous else ""
+            self._events.record("lease", cluster, f"acquired lease {resource} epoch {epoch}"
+                                + before, what=what, resource=resource, epoch=epoch,
+                                previous=report.previous)
+        elif what in ("lost", "released"):
+            self._renewals.pop(resource, None)
+            self._events.record("lease", cluster, f"{what} lease {resource} epoch {epoch}: "
+                                f"{report.reason}", what=what, resource=resource, epoch=epoch,
+                                why=report.reason)
+        elif what == "moved":
+            cause = move_cause(report, self.departures.of(report.previous))
+            self._events.record(
+                "cluster", cluster,
+                f"moved from {report.previous} to {self.node_name} (epoch {epoch})",
+                what=what, resource=resource, epoch=epoch, planned=is_planned(report),
+                cause=cause, **{"from": report.previous, "to": self.node_name})
+        elif what == "failed":
+            self._events.record("cluster", cluster, f"failed: {report.reason}", what=what,
+                                why=report.reason)
+        for listener in self._report_listeners:
+            try:
+                listener(report)
+            except Exception:
+                self.log.failure("ownership: report listener failed")
+
+    def _log_renewal(self, report):
+        now = self._monotonic()
+        state = self._renewals.get(report.resource)
+        if state is None or state[0] != report.epoch:
+            state = self._renewals[report.resource] = [report.epoch, 0, None]
+        state[1] += 1
+        if state[2] is not None and now - state[2] < RENEWED_LOG_INTERVAL:
+            return
+        state[2] = now
+        round_trip = report.round_trip
+        emit(self.log, "lease.renewed",
+             "renewed lease {resource} epoch {epoch} ({renewals} renewals this tenure; "
+             "last round trip {round_trip_ms} ms)",
+             resource=report.resource, epoch=report.epoch, renewals=state[1],
+             round_trip=round_trip,
+             round_trip_ms="?" if round_trip is None else f"{round_trip * 1000:.1f}")
 
     def _managed_for(self, cluster):
         try:

@@ -36,7 +36,7 @@ import random
 import attrs
 
 from clsd.ownership.actions import (
-    KillAt, PersistEpochFloor, PublishState, RunHook, Send, StartService, StopService,
+    KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService, StopService,
 )
 from clsd.ownership.arbiter import QuorumArbiter
 from clsd.ownership.manager import ClusterManager, ManagerError, resource_name
@@ -143,6 +143,7 @@ class LeaseSim:
         self.service_log = {}         # cluster -> [Interval]
         self.beliefs = {}             # (node, resource, epoch) -> Interval
         self.hooks = []               # (true time, node, RunHook)
+        self.reports = []             # (true time, node, Report)
         self.persisted = {}           # voter -> epoch floor
         self.faults = []              # (true time, description)
         self._truth_since = {}        # (x, y) -> (truth, since)
@@ -384,6 +385,8 @@ class LeaseSim:
                                (node.name, node.incarnation, action))
         elif isinstance(action, PublishState):
             node.published = action.state
+        elif isinstance(action, Report):
+            self.reports.append((self.now, node.name, action))
         elif isinstance(action, PersistEpochFloor):
             self.persisted[node.name] = action.value
             node.core.voter.persisted(action.value)

@@ -358,7 +358,7 @@ class ServicePolicy:
         uptime = now - self._started_at
         out.append(Record("exited", reason, {
             "pid": self.pid, "code": event.code, "signal": event.signal,
-            "uptime": round(uptime, 6),
+            "uptime": round(uptime, 6), "expected": self.state is State.STOPPING,
         }))
         if self.state is State.STOPPING:
             if not self.group_alive:
@@ -394,7 +394,7 @@ class ServicePolicy:
             if not self.healthy and self._check_ok >= check.rise:
                 self.healthy = True
                 reason = f"health rise {check.rise}/{check.rise}"
-                out.append(Record("health", reason, {"detail": event.detail}))
+                out.append(Record("health", reason, {"detail": event.detail, "change": "rise"}))
                 if self.state is State.STARTING:
                     self._enter(State.RUNNING, now, reason, out)
             return
@@ -408,7 +408,7 @@ class ServicePolicy:
         if self._check_bad >= check.fall:
             self.healthy = False
             reason = f"health fall {check.fall}/{check.fall}"
-            out.append(Record("health", reason, {"detail": event.detail}))
+            out.append(Record("health", reason, {"detail": event.detail, "change": "fall"}))
             self._stop_checks(out)
             outcome = self._instance_ended(now, reason, failure=True)
             self._begin_stop(now, reason, outcome, out)
@@ -459,10 +459,12 @@ class ServicePolicy:
     def _spawn(self, now, reason, out, automatic=True):
         if self.process_alive:
             raise AssertionError("a spawn while the previous instance may be alive")
+        fields = {}
         if automatic:
             self.restarts += 1
+            fields["restarts"] = self.restarts
         self.healthy = None
-        self._enter(State.STARTING, now, reason, out)
+        self._enter(State.STARTING, now, reason, out, **fields)
         out.append(Spawn())
 
     def _begin_stop(self, now, reason, outcome, out, kill_after=None):
@@ -534,7 +536,7 @@ class ServicePolicy:
                 self._spawn(now, outcome.reason, out, automatic=outcome.automatic)
             else:
                 self._enter(State.BACKOFF, now, outcome.reason, out,
-                            delay=round(outcome.delay, 6))
+                            delay=round(outcome.delay, 6), failures=self._consecutive)
                 out.append(ScheduleTimer(TIMER_RESTART, outcome.delay))
         else:
             self._enter(outcome.state, now, outcome.reason, out, **outcome.fields)

@@ -68,6 +68,12 @@ class ServiceRunner(Service):
     #: service whose leftover process group could not be terminated).
     autostart = True
 
+    #: For a service that runs under a cluster's lease: C{tenure()} returns
+    #: C{(cluster, epoch)} of the current tenure (set by
+    #: L{clsd.ownership.managed.ManagedService.attach}); its starts are
+    #: recorded with them.
+    tenure = None
+
     def __init__(self, config, reactor, *, spawn, groups, events, registry=None,
                  checker_factory=None, monotonic=time.monotonic, random=_random.random,
                  output_factory=ServiceOutput):
@@ -214,8 +220,11 @@ class ServiceRunner(Service):
 
     def _execute(self, action):
         if isinstance(action, Record):
-            self._events.record(action.kind, self.config.name, action.reason,
-                                **action.fields)
+            fields = action.fields
+            if action.kind == "spawned":
+                cluster, epoch = self.tenure() if self.tenure is not None else (None, None)
+                fields = dict(fields, cluster=cluster, epoch=epoch)
+            self._events.record(action.kind, self.config.name, action.reason, **fields)
         elif isinstance(action, Spawn):
             self._start_instance()
         elif isinstance(action, SignalGroup):

@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from clsd.config.address import format_host_port
+from clsd.logs import emit
 from clsd.wire.codec import MAX_LINE
 from clsd.wire.interfaces import IPeerHandler
 from clsd.wire.messages import HELLO, PROTOCOL_VERSION, peer_registry, settings_hash
@@ -369,13 +370,16 @@ class PeerNetwork(MultiService):
         current = self._peers.get(name)
         if current is None:
             self._peers[name] = protocol
+            self._log_connected(protocol)
             self.handler.peer_connected(protocol)
             return
         if self._prefer_new(current, protocol):
             self._peers[name] = protocol
-            self.handler.peer_disconnected(current, CloseReason(
-                "replaced", f"replaced by a newer connection to {name}", LOCAL))
+            reason = CloseReason("replaced", f"replaced by a newer connection to {name}", LOCAL)
+            self._log_disconnected(current, reason)
+            self.handler.peer_disconnected(current, reason)
             current.close("duplicate", f"{self.name} keeps another connection to {name}")
+            self._log_connected(protocol)
             self.handler.peer_connected(protocol)
         else:
             protocol.close("duplicate", f"{self.name} keeps another connection to {name}")
@@ -394,9 +398,20 @@ class PeerNetwork(MultiService):
         if self._peers.get(name) is not protocol:
             return  # a duplicate or replaced connection: already accounted for
         del self._peers[name]
+        self._log_disconnected(protocol, reason)
         self.handler.peer_disconnected(protocol, reason)
         for waiter in self._waiters.pop(name, []):
             waiter.callback(None)
+
+    def _log_connected(self, protocol):
+        address = getattr(protocol, "address", None)  # IPeer does not promise one
+        emit(self.log, "peer.connected", "peer {peer} connected ({direction} {address})",
+             peer=protocol.name, address=format_host_port(address) if address else None,
+             direction="outgoing" if protocol.initiator else "incoming")
+
+    def _log_disconnected(self, protocol, reason):
+        emit(self.log, "peer.disconnected", "peer {peer} disconnected: {reason}: {detail}",
+             peer=protocol.name, reason=reason.key, detail=reason.detail)
 
     def _until_disconnected(self, name):
         """C{None} if C{name} is not connected, else a Deferred for when it is not."""

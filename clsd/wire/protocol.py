@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from clsd.certs.authority import CertificateError
 from clsd.config.address import format_host_port
+from clsd.logs import emit
 from clsd.wire.codec import MAX_LINE, NEED_DATA, Codec
 from clsd.wire.errors import RemoteProtocolError
 from clsd.wire.interfaces import IPeer
@@ -318,10 +319,10 @@ class PeerProtocol(Protocol):
         address = format_host_port(self.address) if self.address else "?"
         direction = "to" if self.initiator else "from"
         if reason.blame == PEER and not was_established:
-            self.log.warn(
-                "peer connection {direction} {address} rejected: {key}: {detail}",
-                direction=direction, address=address, key=reason.key, detail=reason.detail,
-            )
+            emit(self.log, "peer.rejected",
+                 "peer connection {direction} {address} rejected: {reason}: {detail}",
+                 direction=direction, address=address, reason=reason.key,
+                 detail=reason.detail)
         elif reason.blame == PEER:
             self.log.warn(
                 "peer {name} ({address}) dropped: {key}: {detail}",

@@ -416,7 +416,8 @@ class EtcdArbiter:
         slot.next_renew = lease.sent_at + self._timing(lease.ttl).renew_after
         held = slot.held
         if held is not None and not held.ending:
-            return [LeaseRenewed(slot.resource, held.epoch, self._expiry(lease))]
+            return [LeaseRenewed(slot.resource, held.epoch, self._expiry(lease),
+                                 round_trip=now - pending.sent_at)]
         return []
 
     def _lease_gone(self, slot, now):
