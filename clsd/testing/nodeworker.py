@@ -71,7 +71,14 @@ def rss_kib():
 
 
 def _tracker_class():
-    from clsd.testing.multinode import ViewTracker
+    from clsd.testing.multinode import ViewTracker, _NodeEvents
+
+    class ReasonEvents(_NodeEvents):
+        """Keeps the reason of the change being recorded, for the C{state} events."""
+
+        def record(self, kind, subject, reason, **fields):
+            self._tracker.reason = reason
+            super().record(kind, subject, reason, **fields)
 
     class ReportingTracker(ViewTracker):
         """A L{ViewTracker} that tells the coordinator when cluster-wide facts become true here.
@@ -90,6 +97,11 @@ def _tracker_class():
             self.declarations = False
             self.counts = {state: collections.Counter() for state in DECLARED_STATES}
             self.dead_reported = set()
+            self.reason = None
+
+        def log_for(self, observer):
+            super().log_for(observer)
+            return ReasonEvents(self, observer)
 
         def _member(self, observer, subject, state):
             view = self.views.get(observer)
@@ -113,7 +125,8 @@ def _tracker_class():
                 self.counts[state][subject] += 1
                 if self.declarations:
                     self._report({"event": "state", "observer": observer, "subject": subject,
-                                  "state": state, "previous": old, "t": at})
+                                  "state": state, "previous": old, "reason": self.reason,
+                                  "t": at})
             if state in DEAD_STATES:
                 self.check_dead(subject)
 
