@@ -480,7 +480,8 @@ def main():
     p.add_argument("--kill-timeout", type=float, default=60.0)
     p.add_argument("--between", type=float, default=3.0, help="seconds between kills")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--profile", action="store_true", help="cProfile the CLSD runs")
+    p.add_argument("--profile", action="store_true",
+                   help="cProfile the CLSD runs (with --procs 1)")
     p.add_argument("--output", default="membership_scale.json",
                    help="file name under bench/results/")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -489,6 +490,8 @@ def main():
         return run_child(args)
     if args.procs < 1:
         p.error("--procs must be at least 1")
+    if args.profile and args.procs > 1:
+        p.error("--profile profiles the one-process host: add --procs 1")
     machine = h.machine_info()
     results = []
     with h.interrupts_as_exceptions():
