@@ -243,6 +243,11 @@ def summarize(declarations, lossy):
         "suspect_by_lossy_node": sum(1 for d in declarations
                                      if d["state"] == "suspect" and d["observer"] == lossy),
         "subjects": {f"{s} {state}": c for (s, state), c in subjects.most_common(20)},
+        # who started suspicions: the first observer named in each report
+        "reported_by": dict(collections.Counter(
+            d["reason"].split("reported unreachable by ", 1)[1].split(",")[0].split(" ")[0]
+            for d in declarations
+            if (d.get("reason") or "").startswith("reported unreachable by ")).most_common(10)),
         "reasons": dict(collections.Counter(
             f"{d['state']}: {_shape(d.get('reason'))}" for d in declarations).most_common(10)),
     }
