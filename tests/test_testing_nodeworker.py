@@ -5,14 +5,14 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from clsd.testing.nodeworker import WorkerControl, _tracker_class
+from clsd.testing.nodeworker import ReportingTracker, WorkerControl
 
 
 class TrackerTests(unittest.TestCase):
     def setUp(self):
         self.clock = Clock()
         self.reports = []
-        self.tracker = _tracker_class()(self.clock.seconds, self.reports.append)
+        self.tracker = ReportingTracker(self.clock.seconds, self.reports.append)
         self.tracker.expected = 3
         self.logs = {name: self.tracker.log_for(name) for name in ("a", "b")}
 

@@ -153,7 +153,7 @@ class ViewTracker:
     def state(self, observer, subject):
         return self.views.get(observer, {}).get(subject)
 
-    def _member(self, observer, subject, state):
+    def _member(self, observer, subject, state, reason=None):
         view = self.views.get(observer)
         if view is None:
             return
@@ -184,7 +184,7 @@ class _NodeEvents:
 
     def record(self, kind, subject, reason, **fields):
         if kind == "member":
-            self._tracker._member(self._observer, subject, fields.get("state"))
+            self._tracker._member(self._observer, subject, fields.get("state"), reason)
         elif kind == "membership" and reason == "joined the cluster":
             self._tracker.joined_at[self._observer] = self._tracker._monotonic()
 

@@ -51,6 +51,12 @@ import time
 
 import attrs
 
+from twisted.internet import defer
+
+# No reactor is installed by these imports: main() installs epoll first.
+from clsd.config.membership import MembershipConfig
+from clsd.testing.multinode import MultiNodeHost, ViewTracker
+
 #: Member states that count as "declared failed".
 DEAD_STATES = ("dead", "removed", "left")
 #: States whose every entry is a declaration worth counting.
@@ -70,87 +76,72 @@ def rss_kib():
     return peak // 1024 if sys.platform == "darwin" else peak
 
 
-def _tracker_class():
-    from clsd.testing.multinode import ViewTracker, _NodeEvents
+class ReportingTracker(ViewTracker):
+    """A L{ViewTracker} that tells the coordinator when cluster-wide facts become true here.
 
-    class ReasonEvents(_NodeEvents):
-        """Keeps the reason of the change being recorded, for the C{state} events."""
+    "Every hosted node sees all N alive" is kept as a count of the observers
+    that do (O(1) per event), so the join's N x N membership events cost no
+    scan each.
+    """
 
-        def record(self, kind, subject, reason, **fields):
-            self._tracker.reason = reason
-            super().record(kind, subject, reason, **fields)
+    def __init__(self, monotonic, report):
+        super().__init__(monotonic)
+        self._report = report
+        #: The cluster's size: "all alive" means this many.
+        self.expected = None
+        self.full = 0
+        self.all_alive_at = None
+        #: Stream every declaration as a C{state} event.
+        self.declarations = False
+        self.counts = {state: collections.Counter() for state in DECLARED_STATES}
+        self.dead_reported = set()
 
-    class ReportingTracker(ViewTracker):
-        """A L{ViewTracker} that tells the coordinator when cluster-wide facts become true here.
-
-        "Every hosted node sees all N alive" is kept as a count of the
-        observers that do (O(1) per event), so the join's 1024 x 1024
-        membership events cost no scan each.
-        """
-
-        def __init__(self, monotonic, report):
-            super().__init__(monotonic)
-            self._report = report
-            self.expected = None
-            self.full = 0
-            self.all_alive_at = None
-            self.declarations = False
-            self.counts = {state: collections.Counter() for state in DECLARED_STATES}
-            self.dead_reported = set()
-            self.reason = None
-
-        def log_for(self, observer):
-            super().log_for(observer)
-            return ReasonEvents(self, observer)
-
-        def _member(self, observer, subject, state):
-            view = self.views.get(observer)
-            if view is None:
-                return
-            before = self.alive_counts[observer]
-            old = view.get(subject)
-            super()._member(observer, subject, state)
-            at = self.changed_at[(observer, subject)][1]
-            after = self.alive_counts[observer]
-            expected = self.expected
-            if expected is not None:
-                if before < expected <= after:
-                    self.full += 1
-                elif after < expected <= before:
-                    self.full -= 1
-                if self.all_alive_at is None and self.full >= len(self.views):
-                    self.all_alive_at = at
-                    self._report({"event": "all_alive", "t": at, "nodes": len(self.views)})
-            if state in DECLARED_STATES and state != old:
-                self.counts[state][subject] += 1
-                if self.declarations:
-                    self._report({"event": "state", "observer": observer, "subject": subject,
-                                  "state": state, "previous": old, "reason": self.reason,
-                                  "t": at})
-            if state in DEAD_STATES:
-                self.check_dead(subject)
-
-        def forget(self, observer):
-            if self.expected is not None and self.alive_counts.get(observer, 0) >= self.expected:
+    def _member(self, observer, subject, state, reason=None):
+        view = self.views.get(observer)
+        if view is None:
+            return
+        before = self.alive_counts[observer]
+        old = view.get(subject)
+        super()._member(observer, subject, state, reason)
+        at = self.changed_at[(observer, subject)][1]
+        after = self.alive_counts[observer]
+        expected = self.expected
+        if expected is not None:
+            if before < expected <= after:
+                self.full += 1
+            elif after < expected <= before:
                 self.full -= 1
-            super().forget(observer)
+            if self.all_alive_at is None and self.full >= len(self.views):
+                self.all_alive_at = at
+                self._report({"event": "all_alive", "t": at, "nodes": len(self.views)})
+        if state in DECLARED_STATES and state != old:
+            self.counts[state][subject] += 1
+            if self.declarations:
+                self._report({"event": "state", "observer": observer, "subject": subject,
+                              "state": state, "previous": old, "reason": reason, "t": at})
+        if state in DEAD_STATES:
+            self.check_dead(subject)
 
-        def check_dead(self, subject):
-            """Report once when every live hosted node but C{subject} sees it failed."""
-            if subject in self.dead_reported:
+    def forget(self, observer):
+        if self.expected is not None and self.alive_counts.get(observer, 0) >= self.expected:
+            self.full -= 1
+        super().forget(observer)
+
+    def check_dead(self, subject):
+        """Report once when every live hosted node but C{subject} sees it failed."""
+        if subject in self.dead_reported:
+            return
+        times = []
+        for observer, view in self.views.items():
+            if observer == subject:
+                continue
+            if view.get(subject) not in DEAD_STATES:
                 return
-            observers = [o for o in self.views if o != subject]
-            times = []
-            for observer in observers:
-                if self.views[observer].get(subject) not in DEAD_STATES:
-                    return
-                times.append(self.changed_at[(observer, subject)][1])
-            self.dead_reported.add(subject)
-            now = self._monotonic()
-            self._report({"event": "dead_at_all", "subject": subject, "observers": len(times),
-                          "t": max(times, default=now), "first": min(times, default=now)})
-
-    return ReportingTracker
+            times.append(self.changed_at[(observer, subject)][1])
+        self.dead_reported.add(subject)
+        now = self._monotonic()
+        self._report({"event": "dead_at_all", "subject": subject, "observers": len(times),
+                      "t": max(times, default=now), "first": min(times, default=now)})
 
 
 def _authority(fields):
@@ -179,8 +170,6 @@ class WorkerControl:
 
     def command(self, message):
         """Run one command; its reply (if it has an id) may come later."""
-        from twisted.internet import defer
-
         request_id = message.get("id")
         name = message.get("cmd")
         handler = getattr(self, f"do_{name}", None) if isinstance(name, str) else None
@@ -204,13 +193,10 @@ class WorkerControl:
         return d
 
     def do_prepare(self, message):
-        from clsd.config.membership import MembershipConfig
-        from clsd.testing.multinode import MultiNodeHost
-
         if self.host is not None:
             raise ValueError("prepare: already prepared")
         config = attrs.evolve(MembershipConfig(), **message.get("config", {}))
-        self.tracker = _tracker_class()(self._monotonic, self.report)
+        self.tracker = ReportingTracker(self._monotonic, self.report)
         self.tracker.declarations = bool(message.get("declarations"))
         total = int(message["total"])
         self.host = MultiNodeHost(
