@@ -1,8 +1,11 @@
-"""Membership at scale: N real CLSD nodes in one process, and Serf side by side.
+"""Membership at scale: N real CLSD nodes in P processes, and Serf side by side.
 
-For each N, a child process (a fresh epoll reactor) hosts N real nodes
-(clsd.testing.multinode: own 127.0.x.y, own certificate, mutual TLS) and
-measures:
+With --procs 1, for each N a child process (a fresh epoll reactor) hosts N
+real nodes (clsd.testing.multinode: own 127.0.x.y, own certificate, mutual
+TLS). With --procs P > 1 (the default: one per core) this process
+coordinates P worker processes (clsd.testing.multiproc), each hosting N/P of
+the nodes; every figure is then taken across the processes, from the
+workers' monotonic event times (one system-wide clock on Linux). Measures:
 
   join      start until every node sees all N alive;
   steady    messages and bytes per node per second (peer counters) over a
@@ -18,6 +21,8 @@ polling round's duration as resolution (reported).
 
     .venv/bin/python bench/membership_scale.py                    # 64, 256, 1024; serf 64, 128
     .venv/bin/python bench/membership_scale.py --nodes 64,128 --serf 64 --kills 5
+    .venv/bin/python bench/membership_scale.py --nodes 1024 --procs 2 --serf '' \
+        --batch 32 --pause 0.5 --output membership_scale_mp_1024.json
 
 Every Serf agent runs in a session of its own and is killed at the end,
 also on failure or Ctrl-C.
@@ -181,6 +186,139 @@ def clsd_run(args, n):
     return {"implementation": "clsd", "nodes": n, "error": f"child exited {proc.returncode}"}
 
 
+# ------------------------------------------------------- CLSD in P worker processes
+
+def run_in_reactor(function, *args):
+    """Run C{function(reactor, *args)} (returning a Deferred) on a fresh epoll reactor.
+
+    The reactor runs once per process, so every multi-process measurement
+    of a bench invocation goes through one call. Ctrl-C stops the reactor;
+    the workers then see their stdin close and exit.
+    """
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import defer, reactor
+    from twisted.python.failure import Failure
+
+    outcome = []
+
+    def go():
+        d = defer.maybeDeferred(function, reactor, *args)
+        d.addBoth(outcome.append)
+        d.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(go)
+    reactor.run()
+    if not outcome:
+        raise KeyboardInterrupt("reactor stopped")
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return outcome[0]
+
+
+def clsd_mp_runs(reactor, args, counts):
+    """Every N of C{counts} in turn, each in C{args.procs} fresh worker processes."""
+    from twisted.internet import defer
+
+    @defer.inlineCallbacks
+    def all_runs():
+        results = []
+        for n in counts:
+            print(f"clsd N={n} in {min(args.procs, n)} processes ...", flush=True)
+            result = yield clsd_mp_run(reactor, args, n)
+            results.append(result)
+            print(table([result]).splitlines()[1], flush=True)
+        return results
+
+    return all_runs()
+
+
+def clsd_mp_run(reactor, args, n):
+    from twisted.internet import defer, task
+
+    from clsd.testing.multiproc import MultiProcessHost
+
+    rng = random.Random(args.seed)
+    result = {"implementation": "clsd", "nodes": n, "procs": min(args.procs, n),
+              "seeds": args.seeds}
+
+    def sleep(seconds):
+        return task.deferLater(reactor, seconds, lambda: None)
+
+    @defer.inlineCallbacks
+    def main():
+        host = MultiProcessHost(reactor, n, args.procs, seeds=args.seeds)
+        try:
+            yield host.spawn()
+            result["file_limit"] = host.file_limit
+            t0 = yield host.start(batch=args.batch, pause=args.pause)
+            joined = yield host.joined(args.join_timeout)
+            after_join = yield host.counters()
+            result["join_s"] = round(joined - t0, 3) if joined is not None else None
+            result["join_cpu_s"] = round(after_join["cpu_s"], 2)
+            status = yield host.status()
+            result["min_alive_seen"] = status["min_alive"]
+            if joined is None:
+                result["error"] = (f"not all joined within {args.join_timeout:g} s: the node "
+                                   f"seeing fewest sees {status['min_alive']} of {n}")
+                return
+            yield sleep(args.settle)
+            before = yield host.counters()
+            t_a = time.monotonic()
+            yield sleep(args.window)
+            after = yield host.counters()
+            span = time.monotonic() - t_a
+            live = after["live"]
+
+            def rate(key):
+                return (after["totals"][key] - before["totals"][key]) / live / span
+
+            result["steady"] = {
+                "window_s": round(span, 2),
+                "messages_out_per_node_s": round(rate("messages_out"), 2),
+                "messages_in_per_node_s": round(rate("messages_in"), 2),
+                "bytes_out_per_node_s": round(rate("bytes_out"), 1),
+                # all workers together, in % of one core (can exceed 100)
+                "cpu_percent_of_core": round(100 * (after["cpu_s"] - before["cpu_s"]) / span, 1),
+                "cpu_percent_of_core_per_process": [
+                    round(100 * (a["cpu_s"] - b["cpu_s"]) / span, 1)
+                    for a, b in zip(after["per_worker"], before["per_worker"])],
+                "connections": after["connections"] // 2,
+            }
+            kills = []
+            candidates = host.live_names()[1:]
+            rng.shuffle(candidates)
+            for victim in candidates[:args.kills]:
+                k = yield host.kill(victim, args.kill_timeout)
+                kills.append({"victim": k.victim, "all_declared": k.all_declared,
+                              "last_s": k.last_s, "first_s": k.first_s,
+                              "process": host.owner[victim].index,
+                              "last_s_per_process": k.per_worker})
+                yield sleep(args.between)
+            result["kills"] = kills
+            done = [k["last_s"] for k in kills if k["last_s"] is not None]
+            if done:
+                result["kill_all_declared_s"] = {
+                    "count": len(done), "p50": h.percentile(done, 0.5),
+                    "p99": h.percentile(done, 0.99), "max": max(done)}
+            end = yield host.counters()
+            result["cpu_s_total"] = round(end["cpu_s"], 2)
+            result["rss_mib"] = round(end["rss_kib"] / 1024, 1)
+            result["rss_mib_per_process"] = [round(w["rss_kib"] / 1024, 1)
+                                             for w in end["per_worker"]]
+            if host.errors:
+                result["worker_errors"] = host.errors[:10]
+        finally:
+            yield host.shutdown()
+
+    def failed(f):
+        result["error"] = f.getErrorMessage()
+        f.printTraceback(file=sys.stderr)
+
+    return main().addErrback(failed).addCallback(lambda _: result)
+
+
 # ------------------------------------------------------------------------- Serf
 
 class SerfCluster:
@@ -303,7 +441,7 @@ def serf_run(args, n):
 # ------------------------------------------------------------------------- main
 
 def table(results):
-    lines = [f"{'impl':6} {'N':>5} {'join s':>8} {'dead p50 s':>10} {'dead p99 s':>10} "
+    lines = [f"{'impl':8} {'N':>5} {'join s':>8} {'dead p50 s':>10} {'dead p99 s':>10} "
              f"{'dead max':>8} {'msg/node/s':>10} {'B/node/s':>9} {'CPU %core':>9} {'RSS MiB':>8}"]
     for r in results:
         kill = r.get("kill_all_declared_s") or {}
@@ -314,7 +452,8 @@ def table(results):
         def f(v, fmt="{:.2f}"):
             return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
-        lines.append(f"{r['implementation']:6} {r['nodes']:>5} {f(r.get('join_s')):>8} "
+        impl = r["implementation"] + (f"/{r['procs']}p" if r.get("procs") else "")
+        lines.append(f"{impl:8} {r['nodes']:>5} {f(r.get('join_s')):>8} "
                      f"{f(kill.get('p50')):>10} {f(kill.get('p99')):>10} {f(kill.get('max')):>8} "
                      f"{f(steady.get('messages_out_per_node_s')):>10} "
                      f"{f(steady.get('bytes_out_per_node_s'), '{:.0f}'):>9} {f(cpu, '{:.1f}'):>9} "
@@ -326,7 +465,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nodes", default="64,256,1024", help="CLSD node counts (comma-separated)")
     p.add_argument("--serf", default="64,128", help="Serf agent counts ('' for none)")
-    p.add_argument("--batch", type=int, default=16, help="CLSD nodes started per step")
+    p.add_argument("--procs", type=int, default=os.cpu_count() or 1,
+                   help="CLSD worker processes (default: one per core; 1: the one-process host)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="nodes in the first process that all others join through")
+    p.add_argument("--batch", type=int, default=16,
+                   help="CLSD nodes started per step (in each process)")
     p.add_argument("--pause", type=float, default=0.25, help="seconds between start steps")
     p.add_argument("--join-timeout", type=float, default=120.0)
     p.add_argument("--settle", type=float, default=10.0, help="after join, before measuring")
@@ -336,16 +480,25 @@ def main():
     p.add_argument("--kill-timeout", type=float, default=60.0)
     p.add_argument("--between", type=float, default=3.0, help="seconds between kills")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--profile", action="store_true", help="cProfile the CLSD runs")
-    p.add_argument("--output", default="membership_scale.json")
+    p.add_argument("--profile", action="store_true",
+                   help="cProfile the CLSD runs (with --procs 1)")
+    p.add_argument("--output", default="membership_scale.json",
+                   help="file name under bench/results/")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return run_child(args)
+    if args.procs < 1:
+        p.error("--procs must be at least 1")
+    if args.profile and args.procs > 1:
+        p.error("--profile profiles the one-process host: add --procs 1")
     machine = h.machine_info()
     results = []
     with h.interrupts_as_exceptions():
-        for n in [int(x) for x in args.nodes.split(",") if x]:
+        counts = [int(x) for x in args.nodes.split(",") if x]
+        if args.procs > 1 and counts:
+            results.extend(run_in_reactor(clsd_mp_runs, args, counts))
+        for n in counts if args.procs <= 1 else ():
             print(f"clsd N={n} ...", flush=True)
             results.append(clsd_run(args, n))
             print(table(results[-1:]).splitlines()[1], flush=True)

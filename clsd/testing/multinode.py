@@ -91,11 +91,31 @@ def raise_file_limit(needed):
     return target
 
 
-class Identities:
-    """One cluster CA and a node identity per name, made in memory."""
+def node_name(index, total):
+    """The name of node C{index} of C{total}: n0000, n0001, ... (wider past 9999)."""
+    return f"n{index:0{max(4, len(str(total - 1)))}d}"
 
-    def __init__(self):
-        self.authority = create_authority(None)
+
+def address_of(index, first=FIRST_ADDRESS):
+    """The loopback address of node C{index} when nodes are numbered from C{first}.
+
+    Hosts in several processes give each a contiguous run of indexes and
+    start it at C{address_of(first_index)}, so that every node in the
+    cluster keeps an address of its own.
+    """
+    return loopback_addresses(index + 1, first)[-1]
+
+
+class Identities:
+    """One cluster CA and a node identity per name, made in memory.
+
+    @param authority: the CA to issue from (a L{KeyAndCertificate}); by
+        default a new one. Hosts in several processes share one CA so that
+        their nodes accept each other.
+    """
+
+    def __init__(self, authority=None):
+        self.authority = authority if authority is not None else create_authority(None)
 
     def identity(self, name):
         pair = issue_node_certificate(self.authority, name)
@@ -133,7 +153,7 @@ class ViewTracker:
     def state(self, observer, subject):
         return self.views.get(observer, {}).get(subject)
 
-    def _member(self, observer, subject, state):
+    def _member(self, observer, subject, state, reason=None):
         view = self.views.get(observer)
         if view is None:
             return
@@ -164,7 +184,7 @@ class _NodeEvents:
 
     def record(self, kind, subject, reason, **fields):
         if kind == "member":
-            self._tracker._member(self._observer, subject, fields.get("state"))
+            self._tracker._member(self._observer, subject, fields.get("state"), reason)
         elif kind == "membership" and reason == "joined the cluster":
             self._tracker.joined_at[self._observer] = self._tracker._monotonic()
 
@@ -189,6 +209,8 @@ class HostedNode:
             settings=host.settings, monotonic=host.monotonic, join=())
         self.events = host.tracker.log_for(name)
         self._host = host
+        #: Hosted nodes (their address once listening) or C{(host, port)}
+        #: addresses of nodes elsewhere (another process).
         self._seeds = seeds
         self.membership = None
         self.crashed = False
@@ -197,7 +219,8 @@ class HostedNode:
         """Listen (synchronously: a port in use raises here), then join."""
         host = self._host
         self.network.startService()
-        seeds = [seed.network.advertise for seed in self._seeds]
+        seeds = [seed.network.advertise if isinstance(seed, HostedNode) else tuple(seed)
+                 for seed in self._seeds]
         self.membership = MembershipService(
             name=self.name, config=host.config, network=self.network, router=self.router,
             reactor=host.reactor, events=self.events, seeds=seeds, monotonic=host.monotonic,
@@ -246,10 +269,20 @@ class MultiNodeHost:
 
     @param monotonic: the membership clock (time.monotonic for real sockets).
     @param quiet: drop the per-member-change log lines (see L{_Quiet}).
+    @param seeds: how many of the first hosted nodes the others join through.
+    @param seed_addresses: C{(host, port)} of nodes in another process to
+        join through instead; then every hosted node joins through them.
+    @param first_index: the number in the first node's name: hosts in
+        several processes number their nodes apart (n0000-n0127, n0128-...).
+    @param total: the whole cluster's size, for the width of the names.
+    @param authority: the cluster CA (shared by hosts in several processes).
+    @param tracker: the L{ViewTracker} to feed (default: a plain one).
     """
 
     def __init__(self, reactor, count, *, config=None, first_address=FIRST_ADDRESS,
-                 monotonic=time.monotonic, settings=None, quiet=True, seeds=1):
+                 monotonic=time.monotonic, settings=None, quiet=True, seeds=1,
+                 seed_addresses=(), first_index=0, total=None, authority=None,
+                 tracker=None):
         self.reactor = reactor
         self.config = config if config is not None else MembershipConfig()
         self.monotonic = monotonic
@@ -257,14 +290,16 @@ class MultiNodeHost:
         self.quiet = quiet
         self.registry = node_registry()
         self.cache = SnapshotCache()
-        self.identities = Identities()
-        self.tracker = ViewTracker(monotonic)
+        self.identities = Identities(authority)
+        self.tracker = tracker if tracker is not None else ViewTracker(monotonic)
+        total = max(total or 0, first_index + count)
         self.file_limit = raise_file_limit(FDS_PER_NODE * count + 256)
         addresses = loopback_addresses(count, first_address)
-        width = max(4, len(str(count - 1)))
         self.nodes = []
+        seed_addresses = tuple(tuple(a) for a in seed_addresses)
         for i, address in enumerate(addresses):
-            node = HostedNode(self, f"n{i:0{width}d}", address, tuple(self.nodes[:min(i, seeds)]))
+            seeds_here = seed_addresses or tuple(self.nodes[:min(i, seeds)])
+            node = HostedNode(self, node_name(first_index + i, total), address, seeds_here)
             self.nodes.append(node)
 
     def __len__(self):
@@ -275,6 +310,14 @@ class MultiNodeHost:
 
     def live(self):
         return [n for n in self.nodes if not n.crashed]
+
+    def join_through(self, addresses):
+        """Join every hosted node through these C{(host, port)} addresses (another process's nodes)."""
+        addresses = tuple(tuple(a) for a in addresses)
+        for node in self.nodes:
+            if node.membership is not None:
+                raise ValueError(f"{node.name} has started already")
+            node._seeds = addresses
 
     def start(self, batch=None, pause=0.0):
         """Start every node; a Deferred that fires when all are started.
