@@ -128,10 +128,18 @@ class Links(unittest.TestCase):
         detector.heard("s", 2.2)
         self.assertEqual(detector.check(2.3, 4.0, 1.0, 100.0)[0], [])
 
-    def test_a_new_subject_not_yet_connected_gets_only_the_grace(self):
+    def test_a_link_never_up_is_judged_by_silence_not_the_grace(self):
         detector = Detector()
         detector.watch("s", 0.0, link_up=False)
-        self.assertEqual(len(detector.check(1.5, 4.0, 1.0, 100.0)[0]), 1)
+        self.assertEqual(detector.check(3.9, 4.0, 1.0, 100.0)[0], [])
+        self.assertEqual(len(detector.check(4.1, 4.0, 1.0, 100.0)[0]), 1)
+
+    def test_the_grace_applies_once_the_link_was_up(self):
+        detector = Detector()
+        detector.watch("s", 0.0, link_up=False)
+        detector.link_up("s", 0.5)
+        detector.link_down("s", 1.0)
+        self.assertEqual(len(detector.check(2.1, 4.0, 1.0, 100.0)[0]), 1)
 
     def test_our_own_stall_is_not_their_silence(self):
         detector = Detector()

@@ -3,19 +3,25 @@
 Each observer keeps, for each subject it watches over a persistent
 connection, when it last heard from it and since when the connection has
 been down. A link *fails* when the subject has been silent longer than the
-failure timeout, or when the connection has been down longer than a short
-grace (a killed process closes its sockets: no need to wait for silence).
+failure timeout, or when a connection that was up has been down longer than
+a short grace (a killed process closes its sockets: no need to wait for
+silence). A link that has never been up is judged by silence alone: on a
+loaded machine, or after one lost SYN, the first dial and TLS handshake can
+take longer than the grace, and a new observer must not report a subject it
+simply has not reached yet (that turned joins of 64+ nodes into churn).
 The detector only says which links fail; turning that into a report (once
 per life of the subject) and into a verdict (cut.py) is the core's job.
 """
 
 
 class _Link:
-    __slots__ = ("last_heard", "down_since", "reported", "probed_at")
+    __slots__ = ("last_heard", "down_since", "ever_up", "reported", "probed_at")
 
     def __init__(self, now):
         self.last_heard = now
         self.down_since = None
+        #: Whether the connection was ever up: only then does the grace apply.
+        self.ever_up = False
         #: The subject's (generation, incarnation) we last reported, if any.
         self.reported = None
         self.probed_at = now
@@ -41,6 +47,7 @@ class Detector:
         link = self._links.get(subject)
         if link is None:
             link = self._links[subject] = _Link(now)
+            link.ever_up = link_up
             if not link_up:
                 link.down_since = now
         return link
@@ -57,6 +64,7 @@ class Detector:
         link = self._links.get(subject)
         if link is not None:
             link.down_since = None
+            link.ever_up = True
 
     def link_down(self, subject, now):
         link = self._links.get(subject)
@@ -87,7 +95,8 @@ class Detector:
         for subject, link in self._links.items():
             silent = now - link.last_heard
             if silent > timeout or (
-                    link.down_since is not None and now - link.down_since > grace):
+                    link.ever_up and link.down_since is not None
+                    and now - link.down_since > grace):
                 failing.append((subject, link))
             elif silent > probe_after and now - link.probed_at > probe_after:
                 link.probed_at = now
