@@ -94,6 +94,11 @@ class Rings:
         self._removed = set()
         self._added_keys = [[] for _ in range(k)]
         self._added_owners = [[] for _ in range(k)]
+        #: name -> tuple of its observers, for names on the rings. An entry
+        #: is dropped exactly when it changes: adding or removing X changes
+        #: the observers of X's predecessors (X's subjects) and nobody else's.
+        #: Folding the overlay (L{compact}) changes no neighbour.
+        self._observers = {}
 
     # -- membership of the rings ------------------------------------------
 
@@ -118,18 +123,22 @@ class Rings:
             return False
         if name in self._removed:
             self._removed.discard(name)
-            return True
-        self._added.add(name)
-        for r, pos in enumerate(positions(name, self.k)):
-            keys = self._added_keys[r]
-            i = bisect_left(keys, pos)
-            keys.insert(i, pos)
-            self._added_owners[r].insert(i, name)
+        else:
+            self._added.add(name)
+            for r, pos in enumerate(positions(name, self.k)):
+                keys = self._added_keys[r]
+                i = bisect_left(keys, pos)
+                keys.insert(i, pos)
+                self._added_owners[r].insert(i, name)
+        if self._observers:
+            self._forget_observers_around(name)
         return True
 
     def remove(self, name):
         if name not in self:
             return False
+        if self._observers:
+            self._forget_observers_around(name)
         if name in self._added:
             self._added.discard(name)
             for r in range(self.k):
@@ -158,7 +167,24 @@ class Rings:
 
     def observers(self, name):
         """Distinct successors of C{name} over the K rings (excluding itself)."""
-        return self._neighbours(name, True)
+        return list(self.observers_tuple(name))
+
+    def observers_tuple(self, name):
+        """L{observers} as a tuple, cached for members on the rings (do not modify)."""
+        found = self._observers.get(name)
+        if found is None:
+            found = tuple(self._neighbours(name, True))
+            if name in self:
+                self._observers[name] = found
+        return found
+
+    def _forget_observers_around(self, name):
+        # Called with name on the rings: its predecessors are the members
+        # whose successor on some ring is (or stops being) name.
+        cache = self._observers
+        cache.pop(name, None)
+        for subject in self._neighbours(name, False):
+            cache.pop(subject, None)
 
     def subjects(self, name):
         """Distinct predecessors of C{name} over the K rings: whom it watches."""
