@@ -203,12 +203,12 @@ class OnlyAffectedSuspectsAreEvaluated(unittest.TestCase):
         self.assertEqual(self.evaluated, [])
 
 
-class ObserverCache(unittest.TestCase):
+class NeighbourCache(unittest.TestCase):
     @settings(max_examples=60, deadline=None, derandomize=True)
     @given(st.integers(1, 8), st.lists(st.tuples(st.booleans(), st.integers(0, 40)),
                                       max_size=120),
            st.sets(st.integers(0, 40)), st.integers(0, 5))
-    def test_cached_observers_equal_fresh_ones(self, k, changes, start, compact_every):
+    def test_cached_neighbours_equal_fresh_ones(self, k, changes, start, compact_every):
         rings = Rings(k)
         for i in start:
             rings.add(f"m{i}")
@@ -217,6 +217,7 @@ class ObserverCache(unittest.TestCase):
             for name in [f"m{j}" for j in range(41)]:
                 if name in rings:
                     rings.observers_tuple(name)
+                    rings.subjects(name)
             (rings.add if add else rings.remove)(f"m{i}")
             if compact_every and step % compact_every == 0:
                 rings.compact()
@@ -224,3 +225,5 @@ class ObserverCache(unittest.TestCase):
                 if name in rings:
                     self.assertEqual(rings.observers_tuple(name),
                                      tuple(rings._neighbours(name, True)), (name, step))
+                    self.assertEqual(rings.subjects(name),
+                                     rings._neighbours(name, False), (name, step))

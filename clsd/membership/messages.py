@@ -137,7 +137,7 @@ def _checked_member(data, where):
 
 # -- pieces of gossip ----------------------------------------------------
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class MemberUpdate:
     """News about one member. C{age}: seconds since a death or leave (for reaping);
     C{reporters}: the observers whose reports made it dead (the evidence)."""

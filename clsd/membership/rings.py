@@ -94,11 +94,13 @@ class Rings:
         self._removed = set()
         self._added_keys = [[] for _ in range(k)]
         self._added_owners = [[] for _ in range(k)]
-        #: name -> tuple of its observers, for names on the rings. An entry
-        #: is dropped exactly when it changes: adding or removing X changes
-        #: the observers of X's predecessors (X's subjects) and nobody else's.
+        #: name -> tuple of its observers / subjects, for names on the
+        #: rings. An entry is dropped exactly when it changes: adding or
+        #: removing X changes the observers of X's subjects (its
+        #: predecessors) and the subjects of X's observers, nobody else's.
         #: Folding the overlay (L{compact}) changes no neighbour.
         self._observers = {}
+        self._subjects = {}
 
     # -- membership of the rings ------------------------------------------
 
@@ -130,15 +132,15 @@ class Rings:
                 i = bisect_left(keys, pos)
                 keys.insert(i, pos)
                 self._added_owners[r].insert(i, name)
-        if self._observers:
-            self._forget_observers_around(name)
+        if self._observers or self._subjects:
+            self._forget_neighbours_of(name)
         return True
 
     def remove(self, name):
         if name not in self:
             return False
-        if self._observers:
-            self._forget_observers_around(name)
+        if self._observers or self._subjects:
+            self._forget_neighbours_of(name)
         if name in self._added:
             self._added.discard(name)
             for r in range(self.k):
@@ -170,25 +172,31 @@ class Rings:
         return list(self.observers_tuple(name))
 
     def observers_tuple(self, name):
-        """L{observers} as a tuple, cached for members on the rings (do not modify)."""
-        found = self._observers.get(name)
-        if found is None:
-            found = tuple(self._neighbours(name, True))
-            if name in self:
-                self._observers[name] = found
-        return found
-
-    def _forget_observers_around(self, name):
-        # Called with name on the rings: its predecessors are the members
-        # whose successor on some ring is (or stops being) name.
-        cache = self._observers
-        cache.pop(name, None)
-        for subject in self._neighbours(name, False):
-            cache.pop(subject, None)
+        """L{observers} as a tuple, cached for members on the rings."""
+        return self._cached(self._observers, name, True)
 
     def subjects(self, name):
         """Distinct predecessors of C{name} over the K rings: whom it watches."""
-        return self._neighbours(name, False)
+        return list(self._cached(self._subjects, name, False))
+
+    def _cached(self, cache, name, forward):
+        found = cache.get(name)
+        if found is None:
+            found = tuple(self._neighbours(name, forward))
+            if name in self:
+                cache[name] = found
+        return found
+
+    def _forget_neighbours_of(self, name):
+        # Called with name on the rings: its predecessors are the members
+        # whose successor on some ring is (or stops being) name, and its
+        # successors those whose predecessor is.
+        observers = self._observers.pop(name, None) or self._neighbours(name, True)
+        subjects = self._subjects.pop(name, None) or self._neighbours(name, False)
+        for subject in subjects:
+            self._observers.pop(subject, None)
+        for observer in observers:
+            self._subjects.pop(observer, None)
 
     def _neighbours(self, name, forward):
         result = []
