@@ -40,6 +40,18 @@ class SharedRecords(unittest.TestCase):
                 from_wire(dict(good, updates=[dict(update, **{field: bad})]))
             self.assertIn(fragment, str(caught.exception))
 
+    def test_reports_and_plain_updates_are_shared_and_still_checked(self):
+        report = Report("alpha", 17, 3, "beta")
+        wire = Gossip((report, MemberUpdate(ALPHA))).to_wire()
+        first, second = from_wire(wire), from_wire(json.loads(json.dumps(wire)))
+        self.assertEqual(first.updates, (report, MemberUpdate(ALPHA)))
+        for a, b in zip(first.updates, second.updates):
+            self.assertIs(a, b)
+        for field, bad in [("g", True), ("i", 3.0), ("o", ""), ("n", 5)]:
+            with self.assertRaises(MessageError) as caught:
+                from_wire(dict(wire, updates=[dict(wire["updates"][0], **{field: bad})]))
+            self.assertIn(f"m.gossip.updates[0].{field}: must be", str(caught.exception))
+
     def test_the_wire_dict_of_an_update_is_built_once(self):
         update = MemberUpdate(ALPHA.evolve(state=State.DEAD), 3.0, ("beta",))
         self.assertIs(update.to_wire(), MemberUpdate(ALPHA.evolve(state=State.DEAD), 3.0,

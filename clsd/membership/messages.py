@@ -215,12 +215,36 @@ def _updates_from_wire(data, where):
     items = _list(data, "updates", where, MAX_UPDATES)
     result = []
     for index, item in enumerate(items):
+        # The common pieces (a plain record, a report) repeat across
+        # messages: each distinct one is checked and built once, and shared.
+        if type(item) is dict:
+            try:
+                kind = item.get("k")
+                if kind == "m" and len(item) == 6:  # k, n, a, g, i, s: no meta, age, reporters
+                    result.append(_plain_update(
+                        item["n"], item["a"], item["g"], item["i"], item["s"]))
+                    continue
+                if kind == "r" and len(item) == 5:  # k, n, g, i, o
+                    result.append(_report(item["n"], item["g"], item["i"], item["o"]))
+                    continue
+            except (KeyError, TypeError, MessageError):
+                pass  # checked again below, for the error that names the field
         here = f"{where}.updates[{index}]"
         kind = _field(item, "k", here)
         if kind not in _UPDATE_KINDS:
             raise MessageError(f"{here}.k: unknown kind {kind!r}")
         result.append(_UPDATE_KINDS[kind].from_wire(item, here))
     return tuple(result)
+
+
+@lru_cache(maxsize=1 << 16, typed=True)
+def _plain_update(name, address, generation, incarnation, state):
+    return MemberUpdate(_plain_member(name, address, generation, incarnation, state))
+
+
+@lru_cache(maxsize=1 << 16, typed=True)
+def _report(subject, generation, incarnation, observer):
+    return Report.from_wire({"n": subject, "g": generation, "i": incarnation, "o": observer})
 
 
 # -- messages ------------------------------------------------------------
