@@ -221,9 +221,13 @@ class NeighbourCache(unittest.TestCase):
             (rings.add if add else rings.remove)(f"m{i}")
             if compact_every and step % compact_every == 0:
                 rings.compact()
+            if step % 7 == 3:
+                rings.forget_neighbours()
             for name in [f"m{j}" for j in range(41)]:
                 if name in rings:
                     self.assertEqual(rings.observers_tuple(name),
                                      tuple(rings._neighbours(name, True)), (name, step))
+                    self.assertEqual(rings.subjects(name, cache=False),
+                                     rings._neighbours(name, False), (name, step))
                     self.assertEqual(rings.subjects(name),
                                      rings._neighbours(name, False), (name, step))

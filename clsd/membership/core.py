@@ -786,12 +786,16 @@ class Core:
         if self._suspects.pop(name, None) is not None:
             del self._suspect_order[name]
             self._affected.discard(name)
+            if not self._suspects:
+                # The neighbour caches serve the verdicts on suspects; empty,
+                # they cost nothing while the rings change (e.g. a mass join).
+                self._table.rings.forget_neighbours()
 
     # -- the overlay ----------------------------------------------------------------
 
     def _refresh_overlay(self):
         rings = self._table.rings
-        subjects = rings.subjects(self.name) if self.name in rings else []
+        subjects = rings.subjects(self.name, cache=False) if self.name in rings else []
         old = self._subjects
         wanted_addresses = {}
         for name in subjects:

@@ -175,9 +175,21 @@ class Rings:
         """L{observers} as a tuple, cached for members on the rings."""
         return self._cached(self._observers, name, True)
 
-    def subjects(self, name):
-        """Distinct predecessors of C{name} over the K rings: whom it watches."""
+    def subjects(self, name, cache=True):
+        """Distinct predecessors of C{name} over the K rings: whom it watches.
+
+        @param cache: keep the answer (cache=False for a one-off question:
+            while the caches are empty, changing the rings costs nothing extra).
+        """
+        if not cache:
+            found = self._subjects.get(name)
+            return list(found) if found is not None else self._neighbours(name, False)
         return list(self._cached(self._subjects, name, False))
+
+    def forget_neighbours(self):
+        """Empty the caches (e.g. nobody is suspect: nothing will be asked for a while)."""
+        self._observers.clear()
+        self._subjects.clear()
 
     def _cached(self, cache, name, forward):
         found = cache.get(name)
