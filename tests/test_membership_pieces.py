@@ -3,7 +3,7 @@
 import itertools
 
 import attrs
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
@@ -51,10 +51,12 @@ class ModelQueue:
 
 
 class Broadcasts(unittest.TestCase):
-    @settings(max_examples=200, deadline=None, derandomize=True)
+    @settings(max_examples=300, deadline=None, derandomize=True)
     @given(st.integers(1, 30), st.lists(st.tuples(
         st.sampled_from(["put", "put", "take", "take", "discard"]),
-        st.integers(0, 40), st.integers(1, 20), st.integers(1, 16)), max_size=200))
+        st.integers(0, 40), st.integers(1, 6), st.integers(1, 16)), min_size=10, max_size=200))
+    @example(10, [("put", 1, 1, 5), ("put", 2, 1, 5), ("put", 3, 1, 5), ("take", 0, 1, 5),
+                  ("take", 0, 3, 5)])
     def test_same_as_the_rule_spelt_out(self, max_items, steps):
         queue, model = BroadcastQueue(max_items), ModelQueue(max_items)
         for op, key, count, limit in steps:
