@@ -133,7 +133,10 @@ class Rings:
                 keys.insert(i, pos)
                 self._added_owners[r].insert(i, name)
         if self._observers or self._subjects:
-            self._forget_neighbours_of(name)
+            observers, subjects = self._forget_neighbours_of(name)
+            # Just computed on the new rings: keep them (the core asks next).
+            self._observers[name] = observers
+            self._subjects[name] = subjects
         return True
 
     def remove(self, name):
@@ -203,12 +206,17 @@ class Rings:
         # Called with name on the rings: its predecessors are the members
         # whose successor on some ring is (or stops being) name, and its
         # successors those whose predecessor is.
-        observers = self._observers.pop(name, None) or self._neighbours(name, True)
-        subjects = self._subjects.pop(name, None) or self._neighbours(name, False)
+        observers = self._observers.pop(name, None)
+        if observers is None:
+            observers = tuple(self._neighbours(name, True))
+        subjects = self._subjects.pop(name, None)
+        if subjects is None:
+            subjects = tuple(self._neighbours(name, False))
         for subject in subjects:
             self._observers.pop(subject, None)
         for observer in observers:
             self._subjects.pop(observer, None)
+        return observers, subjects
 
     def _neighbours(self, name, forward):
         result = []
