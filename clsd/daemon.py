@@ -141,9 +141,15 @@ class Daemon(MultiService):
     def _add_cluster(self, stack):
         """The peer network, the router and membership (see doc/architecture.md).
 
+        The generation of this start (peer hello and membership record) is
+        chosen larger than every previous one and stored in data_dir.
+
         @raise clsd.config.ConfigError: the [tls] files are unusable.
+        @raise clsd.membership.generation.GenerationError: the stored
+            generation cannot be read, or the new one cannot be stored.
         """
         from clsd.layers import node_registry
+        from clsd.membership.generation import next_generation
         from clsd.membership.service import MembershipService
         from clsd.wire.network import PeerNetwork
         from clsd.wire.router import Router
@@ -152,7 +158,8 @@ class Daemon(MultiService):
         self.router = Router()
         self.network = PeerNetwork.from_config(
             config, reactor=self.reactor, handler=self.router, registry=node_registry(),
-            settings=cluster_settings(config), monotonic=self._monotonic, join=())
+            settings=cluster_settings(config), monotonic=self._monotonic, join=(),
+            generation=next_generation(self.data_dir))
         self.network.setServiceParent(stack)
         self.membership = MembershipService(
             name=config.node.name, config=config.membership, network=self.network,

@@ -77,6 +77,7 @@ def makeService(options):
     from twisted.internet import reactor
 
     from clsd.daemon import Daemon
+    from clsd.membership.generation import GenerationError
 
     config = load_or_exit(options)
     prepare_data_dir_or_exit(config)
@@ -85,4 +86,7 @@ def makeService(options):
         return Daemon(config, reactor, overrides=options.overrides())
     except ConfigError as e:  # e.g. [tls] files unusable (read when the peer network is built)
         sys.stderr.write(f"clsd: configuration error: {e}\n")
+        raise SystemExit(2)
+    except GenerationError as e:  # data_dir/membership/generation unreadable or unwritable
+        sys.stderr.write(f"clsd: cannot start: {e}\n")
         raise SystemExit(2)

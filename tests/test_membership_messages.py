@@ -19,6 +19,48 @@ def roundtrip(message):
     return from_wire(json.loads(json.dumps(message.to_wire())))
 
 
+class SharedRecords(unittest.TestCase):
+    """Records are decoded once and encoded once; sharing must not loosen the checks."""
+
+    def test_the_same_record_decodes_to_the_same_member(self):
+        first = roundtrip(Gossip((MemberUpdate(ALPHA),))).updates[0].member
+        second = roundtrip(Gossip((MemberUpdate(ALPHA),))).updates[0].member
+        self.assertEqual(first, ALPHA)
+        self.assertIs(first, second)
+
+    def test_a_cached_record_does_not_admit_lookalikes(self):
+        good = Gossip((MemberUpdate(ALPHA),)).to_wire()
+        from_wire(good)  # now cached
+        update = good["updates"][0]
+        for field, bad, fragment in [("g", True, "updates[0].g: must be an integer"),
+                                     ("g", 17.0, "updates[0].g: must be an integer"),
+                                     ("i", False, "updates[0].i: must be an integer"),
+                                     ("n", ["alpha"], "updates[0].n: must be a string")]:
+            with self.assertRaises(MessageError) as caught:
+                from_wire(dict(good, updates=[dict(update, **{field: bad})]))
+            self.assertIn(fragment, str(caught.exception))
+
+    def test_reports_and_plain_updates_are_shared_and_still_checked(self):
+        report = Report("alpha", 17, 3, "beta")
+        wire = Gossip((report, MemberUpdate(ALPHA))).to_wire()
+        first, second = from_wire(wire), from_wire(json.loads(json.dumps(wire)))
+        self.assertEqual(first.updates, (report, MemberUpdate(ALPHA)))
+        for a, b in zip(first.updates, second.updates):
+            self.assertIs(a, b)
+        for field, bad in [("g", True), ("i", 3.0), ("o", ""), ("n", 5)]:
+            with self.assertRaises(MessageError) as caught:
+                from_wire(dict(wire, updates=[dict(wire["updates"][0], **{field: bad})]))
+            self.assertIn(f"m.gossip.updates[0].{field}: must be", str(caught.exception))
+
+    def test_the_wire_dict_of_an_update_is_built_once(self):
+        update = MemberUpdate(ALPHA.evolve(state=State.DEAD), 3.0, ("beta",))
+        self.assertIs(update.to_wire(), MemberUpdate(ALPHA.evolve(state=State.DEAD), 3.0,
+                                                     ("beta",)).to_wire())
+        self.assertEqual(update.to_wire(), {"n": "alpha", "a": "127.0.0.11:7400", "g": 17,
+                                            "i": 3, "s": "dead", "k": "m", "age": 3.0,
+                                            "by": ["beta"]})
+
+
 class RoundTrip(unittest.TestCase):
     def test_every_message(self):
         updates = (MemberUpdate(ALPHA), MemberUpdate(ALPHA.evolve(state=State.DEAD), 12.5,

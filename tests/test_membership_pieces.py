@@ -1,6 +1,10 @@
 """Unit tests of the small pieces: broadcast queue, awareness, cut rule, detector."""
 
+import itertools
+
 import attrs
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.membership.awareness import Awareness
@@ -15,7 +19,57 @@ class Item:
     payload: int = 0
 
 
+class ModelQueue:
+    """The queue's rule spelt out slowly: least sent first; among equals, the
+    one that reached its send count last; dropped after C{limit} sends; when
+    full, the oldest of the most sent is dropped."""
+
+    def __init__(self, max_items):
+        self.max_items = max_items
+        self.entries = {}  # key -> [item, sent, seq]
+        self.seq = itertools.count()
+
+    def put(self, item):
+        self.entries[item.key] = [item, 0, next(self.seq)]
+        if len(self.entries) > self.max_items:
+            most = max(e[1] for e in self.entries.values())
+            oldest = min((e[2], k) for k, e in self.entries.items() if e[1] == most)[1]
+            del self.entries[oldest]
+
+    def discard(self, key):
+        self.entries.pop(key, None)
+
+    def take(self, count, limit):
+        order = sorted(self.entries.items(), key=lambda kv: (kv[1][1], -kv[1][2]))[:count]
+        for key, entry in order:
+            entry[1] += 1
+            if entry[1] >= limit:
+                del self.entries[key]
+            else:
+                entry[2] = next(self.seq)
+        return [entry[0] for _, entry in order]
+
+
 class Broadcasts(unittest.TestCase):
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.integers(1, 30), st.lists(st.tuples(
+        st.sampled_from(["put", "put", "take", "take", "discard"]),
+        st.integers(0, 40), st.integers(1, 6), st.integers(1, 16)), min_size=10, max_size=200))
+    @example(10, [("put", 1, 1, 5), ("put", 2, 1, 5), ("put", 3, 1, 5), ("take", 0, 1, 5),
+                  ("take", 0, 3, 5)])
+    def test_same_as_the_rule_spelt_out(self, max_items, steps):
+        queue, model = BroadcastQueue(max_items), ModelQueue(max_items)
+        for op, key, count, limit in steps:
+            if op == "put":
+                queue.put(Item(str(key), count))
+                model.put(Item(str(key), count))
+            elif op == "discard":
+                queue.discard(str(key))
+                model.discard(str(key))
+            else:
+                self.assertEqual(queue.take(count, limit), model.take(count, limit))
+            self.assertEqual(len(queue), len(model.entries))
+
     def test_newer_news_replaces_older_with_the_same_key(self):
         queue = BroadcastQueue()
         queue.put(Item("a", 1))

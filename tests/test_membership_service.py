@@ -10,7 +10,7 @@ from clsd.config.membership import MembershipConfig
 from clsd.events import EventLog
 from clsd.layers import membership_message
 from clsd.membership import core as mcore
-from clsd.membership.members import Member, State
+from clsd.membership.members import IN_RING, Member, State, decode_meta
 from clsd.membership.messages import Gossip, Heartbeat, JoinAck, MemberUpdate, Watch
 from clsd.membership.service import MembershipService, split_address
 from clsd.wire.router import Router
@@ -139,6 +139,38 @@ class ServiceTests(unittest.TestCase):
         deliver(self.router, "beta", Heartbeat(7, 0))
         self.assertEqual(service.core.received, before + 2)
         self.assertEqual([m.type for n, m in self.network.sent], ["m.heartbeat"])
+
+    def test_live_view_follows_the_core_and_listeners_hear_only_changes(self):
+        service = self.service(seeds=())
+
+        def recomputed():
+            return {i.member.name: (decode_meta(i.member.meta) if i.member.meta else None)
+                    for i in service.core.members()
+                    if i.member.name != "alpha" and i.member.state in IN_RING}
+
+        told = len(self.seen)
+        beta = Member("beta", "127.0.0.12:7400", 7, 0, State.ALIVE)
+        gamma = Member("gamma", "127.0.0.13:7400", 7, 0, State.ALIVE, meta='{"a":1}')
+        steps = [
+            MemberUpdate(beta), MemberUpdate(gamma),
+            MemberUpdate(gamma.evolve(incarnation=1, meta='{"a":2}')),   # meta only
+            MemberUpdate(beta.evolve(incarnation=1)),                    # no visible change
+            MemberUpdate(beta.evolve(incarnation=1, state=State.SUSPECT)),
+            MemberUpdate(gamma.evolve(incarnation=2, meta='{"a":2}', state=State.LEFT)),
+            MemberUpdate(gamma.evolve(generation=8, incarnation=0)),    # restarted
+        ]
+        expected_calls = [1, 1, 1, 0, 0, 1, 1]
+        for update, calls in zip(steps, expected_calls):
+            deliver(self.router, "beta", Gossip((update,)))
+            self.assertEqual(service.live_members(), recomputed())
+            self.assertEqual(len(self.seen) - told, calls, update)
+            told = len(self.seen)
+            self.assertEqual(self.seen[-1], recomputed())
+        self.assertEqual(service.live_members(), {"beta": None, "gamma": {"a": 1}})
+        # A listener added later is told the current view at once.
+        late = []
+        service.add_listener(late.append)
+        self.assertEqual(late, [{"beta": None, "gamma": {"a": 1}}])
 
     def test_force_remove_errors_reach_the_caller(self):
         service = self.service(seeds=())

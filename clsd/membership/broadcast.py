@@ -15,6 +15,9 @@ class BroadcastQueue:
         #: insertion order, so popitem() gives the newest).
         self._levels = [{}]
         self._level_of = {}
+        #: Every level below this one is empty (a heartbeat's take then
+        #: skips them); empty levels at the top are trimmed.
+        self._low = 0
 
     def __len__(self):
         return len(self._level_of)
@@ -30,6 +33,7 @@ class BroadcastQueue:
             del self._levels[level][key]
         self._levels[0][key] = item
         self._level_of[key] = 0
+        self._low = 0
         if len(self._level_of) > self.max_items:
             self._drop_most_sent()
 
@@ -43,7 +47,10 @@ class BroadcastQueue:
         taken = []
         moved = []
         levels = self._levels
-        for level, items in enumerate(levels):
+        level = self._low
+        top = len(levels)
+        while level < top:
+            items = levels[level]
             while items and len(taken) < count:
                 key, item = items.popitem()
                 taken.append(item)
@@ -53,11 +60,16 @@ class BroadcastQueue:
                     del self._level_of[key]
             if len(taken) >= count:
                 break
+            level += 1
+        # Levels below `level` are drained now; the moved pieces go one up.
+        self._low = min(level, moved[0][0]) if moved else level
         for level, key, item in moved:
             while len(levels) <= level:
                 levels.append({})
             levels[level][key] = item
             self._level_of[key] = level
+        while len(levels) > 1 and not levels[-1]:
+            levels.pop()
         return taken
 
     def _drop_most_sent(self):

@@ -21,6 +21,8 @@ Contract with the shell:
     fire C{TimerFired(name)} at monotonic time C{at}.
 """
 
+import heapq
+import itertools
 import random
 from functools import lru_cache
 
@@ -207,7 +209,9 @@ class Core:
         self._transient = {}        # address -> expiry: seeds, reconnect probes
         self._seeds = ()
         self._sync_on_connect = set()
-        self._suspects = {}
+        self._suspects = {}         # name -> since (insertion order: evaluation order)
+        self._suspect_order = {}    # name -> its position in that order
+        self._suspect_serials = itertools.count()
         self._gone = {}             # name -> since (dead or left)
         self._tombstones = {}       # name -> (member, forget_at)
         self._info = {}             # name -> (since, reason)
@@ -216,7 +220,12 @@ class Core:
         self._gossip_set = False
         self._check_at = None
         self._rings_dirty = True
-        self._suspects_dirty = False
+        #: Suspects whose verdict may have changed since they were last
+        #: evaluated (a report about them; one of their observers changed
+        #: health or joined or left the rings): only these are re-evaluated.
+        self._affected = set()
+        self._pass = None           # the evaluation pass under way: a heap of (order, name)
+        self._pass_at = -1          # the order of the suspect being evaluated
         self._out = None
         self.now = None
         #: Counters for tests, metrics and benchmarks.
@@ -263,6 +272,9 @@ class Core:
 
     def observers_of(self, name):
         return self._table.rings.observers(name)
+
+    def _observers(self, name):
+        return self._table.rings.observers_tuple(name)
 
     @property
     def subjects(self):
@@ -331,21 +343,23 @@ class Core:
         self.now = now
 
     def _finish(self):
-        for _ in range(100):
-            if self._rings_dirty:
-                self._rings_dirty = False
-                self._refresh_overlay()
-            if self._suspects_dirty:
-                self._suspects_dirty = False
-                for subject in list(self._suspects):
-                    self._evaluate(subject)
-            if not (self._rings_dirty or self._suspects_dirty):
-                break
+        self._settle()
         if self._queue and not self._gossip_set and self.phase in (JOINING, MEMBER, LEAVING):
             self._gossip_set = True
             self._emit(SetTimer(GOSSIP, self.now + self.config.gossip_interval * _FIRST_PUSH))
         out, self._out = self._out, None
         return out
+
+    def _settle(self):
+        """Bring the overlay and the verdicts on suspects up to date with the list."""
+        for _ in range(100):
+            if self._rings_dirty:
+                self._rings_dirty = False
+                self._refresh_overlay()
+            if self._affected:
+                self._evaluate_affected()
+            if not (self._rings_dirty or self._affected):
+                break
 
     def _emit(self, action):
         self._out.append(action)
@@ -576,7 +590,7 @@ class Core:
             self._accept(member.evolve(state=State.SUSPECT, incarnation=report.incarnation),
                          f"reported unreachable by {report.observer}",
                          reporters=(report.observer,), gossip=False)
-        self._suspects_dirty = True
+        self._affect(subject)
 
     def _check_suspects(self):
         """The slow path: suspicion that nobody refuted in time is a death."""
@@ -585,7 +599,7 @@ class Core:
             if self.now - since >= timeout:
                 member = self._table.get(subject)
                 reported = self._reports.reporters(subject, member.version)
-                reporters = tuple(o for o in self._table.rings.observers(subject)
+                reporters = tuple(o for o in self._observers(subject)
                                   if o in reported)[:MAX_REPORTERS]
                 self._accept(
                     member.evolve(state=State.DEAD),
@@ -593,15 +607,55 @@ class Core:
                     + (f" (reported by {', '.join(reporters)})" if reporters else ""),
                     reporters=reporters)
 
+    def _affect(self, name):
+        """Suspect C{name} must be evaluated again before this event ends.
+
+        Evaluating every suspect after every change gives the same result
+        (a suspect whose reports, observers and observers' health did not
+        change keeps its verdict) at O(suspects) evaluations per event; this
+        keeps the order of that full pass: suspects in the order they became
+        suspect, one affected during a pass joining it if it comes later.
+        """
+        order = self._suspect_order.get(name)
+        if order is None:
+            return
+        if self._pass is not None and order > self._pass_at:
+            heapq.heappush(self._pass, (order, name))
+        else:
+            self._affected.add(name)
+
+    def _affect_watched_by(self, name):
+        """The suspects that C{name} (on the rings now) observes: its health counts for them."""
+        for subject in self._table.rings.subjects(name):
+            self._affect(subject)
+
+    def _evaluate_affected(self):
+        order = self._suspect_order
+        affected, self._affected = self._affected, set()
+        self._pass = heap = [(order[name], name) for name in affected if name in order]
+        heapq.heapify(heap)
+        done = set()
+        try:
+            while heap:
+                at, subject = heapq.heappop(heap)
+                if subject in done:
+                    continue
+                done.add(subject)
+                self._pass_at = at
+                self._evaluate(subject)
+        finally:
+            self._pass = None
+            self._pass_at = -1
+
     def _evaluate(self, subject):
         member = self._table.get(subject)
         if member is None or member.state is not State.SUSPECT:
-            self._suspects.pop(subject, None)
+            self._drop_suspect(subject)
             return
         reporters = self._reports.reporters(subject, member.version)
         if not reporters:
             return
-        observers = self._table.rings.observers(subject)
+        observers = self._observers(subject)
         healthy = set()
         for name in observers:
             record = self._table.get(name)
@@ -690,7 +744,18 @@ class Core:
         name = member.name
         now = self.now
         old = self._table.get(name)
+        healthy = member.state is State.ALIVE
+        # Whom this member observes: its health (or its place on the rings)
+        # counts in their verdicts. Taken while it is on the rings.
+        watch_change = bool(self._suspects) and (
+            (old is not None and old.state is State.ALIVE) != healthy
+            or (old is not None and old.in_ring) != member.in_ring)
+        if watch_change and old is not None and old.in_ring:
+            self._affect_watched_by(name)
+            watch_change = False
         self._table.set(member, now)
+        if watch_change and member.in_ring:
+            self._affect_watched_by(name)
         if old is not None and (not member.in_ring or old.generation != member.generation or (
                 member.state is State.ALIVE and old.version != member.version)):
             # A refutation, a new life or the end of one: old reports are void,
@@ -705,15 +770,14 @@ class Core:
             self._gone.pop(name, None)
         if member.state is State.SUSPECT:
             if old is None or old.state is not State.SUSPECT or old.version != member.version:
+                if name not in self._suspects:
+                    self._suspect_order[name] = next(self._suspect_serials)
                 self._suspects[name] = now
+            self._affect(name)
         else:
-            self._suspects.pop(name, None)
+            self._drop_suspect(name)
         if old is None or old.in_ring != member.in_ring:
             self._rings_dirty = True
-            self._suspects_dirty = bool(self._suspects)
-        elif old.state != member.state:
-            # Observers' health changed: suspects may now meet the rule.
-            self._suspects_dirty = bool(self._suspects)
         if gossip:
             self._queue.put(MemberUpdate(member, age, reporters))
         if old is None or old.state != member.state or old.generation != member.generation:
@@ -721,11 +785,20 @@ class Core:
         elif old.meta != member.meta:
             self._emit(MetaChanged(member))
 
+    def _drop_suspect(self, name):
+        if self._suspects.pop(name, None) is not None:
+            del self._suspect_order[name]
+            self._affected.discard(name)
+            if not self._suspects:
+                # The neighbour caches serve the verdicts on suspects; empty,
+                # they cost nothing while the rings change (e.g. a mass join).
+                self._table.rings.forget_neighbours()
+
     # -- the overlay ----------------------------------------------------------------
 
     def _refresh_overlay(self):
         rings = self._table.rings
-        subjects = rings.subjects(self.name) if self.name in rings else []
+        subjects = rings.subjects(self.name, cache=False) if self.name in rings else []
         old = self._subjects
         wanted_addresses = {}
         for name in subjects:

@@ -99,6 +99,29 @@ def _meta(data, where):
 
 
 def member_from_wire(data, where):
+    """The L{Member} of a wire record; L{MessageError} names the bad field.
+
+    The same records arrive again and again (gossip repeats each piece,
+    anti-entropy resends lists): a record without meta is checked and built
+    once, and its L{Member} shared, so that a node holding it already sees
+    the very object it has.
+    """
+    if type(data) is dict and "d" not in data:
+        try:
+            return _plain_member(data["n"], data["a"], data["g"], data["i"], data["s"])
+        except (KeyError, TypeError, MessageError):
+            pass  # checked again below, for the error that names the field
+    return _checked_member(data, where)
+
+
+@lru_cache(maxsize=1 << 16, typed=True)
+def _plain_member(name, address, generation, incarnation, state):
+    # typed: 1, 1.0 and True are different keys (only the first is valid).
+    fields = {"n": name, "a": address, "g": generation, "i": incarnation, "s": state}
+    return _checked_member(fields, "record")
+
+
+def _checked_member(data, where):
     state = _str(data, "s", where, 16)
     if state not in _STATES:
         raise MessageError(f"{where}.s: unknown state {state!r}")
@@ -114,7 +137,7 @@ def member_from_wire(data, where):
 
 # -- pieces of gossip ----------------------------------------------------
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class MemberUpdate:
     """News about one member. C{age}: seconds since a death or leave (for reaping);
     C{reporters}: the observers whose reports made it dead (the evidence)."""
@@ -128,13 +151,8 @@ class MemberUpdate:
         return ("m", self.member.name)
 
     def to_wire(self):
-        data = member_to_wire(self.member)
-        data["k"] = "m"
-        if self.age:
-            data["age"] = round(self.age, 1)
-        if self.reporters:
-            data["by"] = list(self.reporters)
-        return data
+        """The wire dict; shared between calls for the same update: do not modify it."""
+        return _update_to_wire(self)
 
     @classmethod
     def from_wire(cls, data, where="update"):
@@ -148,6 +166,19 @@ class MemberUpdate:
                 for index, item in enumerate(items)
             )
         return cls(member=member, age=age, reporters=reporters)
+
+
+@lru_cache(maxsize=1 << 14)
+def _update_to_wire(update):
+    # One piece of news goes out many times (to each neighbour, on each
+    # retransmission): build its dict once. The encoder only reads it.
+    data = member_to_wire(update.member)
+    data["k"] = "m"
+    if update.age:
+        data["age"] = round(update.age, 1)
+    if update.reporters:
+        data["by"] = list(update.reporters)
+    return data
 
 
 @attrs.frozen
@@ -184,12 +215,36 @@ def _updates_from_wire(data, where):
     items = _list(data, "updates", where, MAX_UPDATES)
     result = []
     for index, item in enumerate(items):
+        # The common pieces (a plain record, a report) repeat across
+        # messages: each distinct one is checked and built once, and shared.
+        if type(item) is dict:
+            try:
+                kind = item.get("k")
+                if kind == "m" and len(item) == 6:  # k, n, a, g, i, s: no meta, age, reporters
+                    result.append(_plain_update(
+                        item["n"], item["a"], item["g"], item["i"], item["s"]))
+                    continue
+                if kind == "r" and len(item) == 5:  # k, n, g, i, o
+                    result.append(_report(item["n"], item["g"], item["i"], item["o"]))
+                    continue
+            except (KeyError, TypeError, MessageError):
+                pass  # checked again below, for the error that names the field
         here = f"{where}.updates[{index}]"
         kind = _field(item, "k", here)
         if kind not in _UPDATE_KINDS:
             raise MessageError(f"{here}.k: unknown kind {kind!r}")
         result.append(_UPDATE_KINDS[kind].from_wire(item, here))
     return tuple(result)
+
+
+@lru_cache(maxsize=1 << 16, typed=True)
+def _plain_update(name, address, generation, incarnation, state):
+    return MemberUpdate(_plain_member(name, address, generation, incarnation, state))
+
+
+@lru_cache(maxsize=1 << 16, typed=True)
+def _report(subject, generation, incarnation, observer):
+    return Report.from_wire({"n": subject, "g": generation, "i": incarnation, "o": observer})
 
 
 # -- messages ------------------------------------------------------------

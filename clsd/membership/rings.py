@@ -94,6 +94,13 @@ class Rings:
         self._removed = set()
         self._added_keys = [[] for _ in range(k)]
         self._added_owners = [[] for _ in range(k)]
+        #: name -> tuple of its observers / subjects, for names on the
+        #: rings. An entry is dropped exactly when it changes: adding or
+        #: removing X changes the observers of X's subjects (its
+        #: predecessors) and the subjects of X's observers, nobody else's.
+        #: Folding the overlay (L{compact}) changes no neighbour.
+        self._observers = {}
+        self._subjects = {}
 
     # -- membership of the rings ------------------------------------------
 
@@ -118,18 +125,25 @@ class Rings:
             return False
         if name in self._removed:
             self._removed.discard(name)
-            return True
-        self._added.add(name)
-        for r, pos in enumerate(positions(name, self.k)):
-            keys = self._added_keys[r]
-            i = bisect_left(keys, pos)
-            keys.insert(i, pos)
-            self._added_owners[r].insert(i, name)
+        else:
+            self._added.add(name)
+            for r, pos in enumerate(positions(name, self.k)):
+                keys = self._added_keys[r]
+                i = bisect_left(keys, pos)
+                keys.insert(i, pos)
+                self._added_owners[r].insert(i, name)
+        if self._observers or self._subjects:
+            observers, subjects = self._forget_neighbours_of(name)
+            # Just computed on the new rings: keep them (the core asks next).
+            self._observers[name] = observers
+            self._subjects[name] = subjects
         return True
 
     def remove(self, name):
         if name not in self:
             return False
+        if self._observers or self._subjects:
+            self._forget_neighbours_of(name)
         if name in self._added:
             self._added.discard(name)
             for r in range(self.k):
@@ -158,11 +172,51 @@ class Rings:
 
     def observers(self, name):
         """Distinct successors of C{name} over the K rings (excluding itself)."""
-        return self._neighbours(name, True)
+        return list(self.observers_tuple(name))
 
-    def subjects(self, name):
-        """Distinct predecessors of C{name} over the K rings: whom it watches."""
-        return self._neighbours(name, False)
+    def observers_tuple(self, name):
+        """L{observers} as a tuple, cached for members on the rings."""
+        return self._cached(self._observers, name, True)
+
+    def subjects(self, name, cache=True):
+        """Distinct predecessors of C{name} over the K rings: whom it watches.
+
+        @param cache: keep the answer (cache=False for a one-off question:
+            while the caches are empty, changing the rings costs nothing extra).
+        """
+        if not cache:
+            found = self._subjects.get(name)
+            return list(found) if found is not None else self._neighbours(name, False)
+        return list(self._cached(self._subjects, name, False))
+
+    def forget_neighbours(self):
+        """Empty the caches (e.g. nobody is suspect: nothing will be asked for a while)."""
+        self._observers.clear()
+        self._subjects.clear()
+
+    def _cached(self, cache, name, forward):
+        found = cache.get(name)
+        if found is None:
+            found = tuple(self._neighbours(name, forward))
+            if name in self:
+                cache[name] = found
+        return found
+
+    def _forget_neighbours_of(self, name):
+        # Called with name on the rings: its predecessors are the members
+        # whose successor on some ring is (or stops being) name, and its
+        # successors those whose predecessor is.
+        observers = self._observers.pop(name, None)
+        if observers is None:
+            observers = tuple(self._neighbours(name, True))
+        subjects = self._subjects.pop(name, None)
+        if subjects is None:
+            subjects = tuple(self._neighbours(name, False))
+        for subject in subjects:
+            self._observers.pop(subject, None)
+        for observer in observers:
+            self._subjects.pop(observer, None)
+        return observers, subjects
 
     def _neighbours(self, name, forward):
         result = []

@@ -20,7 +20,9 @@ C{LeaveDone}         the Deferred of L{stopService} fires
 
 Listeners (L{add_listener}) receive C{{name: meta_dict_or_None}} of every live
 member but this node (alive or suspect: a suspect may still refute) whenever
-that changes: that is how ownership learns who is up and what it holds.
+that changes: that is how ownership learns who is up and what it holds. The
+view is kept up to date from the core's C{MemberChanged} and C{MetaChanged}
+actions (O(1) per change); it is copied only when there is a listener to tell.
 """
 
 import time
@@ -87,7 +89,10 @@ class MembershipService(Service):
         self._timers = {}
         self._listeners = []
         self._change_listeners = []
-        self._last_live = None
+        #: The live members but this node: name -> decoded meta (None if none).
+        self._live = {}
+        #: Whether listeners have not yet been told the current view.
+        self._live_changed = True
         self._leave_waiters = []
         self._left = False
         router.route([t.name for t in MEMBERSHIP_TYPES], self._received)
@@ -103,12 +108,21 @@ class MembershipService(Service):
 
     def live_members(self):
         """C{{name: meta dict or None}} of the live members other than this node."""
-        result = {}
-        for info in self.core.members():
-            member = info.member
-            if member.name != self.node_name and member.state in IN_RING:
-                result[member.name] = decode_meta(member.meta) if member.meta else None
-        return result
+        return dict(self._live)
+
+    def _track_live(self, member, removed=False):
+        """Keep L{live_members} up to date with one changed record."""
+        name = member.name
+        if name == self.node_name:
+            return
+        if removed or member.state not in IN_RING:
+            if self._live.pop(name, _ABSENT) is not _ABSENT:
+                self._live_changed = True
+            return
+        meta = decode_meta(member.meta) if member.meta else None
+        if self._live.get(name, _ABSENT) != meta:
+            self._live[name] = meta
+            self._live_changed = True
 
     def set_meta(self, meta):
         """Publish C{meta} (a small JSON-able dict) about this node; MetaError if unfit."""
@@ -149,6 +163,8 @@ class MembershipService(Service):
         advertise = self.network.advertise or self.network.listen_address
         self.core = Core(self.node_name, format_host_port(advertise), generation,
                          self.config, rng=self._rng, cache=self._cache)
+        for info in self.core.members():
+            self._track_live(info.member)
         if self._pending_meta is not None:
             self.core.set_meta(self._pending_meta, self._monotonic())
         self.events.record("membership", self.node_name, "joining",
@@ -231,8 +247,10 @@ class MembershipService(Service):
                     pass
             elif kind is MemberChanged:
                 self._member_changed(action)
+                self._track_live(action.member, action.removed)
                 members_changed = True
             elif kind is MetaChanged:
+                self._track_live(action.member)
                 members_changed = True
             elif kind is Joined:
                 self.events.record("membership", self.node_name, "joined the cluster",
@@ -273,12 +291,17 @@ class MembershipService(Service):
         self._change_listeners.append(listener)
 
     def _notify(self):
-        live = self.live_members()
-        if live == self._last_live:
+        if not self._live_changed:
             return
-        self._last_live = live
+        self._live_changed = False
+        if not self._listeners:
+            return  # a listener added later is given the view at once
+        live = self.live_members()
         for listener in self._listeners:
             try:
                 listener(live)
             except Exception:
                 self.log.failure("membership listener {listener} failed", listener=listener)
+
+
+_ABSENT = object()

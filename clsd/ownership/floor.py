@@ -3,12 +3,14 @@
 A voter keeps no lease state on disk (PaxosLease is diskless); only the
 *floor* of its epoch counters is stored, so that fencing tokens keep growing
 across a restart of every voter (see doc/ownership.md, "Epochs").  The value
-is written to a temporary file, fsynced, renamed over the old one, and the
-directory fsynced: after a crash the file holds the old value or the new one,
-never a torn mix, and a value reported as written survives a power loss.
+is written durably (L{clsd.durable.write_durably}: temporary file, fsync,
+rename, fsync of the directory): after a crash the file holds the old value
+or the new one, never a torn mix.
 """
 
 import os
+
+from clsd.durable import write_durably
 
 #: Where, under ``[node] data_dir``.
 FLOOR_FILE = os.path.join("ownership", "epoch-floor")
@@ -48,19 +50,4 @@ def write_floor(data_dir, value):
     """Store C{value} durably (temp file, fsync, rename, fsync the directory)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"an epoch floor must be a non-negative integer, got {value!r}")
-    path = floor_path(data_dir)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    temp = path + ".tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, f"{value}\n".encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-    dfd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_durably(floor_path(data_dir), f"{value}\n".encode("ascii"))
