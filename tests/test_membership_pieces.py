@@ -141,6 +141,8 @@ class CutRule(unittest.TestCase):
             (set(OBS[:6]), everyone, True),                 # H of K
             ({"o1", "o2"}, {"o1", "o2"}, True),             # all healthy observers agree
             ({"o1"}, {"o1", "o2"}, False),
+            ({"o1"}, {"o1"}, False),                        # one report, the others suspect
+            ({"o1", "o2"}, {"o1", "o2", "x"}, True),        # non-observers' health is no matter
             (set(OBS[:6]), set(OBS[6:]), False),            # reports of suspects do not count
             ({"o7", "x", "y", "z", "w", "v"}, everyone, False),  # non-observers do not count
         ]:

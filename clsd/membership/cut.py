@@ -5,7 +5,12 @@ consensus needs: a node is declared failed when at least H of its distinct
 observers that are themselves healthy report it (H capped at the number of
 observers in small clusters), or when every one of its healthy observers has
 reported it (its other observers are suspect or gone, e.g. on the far side of
-a partition). One flaky observer can therefore never evict anyone.
+a partition) and they are at least two, unless the subject has only one
+observer at all. One flaky observer can therefore never evict anyone: not
+even while the others are merely suspect, as many are while a large cluster
+joins (before this bound, one report in "1 of 8 observers" caused most of
+the false deaths of a loaded 64-node join). The suspicion timeout remains
+the slow path for a subject with a single healthy observer left.
 Reports belong to one life of the subject (generation, incarnation): when the
 subject refutes, they are all void.
 """
@@ -27,7 +32,9 @@ def is_failed(observers, reporters, healthy, quorum):
     reporting = sum(1 for name in watching if name in reporters)
     if reporting == 0:
         return False
-    return reporting >= quorum_for(len(observers), quorum) or reporting == len(watching)
+    if reporting >= quorum_for(len(observers), quorum):
+        return True
+    return reporting == len(watching) and reporting >= min(2, len(observers))
 
 
 class Reports:
