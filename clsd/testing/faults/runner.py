@@ -17,7 +17,7 @@ import time
 import attrs
 
 from clsd.testing import checker
-from clsd.testing.faults import topology
+from clsd.testing.faults import availability, topology
 from clsd.testing.faults.clock import ClockJump
 from clsd.testing.faults.cpu import CpuStarvation
 from clsd.testing.faults.process import Pause
@@ -506,5 +506,12 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
         capacity=scenario.capacity(launcher), faults=checker_faults(run),
     )
     final = checker.check(records, capacity=scenario.capacity(launcher))
+    bound = None
+    if hasattr(scenario, "layout"):
+        bound = availability.judge(
+            [r for r in records.records if r.t <= run.ended_at], availability.changes_of(run),
+            scenario.layout(launcher), start=run.started_at, end=run.ended_at,
+            bound=availability.bound_for(scenario.timing))
     return reporting.build(schedule=schedule, run=run, scenario=scenario, final=final,
-                           during=during, log_problems=launcher.log_problems(), replay=replay)
+                           during=during, log_problems=launcher.log_problems(), replay=replay,
+                           bound=bound)
