@@ -54,7 +54,8 @@ class SupervisedScenario:
         return {}
 
     def expected_clusters(self, launcher):
-        return [f"{name}-solo" for name in launcher.nodes if name not in launcher.spares]
+        spares = getattr(launcher, "spares", ())
+        return [f"{name}-solo" for name in launcher.nodes if name not in spares]
 
 
 class DaemonsScenario:
