@@ -25,41 +25,41 @@ def beats(node, cluster, begin, end, *, slot=None, every=0.1, instance=None):
 
 class RequiredTests(unittest.TestCase):
     def test_nothing_wrong_everything_required(self):
-        self.assertEqual(required([], THREE, 1.0, 10.0), {"c1": 1, "c2": 1, "nx": 2})
+        self.assertEqual(required([], THREE, 1.0), {"c1": 1, "c2": 1, "nx": 2})
 
     def test_isolated_holder_leaves_the_standby_with_the_majority(self):
         isolate = Change("isolate", ("n1",), {}, 1.0, 5.0)
-        self.assertEqual(required([isolate], THREE, 2.0, 10.0), {"c1": 1, "c2": 1, "nx": 1})
-        self.assertEqual(required([isolate], THREE, 5.0, 10.0), {"c1": 1, "c2": 1, "nx": 2})
+        self.assertEqual(required([isolate], THREE, 2.0), {"c1": 1, "c2": 1, "nx": 1})
+        self.assertEqual(required([isolate], THREE, 5.0), {"c1": 1, "c2": 1, "nx": 2})
 
     def test_no_clean_majority_excuses_everything(self):
         # n1 killed and the witness paused: one clean voter of three.
         changes = [Change("kill_daemon", ("n1",), {}, 1.0, 6.0),
                    Change("pause_daemon", ("n3",), {}, 2.0, 4.0)]
-        self.assertEqual(required(changes, THREE, 3.0, 10.0), {"c1": 0, "c2": 0, "nx": 0})
-        self.assertEqual(required(changes, THREE, 4.5, 10.0), {"c1": 1, "c2": 1, "nx": 1})
+        self.assertEqual(required(changes, THREE, 3.0), {"c1": 0, "c2": 0, "nx": 0})
+        self.assertEqual(required(changes, THREE, 4.5), {"c1": 1, "c2": 1, "nx": 1})
 
     def test_bridge_and_ring_excuse_everything(self):
         ring = Change("ring", ("n1", "n2", "n3", "n4", "n5"), {}, 1.0, 6.0)
-        self.assertEqual(set(required([ring], FIVE, 2.0, 10.0).values()), {0})
+        self.assertEqual(set(required([ring], FIVE, 2.0).values()), {0})
 
     def test_minority_side_of_a_split(self):
         split = Change("split", ("n1", "n2"), {"groups": [["n1", "n2"], ["n3", "n4", "n5"]]},
                        1.0, 6.0)
-        need = required([split], FIVE, 2.0, 10.0)
+        need = required([split], FIVE, 2.0)
         # c1 = n1/n2, both on the minority side; c3 = n3/n4 on the majority side.
         self.assertEqual((need["c1"], need["c3"]), (0, 1))
 
     def test_joined_spare_is_a_candidate_and_a_leave_removes_a_node(self):
         changes = [Change("join", ("j1",), {"stays": True}, 1.0, None),
                    Change("leave", ("n1",), {}, 2.0, 8.0)]
-        self.assertEqual(required(changes, THREE, 3.0, 10.0), {"c1": 1, "c2": 1, "nx": 2})
-        self.assertEqual(required(changes[1:], THREE, 3.0, 10.0)["nx"], 1)
+        self.assertEqual(required(changes, THREE, 3.0), {"c1": 1, "c2": 1, "nx": 2})
+        self.assertEqual(required(changes[1:], THREE, 3.0)["nx"], 1)
 
     def test_clock_jump_and_hung_service_do_not_excuse(self):
         changes = [Change("clock_jump", ("n1",), {"seconds": 300}, 1.0, 6.0),
                    Change("pause_service", ("n2",), {}, 1.0, 6.0)]
-        self.assertEqual(required(changes, THREE, 3.0, 10.0), {"c1": 1, "c2": 1, "nx": 2})
+        self.assertEqual(required(changes, THREE, 3.0), {"c1": 1, "c2": 1, "nx": 2})
 
 
 class RunningCountTests(unittest.TestCase):

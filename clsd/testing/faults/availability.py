@@ -85,7 +85,7 @@ class Change:
     #: When it was healed; None when instantaneous or never (a join that stays).
     healed: float | None
 
-    def active(self, t, end):
+    def active(self, t):
         if self.kind == "join" and self.healed is None:
             return self.applied <= t
         return self.healed is not None and self.applied <= t < self.healed
@@ -160,14 +160,14 @@ def segments(changes, layout, start, end):
         if b <= a:
             continue
         touched = touched_at.get(a, set())
-        result.append(Segment(start=a, end=b, required=required(changes, layout, a, end),
+        result.append(Segment(start=a, end=b, required=required(changes, layout, a),
                               touched=None if touched is None else frozenset(touched)))
     return result
 
 
-def required(changes, layout, t, end):
+def required(changes, layout, t):
     """C{{cluster: copies}} the faults active at C{t} leave room for."""
-    active = [c for c in changes if c.active(t, end)]
+    active = [c for c in changes if c.active(t)]
     if any(c.kind in UNCLEAR_KINDS for c in active):
         return {cluster: 0 for cluster in layout.clusters}
     joined = {c.targets[0] for c in active if c.kind == "join"}

@@ -302,7 +302,7 @@ class ScheduleRunner:
         try:
             for cluster in self.scenario.expected_clusters(self.launcher):
                 remaining = max(0.1, run.healed_at + self.recovery_timeout - self.clock())
-                self._wait_copies(cluster, capacity.get(cluster, 1), remaining)
+                self.wait_copies(cluster, capacity.get(cluster, 1), remaining)
             run.recovered_at = self.clock()
         except WaitTimeout as e:
             run.recovery_error = str(e)
@@ -310,7 +310,7 @@ class ScheduleRunner:
         if getattr(self.scenario, "check_views", False):
             self._converge(run)
 
-    def _wait_copies(self, cluster, count, timeout):
+    def wait_copies(self, cluster, count, timeout):
         """Until C{count} instances of C{cluster} run, each on its own slot and node."""
         if count == 1:
             self.launcher.wait_running(cluster=cluster, timeout=timeout)
@@ -493,7 +493,7 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
         capacity = scenario.capacity(launcher)
         settled_by = time.monotonic() + settle_timeout
         for cluster in scenario.expected_clusters(launcher):
-            runner._wait_copies(cluster, capacity.get(cluster, 1),
+            runner.wait_copies(cluster, capacity.get(cluster, 1),
                                 max(0.1, settled_by - time.monotonic()))
         run = runner.run()
         recovered = run.recovered_at or time.monotonic()
