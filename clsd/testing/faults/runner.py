@@ -329,7 +329,7 @@ class ScheduleRunner:
         while True:
             problems = view_disagreements(
                 {name: self.launcher.log_text(name) for name in sorted(self.members)},
-                departed={name: self.launcher.log_text(name) for name in departed})
+                departed=departed)
             if not problems:
                 run.converged_at = self.clock()
                 return
