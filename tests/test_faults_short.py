@@ -43,10 +43,10 @@ class ShortScheduleTests(unittest.TestCase):
         require_root("partitions and CPU quotas")
         require(NftBackend.available() or IptablesBackend.available(), "nft or iptables")
 
-    def run_seed(self, seed, nodes):
+    def run_seed(self, seed, nodes, duration=DURATION):
         out = os.path.abspath(self.mktemp())
         command = [sys.executable, "-m", "clsd.testing.faults", "--scenario", "clusters",
-                   "--nodes", str(nodes), "--duration", str(DURATION), "--seed", str(seed),
+                   "--nodes", str(nodes), "--duration", str(duration), "--seed", str(seed),
                    "--out", out, "--quiet"]
         result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)
         path = os.path.join(out, "report.json")
@@ -65,6 +65,9 @@ class ShortScheduleTests(unittest.TestCase):
         self.assertIsNone(report["recovery"]["error"], why)
         self.assertLessEqual(report["recovery"]["seconds"], DEFAULT_RECOVERY_TIMEOUT, why)
         self.assertIsNone(report["views"]["error"], why)
+        self.assertIsNotNone(report["failover_bound"], why)
+        self.assertEqual(report["failover_bound"]["exceeded"], [], why)
+        self.assertIn("nx", report["failover_bound"]["worst_recovery"], why)
         self.assertIsNotNone(report["views"]["converged"], why)
         outcomes = [step["outcome"] for step in report["timeline"]]
         self.assertFalse([o for o in outcomes if o.startswith(("error", "heal error"))], why)
@@ -77,17 +80,27 @@ class ShortScheduleTests(unittest.TestCase):
     # Seeds chosen for the kinds they draw (--print-schedule shows them).
 
     def test_seed_4_three_nodes(self):
-        """split, long daemon pause, 1-10 % loss, kill -9 of a daemon."""
+        """split, long daemon pause, 1-10 % loss, kill -9 of a daemon; the witness leaves."""
         self.assert_passed(*self.run_seed(4, 3))
 
     def test_seed_8_three_nodes(self):
-        """daemon pause, hung service, kill -9 of a service, CPU starvation."""
+        """daemon pause, hung service, kill -9 of a service, CPU starvation; the witness leaves."""
         self.assert_passed(*self.run_seed(8, 3))
 
     def test_seed_5_five_nodes(self):
-        """clock jump, majorities ring, kill -9 of a daemon."""
+        """clock jump, majorities ring, kill -9 of a daemon; spare j1 joins and leaves again."""
         self.assert_passed(*self.run_seed(5, 5))
 
     def test_seed_4_five_nodes(self):
-        """majority/minority split, loss, bridge node, daemon pause."""
+        """majority/minority split, loss, bridge node, daemon pause; n5 leaves and returns."""
         self.assert_passed(*self.run_seed(4, 5))
+
+    def test_seed_38_three_nodes_join_and_leave(self):
+        """n1, preferred for c1 and an nx copy, leaves gracefully for 8 s (its clusters are
+        handed over) and returns; spare j1 joins and stays, so the final views have four
+        members; daemon pause, isolation, restart of a daemon meanwhile."""
+        result, report = self.run_seed(38, 3, duration=45)
+        self.assert_passed(result, report)
+        applied = {(step["kind"], tuple(step["targets"])) for step in report["timeline"]
+                   if step["outcome"] == "applied"}
+        self.assertTrue({("leave", ("n1",)), ("join", ("j1",))} <= applied, report["timeline"])

@@ -16,7 +16,7 @@ class History:
         self._next = 0
 
     def instance(self, node, cluster, start, *, epoch=None, beats_until=None,
-                 stop=None, exit=None, every=0.1, lifeline=True):
+                 stop=None, exit=None, every=0.1, lifeline=True, slot=None):
         self._next += 1
         name = f"{node}-{cluster}-{self._next}"
         pid = 1000 + self._next
@@ -24,7 +24,7 @@ class History:
         def add(kind, t, **kw):
             self.records.append(Record(
                 kind=kind, t=t, instance=name, node=node, cluster=cluster,
-                epoch=epoch, pid=pid, **kw,
+                epoch=epoch, pid=pid, slot=slot, **kw,
             ))
 
         add("start", start, lifeline=lifeline)
@@ -44,6 +44,7 @@ class History:
         self.records.append(Record(
             kind="heartbeat", t=t, instance=name, node=template.node,
             cluster=template.cluster, epoch=template.epoch, pid=template.pid,
+            slot=template.slot,
         ))
 
 
@@ -146,6 +147,24 @@ class OverlapMustBeFlaggedTests(unittest.TestCase):
         self.assertEqual((overlap.start, overlap.end, overlap.capacity), (4.0, 5.0, 2))
 
 
+    def test_two_nodes_on_one_n_active_slot(self):
+        # Within the cluster's capacity of 2, but slot 0 is one lease: one holder.
+        h = History()
+        h.instance("a", "N", 1.0, epoch=3, slot=0, stop=5.0)
+        h.instance("b", "N", 2.0, epoch=4, slot=0, stop=6.0)
+        [overlap] = check(h.records, capacity={"N": 2}).overlaps
+        self.assertEqual((overlap.cluster, overlap.start, overlap.end, overlap.capacity),
+                         ("N/0", 2.0, 5.0, 1))
+
+    def test_two_slots_on_one_node(self):
+        # n-active spreads its slots over distinct nodes: one node, two slots is a copy too many.
+        h = History()
+        h.instance("a", "N", 1.0, epoch=3, slot=0, stop=5.0)
+        h.instance("a", "N", 2.0, epoch=1, slot=1, stop=6.0)
+        [overlap] = check(h.records, capacity={"N": 2}).overlaps
+        self.assertEqual((overlap.cluster, overlap.start, overlap.end), ("N@a", 2.0, 5.0))
+
+
 class OverlapMustNotBeFlaggedTests(unittest.TestCase):
     def test_clean_handover(self):
         h = History()
@@ -174,6 +193,14 @@ class OverlapMustNotBeFlaggedTests(unittest.TestCase):
         h.instance("b", "A", 6.0, stop=7.0)
         self.assertEqual(check(h.records).overlaps, ())
 
+    def test_n_active_slots_on_distinct_nodes(self):
+        h = History()
+        h.instance("a", "N", 1.0, epoch=3, slot=0, stop=5.0)
+        h.instance("b", "N", 1.5, epoch=1, slot=1, stop=5.0)
+        h.instance("c", "N", 5.0, epoch=4, slot=0, stop=7.0)
+        report = check(h.records, capacity={"N": 2})
+        self.assertEqual(report.violations, ())
+
     def test_n_active_within_capacity(self):
         h = History()
         h.instance("a", "N", 1.0, stop=5.0)
@@ -182,6 +209,23 @@ class OverlapMustNotBeFlaggedTests(unittest.TestCase):
 
 
 class EpochTests(unittest.TestCase):
+    def test_epochs_of_different_slots_are_separate_leases(self):
+        # Slot 1's epoch 2 after slot 0's epoch 5 is not stale; reusing 5 on slot 1 is fine.
+        h = History()
+        h.instance("a", "N", 1.0, epoch=5, slot=0, beats_until=3.0, stop=3.0)
+        h.instance("b", "N", 2.0, epoch=2, slot=1, beats_until=3.0, stop=3.0)
+        h.instance("c", "N", 4.0, epoch=5, slot=1, stop=5.0)
+        report = check(h.records, capacity={"N": 2})
+        self.assertEqual((report.stale_actions, report.epoch_reuses), ((), ()))
+
+    def test_stale_epoch_within_one_slot(self):
+        h = History()
+        h.instance("a", "N", 1.0, epoch=5, slot=0, stop=3.0)
+        h.instance("b", "N", 4.0, epoch=4, slot=0, stop=5.0)
+        [stale] = check(h.records, capacity={"N": 2}).stale_actions
+        self.assertEqual((stale.record.node, stale.newer_epoch), ("b", 5))
+        self.assertIn("cluster N/0", stale.describe())
+
     def test_heartbeat_of_an_older_epoch_after_a_newer_start_is_stale(self):
         h = History()
         old = h.instance("a", "A", 1.0, epoch=1, beats_until=2.0, stop=4.0)

@@ -120,22 +120,42 @@ class RingLayoutTests(unittest.TestCase):
         self.assertEqual(len(ring_layout([f"n{i}" for i in range(1, 5)]).voters), 3)
         self.assertRaises(ValueError, ring_layout, ["n1", "n2"])
 
+    def test_spares_and_n_active(self):
+        layout = ring_layout(["n1", "n2", "n3"], spares=("j1", "j2"), n_active=2)
+        self.assertEqual(layout.all_nodes, ("n1", "n2", "n3", "j1", "j2"))
+        self.assertEqual(layout.candidates("c1"), ["n1", "n2", "j1"])
+        self.assertEqual(layout.candidates("c2"), ["n2", "n1", "j2"])
+        self.assertEqual(layout.candidates("nx"), ["n1", "n2", "j1", "j2"])
+        self.assertEqual((layout.count("nx"), layout.count("c1")), (2, 1))
+        self.assertEqual(layout.voters, ("n1", "n2", "n3"))
+        self.assertRaises(ValueError, ring_layout, ["n1", "n2", "n3"], n_active=3)
+        self.assertRaises(ValueError, ring_layout, ["n1", "n2", "n3"], spares=("n1",))
+
     def test_clusters_scenario_renders_valid_configs(self):
         from clsd.testing.faults.runner import SCENARIOS
         from clsd.testing.launcher import ConfigTemplate
 
         directory = tempfile.mkdtemp(prefix="clsd-cluster-scenario-")
         self.addCleanup(__import__("shutil").rmtree, directory, True)
-        launcher = FakeLauncher(directory, ["n1", "n2", "n3"])
+        launcher = FakeLauncher(directory, ["n1", "n2", "n3", "j1"])
         launcher.nodes = dict(launcher.specs)
+        launcher.spares = ("j1",)
         scenario = SCENARIOS["clusters"]()
         template = ConfigTemplate()
         for part in scenario.template_parts():
             template = template.with_part(part)
         configs = {n: parse_config(template.render(launcher.specs[n], launcher), n)
-                   for n in ("n1", "n2", "n3")}
+                   for n in ("n1", "n2", "n3", "j1")}
         self.assertEqual([(c.id, c.priority) for c in configs["n1"].clusters],
-                         [("c1", 100), ("c2", 50)])
+                         [("c1", 100), ("c2", 50), ("nx", 90)])
+        [nx] = [c for c in configs["n2"].clusters if c.id == "nx"]
+        self.assertEqual((nx.mode, nx.count, nx.priority), ("n-active", 2, 80))
         self.assertEqual(configs["n3"].clusters, ())
-        self.assertEqual(scenario.expected_clusters(launcher), ["c1", "c2"])
-        self.assertEqual(scenario.capacity(launcher), {})
+        # The spare stands by for c1 and nx, joins through the others, never votes.
+        self.assertEqual([(c.id, c.priority) for c in configs["j1"].clusters],
+                         [("c1", 30), ("nx", 30)])
+        self.assertEqual(len(configs["j1"].node.join), 3)
+        self.assertEqual(len(configs["n1"].node.join), 2)
+        self.assertNotIn("j1", configs["n1"].quorum.voters)
+        self.assertEqual(scenario.expected_clusters(launcher), ["c1", "c2", "nx"])
+        self.assertEqual(scenario.capacity(launcher), {"nx": 2})

@@ -180,6 +180,17 @@ class LauncherTests(unittest.TestCase):
         three = self.launcher(3)
         self.assertEqual({three.address(n) for n in three.nodes} & theirs, set())
 
+    def test_spares_have_addresses_but_start_only_when_asked(self):
+        launcher = self.launcher(["alpha"], spares=["j1"])
+        self.assertEqual(launcher.spares, ("j1",))
+        self.assertEqual(list(launcher.nodes), ["alpha", "j1"])
+        self.assertNotEqual(launcher.address("j1"), launcher.address("alpha"))
+        launcher.start_all()
+        self.assertTrue(launcher.node("alpha").running)
+        self.assertIsNone(launcher.node("j1").process)
+        launcher.start("j1")
+        self.assertTrue(launcher.node("j1").running)
+
     def test_addresses_stay_in_loopback(self):
         self.assertRaises(ValueError, Launcher, self.mktemp(), 10, first_address="127.0.0.250",
                           cleanups=self.cleanups)

@@ -80,6 +80,21 @@ class WriterAndReaderTests(unittest.TestCase):
                          ("beta", "B", 7, 42))
         self.assertIsNone(recorder.identity_from_env({**env, "CLSD_EPOCH": ""}, 1).epoch)
         self.assertEqual(recorder.identity_from_env(env, 1, node="gamma").node, "gamma")
+        self.assertIsNone(recorder.identity_from_env(env, 1).slot)
+
+    def test_slot_is_recorded_and_read_back(self):
+        env = {"CLSD_NODE": "beta", "CLSD_CLUSTER": "N", "CLSD_EPOCH": "7", "CLSD_SLOT": "1"}
+        identity = recorder.identity_from_env(env, 42)
+        self.assertEqual(identity.slot, 1)
+        directory = self.mktemp()
+        os.makedirs(directory)
+        writer = recorder.RecordWriter(directory, identity)
+        writer.record("start")
+        writer.close()
+        [record] = recorder.read_records(directory).records
+        self.assertEqual((record.slot, record.resource), (1, "N/1"))
+        e = self.assertRaises(RecordError, recorder.identity_from_env, {**env, "CLSD_SLOT": "x"}, 1)
+        self.assertIn("CLSD_SLOT must be an integer", str(e))
 
     def test_identity_errors_name_the_variable(self):
         e = self.assertRaises(RecordError, recorder.identity_from_env, {"CLSD_CLUSTER": "A"}, 1)

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import attrs
+
 from twisted.trial import unittest
 
 from clsd.testing import checker
@@ -39,9 +41,12 @@ class FakeNode:
 class FakeLauncher:
     """Records what the runner asked for, and when."""
 
-    def __init__(self, clock, names=("n1", "n2", "n3")):
+    def __init__(self, clock, names=("n1", "n2", "n3"), spares=()):
         self.clock = clock
-        self.nodes = {name: FakeNode(name, 100 + i) for i, name in enumerate(names)}
+        self.spares = tuple(spares)
+        self.nodes = {name: FakeNode(name, 100 + i) for i, name in enumerate(names + spares)}
+        for name in spares:
+            self.nodes[name].running = False
         self.calls = []
         self.recover = True
 
@@ -64,6 +69,10 @@ class FakeLauncher:
 
     def restart(self, name):
         self._log("restart", name)
+
+    def stop(self, name):
+        self._log("stop", name)
+        self.nodes[name].running = False
 
     def pause(self, name):
         self._log("pause", name)
@@ -184,6 +193,33 @@ class RunnerTests(unittest.TestCase):
         run = self.run_schedule(schedule_of())
         self.assertIn("timed out waiting for cluster n1-solo", run.recovery_error)
 
+    def test_join_and_leave(self):
+        clock = FakeClock()
+        launcher = FakeLauncher(clock, spares=("j1", "j2"))
+        schedule = attrs.evolve(schedule_of(
+            FaultEvent(at=1.0, kind="join", targets=("j1",), lasts=5.0, params={"stays": False}),
+            FaultEvent(at=2.0, kind="leave", targets=("n2",), lasts=2.0),
+            FaultEvent(at=8.0, kind="join", targets=("j2",), params={"stays": True}),
+            duration=10.0), spares=("j1", "j2"))
+        runner = ScheduleRunner(schedule, launcher, DaemonsScenario(), clock=clock,
+                                sleep=clock.sleep)
+        run = runner.run()
+        self.assertEqual(launcher.calls, [
+            (1.0, "start", "j1"), (2.0, "stop", "n2"), (4.0, "start", "n2"),
+            (6.0, "stop", "j1"), (8.0, "start", "j2"),
+        ])
+        self.assertEqual([s.outcome for s in run.steps], ["applied"] * 3)
+        # j1 left for good; j2 stays: the final views must show j2, and nobody j1 alive.
+        self.assertEqual(runner.members, {"n1", "n2", "n3", "j2"})
+        self.assertEqual(runner.started - runner.members, {"j1"})
+
+    def test_leave_of_a_node_that_is_down_is_skipped(self):
+        run = self.run_schedule(schedule_of(
+            FaultEvent(at=1.0, kind="kill_daemon", targets=("n1",), lasts=5.0),
+            FaultEvent(at=2.0, kind="leave", targets=("n1",), lasts=2.0),
+        ))
+        self.assertEqual(run.steps[1].outcome, "skipped: daemon n1 is not running")
+
     def test_report_from_a_run(self):
         run = self.run_schedule(schedule_of(
             FaultEvent(at=5.0, kind="kill_daemon", targets=("n1",), lasts=3.0)))
@@ -297,6 +333,17 @@ class ExecuteTests(unittest.TestCase):
 
 class ViewTests(unittest.TestCase):
     """Converged views: every daemon's last word on every other node, since its last start."""
+
+    def test_departed_node_must_not_be_seen_alive(self):
+        from clsd.testing.faults.runner import view_disagreements
+
+        logs = {
+            "n1": "==== clsd-rig: start #1\nmember n2 is alive: x\nmember j1 is alive: joined\n"
+                  "member j1 is left: left gracefully\n",
+            "n2": "==== clsd-rig: start #1\nmember n1 is alive: x\nmember j1 is alive: joined\n",
+        }
+        self.assertEqual(view_disagreements(logs, departed=["j1"]),
+                         ["n2 sees j1 alive after it left"])
 
     def test_everyone_alive_is_converged(self):
         from clsd.testing.faults.runner import view_disagreements

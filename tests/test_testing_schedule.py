@@ -54,6 +54,8 @@ class DeterminismTests(unittest.TestCase):
 GOLDEN_SEED_1 = [
     (11.34, "split", ("n2",), 8.33),
     (21.06, "pause_daemon", ("n1",), 3.09),
+    # From the membership stream (version 2); the others are as in version 1.
+    (27.82, "join", ("j1",), 11.97),
     (34.42, "pause_daemon", ("n3",), 0.4),
 ]
 
@@ -67,7 +69,10 @@ class RuleTests(unittest.TestCase):
         previous = schedules.DEFAULT_SETTLE
         network_until = 0.0
         busy = {}
+        self.check_membership(schedule, nodes)
         for event in schedule.events:
+            if event.kind in schedules.MEMBERSHIP_KINDS:
+                continue
             gap = event.at - previous
             self.assertGreaterEqual(gap, schedules.DEFAULT_MIN_GAP - 0.011)
             previous = event.at
@@ -98,9 +103,58 @@ class RuleTests(unittest.TestCase):
             if event.kind == "clock_jump":
                 self.assertIn(event.params["seconds"], (-300, 300))
 
+    def check_membership(self, schedule, nodes):
+        """One membership change at a time, joins of distinct spares, leaves clear of faults."""
+        changes = [e for e in schedule.events if e.kind in schedules.MEMBERSHIP_KINDS]
+        ends = []
+        for event in changes:
+            end = event.heal_at if event.heal_at is not None else schedule.duration
+            for earlier_end in ends:
+                self.assertGreaterEqual(event.at, earlier_end)
+            ends.append(end)
+            if event.kind == "join":
+                self.assertIn(event.targets[0], schedule.spares)
+                self.assertEqual(event.lasts is None, event.params["stays"])
+            else:
+                [node] = event.targets
+                self.assertIn(node, nodes)
+                for other in schedule.events:
+                    if other.kind in schedules.PROCESS_KINDS and other.targets == (node,):
+                        other_end = other.heal_at or other.at
+                        self.assertTrue(other_end < event.at or other.at > event.heal_at,
+                                        (event, other))
+        joined = [e.targets[0] for e in changes if e.kind == "join"]
+        self.assertEqual(len(joined), len(set(joined)))
+
+    def test_membership_changes_come_from_their_own_stream(self):
+        # Other faults of a seed stay where they were without join and leave.
+        base = ("isolate", "kill_daemon", "pause_daemon")
+        without = generate(9, FIVE, 300, kinds=base).events
+        with_membership = generate(9, FIVE, 300, kinds=(*base, "join", "leave"))
+        self.assertEqual(tuple(e for e in with_membership.events
+                               if e.kind not in schedules.MEMBERSHIP_KINDS), without)
+        kinds = {e.kind for e in with_membership.events}
+        self.assertTrue({"join", "leave"} <= kinds, kinds)
+        self.assertEqual(with_membership.spares, ("j1", "j2"))
+        self.assertEqual(generate(9, FIVE, 300, kinds=base).spares, ())
+
+    def test_version_1_schedules_still_replay(self):
+        text = generate(1, FIVE, 100, kinds=("kill_daemon",)).to_json()
+        old = Schedule.from_json(text.replace('"version": 2', '"version": 1')
+                                 .replace('"spares": [],', ''))
+        self.assertEqual((old.version, old.spares), (1, ()))
+
+    def test_join_of_a_node_that_is_no_spare_is_refused(self):
+        text = generate(5, FIVE, 200, kinds=("join",)).to_json()
+        self.assertIn('"join"', text)
+        e = self.assertRaises(ScheduleError, Schedule.from_json,
+                              text.replace('"spares": [\n    "j1",', '"spares": [\n    "x1",'),
+                              "s.json")
+        self.assertIn("join of 'j1', not a spare", str(e))
+
     def test_gaps_are_between_min_and_max(self):
         schedule = generate(5, FIVE, 1000, min_gap=5, max_gap=15)
-        ats = [e.at for e in schedule.events]
+        ats = [e.at for e in schedule.events if e.kind not in schedules.MEMBERSHIP_KINDS]
         # Slots with no eligible kind are skipped, so only the lower bound is
         # strict; with every kind allowed none is skipped here.
         for a, b in zip(ats, ats[1:]):

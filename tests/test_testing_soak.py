@@ -5,8 +5,10 @@ from twisted.trial import unittest
 from clsd.testing.faults import soak
 
 
-def report(verdict="PASS", kinds=None, violations=(), worst_failover=None, unavailability=None):
+def report(verdict="PASS", kinds=None, violations=(), worst_failover=None, unavailability=None,
+           bound=None):
     return {
+        "failover_bound": bound,
         "verdict": verdict,
         "faults_by_kind": kinds or {},
         "violations": list(violations),
@@ -20,9 +22,9 @@ DOC = """# Reliability
 
 ## Results
 
-| date | machine | scenario | schedules | faults injected (by kind) | violations | worst failover | worst unavailability |
-|---|---|---|---|---|---|---|---|
-| 2026-01-01 | old | x | 1 (0 failed) | none | 0 | - | - |
+| date | machine | scenario | schedules | faults injected (by kind) | violations | worst failover | worst unavailability | down while allowed to run |
+|---|---|---|---|---|---|---|---|---|
+| 2026-01-01 | old | x | 1 (0 failed) | none | 0 | - | - | - |
 
 Text after the table.
 """
@@ -40,12 +42,26 @@ class SummaryTests(unittest.TestCase):
         self.assertEqual(summary, {
             "schedules": 4, "failed": 2, "faults_by_kind": {"kill_daemon": 2, "split": 3},
             "violations": 2, "worst_failover": 7.0, "worst_unavailability": 4.25,
+            "bound_checked": 0, "bound_exceeded": 0, "worst_recovery": None,
         })
+
+    def test_failover_bound_figures(self):
+        summary = soak.summarize([
+            report(bound={"bound": 24.89, "exceeded": [], "worst_recovery": {"c1": 1.5, "nx": 3.25},
+                          "required_seconds": {}}),
+            report(bound={"bound": 24.89, "exceeded": ["BOUND EXCEEDED c1"],
+                          "worst_recovery": {"c1": 30.0}, "required_seconds": {}}),
+            report(),
+        ])
+        self.assertEqual((summary["bound_checked"], summary["bound_exceeded"],
+                          summary["worst_recovery"]), (2, 1, 30.0))
+        row = soak.table_row(summary, date="d", machine="m", scenario="s")
+        self.assertTrue(row.endswith("| 1 exceeded; worst 30.00 s |"), row)
 
     def test_no_failovers_is_not_zero_seconds(self):
         summary = soak.summarize([report()])
         row = soak.table_row(summary, date="2026-11-26", machine="m", scenario="s")
-        self.assertEqual(row, "| 2026-11-26 | m | s | 1 (0 failed) | none | 0 | - | - |")
+        self.assertEqual(row, "| 2026-11-26 | m | s | 1 (0 failed) | none | 0 | - | - | - |")
 
     def test_row_goes_after_the_last_table_line(self):
         row = soak.table_row(

@@ -10,9 +10,12 @@ The rules (doc/reliability.md explains them for people):
 * **Overlap** (zero tolerance): at no instant may more instances of one cluster
   run than its capacity (1 for active-standby; N for n-active). Instances on
   the same node count too: two copies on one machine are two copies.
+  An n-active cluster is also checked per slot (each slot is a lease of its
+  own: at most one instance per slot) and per node (one slot per node).
 * **Stale epoch**: a ``start`` or ``heartbeat`` stamped with an epoch lower
-  than one whose ``start`` was already recorded for the cluster (anywhere).
-* **Epoch reuse**: the same epoch started on two different nodes.
+  than one whose ``start`` was already recorded for the same lease (the
+  cluster, or one slot of an n-active cluster), anywhere.
+* **Epoch reuse**: the same epoch of one lease started on two different nodes.
 * **Unavailability**: a cluster is *covered* while some instance keeps
   recording at most C{max_gap} apart (a frozen or killed instance stops
   recording); every uncovered stretch longer than C{max_gap}, between the
@@ -56,6 +59,12 @@ class Interval:
     #: Time of the instance's own last record.
     last_seen: float
     lifeline: bool = False
+    #: The n-active slot, or None.
+    slot: int | None = None
+
+    @property
+    def resource(self):
+        return self.cluster if self.slot is None else f"{self.cluster}/{self.slot}"
 
     def end_or(self, horizon):
         """The end for the overlap check: unbounded runs until the horizon."""
@@ -67,11 +76,14 @@ class Interval:
         return self.start <= t < self.end_or(horizon)
 
     def describe(self):
-        return f"{self.node}/{self.cluster} epoch={self.epoch} pid={self.pid} ({self.instance})"
+        slot = "" if self.slot is None else f" slot={self.slot}"
+        return (f"{self.node}/{self.cluster}{slot} epoch={self.epoch} pid={self.pid} "
+                f"({self.instance})")
 
 
 @attrs.frozen
 class Overlap:
+    #: The cluster, ``cluster/slot`` for one n-active slot, ``cluster@node`` for one node.
     cluster: str
     start: float
     end: float
@@ -105,7 +117,7 @@ class StaleAction:
 
     def describe(self):
         r = self.record
-        return (f"STALE EPOCH cluster {r.cluster}: {r.kind} by {r.node} epoch={r.epoch} "
+        return (f"STALE EPOCH cluster {r.resource}: {r.kind} by {r.node} epoch={r.epoch} "
                 f"at t={r.t:.6f}, after epoch {self.newer_epoch} started on "
                 f"{self.newer_node} at t={self.newer_start:.6f}")
 
@@ -229,7 +241,7 @@ def intervals(records):
         result.append(Interval(
             instance=instance, node=first.node, cluster=first.cluster, epoch=first.epoch,
             pid=first.pid, start=first.t, end=end, end_kind=end_kind, last_seen=last_seen,
-            lifeline=any(r.lifeline for r in mine if r.kind == "start"),
+            lifeline=any(r.lifeline for r in mine if r.kind == "start"), slot=first.slot,
         ))
     result.sort(key=lambda i: (i.start, i.instance))
     return tuple(result)
@@ -242,14 +254,28 @@ def overlaps(intervals_, *, horizon, capacity=None):
     """Maximal stretches where a cluster has more instances running than allowed.
 
     @param capacity: C{{cluster: N}}; clusters not named have capacity 1.
+        A cluster with capacity above 1 (n-active) is also held to one
+        instance per slot (each slot is its own lease) and one per node.
     """
     capacity = capacity or {}
-    by_cluster = {}
+    found = list(_excess(intervals_, horizon, lambda i: i.cluster,
+                         lambda cluster: capacity.get(cluster, 1)))
+    slotted = [i for i in intervals_ if i.slot is not None]
+    found += _excess(slotted, horizon, lambda i: i.resource, lambda key: 1)
+    shared = [i for i in intervals_ if capacity.get(i.cluster, 1) > 1]
+    found += _excess(shared, horizon, lambda i: f"{i.cluster}@{i.node}", lambda key: 1)
+    # One instance can be counted by two rules (slot and node): report each stretch once.
+    unique = {(o.cluster, o.start, o.end): o for o in found}
+    return tuple(sorted(unique.values(), key=lambda o: (o.start, o.cluster)))
+
+
+def _excess(intervals_, horizon, key, limit_of):
+    by_key = {}
     for interval in intervals_:
-        by_cluster.setdefault(interval.cluster, []).append(interval)
+        by_key.setdefault(key(interval), []).append(interval)
     found = []
-    for cluster, members in sorted(by_cluster.items()):
-        limit = capacity.get(cluster, 1)
+    for cluster, members in sorted(by_key.items()):
+        limit = limit_of(cluster)
         # Ends sort before starts at the same instant: touching is not overlap.
         events = []
         for interval in members:
@@ -278,26 +304,26 @@ def overlaps(intervals_, *, horizon, capacity=None):
                         instances=tuple(sorted(involved.values(), key=lambda i: (i.start, i.instance))),
                     ))
                 excess_since = None
-    return tuple(found)
+    return found
 
 
 # -- epochs ----------------------------------------------------------------------
 
 
 def stale_actions(records):
-    """Actions stamped with an epoch lower than one already started for the cluster."""
-    highest = {}  # cluster -> (epoch, node, t) of the highest epoch started so far
+    """Actions stamped with an epoch lower than one already started for the same lease."""
+    highest = {}  # resource -> (epoch, node, t) of the highest epoch started so far
     found = []
     for record in sorted(records, key=lambda r: r.t):
         if record.epoch is None or record.kind not in ACTION_KINDS:
             continue
-        best = highest.get(record.cluster)
+        best = highest.get(record.resource)
         if best is not None and record.epoch < best[0] and best[2] < record.t:
             found.append(StaleAction(
                 record=record, newer_epoch=best[0], newer_node=best[1], newer_start=best[2],
             ))
         if record.kind == "start" and (best is None or record.epoch > best[0]):
-            highest[record.cluster] = (record.epoch, record.node, record.t)
+            highest[record.resource] = (record.epoch, record.node, record.t)
     return tuple(found)
 
 
@@ -309,12 +335,12 @@ def epoch_reuses(records):
     for record in sorted(records, key=lambda r: r.t):
         if record.kind != "start" or record.epoch is None:
             continue
-        key = (record.cluster, record.epoch)
+        key = (record.resource, record.epoch)
         earlier = first.setdefault(key, record)
         if earlier.node != record.node and (key, record.node) not in reported:
             reported.add((key, record.node))
             found.append(EpochReuse(
-                cluster=record.cluster, epoch=record.epoch, first=earlier, second=record,
+                cluster=record.resource, epoch=record.epoch, first=earlier, second=record,
             ))
     return tuple(found)
 

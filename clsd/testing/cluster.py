@@ -46,6 +46,19 @@ class Layout:
     clusters: dict
     #: Extra keys for every ``[[cluster]]`` table (e.g. C{{"preempt": True}}).
     cluster_options: dict = attrs.Factory(dict)
+    #: Extra keys for one cluster's tables: C{{cluster_id: {"mode": "n-active", "count": 2}}}.
+    cluster_settings: dict = attrs.Factory(dict)
+    #: Nodes not started with the others: they may join later through the
+    #: others as seeds (fault kind ``join``). Never voters.
+    spares: tuple = ()
+
+    @property
+    def all_nodes(self):
+        return (*self.nodes, *self.spares)
+
+    def count(self, cluster):
+        """How many copies of C{cluster} run at once: 1, or N for an n-active cluster."""
+        return self.cluster_settings.get(cluster, {}).get("count", 1)
 
     def candidates(self, cluster):
         """The nodes registered for C{cluster}, best first (priority, then name)."""
@@ -82,13 +95,19 @@ def active_standby(cluster="A"):
     )
 
 
-def ring_layout(names):
+def ring_layout(names, *, spares=(), n_active=0):
     """For the fault runner: N nodes, the last a witness; each other node runs one cluster
     ID (priority 100) and stands by (50) for its neighbour's, in a ring.
 
     With 3 nodes this is the mutual-standby example (c1 on n1 / n2, c2 on
     n2 / n1, n3 the witness). Voters: every node for 3 or 5, else the first 3
     (or 5 from 6 nodes on).
+
+    @param spares: nodes that may join later; spare k stands by (priority 30)
+        for cluster ``c{k}`` (round the ring) and for the n-active cluster.
+    @param n_active: when above 0, an n-active cluster ``nx`` with
+        C{count = n_active} on every non-witness node (priorities 90, 80, ...
+        in node order) and the spares: C{n_active} copies on distinct nodes.
     """
     names = tuple(names)
     if len(names) < 3:
@@ -99,7 +118,21 @@ def ring_layout(names):
         f"c{i + 1}": {node: 100, workers[(i + 1) % len(workers)]: 50}
         for i, node in enumerate(workers)
     }
-    return Layout(nodes=names, voters=voters, clusters=clusters)
+    spares = tuple(spares)
+    if set(spares) & set(names):
+        raise ValueError(f"spares {list(spares)} overlap the nodes {list(names)}")
+    for k, spare in enumerate(spares):
+        clusters[f"c{k % len(workers) + 1}"][spare] = 30
+    settings = {}
+    if n_active:
+        if n_active > len(workers):
+            raise ValueError(f"n_active = {n_active} needs as many non-witness nodes, "
+                             f"have {len(workers)}")
+        clusters["nx"] = {node: 90 - 10 * i for i, node in enumerate(workers)}
+        clusters["nx"].update({spare: 30 for spare in spares})
+        settings["nx"] = {"mode": "n-active", "count": n_active}
+    return Layout(nodes=names, voters=voters, clusters=clusters, cluster_settings=settings,
+                  spares=spares)
 
 
 @attrs.frozen
@@ -176,7 +209,7 @@ class ClusterRig:
         """Pick every port once, for every node (join needs the others' before they start)."""
         if self._ports is None:
             ports = {}
-            for name in self.layout.nodes:
+            for name in self.layout.all_nodes:
                 address = launcher.address(name)
                 ports[name, None] = free_port(address)
                 for cluster in self.layout.clusters_of(name):
@@ -227,7 +260,11 @@ class ClusterRig:
         return template
 
     def peers_part(self, node, launcher):
-        """``[node]`` listen = advertise = own address, join = every other node."""
+        """``[node]`` listen = advertise = own address, join = every other node.
+
+        Spares are never in anyone's ``join``: they are not running at first,
+        and a spare that joins finds the others through them as seeds.
+        """
         host, port = self.peer_address(launcher, node.name)
         join = [f"{h}:{p}" for h, p in (self.peer_address(launcher, other)
                                          for other in self.layout.nodes if other != node.name)]
@@ -263,7 +300,8 @@ class ClusterRig:
             services.append(service)
             clusters.append({"id": cluster, "service": name,
                              "priority": self.layout.clusters[cluster][node.name],
-                             **self.layout.cluster_options})
+                             **self.layout.cluster_options,
+                             **self.layout.cluster_settings.get(cluster, {})})
         tables = {}
         if services:
             tables["service"] = services

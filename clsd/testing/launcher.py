@@ -215,15 +215,19 @@ class Launcher:
     """N daemons on loopback, their records, and the means to hurt them."""
 
     def __init__(self, directory, nodes=3, *, template=None, first_address=None,
-                 faketime=(), env=None, cleanups=None):
+                 faketime=(), env=None, cleanups=None, spares=()):
         """
         @param nodes: a count (names ``n1``...) or a list of names.
+        @param spares: more names with an address and a directory, not
+            started by L{start_all}: nodes that join later (L{start}).
         @param first_address: the first node's address (the others follow);
             default: a block reserved for this launcher (L{clsd.testing.addresses.reserve}).
         @param faketime: names of nodes to start under libfaketime (see
             L{clock_of} for jumping their wall clocks).
         """
         names = [f"n{i}" for i in range(1, nodes + 1)] if isinstance(nodes, int) else list(nodes)
+        self.spares = tuple(spares)
+        names += [name for name in self.spares if name not in names]
         self.directory = os.path.abspath(directory)
         self.records_dir = os.path.join(self.directory, "records")
         os.makedirs(self.records_dir, exist_ok=True)
@@ -310,10 +314,12 @@ class Launcher:
         return node.process.pid
 
     def start_all(self, **kwargs):
-        for name in self.nodes:
+        """Start every node but the spares."""
+        first = [name for name in self.nodes if name not in self.spares]
+        for name in first:
             self.start(name, wait=False)
         if kwargs.get("wait", True):
-            for name in self.nodes:
+            for name in first:
                 self.wait_started(name, timeout=kwargs.get("timeout", DEFAULT_START_TIMEOUT))
 
     def wait_started(self, name, timeout=DEFAULT_START_TIMEOUT):

@@ -10,7 +10,7 @@ Order matters for the checker's soundness:
   4. on SIGTERM/SIGINT: close the listener, write ``stop`` as the last act,
      exit 0. SIGKILL leaves no stop record; the lifeline's ``exit`` ends it.
 
-Identity comes from ``CLSD_NODE``, ``CLSD_CLUSTER`` and ``CLSD_EPOCH`` (set by
+Identity comes from ``CLSD_NODE``, ``CLSD_CLUSTER``, ``CLSD_EPOCH`` and ``CLSD_SLOT`` (set by
 the daemon that owns the lease), or from ``--node/--cluster/--epoch``.
 ``GET /`` answers 200 with the identity as JSON, for health checks and for
 timing when a failed-over service answers again.
@@ -62,6 +62,7 @@ def _handler_for(identity):
     body = json.dumps({
         "node": identity.node, "cluster": identity.cluster,
         "epoch": identity.epoch, "pid": identity.pid, "instance": identity.instance,
+        "slot": identity.slot,
     }).encode("utf-8")
 
     class Handler(BaseHTTPRequestHandler):

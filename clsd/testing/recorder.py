@@ -16,7 +16,8 @@ using it as the end of the instance's interval is conservative.
 
 Record fields: ``v`` (format version), ``kind`` (start | heartbeat | stop |
 exit), ``t`` (monotonic seconds), ``instance`` (unique per process run),
-``node``, ``cluster``, ``epoch`` (int or null), ``pid``, ``wall`` (time.time(),
+``node``, ``cluster``, ``epoch`` (int or null), ``slot`` (the n-active slot, int or
+null; absent in older records), ``pid``, ``wall`` (time.time(),
 for people only; never compared), ``lifeline`` (start records: whether a
 collector watches this instance).
 """
@@ -51,6 +52,8 @@ MAX_HELLO = 4096
 ENV_NODE = "CLSD_NODE"
 ENV_CLUSTER = "CLSD_CLUSTER"
 ENV_EPOCH = "CLSD_EPOCH"
+#: Set by the daemon for a slot of an n-active cluster (doc/ownership.md).
+ENV_SLOT = "CLSD_SLOT"
 
 
 class RecordError(ValueError):
@@ -66,6 +69,8 @@ class Identity:
     cluster: str
     epoch: int | None
     pid: int
+    #: The n-active slot this instance holds, None for active-standby.
+    slot: int | None = None
 
 
 @attrs.frozen
@@ -80,9 +85,16 @@ class Record:
     lifeline: bool = False
     #: Where it came from (file name), for error messages.
     source: str = ""
+    #: The n-active slot (each slot has its own lease and epochs), or None.
+    slot: int | None = None
+
+    @property
+    def resource(self):
+        """What one lease covers: the cluster, or ``cluster/slot`` for an n-active slot."""
+        return self.cluster if self.slot is None else f"{self.cluster}/{self.slot}"
 
 
-def identity_from_env(environ, pid, *, node=None, cluster=None, epoch=None):
+def identity_from_env(environ, pid, *, node=None, cluster=None, epoch=None, slot=None):
     """Build an L{Identity} from C{CLSD_NODE}/C{CLSD_CLUSTER}/C{CLSD_EPOCH}.
 
     Explicit arguments win over the environment. A missing node or cluster is
@@ -101,8 +113,16 @@ def identity_from_env(environ, pid, *, node=None, cluster=None, epoch=None):
                 epoch = int(raw)
             except ValueError:
                 raise RecordError(f"{ENV_EPOCH} must be an integer, got {raw!r}") from None
+    if slot is None:
+        raw = environ.get(ENV_SLOT)
+        if raw not in (None, ""):
+            try:
+                slot = int(raw)
+            except ValueError:
+                raise RecordError(f"{ENV_SLOT} must be an integer, got {raw!r}") from None
     return Identity(
-        instance=uuid.uuid4().hex[:16], node=node, cluster=cluster, epoch=epoch, pid=pid
+        instance=uuid.uuid4().hex[:16], node=node, cluster=cluster, epoch=epoch, pid=pid,
+        slot=slot,
     )
 
 
@@ -112,6 +132,8 @@ def _line(kind, t, identity, **extra):
         "node": identity.node, "cluster": identity.cluster, "epoch": identity.epoch,
         "pid": identity.pid, "wall": time.time(),
     }
+    if identity.slot is not None:
+        record["slot"] = identity.slot
     record.update(extra)
     return (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
 
@@ -172,10 +194,13 @@ def parse_record(line, source=""):
     pid = data.get("pid")
     if isinstance(pid, bool) or not isinstance(pid, int):
         raise RecordError(f"{source}: pid must be an integer, got {pid!r}")
+    slot = data.get("slot")
+    if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int)):
+        raise RecordError(f"{source}: slot must be an integer or null, got {slot!r}")
     return Record(
         kind=kind, t=float(t), instance=data["instance"], node=data["node"],
         cluster=data["cluster"], epoch=epoch, pid=pid,
-        lifeline=bool(data.get("lifeline", False)), source=source,
+        lifeline=bool(data.get("lifeline", False)), source=source, slot=slot,
     )
 
 
@@ -235,6 +260,7 @@ def connect_lifeline(directory, identity):
         hello = {
             "instance": identity.instance, "node": identity.node,
             "cluster": identity.cluster, "epoch": identity.epoch, "pid": identity.pid,
+            "slot": identity.slot,
         }
         sock.sendall((json.dumps(hello) + "\n").encode("utf-8"))
     except OSError:
@@ -371,7 +397,7 @@ class LifelineCollector:
             identity = Identity(
                 instance=str(hello["instance"]), node=str(hello["node"]),
                 cluster=str(hello["cluster"]), epoch=hello.get("epoch"),
-                pid=int(hello["pid"]),
+                pid=int(hello["pid"]), slot=hello.get("slot"),
             )
         except (ValueError, KeyError, TypeError):
             self._forget(conn)

@@ -22,13 +22,15 @@ def _percentile(values, fraction):
     return ordered[index]
 
 
-def build(*, schedule, run, scenario, final, during, log_problems, replay):
+def build(*, schedule, run, scenario, final, during, log_problems, replay, bound=None):
     """The report as a dict.
 
     @param final: the checker's L{checker.Report} over every record, through
         teardown: the safety verdict.
     @param during: the checker's report over the run up to recovery: the
         availability and failover figures (teardown is not an outage).
+    @param bound: the L{clsd.testing.faults.availability.Verdict} of the run
+        (scenarios with a cluster layout), or None.
     """
     start = run.started_at
     timeline = []
@@ -78,6 +80,17 @@ def build(*, schedule, run, scenario, final, during, log_problems, replay):
     errors = [s for s in timeline if s["outcome"].startswith(("error", "heal error"))]
     if errors:
         reasons.append(f"{len(errors)} fault(s) the rig failed to apply or heal")
+    bound_report = None
+    if bound is not None:
+        bound_report = {
+            "bound": bound.bound,
+            "exceeded": [e.describe(start) for e in bound.exceeded],
+            "worst_recovery": bound.worst_recovery,
+            "required_seconds": bound.required_seconds,
+        }
+        if bound.exceeded:
+            reasons.append(f"{len(bound.exceeded)} stretch(es) with a cluster down past its "
+                           f"failover bound ({bound.bound}s) while the faults allowed it to run")
 
     return {
         "verdict": "FAIL" if reasons else "PASS",
@@ -109,6 +122,7 @@ def build(*, schedule, run, scenario, final, during, log_problems, replay):
             else round(run.converged_at - run.healed_at, 3),
             "error": views_error,
         },
+        "failover_bound": bound_report,
         "log_problems": log_problems,
         "record_problems": list(final.problems),
         "instances": len(final.intervals),
@@ -151,6 +165,14 @@ def to_text(report):
                          f"worst {entry['worst']}s")
     else:
         lines.append(f"  none longer than {checker.DEFAULT_MAX_GAP}s")
+    bound = report.get("failover_bound")
+    if bound is not None:
+        lines += ["", f"Failover bound during the run ({bound['bound']}s while the faults "
+                  "allowed a cluster to run)"]
+        lines += [f"  {e}" for e in bound["exceeded"]] or ["  never exceeded"]
+        for cluster, seconds in sorted(bound["worst_recovery"].items()):
+            lines.append(f"  {cluster}: required {bound['required_seconds'][cluster]}s, "
+                         f"worst time to recover {seconds}s")
     summary = report["failover_summary"]
     lines += ["", "Failovers and restarts after faults"]
     if summary["count"]:

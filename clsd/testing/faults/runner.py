@@ -17,12 +17,12 @@ import time
 import attrs
 
 from clsd.testing import checker
-from clsd.testing.faults import topology
+from clsd.testing.faults import availability, topology
 from clsd.testing.faults.clock import ClockJump
 from clsd.testing.faults.cpu import CpuStarvation
 from clsd.testing.faults.process import Pause
 from clsd.testing.launcher import health_checks_available, protected_service_part
-from clsd.testing.polling import WaitTimeout
+from clsd.testing.polling import WaitTimeout, wait_for
 
 #: After the final heal, every expected cluster must run again within this.
 DEFAULT_RECOVERY_TIMEOUT = 60.0
@@ -54,7 +54,8 @@ class SupervisedScenario:
         return {}
 
     def expected_clusters(self, launcher):
-        return [f"{name}-solo" for name in launcher.nodes]
+        spares = getattr(launcher, "spares", ())
+        return [f"{name}-solo" for name in launcher.nodes if name not in spares]
 
 
 class DaemonsScenario:
@@ -83,12 +84,20 @@ MEMBER_STATE = re.compile(r"member (\S+) is (\w+)")
 START_MARKER = "==== clsd-rig: start #"
 
 
-def view_disagreements(logs):
-    """Who does not see whom alive, from each daemon's log since its last start.
+#: What a view may say of a node that left for good: gone, one way or another
+#: (a leave that no peer heard, under a partition, ends as a death).
+GONE_STATES = ("left", "dead", "removed", None)
 
-    @param logs: C{{node: log text}} of every node of the run.
+
+def view_disagreements(logs, departed=()):
+    """Who does not see whom as expected, from each daemon's log since its last start.
+
+    @param logs: C{{node: log text}} of every member at the end of the run.
+    @param departed: names of nodes that ran during the run and left for good
+        (a spare that joined and left again): no member may see them alive
+        or suspect.
     @return: C{["n1 sees n2 suspect", "n3 sees n1 (nothing)", ...]}; empty when
-        every node's last word on every other node is ``alive``.
+        every member's last word on every other member is ``alive``.
     """
     problems = []
     for observer, text in sorted(logs.items()):
@@ -99,6 +108,9 @@ def view_disagreements(logs):
         for other in sorted(logs):
             if other != observer and states.get(other) != "alive":
                 problems.append(f"{observer} sees {other} {states.get(other, '(nothing)')}")
+        for other in sorted(departed):
+            if states.get(other) not in GONE_STATES:
+                problems.append(f"{observer} sees {other} {states[other]} after it left")
     return problems
 
 
@@ -107,30 +119,43 @@ class ClustersScenario:
 
     The layout is L{clsd.testing.cluster.ring_layout} of the run's nodes:
     every node but the last runs one active-standby cluster ID and stands by
-    for its neighbour's; the last is a witness. Every cluster must run again
-    after the final heal, and never on two nodes at once (capacity 1).
+    for its neighbour's; the last is a witness; an n-active cluster ``nx``
+    with C{count = n_active} runs on the non-witness nodes; the schedule's
+    spares stand by for one ring cluster and ``nx``. Every cluster must run
+    again after the final heal (``nx`` with all its copies), an
+    active-standby one never on two nodes at once, ``nx`` never more than
+    its count, never two on one slot or one node.
     """
 
     name = "clusters"
     #: Every daemon's membership view must show every other node alive at the end.
     check_views = True
+    #: Copies of the n-active cluster (two: the smallest count that is not active-standby).
+    DEFAULT_N_ACTIVE = 2
 
-    def __init__(self, *, timing=None):
+    def __init__(self, *, timing=None, n_active=DEFAULT_N_ACTIVE):
         from clsd.testing.cluster import DEFAULT_TIMING
 
         self.timing = timing or DEFAULT_TIMING
+        self.n_active = n_active
         self._rig = None
 
     @property
     def description(self):
-        return f"clusters (ring of active-standby cluster IDs, witness; {self.timing.name} timing)"
+        extra = f", n-active nx count {self.n_active}" if self.n_active else ""
+        return (f"clusters (ring of active-standby cluster IDs, witness{extra}; "
+                f"{self.timing.name} timing)")
 
     def cluster_rig(self, launcher):
         """The L{ClusterRig}, made for the launcher's nodes the first time it is needed."""
         from clsd.testing.cluster import ClusterRig, ring_layout
 
         if self._rig is None:
-            self._rig = ClusterRig(ring_layout(launcher.nodes), self.timing)
+            spares = tuple(getattr(launcher, "spares", ()))
+            nodes = [name for name in launcher.nodes if name not in spares]
+            n_active = min(self.n_active, len(nodes) - 1) if len(nodes) >= 3 else 0
+            self._rig = ClusterRig(ring_layout(nodes, spares=spares, n_active=n_active),
+                                   self.timing)
         return self._rig
 
     def template_parts(self):
@@ -139,10 +164,14 @@ class ClustersScenario:
         return [part("peers_part"), part("tls_part"), part("quorum_part"), part("clusters_part")]
 
     def capacity(self, launcher):
-        return {}
+        layout = self.cluster_rig(launcher).layout
+        return {c: layout.count(c) for c in layout.clusters if layout.count(c) > 1}
 
     def expected_clusters(self, launcher):
         return list(self.cluster_rig(launcher).layout.clusters)
+
+    def layout(self, launcher):
+        return self.cluster_rig(launcher).layout
 
 
 SCENARIOS = {"supervised": SupervisedScenario, "daemons": DaemonsScenario,
@@ -190,6 +219,11 @@ class ScheduleRunner:
         self.recovery_timeout = recovery_timeout
         self._undo = {}
         self._start = None
+        spares = set(getattr(launcher, "spares", ()))
+        #: Nodes that should be running at the end (joins add, a joiner's leave removes).
+        self.members = {name for name in launcher.nodes if name not in spares}
+        #: Every node started during the run.
+        self.started = set(self.members)
 
     # -- timeline ------------------------------------------------------------------
 
@@ -261,13 +295,14 @@ class ScheduleRunner:
             self.say(f"heal of {step.event.describe()} failed: {e}")
 
     def _recover(self, run):
-        for name, node in self.launcher.nodes.items():
-            if not node.running:
+        for name in sorted(self.members):
+            if not self.launcher.node(name).running:
                 self.launcher.start(name)
+        capacity = self.scenario.capacity(self.launcher)
         try:
             for cluster in self.scenario.expected_clusters(self.launcher):
                 remaining = max(0.1, run.healed_at + self.recovery_timeout - self.clock())
-                self.launcher.wait_running(cluster=cluster, timeout=remaining)
+                self.wait_copies(cluster, capacity.get(cluster, 1), remaining)
             run.recovered_at = self.clock()
         except WaitTimeout as e:
             run.recovery_error = str(e)
@@ -275,12 +310,26 @@ class ScheduleRunner:
         if getattr(self.scenario, "check_views", False):
             self._converge(run)
 
+    def wait_copies(self, cluster, count, timeout):
+        """Until C{count} instances of C{cluster} run, each on its own slot and node."""
+        if count == 1:
+            self.launcher.wait_running(cluster=cluster, timeout=timeout)
+            return
+
+        def enough():
+            running = self.launcher.running_instances(cluster=cluster)
+            return (len({i.slot for i in running}) >= count
+                    and len({i.node for i in running}) >= count)
+        wait_for(enough, timeout, what=f"{count} running instances of cluster {cluster}")
+
     def _converge(self, run):
-        """Wait, within the recovery bound, until every view shows every node alive."""
+        """Wait, within the recovery bound, until every view shows every member alive."""
         deadline = run.healed_at + self.recovery_timeout
+        departed = sorted(self.started - self.members)
         while True:
             problems = view_disagreements(
-                {name: self.launcher.log_text(name) for name in self.launcher.nodes})
+                {name: self.launcher.log_text(name) for name in sorted(self.members)},
+                departed=departed)
             if not problems:
                 run.converged_at = self.clock()
                 return
@@ -354,7 +403,11 @@ class ScheduleRunner:
         return self._network(topology.isolate(self.launcher.address(event.targets[0]), everyone))
 
     def _apply_split(self, event):
-        return self._network(topology.split(*(self._addresses(g) for g in event.params["groups"])))
+        groups = [list(g) for g in event.params["groups"]]
+        # Spares that joined are on the majority side (the schedule did not know them).
+        placed = {n for g in groups for n in g}
+        groups[-1] += sorted(n for n in self.members if n not in placed)
+        return self._network(topology.split(*(self._addresses(g) for g in groups)))
 
     def _apply_bridge(self, event):
         a, b = (self._addresses(side) for side in event.params["sides"])
@@ -369,6 +422,29 @@ class ScheduleRunner:
         token = self.firewall.loss(self.launcher.address(event.targets[0]),
                                    event.params["fraction"])
         return lambda: self.firewall.lift(token)
+
+
+    def _apply_join(self, event):
+        name = event.targets[0]
+        if self.launcher.node(name).running:
+            raise _Skip(f"{name} is already running")
+        self.members.add(name)
+        self.started.add(name)
+        self.launcher.start(name)
+        if event.lasts is None:
+            return None
+
+        def leave():
+            self.members.discard(name)
+            self.launcher.stop(name)
+        return leave
+
+    def _apply_leave(self, event):
+        name = event.targets[0]
+        self._daemon_pid(name)
+        # SIGTERM: ownership hands its clusters over, then membership announces the leave.
+        self.launcher.stop(name)
+        return lambda: self.launcher.start(name)
 
 
 class _Skip(Exception):
@@ -404,16 +480,21 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
     for part in scenario.template_parts():
         template = template.with_part(part)
     faketime = schedule.nodes if "clock_jump" in schedule.kinds else ()
+    spares = tuple(getattr(schedule, "spares", ()))
     launcher = Launcher(os.path.join(directory, "rig"), list(schedule.nodes), template=template,
-                        faketime=faketime, cleanups=cleanups)
+                        faketime=(*faketime, *spares) if faketime else (),
+                        cleanups=cleanups, spares=spares)
     try:
         launcher.start_all()
         say(f"started {len(schedule.nodes)} daemons: " + ", ".join(
             f"{n}@{launcher.address(n)}" for n in schedule.nodes))
-        for cluster in scenario.expected_clusters(launcher):
-            launcher.wait_running(cluster=cluster, timeout=settle_timeout)
         runner = ScheduleRunner(schedule, launcher, scenario, firewall=firewall,
                                 cleanups=cleanups, log=say, recovery_timeout=recovery_timeout)
+        capacity = scenario.capacity(launcher)
+        settled_by = time.monotonic() + settle_timeout
+        for cluster in scenario.expected_clusters(launcher):
+            runner.wait_copies(cluster, capacity.get(cluster, 1),
+                                max(0.1, settled_by - time.monotonic()))
         run = runner.run()
         recovered = run.recovered_at or time.monotonic()
     finally:
@@ -426,5 +507,12 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
         capacity=scenario.capacity(launcher), faults=checker_faults(run),
     )
     final = checker.check(records, capacity=scenario.capacity(launcher))
+    bound = None
+    if hasattr(scenario, "layout"):
+        bound = availability.judge(
+            [r for r in records.records if r.t <= run.ended_at], availability.changes_of(run),
+            scenario.layout(launcher), start=run.started_at, end=run.ended_at,
+            bound=availability.bound_for(scenario.timing))
     return reporting.build(schedule=schedule, run=run, scenario=scenario, final=final,
-                           during=during, log_problems=launcher.log_problems(), replay=replay)
+                           during=during, log_problems=launcher.log_problems(), replay=replay,
+                           bound=bound)

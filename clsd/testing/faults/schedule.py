@@ -10,6 +10,12 @@ settling period; at most one network fault at a time (so each partition is a
 shape one can name); at most one process-level fault per node at a time (a
 paused daemon is not also killed); a kind whose preconditions fail (a ring
 needs four nodes) is never drawn.
+
+Membership changes (``join`` of a spare node, graceful ``leave`` of a node
+that comes back later) come from a second random stream of the same seed,
+at most one at a time, one every C{MEMBERSHIP_MIN_GAP}..C{MEMBERSHIP_MAX_GAP}
+seconds, and only on a node no other process fault touches meanwhile. So
+adding them left every other fault of a seed where it was in version 1.
 """
 
 import json
@@ -17,7 +23,9 @@ import random
 
 import attrs
 
-SCHEDULE_VERSION = 1
+SCHEDULE_VERSION = 2
+#: Versions this rig replays (version 1: no membership changes, no spares).
+READABLE_VERSIONS = (1, 2)
 
 #: Leave the cluster this long to settle before the first fault.
 DEFAULT_SETTLE = 5.0
@@ -29,9 +37,20 @@ DEFAULT_LEASE = 2.0
 NETWORK_KINDS = ("isolate", "split", "bridge", "ring", "loss")
 PROCESS_KINDS = ("kill_daemon", "restart_daemon", "pause_daemon", "kill_service",
                  "pause_service", "cpu_starve", "clock_jump")
-ALL_KINDS = NETWORK_KINDS + PROCESS_KINDS
+#: Membership changes: a spare joins (and stays, or leaves gracefully at its
+#: heal); a node leaves gracefully (SIGTERM: its clusters are handed over,
+#: the leave announced) and comes back at its heal.
+MEMBERSHIP_KINDS = ("join", "leave")
+ALL_KINDS = NETWORK_KINDS + PROCESS_KINDS + MEMBERSHIP_KINDS
 #: The least number of nodes each kind needs to mean anything.
-MIN_NODES = {"isolate": 2, "split": 3, "bridge": 3, "ring": 4, "loss": 2}
+MIN_NODES = {"isolate": 2, "split": 3, "bridge": 3, "ring": 4, "loss": 2, "leave": 2}
+
+#: Spare nodes (``j1``, ``j2``) a schedule with ``join`` may start: each joins once.
+DEFAULT_SPARES = 2
+#: Membership changes are rarer than faults: a node that comes and goes
+#: every few seconds tests the churn limits of membership, not failover.
+MEMBERSHIP_MIN_GAP = 10.0
+MEMBERSHIP_MAX_GAP = 25.0
 
 
 class ScheduleError(ValueError):
@@ -66,6 +85,8 @@ class Schedule:
     kinds: tuple[str, ...]
     events: tuple[FaultEvent, ...]
     version: int = SCHEDULE_VERSION
+    #: Nodes not started at first, that ``join`` events start.
+    spares: tuple[str, ...] = ()
 
     def to_json(self):
         return json.dumps(attrs.asdict(self), indent=2, sort_keys=True) + "\n"
@@ -74,10 +95,10 @@ class Schedule:
     def from_json(cls, text, source="<schedule>"):
         try:
             data = json.loads(text)
-            if data.get("version") != SCHEDULE_VERSION:
+            if data.get("version") not in READABLE_VERSIONS:
                 raise ScheduleError(
                     f"{source}: schedule version {data.get('version')!r}, "
-                    f"this rig reads {SCHEDULE_VERSION}")
+                    f"this rig reads {', '.join(map(str, READABLE_VERSIONS))}")
             events = tuple(
                 FaultEvent(at=e["at"], kind=e["kind"], targets=tuple(e["targets"]),
                            lasts=e["lasts"], params=dict(e["params"]))
@@ -86,8 +107,15 @@ class Schedule:
             for event in events:
                 if event.kind not in ALL_KINDS:
                     raise ScheduleError(f"{source}: unknown fault kind {event.kind!r}")
+            spares = tuple(data.get("spares", ()))
+            for event in events:
+                if event.kind == "join" and event.targets[0] not in spares:
+                    raise ScheduleError(
+                        f"{source}: join of {event.targets[0]!r}, not a spare "
+                        f"(spares: {', '.join(spares) or 'none'})")
             return cls(seed=data["seed"], nodes=tuple(data["nodes"]), duration=data["duration"],
-                       lease=data["lease"], kinds=tuple(data["kinds"]), events=events)
+                       lease=data["lease"], kinds=tuple(data["kinds"]), events=events,
+                       version=data["version"], spares=spares)
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             if isinstance(e, ScheduleError):
                 raise
@@ -141,8 +169,13 @@ def _pick_event(rnd, kind, nodes, lease, free):
 
 
 def generate(seed, nodes, duration, *, kinds=ALL_KINDS, lease=DEFAULT_LEASE,
-             settle=DEFAULT_SETTLE, min_gap=DEFAULT_MIN_GAP, max_gap=DEFAULT_MAX_GAP):
-    """A L{Schedule} of faults for C{nodes} over C{duration} seconds, from C{seed} alone."""
+             settle=DEFAULT_SETTLE, min_gap=DEFAULT_MIN_GAP, max_gap=DEFAULT_MAX_GAP,
+             spares=None):
+    """A L{Schedule} of faults for C{nodes} over C{duration} seconds, from C{seed} alone.
+
+    @param spares: names of nodes that may join; default C{DEFAULT_SPARES}
+        names ``j1``... when ``join`` is among C{kinds}, else none.
+    """
     nodes = tuple(nodes)
     duration = float(duration)
     if len(set(nodes)) != len(nodes) or not nodes:
@@ -152,7 +185,13 @@ def generate(seed, nodes, duration, *, kinds=ALL_KINDS, lease=DEFAULT_LEASE,
         raise ScheduleError(f"unknown fault kinds {unknown}; known: {', '.join(ALL_KINDS)}")
     if not 0 < min_gap <= max_gap:
         raise ScheduleError(f"need 0 < min_gap <= max_gap, got {min_gap}, {max_gap}")
-    usable = tuple(k for k in kinds if len(nodes) >= MIN_NODES.get(k, 1))
+    if spares is None:
+        spares = tuple(f"j{i}" for i in range(1, DEFAULT_SPARES + 1)) if "join" in kinds else ()
+    spares = tuple(spares)
+    if set(spares) & set(nodes) or len(set(spares)) != len(spares):
+        raise ScheduleError(f"spares {list(spares)} must be distinct and not among the nodes")
+    usable = tuple(k for k in kinds if len(nodes) >= MIN_NODES.get(k, 1)
+                   and (k != "join" or spares))
     if not usable:
         raise ScheduleError(f"no fault kind among {list(kinds)} works with {len(nodes)} nodes")
     rnd = random.Random(seed)
@@ -182,5 +221,52 @@ def generate(seed, nodes, duration, *, kinds=ALL_KINDS, lease=DEFAULT_LEASE,
         else:
             node_busy_until[targets[0]] = end
         events.append(FaultEvent(at=t, kind=kind, targets=targets, lasts=lasts, params=params))
+    membership = _membership_events(seed, nodes, spares, duration, usable, events, settle)
+    events = sorted(events + membership, key=lambda e: e.at)
     return Schedule(seed=seed, nodes=nodes, duration=duration, lease=lease,
-                    kinds=tuple(kinds), events=tuple(events))
+                    kinds=tuple(kinds), events=tuple(events), spares=spares)
+
+
+def _membership_events(seed, nodes, spares, duration, usable, faults, settle):
+    """Joins and leaves from their own stream of C{seed}, clear of C{faults} on their node."""
+    kinds = [k for k in MEMBERSHIP_KINDS if k in usable]
+    if not kinds:
+        return []
+    rnd = random.Random(f"membership-{seed}")
+    busy = {}  # node -> [(from, to)] of process faults
+    for event in faults:
+        if event.kind in PROCESS_KINDS:
+            busy.setdefault(event.targets[0], []).append((event.at, event.heal_at or event.at))
+
+    def clear(node, begin, end):
+        # A small margin: a fault right after a node comes back would find it starting.
+        return all(to < begin - 1.0 or start > end + 2.0 for start, to in busy.get(node, ()))
+
+    unused = list(spares)
+    events = []
+    t = settle
+    while True:
+        t = _round(t + rnd.uniform(MEMBERSHIP_MIN_GAP, MEMBERSHIP_MAX_GAP))
+        if t >= duration:
+            break
+        kind = rnd.choice(kinds)
+        if kind == "join":
+            if not unused:
+                continue
+            spare = unused.pop(0)
+            stays = rnd.random() < 0.5
+            lasts = None if stays else _round(min(rnd.uniform(8, 20), duration - t))
+            events.append(FaultEvent(at=t, kind="join", targets=(spare,), lasts=lasts,
+                                     params={"stays": stays}))
+            end = duration if stays else t + lasts
+        else:
+            lasts = _round(min(rnd.uniform(3, 12), duration - t))
+            candidates = [n for n in nodes if clear(n, t, t + lasts)]
+            if not candidates:
+                continue
+            node = rnd.choice(candidates)
+            events.append(FaultEvent(at=t, kind="leave", targets=(node,), lasts=lasts))
+            end = t + lasts
+        # One membership change at a time: the next comes after this one is over.
+        t = max(t, _round(end))
+    return events

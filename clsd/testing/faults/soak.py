@@ -41,6 +41,9 @@ def summarize(reports, *, missing=0):
     failed = missing
     worst_failover = None
     worst_unavailability = None
+    bound_checked = 0
+    bound_exceeded = 0
+    worst_recovery = None
     for report in reports:
         for kind, count in report.get("faults_by_kind", {}).items():
             by_kind[kind] = by_kind.get(kind, 0) + count
@@ -53,6 +56,13 @@ def summarize(reports, *, missing=0):
         for entry in report.get("unavailability", {}).values():
             if worst_unavailability is None or entry["worst"] > worst_unavailability:
                 worst_unavailability = entry["worst"]
+        bound = report.get("failover_bound")
+        if bound is not None:
+            bound_checked += 1
+            bound_exceeded += len(bound["exceeded"])
+            for seconds in bound["worst_recovery"].values():
+                if worst_recovery is None or seconds > worst_recovery:
+                    worst_recovery = seconds
     return {
         "schedules": len(reports) + missing,
         "failed": failed,
@@ -60,6 +70,11 @@ def summarize(reports, *, missing=0):
         "violations": violations,
         "worst_failover": worst_failover,
         "worst_unavailability": worst_unavailability,
+        #: Runs judged against the failover bound during the run (clusters scenario).
+        "bound_checked": bound_checked,
+        "bound_exceeded": bound_exceeded,
+        #: The longest a cluster stayed short of copies while the faults allowed it to run.
+        "worst_recovery": worst_recovery,
     }
 
 
@@ -79,6 +94,11 @@ def table_row(summary, *, date, machine, scenario):
     schedules = f"{summary['schedules']} ({summary['failed']} failed)"
     cells = [date, machine, scenario, schedules, kinds, str(summary["violations"]),
              _seconds(summary["worst_failover"]), _seconds(summary["worst_unavailability"])]
+    if summary.get("bound_checked"):
+        cells.append(f"{summary['bound_exceeded']} exceeded; worst "
+                     f"{_seconds(summary['worst_recovery'])}")
+    else:
+        cells.append("-")
     return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
 
 
