@@ -15,6 +15,7 @@ from clsd.membership.messages import (
     Gossip, Heartbeat, Join, JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords, Watch,
 )
 from clsd.membership.table import build_snapshots
+from clsd.membership.timing import suspicion_timeout
 
 SEED = "127.0.0.12:7400"
 
@@ -135,9 +136,33 @@ class Refuting(unittest.TestCase):
         dead = Member("n7", "127.0.0.9:7400", 1, 0, State.DEAD)
         self.core.receive("n3", Gossip((MemberUpdate(dead, 0.0, ("n1",)),)), 1.0)
         self.assertIs(self.core.member("n7").state, State.SUSPECT)
-        # ... until nobody refutes it for suspicion_timeout.
-        self.core.handle(TimerFired(mcore.TICK), 12.0)
+        # ... until nobody refutes it for the slow path's minimum (another
+        # node's rule held: that is a confirmation in full).
+        wait = suspicion_timeout(10.0, 60, 1, expected=0)
+        self.tick_until(1.0 + wait - 0.1)
+        self.assertIs(self.core.member("n7").state, State.SUSPECT)
+        self.tick_until(1.0 + wait + 0.1)
         self.assertIs(self.core.member("n7").state, State.DEAD)
+
+    def test_a_single_report_waits_longest_on_the_slow_path(self):
+        self.core.receive("n3", Gossip((Report("n7", 1, 0, self.core.observers_of("n7")[0]),)),
+                          1.0)
+        self.assertIs(self.core.member("n7").state, State.SUSPECT)
+        shortest = suspicion_timeout(10.0, 60, 1, expected=0)
+        longest = suspicion_timeout(10.0, 60, 1, expected=5)
+        self.assertGreater(longest, 3 * shortest)
+        self.tick_until(1.0 + shortest + 0.1)
+        self.assertIs(self.core.member("n7").state, State.SUSPECT)
+        self.tick_until(1.0 + longest + 0.1)
+        self.assertIs(self.core.member("n7").state, State.DEAD)
+
+    def tick_until(self, end):
+        """Ticks on time (a late tick would be our own stall: Lifeguard widens timeouts)."""
+        now = getattr(self, "_ticked", 1.0)
+        while now < end:
+            now = min(end, now + 0.5)
+            self.core.handle(TimerFired(mcore.TICK), now)
+        self._ticked = now
 
 
 class Watching(unittest.TestCase):

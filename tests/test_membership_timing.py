@@ -18,6 +18,25 @@ class Formulas(unittest.TestCase):
         for base, score, expected in [(4.0, 0, 4.0), (4.0, 1, 8.0), (4.0, 7, 32.0), (0.5, 3, 2.0)]:
             self.assertEqual(timing.scaled_timeout(base, score), expected)
 
+    def test_suspicion_timeout(self):
+        # (base, members, reporters, expected confirmations, timeout)
+        for base, members, reporters, expected, timeout in [
+            (10.0, 5, 1, 0, 10.0),      # small cluster, nothing to wait for: the base
+            (10.0, 5, 1, 5, 40.0),      # one reporter of an expected six: 4 x the minimum
+            (10.0, 5, 6, 5, 10.0),      # all confirmations in: the minimum
+            (10.0, 5, 9, 5, 10.0),      # more than expected: still the minimum
+            (10.0, 5, 2, 1, 10.0),      # small cluster whose two observers both reported
+            (10.0, 100, 1, 0, 20.0),    # log10(100) = 2 times the base
+            (10.0, 1000, 1, 5, 120.0),
+            (10.0, 1, 1, 5, 40.0),      # log10 below 1 never shortens the base
+        ]:
+            self.assertAlmostEqual(timing.suspicion_timeout(base, members, reporters, expected),
+                                   timeout, msg=(members, reporters, expected))
+        # Each further reporter shortens the wait, on a log scale.
+        waits = [timing.suspicion_timeout(10.0, 64, r, 5) for r in range(1, 7)]
+        self.assertEqual(waits, sorted(waits, reverse=True))
+        self.assertGreater(waits[0] - waits[1], waits[4] - waits[5])
+
     def test_lateness(self):
         for now, due, expected in [(10.0, 9.0, 1.0), (10.0, 10.0, 0.0), (9.0, 10.0, 0.0)]:
             self.assertEqual(timing.lateness(now, due), expected)

@@ -30,7 +30,9 @@ class MembershipConfig:
     #: declared dead even without H reports (SWIM's suspicion timeout). A
     #: responsive member refutes within a second or two; this only finishes
     #: cases where too few healthy observers can see the member, e.g. the
-    #: far side of a partition.
+    #: far side of a partition. It is the minimum for up to 10 members;
+    #: larger clusters and fewer reporters wait longer (Lifeguard; see
+    #: membership.timing.suspicion_timeout).
     suspicion_timeout: float = 10.0
     #: News learnt is pushed to gossip_fanout neighbours this often until
     #: each piece has been sent retransmit_mult * ceil(log10(N + 1)) times

@@ -41,7 +41,7 @@ from clsd.membership.messages import (
     Report, SyncDigest, SyncRecords, Unwatch, Watch,
 )
 from clsd.membership.table import MemberTable
-from clsd.membership.timing import lateness, retransmit_limit
+from clsd.membership.timing import lateness, quorum_for, retransmit_limit, suspicion_timeout
 
 # -- events -----------------------------------------------------------------
 
@@ -210,6 +210,9 @@ class Core:
         self._seeds = ()
         self._sync_on_connect = set()
         self._suspects = {}         # name -> since (insertion order: evaluation order)
+        #: suspect -> the life another node announced dead (its rule held there):
+        #: the slow path then waits only its minimum.
+        self._announced_dead = {}
         self._suspect_order = {}    # name -> its position in that order
         self._suspect_serials = itertools.count()
         self._gone = {}             # name -> since (dead or left)
@@ -594,13 +597,27 @@ class Core:
 
     def _check_suspects(self):
         """The slow path: suspicion that nobody refuted in time is a death."""
-        timeout = self.config.suspicion_timeout
+        config = self.config
+        members = len(self._table)
+        # A slow node blames itself first (Lifeguard): its own lag also
+        # delays the refutations it is waiting for.
+        shortest = self._awareness.scale(
+            suspicion_timeout(config.suspicion_timeout, members, 1, expected=0))
         for subject, since in list(self._suspects.items()):
+            if self.now - since < shortest:
+                continue
+            member = self._table.get(subject)
+            reported = self._reports.reporters(subject, member.version)
+            observers = self._observers(subject)
+            counted = tuple(o for o in observers if o in reported)
+            if self._announced_dead.get(subject) == member.version:
+                timeout = shortest  # another node's rule held: a confirmation in full
+            else:
+                expected = quorum_for(len(observers), config.quorum) - 1
+                timeout = self._awareness.scale(suspicion_timeout(
+                    config.suspicion_timeout, members, len(counted), expected))
             if self.now - since >= timeout:
-                member = self._table.get(subject)
-                reported = self._reports.reporters(subject, member.version)
-                reporters = tuple(o for o in self._observers(subject)
-                                  if o in reported)[:MAX_REPORTERS]
+                reporters = counted[:MAX_REPORTERS]
                 self._accept(
                     member.evolve(state=State.DEAD),
                     f"suspected for {self.now - since:.1f} s without refuting"
@@ -712,6 +729,7 @@ class Core:
             # reports and decide ourselves (a stale or partitioned view cannot
             # evict a member we still see as healthy).
             version = member.version
+            self._announced_dead[name] = version
             for reporter in update.reporters:
                 self._reports.add(name, version, reporter)
             changed = False
@@ -787,6 +805,7 @@ class Core:
 
     def _drop_suspect(self, name):
         if self._suspects.pop(name, None) is not None:
+            self._announced_dead.pop(name, None)
             del self._suspect_order[name]
             self._affected.discard(name)
             if not self._suspects:

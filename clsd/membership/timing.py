@@ -21,6 +21,34 @@ def scaled_timeout(base, health_score):
     return base * (health_score + 1)
 
 
+#: Lifeguard's dynamic suspicion: a suspicion with one reporter waits this
+#: many times the minimum; each further independent reporter brings the wait
+#: down towards the minimum (memberlist uses 6; 4 keeps a partial partition's
+#: flap period moderate).
+SUSPICION_MAX_MULT = 4
+
+
+def suspicion_timeout(base, members, reporters, expected):
+    """How long the slow path waits before a suspect that did not refute is dead.
+
+    memberlist and Lifeguard, adapted: the minimum grows with log10 of the
+    cluster size (news and refutations take more hops to get round), and a
+    suspicion starts at C{SUSPICION_MAX_MULT} times the minimum, falling on a
+    log scale as independent reporters confirm it, down to the minimum once
+    C{expected} confirmations (reporters after the first) arrived. One
+    observer's report alone therefore waits longest: on a loaded machine a
+    node may need many seconds to hear of a suspicion and refute it, and a
+    single report is the weakest evidence.
+    """
+    minimum = base * max(1.0, math.log10(max(members, 1)))
+    maximum = SUSPICION_MAX_MULT * minimum
+    confirmations = max(0, reporters - 1)
+    if expected < 1 or confirmations >= expected:
+        return minimum
+    fraction = math.log(confirmations + 1) / math.log(expected + 1)
+    return max(minimum, maximum - (maximum - minimum) * fraction)
+
+
 def lateness(now, due):
     """How late a timer fired: the time this process could not run (never negative)."""
     return max(0.0, now - due)
