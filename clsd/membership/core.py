@@ -204,6 +204,10 @@ class Core:
         self.phase = IDLE
         self._subjects = []
         self._watchers = {}
+        #: The plain heartbeat's Send actions, reused while neither our
+        #: record nor our watchers change: (me, sends). Actions are frozen,
+        #: so handing the same objects out again is safe.
+        self._beats = None
         self._links = {}
         self._wanted = {}           # address -> name or None: our Connects
         self._transient = {}        # address -> expiry: seeds, reconnect probes
@@ -343,7 +347,8 @@ class Core:
         self.now = now
 
     def _finish(self):
-        self._settle()
+        if self._rings_dirty or self._affected:
+            self._settle()
         if self._queue and not self._gossip_set and self.phase in (JOINING, MEMBER, LEAVING):
             self._gossip_set = True
             self._emit(SetTimer(GOSSIP, self.now + self.config.gossip_interval * _FIRST_PUSH))
@@ -523,8 +528,11 @@ class Core:
         watchers = self._watchers
         self.sent += len(watchers)
         if not queue:
-            beat = Heartbeat(me.generation, me.incarnation)
-            self._out.extend([Send(name, beat) for name in watchers])
+            beats = self._beats
+            if beats is None or beats[0] is not me:
+                beat = Heartbeat(me.generation, me.incarnation)
+                beats = self._beats = (me, [Send(name, beat) for name in watchers])
+            self._out.extend(beats[1])
             return
         limit = self._limit()
         count = self.config.max_piggyback
@@ -856,7 +864,8 @@ class Core:
 
     def _link_down(self, name):
         self._links.pop(name, None)
-        self._watchers.pop(name, None)
+        if self._watchers.pop(name, None):
+            self._beats = None
         if name in self._detector:
             self._detector.link_down(name, self.now)
             # Check again right after the grace, not at the next tick: a killed
@@ -973,12 +982,15 @@ class Core:
         self._apply_updates(message.updates, "gossip")
 
     def _on_watch(self, sender, message):
-        self._watchers[sender] = True
+        if sender not in self._watchers:
+            self._watchers[sender] = True
+            self._beats = None
         me = self.me
         self._send(sender, Heartbeat(me.generation, me.incarnation))
 
     def _on_unwatch(self, sender, message):
-        self._watchers.pop(sender, None)
+        if self._watchers.pop(sender, None):
+            self._beats = None
 
     def _on_join(self, sender, message):
         if message.member.name != sender:
