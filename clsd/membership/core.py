@@ -211,6 +211,9 @@ class Core:
         self._links = {}
         self._wanted = {}           # address -> name or None: our Connects
         self._transient = {}        # address -> expiry: seeds, reconnect probes
+        #: No entry of _transient expires before this (a lower bound): the
+        #: tick skips the scan until then.
+        self._transient_next = float("inf")
         self._seeds = ()
         self._sync_on_connect = set()
         self._suspects = {}         # name -> since (insertion order: evaluation order)
@@ -317,7 +320,8 @@ class Core:
 
     def timer_fired(self, name, now):
         """Same as C{handle(TimerFired(name), now)}, without the event object."""
-        self._begin(now)
+        self._out = []
+        self.now = now
         self._timer(name)
         return self._finish()
 
@@ -414,15 +418,15 @@ class Core:
             self._next_join = now + self.config.join_retry_interval
         for address in self._seeds:
             self._connect(address, None)
-            self._transient[address] = float("inf") if self.phase == JOINING else (
-                now + _TRANSIENT_TTL)
+            self._set_transient(address, float("inf") if self.phase == JOINING else (
+                now + _TRANSIENT_TTL))
 
     def _become_member(self):
         self.phase = MEMBER
         self._emit(Joined())
         for address in self._seeds:
             if address in self._transient:
-                self._transient[address] = self.now + _TRANSIENT_TTL
+                self._set_transient(address, self.now + _TRANSIENT_TTL)
 
     def _leave(self):
         if self.phase in (LEAVING, LEFT):
@@ -519,7 +523,7 @@ class Core:
             for name, address in self._links.items():
                 if address in self._seeds:
                     self._send(name, Join(self.me))
-        if self._transient:
+        if self._transient and now >= self._transient_next:
             self._expire_transient()
 
     def _heartbeat(self):
@@ -835,13 +839,20 @@ class Core:
         self._wanted[address] = name
         self._emit(Connect(address, name))
 
+    def _set_transient(self, address, expiry):
+        self._transient[address] = expiry
+        if expiry < self._transient_next:
+            self._transient_next = expiry
+
     def _expire_transient(self):
         if not self._transient:
             return
         now = self.now
         subject_addresses = None
+        following = float("inf")
         for address, expiry in list(self._transient.items()):
             if expiry > now:
+                following = min(following, expiry)
                 continue
             del self._transient[address]
             self._sync_on_connect.discard(address)
@@ -850,6 +861,7 @@ class Core:
             if address not in subject_addresses and address in self._wanted:
                 del self._wanted[address]
                 self._emit(Disconnect(address))
+        self._transient_next = following
 
     def _link_up(self, name, address):
         self._links[name] = address
@@ -893,7 +905,7 @@ class Core:
         address = member.address
         if address in self._wanted:
             return
-        self._transient[address] = self.now + _TRANSIENT_TTL
+        self._set_transient(address, self.now + _TRANSIENT_TTL)
         self._sync_on_connect.add(address)
         self._connect(address, member.name)
 
