@@ -336,7 +336,8 @@ class Core:
             if link is not None:
                 link.last_heard = now
             return _NOTHING
-        self._begin(now)
+        self._out = []
+        self.now = now
         if self.phase not in (IDLE, LEFT):
             self.received += 1
             self._detector.heard(sender, now)
@@ -353,7 +354,7 @@ class Core:
     def _finish(self):
         if self._rings_dirty or self._affected:
             self._settle()
-        if self._queue and not self._gossip_set and self.phase in (JOINING, MEMBER, LEAVING):
+        if not self._gossip_set and self._queue and self.phase in (JOINING, MEMBER, LEAVING):
             self._gossip_set = True
             self._emit(SetTimer(GOSSIP, self.now + self.config.gossip_interval * _FIRST_PUSH))
         out, self._out = self._out, None
