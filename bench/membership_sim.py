@@ -16,6 +16,7 @@ Results go to bench/results/membership_sim.json (with the machine).
 """
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -62,6 +63,9 @@ def run_steady(n, duration, seed, crash_every, restart_after, progress):
     build = time.time() - wall0
     warmup = 10.0
     cluster.run_for(warmup)
+    # The cluster built and its links up, most objects live to the end: keep
+    # the collector's full passes from walking them again and again.
+    gc.freeze()
     # Steady state: no faults yet.
     window = min(30.0, duration / 4)
     before = cluster.messages

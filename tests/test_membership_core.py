@@ -12,7 +12,8 @@ from clsd.membership.core import (
 )
 from clsd.membership.members import Member, State
 from clsd.membership.messages import (
-    Gossip, Heartbeat, Join, JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords, Watch,
+    Gossip, Heartbeat, Join, JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords, Unwatch,
+    Watch,
 )
 from clsd.membership.table import build_snapshots
 from clsd.membership.timing import suspicion_timeout
@@ -175,6 +176,40 @@ class Watching(unittest.TestCase):
         self.assertIn(Send("b", Heartbeat(1, 0)), actions)
         core.handle(LinkDown("b"), 1.5)
         self.assertNotIn("b", core.watchers)
+
+    def test_plain_heartbeats_follow_watchers_and_incarnation(self):
+        """The tick reuses its plain heartbeats: every change of watchers or
+        of our own record must still show in the next tick's."""
+        core, _ = formed(["a", "b", "c", "d"], "a")
+
+        def beats(now):
+            actions = core.handle(TimerFired(mcore.TICK), now)
+            return sorted((s.to, s.message) for s in of(actions, Send)
+                          if type(s.message) is Heartbeat)
+
+        for name, host in (("b", 3), ("c", 4), ("d", 5)):
+            core.handle(LinkUp(name, f"127.0.0.{host}:7400"), 0.1)
+        core.receive("b", Watch(), 0.2)
+        core.receive("c", Watch(), 0.2)
+        self.assertEqual(beats(1.0), [("b", Heartbeat(1, 0)), ("c", Heartbeat(1, 0))])
+        self.assertEqual(beats(2.0), [("b", Heartbeat(1, 0)), ("c", Heartbeat(1, 0))])
+        core.receive("d", Watch(), 2.1)
+        self.assertEqual([to for to, _ in beats(3.0)], ["b", "c", "d"])
+        core.receive("c", Unwatch(), 3.1)
+        self.assertEqual([to for to, _ in beats(4.0)], ["b", "d"])
+        core.handle(LinkDown("b"), 4.1)
+        self.assertEqual([to for to, _ in beats(5.0)], ["d"])
+        # A refutation raises our incarnation: the heartbeats carry it.
+        me = core.member("a")
+        core.receive("d", Gossip((Report("a", me.generation, me.incarnation, "d"),)), 5.1)
+        incarnation = core.member("a").incarnation
+        self.assertGreater(incarnation, 0)
+        # Once the news is sent out, the plain heartbeat carries it too.
+        for second in range(6, 60):
+            sent = beats(float(second))
+            if not sent[0][1].updates:
+                break
+        self.assertEqual(sent, [("d", Heartbeat(1, incarnation))])
 
     def test_subjects_are_connected_and_watched(self):
         core, actions = formed([f"n{i}" for i in range(20)], "n0")

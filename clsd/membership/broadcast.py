@@ -44,6 +44,8 @@ class BroadcastQueue:
 
     def take(self, count, limit):
         """Up to C{count} pieces for one message; each counts as sent once more."""
+        if len(self._level_of) <= count:
+            return self._take_all(limit)
         taken = []
         moved = []
         levels = self._levels
@@ -70,6 +72,36 @@ class BroadcastQueue:
             self._level_of[key] = level
         while len(levels) > 1 and not levels[-1]:
             levels.pop()
+        return taken
+
+    def _take_all(self, limit):
+        """take() when every piece fits in the message (the common case: a
+        heartbeat carries up to 16): each level moves up one whole, in the
+        order take() pops it (newest first), without per-piece bookkeeping
+        beyond the level index."""
+        taken = []
+        levels = [{}]
+        level_of = self._level_of
+        low = 0
+        for level, items in enumerate(self._levels, start=1):
+            if not items:
+                levels.append(items)
+                continue
+            moved = dict(reversed(items.items()))
+            taken.extend(moved.values())
+            if level < limit:
+                levels.append(moved)
+                for key in moved:
+                    level_of[key] = level
+                low = low or level
+            else:
+                levels.append({})
+                for key in moved:
+                    del level_of[key]
+        while len(levels) > 1 and not levels[-1]:
+            levels.pop()
+        self._levels = levels
+        self._low = low
         return taken
 
     def _drop_most_sent(self):

@@ -204,9 +204,16 @@ class Core:
         self.phase = IDLE
         self._subjects = []
         self._watchers = {}
+        #: The plain heartbeat's Send actions, reused while neither our
+        #: record nor our watchers change: (me, sends). Actions are frozen,
+        #: so handing the same objects out again is safe.
+        self._beats = None
         self._links = {}
         self._wanted = {}           # address -> name or None: our Connects
         self._transient = {}        # address -> expiry: seeds, reconnect probes
+        #: No entry of _transient expires before this (a lower bound): the
+        #: tick skips the scan until then.
+        self._transient_next = float("inf")
         self._seeds = ()
         self._sync_on_connect = set()
         self._suspects = {}         # name -> since (insertion order: evaluation order)
@@ -316,7 +323,8 @@ class Core:
 
     def timer_fired(self, name, now):
         """Same as C{handle(TimerFired(name), now)}, without the event object."""
-        self._begin(now)
+        self._out = []
+        self.now = now
         self._timer(name)
         return self._finish()
 
@@ -331,7 +339,8 @@ class Core:
             if link is not None:
                 link.last_heard = now
             return _NOTHING
-        self._begin(now)
+        self._out = []
+        self.now = now
         if self.phase not in (IDLE, LEFT):
             self.received += 1
             self._detector.heard(sender, now)
@@ -346,8 +355,9 @@ class Core:
         self.now = now
 
     def _finish(self):
-        self._settle()
-        if self._queue and not self._gossip_set and self.phase in (JOINING, MEMBER, LEAVING):
+        if self._rings_dirty or self._affected:
+            self._settle()
+        if not self._gossip_set and self._queue and self.phase in (JOINING, MEMBER, LEAVING):
             self._gossip_set = True
             self._emit(SetTimer(GOSSIP, self.now + self.config.gossip_interval * _FIRST_PUSH))
         out, self._out = self._out, None
@@ -412,15 +422,15 @@ class Core:
             self._next_join = now + self.config.join_retry_interval
         for address in self._seeds:
             self._connect(address, None)
-            self._transient[address] = float("inf") if self.phase == JOINING else (
-                now + _TRANSIENT_TTL)
+            self._set_transient(address, float("inf") if self.phase == JOINING else (
+                now + _TRANSIENT_TTL))
 
     def _become_member(self):
         self.phase = MEMBER
         self._emit(Joined())
         for address in self._seeds:
             if address in self._transient:
-                self._transient[address] = self.now + _TRANSIENT_TTL
+                self._set_transient(address, self.now + _TRANSIENT_TTL)
 
     def _leave(self):
         if self.phase in (LEAVING, LEFT):
@@ -517,7 +527,7 @@ class Core:
             for name, address in self._links.items():
                 if address in self._seeds:
                     self._send(name, Join(self.me))
-        if self._transient:
+        if self._transient and now >= self._transient_next:
             self._expire_transient()
 
     def _heartbeat(self):
@@ -526,8 +536,11 @@ class Core:
         watchers = self._watchers
         self.sent += len(watchers)
         if not queue:
-            beat = Heartbeat(me.generation, me.incarnation)
-            self._out.extend([Send(name, beat) for name in watchers])
+            beats = self._beats
+            if beats is None or beats[0] is not me:
+                beat = Heartbeat(me.generation, me.incarnation)
+                beats = self._beats = (me, [Send(name, beat) for name in watchers])
+            self._out.extend(beats[1])
             return
         limit = self._limit()
         count = self.config.max_piggyback
@@ -846,13 +859,20 @@ class Core:
         self._wanted[address] = name
         self._emit(Connect(address, name))
 
+    def _set_transient(self, address, expiry):
+        self._transient[address] = expiry
+        if expiry < self._transient_next:
+            self._transient_next = expiry
+
     def _expire_transient(self):
         if not self._transient:
             return
         now = self.now
         subject_addresses = None
+        following = float("inf")
         for address, expiry in list(self._transient.items()):
             if expiry > now:
+                following = min(following, expiry)
                 continue
             del self._transient[address]
             self._sync_on_connect.discard(address)
@@ -861,6 +881,7 @@ class Core:
             if address not in subject_addresses and address in self._wanted:
                 del self._wanted[address]
                 self._emit(Disconnect(address))
+        self._transient_next = following
 
     def _link_up(self, name, address):
         self._links[name] = address
@@ -875,7 +896,8 @@ class Core:
 
     def _link_down(self, name):
         self._links.pop(name, None)
-        self._watchers.pop(name, None)
+        if self._watchers.pop(name, None):
+            self._beats = None
         if name in self._detector:
             self._detector.link_down(name, self.now)
             # Check again right after the grace, not at the next tick: a killed
@@ -903,7 +925,7 @@ class Core:
         address = member.address
         if address in self._wanted:
             return
-        self._transient[address] = self.now + _TRANSIENT_TTL
+        self._set_transient(address, self.now + _TRANSIENT_TTL)
         self._sync_on_connect.add(address)
         self._connect(address, member.name)
 
@@ -992,12 +1014,15 @@ class Core:
         self._apply_updates(message.updates, "gossip")
 
     def _on_watch(self, sender, message):
-        self._watchers[sender] = True
+        if sender not in self._watchers:
+            self._watchers[sender] = True
+            self._beats = None
         me = self.me
         self._send(sender, Heartbeat(me.generation, me.incarnation))
 
     def _on_unwatch(self, sender, message):
-        self._watchers.pop(sender, None)
+        if self._watchers.pop(sender, None):
+            self._beats = None
 
     def _on_join(self, sender, message):
         if message.member.name != sender:

@@ -34,7 +34,7 @@ def node_address(index):
 
 class SimNode:
     __slots__ = ("index", "name", "address", "core", "alive", "paused", "epoch",
-                 "timers", "wants", "links", "pending", "group", "joined_at",
+                 "timers", "wants", "links", "peers", "pending", "group", "joined_at",
                  "generation", "sent", "left")
 
     def __init__(self, index):
@@ -47,7 +47,10 @@ class SimNode:
         self.epoch = 0
         self.timers = {}
         self.wants = {}
+        #: Indices of the nodes this one has a connection to ...
         self.links = set()
+        #: ... and the same nodes by name (what a Send names), for delivery.
+        self.peers = {}
         self.pending = []
         self.group = 0
         self.joined_at = None
@@ -236,6 +239,8 @@ class SimCluster:
             return
         node.links.add(target.index)
         target.links.add(node.index)
+        node.peers[target.name] = target
+        target.peers[node.name] = node
         self._deliver_event(node, node.epoch, mcore.LinkUp(target.name, target.address))
         self._deliver_event(target, target.epoch, mcore.LinkUp(node.name, node.address))
 
@@ -243,13 +248,17 @@ class SimCluster:
         for index in list(node.links):
             peer = self.nodes[index]
             peer.links.discard(node.index)
+            peer.peers.pop(node.name, None)
             self.scheduler.at(self.now + self.latency, self._deliver_event, peer, peer.epoch,
                               mcore.LinkDown(node.name))
         node.links.clear()
+        node.peers.clear()
 
     def _unlink(self, node, peer):
         node.links.discard(peer.index)
         peer.links.discard(node.index)
+        node.peers.pop(peer.name, None)
+        peer.peers.pop(node.name, None)
         self._deliver_event(node, node.epoch, mcore.LinkDown(peer.name))
         self.scheduler.at(self.now + self.latency, self._deliver_event, peer, peer.epoch,
                           mcore.LinkDown(node.name))
@@ -285,26 +294,33 @@ class SimCluster:
     def _run(self, node, actions):
         scheduler = self.scheduler
         now = scheduler.now
-        batch = None
+        Send = mcore.Send
+        # The same message to several peers (a heartbeat to the watchers)
+        # travels as one scheduled delivery: consecutive Sends of one
+        # message object are gathered into `names`.
+        message = names = None
         for action in actions:
             kind = type(action)
-            if kind is mcore.Send:
-                # The same message to several peers (a heartbeat to the
-                # watchers) travels as one scheduled delivery.
-                if batch is not None and batch[1] is action.message:
-                    batch[0].append(action.to)
+            if kind is Send:
+                if action.message is message:
+                    names.append(action.to)
                     continue
-                if batch is not None:
-                    self._send_many(node, *batch)
-                batch = ([action.to], action.message)
+                if names is not None:
+                    self._send_many(node, names, message)
+                message = action.message
+                names = [action.to]
                 continue
-            if batch is not None:
-                self._send_many(node, *batch)
-                batch = None
+            if names is not None:
+                self._send_many(node, names, message)
+                message = names = None
             if kind is mcore.SetTimer:
-                version = node.timers.get(action.name, 0) + 1
-                node.timers[action.name] = version
-                scheduler.at(action.at, self._fire, node, node.epoch, action.name, version)
+                timers = node.timers
+                version = timers.get(action.name, 0) + 1
+                timers[action.name] = version
+                at = action.at
+                heapq.heappush(scheduler._heap, (
+                    at if at > now else now, next(scheduler._seq),
+                    self._fire, (node, node.epoch, action.name, version)))
             elif kind is mcore.MemberChanged:
                 if action.member.state is State.DEAD and not action.removed:
                     self.deaths.append((now, node.name, action.member))
@@ -330,31 +346,26 @@ class SimCluster:
                 node.alive = False
                 node.epoch += 1
                 self._drop_links(node)
-        if batch is not None:
-            self._send_many(node, *batch)
+        if names is not None:
+            self._send_many(node, names, message)
 
     def _send_many(self, node, names, message):
         if len(names) == 1 or self.node_latency or self.link_latency:
             for name in names:
                 self._send(node, name, message)
             return
-        if len(names) == 1:
-            self._send(node, names[0], message)
-            return
         count = len(names)
         node.sent += count
         self.messages += count
-        by_name = self.by_name
-        links = node.links
-        rng = self.rng
+        peers = node.peers
+        group = node.group
         lossy = self.loss or self.node_loss or self.link_loss
+        rng = self.rng
         targets = []
         for to in names:
-            target = by_name.get(to)
-            if target is None or target.index not in links or node.group != target.group:
-                self.dropped += 1
-                continue
-            if lossy and rng.random() < self._loss(node, target):
+            target = peers.get(to)  # None: unknown name or no connection
+            if target is None or target.group != group or (
+                    lossy and rng.random() < self._loss(node, target)):
                 self.dropped += 1
                 continue
             targets.append((target, target.epoch))
@@ -370,6 +381,7 @@ class SimCluster:
     def _deliver_many(self, targets, sender, message):
         now = self.scheduler.now
         for node, epoch in targets:
+            # A crash or restart bumps the epoch; a crash also clears alive.
             if node.epoch != epoch or not node.alive:
                 continue
             if node.paused:
@@ -390,8 +402,8 @@ class SimCluster:
     def _send(self, node, to, message):
         node.sent += 1
         self.messages += 1
-        target = self.by_name.get(to)
-        if target is None or target.index not in node.links or node.group != target.group:
+        target = node.peers.get(to)  # None: unknown name or no connection
+        if target is None or node.group != target.group:
             self.dropped += 1
             return
         rng = self.rng
