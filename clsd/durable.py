@@ -9,6 +9,32 @@ power loss.
 import os
 
 
+class NotACounter(ValueError):
+    """The file holds something other than a non-negative integer (C{text}: what it holds)."""
+
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
+
+
+def read_counter(path):
+    """The non-negative integer stored at C{path} by L{write_durably}; 0 if no file.
+
+    @raise OSError: the file exists but cannot be read.
+    @raise NotACounter: it does not hold a non-negative integer. Callers
+        refuse to guess: a counter restarted from 0 could reuse old values.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(100)
+    except FileNotFoundError:
+        return 0
+    text = raw.decode("ascii", "replace").strip()
+    if not text.isdigit():
+        raise NotACounter(text)
+    return int(text)
+
+
 def write_durably(path, data):
     """Replace the file C{path} with C{data} (bytes), durably; creates its directory.
 

@@ -15,7 +15,7 @@ The wall clock is an identity here, never a measure of time.
 import os
 import time
 
-from clsd.durable import write_durably
+from clsd.durable import NotACounter, read_counter, write_durably
 
 #: Where, under ``[node] data_dir``.
 GENERATION_FILE = os.path.join("membership", "generation")
@@ -38,18 +38,13 @@ def read_generation(data_dir):
     """
     path = generation_path(data_dir)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(100)
-    except FileNotFoundError:
-        return 0
+        return read_counter(path)
     except OSError as e:
         raise GenerationError(f"{path}: cannot read the stored generation: {e.strerror}") from None
-    text = raw.decode("ascii", "replace").strip()
-    if not text.isdigit():
+    except NotACounter as e:
         raise GenerationError(
-            f"{path}: the stored generation must be a non-negative integer, got {text[:40]!r} "
-            "(remove the file to start afresh from the wall clock)")
-    return int(text)
+            f"{path}: the stored generation must be a non-negative integer, got {e.text[:40]!r} "
+            "(remove the file to start afresh from the wall clock)") from None
 
 
 def next_generation(data_dir, wall_ns=None):

@@ -10,7 +10,7 @@ or the new one, never a torn mix.
 
 import os
 
-from clsd.durable import write_durably
+from clsd.durable import NotACounter, read_counter, write_durably
 
 #: Where, under ``[node] data_dir``.
 FLOOR_FILE = os.path.join("ownership", "epoch-floor")
@@ -33,17 +33,12 @@ def read_floor(data_dir):
     """
     path = floor_path(data_dir)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(100)
-    except FileNotFoundError:
-        return 0
+        return read_counter(path)
     except OSError as e:
         raise FloorError(f"{path}: cannot read the epoch floor: {e.strerror}") from None
-    text = raw.decode("ascii", "replace").strip()
-    if not text.isdigit():
-        raise FloorError(f"{path}: the epoch floor must be a non-negative integer, got {text!r} "
-                         "(remove the file only if every voter of the quorum is running)")
-    return int(text)
+    except NotACounter as e:
+        raise FloorError(f"{path}: the epoch floor must be a non-negative integer, got {e.text!r} "
+                         "(remove the file only if every voter of the quorum is running)") from None
 
 
 def write_floor(data_dir, value):
