@@ -13,7 +13,6 @@ import time
 
 from twisted.trial import unittest
 
-from clsd.testing import checker
 from clsd.testing.cluster import Timing
 from clsd.testing.etcd import RIG_PREFIX, EtcdCluster, etcd_cluster_rig, etcd_layout
 from clsd.testing.failover import FailoverRig
@@ -21,7 +20,7 @@ from clsd.testing.faults import network
 from clsd.testing.faults.cleanup import Cleanups, owned_name
 from clsd.testing.launcher import Launcher
 from clsd.testing.polling import wait_for
-from tests.rig_support import require_root, require_tool
+from tests.rig_support import FailoverAssertions, require_root, require_tool
 
 #: A 2 s lease keeps the tests short: renewed every 0.67 s, the holder stops
 #: 1.4 s after its last good keepalive was sent, etcd frees the key 2 s after.
@@ -34,7 +33,7 @@ FAILOVER_TIMEOUT = 30.0
 KILL_SLACK = 0.5
 
 
-class EtcdFailoverTests(unittest.TestCase):
+class EtcdFailoverTests(FailoverAssertions, unittest.TestCase):
     timeout = 240
 
     def setUp(self):
@@ -73,32 +72,6 @@ class EtcdFailoverTests(unittest.TestCase):
         launcher.start("beta")
         time.sleep(self.lease)  # beta joins and stands by (watching the key)
         return self.rig
-
-    def interval(self, instance):
-        for interval in checker.intervals(self.launcher.records().records):
-            if interval.instance == instance:
-                return interval
-        raise AssertionError(f"no records of instance {instance}")
-
-    def current(self, cluster):
-        [instance] = self.rig.running(cluster)
-        return instance
-
-    def assertNoViolations(self):
-        report = self.launcher.check()
-        self.assertEqual([v.describe() for v in report.violations], [])
-        self.assertEqual(self.launcher.log_problems(), [])
-
-    def assertHandedOver(self, old, new_instance):
-        """The old instance ended before the new one started, and the epoch grew."""
-        old = self.interval(old.instance)
-        new = self.interval(new_instance)
-        self.assertIsNotNone(old.end, f"{old.describe()} never ended")
-        self.assertLessEqual(old.end, new.start,
-                             f"{new.describe()} started {old.end - new.start:.3f}s before "
-                             f"{old.describe()} ended")
-        self.assertGreater(new.epoch, old.epoch)
-        return old, new
 
     def held_epoch(self):
         """The create revision of A's key in etcd (what the holder got as its epoch)."""

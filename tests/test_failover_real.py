@@ -12,7 +12,6 @@ import time
 
 from twisted.trial import unittest
 
-from clsd.testing import checker
 from clsd.testing.cluster import DEFAULT_TIMING, ClusterRig, active_standby, mutual_standby
 from clsd.testing.failover import FailoverRig
 from clsd.testing.faults import network
@@ -20,7 +19,7 @@ from clsd.testing.faults.cleanup import Cleanups, owned_name
 from clsd.testing.faults.process import process_state
 from clsd.testing.launcher import Launcher
 from clsd.testing.polling import wait_for
-from tests.rig_support import require_root, require_tool
+from tests.rig_support import FailoverAssertions, require_root, require_tool
 
 #: The cluster must be running on its preferred node this soon after start:
 #: TLS connections, membership and a first lease (about one lease on a
@@ -34,7 +33,7 @@ FAILOVER_TIMEOUT = 30.0
 KILL_SLACK = 0.5
 
 
-class RealFailoverTests(unittest.TestCase):
+class RealFailoverTests(FailoverAssertions, unittest.TestCase):
     timeout = 240
 
     def setUp(self):
@@ -59,33 +58,6 @@ class RealFailoverTests(unittest.TestCase):
         self.launcher = launcher
         launcher.start_all()
         return self.rig
-
-    def interval(self, instance):
-        for interval in checker.intervals(self.launcher.records().records):
-            if interval.instance == instance:
-                return interval
-        raise AssertionError(f"no records of instance {instance}")
-
-    def current(self, cluster):
-        [instance] = self.rig.running(cluster)
-        return instance
-
-    def assertNoViolations(self):
-        report = self.launcher.check()
-        self.assertEqual([v.describe() for v in report.violations], [])
-        self.assertEqual(self.launcher.log_problems(), [])
-
-    def assertHandedOver(self, old, new_instance):
-        """The old instance ended, and before the new one started."""
-        old = self.interval(old.instance)
-        new = self.interval(new_instance)
-        self.assertIsNotNone(old.end, f"{old.describe()} never ended")
-        self.assertLessEqual(old.end, new.start,
-                             f"{new.describe()} started {old.end - new.start:.3f}s before "
-                             f"{old.describe()} ended")
-        if old.epoch is not None and new.epoch is not None:
-            self.assertGreater(new.epoch, old.epoch)
-        return old, new
 
     def test_kill_9_of_the_owners_daemon(self):
         """The daemon dies, its service is killed (guard), the standby runs the system."""
