@@ -360,7 +360,9 @@ class CpuStarvationTests(unittest.TestCase):
         starvation = cpu.CpuStarvation(process.pid, 0.5, method="hogs", cleanups=cleanups)
         hogs = starvation._impl.hogs
         self.assertEqual(len(hogs), 1)
-        self.assertIn(hogs[0].pid, sweep.owned_processes())
+        # Until the hog has exec'd, /proc shows the environment it was forked with.
+        wait_for(lambda: hogs[0].pid in sweep.owned_processes(), 5.0,
+                 what="the hog's marker in /proc")
         if hasattr(os, "sched_getaffinity"):
             self.assertEqual(len(os.sched_getaffinity(process.pid)), 1)
         cleanups.run_all()
