@@ -50,6 +50,16 @@ SERF_RPC_PORT = 7373
 MEMBERS_TIMEOUT = 10.0
 
 
+def record_kills(result, kills):
+    """Store the kills and the distribution of their "dead at all" times in C{result}."""
+    result["kills"] = kills
+    done = [k["last_s"] for k in kills if k["last_s"] is not None]
+    if done:
+        result["kill_all_declared_s"] = {
+            "count": len(done), "p50": h.percentile(done, 0.5),
+            "p99": h.percentile(done, 0.99), "max": max(done)}
+
+
 # ------------------------------------------------------------------- CLSD child
 
 def run_child(args):
@@ -134,12 +144,7 @@ def run_child(args):
                               "last_s": round(max(times), 3) if done and times else None,
                               "first_s": round(min(times), 3) if times else None})
                 yield sleep(args.between)
-            result["kills"] = kills
-            done = [k["last_s"] for k in kills if k["last_s"] is not None]
-            if done:
-                result["kill_all_declared_s"] = {
-                    "count": len(done), "p50": h.percentile(done, 0.5),
-                    "p99": h.percentile(done, 0.99), "max": max(done)}
+            record_kills(result, kills)
         if profiler:
             profiler.disable()
             import io
@@ -296,12 +301,7 @@ def clsd_mp_run(reactor, args, n):
                               "process": host.owner[victim].index,
                               "last_s_per_process": k.per_worker})
                 yield sleep(args.between)
-            result["kills"] = kills
-            done = [k["last_s"] for k in kills if k["last_s"] is not None]
-            if done:
-                result["kill_all_declared_s"] = {
-                    "count": len(done), "p50": h.percentile(done, 0.5),
-                    "p99": h.percentile(done, 0.99), "max": max(done)}
+            record_kills(result, kills)
             end = yield host.counters()
             result["cpu_s_total"] = round(end["cpu_s"], 2)
             result["rss_mib"] = round(end["rss_kib"] / 1024, 1)
