@@ -26,7 +26,7 @@ from clsd.ownership.cause import Departures, move_cause
 from tests import test_membership_service as membership_fixture
 from tests.test_membership_service import deliver
 from tests.test_ownership_hooks import FakeHooks
-from tests.test_ownership_service import MemoryNetwork, ShellNode, cluster_table, pump
+from tests.test_ownership_service import ThreeNodeCluster, pump
 from tests.test_supervision_runner import RunnerTestCase
 
 
@@ -216,25 +216,8 @@ class HookEventTests(unittest.TestCase):
         self.assertEqual((ran["cluster"], ran["hook"], ran["epoch"]), ("A", "acquire", 9))
 
 
-class OwnershipEventTests(unittest.TestCase):
+class OwnershipEventTests(ThreeNodeCluster, unittest.TestCase):
     """Three ownership shells on a Clock and an in-memory network: lease and cluster events."""
-
-    def build(self):
-        from twisted.internet.task import Clock
-
-        self.clock = Clock()
-        self.clock.advance(1000)
-        self.net = MemoryNetwork(self.clock, detection=0.3)
-        self.nodes = {}
-        for name, priority in (("alpha", 300), ("beta", 200), ("gamma", 100)):
-            node = ShellNode(self, self.clock, name, ["alpha", "beta", "gamma"],
-                             [cluster_table(priority)])
-            self.net.add(name, node.service)
-            self.nodes[name] = node
-        for node in self.nodes.values():
-            node.peers = list(self.nodes.values())
-            node.start()
-        pump(self.clock, 3.0)
 
     def test_acquired_renewed_moved_with_cause(self):
         log = Captured(self)

@@ -338,8 +338,12 @@ class BadInputTests(unittest.TestCase):
             self.node.service.standby()
 
 
-class ThreeNodeTests(unittest.TestCase):
-    """alpha, beta, gamma all vote; A prefers alpha, then beta, then gamma."""
+class ThreeNodeCluster:
+    """alpha, beta, gamma all vote; A prefers alpha, then beta, then gamma.
+
+    A mixin for test cases: L{build} starts the three shells on a Clock and
+    an in-memory network; tearDown checks that no service ever overlapped.
+    """
 
     def build(self, **cluster_extra):
         self.clock = Clock()
@@ -360,6 +364,8 @@ class ThreeNodeTests(unittest.TestCase):
         for node in self.nodes.values():
             self.assertEqual(node.overlaps, [], "a service started while another ran")
 
+
+class ThreeNodeTests(ThreeNodeCluster, unittest.TestCase):
     def running(self):
         return [n for n, node in self.nodes.items()
                 if node.runner().state.value in ("running", "starting", "stopping")]
