@@ -742,7 +742,6 @@ class Core:
             # reports and decide ourselves (a stale or partitioned view cannot
             # evict a member we still see as healthy).
             version = member.version
-            self._announced_dead[name] = version
             for reporter in update.reporters:
                 self._reports.add(name, version, reporter)
             changed = False
@@ -752,6 +751,8 @@ class Core:
                 self._accept(member.evolve(state=State.SUSPECT),
                              f"declared dead elsewhere ({source})")
                 changed = True
+            if name in self._suspects:  # kept only while the suspicion lasts
+                self._announced_dead[name] = version
             self._evaluate(name)
             return changed or self._table.get(name) != old
         if state is State.SUSPECT and source == "sync" and old is not None and old.in_ring:
