@@ -252,13 +252,34 @@ def clsd_mp_run(reactor, args, n):
         return task.deferLater(reactor, seconds, lambda: None)
 
     @defer.inlineCallbacks
+    def report_progress(host, t0):
+        """Print how far the join got: fewest and most members seen, deaths, CPU per worker."""
+        status = yield host.status()
+        counters = yield host.counters()
+        deaths = sum(counters["declared"].get("dead", {}).values())
+        cpu = " ".join(f"{w['cpu_s']:.0f}" for w in counters["per_worker"])
+        print(f"  {time.monotonic() - t0:6.1f} s: sees {status['min_alive']}.."
+              f"{status['max_alive']} alive, {deaths} dead declarations, "
+              f"{counters['connections'] // 2} connections, CPU s per worker {cpu}; fewest: "
+              + ", ".join(str(w.get("laggard")) for w in status["workers"])
+              + "; core stats: " + ", ".join(str(w.get("core_stats")) for w in status["workers"]),
+              flush=True)
+
+    @defer.inlineCallbacks
     def main():
         host = MultiProcessHost(reactor, n, args.procs, seeds=args.seeds)
         try:
             yield host.spawn()
             result["file_limit"] = host.file_limit
             t0 = yield host.start(batch=args.batch, pause=args.pause)
-            joined = yield host.joined(args.join_timeout)
+            progress = task.LoopingCall(report_progress, host, t0)
+            if args.progress:
+                progress.start(args.progress, now=False)
+            try:
+                joined = yield host.joined(args.join_timeout)
+            finally:
+                if progress.running:
+                    progress.stop()
             after_join = yield host.counters()
             result["join_s"] = round(joined - t0, 3) if joined is not None else None
             result["join_cpu_s"] = round(after_join["cpu_s"], 2)
@@ -480,6 +501,8 @@ def main():
     p.add_argument("--kill-timeout", type=float, default=60.0)
     p.add_argument("--between", type=float, default=3.0, help="seconds between kills")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--progress", type=float, default=0.0,
+                   help="print the join's progress this often (seconds; with --procs > 1)")
     p.add_argument("--profile", action="store_true",
                    help="cProfile the CLSD runs (with --procs 1)")
     p.add_argument("--output", default="membership_scale.json",

@@ -79,9 +79,75 @@ class Joining(unittest.TestCase):
         core.handle(JoinRequested((SEED,)), 0.0)  # itself waiting for its seed
         gamma = Member("gamma", "127.0.0.13:7400", 1, 0, State.ALIVE)
         actions = core.handle(Received("gamma", Join(gamma)), 1.0)
-        self.assertEqual(of(actions, Send), [Send("gamma", JoinAck(core.member("alpha")))])
+        # Its list follows the answer at once: here only itself.
+        self.assertEqual(of(actions, Send), [
+            Send("gamma", JoinAck(core.member("alpha"), 1)),
+            Send("gamma", SyncRecords((MemberUpdate(core.member("alpha")),)))])
         self.assertTrue(core.joined)  # being joined is being in a cluster
         self.assertEqual(core.member("gamma"), gamma)
+
+    def test_a_seed_pushes_its_whole_list_in_bounded_messages(self):
+        names = [f"n{i:03}" for i in range(300)]
+        core, _ = formed(names, "n000")
+        joiner = Member("new", "127.0.1.1:7400", 1, 0, State.ALIVE)
+        sends = of(core.handle(Received("new", Join(joiner)), 1.0), Send)
+        self.assertEqual(sends[0], Send("new", JoinAck(core.member("n000"), 300)))
+        chunks = [s.message for s in sends[1:]]
+        self.assertEqual([len(c.records) for c in chunks], [128, 128, 44])
+        pushed = sorted(u.member.name for c in chunks for u in c.records)
+        self.assertEqual(pushed, names)  # everyone but the joiner, once
+        self.assertFalse(any(c.more or c.want for c in chunks))
+
+    def test_a_joiner_chooses_its_subjects_once_the_pushed_list_is_in(self):
+        names = [f"n{i:03}" for i in range(40)]
+        seed, _ = formed(names, "n000")
+        core = new_core("new", "127.0.1.1:7400")
+        core.handle(JoinRequested((seed.me.address,)), 0.0)
+        core.handle(LinkUp("n000", seed.me.address), 0.1)
+        sends = of(seed.handle(Received("new", Join(core.me)), 0.2), Send)
+        ack, *chunks = [s.message for s in sends]
+        actions = core.handle(Received("n000", ack), 0.3)
+        self.assertEqual(of(actions, Send), [])  # no pull: the list is coming
+        self.assertEqual(of(actions, Connect), [])  # no subjects from a list of two
+        connects = [of(core.handle(Received("n000", chunk), 0.4), Connect) for chunk in chunks]
+        self.assertEqual(len(core), 41)
+        self.assertTrue(core.subjects)
+        self.assertEqual([sorted(c.name for c in each) for each in connects],
+                         [sorted(core.subjects)])  # one chunk here: dialled after it
+
+    def test_subjects_are_dialled_only_after_the_last_pushed_chunk(self):
+        names = [f"n{i:03}" for i in range(300)]
+        seed, _ = formed(names, "n000")
+        core = new_core("new", "127.0.1.1:7400")
+        core.handle(JoinRequested((seed.me.address,)), 0.0)
+        core.handle(LinkUp("n000", seed.me.address), 0.1)
+        ack, *chunks = [s.message for s in of(seed.handle(Received("new", Join(core.me)), 0.2),
+                                              Send)]
+        core.handle(Received("n000", ack), 0.3)
+        connects = [len(of(core.handle(Received("n000", c), 0.4), Connect)) for c in chunks]
+        self.assertEqual(connects[:-1], [0, 0])
+        self.assertEqual(connects[-1], len(core.subjects))
+
+    def test_a_pushed_list_that_stops_short_holds_the_overlay_for_a_bounded_time(self):
+        names = [f"n{i:03}" for i in range(300)]
+        seed, _ = formed(names, "n000")
+        core = new_core("new", "127.0.1.1:7400")
+        core.handle(JoinRequested((seed.me.address,)), 0.0)
+        core.handle(LinkUp("n000", seed.me.address), 0.1)
+        ack, first, *_lost = [s.message for s in of(
+            seed.handle(Received("new", Join(core.me)), 0.2), Send)]
+        core.handle(Received("n000", ack), 0.3)
+        self.assertEqual(of(core.handle(Received("n000", first), 0.4), Connect), [])
+        actions = core.handle(TimerFired(mcore.TICK), 0.3 + mcore._OVERLAY_HOLD + 0.01)
+        self.assertTrue(of(actions, Connect))
+
+    def test_a_join_ack_without_a_list_makes_the_joiner_pull_it(self):
+        core = new_core()
+        core.handle(JoinRequested((SEED,)), 0.0)
+        core.handle(LinkUp("beta", SEED), 0.1)
+        beta = Member("beta", SEED, 3, 0, State.ALIVE)
+        actions = core.handle(Received("beta", JoinAck(beta)), 0.2)
+        self.assertIn("SyncDigest", [type(s.message).__name__ for s in of(actions, Send)])
 
     def test_a_peer_can_only_join_as_itself(self):
         core = new_core()

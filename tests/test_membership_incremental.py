@@ -34,7 +34,7 @@ class FullEvaluationCore(Core):
     def _settle(self):
         table = self._table
         for _ in range(100):
-            if self._rings_dirty:
+            if self._overlay_due():
                 self._rings_dirty = False
                 self._refresh_overlay()
             self._affected.clear()
@@ -44,7 +44,7 @@ class FullEvaluationCore(Core):
                 self._evaluate(subject)
                 changed |= table.get(subject) is not before
             self._affected.clear()
-            if not (self._rings_dirty or changed):
+            if not (self._overlay_due() or changed):
                 break
 
 

@@ -68,7 +68,7 @@ class RoundTrip(unittest.TestCase):
                    Report("alpha", 17, 3, "beta"))
         for message in [
             Heartbeat(17, 3), Heartbeat(17, 3, updates), Gossip(updates), Watch(), Unwatch(),
-            Join(ALPHA), JoinAck(ALPHA), SyncDigest(tuple(range(SYNC_BUCKETS)), 2),
+            Join(ALPHA), JoinAck(ALPHA), JoinAck(ALPHA, 1023), SyncDigest(tuple(range(SYNC_BUCKETS)), 2),
             SyncRecords((MemberUpdate(ALPHA),), (1, 5), True, 3),
         ]:
             self.assertEqual(roundtrip(message), message)

@@ -187,6 +187,13 @@ class Links(unittest.TestCase):
     def test_a_link_never_up_is_judged_by_silence_not_the_grace(self):
         detector = Detector()
         detector.watch("s", 0.0, link_up=False)
+        # Twice the failure timeout: the first dial may take seconds under load.
+        self.assertEqual(detector.check(7.9, 4.0, 1.0, 100.0)[0], [])
+        self.assertEqual(len(detector.check(8.1, 4.0, 1.0, 100.0)[0]), 1)
+
+    def test_a_link_once_up_is_judged_by_the_plain_timeout(self):
+        detector = Detector()
+        detector.watch("s", 0.0, link_up=True)
         self.assertEqual(detector.check(3.9, 4.0, 1.0, 100.0)[0], [])
         self.assertEqual(len(detector.check(4.1, 4.0, 1.0, 100.0)[0]), 1)
 

@@ -168,8 +168,19 @@ IDLE, JOINING, MEMBER, LEAVING, LEFT = "idle", "joining", "member", "leaving", "
 #: that news learnt together travels together while still moving fast.
 _FIRST_PUSH = 0.25
 #: A sync that found differences is followed by another one this soon (with
-#: another neighbour) instead of after a whole sync_interval.
+#: another neighbour) instead of after a whole sync_interval; each further
+#: sync in a row that still finds differences doubles the wait (up to
+#: sync_interval). After a partition heals a few quick rounds merge the
+#: views; while many members join at once every sync finds news that
+#: gossip is carrying anyway, and a sync a second per node (records of
+#: whole buckets each way) would cost more than the join itself.
 _SYNC_AGAIN = 1.0
+#: Another sync round follows at once only if at least this fraction of the
+#: last round's records was news to us.
+_ROUND_NEWS = 0.25
+#: The longest the overlay waits for the rest of a list arriving in sync
+#: rounds (each round is one round trip; a join of 1024 takes about 8).
+_OVERLAY_HOLD = 2.0
 #: Consecutive follow-up rounds with one peer when records did not fit.
 _MAX_SYNC_ROUNDS = 64
 #: Seed and reconnect-probe connections are kept this long after their use.
@@ -227,9 +238,19 @@ class Core:
         self._info = {}             # name -> (since, reason)
         self._tick_due = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
+        #: Syncs in a row that brought news (see _SYNC_AGAIN), and whether
+        #: news came since the last sync started.
+        self._sync_streak = 0
+        self._sync_progressed = False
         self._gossip_set = False
         self._check_at = None
         self._rings_dirty = True
+        #: While a list arrives in sync rounds (a join), our subjects are
+        #: chosen once it is complete, not from each partial list: until
+        #: then (a bound, in case the rounds stop) the overlay stays as it is.
+        self._overlay_hold = 0.0
+        #: The size of the list a seed is pushing to us (see JoinAck).
+        self._list_expected = 0
         #: Suspects whose verdict may have changed since they were last
         #: evaluated (a report about them; one of their observers changed
         #: health or joined or left the rings): only these are re-evaluated.
@@ -239,7 +260,7 @@ class Core:
         self._out = None
         self.now = None
         #: Counters for tests, metrics and benchmarks.
-        self.stats = {"refutations": 0, "reports": 0}
+        self.stats = {"refutations": 0, "reports": 0, "reports_unreached": 0}
         self.sent = self.received = 0
 
     # -- queries -------------------------------------------------------------
@@ -366,13 +387,16 @@ class Core:
     def _settle(self):
         """Bring the overlay and the verdicts on suspects up to date with the list."""
         for _ in range(100):
-            if self._rings_dirty:
+            if self._overlay_due():
                 self._rings_dirty = False
                 self._refresh_overlay()
             if self._affected:
                 self._evaluate_affected()
-            if not (self._rings_dirty or self._affected):
+            if not (self._overlay_due() or self._affected):
                 break
+
+    def _overlay_due(self):
+        return self._rings_dirty and self.now >= self._overlay_hold
 
     def _emit(self, action):
         self._out.append(action)
@@ -582,6 +606,8 @@ class Core:
                 continue
             link.reported = member.version
             self.stats["reports"] += 1
+            if not link.ever_up:
+                self.stats["reports_unreached"] += 1
             self._on_report(Report(subject, member.generation, member.incarnation, self.name))
         for subject in quiet:
             if subject in self._links:
@@ -911,6 +937,8 @@ class Core:
     # -- anti-entropy ------------------------------------------------------------------
 
     def _start_sync(self):
+        self._sync_streak = self._sync_streak + 1 if self._sync_progressed else 0
+        self._sync_progressed = False
         candidates = [n for n in self._links if n in self._watchers or n in self._detector]
         if not candidates:
             candidates = list(self._links)
@@ -936,7 +964,6 @@ class Core:
         self._rng.shuffle(order)
         result = []
         more = False
-        now = self.now
         for bucket in order:
             records = self._table.records_in(bucket)
             if exclude is not None:
@@ -947,15 +974,16 @@ class Core:
                 records = self._rng.sample(records, room) if not result else []
                 if not records:
                     break
-            for member in records:
-                if member.state in (State.DEAD, State.LEFT):
-                    age = max(0.0, now - self._gone.get(member.name, now))
-                    result.append(MemberUpdate(member, age))
-                else:
-                    result.append(_plain_update(member))
+            result.extend(self._sync_update(member) for member in records)
             if more:
                 break
         return tuple(result), more
+
+    def _sync_update(self, member):
+        """C{member}'s record as anti-entropy sends it (a death or leave with its age)."""
+        if member.state in (State.DEAD, State.LEFT):
+            return MemberUpdate(member, max(0.0, self.now - self._gone.get(member.name, self.now)))
+        return _plain_update(member)
 
     def _on_sync_digest(self, sender, message):
         mine = self._table.digests()
@@ -976,12 +1004,28 @@ class Core:
             self._send(sender, SyncRecords(records, (), more, message.round))
         # Follow up only on progress: records the other side keeps sending
         # but we reject (stale news, a far side's verdicts) must not start a
-        # storm of syncs.
+        # storm of syncs. Another round at once only while the records are
+        # mostly news (a join's pull of the list, two sides of a healed
+        # partition): while members join, every bucket differs by a record or
+        # two that gossip brings anyway, and rounds of whole buckets would
+        # go on for as long as the joins do.
         if changed:
             if self.phase == MEMBER:
-                self._next_sync = min(self._next_sync, self.now + _SYNC_AGAIN)
-            if message.more and message.round < _MAX_SYNC_ROUNDS:
+                self._sync_soon()
+            if (message.more and message.round < _MAX_SYNC_ROUNDS
+                    and changed >= len(message.records) * _ROUND_NEWS):
                 self._send(sender, SyncDigest(self._table.digests(), message.round + 1))
+                self._overlay_hold = self.now + _OVERLAY_HOLD
+                return
+        if len(self._table) > self._list_expected:
+            self._list_expected = 0
+            self._overlay_hold = 0.0
+
+    def _sync_soon(self):
+        """Bring the next sync forward: a second, doubling while syncs keep bringing news."""
+        self._sync_progressed = True
+        wait = min(self.config.sync_interval, _SYNC_AGAIN * 2 ** min(self._sync_streak, 16))
+        self._next_sync = min(self._next_sync, self.now + wait)
 
     # -- reaping ------------------------------------------------------------------------
 
@@ -1029,7 +1073,10 @@ class Core:
         if message.member.name != sender:
             return  # a peer may only join as itself
         self._merge(MemberUpdate(message.member), "join")
-        self._send(sender, JoinAck(self.me))
+        records = [self._sync_update(m) for m in self._table if m.name != sender]
+        self._send(sender, JoinAck(self.me, len(records)))
+        for start in range(0, len(records), MAX_SYNC_RECORDS):
+            self._send(sender, SyncRecords(tuple(records[start:start + MAX_SYNC_RECORDS])))
         if self.phase == JOINING:
             self._become_member()
 
@@ -1039,7 +1086,14 @@ class Core:
         self._merge(MemberUpdate(message.member), "join")
         if self.phase == JOINING:
             self._become_member()
-        self._send(sender, SyncDigest(self._table.digests()))
+        if message.listed:
+            # The seed's list follows: choose our subjects once it is here,
+            # then compare lists with a neighbour (what we knew before).
+            self._list_expected = message.listed
+            self._overlay_hold = self.now + _OVERLAY_HOLD
+            self._next_sync = min(self._next_sync, self.now + _OVERLAY_HOLD)
+        else:
+            self._send(sender, SyncDigest(self._table.digests()))
 
     _HANDLERS = {
         Heartbeat: _on_heartbeat,

@@ -9,9 +9,18 @@ silence). A link that has never been up is judged by silence alone: on a
 loaded machine, or after one lost SYN, the first dial and TLS handshake can
 take longer than the grace, and a new observer must not report a subject it
 simply has not reached yet (that turned joins of 64+ nodes into churn).
+Such a link gets L{UNREACHED_FACTOR} times the failure timeout: a first
+dial, TLS handshake, hello and watch take several round trips, which add up
+to seconds on a saturated machine (a 512-node join on two cores), and a
+subject that crashed before we reached it is reported by its other
+observers, whose links were up, within the grace.
 The detector only says which links fail; turning that into a report (once
 per life of the subject) and into a verdict (cut.py) is the core's job.
 """
+
+
+#: A subject never reached yet fails after this many failure timeouts of silence.
+UNREACHED_FACTOR = 2
 
 
 class _Link:
@@ -92,9 +101,10 @@ class Detector:
         enough to deserve a direct probe (a new Watch) before they fail."""
         failing = []
         quiet = []
+        unreached = timeout * UNREACHED_FACTOR
         for subject, link in self._links.items():
             silent = now - link.last_heard
-            if silent > timeout or (
+            if silent > (timeout if link.ever_up else unreached) or (
                     link.ever_up and link.down_since is not None
                     and now - link.down_since > grace):
                 failing.append((subject, link))

@@ -330,10 +330,25 @@ class Join(_OneMember):
 
 @attrs.frozen
 class JoinAck(_OneMember):
-    """The seed's answer: its own record; the member list follows by anti-entropy."""
+    """The seed's answer: its own record, and how many records of its list follow.
+
+    The seed pushes its list right after (C{listed} records in L{SyncRecords}
+    messages), so that a joining node has it after one exchange rather than
+    after a round trip per 128 records. C{listed} 0: nothing follows, pull it.
+    """
 
     TYPE = "m.join-ack"
     member: Member
+    listed: int = 0
+
+    def to_wire(self):
+        return {"type": self.TYPE, "member": member_to_wire(self.member), "listed": self.listed}
+
+    @classmethod
+    def from_wire(cls, data):
+        member = member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member")
+        listed = _int(data, "listed", cls.TYPE, maximum=1 << 20) if "listed" in data else 0
+        return cls(member, listed)
 
 
 @attrs.frozen

@@ -222,7 +222,19 @@ class WorkerControl:
     def do_status(self, message):
         tracker = self._host().tracker
         counts = list(tracker.alive_counts.values())
+        laggard = min(tracker.alive_counts, key=tracker.alive_counts.get, default=None)
+        node = self.host.node(laggard) if laggard is not None else None
+        core = node.core if node is not None and node.membership is not None else None
+        stats = collections.Counter()
+        for n in self.host.live():
+            if n.core is not None:
+                stats.update(n.core.stats)
         return {"live": len(counts), "min_alive": min(counts, default=0),
+                "core_stats": dict(stats),
+                # the node that sees fewest: why it lags (for progress reports)
+                "laggard": None if core is None else {
+                    "name": laggard, "phase": core.phase, "members": len(core),
+                    "links": len(core._links), "dialing": len(node.network.dialing())},
                 "max_alive": max(counts, default=0),
                 "all_alive_at": getattr(tracker, "all_alive_at", None),
                 "connections": self.host.connection_count()}
@@ -310,7 +322,15 @@ def main():
             reactor.stop()
 
     stdio.StandardIO(Lines(), reactor=reactor)
-    reactor.run()
+    profile_to = os.environ.get("CLSD_WORKER_PROFILE")
+    if profile_to:
+        # For finding where a large join spends its time: one stats file per worker.
+        import cProfile
+
+        cProfile.runctx("reactor.run()", globals(), {"reactor": reactor},
+                        f"{profile_to}.{os.getpid()}")
+    else:
+        reactor.run()
 
 
 if __name__ == "__main__":
