@@ -260,7 +260,10 @@ def clsd_mp_run(reactor, args, n):
         cpu = " ".join(f"{w['cpu_s']:.0f}" for w in counters["per_worker"])
         print(f"  {time.monotonic() - t0:6.1f} s: sees {status['min_alive']}.."
               f"{status['max_alive']} alive, {deaths} dead declarations, "
-              f"{counters['connections'] // 2} connections, CPU s per worker {cpu}; fewest: "
+              f"{counters['connections'] // 2} connections (made {counters['totals']['connections']},"
+              f" ended {counters['totals']['closed']}), CPU s per worker {cpu}, reactor lag max "
+              + " ".join(f"{w.get('reactor_lag_max_s', 0):.1f}" for w in status["workers"])
+              + " s; fewest: "
               + ", ".join(str(w.get("laggard")) for w in status["workers"])
               + "; core stats: " + ", ".join(str(w.get("core_stats")) for w in status["workers"]),
               flush=True)

@@ -74,6 +74,19 @@ class Joining(unittest.TestCase):
                          ["SyncDigest", "Watch"])
         self.assertEqual(of(actions, MemberChanged)[0].reason, "joined")
 
+    def test_it_asks_one_seed_at_a_time(self):
+        other = "127.0.0.13:7400"
+        core = new_core()
+        core.handle(JoinRequested((SEED, other)), 0.0)
+        first = core.handle(LinkUp("beta", SEED), 0.1)
+        self.assertEqual(of(first, Send), [Send("beta", Join(core.member("alpha")))])
+        # The second seed's link: no second Join (and whole list) while the first is asked.
+        self.assertEqual(of(core.handle(LinkUp("gamma", other), 0.2), Send), [])
+        # No answer by the retry: every seed link is asked.
+        actions = core.handle(TimerFired(mcore.TICK), 2.5)
+        self.assertEqual(sorted(s.to for s in of(actions, Send) if type(s.message) is Join),
+                         ["beta", "gamma"])
+
     def test_a_seed_accepts_a_join_and_answers(self):
         core = new_core()
         core.handle(JoinRequested((SEED,)), 0.0)  # itself waiting for its seed

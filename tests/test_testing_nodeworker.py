@@ -88,3 +88,31 @@ class CommandTests(unittest.TestCase):
     def test_shutdown_without_nodes_is_fine(self):
         self.control.command({"cmd": "shutdown", "id": 2})
         self.assertEqual(self.replies(), [{"id": 2, "ok": True, "t": 7.0}])
+
+
+class ReactorLagTests(unittest.TestCase):
+    def test_the_worst_lateness_since_the_last_status_is_reported_then_reset(self):
+        clock = Clock()
+        control = WorkerControl(clock, [].append, monotonic=clock.seconds)
+        clock.advance(0.25)  # on time
+        clock.advance(2.25)  # the probe due at 0.5 runs at 2.5: 2 s late
+        clock.advance(0.25)
+        self.assertEqual(control._lag_max, 2.0)
+        control.host = _NoNodes()
+        control.tracker = control.host.tracker
+        self.assertEqual(control.do_status({})["reactor_lag_max_s"], 2.0)
+        self.assertEqual(control.do_status({})["reactor_lag_max_s"], 0.0)
+
+
+class _NoNodes:
+    """A prepared host with no nodes (what do_status reads)."""
+
+    class tracker:
+        alive_counts = {}
+        all_alive_at = None
+
+    def live(self):
+        return []
+
+    def connection_count(self):
+        return 0

@@ -238,6 +238,9 @@ class Core:
         self._info = {}             # name -> (since, reason)
         self._tick_due = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
+        #: A seed link coming up asks to join only if no Join is waiting for
+        #: an answer (before this time).
+        self._next_join_ask = 0.0
         #: Syncs in a row that brought news (see _SYNC_AGAIN), and whether
         #: news came since the last sync started.
         self._sync_streak = 0
@@ -550,6 +553,7 @@ class Core:
             self._next_join = now + config.join_retry_interval
             for name, address in self._links.items():
                 if address in self._seeds:
+                    self._next_join_ask = self._next_join
                     self._send(name, Join(self.me))
         if self._transient and now >= self._transient_next:
             self._expire_transient()
@@ -915,7 +919,10 @@ class Core:
         self._detector.link_up(name, self.now)
         if name in self._detector:
             self._send(name, Watch())
-        if self.phase == JOINING and address in self._seeds:
+        if self.phase == JOINING and address in self._seeds and self.now >= self._next_join_ask:
+            # One seed at a time: each answers with its whole list. Should
+            # that one not answer, the tick asks every seed link again.
+            self._next_join_ask = self.now + self.config.join_retry_interval
             self._send(name, Join(self.me))
         if address in self._sync_on_connect:
             self._sync_on_connect.discard(address)

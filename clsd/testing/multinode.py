@@ -22,6 +22,7 @@ connection is aborted (the kernel closes the sockets; no bye, no leave) and
 the node's timers stop, like a C{kill -9} of its daemon.
 """
 
+import collections
 import ipaddress
 import resource
 import time
@@ -349,11 +350,15 @@ class MultiNodeHost:
 
     def peer_totals(self):
         """Sum of every live node's peer counters (messages and bytes, in and out)."""
-        totals = {"messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
+        totals = {"messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0,
+                  "connections": 0, "established": 0}
+        closed = collections.Counter()
         for node in self.live():
             stats = node.network.stats
             for key in totals:
                 totals[key] += getattr(stats, key)
+            closed.update(stats.closed)
+        totals["closed"] = dict(closed)
         return totals
 
     def connection_count(self):

@@ -281,7 +281,12 @@ class MultiProcessHost:
         totals = {}
         for reply in replies:
             for key, value in reply["totals"].items():
-                totals[key] = totals.get(key, 0) + value
+                if isinstance(value, dict):  # counts by reason
+                    into = totals.setdefault(key, {})
+                    for reason, n in value.items():
+                        into[reason] = into.get(reason, 0) + n
+                else:
+                    totals[key] = totals.get(key, 0) + value
         declared = {}
         for reply in replies:
             for state, per_subject in reply["declared"].items():

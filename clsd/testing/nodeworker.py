@@ -155,6 +155,10 @@ def _authority(fields):
         certificate=x509.load_pem_x509_certificate(fields["certificate"].encode("ascii")))
 
 
+#: How often the worker checks its own reactor's lag (seconds).
+LAG_PROBE = 0.25
+
+
 class WorkerControl:
     """Commands in, events out; a thin shell around one L{MultiNodeHost}."""
 
@@ -164,6 +168,18 @@ class WorkerControl:
         self._monotonic = monotonic
         self.host = None
         self.tracker = None
+        #: How late this process's reactor runs a timer: the worst since the
+        #: last status (a saturated process delays every node it hosts).
+        self._lag_max = 0.0
+        self._lag_due = None
+        self._measure_lag()
+
+    def _measure_lag(self):
+        now = self._monotonic()
+        if self._lag_due is not None:
+            self._lag_max = max(self._lag_max, now - self._lag_due)
+        self._lag_due = now + LAG_PROBE
+        self.reactor.callLater(LAG_PROBE, self._measure_lag)
 
     def report(self, message):
         self._write(json.dumps(message, separators=(",", ":")))
@@ -229,12 +245,15 @@ class WorkerControl:
         for n in self.host.live():
             if n.core is not None:
                 stats.update(n.core.stats)
+        lag, self._lag_max = self._lag_max, 0.0
         return {"live": len(counts), "min_alive": min(counts, default=0),
-                "core_stats": dict(stats),
+                "core_stats": dict(stats), "reactor_lag_max_s": round(lag, 3),
                 # the node that sees fewest: why it lags (for progress reports)
                 "laggard": None if core is None else {
                     "name": laggard, "phase": core.phase, "members": len(core),
-                    "links": len(core._links), "dialing": len(node.network.dialing())},
+                    "links": len(core._links), "dialing": len(node.network.dialing()),
+                    "dial_failures": [d.failures for d in node.network._dialers.values()],
+                    "closed": dict(node.network.stats.closed)},
                 "max_alive": max(counts, default=0),
                 "all_alive_at": getattr(tracker, "all_alive_at", None),
                 "connections": self.host.connection_count()}
