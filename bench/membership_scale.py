@@ -257,6 +257,13 @@ def clsd_mp_run(reactor, args, n):
         status = yield host.status()
         counters = yield host.counters()
         deaths = sum(counters["declared"].get("dead", {}).values())
+        result.setdefault("join_progress", []).append({
+            "t_s": round(time.monotonic() - t0, 1), "min_alive": status["min_alive"],
+            "max_alive": status["max_alive"], "dead_declarations": deaths,
+            "connections_made": counters["totals"]["connections"],
+            "connections_ended": counters["totals"]["closed"],
+            "cpu_s": [w["cpu_s"] for w in counters["per_worker"]],
+            "reactor_lag_max_s": [w.get("reactor_lag_max_s") for w in status["workers"]]})
         cpu = " ".join(f"{w['cpu_s']:.0f}" for w in counters["per_worker"])
         print(f"  {time.monotonic() - t0:6.1f} s: sees {status['min_alive']}.."
               f"{status['max_alive']} alive, {deaths} dead declarations, "
