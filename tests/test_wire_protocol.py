@@ -16,6 +16,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from clsd.wire.interfaces import IPeer, IPeerHandler
+from clsd.wire.lag import ReactorLag
 from clsd.wire.messages import HELLO, MessageType, peer_registry, settings_hash
 from clsd.wire.protocol import PeerProtocol
 from clsd.wire.session import State, Timeouts
@@ -69,13 +70,13 @@ class AbortRecordingTransport(StringTransport):
 
 
 def make_protocol(name="alpha", certificate_name="beta", clock=None, initiator=False,
-                  handler=None, stats=None):
+                  handler=None, stats=None, lag=None):
     clock = clock or Clock()
     return PeerProtocol(
         hello=hello(name), registry=REGISTRY, handler=handler or RecordingHandler(),
         clock=clock, monotonic=clock.seconds, initiator=initiator,
         stats=stats or PeerStats(), timeouts=TIMEOUTS,
-        peer_name=lambda transport: certificate_name,
+        peer_name=lambda transport: certificate_name, lag=lag,
     )
 
 
@@ -207,6 +208,33 @@ class StringTransportTests(unittest.TestCase):
         self.assertTrue(self.transport.disconnecting)
         self.lose()
         self.assertEqual(self.stats.rejected["handshake-timeout"], 1)
+
+    def test_a_handshake_slowed_by_our_own_stalls_is_not_abandoned(self):
+        lag = ReactorLag(self.clock, self.clock.seconds)
+        protocol = make_protocol(clock=self.clock, stats=self.stats, lag=lag)
+        transport = AbortRecordingTransport()
+        lag.start()
+        protocol.makeConnection(transport)
+        self.clock.advance(0.25)
+        self.clock.advance(8.0)  # one reactor iteration of 8 s: the probe ran 7.75 s late
+        self.clock.pump([0.25] * 9)  # 10.5 s since the connection
+        self.assertEqual(lag.total, 7.75)
+        self.assertFalse(transport.disconnecting)
+        protocol.handshakeCompleted()
+        protocol.dataReceived(hello_line("beta"))
+        self.assertIs(protocol.state, State.ESTABLISHED)
+        lag.stop()
+
+    def test_without_stalls_of_our_own_the_handshake_times_out_as_before(self):
+        lag = ReactorLag(self.clock, self.clock.seconds)
+        protocol = make_protocol(clock=self.clock, stats=PeerStats(), lag=lag)
+        transport = AbortRecordingTransport()
+        lag.start()
+        protocol.makeConnection(transport)
+        self.clock.pump([0.25] * 40)
+        self.assertEqual(lag.total, 0.0)
+        self.assertTrue(transport.disconnecting)
+        lag.stop()
 
     def test_slow_hello_trickle_still_times_out(self):
         self.protocol.handshakeCompleted()

@@ -183,6 +183,27 @@ class TimeoutTests(unittest.TestCase):
         self.assertEqual(s.close_reason.key, "handshake-timeout")
         self.assertIn("hello", s.close_reason.detail)
 
+    def test_our_own_stalls_are_given_back_to_the_handshake(self):
+        s = session(100.0)
+        s.credit_stall(4.0)  # this process could not run for 4 s
+        self.assertEqual(s.deadline(), 114.0)
+        self.assertEqual(s.tick(113.9), [])
+        s.tick(114.0)
+        self.assertEqual(s.close_reason.key, "handshake-timeout")
+        self.assertIn("4.0 s more allowed for our own stalls", s.close_reason.detail)
+
+    def test_the_stall_credit_is_bounded(self):
+        s = session(100.0)
+        for _ in range(10):
+            s.credit_stall(10.0)
+        self.assertEqual(s.handshake_credit, 30.0)  # 3 handshake timeouts
+        self.assertEqual(s.deadline(), 140.0)
+
+    def test_stalls_after_the_handshake_change_nothing(self):
+        s = established(100.0)
+        s.credit_stall(50.0)
+        self.assertEqual(s.handshake_credit, 0.0)
+
     def test_keepalive_ping_when_we_are_quiet(self):
         s = established(100.0)
         s.message_received(NOTE.build(text="x"), 105.0)

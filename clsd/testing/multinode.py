@@ -37,6 +37,7 @@ from clsd.layers import node_registry
 from clsd.membership.rings import SnapshotCache
 from clsd.membership.service import MembershipService
 from clsd.testing.faults.topology import check_loopback
+from clsd.wire.lag import ReactorLag
 from clsd.wire.network import PeerNetwork
 from clsd.wire.router import Router
 from clsd.wire.tls import PeerTLS
@@ -207,7 +208,7 @@ class HostedNode:
         self.network = PeerNetwork(
             reactor=host.reactor, tls=PeerTLS(host.identities.identity(name)), name=name,
             listen=(address, 0), handler=self.router, registry=host.registry,
-            settings=host.settings, monotonic=host.monotonic, join=())
+            settings=host.settings, monotonic=host.monotonic, join=(), lag=host.lag)
         self.events = host.tracker.log_for(name)
         self._host = host
         #: Hosted nodes (their address once listening) or C{(host, port)}
@@ -293,6 +294,9 @@ class MultiNodeHost:
         self.cache = SnapshotCache()
         self.identities = Identities(authority)
         self.tracker = tracker if tracker is not None else ViewTracker(monotonic)
+        #: One lag monitor for the process: every hosted node's handshakes
+        #: are forgiven the process's own stalls (clsd.wire.lag).
+        self.lag = ReactorLag(reactor, monotonic)
         total = max(total or 0, first_index + count)
         self.file_limit = raise_file_limit(FDS_PER_NODE * count + 256)
         addresses = loopback_addresses(count, first_address)
@@ -328,6 +332,7 @@ class MultiNodeHost:
         """
         nodes = list(self.nodes)
         batch = batch or len(nodes)
+        self.lag.start()
 
         def step():
             chunk = nodes[:batch]
@@ -370,6 +375,7 @@ class MultiNodeHost:
         Fires once every connection of every node has ended, so that a test's
         reactor is clean.
         """
+        self.lag.stop()
         for node in self.nodes:
             node.crash()
 

@@ -33,6 +33,7 @@ from clsd.config.address import format_host_port
 from clsd.logs import emit
 from clsd.wire.codec import MAX_LINE
 from clsd.wire.interfaces import IPeerHandler
+from clsd.wire.lag import ReactorLag
 from clsd.wire.messages import HELLO, PROTOCOL_VERSION, peer_registry, settings_hash
 from clsd.wire.protocol import PeerProtocol
 from clsd.wire.session import LOCAL, CloseReason, State, Timeouts
@@ -171,7 +172,7 @@ class PeerNetwork(MultiService):
     def __init__(self, *, reactor, tls, name, listen, advertise=None, handler=None,
                  registry=None, settings=None, generation=None, source_host=None,
                  join=(), monotonic=time.monotonic, timeouts=Timeouts(),
-                 max_line=MAX_LINE, backoff=None, connect_timeout=CONNECT_TIMEOUT):
+                 max_line=MAX_LINE, backoff=None, connect_timeout=CONNECT_TIMEOUT, lag=None):
         """
         @param tls: a L{clsd.wire.tls.PeerTLS} for this node's identity.
         @param name: this node's name (the one in its certificate).
@@ -187,6 +188,8 @@ class PeerNetwork(MultiService):
         @param join: addresses to L{connect} to when the service starts.
         @param backoff: C{attempt -> delay} (default L{backoffPolicy} with
             L{BACKOFF_INITIAL}, L{BACKOFF_MAX}, L{BACKOFF_FACTOR}).
+        @param lag: the process's L{ReactorLag}, shared by the nodes of one
+            process (default: this network runs its own while it runs).
         """
         super().__init__()
         self.reactor = reactor
@@ -209,6 +212,9 @@ class PeerNetwork(MultiService):
         self._timeouts = timeouts
         self._max_line = max_line
         self._connect_timeout = connect_timeout
+        #: Our own stalls are not held against a handshake (clsd.wire.lag).
+        self.lag = lag if lag is not None else ReactorLag(reactor, monotonic)
+        self._own_lag = lag is None
         self._port = None
         self._hello = None
         self._connections = set()
@@ -252,6 +258,8 @@ class PeerNetwork(MultiService):
         endpoint.listen(_ListenerFactory(self)).addCallbacks(self._listening, failed.append)
         if failed:
             failed[0].raiseException()
+        if self._own_lag:
+            self.lag.start()
         super().startService()
         for address in self._join:
             self.connect(address)
@@ -271,6 +279,8 @@ class PeerNetwork(MultiService):
         return self._port.getHost().port if self._port is not None else None
 
     def stopService(self):
+        if self._own_lag:
+            self.lag.stop()
         waits = []
         if self._port is not None:
             waits.append(defer.maybeDeferred(self._port.stopListening))
@@ -354,7 +364,7 @@ class PeerNetwork(MultiService):
             hello=self.hello(), registry=self.registry, handler=self,
             clock=self.reactor, initiator=initiator, monotonic=self._monotonic,
             stats=self.stats, tls=self.tls, timeouts=self._timeouts,
-            max_line=self._max_line,
+            max_line=self._max_line, lag=self.lag,
         )
         self._connections.add(protocol)
         protocol.when_closed(self._forget)

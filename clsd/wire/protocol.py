@@ -60,7 +60,7 @@ class PeerProtocol(Protocol):
     def __init__(self, *, hello, registry, handler, clock, initiator,
                  monotonic=time.monotonic, stats=None, tls=None,
                  timeouts=Timeouts(), max_line=MAX_LINE,
-                 peer_name=peer_certificate_name):
+                 peer_name=peer_certificate_name, lag=None):
         """
         @param hello: our hello L{clsd.wire.messages.Message}.
         @param registry: the message types this connection understands.
@@ -72,6 +72,8 @@ class PeerProtocol(Protocol):
             handshake failures (C{None} in tests without TLS).
         @param peer_name: reads the verified peer name from the transport
             (tests substitute it when there is no real TLS).
+        @param lag: a L{clsd.wire.lag.ReactorLag} of this process (or None):
+            our own stalls do not count against the handshake.
         """
         self._hello = hello
         self._handler = handler
@@ -89,6 +91,8 @@ class PeerProtocol(Protocol):
         self._timer_at = None
         self._producing = False
         self._close_waiters = []
+        self._lag = lag
+        self._lag_seen = 0.0
 
     # -- IPeer ---------------------------------------------------------------
 
@@ -150,6 +154,8 @@ class PeerProtocol(Protocol):
         self.address = _address_of(self.transport)
         self.stats.connections += 1
         self.session = Session(hello=self._hello, now=self._now(), timeouts=self._timeouts)
+        if self._lag is not None:
+            self._lag_seen = self._lag.total
         self.transport.registerProducer(self, True)
         self._producing = True
         self._reschedule()
@@ -277,6 +283,10 @@ class PeerProtocol(Protocol):
 
     def _on_timer(self):
         self._timer = None
+        if self._lag is not None:
+            total = self._lag.total
+            self.session.credit_stall(total - self._lag_seen)
+            self._lag_seen = total
         self._run(self.session.tick(self._now()))
         self._reschedule()
 

@@ -53,8 +53,14 @@ class Timeouts:
 
     #: TCP accepted to hello checked.  A full mutual-TLS handshake costs
     #: about 2.5 ms of CPU; 10 s leaves room for a badly overloaded peer while
-    #: a connection that never finishes (slowloris) is gone soon.
+    #: a connection that never finishes (slowloris) is gone soon.  Time this
+    #: process itself could not run is given back (L{Session.credit_stall}),
+    #: up to C{handshake_credit} times this.
     handshake: float = 10.0
+    #: At most this many handshake timeouts of our own stalls are forgiven:
+    #: a saturated node does not abandon handshakes its own backlog slowed,
+    #: and a peer that never finishes is still dropped within 40 s.
+    handshake_credit: float = 3.0
     #: An established peer that sends no complete message for this long is
     #: dropped.  Three keepalive intervals: one late ping is not a failure.
     idle: float = 30.0
@@ -135,6 +141,8 @@ class Session:
         self._aborted = False
         self._paused_since = None
         self._queued_while_paused = 0
+        #: Seconds of our own stalls given back to the handshake.
+        self.handshake_credit = 0.0
 
     # -- the handshake -------------------------------------------------------
 
@@ -278,6 +286,19 @@ class Session:
 
     # -- time ----------------------------------------------------------------
 
+    def credit_stall(self, seconds):
+        """This process could not run for C{seconds}: do not count them against the handshake.
+
+        Lifeguard's rule for the peer layer (see L{clsd.wire.lag}): when our
+        own reactor is behind, a slow handshake is our fault, not the
+        peer's, and abandoning it would only add a new one to the backlog.
+        Bounded by C{timeouts.handshake_credit} handshake timeouts.
+        """
+        if self.state is State.CONNECTING or self.state is State.HANDSHAKING:
+            t = self.timeouts
+            self.handshake_credit = min(self.handshake_credit + max(0.0, seconds),
+                                        t.handshake * t.handshake_credit)
+
     def deadline(self):
         """The monotonic time of the next L{tick} needed, or C{None}."""
         t = self.timeouts
@@ -288,7 +309,7 @@ class Session:
                 deadline = min(deadline, self._paused_since + t.write_stall)
             return deadline
         if state is State.CONNECTING or state is State.HANDSHAKING:
-            return self.started + t.handshake
+            return self.started + t.handshake + self.handshake_credit
         if state is State.CLOSING and not self._aborted:
             return self._closing_since + t.close
         return None
@@ -298,11 +319,13 @@ class Session:
         t = self.timeouts
         state = self.state
         if state is State.CONNECTING or state is State.HANDSHAKING:
-            if now - self.started >= t.handshake:
+            if now - self.started - self.handshake_credit >= t.handshake:
                 step = "TLS" if state is State.CONNECTING else "hello"
+                own = (f", {self.handshake_credit:.1f} s more allowed for our own stalls"
+                       if self.handshake_credit else "")
                 return self._close(
                     "handshake-timeout",
-                    f"no complete handshake within {t.handshake:g} s (stuck in {step})",
+                    f"no complete handshake within {t.handshake:g} s{own} (stuck in {step})",
                     PEER, now, abort=True)
             return []
         if state is State.ESTABLISHED:

@@ -1,0 +1,35 @@
+"""The process's own lag, which the peer layer forgives handshakes (clsd.wire.lag)."""
+
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from clsd.wire.lag import ReactorLag
+
+
+class ReactorLagTests(unittest.TestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.lag = ReactorLag(self.clock, self.clock.seconds, probe=0.25)
+
+    def test_a_reactor_on_time_has_no_lag(self):
+        self.lag.start()
+        self.clock.pump([0.25] * 20)
+        self.assertEqual(self.lag.total, 0.0)
+
+    def test_each_late_probe_adds_its_lateness(self):
+        self.lag.start()
+        self.clock.advance(3.25)  # due at 0.25
+        self.assertEqual(self.lag.total, 3.0)
+        self.clock.advance(0.25)  # on time again
+        self.clock.advance(1.25)  # due at 3.75, run at 4.75
+        self.assertEqual(self.lag.total, 4.0)
+
+    def test_stopped_it_measures_nothing_and_leaves_no_timer(self):
+        self.lag.start()
+        self.lag.start()  # idempotent
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.lag.stop()
+        self.assertFalse(self.lag.running)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10)
+        self.assertEqual(self.lag.total, 0.0)
