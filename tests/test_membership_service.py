@@ -71,6 +71,27 @@ class ServiceTests(unittest.TestCase):
         service.startService()
         return service
 
+    def test_a_plain_heartbeat_object_becomes_one_wire_message(self):
+        service = self.service(seeds=())
+        core = service.core
+        beat = Heartbeat(core.me.generation, core.me.incarnation)
+        for watcher in ("beta", "gamma"):
+            service._execute([mcore.Send(watcher, beat)])
+        service._execute([mcore.Send("beta", beat)])  # the next tick: same object
+        wires = [m for _, m in self.network.sent]
+        self.assertIs(wires[1], wires[0])
+        self.assertIs(wires[2], wires[0])
+        self.assertEqual(wires[0], membership_message(beat))
+        # another heartbeat (a refutation raised the incarnation): a new one
+        service._execute([mcore.Send("beta", Heartbeat(core.me.generation, 9))])
+        self.assertIsNot(self.network.sent[-1][1], wires[0])
+        self.assertEqual(self.network.sent[-1][1]["i"], 9)
+        # heartbeats carrying news are built afresh each time
+        update = MemberUpdate(core.me)
+        busy = Heartbeat(core.me.generation, 9, (update,))
+        service._execute([mcore.Send("beta", busy), mcore.Send("gamma", busy)])
+        self.assertIsNot(self.network.sent[-1][1], self.network.sent[-2][1])
+
     def test_join_dials_the_seed_and_joins_on_ack(self):
         service = self.service()
         self.assertEqual(service.core.me.generation, 1000)

@@ -342,3 +342,45 @@ class FuzzTests(unittest.TestCase):
     ).map(b"".join))
     def test_almost_valid_lines(self, data):
         self.check(data)
+
+
+class RepeatTests(unittest.TestCase):
+    """Heartbeats repeat: a repeated line or message object is not parsed or encoded again."""
+
+    def test_a_repeated_short_line_gives_the_same_message_without_parsing(self):
+        codec = Codec(REGISTRY)
+        ping = Codec(REGISTRY).send(PING.build())
+        codec.receive_data(ping + ping)
+        first, second = drain(codec)
+        self.assertIs(second, first)
+        self.assertEqual(first.type, "ping")
+
+    def test_a_different_line_in_between_is_parsed_afresh(self):
+        codec = Codec(REGISTRY)
+        sender = Codec(REGISTRY)
+        codec.receive_data(sender.send(PING.build()) + sender.send(hello())
+                           + sender.send(PING.build()))
+        messages = drain(codec)
+        self.assertEqual([m.type for m in messages], ["ping", "hello", "ping"])
+        self.assertEqual(messages[1]["name"], "alpha")
+
+    def test_a_bad_line_is_refused_every_time_it_comes(self):
+        bad = line({"v": 1, "type": "ping", "surprise": 1})
+        for _ in range(2):
+            codec = Codec(REGISTRY)
+            codec.receive_data(bad)
+            self.assertRaises(RemoteProtocolError, codec.next_event)
+
+    def test_the_same_message_object_is_encoded_once(self):
+        codec = Codec(REGISTRY)
+        ping = PING.build()
+        data = codec.send(ping)
+        ping.fields["sneaky"] = 1  # were it encoded again, this would show (or fail)
+        self.assertIs(codec.send(ping), data)
+
+    def test_an_equal_but_new_message_is_encoded_again(self):
+        codec = Codec(REGISTRY)
+        first = codec.send(PING.build())
+        second = codec.send(PING.build())
+        self.assertEqual(first, second)
+        self.assertIsNot(first, second)

@@ -39,6 +39,7 @@ from clsd.membership.core import (
     SetTimer, TimerFired,
 )
 from clsd.membership.members import IN_RING, decode_meta
+from clsd.membership.messages import Heartbeat
 
 #: How much longer than the core's own leave_timeout a graceful leave may
 #: take at shutdown before the daemon stops anyway (a reactor busy with the
@@ -95,6 +96,7 @@ class MembershipService(Service):
         self._live_changed = True
         self._leave_waiters = []
         self._left = False
+        self._beat_wire = None
         router.route([t.name for t in MEMBERSHIP_TYPES], self._received)
         router.watch(self._link_up, self._link_down)
 
@@ -223,7 +225,7 @@ class MembershipService(Service):
         for action in actions:
             kind = type(action)
             if kind is Send:
-                self.network.send_to(action.to, membership_message(action.message))
+                self.network.send_to(action.to, self._wire(action.message))
             elif kind is SetTimer:
                 old = self._timers.pop(action.name, None)
                 if old is not None and old.active():
@@ -264,6 +266,20 @@ class MembershipService(Service):
                     waiter.callback(None)
         if members_changed:
             self._notify()
+
+    def _wire(self, message):
+        """The peer-layer message for C{message}; a plain heartbeat is built once.
+
+        The core hands out the same heartbeat object to every watcher, tick
+        after tick, until our record changes: one wire message for it lets
+        each connection's codec reuse the line it encoded last time.
+        """
+        if type(message) is Heartbeat and not message.updates:
+            cached = self._beat_wire
+            if cached is None or cached[0] is not message:
+                cached = self._beat_wire = (message, membership_message(message))
+            return cached[1]
+        return membership_message(message)
 
     def _member_changed(self, action):
         member = action.member

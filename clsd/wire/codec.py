@@ -26,6 +26,9 @@ from clsd.wire.messages import PROTOCOL_VERSION, Message
 #: small enough that 1000 connections each holding one partial line stay
 #: within a few hundred MB in the worst case.
 MAX_LINE = 256 * 1024
+#: Received lines up to this long are remembered (one per connection) so
+#: that a repeated one (a heartbeat, every second) is not parsed again.
+REPEAT_CACHE_MAX = 512
 
 
 class _NeedData:
@@ -72,6 +75,14 @@ class Codec:
         # time, not quadratic (bytes += copies the whole buffer each time).
         self._partial = bytearray()
         self._error = None
+        # Heartbeats repeat: the same line arrives every second on a
+        # connection, and the same message object is sent on it every
+        # second. The last short line received and the last message sent
+        # are kept with their results (messages are treated as read-only).
+        self._last_line = None
+        self._last_received = None
+        self._last_sent = None
+        self._last_sent_data = None
 
     # -- receiving -----------------------------------------------------------
 
@@ -153,6 +164,14 @@ class Codec:
         return len(self._partial) + sum(len(line) for line in self._lines[self._next:])
 
     def _decode(self, line):
+        if line == self._last_line:
+            return self._last_received
+        message = self._decode_new(line)
+        if len(line) <= REPEAT_CACHE_MAX:
+            self._last_line, self._last_received = bytes(line), message
+        return message
+
+    def _decode_new(self, line):
         if len(line) > self.max_line:
             raise RemoteProtocolError("line-too-long", f"a line of {len(line)} bytes "
                                       f"exceeds the limit of {self.max_line}")
@@ -198,6 +217,8 @@ class Codec:
         @raise LocalProtocolError: unregistered type, fields that do not fit
             their schema, or a line longer than C{max_line}.
         """
+        if message is self._last_sent:
+            return self._last_sent_data
         message_type = self.registry.get(message.type)
         if message_type is None:
             raise LocalProtocolError("unknown-type", f"message type {message.type!r} "
@@ -217,4 +238,6 @@ class Codec:
             raise LocalProtocolError(
                 "line-too-long", f"{message.type}: {len(data)} bytes exceeds {self.max_line}"
             )
-        return data + b"\n"
+        data += b"\n"
+        self._last_sent, self._last_sent_data = message, data
+        return data
