@@ -107,7 +107,10 @@ def nothing_new_from(core):
 
 
 class Backoff(unittest.TestCase):
+    """The doubling itself, with the cap (_SYNC_AGAIN_MAX) out of the way."""
+
     def setUp(self):
+        self.patch(mcore, "_SYNC_AGAIN_MAX", 1000.0)
         self.core, actions = formed([f"n{i:03}" for i in range(20)], "n000")
         self.ticking = Ticking(self.core, actions)
 
@@ -166,6 +169,18 @@ class Backoff(unittest.TestCase):
         self.assertEqual(gaps[:2], [1.0, 2.0])
         self.assertTrue(gaps[2:], gaps)
         self.assertTrue(all(2.0 <= gap <= 3.0 for gap in gaps[2:]), gaps)
+
+
+class BackoffCap(unittest.TestCase):
+    def test_while_syncs_keep_bringing_news_they_come_every_two_seconds(self):
+        self.assertEqual(mcore._SYNC_AGAIN_MAX, 2.0)
+        core, actions = formed([f"n{i:03}" for i in range(20)], "n000")
+        ticking = Ticking(core, actions)
+        ticking.run_until(40.0, news_from(core))
+        gaps = ticking.gaps()
+        self.assertEqual(gaps[0], 1.0)
+        self.assertGreater(len(gaps), 10)
+        self.assertEqual(set(gaps[1:]), {2.0})
 
 
 class Rounds(unittest.TestCase):
