@@ -199,10 +199,35 @@ class TimeoutTests(unittest.TestCase):
         self.assertEqual(s.handshake_credit, 30.0)  # 3 handshake timeouts
         self.assertEqual(s.deadline(), 140.0)
 
-    def test_stalls_after_the_handshake_change_nothing(self):
+    def test_stalls_after_the_handshake_do_not_extend_it(self):
         s = established(100.0)
         s.credit_stall(50.0)
         self.assertEqual(s.handshake_credit, 0.0)
+
+    def test_our_own_stalls_are_given_back_to_an_idle_peer(self):
+        s = established(100.0)
+        s.message_received(NOTE.build(text="x"), 105.0)
+        s.credit_stall(20.0)
+        self.assertEqual(s.idle_credit, 20.0)
+        self.assertIsNone(s.close_reason)
+        self.assertEqual([a for a in s.tick(135.0) if isinstance(a, Disconnect)], [])
+        s.tick(155.0)
+        self.assertEqual(s.close_reason.key, "idle-timeout")
+        self.assertIn("20.0 s more allowed for our own stalls", s.close_reason.detail)
+
+    def test_a_message_ends_the_idle_credit(self):
+        s = established(100.0)
+        s.credit_stall(20.0)
+        s.message_received(NOTE.build(text="x"), 101.0)
+        self.assertEqual(s.idle_credit, 0.0)
+        s.tick(131.0)
+        self.assertEqual(s.close_reason.key, "idle-timeout")
+
+    def test_the_idle_credit_is_bounded(self):
+        s = established(100.0)
+        for _ in range(10):
+            s.credit_stall(30.0)
+        self.assertEqual(s.idle_credit, 90.0)
 
     def test_keepalive_ping_when_we_are_quiet(self):
         s = established(100.0)

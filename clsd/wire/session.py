@@ -63,6 +63,8 @@ class Timeouts:
     handshake_credit: float = 3.0
     #: An established peer that sends no complete message for this long is
     #: dropped.  Three keepalive intervals: one late ping is not a failure.
+    #: Our own stalls are given back here too, up to C{handshake_credit}
+    #: times this.
     idle: float = 30.0
     #: Send a ping when we have sent nothing for this long, so that our
     #: peer's idle timer does not fire on a quiet but healthy connection.
@@ -141,8 +143,10 @@ class Session:
         self._aborted = False
         self._paused_since = None
         self._queued_while_paused = 0
-        #: Seconds of our own stalls given back to the handshake.
+        #: Seconds of our own stalls given back to the handshake, and to
+        #: the silence since the peer's last message.
         self.handshake_credit = 0.0
+        self.idle_credit = 0.0
 
     # -- the handshake -------------------------------------------------------
 
@@ -196,6 +200,7 @@ class Session:
         if state is State.CLOSING or state is State.CLOSED:
             return []  # we are leaving: nothing more is processed
         self.last_received = now
+        self.idle_credit = 0.0
         if state is State.ESTABLISHED:
             kind = message.type
             if kind == "ping":
@@ -287,24 +292,29 @@ class Session:
     # -- time ----------------------------------------------------------------
 
     def credit_stall(self, seconds):
-        """This process could not run for C{seconds}: do not count them against the handshake.
+        """This process could not run for C{seconds}: do not hold them against the peer.
 
         Lifeguard's rule for the peer layer (see L{clsd.wire.lag}): when our
-        own reactor is behind, a slow handshake is our fault, not the
-        peer's, and abandoning it would only add a new one to the backlog.
-        Bounded by C{timeouts.handshake_credit} handshake timeouts.
+        own reactor is behind, a slow handshake or a long silence is our
+        fault, not the peer's, and dropping the connection would only add a
+        new handshake to the backlog. Bounded by C{timeouts.handshake_credit}
+        handshake (or idle) timeouts.
         """
+        seconds = max(0.0, seconds)
+        t = self.timeouts
         if self.state is State.CONNECTING or self.state is State.HANDSHAKING:
-            t = self.timeouts
-            self.handshake_credit = min(self.handshake_credit + max(0.0, seconds),
+            self.handshake_credit = min(self.handshake_credit + seconds,
                                         t.handshake * t.handshake_credit)
+        elif self.state is State.ESTABLISHED:
+            self.idle_credit = min(self.idle_credit + seconds, t.idle * t.handshake_credit)
 
     def deadline(self):
         """The monotonic time of the next L{tick} needed, or C{None}."""
         t = self.timeouts
         state = self.state
         if state is State.ESTABLISHED:
-            deadline = min(self.last_received + t.idle, self.last_sent + t.keepalive)
+            deadline = min(self.last_received + t.idle + self.idle_credit,
+                           self.last_sent + t.keepalive)
             if self._paused_since is not None:
                 deadline = min(deadline, self._paused_since + t.write_stall)
             return deadline
@@ -333,9 +343,11 @@ class Session:
                 return self._close(
                     "slow-reader", f"the peer read none of our data for {t.write_stall:g} s",
                     PEER, now, abort=True)
-            if now - self.last_received >= t.idle:
+            if now - self.last_received - self.idle_credit >= t.idle:
+                own = (f", {self.idle_credit:.1f} s more allowed for our own stalls"
+                       if self.idle_credit else "")
                 return self._close(
-                    "idle-timeout", f"no message from the peer for {t.idle:g} s", PEER, now)
+                    "idle-timeout", f"no message from the peer for {t.idle:g} s{own}", PEER, now)
             if now - self.last_sent >= t.keepalive:
                 self.last_sent = now
                 return [Send(PING.build())]
