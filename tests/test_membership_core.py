@@ -87,6 +87,19 @@ class Joining(unittest.TestCase):
         self.assertEqual(sorted(s.to for s in of(actions, Send) if type(s.message) is Join),
                          ["beta", "gamma"])
 
+    def test_join_retries_back_off(self):
+        core = new_core()
+        core.handle(JoinRequested((SEED,)), 0.0)
+        core.handle(LinkUp("beta", SEED), 0.1)
+        asked = []
+        now = 0.0
+        while now < 40.0:
+            now += 0.5
+            if any(type(s.message) is Join for s in of(core.handle(TimerFired(mcore.TICK), now),
+                                                      Send)):
+                asked.append(now)
+        self.assertEqual(asked, [2.0, 6.0, 14.0, 30.0])
+
     def test_a_seed_accepts_a_join_and_answers(self):
         core = new_core()
         core.handle(JoinRequested((SEED,)), 0.0)  # itself waiting for its seed

@@ -189,6 +189,8 @@ _ROUND_NEWS = 0.25
 _OVERLAY_HOLD = 2.0
 #: Consecutive follow-up rounds with one peer when records did not fit.
 _MAX_SYNC_ROUNDS = 64
+#: Join retries double their interval this many times at most.
+_JOIN_RETRY_DOUBLINGS = 3
 #: Seed and reconnect-probe connections are kept this long after their use.
 _TRANSIENT_TTL = 30.0
 
@@ -247,6 +249,7 @@ class Core:
         #: A seed link coming up asks to join only if no Join is waiting for
         #: an answer (before this time).
         self._next_join_ask = 0.0
+        self._join_retries = 0
         #: Syncs in a row that brought news (see _SYNC_AGAIN), and whether
         #: news came since the last sync started.
         self._sync_streak = 0
@@ -556,7 +559,11 @@ class Core:
             if self._table.overlay_size:
                 self._table.maybe_compact(now)
         elif self.phase == JOINING and now >= self._next_join:
-            self._next_join = now + config.join_retry_interval
+            # Asked again and again, a slow seed would push its whole list
+            # again and again: the retries back off (2, 4, 8, 16 s).
+            self._join_retries += 1
+            self._next_join = now + config.join_retry_interval * 2 ** min(
+                self._join_retries, _JOIN_RETRY_DOUBLINGS)
             for name, address in self._links.items():
                 if address in self._seeds:
                     self._next_join_ask = self._next_join
