@@ -87,6 +87,24 @@ class Joining(unittest.TestCase):
         self.assertEqual(sorted(s.to for s in of(actions, Send) if type(s.message) is Join),
                          ["beta", "gamma"])
 
+    def test_a_join_lost_with_its_connection_is_sent_again_on_the_next(self):
+        core = new_core()
+        core.handle(JoinRequested((SEED,)), 0.0)
+        core.handle(LinkUp("beta", SEED), 0.1)  # Join sent
+        core.handle(LinkDown("beta"), 0.2)  # closed: a duplicate of beta's own dial
+        # beta's connection to us (inbound: no address) is a seed link too
+        actions = core.handle(LinkUp("beta"), 0.3)
+        self.assertEqual(of(actions, Send)[-1], Send("beta", Join(core.member("alpha"))))
+
+    def test_join_retries_go_to_a_seed_connected_inbound_too(self):
+        core = new_core()
+        core.handle(JoinRequested((SEED,)), 0.0)
+        core.handle(LinkUp("beta", SEED), 0.1)
+        core.handle(LinkDown("beta"), 0.2)
+        core.handle(LinkUp("beta"), 0.3)
+        actions = core.handle(TimerFired(mcore.TICK), 2.5)
+        self.assertIn(Send("beta", Join(core.member("alpha"))), of(actions, Send))
+
     def test_join_retries_back_off(self):
         core = new_core()
         core.handle(JoinRequested((SEED,)), 0.0)

@@ -250,6 +250,9 @@ class Core:
         #: an answer (before this time).
         self._next_join_ask = 0.0
         self._join_retries = 0
+        #: Peers reached through a seed address: a seed, whichever way its
+        #: connection to us was made (two nodes dialling each other keep one).
+        self._seed_names = set()
         #: Syncs in a row that brought news (see _SYNC_AGAIN), and whether
         #: news came since the last sync started.
         self._sync_streak = 0
@@ -565,7 +568,7 @@ class Core:
             self._next_join = now + config.join_retry_interval * 2 ** min(
                 self._join_retries, _JOIN_RETRY_DOUBLINGS)
             for name, address in self._links.items():
-                if address in self._seeds:
+                if address in self._seeds or name in self._seed_names:
                     self._next_join_ask = self._next_join
                     self._send(name, Join(self.me))
         if self._transient and now >= self._transient_next:
@@ -932,7 +935,10 @@ class Core:
         self._detector.link_up(name, self.now)
         if name in self._detector:
             self._send(name, Watch())
-        if self.phase == JOINING and address in self._seeds and self.now >= self._next_join_ask:
+        if address in self._seeds:
+            self._seed_names.add(name)
+        if (self.phase == JOINING and name in self._seed_names
+                and self.now >= self._next_join_ask):
             # One seed at a time: each answers with its whole list. Should
             # that one not answer, the tick asks every seed link again.
             self._next_join_ask = self.now + self.config.join_retry_interval
@@ -943,6 +949,10 @@ class Core:
 
     def _link_down(self, name):
         self._links.pop(name, None)
+        if self.phase == JOINING and name in self._seed_names:
+            # A Join sent on this connection may be lost with it (two nodes
+            # dialling each other keep one connection): ask on the next.
+            self._next_join_ask = 0.0
         if self._watchers.pop(name, None):
             self._beats = None
         if name in self._detector:
