@@ -172,6 +172,22 @@ class Joining(unittest.TestCase):
         self.assertEqual(connects[:-1], [0, 0])
         self.assertEqual(connects[-1], len(core.subjects))
 
+    def test_once_the_pushed_list_is_in_the_joiner_asks_the_seed_what_came_since(self):
+        names = [f"n{i:03}" for i in range(300)]
+        seed, _ = formed(names, "n000")
+        core = new_core("new", "127.0.1.1:7400")
+        core.handle(JoinRequested((seed.me.address,)), 0.0)
+        core.handle(LinkUp("n000", seed.me.address), 0.1)
+        ack, *chunks = [s.message for s in of(seed.handle(Received("new", Join(core.me)), 0.2),
+                                              Send)]
+        core.handle(Received("n000", ack), 0.3)
+        digests = []
+        for chunk in chunks:
+            sends = of(core.handle(Received("n000", chunk), 0.4), Send)
+            digests.append([s for s in sends if type(s.message) is SyncDigest])
+        self.assertEqual(digests[:-1], [[], []])
+        self.assertEqual(digests[-1], [Send("n000", SyncDigest(core.digest()))])
+
     def test_a_pushed_list_that_stops_short_holds_the_overlay_for_a_bounded_time(self):
         names = [f"n{i:03}" for i in range(300)]
         seed, _ = formed(names, "n000")

@@ -1048,6 +1048,11 @@ class Core:
                 self._overlay_hold = self.now + _OVERLAY_HOLD
                 return
         if len(self._table) > self._list_expected:
+            if self._list_expected:
+                # The pushed list is in. Members who joined the seed while it
+                # was on the way (a mass start) are in the seed's list now:
+                # one digest brings them, rather than waiting for gossip.
+                self._send(sender, SyncDigest(self._table.digests()))
             self._list_expected = 0
             self._overlay_hold = 0.0
 
@@ -1122,7 +1127,7 @@ class Core:
             # then compare lists with a neighbour (what we knew before).
             self._list_expected = message.listed
             self._overlay_hold = self.now + _OVERLAY_HOLD
-            self._next_sync = min(self._next_sync, self.now + _OVERLAY_HOLD)
+            self._next_sync = min(self._next_sync, self.now + _SYNC_AGAIN)
         else:
             self._send(sender, SyncDigest(self._table.digests()))
 
