@@ -105,6 +105,27 @@ class Joining(unittest.TestCase):
         actions = core.handle(TimerFired(mcore.TICK), 2.5)
         self.assertIn(Send("beta", Join(core.member("alpha"))), of(actions, Send))
 
+    def test_a_seed_whose_own_dial_won_is_asked_on_that_link(self):
+        # Only the seed's connection to us is up (ours was closed as its
+        # duplicate): it carries no seed address, and must still be asked.
+        core = new_core()
+        core.handle(JoinRequested((SEED,)), 0.0)
+        actions = core.handle(LinkUp("beta"), 0.1)
+        self.assertEqual(of(actions, Send)[-1], Send("beta", Join(core.member("alpha"))))
+        for at in (2.5, 3.0, 6.5):
+            core.handle(TimerFired(mcore.TICK), at)
+        beta = Member("beta", SEED, 3, 0, State.ALIVE)
+        core.handle(Received("beta", JoinAck(beta)), 7.0)
+        self.assertTrue(core.joined)
+
+    def test_a_retry_waits_for_a_join_still_within_its_time(self):
+        core = new_core()
+        core.handle(JoinRequested((SEED, "127.0.0.13:7400")), 0.0)
+        core.handle(LinkUp("gamma", "127.0.0.13:7400"), 0.1)  # gamma asked, until 2.1 s
+        core.handle(LinkUp("beta", SEED), 1.9)  # not asked: gamma's Join has time left
+        actions = core.handle(TimerFired(mcore.TICK), 2.0)  # nor by the retry
+        self.assertEqual([s for s in of(actions, Send) if type(s.message) is Join], [])
+
     def test_join_retries_back_off(self):
         core = new_core()
         core.handle(JoinRequested((SEED,)), 0.0)
@@ -116,7 +137,9 @@ class Joining(unittest.TestCase):
             if any(type(s.message) is Join for s in of(core.handle(TimerFired(mcore.TICK), now),
                                                       Send)):
                 asked.append(now)
-        self.assertEqual(asked, [2.0, 6.0, 14.0, 30.0])
+        # The Join sent on the link at 0.1 s is given until 2.1 s; then the
+        # ticks (every 0.5 s here) retry 4, 8, 16 s apart.
+        self.assertEqual(asked, [2.5, 6.5, 14.5, 30.5])
 
     def test_a_seed_accepts_a_join_and_answers(self):
         core = new_core()

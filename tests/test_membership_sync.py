@@ -306,9 +306,9 @@ class HealedPartition(unittest.TestCase):
         _TRANSIENT_TTL; checked below) reconnects at once and syncs. Both
         lists (40 records) fit in one round; the dead records make their
         subjects refute (new incarnations, gossiped in ~2 s); syncs that
-        bring news follow each other after 1, 2, 4 s; a record gossip missed
+        bring news follow each other after 1, 2, 2 s; a record gossip missed
         waits at most one plain sync (1.1 x sync_interval = 11 s):
-        2 + 7 + 11 = 20 s, 25 s with margin. Measured: 1.2-10 s over 60
+        2 + 5 + 11 = 18 s, 25 s with margin. Measured: 1.2-10 s over 60
         seeds. tests/test_membership_properties.py (PartitionsHeal) covers
         other sizes and cuts, with a short sync_interval and a 120 s bound.
         """

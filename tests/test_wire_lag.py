@@ -33,3 +33,12 @@ class ReactorLagTests(unittest.TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(10)
         self.assertEqual(self.lag.total, 0.0)
+
+    def test_a_probe_due_but_not_yet_run_counts_with_its_lateness_so_far(self):
+        now = [0.0]
+        lag = ReactorLag(self.clock, lambda: now[0], probe=0.25)
+        lag.start()
+        now[0] = 3.25  # the reactor is 3 s late, and another timer runs first
+        self.assertEqual(lag.total, 3.0)
+        self.clock.advance(3.25)  # now the probe runs: the same lag, counted once
+        self.assertEqual(lag.total, 3.0)

@@ -225,6 +225,23 @@ class StringTransportTests(unittest.TestCase):
         self.assertIs(protocol.state, State.ESTABLISHED)
         lag.stop()
 
+    def test_stalls_before_the_last_message_are_not_credited_to_the_next_silence(self):
+        lag = ReactorLag(self.clock, self.clock.seconds)
+        protocol = make_protocol(clock=self.clock, stats=PeerStats(), lag=lag)
+        transport = AbortRecordingTransport()
+        lag.start()
+        protocol.makeConnection(transport)
+        protocol.handshakeCompleted()
+        protocol.dataReceived(hello_line("beta"))
+        self.clock.advance(0.25)
+        self.clock.advance(20.0)  # a 20 s stall of ours while the peer said nothing
+        protocol.dataReceived(line("ping"))  # ... then the peer's ping arrives
+        self.assertEqual(protocol.session.idle_credit, 0.0)
+        self.clock.pump([0.25] * 121)  # 30 s of silence with no stall of ours
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(protocol.session.close_reason.key, "idle-timeout")
+        lag.stop()
+
     def test_without_stalls_of_our_own_the_handshake_times_out_as_before(self):
         lag = ReactorLag(self.clock, self.clock.seconds)
         protocol = make_protocol(clock=self.clock, stats=PeerStats(), lag=lag)

@@ -250,9 +250,8 @@ class Core:
         #: an answer (before this time).
         self._next_join_ask = 0.0
         self._join_retries = 0
-        #: Peers reached through a seed address: a seed, whichever way its
-        #: connection to us was made (two nodes dialling each other keep one).
-        self._seed_names = set()
+        #: The links a Join went on that has not been answered yet.
+        self._join_asked = set()
         #: Syncs in a row that brought news (see _SYNC_AGAIN), and whether
         #: news came since the last sync started.
         self._sync_streak = 0
@@ -561,16 +560,16 @@ class Core:
                 self._reap()
             if self._table.overlay_size:
                 self._table.maybe_compact(now)
-        elif self.phase == JOINING and now >= self._next_join:
+        elif self.phase == JOINING and now >= self._next_join and now >= self._next_join_ask:
             # Asked again and again, a slow seed would push its whole list
-            # again and again: the retries back off (2, 4, 8, 16 s).
+            # again and again: the retries back off (2, 4, 8, 16 s). Every
+            # link is asked: a seed's own dial may have won over ours (then
+            # its link has no seed address), and any member can answer.
             self._join_retries += 1
             self._next_join = now + config.join_retry_interval * 2 ** min(
                 self._join_retries, _JOIN_RETRY_DOUBLINGS)
-            for name, address in self._links.items():
-                if address in self._seeds or name in self._seed_names:
-                    self._next_join_ask = self._next_join
-                    self._send(name, Join(self.me))
+            for name in self._links:
+                self._ask_to_join(name, self._next_join)
         if self._transient and now >= self._transient_next:
             self._expire_transient()
 
@@ -935,24 +934,31 @@ class Core:
         self._detector.link_up(name, self.now)
         if name in self._detector:
             self._send(name, Watch())
-        if address in self._seeds:
-            self._seed_names.add(name)
-        if (self.phase == JOINING and name in self._seed_names
-                and self.now >= self._next_join_ask):
-            # One seed at a time: each answers with its whole list. Should
-            # that one not answer, the tick asks every seed link again.
-            self._next_join_ask = self.now + self.config.join_retry_interval
-            self._send(name, Join(self.me))
+        if self.phase == JOINING and self.now >= self._next_join_ask:
+            # One at a time: each answers with its whole list. Should that
+            # one not answer, the tick asks every link. (Any link: a seed's
+            # own dial to us may be the connection that was kept.)
+            self._ask_to_join(name, self.now + self.config.join_retry_interval)
         if address in self._sync_on_connect:
             self._sync_on_connect.discard(address)
             self._send(name, SyncDigest(self._table.digests()))
 
+    def _ask_to_join(self, name, answer_by):
+        self._join_asked.add(name)
+        self._next_join_ask = answer_by
+        self._send(name, Join(self.me))
+
     def _link_down(self, name):
         self._links.pop(name, None)
-        if self.phase == JOINING and name in self._seed_names:
-            # A Join sent on this connection may be lost with it (two nodes
-            # dialling each other keep one connection): ask on the next.
+        if self.phase == JOINING and name in self._join_asked:
+            # The Join sent on this connection may be lost with it (two nodes
+            # dialling each other keep one connection): ask on another link
+            # now, or on the next to come up.
+            self._join_asked.discard(name)
             self._next_join_ask = 0.0
+            if self._links:
+                self._ask_to_join(next(iter(self._links)),
+                                  self.now + self.config.join_retry_interval)
         if self._watchers.pop(name, None):
             self._beats = None
         if name in self._detector:

@@ -34,8 +34,19 @@ class ReactorLag:
         self._probe = probe
         self._call = None
         self._due = None
-        #: Seconds, summed over every probe, by which this process ran late.
-        self.total = 0.0
+        self._past = 0.0
+
+    @property
+    def total(self):
+        """Seconds, summed over every probe, by which this process ran late.
+
+        The probe that is due but not yet run counts with its lateness so
+        far: a timer that fires in the same late reactor turn as the probe,
+        but before it, still sees the stall.
+        """
+        if self._due is None:
+            return self._past
+        return self._past + max(0.0, self._monotonic() - self._due)
 
     @property
     def running(self):
@@ -50,11 +61,12 @@ class ReactorLag:
             if self._call.active():
                 self._call.cancel()
             self._call = None
+            self._due = None
 
     def _schedule(self):
         self._due = self._monotonic() + self._probe
         self._call = self._clock.callLater(self._probe, self._fired)
 
     def _fired(self):
-        self.total += max(0.0, self._monotonic() - self._due)
+        self._past += max(0.0, self._monotonic() - self._due)
         self._schedule()

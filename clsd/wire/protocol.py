@@ -177,6 +177,10 @@ class PeerProtocol(Protocol):
         session = self.session
         if session.state not in _OPEN:
             return  # closing: nothing more is processed, or kept
+        if self._lag is not None:
+            # Stalls up to now count for the silence that this data ends,
+            # not for the next one.
+            self._credit_lag()
         codec.receive_data(data)
         now = self._now()
         while session.state in _OPEN:
@@ -284,11 +288,15 @@ class PeerProtocol(Protocol):
     def _on_timer(self):
         self._timer = None
         if self._lag is not None:
-            total = self._lag.total
-            self.session.credit_stall(total - self._lag_seen)
-            self._lag_seen = total
+            self._credit_lag()
         self._run(self.session.tick(self._now()))
         self._reschedule()
+
+    def _credit_lag(self):
+        """Hand the session this process's stalls since the last time (clsd.wire.lag)."""
+        total = self._lag.total
+        self.session.credit_stall(total - self._lag_seen)
+        self._lag_seen = total
 
     def _cancel_timer(self):
         if self._timer is not None:

@@ -55,15 +55,15 @@ class Timeouts:
     #: about 2.5 ms of CPU; 10 s leaves room for a badly overloaded peer while
     #: a connection that never finishes (slowloris) is gone soon.  Time this
     #: process itself could not run is given back (L{Session.credit_stall}),
-    #: up to C{handshake_credit} times this.
+    #: up to C{stall_credit} times this.
     handshake: float = 10.0
     #: At most this many handshake timeouts of our own stalls are forgiven:
     #: a saturated node does not abandon handshakes its own backlog slowed,
     #: and a peer that never finishes is still dropped within 40 s.
-    handshake_credit: float = 3.0
+    stall_credit: float = 3.0
     #: An established peer that sends no complete message for this long is
     #: dropped.  Three keepalive intervals: one late ping is not a failure.
-    #: Our own stalls are given back here too, up to C{handshake_credit}
+    #: Our own stalls are given back here too, up to C{stall_credit}
     #: times this.
     idle: float = 30.0
     #: Send a ping when we have sent nothing for this long, so that our
@@ -297,16 +297,16 @@ class Session:
         Lifeguard's rule for the peer layer (see L{clsd.wire.lag}): when our
         own reactor is behind, a slow handshake or a long silence is our
         fault, not the peer's, and dropping the connection would only add a
-        new handshake to the backlog. Bounded by C{timeouts.handshake_credit}
+        new handshake to the backlog. Bounded by C{timeouts.stall_credit}
         handshake (or idle) timeouts.
         """
         seconds = max(0.0, seconds)
         t = self.timeouts
         if self.state is State.CONNECTING or self.state is State.HANDSHAKING:
             self.handshake_credit = min(self.handshake_credit + seconds,
-                                        t.handshake * t.handshake_credit)
+                                        t.handshake * t.stall_credit)
         elif self.state is State.ESTABLISHED:
-            self.idle_credit = min(self.idle_credit + seconds, t.idle * t.handshake_credit)
+            self.idle_credit = min(self.idle_credit + seconds, t.idle * t.stall_credit)
 
     def deadline(self):
         """The monotonic time of the next L{tick} needed, or C{None}."""
