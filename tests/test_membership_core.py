@@ -39,6 +39,21 @@ def formed(names, me, generation=1):
     return core, core.handle(JoinRequested(), 0.0)
 
 
+def pushed_join(size):
+    """A newcomer that joined a formed cluster of C{size} through its seed n000.
+
+    Returns (newcomer core, seed core, the seed's JoinAck, the list chunks it pushed);
+    the newcomer has received the JoinAck but no chunk yet.
+    """
+    seed, _ = formed([f"n{i:03}" for i in range(size)], "n000")
+    core = new_core("new", "127.0.1.1:7400")
+    core.handle(JoinRequested((seed.me.address,)), 0.0)
+    core.handle(LinkUp("n000", seed.me.address), 0.1)
+    ack, *chunks = [s.message for s in of(seed.handle(Received("new", Join(core.me)), 0.2),
+                                          Send)]
+    return core, seed, ack, chunks
+
+
 class Joining(unittest.TestCase):
     def test_no_seeds_forms_a_cluster_alone(self):
         core = new_core()
@@ -166,13 +181,7 @@ class Joining(unittest.TestCase):
         self.assertFalse(any(c.more or c.want for c in chunks))
 
     def test_a_joiner_chooses_its_subjects_once_the_pushed_list_is_in(self):
-        names = [f"n{i:03}" for i in range(40)]
-        seed, _ = formed(names, "n000")
-        core = new_core("new", "127.0.1.1:7400")
-        core.handle(JoinRequested((seed.me.address,)), 0.0)
-        core.handle(LinkUp("n000", seed.me.address), 0.1)
-        sends = of(seed.handle(Received("new", Join(core.me)), 0.2), Send)
-        ack, *chunks = [s.message for s in sends]
+        core, _, ack, chunks = pushed_join(40)
         actions = core.handle(Received("n000", ack), 0.3)
         self.assertEqual(of(actions, Send), [])  # no pull: the list is coming
         self.assertEqual(of(actions, Connect), [])  # no subjects from a list of two
@@ -183,26 +192,14 @@ class Joining(unittest.TestCase):
                          [sorted(core.subjects)])  # one chunk here: dialled after it
 
     def test_subjects_are_dialled_only_after_the_last_pushed_chunk(self):
-        names = [f"n{i:03}" for i in range(300)]
-        seed, _ = formed(names, "n000")
-        core = new_core("new", "127.0.1.1:7400")
-        core.handle(JoinRequested((seed.me.address,)), 0.0)
-        core.handle(LinkUp("n000", seed.me.address), 0.1)
-        ack, *chunks = [s.message for s in of(seed.handle(Received("new", Join(core.me)), 0.2),
-                                              Send)]
+        core, _, ack, chunks = pushed_join(300)
         core.handle(Received("n000", ack), 0.3)
         connects = [len(of(core.handle(Received("n000", c), 0.4), Connect)) for c in chunks]
         self.assertEqual(connects[:-1], [0, 0])
         self.assertEqual(connects[-1], len(core.subjects))
 
     def test_once_the_pushed_list_is_in_the_joiner_asks_the_seed_what_came_since(self):
-        names = [f"n{i:03}" for i in range(300)]
-        seed, _ = formed(names, "n000")
-        core = new_core("new", "127.0.1.1:7400")
-        core.handle(JoinRequested((seed.me.address,)), 0.0)
-        core.handle(LinkUp("n000", seed.me.address), 0.1)
-        ack, *chunks = [s.message for s in of(seed.handle(Received("new", Join(core.me)), 0.2),
-                                              Send)]
+        core, _, ack, chunks = pushed_join(300)
         core.handle(Received("n000", ack), 0.3)
         digests = []
         for chunk in chunks:
@@ -212,13 +209,7 @@ class Joining(unittest.TestCase):
         self.assertEqual(digests[-1], [Send("n000", SyncDigest(core.digest()))])
 
     def test_a_pushed_list_that_stops_short_holds_the_overlay_for_a_bounded_time(self):
-        names = [f"n{i:03}" for i in range(300)]
-        seed, _ = formed(names, "n000")
-        core = new_core("new", "127.0.1.1:7400")
-        core.handle(JoinRequested((seed.me.address,)), 0.0)
-        core.handle(LinkUp("n000", seed.me.address), 0.1)
-        ack, first, *_lost = [s.message for s in of(
-            seed.handle(Received("new", Join(core.me)), 0.2), Send)]
+        core, _, ack, (first, *_lost) = pushed_join(300)
         core.handle(Received("n000", ack), 0.3)
         self.assertEqual(of(core.handle(Received("n000", first), 0.4), Connect), [])
         actions = core.handle(TimerFired(mcore.TICK), 0.3 + mcore._OVERLAY_HOLD + 0.01)
