@@ -252,6 +252,9 @@ class Core:
         self._join_retries = 0
         #: The links a Join went on that has not been answered yet.
         self._join_asked = set()
+        #: Peers we reached at a seed address: seeds, whichever way their
+        #: connection to us was made later.
+        self._seed_names = set()
         #: Syncs in a row that brought news (see _SYNC_AGAIN), and whether
         #: news came since the last sync started.
         self._sync_streak = 0
@@ -934,10 +937,13 @@ class Core:
         self._detector.link_up(name, self.now)
         if name in self._detector:
             self._send(name, Watch())
-        if self.phase == JOINING and self.now >= self._next_join_ask:
-            # One at a time: each answers with its whole list. Should that
-            # one not answer, the tick asks every link. (Any link: a seed's
-            # own dial to us may be the connection that was kept.)
+        if address in self._seeds:
+            self._seed_names.add(name)
+        if (self.phase == JOINING and name in self._seed_names
+                and self.now >= self._next_join_ask):
+            # One seed at a time: each answers with its whole list. Should
+            # that one not answer, the tick asks every link (a seed's own
+            # dial to us, without a seed address, may be the one kept).
             self._ask_to_join(name, self.now + self.config.join_retry_interval)
         if address in self._sync_on_connect:
             self._sync_on_connect.discard(address)
