@@ -42,3 +42,13 @@ class ReactorLagTests(unittest.TestCase):
         self.assertEqual(lag.total, 3.0)
         self.clock.advance(3.25)  # now the probe runs: the same lag, counted once
         self.assertEqual(lag.total, 3.0)
+
+    def test_the_worst_single_stall_is_taken_once(self):
+        self.lag.start()
+        self.clock.advance(1.25)  # 1 s late
+        self.clock.advance(3.25)  # 3 s late
+        self.clock.advance(0.25)
+        self.assertEqual(self.lag.take_worst(), 3.0)
+        self.assertEqual(self.lag.take_worst(), 0.0)
+        self.assertEqual(self.lag.total, 4.0)
+        self.lag.stop()

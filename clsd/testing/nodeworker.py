@@ -155,10 +155,6 @@ def _authority(fields):
         certificate=x509.load_pem_x509_certificate(fields["certificate"].encode("ascii")))
 
 
-#: How often the worker checks its own reactor's lag (seconds).
-LAG_PROBE = 0.25
-
-
 class WorkerControl:
     """Commands in, events out; a thin shell around one L{MultiNodeHost}."""
 
@@ -168,18 +164,6 @@ class WorkerControl:
         self._monotonic = monotonic
         self.host = None
         self.tracker = None
-        #: How late this process's reactor runs a timer: the worst since the
-        #: last status (a saturated process delays every node it hosts).
-        self._lag_max = 0.0
-        self._lag_due = None
-        self._measure_lag()
-
-    def _measure_lag(self):
-        now = self._monotonic()
-        if self._lag_due is not None:
-            self._lag_max = max(self._lag_max, now - self._lag_due)
-        self._lag_due = now + LAG_PROBE
-        self.reactor.callLater(LAG_PROBE, self._measure_lag)
 
     def report(self, message):
         self._write(json.dumps(message, separators=(",", ":")))
@@ -245,7 +229,9 @@ class WorkerControl:
         for n in self.host.live():
             if n.core is not None:
                 stats.update(n.core.stats)
-        lag, self._lag_max = self._lag_max, 0.0
+        # The worst stall of this process since the last status, from the
+        # host's lag monitor (a saturated process delays every node it hosts).
+        lag = self.host.lag.take_worst()
         return {"live": len(counts), "min_alive": min(counts, default=0),
                 "core_stats": dict(stats), "reactor_lag_max_s": round(lag, 3),
                 # the node that sees fewest: why it lags (for progress reports)

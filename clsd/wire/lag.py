@@ -35,6 +35,7 @@ class ReactorLag:
         self._call = None
         self._due = None
         self._past = 0.0
+        self._worst = 0.0
 
     @property
     def total(self):
@@ -67,6 +68,13 @@ class ReactorLag:
         self._due = self._monotonic() + self._probe
         self._call = self._clock.callLater(self._probe, self._fired)
 
+    def take_worst(self):
+        """The longest single stall since the last call (for progress reports), then 0."""
+        worst, self._worst = self._worst, 0.0
+        return worst
+
     def _fired(self):
-        self._past += max(0.0, self._monotonic() - self._due)
+        late = max(0.0, self._monotonic() - self._due)
+        self._past += late
+        self._worst = max(self._worst, late)
         self._schedule()
