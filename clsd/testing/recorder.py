@@ -107,23 +107,24 @@ def identity_from_env(environ, pid, *, node=None, cluster=None, epoch=None, slot
     if not cluster:
         raise RecordError(f"no cluster ID: set {ENV_CLUSTER} or pass --cluster")
     if epoch is None:
-        raw = environ.get(ENV_EPOCH)
-        if raw not in (None, ""):
-            try:
-                epoch = int(raw)
-            except ValueError:
-                raise RecordError(f"{ENV_EPOCH} must be an integer, got {raw!r}") from None
+        epoch = _int_from_env(environ, ENV_EPOCH)
     if slot is None:
-        raw = environ.get(ENV_SLOT)
-        if raw not in (None, ""):
-            try:
-                slot = int(raw)
-            except ValueError:
-                raise RecordError(f"{ENV_SLOT} must be an integer, got {raw!r}") from None
+        slot = _int_from_env(environ, ENV_SLOT)
     return Identity(
         instance=uuid.uuid4().hex[:16], node=node, cluster=cluster, epoch=epoch, pid=pid,
         slot=slot,
     )
+
+
+def _int_from_env(environ, key):
+    """The integer in C{environ[key]}, or None if unset or empty; RecordError if not one."""
+    raw = environ.get(key)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise RecordError(f"{key} must be an integer, got {raw!r}") from None
 
 
 def _line(kind, t, identity, **extra):
