@@ -209,12 +209,18 @@ class StringTransportTests(unittest.TestCase):
         self.lose()
         self.assertEqual(self.stats.rejected["handshake-timeout"], 1)
 
-    def test_a_handshake_slowed_by_our_own_stalls_is_not_abandoned(self):
+    def lagged_connection(self):
+        """A new connection whose protocol is forgiven this clock's stalls (clsd.wire.lag)."""
         lag = ReactorLag(self.clock, self.clock.seconds)
-        protocol = make_protocol(clock=self.clock, stats=self.stats, lag=lag)
+        protocol = make_protocol(clock=self.clock, stats=PeerStats(), lag=lag)
         transport = AbortRecordingTransport()
         lag.start()
+        self.addCleanup(lag.stop)
         protocol.makeConnection(transport)
+        return lag, protocol, transport
+
+    def test_a_handshake_slowed_by_our_own_stalls_is_not_abandoned(self):
+        lag, protocol, transport = self.lagged_connection()
         self.clock.advance(0.25)
         self.clock.advance(8.0)  # one reactor iteration of 8 s: the probe ran 7.75 s late
         self.clock.pump([0.25] * 9)  # 10.5 s since the connection
@@ -223,14 +229,9 @@ class StringTransportTests(unittest.TestCase):
         protocol.handshakeCompleted()
         protocol.dataReceived(hello_line("beta"))
         self.assertIs(protocol.state, State.ESTABLISHED)
-        lag.stop()
 
     def test_stalls_before_the_last_message_are_not_credited_to_the_next_silence(self):
-        lag = ReactorLag(self.clock, self.clock.seconds)
-        protocol = make_protocol(clock=self.clock, stats=PeerStats(), lag=lag)
-        transport = AbortRecordingTransport()
-        lag.start()
-        protocol.makeConnection(transport)
+        lag, protocol, transport = self.lagged_connection()
         protocol.handshakeCompleted()
         protocol.dataReceived(hello_line("beta"))
         self.clock.advance(0.25)
@@ -240,18 +241,12 @@ class StringTransportTests(unittest.TestCase):
         self.clock.pump([0.25] * 121)  # 30 s of silence with no stall of ours
         self.assertTrue(transport.disconnecting)
         self.assertEqual(protocol.session.close_reason.key, "idle-timeout")
-        lag.stop()
 
     def test_without_stalls_of_our_own_the_handshake_times_out_as_before(self):
-        lag = ReactorLag(self.clock, self.clock.seconds)
-        protocol = make_protocol(clock=self.clock, stats=PeerStats(), lag=lag)
-        transport = AbortRecordingTransport()
-        lag.start()
-        protocol.makeConnection(transport)
+        lag, protocol, transport = self.lagged_connection()
         self.clock.pump([0.25] * 40)
         self.assertEqual(lag.total, 0.0)
         self.assertTrue(transport.disconnecting)
-        lag.stop()
 
     def test_slow_hello_trickle_still_times_out(self):
         self.protocol.handshakeCompleted()
