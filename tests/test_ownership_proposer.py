@@ -85,6 +85,53 @@ class AcquireTests(unittest.TestCase):
                                + T.retry_slack, places=6)
 
 
+    def test_after_a_handover_a_release_in_flight_is_not_waited_out(self):
+        """A voter that has not yet heard the holder's Release delays the successor briefly."""
+        net, c, late = released_but_not_to_v1()
+        # The Handover arrives; v1 answers c before a's Release reaches it.
+        blocked = until_blocked_by_grant(net, c, c.acquire(NOW + 0.2) + c.hurry(NOW + 0.2))
+        first = c.next_wakeup()
+        self.assertAlmostEqual(first - blocked, T.retry_slack, places=6)
+        # Still there: the pause doubles; the grant still blocks the round.
+        events = net.run(c, c.tick(first), first)
+        self.assertFalse([e for e in events if isinstance(e, LeaseAcquired)])
+        second = c.next_wakeup()
+        self.assertAlmostEqual(second - first, 2 * T.retry_slack, places=6)
+        # The Release lands: the next try acquires, long before a's grant would end.
+        for send in late:
+            net.voters["v1"].receive("a", send.message, second)
+        events = net.run(c, c.tick(second), second)
+        self.assertEqual(len([e for e in events if isinstance(e, LeaseAcquired)]), 1)
+        self.assertLess(second, NOW + T.lease / 4)
+
+    def test_without_a_hurry_a_grant_is_waited_out(self):
+        net, c, _ = released_but_not_to_v1()
+        blocked = until_blocked_by_grant(net, c, c.acquire(NOW + 0.2))
+        self.assertGreater(c.next_wakeup() - blocked, T.lease / 2)
+
+
+def released_but_not_to_v1():
+    """'a' held the lease and released it; its Release to v1 is still in flight."""
+    net = Net()
+    a, c = make(net, "a"), make(net, "c")
+    net.run(a, a.acquire(NOW), NOW)
+    release = a.release(NOW + 0.2)
+    net.reachable = {"v2", "v3"}
+    net.run(a, release, NOW + 0.2)
+    net.reachable = {"v1", "v2", "v3"}
+    return net, c, [send for send in release if send.to == "v1"]
+
+
+def until_blocked_by_grant(net, proposer, actions):
+    """Run C{proposer}'s rounds until a voter shows it another's grant; return when."""
+    now = NOW + 0.2
+    events = net.run(proposer, actions, now)
+    while not [e for e in events if isinstance(e, LeaseObserved) and e.holder]:
+        assert not [e for e in events if isinstance(e, LeaseAcquired)]
+        now = proposer.next_wakeup()
+        events = net.run(proposer, proposer.tick(now), now)
+    return now
+
 class RenewalTests(unittest.TestCase):
     def setUp(self):
         self.net = Net()

@@ -66,6 +66,8 @@ class LeaseProposer:
         self._last_used = None     # the last ballot sent, for Release
         self._next_attempt = None  # when to start the next round
         self._assumed = set()      # voters counted as granting (fenced, see assume_granted)
+        self._hurried_until = None # until then a grant seen is likely a Release in flight
+        self._hurry_pause = 0.0    # the next short pause while hurried (doubles)
 
     @property
     def owner(self):
@@ -83,9 +85,19 @@ class LeaseProposer:
         return self.tick(now)
 
     def hurry(self, now):
-        """Try now rather than at the next scheduled attempt (e.g. after a Handover)."""
+        """Try now rather than at the next scheduled attempt (e.g. after a Handover).
+
+        The holder sends its Handover right after its Release, but the Release
+        to another voter may arrive after our Prepare there, so that voter still
+        shows the old grant. For one lease after a hurry, a round blocked by a
+        grant retries after a short pause that doubles each time (from
+        C{retry_slack}) rather than after the grant's whole remaining time.
+        Only the waiting changes: a grant shown still blocks the round.
+        """
         if self.wanted and self._round is None and self._held is None:
             self._next_attempt = now
+        self._hurried_until = now + self.timing.lease
+        self._hurry_pause = self.timing.retry_slack
         return self.tick(now)
 
     def abandon(self, now):
@@ -239,10 +251,7 @@ class LeaseProposer:
             if others:
                 blocking = max(others, key=lambda r: r.remaining)
                 self._round = None
-                self._next_attempt = now + min(
-                    max(blocking.remaining, 0.0) + self.timing.retry_slack,
-                    self.timing.voter_quiet,
-                )
+                self._next_attempt = now + self._blocked_pause(blocking, now)
                 return [LeaseObserved(self.resource, blocking.holder[0], blocking.epoch,
                                       blocking.remaining)]
             previous = [rnd.replies[v] for v in ok if rnd.replies[v].previous is not None]
@@ -283,6 +292,15 @@ class LeaseProposer:
         if self._hopeless(rnd):
             return self._fail_round(now, retry=self._retry_delay(rnd))
         return []
+
+    def _blocked_pause(self, blocking, now):
+        """How long to wait after a voter showed C{blocking}'s unexpired grant."""
+        pause = min(max(blocking.remaining, 0.0) + self.timing.retry_slack,
+                    self.timing.voter_quiet)
+        if self._hurried_until is not None and now < self._hurried_until:
+            pause = min(pause, self._hurry_pause)
+            self._hurry_pause *= 2
+        return pause
 
     def _retry_delay(self, rnd):
         if rnd.renewal:
