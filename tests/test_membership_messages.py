@@ -52,6 +52,16 @@ class SharedRecords(unittest.TestCase):
                 from_wire(dict(wire, updates=[dict(wire["updates"][0], **{field: bad})]))
             self.assertIn(f"m.gossip.updates[0].{field}: must be", str(caught.exception))
 
+    def test_list_records_are_shared_and_still_checked(self):
+        wire = SyncRecords((MemberUpdate(ALPHA),), (), False, 0).to_wire()
+        first, second = from_wire(wire), from_wire(json.loads(json.dumps(wire)))
+        self.assertIs(first.records[0], second.records[0])
+        self.assertIs(first.records[0], roundtrip(Gossip((MemberUpdate(ALPHA),))).updates[0])
+        for field, bad in [("g", True), ("i", 3.0), ("a", 5), ("n", "")]:
+            with self.assertRaises(MessageError) as caught:
+                from_wire(dict(wire, records=[dict(wire["records"][0], **{field: bad})]))
+            self.assertIn(f"m.sync-records.records[0].{field}: must be", str(caught.exception))
+
     def test_the_wire_dict_of_an_update_is_built_once(self):
         update = MemberUpdate(ALPHA.evolve(state=State.DEAD), 3.0, ("beta",))
         self.assertIs(update.to_wire(), MemberUpdate(ALPHA.evolve(state=State.DEAD), 3.0,

@@ -237,6 +237,16 @@ def _updates_from_wire(data, where):
     return tuple(result)
 
 
+def _record_from_wire(item, where, index):
+    """One record of a list (anti-entropy, a join's push): shared like a gossip piece."""
+    if type(item) is dict and item.get("k") == "m" and len(item) == 6:
+        try:
+            return _plain_update(item["n"], item["a"], item["g"], item["i"], item["s"])
+        except (KeyError, TypeError, MessageError):
+            pass  # checked again below, for the error that names the field
+    return MemberUpdate.from_wire(item, f"{where}.records[{index}]")
+
+
 @lru_cache(maxsize=1 << 16, typed=True)
 def _plain_update(name, address, generation, incarnation, state):
     return MemberUpdate(_plain_member(name, address, generation, incarnation, state))
@@ -394,10 +404,7 @@ class SyncRecords:
     @classmethod
     def from_wire(cls, data):
         items = _list(data, "records", cls.TYPE, MAX_SYNC_RECORDS)
-        records = tuple(
-            MemberUpdate.from_wire(item, f"{cls.TYPE}.records[{i}]")
-            for i, item in enumerate(items)
-        )
+        records = tuple(_record_from_wire(item, cls.TYPE, i) for i, item in enumerate(items))
         want = tuple(
             _int({"w": w}, "w", f"{cls.TYPE}.want[{i}]", maximum=SYNC_BUCKETS - 1)
             for i, w in enumerate(_list(data, "want", cls.TYPE, SYNC_BUCKETS))
