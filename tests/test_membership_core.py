@@ -310,9 +310,10 @@ class Watching(unittest.TestCase):
         core, _ = formed(["a", "b", "c"], "a")
         core.handle(LinkUp("b", "127.0.0.3:7400"), 0.1)
         actions = core.receive("b", Watch(), 0.2)
-        self.assertEqual(of(actions, Send), [Send("b", Heartbeat(1, 0))])
+        beat = Heartbeat(1, 0, (), core.fingerprint())
+        self.assertEqual(of(actions, Send), [Send("b", beat)])
         actions = core.handle(TimerFired(mcore.TICK), 1.0)
-        self.assertIn(Send("b", Heartbeat(1, 0)), actions)
+        self.assertIn(Send("b", beat), actions)
         core.handle(LinkDown("b"), 1.5)
         self.assertNotIn("b", core.watchers)
 
@@ -330,8 +331,9 @@ class Watching(unittest.TestCase):
             core.handle(LinkUp(name, f"127.0.0.{host}:7400"), 0.1)
         core.receive("b", Watch(), 0.2)
         core.receive("c", Watch(), 0.2)
-        self.assertEqual(beats(1.0), [("b", Heartbeat(1, 0)), ("c", Heartbeat(1, 0))])
-        self.assertEqual(beats(2.0), [("b", Heartbeat(1, 0)), ("c", Heartbeat(1, 0))])
+        beat = Heartbeat(1, 0, (), core.fingerprint())
+        self.assertEqual(beats(1.0), [("b", beat), ("c", beat)])
+        self.assertEqual(beats(2.0), [("b", beat), ("c", beat)])
         core.receive("d", Watch(), 2.1)
         self.assertEqual([to for to, _ in beats(3.0)], ["b", "c", "d"])
         core.receive("c", Unwatch(), 3.1)
@@ -348,7 +350,7 @@ class Watching(unittest.TestCase):
             sent = beats(float(second))
             if not sent[0][1].updates:
                 break
-        self.assertEqual(sent, [("d", Heartbeat(1, incarnation))])
+        self.assertEqual(sent, [("d", Heartbeat(1, incarnation, (), core.fingerprint()))])
 
     def test_subjects_are_connected_and_watched(self):
         core, actions = formed([f"n{i}" for i in range(20)], "n0")
@@ -452,3 +454,28 @@ class UnverifiedDeath(unittest.TestCase):
         self.assertEqual([a.name for a in of(actions, SetTimer)], [mcore.GOSSIP])
         queued = core._queue.take(16, 10)
         self.assertIn(MemberUpdate(dead.evolve(state=State.SUSPECT)), queued)
+
+
+class CopiesHeard(unittest.TestCase):
+    """A gossip copy of news we are spreading counts as one of our sends (rumour mongering)."""
+
+    def sends_of_news(self, copies):
+        core, _ = formed([f"n{i:02}" for i in range(10)], "n00")
+        for i in range(1, 10):
+            core.handle(LinkUp(f"n{i:02}", core.member(f"n{i:02}").address), 0.1)
+        news = MemberUpdate(Member("new", "127.0.1.1:7400", 1, 0, State.ALIVE))
+        core.receive("n01", Gossip((news,)), 1.0)
+        for i in range(copies):
+            core.receive(f"n{i % 9 + 1:02}", Gossip((news,)), 1.0)
+        sent, now = 0, 1.0
+        while now < 30.0:
+            now += 0.05
+            for send in of(core.handle(TimerFired(mcore.GOSSIP), now), Send):
+                sent += news in getattr(send.message, "updates", ())
+        return sent, core._limit()
+
+    def test_copies_count_as_sends_but_leave_the_last_two(self):
+        sent, limit = self.sends_of_news(0)
+        self.assertEqual(sent, limit)
+        self.assertEqual(self.sends_of_news(3), (limit - 3, limit))
+        self.assertEqual(self.sends_of_news(2 * limit), (2, limit))

@@ -39,6 +39,12 @@ class ModelQueue:
     def discard(self, key):
         self.entries.pop(key, None)
 
+    def heard(self, key, limit, keep=2):
+        entry = self.entries.get(key)
+        if entry is not None and entry[1] + 1 <= limit - keep:
+            entry[1] += 1
+            entry[2] = next(self.seq)
+
     def take(self, count, limit):
         order = sorted(self.entries.items(), key=lambda kv: (kv[1][1], -kv[1][2]))[:count]
         for key, entry in order:
@@ -53,7 +59,7 @@ class ModelQueue:
 class Broadcasts(unittest.TestCase):
     @settings(max_examples=300, deadline=None, derandomize=True)
     @given(st.integers(1, 30), st.lists(st.tuples(
-        st.sampled_from(["put", "put", "take", "take", "discard"]),
+        st.sampled_from(["put", "put", "take", "take", "discard", "heard"]),
         st.integers(0, 40), st.integers(1, 6), st.integers(1, 16)), min_size=10, max_size=200))
     @example(10, [("put", 1, 1, 5), ("put", 2, 1, 5), ("put", 3, 1, 5), ("take", 0, 1, 5),
                   ("take", 0, 3, 5)])
@@ -66,6 +72,9 @@ class Broadcasts(unittest.TestCase):
             elif op == "discard":
                 queue.discard(str(key))
                 model.discard(str(key))
+            elif op == "heard":
+                queue.heard(str(key), limit)
+                model.heard(str(key), limit)
             else:
                 self.assertEqual(queue.take(count, limit), model.take(count, limit))
             self.assertEqual(len(queue), len(model.entries))
@@ -100,6 +109,18 @@ class Broadcasts(unittest.TestCase):
         queue.take(1, 5)  # "d", the newest, is sent once: now the most sent
         queue.put(Item("e"))  # full: "d" is dropped
         self.assertEqual(sorted(i.key for i in queue.take(10, 5)), ["b", "c", "e"])
+
+    def test_a_piece_heard_from_others_is_sent_fewer_times(self):
+        queue = BroadcastQueue()
+        queue.put(Item("a"))
+        queue.heard("nothing queued", 5)
+        for _ in range(5):
+            queue.heard("a", 5)  # counts as sends 1, 2 and 3 only
+        self.assertEqual(queue.get("a"), Item("a"))
+        self.assertEqual(queue.take(5, 5), [Item("a")])
+        self.assertEqual(queue.take(5, 5), [Item("a")])  # its own two sends
+        self.assertFalse(queue)
+        self.assertIsNone(queue.get("a"))
 
     def test_discard(self):
         queue = BroadcastQueue()

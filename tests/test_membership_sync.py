@@ -330,3 +330,43 @@ class HealedPartition(unittest.TestCase):
                 cluster.run_for(0.25)
             self.assertTrue(cluster.converged(),
                             f"seed {seed}: views differ {bound} s after the heal")
+
+
+class ListsCompared(unittest.TestCase):
+    """Heartbeats carry the sender's list fingerprint; a quiet list that differs syncs at once."""
+
+    def setUp(self):
+        self.core, _ = formed([f"n{i:02}" for i in range(10)], "n00")
+        self.other, _ = formed([f"n{i:02}" for i in range(11)], "n01")  # knows n10 too
+        self.core.handle(LinkUp("n01", self.other.me.address), 0.1)
+
+    def beat(self, now, table=None):
+        table = self.other.fingerprint() if table is None else table
+        return digests_sent(self.core.receive("n01", Heartbeat(1, 0, (), table), now))
+
+    def test_the_same_list_costs_nothing(self):
+        self.assertEqual(self.beat(5.0, table=self.core.fingerprint()), [])
+        self.assertEqual(self.core.stats["list_syncs"], 0)
+
+    def test_a_quiet_list_that_differs_syncs_with_the_sender(self):
+        sent = self.beat(5.0)
+        self.assertEqual([s.to for s in sent], ["n01"])
+        self.assertEqual(sent[0].message.buckets, self.core.digest())
+        self.assertEqual(self.core.stats["list_syncs"], 1)
+        # The answer brings the missing record: the lists agree.
+        answer = of(self.other.receive("n00", sent[0].message, 5.1), Send)[0].message
+        self.core.receive("n01", answer, 5.2)
+        self.assertEqual(self.core.fingerprint(), self.other.fingerprint())
+
+    def test_at_most_one_such_sync_per_list_quiet(self):
+        self.assertEqual(len(self.beat(5.0)), 1)
+        self.assertEqual(self.beat(5.0 + mcore._LIST_QUIET / 2), [])
+        self.assertEqual(len(self.beat(5.0 + mcore._LIST_QUIET)), 1)
+
+    def test_a_list_still_changing_waits_for_gossip(self):
+        self.core.receive("n01", SyncRecords(newcomers(1), (), False, 0), 5.0)
+        self.assertEqual(self.beat(5.0 + mcore._LIST_QUIET / 2), [])
+        self.assertEqual(len(self.beat(5.0 + mcore._LIST_QUIET)), 1)
+
+    def test_heartbeats_without_a_fingerprint_are_plain(self):
+        self.assertEqual(digests_sent(self.core.receive("n01", Heartbeat(1, 0), 5.0)), [])

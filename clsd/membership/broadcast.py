@@ -5,7 +5,21 @@ the same thing replaces the older piece), the pieces sent least often go
 first (newest first among equals), and a piece is dropped once it has been
 sent C{limit} times. The queue is bounded: when full, the piece sent most
 often is dropped (anti-entropy repairs whatever gossip loses).
+
+A copy of a queued piece that arrives from someone else counts as one send
+(L{heard}, up to a floor): the rumour mongering of Demers et al. that "loses interest" in
+news the others already have. Without it every node forwards every piece
+its whole limit, long after everyone has it: at 1024 nodes, nine of every
+ten pieces a node received during a mass join were copies of what it had.
 """
+
+
+#: Sends of a piece that copies heard from others never take away (see
+#: L{BroadcastQueue.heard}). Letting copies take all of them left, in
+#: simulated joins, single members unknown at single nodes until the next
+#: anti-entropy round; with two, joins converged as fast as without copies
+#: counted, with nearly as few messages.
+HEARD_KEEP = 2
 
 
 class BroadcastQueue:
@@ -36,6 +50,28 @@ class BroadcastQueue:
         self._low = 0
         if len(self._level_of) > self.max_items:
             self._drop_most_sent()
+
+    def get(self, key):
+        """The queued piece with C{key}, or None."""
+        level = self._level_of.get(key)
+        return None if level is None else self._levels[level][key]
+
+    def heard(self, key, limit, keep=HEARD_KEEP):
+        """Another node sent us the piece with C{key}: count it as sent once more.
+
+        Copies never take away a piece's last C{keep} sends: a node that
+        heard a piece from all around still passes it on itself.
+        """
+        level = self._level_of.get(key)
+        if level is None or level + 1 > limit - keep:
+            return
+        levels = self._levels
+        item = levels[level].pop(key)
+        level += 1
+        while len(levels) <= level:
+            levels.append({})
+        levels[level][key] = item
+        self._level_of[key] = level
 
     def discard(self, key):
         level = self._level_of.pop(key, None)

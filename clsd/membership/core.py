@@ -189,6 +189,9 @@ _ROUND_NEWS = 0.25
 _OVERLAY_HOLD = 2.0
 #: Consecutive follow-up rounds with one peer when records did not fit.
 _MAX_SYNC_ROUNDS = 64
+#: A list unchanged this long, while a neighbour's heartbeat shows a different
+#: one, is synced with that neighbour at once (and at most this often).
+_LIST_QUIET = 2.0
 #: Join retries double their interval this many times at most.
 _JOIN_RETRY_DOUBLINGS = 3
 #: Seed and reconnect-probe connections are kept this long after their use.
@@ -246,6 +249,7 @@ class Core:
         self._info = {}             # name -> (since, reason)
         self._tick_due = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
+        self._next_list_sync = 0.0
         #: A seed link coming up asks to join only if no Join is waiting for
         #: an answer (before this time).
         self._next_join_ask = 0.0
@@ -277,7 +281,7 @@ class Core:
         self._out = None
         self.now = None
         #: Counters for tests, metrics and benchmarks.
-        self.stats = {"refutations": 0, "reports": 0, "reports_unreached": 0}
+        self.stats = {"refutations": 0, "reports": 0, "reports_unreached": 0, "list_syncs": 0}
         self.sent = self.received = 0
 
     # -- queries -------------------------------------------------------------
@@ -317,6 +321,10 @@ class Core:
     def digest(self):
         """The anti-entropy digest: equal on two nodes iff (almost surely) their lists are."""
         return self._table.digests()
+
+    def fingerprint(self):
+        """The whole list in 64 bits (heartbeats carry it: see L{_compare_lists})."""
+        return self._table.fingerprint()
 
     def observers_of(self, name):
         return self._table.rings.observers(name)
@@ -368,9 +376,11 @@ class Core:
 
     def receive(self, sender, message, now):
         """Same as C{handle(Received(sender, message), now)}, without the event object."""
-        if type(message) is Heartbeat and not message.updates and self.phase == MEMBER:
+        if type(message) is Heartbeat and not message.updates and self.phase == MEMBER and (
+                message.table is None or now < self._next_list_sync
+                or message.table == self._table.fingerprint()):
             # The common case (K of these per node per second): nothing but
-            # "heard from sender".
+            # "heard from sender", both of us holding the same list.
             self.now = now
             self.received += 1
             link = self._detector_links.get(sender)
@@ -581,17 +591,19 @@ class Core:
         queue = self._queue
         watchers = self._watchers
         self.sent += len(watchers)
+        table = self._table.fingerprint()
         if not queue:
             beats = self._beats
-            if beats is None or beats[0] is not me:
-                beat = Heartbeat(me.generation, me.incarnation)
-                beats = self._beats = (me, [Send(name, beat) for name in watchers])
-            self._out.extend(beats[1])
+            if beats is None or beats[0] is not me or beats[1] != table:
+                beat = Heartbeat(me.generation, me.incarnation, (), table)
+                beats = self._beats = (me, table, [Send(name, beat) for name in watchers])
+            self._out.extend(beats[2])
             return
         limit = self._limit()
         count = self.config.max_piggyback
         self._out.extend([
-            Send(name, Heartbeat(me.generation, me.incarnation, tuple(queue.take(count, limit))))
+            Send(name, Heartbeat(me.generation, me.incarnation,
+                                 tuple(queue.take(count, limit)), table))
             for name in watchers])
 
     def _limit(self):
@@ -774,7 +786,11 @@ class Core:
             return False
         old = self._table.get(name)
         if old is member:
-            return False  # the very record we hold (in-process peers share objects)
+            # The very record we hold (decoded records and in-process peers
+            # share objects): the sender has our news.
+            if source == "gossip":
+                self._heard(member)
+            return False
         if old is None:
             if member.state in (State.DEAD, State.LEFT) and update.age >= self.config.reap_after:
                 return False
@@ -782,6 +798,8 @@ class Core:
             if tomb is not None and not supersedes(member, tomb[0]):
                 return False
         elif not supersedes(member, old):
+            if source == "gossip" and member == old:
+                self._heard(member)
             return False
         state = member.state
         if state is State.DEAD and old is not None and old.in_ring and (
@@ -809,6 +827,13 @@ class Core:
         self._accept(member, _reason(member, old, update), age=update.age,
                      reporters=update.reporters, gossip=source != "sync")
         return True
+
+    def _heard(self, member):
+        """A gossip copy of C{member}'s record arrived: forward ours less (rumour mongering)."""
+        key = ("m", member.name)
+        queued = self._queue.get(key)
+        if queued is not None and (queued.member is member or queued.member == member):
+            self._queue.heard(key, self._limit())
 
     def _about_me(self, member):
         me = self.me
@@ -988,6 +1013,26 @@ class Core:
             partner = self._rng.choice(candidates)
             self._send(partner, SyncDigest(self._table.digests()))
 
+    def _compare_lists(self, sender, table):
+        """C{sender}'s list is C{table}: if it differs from ours and ours is quiet, sync now.
+
+        Gossip now and then misses a node with one record, which then waits
+        for a plain anti-entropy round (up to sync_interval). A list that
+        has not changed for _LIST_QUIET while a neighbour's differs is
+        that case (or two sides of a healed partition); while members join
+        or fail, lists change all the time and gossip is at work, so this
+        stays silent. At most one such sync per _LIST_QUIET.
+        """
+        now = self.now
+        if now < self._next_list_sync or table == self._table.fingerprint():
+            return
+        last = self._table.last_change
+        if last is not None and now - last < _LIST_QUIET:
+            return
+        self._next_list_sync = now + _LIST_QUIET
+        self.stats["list_syncs"] += 1
+        self._send(sender, SyncDigest(self._table.digests()))
+
     def _probe_dead(self):
         dead = [n for n in self._gone if self._table.get(n).state is State.DEAD]
         if not dead:
@@ -1102,6 +1147,8 @@ class Core:
     def _on_heartbeat(self, sender, message):
         if message.updates:
             self._apply_updates(message.updates, "gossip")
+        if message.table is not None and self.phase == MEMBER:
+            self._compare_lists(sender, message.table)
 
     def _on_gossip(self, sender, message):
         self._apply_updates(message.updates, "gossip")
@@ -1111,7 +1158,7 @@ class Core:
             self._watchers[sender] = True
             self._beats = None
         me = self.me
-        self._send(sender, Heartbeat(me.generation, me.incarnation))
+        self._send(sender, Heartbeat(me.generation, me.incarnation, (), self._table.fingerprint()))
 
     def _on_unwatch(self, sender, message):
         if self._watchers.pop(sender, None):

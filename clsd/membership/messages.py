@@ -261,21 +261,31 @@ def _report(subject, generation, incarnation, observer):
 
 @attrs.frozen
 class Heartbeat:
-    """Subject to observer, every heartbeat interval: "I am alive (this life)"."""
+    """Subject to observer, every heartbeat interval: "I am alive (this life)".
+
+    C{table}: the sender's L{MemberTable.fingerprint} (optional on the
+    wire): an observer whose own list differs, and has been quiet, asks
+    for the difference at once rather than at its next anti-entropy round.
+    """
 
     TYPE = "m.heartbeat"
     generation: int
     incarnation: int
     updates: tuple = ()
+    table: int | None = None
 
     def to_wire(self):
-        return {"type": self.TYPE, "g": self.generation, "i": self.incarnation,
+        wire = {"type": self.TYPE, "g": self.generation, "i": self.incarnation,
                 "updates": [u.to_wire() for u in self.updates]}
+        if self.table is not None:
+            wire["t"] = self.table
+        return wire
 
     @classmethod
     def from_wire(cls, data):
+        table = _int(data, "t", cls.TYPE) if "t" in data else None
         return cls(_int(data, "g", cls.TYPE), _int(data, "i", cls.TYPE),
-                   _updates_from_wire(data, cls.TYPE))
+                   _updates_from_wire(data, cls.TYPE), table)
 
 
 @attrs.frozen

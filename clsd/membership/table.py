@@ -11,6 +11,7 @@ for what they have learnt since. A real node pays nothing for it: its
 overlay is folded into a private snapshot from time to time.
 """
 
+import functools
 import hashlib
 import itertools
 import operator
@@ -39,7 +40,7 @@ def bucket_of(name):
 
 
 class MemberSnapshot:
-    __slots__ = ("serial", "records", "bucket_xor", "bucket_names", "__weakref__")
+    __slots__ = ("serial", "records", "bucket_xor", "bucket_names", "fingerprint", "__weakref__")
 
     def __init__(self, records):
         self.serial = next(_serials)
@@ -52,6 +53,7 @@ class MemberSnapshot:
             names[b].append(name)
         self.bucket_xor = xor
         self.bucket_names = [tuple(n) for n in names]
+        self.fingerprint = functools.reduce(operator.xor, xor, 0)
 
     def derive(self, overlay):
         records = dict(self.records)
@@ -76,6 +78,7 @@ class MemberTable:
         self.rings = Rings(k, ring_snapshot, self._cache)
         self._overlay = {}
         self._xor = [0] * SYNC_BUCKETS
+        self._fingerprint = 0  # the XOR of self._xor
         self._overlay_buckets = {}
         self._size = len(self._base.records)
         self.last_change = None
@@ -115,8 +118,10 @@ class MemberTable:
     def _replace(self, name, member, now):
         old = self.get(name)
         b = bucket_of(name)
-        self._xor[b] ^= (record_hash(old) if old is not None else 0) ^ (
+        change = (record_hash(old) if old is not None else 0) ^ (
             record_hash(member) if member is not None else 0)
+        self._xor[b] ^= change
+        self._fingerprint ^= change
         self._size += (member is not None) - (old is not None)
         self._overlay[name] = member
         self._overlay_buckets.setdefault(b, {})[name] = True
@@ -126,6 +131,10 @@ class MemberTable:
 
     def digests(self):
         return tuple(map(operator.xor, self._base.bucket_xor, self._xor))
+
+    def fingerprint(self):
+        """The whole list in 64 bits (the XOR of L{digests}), kept in O(1) per change."""
+        return self._base.fingerprint ^ self._fingerprint
 
     def records_in(self, bucket):
         overlay = self._overlay
@@ -157,6 +166,7 @@ class MemberTable:
             self._base = self._cache.get_or_build(key, lambda: base.derive(overlay))
             self._overlay = {}
             self._xor = [0] * SYNC_BUCKETS
+            self._fingerprint = 0
             self._overlay_buckets = {}
         self.rings.compact()
 
