@@ -467,6 +467,7 @@ class CopiesHeard(unittest.TestCase):
         core.receive("n01", Gossip((news,)), 1.0)
         for i in range(copies):
             core.receive(f"n{i % 9 + 1:02}", Gossip((news,)), 1.0)
+        self.assertEqual((core.stats["gossip_records"], core.stats["gossip_news"]), (1 + copies, 1))
         sent, now = 0, 1.0
         while now < 30.0:
             now += 0.05

@@ -357,6 +357,8 @@ class ListsCompared(unittest.TestCase):
         answer = of(self.other.receive("n00", sent[0].message, 5.1), Send)[0].message
         self.core.receive("n01", answer, 5.2)
         self.assertEqual(self.core.fingerprint(), self.other.fingerprint())
+        self.assertEqual(self.core.stats["list_news"], 1)
+        self.assertEqual(self.core.stats["list_records"], len(answer.records))
 
     def test_at_most_one_such_sync_per_list_quiet(self):
         self.assertEqual(len(self.beat(5.0)), 1)

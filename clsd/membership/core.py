@@ -281,7 +281,10 @@ class Core:
         self._out = None
         self.now = None
         #: Counters for tests, metrics and benchmarks.
-        self.stats = {"refutations": 0, "reports": 0, "reports_unreached": 0, "list_syncs": 0}
+        #: Counters for benchmarks and operators: records received by gossip
+        #: and by lists (anti-entropy, a join's push), and how many were news.
+        self.stats = {"refutations": 0, "reports": 0, "reports_unreached": 0, "list_syncs": 0,
+                      "gossip_records": 0, "gossip_news": 0, "list_records": 0, "list_news": 0}
         self.sent = self.received = 0
 
     # -- queries -------------------------------------------------------------
@@ -771,11 +774,13 @@ class Core:
     # -- news ----------------------------------------------------------------------
 
     def _apply_updates(self, updates, source):
+        stats = self.stats
         for update in updates:
             if type(update) is Report:
                 self._on_report(update)
             else:
-                self._merge(update, source)
+                stats["gossip_records"] += 1
+                stats["gossip_news"] += self._merge(update, source)
 
     def _merge(self, update, source):
         """Apply news about a member; True if our list changed."""
@@ -1086,6 +1091,8 @@ class Core:
         for update in message.records:
             sent[update.member.name] = update.member
             changed += self._merge(update, "sync")
+        self.stats["list_records"] += len(message.records)
+        self.stats["list_news"] += changed
         if message.want:
             records, more = self._records_for(message.want, exclude=sent)
             self._send(sender, SyncRecords(records, (), more, message.round))
