@@ -245,6 +245,34 @@ class Refuting(unittest.TestCase):
         self.assertEqual([a.name for a in of(actions, SetTimer)], [mcore.GOSSIP])
         self.assertEqual(self.core.stats["refutations"], 1)
 
+    def test_a_suspicion_already_refuted_is_not_refuted_again(self):
+        suspect = MemberUpdate(Member("n0", "127.0.0.2:7400", 1, 0, State.SUSPECT))
+        self.core.receive("n3", Gossip((suspect,)), 1.0)
+        self.assertEqual(self.core.incarnation, 1)
+        for sender in ("n4", "n5", "n6"):  # copies of the same suspicion arrive later
+            self.core.receive(sender, Gossip((suspect,)), 1.5)
+        self.assertEqual(self.core.incarnation, 1)
+        self.assertEqual(self.core.stats["refutations"], 1)
+        # A death at our current incarnation is refuted.
+        dead = MemberUpdate(Member("n0", "127.0.0.2:7400", 1, 1, State.DEAD))
+        self.core.receive("n3", Gossip((dead,)), 2.0)
+        self.assertEqual(self.core.incarnation, 2)
+
+    def test_the_suspect_itself_is_told_when_linked(self):
+        """Lifeguard's buddy system: the suspicion goes straight to the suspect."""
+        core = self.core
+        core.handle(LinkUp("n4", core.member("n4").address), 0.5)
+        actions = core.receive("n3", Gossip((Report("n4", 1, 0, "n5"),)), 1.0)
+        told = [s for s in of(actions, Send) if s.to == "n4"]
+        self.assertEqual(told, [Send("n4", Gossip((MemberUpdate(core.member("n4")),)))])
+        self.assertIs(core.member("n4").state, State.SUSPECT)
+        # A second report of the same suspicion tells it nothing new.
+        actions = core.receive("n3", Gossip((Report("n4", 1, 0, "n6"),)), 1.1)
+        self.assertEqual([s for s in of(actions, Send) if s.to == "n4"], [])
+        # Not linked: nothing is sent to it (gossip will get there).
+        actions = core.receive("n3", Gossip((Report("n7", 1, 0, "n5"),)), 1.2)
+        self.assertEqual([s for s in of(actions, Send) if s.to == "n7"], [])
+
     def test_news_of_a_previous_life_is_ignored(self):
         old = Member("n0", "127.0.0.2:7400", 0, 7, State.DEAD)
         self.core.receive("n3", Gossip((MemberUpdate(old),)), 1.0)

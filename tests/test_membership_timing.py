@@ -14,6 +14,12 @@ class Formulas(unittest.TestCase):
         ]:
             self.assertEqual(timing.retransmit_limit(mult, n), expected, (mult, n))
 
+    def test_sync_period(self):
+        # memberlist's pushPullScale: one more interval per doubling beyond 32.
+        for n, expected in [(1, 10.0), (32, 10.0), (33, 20.0), (64, 20.0), (65, 30.0),
+                            (256, 40.0), (1024, 60.0), (10000, 100.0)]:
+            self.assertEqual(timing.sync_period(10.0, n), expected, n)
+
     def test_scaled_timeout(self):
         for base, score, expected in [(4.0, 0, 4.0), (4.0, 1, 8.0), (4.0, 7, 32.0), (0.5, 3, 2.0)]:
             self.assertEqual(timing.scaled_timeout(base, score), expected)

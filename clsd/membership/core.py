@@ -41,7 +41,9 @@ from clsd.membership.messages import (
     Report, SyncDigest, SyncRecords, Unwatch, Watch,
 )
 from clsd.membership.table import MemberTable
-from clsd.membership.timing import lateness, quorum_for, retransmit_limit, suspicion_timeout
+from clsd.membership.timing import (
+    lateness, quorum_for, retransmit_limit, suspicion_timeout, sync_period,
+)
 
 # -- events -----------------------------------------------------------------
 
@@ -284,7 +286,8 @@ class Core:
         #: Counters for benchmarks and operators: records received by gossip
         #: and by lists (anti-entropy, a join's push), and how many were news.
         self.stats = {"refutations": 0, "reports": 0, "reports_unreached": 0, "list_syncs": 0,
-                      "gossip_records": 0, "gossip_news": 0, "list_records": 0, "list_news": 0}
+                      "gossip_records": 0, "gossip_news": 0, "list_records": 0, "list_news": 0,
+                      "joins_answered": 0, "join_acks": 0}
         self.sent = self.received = 0
 
     # -- queries -------------------------------------------------------------
@@ -567,7 +570,8 @@ class Core:
             if self._suspects:
                 self._check_suspects()
             if now >= self._next_sync:
-                self._next_sync = now + config.sync_interval * self._rng.uniform(0.9, 1.1)
+                self._next_sync = now + sync_period(config.sync_interval, len(self._table)) * (
+                    self._rng.uniform(0.9, 1.1))
                 self._start_sync()
             if now >= self._next_reconnect:
                 self._next_reconnect = now + config.reconnect_interval * self._rng.uniform(0.9, 1.1)
@@ -844,7 +848,12 @@ class Core:
         me = self.me
         if member.generation != me.generation:
             return  # our previous life (or, if newer, a misconfigured twin)
-        if member.state is State.ALIVE and member.incarnation <= me.incarnation:
+        if member.incarnation < me.incarnation:
+            # A suspicion (or death) we refuted already: our record supersedes
+            # it. Refuting again would raise our incarnation once per copy,
+            # each raise news for the whole cluster.
+            return
+        if member.state is State.ALIVE and member.incarnation == me.incarnation:
             return
         if member.state is State.LEFT and me.state is State.LEFT:
             return
@@ -883,6 +892,11 @@ class Core:
                 if name not in self._suspects:
                     self._suspect_order[name] = next(self._suspect_serials)
                 self._suspects[name] = now
+                if name in self._links:
+                    # Lifeguard's buddy system: tell the suspect itself, so
+                    # that it refutes at once rather than when gossip,
+                    # queued behind other news, gets round to it.
+                    self._send(name, Gossip((MemberUpdate(member),)))
             self._affect(name)
         else:
             self._drop_suspect(name)
@@ -1098,16 +1112,16 @@ class Core:
             self._send(sender, SyncRecords(records, (), more, message.round))
         # Follow up only on progress: records the other side keeps sending
         # but we reject (stale news, a far side's verdicts) must not start a
-        # storm of syncs. Another round at once only while the records are
-        # mostly news (a join's pull of the list, two sides of a healed
-        # partition): while members join, every bucket differs by a record or
-        # two that gossip brings anyway, and rounds of whole buckets would
-        # go on for as long as the joins do.
-        if changed:
+        # storm of syncs. A sooner sync, or another round at once, only while
+        # the records are mostly news (a join's pull of the list, two sides
+        # of a healed partition): while members join, every bucket differs by
+        # a record or two that gossip brings anyway. Following up on those
+        # made every node sync every 2 s during a 512-node join, exchanging
+        # 31,000 records a second of which 7 % were news.
+        if changed and changed >= len(message.records) * _ROUND_NEWS:
             if self.phase == MEMBER:
                 self._sync_soon()
-            if (message.more and message.round < _MAX_SYNC_ROUNDS
-                    and changed >= len(message.records) * _ROUND_NEWS):
+            if message.more and message.round < _MAX_SYNC_ROUNDS:
                 self._send(sender, SyncDigest(self._table.digests(), message.round + 1))
                 self._overlay_hold = self.now + _OVERLAY_HOLD
                 return
@@ -1175,6 +1189,7 @@ class Core:
         if message.member.name != sender:
             return  # a peer may only join as itself
         self._merge(MemberUpdate(message.member), "join")
+        self.stats["joins_answered"] += 1
         records = [self._sync_update(m) for m in self._table if m.name != sender]
         self._send(sender, JoinAck(self.me, len(records)))
         for start in range(0, len(records), MAX_SYNC_RECORDS):
@@ -1185,6 +1200,7 @@ class Core:
     def _on_join_ack(self, sender, message):
         if message.member.name != sender:
             return
+        self.stats["join_acks"] += 1
         self._merge(MemberUpdate(message.member), "join")
         if self.phase == JOINING:
             self._become_member()
