@@ -72,8 +72,9 @@ class Joining(unittest.TestCase):
         actions = core.handle(JoinRequested((SEED,)), 0.0)
         self.assertEqual(of(actions, Connect), [Connect(SEED, None)])
         self.assertFalse(core.joined)
-        actions = core.handle(TimerFired(mcore.TICK), 5.0)
-        self.assertEqual(of(actions, Send), [])  # no connection yet: nothing to ask
+        for tick in range(1, 11):  # on time: no stall of ours widens the retry
+            actions = core.handle(TimerFired(mcore.TICK), tick / 2)
+            self.assertEqual(of(actions, Send), [])  # no connection yet: nothing to ask
         actions = core.handle(LinkUp("beta", SEED), 6.0)
         self.assertEqual(of(actions, Send), [Send("beta", Join(core.member("alpha")))])
         actions = core.handle(TimerFired(mcore.TICK), 9.0)
@@ -154,6 +155,18 @@ class Joining(unittest.TestCase):
         # The Join sent on the link at 0.1 s is given until 2.1 s; then the
         # ticks (every 0.5 s here) retry 4, 8, 16 s apart.
         self.assertEqual(asked, [2.5, 6.5, 14.5, 30.5])
+
+    def test_a_slow_node_waits_longer_for_its_seed(self):
+        """Late ticks (our own stalls) widen the time a Join is given, retries too."""
+        core = new_core()
+        core.handle(JoinRequested((SEED,)), 0.0)
+        for now in (1.0, 4.0, 7.0):  # each tick 2 s late
+            core.handle(TimerFired(mcore.TICK), now)
+        self.assertGreater(core.health_score, 0)
+        core.handle(LinkUp("beta", SEED), 7.1)
+        wait = core.health_score + 1
+        actions = core.handle(TimerFired(mcore.TICK), 7.1 + 2.0 * wait - 0.01)
+        self.assertEqual([s for s in of(actions, Send) if type(s.message) is Join], [])
 
     def test_a_seed_accepts_a_join_and_answers(self):
         core = new_core()

@@ -346,30 +346,39 @@ class ListsCompared(unittest.TestCase):
         return digests_sent(self.core.receive("n01", Heartbeat(1, 0, (), table), now))
 
     def test_the_same_list_costs_nothing(self):
-        self.assertEqual(self.beat(5.0, table=self.core.fingerprint()), [])
+        for now in (5.0, 6.0, 7.0):
+            self.assertEqual(self.beat(now, table=self.core.fingerprint()), [])
         self.assertEqual(self.core.stats["list_syncs"], 0)
 
     def test_a_quiet_list_that_differs_syncs_with_the_sender(self):
-        sent = self.beat(5.0)
+        self.assertEqual(self.beat(5.0), [])  # their list may still be changing
+        sent = self.beat(6.0)  # the same again: it is not
         self.assertEqual([s.to for s in sent], ["n01"])
         self.assertEqual(sent[0].message.buckets, self.core.digest())
         self.assertEqual(self.core.stats["list_syncs"], 1)
         # The answer brings the missing record: the lists agree.
-        answer = of(self.other.receive("n00", sent[0].message, 5.1), Send)[0].message
-        self.core.receive("n01", answer, 5.2)
+        answer = of(self.other.receive("n00", sent[0].message, 6.1), Send)[0].message
+        self.core.receive("n01", answer, 6.2)
         self.assertEqual(self.core.fingerprint(), self.other.fingerprint())
         self.assertEqual(self.core.stats["list_news"], 1)
         self.assertEqual(self.core.stats["list_records"], len(answer.records))
 
+    def test_a_list_that_keeps_changing_elsewhere_waits_for_gossip(self):
+        for now, table in ((5.0, 11), (6.0, 12), (7.0, 13)):
+            self.assertEqual(self.beat(now, table=table), [])
+
     def test_at_most_one_such_sync_per_list_quiet(self):
+        self.beat(4.0)
         self.assertEqual(len(self.beat(5.0)), 1)
         self.assertEqual(self.beat(5.0 + mcore._LIST_QUIET / 2), [])
         self.assertEqual(len(self.beat(5.0 + mcore._LIST_QUIET)), 1)
 
-    def test_a_list_still_changing_waits_for_gossip(self):
+    def test_a_list_still_changing_here_waits_for_gossip(self):
         self.core.receive("n01", SyncRecords(newcomers(1), (), False, 0), 5.0)
+        self.beat(5.0 + mcore._LIST_QUIET / 4)
         self.assertEqual(self.beat(5.0 + mcore._LIST_QUIET / 2), [])
         self.assertEqual(len(self.beat(5.0 + mcore._LIST_QUIET)), 1)
 
     def test_heartbeats_without_a_fingerprint_are_plain(self):
-        self.assertEqual(digests_sent(self.core.receive("n01", Heartbeat(1, 0), 5.0)), [])
+        for now in (5.0, 6.0):
+            self.assertEqual(digests_sent(self.core.receive("n01", Heartbeat(1, 0), now)), [])
