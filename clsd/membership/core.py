@@ -284,9 +284,9 @@ class Core:
         self._pass_at = -1          # the order of the suspect being evaluated
         self._out = None
         self.now = None
-        #: Counters for tests, metrics and benchmarks.
-        #: Counters for benchmarks and operators: records received by gossip
-        #: and by lists (anti-entropy, a join's push), and how many were news.
+        #: Counters for tests and benchmarks (the scale benchmark's progress):
+        #: among them records received by gossip and by lists (anti-entropy,
+        #: a join's push), and how many were news.
         self.stats = {"refutations": 0, "reports": 0, "reports_unreached": 0, "list_syncs": 0,
                       "gossip_records": 0, "gossip_news": 0, "list_records": 0, "list_news": 0,
                       "joins_answered": 0, "join_acks": 0}
@@ -993,7 +993,8 @@ class Core:
             # One seed at a time: each answers with its whole list. Should
             # that one not answer, the tick asks every link (a seed's own
             # dial to us, without a seed address, may be the one kept).
-            self._ask_to_join(name, self.now + self._awareness.scale(self.config.join_retry_interval))
+            wait = self._awareness.scale(self.config.join_retry_interval)
+            self._ask_to_join(name, self.now + wait)
         if address in self._sync_on_connect:
             self._sync_on_connect.discard(address)
             self._send(name, SyncDigest(self._table.digests()))
