@@ -252,6 +252,7 @@ class Core:
         self._tick_due = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
         self._next_list_sync = 0.0
+        self._limit_for = self._limit_value = None  # retransmit_limit, per list size
         #: The list fingerprint each linked neighbour's last heartbeat showed.
         self._heard_tables = {}
         #: A seed link coming up asks to join only if no Join is waiting for
@@ -385,8 +386,8 @@ class Core:
     def receive(self, sender, message, now):
         """Same as C{handle(Received(sender, message), now)}, without the event object."""
         if type(message) is Heartbeat and not message.updates and self.phase == MEMBER and (
-                message.table is None or now < self._next_list_sync
-                or message.table == self._table.fingerprint()):
+                message.table == self._table.fp or message.table is None
+                or now < self._next_list_sync):
             # The common case (K of these per node per second): nothing but
             # "heard from sender", both of us holding the same list.
             self.now = now
@@ -619,7 +620,11 @@ class Core:
             for name in watchers])
 
     def _limit(self):
-        return retransmit_limit(self.config.retransmit_mult, len(self._table))
+        n = len(self._table)
+        if n != self._limit_for:
+            self._limit_for = n
+            self._limit_value = retransmit_limit(self.config.retransmit_mult, n)
+        return self._limit_value
 
     def _push_gossip(self):
         if not self._queue or self.phase not in (JOINING, MEMBER, LEAVING):
@@ -783,13 +788,16 @@ class Core:
     # -- news ----------------------------------------------------------------------
 
     def _apply_updates(self, updates, source):
-        stats = self.stats
+        records = news = 0
         for update in updates:
             if type(update) is Report:
                 self._on_report(update)
             else:
-                stats["gossip_records"] += 1
-                stats["gossip_news"] += self._merge(update, source)
+                records += 1
+                news += self._merge(update, source)
+        stats = self.stats
+        stats["gossip_records"] += records
+        stats["gossip_news"] += news
 
     def _merge(self, update, source):
         """Apply news about a member; True if our list changed."""

@@ -78,7 +78,9 @@ class MemberTable:
         self.rings = Rings(k, ring_snapshot, self._cache)
         self._overlay = {}
         self._xor = [0] * SYNC_BUCKETS
-        self._fingerprint = 0  # the XOR of self._xor
+        #: The whole list in 64 bits (the XOR of L{digests}), kept in O(1) per
+        #: change; an attribute, read on every heartbeat received.
+        self.fp = self._base.fingerprint
         self._overlay_buckets = {}
         self._size = len(self._base.records)
         self.last_change = None
@@ -121,7 +123,7 @@ class MemberTable:
         change = (record_hash(old) if old is not None else 0) ^ (
             record_hash(member) if member is not None else 0)
         self._xor[b] ^= change
-        self._fingerprint ^= change
+        self.fp ^= change
         self._size += (member is not None) - (old is not None)
         self._overlay[name] = member
         self._overlay_buckets.setdefault(b, {})[name] = True
@@ -133,8 +135,8 @@ class MemberTable:
         return tuple(map(operator.xor, self._base.bucket_xor, self._xor))
 
     def fingerprint(self):
-        """The whole list in 64 bits (the XOR of L{digests}), kept in O(1) per change."""
-        return self._base.fingerprint ^ self._fingerprint
+        """The whole list in 64 bits (the XOR of L{digests}): L{fp}."""
+        return self.fp
 
     def records_in(self, bucket):
         overlay = self._overlay
@@ -166,7 +168,6 @@ class MemberTable:
             self._base = self._cache.get_or_build(key, lambda: base.derive(overlay))
             self._overlay = {}
             self._xor = [0] * SYNC_BUCKETS
-            self._fingerprint = 0
             self._overlay_buckets = {}
         self.rings.compact()
 
