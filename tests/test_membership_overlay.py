@@ -90,10 +90,10 @@ class TableTests(unittest.TestCase):
                 table.set(member(name, step, rng.choice(list(State))))
             if step % 50 == 0:
                 table.compact()
-            self.assertEqual(table.fingerprint(), functools.reduce(operator.xor, table.digests()))
+            self.assertEqual(table.fingerprint, functools.reduce(operator.xor, table.digests()))
         fresh = MemberTable(4, build_snapshots(list(table), 4)[0])
         self.assertEqual(table.digests(), fresh.digests())
-        self.assertEqual(table.fingerprint(), fresh.fingerprint())
+        self.assertEqual(table.fingerprint, fresh.fingerprint)
         self.assertEqual(len(table), len(list(table)))
         for bucket in range(64):
             self.assertEqual(sorted(m.name for m in table.records_in(bucket)),

@@ -333,7 +333,7 @@ class Core:
 
     def fingerprint(self):
         """The whole list in 64 bits (heartbeats carry it: see L{_compare_lists})."""
-        return self._table.fingerprint()
+        return self._table.fingerprint
 
     def observers_of(self, name):
         return self._table.rings.observers(name)
@@ -386,7 +386,7 @@ class Core:
     def receive(self, sender, message, now):
         """Same as C{handle(Received(sender, message), now)}, without the event object."""
         if type(message) is Heartbeat and not message.updates and self.phase == MEMBER and (
-                message.table == self._table.fp or message.table is None
+                message.table == self._table.fingerprint or message.table is None
                 or now < self._next_list_sync):
             # The common case (K of these per node per second): nothing but
             # "heard from sender", both of us holding the same list.
@@ -604,7 +604,7 @@ class Core:
         queue = self._queue
         watchers = self._watchers
         self.sent += len(watchers)
-        table = self._table.fingerprint()
+        table = self._table.fingerprint
         if not queue:
             beats = self._beats
             if beats is None or beats[0] is not me or beats[1] != table:
@@ -1063,7 +1063,7 @@ class Core:
         now = self.now
         previous = self._heard_tables.get(sender)
         self._heard_tables[sender] = table
-        if now < self._next_list_sync or table != previous or table == self._table.fingerprint():
+        if now < self._next_list_sync or table != previous or table == self._table.fingerprint:
             return
         last = self._table.last_change
         if last is not None and now - last < _LIST_QUIET:
@@ -1199,7 +1199,7 @@ class Core:
             self._watchers[sender] = True
             self._beats = None
         me = self.me
-        self._send(sender, Heartbeat(me.generation, me.incarnation, (), self._table.fingerprint()))
+        self._send(sender, Heartbeat(me.generation, me.incarnation, (), self._table.fingerprint))
 
     def _on_unwatch(self, sender, message):
         if self._watchers.pop(sender, None):

@@ -80,7 +80,7 @@ class MemberTable:
         self._xor = [0] * SYNC_BUCKETS
         #: The whole list in 64 bits (the XOR of L{digests}), kept in O(1) per
         #: change; an attribute, read on every heartbeat received.
-        self.fp = self._base.fingerprint
+        self.fingerprint = self._base.fingerprint
         self._overlay_buckets = {}
         self._size = len(self._base.records)
         self.last_change = None
@@ -123,7 +123,7 @@ class MemberTable:
         change = (record_hash(old) if old is not None else 0) ^ (
             record_hash(member) if member is not None else 0)
         self._xor[b] ^= change
-        self.fp ^= change
+        self.fingerprint ^= change
         self._size += (member is not None) - (old is not None)
         self._overlay[name] = member
         self._overlay_buckets.setdefault(b, {})[name] = True
@@ -133,10 +133,6 @@ class MemberTable:
 
     def digests(self):
         return tuple(map(operator.xor, self._base.bucket_xor, self._xor))
-
-    def fingerprint(self):
-        """The whole list in 64 bits (the XOR of L{digests}): L{fp}."""
-        return self.fp
 
     def records_in(self, bucket):
         overlay = self._overlay
