@@ -215,20 +215,10 @@ def _updates_from_wire(data, where):
     items = _list(data, "updates", where, MAX_UPDATES)
     result = []
     for index, item in enumerate(items):
-        # The common pieces (a plain record, a report) repeat across
-        # messages: each distinct one is checked and built once, and shared.
-        if type(item) is dict:
-            try:
-                kind = item.get("k")
-                if kind == "m" and len(item) == 6:  # k, n, a, g, i, s: no meta, age, reporters
-                    result.append(_plain_update(
-                        item["n"], item["a"], item["g"], item["i"], item["s"]))
-                    continue
-                if kind == "r" and len(item) == 5:  # k, n, g, i, o
-                    result.append(_report(item["n"], item["g"], item["i"], item["o"]))
-                    continue
-            except (KeyError, TypeError, MessageError):
-                pass  # checked again below, for the error that names the field
+        piece = _shared_piece(item)
+        if piece is not None:
+            result.append(piece)
+            continue
         here = f"{where}.updates[{index}]"
         kind = _field(item, "k", here)
         if kind not in _UPDATE_KINDS:
@@ -239,12 +229,31 @@ def _updates_from_wire(data, where):
 
 def _record_from_wire(item, where, index):
     """One record of a list (anti-entropy, a join's push): shared like a gossip piece."""
-    if type(item) is dict and item.get("k") == "m" and len(item) == 6:
-        try:
-            return _plain_update(item["n"], item["a"], item["g"], item["i"], item["s"])
-        except (KeyError, TypeError, MessageError):
-            pass  # checked again below, for the error that names the field
+    piece = _shared_piece(item)
+    if type(piece) is MemberUpdate:
+        return piece
     return MemberUpdate.from_wire(item, f"{where}.records[{index}]")
+
+
+def _shared_piece(item):
+    """The shared object for a common piece (a plain record, a report), or None.
+
+    The common pieces repeat across messages: each distinct one is checked
+    and built once, and shared. None for anything else, and for a piece that
+    fails the checks: the caller checks it again, for the error that names
+    the field.
+    """
+    if type(item) is not dict:
+        return None
+    try:
+        kind = item.get("k")
+        if kind == "m" and len(item) == 6:  # k, n, a, g, i, s: no meta, age, reporters
+            return _plain_update(item["n"], item["a"], item["g"], item["i"], item["s"])
+        if kind == "r" and len(item) == 5:  # k, n, g, i, o
+            return _report(item["n"], item["g"], item["i"], item["o"])
+    except (KeyError, TypeError, MessageError):
+        pass
+    return None
 
 
 @lru_cache(maxsize=1 << 16, typed=True)
