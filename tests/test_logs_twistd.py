@@ -3,6 +3,11 @@
 Checks the installation claim of clsd.logs: the observer added in
 makeService sees twistd's start-up banner (logged before the reactor runs)
 exactly once, the text log stays text, and the shutdown is in the file.
+
+SIGTERM is sent only once the daemon answers on its metrics port: twistd
+installs its signal handlers as the reactor starts, after the banner and
+after makeService, so a signal sent on the banner alone can meet Python's
+default action and kill the process without a log line.
 """
 
 import json
@@ -11,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 from twisted.internet import defer, task
 from twisted.trial import unittest
@@ -43,7 +49,8 @@ class TwistdJsonLogTests(unittest.TestCase):
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
         with open(os.path.join(self.dir, "clsd.toml"), "w") as f:
-            f.write('[node]\nname = "alpha"\ndata_dir = "data"\n')
+            f.write('[node]\nname = "alpha"\ndata_dir = "data"\n'
+                    '[metrics]\nlisten = "127.0.0.1:0"\n')
 
     @defer.inlineCallbacks
     def test_banner_once_text_stays_text_shutdown_recorded(self):
@@ -60,8 +67,24 @@ class TwistdJsonLogTests(unittest.TestCase):
         def texts():
             return [line.get("text", "") for line in json_lines(json_path)]
 
-        yield wait_for(lambda: any("reactor class" in t for t in texts()), 30,
-                       "the twistd banner in the JSON log")
+        def metrics_url():
+            for line in json_lines(json_path):
+                if line.get("event") == "metrics.listening":
+                    return f"http://{line['address']}/metrics"
+            return None
+
+        def serving():
+            url = metrics_url()
+            if url is None:
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        yield wait_for(serving, 30, "the daemon to serve its metrics (its reactor running)")
+        self.assertTrue(any("reactor class" in t for t in texts()), texts())
         process.send_signal(signal.SIGTERM)
         yield wait_for(lambda: process.poll() is not None, 30, "twistd to exit")
 
