@@ -733,7 +733,10 @@ class Core:
 
     def _affect_watched_by(self, name):
         """The suspects that C{name} (on the rings now) observes: its health counts for them."""
-        for subject in self._table.rings.subjects(name):
+        # Not cached: asked about each member that joins while any member is
+        # suspect, the cache would grow with the list (and each entry costs
+        # every later change of the rings a check).
+        for subject in self._table.rings.subjects(name, cache=False):
             self._affect(subject)
 
     def _evaluate_affected(self):

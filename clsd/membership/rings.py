@@ -94,11 +94,15 @@ class Rings:
         self._removed = set()
         self._added_keys = [[] for _ in range(k)]
         self._added_owners = [[] for _ in range(k)]
-        #: name -> tuple of its observers / subjects, for names on the
-        #: rings. An entry is dropped exactly when it changes: adding or
-        #: removing X changes the observers of X's subjects (its
-        #: predecessors) and the subjects of X's observers, nobody else's.
-        #: Folding the overlay (L{compact}) changes no neighbour.
+        #: name -> (tuple of its observers / subjects, reach), for names on
+        #: the rings; reach[r] is the distance to that neighbour on ring r.
+        #: An entry is dropped exactly when it changes: when an added name
+        #: lands within its reach on some ring, or a removed name was one of
+        #: its neighbours. That test is K subtractions per cached entry, not
+        #: the 2K ring searches that finding the added name's own neighbours
+        #: takes (every member added during a mass join paid them while any
+        #: member was suspect). Folding the overlay (L{compact}) changes no
+        #: neighbour.
         self._observers = {}
         self._subjects = {}
 
@@ -132,18 +136,20 @@ class Rings:
                 i = bisect_left(keys, pos)
                 keys.insert(i, pos)
                 self._added_owners[r].insert(i, name)
-        if self._observers or self._subjects:
-            observers, subjects = self._forget_neighbours_of(name)
-            # Just computed on the new rings: keep them (the core asks next).
-            self._observers[name] = observers
-            self._subjects[name] = subjects
+        if self._observers:
+            self._forget_reached_by(self._observers, name, True)
+        if self._subjects:
+            self._forget_reached_by(self._subjects, name, False)
         return True
 
     def remove(self, name):
         if name not in self:
             return False
-        if self._observers or self._subjects:
-            self._forget_neighbours_of(name)
+        for cache in (self._observers, self._subjects):
+            if cache:
+                cache.pop(name, None)
+                for other in [o for o, (found, _) in cache.items() if name in found]:
+                    del cache[other]
         if name in self._added:
             self._added.discard(name)
             for r in range(self.k):
@@ -186,7 +192,7 @@ class Rings:
         """
         if not cache:
             found = self._subjects.get(name)
-            return list(found) if found is not None else self._neighbours(name, False)
+            return list(found[0]) if found is not None else self._neighbours(name, False)
         return list(self._cached(self._subjects, name, False))
 
     def forget_neighbours(self):
@@ -197,34 +203,39 @@ class Rings:
     def _cached(self, cache, name, forward):
         found = cache.get(name)
         if found is None:
-            found = tuple(self._neighbours(name, forward))
+            found = self._neighbours_and_reach(name, forward)
             if name in self:
                 cache[name] = found
-        return found
+        return found[0]
 
-    def _forget_neighbours_of(self, name):
-        # Called with name on the rings: its predecessors are the members
-        # whose successor on some ring is (or stops being) name, and its
-        # successors those whose predecessor is.
-        observers = self._observers.pop(name, None)
-        if observers is None:
-            observers = tuple(self._neighbours(name, True))
-        subjects = self._subjects.pop(name, None)
-        if subjects is None:
-            subjects = tuple(self._neighbours(name, False))
-        for subject in subjects:
-            self._observers.pop(subject, None)
-        for observer in observers:
-            self._subjects.pop(observer, None)
-        return observers, subjects
+    def _forget_reached_by(self, cache, name, forward):
+        """Drop the entries of C{cache} whose neighbours C{name}, just added, displaces."""
+        added = positions(name, self.k)
+        stale = []
+        for other, (_, reach) in cache.items():
+            for pos, own, limit in zip(added, positions(other, self.k), reach):
+                # Ties (equal positions) are broken by name: drop to be safe.
+                if ((pos - own) if forward else (own - pos)) & _MASK <= limit:
+                    stale.append(other)
+                    break
+        for other in stale:
+            del cache[other]
 
     def _neighbours(self, name, forward):
+        return list(self._neighbours_and_reach(name, forward)[0])
+
+    def _neighbours_and_reach(self, name, forward):
+        """The distinct nearest others of C{name} over the K rings, and on
+        each ring the distance to the nearest (past the whole ring when
+        there is no other member)."""
         result = []
+        reach = []
         for r, pos in enumerate(positions(name, self.k)):
-            found = self._nearest(r, pos, name, forward)
+            found, distance = self._nearest(r, pos, name, forward)
+            reach.append(distance)
             if found is not None and found not in result:
                 result.append(found)
-        return result
+        return tuple(result), tuple(reach)
 
     def _nearest(self, r, pos, exclude, forward):
         best = None
@@ -251,7 +262,9 @@ class Rings:
                         best, best_distance = owner, distance
                     break
                 i += step
-        return best
+        if best is None:
+            return None, _MASK + 1
+        return best, best_distance
 
 
 __all__ = ["RingSnapshot", "Rings", "SnapshotCache", "positions"]
