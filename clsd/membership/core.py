@@ -733,9 +733,15 @@ class Core:
 
     def _affect_watched_by(self, name):
         """The suspects that C{name} (on the rings now) observes: its health counts for them."""
-        # Not cached: asked about each member that joins while any member is
-        # suspect, the cache would grow with the list (and each entry costs
-        # every later change of the rings a check).
+        # Asked about each member that joins while any member is suspect: a
+        # look at each suspect's cached observers is cheaper than finding
+        # the member's own subjects (K ring searches) while suspects are few,
+        # and the same answer (C{name} observes S iff it is among S's observers).
+        if len(self._suspects) <= 2 * self.config.observers:
+            for subject in list(self._suspects):
+                if name in self._observers(subject):
+                    self._affect(subject)
+            return
         for subject in self._table.rings.subjects(name, cache=False):
             self._affect(subject)
 
@@ -930,6 +936,7 @@ class Core:
             self._announced_dead.pop(name, None)
             del self._suspect_order[name]
             self._affected.discard(name)
+            self._table.rings.forget_neighbours(name)
             if not self._suspects:
                 # The neighbour caches serve the verdicts on suspects; empty,
                 # they cost nothing while the rings change (e.g. a mass join).

@@ -195,10 +195,16 @@ class Rings:
             return list(found[0]) if found is not None else self._neighbours(name, False)
         return list(self._cached(self._subjects, name, False))
 
-    def forget_neighbours(self):
-        """Empty the caches (e.g. nobody is suspect: nothing will be asked for a while)."""
-        self._observers.clear()
-        self._subjects.clear()
+    def forget_neighbours(self, name=None):
+        """Empty the caches, or drop C{name}'s entries (nothing will be asked
+        about it for a while, e.g. it is no longer suspect): every cached
+        entry costs each later change of the rings a check."""
+        if name is None:
+            self._observers.clear()
+            self._subjects.clear()
+        else:
+            self._observers.pop(name, None)
+            self._subjects.pop(name, None)
 
     def _cached(self, cache, name, forward):
         found = cache.get(name)
