@@ -295,9 +295,11 @@ class Refuting(unittest.TestCase):
         core = self.core
         core.receive("n3", Gossip((Report("n4", 1, 0, "n5"),)), 1.0)
         self.assertIs(core.member("n4").state, State.SUSPECT)
+        self.assertEqual(core.suspect_count, 1)
         actions = core.receive("n3", Gossip((MemberUpdate(
             Member("n4", "127.0.0.6:7400", 1, 1, State.ALIVE)),)), 2.0)
         self.assertIs(core.member("n4").state, State.ALIVE)
+        self.assertEqual(core.suspect_count, 0)
         self.assertEqual(of(actions, MemberChanged)[0].reason,
                          "refuted suspicion (incarnation 1)")
 

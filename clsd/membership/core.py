@@ -335,6 +335,12 @@ class Core:
         """The whole list in 64 bits (heartbeats carry it: see L{_compare_lists})."""
         return self._table.fingerprint
 
+    @property
+    def suspect_count(self):
+        """How many members this node holds suspect now (a diagnostic: during a
+        large join on a saturated machine it shows the false suspicions)."""
+        return len(self._suspects)
+
     def observers_of(self, name):
         return self._table.rings.observers(name)
 

@@ -230,6 +230,7 @@ class WorkerControl:
         for n in self.host.live():
             if n.core is not None:
                 stats.update(n.core.stats)
+                stats["suspects_now"] += n.core.suspect_count
         # The worst stall of this process since the last status, from the
         # host's lag monitor (a saturated process delays every node it hosts).
         lag = self.host.lag.take_worst()
