@@ -218,6 +218,18 @@ class Links(unittest.TestCase):
         self.assertEqual(detector.check(3.9, 4.0, 1.0, 100.0)[0], [])
         self.assertEqual(len(detector.check(4.1, 4.0, 1.0, 100.0)[0]), 1)
 
+    def test_a_link_that_opens_late_gets_a_whole_timeout_from_then(self):
+        """The handshake is news of the subject: silence counts from it."""
+        detector = Detector()
+        detector.watch("s", 0.0, link_up=False)
+        detector.link_up("s", 3.0)  # the dial took 3 s
+        self.assertEqual(detector.check(6.9, 4.0, 1.0, 100.0)[0], [])
+        self.assertEqual(len(detector.check(7.1, 4.0, 1.0, 100.0)[0]), 1)
+        # A reconnect does not move last_heard back.
+        detector.heard("s", 8.0)
+        detector.link_up("s", 7.5)
+        self.assertEqual(detector.check(11.9, 4.0, 1.0, 100.0)[0], [])
+
     def test_the_grace_applies_once_the_link_was_up(self):
         detector = Detector()
         detector.watch("s", 0.0, link_up=False)

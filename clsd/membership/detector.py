@@ -70,10 +70,20 @@ class Detector:
             link.last_heard = now
 
     def link_up(self, subject, now):
+        """A connection to C{subject} opened: its handshake is news of it.
+
+        The silence timeout starts again here. Counted from when we started
+        watching, a subject whose connection took seconds to open (dialled
+        on a saturated machine) had only the rest of failure_timeout to
+        answer our Watch, and was reported at 4 to 5 s of "silence": nine
+        of every ten reports in a 512-node join.
+        """
         link = self._links.get(subject)
         if link is not None:
             link.down_since = None
             link.ever_up = True
+            if now > link.last_heard:
+                link.last_heard = now
 
     def link_down(self, subject, now):
         link = self._links.get(subject)
