@@ -353,7 +353,7 @@ class Watching(unittest.TestCase):
         core, _ = formed(["a", "b", "c"], "a")
         core.handle(LinkUp("b", "127.0.0.3:7400"), 0.1)
         actions = core.receive("b", Watch(), 0.2)
-        beat = Heartbeat(1, 0, (), core.fingerprint())
+        beat = Heartbeat(1, 0, (), core.fingerprint(), len(core))
         self.assertEqual(of(actions, Send), [Send("b", beat)])
         actions = core.handle(TimerFired(mcore.TICK), 1.0)
         self.assertIn(Send("b", beat), actions)
@@ -374,7 +374,7 @@ class Watching(unittest.TestCase):
             core.handle(LinkUp(name, f"127.0.0.{host}:7400"), 0.1)
         core.receive("b", Watch(), 0.2)
         core.receive("c", Watch(), 0.2)
-        beat = Heartbeat(1, 0, (), core.fingerprint())
+        beat = Heartbeat(1, 0, (), core.fingerprint(), len(core))
         self.assertEqual(beats(1.0), [("b", beat), ("c", beat)])
         self.assertEqual(beats(2.0), [("b", beat), ("c", beat)])
         core.receive("d", Watch(), 2.1)
@@ -393,7 +393,7 @@ class Watching(unittest.TestCase):
             sent = beats(float(second))
             if not sent[0][1].updates:
                 break
-        self.assertEqual(sent, [("d", Heartbeat(1, incarnation, (), core.fingerprint()))])
+        self.assertEqual(sent, [("d", Heartbeat(1, incarnation, (), core.fingerprint(), len(core)))])
 
     def test_subjects_are_connected_and_watched(self):
         core, actions = formed([f"n{i}" for i in range(20)], "n0")

@@ -78,6 +78,7 @@ class RoundTrip(unittest.TestCase):
                    Report("alpha", 17, 3, "beta"))
         for message in [
             Heartbeat(17, 3), Heartbeat(17, 3, updates), Heartbeat(17, 3, (), 2**64 - 1),
+            Heartbeat(17, 3, (), 12, 1024),
             Gossip(updates), Watch(), Unwatch(),
             Join(ALPHA), JoinAck(ALPHA), JoinAck(ALPHA, 1023), SyncDigest(tuple(range(SYNC_BUCKETS)), 2),
             SyncRecords((MemberUpdate(ALPHA),), (1, 5), True, 3),
@@ -113,6 +114,8 @@ class Rejected(unittest.TestCase):
         self.assertRejected(dict(good, i=True), "m.heartbeat.i: must be an integer")
         self.assertRejected(dict(good, t="12"), "m.heartbeat.t: must be an integer")
         self.assertRejected(dict(good, t=2**64), "m.heartbeat.t: 18446744073709551616 out of range")
+        self.assertRejected(dict(good, n="5"), "m.heartbeat.n: must be an integer")
+        self.assertRejected(dict(good, n=-1), "m.heartbeat.n: -1 out of range")
         bad_update = dict(good["updates"][0], s="zombie")
         self.assertRejected(dict(good, updates=[bad_update]), "m.heartbeat.updates[0].s")
         self.assertRejected(dict(good, updates=[{"k": "x"}]), "unknown kind")

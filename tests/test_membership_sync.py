@@ -379,6 +379,29 @@ class ListsCompared(unittest.TestCase):
         self.assertEqual(self.beat(5.0 + mcore._LIST_QUIET / 2), [])
         self.assertEqual(len(self.beat(5.0 + mcore._LIST_QUIET)), 1)
 
+    def test_a_list_clearly_behind_syncs_at_once_while_lists_change(self):
+        """Fingerprints that change with every heartbeat (members joining) do
+        not hold back a node that knows clearly fewer members."""
+        size = len(self.core)
+        behind = size + mcore._BEHIND_MIN + 2  # with the newcomer: 11 of 22 missing
+        self.core.receive("n01", SyncRecords(newcomers(1), (), False, 0), 5.0)  # not quiet
+        sent = digests_sent(self.core.receive(
+            "n01", Heartbeat(1, 0, (), 11, behind + 1), 5.1))
+        self.assertEqual([s.to for s in sent], ["n01"])
+        self.assertEqual(self.core.stats["list_syncs"], 1)
+        # At most one per _LIST_QUIET; a list a few records behind waits for gossip.
+        self.assertEqual(digests_sent(self.core.receive(
+            "n01", Heartbeat(1, 0, (), 12, behind + 2), 5.2)), [])
+        self.assertEqual(digests_sent(self.core.receive(
+            "n01", Heartbeat(1, 0, (), 13, len(self.core) + 3), 5.1 + mcore._LIST_QUIET)), [])
+
+    def test_behind_means_a_share_and_a_minimum(self):
+        self.assertTrue(mcore._behind(100, 108))
+        self.assertFalse(mcore._behind(100, 107))  # fewer than _BEHIND_MIN missing
+        self.assertTrue(mcore._behind(900, 1000))
+        self.assertFalse(mcore._behind(960, 1000))  # under 5 %
+        self.assertFalse(mcore._behind(1000, 900))  # we know more
+
     def test_heartbeats_without_a_fingerprint_are_plain(self):
         for now in (5.0, 6.0):
             self.assertEqual(digests_sent(self.core.receive("n01", Heartbeat(1, 0), now)), [])

@@ -194,10 +194,23 @@ _MAX_SYNC_ROUNDS = 64
 #: A list unchanged this long, while a neighbour's heartbeat shows a different
 #: one, is synced with that neighbour at once (and at most this often).
 _LIST_QUIET = 2.0
+#: A neighbour's list this much larger than ours (a share of it, and at
+#: least this many records) is synced with at once, quiet or not.
+_BEHIND_SHARE = 0.05
+_BEHIND_MIN = 8
 #: Join retries double their interval this many times at most.
 _JOIN_RETRY_DOUBLINGS = 3
 #: Seed and reconnect-probe connections are kept this long after their use.
 _TRANSIENT_TTL = 30.0
+
+
+def _behind(ours, theirs):
+    """Whether a list of C{ours} records is clearly behind one of C{theirs}:
+    by _BEHIND_SHARE of it and at least _BEHIND_MIN records (a list only a few
+    joins behind, as lists are for a second or two while members join, is
+    left to gossip)."""
+    missing = theirs - ours
+    return missing >= _BEHIND_MIN and missing >= theirs * _BEHIND_SHARE
 
 
 class Core:
@@ -611,10 +624,11 @@ class Core:
         watchers = self._watchers
         self.sent += len(watchers)
         table = self._table.fingerprint
+        size = len(self._table)
         if not queue:
             beats = self._beats
             if beats is None or beats[0] is not me or beats[1] != table:
-                beat = Heartbeat(me.generation, me.incarnation, (), table)
+                beat = Heartbeat(me.generation, me.incarnation, (), table, size)
                 beats = self._beats = (me, table, [Send(name, beat) for name in watchers])
             self._out.extend(beats[2])
             return
@@ -622,7 +636,7 @@ class Core:
         count = self.config.max_piggyback
         self._out.extend([
             Send(name, Heartbeat(me.generation, me.incarnation,
-                                 tuple(queue.take(count, limit)), table))
+                                 tuple(queue.take(count, limit)), table, size))
             for name in watchers])
 
     def _limit(self):
@@ -1063,7 +1077,7 @@ class Core:
             partner = self._rng.choice(candidates)
             self._send(partner, SyncDigest(self._table.digests()))
 
-    def _compare_lists(self, sender, table):
+    def _compare_lists(self, sender, table, size=None):
         """C{sender}'s list is C{table}: if it differs from ours and both are quiet, sync now.
 
         Gossip now and then misses a node with one record, which then waits
@@ -1075,15 +1089,23 @@ class Core:
         silent (without the second condition, 1024 nodes ending a join on a
         saturated machine made 3,000 such syncs in 20 s, nearly all finding
         the news already on its way). At most one such sync per _LIST_QUIET.
+
+        A node whose neighbour holds clearly more records (L{_behind}) syncs
+        at once as well: while members join, fingerprints change with every
+        heartbeat, so the rule above never holds, and the last joiners of a
+        1024-node join, hundreds of members behind, waited for gossip alone.
         """
         now = self.now
         previous = self._heard_tables.get(sender)
         self._heard_tables[sender] = table
-        if now < self._next_list_sync or table != previous or table == self._table.fingerprint:
+        if now < self._next_list_sync or table == self._table.fingerprint:
             return
-        last = self._table.last_change
-        if last is not None and now - last < _LIST_QUIET:
-            return
+        if not (size is not None and _behind(len(self._table), size)):
+            if table != previous:
+                return
+            last = self._table.last_change
+            if last is not None and now - last < _LIST_QUIET:
+                return
         self._next_list_sync = now + _LIST_QUIET
         self.stats["list_syncs"] += 1
         self._send(sender, SyncDigest(self._table.digests()))
@@ -1205,7 +1227,7 @@ class Core:
         if message.updates:
             self._apply_updates(message.updates, "gossip")
         if message.table is not None and self.phase == MEMBER:
-            self._compare_lists(sender, message.table)
+            self._compare_lists(sender, message.table, message.size)
 
     def _on_gossip(self, sender, message):
         self._apply_updates(message.updates, "gossip")
@@ -1215,7 +1237,8 @@ class Core:
             self._watchers[sender] = True
             self._beats = None
         me = self.me
-        self._send(sender, Heartbeat(me.generation, me.incarnation, (), self._table.fingerprint))
+        self._send(sender, Heartbeat(me.generation, me.incarnation, (), self._table.fingerprint,
+                                     len(self._table)))
 
     def _on_unwatch(self, sender, message):
         if self._watchers.pop(sender, None):

@@ -272,9 +272,11 @@ def _report(subject, generation, incarnation, observer):
 class Heartbeat:
     """Subject to observer, every heartbeat interval: "I am alive (this life)".
 
-    C{table}: the sender's L{MemberTable.fingerprint} (optional on the
-    wire): an observer whose own list differs, and has been quiet, asks
-    for the difference at once rather than at its next anti-entropy round.
+    C{table}: the sender's L{MemberTable.fingerprint}, and C{size}: how
+    many records its list holds (both optional on the wire): an observer
+    whose own list differs, and has been quiet, or holds clearly fewer
+    records, asks for the difference at once rather than at its next
+    anti-entropy round.
     """
 
     TYPE = "m.heartbeat"
@@ -282,19 +284,23 @@ class Heartbeat:
     incarnation: int
     updates: tuple = ()
     table: int | None = None
+    size: int | None = None
 
     def to_wire(self):
         wire = {"type": self.TYPE, "g": self.generation, "i": self.incarnation,
                 "updates": [u.to_wire() for u in self.updates]}
         if self.table is not None:
             wire["t"] = self.table
+        if self.size is not None:
+            wire["n"] = self.size
         return wire
 
     @classmethod
     def from_wire(cls, data):
         table = _int(data, "t", cls.TYPE) if "t" in data else None
+        size = _int(data, "n", cls.TYPE) if "n" in data else None
         return cls(_int(data, "g", cls.TYPE), _int(data, "i", cls.TYPE),
-                   _updates_from_wire(data, cls.TYPE), table)
+                   _updates_from_wire(data, cls.TYPE), table, size)
 
 
 @attrs.frozen
