@@ -217,7 +217,6 @@ class NeighbourCache(unittest.TestCase):
             for name in [f"m{j}" for j in range(41)]:
                 if name in rings:
                     rings.observers_tuple(name)
-                    rings.subjects(name)
             (rings.add if add else rings.remove)(f"m{i}")
             if compact_every and step % compact_every == 0:
                 rings.compact()
@@ -227,7 +226,5 @@ class NeighbourCache(unittest.TestCase):
                 if name in rings:
                     self.assertEqual(rings.observers_tuple(name),
                                      tuple(rings._neighbours(name, True)), (name, step))
-                    self.assertEqual(rings.subjects(name, cache=False),
-                                     rings._neighbours(name, False), (name, step))
                     self.assertEqual(rings.subjects(name),
                                      rings._neighbours(name, False), (name, step))

@@ -762,7 +762,7 @@ class Core:
                 if name in self._observers(subject):
                     self._affect(subject)
             return
-        for subject in self._table.rings.subjects(name, cache=False):
+        for subject in self._table.rings.subjects(name):
             self._affect(subject)
 
     def _evaluate_affected(self):
@@ -966,7 +966,7 @@ class Core:
 
     def _refresh_overlay(self):
         rings = self._table.rings
-        subjects = rings.subjects(self.name, cache=False) if self.name in rings else []
+        subjects = rings.subjects(self.name) if self.name in rings else []
         old = self._subjects
         wanted_addresses = {}
         for name in subjects:

@@ -94,17 +94,17 @@ class Rings:
         self._removed = set()
         self._added_keys = [[] for _ in range(k)]
         self._added_owners = [[] for _ in range(k)]
-        #: name -> (tuple of its observers / subjects, reach), for names on
-        #: the rings; reach[r] is the distance to that neighbour on ring r.
-        #: An entry is dropped exactly when it changes: when an added name
-        #: lands within its reach on some ring, or a removed name was one of
-        #: its neighbours. That test is K subtractions per cached entry, not
-        #: the 2K ring searches that finding the added name's own neighbours
+        #: name -> (tuple of its observers, reach), for names on the rings
+        #: (the verdicts on suspects ask for their observers again and
+        #: again); reach[r] is the distance to the observer on ring r. An
+        #: entry is dropped exactly when it changes: when an added name lands
+        #: within its reach on some ring, or a removed name was one of its
+        #: observers. That test is K subtractions per cached entry, not the
+        #: 2K ring searches that finding the added name's own neighbours
         #: takes (every member added during a mass join paid them while any
         #: member was suspect). Folding the overlay (L{compact}) changes no
-        #: neighbour.
+        #: neighbour. Subjects are asked once per change at most: not cached.
         self._observers = {}
-        self._subjects = {}
 
     # -- membership of the rings ------------------------------------------
 
@@ -137,19 +137,17 @@ class Rings:
                 keys.insert(i, pos)
                 self._added_owners[r].insert(i, name)
         if self._observers:
-            self._forget_reached_by(self._observers, name, True)
-        if self._subjects:
-            self._forget_reached_by(self._subjects, name, False)
+            self._forget_observers_reached_by(name)
         return True
 
     def remove(self, name):
         if name not in self:
             return False
-        for cache in (self._observers, self._subjects):
-            if cache:
-                cache.pop(name, None)
-                for other in [o for o, (found, _) in cache.items() if name in found]:
-                    del cache[other]
+        cache = self._observers
+        if cache:
+            cache.pop(name, None)
+            for other in [o for o, (found, _) in cache.items() if name in found]:
+                del cache[other]
         if name in self._added:
             self._added.discard(name)
             for r in range(self.k):
@@ -182,46 +180,36 @@ class Rings:
 
     def observers_tuple(self, name):
         """L{observers} as a tuple, cached for members on the rings."""
-        return self._cached(self._observers, name, True)
-
-    def subjects(self, name, cache=True):
-        """Distinct predecessors of C{name} over the K rings: whom it watches.
-
-        @param cache: keep the answer (cache=False for a one-off question:
-            while the caches are empty, changing the rings costs nothing extra).
-        """
-        if not cache:
-            found = self._subjects.get(name)
-            return list(found[0]) if found is not None else self._neighbours(name, False)
-        return list(self._cached(self._subjects, name, False))
-
-    def forget_neighbours(self, name=None):
-        """Empty the caches, or drop C{name}'s entries (nothing will be asked
-        about it for a while, e.g. it is no longer suspect): every cached
-        entry costs each later change of the rings a check."""
-        if name is None:
-            self._observers.clear()
-            self._subjects.clear()
-        else:
-            self._observers.pop(name, None)
-            self._subjects.pop(name, None)
-
-    def _cached(self, cache, name, forward):
+        cache = self._observers
         found = cache.get(name)
         if found is None:
-            found = self._neighbours_and_reach(name, forward)
+            found = self._neighbours_and_reach(name, True)
             if name in self:
                 cache[name] = found
         return found[0]
 
-    def _forget_reached_by(self, cache, name, forward):
-        """Drop the entries of C{cache} whose neighbours C{name}, just added, displaces."""
+    def subjects(self, name):
+        """Distinct predecessors of C{name} over the K rings: whom it watches."""
+        return self._neighbours(name, False)
+
+    def forget_neighbours(self, name=None):
+        """Empty the cache, or drop C{name}'s entry (nothing will be asked
+        about it for a while, e.g. it is no longer suspect): every cached
+        entry costs each later change of the rings a check."""
+        if name is None:
+            self._observers.clear()
+        else:
+            self._observers.pop(name, None)
+
+    def _forget_observers_reached_by(self, name):
+        """Drop the cached entries whose observers C{name}, just added, displaces."""
         added = positions(name, self.k)
+        cache = self._observers
         stale = []
         for other, (_, reach) in cache.items():
             for pos, own, limit in zip(added, positions(other, self.k), reach):
                 # Ties (equal positions) are broken by name: drop to be safe.
-                if ((pos - own) if forward else (own - pos)) & _MASK <= limit:
+                if (pos - own) & _MASK <= limit:
                     stale.append(other)
                     break
         for other in stale:
