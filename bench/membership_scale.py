@@ -277,7 +277,8 @@ def clsd_mp_run(reactor, args, n):
 
     @defer.inlineCallbacks
     def main():
-        host = MultiProcessHost(reactor, n, args.procs, seeds=args.seeds)
+        host = MultiProcessHost(reactor, n, args.procs, seeds=args.seeds,
+                                config=membership_overrides(args.set))
         try:
             yield host.spawn()
             result["file_limit"] = host.file_limit
@@ -492,6 +493,21 @@ def table(results):
     return "\n".join(lines)
 
 
+def membership_overrides(settings):
+    """C{--set KEY=VALUE} options as C{[membership]} overrides, values typed
+    like the defaults they replace."""
+    from clsd.config.membership import MembershipConfig
+
+    defaults = MembershipConfig()
+    overrides = {}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        if not hasattr(defaults, key):
+            raise SystemExit(f"--set {setting}: no [membership] setting {key!r}")
+        overrides[key] = type(getattr(defaults, key))(value)
+    return overrides
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nodes", default="64,256,1024", help="CLSD node counts (comma-separated)")
@@ -517,12 +533,18 @@ def main():
                    help="cProfile the CLSD runs (with --procs 1)")
     p.add_argument("--output", default="membership_scale.json",
                    help="file name under bench/results/")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a [membership] setting for every CLSD node (with --procs > 1; "
+                        "repeatable), e.g. --set retransmit_mult=2")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return run_child(args)
     if args.procs < 1:
         p.error("--procs must be at least 1")
+    if args.set and args.procs <= 1:
+        p.error("--set needs --procs > 1")
+    membership_overrides(args.set)  # a bad key stops here, not in a worker
     if args.profile and args.procs > 1:
         p.error("--profile profiles the one-process host: add --procs 1")
     machine = h.machine_info()
