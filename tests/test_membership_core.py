@@ -103,36 +103,6 @@ class Joining(unittest.TestCase):
         self.assertEqual(sorted(s.to for s in of(actions, Send) if type(s.message) is Join),
                          ["beta", "gamma"])
 
-    def test_it_dials_one_seed_and_one_more_at_each_retry(self):
-        seeds = (SEED, "127.0.0.13:7400", "127.0.0.14:7400")
-        core = new_core()
-        dialled = [c.address for c in of(core.handle(JoinRequested(seeds), 0.0), Connect)]
-        self.assertEqual(len(dialled), 1)
-        # No seed answered by the retry (the first may be down): one more.
-        for now in (2.5, 6.5, 14.5):
-            dialled += [c.address for c in of(core.handle(TimerFired(mcore.TICK), now), Connect)]
-        self.assertEqual(sorted(dialled), sorted(seeds))  # each once, then no more
-
-    def test_joiners_spread_over_the_seeds(self):
-        seeds = (SEED, "127.0.0.13:7400", "127.0.0.14:7400", "127.0.0.15:7400")
-        first = set()
-        for i in range(32):
-            core = Core(f"n{i}", f"127.0.1.{i}:7400", 1, MembershipConfig(), rng=random.Random(i))
-            first.update(c.address for c in of(core.handle(JoinRequested(seeds), 0.0), Connect))
-        self.assertEqual(first, set(seeds))
-
-    def test_a_member_started_with_a_list_dials_every_seed(self):
-        members = [Member("alpha", "127.0.0.2:7400", 1, 0, State.ALIVE),
-                   Member("gamma", "127.0.0.9:7400", 1, 0, State.ALIVE)]
-        snapshot, rings = build_snapshots(members, 8)
-        core = Core("gamma", "127.0.0.9:7400", 1, MembershipConfig(), rng=random.Random(1),
-                    snapshot=snapshot, ring_snapshot=rings)
-        seeds = (SEED, "127.0.0.13:7400")
-        actions = core.handle(JoinRequested(seeds), 0.0)
-        self.assertTrue(core.joined)
-        self.assertEqual(sorted(c.address for c in of(actions, Connect) if c.name is None),
-                         sorted(seeds))
-
     def test_a_join_lost_with_its_connection_is_sent_again_on_the_next(self):
         core = new_core()
         core.handle(JoinRequested((SEED,)), 0.0)

@@ -252,9 +252,6 @@ class Core:
         #: tick skips the scan until then.
         self._transient_next = float("inf")
         self._seeds = ()
-        #: Seeds not dialled yet: a joiner dials one, and one more at each
-        #: join retry (L{_dial_next_seed}).
-        self._seeds_waiting = []
         self._sync_on_connect = set()
         self._suspects = {}         # name -> since (insertion order: evaluation order)
         #: suspect -> the life another node announced dead (its rule held there):
@@ -499,31 +496,16 @@ class Core:
         if not self._seeds or len(self._table) > 1:
             # No seed (or a list we were started with): we are the cluster.
             self._become_member()
-            for address in self._seeds:
-                self._connect(address, None)
-                self._set_transient(address, now + _TRANSIENT_TTL)
         else:
             self.phase = JOINING
             self._next_join = now + self.config.join_retry_interval
-            self._seeds_waiting = list(self._seeds)
-            self._rng.shuffle(self._seeds_waiting)
-            self._dial_next_seed()
-
-    def _dial_next_seed(self):
-        """Dial one more seed, in a random order: one answer is all a joiner
-        needs, and every seed dialled costs a TLS handshake on both sides.
-        Dialling all of them at once made 1024 joiners open 4,096
-        connections to 4 seeds, nearly all to the first one, which then
-        answered every Join while the others idled; the seeds' process was
-        a handshake queue. A seed that is down costs one join retry."""
-        if self._seeds_waiting:
-            address = self._seeds_waiting.pop(0)
+        for address in self._seeds:
             self._connect(address, None)
-            self._set_transient(address, float("inf"))
+            self._set_transient(address, float("inf") if self.phase == JOINING else (
+                now + _TRANSIENT_TTL))
 
     def _become_member(self):
         self.phase = MEMBER
-        self._seeds_waiting = []
         self._emit(Joined())
         for address in self._seeds:
             if address in self._transient:
@@ -631,7 +613,6 @@ class Core:
             self._join_retries += 1
             self._next_join = now + self._awareness.scale(config.join_retry_interval) * 2 ** min(
                 self._join_retries, _JOIN_RETRY_DOUBLINGS)
-            self._dial_next_seed()
             for name in self._links:
                 self._ask_to_join(name, self._next_join)
         if self._transient and now >= self._transient_next:
