@@ -278,7 +278,8 @@ def clsd_mp_run(reactor, args, n):
     @defer.inlineCallbacks
     def main():
         host = MultiProcessHost(reactor, n, args.procs, seeds=args.seeds,
-                                config=membership_overrides(args.set))
+                                config=membership_overrides(args.set),
+                                declarations=args.declarations)
         try:
             yield host.spawn()
             result["file_limit"] = host.file_limit
@@ -331,7 +332,8 @@ def clsd_mp_run(reactor, args, n):
                 kills.append({"victim": k.victim, "all_declared": k.all_declared,
                               "last_s": k.last_s, "first_s": k.first_s,
                               "process": host.owner[victim].index,
-                              "last_s_per_process": k.per_worker})
+                              "last_s_per_process": k.per_worker,
+                              **last_declaration(host.declarations, victim)})
                 yield sleep(args.between)
             record_kills(result, kills)
             end = yield host.counters()
@@ -493,6 +495,15 @@ def table(results):
     return "\n".join(lines)
 
 
+def last_declaration(declarations, victim):
+    """Who declared C{victim} dead last, and why (with C{--declarations})."""
+    dead = [d for d in declarations if d.get("subject") == victim and d.get("state") == "dead"]
+    if not dead:
+        return {}
+    last = max(dead, key=lambda d: d["t"])
+    return {"last_observer": last["observer"], "last_reason": last.get("reason")}
+
+
 def membership_overrides(settings):
     """C{--set KEY=VALUE} options as C{[membership]} overrides, values typed
     like the defaults they replace."""
@@ -533,6 +544,9 @@ def main():
                    help="cProfile the CLSD runs (with --procs 1)")
     p.add_argument("--output", default="membership_scale.json",
                    help="file name under bench/results/")
+    p.add_argument("--declarations", action="store_true",
+                   help="stream every suspect and dead declaration from the workers and "
+                        "record who declared each killed node dead last, and why")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a [membership] setting for every CLSD node (with --procs > 1; "
                         "repeatable), e.g. --set retransmit_mult=2")
