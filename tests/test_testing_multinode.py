@@ -2,7 +2,7 @@
 
 import time
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from clsd.testing.multinode import MultiNodeHost, loopback_addresses
@@ -23,6 +23,23 @@ class AddressTests(unittest.TestCase):
     def test_refuses_anything_outside_loopback(self):
         self.assertRaises(ValueError, loopback_addresses, 2, "10.0.0.1")
         self.assertRaises(ValueError, loopback_addresses, 300 * 250 * 256, "127.0.1.1")
+
+
+class StartPace(unittest.TestCase):
+    def test_a_late_batch_does_not_delay_the_next(self):
+        """Batch k is due k pauses after the first, however late the one before ran."""
+        clock = task.Clock()
+        host = MultiNodeHost(clock, 6, monotonic=clock.seconds)
+        started = []
+        for node in host.nodes:
+            node.start = lambda node=node: started.append((node.name, clock.seconds()))
+        done = host.start(batch=2, pause=1.0)
+        clock.advance(1.5)  # the second batch runs half a second late (a busy reactor)
+        clock.advance(0.5)  # the third is still due at 2.0, not 2.5
+        self.assertEqual([t for _, t in started], [0.0, 0.0, 1.5, 1.5, 2.0, 2.0])
+        self.assertEqual([name for name, _ in started], [n.name for n in host.nodes])
+        self.assertIsNone(self.successResultOf(done))
+        host.lag.stop()
 
 
 class EightNodes(unittest.TestCase):

@@ -24,6 +24,7 @@ the node's timers stop, like a C{kill -9} of its daemon.
 
 import collections
 import ipaddress
+import itertools
 import resource
 import time
 
@@ -333,6 +334,8 @@ class MultiNodeHost:
         nodes = list(self.nodes)
         batch = batch or len(nodes)
         self.lag.start()
+        first = self.monotonic()
+        steps = itertools.count(1)
 
         def step():
             chunk = nodes[:batch]
@@ -340,7 +343,12 @@ class MultiNodeHost:
             for node in chunk:
                 node.start()
             if nodes:
-                return task.deferLater(self.reactor, pause, step)
+                # Batch k is due k pauses after the first, however late this
+                # one ran: machines that boot do not wait for each other, and
+                # a pause counted from the last batch made a saturated worker
+                # start nodes at half the pace asked for.
+                due = first + next(steps) * pause
+                return task.deferLater(self.reactor, max(0.0, due - self.monotonic()), step)
             return None
 
         return defer.maybeDeferred(step)
