@@ -505,18 +505,28 @@ def last_declaration(declarations, victim):
 
 
 def membership_overrides(settings):
-    """C{--set KEY=VALUE} options as C{[membership]} overrides, values typed
-    like the defaults they replace."""
-    from clsd.config.membership import MembershipConfig
+    """C{--set KEY=VALUE} options as C{[membership]} overrides, each VALUE a
+    TOML value, checked by the daemon's own reader (names, types, ranges,
+    and the rules between settings)."""
+    import tomllib
 
-    defaults = MembershipConfig()
-    overrides = {}
+    from clsd.config.membership import parse_membership
+    from clsd.config.reader import ConfigError, Table
+
+    data = {}
     for setting in settings:
         key, _, value = setting.partition("=")
-        if not hasattr(defaults, key):
-            raise SystemExit(f"--set {setting}: no [membership] setting {key!r}")
-        overrides[key] = type(getattr(defaults, key))(value)
-    return overrides
+        try:
+            data.update(tomllib.loads(f"{key.strip()} = {value.strip()}"))
+        except tomllib.TOMLDecodeError as e:
+            raise SystemExit(f"--set {setting}: not KEY=VALUE with a TOML value ({e})")
+    table = Table(data, "membership", "--set")
+    try:
+        config = parse_membership(table)
+        table.finish()
+    except ConfigError as e:
+        raise SystemExit(str(e))
+    return {key: getattr(config, key) for key in data}
 
 
 def main():
