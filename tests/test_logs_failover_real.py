@@ -88,11 +88,21 @@ class JsonLogFailoverTests(unittest.TestCase):
         [record] = [r for r in self.history("beta") if r["kind"] == "cluster"]
         cause = record["fields"]["cause"]
         self.assertEqual(cause, move["cause"])
-        self.assertTrue(cause[0].startswith("previous owner alpha declared dead at "), cause)
-        for reporter in dead[0]["reporters"]:
-            self.assertIn(reporter, cause[0])
         self.assertIn(f"lease epoch {epoch} of alpha expired unrenewed", cause)
         self.assertEqual(cause[-1], f"acquired epoch {move['epoch']}")
         table = history_table([HistoryEvent(0.0, "A:cluster", record["reason"], tuple(cause))])
         self.assertIn(f"  <- acquired epoch {move['epoch']}", table)
-        self.assertIn("  <- previous owner alpha declared dead", table)
+        # The chain names alpha's death when beta had declared it before the
+        # move. On a loaded machine the lease (2 s) can run out before the
+        # death is declared (about 1.3 s after the kill when all is quick):
+        # the chain then starts with the expiry, which is just as true.
+        order = [e["event"] for e in beta_events
+                 if e["event"] == "cluster.moved"
+                 or (e["event"] == "member.dead" and e["node"] == "alpha")]
+        if order[0] == "member.dead":
+            self.assertTrue(cause[0].startswith("previous owner alpha declared dead at "), cause)
+            for reporter in dead[0]["reporters"]:
+                self.assertIn(reporter, cause[0])
+            self.assertIn("  <- previous owner alpha declared dead", table)
+        else:
+            self.assertEqual(cause[0], f"lease epoch {epoch} of alpha expired unrenewed")
