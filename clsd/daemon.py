@@ -155,7 +155,7 @@ class Daemon(MultiService):
         from clsd.wire.router import Router
 
         config = self.config
-        self.router = Router()
+        self.router = Router(clock=self.reactor)
         self.network = PeerNetwork.from_config(
             config, reactor=self.reactor, handler=self.router, registry=node_registry(),
             settings=cluster_settings(config), monotonic=self._monotonic, join=(),
@@ -216,7 +216,9 @@ class Daemon(MultiService):
     def _watch_cluster_metrics(self, monotonic):
         """Members, peer traffic and leases, read from their owners at scrape time."""
         if self.network is not None:
-            self.metrics.watch_peers(self.network.stats.snapshot)
+            network, router = self.network, self.router
+            self.metrics.watch_peers(
+                lambda: dict(network.stats.snapshot(), forged=dict(router.forged)))
             self.metrics.watch_members(self._member_counts)
         if self.ownership is not None:
             ownership = self.ownership

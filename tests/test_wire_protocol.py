@@ -182,6 +182,33 @@ class StringTransportTests(unittest.TestCase):
         self.assertEqual(self.stats.dropped[reason], 1)
         self.assertEqual(self.stats.closed[reason], 1)
 
+    def test_a_forged_message_closes_the_connection_as_the_peers_fault(self):
+        from clsd.wire.errors import Forged
+        from clsd.wire.router import Router
+
+        router = Router(clock=self.clock)
+        delivered = []
+
+        def receive(peer, message):
+            delivered.append(message["text"])
+            if message["text"] == "forged":
+                raise Forged("alpha", "speaks for alpha")
+        router.route(["note"], receive)
+        self.protocol = make_protocol(clock=self.clock, handler=router, stats=self.stats)
+        self.transport = AbortRecordingTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.21", 7400),
+            peerAddress=IPv4Address("TCP", "127.0.0.22", 40000))
+        self.protocol.makeConnection(self.transport)
+        self.establish()
+        self.protocol.dataReceived(line("note", text="forged") + line("note", text="after"))
+        self.assertTrue(self.transport.disconnecting)
+        bye = self.sent()[-1]
+        self.assertEqual((bye["type"], bye["reason"]), ("bye", "forged"))
+        self.lose()
+        self.assertEqual(delivered, ["forged"], "nothing after the forgery is delivered")
+        self.assertEqual(self.stats.dropped["forged"], 1)
+        self.assertEqual(router.forged, {"beta": 1})
+
     def test_malformed_json_dropped(self):
         self.assertDropped(b"{not json}\n", "malformed-json")
 

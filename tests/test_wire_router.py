@@ -2,9 +2,10 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from clsd.wire.interfaces import IPeerHandler
+from clsd.wire.errors import Forged
 from clsd.wire.messages import Message
-from clsd.wire.router import Router
-from clsd.wire.session import LOCAL, CloseReason
+from clsd.wire.router import FORGED_LOG_INTERVAL, Router
+from clsd.wire.session import LOCAL, PEER, CloseReason
 
 
 class Peer:
@@ -44,3 +45,54 @@ class RouterTests(unittest.TestCase):
                                      ("down2", "shutdown")])
         self.assertEqual(self.router.counters["handler_errors"], 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class ClosablePeer:
+    name = "mallory"
+
+    def __init__(self):
+        self.closed = []
+
+    def close(self, key="local-close", detail="", *, blame=LOCAL):
+        self.closed.append((key, blame))
+
+
+class ForgedTests(unittest.TestCase):
+    """A layer that finds a message speaking for another node blames the sender."""
+
+    def setUp(self):
+        from twisted.internet.task import Clock
+        from twisted.logger import globalLogPublisher
+
+        self.clock = Clock()
+        self.router = Router(clock=self.clock)
+        self.logged = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+        def forge(peer, message):
+            raise Forged("alpha", "the ballot's proposer is alpha")
+        self.router.route(["lease.release"], forge)
+
+    def forgeries_logged(self):
+        return [e for e in self.logged if e.get("event") == "peer.forged"]
+
+    def test_a_forged_message_closes_the_connection_and_counts_the_sender(self):
+        peer = ClosablePeer()
+        self.router.message_received(peer, Message("lease.release", {}))
+        self.assertEqual(peer.closed, [("forged", PEER)])
+        self.assertEqual(self.router.forged, {"mallory": 1})
+        self.assertEqual(self.router.counters["handler_errors"], 0)
+
+    def test_forgeries_are_logged_once_per_sender_per_interval(self):
+        for _ in range(5):
+            self.router.message_received(ClosablePeer(), Message("lease.release", {}))
+            self.clock.advance(1)
+        self.assertEqual(len(self.forgeries_logged()), 1)
+        self.clock.advance(FORGED_LOG_INTERVAL)
+        self.router.message_received(ClosablePeer(), Message("lease.release", {}))
+        lines = self.forgeries_logged()
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(lines[1]["suppressed"], 4)
+        self.assertIn("alpha", lines[1]["detail"])
+        self.assertEqual(self.router.forged["mallory"], 6)

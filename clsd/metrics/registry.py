@@ -146,7 +146,7 @@ class Metrics:
 
         Keys read: C{connections}, C{established}, C{messages_in},
         C{messages_out}, C{bytes_in}, C{bytes_out}, and C{rejected} and
-        C{dropped} (C{{reason: count}}).
+        C{dropped} (C{{reason: count}}), and C{forged} (C{{peer: count}}).
         """
         self._watch("peers", callback)
 
@@ -301,6 +301,8 @@ class _Collector:
                 add("clsd_peer_connections_rejected", [reason], count)
             for reason, count in sorted(peers.get("dropped", {}).items()):
                 add("clsd_peer_connections_dropped", [reason], count)
+            for peer, count in sorted(peers.get("forged", {}).items()):
+                add("clsd_peer_forged", [peer], count)
 
         for source, count in sorted(m._collect_errors.items()):
             add("clsd_metrics_collect_errors", [source], count)
@@ -373,6 +375,10 @@ class _Collector:
                 "clsd_peer_connections_dropped",
                 "Established peer connections this node cut off, by reason.",
                 labels=["reason"]),
+            CounterMetricFamily(
+                "clsd_peer_forged",
+                "Peer connections closed because a message spoke for another node, by sender.",
+                labels=["peer"]),
             CounterMetricFamily(
                 "clsd_metrics_collect_errors",
                 "Scrapes in which reading a part failed (see the log), by part.",

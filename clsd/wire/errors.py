@@ -32,3 +32,22 @@ class FieldError(Exception):
         self.path = path
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
+
+
+class Forged(Exception):
+    """An upper layer refuses a message that speaks for a node other than its sender.
+
+    Raised by a layer's receive function when a message names a node in a
+    role only that node may fill (the proposer of a ballot, the holder in a
+    handover, the observer of a report) and the authenticated sender is
+    someone else.  The router closes the connection as ``forged``, counts it
+    under the sender's name and logs it (see L{clsd.wire.router.Router}).
+
+    @ivar claimed: the node name the message claimed.
+    @ivar detail: what was claimed, in words, for the log and the bye.
+    """
+
+    def __init__(self, claimed, detail):
+        self.claimed = claimed
+        self.detail = detail
+        super().__init__(f"claims to be {claimed!r}: {detail}")

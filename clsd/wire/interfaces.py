@@ -20,8 +20,11 @@ class IPeer(Interface):
         @raise clsd.wire.errors.LocalProtocolError: the message is not valid.
         """
 
-    def close(key="local-close", detail=""):
-        """Close the connection (with a bye telling the peer C{key} and C{detail})."""
+    def close(key="local-close", detail="", *, blame="local"):
+        """Close the connection (with a bye telling the peer C{key} and C{detail}).
+
+        C{blame} C{"peer"} counts the close as the peer's fault (C{dropped}).
+        """
 
 
 class IPeerHandler(Interface):

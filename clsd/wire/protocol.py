@@ -336,6 +336,8 @@ class PeerProtocol(Protocol):
     def _log_close(self, reason, was_established):
         address = format_host_port(self.address) if self.address else "?"
         direction = "to" if self.initiator else "from"
+        if reason.key == "forged":
+            return  # the router logs forgeries, at most once per peer per minute
         if reason.blame == PEER and not was_established:
             emit(self.log, "peer.rejected",
                  "peer connection {direction} {address} rejected: {reason}: {detail}",

@@ -8,7 +8,11 @@ layer, in registration order (membership first, so it knows a link is up
 before anything it triggers is sent on it).
 
 A handler that raises is logged and counted; the other layers still hear
-the event, and the connection is not blamed for our bug.
+the event, and the connection is not blamed for our bug.  The one exception
+is L{Forged}: a layer found the message speaking for another node, so the
+peer *is* to blame: its connection is closed as ``forged``, counted per
+sender (C{forged}), and logged at most once per sender per
+L{FORGED_LOG_INTERVAL}, so that a hostile peer cannot flood the log.
 """
 
 import collections
@@ -16,17 +20,29 @@ import collections
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from clsd.logs import emit
+from clsd.wire.errors import Forged
 from clsd.wire.interfaces import IPeerHandler
+from clsd.wire.session import PEER
+
+#: A sender's forged messages are logged at most once per this many seconds.
+FORGED_LOG_INTERVAL = 60.0
 
 
 @implementer(IPeerHandler)
 class Router:
     log = Logger()
 
-    def __init__(self):
+    def __init__(self, clock=None):
+        """@param clock: an C{IReactorTime} for the rate of forgery log lines
+        (default: every forgery is logged)."""
         self._by_type = {}
         self._links = []
+        self._clock = clock
         self.counters = collections.Counter()
+        #: Connections closed as forged, by sender name.
+        self.forged = collections.Counter()
+        self._forged_logged = {}     # sender -> (time of the last line, forgeries since)
 
     def route(self, type_names, receive):
         """Deliver messages of C{type_names} to C{receive(peer, message)}."""
@@ -56,7 +72,27 @@ class Router:
             # messages on a node without [quorum]): dropped, counted.
             self.counters["unrouted"] += 1
             return
-        self._call(receive, peer, message)
+        try:
+            receive(peer, message)
+        except Forged as forged:
+            self._forged(peer, message, forged)
+        except Exception:
+            self.counters["handler_errors"] += 1
+            self.log.failure("peer event handler {handler} failed", handler=receive)
+
+    def _forged(self, peer, message, forged):
+        self.forged[peer.name] += 1
+        detail = f"{message.type} {forged}"
+        now = self._clock.seconds() if self._clock is not None else None
+        last, since = self._forged_logged.get(peer.name, (None, 0))
+        if now is not None and last is not None and now - last < FORGED_LOG_INTERVAL:
+            self._forged_logged[peer.name] = (last, since + 1)
+        else:
+            self._forged_logged[peer.name] = (now, 0)
+            emit(self.log, "peer.forged", "peer {peer} sent a forged message, connection "
+                 "closed: {detail} ({suppressed} more since the last line)",
+                 peer=peer.name, detail=detail, suppressed=since)
+        peer.close("forged", detail, blame=PEER)
 
     def _call(self, function, *args):
         try:
