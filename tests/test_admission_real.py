@@ -152,3 +152,36 @@ class AdmissionReal(unittest.TestCase):
         self.assertEqual([i.node for i in launcher.running_instances(cluster="A")], ["alpha"])
         report = launcher.check()
         self.assertEqual([v.describe() for v in report.violations], [])
+
+    def test_revoking_the_owner_moves_its_cluster_without_overlap(self):
+        """alpha owns A and votes; beta and witness reload it out; A moves to beta."""
+        launcher = self.launcher
+        launcher.start_all()
+        first = launcher.wait_running("alpha", "A", timeout=JOIN_BOUND)
+        wait_for(lambda: all(self.all_see(n, "alive", MEMBERS) for n in MEMBERS),
+                 JOIN_BOUND, what="the three see each other alive")
+        store.revoke(self.cluster_rig.ca_dir(launcher), "alpha")
+        # alpha itself refuses the list that revokes it (it would isolate it):
+        # its reload fails and changes nothing.
+        address = f"{launcher.address('alpha')}:{self.admin_ports['alpha']}"
+        refused = subprocess.run(
+            [sys.executable, "-m", "clsd.testing.admin_exec", address, self.key_path, "reload"],
+            capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("revokes this node's own certificate", refused.stdout + refused.stderr)
+        started = time.monotonic()
+        for node in ("beta", "witness"):
+            self.assertIn("expelled alpha", self.admin(node, "reload"))
+        wait_for(lambda: self.all_see("alpha", "left", ("beta", "witness")), EXPEL_BOUND,
+                 what="alpha declared gone on beta and witness")
+        moved = launcher.wait_running("beta", "A", timeout=JOIN_BOUND)
+        print(f"\nA running on beta {time.monotonic() - started:.1f} s after the reloads "
+              f"(lease {self.cluster_rig.timing.lease_seconds:g} s)")
+        self.assertGreater(moved.epoch, first.epoch)
+        wait_for(lambda: not launcher.running_instances("alpha", "A"), JOIN_BOUND,
+                 what="alpha to stop A (its lease cannot be renewed)")
+        time.sleep(2 * self.cluster_rig.timing.lease_seconds)
+        self.assertEqual([i.node for i in launcher.running_instances(cluster="A")], ["beta"])
+        self.assertEqual(self.states("beta").get("alpha"), "left")
+        report = launcher.check()
+        self.assertEqual([v.describe() for v in report.violations], [])
