@@ -14,10 +14,13 @@ from twisted.trial import unittest
 from clsd.certs.authority import Revoked, build_crl
 from clsd.certs.identity import NodeIdentity, revoked_serials
 from clsd.wire.admission import Admission
-from clsd.wire.tls import peer_certificate
+from clsd.wire.network import PeerNetwork
+from clsd.wire.session import PEER, Disconnect, Send, State, Timeouts
+from clsd.wire.tls import PeerTLS, peer_certificate
 
-from tests.peer_fixtures import TestCA, wait_for, utcnow
-from tests.test_wire_tls import ALPHA_HOST, TLSTestCase
+from tests.peer_fixtures import RecordingHandler, TestCA, utcnow, wait_for
+from tests.test_wire_session import session
+from tests.test_wire_tls import ALPHA_HOST, BETA_HOST, REGISTRY, TLSTestCase, fast_backoff
 
 
 def revoking(ca, *certificates):
@@ -28,7 +31,7 @@ def revoking(ca, *certificates):
     return revoked_serials(crl)
 
 
-def with_admission(identity, allow=None, revoked=frozenset()):
+def with_revocations(identity, revoked):
     return NodeIdentity(name=identity.name, key=identity.key, certificate=identity.certificate,
                         ca_certificates=identity.ca_certificates, revoked=revoked)
 
@@ -36,12 +39,7 @@ def with_admission(identity, allow=None, revoked=frozenset()):
 class AdmissionTestCase(TLSTestCase):
     def restart_alpha(self, *, allow=None, revoked=frozenset()):
         """alpha again, with an allow list and revocation list."""
-        from clsd.wire.network import PeerNetwork
-        from clsd.wire.tls import PeerTLS
-        from tests.test_wire_tls import REGISTRY, fast_backoff
-        from clsd.wire.session import Timeouts
-
-        identity = with_admission(self.ca.identity("alpha"), revoked=revoked)
+        identity = with_revocations(self.ca.identity("alpha"), revoked)
         network = PeerNetwork(
             reactor=reactor, tls=PeerTLS(identity, allow=allow), name="alpha",
             listen=(ALPHA_HOST, 0), handler=self.alpha_handler, registry=REGISTRY,
@@ -74,11 +72,6 @@ class AllowTests(AdmissionTestCase):
 
     async def test_the_dialling_side_refuses_too(self):
         """beta allows only itself and gamma: alpha, which it dials, is refused."""
-        from tests.peer_fixtures import RecordingHandler
-        from clsd.wire.network import PeerNetwork
-        from clsd.wire.tls import PeerTLS
-        from tests.test_wire_tls import BETA_HOST, REGISTRY, fast_backoff
-
         handler = RecordingHandler()
         beta = PeerNetwork(
             reactor=reactor, tls=PeerTLS(self.ca.identity("beta"), allow=("beta", "gamma")),
@@ -111,14 +104,9 @@ class RevocationTests(AdmissionTestCase):
         await wait_for(reactor, lambda: self.alpha.peers() == ["beta"], what="new beta in")
 
     async def test_the_dialling_side_refuses_a_revoked_listener(self):
-        from tests.peer_fixtures import RecordingHandler
-        from clsd.wire.network import PeerNetwork
-        from clsd.wire.tls import PeerTLS
-        from tests.test_wire_tls import BETA_HOST, REGISTRY, fast_backoff
-
         alpha_certificate = self.alpha.tls.identity.certificate
-        identity = with_admission(self.ca.identity("beta"),
-                                  revoked=revoking(self.ca, alpha_certificate))
+        identity = with_revocations(self.ca.identity("beta"),
+                                    revoking(self.ca, alpha_certificate))
         handler = RecordingHandler()
         beta = PeerNetwork(
             reactor=reactor, tls=PeerTLS(identity), name="beta", listen=(BETA_HOST, 0),
@@ -184,3 +172,30 @@ class AdmissionValueTests(unittest.TestCase):
         other = TestCA()
         self.assertFalse(Admission(revoked=revoking(other, b)).is_revoked(b))
 
+
+class SessionAdmissionTests(unittest.TestCase):
+    """The pure session's decision at tls_ready (no sockets)."""
+
+    def setUp(self):
+        self.ca = TestCA()
+
+    def test_admitted_sends_our_hello(self):
+        beta = self.ca.issue("beta").certificate
+        actions = session().tls_ready("beta", 100.0, Admission(allow=("alpha", "beta")), beta)
+        self.assertEqual([type(a) for a in actions], [Send])
+        self.assertEqual(actions[0].message.type, "hello")
+
+    def test_refused_before_any_hello_with_a_bye(self):
+        beta = self.ca.issue("beta").certificate
+        cases = [(Admission(allow=("alpha",)), "not-allowed"),
+                 (Admission(revoked=revoking(self.ca, beta)), "tls-revoked")]
+        for admission, key in cases:
+            s = session()
+            actions = s.tls_ready("beta", 100.0, admission, beta)
+            self.assertEqual([type(a) for a in actions], [Send, Disconnect], key)
+            self.assertEqual(actions[0].message.type, "bye")
+            self.assertEqual(actions[0].message["reason"], key)
+            self.assertEqual(actions[1].reason.key, key)
+            self.assertEqual(actions[1].reason.blame, PEER)
+            self.assertIs(s.state, State.CLOSING)
+            self.assertIsNone(s.peer_hello)
