@@ -298,7 +298,7 @@ class Daemon(MultiService):
             self.events.record("daemon", self.config.node.name, f"reload refused: {e}")
             return defer.fail(e)
         self._reloading = True
-        expelled = self._readmit(new, identity)
+        expelled = self._enforce_admission(new, identity)
         d = self._apply(new, plan)
         if expelled:
             d.addCallback(lambda result: f"{result}; expelled {', '.join(expelled)}")
@@ -329,7 +329,7 @@ class Daemon(MultiService):
             raise ReloadError(str(e)) from None
         return new, identity
 
-    def _readmit(self, new, identity):
+    def _enforce_admission(self, new, identity):
         """Put the admission of C{new} in force (allow, revocation list): peers it
         no longer admits are disconnected at once and declared gone here.
 
@@ -337,20 +337,22 @@ class Daemon(MultiService):
         """
         if self.network is None or identity is None:
             return []
-        from clsd.wire.admission import Admission, readmit
+        from clsd.wire.admission import Admission, enforce
 
         admission = Admission.of(identity, new.membership.allow)
         if admission == self.network.tls.admission:
             return []
         reasons = {name: detail for name, (_, detail) in
-                   readmit(self.network, admission).items()}
+                   enforce(self.network, admission).items()}
         if self.membership is not None:
-            # Members known only through others (not connected here) whose
-            # name is no longer allowed go too.
+            # Live members known only through others (not connected here)
+            # whose name is no longer allowed go too.
             for info in self.membership.members():
                 name = info.member.name
+                if name == new.node.name or not info.member.in_ring:
+                    continue
                 detail = admission.name_refusal(name)
-                if name != new.node.name and detail is not None:
+                if detail is not None:
                     reasons.setdefault(name, detail)
             for name in sorted(reasons):
                 self.membership.expel(name, reasons[name])

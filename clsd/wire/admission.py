@@ -2,17 +2,18 @@
 
 Two rules, each with its own refusal reason (doc/peer-protocol.md):
 
+- ``tls-revoked``: the peer's certificate is on the ``[tls] crl`` list
+  (matched by issuer and serial).
 - ``not-allowed``: the name in the peer's certificate matches none of the
   ``[membership] allow`` glob patterns (no list: every name is allowed, the
-  CA is trusted completely).  The session checks it as soon as TLS has
-  verified the certificate, before any hello is read.
-- ``tls-revoked``: the peer's certificate is on the ``[tls] crl`` list.
-  The TLS verify callback checks it during the handshake, on both the
-  accepting and the dialling side.
+  CA is trusted completely).
 
-An L{Admission} is an immutable value: a ``reload`` builds a new one, gives
-it to L{clsd.wire.tls.PeerTLS} for new connections, and expels established
-peers it no longer admits (L{clsd.wire.network.PeerNetwork.expel}).
+The session (L{clsd.wire.session.Session.tls_ready}) checks both as soon as
+TLS has verified the certificate, before any hello, on the accepting and the
+dialling side alike.  An L{Admission} is an immutable value: a ``reload``
+builds a new one and L{enforce}s it, which gives it to
+L{clsd.wire.tls.PeerTLS} for new connections and expels the established
+peers it refuses (L{clsd.wire.network.PeerNetwork.expel}).
 """
 
 import attrs
@@ -50,7 +51,7 @@ class Admission:
         return (certificate.issuer.public_bytes(), certificate.serial_number) in self.revoked
 
     def refusal(self, name, certificate):
-        """C{(reason key, detail)} when an established peer is no longer admitted, else C{None}."""
+        """C{(reason key, detail)} when peer C{name} with C{certificate} is not admitted, else C{None}."""
         if certificate is not None and self.is_revoked(certificate):
             return REVOKED, (f"the certificate of {name!r} (serial "
                              f"{certificate.serial_number:x}) has been revoked ([tls] crl)")
@@ -62,7 +63,7 @@ class Admission:
 
 def connection_refusal(admission, protocol):
     """L{Admission.refusal} for a live connection (C{None} before its TLS handshake)."""
-    from clsd.wire.tls import peer_certificate
+    from clsd.wire.tls import peer_certificate  # clsd.wire.tls builds on this module
 
     name = protocol.name
     if name is None and protocol.session is not None:
@@ -72,7 +73,7 @@ def connection_refusal(admission, protocol):
     return admission.refusal(name, peer_certificate(protocol.transport))
 
 
-def readmit(network, admission):
+def enforce(network, admission):
     """Put C{admission} in force on C{network}: new connections, and established ones.
 
     @return: C{{name: (reason key, detail)}} of the established peers expelled.
