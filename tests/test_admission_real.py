@@ -1,13 +1,19 @@
 """Admission and expulsion on real daemons (``twistd clsd``, mutual TLS, 127.0.0.x).
 
 alpha owns cluster A, beta stands by, witness votes; every node runs with
-``[membership] allow = ["alpha", "beta", "witness", "delta"]`` and the
-cluster's revocation list ``[tls] crl`` (empty at first). delta, a spare
-with a certificate from the cluster CA, joins; mallory, also CA-signed but
-outside ``allow``, never gets in. Then the operator revokes delta
-(``clsd-certs revoke``) and runs ``reload`` on the three nodes over the SSH
-admin channel: each closes its connections to delta at once, declares it
-gone (left), and refuses it when it dials again. A never runs twice.
+``[membership] allow = ["alpha", "beta", "witness", "delta"]``, the cluster's
+revocation list ``[tls] crl`` (empty at first) and an SSH admin listener.
+
+- delta, a spare with a certificate from the cluster CA, joins; mallory, also
+  CA-signed but outside ``allow``, never gets in. Then the operator revokes
+  delta (``clsd-certs revoke``) and runs ``reload`` on the three members over
+  SSH: each closes its connections to delta at once, declares it gone (left)
+  and refuses it when it dials again.
+- Revoking the owner alpha: its own reload refuses the list, the others expel
+  it, and A moves to beta under a new epoch.
+- Narrowing ``allow`` and reloading expels delta by name.
+
+The checker proves A never ran twice.
 """
 
 import os
@@ -56,6 +62,7 @@ class AdmissionReal(unittest.TestCase):
         with open(authorized, "wb") as f:
             f.write(keys.Key(key).public().toString("openssh") + b" operator@test\n")
         self.admin_ports, self.metrics_ports = {}, {}
+        self.allow = list(ALLOW)
 
         def admission_part(node, launcher):
             crl = os.path.join(rig.ca_dir(launcher), store.CRL_FILE)
@@ -68,7 +75,7 @@ class AdmissionReal(unittest.TestCase):
                 self.metrics_ports[node.name] = free_port(address)
             # mallory's own file trusts the CA completely (it could not start
             # with a list that leaves itself out).
-            allow = {"allow": ALLOW} if node.name != "mallory" else {}
+            allow = {"allow": self.allow} if node.name != "mallory" else {}
             return {"tls": {"crl": crl}, "membership": allow,
                     "admin": {"ssh": f"{address}:{self.admin_ports[node.name]}",
                               "authorized_keys": authorized},
@@ -185,3 +192,23 @@ class AdmissionReal(unittest.TestCase):
         self.assertEqual(self.states("beta").get("alpha"), "left")
         report = launcher.check()
         self.assertEqual([v.describe() for v in report.violations], [])
+
+    def test_narrowing_allow_expels_by_name(self):
+        """The members' allow loses delta; a reload on each expels it (not-allowed)."""
+        launcher = self.launcher
+        launcher.start_all()
+        launcher.start("delta")
+        wait_for(lambda: all(self.all_see(n, "alive") for n in MEMBERS + ("delta",)),
+                 JOIN_BOUND, what="the four nodes see each other alive")
+        self.allow = [name for name in ALLOW if name != "delta"]
+        for node in MEMBERS:
+            launcher.write_config(node)
+            self.assertIn("~membership.allow", self.admin(node, "reload"))
+        wait_for(lambda: self.all_see("delta", "left", MEMBERS), EXPEL_BOUND,
+                 what="delta declared gone on every member")
+        for node in MEMBERS:
+            self.assertEqual(self.counted(node, "dropped", "not-allowed"), 1, node)
+        wait_for(lambda: sum(self.counted(n, "rejected", "not-allowed") for n in MEMBERS) >= 1,
+                 JOIN_BOUND, what="delta to dial again and be refused")
+        for node in MEMBERS:
+            self.assertEqual(self.states(node).get("delta"), "left", node)
