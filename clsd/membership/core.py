@@ -859,7 +859,8 @@ class Core:
         if name == self.name:
             self._about_me(member)
             return False
-        if member.in_ring and member.generation <= self._expelled.get(name, -1):
+        if self._expelled and member.in_ring and (
+                member.generation <= self._expelled.get(name, -1)):
             return False  # its refutation, relayed by a node that still admits it
         old = self._table.get(name)
         if old is member:
