@@ -285,7 +285,7 @@ class Daemon(MultiService):
                 raise ReloadError("services were not started (reaping leftovers failed)")
             if self._reloading:
                 raise ReloadError("a reload is already in progress")
-            new = self._read_config()
+            new, identity = self._read_config()
             plan = plan_reload(self.config, new)
             if not plan.allowed:
                 raise ReloadError(plan.refusal())
@@ -300,7 +300,10 @@ class Daemon(MultiService):
             self.events.record("daemon", self.config.node.name, f"reload refused: {e}")
             return defer.fail(e)
         self._reloading = True
+        expelled = self._enforce_admission(new, identity)
         d = self._apply(new, plan)
+        if expelled:
+            d.addCallback(lambda result: f"{result}; expelled {', '.join(expelled)}")
 
         def done(result):
             self._reloading = False
@@ -309,21 +312,59 @@ class Daemon(MultiService):
         return d
 
     def _read_config(self):
-        """The file again, with the start's overrides, fully checked; L{ReloadError}."""
+        """The file again, with the start's overrides, and its TLS identity (or
+        C{None}), fully checked; L{ReloadError}."""
         from clsd.config import ConfigError, load_config
 
         source = self.config.source
         if not os.path.isfile(source):
             raise ReloadError(f"the configuration did not come from a file ({source!r})")
+        identity = None
         try:
             new = load_config(source, overrides=self.overrides)
             if new.tls is not None:
                 from clsd.certs.identity import check_identity
 
-                check_identity(new.node.name, new.tls, source=new.source)
+                # Re-reads [tls] crl too: a reload puts a new list in force.
+                identity = check_identity(new.node.name, new.tls, source=new.source)
         except ConfigError as e:
             raise ReloadError(str(e)) from None
-        return new
+        return new, identity
+
+    def _enforce_admission(self, new, identity):
+        """Put the admission of C{new} in force (allow, revocation list): peers it
+        no longer admits are disconnected at once and declared gone here.
+
+        @return: the names expelled, sorted.
+        """
+        if self.network is None or identity is None:
+            return []
+        from clsd.wire.admission import Admission, enforce
+
+        admission = Admission.of(identity, new.membership.allow)
+        if admission == self.network.tls.admission:
+            return []
+        reasons = {name: detail for name, (_, detail) in
+                   enforce(self.network, admission).items()}
+        if self.membership is not None:
+            # Live members known only through others (not connected here)
+            # whose name is no longer allowed go too.
+            for info in self.membership.members():
+                name = info.member.name
+                if name == new.node.name or not info.member.in_ring:
+                    continue
+                detail = admission.name_refusal(name)
+                if detail is not None:
+                    reasons.setdefault(name, detail)
+            for name in sorted(reasons):
+                self.membership.expel(name, reasons[name])
+        expelled = sorted(reasons)
+        self.events.record("daemon", new.node.name,
+                           f"admission changed: {len(admission.revoked)} revoked "
+                           f"certificate(s), allow {', '.join(admission.allow or ('any',))}; "
+                           f"expelled {', '.join(expelled) or 'nobody'}",
+                           expelled=expelled)
+        return expelled
 
     @defer.inlineCallbacks
     def _apply(self, new, plan):

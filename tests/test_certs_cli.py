@@ -184,7 +184,7 @@ class ShowTests(unittest.TestCase):
             f.write("hello\n")
         code, _, err = run("show", path)
         self.assertEqual(code, 1)
-        self.assertIn("neither a PEM certificate nor a PEM private key", err)
+        self.assertIn("neither a PEM certificate, a private key nor a revocation list", err)
 
 
 class ConsoleScriptTests(unittest.TestCase):

@@ -332,3 +332,94 @@ def describe_certificate(certificate, now=None):
         ("sha256", fingerprint(certificate)),
     ]
     return lines
+
+
+# -- revocation ------------------------------------------------------------------
+
+#: A revocation list is valid this long: nodes refuse to start with an
+#: expired one, so it must outlive the gaps between revocations; refresh it
+#: with ``clsd-certs crl`` well before then.
+DEFAULT_CRL_DAYS = 365
+
+
+@attrs.frozen
+class Revoked:
+    """One revoked certificate: its serial, whom it was issued to, and when it was revoked."""
+
+    serial: int
+    node: str
+    revoked_at: datetime.datetime
+
+
+def build_crl(authority, revoked, *, number, days=DEFAULT_CRL_DAYS, now=None):
+    """A CRL listing every L{Revoked} of C{revoked}, signed by C{authority}.
+
+    @param number: the CRL number (grows with every list the CA issues, so
+        that two lists are ordered).
+    """
+    now = now or _utcnow()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(authority.certificate.subject)
+        .last_update(now - BACKDATE)
+        .next_update(now + datetime.timedelta(days=days))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()),
+            critical=False,
+        )
+    )
+    for entry in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(entry.serial)
+            .revocation_date(entry.revoked_at)
+            .build()
+        )
+    return builder.sign(authority.key, _SHA256)
+
+
+def crl_signed_by(crl, authority_certificate):
+    """Whether C{authority_certificate} issued and signed C{crl}."""
+    if crl.issuer != authority_certificate.subject:
+        return False
+    try:
+        return crl.is_signature_valid(authority_certificate.public_key())
+    except (TypeError, ValueError):
+        return False
+
+
+def crl_validity_problem(crl, now=None):
+    """C{None} when C{crl} is current at C{now} (wall clock), else a sentence saying why not."""
+    now = now or _utcnow()
+    end = crl.next_update_utc
+    if end is not None and now > end:
+        return (f"has expired (next update was due {end:%Y-%m-%d %H:%M:%S} UTC); issue a "
+                "fresh one with: clsd-certs crl CA_DIR")
+    start = crl.last_update_utc
+    if now < start:
+        return f"is not valid yet (issued for {start:%Y-%m-%d %H:%M:%S} UTC)"
+    return None
+
+
+def crl_number(crl):
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return None
+
+
+def describe_crl(crl, now=None):
+    """``(label, value)`` lines for a human: what ``clsd-certs show crl.pem`` prints."""
+    problem = crl_validity_problem(crl, now)
+    serials = sorted(entry.serial_number for entry in crl)
+    next_update = crl.next_update_utc
+    return [
+        ("kind", "certificate revocation list"),
+        ("issuer", crl.issuer.rfc4514_string()),
+        ("number", str(crl_number(crl))),
+        ("last update", f"{crl.last_update_utc:%Y-%m-%d %H:%M:%S} UTC"),
+        ("next update", f"{next_update:%Y-%m-%d %H:%M:%S} UTC" if next_update else "-"),
+        ("status", problem or "current"),
+        ("revoked", ", ".join(f"{serial:x}" for serial in serials) or "none"),
+    ]

@@ -1,4 +1,4 @@
-"""``clsd-certs``: make a cluster CA, issue node certificates, show what a file holds.
+"""``clsd-certs``: make a cluster CA, issue and revoke node certificates, show what a file holds.
 
 Only argument handling and printing live here; the work is in
 L{clsd.certs.store} (files) and L{clsd.certs.authority} (certificates).
@@ -21,6 +21,18 @@ def _positive_days(text):
     if days < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {days}")
     return days
+
+
+def _serial(text):
+    try:
+        value = int(text.replace(":", "").removeprefix("0x"), 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a certificate serial in hex (as clsd-certs show prints it), got {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive serial, got {text!r}")
+    return value
 
 
 def build_parser():
@@ -59,6 +71,30 @@ def build_parser():
                        help="write NODE.pem and NODE.key here instead of DIR")
     issue.add_argument("--force", action="store_true", help="replace existing files")
 
+    revoke = commands.add_parser(
+        "revoke", help="revoke a node's certificates; write DIR/crl.pem",
+        description="Add every certificate the CA in DIR issued to NODE (or only the one "
+                    "with --serial) to the revocation record DIR/revoked.json, and write "
+                    "a fresh revocation list DIR/crl.pem signed by the CA. Copy crl.pem "
+                    "to every node ([tls] crl) and run reload there.",
+    )
+    revoke.add_argument("dir", metavar="DIR")
+    revoke.add_argument("node", metavar="NODE")
+    revoke.add_argument("--serial", type=_serial, metavar="HEX",
+                        help="revoke only this certificate (its serial, as show prints it)")
+    revoke.add_argument("--days", type=_positive_days, default=authority.DEFAULT_CRL_DAYS,
+                        help="days until the list's next update; nodes refuse an expired "
+                             f"list (default {authority.DEFAULT_CRL_DAYS})")
+
+    crl = commands.add_parser(
+        "crl", help="write a fresh DIR/crl.pem (push its next update further out)",
+        description="Re-issue the revocation list DIR/crl.pem from DIR/revoked.json, "
+                    "revoking nothing new; run it well before the list's next update.",
+    )
+    crl.add_argument("dir", metavar="DIR")
+    crl.add_argument("--days", type=_positive_days, default=authority.DEFAULT_CRL_DAYS,
+                     help=f"days until the next update (default {authority.DEFAULT_CRL_DAYS})")
+
     show = commands.add_parser(
         "show", help="print a certificate's subject, names, validity, fingerprint",
     )
@@ -84,10 +120,14 @@ def _show(path, out):
             ("mode", f"{store.file_mode(path):04o}"),
         ], out)
         return
+    if b"BEGIN X509 CRL-----" in data:
+        _print_lines([("file", path)] + authority.describe_crl(store.load_crl(path)), out)
+        return
     try:
         certificate = x509.load_pem_x509_certificate(data)
     except ValueError:
-        raise CertificateError(f"{path}: neither a PEM certificate nor a PEM private key") from None
+        raise CertificateError(
+            f"{path}: neither a PEM certificate, a private key nor a revocation list") from None
     lines = [("file", path)] + authority.describe_certificate(certificate)
     lines.append(("public key", authority.public_key_fingerprint(certificate.public_key())))
     _print_lines(lines, out)
@@ -106,6 +146,19 @@ def run(args, out):
             ip_addresses=args.ip, days=args.days, force=args.force,
         )
         out.write(f"issued {args.node}: {cert_path} and {key_path} (key mode 0600)\n")
+    elif args.command == "revoke":
+        added, revoked, path = store.revoke(args.dir, args.node, serial=args.serial,
+                                            days=args.days)
+        if added:
+            serials = ", ".join(f"{entry.serial:x}" for entry in added)
+            out.write(f"revoked {args.node}: serial {serials}\n")
+        else:
+            out.write(f"{args.node}: already revoked, nothing new\n")
+        out.write(f"wrote {path} ({len(revoked)} revoked in all); copy it to every node "
+                  "([tls] crl) and run reload there.\n")
+    elif args.command == "crl":
+        path = store.issue_crl(args.dir, days=args.days)
+        out.write(f"wrote {path}; copy it to every node and run reload there.\n")
     elif args.command == "show":
         _show(args.file, out)
 

@@ -33,6 +33,9 @@ class NodeIdentity:
     #: The trusted cluster CA certificates: normally one; two while the CA
     #: is being rotated (see certs/README.md).
     ca_certificates: tuple
+    #: Revoked peer certificates, as C{(issuer name DER, serial)} pairs,
+    #: from the ``[tls] crl`` list (empty without one).
+    revoked: frozenset = frozenset()
 
 
 def load_identity(config, *, now=None):
@@ -100,8 +103,37 @@ def check_identity(name, tls, *, source="<tls>", now=None):
     _check_key_permissions(tls.key, fail)
     if not authority.key_matches(key, certificate):
         raise fail("key", f"{tls.key} is not the private key of {tls.cert}")
+    revoked = frozenset()
+    if getattr(tls, "crl", None) is not None:
+        revoked = _check_crl(tls, cas, certificate, now, fail, attempt)
     return NodeIdentity(name=name, key=key, certificate=certificate,
-                        ca_certificates=tuple(cas))
+                        ca_certificates=tuple(cas), revoked=revoked)
+
+
+def revoked_serials(crl):
+    """C{{(issuer name DER, serial)}} of a checked revocation list."""
+    issuer = crl.issuer.public_bytes()
+    return frozenset((issuer, entry.serial_number) for entry in crl)
+
+
+def _check_crl(tls, cas, certificate, now, fail, attempt):
+    """The revoked set of ``[tls] crl``: signed by a trusted CA, current, not revoking us."""
+    crl = attempt("crl", store.load_crl, tls.crl)
+    if not any(authority.crl_signed_by(crl, ca) for ca in cas):
+        raise fail(
+            "crl",
+            f"{tls.crl} is not signed by the CA in {tls.ca} (its issuer is "
+            f"{crl.issuer.rfc4514_string()!r}): a list from another CA revokes nothing here")
+    problem = authority.crl_validity_problem(crl, now)
+    if problem is not None:
+        raise fail("crl", f"{tls.crl} {problem}")
+    revoked = revoked_serials(crl)
+    if (certificate.issuer.public_bytes(), certificate.serial_number) in revoked:
+        raise fail(
+            "crl",
+            f"{tls.crl} revokes this node's own certificate {tls.cert} (serial "
+            f"{certificate.serial_number:x}): every peer would refuse it; issue a new one")
+    return revoked
 
 
 def _name_of(path, certificate):

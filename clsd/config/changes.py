@@ -12,6 +12,10 @@ is *updated* in place.  A cluster that is removed, or whose ``service``,
 *withdrawn* first (like standby for that cluster: its service stops, the lease
 is released, the next candidate takes over); a *replaced* one is then
 registered again with the new settings.
+
+Admission changes at runtime too: ``membership.allow`` and ``tls.crl`` (and
+the revocation list's contents, which the daemon re-reads at every reload)
+are applied at once, expelling nodes no longer admitted.
 """
 
 import attrs
@@ -20,6 +24,8 @@ from clsd.ownership.manager import changes_in_place
 
 #: The sections a running node reads only at start, in the order they are reported.
 RESTART_ONLY = ("node", "tls", "quorum", "etcd", "membership", "admin", "metrics", "log")
+#: Keys inside those sections that a reload applies (who is admitted as a peer).
+ADMISSION_KEYS = ("membership.allow", "tls.crl")
 
 
 @attrs.frozen
@@ -45,6 +51,8 @@ class ReloadPlan:
     restart_only: tuple = ()
     #: Changes the running node cannot make yet, one sentence each.
     unsupported: tuple = ()
+    #: Admission keys (L{ADMISSION_KEYS}) that differ: applied by the reload.
+    admission: tuple = ()
 
     @property
     def allowed(self):
@@ -54,7 +62,7 @@ class ReloadPlan:
     def empty(self):
         return not (self.added or self.removed or self.changed or self.clusters_added
                     or self.clusters_removed or self.clusters_changed
-                    or self.clusters_replaced)
+                    or self.clusters_replaced or self.admission)
 
     @property
     def clusters_withdrawn(self):
@@ -83,7 +91,8 @@ class ReloadPlan:
                  + [f"~{n}" for n in self.changed]
                  + [f"+cluster {n}" for n in self.clusters_added]
                  + [f"-cluster {n}" for n in self.clusters_removed]
-                 + [f"~cluster {n}" for n in self.clusters_changed + self.clusters_replaced])
+                 + [f"~cluster {n}" for n in self.clusters_changed + self.clusters_replaced]
+                 + [f"~{key}" for key in self.admission])
         return ", ".join(parts) if parts else "no changes"
 
 
@@ -136,13 +145,16 @@ def plan_reload(old, new):
     for section in RESTART_ONLY:
         restart_only.extend(_differing_keys(section, getattr(old, section),
                                             getattr(new, section)))
+    admission = tuple(key for key in restart_only if key in ADMISSION_KEYS)
+    restart_only = [key for key in restart_only if key not in ADMISSION_KEYS]
     return ReloadPlan(
         added=tuple(added), removed=tuple(removed), changed=tuple(changed),
         unchanged=tuple(unchanged), clusters_added=tuple(clusters_added),
         clusters_removed=tuple(clusters_removed), clusters_changed=tuple(clusters_changed),
         clusters_replaced=tuple(replaced), plain_stop=tuple(plain_stop),
         plain_start=tuple(plain_start),
-        restart_only=tuple(restart_only), unsupported=tuple(unsupported))
+        restart_only=tuple(restart_only), unsupported=tuple(unsupported),
+        admission=admission)
 
 
 def _differing_keys(path, old, new):

@@ -1,14 +1,69 @@
-"""The ``[membership]`` table: failure detection and gossip timing, K and H.
+"""The ``[membership]`` table: who may join, failure detection and gossip timing, K and H.
 
 Defaults are for a LAN (sub-millisecond round trips, rare loss); each one
 says why it is what it is.
 """
 
+import fnmatch
+import re
+
 import attrs
+
+#: What a pattern of ``allow`` may hold: the characters of a node name and
+#: the glob operators ``*``, ``?``, ``[...]`` and ``[!...]``.
+_PATTERN_CHARACTERS = re.compile(r"^[A-Za-z0-9_.*?!\[\]-]+$")
+
+
+def pattern_problem(pattern):
+    """C{None} when C{pattern} is a usable ``allow`` glob, else a sentence saying why not.
+
+    C{fnmatch} accepts any string, reading a lone ``[`` as a literal; here a
+    pattern that could never match a node name, or whose brackets do not
+    pair, is a mistake to report rather than a silent "admit nobody".
+    """
+    if not pattern:
+        return "is empty"
+    if not _PATTERN_CHARACTERS.match(pattern):
+        return ("may hold only the characters of node names (letters, digits, '_', '.', "
+                "'-') and the glob operators '*', '?', '[...]', '[!...]'")
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "]":
+            return f"has a ']' without '[' (at {i + 1})"
+        if c == "!":
+            return f"has a '!' outside '[...]' (at {i + 1}); '[!...]' excludes characters"
+        if c == "[":
+            start = i
+            i += 1
+            if i < len(pattern) and pattern[i] == "!":
+                i += 1
+            if i < len(pattern) and pattern[i] == "]":
+                i += 1  # a leading ']' is a member of the set, as in fnmatch
+            while i < len(pattern) and pattern[i] != "]":
+                if pattern[i] in "[*?!":
+                    return f"has {pattern[i]!r} inside '[...]' (at {i + 1})"
+                i += 1
+            if i >= len(pattern):
+                return f"has a '[' that is never closed (at {start + 1})"
+        i += 1
+    return None
+
+
+def allows(patterns, name):
+    """Whether node C{name} is admitted by C{patterns} (C{None}: every name)."""
+    if patterns is None:
+        return True
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 @attrs.frozen
 class MembershipConfig:
+    #: Glob patterns (C{fnmatch.fnmatchcase}) of the node names this node
+    #: accepts as peers, by the name in their certificate. C{None} (the
+    #: default) admits every name the cluster CA signed: the CA is trusted
+    #: completely. Re-read on ``reload``.
+    allow: tuple | None = None
     #: Each subject sends one heartbeat per second to each of its K observers:
     #: K messages per node per second whatever N is (8 at the default K).
     heartbeat_interval: float = 1.0
@@ -62,11 +117,17 @@ class MembershipConfig:
     leave_timeout: float = 1.0
 
 
-def parse_membership(table):
-    """Build a L{MembershipConfig} from the ``[membership]`` L{Table} (or None)."""
+def parse_membership(table, node_name=None):
+    """Build a L{MembershipConfig} from the ``[membership]`` L{Table} (or None).
+
+    @param node_name: this node's name: C{allow} must admit it. Every node
+        of a cluster normally shares one list, so a list that leaves out its
+        own node's name (a typo) would have every other node refuse this one.
+    """
     if table is None:
         return MembershipConfig()
     d = MembershipConfig()
+    allow = _parse_allow(table, node_name)
     heartbeat = table.number("heartbeat_interval", d.heartbeat_interval, minimum=0.01,
                              maximum=60.0)
     timeout = table.number("failure_timeout", d.failure_timeout, positive=True,
@@ -98,9 +159,28 @@ def parse_membership(table):
     leave = table.number("leave_timeout", d.leave_timeout, minimum=0.0, maximum=600.0)
     table.finish()
     return MembershipConfig(
-        heartbeat_interval=heartbeat, failure_timeout=timeout, link_down_grace=grace,
+        allow=allow, heartbeat_interval=heartbeat, failure_timeout=timeout, link_down_grace=grace,
         suspicion_timeout=suspicion, observers=observers, quorum=quorum, gossip_interval=gossip_interval,
         gossip_fanout=fanout, retransmit_mult=mult, max_piggyback=piggyback,
         sync_interval=sync, reconnect_interval=reconnect, reap_after=reap,
         awareness_max=awareness, join_retry_interval=join_retry, leave_timeout=leave,
     )
+
+
+def _parse_allow(table, node_name):
+    if "allow" not in table:
+        return None
+    patterns = table.string_list("allow")
+    if not patterns:
+        raise table.error(
+            "allow", "must not be empty (leave it out to admit every node the cluster CA signed)")
+    for index, pattern in enumerate(patterns):
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            raise table.error(f"allow[{index}]", f"the pattern {pattern!r} {problem}")
+    if node_name is not None and not allows(patterns, node_name):
+        raise table.error(
+            "allow",
+            f"does not admit this node's own name {node_name!r}: the other nodes, sharing "
+            "this list, would refuse it (add the name or a pattern that matches it)")
+    return tuple(patterns)

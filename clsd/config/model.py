@@ -115,7 +115,7 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
     etcd = _parse_etcd_section(root, quorum, base_dir)
     clusters = tuple(parse_cluster(table) for table in root.tables("cluster"))
     check_clusters(source, clusters, services, quorum, node.name)
-    membership = parse_membership(root.table("membership"))
+    membership = parse_membership(root.table("membership"), node.name)
     admin = settle_manhole_budget(source, admin, quorum, membership)
     root.finish()
     return Config(source=source, node=node, services=services, admin=admin,

@@ -68,6 +68,18 @@ class ForceRemove:
 
 
 @attrs.frozen
+class Expel:
+    """This node no longer admits C{name} (certificate revoked, or outside ``allow``).
+
+    The member is declared gone (left) at once, whatever its state, and no
+    news of that life of it (its generation) brings it back here.
+    """
+
+    name: str
+    reason: str
+
+
+@attrs.frozen
 class Received:
     sender: str
     message: object
@@ -261,6 +273,7 @@ class Core:
         self._suspect_serials = itertools.count()
         self._gone = {}             # name -> since (dead or left)
         self._tombstones = {}       # name -> (member, forget_at)
+        self._expelled = {}         # name -> the last generation expelled
         self._info = {}             # name -> (since, reason)
         self._tick_due = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
@@ -391,6 +404,8 @@ class Core:
             self._leave()
         elif kind is ForceRemove:
             self._force_remove(event.name)
+        elif kind is Expel:
+            self._expel(event.name, event.reason)
         else:
             raise TypeError(f"not a membership event: {event!r}")
         return self._finish()
@@ -547,6 +562,15 @@ class Core:
                 f"{name} is {member.state.value}, not dead: only a dead member can be force-removed")
         self._accept(member.evolve(state=State.LEFT),
                      f"force-removed by operator on {self.name}", reporters=(self.name,))
+
+    def _expel(self, name, reason):
+        member = self._table.get(name)
+        if member is None or name == self.name:
+            return
+        self._expelled[name] = max(member.generation, self._expelled.get(name, member.generation))
+        if member.state is not State.LEFT:
+            self._accept(member.evolve(state=State.LEFT), f"expelled on {self.name}: {reason}",
+                         reporters=(self.name,))
 
     # -- timers ----------------------------------------------------------------
 
@@ -835,6 +859,9 @@ class Core:
         if name == self.name:
             self._about_me(member)
             return False
+        if self._expelled and member.in_ring and (
+                member.generation <= self._expelled.get(name, -1)):
+            return False  # its refutation, relayed by a node that still admits it
         old = self._table.get(name)
         if old is member:
             # The very record we hold (decoded records and in-process peers

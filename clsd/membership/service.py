@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from clsd.config.address import format_host_port
 from clsd.layers import MEMBERSHIP_TYPES, membership_message
 from clsd.membership.core import (
-    CancelTimer, Connect, Core, Disconnect, ForceRemove, Joined, JoinRequested, LeaveDone,
+    CancelTimer, Connect, Core, Disconnect, Expel, ForceRemove, Joined, JoinRequested, LeaveDone,
     LeaveRequested, LinkDown, LinkUp, MemberChanged, MembershipError, MetaChanged, Send,
     SetTimer, TimerFired,
 )
@@ -154,6 +154,11 @@ class MembershipService(Service):
         if self.core is None:
             raise MembershipError("membership is not running")
         self._execute(self.core.handle(ForceRemove(name), self._monotonic()))
+
+    def expel(self, name, reason):
+        """Declare member C{name} gone at once: this node no longer admits it (L{Expel})."""
+        if self.core is not None:
+            self._execute(self.core.handle(Expel(name, reason), self._monotonic()))
 
     # -- IService -----------------------------------------------------------------
 

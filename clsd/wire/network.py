@@ -36,7 +36,7 @@ from clsd.wire.interfaces import IPeerHandler
 from clsd.wire.lag import ReactorLag
 from clsd.wire.messages import HELLO, PROTOCOL_VERSION, peer_registry, settings_hash
 from clsd.wire.protocol import PeerProtocol
-from clsd.wire.session import LOCAL, CloseReason, State, Timeouts
+from clsd.wire.session import LOCAL, PEER, CloseReason, State, Timeouts
 from clsd.wire.stats import PeerStats
 
 #: First redial delay: a restarted peer is usually back within a second.
@@ -240,7 +240,8 @@ class PeerNetwork(MultiService):
             return None
         identity = load_identity(config, now=now)
         return cls(
-            reactor=reactor, tls=PeerTLS(identity), name=node.name, listen=node.listen,
+            reactor=reactor, tls=PeerTLS(identity, allow=config.membership.allow),
+            name=node.name, listen=node.listen,
             advertise=node.advertise, join=kwargs.pop("join", node.join),
             source_host=node.source_host, handler=handler, registry=registry,
             settings=settings, **kwargs)
@@ -347,6 +348,23 @@ class PeerNetwork(MultiService):
 
     def dialing(self):
         return sorted(self._dialers)
+
+    def expel(self, refusal):
+        """Close at once every connection whose peer C{refusal} no longer admits.
+
+        @param refusal: C{protocol -> (reason key, detail) or None}, asked
+            of every live connection (see L{clsd.wire.admission}).
+        @return: the names of the established peers expelled, sorted.
+        """
+        expelled = set()
+        for protocol in list(self._connections):
+            verdict = refusal(protocol)
+            if verdict is None:
+                continue
+            if protocol.hello is not None:
+                expelled.add(protocol.name)
+            protocol.close(*verdict, blame=PEER)
+        return sorted(expelled)
 
     # -- building connections --------------------------------------------------
 

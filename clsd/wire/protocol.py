@@ -37,7 +37,7 @@ from clsd.wire.session import (
     Timeouts,
 )
 from clsd.wire.stats import PeerStats
-from clsd.wire.tls import classify_tls_failure, peer_certificate_name
+from clsd.wire.tls import classify_tls_failure, peer_certificate, peer_certificate_name
 
 _OPEN = (State.CONNECTING, State.HANDSHAKING, State.ESTABLISHED)
 
@@ -168,7 +168,8 @@ class PeerProtocol(Protocol):
         except CertificateError as e:
             self._run(self.session.close("bad-certificate", str(e), now, blame=PEER))
         else:
-            self._run(self.session.tls_ready(name, now))
+            self._run(self.session.tls_ready(name, now, getattr(self._tls, "admission", None),
+                                             peer_certificate(self.transport)))
         self._reschedule()
 
     def dataReceived(self, data):

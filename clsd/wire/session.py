@@ -7,8 +7,10 @@
                                            CLOSED   (lost, from any state)
 
 CONNECTING: the transport is up and the TLS handshake is running.
-HANDSHAKING: TLS verified the peer's certificate; both sides send a hello
-and check the other's.  ESTABLISHED: messages flow to the upper layer.
+HANDSHAKING: TLS verified the peer's certificate; one this node does not
+admit (revoked, or a name outside ``[membership] allow``) is refused at once
+with a bye saying why, otherwise both sides send a hello and check the
+other's.  ESTABLISHED: messages flow to the upper layer.
 CLOSING: we decided to close and wait for the transport to go away.
 
 L{Session} does no I/O and reads no clock: each event comes with the
@@ -150,8 +152,12 @@ class Session:
 
     # -- the handshake -------------------------------------------------------
 
-    def tls_ready(self, certificate_name, now):
-        """TLS verified the peer's certificate, which names C{certificate_name}."""
+    def tls_ready(self, certificate_name, now, admission=None, certificate=None):
+        """TLS verified the peer's C{certificate}, which names C{certificate_name}.
+
+        @param admission: the L{clsd.wire.admission.Admission} in force now
+            (C{None}: every CA-signed certificate is admitted).
+        """
         if self.state is not State.CONNECTING:
             if self.state in (State.CLOSING, State.CLOSED):
                 return []
@@ -159,6 +165,12 @@ class Session:
         self.certificate_name = certificate_name
         self.state = State.HANDSHAKING
         self.last_sent = now
+        if admission is not None:
+            refusal = admission.refusal(certificate_name, certificate)
+            if refusal is not None:
+                # Before our hello: a node we do not admit learns nothing
+                # about us but why it was refused (the bye).
+                return self._close(*refusal, PEER, now)
         return [Send(self.local_hello)]
 
     def _check_hello(self, hello, now):

@@ -13,6 +13,11 @@ To log and count *why* (expired, not yet valid, unknown CA), each connection
 gets a verify callback that remembers the first X.509 error it saw; the
 connection protocol asks L{PeerTLS.verify_error} for it when the handshake
 fails.
+
+A revoked certificate passes the TLS handshake (OpenSSL would answer a
+refusal from the verify callback with an "internal error" alert that tells
+the other side nothing) and is refused by the session right after it, before
+any hello, with a bye that says ``tls-revoked`` (L{clsd.wire.admission}).
 """
 
 import weakref
@@ -26,6 +31,7 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from clsd.certs.authority import CertificateError, node_name_of
+from clsd.wire.admission import Admission
 
 _VERIFY_FLAGS = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE
 
@@ -51,8 +57,13 @@ class PeerTLS:
     C{SSL4ClientEndpoint}.
     """
 
-    def __init__(self, identity):
+    def __init__(self, identity, allow=None):
+        """
+        @param allow: the ``[membership] allow`` patterns (C{None}: every name).
+        """
         self.identity = identity
+        #: Who is admitted; replaced (never changed in place) on reload.
+        self.admission = Admission.of(identity, allow)
         # The key and certificate are cryptography objects, which pyOpenSSL
         # accepts (its own X509/PKey wrappers are deprecated).
         # CertificateOptions with a trustRoot sets VERIFY_PEER and
@@ -115,13 +126,18 @@ def peer_certificate_name(transport):
 
     @raise CertificateError: no certificate, or no usable node name in it.
     """
-    handle = _handle(transport)
-    certificate = None
-    if handle is not None:
-        certificate = handle.get_peer_certificate(as_cryptography=True)
+    certificate = peer_certificate(transport)
     if certificate is None:
         raise CertificateError("the peer presented no certificate")
     return node_name_of(certificate)
+
+
+def peer_certificate(transport):
+    """The (cryptography) certificate of C{transport}'s peer, or C{None}."""
+    handle = _handle(transport)
+    if handle is None:
+        return None
+    return handle.get_peer_certificate(as_cryptography=True)
 
 
 # -- why a handshake failed ------------------------------------------------------
