@@ -14,6 +14,12 @@ Per resource, the phases are::
 
     IDLE -> ACQUIRING -> [FENCING] -> RUNNING -> STOPPING -> IDLE
                                          \\-> (lease ending) STOPPING -/
+                                 RUNNING | STOPPING -> STUCK -> IDLE
+
+STUCK: a process group of the service is still present after SIGKILL (a
+process stuck in the kernel).  The lease is kept (renewed while it can be)
+and released only once the group is gone: a successor of a released lease
+does not fence, and that process may still complete I/O it had started.
 """
 
 import attrs
@@ -28,8 +34,11 @@ from clsd.ownership.escalation import FAILED, Escalation, cluster_status, notifi
 from clsd.ownership.messages import Handover, MoveRequest
 from clsd.ownership.placement import Candidate, MemberState, is_eligible, place
 
-IDLE, ACQUIRING, FENCING, RUNNING, STOPPING = (
-    "idle", "acquiring", "fencing", "running", "stopping")
+IDLE, ACQUIRING, FENCING, RUNNING, STOPPING, STUCK = (
+    "idle", "acquiring", "fencing", "running", "stopping", "stuck")
+
+#: The phases in which this node holds (or held, until released) a resource.
+HELD = (FENCING, RUNNING, STOPPING, STUCK)
 
 #: After a failed fence, wait this long before trying the lease again, so a
 #: broken fence command is retried a few times a minute, not in a tight loop.
@@ -118,7 +127,7 @@ class ClusterManager:
 
     def own_state(self, now):
         holding = {r.name: r.epoch for r in self._res.values()
-                   if r.phase in (FENCING, RUNNING, STOPPING)
+                   if r.phase in HELD
                    and self.arbiter.holding(r.name, now) is not None}
         return MemberState(
             name=self.node,
@@ -154,7 +163,7 @@ class ClusterManager:
         for resource, found in claims.items():
             holders[resource] = max(found)[1]
         for res in self._resources_of(cluster.id):
-            if res.phase in (FENCING, RUNNING, STOPPING):
+            if res.phase in HELD:
                 holders[res.name] = self.node  # our own lease is authoritative for us
             elif holders.get(res.name) == self.node:
                 del holders[res.name]
@@ -257,8 +266,23 @@ class ClusterManager:
         """The service of C{cluster_id} has exited after our L{StopService}."""
         out = []
         for res in self._resources_of(cluster_id):
-            if res.phase == STOPPING:
+            if res.phase in (STOPPING, STUCK):
                 out += self._finish_stop(res, now)
+        return out + self._reconcile_all(now)
+
+    def service_stuck(self, cluster_id, now):
+        """A process group of C{cluster_id}'s service outlived SIGKILL: keep the lease.
+
+        It is not released (a successor of a released lease does not fence)
+        until L{service_stopped} or L{service_failed} says the group is gone.
+        """
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase in (RUNNING, STOPPING):
+                res.phase = STUCK
+                out.append(self._report(
+                    "stuck", res, reason="a process of the service is still present after "
+                    "SIGKILL (stuck in the kernel); the lease is kept until it is gone"))
         return out + self._reconcile_all(now)
 
     def service_failed(self, cluster_id, now):
@@ -270,7 +294,7 @@ class ClusterManager:
         placement, _ = self._placement(cluster, now)  # without us: we are ineligible now
         out = []
         for res in self._resources_of(cluster_id):
-            if res.phase in (RUNNING, STOPPING, FENCING):
+            if res.phase in HELD:
                 # The service is not running (supervision gave up): release at once,
                 # and tell the next candidate rather than wait for gossip.
                 res.stop_reason = "failed"
@@ -342,7 +366,7 @@ class ClusterManager:
             raise ManagerError(f"cannot move {cluster_id}: only active-standby clusters move")
         if cluster_id in self._paused:
             raise ManagerError(f"cannot move {cluster_id}: it is paused here (resume it first)")
-        if any(r.phase == STOPPING for r in self._resources_of(cluster_id)):
+        if any(r.phase in (STOPPING, STUCK) for r in self._resources_of(cluster_id)):
             raise ManagerError(f"cannot move {cluster_id}: its service is stopping here already")
         held = [r for r in self._resources_of(cluster_id) if r.phase in (FENCING, RUNNING)]
         if target == self.node:
@@ -494,11 +518,16 @@ class ClusterManager:
             return acquired + self._start_service(res, now)
         if isinstance(event, LeaseRenewed):
             res.expiry = event.expiry
-            if res.phase in (RUNNING, STOPPING):
+            if res.phase in (RUNNING, STOPPING, STUCK):
                 return [KillAt(res.cluster.id, event.expiry),
                         self._report("renewed", res, round_trip=event.round_trip)]
             return []
         if isinstance(event, LeaseEnding):
+            if res.phase == STUCK and res.stop_reason != "lease-lost":
+                res.stop_reason = "lease-lost"  # not released: the successor fences
+                out = self._process(self.arbiter.abandon(res.name, now), now)
+                return out + [self._report("lost", res, reason="could not be renewed in time "
+                                           "(a process of the service is stuck)")]
             if res.phase in (RUNNING, STOPPING):
                 res.phase = STOPPING
                 res.stop_reason = "lease-lost"
@@ -510,6 +539,10 @@ class ClusterManager:
                 return self._process(self.arbiter.release(res.name, now), now)
             return []
         if isinstance(event, LeaseLost):
+            if res.phase == STUCK and res.stop_reason != "lease-lost":
+                res.stop_reason = "lease-lost"
+                return [self._report("lost", res, reason="expired (a process of the service "
+                                     "is stuck)")]
             if res.phase == RUNNING:
                 # We were frozen past both the stop point and the deadline.
                 res.phase = STOPPING
@@ -525,7 +558,7 @@ class ClusterManager:
     def _may_hold(self, res, now):
         cluster = res.cluster
         me = self.own_state(now)
-        other_slot = any(r is not res and r.phase in (FENCING, RUNNING, STOPPING)
+        other_slot = any(r is not res and r.phase in HELD
                          for r in self._resources_of(cluster.id))
         return (is_eligible(me, cluster.id) and cluster.id not in self._paused
                 and res.name not in self._fence_backoff and not other_slot)
@@ -624,11 +657,11 @@ class ClusterManager:
             return []
         placement, holders = self._placement(cluster, now)
         mine = [r for r in self._resources_of(cluster.id)
-                if r.phase in (FENCING, RUNNING, STOPPING)]
+                if r.phase in HELD]
         out = []
         if mine:
             for res in mine:
-                if res.phase == STOPPING:
+                if res.phase in (STOPPING, STUCK):
                     continue
                 if placement.targets[res.slot] != self.node:
                     out += self._begin_handover(res, placement.targets[res.slot], now)

@@ -483,7 +483,8 @@ class OwnershipService(MultiService):
             elif cluster.id in own.failed:
                 state = "cooling-down"
             else:
-                state = next((p for p in ("stopping", "running", "fencing") if p in here),
+                state = next((p for p in ("stuck", "stopping", "running", "fencing")
+                              if p in here),
                              None)
                 if state is None and "acquiring" in here and not set(owners) - {
                         self.node_name}:
@@ -640,6 +641,10 @@ class OwnershipService(MultiService):
                 cause=cause, **{"from": report.previous, "to": self.node_name})
         elif what == "failed":
             self._events.record("cluster", cluster, f"failed: {report.reason}", what=what,
+                                why=report.reason)
+        elif what == "stuck":
+            self._events.record("lease", cluster, f"keeping lease {resource} epoch {epoch}: "
+                                f"{report.reason}", what=what, resource=resource, epoch=epoch,
                                 why=report.reason)
         for listener in self._report_listeners:
             try:
