@@ -108,11 +108,21 @@ class ManagedService:
         return self.cluster, int(epoch) if epoch is not None else None
 
     def _arm_new_group(self, pgid):
+        """Arm the new group; raising keeps its start gate shut (the program never runs)."""
         # The previous instance's group is gone (the runner spawns only then).
         if self.pgid is not None and self.pgid != pgid:
             self.guard.disarm(self.pgid)
         self.pgid = pgid
-        self.guard.arm(pgid, self.deadline, label=self.cluster)
+        deadline = self.deadline
+        # Checked again here: the spawn itself (or a freeze during it) may
+        # have outlasted the lease since wrap's check.
+        if not self.owned or deadline is None or self._monotonic() >= deadline:
+            raise LeaseNotHeld(f"cluster {self.cluster}: the lease deadline passed before "
+                               "the start gate opened")
+        if not self.guard.arm(pgid, deadline, label=self.cluster):
+            raise GuardUnavailable(
+                f"cluster {self.cluster}: the arm line did not reach the lease guard "
+                "(pipe full or broken); the start gate stays shut")
 
     # -- the core's actions ------------------------------------------------------
 
