@@ -25,7 +25,7 @@ does not fence, and that process may still complete I/O it had started.
 import attrs
 
 from clsd.ownership.actions import (
-    ForgetCluster, KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
+    CancelFence, ForgetCluster, KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
 )
 from clsd.ownership.arbiter_events import (
     ARBITER_EVENTS, LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
@@ -305,11 +305,16 @@ class ClusterManager:
                 res.phase = IDLE
         return out + self._reconcile_all(now)
 
-    def hook_done(self, cluster_id, event, ok, now):
-        """A fence hook finished (other hooks need no answer)."""
+    def hook_done(self, cluster_id, event, epoch, ok, now):
+        """A fence hook run for tenure C{epoch} finished (other hooks need no answer).
+
+        The result of a tenure that has ended (another epoch now, or no
+        longer fencing) is ignored: it says nothing about the node the
+        current tenure must fence.
+        """
         out = []
         for res in self._resources_of(cluster_id):
-            if res.phase != FENCING or event != "fence":
+            if res.phase != FENCING or event != "fence" or res.epoch != epoch:
                 continue
             if res.fence_kind == "peer":
                 res.phase = ACQUIRING
@@ -535,8 +540,9 @@ class ClusterManager:
                 return out + [self._report("lost", res, reason="could not be renewed in time"),
                               StopService(res.cluster.id, event.deadline, "lease could not be renewed")]
             if res.phase == FENCING:
+                cancel = self._cancel_fence(res)
                 res.phase = IDLE
-                return self._process(self.arbiter.release(res.name, now), now)
+                return cancel + self._process(self.arbiter.release(res.name, now), now)
             return []
         if isinstance(event, LeaseLost):
             if res.phase == STUCK and res.stop_reason != "lease-lost":
@@ -550,8 +556,9 @@ class ClusterManager:
                 return [self._report("lost", res, reason="expired (this node was too late)"),
                         StopService(res.cluster.id, now, "lease expired")]
             if res.phase == FENCING:
+                cancel = self._cancel_fence(res)
                 res.phase = IDLE
-                return self._process(self.arbiter.release(res.name, now), now)
+                return cancel + self._process(self.arbiter.release(res.name, now), now)
             return self._publish(now)
         return []
 
@@ -590,9 +597,13 @@ class ClusterManager:
         res.phase = STOPPING
         return [StopService(res.cluster.id, None, f"handover to {target}" if target else "handover")]
 
+    def _cancel_fence(self, res):
+        """The tenure ends while its fence runs: kill the fence, drop its result."""
+        return [CancelFence(res.cluster.id, res.epoch)] if res.phase == FENCING else []
+
     def _finish_stop(self, res, now):
         """The service is gone: release the lease and tell the successor."""
-        out = self._process(self.arbiter.release(res.name, now), now)
+        out = self._cancel_fence(res) + self._process(self.arbiter.release(res.name, now), now)
         res.phase = IDLE
         if res.stop_reason != "lease-lost":  # a lost lease was reported as lost
             out.append(self._report("released", res, reason=res.stop_reason or "stopped"))

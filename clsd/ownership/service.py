@@ -13,6 +13,7 @@ L{KillAt}               the cluster's L{ManagedService}: re-arm the lease guard
 L{StartService}         the cluster's L{ManagedService}: start with CLSD_* env
 L{StopService}          the cluster's L{ManagedService}: TERM, KILL by deadline
 L{RunHook}              the L{HookRunner}; a fence's result goes back to the core
+L{CancelFence}          the L{HookRunner}: kill an ended tenure's fence
 L{PersistEpochFloor}    a durable write under data_dir, then C{voter.persisted}
 L{PublishState}         the injected C{publish(wire_dict)} (membership gossips it)
 L{ForgetCluster}        drop the cluster's L{ManagedService}, stop its runner
@@ -45,7 +46,7 @@ from twisted.logger import Logger
 from clsd.logs import emit
 
 from clsd.ownership.actions import (
-    ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,
+    CancelFence, ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,
     StopService,
 )
 from clsd.ownership.cause import Departures, is_planned, move_cause
@@ -597,11 +598,13 @@ class OwnershipService(MultiService):
         elif isinstance(action, RunHook):
             on_done = None
             if action.event == "fence":
-                cluster = action.cluster
+                cluster, epoch = action.cluster, action.epoch
 
                 def on_done(ok):
-                    self._report_later("hook_done", cluster, "fence", ok)
+                    self._report_later("hook_done", cluster, "fence", epoch, ok)
             self.hooks.run(action, on_done)
+        elif isinstance(action, CancelFence):
+            self.hooks.cancel(action.cluster, "fence", action.epoch)
         elif isinstance(action, PersistEpochFloor):
             self._persist(action.value)
         elif isinstance(action, PublishState):
