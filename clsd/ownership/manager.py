@@ -92,7 +92,7 @@ class _Res:
 class ClusterManager:
     """One node's ownership decisions for all the cluster IDs it is registered for."""
 
-    def __init__(self, node, clusters, arbiter, timing, now, *, voters=()):
+    def __init__(self, node, clusters, arbiter, timing, now, *, voters=(), settle_until=None):
         self.node = node
         self.clusters = {c.id: c for c in clusters}
         self.arbiter = arbiter
@@ -112,6 +112,10 @@ class ClusterManager:
         self._failed_notified = set()
         self._published = None
         self._withdrawing = set()     # unregistered, service still stopping here
+        #: Cold start: until membership has settled (L{membership_settled}) or
+        #: this time passes, a resource nobody is known to hold is not acquired
+        #: as placement's target: a better candidate may not be visible yet.
+        self._settle_until = settle_until
 
     # -- helpers -------------------------------------------------------------
 
@@ -205,6 +209,19 @@ class ClusterManager:
         """First actions: publish our state and start acting on placement."""
         return self._reconcile_all(now)
 
+    def membership_settled(self, now):
+        """Membership has settled (every live peer seen with its registrations): act freely."""
+        if self._settle_until is None:
+            return []
+        self._settle_until = None
+        return self._reconcile_all(now)
+
+    def settling(self, now):
+        """Whether the cold-start hold-off is still on."""
+        if self._settle_until is not None and now >= self._settle_until:
+            self._settle_until = None
+        return self._settle_until is not None
+
     def members_changed(self, members, now):
         """The live members (other than us) and what each published; from membership."""
         self._members = {m.name: m for m in members if m.name != self.node}
@@ -244,7 +261,7 @@ class ClusterManager:
         return out + self._reconcile_all(now)
 
     def next_wakeup(self):
-        times = [self.arbiter.next_wakeup(), self.escalation.next_wakeup()]
+        times = [self.arbiter.next_wakeup(), self.escalation.next_wakeup(), self._settle_until]
         times += list(self._forced.values()) + list(self._leaving.values())
         times += list(self._fence_backoff.values())
         for cluster in self.clusters.values():
@@ -694,6 +711,8 @@ class ClusterManager:
             role, slot = "target", forced[0].slot
         elif cluster.id in self._leaving:
             role = None
+        elif role == "target" and self.settling(now):
+            role = None  # cold start: wait until the other candidates can be seen
         if not is_eligible(self.own_state(now), cluster.id):
             role = None
         wanted = None

@@ -77,6 +77,21 @@ MIN_TICK = 0.005
 #: never in the event history; their latency is in the metrics.
 RENEWED_LOG_INTERVAL = 60.0
 
+def cold_start_settle(config):
+    """How long after a start a node waits, at most, for membership to settle.
+
+    Until every live peer is seen with its registrations, a node does not take
+    a cluster nobody holds: a better candidate started at the same moment may
+    not be visible yet.  The bound (the lease, the drift margin and two join
+    retries: 6.1 s with the defaults) keeps a node whose peers are all down
+    from waiting for ever.  None for a node with no seeds: it is the cluster.
+    """
+    if not config.node.join:
+        return None
+    quorum = config.quorum
+    return quorum.lease + quorum.drift_margin + 2 * config.membership.join_retry_interval
+
+
 #: At shutdown, how long the graceful handover may take beyond the longest
 #: ``stop_timeout`` of a managed service before the runners are stopped anyway.
 SHUTDOWN_GRACE = 2.0
@@ -283,8 +298,11 @@ class OwnershipService(MultiService):
                                 f"lease ownership not started: {e}")
             return
         now = self._monotonic()
-        self.node = OwnershipNode.from_config(self.config, now, generation=self.generation,
-                                              rng=self._rng, epoch_floor=floor)
+        settle = cold_start_settle(self.config)
+        self.node = OwnershipNode.from_config(
+            self.config, now, generation=self.generation, rng=self._rng, epoch_floor=floor,
+            settle_until=None if settle is None else now + settle)
+        self._settled = settle is None
         self.inactive_reason = None
         self._events.record("ownership", self.node_name, "lease ownership started",
                             generation=self.generation, epoch_floor=floor,
@@ -293,6 +311,7 @@ class OwnershipService(MultiService):
         if self._members:
             members = list(self._members.values())
             self._run(lambda now: self.node.call("members_changed", members, now=now))
+        self._check_settled()
 
     def stopService(self):
         """Hand every cluster over, wait for the services, then stop runners, hooks, guard."""
@@ -392,9 +411,25 @@ class OwnershipService(MultiService):
                     self.log.warn("ownership: {error}", error=str(e))
                     states[name] = MemberState(name)
         self._members = states
+        self._peers_published = bool(states) and all(
+            data is not None for name, data in dict(members).items() if name != self.node_name)
         if self.node is not None and not self._closed:
             members_list = list(states.values())
             self._run(lambda now: self.node.call("members_changed", members_list, now=now))
+            self._check_settled()
+
+    _settled = False
+    _peers_published = False
+
+    def _check_settled(self):
+        """Cold start: membership has settled once a peer is seen and every live one published."""
+        if self._settled or not self._peers_published or self.node is None or self._closed:
+            return
+        self._settled = True
+        self._events.record("ownership", self.node_name,
+                            f"membership settled: {len(self._members)} peer(s) seen with "
+                            "their registrations; clusters nobody holds may be taken now")
+        self._run(lambda now: self.node.call("membership_settled", now=now))
 
     def member_event(self, record):
         """A membership event record (kind ``member``): remember departures for cause chains."""
