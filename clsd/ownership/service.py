@@ -497,6 +497,8 @@ class OwnershipService(MultiService):
         manager = self.node.manager
         own = manager.own_state(now)
         result["standby"] = manager.standby
+        #: Cold start: clusters nobody holds are not taken until membership settles.
+        result["settling"] = manager.settling(now)
         members = list(self._members.values()) + [own]
         phases = manager.status(now)
         paused = manager.paused()
