@@ -95,6 +95,13 @@ class TakenKeyTests(unittest.TestCase):
         self.assertIsNone(self.h.arbiter.holding("A", 0.3))
         self.assertEqual(self.h.arbiter.counters["key_taken"], 1)
 
+    def test_a_put_by_another_lease_with_a_value_we_cannot_read_ends_it_too(self):
+        event = put(PREFIX + "A", "beta", 12, 12, 999)
+        event["kv"]["value"] = codec.b64("not json")
+        out = self.h.arbiter.receive(ETCD_SENDER, EtcdWatchMessage(self.watch.id, line(
+            [event], revision=12)), 0.3)
+        self.assertEqual(events(out, LeaseLost), [LeaseLost("A", 10)])
+
     def test_a_put_by_another_lease_missed_while_the_watch_was_down_is_replayed(self):
         self.h.arbiter.receive(ETCD_SENDER, EtcdWatchClosed(self.watch.id, "stream lost"), 0.1)
         now, [watch2] = tick_until(self.h, EtcdWatch)

@@ -562,15 +562,15 @@ class EtcdArbiter:
             if event == "DELETE":
                 out += self._on_deleted(slot, kv, prev, now)
             elif kv["lease"] != (slot.lease.id if slot.lease else None):
+                held = slot.held
+                if held is not None and (kv["mod_revision"] or held.epoch + 1) > held.epoch:
+                    out += self._key_taken(slot, kv, now)  # whatever its value says
+                    continue
                 try:
                     holder = codec.read_value(kv["value"], f"holder of {resource}")["node"]
                 except codec.EtcdAnswerError as e:
                     self.counters["bad_answers"] += 1
                     out.append(EtcdLog(resource, str(e)))
-                    continue
-                held = slot.held
-                if held is not None and (kv["mod_revision"] or held.epoch + 1) > held.epoch:
-                    out += self._key_taken(slot, kv, now)
                     continue
                 slot.observed = (holder, kv["create_revision"])
                 out.append(LeaseObserved(resource, holder, kv["create_revision"],
