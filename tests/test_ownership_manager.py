@@ -122,7 +122,7 @@ class ManagerTests(unittest.TestCase):
         actions = self.grant(m, epoch=9, previous="beta", released=False)
         self.assertEqual(of(StartService, actions), [])
         self.assertEqual(of(RunHook, actions), [RunHook("A", "fence", FENCE, "beta", 9)])
-        actions = m.hook_done("A", "fence", True, 1.2)
+        actions = m.hook_done("A", "fence", 9, True, 1.2)
         self.assertEqual(of(StartService, actions), [StartService("A", "svc-A", 9, 0)])
 
     def test_no_fence_after_a_graceful_release(self):
@@ -134,7 +134,7 @@ class ManagerTests(unittest.TestCase):
     def test_failed_fence_gives_the_lease_back(self):
         m = self.manager(spec(fence=FENCE))
         self.grant(m, previous="beta")
-        actions = m.hook_done("A", "fence", False, 1.2)
+        actions = m.hook_done("A", "fence", 7, False, 1.2)
         self.assertEqual(of(StartService, actions), [])
         self.assertIn(("release", "A"), self.arbiter.calls)
         self.assertEqual(m.status(1.2)["A"][0], IDLE)
@@ -243,7 +243,7 @@ class ManagerTests(unittest.TestCase):
         m = self.manager(spec(fence=FENCE), voters=("alpha", "beta"))
         actions = m.tick(5.0)
         self.assertEqual(of(RunHook, actions), [RunHook("A", "fence", FENCE, "beta", 0)])
-        m.hook_done("A", "fence", True, 5.5)
+        m.hook_done("A", "fence", 0, True, 5.5)
         self.assertIn(("assume", "A", "beta"), arbiter.calls)
         self.assertIn(("hurry", "A"), arbiter.calls)
         self.assertEqual(m.status(5.5)["A"][0], ACQUIRING)

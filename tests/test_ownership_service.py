@@ -52,6 +52,7 @@ class FakeGuard:
     def arm(self, pgid, deadline, label=None):
         self.armed[pgid] = deadline
         self.log.append(("arm", pgid, deadline, label))
+        return self.running
 
     def disarm(self, pgid):
         self.armed.pop(pgid, None)

@@ -85,7 +85,7 @@ class ShellClusterTests(unittest.TestCase):
 
             def logged_arm(pgid, deadline, label=None, arms=arms, guard_arm=guard_arm):
                 arms.append((time.monotonic(), pgid, deadline))
-                guard_arm(pgid, deadline, label)
+                return guard_arm(pgid, deadline, label)
             ownership.guard.arm = logged_arm
             self.net.add(name, ownership)
             self.nodes[name] = {"ownership": ownership, "runner": runner, "events": events,

@@ -47,7 +47,7 @@ SERVICE_STATES = ("stopped", "starting", "running", "backoff", "stopping", "fail
 
 #: The phases of a resource in clsd.ownership.manager, always present in
 #: clsd_lease_phase.
-LEASE_PHASES = ("idle", "acquiring", "fencing", "running", "stopping")
+LEASE_PHASES = ("idle", "acquiring", "fencing", "running", "stopping", "stuck")
 
 #: Phases in which this node surely holds the lease: fencing the previous
 #: owner, or running the service. Not "stopping": that may be a lease that

@@ -69,6 +69,18 @@ class RunHook:
 
 
 @attrs.frozen
+class CancelFence:
+    """The tenure C{epoch} of C{cluster} ended while it was fencing: its fence is not wanted.
+
+    Drop that tenure's queued fence runs and SIGKILL a running one (its
+    process group); its result must not reach the core.
+    """
+
+    cluster: str
+    epoch: int
+
+
+@attrs.frozen
 class PublishState:
     """What this node tells every member (via membership metadata) about its ownership role."""
 

@@ -215,7 +215,12 @@ class GuardClient:
     # -- the protocol -------------------------------------------------------------------
 
     def arm(self, pgid, deadline, label=None):
-        """Group C{pgid} may run until C{deadline} (this machine's monotonic time), no later."""
+        """Group C{pgid} may run until C{deadline} (this machine's monotonic time), no later.
+
+        Returns whether the line is in the kernel's pipe buffer now: False
+        when it is only queued here (pipe full, guard not running) or the
+        write failed (EPIPE).  A start gate must not open on False.
+        """
         pgid = int(pgid)
         deadline = float(deadline)
         self.armed[pgid] = (deadline, label)
@@ -225,7 +230,7 @@ class GuardClient:
         self._labels[pgid] = label
         while len(self._labels) > MAX_REMEMBERED:
             del self._labels[next(iter(self._labels))]
-        self._write(f"arm {pgid} {deadline!r}\n")
+        return self._write(f"arm {pgid} {deadline!r}\n")
 
     def disarm(self, pgid):
         """Group C{pgid} stopped: forget its deadline."""
@@ -242,16 +247,19 @@ class GuardClient:
         return waiter
 
     def _write(self, line):
+        """Write or queue C{line}; True only when it is in the kernel's pipe buffer."""
         if self._wfd is None:
-            return  # not running: self.armed is sent again when it starts
+            return False  # not running: self.armed is sent again when it starts
         data = line.encode("ascii")
         if self._backlog:
             self._backlog.append(data)  # keep the order
-            return
+            return False
         if not self._try_write(data):
             self._record("the lease guard is not reading its pipe (frozen?); queueing")
             self._backlog.append(data)
             self._schedule_backlog()
+            return False
+        return self._wfd is not None  # None: the write failed and closed the pipe
 
     def _try_write(self, data):
         """Write one line; False when the pipe is full (a line < PIPE_BUF: all or nothing)."""

@@ -16,7 +16,10 @@ The ownership core emits L{RunHook} actions; L{HookRunner} carries them out:
   process group (a hook runs as the leader of its own group);
 - every run is an event (``kind = "hook"``) with its outcome, duration and
   the tail of its output; the final outcome of a ``fence`` goes back to the
-  core (C{on_done(ok)}), whose lease decision waits for it.
+  core (C{on_done(ok)}), whose lease decision waits for it;
+- a fence of a tenure that ended is cancelled (L{HookRunner.cancel}): dropped
+  from the queue, or SIGKILLed (its process group) if it runs, and its
+  result is not passed on.
 """
 
 import collections
@@ -140,6 +143,7 @@ class _Job:
     action: object  # RunHook
     on_done: object
     attempt: int = 0
+    cancelled: bool = False
 
 
 class HookRunner:
@@ -181,6 +185,38 @@ class HookRunner:
             return
         self._queues[action.cluster].append(_Job(action, on_done))
         self._next(action.cluster)
+
+    def cancel(self, cluster, event, epoch):
+        """Drop C{cluster}'s C{event} runs for tenure C{epoch}; SIGKILL one that runs.
+
+        Their C{on_done} is never called: the tenure they served has ended.
+        """
+        queue = self._queues.get(cluster)
+        if not queue:
+            return
+        running = self._running.get(cluster)
+        for job in list(queue):
+            if job.action.event != event or job.action.epoch != epoch:
+                continue
+            job.cancelled = True
+            if running is not None and running[0] is job:
+                if running[1].pid is not None:
+                    self._signal_group(running[1].pid, signal.SIGKILL)
+                continue  # reported and dropped when it exits
+            if queue[0] is job and cluster in self._retry:  # waiting to be retried
+                retry = self._retry.pop(cluster)
+                if retry.active():
+                    retry.cancel()
+            queue.remove(job)
+            self._record_cancelled(job)
+        self._next(cluster)
+
+    def _record_cancelled(self, job):
+        action = job.action
+        self._events.record(
+            "hook", action.cluster,
+            f"{action.event} hook for epoch {action.epoch} cancelled: its tenure ended",
+            event=action.event, node=action.node, epoch=action.epoch, cancelled=True)
 
     def busy(self, cluster):
         return cluster in self._running or cluster in self._retry or bool(self._queues[cluster])
@@ -274,9 +310,11 @@ class HookRunner:
         action = job.action
         cluster = action.cluster
         self.history.append((cluster, action.event, job.attempt, outcome))
-        final = outcome.ok or job.attempt >= self.max_attempts
+        final = outcome.ok or job.attempt >= self.max_attempts or job.cancelled
         text = output.decode("utf-8", "replace").strip()
         verdict = "ok" if outcome.ok else ("giving up" if final else "will retry")
+        if job.cancelled:
+            verdict = "cancelled: its tenure ended; result not used"
         self._events.record(
             "hook", cluster,
             f"{action.event} hook attempt {job.attempt}/{self.max_attempts}: "
@@ -293,7 +331,7 @@ class HookRunner:
         queue = self._queues.get(cluster)
         if queue and queue[0] is job:
             queue.popleft()
-        if job.on_done is not None:
+        if job.on_done is not None and not job.cancelled:
             try:
                 job.on_done(outcome.ok)
             except Exception:

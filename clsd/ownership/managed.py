@@ -18,6 +18,10 @@ L{clsd.supervision.runner.ServiceRunner}:
   service was not running.  A service that ends here and will not be
   restarted (crash loop, ``restart`` policy, an operator's stop) gives the
   cluster up: C{service_failed}.
+- A process group still present after SIGKILL (stuck in the kernel, see
+  L{clsd.supervision.policy.KILL_WAIT}) is not stopped: C{service_stuck} is
+  reported instead, the group stays armed, and the stop (or failure) is
+  reported only once the group is really gone.
 """
 
 from clsd.ownership.guard import GuardUnavailable
@@ -64,6 +68,8 @@ class ManagedService:
         #: Why this service must not start here at all (e.g. leftovers), or None.
         self.blocked = None
         self._stopping = False
+        #: The report held back while a stuck process group is still present.
+        self._after_stuck = None
 
     @property
     def stopping(self):
@@ -102,11 +108,21 @@ class ManagedService:
         return self.cluster, int(epoch) if epoch is not None else None
 
     def _arm_new_group(self, pgid):
+        """Arm the new group; raising keeps its start gate shut (the program never runs)."""
         # The previous instance's group is gone (the runner spawns only then).
         if self.pgid is not None and self.pgid != pgid:
             self.guard.disarm(self.pgid)
         self.pgid = pgid
-        self.guard.arm(pgid, self.deadline, label=self.cluster)
+        deadline = self.deadline
+        # Checked again here: the spawn itself (or a freeze during it) may
+        # have outlasted the lease since wrap's check.
+        if not self.owned or deadline is None or self._monotonic() >= deadline:
+            raise LeaseNotHeld(f"cluster {self.cluster}: the lease deadline passed before "
+                               "the start gate opened")
+        if not self.guard.arm(pgid, deadline, label=self.cluster):
+            raise GuardUnavailable(
+                f"cluster {self.cluster}: the arm line did not reach the lease guard "
+                "(pipe full or broken); the start gate stays shut")
 
     # -- the core's actions ------------------------------------------------------
 
@@ -144,26 +160,42 @@ class ManagedService:
         self._stopping = False
         self.deadline = None
         self._disarm_if_gone()
-        self._report("service_stopped", self.cluster)
+        self._report_gone("service_stopped")
+
+    def _report_gone(self, method):
+        """Report C{method} once no process group of the service is left (stuck ones included)."""
+        if self.runner.stuck_groups:
+            if self._after_stuck is None:
+                self._report("service_stuck", self.cluster)
+            self._after_stuck = method
+            return
+        self._report(method, self.cluster)
 
     # -- what the runner tells us ------------------------------------------------------
 
     def _observe(self, runner):
         self._disarm_if_gone()
+        if self._after_stuck is not None and not runner.stuck_groups:
+            method, self._after_stuck = self._after_stuck, None
+            self._report(method, self.cluster)
+            return
         if (self.owned and not self._stopping and runner.state in RESTING_STATES
                 and not runner.process_alive):
             # Not running, and the supervisor will not restart it: the next
             # candidate should have the cluster.
             self.owned = False
-            self._report("service_failed", self.cluster)
+            self._report_gone("service_failed")
 
     def _disarm_if_gone(self):
         runner = self.runner
-        if self.pgid is not None and (not runner.process_alive or runner.pid != self.pgid):
+        if self.pgid is None or self.pgid in runner.stuck_groups:
+            return  # a stuck group stays armed: it is not gone
+        if not runner.process_alive or runner.pid != self.pgid:
             self.guard.disarm(self.pgid)
             self.pgid = None
 
     def status(self):
         return {"cluster": self.cluster, "owned": self.owned, "pgid": self.pgid,
                 "deadline": self.deadline, "blocked": self.blocked,
+                "stuck_groups": sorted(self.runner.stuck_groups) if self.runner else [],
                 "state": self.runner.state.value if self.runner else None}

@@ -14,12 +14,18 @@ Per resource, the phases are::
 
     IDLE -> ACQUIRING -> [FENCING] -> RUNNING -> STOPPING -> IDLE
                                          \\-> (lease ending) STOPPING -/
+                                 RUNNING | STOPPING -> STUCK -> IDLE
+
+STUCK: a process group of the service is still present after SIGKILL (a
+process stuck in the kernel).  The lease is kept (renewed while it can be)
+and released only once the group is gone: a successor of a released lease
+does not fence, and that process may still complete I/O it had started.
 """
 
 import attrs
 
 from clsd.ownership.actions import (
-    ForgetCluster, KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
+    CancelFence, ForgetCluster, KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
 )
 from clsd.ownership.arbiter_events import (
     ARBITER_EVENTS, LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
@@ -28,8 +34,11 @@ from clsd.ownership.escalation import FAILED, Escalation, cluster_status, notifi
 from clsd.ownership.messages import Handover, MoveRequest
 from clsd.ownership.placement import Candidate, MemberState, is_eligible, place
 
-IDLE, ACQUIRING, FENCING, RUNNING, STOPPING = (
-    "idle", "acquiring", "fencing", "running", "stopping")
+IDLE, ACQUIRING, FENCING, RUNNING, STOPPING, STUCK = (
+    "idle", "acquiring", "fencing", "running", "stopping", "stuck")
+
+#: The phases in which this node holds (or held, until released) a resource.
+HELD = (FENCING, RUNNING, STOPPING, STUCK)
 
 #: After a failed fence, wait this long before trying the lease again, so a
 #: broken fence command is retried a few times a minute, not in a tight loop.
@@ -83,7 +92,7 @@ class _Res:
 class ClusterManager:
     """One node's ownership decisions for all the cluster IDs it is registered for."""
 
-    def __init__(self, node, clusters, arbiter, timing, now, *, voters=()):
+    def __init__(self, node, clusters, arbiter, timing, now, *, voters=(), settle_until=None):
         self.node = node
         self.clusters = {c.id: c for c in clusters}
         self.arbiter = arbiter
@@ -103,6 +112,10 @@ class ClusterManager:
         self._failed_notified = set()
         self._published = None
         self._withdrawing = set()     # unregistered, service still stopping here
+        #: Cold start: until membership has settled (L{membership_settled}) or
+        #: this time passes, a resource nobody is known to hold is not acquired
+        #: as placement's target: a better candidate may not be visible yet.
+        self._settle_until = settle_until
 
     # -- helpers -------------------------------------------------------------
 
@@ -118,7 +131,7 @@ class ClusterManager:
 
     def own_state(self, now):
         holding = {r.name: r.epoch for r in self._res.values()
-                   if r.phase in (FENCING, RUNNING, STOPPING)
+                   if r.phase in HELD
                    and self.arbiter.holding(r.name, now) is not None}
         return MemberState(
             name=self.node,
@@ -154,7 +167,7 @@ class ClusterManager:
         for resource, found in claims.items():
             holders[resource] = max(found)[1]
         for res in self._resources_of(cluster.id):
-            if res.phase in (FENCING, RUNNING, STOPPING):
+            if res.phase in HELD:
                 holders[res.name] = self.node  # our own lease is authoritative for us
             elif holders.get(res.name) == self.node:
                 del holders[res.name]
@@ -196,6 +209,19 @@ class ClusterManager:
         """First actions: publish our state and start acting on placement."""
         return self._reconcile_all(now)
 
+    def membership_settled(self, now):
+        """Membership has settled (every live peer seen with its registrations): act freely."""
+        if self._settle_until is None:
+            return []
+        self._settle_until = None
+        return self._reconcile_all(now)
+
+    def settling(self, now):
+        """Whether the cold-start hold-off is still on."""
+        if self._settle_until is not None and now >= self._settle_until:
+            self._settle_until = None
+        return self._settle_until is not None
+
     def members_changed(self, members, now):
         """The live members (other than us) and what each published; from membership."""
         self._members = {m.name: m for m in members if m.name != self.node}
@@ -235,7 +261,7 @@ class ClusterManager:
         return out + self._reconcile_all(now)
 
     def next_wakeup(self):
-        times = [self.arbiter.next_wakeup(), self.escalation.next_wakeup()]
+        times = [self.arbiter.next_wakeup(), self.escalation.next_wakeup(), self._settle_until]
         times += list(self._forced.values()) + list(self._leaving.values())
         times += list(self._fence_backoff.values())
         for cluster in self.clusters.values():
@@ -257,8 +283,23 @@ class ClusterManager:
         """The service of C{cluster_id} has exited after our L{StopService}."""
         out = []
         for res in self._resources_of(cluster_id):
-            if res.phase == STOPPING:
+            if res.phase in (STOPPING, STUCK):
                 out += self._finish_stop(res, now)
+        return out + self._reconcile_all(now)
+
+    def service_stuck(self, cluster_id, now):
+        """A process group of C{cluster_id}'s service outlived SIGKILL: keep the lease.
+
+        It is not released (a successor of a released lease does not fence)
+        until L{service_stopped} or L{service_failed} says the group is gone.
+        """
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase in (RUNNING, STOPPING):
+                res.phase = STUCK
+                out.append(self._report(
+                    "stuck", res, reason="a process of the service is still present after "
+                    "SIGKILL (stuck in the kernel); the lease is kept until it is gone"))
         return out + self._reconcile_all(now)
 
     def service_failed(self, cluster_id, now):
@@ -270,7 +311,7 @@ class ClusterManager:
         placement, _ = self._placement(cluster, now)  # without us: we are ineligible now
         out = []
         for res in self._resources_of(cluster_id):
-            if res.phase in (RUNNING, STOPPING, FENCING):
+            if res.phase in HELD:
                 # The service is not running (supervision gave up): release at once,
                 # and tell the next candidate rather than wait for gossip.
                 res.stop_reason = "failed"
@@ -281,11 +322,16 @@ class ClusterManager:
                 res.phase = IDLE
         return out + self._reconcile_all(now)
 
-    def hook_done(self, cluster_id, event, ok, now):
-        """A fence hook finished (other hooks need no answer)."""
+    def hook_done(self, cluster_id, event, epoch, ok, now):
+        """A fence hook run for tenure C{epoch} finished (other hooks need no answer).
+
+        The result of a tenure that has ended (another epoch now, or no
+        longer fencing) is ignored: it says nothing about the node the
+        current tenure must fence.
+        """
         out = []
         for res in self._resources_of(cluster_id):
-            if res.phase != FENCING or event != "fence":
+            if res.phase != FENCING or event != "fence" or res.epoch != epoch:
                 continue
             if res.fence_kind == "peer":
                 res.phase = ACQUIRING
@@ -342,7 +388,7 @@ class ClusterManager:
             raise ManagerError(f"cannot move {cluster_id}: only active-standby clusters move")
         if cluster_id in self._paused:
             raise ManagerError(f"cannot move {cluster_id}: it is paused here (resume it first)")
-        if any(r.phase == STOPPING for r in self._resources_of(cluster_id)):
+        if any(r.phase in (STOPPING, STUCK) for r in self._resources_of(cluster_id)):
             raise ManagerError(f"cannot move {cluster_id}: its service is stopping here already")
         held = [r for r in self._resources_of(cluster_id) if r.phase in (FENCING, RUNNING)]
         if target == self.node:
@@ -494,11 +540,16 @@ class ClusterManager:
             return acquired + self._start_service(res, now)
         if isinstance(event, LeaseRenewed):
             res.expiry = event.expiry
-            if res.phase in (RUNNING, STOPPING):
+            if res.phase in (RUNNING, STOPPING, STUCK):
                 return [KillAt(res.cluster.id, event.expiry),
                         self._report("renewed", res, round_trip=event.round_trip)]
             return []
         if isinstance(event, LeaseEnding):
+            if res.phase == STUCK and res.stop_reason != "lease-lost":
+                res.stop_reason = "lease-lost"  # not released: the successor fences
+                out = self._process(self.arbiter.abandon(res.name, now), now)
+                return out + [self._report("lost", res, reason="could not be renewed in time "
+                                           "(a process of the service is stuck)")]
             if res.phase in (RUNNING, STOPPING):
                 res.phase = STOPPING
                 res.stop_reason = "lease-lost"
@@ -506,10 +557,15 @@ class ClusterManager:
                 return out + [self._report("lost", res, reason="could not be renewed in time"),
                               StopService(res.cluster.id, event.deadline, "lease could not be renewed")]
             if res.phase == FENCING:
+                cancel = self._cancel_fence(res)
                 res.phase = IDLE
-                return self._process(self.arbiter.release(res.name, now), now)
+                return cancel + self._process(self.arbiter.release(res.name, now), now)
             return []
         if isinstance(event, LeaseLost):
+            if res.phase == STUCK and res.stop_reason != "lease-lost":
+                res.stop_reason = "lease-lost"
+                return [self._report("lost", res, reason="expired (a process of the service "
+                                     "is stuck)")]
             if res.phase == RUNNING:
                 # We were frozen past both the stop point and the deadline.
                 res.phase = STOPPING
@@ -517,15 +573,16 @@ class ClusterManager:
                 return [self._report("lost", res, reason="expired (this node was too late)"),
                         StopService(res.cluster.id, now, "lease expired")]
             if res.phase == FENCING:
+                cancel = self._cancel_fence(res)
                 res.phase = IDLE
-                return self._process(self.arbiter.release(res.name, now), now)
+                return cancel + self._process(self.arbiter.release(res.name, now), now)
             return self._publish(now)
         return []
 
     def _may_hold(self, res, now):
         cluster = res.cluster
         me = self.own_state(now)
-        other_slot = any(r is not res and r.phase in (FENCING, RUNNING, STOPPING)
+        other_slot = any(r is not res and r.phase in HELD
                          for r in self._resources_of(cluster.id))
         return (is_eligible(me, cluster.id) and cluster.id not in self._paused
                 and res.name not in self._fence_backoff and not other_slot)
@@ -557,9 +614,13 @@ class ClusterManager:
         res.phase = STOPPING
         return [StopService(res.cluster.id, None, f"handover to {target}" if target else "handover")]
 
+    def _cancel_fence(self, res):
+        """The tenure ends while its fence runs: kill the fence, drop its result."""
+        return [CancelFence(res.cluster.id, res.epoch)] if res.phase == FENCING else []
+
     def _finish_stop(self, res, now):
         """The service is gone: release the lease and tell the successor."""
-        out = self._process(self.arbiter.release(res.name, now), now)
+        out = self._cancel_fence(res) + self._process(self.arbiter.release(res.name, now), now)
         res.phase = IDLE
         if res.stop_reason != "lease-lost":  # a lost lease was reported as lost
             out.append(self._report("released", res, reason=res.stop_reason or "stopped"))
@@ -624,11 +685,11 @@ class ClusterManager:
             return []
         placement, holders = self._placement(cluster, now)
         mine = [r for r in self._resources_of(cluster.id)
-                if r.phase in (FENCING, RUNNING, STOPPING)]
+                if r.phase in HELD]
         out = []
         if mine:
             for res in mine:
-                if res.phase == STOPPING:
+                if res.phase in (STOPPING, STUCK):
                     continue
                 if placement.targets[res.slot] != self.node:
                     out += self._begin_handover(res, placement.targets[res.slot], now)
@@ -650,6 +711,8 @@ class ClusterManager:
             role, slot = "target", forced[0].slot
         elif cluster.id in self._leaving:
             role = None
+        elif role == "target" and self.settling(now):
+            role = None  # cold start: wait until the other candidates can be seen
         if not is_eligible(self.own_state(now), cluster.id):
             role = None
         wanted = None

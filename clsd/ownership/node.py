@@ -21,11 +21,12 @@ class OwnershipNode:
         self.manager = manager    # ClusterManager (may have no clusters)
 
     @classmethod
-    def from_config(cls, config, now, *, generation, rng, epoch_floor=0):
+    def from_config(cls, config, now, *, generation, rng, epoch_floor=0, settle_until=None):
         """Build this node's core from a L{clsd.config.Config} with a ``[quorum]``.
 
         C{generation}: fresh per daemon start; C{rng}: a C{random.Random};
-        C{epoch_floor}: the last value this node's voter persisted (0 at first).
+        C{epoch_floor}: the last value this node's voter persisted (0 at first);
+        C{settle_until}: see L{ClusterManager} (cold start).
         """
         quorum = config.quorum
         timing = LeaseTiming(lease=quorum.lease, drift_margin=quorum.drift_margin)
@@ -41,7 +42,7 @@ class OwnershipNode:
                                    reserve_block=DEFAULT_RESERVE_BLOCK)
             arbiter = QuorumArbiter(name, generation, quorum.voters, timing, rng)
         manager = ClusterManager(name, config.clusters, arbiter, timing, now,
-                                 voters=quorum.voters)
+                                 voters=quorum.voters, settle_until=settle_until)
         return cls(name, voter, manager)
 
     def start(self, now):

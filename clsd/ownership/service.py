@@ -13,6 +13,7 @@ L{KillAt}               the cluster's L{ManagedService}: re-arm the lease guard
 L{StartService}         the cluster's L{ManagedService}: start with CLSD_* env
 L{StopService}          the cluster's L{ManagedService}: TERM, KILL by deadline
 L{RunHook}              the L{HookRunner}; a fence's result goes back to the core
+L{CancelFence}          the L{HookRunner}: kill an ended tenure's fence
 L{PersistEpochFloor}    a durable write under data_dir, then C{voter.persisted}
 L{PublishState}         the injected C{publish(wire_dict)} (membership gossips it)
 L{ForgetCluster}        drop the cluster's L{ManagedService}, stop its runner
@@ -45,7 +46,7 @@ from twisted.logger import Logger
 from clsd.logs import emit
 
 from clsd.ownership.actions import (
-    ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,
+    CancelFence, ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,
     StopService,
 )
 from clsd.ownership.cause import Departures, is_planned, move_cause
@@ -75,6 +76,21 @@ MIN_TICK = 0.005
 #: JSON log and push everything else out of its rotation).  Renewals are
 #: never in the event history; their latency is in the metrics.
 RENEWED_LOG_INTERVAL = 60.0
+
+def cold_start_settle(config):
+    """How long after a start a node waits, at most, for membership to settle.
+
+    Until every live peer is seen with its registrations, a node does not take
+    a cluster nobody holds: a better candidate started at the same moment may
+    not be visible yet.  The bound (the lease, the drift margin and two join
+    retries: 6.1 s with the defaults) keeps a node whose peers are all down
+    from waiting for ever.  None for a node with no seeds: it is the cluster.
+    """
+    if not config.node.join:
+        return None
+    quorum = config.quorum
+    return quorum.lease + quorum.drift_margin + 2 * config.membership.join_retry_interval
+
 
 #: At shutdown, how long the graceful handover may take beyond the longest
 #: ``stop_timeout`` of a managed service before the runners are stopped anyway.
@@ -282,8 +298,11 @@ class OwnershipService(MultiService):
                                 f"lease ownership not started: {e}")
             return
         now = self._monotonic()
-        self.node = OwnershipNode.from_config(self.config, now, generation=self.generation,
-                                              rng=self._rng, epoch_floor=floor)
+        settle = cold_start_settle(self.config)
+        self.node = OwnershipNode.from_config(
+            self.config, now, generation=self.generation, rng=self._rng, epoch_floor=floor,
+            settle_until=None if settle is None else now + settle)
+        self._settled = settle is None
         self.inactive_reason = None
         self._events.record("ownership", self.node_name, "lease ownership started",
                             generation=self.generation, epoch_floor=floor,
@@ -292,6 +311,7 @@ class OwnershipService(MultiService):
         if self._members:
             members = list(self._members.values())
             self._run(lambda now: self.node.call("members_changed", members, now=now))
+        self._check_settled()
 
     def stopService(self):
         """Hand every cluster over, wait for the services, then stop runners, hooks, guard."""
@@ -391,9 +411,25 @@ class OwnershipService(MultiService):
                     self.log.warn("ownership: {error}", error=str(e))
                     states[name] = MemberState(name)
         self._members = states
+        self._peers_published = bool(states) and all(
+            data is not None for name, data in dict(members).items() if name != self.node_name)
         if self.node is not None and not self._closed:
             members_list = list(states.values())
             self._run(lambda now: self.node.call("members_changed", members_list, now=now))
+            self._check_settled()
+
+    _settled = False
+    _peers_published = False
+
+    def _check_settled(self):
+        """Cold start: membership has settled once a peer is seen and every live one published."""
+        if self._settled or not self._peers_published or self.node is None or self._closed:
+            return
+        self._settled = True
+        self._events.record("ownership", self.node_name,
+                            f"membership settled: {len(self._members)} peer(s) seen with "
+                            "their registrations; clusters nobody holds may be taken now")
+        self._run(lambda now: self.node.call("membership_settled", now=now))
 
     def member_event(self, record):
         """A membership event record (kind ``member``): remember departures for cause chains."""
@@ -461,6 +497,8 @@ class OwnershipService(MultiService):
         manager = self.node.manager
         own = manager.own_state(now)
         result["standby"] = manager.standby
+        #: Cold start: clusters nobody holds are not taken until membership settles.
+        result["settling"] = manager.settling(now)
         members = list(self._members.values()) + [own]
         phases = manager.status(now)
         paused = manager.paused()
@@ -483,7 +521,8 @@ class OwnershipService(MultiService):
             elif cluster.id in own.failed:
                 state = "cooling-down"
             else:
-                state = next((p for p in ("stopping", "running", "fencing") if p in here),
+                state = next((p for p in ("stuck", "stopping", "running", "fencing")
+                              if p in here),
                              None)
                 if state is None and "acquiring" in here and not set(owners) - {
                         self.node_name}:
@@ -596,11 +635,13 @@ class OwnershipService(MultiService):
         elif isinstance(action, RunHook):
             on_done = None
             if action.event == "fence":
-                cluster = action.cluster
+                cluster, epoch = action.cluster, action.epoch
 
                 def on_done(ok):
-                    self._report_later("hook_done", cluster, "fence", ok)
+                    self._report_later("hook_done", cluster, "fence", epoch, ok)
             self.hooks.run(action, on_done)
+        elif isinstance(action, CancelFence):
+            self.hooks.cancel(action.cluster, "fence", action.epoch)
         elif isinstance(action, PersistEpochFloor):
             self._persist(action.value)
         elif isinstance(action, PublishState):
@@ -640,6 +681,10 @@ class OwnershipService(MultiService):
                 cause=cause, **{"from": report.previous, "to": self.node_name})
         elif what == "failed":
             self._events.record("cluster", cluster, f"failed: {report.reason}", what=what,
+                                why=report.reason)
+        elif what == "stuck":
+            self._events.record("lease", cluster, f"keeping lease {resource} epoch {epoch}: "
+                                f"{report.reason}", what=what, resource=resource, epoch=epoch,
                                 why=report.reason)
         for listener in self._report_listeners:
             try:

@@ -36,7 +36,8 @@ import random
 import attrs
 
 from clsd.ownership.actions import (
-    KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService, StopService,
+    CancelFence, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,
+    StopService,
 )
 from clsd.ownership.arbiter import QuorumArbiter
 from clsd.ownership.manager import ClusterManager, ManagerError, resource_name
@@ -264,7 +265,8 @@ class LeaseSim:
         name, incarnation, hook = payload
         node = self.nodes[name]
         if node.up and node.incarnation == incarnation:
-            self._input(node, ("call", "hook_done", hook.cluster, hook.event, True))
+            self._input(node, ("call", "hook_done", hook.cluster, hook.event, hook.epoch,
+                                True))
 
     def _on_membership(self, _):
         self._update_membership()
@@ -383,6 +385,8 @@ class LeaseSim:
             if action.event == "fence":
                 self._schedule(self.now + self.hook_time, "fence",
                                (node.name, node.incarnation, action))
+        elif isinstance(action, CancelFence):
+            pass  # a simulated fence powers its subject off at once; a late result is ignored
         elif isinstance(action, PublishState):
             node.published = action.state
         elif isinstance(action, Report):

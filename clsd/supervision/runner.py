@@ -39,6 +39,10 @@ GROUP_POLL_MAX = 0.1
 #: L{ServiceProcessProtocol.release_later}); stop() waits for this at most.
 OUTPUT_DRAIN_GRACE = 2.0
 
+#: How often a process group abandoned after SIGKILL (a member stuck in the
+#: kernel) is probed, until it is gone.
+STUCK_POLL = 1.0
+
 
 def _describe_error(error):
     text = str(error)
@@ -105,6 +109,8 @@ class ServiceRunner(Service):
         self._draining = set()
         self._drain_wait = None
         self._observers = []
+        #: pgid -> IDelayedCall: groups abandoned after SIGKILL, still present.
+        self._stuck = {}
 
     # -- the interface the daemon and the admin shell use ---------------------
 
@@ -125,6 +131,15 @@ class ServiceRunner(Service):
     def pid(self):
         """The leader pid (== process group id) of the current or last instance."""
         return self._policy.pid
+
+    @property
+    def stuck_groups(self):
+        """Process groups of earlier instances still present after SIGKILL and L{KILL_WAIT}.
+
+        The policy no longer waits for them, but they are not gone: a member
+        stuck in the kernel may still complete I/O it had started.
+        """
+        return frozenset(self._stuck)
 
     def add_observer(self, observer):
         """Call C{observer(runner)} after every batch of lifecycle events.
@@ -170,6 +185,7 @@ class ServiceRunner(Service):
             "for": round(now - policy.since, 3),
             "healthy": policy.healthy,
             "recent_failures": policy.recent_failures(now),
+            "stuck_groups": sorted(self._stuck),
         }
 
     # -- IService --------------------------------------------------------------
@@ -181,6 +197,9 @@ class ServiceRunner(Service):
 
     def stopService(self):
         super().stopService()
+        for call in self._stuck.values():
+            if call.active():
+                call.cancel()
         d = self.stop()
         d.addBoth(self._close_output)
         return d
@@ -212,6 +231,9 @@ class ServiceRunner(Service):
         finally:
             self._busy = False
         self._settle()
+        self._notify_observers()
+
+    def _notify_observers(self):
         for observer in list(self._observers):
             try:
                 observer(self)
@@ -225,6 +247,8 @@ class ServiceRunner(Service):
                 cluster, epoch = self.tenure() if self.tenure is not None else (None, None)
                 fields = dict(fields, cluster=cluster, epoch=epoch)
             self._events.record(action.kind, self.config.name, action.reason, **fields)
+            if action.kind == "abandoned":
+                self._watch_stuck(fields["pgid"])
         elif isinstance(action, Spawn):
             self._start_instance()
         elif isinstance(action, SignalGroup):
@@ -334,6 +358,19 @@ class ServiceRunner(Service):
         if self._poll_call is not None and self._poll_call.active():
             self._poll_call.cancel()
         self._poll_call = None
+
+    def _watch_stuck(self, pgid):
+        self._stuck[pgid] = self._reactor.callLater(STUCK_POLL, self._probe_stuck, pgid)
+
+    def _probe_stuck(self, pgid):
+        if self._groups.alive(pgid):
+            self._stuck[pgid] = self._reactor.callLater(STUCK_POLL, self._probe_stuck, pgid)
+            return
+        del self._stuck[pgid]
+        self._events.record("state", self.config.name,
+                            f"process group {pgid}, abandoned after SIGKILL, is gone now",
+                            pgid=pgid)
+        self._notify_observers()
 
     # -- timers and checks ------------------------------------------------------------
 

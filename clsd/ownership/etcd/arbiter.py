@@ -10,7 +10,9 @@ Per resource this node wants, it keeps one etcd lease alive (grant, then
 keepalives every TTL/3), so that when the holder's key disappears the
 acquiring transaction is a single round trip.  A standby learns of the
 deletion from a watch on the prefix and tries at once; a slow poll (about
-once a lease) covers a broken watch.
+once a lease) covers a broken watch.  A broken watch is resumed after the
+last revision it delivered, so no DELETE or PUT is missed; a PUT of our key
+on another lease while we hold it means we no longer hold it.
 
 Safety, as with the built-in voters: etcd expires a lease no earlier than
 TTL after the grant or keepalive that last reached it, and that is later
@@ -111,6 +113,10 @@ class EtcdArbiter:
         self._next_id = 0
         self._watch_id = None
         self._watch_reopen = None
+        #: The revision a reopened watch starts from (one past the last one it
+        #: delivered), or None: from now.
+        self._watch_from = None
+        self._recheck = {}     # resource -> when to check our key again (a check failed)
         self._failing = set()  # (resource, kind) whose last call failed (logged once)
 
     # -- helpers ------------------------------------------------------------------------
@@ -164,7 +170,13 @@ class EtcdArbiter:
         self._watch_reopen = None
         self._next_id += 1
         self._watch_id = self._next_id
-        return [EtcdWatch(self._watch_id, codec.watch_body(self.prefix), call_timeout(self.ttl))]
+        return [EtcdWatch(self._watch_id, codec.watch_body(self.prefix, self._watch_from),
+                          call_timeout(self.ttl))]
+
+    def _check_key(self, slot, now):
+        """Read our key: is it still on our lease?  (When the watch cannot replay.)"""
+        return [self._call("check", slot.resource, slot.lease.id, codec.RANGE,
+                           codec.range_body(self._key(slot.resource)), now)]
 
     # -- IArbiter commands ----------------------------------------------------------------
 
@@ -249,6 +261,12 @@ class EtcdArbiter:
                 out += self._failed(pending, "no answer from the etcd client", now)
         if self._slots:
             out += self._ensure_watch(now)
+        for resource, due in list(self._recheck.items()):
+            if now >= due:
+                del self._recheck[resource]
+                slot = self._slots.get(resource)
+                if slot is not None and slot.held is not None and slot.lease is not None:
+                    out += self._check_key(slot, now)
         for slot in list(self._slots.values()):
             out += self._tick_slot(slot, now)
         return out
@@ -293,6 +311,7 @@ class EtcdArbiter:
 
     def next_wakeup(self):
         times = [p.sent_at + p.timeout + CALL_GRACE for p in self._pending.values()]
+        times += list(self._recheck.values())
         if self._slots and self._watch_id is None and self._watch_reopen is not None:
             times.append(self._watch_reopen)
         for slot in self._slots.values():
@@ -379,6 +398,8 @@ class EtcdArbiter:
         if pending.kind == "keepalive":
             if slot.lease is not None and slot.lease.id == pending.lease_id:
                 slot.next_renew = now + self._timing(slot.lease.ttl).renew_retry
+        elif pending.kind == "check":
+            self._recheck[pending.resource] = now + self.timing.renew_retry
         elif pending.kind in ("grant", "txn"):
             if gone and slot.lease is not None and slot.lease.id == pending.lease_id:
                 slot.lease, slot.keyed, slot.next_renew = None, False, None
@@ -474,6 +495,18 @@ class EtcdArbiter:
         slot.next_attempt = now
         return []
 
+    def _on_check(self, slot, pending, data, now):
+        kv = codec.read_range(data)
+        if (slot is None or slot.held is None or slot.lease is None
+                or slot.lease.id != pending.lease_id):
+            return []
+        if kv is None:
+            self.counters["key_lost"] += 1
+            return [EtcdLog(slot.resource, "our etcd key is gone")] + self._lease_gone(slot, now)
+        if kv["lease"] != slot.lease.id:
+            return self._key_taken(slot, kv, now)
+        return []
+
     def _on_revoke(self, slot, pending, data, now):
         return []
 
@@ -486,15 +519,31 @@ class EtcdArbiter:
         if message.id != self._watch_id:
             return []
         try:
-            kind, events = codec.read_watch_message(codec.parse_json(message.body, "watch"))
+            kind, events, revision = codec.read_watch_message(
+                codec.parse_json(message.body, "watch"))
         except codec.EtcdAnswerError as e:
             self.counters["bad_answers"] += 1
             return [EtcdLog("watch", f"bad etcd watch message: {e}")]
+        if kind == "compacted":
+            # What happened since we last saw the stream cannot be replayed:
+            # watch from now, try what we want, and check the keys we hold.
+            self.counters["watch_compacted"] += 1
+            self._watch_id, self._watch_reopen, self._watch_from = None, now, None
+            out = [EtcdLog("watch", f"etcd compacted the revisions the watch was to resume "
+                                    f"from (up to {revision}); checking held keys")]
+            for slot in self._slots.values():
+                if slot.held is not None and slot.lease is not None:
+                    out += self._check_key(slot, now)
+                elif slot.wanted:
+                    slot.next_attempt = now
+            return out
         if kind == "canceled":
             self._watch_id = None
             self._watch_reopen = now
             return [EtcdLog("watch", "etcd cancelled the watch; reopening")]
         if kind == "created":
+            if self._watch_from is None and revision is not None:
+                self._watch_from = revision + 1  # it reports what follows this revision
             # Events may have been missed while no watch was open: try now.
             for slot in self._slots.values():
                 if slot.wanted and slot.held is None:
@@ -502,6 +551,8 @@ class EtcdArbiter:
             return []
         out = []
         for event, kv, prev in events:
+            if kv["mod_revision"]:
+                self._watch_from = max(self._watch_from or 0, kv["mod_revision"] + 1)
             resource = kv["key"][len(self.prefix):]
             if not kv["key"].startswith(self.prefix) or resource.startswith(LAST):
                 continue
@@ -509,8 +560,12 @@ class EtcdArbiter:
             if slot is None:
                 continue
             if event == "DELETE":
-                out += self._on_deleted(slot, prev, now)
+                out += self._on_deleted(slot, kv, prev, now)
             elif kv["lease"] != (slot.lease.id if slot.lease else None):
+                held = slot.held
+                if held is not None and (kv["mod_revision"] or held.epoch + 1) > held.epoch:
+                    out += self._key_taken(slot, kv, now)  # whatever its value says
+                    continue
                 try:
                     holder = codec.read_value(kv["value"], f"holder of {resource}")["node"]
                 except codec.EtcdAnswerError as e:
@@ -522,9 +577,20 @@ class EtcdArbiter:
                                          float(self.ttl)))
         return out
 
-    def _on_deleted(self, slot, prev, now):
+    def _key_taken(self, slot, kv, now):
+        """Our key, while we hold it, is on another lease: whoever has that lease holds it."""
+        self.counters["key_taken"] += 1
+        out = [EtcdLog(slot.resource, f"our etcd key was put on another lease "
+                                      f"({kv['lease']:x}) while we held it; stopping")]
         held = slot.held
-        if held is not None and (prev is None or prev["create_revision"] == held.epoch):
+        out += self._revoke(slot, now)  # our lease carries no key of ours any more
+        slot.held = held
+        return out + self._lease_gone(slot, now)
+
+    def _on_deleted(self, slot, kv, prev, now):
+        held = slot.held
+        if held is not None and (prev["create_revision"] == held.epoch if prev is not None
+                                 else (kv["mod_revision"] or held.epoch + 1) > held.epoch):
             # Our own key vanished while we hold it (deleted by hand, or our
             # lease revoked elsewhere): another node may take it now, so stop now.
             self.counters["key_lost"] += 1

@@ -60,6 +60,7 @@ GRANT = "/v3/lease/grant"
 KEEPALIVE = "/v3/lease/keepalive"
 REVOKE = "/v3/lease/revoke"
 TXN = "/v3/kv/txn"
+RANGE = "/v3/kv/range"
 WATCH = "/v3/watch"
 
 
@@ -106,9 +107,16 @@ def release_body(key, last_key, last, lease_id):
     }
 
 
-def watch_body(prefix):
-    return {"create_request": {"key": b64(prefix), "range_end": prefix_end(prefix),
-                               "prev_kv": True}}
+def watch_body(prefix, start_revision=None):
+    """A watch on every key under C{prefix}; from C{start_revision} on (replayed), or from now."""
+    request = {"key": b64(prefix), "range_end": prefix_end(prefix), "prev_kv": True}
+    if start_revision is not None:
+        request["start_revision"] = str(start_revision)
+    return {"create_request": request}
+
+
+def range_body(key):
+    return {"key": b64(key)}
 
 
 # -- reading answers -----------------------------------------------------------------------
@@ -184,6 +192,7 @@ def _kv(kv, what):
         "key": unb64(kv.get("key"), f"{what} key"),
         "value": unb64(kv.get("value", ""), f"{what} value"),
         "create_revision": _int(kv, "create_revision", what, default=0),
+        "mod_revision": _int(kv, "mod_revision", what, default=0),
         "lease": _int(kv, "lease", what, default=0),
     }
 
@@ -232,18 +241,36 @@ def read_acquire(data):
     return ("exists", kvs[0] if kvs else None)
 
 
-def read_watch_message(data):
-    """One message of a watch stream: C{(kind, events)}.
+def read_range(data):
+    """The one kv of a ``/v3/kv/range`` answer for a single key, or None if it is absent."""
+    what = "range"
+    kvs = data.get("kvs", [])
+    if not isinstance(kvs, list):
+        raise EtcdAnswerError(f"{what}: kvs must be a list")
+    return _kv(kvs[0], f"{what} kv") if kvs else None
 
-    C{kind} is ``"created"``, ``"events"`` or ``"canceled"``; C{events} is a
-    list of C{(type, kv, prev_kv)} with C{type} ``"PUT"`` or ``"DELETE"``.
+
+def read_watch_message(data):
+    """One message of a watch stream: C{(kind, events, revision)}.
+
+    C{kind} is ``"created"``, ``"events"``, ``"canceled"`` or ``"compacted"``
+    (the revision asked to start from is compacted away: nothing before
+    C{revision}, the compaction point, can be replayed); C{events} is a list
+    of C{(type, kv, prev_kv)} with C{type} ``"PUT"`` or ``"DELETE"``;
+    C{revision} is the header's revision (for ``compacted``: the compaction
+    revision), or None.
     """
     what = "watch message"
     if error_text(data) is not None:
         raise EtcdAnswerError(f"{what}: {error_text(data)}")
     result = _object(data.get("result"), f"{what} result")
-    if result.get("canceled") or result.get("compact_revision"):
-        return ("canceled", [])
+    header = result.get("header")
+    revision = (_int(header, "revision", f"{what} header", default=0) or None
+                if isinstance(header, dict) else None)
+    if result.get("compact_revision") and _int(result, "compact_revision", what):
+        return ("compacted", [], _int(result, "compact_revision", what))
+    if result.get("canceled"):
+        return ("canceled", [], revision)
     events = result.get("events", [])
     if not isinstance(events, list):
         raise EtcdAnswerError(f"{what}: events must be a list")
@@ -257,5 +284,5 @@ def read_watch_message(data):
         prev = _kv(event["prev_kv"], f"{what} prev_kv") if "prev_kv" in event else None
         parsed.append((kind, kv, prev))
     if result.get("created") and not parsed:
-        return ("created", [])
-    return ("events", parsed)
+        return ("created", [], revision)
+    return ("events", parsed, revision)
