@@ -207,6 +207,46 @@ class RenewalTests(unittest.TestCase):
         self.assertIsNone(z.holding(late))
 
 
+class PreviousTenureTests(unittest.TestCase):
+    """Whether the previous holder released is a fact about its *last* tenure, not its name."""
+
+    def acquire(self, net, proposer, now):
+        """Drive C{proposer} (outbid rounds retried) until it holds; its L{LeaseAcquired}."""
+        events = net.run(proposer, proposer.acquire(now), now)
+        while not any(isinstance(e, LeaseAcquired) for e in events):
+            now = proposer.next_wakeup()
+            events += net.run(proposer, proposer.tick(now), now)
+        [acquired] = [e for e in events if isinstance(e, LeaseAcquired)]
+        return acquired
+
+    def test_a_release_of_an_older_tenure_does_not_hide_a_later_expiry(self):
+        net = Net()
+        a, c = make(net, "a"), make(net, "c")
+        first = self.acquire(net, a, NOW)
+        net.run(a, a.release(NOW + 0.1), NOW + 0.1)        # epoch 1 released everywhere
+        net.reachable = {"v2", "v3"}                       # v1 misses the next tenure
+        second = self.acquire(net, a, NOW + 0.2)
+        self.assertGreater(second.epoch, first.epoch)
+        # 'a' dies holding its second tenure; its grants expire at v2 and v3.
+        net.reachable = {"v1", "v2"}
+        later = NOW + 0.2 + T.lease + 0.1
+        acquired = self.acquire(net, c, later)
+        self.assertEqual(acquired.previous, "a")
+        self.assertFalse(acquired.previous_released)
+
+    def test_the_highest_tenure_names_the_previous_holder(self):
+        net = Net()
+        a, b, c = make(net, "a"), make(net, "b"), make(net, "c")
+        net.run(a, a.acquire(NOW), NOW)
+        net.run(a, a.release(NOW + 0.1), NOW + 0.1)
+        net.reachable = {"v2", "v3"}
+        self.acquire(net, b, NOW + 0.2)                    # 'b' then dies holding it
+        net.reachable = {"v1", "v2"}
+        later = NOW + 0.2 + T.lease + 0.1
+        acquired = self.acquire(net, c, later)
+        self.assertEqual((acquired.previous, acquired.previous_released), ("b", False))
+
+
 class AbandonTests(unittest.TestCase):
     def test_abandon_during_propose_takes_the_grant_back(self):
         net = Net()

@@ -114,8 +114,10 @@ class Promise:
     ``reserving``: the voter is persisting a higher epoch floor).
     C{holder}: the (node, generation) of an unexpired grant, with its C{epoch}
     and the C{remaining} seconds on the voter's clock.
-    C{previous}: the node of the last grant that ended, and whether it ended
-    by a release (no fence needed) or by expiry.
+    C{previous}: the node of the last grant that ended, C{previous_epoch}
+    the epoch of that grant's tenure, and whether it ended by a release (no
+    fence needed) or by expiry.  A voter may have missed later tenures, so
+    the proposer believes the answer with the highest C{previous_epoch}.
     """
 
     resource: str
@@ -128,6 +130,7 @@ class Promise:
     remaining: float = 0.0
     previous: str | None = None
     previous_released: bool = False
+    previous_epoch: int = 0
 
     def to_wire(self):
         return {
@@ -136,6 +139,7 @@ class Promise:
             "holder": list(self.holder) if self.holder else None,
             "epoch": self.epoch, "remaining": self.remaining,
             "previous": self.previous, "previous_released": self.previous_released,
+            "previous_epoch": self.previous_epoch,
         }
 
     @classmethod
@@ -152,6 +156,7 @@ class Promise:
             remaining=_field(data, "remaining", float, t, optional=True) or 0.0,
             previous=_field(data, "previous", str, t, optional=True),
             previous_released=bool(_field(data, "previous_released", bool, t, optional=True)),
+            previous_epoch=_field(data, "previous_epoch", int, t, optional=True) or 0,
         )
 
 

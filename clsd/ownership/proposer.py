@@ -26,6 +26,24 @@ from clsd.ownership.ballot import Ballot
 from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
 
 
+def _previous_tenure(promises):
+    """C{(node, released)} of the last tenure that ended, from a majority's promises.
+
+    A voter that missed later tenures still remembers an older one, perhaps
+    released by the very node that later held again and died: so the answer
+    about the highest epoch decides, never the node's name.  Voters of the
+    same tenure may differ (a Release that reached some of them); the release
+    was sent only after the service had stopped, so one of them is enough.
+    """
+    known = [p for p in promises if p.previous is not None]
+    if not known:
+        return None, False
+    last = max(known, key=lambda p: p.previous_epoch)
+    released = any(p.previous_released for p in known
+                   if p.previous_epoch == last.previous_epoch and p.previous == last.previous)
+    return last.previous, released
+
+
 @attrs.define
 class _Round:
     ballot: Ballot
@@ -254,11 +272,8 @@ class LeaseProposer:
                 self._next_attempt = now + self._blocked_pause(blocking, now)
                 return [LeaseObserved(self.resource, blocking.holder[0], blocking.epoch,
                                       blocking.remaining)]
-            previous = [rnd.replies[v] for v in ok if rnd.replies[v].previous is not None]
-            if previous:
-                rnd.previous = previous[0].previous
-                rnd.previous_released = any(
-                    r.previous_released for r in previous if r.previous == rnd.previous)
+            rnd.previous, rnd.previous_released = _previous_tenure(
+                [rnd.replies[v] for v in ok])
             rnd.phase = "propose"
             rnd.started = now
             rnd.sent_at = now

@@ -50,6 +50,7 @@ class _Resource:
     grant: _Grant | None = None
     previous: str | None = None
     previous_released: bool = False
+    previous_epoch: int = 0
 
 
 class LeaseVoter:
@@ -111,6 +112,7 @@ class LeaseVoter:
         if grant is not None and grant.until <= now:
             state.previous = grant.owner[0]
             state.previous_released = False
+            state.previous_epoch = grant.epoch
             state.grant = None
 
     def _promised_counter(self, state):
@@ -151,6 +153,7 @@ class LeaseVoter:
             epoch=grant.epoch if grant else 0,
             remaining=grant.until - now if grant else 0.0,
             previous=state.previous, previous_released=state.previous_released,
+            previous_epoch=state.previous_epoch,
         )
         return actions + [Send(sender, reply)]
 
@@ -184,3 +187,4 @@ class LeaseVoter:
             state.grant = None
             state.previous = ballot.node
             state.previous_released = True
+            state.previous_epoch = grant.epoch
