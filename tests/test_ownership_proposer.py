@@ -9,7 +9,8 @@ from clsd.ownership.arbiter import IArbiter, QuorumArbiter
 from clsd.ownership.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
-from clsd.ownership.messages import Propose, Release
+from clsd.ownership.ballot import Ballot
+from clsd.ownership.messages import Prepare, Propose, Release
 from clsd.ownership.proposer import LeaseProposer
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import LeaseVoter
@@ -245,6 +246,48 @@ class PreviousTenureTests(unittest.TestCase):
         later = NOW + 0.2 + T.lease + 0.1
         acquired = self.acquire(net, c, later)
         self.assertEqual((acquired.previous, acquired.previous_released), ("b", False))
+
+
+class PausedHolderTests(unittest.TestCase):
+    """A whole machine paused: its clock stopped, so its deadline still lies ahead on resume."""
+
+    def test_a_renewal_refused_for_another_holder_ends_the_tenure_at_once(self):
+        net = Net()
+        a, c = make(net, "a"), make(net, "c")
+        [held] = [e for e in net.run(a, a.acquire(NOW), NOW) if isinstance(e, LeaseAcquired)]
+        # 'a' is paused; the voters' clocks go on and 'c' takes over.
+        later = NOW + T.lease + 0.1
+        events = net.run(c, c.acquire(later), later)
+        while not any(isinstance(e, LeaseAcquired) for e in events):
+            later = c.next_wakeup()
+            events += net.run(c, c.acquire(later), later)
+        # 'a' resumes: on its clock almost no time passed; its renewal is due.
+        resumed = NOW + T.renew_after
+        self.assertIsNotNone(a.holding(resumed))
+        events = []
+        for item in a.tick(resumed):
+            if isinstance(item, Send):
+                answers = net.voters[item.to].receive("a", item.message, later + 0.5)
+                for answer in answers:
+                    events += a.receive(item.to, answer.message, resumed + 0.002)
+            else:
+                events.append(item)
+        now = resumed + 0.002
+        [ending] = [e for e in events if isinstance(e, LeaseEnding)]
+        self.assertEqual((ending.epoch, ending.deadline), (held.epoch, now))
+        self.assertTrue([e for e in events if isinstance(e, LeaseLost)])
+        self.assertIsNone(a.tenure(now))
+
+    def test_a_refusal_that_names_no_other_holder_is_retried(self):
+        net = Net()
+        a = make(net)
+        net.run(a, a.acquire(NOW), NOW)
+        for voter in net.voters.values():   # every voter saw a higher ballot (a prepare)
+            voter.receive("c", Prepare("X", Ballot(50, "c", 1)), NOW + 0.1)
+        at = NOW + T.renew_after
+        events = net.run(a, a.tick(at), at)
+        self.assertFalse([e for e in events if isinstance(e, (LeaseEnding, LeaseLost))])
+        self.assertIsNotNone(a.holding(at))
 
 
 class AbandonTests(unittest.TestCase):

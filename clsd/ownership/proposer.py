@@ -287,6 +287,8 @@ class LeaseProposer:
 
     def _after_accepted(self, rnd, now):
         ok, assumed, refused = self._votes(rnd)
+        if rnd.renewal and any(rnd.replies[v].reason == "held" for v in refused):
+            return self._taken(now)
         if len(ok) + len(assumed) >= self.majority:
             self._round = None
             expiry = self.timing.holder_expiry(rnd.sent_at)
@@ -307,6 +309,20 @@ class LeaseProposer:
         if self._hopeless(rnd):
             return self._fail_round(now, retry=self._retry_delay(rnd))
         return []
+
+    def _taken(self, now):
+        """A voter refused our renewal because another owner holds a grant there.
+
+        Our grant there has expired by that voter's clock, so our own clock
+        cannot be trusted (a whole machine paused and resumed: its deadline
+        still lies ahead): the tenure ends now, not at its deadline.
+        """
+        held, self._held, self._round = self._held, None, None
+        self._next_attempt = now if self.wanted else None
+        if held is None:
+            return []
+        out = [LeaseEnding(self.resource, held.epoch, now)]
+        return out + [LeaseLost(self.resource, held.epoch)]
 
     def _blocked_pause(self, blocking, now):
         """How long to wait after a voter showed C{blocking}'s unexpired grant."""

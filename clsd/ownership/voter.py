@@ -160,10 +160,15 @@ class LeaseVoter:
     def _propose(self, sender, message, state, now):
         ballot = message.ballot
         actions = self._maybe_reserve(ballot.counter)
-        reason = "quiet" if self.quiet(now) else self._admit(state, ballot)
         grant = state.grant
-        if reason is None and grant is not None and grant.owner != ballot.owner:
+        # "held" before "stale": a holder refused because another owner holds
+        # here must learn that its tenure is over (a paused machine resuming).
+        if self.quiet(now):
+            reason = "quiet"
+        elif grant is not None and grant.owner != ballot.owner:
             reason = "held"
+        else:
+            reason = self._admit(state, ballot)
         if reason is None and message.duration > self.timing.max_request:
             reason = "too-long"
         if reason is not None:
