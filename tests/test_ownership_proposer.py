@@ -278,6 +278,31 @@ class PausedHolderTests(unittest.TestCase):
         self.assertTrue([e for e in events if isinstance(e, LeaseLost)])
         self.assertIsNone(a.tenure(now))
 
+    def test_a_held_refusal_from_a_voter_that_was_paused_too_does_not_end_the_new_tenure(self):
+        # v1 was on the paused machine with 'a': on resume its clock shows a's
+        # grant unexpired, and it refuses 'c''s renewal "held". Its promise is
+        # older than c's tenure: not authoritative, c goes on with v2 and v3.
+        net = Net()
+        a, c = make(net, "a"), make(net, "c")
+        net.run(a, a.acquire(NOW), NOW)
+        net.reachable = {"v2", "v3"}
+        later = NOW + T.lease + 0.1
+        events = net.run(c, c.acquire(later), later)
+        while not any(isinstance(e, LeaseAcquired) for e in events):
+            later = c.next_wakeup()
+            events += net.run(c, c.tick(later), later)
+        at = later + T.renew_after
+        events = []
+        for item in c.tick(at):
+            self.assertIsInstance(item, Send)
+            voter_time = NOW + 0.5 if item.to == "v1" else at   # v1's clock stopped
+            for answer in net.voters[item.to].receive("c", item.message, voter_time):
+                if item.to == "v1":
+                    self.assertEqual(answer.message.reason, "held")
+                events += c.receive(item.to, answer.message, at)
+        self.assertFalse([e for e in events if isinstance(e, (LeaseEnding, LeaseLost))])
+        self.assertTrue([e for e in events if isinstance(e, LeaseRenewed)])
+
     def test_a_refusal_that_names_no_other_holder_is_retried(self):
         net = Net()
         a = make(net)

@@ -287,7 +287,7 @@ class LeaseProposer:
 
     def _after_accepted(self, rnd, now):
         ok, assumed, refused = self._votes(rnd)
-        if rnd.renewal and any(rnd.replies[v].reason == "held" for v in refused):
+        if rnd.renewal and self._taken_by_another(rnd, refused):
             return self._taken(now)
         if len(ok) + len(assumed) >= self.majority:
             self._round = None
@@ -310,8 +310,21 @@ class LeaseProposer:
             return self._fail_round(now, retry=self._retry_delay(rnd))
         return []
 
+    def _taken_by_another(self, rnd, refused):
+        """Whether a voter refused our renewal for another owner's grant, made after ours.
+
+        "held" alone is not enough: a voter that was paused with its machine
+        resumes still showing the old holder's grant, and would end the new
+        holder's tenure. A grant made after our last granted ballot comes with
+        a higher promised counter: that one is authoritative.
+        """
+        held = self._held
+        return held is not None and any(
+            rnd.replies[v].reason == "held" and rnd.replies[v].promised > held.ballot.counter
+            for v in refused)
+
     def _taken(self, now):
-        """A voter refused our renewal because another owner holds a grant there.
+        """Another owner holds our lease at a voter, granted after our last renewal.
 
         Our grant there has expired by that voter's clock, so our own clock
         cannot be trusted (a whole machine paused and resumed: its deadline
