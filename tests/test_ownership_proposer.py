@@ -303,6 +303,31 @@ class PausedHolderTests(unittest.TestCase):
         self.assertFalse([e for e in events if isinstance(e, (LeaseEnding, LeaseLost))])
         self.assertTrue([e for e in events if isinstance(e, LeaseRenewed)])
 
+    def test_a_stale_held_refusal_with_a_newer_promise_does_not_end_the_new_tenure(self):
+        # As above, but the old holder polled v1 since (a Prepare above every
+        # ballot of c): v1's promise is newer than c's renewal, its grant is not.
+        net = Net()
+        a, c = make(net, "a"), make(net, "c")
+        net.run(a, a.acquire(NOW), NOW)
+        net.reachable = {"v2", "v3"}
+        later = NOW + T.lease + 0.1
+        events = net.run(c, c.acquire(later), later)
+        while not any(isinstance(e, LeaseAcquired) for e in events):
+            later = c.next_wakeup()
+            events += net.run(c, c.tick(later), later)
+        net.voters["v1"].receive("a", Prepare("X", Ballot(1000, "a", 1)), NOW + 0.4)
+        at = later + T.renew_after
+        events = []
+        for item in c.tick(at):
+            voter_time = NOW + 0.5 if item.to == "v1" else at   # v1's clock stopped
+            for answer in net.voters[item.to].receive("c", item.message, voter_time):
+                if item.to == "v1":
+                    self.assertEqual((answer.message.reason, answer.message.promised),
+                                     ("held", 1000))
+                events += c.receive(item.to, answer.message, at)
+        self.assertFalse([e for e in events if isinstance(e, (LeaseEnding, LeaseLost))])
+        self.assertTrue([e for e in events if isinstance(e, LeaseRenewed)])
+
     def test_a_refusal_that_names_no_other_holder_is_retried(self):
         net = Net()
         a = make(net)

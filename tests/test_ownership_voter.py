@@ -4,7 +4,7 @@ from twisted.trial import unittest
 
 from clsd.ownership.actions import PersistEpochFloor, Send
 from clsd.ownership.ballot import Ballot
-from clsd.ownership.messages import Prepare, Promise, Propose, Release
+from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import LeaseVoter
 
@@ -67,6 +67,13 @@ class VoterTests(unittest.TestCase):
         answer = reply(self.voter.receive("a", Propose("X", b(2), T.lease, 1), OPEN + 0.7))
         self.assertTrue(answer.ok)
         self.assertAlmostEqual(self.voter.holder("X", OPEN + 0.7)[2], T.lease)
+
+    def test_held_refusal_names_the_holding_tenure_even_to_a_stale_ballot(self):
+        self.grant(b(5), OPEN)
+        answer = reply(self.voter.receive("c", Propose("X", b(3, "c"), 2.0, 1), OPEN + 0.1))
+        self.assertEqual((answer.ok, answer.reason, answer.epoch, answer.promised),
+                         (False, "held", 5, 5))
+        self.assertEqual(Accepted.from_wire(answer.to_wire()).epoch, 5)
 
     def test_restarted_holder_is_another_owner(self):
         self.grant(b(1, "a", gen=1), OPEN)

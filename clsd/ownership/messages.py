@@ -191,7 +191,11 @@ class Propose:
 @_message("lease.accepted")
 @attrs.frozen
 class Accepted:
-    """A voter's answer to L{Propose}: C{ok} means granted, counted from its arrival."""
+    """A voter's answer to L{Propose}: C{ok} means granted, counted from its arrival.
+
+    Refused ``held``: another owner holds an unexpired grant here; C{epoch} is
+    that grant's tenure, C{remaining} its time left on the voter's clock.
+    """
 
     resource: str
     ballot: Ballot
@@ -199,11 +203,12 @@ class Accepted:
     reason: str = ""
     promised: int = 0
     remaining: float = 0.0
+    epoch: int = 0
 
     def to_wire(self):
         return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
                 "ok": self.ok, "reason": self.reason, "promised": self.promised,
-                "remaining": self.remaining}
+                "remaining": self.remaining, "epoch": self.epoch}
 
     @classmethod
     def _from(cls, data):
@@ -215,6 +220,7 @@ class Accepted:
             reason=_field(data, "reason", str, t, optional=True) or "",
             promised=_field(data, "promised", int, t, optional=True) or 0,
             remaining=_field(data, "remaining", float, t, optional=True) or 0.0,
+            epoch=_field(data, "epoch", int, t, optional=True) or 0,
         )
 
 

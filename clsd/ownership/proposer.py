@@ -311,20 +311,20 @@ class LeaseProposer:
         return []
 
     def _taken_by_another(self, rnd, refused):
-        """Whether a voter refused our renewal for another owner's grant, made after ours.
+        """Whether a voter refused our renewal for a grant of a tenure that began after ours.
 
         "held" alone is not enough: a voter that was paused with its machine
         resumes still showing the old holder's grant, and would end the new
-        holder's tenure. A grant made after our last granted ballot comes with
-        a higher promised counter: that one is authoritative.
+        holder's tenure. Epochs grow with every tenure, so a grant with a
+        higher epoch than ours is proof that ours is over.
         """
         held = self._held
         return held is not None and any(
-            rnd.replies[v].reason == "held" and rnd.replies[v].promised > held.ballot.counter
+            rnd.replies[v].reason == "held" and rnd.replies[v].epoch > held.epoch
             for v in refused)
 
     def _taken(self, now):
-        """Another owner holds our lease at a voter, granted after our last renewal.
+        """Another owner holds our lease at a voter, in a tenure that began after ours.
 
         Our grant there has expired by that voter's clock, so our own clock
         cannot be trusted (a whole machine paused and resumed: its deadline

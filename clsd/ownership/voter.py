@@ -174,7 +174,8 @@ class LeaseVoter:
         if reason is not None:
             reply = Accepted(message.resource, ballot, ok=False, reason=reason,
                              promised=self._promised_counter(state),
-                             remaining=grant.until - now if grant else 0.0)
+                             remaining=grant.until - now if grant else 0.0,
+                             epoch=grant.epoch if grant else 0)
             return actions + [Send(sender, reply)]
         state.promised = ballot
         state.grant = _Grant(ballot.owner, ballot, message.epoch, now + message.duration)
