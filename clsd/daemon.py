@@ -9,6 +9,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from clsd import clock
 from clsd.events import EVENT_FILE_NAME, EventLog
 from clsd.metrics import Metrics, make_metrics_service
 from clsd.supervision.context import exec_context
@@ -83,13 +84,17 @@ class Daemon(MultiService):
     log = Logger()
 
     def __init__(self, config, reactor, *, groups=None, checker_factory=None,
-                 monotonic=time.monotonic, random=_random.random, overrides=None):
+                 monotonic=None, lease_clock=None, random=_random.random, overrides=None):
         super().__init__()
         self.config = config
         #: The command-line overrides the config was loaded with; L{reload} re-applies them.
         self.overrides = dict(overrides or {})
         self.reactor = reactor
         self.data_dir = config.node.data_dir
+        # Leases are timed on a clock no time daemon slews (clsd.clock); an
+        # injected monotonic clock (tests) drives them too.
+        self._lease_clock = lease_clock or monotonic or clock.lease_clock
+        monotonic = monotonic or time.monotonic
         self.events = EventLog(monotonic=monotonic)
         self._monotonic = monotonic
         self.groups = groups if groups is not None else OSProcessGroups()
@@ -115,7 +120,7 @@ class Daemon(MultiService):
             from clsd.ownership.service import OwnershipService
 
             self.ownership = OwnershipService(config, reactor, events=self.events,
-                                              monotonic=monotonic)
+                                              monotonic=self._lease_clock)
             self.ownership.setServiceParent(stack)
             if self.membership is not None:
                 self._connect_ownership()
@@ -131,7 +136,7 @@ class Daemon(MultiService):
             if self._managed(service.name):
                 self.ownership.attach(self._runners[service.name])
         self.metrics.watch_services(lambda: [r.status() for r in self.supervisors()])
-        self._watch_cluster_metrics(monotonic)
+        self._watch_cluster_metrics(self._lease_clock)
         self.metrics_service = make_metrics_service(
             config.metrics, self.metrics.registry, reactor)
         self.metrics_service.setServiceParent(self)

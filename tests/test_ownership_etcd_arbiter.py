@@ -60,12 +60,18 @@ def created_answer(revision, last=None):
         {"response_put": {"header": header(revision)}}]})
 
 
-def exists_answer(holder, revision, lease=999):
-    return raw({"header": header(revision + 3), "responses": [{"response_range": {
-        "header": header(revision + 3),
-        "kvs": [kv(PREFIX + "A", json.dumps({"node": holder, "generation": 7}), revision,
-                   lease)],
-        "count": "1"}}]})
+def exists_answer(holder, revision, lease=999, value=None, last=None, last_mod=None):
+    """The acquire txn failed: the key (None: absent) and the _last/ record as etcd has them."""
+    ranged = {"header": header(revision + 3)}
+    if holder is not None:
+        value = value or json.dumps({"node": holder, "generation": 7})
+        ranged.update(kvs=[kv(PREFIX + "A", value, revision, lease)], count="1")
+    last_ranged = {"header": header(revision + 3)}
+    if last is not None:
+        last_ranged.update(kvs=[kv(PREFIX + "_last/A", json.dumps(last), last_mod or revision)],
+                           count="1")
+    return raw({"header": header(revision + 3), "responses": [
+        {"response_range": ranged}, {"response_range": last_ranged}]})
 
 
 def watch_line(events=None, created=False):
@@ -211,6 +217,42 @@ class AcquireTests(unittest.TestCase):
         [acquired] = events(h.reply(txn, retry_at, exists_answer("alpha", 11, lease=LEASE_ID)),
                             LeaseAcquired)
         self.assertEqual(acquired.epoch, 11)
+
+    def test_a_lost_txn_answer_keeps_the_previous_holder(self):
+        """The retry finds our key: it still knows whom that create replaced (fence it)."""
+        h = Harness()
+        beta = {"node": "beta", "generation": 3, "released": False}
+        [grant] = calls(h.arbiter.acquire("A", 0.0), codec.GRANT)
+        [txn] = calls(h.reply(grant, 0.01, grant_answer()), codec.TXN)
+        # The first attempt did not know the _last/ record: etcd refuses and shows it.
+        [txn] = calls(h.reply(txn, 0.02, exists_answer(None, 8, last=beta, last_mod=6)),
+                      codec.TXN)
+        self.assertEqual(txn.body["compare"][1]["mod_revision"], "6")
+        # That create succeeded at etcd, but its answer was lost.
+        created_value = codec.unb64(txn.body["success"][1]["request_put"]["value"], "value")
+        h.reply(txn, 0.5, status=None, error="timed out")
+        retry_at, [txn] = tick_until(h, codec.TXN)
+        ours = {"node": "alpha", "generation": 42, "released": False}
+        out = h.reply(txn, retry_at, exists_answer("alpha", 11, lease=LEASE_ID,
+                                                  value=created_value, last=ours))
+        [acquired] = events(out, LeaseAcquired)
+        self.assertEqual((acquired.epoch, acquired.previous, acquired.previous_released),
+                         (11, "beta", False))
+
+    def test_a_changed_last_record_is_retried_at_once(self):
+        h = Harness()
+        [grant] = calls(h.arbiter.acquire("A", 0.0), codec.GRANT)
+        [txn] = calls(h.reply(grant, 0.01, grant_answer()), codec.TXN)
+        self.assertEqual(txn.body["compare"][1],
+                         {"target": "MOD", "key": codec.b64(PREFIX + "_last/A"),
+                          "mod_revision": "0", "result": "EQUAL"})
+        released = {"node": "beta", "generation": 3, "released": True}
+        [txn] = calls(h.reply(txn, 0.02, exists_answer(None, 9, last=released, last_mod=9)),
+                      codec.TXN)
+        value = json.loads(codec.unb64(txn.body["success"][1]["request_put"]["value"], "v"))
+        self.assertEqual(value["previous"], released)
+        [acquired] = events(h.reply(txn, 0.03, created_answer(12, released)), LeaseAcquired)
+        self.assertEqual((acquired.previous, acquired.previous_released), ("beta", True))
 
     def test_abandon_revokes_the_lease_so_a_late_txn_leaves_nothing(self):
         h = Harness()

@@ -8,7 +8,6 @@ tests run the real guard program on trial's reactor.
 import os
 import signal
 import subprocess
-import time
 
 from twisted.internet import defer, error, reactor
 from twisted.internet import task
@@ -16,6 +15,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from clsd.clock import lease_clock
 from clsd.events import EventLog
 from clsd.ownership.guard import BACKLOG_RETRY, DEFAULT_RESTART_DELAY, GuardClient
 from clsd.ownership.guard_process import GUARD_NICE
@@ -228,7 +228,7 @@ class GuardClientIntegrationTests(unittest.TestCase):
     def test_kills_an_armed_group_at_its_deadline(self):
         yield self.client.start()
         proc = self.sleeper()
-        deadline = time.monotonic() + 0.2
+        deadline = lease_clock() + 0.2
         self.client.arm(proc.pid, deadline, label="A")
         yield defer.ensureDeferred(wait_until(reactor, lambda: self.client.kills, timeout=5))
         self.assertEqual(proc.wait(5), -signal.SIGKILL)
@@ -240,7 +240,7 @@ class GuardClientIntegrationTests(unittest.TestCase):
     def test_disarmed_group_survives(self):
         yield self.client.start()
         proc = self.sleeper()
-        self.client.arm(proc.pid, time.monotonic() + 0.2)
+        self.client.arm(proc.pid, lease_clock() + 0.2)
         self.client.disarm(proc.pid)
         yield self.client.ping()
         yield task.deferLater(reactor, 0.4, lambda: None)  # past the deadline
@@ -250,7 +250,7 @@ class GuardClientIntegrationTests(unittest.TestCase):
     def test_a_killed_guard_is_restarted_and_still_enforces(self):
         yield self.client.start()
         proc = self.sleeper()
-        self.client.arm(proc.pid, time.monotonic() + 1.0, label="A")
+        self.client.arm(proc.pid, lease_clock() + 1.0, label="A")
         first = self.client.pid
         os.kill(first, signal.SIGKILL)
         yield defer.ensureDeferred(wait_until(
@@ -264,7 +264,7 @@ class GuardClientIntegrationTests(unittest.TestCase):
     def test_stop_kills_what_is_still_armed(self):
         yield self.client.start()
         proc = self.sleeper()
-        self.client.arm(proc.pid, time.monotonic() + 300)
+        self.client.arm(proc.pid, lease_clock() + 300)
         pid = self.client.pid
         yield self.client.stop()
         self.assertFalse(pid_alive(pid))

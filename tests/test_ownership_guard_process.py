@@ -16,6 +16,7 @@ import time
 
 from twisted.trial import unittest
 
+from clsd.clock import lease_clock
 from clsd.ownership import guard_process
 from clsd.ownership.guard import guard_argv
 from clsd.ownership.guard_process import MAX_LINE, Guard
@@ -178,7 +179,7 @@ FEEDER = textwrap.dedent("""\
         guard = subprocess.Popen(guard_argv, stdin=r, stdout=out, process_group=0)
     os.close(r)
     services = [subprocess.Popen(["sleep", "300"], process_group=0) for _ in range(count)]
-    now = time.monotonic()
+    now = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)  # the lease clock (clsd.clock)
     armed = []
     for i, service in enumerate(services):
         deadline = now + delay + i * 0.1
@@ -256,11 +257,11 @@ class GuardProcessTests(unittest.TestCase):
         for pgid in pending:
             self.assertTrue(group_alive(pgid), "each service should run until its deadline")
         observed = {}
-        limit = time.monotonic() + 10
-        while pending and time.monotonic() < limit:
+        limit = lease_clock() + 10
+        while pending and lease_clock() < limit:
             for pgid in list(pending):
                 if not group_alive(pgid):
-                    observed[pgid] = time.monotonic() - pending.pop(pgid)
+                    observed[pgid] = lease_clock() - pending.pop(pgid)
             time.sleep(0.001)
         self.assertEqual(pending, {}, "the guard did not kill the services of a frozen daemon")
         for pgid, late in observed.items():
@@ -360,7 +361,7 @@ class GuardPipeTests(unittest.TestCase):
 
     def test_disarm_keeps_the_service_alive(self):
         proc = self.service()
-        self.send(f"arm {proc.pid} {time.monotonic() + 0.3!r}\n")
+        self.send(f"arm {proc.pid} {lease_clock() + 0.3!r}\n")
         self.send(f"disarm {proc.pid}\n")
         self.assertEqual(self.sync("a"), [])
         time.sleep(0.5)
@@ -369,7 +370,7 @@ class GuardPipeTests(unittest.TestCase):
 
     def test_armed_service_is_killed_and_reaped_as_sigkill(self):
         proc = self.service()
-        self.send(f"arm {proc.pid} {time.monotonic() + 0.2!r}\n")
+        self.send(f"arm {proc.pid} {lease_clock() + 0.2!r}\n")
         self.assertEqual(proc.wait(5), -signal.SIGKILL)
 
     def test_malformed_input_is_reported_and_the_guard_goes_on(self):

@@ -149,6 +149,15 @@ class ManagerTests(unittest.TestCase):
         self.assertIn(("release", "A"), self.arbiter.calls)
         self.assertIn(Send("v", ("released", "A")), actions)
 
+    def test_lease_taken_before_its_deadline_rearms_the_guard_now(self):
+        m = self.manager()
+        self.grant(m)
+        actions = m.receive("alpha", LeaseEnding("A", 7, 1.1), 1.1)
+        self.assertEqual(of(KillAt, actions), [KillAt("A", 1.1)])
+        self.assertLess(actions.index(of(KillAt, actions)[0]),
+                        actions.index(of(StopService, actions)[0]))
+        self.assertEqual(of(StopService, actions)[0].deadline, 1.1)
+
     def test_lease_lost_while_running_kills_now(self):
         m = self.manager()
         self.grant(m)

@@ -9,7 +9,8 @@ from clsd.ownership.arbiter import IArbiter, QuorumArbiter
 from clsd.ownership.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
-from clsd.ownership.messages import Propose, Release
+from clsd.ownership.ballot import Ballot
+from clsd.ownership.messages import Prepare, Propose, Release
 from clsd.ownership.proposer import LeaseProposer
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import LeaseVoter
@@ -205,6 +206,138 @@ class RenewalTests(unittest.TestCase):
                 events += z.receive(item.to, answer.message, late)
         self.assertFalse([e for e in events if isinstance(e, LeaseAcquired)])
         self.assertIsNone(z.holding(late))
+
+
+class PreviousTenureTests(unittest.TestCase):
+    """Whether the previous holder released is a fact about its *last* tenure, not its name."""
+
+    def acquire(self, net, proposer, now):
+        """Drive C{proposer} (outbid rounds retried) until it holds; its L{LeaseAcquired}."""
+        events = net.run(proposer, proposer.acquire(now), now)
+        while not any(isinstance(e, LeaseAcquired) for e in events):
+            now = proposer.next_wakeup()
+            events += net.run(proposer, proposer.tick(now), now)
+        [acquired] = [e for e in events if isinstance(e, LeaseAcquired)]
+        return acquired
+
+    def test_a_release_of_an_older_tenure_does_not_hide_a_later_expiry(self):
+        net = Net()
+        a, c = make(net, "a"), make(net, "c")
+        first = self.acquire(net, a, NOW)
+        net.run(a, a.release(NOW + 0.1), NOW + 0.1)        # epoch 1 released everywhere
+        net.reachable = {"v2", "v3"}                       # v1 misses the next tenure
+        second = self.acquire(net, a, NOW + 0.2)
+        self.assertGreater(second.epoch, first.epoch)
+        # 'a' dies holding its second tenure; its grants expire at v2 and v3.
+        net.reachable = {"v1", "v2"}
+        later = NOW + 0.2 + T.lease + 0.1
+        acquired = self.acquire(net, c, later)
+        self.assertEqual(acquired.previous, "a")
+        self.assertFalse(acquired.previous_released)
+
+    def test_the_highest_tenure_names_the_previous_holder(self):
+        net = Net()
+        a, b, c = make(net, "a"), make(net, "b"), make(net, "c")
+        net.run(a, a.acquire(NOW), NOW)
+        net.run(a, a.release(NOW + 0.1), NOW + 0.1)
+        net.reachable = {"v2", "v3"}
+        self.acquire(net, b, NOW + 0.2)                    # 'b' then dies holding it
+        net.reachable = {"v1", "v2"}
+        later = NOW + 0.2 + T.lease + 0.1
+        acquired = self.acquire(net, c, later)
+        self.assertEqual((acquired.previous, acquired.previous_released), ("b", False))
+
+
+class PausedHolderTests(unittest.TestCase):
+    """A whole machine paused: its clock stopped, so its deadline still lies ahead on resume."""
+
+    def test_a_renewal_refused_for_another_holder_ends_the_tenure_at_once(self):
+        net = Net()
+        a, c = make(net, "a"), make(net, "c")
+        [held] = [e for e in net.run(a, a.acquire(NOW), NOW) if isinstance(e, LeaseAcquired)]
+        # 'a' is paused; the voters' clocks go on and 'c' takes over.
+        later = NOW + T.lease + 0.1
+        events = net.run(c, c.acquire(later), later)
+        while not any(isinstance(e, LeaseAcquired) for e in events):
+            later = c.next_wakeup()
+            events += net.run(c, c.acquire(later), later)
+        # 'a' resumes: on its clock almost no time passed; its renewal is due.
+        resumed = NOW + T.renew_after
+        self.assertIsNotNone(a.holding(resumed))
+        events = []
+        for item in a.tick(resumed):
+            if isinstance(item, Send):
+                answers = net.voters[item.to].receive("a", item.message, later + 0.5)
+                for answer in answers:
+                    events += a.receive(item.to, answer.message, resumed + 0.002)
+            else:
+                events.append(item)
+        now = resumed + 0.002
+        [ending] = [e for e in events if isinstance(e, LeaseEnding)]
+        self.assertEqual((ending.epoch, ending.deadline), (held.epoch, now))
+        self.assertTrue([e for e in events if isinstance(e, LeaseLost)])
+        self.assertIsNone(a.tenure(now))
+
+    def test_a_held_refusal_from_a_voter_that_was_paused_too_does_not_end_the_new_tenure(self):
+        # v1 was on the paused machine with 'a': on resume its clock shows a's
+        # grant unexpired, and it refuses 'c''s renewal "held". Its promise is
+        # older than c's tenure: not authoritative, c goes on with v2 and v3.
+        net = Net()
+        a, c = make(net, "a"), make(net, "c")
+        net.run(a, a.acquire(NOW), NOW)
+        net.reachable = {"v2", "v3"}
+        later = NOW + T.lease + 0.1
+        events = net.run(c, c.acquire(later), later)
+        while not any(isinstance(e, LeaseAcquired) for e in events):
+            later = c.next_wakeup()
+            events += net.run(c, c.tick(later), later)
+        at = later + T.renew_after
+        events = []
+        for item in c.tick(at):
+            self.assertIsInstance(item, Send)
+            voter_time = NOW + 0.5 if item.to == "v1" else at   # v1's clock stopped
+            for answer in net.voters[item.to].receive("c", item.message, voter_time):
+                if item.to == "v1":
+                    self.assertEqual(answer.message.reason, "held")
+                events += c.receive(item.to, answer.message, at)
+        self.assertFalse([e for e in events if isinstance(e, (LeaseEnding, LeaseLost))])
+        self.assertTrue([e for e in events if isinstance(e, LeaseRenewed)])
+
+    def test_a_stale_held_refusal_with_a_newer_promise_does_not_end_the_new_tenure(self):
+        # As above, but the old holder polled v1 since (a Prepare above every
+        # ballot of c): v1's promise is newer than c's renewal, its grant is not.
+        net = Net()
+        a, c = make(net, "a"), make(net, "c")
+        net.run(a, a.acquire(NOW), NOW)
+        net.reachable = {"v2", "v3"}
+        later = NOW + T.lease + 0.1
+        events = net.run(c, c.acquire(later), later)
+        while not any(isinstance(e, LeaseAcquired) for e in events):
+            later = c.next_wakeup()
+            events += net.run(c, c.tick(later), later)
+        net.voters["v1"].receive("a", Prepare("X", Ballot(1000, "a", 1)), NOW + 0.4)
+        at = later + T.renew_after
+        events = []
+        for item in c.tick(at):
+            voter_time = NOW + 0.5 if item.to == "v1" else at   # v1's clock stopped
+            for answer in net.voters[item.to].receive("c", item.message, voter_time):
+                if item.to == "v1":
+                    self.assertEqual((answer.message.reason, answer.message.promised),
+                                     ("held", 1000))
+                events += c.receive(item.to, answer.message, at)
+        self.assertFalse([e for e in events if isinstance(e, (LeaseEnding, LeaseLost))])
+        self.assertTrue([e for e in events if isinstance(e, LeaseRenewed)])
+
+    def test_a_refusal_that_names_no_other_holder_is_retried(self):
+        net = Net()
+        a = make(net)
+        net.run(a, a.acquire(NOW), NOW)
+        for voter in net.voters.values():   # every voter saw a higher ballot (a prepare)
+            voter.receive("c", Prepare("X", Ballot(50, "c", 1)), NOW + 0.1)
+        at = NOW + T.renew_after
+        events = net.run(a, a.tick(at), at)
+        self.assertFalse([e for e in events if isinstance(e, (LeaseEnding, LeaseLost))])
+        self.assertIsNotNone(a.holding(at))
 
 
 class AbandonTests(unittest.TestCase):

@@ -18,6 +18,7 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from clsd.clock import lease_clock
 from clsd.events import EventLog
 from clsd.ownership.service import OwnershipService
 from clsd.supervision.pgroups import OSProcessGroups
@@ -84,7 +85,8 @@ class ShellClusterTests(unittest.TestCase):
             guard_arm = ownership.guard.arm
 
             def logged_arm(pgid, deadline, label=None, arms=arms, guard_arm=guard_arm):
-                arms.append((time.monotonic(), pgid, deadline))
+                # The deadline on the recorder's clock (time.monotonic), not the lease clock.
+                arms.append((time.monotonic(), pgid, deadline + time.monotonic() - lease_clock()))
                 return guard_arm(pgid, deadline, label)
             ownership.guard.arm = logged_arm
             self.net.add(name, ownership)

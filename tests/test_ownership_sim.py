@@ -307,6 +307,30 @@ class BrokenVariantTests(unittest.TestCase):
         self.assertEqual(sim.running("A"), ["beta"])
 
 
+class ClockSlewTests(unittest.TestCase):
+    """chrony slews CLOCK_MONOTONIC far past the 500 ppm the margin covers; leases use the raw clock."""
+
+    def _slew_scenario(self, lease_clock):
+        # alpha's CLOCK_MONOTONIC is slewed 8 % slow; it holds A, its service
+        # ignores TERM, and it is cut off: beta takes over at the voters' expiry.
+        sim = mutual_standby(seed=51, slew={"alpha": 0.92}, lease_clock=lease_clock,
+                             stop_time=None, drift=0.0, delay=(0.0005, 0.001))
+        sim.run_until(6.0)
+        sim.at(6.0, lambda s: s.isolate("alpha"))
+        sim.run_until(12.0)
+        return sim
+
+    def test_leases_on_the_slewed_clock_overlap(self):
+        sim = self._slew_scenario("monotonic")
+        self.assertRaises(SafetyViolation, sim.check_safety)
+        self.assertIn("service", [kind for kind, *_ in sim.overlaps()])
+
+    def test_leases_on_the_raw_clock_do_not(self):
+        sim = self._slew_scenario("raw")
+        sim.check_safety()
+        self.assertEqual(sim.running("A"), ["beta"])
+
+
 class CheckerTests(unittest.TestCase):
     """The checks themselves, on hand-made interval logs."""
 

@@ -5,7 +5,8 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.ownership.timing import (
-    DEFAULT_DRIFT_MARGIN, DEFAULT_LEASE, MAX_DRIFT_RATE, LeaseTiming, minimum_drift_margin,
+    DEFAULT_DRIFT_MARGIN, DEFAULT_LEASE, KILL_LATENCY, MAX_DRIFT_RATE, LeaseTiming,
+    minimum_drift_margin,
 )
 
 
@@ -27,8 +28,9 @@ class FormulaTests(unittest.TestCase):
         for got, expected in table:
             self.assertAlmostEqual(got, expected)
 
-    def test_defaults_cover_drift_with_room_for_the_kill(self):
-        self.assertGreater(DEFAULT_DRIFT_MARGIN, 10 * minimum_drift_margin(DEFAULT_LEASE))
+    def test_defaults_cover_drift_and_the_kill_with_room(self):
+        self.assertGreater(DEFAULT_DRIFT_MARGIN, 3 * 2 * MAX_DRIFT_RATE * DEFAULT_LEASE + KILL_LATENCY)
+        self.assertGreater(DEFAULT_DRIFT_MARGIN, minimum_drift_margin(DEFAULT_LEASE))
 
     def test_renewal_happens_before_the_stop_point(self):
         t = LeaseTiming()
@@ -43,7 +45,7 @@ class FormulaTests(unittest.TestCase):
 class DriftProperty(unittest.TestCase):
     @given(st.floats(0.2, 60.0), st.floats(0.0, 1.0), st.floats(0.0, 1.0))
     def test_holder_ends_before_any_voter_with_the_minimum_margin(self, lease, fast, slow):
-        """Holder's clock as slow, voter's as fast as allowed: the margin still covers it."""
+        """Holder's clock as slow, voter's as fast as allowed: the margin still covers it, and the kill."""
         margin = minimum_drift_margin(lease)
         t = LeaseTiming(lease=lease, drift_margin=margin)
         holder_rate = 1 - slow * MAX_DRIFT_RATE
@@ -51,4 +53,4 @@ class DriftProperty(unittest.TestCase):
         # True seconds from the send until each considers the lease over.
         holder_end = (t.holder_expiry(0.0) - 0.0) / holder_rate
         voter_end = lease / voter_rate  # counted from arrival, which is later still
-        self.assertLessEqual(holder_end, voter_end * (1 + 1e-12))
+        self.assertLessEqual(holder_end + KILL_LATENCY, voter_end * (1 + 1e-12))

@@ -4,7 +4,7 @@ from twisted.trial import unittest
 
 from clsd.ownership.actions import PersistEpochFloor, Send
 from clsd.ownership.ballot import Ballot
-from clsd.ownership.messages import Prepare, Propose, Release
+from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import LeaseVoter
 
@@ -68,6 +68,13 @@ class VoterTests(unittest.TestCase):
         self.assertTrue(answer.ok)
         self.assertAlmostEqual(self.voter.holder("X", OPEN + 0.7)[2], T.lease)
 
+    def test_held_refusal_names_the_holding_tenure_even_to_a_stale_ballot(self):
+        self.grant(b(5), OPEN)
+        answer = reply(self.voter.receive("c", Propose("X", b(3, "c"), 2.0, 1), OPEN + 0.1))
+        self.assertEqual((answer.ok, answer.reason, answer.epoch, answer.promised),
+                         (False, "held", 5, 5))
+        self.assertEqual(Accepted.from_wire(answer.to_wire()).epoch, 5)
+
     def test_restarted_holder_is_another_owner(self):
         self.grant(b(1, "a", gen=1), OPEN)
         answer = reply(self.voter.receive("a", Propose("X", b(2, "a", gen=2), 2.0, 2), OPEN + 0.1))
@@ -87,6 +94,17 @@ class VoterTests(unittest.TestCase):
         self.assertEqual(late.reason, "stale")
         answer = reply(self.voter.receive("c", Prepare("X", b(4, "c")), OPEN + 0.3))
         self.assertEqual((answer.previous, answer.previous_released), ("a", True))
+
+    def test_previous_answers_carry_the_epoch_of_the_tenure_that_ended(self):
+        self.grant(b(5), OPEN)
+        expired = reply(self.voter.receive("c", Prepare("X", b(6, "c")), OPEN + T.lease))
+        self.assertEqual((expired.previous, expired.previous_epoch), ("a", 5))
+        self.assertEqual(Promise.from_wire(expired.to_wire()).previous_epoch, 5)
+        self.grant(b(7), OPEN + T.lease)
+        self.voter.receive("a", Release("X", b(8)), OPEN + T.lease + 0.1)
+        released = reply(self.voter.receive("c", Prepare("X", b(9, "c")), OPEN + T.lease + 0.2))
+        self.assertEqual((released.previous, released.previous_epoch,
+                          released.previous_released), ("a", 7, True))
 
     def test_release_by_another_owner_is_ignored(self):
         self.grant(b(1), OPEN)

@@ -416,3 +416,35 @@ class OverlapPropertyTests(unittest.TestCase):
             middle = (overlap.start + overlap.end) / 2
             running = [i for i in checker.intervals(h.records) if i.start <= middle < i.end]
             self.assertGreater(len(running), 1)
+
+
+class MachinePauseTests(unittest.TestCase):
+    """A whole machine frozen by the rig: its instances did nothing while it was paused."""
+
+    PAUSE = checker.MachinePause("a", start=2.0, end=6.0, bound=0.3)
+
+    def history(self, killed_after_thaw):
+        h = History()
+        # 'a' runs epoch 1 and is frozen at 2.0; 'b' takes over at 4.0 with epoch 2.
+        old = h.instance("a", "A", 1.0, epoch=1, beats_until=2.0, exit=6.0 + killed_after_thaw)
+        h.add_heartbeat(old, 6.0 + killed_after_thaw / 2)   # it acts on resume
+        h.instance("b", "A", 4.0, epoch=2, beats_until=8.0)
+        return h
+
+    def test_stopped_within_the_bound_is_reported_not_a_violation(self):
+        report = check(self.history(0.2).records, horizon=8.0, pauses=[self.PAUSE])
+        self.assertTrue(report.ok, [v.describe() for v in report.violations])
+        [after] = report.after_pause
+        self.assertAlmostEqual(after.ran, 0.2)
+        self.assertAlmostEqual(after.overlapped, 0.2)
+
+    def test_running_on_past_the_bound_is_an_overlap_and_a_stale_epoch(self):
+        report = check(self.history(1.5).records, horizon=8.0, pauses=[self.PAUSE])
+        [overlap] = report.overlaps
+        self.assertEqual((round(overlap.start, 6), round(overlap.end, 6)), (6.3, 7.5))
+        self.assertTrue(report.stale_actions)
+
+    def test_without_the_pause_the_frozen_time_counts(self):
+        report = check(self.history(0.2).records, horizon=8.0)
+        [overlap] = report.overlaps
+        self.assertAlmostEqual(overlap.start, 4.0)

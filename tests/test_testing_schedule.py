@@ -57,6 +57,8 @@ GOLDEN_SEED_1 = [
     # From the membership stream (version 2); the others are as in version 1.
     (27.82, "join", ("j1",), 11.97),
     (34.42, "pause_daemon", ("n3",), 0.4),
+    # From the machine-pause stream (version 3).
+    (37.7, "freeze_node", ("n1",), 2.3),
 ]
 
 
@@ -70,8 +72,9 @@ class RuleTests(unittest.TestCase):
         network_until = 0.0
         busy = {}
         self.check_membership(schedule, nodes)
+        self.check_pauses(schedule)
         for event in schedule.events:
-            if event.kind in schedules.MEMBERSHIP_KINDS:
+            if event.kind in schedules.MEMBERSHIP_KINDS + schedules.PAUSE_KINDS:
                 continue
             gap = event.at - previous
             self.assertGreaterEqual(gap, schedules.DEFAULT_MIN_GAP - 0.011)
@@ -102,6 +105,19 @@ class RuleTests(unittest.TestCase):
                 self.assertTrue(0.1 <= event.params["fraction"] <= 0.5)
             if event.kind == "clock_jump":
                 self.assertIn(event.params["seconds"], (-300, 300))
+
+    def check_pauses(self, schedule):
+        """A paused machine: no other process fault or membership change on it meanwhile."""
+        for event in schedule.events:
+            if event.kind != "freeze_node":
+                continue
+            [node] = event.targets
+            for other in schedule.events:
+                if other is event or other.targets != (node,) or other.kind in schedules.NETWORK_KINDS:
+                    continue
+                other_end = other.heal_at if other.heal_at is not None else (
+                    schedule.duration if other.kind == "join" else other.at)
+                self.assertTrue(other_end < event.at or other.at > event.heal_at, (event, other))
 
     def check_membership(self, schedule, nodes):
         """One membership change at a time, joins of distinct spares, leaves clear of faults."""
@@ -140,7 +156,7 @@ class RuleTests(unittest.TestCase):
 
     def test_version_1_schedules_still_replay(self):
         text = generate(1, FIVE, 100, kinds=("kill_daemon",)).to_json()
-        old = Schedule.from_json(text.replace('"version": 2', '"version": 1')
+        old = Schedule.from_json(text.replace('"version": 3', '"version": 1')
                                  .replace('"spares": [],', ''))
         self.assertEqual((old.version, old.spares), (1, ()))
 
@@ -154,7 +170,8 @@ class RuleTests(unittest.TestCase):
 
     def test_gaps_are_between_min_and_max(self):
         schedule = generate(5, FIVE, 1000, min_gap=5, max_gap=15)
-        ats = [e.at for e in schedule.events if e.kind not in schedules.MEMBERSHIP_KINDS]
+        ats = [e.at for e in schedule.events
+               if e.kind not in schedules.MEMBERSHIP_KINDS + schedules.PAUSE_KINDS]
         # Slots with no eligible kind are skipped, so only the lower bound is
         # strict; with every kind allowed none is skipped here.
         for a, b in zip(ats, ats[1:]):

@@ -9,7 +9,7 @@ import attrs
 
 from clsd.config.reader import NAME_PATTERN
 from clsd.ownership.timing import (
-    DEFAULT_DRIFT_MARGIN, DEFAULT_LEASE, MAX_DRIFT_RATE, minimum_drift_margin,
+    DEFAULT_DRIFT_MARGIN, DEFAULT_LEASE, KILL_LATENCY, MAX_DRIFT_RATE, minimum_drift_margin,
 )
 
 
@@ -95,8 +95,9 @@ def _parse_drift_margin(table, lease):
         raise table.error(
             "drift_margin",
             f"must be at least {floor:.4g} s for lease = {lease:g}: clocks may drift "
-            f"{MAX_DRIFT_RATE * 1e6:g} ppm each way, and the holder must stop before any voter "
-            f"could grant the lease to another node, got {drift_margin!r}",
+            f"{MAX_DRIFT_RATE * 1e6:g} ppm each way, the lease guard's kill needs "
+            f"{KILL_LATENCY:g} s, and the holder must stop before any voter could grant the "
+            f"lease to another node, got {drift_margin!r}",
         )
     if drift_margin >= lease / 4:
         raise table.error(

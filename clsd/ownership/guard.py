@@ -19,12 +19,12 @@ it is started again and told everything again.
 
 import os
 import sys
-import time
 
 from twisted.internet import defer, error
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
+from clsd.clock import guard_environment, lease_clock
 from clsd.ownership import guard_process
 from clsd.supervision.context import DEFAULT_LANG, DEFAULT_PATH
 from clsd.supervision.spawn import GroupLeaderProcess
@@ -61,7 +61,8 @@ class GuardUnavailable(RuntimeError):
 
 def _spawn_in_own_group(reactor, protocol, argv, stdin_fd):
     return GroupLeaderProcess(
-        reactor, argv[0], list(argv), {"PATH": DEFAULT_PATH, "LANG": DEFAULT_LANG},
+        reactor, argv[0], list(argv),
+        {"PATH": DEFAULT_PATH, "LANG": DEFAULT_LANG, **guard_environment()},
         None, protocol, childFDs={0: stdin_fd, 1: "r", 2: "r"},
     )
 
@@ -94,7 +95,7 @@ class GuardClient:
 
     log = Logger()
 
-    def __init__(self, reactor, *, events=None, argv=None, monotonic=time.monotonic,
+    def __init__(self, reactor, *, events=None, argv=None, monotonic=lease_clock,
                  restart_delay=DEFAULT_RESTART_DELAY, spawn_process=_spawn_in_own_group):
         self._reactor = reactor
         self._events = events

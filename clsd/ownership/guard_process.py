@@ -10,9 +10,10 @@ L{clsd.ownership.guard.GuardClient}.
 Protocol: the daemon writes lines to the guard's standard input::
 
     arm PGID DEADLINE      process group PGID may run until DEADLINE, no later
-                           (CLOCK_MONOTONIC seconds: one clock for the whole
-                           machine, so the daemon's time.monotonic() values
-                           mean the same here); replaces an earlier deadline
+                           (seconds of the lease clock, CLOCK_MONOTONIC_RAW:
+                           one clock for the whole machine, so the daemon's
+                           clsd.clock.lease_clock() values mean the same
+                           here); replaces an earlier deadline
     disarm PGID            forget PGID (its service stopped)
     ping TOKEN             answer "pong TOKEN" once every earlier line is handled
 
@@ -51,10 +52,40 @@ MAX_LINE = 200
 READ_SIZE = 65536
 
 
+def _lease_clock():
+    """The daemon's lease clock (L{clsd.clock.lease_clock}, copied: this program is stdlib-only).
+
+    CLOCK_MONOTONIC_RAW where there is one (no time daemon slews it), else
+    time.monotonic; minus the seconds in C{CLSD_TEST_CLOCK_OFFSET_FILE} when a
+    test rig set it (a paused machine's clock, see clsd/clock.py).
+    """
+    raw = getattr(time, "CLOCK_MONOTONIC_RAW", None)
+    read = (lambda: time.clock_gettime(raw)) if raw is not None else time.monotonic
+    path = os.environ.get("CLSD_TEST_CLOCK_OFFSET_FILE")
+    if not path:
+        return read
+    state = {"offset": 0.0, "read_at": None}
+
+    def offset_clock():
+        now = read()
+        if state["read_at"] is None or now - state["read_at"] >= 0.01:
+            state["read_at"] = now
+            try:
+                with open(path) as f:
+                    state["offset"] = float(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pass
+        return now - state["offset"]
+    return offset_clock
+
+
+lease_clock = _lease_clock()
+
+
 class Guard:
     """The guard's state: armed groups and their deadlines; I/O through two fds."""
 
-    def __init__(self, infd=0, outfd=1, clock=time.monotonic, kill=os.killpg):
+    def __init__(self, infd=0, outfd=1, clock=lease_clock, kill=os.killpg):
         self.infd = infd
         self.outfd = outfd
         self.clock = clock

@@ -553,7 +553,12 @@ class ClusterManager:
             if res.phase in (RUNNING, STOPPING):
                 res.phase = STOPPING
                 res.stop_reason = "lease-lost"
-                out = self._process(self.arbiter.abandon(res.name, now), now)
+                out = []
+                if res.expiry is not None and event.deadline < res.expiry:
+                    # Taken by another holder: the guard kills now, not at the old deadline.
+                    res.expiry = event.deadline
+                    out.append(KillAt(res.cluster.id, event.deadline))
+                out += self._process(self.arbiter.abandon(res.name, now), now)
                 return out + [self._report("lost", res, reason="could not be renewed in time"),
                               StopService(res.cluster.id, event.deadline, "lease could not be renewed")]
             if res.phase == FENCING:

@@ -114,8 +114,10 @@ class Promise:
     ``reserving``: the voter is persisting a higher epoch floor).
     C{holder}: the (node, generation) of an unexpired grant, with its C{epoch}
     and the C{remaining} seconds on the voter's clock.
-    C{previous}: the node of the last grant that ended, and whether it ended
-    by a release (no fence needed) or by expiry.
+    C{previous}: the node of the last grant that ended, C{previous_epoch}
+    the epoch of that grant's tenure, and whether it ended by a release (no
+    fence needed) or by expiry.  A voter may have missed later tenures, so
+    the proposer believes the answer with the highest C{previous_epoch}.
     """
 
     resource: str
@@ -128,6 +130,7 @@ class Promise:
     remaining: float = 0.0
     previous: str | None = None
     previous_released: bool = False
+    previous_epoch: int = 0
 
     def to_wire(self):
         return {
@@ -136,6 +139,7 @@ class Promise:
             "holder": list(self.holder) if self.holder else None,
             "epoch": self.epoch, "remaining": self.remaining,
             "previous": self.previous, "previous_released": self.previous_released,
+            "previous_epoch": self.previous_epoch,
         }
 
     @classmethod
@@ -152,6 +156,7 @@ class Promise:
             remaining=_field(data, "remaining", float, t, optional=True) or 0.0,
             previous=_field(data, "previous", str, t, optional=True),
             previous_released=bool(_field(data, "previous_released", bool, t, optional=True)),
+            previous_epoch=_field(data, "previous_epoch", int, t, optional=True) or 0,
         )
 
 
@@ -186,7 +191,11 @@ class Propose:
 @_message("lease.accepted")
 @attrs.frozen
 class Accepted:
-    """A voter's answer to L{Propose}: C{ok} means granted, counted from its arrival."""
+    """A voter's answer to L{Propose}: C{ok} means granted, counted from its arrival.
+
+    Refused ``held``: another owner holds an unexpired grant here; C{epoch} is
+    that grant's tenure, C{remaining} its time left on the voter's clock.
+    """
 
     resource: str
     ballot: Ballot
@@ -194,11 +203,12 @@ class Accepted:
     reason: str = ""
     promised: int = 0
     remaining: float = 0.0
+    epoch: int = 0
 
     def to_wire(self):
         return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
                 "ok": self.ok, "reason": self.reason, "promised": self.promised,
-                "remaining": self.remaining}
+                "remaining": self.remaining, "epoch": self.epoch}
 
     @classmethod
     def _from(cls, data):
@@ -210,6 +220,7 @@ class Accepted:
             reason=_field(data, "reason", str, t, optional=True) or "",
             promised=_field(data, "promised", int, t, optional=True) or 0,
             remaining=_field(data, "remaining", float, t, optional=True) or 0.0,
+            epoch=_field(data, "epoch", int, t, optional=True) or 0,
         )
 
 

@@ -26,6 +26,24 @@ from clsd.ownership.ballot import Ballot
 from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
 
 
+def _previous_tenure(promises):
+    """C{(node, released)} of the last tenure that ended, from a majority's promises.
+
+    A voter that missed later tenures still remembers an older one, perhaps
+    released by the very node that later held again and died: so the answer
+    about the highest epoch decides, never the node's name.  Voters of the
+    same tenure may differ (a Release that reached some of them); the release
+    was sent only after the service had stopped, so one of them is enough.
+    """
+    known = [p for p in promises if p.previous is not None]
+    if not known:
+        return None, False
+    last = max(known, key=lambda p: p.previous_epoch)
+    released = any(p.previous_released for p in known
+                   if p.previous_epoch == last.previous_epoch and p.previous == last.previous)
+    return last.previous, released
+
+
 @attrs.define
 class _Round:
     ballot: Ballot
@@ -254,11 +272,8 @@ class LeaseProposer:
                 self._next_attempt = now + self._blocked_pause(blocking, now)
                 return [LeaseObserved(self.resource, blocking.holder[0], blocking.epoch,
                                       blocking.remaining)]
-            previous = [rnd.replies[v] for v in ok if rnd.replies[v].previous is not None]
-            if previous:
-                rnd.previous = previous[0].previous
-                rnd.previous_released = any(
-                    r.previous_released for r in previous if r.previous == rnd.previous)
+            rnd.previous, rnd.previous_released = _previous_tenure(
+                [rnd.replies[v] for v in ok])
             rnd.phase = "propose"
             rnd.started = now
             rnd.sent_at = now
@@ -272,6 +287,8 @@ class LeaseProposer:
 
     def _after_accepted(self, rnd, now):
         ok, assumed, refused = self._votes(rnd)
+        if rnd.renewal and self._taken_by_another(rnd, refused):
+            return self._taken(now)
         if len(ok) + len(assumed) >= self.majority:
             self._round = None
             expiry = self.timing.holder_expiry(rnd.sent_at)
@@ -292,6 +309,33 @@ class LeaseProposer:
         if self._hopeless(rnd):
             return self._fail_round(now, retry=self._retry_delay(rnd))
         return []
+
+    def _taken_by_another(self, rnd, refused):
+        """Whether a voter refused our renewal for a grant of a tenure that began after ours.
+
+        "held" alone is not enough: a voter that was paused with its machine
+        resumes still showing the old holder's grant, and would end the new
+        holder's tenure. Epochs grow with every tenure, so a grant with a
+        higher epoch than ours is proof that ours is over.
+        """
+        held = self._held
+        return held is not None and any(
+            rnd.replies[v].reason == "held" and rnd.replies[v].epoch > held.epoch
+            for v in refused)
+
+    def _taken(self, now):
+        """Another owner holds our lease at a voter, in a tenure that began after ours.
+
+        Our grant there has expired by that voter's clock, so our own clock
+        cannot be trusted (a whole machine paused and resumed: its deadline
+        still lies ahead): the tenure ends now, not at its deadline.
+        """
+        held, self._held, self._round = self._held, None, None
+        self._next_attempt = now if self.wanted else None
+        if held is None:
+            return []
+        out = [LeaseEnding(self.resource, held.epoch, now)]
+        return out + [LeaseLost(self.resource, held.epoch)]
 
     def _blocked_pause(self, blocking, now):
         """How long to wait after a voter showed C{blocking}'s unexpired grant."""

@@ -37,12 +37,12 @@ L{members_changed} with every live member's published dict.
 
 import collections
 import random as _random
-import time
 
 from twisted.application.service import MultiService
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from clsd.clock import lease_clock
 from clsd.logs import emit
 
 from clsd.ownership.actions import (
@@ -114,7 +114,7 @@ class OwnershipService(MultiService):
 
     log = Logger()
 
-    def __init__(self, config, reactor, *, events, monotonic=time.monotonic, guard=None,
+    def __init__(self, config, reactor, *, events, monotonic=lease_clock, guard=None,
                  hooks=None, send=None, publish=None, generation=None, rng=None,
                  arbiter_io=None):
         super().__init__()

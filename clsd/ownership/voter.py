@@ -50,6 +50,7 @@ class _Resource:
     grant: _Grant | None = None
     previous: str | None = None
     previous_released: bool = False
+    previous_epoch: int = 0
 
 
 class LeaseVoter:
@@ -111,6 +112,7 @@ class LeaseVoter:
         if grant is not None and grant.until <= now:
             state.previous = grant.owner[0]
             state.previous_released = False
+            state.previous_epoch = grant.epoch
             state.grant = None
 
     def _promised_counter(self, state):
@@ -151,22 +153,29 @@ class LeaseVoter:
             epoch=grant.epoch if grant else 0,
             remaining=grant.until - now if grant else 0.0,
             previous=state.previous, previous_released=state.previous_released,
+            previous_epoch=state.previous_epoch,
         )
         return actions + [Send(sender, reply)]
 
     def _propose(self, sender, message, state, now):
         ballot = message.ballot
         actions = self._maybe_reserve(ballot.counter)
-        reason = "quiet" if self.quiet(now) else self._admit(state, ballot)
         grant = state.grant
-        if reason is None and grant is not None and grant.owner != ballot.owner:
+        # "held" before "stale": a holder refused because another owner holds
+        # here must learn that its tenure is over (a paused machine resuming).
+        if self.quiet(now):
+            reason = "quiet"
+        elif grant is not None and grant.owner != ballot.owner:
             reason = "held"
+        else:
+            reason = self._admit(state, ballot)
         if reason is None and message.duration > self.timing.max_request:
             reason = "too-long"
         if reason is not None:
             reply = Accepted(message.resource, ballot, ok=False, reason=reason,
                              promised=self._promised_counter(state),
-                             remaining=grant.until - now if grant else 0.0)
+                             remaining=grant.until - now if grant else 0.0,
+                             epoch=grant.epoch if grant else 0)
             return actions + [Send(sender, reply)]
         state.promised = ballot
         state.grant = _Grant(ballot.owner, ballot, message.epoch, now + message.duration)
@@ -184,3 +193,4 @@ class LeaseVoter:
             state.grant = None
             state.previous = ballot.node
             state.previous_released = True
+            state.previous_epoch = grant.epoch

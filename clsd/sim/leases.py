@@ -108,10 +108,15 @@ class LeaseSim:
     def __init__(self, nodes, voters, timing, *, seed=0, drift=0.01, rates=None,
                  delay=(0.0005, 0.003), loss=0.0, detection=0.6, kill_latency=0.005,
                  stop_time=(0.01, 0.2), start_time=0.01, hook_time=0.05,
-                 voter_factory=None, membership_period=0.1):
+                 voter_factory=None, membership_period=0.1, slew=None, lease_clock="raw"):
         """C{nodes}: name -> tuple of ClusterConfig (empty for a witness).
 
         C{rates}: name -> fixed clock rate (overrides the random drift).
+        C{slew}: name -> the rate a time daemon (NTP, chrony) gives that node's
+        CLOCK_MONOTONIC on top of its crystal's; C{lease_clock} says which clock
+        the node times its leases (core and guard) on: ``"raw"``
+        (CLOCK_MONOTONIC_RAW, what clsd.clock uses: the slew does not reach it)
+        or ``"monotonic"`` (the slewed clock, as before clsd.clock).
         C{stop_time}: (lo, hi) seconds a service takes to exit after TERM, or
         None for a service that ignores TERM and dies only by KILL.
         C{voter_factory(name, timing, now, floor)}: build a voter (to test broken
@@ -133,6 +138,9 @@ class LeaseSim:
         self.hook_time = hook_time
         self.voter_factory = voter_factory or default_voter
         self.membership_period = membership_period
+        if lease_clock not in ("raw", "monotonic"):
+            raise ValueError(f"lease_clock must be 'raw' or 'monotonic', got {lease_clock!r}")
+        self.slew = dict(slew or {}) if lease_clock == "monotonic" else {}
         self.now = 0.0
         self._queue = []
         self._seq = 0
@@ -160,7 +168,7 @@ class LeaseSim:
         rate = self.rates.get(name)
         if rate is None:
             rate = 1.0 + self.rng.uniform(-self.drift, self.drift)
-        return DriftClock(offset=self.rng.uniform(0, 1000), rate=rate)
+        return DriftClock(offset=self.rng.uniform(0, 1000), rate=rate * self.slew.get(name, 1.0))
 
     def _boot(self, name):
         node = self.nodes[name]

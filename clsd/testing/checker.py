@@ -162,6 +162,41 @@ class Fault:
 
 
 @attrs.frozen
+class MachinePause:
+    """Every process of C{node} frozen from C{start} to C{end}: a paused machine.
+
+    Its instances act in neither stretch nor between. On resume they may act
+    for up to C{bound} seconds before the node learns that its lease is gone
+    (doc/ownership.md, "A paused machine"): that stretch is reported
+    (L{Report.after_pause}) instead of counting as overlap or stale epoch;
+    running on past it is judged as usual.
+    """
+
+    node: str
+    start: float
+    end: float
+    bound: float
+
+
+@attrs.frozen
+class AfterPause:
+    """An instance that was running when its machine resumed, and for how long it went on."""
+
+    pause: MachinePause
+    interval: Interval
+    #: Seconds it ran after the thaw (until its end, or the horizon).
+    ran: float
+    #: Seconds of those during which another instance of its cluster ran.
+    overlapped: float
+
+    def describe(self):
+        return (f"after the pause of {self.pause.node} ({self.pause.end - self.pause.start:.3f}s): "
+                f"{self.interval.describe()} ran {self.ran:.3f}s more, "
+                f"{self.overlapped:.3f}s of it beside another instance (bound "
+                f"{self.pause.bound:.3f}s)")
+
+
+@attrs.frozen
 class Failover:
     fault: Fault
     cluster: str
@@ -193,6 +228,8 @@ class Report:
     failovers: tuple[Failover, ...]
     #: Unreadable record lines (reported, never silently dropped).
     problems: tuple[str, ...] = ()
+    #: Instances that ran on after their machine's pause (L{MachinePause}).
+    after_pause: tuple[AfterPause, ...] = ()
 
     @property
     def unbounded(self):
@@ -437,11 +474,58 @@ def log_problems(name, text):
 # -- everything ------------------------------------------------------------------------------
 
 
-def check(records, *, horizon=None, capacity=None, max_gap=DEFAULT_MAX_GAP, faults=()):
+def without_pauses(intervals_, pauses, horizon):
+    """The stretches of C{intervals_} in which their instances could act, for the overlap rule.
+
+    An instance on a paused machine does nothing from the pause's start to
+    its end plus its bound (L{MachinePause}); its interval is cut there.
+    """
+    pieces = list(intervals_)
+    for pause in pauses:
+        resumed = pause.end + pause.bound
+        cut = []
+        for interval in pieces:
+            end = interval.end_or(horizon)
+            if interval.node != pause.node or end <= pause.start or interval.start >= resumed:
+                cut.append(interval)
+                continue
+            if interval.start < pause.start:
+                cut.append(attrs.evolve(interval, end=pause.start, end_kind="paused"))
+            if end > resumed:
+                cut.append(attrs.evolve(interval, start=resumed))
+        pieces = cut
+    return tuple(sorted(pieces, key=lambda i: (i.start, i.instance)))
+
+
+def after_pauses(intervals_, pauses, horizon):
+    """L{AfterPause} for every instance running on a paused machine when it resumed."""
+    found = []
+    for pause in pauses:
+        for interval in intervals_:
+            end = interval.end_or(horizon)
+            if interval.node != pause.node or not interval.start <= pause.start < end:
+                continue
+            if end <= pause.end:
+                continue  # killed while frozen (SIGKILL is delivered to frozen tasks)
+            overlapped = 0.0
+            for other in intervals_:
+                if other.resource != interval.resource or other.instance == interval.instance:
+                    continue
+                lo = max(pause.end, other.start)
+                hi = min(end, other.end_or(horizon))
+                overlapped = max(overlapped, hi - lo)
+            found.append(AfterPause(pause=pause, interval=interval, ran=end - pause.end,
+                                    overlapped=max(0.0, overlapped)))
+    return tuple(found)
+
+
+def check(records, *, horizon=None, capacity=None, max_gap=DEFAULT_MAX_GAP, faults=(),
+          pauses=()):
     """Run every rule over C{records} (a L{Records} or a sequence of L{Record}).
 
     @param horizon: the end of the observation (monotonic); instances with no
         known end run until then. Default: the last record's time.
+    @param pauses: L{MachinePause}s: whole machines frozen by the rig.
     """
     problems = ()
     if isinstance(records, Records):
@@ -451,13 +535,17 @@ def check(records, *, horizon=None, capacity=None, max_gap=DEFAULT_MAX_GAP, faul
     if horizon is None:
         horizon = max((r.t for r in records), default=0.0)
     spans = intervals(records)
+    excused = [r for r in records if not any(
+        r.node == p.node and p.end <= r.t < p.end + p.bound for p in pauses)]
     return Report(
         horizon=horizon,
         intervals=spans,
-        overlaps=overlaps(spans, horizon=horizon, capacity=capacity),
-        stale_actions=stale_actions(records),
+        overlaps=overlaps(without_pauses(spans, pauses, horizon), horizon=horizon,
+                          capacity=capacity),
+        stale_actions=stale_actions(excused),
         epoch_reuses=epoch_reuses(records),
         unavailability=unavailability(records, horizon=horizon, max_gap=max_gap),
         failovers=failovers(spans, faults, horizon=horizon),
         problems=tuple(problems),
+        after_pause=after_pauses(spans, pauses, horizon),
     )

@@ -31,6 +31,7 @@ import uuid
 
 import attrs
 
+from clsd.clock import OFFSET_ENV
 from clsd.testing import checker, tomlgen
 from clsd.testing.addresses import address_range, reserve
 from clsd.testing.faults.cleanup import OWNER_ENV, default_cleanups
@@ -277,6 +278,10 @@ class Launcher:
             raise ValueError(f"node {name!r} was not started under faketime")
         return clock
 
+    def lease_clock_offset_path(self, name):
+        """The file that winds node C{name}'s lease clock back (L{clsd.clock.OFFSET_ENV})."""
+        return os.path.join(self.node(name).spec.directory, "lease-clock-offset")
+
     # -- lifecycle ------------------------------------------------------------------
 
     def write_config(self, name):
@@ -295,7 +300,8 @@ class Launcher:
             os.unlink(node.spec.pid_path)
         except FileNotFoundError:
             pass
-        env = {**self.base_env, RIG_ENV: self.rig_id, OWNER_ENV: str(self.owner_pid)}
+        env = {**self.base_env, RIG_ENV: self.rig_id, OWNER_ENV: str(self.owner_pid),
+               OFFSET_ENV: self.lease_clock_offset_path(name)}
         if node.clock is not None:
             env = node.clock.environ(env)
         command = [*twistd_command(), "-n", "--pidfile", node.spec.pid_path,

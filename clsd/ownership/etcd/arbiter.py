@@ -84,6 +84,7 @@ class _Slot:
     next_renew: float | None = None
     in_flight: set = attrs.field(factory=set)  # kinds of calls in flight: grant txn keepalive
     observed: tuple | None = None      # (holder, epoch) last seen
+    last: tuple = (0, None)            # the _last/ record as last read: (mod_revision, record)
 
 
 @attrs.frozen
@@ -93,6 +94,17 @@ class _Pending:
     lease_id: int
     sent_at: float
     timeout: float
+
+
+def _replaced(value, resource):
+    """C{(node, released)} of the ``_last/`` record our own key says its create replaced."""
+    previous = codec.read_value(value, f"holder of {resource}").get("previous")
+    if previous is None:
+        return None, False
+    if not isinstance(previous, dict) or not isinstance(previous.get("node"), str):
+        raise codec.EtcdAnswerError(
+            f"holder of {resource}: 'previous' is not a _last record: {previous!r}")
+    return previous["node"], previous.get("released") is True
 
 
 @implementer(IArbiter)
@@ -301,12 +313,13 @@ class EtcdArbiter:
                                       codec.grant_body(self.ttl), now))
             else:
                 key, last_key = self._key(slot.resource), self._last_key(slot.resource)
+                last_mod, last = slot.last
                 out.append(self._call(
                     "txn", slot.resource, lease.id, codec.TXN,
                     codec.acquire_body(key, last_key,
-                                       codec.holder_value(self.node, self.generation),
+                                       codec.holder_value(self.node, self.generation, last),
                                        codec.last_value(self.node, self.generation, False),
-                                       lease.id), now))
+                                       lease.id, last_mod), now))
         return out
 
     def next_wakeup(self):
@@ -464,12 +477,20 @@ class EtcdArbiter:
             previous = last["node"] if last is not None else None
             released = bool(last.get("released")) if last is not None else False
             return self._take(slot, epoch, previous, released, now)
-        kv = outcome[1]
+        _, kv, last_kv = outcome
+        slot.last = (0, None) if last_kv is None else (
+            last_kv["mod_revision"],
+            codec.read_value(last_kv["value"], f"_last record of {slot.resource}"))
         if kv is None:
-            raise codec.EtcdAnswerError("acquire txn: the key exists but the range is empty")
+            # The key is free, but the _last/ record changed since we read it:
+            # try again at once with the record just read.
+            slot.next_attempt = now
+            return []
         if kv["lease"] == lease.id:
-            # Created by an earlier attempt of ours whose answer was lost.
-            return self._take(slot, kv["create_revision"], None, False, now)
+            # Created by an earlier attempt of ours whose answer was lost: our
+            # key's value holds the _last/ record that create replaced.
+            previous, released = _replaced(kv["value"], slot.resource)
+            return self._take(slot, kv["create_revision"], previous, released, now)
         holder = codec.read_value(kv["value"], f"holder of {slot.resource}")["node"]
         slot.next_attempt = now + self._jitter(self.timing.lease)
         observed = (holder, kv["create_revision"])

@@ -43,9 +43,13 @@ def prefix_end(prefix):
     return base64.b64encode(bytes(raw)).decode("ascii")
 
 
-def holder_value(node, generation):
-    """What a holder writes into its key: who it is (JSON, so operators can read it)."""
-    return json.dumps({"node": node, "generation": generation}, sort_keys=True)
+def holder_value(node, generation, previous=None):
+    """What a holder writes into its key: who it is (JSON, so operators can read it),
+    and the ``_last/`` record its create replaced (C{previous}, when there was one)."""
+    value = {"node": node, "generation": generation}
+    if previous is not None:
+        value["previous"] = previous
+    return json.dumps(value, sort_keys=True)
 
 
 def last_value(node, generation, released):
@@ -76,21 +80,28 @@ def revoke_body(lease_id):
     return {"ID": str(lease_id)}
 
 
-def acquire_body(key, last_key, value, last, lease_id):
-    """Create C{key} under the lease only if it does not exist; else read who holds it.
+def acquire_body(key, last_key, value, last, lease_id, last_mod):
+    """Create C{key} under the lease only if it does not exist and the ``_last/``
+    record is still the one we read (modified at C{last_mod}, 0: absent).
 
-    On success the ``_last/`` record is read (before it is overwritten) to
-    learn the previous holder and whether it released.
+    The second condition is what lets a retry whose first answer was lost
+    still know the previous holder: C{value} carries the ``_last/`` record we
+    read, and the create succeeds only if that record is the one it replaces.
+    On success the ``_last/`` record is read (before it is overwritten); on
+    failure the key and the ``_last/`` record are read.
     """
     return {
         "compare": [{"target": "CREATE", "key": b64(key), "create_revision": "0",
+                     "result": "EQUAL"},
+                    {"target": "MOD", "key": b64(last_key), "mod_revision": str(last_mod),
                      "result": "EQUAL"}],
         "success": [
             {"request_range": {"key": b64(last_key)}},
             {"request_put": {"key": b64(key), "value": b64(value), "lease": str(lease_id)}},
             {"request_put": {"key": b64(last_key), "value": b64(last)}},
         ],
-        "failure": [{"request_range": {"key": b64(key)}}],
+        "failure": [{"request_range": {"key": b64(key)}},
+                    {"request_range": {"key": b64(last_key)}}],
     }
 
 
@@ -222,7 +233,9 @@ def read_acquire(data):
     """The acquire txn's outcome.
 
     C{("created", revision, last)} with C{last} the ``_last/`` record or None;
-    C{("exists", kv)} with the key's current kv (None if the range was empty).
+    C{("exists", kv, last_kv)} with the key's current kv and the ``_last/``
+    record's kv (each None if absent): the key is held, or the ``_last/``
+    record changed since we read it.
     """
     what = "acquire txn"
     rev = revision(data, what)
@@ -235,10 +248,11 @@ def read_acquire(data):
         kvs = _range_kvs(responses[0], what)
         last = read_value(kvs[0]["value"], f"{what} _last record") if kvs else None
         return ("created", rev, last)
-    if len(responses) != 1:
-        raise EtcdAnswerError(f"{what}: expected 1 response, got {len(responses)}")
+    if len(responses) != 2:
+        raise EtcdAnswerError(f"{what}: expected 2 responses, got {len(responses)}")
     kvs = _range_kvs(responses[0], what)
-    return ("exists", kvs[0] if kvs else None)
+    last_kvs = _range_kvs(responses[1], what)
+    return ("exists", kvs[0] if kvs else None, last_kvs[0] if last_kvs else None)
 
 
 def read_range(data):

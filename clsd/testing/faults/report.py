@@ -126,6 +126,10 @@ def build(*, schedule, run, scenario, final, during, log_problems, replay, bound
         "log_problems": log_problems,
         "record_problems": list(final.problems),
         "instances": len(final.intervals),
+        "after_pause": [{"node": a.pause.node, "paused": round(a.pause.end - a.pause.start, 3),
+                         "cluster": a.interval.cluster, "ran": round(a.ran, 3),
+                         "overlapped": round(a.overlapped, 3), "bound": round(a.pause.bound, 3)}
+                        for a in final.after_pause],
     }
 
 
@@ -155,6 +159,9 @@ def to_text(report):
         lines += [f"  {v}" for v in report["violations"]]
     else:
         lines.append("  no overlap, no stale epoch, no epoch reuse")
+    for a in report.get("after_pause", ()):
+        lines.append(f"  after a {a['paused']}s pause of {a['node']}: its {a['cluster']} ran "
+                     f"{a['ran']}s more, {a['overlapped']}s beside another (bound {a['bound']}s)")
     if report["unbounded_instances"]:
         lines.append(f"  {len(report['unbounded_instances'])} instance(s) with no observed end "
                      "(counted as running to the end)")

@@ -20,6 +20,7 @@ from clsd.testing import checker
 from clsd.testing.faults import availability, topology
 from clsd.testing.faults.clock import ClockJump
 from clsd.testing.faults.cpu import CpuStarvation
+from clsd.testing.faults.freeze import FreezeUnsupported, NodeFreeze
 from clsd.testing.faults.process import Pause
 from clsd.testing.launcher import health_checks_available, protected_service_part
 from clsd.testing.polling import WaitTimeout, wait_for
@@ -224,6 +225,8 @@ class ScheduleRunner:
         self.members = {name for name in launcher.nodes if name not in spares}
         #: Every node started during the run.
         self.started = set(self.members)
+        #: C{(node, NodeFreeze)} of every machine pause applied.
+        self.freezes = []
 
     # -- timeline ------------------------------------------------------------------
 
@@ -389,6 +392,22 @@ class ScheduleRunner:
             raise _Skip(str(e)) from None
         return ClockJump(clock, event.params["seconds"], cleanups=self.cleanups).heal
 
+    def _apply_freeze_node(self, event):
+        name = event.targets[0]
+        pid = self._daemon_pid(name)
+        try:
+            frozen = NodeFreeze(pid, self.launcher.lease_clock_offset_path(name),
+                                cleanups=self.cleanups)
+        except FreezeUnsupported as e:
+            raise _Skip(str(e)) from None
+        self.freezes.append((name, frozen))
+        return frozen.thaw
+
+    def machine_pauses(self, bound):
+        """The checker's L{checker.MachinePause} of every node frozen and thawed in the run."""
+        return [checker.MachinePause(name, frozen.frozen_at, frozen.thawed_at, bound)
+                for name, frozen in self.freezes if frozen.thawed_at is not None]
+
     def _network(self, pairs):
         if self.firewall is None:
             raise _Skip("no firewall (run as root with nft or iptables)")
@@ -451,6 +470,21 @@ class _Skip(Exception):
     """The event cannot apply now (its target is down); recorded, not an error."""
 
 
+def pause_bound(timing):
+    """How long a resumed paused machine's service may go on (doc/ownership.md, "A paused machine").
+
+    Its lease clock did not move, so its next renewal comes when due (at most
+    T/3 away), is refused by a voter that granted the lease to someone else
+    within a round (T/8, the round timeout), and the service is killed at
+    once (inside the drift margin m, as every kill).
+    """
+    from clsd.ownership.timing import DEFAULT_DRIFT_MARGIN, LeaseTiming
+
+    margin = DEFAULT_DRIFT_MARGIN if timing.drift_margin is None else timing.drift_margin
+    lease = LeaseTiming(lease=timing.lease_seconds, drift_margin=margin)
+    return lease.renew_after + lease.round_timeout + lease.drift_margin
+
+
 def checker_faults(run):
     """The applied events as the checker's L{checker.Fault}s."""
     faults = []
@@ -502,11 +536,13 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
             firewall.heal()
         launcher.teardown()
     records = launcher.records()
+    timing = getattr(scenario, "timing", None)
+    pauses = runner.machine_pauses(pause_bound(timing) if timing is not None else 0.0)
     during = checker.check(
         [r for r in records.records if r.t <= recovered], horizon=recovered,
-        capacity=scenario.capacity(launcher), faults=checker_faults(run),
+        capacity=scenario.capacity(launcher), faults=checker_faults(run), pauses=pauses,
     )
-    final = checker.check(records, capacity=scenario.capacity(launcher))
+    final = checker.check(records, capacity=scenario.capacity(launcher), pauses=pauses)
     bound = None
     if hasattr(scenario, "layout"):
         bound = availability.judge(

@@ -11,6 +11,11 @@ shape one can name); at most one process-level fault per node at a time (a
 paused daemon is not also killed); a kind whose preconditions fail (a ring
 needs four nodes) is never drawn.
 
+Machine pauses (``freeze_node``) come from a third stream of the seed, one
+every C{PAUSE_MIN_GAP}..C{PAUSE_MAX_GAP} seconds, on a node no other process
+fault or membership change touches meanwhile (version 3; the other events of
+a seed are as in version 2).
+
 Membership changes (``join`` of a spare node, graceful ``leave`` of a node
 that comes back later) come from a second random stream of the same seed,
 at most one at a time, one every C{MEMBERSHIP_MIN_GAP}..C{MEMBERSHIP_MAX_GAP}
@@ -23,9 +28,10 @@ import random
 
 import attrs
 
-SCHEDULE_VERSION = 2
-#: Versions this rig replays (version 1: no membership changes, no spares).
-READABLE_VERSIONS = (1, 2)
+SCHEDULE_VERSION = 3
+#: Versions this rig replays (version 1: no membership changes, no spares;
+#: version 2: no machine pauses).
+READABLE_VERSIONS = (1, 2, 3)
 
 #: Leave the cluster this long to settle before the first fault.
 DEFAULT_SETTLE = 5.0
@@ -41,7 +47,10 @@ PROCESS_KINDS = ("kill_daemon", "restart_daemon", "pause_daemon", "kill_service"
 #: heal); a node leaves gracefully (SIGTERM: its clusters are handed over,
 #: the leave announced) and comes back at its heal.
 MEMBERSHIP_KINDS = ("join", "leave")
-ALL_KINDS = NETWORK_KINDS + PROCESS_KINDS + MEMBERSHIP_KINDS
+#: A whole machine paused (every process of a node frozen, its lease clock
+#: stopped meanwhile: clsd.testing.faults.freeze), from a stream of its own.
+PAUSE_KINDS = ("freeze_node",)
+ALL_KINDS = NETWORK_KINDS + PROCESS_KINDS + MEMBERSHIP_KINDS + PAUSE_KINDS
 #: The least number of nodes each kind needs to mean anything.
 MIN_NODES = {"isolate": 2, "split": 3, "bridge": 3, "ring": 4, "loss": 2, "leave": 2}
 
@@ -51,6 +60,10 @@ DEFAULT_SPARES = 2
 #: every few seconds tests the churn limits of membership, not failover.
 MEMBERSHIP_MIN_GAP = 10.0
 MEMBERSHIP_MAX_GAP = 25.0
+
+
+PAUSE_MIN_GAP = 15.0
+PAUSE_MAX_GAP = 35.0
 
 
 class ScheduleError(ValueError):
@@ -191,8 +204,8 @@ def generate(seed, nodes, duration, *, kinds=ALL_KINDS, lease=DEFAULT_LEASE,
     if set(spares) & set(nodes) or len(set(spares)) != len(spares):
         raise ScheduleError(f"spares {list(spares)} must be distinct and not among the nodes")
     usable = tuple(k for k in kinds if len(nodes) >= MIN_NODES.get(k, 1)
-                   and (k != "join" or spares))
-    if not usable:
+                   and (k != "join" or spares) and k not in PAUSE_KINDS)
+    if not usable and not set(kinds) & set(PAUSE_KINDS):
         raise ScheduleError(f"no fault kind among {list(kinds)} works with {len(nodes)} nodes")
     rnd = random.Random(seed)
     events = []
@@ -209,7 +222,7 @@ def generate(seed, nodes, duration, *, kinds=ALL_KINDS, lease=DEFAULT_LEASE,
             if (k in NETWORK_KINDS and network_busy_until <= t)
             or (k in PROCESS_KINDS and free)
         ]
-        if not eligible:
+        if not eligible or not usable:
             continue
         kind = rnd.choice(eligible)
         targets, lasts, params = _pick_event(rnd, kind, nodes, lease, free)
@@ -222,7 +235,10 @@ def generate(seed, nodes, duration, *, kinds=ALL_KINDS, lease=DEFAULT_LEASE,
             node_busy_until[targets[0]] = end
         events.append(FaultEvent(at=t, kind=kind, targets=targets, lasts=lasts, params=params))
     membership = _membership_events(seed, nodes, spares, duration, usable, events, settle)
-    events = sorted(events + membership, key=lambda e: e.at)
+    pauses = []
+    if "freeze_node" in kinds:
+        pauses = _pause_events(seed, nodes, duration, lease, events + membership, settle)
+    events = sorted(events + membership + pauses, key=lambda e: e.at)
     return Schedule(seed=seed, nodes=nodes, duration=duration, lease=lease,
                     kinds=tuple(kinds), events=tuple(events), spares=spares)
 
@@ -269,4 +285,35 @@ def _membership_events(seed, nodes, spares, duration, usable, faults, settle):
             end = t + lasts
         # One membership change at a time: the next comes after this one is over.
         t = max(t, _round(end))
+    return events
+
+
+def _pause_events(seed, nodes, duration, lease, others, settle):
+    """Machine pauses from their own stream of C{seed}, clear of C{others} on their node."""
+    rnd = random.Random(f"pause-{seed}")
+    busy = {}
+    for event in others:
+        if event.kind in PROCESS_KINDS or event.kind in MEMBERSHIP_KINDS:
+            end = event.heal_at if event.heal_at is not None else (
+                duration if event.kind == "join" else event.at)
+            busy.setdefault(event.targets[0], []).append((event.at, end))
+    events = []
+    t = settle
+    while True:
+        t = _round(t + rnd.uniform(PAUSE_MIN_GAP, PAUSE_MAX_GAP))
+        if t >= duration:
+            break
+        # Shorter than the lease: nothing may move. Longer: the others take
+        # over, and the resumed node must stop at its first refused renewal.
+        long = rnd.random() < 0.7
+        lasts = rnd.uniform(1.5 * lease, 3 * lease) if long else rnd.uniform(0.2 * lease, 0.6 * lease)
+        lasts = _round(min(lasts, duration - t))
+        candidates = [n for n in nodes if all(
+            to < t - 1.0 or start > t + lasts + 2.0 for start, to in busy.get(n, ()))]
+        if not candidates:
+            continue
+        node = rnd.choice(candidates)
+        busy.setdefault(node, []).append((t, t + lasts))
+        events.append(FaultEvent(at=t, kind="freeze_node", targets=(node,), lasts=lasts,
+                                 params={"long": long}))
     return events

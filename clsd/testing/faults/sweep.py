@@ -10,7 +10,7 @@ is killed so that it can die.
 import os
 import signal
 
-from clsd.testing.faults import cpu, network
+from clsd.testing.faults import cpu, freeze, network
 from clsd.testing.faults.cleanup import OWNER_ENV, pid_alive
 
 
@@ -59,7 +59,9 @@ def kill_owned_processes(*, force=False, alive=None, owner=None):
 def cleanup_all(*, force=False):
     """Remove every stale rule, cgroup and process; returns what was removed, and errors."""
     removed, errors = [], []
-    steps = [("processes", lambda: kill_owned_processes(force=force))]
+    # Thaw first: a frozen process left behind would otherwise stay frozen.
+    steps = [("frozen cgroups", lambda: freeze.remove_stale(force=force)),
+             ("processes", lambda: kill_owned_processes(force=force))]
     for backend in (network.NftBackend, network.IptablesBackend):
         if backend.available():
             steps.append((backend.name, lambda b=backend: network.remove_stale(b(), force=force)))
