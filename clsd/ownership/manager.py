@@ -27,6 +27,7 @@ from clsd.ownership.arbiter_events import (
 from clsd.ownership.escalation import FAILED, Escalation, cluster_status, notifier
 from clsd.ownership.messages import Handover, MoveRequest
 from clsd.ownership.placement import Candidate, MemberState, is_eligible, place
+from clsd.ownership.shape import arbiter_kind, disagreeing, fingerprint
 
 IDLE, ACQUIRING, FENCING, RUNNING, STOPPING = (
     "idle", "acquiring", "fencing", "running", "stopping")
@@ -103,6 +104,7 @@ class ClusterManager:
         self._failed_notified = set()
         self._published = None
         self._withdrawing = set()     # unregistered, service still stopping here
+        self._mismatch = {}           # cluster -> nodes whose shape differs (reported)
 
     # -- helpers -------------------------------------------------------------
 
@@ -120,14 +122,31 @@ class ClusterManager:
         holding = {r.name: r.epoch for r in self._res.values()
                    if r.phase in (FENCING, RUNNING, STOPPING)
                    and self.arbiter.holding(r.name, now) is not None}
+        registered = [c for c in self.clusters.values() if c.id not in self._withdrawing]
         return MemberState(
             name=self.node,
-            registrations={c.id: c.priority for c in self.clusters.values()
-                           if c.id not in self._withdrawing},
+            registrations={c.id: c.priority for c in registered},
             standby=self.standby,
             failed=self.escalation.ineligible(now),
             holding=holding,
+            shapes={c.id: self._shape(c) for c in registered},
         )
+
+    def _shape(self, cluster):
+        return fingerprint(cluster, self.timing, arbiter_kind(self.arbiter))
+
+    def shape_mismatch(self, cluster_id):
+        """The live nodes whose settings for C{cluster_id} differ from ours (sorted).
+
+        While there are any, this node does not acquire the cluster: with the
+        same ID under two shapes, both could hold a lease (see
+        L{clsd.ownership.shape}).  With no holder we cannot tell whose
+        settings are meant, so no one with a disagreeing peer acquires.
+        """
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            return []
+        return disagreeing(cluster_id, self._shape(cluster), self._members.values())
 
     def _all_members(self, now):
         members = dict(self._members)
@@ -438,8 +457,20 @@ class ClusterManager:
     # -- status ------------------------------------------------------------------
 
     def status(self, now):
-        """resource -> (phase, epoch) of every resource this node has dealt with."""
-        return {r.name: (r.phase, r.epoch) for r in self._res.values()}
+        """resource -> (phase, epoch) of every resource this node has dealt with.
+
+        A cluster this node may not acquire because a live peer's settings
+        differ shows its idle resources as ``shape-mismatch``.
+        """
+        phases = {r.name: (r.phase, r.epoch) for r in self._res.values()}
+        for cluster_id in self._mismatch:
+            cluster = self.clusters[cluster_id]
+            for slot in range(cluster.count):
+                name = resource_name(cluster_id, slot, cluster.mode)
+                phase, epoch = phases.get(name, (IDLE, 0))
+                if phase == IDLE:
+                    phases[name] = ("shape-mismatch", epoch)
+        return phases
 
     def paused(self):
         """The cluster IDs paused here."""
@@ -528,7 +559,8 @@ class ClusterManager:
         other_slot = any(r is not res and r.phase in (FENCING, RUNNING, STOPPING)
                          for r in self._resources_of(cluster.id))
         return (is_eligible(me, cluster.id) and cluster.id not in self._paused
-                and res.name not in self._fence_backoff and not other_slot)
+                and res.name not in self._fence_backoff and not other_slot
+                and not self.shape_mismatch(cluster.id))
 
     def _report(self, what, res, **fields):
         return Report(what, res.cluster.id, res.name, res.epoch, **fields)
@@ -614,6 +646,7 @@ class ClusterManager:
         self._track_eligibility(now)
         out = []
         for cluster in list(self.clusters.values()):
+            out += self._check_shape(cluster)
             out += self._reconcile(cluster, now)
         out += self._forget_withdrawn()
         out += self._notify_failed(now)
@@ -650,7 +683,7 @@ class ClusterManager:
             role, slot = "target", forced[0].slot
         elif cluster.id in self._leaving:
             role = None
-        if not is_eligible(self.own_state(now), cluster.id):
+        if not is_eligible(self.own_state(now), cluster.id) or cluster.id in self._mismatch:
             role = None
         wanted = None
         if role is not None:
@@ -666,6 +699,24 @@ class ClusterManager:
                 res.phase = IDLE
                 out += self._process(self.arbiter.abandon(res.name, now), now)
         return out
+
+    def _check_shape(self, cluster):
+        """Note (and report once per change) the live peers whose settings for C{cluster} differ."""
+        if cluster.id in self._withdrawing:
+            self._mismatch.pop(cluster.id, None)
+            return []
+        others = self.shape_mismatch(cluster.id)
+        if others == self._mismatch.get(cluster.id, []):
+            return []
+        if others:
+            self._mismatch[cluster.id] = others
+            reason = (f"settings (mode, count, arbiter, lease, drift margin) differ from "
+                      f"{', '.join(others)}: not acquiring it here until they agree")
+        else:
+            del self._mismatch[cluster.id]
+            reason = "settings agree again with every live registered node"
+        return [Report("shape-mismatch" if others else "shape-agreed", cluster.id, cluster.id,
+                       0, reason=reason)]
 
     def _notify_failed(self, now):
         out = []

@@ -482,6 +482,8 @@ class OwnershipService(MultiService):
                 state = "failed"
             elif cluster.id in own.failed:
                 state = "cooling-down"
+            elif manager.shape_mismatch(cluster.id) and not owners.get(self.node_name):
+                state = "shape-mismatch"
             else:
                 state = next((p for p in ("stopping", "running", "fencing") if p in here),
                              None)
@@ -499,6 +501,7 @@ class OwnershipService(MultiService):
                 "epoch": max(owners.values(), default=None), "state": state,
                 "resources": {r: {"phase": p, "epoch": e} for r, (p, e) in mine.items()},
                 "service_state": managed.runner.state.value if managed.runner else None,
+                "shape_mismatch": manager.shape_mismatch(cluster.id),
             })
         return result
 
@@ -640,6 +643,9 @@ class OwnershipService(MultiService):
                 cause=cause, **{"from": report.previous, "to": self.node_name})
         elif what == "failed":
             self._events.record("cluster", cluster, f"failed: {report.reason}", what=what,
+                                why=report.reason)
+        elif what in ("shape-mismatch", "shape-agreed"):
+            self._events.record("cluster", cluster, f"{what}: {report.reason}", what=what,
                                 why=report.reason)
         for listener in self._report_listeners:
             try:

@@ -36,13 +36,14 @@ import random
 import attrs
 
 from clsd.ownership.actions import (
-    KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService, StopService,
+    ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService, StopService,
 )
 from clsd.ownership.arbiter import QuorumArbiter
 from clsd.ownership.manager import ClusterManager, ManagerError, resource_name
 from clsd.ownership.messages import from_wire
 from clsd.ownership.node import OwnershipNode
 from clsd.ownership.placement import MemberState
+from clsd.ownership.shape import cluster_of
 from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
 
 INF = float("inf")
@@ -390,6 +391,8 @@ class LeaseSim:
         elif isinstance(action, PersistEpochFloor):
             self.persisted[node.name] = action.value
             node.core.voter.persisted(action.value)
+        elif isinstance(action, ForgetCluster):
+            pass  # the service already stopped; L{reconfigure} swaps the specs
         else:
             raise AssertionError(f"unknown action {action!r}")
 
@@ -525,6 +528,26 @@ class LeaseSim:
         if node.up:
             self._input(node, ("call", "service_failed", cluster))
 
+    def reconfigure(self, name, clusters):
+        """A reload of node C{name} with new C{clusters}: each changed one is
+        unregistered (gracefully), then registered again once it is forgotten."""
+        node = self.nodes[name]
+        old = {c.id: c for c in node.clusters}
+        node.clusters = tuple(clusters)
+        changed = [c for c in clusters if c.id in old and old[c.id] != c]
+        for spec in changed:
+            self._input(node, ("call", "unregister", spec.id))
+
+        def register_when_forgotten(sim):
+            manager = node.core.manager
+            waiting = [c for c in changed if c.id in manager.clusters]
+            if waiting:
+                sim.at(sim.now + 0.05, register_when_forgotten)
+                return
+            for spec in changed:
+                sim._input(node, ("call", "register", spec))
+        self.at(self.now, register_when_forgotten, f"reload {name}")
+
     def operator(self, name, method, *args):
         """Run a maintenance op (set_standby, move, pause, resume) on node C{name}'s core."""
         node = self.nodes[name]
@@ -541,12 +564,25 @@ class LeaseSim:
                     found.add(cluster.id)
         return found
 
+    def _service_groups(self):
+        """Service intervals by what must not overlap: an ID that any node runs
+        active-standby is one group whatever lease names (``A``, ``A/k``) it ran under."""
+        active_standby = self.active_standby_clusters()
+        groups = {}
+        for resource, intervals in self.service_log.items():
+            key = cluster_of(resource)
+            if key not in active_standby:
+                key = resource
+            groups.setdefault(key, []).extend(intervals)
+        return groups
+
     def overlaps(self):
         """Every pair of different nodes' overlapping intervals (services and beliefs)."""
         found = []
         groups = {}
-        for cluster, intervals in self.service_log.items():
-            if cluster in self.active_standby_clusters():
+        active_standby = self.active_standby_clusters()
+        for cluster, intervals in self._service_groups().items():
+            if cluster in active_standby:
                 groups[("service", cluster)] = intervals
         for (name, resource, epoch), interval in self.beliefs.items():
             groups.setdefault(("belief", resource), []).append(interval)
@@ -579,7 +615,7 @@ class LeaseSim:
     def epoch_regressions(self):
         """Tenures whose epoch is not above the previous one's, per resource (fencing tokens grow)."""
         found = []
-        for cluster, intervals in self.service_log.items():
+        for cluster, intervals in self._service_groups().items():
             ordered = sorted(intervals, key=lambda i: i.start)
             for earlier, later in zip(ordered, ordered[1:]):
                 if later.epoch <= earlier.epoch:
