@@ -296,6 +296,7 @@ class Daemon(MultiService):
                 raise ReloadError(
                     "cluster registrations cannot change: lease ownership is not running "
                     "on this node" + (f" ({reason})" if reason else ""))
+            self._check_shape_changes(new, plan)
         except ReloadError as e:
             self.events.record("daemon", self.config.node.name, f"reload refused: {e}")
             return defer.fail(e)
@@ -310,6 +311,19 @@ class Daemon(MultiService):
             return result
         d.addBoth(done)
         return d
+
+    def _check_shape_changes(self, new, plan):
+        """L{ReloadError} if a cluster's mode or count changes here too early
+        (L{clsd.ownership.shape.change_refusal})."""
+        from clsd.ownership.shape import shape_changed
+
+        old = {c.id: c for c in self.config.clusters}
+        for cluster in new.clusters:
+            if cluster.id in plan.clusters_replaced and shape_changed(old[cluster.id], cluster):
+                refusal = self.ownership.node.manager.shape_change_refusal(
+                    cluster, self._monotonic())
+                if refusal is not None:
+                    raise ReloadError(refusal)
 
     def _read_config(self):
         """The file again, with the start's overrides, and its TLS identity (or

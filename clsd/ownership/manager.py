@@ -27,7 +27,7 @@ from clsd.ownership.arbiter_events import (
 from clsd.ownership.escalation import FAILED, Escalation, cluster_status, notifier
 from clsd.ownership.messages import Handover, MoveRequest
 from clsd.ownership.placement import Candidate, MemberState, is_eligible, place
-from clsd.ownership.shape import arbiter_kind, disagreeing, fingerprint
+from clsd.ownership.shape import arbiter_kind, change_refusal, disagreeing, fingerprint
 
 IDLE, ACQUIRING, FENCING, RUNNING, STOPPING = (
     "idle", "acquiring", "fencing", "running", "stopping")
@@ -129,11 +129,19 @@ class ClusterManager:
             standby=self.standby,
             failed=self.escalation.ineligible(now),
             holding=holding,
-            shapes={c.id: self._shape(c) for c in registered},
+            shapes={c.id: self.shape_of(c) for c in registered},
         )
 
-    def _shape(self, cluster):
+    def shape_of(self, cluster):
+        """The fingerprint of C{cluster}'s lease-relevant settings on this node."""
         return fingerprint(cluster, self.timing, arbiter_kind(self.arbiter))
+
+    def shape_change_refusal(self, cluster, now):
+        """Why registering C{cluster} (new mode or count) must wait, or None."""
+        runs_here = any(r.phase in (FENCING, RUNNING, STOPPING)
+                        for r in self._resources_of(cluster.id))
+        return change_refusal(cluster.id, self.shape_of(cluster), runs_here,
+                              self._members.values())
 
     def shape_mismatch(self, cluster_id):
         """The live nodes whose settings for C{cluster_id} differ from ours (sorted).
@@ -146,7 +154,7 @@ class ClusterManager:
         cluster = self.clusters.get(cluster_id)
         if cluster is None:
             return []
-        return disagreeing(cluster_id, self._shape(cluster), self._members.values())
+        return disagreeing(cluster_id, self.shape_of(cluster), self._members.values())
 
     def _all_members(self, now):
         members = dict(self._members)

@@ -74,3 +74,24 @@ def disagreeing(cluster_id, mine, members):
 def shape_changed(old, new):
     """Whether cluster specs C{old} and C{new} differ in a L{SHAPE_FIELDS} field."""
     return any(getattr(old, f) != getattr(new, f) for f in SHAPE_FIELDS)
+
+
+def change_refusal(cluster_id, new_print, runs_here, members):
+    """Why a reload may not give C{cluster_id} the shape C{new_print} now (None: it may).
+
+    The node that runs the cluster changes last: a change there stops the
+    service, and only nodes that already have the new settings may take it
+    over (the others disagree with it).  A node that does not run it may
+    change at any time; until every registered node agrees it acquires
+    nothing.  A member that publishes no fingerprint cannot confirm.
+    """
+    if not runs_here:
+        return None
+    behind = sorted(m.name for m in members
+                    if cluster_id in m.registrations and m.shapes.get(cluster_id) != new_print)
+    if not behind:
+        return None
+    return (f"cluster {cluster_id} runs here and {', '.join(behind)} still "
+            f"{'has' if len(behind) == 1 else 'have'} its old mode/count: change "
+            "mode or count on the other nodes first and on the node that runs it last "
+            "(doc/operations.md, \"Changing a cluster's mode or count\")")
