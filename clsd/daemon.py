@@ -50,13 +50,16 @@ class _InOrder(MultiService):
 def cluster_settings(config):
     """The settings every node of a cluster must share (their hash travels in the hello).
 
-    The voters and lease (two nodes with different voter lists could each
-    see a majority), the etcd prefix when etcd arbitrates, and membership's
-    K and H (the observer rings must be the same everywhere).
+    The arbiter and lease, the etcd prefix when etcd arbitrates, and
+    membership's K and H (the observer rings must be the same everywhere).
+    Not the voters: nodes in adjacent steps of a change of voters must talk
+    (to one another's voters, and to see one another in membership); the
+    voters compare voter sets on every request instead
+    (L{clsd.ownership.voterset}).
     """
     quorum = config.quorum
     settings = {
-        "voters": list(quorum.voters) if quorum is not None else None,
+        "arbiter": quorum.arbiter if quorum is not None else None,
         "lease": quorum.lease if quorum is not None else None,
         "membership": {"observers": config.membership.observers,
                        "quorum": config.membership.quorum},

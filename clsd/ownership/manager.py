@@ -28,6 +28,7 @@ from clsd.ownership.escalation import FAILED, Escalation, cluster_status, notifi
 from clsd.ownership.messages import Handover, MoveRequest
 from clsd.ownership.placement import Candidate, MemberState, is_eligible, place
 from clsd.ownership.shape import arbiter_kind, change_refusal, disagreeing, fingerprint
+from clsd.ownership.voterset import compatible
 
 IDLE, ACQUIRING, FENCING, RUNNING, STOPPING = (
     "idle", "acquiring", "fencing", "running", "stopping")
@@ -105,6 +106,7 @@ class ClusterManager:
         self._published = None
         self._withdrawing = set()     # unregistered, service still stopping here
         self._mismatch = {}           # cluster -> nodes whose shape differs (reported)
+        self._voters_apart = []       # live nodes two steps of a voter change away (reported)
 
     # -- helpers -------------------------------------------------------------
 
@@ -130,6 +132,7 @@ class ClusterManager:
             failed=self.escalation.ineligible(now),
             holding=holding,
             shapes={c.id: self.shape_of(c) for c in registered},
+            voters=getattr(self.arbiter, "voter_tag", None),
         )
 
     def shape_of(self, cluster):
@@ -653,6 +656,7 @@ class ClusterManager:
         self._last_now = now
         self._track_eligibility(now)
         out = []
+        out += self._check_voters()
         for cluster in list(self.clusters.values()):
             out += self._check_shape(cluster)
             out += self._reconcile(cluster, now)
@@ -691,7 +695,8 @@ class ClusterManager:
             role, slot = "target", forced[0].slot
         elif cluster.id in self._leaving:
             role = None
-        if not is_eligible(self.own_state(now), cluster.id) or cluster.id in self._mismatch:
+        if (not is_eligible(self.own_state(now), cluster.id) or cluster.id in self._mismatch
+                or self._voters_apart):
             role = None
         wanted = None
         if role is not None:
@@ -707,6 +712,31 @@ class ClusterManager:
                 res.phase = IDLE
                 out += self._process(self.arbiter.abandon(res.name, now), now)
         return out
+
+    def voters_apart(self):
+        """Live nodes whose voter set is two steps of a change from ours (sorted).
+
+        While there are any, this node acquires nothing: its majorities and
+        theirs need not share a voter (L{clsd.ownership.voterset}).
+        """
+        return list(self._voters_apart)
+
+    def _check_voters(self):
+        mine = getattr(self.arbiter, "voter_tag", None)
+        apart = [] if mine is None else sorted(
+            m.name for m in self._members.values()
+            if m.voters is not None and not compatible(mine, m.voters))
+        if apart == self._voters_apart:
+            return []
+        self._voters_apart = apart
+        if apart:
+            reason = (f"the voters of {', '.join(apart)} are two steps of a change away "
+                      "from this node's (old beside new): acquiring nothing until every "
+                      "node has previous_voters or the same voters")
+        else:
+            reason = "voter sets agree again (at most one step apart)"
+        return [Report("voters-mismatch" if apart else "voters-agreed", "", "", 0,
+                       reason=reason)]
 
     def _check_shape(self, cluster):
         """Note (and report once per change) the live peers whose settings for C{cluster} differ."""

@@ -26,6 +26,8 @@ def state_to_wire(state):
     }
     if state.shapes:  # optional: older daemons neither send nor expect it
         wire["shapes"] = dict(sorted(state.shapes.items()))
+    if state.voters is not None:  # optional, likewise
+        wire["voters"] = state.voters
     return wire
 
 
@@ -64,7 +66,17 @@ def state_from_wire(name, data):
         failed=frozenset(failed),
         holding=_str_int_map(data, "holding", name),
         shapes=_shapes(data, name, registrations),
+        voters=_voters(data, name),
     )
+
+
+def _voters(data, name):
+    value = data.get("voters")
+    if value is not None and (not isinstance(value, str)
+                              or not 0 < len(value) <= MAX_FINGERPRINT):
+        raise WireError(f"ownership state of {name}: 'voters' must be a string of 1 to "
+                        f"{MAX_FINGERPRINT} characters, got {value!r}")
+    return value
 
 
 def _shapes(data, name, registrations):

@@ -59,6 +59,7 @@ from clsd.ownership.messages import MESSAGE_TYPES, WireError, from_wire
 from clsd.ownership.node import OwnershipNode
 from clsd.ownership.placement import MemberState
 from clsd.ownership.published import state_from_wire, state_to_wire
+from clsd.ownership.voterset import VoterSet
 from clsd.supervision.spawn import service_spawner
 
 #: A failed write of the epoch floor is retried this often (the voter
@@ -439,14 +440,17 @@ class OwnershipService(MultiService):
         now = self._monotonic()
         quorum = self.config.quorum
         live = set(self._members) | {self.node_name}
-        reachable = [v for v in quorum.voters if v in live]
+        voter_set = VoterSet(quorum.voters, quorum.previous_voters)
+        reachable = [v for v in voter_set.members if v in live]
         result = {
             "node": self.node_name,
             "active": self.node is not None,
             "inactive_reason": self.inactive_reason,
             "generation": self.generation,
             "quorum": {"voters": list(quorum.voters), "majority": quorum.majority,
-                       "reachable": reachable, "have_quorum": len(reachable) >= quorum.majority,
+                       "previous_voters": list(quorum.previous_voters),
+                       "reachable": reachable,
+                       "have_quorum": bool(quorum.voters) and voter_set.granted_by(reachable),
                        "lease": quorum.lease, "drift_margin": quorum.drift_margin},
             "clusters": [],
             "guard": self.guard.status() if self.guard is not None else None,
@@ -461,6 +465,7 @@ class OwnershipService(MultiService):
         manager = self.node.manager
         own = manager.own_state(now)
         result["standby"] = manager.standby
+        result["quorum"]["voters_apart"] = manager.voters_apart()
         members = list(self._members.values()) + [own]
         phases = manager.status(now)
         paused = manager.paused()
@@ -647,6 +652,9 @@ class OwnershipService(MultiService):
         elif what in ("shape-mismatch", "shape-agreed"):
             self._events.record("cluster", cluster, f"{what}: {report.reason}", what=what,
                                 why=report.reason)
+        elif what in ("voters-mismatch", "voters-agreed"):
+            self._events.record("ownership", self.node_name, f"{what}: {report.reason}",
+                                what=what, why=report.reason)
         for listener in self._report_listeners:
             try:
                 listener(report)

@@ -21,6 +21,9 @@ Rules, each with its reason:
   other.  Two nodes that disagree on the cluster's mode (L{clsd.ownership.shape})
   then need two majorities that share a voter refusing one of them, and the
   epoch keeps growing across a change of mode.
+- While the voters change, a request is granted only if the proposer's
+  voter set is one step from this voter's (L{clsd.ownership.voterset}):
+  refused with reason ``voters`` otherwise.
 - A grant lasts the request's C{duration} counted from its *arrival* here,
   which is later than when the holder sent it: the holder's own count ends
   earlier.
@@ -64,8 +67,11 @@ class LeaseVoter:
     """One node's voter, for every resource; sans-IO, no timers needed."""
 
     def __init__(self, node, timing, now, *, epoch_floor=0, reserve_block=None,
-                 quiet=True):
+                 quiet=True, voter_set=None):
         self.node = node
+        #: This node's L{VoterSet}: which proposers' voter sets it may grant to
+        #: (L{VoterSet.admits}); None grants to any.
+        self.voter_set = voter_set
         self.timing = timing
         self.quiet_until = now + timing.voter_quiet if quiet else now
         self.floor = epoch_floor
@@ -152,8 +158,10 @@ class LeaseVoter:
         counters = [s.promised.counter for s in (state, *cross) if s.promised is not None]
         return max(counters + [self.floor])
 
-    def _admit(self, state, ballot, cross):
+    def _admit(self, state, ballot, cross, message):
         """None if C{ballot} may be promised/accepted, else the refusal reason."""
+        if self.voter_set is not None and not self.voter_set.admits(message.voters):
+            return "voters"
         if state.promised is not None and ballot == state.promised:
             return None
         if ballot.counter <= self._promised_counter(state, cross):
@@ -174,7 +182,7 @@ class LeaseVoter:
         ballot = message.ballot
         actions = self._maybe_reserve(ballot.counter)
         cross = self._other_shape(message.resource, now)
-        reason = "quiet" if self.quiet(now) else self._admit(state, ballot, cross)
+        reason = "quiet" if self.quiet(now) else self._admit(state, ballot, cross, message)
         if reason is not None:
             reply = Promise(message.resource, ballot, ok=False, reason=reason,
                             promised=self._promised_counter(state, cross))
@@ -195,7 +203,7 @@ class LeaseVoter:
         ballot = message.ballot
         actions = self._maybe_reserve(ballot.counter)
         cross = self._other_shape(message.resource, now)
-        reason = "quiet" if self.quiet(now) else self._admit(state, ballot, cross)
+        reason = "quiet" if self.quiet(now) else self._admit(state, ballot, cross, message)
         grant = state.grant
         if grant is None or grant.owner == ballot.owner:
             grant = self._cross_grant(message.resource, ballot.owner, now) or grant

@@ -108,7 +108,7 @@ class LeaseSim:
     def __init__(self, nodes, voters, timing, *, seed=0, drift=0.01, rates=None,
                  delay=(0.0005, 0.003), loss=0.0, detection=0.6, kill_latency=0.005,
                  stop_time=(0.01, 0.2), start_time=0.01, hook_time=0.05,
-                 voter_factory=None, membership_period=0.1):
+                 voter_factory=None, membership_period=0.1, voter_sets=None):
         """C{nodes}: name -> tuple of ClusterConfig (empty for a witness).
 
         C{rates}: name -> fixed clock rate (overrides the random drift).
@@ -150,6 +150,9 @@ class LeaseSim:
         self._truth_since = {}        # (x, y) -> (truth, since)
         self.messages_sent = 0
         self.operator_errors = []     # (true time, node, message) of refused maintenance ops
+        #: name -> VoterSet of a node configured apart from C{voters} (a change of
+        #: voters in progress); takes effect at the node's next (re)start.
+        self.voter_sets = dict(voter_sets or {})
         for name in self.nodes:
             self._boot(name)
         self._schedule(self.membership_period, "membership", None)
@@ -171,12 +174,14 @@ class LeaseSim:
         node.clock_floor = float("-inf")
         local = node.clock.local(self.now)
         voter = None
-        if name in self.voters:
+        voter_set = self.voter_sets.get(name)
+        if name in (voter_set.members if voter_set is not None else self.voters):
             voter = self.voter_factory(name, self.timing, local, self.persisted.get(name, 0))
-        arbiter = QuorumArbiter(name, node.incarnation, self.voters, self.timing,
+            voter.voter_set = voter_set
+        arbiter = QuorumArbiter(name, node.incarnation, voter_set or self.voters, self.timing,
                                 random.Random(self.rng.random()))
         manager = ClusterManager(name, node.clusters, arbiter, self.timing, local,
-                                 voters=self.voters)
+                                 voters=voter_set.voters if voter_set else self.voters)
         node.core = OwnershipNode(name, voter, manager)
         self._run(node, node.core.start(local))
 
