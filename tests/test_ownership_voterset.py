@@ -232,3 +232,15 @@ class RollingVoterChangeTests(unittest.TestCase):
         self.assertEqual(sim.running("A"), ["b"])
         self.assertIn("voters-agreed", [r.what for _, n, r in sim.reports if n == "b"])
         sim.check_safety()
+
+
+class AdminStatusTests(unittest.TestCase):
+    def test_status_names_the_change_and_the_nodes_apart(self):
+        from clsd.admin.backend import QuorumInfo, Status
+        from clsd.admin.commands import render_status
+
+        quorum = QuorumInfo(NEW, True, previous_voters=OLD, voters_apart=("x",))
+        text = render_status(Status(node="a", members=(), clusters=(), services=(),
+                                    quorum=quorum))
+        self.assertIn("(voters: a, b, c, d, e; changing from: a, b, c)", text)
+        self.assertIn("other voter sets on x: nothing new is acquired", text)
