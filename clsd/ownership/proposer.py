@@ -14,6 +14,9 @@ Release: after the service is stopped, Release(b') with a ballot above every
 one used, so that no Propose still in flight can be granted afterwards.
 
 Epoch: the counter of the ballot that started the tenure; renewals keep it.
+
+"A majority" is L{VoterSet.granted_by}: while the voters change, a majority
+of the new set and of the previous one.
 """
 
 import attrs
