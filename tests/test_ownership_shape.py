@@ -8,7 +8,9 @@ from clsd.ownership.ballot import Ballot
 from clsd.ownership.messages import Prepare, Propose, WireError
 from clsd.ownership.placement import MemberState
 from clsd.ownership.published import state_from_wire, state_to_wire
-from clsd.ownership.shape import cluster_of, disagreeing, fingerprint, shape_changed
+from clsd.ownership.shape import (
+    change_refusal, cluster_of, disagreeing, fingerprint, shape_changed,
+)
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import LeaseVoter
 from clsd.sim.leases import LeaseSim
@@ -54,6 +56,21 @@ class FingerprintTests(unittest.TestCase):
             MemberState("e", registrations={"B": 1}, shapes={"B": "f2"}),
         ]
         self.assertEqual(disagreeing("A", mine, members), ["b"])
+
+
+class ChangeRefusalTests(unittest.TestCase):
+    def test_the_nodes_that_run_it_change_last(self):
+        idle_old = MemberState("z", registrations={"N": 1}, shapes={"N": "old"})
+        idle_new = MemberState("z", registrations={"N": 1}, shapes={"N": "new"})
+        running_old = MemberState("y", registrations={"N": 1}, shapes={"N": "old"},
+                                  holding={"N/1": 7})
+        self.assertIsNone(change_refusal("N", "new", False, [idle_old, running_old]))
+        refusal = change_refusal("N", "new", True, [idle_old, running_old])
+        self.assertIn("z still has its old mode/count", refusal)
+        # Another node that runs it (n-active) is no reason to wait: it changes after us.
+        self.assertIsNone(change_refusal("N", "new", True, [idle_new, running_old]))
+        older = MemberState("x", registrations={"N": 1})  # publishes no fingerprint
+        self.assertIn("x still has", change_refusal("N", "new", True, [older]))
 
 
 class VoterShapeTests(unittest.TestCase):

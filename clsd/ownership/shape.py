@@ -79,19 +79,24 @@ def shape_changed(old, new):
 def change_refusal(cluster_id, new_print, runs_here, members):
     """Why a reload may not give C{cluster_id} the shape C{new_print} now (None: it may).
 
-    The node that runs the cluster changes last: a change there stops the
+    The nodes that run the cluster change last: a change there stops the
     service, and only nodes that already have the new settings may take it
-    over (the others disagree with it).  A node that does not run it may
-    change at any time; until every registered node agrees it acquires
-    nothing.  A member that publishes no fingerprint cannot confirm.
+    over (the others disagree with it).  So a node that runs it may change
+    only once every registered node that does not run it has the new
+    settings; the nodes that run it (several for n-active) then change one
+    after the other.  A node that does not run it may change at any time;
+    until every registered node agrees it acquires nothing.  A member that
+    publishes no fingerprint cannot confirm.
     """
     if not runs_here:
         return None
     behind = sorted(m.name for m in members
-                    if cluster_id in m.registrations and m.shapes.get(cluster_id) != new_print)
+                    if cluster_id in m.registrations and m.shapes.get(cluster_id) != new_print
+                    and not any(cluster_of(r) == cluster_id for r in m.holding))
     if not behind:
         return None
     return (f"cluster {cluster_id} runs here and {', '.join(behind)} still "
             f"{'has' if len(behind) == 1 else 'have'} its old mode/count: change "
-            "mode or count on the other nodes first and on the node that runs it last "
+            "mode or count on the nodes that do not run it first, and on the nodes that "
+            "run it last "
             "(doc/operations.md, \"Changing a cluster's mode or count\")")
