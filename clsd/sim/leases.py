@@ -469,6 +469,12 @@ class LeaseSim:
                 interval.end = self.now
         self.faults.append((self.now, f"{reason} {name}"))
 
+    def restart_with(self, name, clusters):
+        """Restart node C{name} with other C{clusters} (a config changed behind a restart)."""
+        self.nodes[name].clusters = tuple(clusters)
+        self.crash(name, "restart with new settings")
+        self.at(self.now + 0.05, lambda s: s.restart(name))
+
     def restart(self, name):
         if self.nodes[name].up:
             return
