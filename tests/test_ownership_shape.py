@@ -221,3 +221,18 @@ class MixedShapeSimTests(unittest.TestCase):
             self.assertEqual(sim.running("A"), ["beta"])
             (latest,) = sim.service_log["A/0"]
             self.assertGreater(latest.epoch, first_epoch)
+
+
+class NamedEventTests(unittest.TestCase):
+    def test_the_reports_are_named_log_events(self):
+        from clsd.named_events import named_events
+
+        record = {"kind": "cluster", "subject": "A", "reason": "",
+                  "fields": {"what": "shape-mismatch", "why": "differ from beta"}}
+        self.assertEqual(named_events(record),
+                         [("cluster.mismatch", {"cluster": "A", "reason": "differ from beta"})])
+        record["fields"] = {"what": "shape-agreed"}
+        self.assertEqual(named_events(record), [("cluster.agreed", {"cluster": "A"})])
+        record = {"kind": "ownership", "subject": "alpha", "reason": "",
+                  "fields": {"what": "voters-mismatch", "why": "x"}}
+        self.assertEqual(named_events(record), [("voters.apart", {"reason": "x"})])
