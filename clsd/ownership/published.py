@@ -12,7 +12,7 @@ from clsd.ownership.placement import MemberState
 
 #: Bumped when the dict changes incompatibly.
 STATE_VERSION = 1
-#: Longest cluster fingerprint accepted from a peer (ours are 12 characters).
+#: Longest cluster fingerprint or voter-set tag accepted from a peer (ours: 12 and 25).
 MAX_FINGERPRINT = 64
 
 
