@@ -41,7 +41,8 @@ def is_slot(resource):
 def shape(cluster, timing, arbiter):
     """The settings of C{cluster} that every node must share, as a plain dict.
 
-    C{arbiter}: ``"voters"`` or ``"etcd"``.
+    C{arbiter}: ``"voters"`` or ``"etcd"``.  A new setting that changes what
+    a lease means (a service address, say) belongs here too.
     """
     return {"mode": cluster.mode, "count": cluster.count, "arbiter": arbiter,
             "lease": timing.lease, "drift_margin": timing.drift_margin}
