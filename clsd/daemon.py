@@ -51,13 +51,16 @@ class _InOrder(MultiService):
 def cluster_settings(config):
     """The settings every node of a cluster must share (their hash travels in the hello).
 
-    The voters and lease (two nodes with different voter lists could each
-    see a majority), the etcd prefix when etcd arbitrates, and membership's
-    K and H (the observer rings must be the same everywhere).
+    The arbiter and lease, the etcd prefix when etcd arbitrates, and
+    membership's K and H (the observer rings must be the same everywhere).
+    Not the voters: nodes in adjacent steps of a change of voters must talk
+    (to one another's voters, and to see one another in membership); the
+    voters compare voter sets on every request instead
+    (L{clsd.ownership.voterset}).
     """
     quorum = config.quorum
     settings = {
-        "voters": list(quorum.voters) if quorum is not None else None,
+        "arbiter": quorum.arbiter if quorum is not None else None,
         "lease": quorum.lease if quorum is not None else None,
         "membership": {"observers": config.membership.observers,
                        "quorum": config.membership.quorum},
@@ -301,6 +304,7 @@ class Daemon(MultiService):
                 raise ReloadError(
                     "cluster registrations cannot change: lease ownership is not running "
                     "on this node" + (f" ({reason})" if reason else ""))
+            self._check_shape_changes(new, plan)
         except ReloadError as e:
             self.events.record("daemon", self.config.node.name, f"reload refused: {e}")
             return defer.fail(e)
@@ -315,6 +319,19 @@ class Daemon(MultiService):
             return result
         d.addBoth(done)
         return d
+
+    def _check_shape_changes(self, new, plan):
+        """L{ReloadError} if a cluster's mode or count changes here too early
+        (L{clsd.ownership.shape.change_refusal})."""
+        from clsd.ownership.shape import shape_changed
+
+        old = {c.id: c for c in self.config.clusters}
+        for cluster in new.clusters:
+            if cluster.id in plan.clusters_replaced and shape_changed(old[cluster.id], cluster):
+                refusal = self.ownership.node.manager.shape_change_refusal(
+                    cluster, self._monotonic())
+                if refusal is not None:
+                    raise ReloadError(refusal)
 
     def _read_config(self):
         """The file again, with the start's overrides, and its TLS identity (or

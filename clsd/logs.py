@@ -66,6 +66,11 @@ EVENTS = {
     "lease.released": (_I, "This node gave a lease up (stop, move, drain)."),
     "cluster.moved": (_W, "A cluster's service changed node (failover or move)."),
     "cluster.failed": (_E, "A cluster cannot run anywhere (no eligible node, escalation)."),
+    "cluster.mismatch": (_W, "A live node has other settings for a cluster: not acquiring it."),
+    "cluster.agreed": (_I, "Every live node has the same settings for a cluster again."),
+    "voters.apart": (_W, "A live node's voters are two steps of a change away: "
+                                "acquiring nothing."),
+    "voters.agreed": (_I, "Every live node's voters are at most one step apart again."),
     "hook.ran": (_I, "A hook command (fence, notify) succeeded."),
     "hook.failed": (_E, "A hook command failed or timed out."),
     "peer.connected": (_I, "A peer connection was established (TLS and hello done)."),

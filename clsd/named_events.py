@@ -98,6 +98,19 @@ def _cluster(record):
                                    "cause": list(fields.get("cause") or ())})]
     if what == "failed":
         return [("cluster.failed", {"cluster": cluster, "reason": fields.get("why")})]
+    if what == "shape-mismatch":
+        return [("cluster.mismatch", {"cluster": cluster, "reason": fields.get("why")})]
+    if what == "shape-agreed":
+        return [("cluster.agreed", {"cluster": cluster})]
+    return []
+
+
+def _ownership(record):
+    what = record["fields"].get("what")
+    if what == "voters-mismatch":
+        return [("voters.apart", {"reason": record["fields"].get("why")})]
+    if what == "voters-agreed":
+        return [("voters.agreed", {})]
     return []
 
 
@@ -114,7 +127,7 @@ def _daemon(record):
 _BY_KIND = {
     "spawned": _service, "exited": _service, "health": _service, "state": _service,
     "member": _member, "hook": _hook, "lease": _lease, "cluster": _cluster,
-    "daemon": _daemon,
+    "daemon": _daemon, "ownership": _ownership,
 }
 
 

@@ -68,5 +68,23 @@ class SettingsMismatchTests(unittest.TestCase):
     def test_other_lease_is_refused(self):
         return self.refused({"voters": GOOD["voters"], "lease": 5.0})
 
-    def test_other_voters_are_refused(self):
-        return self.refused({"voters": ["alpha", "beta", "odd"], "lease": GOOD["lease"]})
+    @defer.inlineCallbacks
+    def test_other_voters_join_and_are_named_apart(self):
+        """Voters are not in the hello: a node with another voter set (more than one
+        step of a change away) joins, and every node names it and acquires nothing
+        (doc/operations.md, "Changing the voters")."""
+        rig = ClusterRig(self, ["alpha", "beta", "odd"], reactor=reactor)
+        daemons = {}
+        for name in rig.names:
+            quorum = ({"voters": ["alpha", "beta", "odd"], "lease": GOOD["lease"]}
+                      if name == "odd" else GOOD)
+            daemons[name] = rig.daemon(name, {"quorum": quorum})
+            daemons[name].startService()
+            self.addCleanup(self._stop, daemons[name])
+        everyone = dict.fromkeys(rig.names, "alive")
+        yield poll(reactor, lambda: rig.all_see(rig.names, everyone), 30, "all three to join")
+        yield poll(reactor, lambda: all(
+            daemons[n].ownership.status()["quorum"]["voters_apart"] == ["odd"]
+            for n in ("alpha", "beta")), 15, "alpha and beta to name odd's voters apart")
+        status = daemons["odd"].ownership.status()["quorum"]
+        self.assertEqual(status["voters_apart"], ["alpha", "beta"])

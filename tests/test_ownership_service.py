@@ -283,7 +283,7 @@ class SingleNodeTests(unittest.TestCase):
         self.assertTrue(status["active"])
         self.assertEqual(status["quorum"], {
             "voters": ["alpha"], "majority": 1, "reachable": ["alpha"], "have_quorum": True,
-            "lease": LEASE, "drift_margin": MARGIN})
+            "lease": LEASE, "drift_margin": MARGIN, "previous_voters": [], "voters_apart": []})
         [cluster] = status["clusters"]
         epoch = cluster["epoch"]
         self.assertEqual(cluster["owners"], {"alpha": epoch})

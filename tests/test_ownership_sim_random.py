@@ -6,7 +6,9 @@ window and per-node clock rates within the margin, then heals everything and
 checks, on the true time line:
 
 - no two nodes ran (or believed they held) one active-standby cluster at once;
-- every tenure's epoch is above the previous tenure's, per resource;
+- every tenure's epoch is above the previous tenure's, per resource (per
+  cluster ID across its lease names ``A`` and ``A/k`` while nodes disagree
+  on its mode: fault ``reshape``);
 - every cluster with an eligible node is owned again within
   C{timing.reacquire_bound(detection)} of the heal (plus the start of the service).
 
@@ -16,6 +18,7 @@ machine is shared).
 
 import os
 
+import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
@@ -55,6 +58,10 @@ def scenarios(draw):
         st.tuples(st.just("standby"), node, duration),
         st.tuples(st.just("move"), node, node, duration),
         st.tuples(st.just("restart"), node, st.floats(0.001, 0.1)),
+        # Back to the agreed shape well before the heal: a voter restarted just
+        # before it delays two-voter fencing past the re-ownership bound, with
+        # or without a change of shape.
+        st.tuples(st.just("reshape"), node, st.floats(0.1, 4.0)),
     )
     faults = draw(st.lists(st.tuples(st.floats(0.0, FAULT_WINDOW), fault), max_size=8))
     rates = {name: draw(st.floats(1 - MAX_RATE_DEVIATION, 1 + MAX_RATE_DEVIATION))
@@ -129,6 +136,18 @@ def apply_fault(sim, at, fault):
         if cluster_ids:
             sim.at(at, lambda s: s.operator(name, "move", cluster_ids[0], target),
                    f"move {cluster_ids[0]} to {target} (asked on {name})")
+    elif kind == "reshape":
+        # A restart with another mode for its first active-standby cluster
+        # (n-active, one copy: lease name ID/0), and back later.
+        name, duration = args
+        before = sim.nodes[name].clusters
+        spec = next((c for c in before if c.mode == "active-standby"), None)
+        if spec is not None:
+            other = attrs.evolve(spec, mode="n-active", count=1)
+            after = tuple(other if c is spec else c for c in before)
+            sim.at(at, lambda s: s.restart_with(name, after), f"reshape {spec.id} on {name}")
+            sim.at(at + duration, lambda s: s.restart_with(name, before),
+                   f"shape of {spec.id} back on {name}")
     elif kind == "fail":
         name, _ = args
         cluster_ids = [c.id for c in sim.nodes[name].clusters]

@@ -68,6 +68,10 @@ class ServiceInfo:
 class QuorumInfo:
     voters: tuple = attrs.field(converter=_tuple)
     have_quorum: bool
+    #: While the voters change: the set before the change (doc/operations.md).
+    previous_voters: tuple = attrs.field(default=(), converter=_tuple)
+    #: Live nodes whose voter set is two steps of a change away: nothing new is acquired.
+    voters_apart: tuple = attrs.field(default=(), converter=_tuple)
 
 
 @attrs.frozen

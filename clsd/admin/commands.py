@@ -137,9 +137,15 @@ def history_table(events):
 def render_status(status):
     quorum = status.quorum
     voters = ", ".join(printable(v) for v in quorum.voters) or "none configured"
+    if quorum.previous_voters:
+        voters += "; changing from: " + ", ".join(printable(v) for v in quorum.previous_voters)
+    apart = ""
+    if quorum.voters_apart:
+        apart = ("quorum:  other voter sets on " + ", ".join(map(printable, quorum.voters_apart))
+                 + ": nothing new is acquired\n")
     return "".join([
         f"node:    {printable(status.node)}\n",
-        f"quorum:  {'yes' if quorum.have_quorum else 'NO'} (voters: {voters})\n",
+        f"quorum:  {'yes' if quorum.have_quorum else 'NO'} (voters: {voters})\n", apart,
         "\n", members_table(status.members),
         "\n", clusters_table(status.clusters),
         "\n", services_table(status.services),

@@ -73,7 +73,9 @@ class DaemonBackend(UnavailableBackend):
         if self.daemon.ownership is None:
             return QuorumInfo(voters=(self.node,), have_quorum=True)
         quorum = self.daemon.ownership.status()["quorum"]
-        return QuorumInfo(voters=tuple(quorum["voters"]), have_quorum=quorum["have_quorum"])
+        return QuorumInfo(voters=tuple(quorum["voters"]), have_quorum=quorum["have_quorum"],
+                          previous_voters=tuple(quorum.get("previous_voters", ())),
+                          voters_apart=tuple(quorum.get("voters_apart", ())))
 
     def _this_node(self, node, command):
         if node not in (None, self.node):

@@ -1,7 +1,10 @@
 """The ``[quorum]`` table: who grants leases, and how long a lease lasts.
 
-Every node must have the same ``[quorum]``: the voters' names, the lease and
-the drift margin (the peer layer compares them when nodes connect).
+Every node must have the same lease (the peer layer compares it when nodes
+connect) and drift margin (each cluster's fingerprint includes it,
+L{clsd.ownership.shape}).  The voters may differ by one step of a change
+(``previous_voters``, L{clsd.ownership.voterset}): the voters check it on
+every request, and a node does not acquire beside a member two steps away.
 """
 
 
@@ -34,6 +37,9 @@ class QuorumConfig:
     drift_margin: float = DEFAULT_DRIFT_MARGIN
     #: ``"voters"`` or ``"etcd"`` (then the ``[etcd]`` table says where it is).
     arbiter: str = "voters"
+    #: While the voters change: the set before the change (a lease then needs
+    #: a majority of both sets); empty otherwise.  See doc/operations.md.
+    previous_voters: tuple = ()
 
     @property
     def majority(self):
@@ -52,6 +58,7 @@ def parse_quorum(table):
         voters = ()
     else:
         voters = _parse_voters(table)
+    previous_voters = _parse_previous_voters(table, arbiter, voters)
     lease = table.number("lease", DEFAULT_LEASE, minimum=MIN_LEASE, maximum=MAX_LEASE)
     if arbiter == "etcd" and (lease != int(lease) or lease < 1):
         raise table.error(
@@ -60,18 +67,32 @@ def parse_quorum(table):
     drift_margin = _parse_drift_margin(table, lease)
     table.finish()
     return QuorumConfig(voters=voters, lease=lease, drift_margin=drift_margin,
-                        arbiter=arbiter)
+                        arbiter=arbiter, previous_voters=previous_voters)
 
 
-def _parse_voters(table):
-    voters = table.string_list("voters", nonempty=True)
+def _parse_previous_voters(table, arbiter, voters):
+    if "previous_voters" not in table:
+        return ()
+    if arbiter == "etcd":
+        raise table.error("previous_voters", 'has no meaning with quorum.arbiter = "etcd"')
+    previous = _parse_voters(table, "previous_voters")
+    if set(previous) == set(voters):
+        raise table.error(
+            "previous_voters",
+            "names the same nodes as quorum.voters: remove it (it is only set while the "
+            "voters change, see doc/operations.md)")
+    return previous
+
+
+def _parse_voters(table, key="voters"):
+    voters = table.string_list(key, nonempty=True)
     for index, name in enumerate(voters):
         if not NAME_PATTERN.match(name):
-            raise table.error(f"voters[{index}]", f"{name!r} is not a valid node name")
+            raise table.error(f"{key}[{index}]", f"{name!r} is not a valid node name")
     seen = set()
     for index, name in enumerate(voters):
         if name in seen:
-            raise table.error(f"voters[{index}]", f"{name!r} is listed twice")
+            raise table.error(f"{key}[{index}]", f"{name!r} is listed twice")
         seen.add(name)
     count = len(voters)
     if count not in VOTER_COUNTS:
@@ -81,7 +102,7 @@ def _parse_voters(table):
         else:
             why = "more than 5 voters make every lease slower and survive little more"
         raise table.error(
-            "voters",
+            key,
             f"must name 1, 3 or 5 nodes (or 2 with a fence command on every cluster), "
             f"got {count}: {why}",
         )

@@ -14,6 +14,7 @@ from zope.interface import Attribute, Interface, implementer
 
 from clsd.ownership.messages import LEASE_REPLIES
 from clsd.ownership.proposer import LeaseProposer
+from clsd.ownership.voterset import VoterSet
 
 
 class IArbiter(Interface):
@@ -54,18 +55,26 @@ class QuorumArbiter:
     """Leases granted by a majority of the configured voters (PaxosLease, diskless)."""
 
     def __init__(self, node, generation, voters, timing, rng):
+        """C{voters}: a L{VoterSet} (joint majorities while the voters change) or names."""
         self.node = node
         self.generation = generation
-        self.voters = tuple(voters)
+        self._voter_spec = voters
+        self.voters = voters.members if isinstance(voters, VoterSet) else tuple(voters)
         self.timing = timing
         self.rng = rng
         self._proposers = {}
         self._last_heard = {}  # voter -> last answer from it, for any resource
 
+    @property
+    def voter_tag(self):
+        """Our L{VoterSet.tag} (published, so that peers two steps apart see it), or None."""
+        spec = self._voter_spec
+        return spec.tag if isinstance(spec, VoterSet) else None
+
     def proposer(self, resource):
         proposer = self._proposers.get(resource)
         if proposer is None:
-            proposer = LeaseProposer(resource, self.node, self.generation, self.voters,
+            proposer = LeaseProposer(resource, self.node, self.generation, self._voter_spec,
                                      self.timing, self.rng)
             self._proposers[resource] = proposer
         return proposer

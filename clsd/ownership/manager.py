@@ -33,6 +33,8 @@ from clsd.ownership.arbiter_events import (
 from clsd.ownership.escalation import FAILED, Escalation, cluster_status, notifier
 from clsd.ownership.messages import Handover, MoveRequest
 from clsd.ownership.placement import Candidate, MemberState, is_eligible, place
+from clsd.ownership.shape import arbiter_kind, change_refusal, disagreeing, fingerprint
+from clsd.ownership.voterset import compatible
 
 IDLE, ACQUIRING, FENCING, RUNNING, STOPPING, STUCK = (
     "idle", "acquiring", "fencing", "running", "stopping", "stuck")
@@ -116,6 +118,8 @@ class ClusterManager:
         #: this time passes, a resource nobody is known to hold is not acquired
         #: as placement's target: a better candidate may not be visible yet.
         self._settle_until = settle_until
+        self._mismatch = {}           # cluster -> nodes whose shape differs (reported)
+        self._voters_apart = []       # live nodes two steps of a voter change away (reported)
 
     # -- helpers -------------------------------------------------------------
 
@@ -133,14 +137,40 @@ class ClusterManager:
         holding = {r.name: r.epoch for r in self._res.values()
                    if r.phase in HELD
                    and self.arbiter.holding(r.name, now) is not None}
+        registered = [c for c in self.clusters.values() if c.id not in self._withdrawing]
         return MemberState(
             name=self.node,
-            registrations={c.id: c.priority for c in self.clusters.values()
-                           if c.id not in self._withdrawing},
+            registrations={c.id: c.priority for c in registered},
             standby=self.standby,
             failed=self.escalation.ineligible(now),
             holding=holding,
+            shapes={c.id: self.shape_of(c) for c in registered},
+            voters=getattr(self.arbiter, "voter_tag", None),
         )
+
+    def shape_of(self, cluster):
+        """The fingerprint of C{cluster}'s lease-relevant settings on this node."""
+        return fingerprint(cluster, self.timing, arbiter_kind(self.arbiter))
+
+    def shape_change_refusal(self, cluster, now):
+        """Why registering C{cluster} (new mode or count) must wait, or None."""
+        runs_here = any(r.phase in (FENCING, RUNNING, STOPPING)
+                        for r in self._resources_of(cluster.id))
+        return change_refusal(cluster.id, self.shape_of(cluster), runs_here,
+                              self._members.values())
+
+    def shape_mismatch(self, cluster_id):
+        """The live nodes whose settings for C{cluster_id} differ from ours (sorted).
+
+        While there are any, this node does not acquire the cluster: with the
+        same ID under two shapes, both could hold a lease (see
+        L{clsd.ownership.shape}).  With no holder we cannot tell whose
+        settings are meant, so no one with a disagreeing peer acquires.
+        """
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            return []
+        return disagreeing(cluster_id, self.shape_of(cluster), self._members.values())
 
     def _all_members(self, now):
         members = dict(self._members)
@@ -484,8 +514,20 @@ class ClusterManager:
     # -- status ------------------------------------------------------------------
 
     def status(self, now):
-        """resource -> (phase, epoch) of every resource this node has dealt with."""
-        return {r.name: (r.phase, r.epoch) for r in self._res.values()}
+        """resource -> (phase, epoch) of every resource this node has dealt with.
+
+        A cluster this node may not acquire because a live peer's settings
+        differ shows its idle resources as ``shape-mismatch``.
+        """
+        phases = {r.name: (r.phase, r.epoch) for r in self._res.values()}
+        for cluster_id in self._mismatch:
+            cluster = self.clusters[cluster_id]
+            for slot in range(cluster.count):
+                name = resource_name(cluster_id, slot, cluster.mode)
+                phase, epoch = phases.get(name, (IDLE, 0))
+                if phase == IDLE:
+                    phases[name] = ("shape-mismatch", epoch)
+        return phases
 
     def paused(self):
         """The cluster IDs paused here."""
@@ -590,7 +632,8 @@ class ClusterManager:
         other_slot = any(r is not res and r.phase in HELD
                          for r in self._resources_of(cluster.id))
         return (is_eligible(me, cluster.id) and cluster.id not in self._paused
-                and res.name not in self._fence_backoff and not other_slot)
+                and res.name not in self._fence_backoff and not other_slot
+                and not self.shape_mismatch(cluster.id))
 
     def _report(self, what, res, **fields):
         return Report(what, res.cluster.id, res.name, res.epoch, **fields)
@@ -679,7 +722,9 @@ class ClusterManager:
         self._last_now = now
         self._track_eligibility(now)
         out = []
+        out += self._check_voters()
         for cluster in list(self.clusters.values()):
+            out += self._check_shape(cluster)
             out += self._reconcile(cluster, now)
         out += self._forget_withdrawn()
         out += self._notify_failed(now)
@@ -718,7 +763,8 @@ class ClusterManager:
             role = None
         elif role == "target" and self.settling(now):
             role = None  # cold start: wait until the other candidates can be seen
-        if not is_eligible(self.own_state(now), cluster.id):
+        if (not is_eligible(self.own_state(now), cluster.id) or cluster.id in self._mismatch
+                or self._voters_apart):
             role = None
         wanted = None
         if role is not None:
@@ -734,6 +780,49 @@ class ClusterManager:
                 res.phase = IDLE
                 out += self._process(self.arbiter.abandon(res.name, now), now)
         return out
+
+    def voters_apart(self):
+        """Live nodes whose voter set is two steps of a change from ours (sorted).
+
+        While there are any, this node acquires nothing: its majorities and
+        theirs need not share a voter (L{clsd.ownership.voterset}).
+        """
+        return list(self._voters_apart)
+
+    def _check_voters(self):
+        mine = getattr(self.arbiter, "voter_tag", None)
+        apart = [] if mine is None else sorted(
+            m.name for m in self._members.values()
+            if m.voters is not None and not compatible(mine, m.voters))
+        if apart == self._voters_apart:
+            return []
+        self._voters_apart = apart
+        if apart:
+            reason = (f"the voters of {', '.join(apart)} are two steps of a change away "
+                      "from this node's (old beside new): acquiring nothing until every "
+                      "node has previous_voters or the same voters")
+        else:
+            reason = "voter sets agree again (at most one step apart)"
+        return [Report("voters-mismatch" if apart else "voters-agreed", "", "", 0,
+                       reason=reason)]
+
+    def _check_shape(self, cluster):
+        """Note (and report once per change) the live peers whose settings for C{cluster} differ."""
+        if cluster.id in self._withdrawing:
+            self._mismatch.pop(cluster.id, None)
+            return []
+        others = self.shape_mismatch(cluster.id)
+        if others == self._mismatch.get(cluster.id, []):
+            return []
+        if others:
+            self._mismatch[cluster.id] = others
+            reason = (f"settings (mode, count, arbiter, lease, drift margin) differ from "
+                      f"{', '.join(others)}: not acquiring it here until they agree")
+        else:
+            del self._mismatch[cluster.id]
+            reason = "settings agree again with every live registered node"
+        return [Report("shape-mismatch" if others else "shape-agreed", cluster.id, cluster.id,
+                       0, reason=reason)]
 
     def _notify_failed(self, now):
         out = []

@@ -95,13 +95,36 @@ class _ResourceBallot:
         return cls(_field(data, "resource", str, cls.TYPE), _ballot(data, "ballot", cls.TYPE))
 
 
+def _voters_tag(data, type_name):
+    """The optional C{voters} field: the proposer's L{clsd.ownership.voterset.VoterSet.tag}."""
+    value = _field(data, "voters", str, type_name, optional=True)
+    if value is not None and not 0 < len(value) <= 64:
+        raise WireError(f"{type_name}: field 'voters' must be 1 to 64 characters, got {value!r}")
+    return value
+
+
 @_message("lease.prepare")
 @attrs.frozen
 class Prepare(_ResourceBallot):
-    """Phase 1: 'promise to ignore ballots below this one, and tell me who holds the lease'."""
+    """Phase 1: 'promise to ignore ballots below this one, and tell me who holds the lease'.
+
+    C{voters}: the proposer's voter-set tag (None from older daemons).
+    """
 
     resource: str
     ballot: Ballot
+    voters: str | None = None
+
+    def to_wire(self):
+        wire = _ResourceBallot.to_wire(self)
+        if self.voters is not None:
+            wire["voters"] = self.voters
+        return wire
+
+    @classmethod
+    def _from(cls, data):
+        return cls(_field(data, "resource", str, cls.TYPE), _ballot(data, "ballot", cls.TYPE),
+                   _voters_tag(data, cls.TYPE))
 
 
 @_message("lease.promise")
@@ -166,17 +189,22 @@ class Propose:
     """Phase 2 (and a renewal on its own): 'grant the ballot's proposer the lease for C{duration}'.
 
     C{epoch} is the fencing token of the proposer's tenure (the counter of
-    the ballot that started it), reported to others who ask.
+    the ballot that started it), reported to others who ask.  C{voters}: as
+    in L{Prepare}.
     """
 
     resource: str
     ballot: Ballot
     duration: float
     epoch: int
+    voters: str | None = None
 
     def to_wire(self):
-        return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
+        wire = {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
                 "duration": self.duration, "epoch": self.epoch}
+        if self.voters is not None:
+            wire["voters"] = self.voters
+        return wire
 
     @classmethod
     def _from(cls, data):
@@ -185,7 +213,7 @@ class Propose:
         if duration <= 0:
             raise WireError(f"{t}: field 'duration' must be positive, got {duration!r}")
         return cls(_field(data, "resource", str, t), _ballot(data, "ballot", t),
-                   duration, _field(data, "epoch", int, t))
+                   duration, _field(data, "epoch", int, t), _voters_tag(data, t))
 
 
 @_message("lease.accepted")

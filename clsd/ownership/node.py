@@ -12,6 +12,7 @@ from clsd.ownership.manager import ClusterManager
 from clsd.ownership.messages import LEASE_REQUESTS
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
+from clsd.ownership.voterset import VoterSet
 
 
 class OwnershipNode:
@@ -37,10 +38,11 @@ class OwnershipNode:
 
             arbiter = EtcdArbiter(name, generation, config.etcd.prefix, timing, rng)
         else:
-            if name in quorum.voters:
+            voter_set = VoterSet(quorum.voters, quorum.previous_voters)
+            if name in voter_set.members:
                 voter = LeaseVoter(name, timing, now, epoch_floor=epoch_floor,
-                                   reserve_block=DEFAULT_RESERVE_BLOCK)
-            arbiter = QuorumArbiter(name, generation, quorum.voters, timing, rng)
+                                   reserve_block=DEFAULT_RESERVE_BLOCK, voter_set=voter_set)
+            arbiter = QuorumArbiter(name, generation, voter_set, timing, rng)
         manager = ClusterManager(name, config.clusters, arbiter, timing, now,
                                  voters=quorum.voters, settle_until=settle_until)
         return cls(name, voter, manager)

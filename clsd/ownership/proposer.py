@@ -14,6 +14,9 @@ Release: after the service is stopped, Release(b') with a ballot above every
 one used, so that no Propose still in flight can be granted afterwards.
 
 Epoch: the counter of the ballot that started the tenure; renewals keep it.
+
+"A majority" is L{VoterSet.granted_by}: while the voters change, a majority
+of the new set and of the previous one.
 """
 
 import attrs
@@ -24,6 +27,7 @@ from clsd.ownership.arbiter_events import (
 )
 from clsd.ownership.ballot import Ballot
 from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
+from clsd.ownership.voterset import VoterSet
 
 
 def _previous_tenure(promises):
@@ -69,11 +73,16 @@ class LeaseProposer:
     """Acquires, renews and releases the lease on one resource; sans-IO."""
 
     def __init__(self, resource, node, generation, voters, timing, rng):
+        """C{voters}: a L{VoterSet}, or a plain sequence of names (one set, simple majority)."""
         self.resource = resource
         self.node = node
         self.generation = generation
-        self.voters = tuple(voters)
-        self.majority = len(self.voters) // 2 + 1
+        tagged = isinstance(voters, VoterSet)
+        self.voter_set = voters if tagged else VoterSet(tuple(voters))
+        self.voters = self.voter_set.members
+        #: The voter-set tag our requests carry (L{VoterSet.admits} at the voters);
+        #: a plain sequence sends none, as daemons before voter changes did.
+        self._tag = self.voter_set.tag if tagged else None
         self.timing = timing
         self.rng = rng
         self.wanted = False
@@ -239,7 +248,7 @@ class LeaseProposer:
     def _hopeless(self, rnd):
         """True when enough voters refused that no majority can be reached."""
         _, _, refused = self._votes(rnd)
-        return len(refused) > len(self.voters) - self.majority
+        return self.voter_set.hopeless(refused)
 
     def _start_round(self, now):
         self._next_attempt = None
@@ -254,15 +263,16 @@ class LeaseProposer:
         self._last_used = ballot
         if renewal:
             self._round = _Round(ballot, "propose", now, renewal=True, sent_at=now)
-            message = Propose(self.resource, ballot, self.timing.lease, held.epoch)
+            message = Propose(self.resource, ballot, self.timing.lease, held.epoch,
+                              self._tag)
         else:
             self._round = _Round(ballot, "prepare", now, renewal=False)
-            message = Prepare(self.resource, ballot)
+            message = Prepare(self.resource, ballot, self._tag)
         return [Send(voter, message) for voter in self.voters]
 
     def _after_promise(self, rnd, now):
         ok, assumed, refused = self._votes(rnd)
-        if len(ok) + len(assumed) >= self.majority:
+        if self.voter_set.granted_by(ok + assumed):
             others = [rnd.replies[v] for v in ok
                       if rnd.replies[v].holder is not None
                       and tuple(rnd.replies[v].holder) != self.owner]
@@ -278,7 +288,8 @@ class LeaseProposer:
             rnd.started = now
             rnd.sent_at = now
             rnd.replies = {}
-            message = Propose(self.resource, rnd.ballot, self.timing.lease, rnd.ballot.counter)
+            message = Propose(self.resource, rnd.ballot, self.timing.lease, rnd.ballot.counter,
+                              self._tag)
             return [LeaseObserved(self.resource, None, 0, 0.0)] + [
                 Send(voter, message) for voter in self.voters]
         if self._hopeless(rnd):
@@ -289,7 +300,7 @@ class LeaseProposer:
         ok, assumed, refused = self._votes(rnd)
         if rnd.renewal and self._taken_by_another(rnd, refused):
             return self._taken(now)
-        if len(ok) + len(assumed) >= self.majority:
+        if self.voter_set.granted_by(ok + assumed):
             self._round = None
             expiry = self.timing.holder_expiry(rnd.sent_at)
             if expiry <= now:

@@ -12,16 +12,23 @@ from clsd.ownership.placement import MemberState
 
 #: Bumped when the dict changes incompatibly.
 STATE_VERSION = 1
+#: Longest cluster fingerprint or voter-set tag accepted from a peer (ours: 12 and 25).
+MAX_FINGERPRINT = 64
 
 
 def state_to_wire(state):
-    return {
+    wire = {
         "v": STATE_VERSION,
         "registrations": dict(sorted(state.registrations.items())),
         "standby": bool(state.standby),
         "failed": sorted(state.failed),
         "holding": dict(sorted(state.holding.items())),
     }
+    if state.shapes:  # optional: older daemons neither send nor expect it
+        wire["shapes"] = dict(sorted(state.shapes.items()))
+    if state.voters is not None:  # optional, likewise
+        wire["voters"] = state.voters
+    return wire
 
 
 def _str_int_map(data, key, name):
@@ -51,10 +58,41 @@ def state_from_wire(name, data):
     if not isinstance(failed, list) or not all(isinstance(c, str) for c in failed):
         raise WireError(f"ownership state of {name}: 'failed' must be a list of cluster IDs, "
                         f"got {failed!r}")
+    registrations = _str_int_map(data, "registrations", name)
     return MemberState(
         name=name,
-        registrations=_str_int_map(data, "registrations", name),
+        registrations=registrations,
         standby=standby,
         failed=frozenset(failed),
         holding=_str_int_map(data, "holding", name),
+        shapes=_shapes(data, name, registrations),
+        voters=_voters(data, name),
     )
+
+
+def _voters(data, name):
+    value = data.get("voters")
+    if value is not None and (not isinstance(value, str)
+                              or not 0 < len(value) <= MAX_FINGERPRINT):
+        raise WireError(f"ownership state of {name}: 'voters' must be a string of 1 to "
+                        f"{MAX_FINGERPRINT} characters, got {value!r}")
+    return value
+
+
+def _shapes(data, name, registrations):
+    """C{"shapes"}: cluster ID -> fingerprint, at most one per registered cluster.
+
+    Optional (a daemon older than the shape rule sends none); bounded by the
+    registrations, so a peer cannot make us keep more than it registered.
+    """
+    value = data.get("shapes", {})
+    if not isinstance(value, dict):
+        raise WireError(f"ownership state of {name}: 'shapes' must be an object, got {value!r}")
+    for cluster, print_ in value.items():
+        if cluster not in registrations:
+            raise WireError(f"ownership state of {name}: 'shapes' names {cluster!r}, "
+                            "which it is not registered for")
+        if not isinstance(print_, str) or not 0 < len(print_) <= MAX_FINGERPRINT:
+            raise WireError(f"ownership state of {name}: 'shapes' of {cluster!r} must be a "
+                            f"string of 1 to {MAX_FINGERPRINT} characters, got {print_!r}")
+    return dict(value)

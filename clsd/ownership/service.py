@@ -60,6 +60,7 @@ from clsd.ownership.messages import MESSAGE_TYPES, WireError, from_wire
 from clsd.ownership.node import OwnershipNode
 from clsd.ownership.placement import MemberState
 from clsd.ownership.published import state_from_wire, state_to_wire
+from clsd.ownership.voterset import VoterSet
 from clsd.supervision.spawn import service_spawner
 
 #: A failed write of the epoch floor is retried this often (the voter
@@ -475,14 +476,17 @@ class OwnershipService(MultiService):
         now = self._monotonic()
         quorum = self.config.quorum
         live = set(self._members) | {self.node_name}
-        reachable = [v for v in quorum.voters if v in live]
+        voter_set = VoterSet(quorum.voters, quorum.previous_voters)
+        reachable = [v for v in voter_set.members if v in live]
         result = {
             "node": self.node_name,
             "active": self.node is not None,
             "inactive_reason": self.inactive_reason,
             "generation": self.generation,
             "quorum": {"voters": list(quorum.voters), "majority": quorum.majority,
-                       "reachable": reachable, "have_quorum": len(reachable) >= quorum.majority,
+                       "previous_voters": list(quorum.previous_voters),
+                       "reachable": reachable,
+                       "have_quorum": bool(quorum.voters) and voter_set.granted_by(reachable),
                        "lease": quorum.lease, "drift_margin": quorum.drift_margin},
             "clusters": [],
             "guard": self.guard.status() if self.guard is not None else None,
@@ -499,6 +503,7 @@ class OwnershipService(MultiService):
         result["standby"] = manager.standby
         #: Cold start: clusters nobody holds are not taken until membership settles.
         result["settling"] = manager.settling(now)
+        result["quorum"]["voters_apart"] = manager.voters_apart()
         members = list(self._members.values()) + [own]
         phases = manager.status(now)
         paused = manager.paused()
@@ -520,6 +525,8 @@ class OwnershipService(MultiService):
                 state = "failed"
             elif cluster.id in own.failed:
                 state = "cooling-down"
+            elif manager.shape_mismatch(cluster.id) and not owners.get(self.node_name):
+                state = "shape-mismatch"
             else:
                 state = next((p for p in ("stuck", "stopping", "running", "fencing")
                               if p in here),
@@ -538,6 +545,7 @@ class OwnershipService(MultiService):
                 "epoch": max(owners.values(), default=None), "state": state,
                 "resources": {r: {"phase": p, "epoch": e} for r, (p, e) in mine.items()},
                 "service_state": managed.runner.state.value if managed.runner else None,
+                "shape_mismatch": manager.shape_mismatch(cluster.id),
             })
         return result
 
@@ -686,6 +694,12 @@ class OwnershipService(MultiService):
             self._events.record("lease", cluster, f"keeping lease {resource} epoch {epoch}: "
                                 f"{report.reason}", what=what, resource=resource, epoch=epoch,
                                 why=report.reason)
+        elif what in ("shape-mismatch", "shape-agreed"):
+            self._events.record("cluster", cluster, f"{what}: {report.reason}", what=what,
+                                why=report.reason)
+        elif what in ("voters-mismatch", "voters-agreed"):
+            self._events.record("ownership", self.node_name, f"{what}: {report.reason}",
+                                what=what, why=report.reason)
         for listener in self._report_listeners:
             try:
                 listener(report)

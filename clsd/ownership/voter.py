@@ -14,6 +14,16 @@ Rules, each with its reason:
   (each voter's grant windows to different owners are disjoint, and any two
   majorities share a voter); the Prepare phase adds liveness and lets a
   holder renew with a single Propose.
+- A cluster's leases under one shape exclude those under the other: no
+  grant of ``A/k`` while another owner holds an unexpired grant of ``A``
+  here, nor of ``A`` while another owner holds one of any ``A/k``; and a
+  ballot for one is promised only above every counter promised for the
+  other.  Two nodes that disagree on the cluster's mode (L{clsd.ownership.shape})
+  then need two majorities that share a voter refusing one of them, and the
+  epoch keeps growing across a change of mode.
+- While the voters change, a request is granted only if the proposer's
+  voter set is one step from this voter's (L{clsd.ownership.voterset}):
+  refused with reason ``voters`` otherwise.
 - A grant lasts the request's C{duration} counted from its *arrival* here,
   which is later than when the holder sent it: the holder's own count ends
   earlier.
@@ -29,6 +39,7 @@ import attrs
 
 from clsd.ownership.actions import PersistEpochFloor, Send
 from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
+from clsd.ownership.shape import cluster_of, is_slot
 
 #: Epochs reserved per durable write of the floor.  A holder renews about
 #: three times per lease (1.5 ballots/s per resource at T = 2 s), so one write
@@ -57,8 +68,11 @@ class LeaseVoter:
     """One node's voter, for every resource; sans-IO, no timers needed."""
 
     def __init__(self, node, timing, now, *, epoch_floor=0, reserve_block=None,
-                 quiet=True):
+                 quiet=True, voter_set=None):
         self.node = node
+        #: This node's L{VoterSet}: which proposers' voter sets it may grant to
+        #: (L{VoterSet.admits}); None grants to any.
+        self.voter_set = voter_set
         self.timing = timing
         self.quiet_until = now + timing.voter_quiet if quiet else now
         self.floor = epoch_floor
@@ -66,6 +80,7 @@ class LeaseVoter:
         self.reserved = epoch_floor if reserve_block is not None else None
         self._requested = self.reserved
         self._resources = {}
+        self._slots = {}  # cluster ID -> the ``ID/k`` resources seen here
 
     def start(self):
         """Actions to run once at start: reserve the first block of epochs."""
@@ -84,7 +99,7 @@ class LeaseVoter:
 
     def receive(self, sender, message, now):
         """Handle one request from C{sender}; returns the reply actions."""
-        state = self._resources.setdefault(message.resource, _Resource())
+        state = self._state(message.resource)
         self._expire(state, now)
         if isinstance(message, Prepare):
             return self._prepare(sender, message, state, now)
@@ -107,6 +122,32 @@ class LeaseVoter:
 
     # -- internals ---------------------------------------------------------
 
+    def _state(self, resource):
+        state = self._resources.get(resource)
+        if state is None:
+            state = self._resources[resource] = _Resource()
+            if is_slot(resource):
+                self._slots.setdefault(cluster_of(resource), set()).add(resource)
+        return state
+
+    def _other_shape(self, resource, now):
+        """The states of C{resource}'s cluster under the other mode (``A`` vs ``A/k``)."""
+        if is_slot(resource):
+            names = [cluster_of(resource)]
+        else:
+            names = self._slots.get(resource, ())
+        states = [self._resources[n] for n in names if n in self._resources]
+        for state in states:
+            self._expire(state, now)
+        return states
+
+    def _cross_grant(self, resource, owner, now):
+        """An unexpired grant of C{resource}'s cluster under the other mode to another owner."""
+        for state in self._other_shape(resource, now):
+            if state.grant is not None and state.grant.owner != owner:
+                return state.grant
+        return None
+
     def _expire(self, state, now):
         grant = state.grant
         if grant is not None and grant.until <= now:
@@ -115,15 +156,17 @@ class LeaseVoter:
             state.previous_epoch = grant.epoch
             state.grant = None
 
-    def _promised_counter(self, state):
-        counter = state.promised.counter if state.promised is not None else 0
-        return max(counter, self.floor)
+    def _promised_counter(self, state, cross=()):
+        counters = [s.promised.counter for s in (state, *cross) if s.promised is not None]
+        return max(counters + [self.floor])
 
-    def _admit(self, state, ballot):
+    def _admit(self, state, ballot, cross, message):
         """None if C{ballot} may be promised/accepted, else the refusal reason."""
+        if self.voter_set is not None and not self.voter_set.admits(message.voters):
+            return "voters"
         if state.promised is not None and ballot == state.promised:
             return None
-        if ballot.counter <= self._promised_counter(state):
+        if ballot.counter <= self._promised_counter(state, cross):
             return "stale"
         if self.reserved is not None and ballot.counter > self.reserved:
             return "reserving"
@@ -140,13 +183,15 @@ class LeaseVoter:
     def _prepare(self, sender, message, state, now):
         ballot = message.ballot
         actions = self._maybe_reserve(ballot.counter)
-        reason = "quiet" if self.quiet(now) else self._admit(state, ballot)
+        cross = self._other_shape(message.resource, now)
+        reason = "quiet" if self.quiet(now) else self._admit(state, ballot, cross, message)
         if reason is not None:
             reply = Promise(message.resource, ballot, ok=False, reason=reason,
-                            promised=self._promised_counter(state))
+                            promised=self._promised_counter(state, cross))
             return actions + [Send(sender, reply)]
         state.promised = ballot
-        grant = state.grant
+        # Another owner's grant under the other mode blocks this one like its own.
+        grant = state.grant or self._cross_grant(message.resource, ballot.owner, now)
         reply = Promise(
             message.resource, ballot, ok=True, promised=ballot.counter,
             holder=grant.owner if grant else None,
@@ -160,7 +205,10 @@ class LeaseVoter:
     def _propose(self, sender, message, state, now):
         ballot = message.ballot
         actions = self._maybe_reserve(ballot.counter)
+        cross = self._other_shape(message.resource, now)
         grant = state.grant
+        if grant is None or grant.owner == ballot.owner:
+            grant = self._cross_grant(message.resource, ballot.owner, now) or grant
         # "held" before "stale": a holder refused because another owner holds
         # here must learn that its tenure is over (a paused machine resuming).
         if self.quiet(now):
@@ -168,12 +216,12 @@ class LeaseVoter:
         elif grant is not None and grant.owner != ballot.owner:
             reason = "held"
         else:
-            reason = self._admit(state, ballot)
+            reason = self._admit(state, ballot, cross, message)
         if reason is None and message.duration > self.timing.max_request:
             reason = "too-long"
         if reason is not None:
             reply = Accepted(message.resource, ballot, ok=False, reason=reason,
-                             promised=self._promised_counter(state),
+                             promised=self._promised_counter(state, cross),
                              remaining=grant.until - now if grant else 0.0,
                              epoch=grant.epoch if grant else 0)
             return actions + [Send(sender, reply)]

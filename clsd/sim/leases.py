@@ -36,14 +36,15 @@ import random
 import attrs
 
 from clsd.ownership.actions import (
-    CancelFence, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,
-    StopService,
+    CancelFence, ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send,
+    StartService, StopService,
 )
 from clsd.ownership.arbiter import QuorumArbiter
 from clsd.ownership.manager import ClusterManager, ManagerError, resource_name
 from clsd.ownership.messages import from_wire
 from clsd.ownership.node import OwnershipNode
 from clsd.ownership.placement import MemberState
+from clsd.ownership.shape import cluster_of
 from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
 
 INF = float("inf")
@@ -108,7 +109,8 @@ class LeaseSim:
     def __init__(self, nodes, voters, timing, *, seed=0, drift=0.01, rates=None,
                  delay=(0.0005, 0.003), loss=0.0, detection=0.6, kill_latency=0.005,
                  stop_time=(0.01, 0.2), start_time=0.01, hook_time=0.05,
-                 voter_factory=None, membership_period=0.1, slew=None, lease_clock="raw"):
+                 voter_factory=None, membership_period=0.1, slew=None, lease_clock="raw",
+                 voter_sets=None):
         """C{nodes}: name -> tuple of ClusterConfig (empty for a witness).
 
         C{rates}: name -> fixed clock rate (overrides the random drift).
@@ -158,6 +160,9 @@ class LeaseSim:
         self._truth_since = {}        # (x, y) -> (truth, since)
         self.messages_sent = 0
         self.operator_errors = []     # (true time, node, message) of refused maintenance ops
+        #: name -> VoterSet of a node configured apart from C{voters} (a change of
+        #: voters in progress); takes effect at the node's next (re)start.
+        self.voter_sets = dict(voter_sets or {})
         for name in self.nodes:
             self._boot(name)
         self._schedule(self.membership_period, "membership", None)
@@ -179,12 +184,14 @@ class LeaseSim:
         node.clock_floor = float("-inf")
         local = node.clock.local(self.now)
         voter = None
-        if name in self.voters:
+        voter_set = self.voter_sets.get(name)
+        if name in (voter_set.members if voter_set is not None else self.voters):
             voter = self.voter_factory(name, self.timing, local, self.persisted.get(name, 0))
-        arbiter = QuorumArbiter(name, node.incarnation, self.voters, self.timing,
+            voter.voter_set = voter_set
+        arbiter = QuorumArbiter(name, node.incarnation, voter_set or self.voters, self.timing,
                                 random.Random(self.rng.random()))
         manager = ClusterManager(name, node.clusters, arbiter, self.timing, local,
-                                 voters=self.voters)
+                                 voters=voter_set.voters if voter_set else self.voters)
         node.core = OwnershipNode(name, voter, manager)
         self._run(node, node.core.start(local))
 
@@ -402,6 +409,8 @@ class LeaseSim:
         elif isinstance(action, PersistEpochFloor):
             self.persisted[node.name] = action.value
             node.core.voter.persisted(action.value)
+        elif isinstance(action, ForgetCluster):
+            pass  # the service already stopped; L{reconfigure} swaps the specs
         else:
             raise AssertionError(f"unknown action {action!r}")
 
@@ -473,6 +482,12 @@ class LeaseSim:
                 interval.end = self.now
         self.faults.append((self.now, f"{reason} {name}"))
 
+    def restart_with(self, name, clusters):
+        """Restart node C{name} with other C{clusters} (a config changed behind a restart)."""
+        self.nodes[name].clusters = tuple(clusters)
+        self.crash(name, "restart with new settings")
+        self.at(self.now + 0.05, lambda s: s.restart(name))
+
     def restart(self, name):
         if self.nodes[name].up:
             return
@@ -537,6 +552,26 @@ class LeaseSim:
         if node.up:
             self._input(node, ("call", "service_failed", cluster))
 
+    def reconfigure(self, name, clusters):
+        """A reload of node C{name} with new C{clusters}: each changed one is
+        unregistered (gracefully), then registered again once it is forgotten."""
+        node = self.nodes[name]
+        old = {c.id: c for c in node.clusters}
+        node.clusters = tuple(clusters)
+        changed = [c for c in clusters if c.id in old and old[c.id] != c]
+        for spec in changed:
+            self._input(node, ("call", "unregister", spec.id))
+
+        def register_when_forgotten(sim):
+            manager = node.core.manager
+            waiting = [c for c in changed if c.id in manager.clusters]
+            if waiting:
+                sim.at(sim.now + 0.05, register_when_forgotten)
+                return
+            for spec in changed:
+                sim._input(node, ("call", "register", spec))
+        self.at(self.now, register_when_forgotten, f"reload {name}")
+
     def operator(self, name, method, *args):
         """Run a maintenance op (set_standby, move, pause, resume) on node C{name}'s core."""
         node = self.nodes[name]
@@ -553,12 +588,25 @@ class LeaseSim:
                     found.add(cluster.id)
         return found
 
+    def _service_groups(self):
+        """Service intervals by what must not overlap: an ID that any node runs
+        active-standby is one group whatever lease names (``A``, ``A/k``) it ran under."""
+        active_standby = self.active_standby_clusters()
+        groups = {}
+        for resource, intervals in self.service_log.items():
+            key = cluster_of(resource)
+            if key not in active_standby:
+                key = resource
+            groups.setdefault(key, []).extend(intervals)
+        return groups
+
     def overlaps(self):
         """Every pair of different nodes' overlapping intervals (services and beliefs)."""
         found = []
         groups = {}
-        for cluster, intervals in self.service_log.items():
-            if cluster in self.active_standby_clusters():
+        active_standby = self.active_standby_clusters()
+        for cluster, intervals in self._service_groups().items():
+            if cluster in active_standby:
                 groups[("service", cluster)] = intervals
         for (name, resource, epoch), interval in self.beliefs.items():
             groups.setdefault(("belief", resource), []).append(interval)
@@ -591,7 +639,7 @@ class LeaseSim:
     def epoch_regressions(self):
         """Tenures whose epoch is not above the previous one's, per resource (fencing tokens grow)."""
         found = []
-        for cluster, intervals in self.service_log.items():
+        for cluster, intervals in self._service_groups().items():
             ordered = sorted(intervals, key=lambda i: i.start)
             for earlier, later in zip(ordered, ordered[1:]):
                 if later.epoch <= earlier.epoch:
