@@ -106,7 +106,7 @@ class ManagedService:
         if self.pgid is not None and self.pgid != pgid:
             self.guard.disarm(self.pgid)
         self.pgid = pgid
-        self.guard.arm(pgid, self.deadline, label=self.cluster)
+        self.guard.arm(pgid, self.deadline, label=self.cluster, cgroup=self._cgroup())
 
     # -- the core's actions ------------------------------------------------------
 
@@ -114,7 +114,11 @@ class ManagedService:
         """L{KillAt}: the service may run until C{deadline}; re-arm a running group."""
         self.deadline = deadline
         if self.pgid is not None:
-            self.guard.arm(self.pgid, deadline, label=self.cluster)
+            self.guard.arm(self.pgid, deadline, label=self.cluster, cgroup=self._cgroup())
+
+    def _cgroup(self):
+        """The runner's cgroup (the guard kills it too), or None under process groups."""
+        return getattr(self.runner, "cgroup", None)
 
     def start(self, epoch, slot=0):
         """L{StartService}: run the service for this tenure."""

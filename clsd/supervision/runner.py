@@ -7,10 +7,12 @@ health checker, event log, group records) is injected, so unit tests run it
 on a C{Clock} with fakes and integration tests on real processes.
 
 Restart latency: when the leader dies, Twisted reaps it on SIGCHLD and calls
-C{processExited}; the runner probes the group (one C{killpg(pgid, 0)}),
+C{processExited}; the runner asks the containment whether anything of the
+instance is left (one C{killpg(pgid, 0)}, or one read of ``cgroup.events``),
 feeds the policy, and the policy's C{Spawn} is executed in the same call
-stack. There is no poll loop on that path. Polling happens only when other
-members of the group outlive the leader.
+stack. There is no poll loop on that path. When other processes outlive
+the leader, a cgroup is watched (inotify) until it is empty; a process
+group is polled.
 """
 
 import collections
@@ -21,6 +23,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from clsd.supervision.containment import ProcessGroupContainment
 from clsd.supervision.policy import (
     RESTING_STATES, CancelTimer, Exited, GroupGone, HealthResult, Record,
     ResetRequested, RunCheck, ScheduleTimer, ServicePolicy, SignalGroup, Spawn,
@@ -52,7 +55,10 @@ class ServiceRunner(Service):
         new process group (see L{clsd.supervision.spawn.spawn_in_new_group});
         it calls C{protocol.makeConnection(transport)} before returning, or raises.
     @param groups: has C{signal(pgid, signum)} and C{alive(pgid)}
-        (L{clsd.supervision.pgroups.OSProcessGroups}).
+        (L{clsd.supervision.pgroups.OSProcessGroups}); the containment when
+        no C{containment} is given.
+    @param containment: an L{clsd.supervision.containment.IContainment}:
+        what "the instance" is when it is signalled, probed and waited for.
     @param events: an L{clsd.events.EventLog}.
     @param registry: a L{clsd.supervision.orphans.GroupRegistry}, or None.
     @param checker_factory: C{checker_factory(check, reactor)}, returning an
@@ -76,12 +82,13 @@ class ServiceRunner(Service):
 
     def __init__(self, config, reactor, *, spawn, groups, events, registry=None,
                  checker_factory=None, monotonic=time.monotonic, random=_random.random,
-                 output_factory=ServiceOutput):
+                 output_factory=ServiceOutput, containment=None):
         self.config = config
         self.name = f"service:{config.name}"
         self._reactor = reactor
         self._spawn = spawn
-        self._groups = groups
+        self.containment = containment if containment is not None \
+            else ProcessGroupContainment(groups)
         self._events = events
         self._registry = registry
         self._monotonic = monotonic
@@ -99,6 +106,7 @@ class ServiceRunner(Service):
         self._recorded_pgid = None
         self._poll_call = None
         self._poll_delay = GROUP_POLL_FIRST
+        self._cancel_watch = None
         self._output = None
         self._waiters = []
         #: Instances whose group is gone but whose output pipes are not closed yet.
@@ -120,6 +128,11 @@ class ServiceRunner(Service):
     def process_alive(self):
         """Whether any process of the current instance may still be alive."""
         return self._policy.process_alive
+
+    @property
+    def cgroup(self):
+        """The service's cgroup directory (the lease guard kills it too), or None."""
+        return self.containment.cgroup
 
     @property
     def pid(self):
@@ -170,6 +183,8 @@ class ServiceRunner(Service):
             "for": round(now - policy.since, 3),
             "healthy": policy.healthy,
             "recent_failures": policy.recent_failures(now),
+            "containment": self.containment.kind,
+            "processes": self.containment.count(policy.pid) if policy.process_alive else 0,
         }
 
     # -- IService --------------------------------------------------------------
@@ -183,7 +198,17 @@ class ServiceRunner(Service):
         super().stopService()
         d = self.stop()
         d.addBoth(self._close_output)
+        d.addBoth(self._release_containment)
         return d
+
+    def _release_containment(self, result):
+        if not self._policy.process_alive:
+            try:
+                self.containment.release()
+            except OSError as e:
+                self._events.record("warning", self.config.name,
+                                    f"cannot remove its cgroup: {e}")
+        return result
 
     # -- feeding the policy ------------------------------------------------------
 
@@ -228,7 +253,7 @@ class ServiceRunner(Service):
         elif isinstance(action, Spawn):
             self._start_instance()
         elif isinstance(action, SignalGroup):
-            self._groups.signal(action.pgid, action.signum)
+            self.containment.signal(action.pgid, action.signum)
         elif isinstance(action, ScheduleTimer):
             self._cancel_timer(action.name)
             self._timers[action.name] = self._reactor.callLater(
@@ -269,6 +294,7 @@ class ServiceRunner(Service):
         protocol = ServiceProcessProtocol(self._output, self._on_started, self._on_exited)
         self._protocol = protocol
         try:
+            self.containment.prepare()
             self._spawn(protocol)
         except Exception as e:
             if protocol.pid is None:
@@ -283,7 +309,7 @@ class ServiceRunner(Service):
         if self._registry is not None:
             try:
                 self._registry.add(self.config.name, pid, self.config.stop_signal,
-                                   self.config.stop_timeout)
+                                   self.config.stop_timeout, cgroup=self.containment.cgroup)
                 self._recorded_pgid = pid
             except OSError as e:
                 self._events.record("warning", self.config.name,
@@ -295,11 +321,23 @@ class ServiceRunner(Service):
             self.log.info("{service}: an abandoned instance exited", service=self.config.name)
             return
         pgid = self._policy.pid
-        group_alive = self._groups.alive(pgid)
+        group_alive = self.containment.alive(pgid)
         self._feed(Exited(code, signum, group_alive=group_alive))
         if group_alive:
-            self._poll_delay = GROUP_POLL_FIRST
-            self._schedule_poll()
+            cancel = self.containment.watch_empty(pgid, self._emptied)
+            if cancel is None:
+                self._poll_delay = GROUP_POLL_FIRST
+                self._schedule_poll()
+            elif self._policy.process_alive:
+                self._cancel_watch = cancel
+            else:
+                cancel()  # it emptied before the watch existed, and that is known
+
+    def _emptied(self):
+        # A fact about the service's only cgroup at this moment; the policy
+        # ignores it unless it waits for the rest of an instance (events
+        # queued before it, such as the Exited above, are handled first).
+        self._feed(GroupGone())
 
     def _schedule_poll(self):
         if self._poll_call is None or not self._poll_call.active():
@@ -310,7 +348,7 @@ class ServiceRunner(Service):
         policy = self._policy
         if policy.leader_alive or not policy.group_alive:
             return  # a new instance, or the policy stopped waiting
-        if self._groups.alive(policy.pid):
+        if self.containment.alive(policy.pid):
             self._poll_delay = min(self._poll_delay * 2, GROUP_POLL_MAX)
             self._schedule_poll()
         else:
@@ -334,6 +372,9 @@ class ServiceRunner(Service):
         if self._poll_call is not None and self._poll_call.active():
             self._poll_call.cancel()
         self._poll_call = None
+        if self._cancel_watch is not None:
+            cancel, self._cancel_watch = self._cancel_watch, None
+            cancel()
 
     # -- timers and checks ------------------------------------------------------------
 

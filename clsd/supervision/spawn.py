@@ -21,6 +21,12 @@ program. A daemon frozen or killed between the spawn and the hook therefore
 leaves no program running unguarded: frozen, the gate never opens; killed,
 the gate reads end-of-file and the child exits with L{GATE_CLOSED_STATUS}.
 
+With C{place} (cgroup containment), the child is held at the same gate
+while the daemon moves it into the service's cgroup; only then does it
+execute the program, so nothing the program forks, however fast, is born
+outside the cgroup. Holding the child costs one C{/bin/sh} start (about a
+millisecond; figures in doc/supervision.md).
+
 Every private Twisted name used by CLSD is in this one module; the tests in
 tests/test_supervision_spawn.py run both paths against the installed Twisted.
 """
@@ -173,13 +179,16 @@ def resolve_program(program, env, cwd=None):
     return found
 
 
-def spawn_in_new_group(reactor, protocol, context, after_spawn=None):
+def spawn_in_new_group(reactor, protocol, context, after_spawn=None, place=None):
     """Start C{context} (an L{clsd.supervision.context.ExecContext}) as a group leader.
 
     The child's stdin is a pipe the protocol may close; stdout and stderr
-    are pipes read by the protocol.  C{after_spawn(pid)}, if given, is called
-    the moment the child exists, before the protocol is connected (its
-    exceptions are logged, never raised: the child is running by then).
+    are pipes read by the protocol.  C{place(pid)} then C{after_spawn(pid)},
+    if given, are called the moment the child exists, before the protocol is
+    connected and before the child executes the program (it waits at the
+    start gate); if either raises, the exception is logged and the gate stays
+    shut: the child exits with L{GATE_CLOSED_STATUS} without running the
+    program.
 
     @raise OSError: when the program cannot be started at all (no such
         executable; on the posix_spawn path also exec errors; on the fork
@@ -192,8 +201,9 @@ def spawn_in_new_group(reactor, protocol, context, after_spawn=None):
     if credentials is not None:
         uid, gid, groups = credentials.uid, credentials.gid, credentials.groups
     argv, child_fds, gate = list(context.argv), None, None
-    if after_spawn is not None:
-        gate = _StartGate(after_spawn)
+    hooks = [hook for hook in (place, after_spawn) if hook is not None]
+    if hooks:
+        gate = _StartGate(hooks)
         # exec "$@" runs the resolved path (which is then also its argv[0]).
         argv = [GATE_SHELL, "-c", GATE_SCRIPT, "clsd-gate", executable, *context.argv[1:]]
         child_fds = {0: "w", 1: "r", 2: "r", 3: gate.read_end}
@@ -212,13 +222,14 @@ def spawn_in_new_group(reactor, protocol, context, after_spawn=None):
 class _StartGate:
     """A pipe whose read end is the gated child's descriptor 3."""
 
-    def __init__(self, after_spawn):
-        self._after_spawn = after_spawn
+    def __init__(self, hooks):
+        self._hooks = hooks
         self.read_end, self._write_end = os.pipe()  # both close-on-exec
 
     def open(self, pid):
-        """Run the hook; only if it returns, tell the child to go."""
-        self._after_spawn(pid)
+        """Run the hooks in order; only if they all return, tell the child to go."""
+        for hook in self._hooks:
+            hook(pid)
         os.write(self._write_end, b"go\n")
 
     def close(self):
@@ -231,13 +242,17 @@ class _StartGate:
                 pass
 
 
-def service_spawner(reactor, service):
+def service_spawner(reactor, service, containment=None):
     """C{spawn(protocol, extra_env=None, after_spawn=None)} for one C{[[service]]}.
 
     C{extra_env} is added to the service's environment for this start only
     (lease ownership gives each tenure its ``CLSD_*`` variables); the rest of
-    the L{ExecContext} is computed once, at the first start.
+    the L{ExecContext} is computed once, at the first start. With an
+    L{clsd.supervision.containment.IContainment} that needs placement, every
+    child is placed before it runs the program.
     """
+    place = containment.place if containment is not None and containment.needs_placement \
+        else None
     from clsd.supervision.context import exec_context
 
     context = None
@@ -249,6 +264,7 @@ def service_spawner(reactor, service):
             # read: reported as a spawn failure, retried later.
             context = exec_context(service)
         this = context.with_env(**extra_env) if extra_env else context
-        return spawn_in_new_group(reactor, protocol, this, after_spawn=after_spawn)
+        return spawn_in_new_group(reactor, protocol, this, after_spawn=after_spawn,
+                                  place=place)
 
     return spawn
