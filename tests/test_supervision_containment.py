@@ -485,3 +485,91 @@ class ConfigKeyTests(unittest.TestCase):
                      "service[0].backoff.initial", "must be at most 3600.0")
         self.mistake("backoff = { factor = 1e308 }\n", "service[0].backoff.factor",
                      "must be at most 100.0")
+
+
+class FakeTree:
+    def __init__(self, directory, services):
+        self.directory = directory
+        self._services = list(services)
+
+    def services(self):
+        return list(self._services)
+
+    def path(self, service):
+        return os.path.join(self.directory, service)
+
+
+class OrphanCgroupTests(unittest.TestCase):
+    """Reaping a previous run's cgroups: found by listing the tree, emptied, removed."""
+
+    def setUp(self):
+        from clsd.events import EventLog
+        from clsd.supervision.orphans import GroupRegistry
+
+        self.clock = Clock()
+        self.events = EventLog(wall=lambda: 0.0, monotonic=self.clock.seconds)
+        self.registry = GroupRegistry(self.mktemp(), identity=lambda pid: "same",
+                                      boot=lambda: "boot")
+        self.groups = FakeGroups()
+        self.fs = FakeFS()
+        self.directory = os.path.abspath(self.mktemp())
+
+    def reap(self, services):
+        from clsd.supervision.orphans import reap_leftovers
+
+        os.makedirs(self.directory, exist_ok=True)
+        for name in services:
+            os.makedirs(os.path.join(self.directory, name), exist_ok=True)
+        tree = FakeTree(self.directory, services)
+        return reap_leftovers(self.registry, self.clock, self.groups, self.events,
+                              monotonic=self.clock.seconds, tree=tree, fs=self.fs)
+
+    def reasons(self):
+        return [e["reason"] for e in self.events.recent()]
+
+    def test_a_populated_cgroup_without_a_record_is_emptied(self):
+        web = os.path.join(self.directory, "web")
+        self.fs.members[web] = [30, 31]   # the daemon died before writing a record
+        d = self.reap(["web"])
+        self.assertNoResult(d)
+        self.assertIn(f"terminating leftover cgroup {web} of a previous run (SIGTERM)",
+                      self.reasons())
+        self.clock.pump([0.02] * 260)      # 5 s: the longest a leftover gets
+        self.assertEqual(self.fs.killed, [web])
+        self.assertEqual(self.successResultOf(d), [])
+        self.assertIn(f"leftover cgroup {web} is gone", self.reasons())
+        self.assertFalse(os.path.exists(web), "the emptied cgroup is removed")
+
+    def test_a_recorded_group_gets_its_stop_signal_and_the_rest_term(self):
+        web = os.path.join(self.directory, "web")
+        self.registry.add("web", 30, "INT", 1.0, cgroup=web)
+        self.fs.members[web] = [30, 40]
+        terms = []
+        self.fs.signal_all = lambda cgroup, signum, skip=(): terms.append((cgroup, signum, skip))
+        d = self.reap(["web"])
+        self.assertEqual(self.groups.signals, [(30, signal.SIGINT)])
+        self.assertEqual(terms, [(web, signal.SIGTERM, {30})])
+        self.fs.members[web] = []          # they obeyed
+        self.clock.advance(0.02)
+        self.assertEqual(self.successResultOf(d), [])
+        self.assertEqual(self.fs.killed, [])
+        self.assertEqual(self.registry.records(), [])
+
+    def test_empty_cgroups_and_their_records_are_dropped_at_once(self):
+        web = os.path.join(self.directory, "web")
+        self.registry.add("web", 30, "TERM", 1.0, cgroup=web)
+        self.fs.members[web] = []
+        self.assertEqual(self.successResultOf(self.reap(["web"])), [])
+        self.assertFalse(os.path.exists(web))
+        self.assertEqual(self.registry.records(), [])
+
+    def test_a_cgroup_that_will_not_empty_blocks_its_service(self):
+        web = os.path.join(self.directory, "web")
+        self.fs.members[web] = [30]
+        self.fs.kill_all = lambda cgroup: True   # stuck in the kernel
+        d = self.reap(["web"])
+        self.clock.pump([0.1] * 120)
+        (stuck,) = self.successResultOf(d)
+        self.assertEqual(stuck.service, "web")
+        self.assertIn(f"leftover cgroup {web} still present 5s after SIGKILL; the service is "
+                      "not started", self.reasons())
