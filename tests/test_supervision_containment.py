@@ -55,6 +55,12 @@ class MountinfoTests(unittest.TestCase):
         text = "garbage\n52 1 0:41 / /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw\n"
         self.assertEqual(cgroupfs.find_v2_mount(text), ("/mnt/my cgroups", "/"))
 
+    def test_favordynmods_is_a_super_option(self):
+        self.assertFalse(cgroupfs.favors_dynamic_changes(HYBRID))
+        self.assertTrue(cgroupfs.favors_dynamic_changes(
+            "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 "
+            "rw,favordynmods\n"))
+
     def test_v2_membership(self):
         text = "9:name=systemd:/\n4:memory:/x\n0::/system.slice/clsd.service\n"
         self.assertEqual(cgroupfs.v2_membership(text), "/system.slice/clsd.service")

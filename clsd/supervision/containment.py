@@ -158,11 +158,18 @@ class CgroupContainment:
         self._fs = fs
         self._kill = kill
         self._getpgid = getpgid
+        self._made = False
 
     def prepare(self):
         try:
-            os.makedirs(self.cgroup, exist_ok=True)
-            busy = self._fs.populated(self.cgroup)
+            if not self._made:  # once: a restart is on the latency path
+                os.makedirs(self.cgroup, exist_ok=True)
+                self._made = True
+            try:
+                busy = self._fs.populated(self.cgroup)
+            except FileNotFoundError:  # removed behind our back: make it again
+                os.makedirs(self.cgroup, exist_ok=True)
+                busy = self._fs.populated(self.cgroup)
         except OSError as e:
             raise ContainmentError(f"cannot use cgroup {self.cgroup}: {e.strerror or e}") \
                 from None
@@ -211,6 +218,7 @@ class CgroupContainment:
     def release(self):
         if self._watcher is not None:
             self._watcher.forget(self.cgroup)
+        self._made = False
         remove_cgroup(self.cgroup)
 
 
@@ -346,6 +354,13 @@ def read_text(path):
         return f.read()
 
 
+def _favors_dynamic_changes():
+    try:
+        return cgroupfs.favors_dynamic_changes(read_text("/proc/self/mountinfo"))
+    except OSError:
+        return False
+
+
 def find_tree(node, data_dir, *, read=read_text, makedirs=os.makedirs, access=os.access):
     """This daemon's L{CgroupTree}; or C{(None, why not)}.
 
@@ -422,6 +437,11 @@ class Containments:
     def detect(cls, reactor, node, data_dir, groups=None):
         """Use a writable cgroup v2 hierarchy when there is one."""
         tree, reason = find_tree(node, data_dir)
+        if tree is not None and not _favors_dynamic_changes():
+            Logger().warn(
+                "cgroup v2 is mounted without favordynmods: placing a service in its "
+                "cgroup may wait for an RCU grace period (10-20 ms) at every start; "
+                "see doc/supervision.md")
         return cls(reactor, tree=tree, reason=reason, groups=groups)
 
     @classmethod
