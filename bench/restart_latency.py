@@ -40,6 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from clsd.supervision import cgroupfs  # noqa: E402
+
 from _harness import (  # noqa: E402
     BenchError,
     Clsd,
@@ -227,6 +229,20 @@ def main(argv=None):
     return 0
 
 
+def cgroup2_mount():
+    """The cgroup v2 mount and whether it favours migrations (doc/supervision.md)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            text = f.read()
+    except OSError:
+        return None
+    for point, _, fstype, options, super_options in cgroupfs.parse_mountinfo(text):
+        if fstype == cgroupfs.CGROUP2_FSTYPE:
+            return {"mount_point": point, "options": options, "super_options": super_options,
+                    "favordynmods": "favordynmods" in super_options.split(",")}
+    return None
+
+
 def containments(args):
     return ["cgroup", "process-group"] if args.containment == "both" else [args.containment]
 
@@ -258,6 +274,7 @@ def build_report(args, subjects, info):
             "supervisord": Supervisord.PROGRAM_SETTINGS,
         },
         "machine": info,
+        "cgroup2": cgroup2_mount(),
         "results": {},
     }
     for subject in subjects:
