@@ -49,7 +49,7 @@ class FakeGuard:
         self.stopped = True
         return defer.succeed(None)
 
-    def arm(self, pgid, deadline, label=None, cgroup=None):
+    def arm(self, pgid, deadline, label=None):
         self.armed[pgid] = deadline
         self.log.append(("arm", pgid, deadline, label))
 

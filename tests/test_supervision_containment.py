@@ -408,18 +408,29 @@ class EscapeContainment:
         pass
 
 
+class CgroupRegistry:
+    def __init__(self):
+        self.records = {}
+
+    def add(self, service, pgid, stop_signal, stop_timeout, cgroup=None):
+        self.records[pgid] = (service, cgroup)
+
+    def remove(self, pgid):
+        self.records.pop(pgid, None)
+
+
 class RunnerWithCgroupTests(unittest.TestCase):
     """The runner over an escape-proof containment: stopped means empty."""
 
     def make_runner(self, **config):
         from clsd.events import EventLog
         from clsd.supervision.runner import ServiceRunner
-        from tests.test_supervision_runner import FakeOS, FakeRegistry, make_config
+        from tests.test_supervision_runner import FakeOS, make_config
 
         self.clock = Clock()
         self.os = FakeOS()
         self.containment = EscapeContainment(self.os)
-        self.registry = FakeRegistry()
+        self.registry = CgroupRegistry()
         self.events = EventLog(wall=lambda: 0.0, monotonic=self.clock.seconds)
         self.runner = ServiceRunner(
             make_config(logs=None, **config), self.clock, spawn=self.os.spawn, groups=None,
@@ -430,6 +441,7 @@ class RunnerWithCgroupTests(unittest.TestCase):
     def test_main_exit_with_escaped_processes_stops_them_before_the_restart(self):
         runner = self.make_runner(restart="always")
         runner.startService()
+        self.assertEqual(self.registry.records, {501: ("web", "/cg/web")})
         self.containment.escaped = 1          # a setsid'd child lives on
         self.os.exit(501, code=1)
         self.assertEqual(runner.state.value, "stopping", "not restarted while it runs")

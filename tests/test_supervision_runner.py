@@ -94,7 +94,7 @@ class FakeRegistry:
     def __init__(self):
         self.records = {}
 
-    def add(self, service, pgid, stop_signal, stop_timeout, cgroup=None):
+    def add(self, service, pgid, stop_signal, stop_timeout):
         self.records[pgid] = (service, stop_signal, stop_timeout)
 
     def remove(self, pgid):

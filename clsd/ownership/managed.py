@@ -106,7 +106,7 @@ class ManagedService:
         if self.pgid is not None and self.pgid != pgid:
             self.guard.disarm(self.pgid)
         self.pgid = pgid
-        self.guard.arm(pgid, self.deadline, label=self.cluster, cgroup=self._cgroup())
+        self._arm(pgid, self.deadline)
 
     # -- the core's actions ------------------------------------------------------
 
@@ -114,11 +114,13 @@ class ManagedService:
         """L{KillAt}: the service may run until C{deadline}; re-arm a running group."""
         self.deadline = deadline
         if self.pgid is not None:
-            self.guard.arm(self.pgid, deadline, label=self.cluster, cgroup=self._cgroup())
+            self._arm(self.pgid, deadline)
 
-    def _cgroup(self):
-        """The runner's cgroup (the guard kills it too), or None under process groups."""
-        return getattr(self.runner, "cgroup", None)
+    def _arm(self, pgid, deadline):
+        # Under cgroup containment the guard kills the runner's cgroup too.
+        cgroup = getattr(self.runner, "cgroup", None)
+        extra = {"cgroup": cgroup} if cgroup is not None else {}
+        self.guard.arm(pgid, deadline, label=self.cluster, **extra)
 
     def start(self, epoch, slot=0):
         """L{StartService}: run the service for this tenure."""

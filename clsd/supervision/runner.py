@@ -308,8 +308,10 @@ class ServiceRunner(Service):
             return
         if self._registry is not None:
             try:
+                cgroup = self.containment.cgroup
                 self._registry.add(self.config.name, pid, self.config.stop_signal,
-                                   self.config.stop_timeout, cgroup=self.containment.cgroup)
+                                   self.config.stop_timeout,
+                                   **({"cgroup": cgroup} if cgroup is not None else {}))
                 self._recorded_pgid = pid
             except OSError as e:
                 self._events.record("warning", self.config.name,
