@@ -22,6 +22,7 @@ import sys
 
 from twisted.trial import unittest
 
+from clsd.supervision import cgroupfs
 from clsd.supervision.containment import CgroupTree
 from clsd.testing.checker import Overlap
 from clsd.testing.cluster import ClusterRig, active_standby
@@ -97,13 +98,19 @@ class EscapedServiceFailoverTests(FailoverAssertions, unittest.TestCase):
         old, new = self.assertHandedOver(old, identity["instance"])
         self.assertLessEqual(old.end - t0, self.lease + KILL_SLACK)
         self.assertNoViolations()
-        # alpha's killed daemon left its (emptied) cgroup; beta's and the
-        # witness's are removed when they stop.
+        # alpha's killed daemon left its cgroup, emptied by the guard
+        alpha = CgroupTree(self.v2_root(), "alpha", self.launcher.node("alpha").spec.data_dir)
+        self.assertEqual(alpha.services(), ["system-a"])
+        self.assertFalse(cgroupfs.populated(alpha.path("system-a")))
+        # and the rig removes it; beta's and the witness's go when they stop.
         self.launcher.teardown()
-        alpha = CgroupTree("", "alpha", self.launcher.node("alpha").spec.data_dir)
-        for name in ("beta", "witness"):
+        for name in ("alpha", "beta", "witness"):
             tree = CgroupTree(alpha.root, name, self.launcher.node(name).spec.data_dir)
             self.assertFalse(os.path.exists(tree.directory), f"{name} left {tree.directory}")
+
+    def v2_root(self):
+        with open("/proc/self/mountinfo") as f:
+            return cgroupfs.find_v2_mount(f.read())[0]
 
     def test_process_group_containment_lets_the_escaped_copy_overlap(self):
         old = self.start("process-group")

@@ -390,6 +390,39 @@ def find_tree(node, data_dir, *, read=read_text, makedirs=os.makedirs, access=os
     return tree, None
 
 
+def remove_daemon_cgroups(node, data_dir, *, read=read_text, wait=2.0):
+    """Empty and remove every cgroup of the daemon C{node} with C{data_dir}.
+
+    For what a daemon killed with SIGKILL leaves behind when it is not
+    started again (test rigs, a decommissioned node): its service cgroups,
+    emptied by the lease guard or not, and its directory.
+
+    @return: False when something could not be removed (still populated
+        C{wait} seconds after the kill, or no permission).
+    """
+    import time
+
+    try:
+        mount = cgroupfs.find_v2_mount(read("/proc/self/mountinfo"))
+    except OSError:
+        return True
+    if mount is None:
+        return True
+    tree = CgroupTree(mount[0], node, data_dir)
+    removed = True
+    try:
+        for service in tree.services():
+            path = tree.path(service)
+            cgroupfs.kill_all(path)
+            deadline = time.monotonic() + wait
+            while cgroupfs.populated(path) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            removed = remove_cgroup(path) and removed
+        return tree.remove_if_empty() and removed
+    except OSError:
+        return False
+
+
 # -- the decision ----------------------------------------------------------------------
 
 def choose(service, setting, *, cgroups_reason, in_cluster, service_type="simple"):
