@@ -25,7 +25,7 @@ from clsd.config import parse_config
 from clsd.daemon import Daemon
 from clsd.ownership.guard import GuardClient
 from clsd.supervision import cgroupfs
-from clsd.supervision.containment import CgroupTree, find_tree
+from clsd.supervision.containment import find_tree
 from clsd.supervision.context import ExecContext
 from clsd.supervision.spawn import spawn_in_new_group
 from clsd.testing.launcher import free_port

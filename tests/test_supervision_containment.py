@@ -306,6 +306,16 @@ class FakeINotify:
 
 
 class WatcherTests(unittest.TestCase):
+    def test_a_watch_that_cannot_be_made_means_poll(self):
+        inotify = FakeINotify()
+
+        def refuse(path, mask, callbacks):
+            raise OSError(28, "No space left on device")  # out of inotify watches
+        inotify.watch = refuse
+        watcher = CgroupWatcher(Clock(), inotify=inotify)
+        self.assertIsNone(watcher.watch("/cg/web", lambda: None))
+        self.flushLoggedErrors(OSError)
+
     def test_watch_checks_at_once_then_on_every_change(self):
         inotify = FakeINotify()
         watcher = CgroupWatcher(Clock(), inotify=inotify)

@@ -277,12 +277,16 @@ class CgroupWatcher:
         notifier = self._inotify()
         if notifier is None:
             return None
-        self._callbacks[cgroup] = callback
         if cgroup not in self._watched:
             events = self._FilePath(os.path.join(cgroup, "cgroup.events"))
-            notifier.watch(events, mask=IN_MODIFY,
-                           callbacks=[lambda _, path, mask, c=cgroup: self._changed(c)])
+            try:
+                notifier.watch(events, mask=IN_MODIFY,
+                               callbacks=[lambda _, path, mask, c=cgroup: self._changed(c)])
+            except Exception:  # gone, or out of watches: the caller polls
+                self.log.failure("cannot watch {path}", path=events.path)
+                return None
             self._watched.add(cgroup)
+        self._callbacks[cgroup] = callback
         # The cgroup may have emptied before the watch existed.
         self._changed(cgroup)
 
