@@ -242,12 +242,14 @@ class DaemonEscapeTests(unittest.TestCase):
     def test_restart_kills_the_escaped_child_before_the_new_instance(self):
         runner = yield self.start("cgroup")
         holder, leader = self.ws.holder(), runner.pid
+        reserve = runner.containment.reserve
+        warm = yield poll(reactor, lambda: reserve._gate, 5, what="the next start gate")
         os.remove(self.ws.pidfile)
         os.kill(leader, signal.SIGKILL)       # the main process crashes
         new_holder = yield poll(reactor, self.ws.holder, 20, what="the new holder")
         self.assertNotEqual(new_holder, holder)
         self.assertFalse(pid_alive(holder), "two generations at once")
-        self.assertNotEqual(runner.pid, leader)
+        self.assertEqual(runner.pid, warm.pid, "the restart used the warm start gate")
         reasons = [e["reason"] for e in self.daemon.events.recent()]
         self.assertIn("killed by SIGKILL; stopping the rest of its process group", reasons)
         yield self.daemon.stopService()

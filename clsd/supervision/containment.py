@@ -93,7 +93,10 @@ class IContainment(Interface):
         """How many processes the instance has, or None where unknown."""
 
     def release():
-        """The service is stopped for good (daemon stop, removed): tidy up."""
+        """The service is stopped for good (daemon stop, removed): tidy up.
+
+        @return: None, or a Deferred that fires when it is done.
+        """
 
 
 @implementer(IContainment)
@@ -142,6 +145,8 @@ class CgroupContainment:
     them). SIGKILL is ``cgroup.kill``.
 
     @param watcher: a L{CgroupWatcher}, or None to make the runner poll.
+    @param reserve: a L{clsd.supervision.spawn.GateReserve}, or None: the
+        spawner keeps the next instance's start gate warm in it.
     @param fs: the L{clsd.supervision.cgroupfs} functions (tests pass a fake).
     """
 
@@ -151,8 +156,9 @@ class CgroupContainment:
     log = Logger()
 
     def __init__(self, path, *, watcher=None, groups=None, fs=cgroupfs,
-                 kill=os.kill, getpgid=os.getpgid):
+                 kill=os.kill, getpgid=os.getpgid, reserve=None):
         self.cgroup = path
+        self.reserve = reserve
         self._watcher = watcher
         self._groups = groups if groups is not None else OSProcessGroups()
         self._fs = fs
@@ -220,6 +226,9 @@ class CgroupContainment:
             self._watcher.forget(self.cgroup)
         self._made = False
         remove_cgroup(self.cgroup)
+        if self.reserve is not None:
+            return self.reserve.close()
+        return None
 
 
 def remove_cgroup(path):
@@ -494,10 +503,12 @@ class Containments:
                       in_cluster=in_cluster, service_type=service.type)
         if kind == PROCESS_GROUP:
             return ProcessGroupContainment(self._groups)
+        from clsd.supervision.spawn import GateReserve
+
         if self._watcher is None:
             self._watcher = self._watcher_factory(self._reactor)
         return CgroupContainment(self.tree.path(service.name), watcher=self._watcher,
-                                 groups=self._groups)
+                                 groups=self._groups, reserve=GateReserve(self._reactor))
 
     def close(self):
         """The daemon stopped: close the watcher, remove its cgroup directory if empty."""

@@ -202,13 +202,17 @@ class ServiceRunner(Service):
         return d
 
     def _release_containment(self, result):
-        if not self._policy.process_alive:
-            try:
-                self.containment.release()
-            except OSError as e:
-                self._events.record("warning", self.config.name,
-                                    f"cannot remove its cgroup: {e}")
-        return result
+        if self._policy.process_alive:
+            return result
+        try:
+            released = self.containment.release()
+        except OSError as e:
+            self._events.record("warning", self.config.name,
+                                f"cannot remove its cgroup: {e}")
+            return result
+        if released is None:
+            return result
+        return released.addCallback(lambda _: result)
 
     # -- feeding the policy ------------------------------------------------------
 
