@@ -199,28 +199,33 @@ def spawn_in_new_group(reactor, protocol, context, after_spawn=None, place=None)
         path those make the child exit with status 1 after writing the
         reason to its stderr).
     """
+    hooks = [hook for hook in (place, after_spawn) if hook is not None]
+    if not hooks:
+        return _group_leader(reactor, protocol, context)
+    gate = _StartGate(hooks)
+    try:
+        return _group_leader(reactor, protocol, context, gate_fd=gate.read_end,
+                             after_spawn=gate.open)
+    finally:
+        gate.close()
+
+
+def _group_leader(reactor, protocol, context, gate_fd=None, after_spawn=None):
+    """A L{GroupLeaderProcess} running C{context}; behind the start gate with C{gate_fd}."""
     executable = resolve_program(context.argv[0], context.env, context.cwd)
     credentials = context.credentials
     uid = gid = groups = None
     if credentials is not None:
         uid, gid, groups = credentials.uid, credentials.gid, credentials.groups
-    argv, child_fds, gate = list(context.argv), None, None
-    hooks = [hook for hook in (place, after_spawn) if hook is not None]
-    if hooks:
-        gate = _StartGate(hooks)
+    argv, child_fds = list(context.argv), None
+    if gate_fd is not None:
         # exec "$@" runs the resolved path (which is then also its argv[0]).
         argv = [GATE_SHELL, "-c", GATE_SCRIPT, "clsd-gate", executable, *context.argv[1:]]
-        child_fds = {0: "w", 1: "r", 2: "r", 3: gate.read_end}
+        child_fds = {0: "w", 1: "r", 2: "r", 3: gate_fd}
         executable = GATE_SHELL
-    try:
-        return GroupLeaderProcess(
-            reactor, executable, argv, dict(context.env), context.cwd,
-            protocol, uid=uid, gid=gid, groups=groups, childFDs=child_fds,
-            after_spawn=gate.open if gate is not None else None,
-        )
-    finally:
-        if gate is not None:
-            gate.close()
+    return GroupLeaderProcess(
+        reactor, executable, argv, dict(context.env), context.cwd, protocol,
+        uid=uid, gid=gid, groups=groups, childFDs=child_fds, after_spawn=after_spawn)
 
 
 class _StartGate:
@@ -298,19 +303,10 @@ class WarmGate:
 
     def __init__(self, reactor, context):
         self.context = context
-        executable = resolve_program(context.argv[0], context.env, context.cwd)
-        credentials = context.credentials
-        uid = gid = groups = None
-        if credentials is not None:
-            uid, gid, groups = credentials.uid, credentials.gid, credentials.groups
         self._relay = _Relay()
-        read_end, self._write_end = os.pipe()
+        read_end, self._write_end = os.pipe()  # both close-on-exec
         try:
-            self.transport = GroupLeaderProcess(
-                reactor, GATE_SHELL,
-                [GATE_SHELL, "-c", GATE_SCRIPT, "clsd-gate", executable, *context.argv[1:]],
-                dict(context.env), context.cwd, self._relay, uid=uid, gid=gid, groups=groups,
-                childFDs={0: "w", 1: "r", 2: "r", 3: read_end})
+            self.transport = _group_leader(reactor, self._relay, context, gate_fd=read_end)
         except BaseException:
             os.close(self._write_end)
             self._write_end = None
