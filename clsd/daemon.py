@@ -74,10 +74,11 @@ class Daemon(MultiService):
     """Everything one node runs, built from a L{clsd.config.Config}.
 
     Start-up order matters for "never run a service twice": the data
-    directory is created, process groups left by a previous run of the
-    daemon are terminated, and only then are the services started
+    directory is created, process groups and cgroups left by a previous run
+    of the daemon are emptied, and only then are the services started
     (L{ready} fires at that point). C{stopService} returns a Deferred that
-    fires when every service's whole process group is gone.
+    fires when nothing of any service is left (its process group, or its
+    cgroup under cgroup containment).
     """
 
     log = Logger()

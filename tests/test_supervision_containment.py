@@ -182,6 +182,8 @@ class FakeFS:
     def pids(self, cgroup):
         return list(self.members.get(cgroup, ()))
 
+    pids_below = pids
+
     def place(self, cgroup, pid):
         self.placed.append((cgroup, pid))
         self.members.setdefault(cgroup, []).append(pid)

@@ -196,7 +196,7 @@ def kill_all(cgroup, use_kill_file=True):
     try:
         killed = set()
         for _ in range(FREEZE_KILL_ROUNDS):
-            listed = set(_pids_below(cgroup))
+            listed = set(pids_below(cgroup))
             new = listed - killed
             if not new:
                 break
@@ -215,7 +215,8 @@ def kill_all(cgroup, use_kill_file=True):
     return True
 
 
-def _pids_below(cgroup):
+def pids_below(cgroup):
+    """The pids in C{cgroup} and in every cgroup below it."""
     found = []
     for directory, _, _ in os.walk(cgroup):
         found.extend(pids(directory))
@@ -228,7 +229,7 @@ def signal_all(cgroup, signum, skip=()):
     @return: the pids signalled.
     """
     sent = []
-    for pid in _pids_below(cgroup):
+    for pid in pids_below(cgroup):
         if pid in skip:
             continue
         try:

@@ -10,9 +10,9 @@ fork into the background). L{IContainment} is that ability; two providers:
   It is stopped when the cgroup is empty (``populated 0`` in
   ``cgroup.events``, watched with inotify); ``cgroup.kill`` ends it whatever
   it did. Escape-proof for anyone short of root.
-- L{ProcessGroupContainment} (portable): the service's process group, as
-  before. A process that calls ``setsid`` or ``setpgid`` is lost to it:
-  unsafe against escapes, see doc/supervision.md.
+- L{ProcessGroupContainment} (portable): the service's process group. A
+  process that calls ``setsid`` or ``setpgid`` is lost to it: unsafe
+  against escapes, see doc/supervision.md.
 
 (Solaris process contracts, ``ctrun``/libcontract, would be a third
 provider: a contract holds every descendant, and its empty event is
@@ -33,9 +33,9 @@ from zope.interface import Attribute, Interface, implementer
 from clsd.supervision import cgroupfs
 from clsd.supervision.pgroups import OSProcessGroups
 
-#: ``[[service]] containment`` values.
-AUTO, CGROUP, PROCESS_GROUP = "auto", "cgroup", "process-group"
-CONTAINMENT_SETTINGS = (AUTO, CGROUP, PROCESS_GROUP)
+#: The providers, as ``[[service]] containment`` names them (the third
+#: value, "auto", is resolved by L{choose}; clsd.config.service checks it).
+CGROUP, PROCESS_GROUP = "cgroup", "process-group"
 
 #: Service types whose processes leave the process group by design (their
 #: start command returns while the system runs on in the background). A
@@ -153,7 +153,6 @@ class CgroupContainment:
     kind = CGROUP
     escape_proof = True
     needs_placement = True
-    log = Logger()
 
     def __init__(self, path, *, watcher=None, groups=None, fs=cgroupfs,
                  kill=os.kill, getpgid=os.getpgid, reserve=None):
@@ -192,7 +191,7 @@ class CgroupContainment:
             self._fs.kill_all(self.cgroup)
             return
         self._groups.signal(pgid, signum)
-        for pid in self._fs.pids(self.cgroup):
+        for pid in self._fs.pids_below(self.cgroup):
             if self._pgid_of(pid) == pgid:
                 continue  # it had the group's signal
             try:
@@ -219,7 +218,7 @@ class CgroupContainment:
                                    lambda: None if self.alive(pgid) else callback())
 
     def count(self, pgid):
-        return len(self._fs.pids(self.cgroup))
+        return len(self._fs.pids_below(self.cgroup))
 
     def release(self):
         if self._watcher is not None:
