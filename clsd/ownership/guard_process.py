@@ -21,8 +21,8 @@ Protocol: the daemon writes lines to the guard's standard input::
 
 At a deadline the guard sends SIGKILL to the whole group and empties the
 cgroup (``cgroup.kill``, or freeze + SIGKILL each + thaw: the same code as
-the daemon's, clsd/supervision/cgroupfs.py, loaded by its path because
-the guard runs without site-packages): a process that left the group
+the daemon's, clsd/supervision/cgroupfs.py, imported from its directory
+because the guard runs without site-packages): a process that left the group
 (``setsid``, a double fork) dies too.  A deadline already
 past when it is read means: kill now.  When standard input reaches end of
 file (the daemon exited or was killed: the kernel closes its end of the pipe)
