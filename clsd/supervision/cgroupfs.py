@@ -1,8 +1,9 @@
 """cgroup v2 through its files: find the hierarchy, place, list, signal, kill.
 
-Standard library only, and nothing from CLSD: the lease guard loads this
-file by its path (it runs under ``python -I -S``, without site-packages), so
-that the daemon and the guard kill a cgroup with the very same code.
+Standard library only, and nothing from CLSD: the lease guard imports this
+file from its directory (it runs under ``python -I -S``, without
+site-packages), so that the daemon and the guard kill a cgroup with the very
+same code.
 
 The parsing functions are pure (text in, values out); the others do one
 small file operation each and raise C{OSError} as the kernel reports it.
