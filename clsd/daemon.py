@@ -12,11 +12,11 @@ from twisted.logger import Logger
 from clsd import clock
 from clsd.events import EVENT_FILE_NAME, EventLog
 from clsd.metrics import Metrics, make_metrics_service
-from clsd.supervision.context import exec_context
+from clsd.supervision.containment import ContainmentError, Containments
 from clsd.supervision.orphans import RECORD_DIR, GroupRegistry, reap_leftovers
 from clsd.supervision.pgroups import OSProcessGroups
 from clsd.supervision.runner import ServiceRunner
-from clsd.supervision.spawn import spawn_in_new_group
+from clsd.supervision.spawn import service_spawner
 
 
 def _health_checker_factory():
@@ -78,16 +78,18 @@ class Daemon(MultiService):
     """Everything one node runs, built from a L{clsd.config.Config}.
 
     Start-up order matters for "never run a service twice": the data
-    directory is created, process groups left by a previous run of the
-    daemon are terminated, and only then are the services started
+    directory is created, process groups and cgroups left by a previous run
+    of the daemon are emptied, and only then are the services started
     (L{ready} fires at that point). C{stopService} returns a Deferred that
-    fires when every service's whole process group is gone.
+    fires when nothing of any service is left (its process group, or its
+    cgroup under cgroup containment).
     """
 
     log = Logger()
 
     def __init__(self, config, reactor, *, groups=None, checker_factory=None,
-                 monotonic=None, lease_clock=None, random=_random.random, overrides=None):
+                 monotonic=None, lease_clock=None, random=_random.random, overrides=None,
+                 containments=None):
         super().__init__()
         self.config = config
         #: The command-line overrides the config was loaded with; L{reload} re-applies them.
@@ -100,6 +102,13 @@ class Daemon(MultiService):
         monotonic = monotonic or time.monotonic
         self.events = EventLog(monotonic=monotonic)
         self._monotonic = monotonic
+        if containments is None:
+            # A fake `groups` stands for the whole OS in tests: no real cgroups then.
+            containments = (Containments.detect(reactor, config.node.name, self.data_dir)
+                            if groups is None else
+                            Containments.process_groups_only(reactor, groups))
+        #: How each service's processes are held together (cgroup or process group).
+        self.containments = containments
         self.groups = groups if groups is not None else OSProcessGroups()
         self.registry = GroupRegistry(os.path.join(self.data_dir, RECORD_DIR))
         #: Fires (with None) once leftovers are reaped and services started.
@@ -179,10 +188,13 @@ class Daemon(MultiService):
         if service.check is not None and self._checker_factory is None:
             self._checker_factory = _health_checker_factory()
         managed = self._managed(service.name)
+        containment = self._containment(self.config, service)
+        spawn = service_spawner(self.reactor, service, containment)
         return ServiceRunner(
             service, self.reactor,
-            spawn=self.ownership.spawner(service) if managed else self._spawner(service),
+            spawn=self.ownership.spawner(service, base_spawn=spawn) if managed else spawn,
             groups=self.groups,
+            containment=containment,
             events=self.events,
             registry=self.registry,
             checker_factory=self.metrics.instrument_checker_factory(
@@ -207,19 +219,17 @@ class Daemon(MultiService):
         """Whether the service runs only under its cluster's lease (started by ownership)."""
         return self.ownership is not None and self.ownership.manages(service_name)
 
-    def _spawner(self, service):
-        reactor = self.reactor
-        context = None
+    def _containment(self, config, service):
+        """The service's containment; a ConfigError when it cannot be contained as set."""
+        in_cluster = any(cluster.service == service.name for cluster in config.clusters)
+        try:
+            return self.containments.for_service(service, in_cluster)
+        except ContainmentError as e:
+            from clsd.config import ConfigError
 
-        def spawn(protocol):
-            nonlocal context
-            if context is None:
-                # May raise KeyError if the user vanished since the config
-                # was read: reported as a spawn failure, retried later.
-                context = exec_context(service)
-            return spawn_in_new_group(reactor, protocol, context)
-
-        return spawn
+            index = [s.name for s in config.services].index(service.name)
+            raise ConfigError(config.source, f"service[{index}].containment", str(e)) \
+                from None
 
     def _watch_cluster_metrics(self, monotonic):
         """Members, peer traffic and leases, read from their owners at scrape time."""
@@ -349,6 +359,8 @@ class Daemon(MultiService):
 
                 # Re-reads [tls] crl too: a reload puts a new list in force.
                 identity = check_identity(new.node.name, new.tls, source=new.source)
+            for service in new.services:
+                self._containment(new, service)
         except ConfigError as e:
             raise ReloadError(str(e)) from None
         return new, identity
@@ -457,7 +469,8 @@ class Daemon(MultiService):
                            pid=os.getpid(), services=sorted(self._runners))
         super().startService()
         self._reaping = reap_leftovers(self.registry, self.reactor, self.groups,
-                                       self.events, monotonic=self._monotonic)
+                                       self.events, monotonic=self._monotonic,
+                                       tree=self.containments.tree)
         self._reaping.addCallback(self._start_services)
         self._reaping.addErrback(self._reap_failed)
 
@@ -505,3 +518,4 @@ class Daemon(MultiService):
     def _stopped(self, _):
         self.events.record("daemon", self.config.node.name, "stopped", phase="stopped")
         self.events.close()
+        self.containments.close()

@@ -11,6 +11,7 @@ from twisted.trial import unittest
 from clsd import tap
 from clsd.config import parse_config
 from clsd.daemon import Daemon
+from clsd.supervision.containment import ProcessGroupContainment
 from tests.test_supervision_runner import FakeOS
 
 CONFIG = """
@@ -60,7 +61,7 @@ class DaemonTests(unittest.TestCase):
         self.os = FakeOS()
         for runner in daemon.supervisors():
             runner._spawn = self.os.spawn
-            runner._groups = self.os
+            runner.containment = ProcessGroupContainment(self.os)
             runner._output_factory = lambda logs: _NullOutput()
         self.daemon = daemon
         return daemon

@@ -297,15 +297,19 @@ class TwistdTests(unittest.TestCase):
     def setUp(self):
         self.ws = Workspace(self)
         self.config = self.ws.path("clsd.toml")
+        self.write_config()
+        self.daemons = []
+        self.addCleanup(self.cleanup)
+
+    def write_config(self, containment="auto"):
         with open(self.config, "w") as f:
             f.write(self.ws.config_text(f"""
 [[service]]
 name = "svc"
 command = {self.ws.command("grandchild", DEAF_GRANDCHILD, self.ws.path("gc"))}
 stop_timeout = 2.0
+containment = "{containment}"
 """))
-        self.daemons = []
-        self.addCleanup(self.cleanup)
 
     def twistd(self):
         log = open(self.ws.path(f"twistd-{len(self.daemons)}.log"), "wb")
@@ -350,6 +354,8 @@ stop_timeout = 2.0
 
     @defer.inlineCallbacks
     def test_leftover_group_of_a_killed_daemon_is_terminated_first(self):
+        # The process-group path (the cgroup one: tests/test_containment_real.py).
+        self.write_config(containment="process-group")
         first = self.twistd()
         yield wait_for(lambda: os.path.exists(self.ws.path("gc.ready")), 30,
                        what="the first instance")

@@ -6,6 +6,14 @@ import signal
 import attrs
 
 RESTART_POLICIES = ("always", "on-failure", "never")
+#: ``containment``: see clsd/supervision/containment.py and doc/supervision.md.
+CONTAINMENTS = ("auto", "cgroup", "process-group")
+
+#: Upper bounds of the backoff keys: beyond them a service would sit in
+#: backoff for days, silently (1e308 was accepted once).
+BACKOFF_INITIAL_MAX = 3600.0
+BACKOFF_MAX_MAX = 86400.0
+BACKOFF_FACTOR_MAX = 100.0
 CHECK_TYPES = ("exec", "tcp", "http")
 
 #: Signals an operator may name as ``stop_signal`` (without the SIG prefix).
@@ -73,6 +81,12 @@ class ServiceConfig:
     stop_timeout: float = 10.0
     logs: LogFiles | None = None
     check: HealthCheck | None = None
+    #: How its processes are held together: auto, cgroup or process-group.
+    containment: str = "auto"
+    #: How it is started and watched. Only "simple" (a foreground program)
+    #: exists so far; the containment rules already know the types that
+    #: leave their process group (clsd.supervision.containment.ESCAPING_TYPES).
+    type: str = "simple"
 
     @property
     def stop_signum(self):
@@ -107,6 +121,7 @@ def parse_service(table, data_dir, base_dir, euid):
     logs = _parse_logs(table, name, data_dir, base_dir)
     check_table = table.table("check")
     check = _parse_check(check_table) if check_table is not None else None
+    containment = table.choice("containment", CONTAINMENTS, "auto")
     table.finish()
     return ServiceConfig(
         name=name,
@@ -123,6 +138,7 @@ def parse_service(table, data_dir, base_dir, euid):
         stop_timeout=stop_timeout,
         logs=logs,
         check=check,
+        containment=containment,
     )
 
 
@@ -163,9 +179,9 @@ def _check_user(table, user, euid):
 def _parse_backoff(table):
     if table is None:
         return Backoff()
-    initial = table.number("initial", 0.1, minimum=0.0)
-    maximum = table.number("max", 30.0, minimum=0.0)
-    factor = table.number("factor", 2.0, minimum=1.0)
+    initial = table.number("initial", 0.1, minimum=0.0, maximum=BACKOFF_INITIAL_MAX)
+    maximum = table.number("max", 30.0, minimum=0.0, maximum=BACKOFF_MAX_MAX)
+    factor = table.number("factor", 2.0, minimum=1.0, maximum=BACKOFF_FACTOR_MAX)
     jitter = table.number("jitter", 0.1, minimum=0.0, maximum=1.0)
     if maximum < initial:
         raise table.error("max", f"must be at least initial ({initial!r}), got {maximum!r}")

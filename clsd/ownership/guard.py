@@ -1,7 +1,8 @@
 """The daemon's side of the lease guard (the guard program is L{clsd.ownership.guard_process}).
 
 L{GuardClient} starts the guard once per daemon, in its own process group,
-and tells it which service process group may run until when.  Lines go to the
+and tells it which service process group (and, under cgroup containment,
+which cgroup) may run until when.  Lines go to the
 guard with a plain C{os.write} on a pipe this class owns, never through a
 Twisted transport: a Twisted write is only buffered until the next reactor
 turn, and a daemon frozen before that turn would leave the deadline unsent.
@@ -105,6 +106,8 @@ class GuardClient:
         self._spawn_process = spawn_process
         #: pgid -> (deadline, label): what the guard must enforce (resent after a restart).
         self.armed = {}
+        #: pgid -> cgroup directory, for the groups armed with one.
+        self.cgroups = {}
         self._labels = {}   # pgid -> label of the last arm, also after disarm
         self.pid = None
         #: Seconds from spawning the guard to its "ready" line, per start.
@@ -197,7 +200,7 @@ class GuardClient:
         # Everything that must be enforced, at once: lines queue in the pipe
         # while the guard is still starting.
         for pgid, (deadline, _) in sorted(self.armed.items()):
-            self._write(f"arm {pgid} {deadline!r}\n")
+            self._write(self._arm_line(pgid, deadline))
 
     def _close_pipe(self):
         if self._wfd is not None:
@@ -215,15 +218,25 @@ class GuardClient:
 
     # -- the protocol -------------------------------------------------------------------
 
-    def arm(self, pgid, deadline, label=None):
-        """Group C{pgid} may run until C{deadline} (this machine's monotonic time), no later.
+    def arm(self, pgid, deadline, label=None, cgroup=None):
+        """Group C{pgid} (and C{cgroup}) may run until C{deadline} (the lease clock), no later.
 
         Returns whether the line is in the kernel's pipe buffer now: False
         when it is only queued here (pipe full, guard not running) or the
         write failed (EPIPE).  A start gate must not open on False.
+
+        @raise ValueError: a C{cgroup} path the guard's one-line protocol cannot
+            carry (whitespace, not ASCII, longer than MAX_CGROUP_PATH).
         """
         pgid = int(pgid)
         deadline = float(deadline)
+        if cgroup is not None:
+            if (len(cgroup) > guard_process.MAX_CGROUP_PATH or not cgroup.isascii()
+                    or any(c.isspace() for c in cgroup)):
+                raise ValueError(f"the lease guard cannot be given cgroup {cgroup!r}")
+            self.cgroups[pgid] = cgroup
+        else:
+            self.cgroups.pop(pgid, None)
         self.armed[pgid] = (deadline, label)
         # Kept past disarm: the guard's "killed" report may arrive after the
         # supervisor saw the death and disarmed, and it should still be named.
@@ -231,11 +244,17 @@ class GuardClient:
         self._labels[pgid] = label
         while len(self._labels) > MAX_REMEMBERED:
             del self._labels[next(iter(self._labels))]
-        return self._write(f"arm {pgid} {deadline!r}\n")
+        return self._write(self._arm_line(pgid, deadline))
+
+    def _arm_line(self, pgid, deadline):
+        cgroup = self.cgroups.get(pgid)
+        suffix = f" {cgroup}" if cgroup is not None else ""
+        return f"arm {pgid} {deadline!r}{suffix}\n"
 
     def disarm(self, pgid):
         """Group C{pgid} stopped: forget its deadline."""
         pgid = int(pgid)
+        self.cgroups.pop(pgid, None)
         if self.armed.pop(pgid, None) is not None:
             self._write(f"disarm {pgid}\n")
 
@@ -304,6 +323,7 @@ class GuardClient:
             pgid = int(words[1])
             late = float(words[2]) if len(words) > 2 else None
             self.armed.pop(pgid, None)
+            self.cgroups.pop(pgid, None)
             label = self._labels.get(pgid)
             self.kills.append((pgid, label, late))
             del self.kills[:-MAX_REMEMBERED]
@@ -312,6 +332,7 @@ class GuardClient:
                          subject=label, pgid=pgid, late=late)
         elif kind == "gone" and len(words) >= 2:
             self.armed.pop(int(words[1]), None)
+            self.cgroups.pop(int(words[1]), None)
         elif kind == "pong" and len(words) >= 2:
             waiter = self._pings.pop(words[1], None)
             if waiter is not None:

@@ -1,4 +1,4 @@
-"""The lease guard: kills a service's process group when its lease deadline passes.
+"""The lease guard: kills a service's processes when its lease deadline passes.
 
 One guard process runs per daemon, outside the daemon's event loop, so that a
 frozen daemon (SIGSTOP, swap storm, VM pause of the daemon alone, a stuck
@@ -9,15 +9,22 @@ L{clsd.ownership.guard.GuardClient}.
 
 Protocol: the daemon writes lines to the guard's standard input::
 
-    arm PGID DEADLINE      process group PGID may run until DEADLINE, no later
-                           (seconds of the lease clock, CLOCK_MONOTONIC_RAW:
-                           one clock for the whole machine, so the daemon's
-                           clsd.clock.lease_clock() values mean the same
+    arm PGID DEADLINE [CGROUP]
+                           process group PGID (and, under cgroup containment,
+                           every process of the cgroup directory CGROUP) may
+                           run until DEADLINE, no later (seconds of the lease
+                           clock, CLOCK_MONOTONIC_RAW: one clock for the whole
+                           machine, so the daemon's clsd.clock.lease_clock()
+                           values mean the same
                            here); replaces an earlier deadline
     disarm PGID            forget PGID (its service stopped)
     ping TOKEN             answer "pong TOKEN" once every earlier line is handled
 
-At a deadline the guard sends SIGKILL to the whole group.  A deadline already
+At a deadline the guard sends SIGKILL to the whole group and empties the
+cgroup (``cgroup.kill``, or freeze + SIGKILL each + thaw: the same code as
+the daemon's, clsd/supervision/cgroupfs.py, imported from its directory
+because the guard runs without site-packages): a process that left the group
+(``setsid``, a double fork) dies too.  A deadline already
 past when it is read means: kill now.  When standard input reaches end of
 file (the daemon exited or was killed: the kernel closes its end of the pipe)
 the guard kills every armed group at once and exits.
@@ -27,14 +34,17 @@ does not read them, so a report that does not fit is dropped and counted)::
 
     ready PID PGID                 started (in its own process group PGID)
     killed PGID LATE               SIGKILL sent, LATE seconds after the deadline
-    gone PGID                      deadline passed, the group no longer existed
+    gone PGID                      deadline passed, nothing of it existed any more
     eof-killed PGID                killed because the daemon's pipe closed
     pong TOKEN
     error TEXT                     a line it did not understand (ignored)
 
 Malformed input is reported and ignored; the guard never exits because of it.
 It refuses to arm process group 0 or 1, its own group, and its parent's group
-(the daemon's): a bad line must never make it kill the daemon or itself.
+(the daemon's), and a cgroup that is not an absolute, normalized path in the
+cgroup v2 hierarchy or that holds the guard or the daemon (the hierarchy's
+root, their own cgroups and every ancestor): a bad line must never make it
+kill the daemon or itself.
 """
 
 import math
@@ -45,8 +55,68 @@ import sys
 import time
 
 #: The longest input line accepted; longer ones are reported and skipped.
-#: "arm PGID DEADLINE" is under 50 bytes.
-MAX_LINE = 200
+#: "arm PGID DEADLINE CGROUP" is the cgroup path plus under 50 bytes
+#: (the client refuses paths longer than MAX_CGROUP_PATH).
+MAX_LINE = 1024
+MAX_CGROUP_PATH = 900
+
+
+#: Where the daemon's cgroup code (standard library only) is: the guard runs
+#: without site-packages, where ``clsd`` cannot be imported, so it imports
+#: that one file from its directory (importlib.util would cost ~5 ms of
+#: start-up; a plain import uses the cached bytecode).
+CGROUPFS_DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "supervision")
+
+
+def _load_cgroupfs():
+    sys.path.append(CGROUPFS_DIRECTORY)  # last: nothing there shadows the standard library
+    try:
+        import cgroupfs
+    finally:
+        sys.path.remove(CGROUPFS_DIRECTORY)
+    return cgroupfs
+
+
+cgroupfs = _load_cgroupfs()
+
+
+def kill_cgroup(path):
+    """SIGKILL every process of cgroup C{path}; False when it had none (or is gone)."""
+    try:
+        if not cgroupfs.populated(path):
+            return False
+    except FileNotFoundError:
+        return False
+    return cgroupfs.kill_all(path)
+
+
+def _read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def protected_cgroups(read=_read_text, pids=("self",)):
+    """The cgroup v2 mount and the cgroup directories of C{pids} (never to be killed).
+
+    @return: C{(mount_point or None, [cgroup directories])}.
+    """
+    mountinfo = read("/proc/self/mountinfo")
+    mount = cgroupfs.find_v2_mount(mountinfo) if mountinfo else None
+    if mount is None:
+        return None, []
+    found = []
+    for pid in pids:
+        text = read(f"/proc/{pid}/cgroup")
+        membership = cgroupfs.v2_membership(text) if text else None
+        if membership is not None:
+            path = cgroupfs.absolute_path(mount[0], mount[1], membership)
+            if path is not None:
+                found.append(path)
+    return mount[0], found
 
 #: Read size: many lines per system call when the daemon writes a burst.
 READ_SIZE = 65536
@@ -85,12 +155,18 @@ lease_clock = _lease_clock()
 class Guard:
     """The guard's state: armed groups and their deadlines; I/O through two fds."""
 
-    def __init__(self, infd=0, outfd=1, clock=lease_clock, kill=os.killpg):
+    def __init__(self, infd=0, outfd=1, clock=lease_clock, kill=os.killpg,
+                 kill_cgroup=kill_cgroup, protected=None):
         self.infd = infd
         self.outfd = outfd
         self.clock = clock
         self.kill = kill
+        self.kill_cgroup = kill_cgroup
         self.armed = {}  # pgid -> deadline
+        self.cgroups = {}  # pgid -> cgroup directory, for those armed with one
+        #: (cgroup v2 mount point, [cgroup directories of the guard and the daemon]).
+        self.protected = protected if protected is not None \
+            else protected_cgroups(pids=("self", os.getppid()))
         self.dropped = 0
         self.own_pgid = os.getpgrp()
         try:
@@ -145,15 +221,21 @@ class Guard:
         if not words:
             return
         command, args = words[0], words[1:]
-        if command == "arm" and len(args) == 2:
+        if command == "arm" and len(args) in (2, 3):
             pgid = self._pgid(args[0])
             deadline = self._deadline(args[1])
-            if pgid is not None and deadline is not None:
+            cgroup = self._cgroup(args[2]) if len(args) == 3 else None
+            if pgid is not None and deadline is not None and (len(args) == 2 or cgroup):
                 self.armed[pgid] = deadline
+                if cgroup:
+                    self.cgroups[pgid] = cgroup
+                else:
+                    self.cgroups.pop(pgid, None)
         elif command == "disarm" and len(args) == 1:
             pgid = self._pgid(args[0])
             if pgid is not None:
                 self.armed.pop(pgid, None)
+                self.cgroups.pop(pgid, None)
         elif command == "ping" and len(args) == 1:
             self.report("pong", args[0][:64])
         else:
@@ -173,6 +255,21 @@ class Guard:
             return None
         return pgid
 
+    def _cgroup(self, path):
+        mount, own = self.protected
+        if mount is None:
+            self.report("error", f"refusing cgroup {_show(path)}: no cgroup v2 hierarchy here")
+            return None
+        if not os.path.isabs(path) or os.path.normpath(path) != path \
+                or not cgroupfs.is_within(path, mount) or path == mount:
+            self.report("error", f"refusing cgroup {_show(path)}: not a cgroup below {mount}")
+            return None
+        if any(cgroupfs.is_within(mine, path) for mine in own):
+            self.report("error", f"refusing cgroup {_show(path)}: it holds the guard or the "
+                        "daemon")
+            return None
+        return path
+
     def _deadline(self, text):
         try:
             deadline = float(text)
@@ -190,22 +287,35 @@ class Guard:
         for pgid, deadline in list(self.armed.items()):
             if deadline <= now:
                 del self.armed[pgid]
-                self._kill(pgid, "killed", f"{now - deadline:.6f}")
+                self._kill(pgid, self.cgroups.pop(pgid, None), "killed",
+                           f"{now - deadline:.6f}")
 
     def kill_all(self):
         for pgid in list(self.armed):
             del self.armed[pgid]
-            self._kill(pgid, "eof-killed")
+            self._kill(pgid, self.cgroups.pop(pgid, None), "eof-killed")
 
-    def _kill(self, pgid, what, *extra):
+    def _kill(self, pgid, cgroup, what, *extra):
+        hit = failed = False
         try:
             self.kill(pgid, signal.SIGKILL)
+            hit = True
         except ProcessLookupError:
-            self.report("gone", pgid)
+            pass
         except OSError as e:
             self.report("error", f"cannot kill process group {pgid}: {e.strerror}")
-        else:
+            failed = True
+        if cgroup is not None:
+            # Whether or not the group was still there: an escaped process may be.
+            try:
+                hit = self.kill_cgroup(cgroup) or hit
+            except OSError as e:
+                self.report("error", f"cannot kill cgroup {_show(cgroup)}: {e.strerror}")
+                failed = True
+        if hit:
             self.report(what, pgid, *extra)
+        elif not failed:
+            self.report("gone", pgid)
 
     def timeout_ms(self):
         """poll() timeout: until the next deadline (rounded up), or for ever."""

@@ -119,7 +119,7 @@ class ManagedService:
         if not self.owned or deadline is None or self._monotonic() >= deadline:
             raise LeaseNotHeld(f"cluster {self.cluster}: the lease deadline passed before "
                                "the start gate opened")
-        if not self.guard.arm(pgid, deadline, label=self.cluster):
+        if not self._arm(pgid, deadline):
             raise GuardUnavailable(
                 f"cluster {self.cluster}: the arm line did not reach the lease guard "
                 "(pipe full or broken); the start gate stays shut")
@@ -130,7 +130,13 @@ class ManagedService:
         """L{KillAt}: the service may run until C{deadline}; re-arm a running group."""
         self.deadline = deadline
         if self.pgid is not None:
-            self.guard.arm(self.pgid, deadline, label=self.cluster)
+            self._arm(self.pgid, deadline)
+
+    def _arm(self, pgid, deadline):
+        # Under cgroup containment the guard kills the runner's cgroup too.
+        cgroup = getattr(self.runner, "cgroup", None)
+        extra = {"cgroup": cgroup} if cgroup is not None else {}
+        return self.guard.arm(pgid, deadline, label=self.cluster, **extra)
 
     def start(self, epoch, slot=0):
         """L{StartService}: run the service for this tenure."""

@@ -7,10 +7,12 @@ health checker, event log, group records) is injected, so unit tests run it
 on a C{Clock} with fakes and integration tests on real processes.
 
 Restart latency: when the leader dies, Twisted reaps it on SIGCHLD and calls
-C{processExited}; the runner probes the group (one C{killpg(pgid, 0)}),
+C{processExited}; the runner asks the containment whether anything of the
+instance is left (one C{killpg(pgid, 0)}, or one read of ``cgroup.events``),
 feeds the policy, and the policy's C{Spawn} is executed in the same call
-stack. There is no poll loop on that path. Polling happens only when other
-members of the group outlive the leader.
+stack. There is no poll loop on that path. When other processes outlive
+the leader, a cgroup is watched (inotify) until it is empty; a process
+group is polled.
 """
 
 import collections
@@ -21,6 +23,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from clsd.supervision.containment import ProcessGroupContainment
 from clsd.supervision.policy import (
     RESTING_STATES, CancelTimer, Exited, GroupGone, HealthResult, Record,
     ResetRequested, RunCheck, ScheduleTimer, ServicePolicy, SignalGroup, Spawn,
@@ -56,7 +59,10 @@ class ServiceRunner(Service):
         new process group (see L{clsd.supervision.spawn.spawn_in_new_group});
         it calls C{protocol.makeConnection(transport)} before returning, or raises.
     @param groups: has C{signal(pgid, signum)} and C{alive(pgid)}
-        (L{clsd.supervision.pgroups.OSProcessGroups}).
+        (L{clsd.supervision.pgroups.OSProcessGroups}); the containment when
+        no C{containment} is given.
+    @param containment: an L{clsd.supervision.containment.IContainment}:
+        what "the instance" is when it is signalled, probed and waited for.
     @param events: an L{clsd.events.EventLog}.
     @param registry: a L{clsd.supervision.orphans.GroupRegistry}, or None.
     @param checker_factory: C{checker_factory(check, reactor)}, returning an
@@ -80,12 +86,13 @@ class ServiceRunner(Service):
 
     def __init__(self, config, reactor, *, spawn, groups, events, registry=None,
                  checker_factory=None, monotonic=time.monotonic, random=_random.random,
-                 output_factory=ServiceOutput):
+                 output_factory=ServiceOutput, containment=None):
         self.config = config
         self.name = f"service:{config.name}"
         self._reactor = reactor
         self._spawn = spawn
-        self._groups = groups
+        self.containment = containment if containment is not None \
+            else ProcessGroupContainment(groups)
         self._events = events
         self._registry = registry
         self._monotonic = monotonic
@@ -103,6 +110,7 @@ class ServiceRunner(Service):
         self._recorded_pgid = None
         self._poll_call = None
         self._poll_delay = GROUP_POLL_FIRST
+        self._cancel_watch = None
         self._output = None
         self._waiters = []
         #: Instances whose group is gone but whose output pipes are not closed yet.
@@ -126,6 +134,11 @@ class ServiceRunner(Service):
     def process_alive(self):
         """Whether any process of the current instance may still be alive."""
         return self._policy.process_alive
+
+    @property
+    def cgroup(self):
+        """The service's cgroup directory (the lease guard kills it too), or None."""
+        return self.containment.cgroup
 
     @property
     def pid(self):
@@ -186,6 +199,8 @@ class ServiceRunner(Service):
             "healthy": policy.healthy,
             "recent_failures": policy.recent_failures(now),
             "stuck_groups": sorted(self._stuck),
+            "containment": self.containment.kind,
+            "processes": self.containment.count(policy.pid) if policy.process_alive else 0,
         }
 
     # -- IService --------------------------------------------------------------
@@ -202,7 +217,21 @@ class ServiceRunner(Service):
                 call.cancel()
         d = self.stop()
         d.addBoth(self._close_output)
+        d.addBoth(self._release_containment)
         return d
+
+    def _release_containment(self, result):
+        if self._policy.process_alive:
+            return result
+        try:
+            released = self.containment.release()
+        except OSError as e:
+            self._events.record("warning", self.config.name,
+                                f"cannot remove its cgroup: {e}")
+            return result
+        if released is None:
+            return result
+        return released.addCallback(lambda _: result)
 
     # -- feeding the policy ------------------------------------------------------
 
@@ -252,7 +281,7 @@ class ServiceRunner(Service):
         elif isinstance(action, Spawn):
             self._start_instance()
         elif isinstance(action, SignalGroup):
-            self._groups.signal(action.pgid, action.signum)
+            self.containment.signal(action.pgid, action.signum)
         elif isinstance(action, ScheduleTimer):
             self._cancel_timer(action.name)
             self._timers[action.name] = self._reactor.callLater(
@@ -293,6 +322,7 @@ class ServiceRunner(Service):
         protocol = ServiceProcessProtocol(self._output, self._on_started, self._on_exited)
         self._protocol = protocol
         try:
+            self.containment.prepare()
             self._spawn(protocol)
         except Exception as e:
             if protocol.pid is None:
@@ -306,8 +336,10 @@ class ServiceRunner(Service):
             return
         if self._registry is not None:
             try:
+                cgroup = self.containment.cgroup
                 self._registry.add(self.config.name, pid, self.config.stop_signal,
-                                   self.config.stop_timeout)
+                                   self.config.stop_timeout,
+                                   **({"cgroup": cgroup} if cgroup is not None else {}))
                 self._recorded_pgid = pid
             except OSError as e:
                 self._events.record("warning", self.config.name,
@@ -319,11 +351,23 @@ class ServiceRunner(Service):
             self.log.info("{service}: an abandoned instance exited", service=self.config.name)
             return
         pgid = self._policy.pid
-        group_alive = self._groups.alive(pgid)
+        group_alive = self.containment.alive(pgid)
         self._feed(Exited(code, signum, group_alive=group_alive))
         if group_alive:
-            self._poll_delay = GROUP_POLL_FIRST
-            self._schedule_poll()
+            cancel = self.containment.watch_empty(pgid, self._emptied)
+            if cancel is None:
+                self._poll_delay = GROUP_POLL_FIRST
+                self._schedule_poll()
+            elif self._policy.process_alive:
+                self._cancel_watch = cancel
+            else:
+                cancel()  # it emptied before the watch existed, and that is known
+
+    def _emptied(self):
+        # A fact about the service's only cgroup at this moment; the policy
+        # ignores it unless it waits for the rest of an instance (events
+        # queued before it, such as the Exited above, are handled first).
+        self._feed(GroupGone())
 
     def _schedule_poll(self):
         if self._poll_call is None or not self._poll_call.active():
@@ -334,7 +378,7 @@ class ServiceRunner(Service):
         policy = self._policy
         if policy.leader_alive or not policy.group_alive:
             return  # a new instance, or the policy stopped waiting
-        if self._groups.alive(policy.pid):
+        if self.containment.alive(policy.pid):
             self._poll_delay = min(self._poll_delay * 2, GROUP_POLL_MAX)
             self._schedule_poll()
         else:
@@ -358,12 +402,15 @@ class ServiceRunner(Service):
         if self._poll_call is not None and self._poll_call.active():
             self._poll_call.cancel()
         self._poll_call = None
+        if self._cancel_watch is not None:
+            cancel, self._cancel_watch = self._cancel_watch, None
+            cancel()
 
     def _watch_stuck(self, pgid):
         self._stuck[pgid] = self._reactor.callLater(STUCK_POLL, self._probe_stuck, pgid)
 
     def _probe_stuck(self, pgid):
-        if self._groups.alive(pgid):
+        if self.containment.alive(pgid):
             self._stuck[pgid] = self._reactor.callLater(STUCK_POLL, self._probe_stuck, pgid)
             return
         del self._stuck[pgid]

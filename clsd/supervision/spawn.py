@@ -21,6 +21,14 @@ program. A daemon frozen or killed between the spawn and the hook therefore
 leaves no program running unguarded: frozen, the gate never opens; killed,
 the gate reads end-of-file and the child exits with L{GATE_CLOSED_STATUS}.
 
+With C{place} (cgroup containment), the child is held at the same gate
+while the daemon moves it into the service's cgroup; only then does it
+execute the program, so nothing the program forks, however fast, is born
+outside the cgroup. Holding the child costs one C{/bin/sh} start (about a
+millisecond); a L{GateReserve} takes it off the restart path by starting
+the next instance's gate ahead of time (L{WarmGate}; figures in
+doc/supervision.md).
+
 Every private Twisted name used by CLSD is in this one module; the tests in
 tests/test_supervision_spawn.py run both paths against the installed Twisted.
 """
@@ -31,7 +39,9 @@ import os
 import shutil
 import signal
 
+from twisted.internet import defer
 from twisted.internet import process as _twisted_process
+from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.internet.process import (
     _getFileActions,
@@ -173,52 +183,62 @@ def resolve_program(program, env, cwd=None):
     return found
 
 
-def spawn_in_new_group(reactor, protocol, context, after_spawn=None):
+def spawn_in_new_group(reactor, protocol, context, after_spawn=None, place=None):
     """Start C{context} (an L{clsd.supervision.context.ExecContext}) as a group leader.
 
     The child's stdin is a pipe the protocol may close; stdout and stderr
-    are pipes read by the protocol.  C{after_spawn(pid)}, if given, is called
-    the moment the child exists, before the protocol is connected (its
-    exceptions are logged, never raised: the child is running by then).
+    are pipes read by the protocol.  C{place(pid)} then C{after_spawn(pid)},
+    if given, are called the moment the child exists, before the protocol is
+    connected and before the child executes the program (it waits at the
+    start gate); if either raises, the exception is logged and the gate stays
+    shut: the child exits with L{GATE_CLOSED_STATUS} without running the
+    program.
 
     @raise OSError: when the program cannot be started at all (no such
         executable; on the posix_spawn path also exec errors; on the fork
         path those make the child exit with status 1 after writing the
         reason to its stderr).
     """
+    hooks = [hook for hook in (place, after_spawn) if hook is not None]
+    if not hooks:
+        return _group_leader(reactor, protocol, context)
+    gate = _StartGate(hooks)
+    try:
+        return _group_leader(reactor, protocol, context, gate_fd=gate.read_end,
+                             after_spawn=gate.open)
+    finally:
+        gate.close()
+
+
+def _group_leader(reactor, protocol, context, gate_fd=None, after_spawn=None):
+    """A L{GroupLeaderProcess} running C{context}; behind the start gate with C{gate_fd}."""
     executable = resolve_program(context.argv[0], context.env, context.cwd)
     credentials = context.credentials
     uid = gid = groups = None
     if credentials is not None:
         uid, gid, groups = credentials.uid, credentials.gid, credentials.groups
-    argv, child_fds, gate = list(context.argv), None, None
-    if after_spawn is not None:
-        gate = _StartGate(after_spawn)
+    argv, child_fds = list(context.argv), None
+    if gate_fd is not None:
         # exec "$@" runs the resolved path (which is then also its argv[0]).
         argv = [GATE_SHELL, "-c", GATE_SCRIPT, "clsd-gate", executable, *context.argv[1:]]
-        child_fds = {0: "w", 1: "r", 2: "r", 3: gate.read_end}
+        child_fds = {0: "w", 1: "r", 2: "r", 3: gate_fd}
         executable = GATE_SHELL
-    try:
-        return GroupLeaderProcess(
-            reactor, executable, argv, dict(context.env), context.cwd,
-            protocol, uid=uid, gid=gid, groups=groups, childFDs=child_fds,
-            after_spawn=gate.open if gate is not None else None,
-        )
-    finally:
-        if gate is not None:
-            gate.close()
+    return GroupLeaderProcess(
+        reactor, executable, argv, dict(context.env), context.cwd, protocol,
+        uid=uid, gid=gid, groups=groups, childFDs=child_fds, after_spawn=after_spawn)
 
 
 class _StartGate:
     """A pipe whose read end is the gated child's descriptor 3."""
 
-    def __init__(self, after_spawn):
-        self._after_spawn = after_spawn
+    def __init__(self, hooks):
+        self._hooks = hooks
         self.read_end, self._write_end = os.pipe()  # both close-on-exec
 
     def open(self, pid):
-        """Run the hook; only if it returns, tell the child to go."""
-        self._after_spawn(pid)
+        """Run the hooks in order; only if they all return, tell the child to go."""
+        for hook in self._hooks:
+            hook(pid)
         os.write(self._write_end, b"go\n")
 
     def close(self):
@@ -231,13 +251,178 @@ class _StartGate:
                 pass
 
 
-def service_spawner(reactor, service):
+class _Relay(ProcessProtocol):
+    """The protocol of a warm gate: silent until it is claimed, then a pass-through."""
+
+    target = None
+    exited = False
+    reason = None
+
+    def __init__(self):
+        #: Fires when an unclaimed gate's process has ended (pipes closed).
+        self.ended = defer.Deferred()
+
+    def makeConnection(self, transport):
+        self.transport = transport  # the target's connectionMade waits for the claim
+
+    def childDataReceived(self, fd, data):
+        if self.target is not None:
+            self.target.childDataReceived(fd, data)
+
+    def childConnectionLost(self, fd):
+        if self.target is not None:
+            self.target.childConnectionLost(fd)
+
+    def processExited(self, reason):
+        self.exited = True
+        self.reason = reason
+        if self.target is not None:
+            self.target.processExited(reason)
+
+    def processEnded(self, reason):
+        self.exited = True
+        if self.target is not None:
+            self.target.processEnded(reason)
+        elif not self.ended.called:
+            self.ended.callback(None)
+
+    def attach(self, protocol):
+        self.target = protocol
+        protocol.makeConnection(self.transport)
+
+
+class WarmGate:
+    """A gated child started before it is needed, for one L{ExecContext}.
+
+    It is the L{GATE_SHELL} of L{spawn_in_new_group}, already running (and
+    leading its own process group), waiting for "go"; L{claim} runs the
+    hooks (placement, guard) and says "go", so a restart costs no shell
+    start. Unclaimed, it runs nothing: L{discard} (or the daemon's death)
+    closes its gate and it exits with L{GATE_CLOSED_STATUS}, unreported.
+    """
+
+    def __init__(self, reactor, context):
+        self.context = context
+        self._relay = _Relay()
+        read_end, self._write_end = os.pipe()  # both close-on-exec
+        try:
+            self.transport = _group_leader(reactor, self._relay, context, gate_fd=read_end)
+        except BaseException:
+            os.close(self._write_end)
+            self._write_end = None
+            raise
+        finally:
+            os.close(read_end)
+        self.pid = self.transport.pid
+
+    @property
+    def usable(self):
+        """Whether it still waits at its gate."""
+        return self._write_end is not None and not self._relay.exited
+
+    def claim(self, protocol, hooks):
+        """Run C{hooks(pid)} in order, say "go", connect C{protocol}; the transport.
+
+        @raise Exception: what a hook raised; the gate is then discarded
+            (the child exits without running the program).
+        """
+        try:
+            for hook in hooks:
+                hook(self.pid)
+            os.write(self._write_end, b"go\n")
+        except BaseException:
+            self.discard()
+            raise
+        os.close(self._write_end)
+        self._write_end = None
+        self._relay.attach(protocol)
+        return self.transport
+
+    def discard(self):
+        """Close the gate unopened: the child exits with GATE_CLOSED_STATUS.
+
+        @return: a Deferred that fires once the child has ended.
+        """
+        if self._write_end is not None:
+            os.close(self._write_end)
+            self._write_end = None
+        if self._relay.target is not None:
+            return defer.succeed(None)
+        return self._relay.ended
+
+
+#: After a start, how long to wait before starting the next instance's warm
+#: gate: not at once, so that the new instance gets the CPU first.
+WARM_GATE_DELAY = 0.05
+
+
+class GateReserve:
+    """At most one L{WarmGate} for one service, refilled after each start."""
+
+    log = Logger()
+
+    def __init__(self, reactor, delay=WARM_GATE_DELAY):
+        self._reactor = reactor
+        self._delay = delay
+        self._gate = None
+        self._call = None
+        self.closed = False
+
+    def take(self, context):
+        """The warm gate for C{context} if there is a usable one (it leaves the reserve)."""
+        gate, self._gate = self._gate, None
+        if gate is not None and gate.usable and gate.context == context:
+            return gate
+        if gate is not None:
+            gate.discard()
+        return None
+
+    def refill(self, context):
+        """Start a warm gate for C{context} a little later (none while closed)."""
+        if self.closed:
+            return
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = self._reactor.callLater(self._delay, self._start, context)
+
+    def _start(self, context):
+        self._call = None
+        if self.closed or self._gate is not None:
+            return
+        try:
+            self._gate = WarmGate(self._reactor, context)
+        except Exception:
+            # Only an optimisation: the next start spawns its gate itself.
+            self.log.failure("cannot start a warm gate")
+
+    def close(self):
+        """Discard the warm gate and start no other (the service is stopped for good).
+
+        @return: a Deferred that fires once the discarded gate has ended.
+        """
+        self.closed = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        gate, self._gate = self._gate, None
+        return gate.discard() if gate is not None else defer.succeed(None)
+
+    def reopen(self):
+        self.closed = False
+
+
+def service_spawner(reactor, service, containment=None):
     """C{spawn(protocol, extra_env=None, after_spawn=None)} for one C{[[service]]}.
 
     C{extra_env} is added to the service's environment for this start only
     (lease ownership gives each tenure its ``CLSD_*`` variables); the rest of
-    the L{ExecContext} is computed once, at the first start.
+    the L{ExecContext} is computed once, at the first start. With an
+    L{clsd.supervision.containment.IContainment} that needs placement, every
+    child is placed before it runs the program.
     """
+    place = containment.place if containment is not None and containment.needs_placement \
+        else None
+    reserve = getattr(containment, "reserve", None) if place is not None else None
     from clsd.supervision.context import exec_context
 
     context = None
@@ -249,6 +434,18 @@ def service_spawner(reactor, service):
             # read: reported as a spawn failure, retried later.
             context = exec_context(service)
         this = context.with_env(**extra_env) if extra_env else context
-        return spawn_in_new_group(reactor, protocol, this, after_spawn=after_spawn)
+        if reserve is None:
+            return spawn_in_new_group(reactor, protocol, this, after_spawn=after_spawn,
+                                      place=place)
+        reserve.reopen()
+        gate = reserve.take(this)
+        if gate is not None:
+            hooks = [place] + ([after_spawn] if after_spawn is not None else [])
+            transport = gate.claim(protocol, hooks)
+        else:
+            transport = spawn_in_new_group(reactor, protocol, this, after_spawn=after_spawn,
+                                           place=place)
+        reserve.refill(this)
+        return transport
 
     return spawn

@@ -496,5 +496,10 @@ class Launcher:
         self.collector.wait_idle(10)
         self.collector.stop()
         wait_for(lambda: not self.marked_processes(), 10, what="the rig's processes to exit")
+        # The cgroups of daemons killed with -9 (doc/supervision.md, "Containment").
+        from clsd.supervision.containment import remove_daemon_cgroups
+
+        for name, node in self.nodes.items():
+            remove_daemon_cgroups(name, node.spec.data_dir)
         if self._reservation is not None:
             self._reservation.release()
