@@ -98,6 +98,24 @@ def _cluster(record):
                                    "cause": list(fields.get("cause") or ())})]
     if what == "failed":
         return [("cluster.failed", {"cluster": cluster, "reason": fields.get("why")})]
+    if what in ("move-asked", "move-refused"):
+        name = "move.asked" if what == "move-asked" else "move.refused"
+        return [(name, {"cluster": cluster, "target": fields.get("target"),
+                                     "by": fields.get("by"), "key": fields.get("key"),
+                                     "reason": fields.get("why")})]
+    if what == "stalled":
+        return [("cluster.stalled", {"cluster": cluster, "target": fields.get("target"),
+                                     "reason": fields.get("why")})]
+    return []
+
+
+def _voter(record):
+    what = record["fields"].get("what")
+    if what in ("floor-failed", "floor-stored"):
+        fields = record["fields"]
+        name = "floor.failed" if what == "floor-failed" else "floor.stored"
+        return [(name, {"node": record["subject"], "value": fields.get("value"),
+                                   "error": fields.get("error")})]
     return []
 
 
@@ -114,7 +132,7 @@ def _daemon(record):
 _BY_KIND = {
     "spawned": _service, "exited": _service, "health": _service, "state": _service,
     "member": _member, "hook": _hook, "lease": _lease, "cluster": _cluster,
-    "daemon": _daemon,
+    "daemon": _daemon, "voter": _voter,
 }
 
 

@@ -126,8 +126,12 @@ class IAdminBackend(Interface):
     def unstandby(node):
         """Let C{node} (this node when C{None}) own clusters again."""
 
-    def move(cluster, node):
-        """Move cluster C{cluster} to member C{node}."""
+    def move(cluster, node, key=""):
+        """Move cluster C{cluster} to member C{node}.
+
+        C{key}: the admin key fingerprint of the session that asked; it goes
+        with the request to the holder, which records it (``history``).
+        """
 
     def pause(cluster):
         """Stop failing cluster C{cluster} over (and restarting it) until resumed."""
@@ -187,7 +191,7 @@ class UnavailableBackend:
     def unstandby(self, node):
         self._refuse("unstandby")
 
-    def move(self, cluster, node):
+    def move(self, cluster, node, key=""):
         self._refuse("move")
 
     def pause(self, cluster):

@@ -97,8 +97,8 @@ class DaemonBackend(UnavailableBackend):
         self._call("unstandby", self._ownership("unstandby").unstandby)
         return f"{self.node} may own clusters again"
 
-    def move(self, cluster, node):
-        self._call("move", self._ownership("move").move, cluster, node)
+    def move(self, cluster, node, key=""):
+        self._call("move", lambda: self._ownership("move").move(cluster, node, key=key))
         return f"cluster {cluster} is moving to {node}"
 
     def pause(self, cluster):
