@@ -86,7 +86,7 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(data["services"][1], {"name": "db", "state": "failed", "pid": None,
                                                "restarts": 5})
         self.assertEqual(data["quorum"], {"voters": ["alpha", "beta", "witness"],
-                                          "have_quorum": True})
+                                          "have_quorum": True, "voter_error": None})
 
     def test_status_human(self):
         text = run(self.backend, "status").stdout

@@ -68,6 +68,9 @@ class ServiceInfo:
 class QuorumInfo:
     voters: tuple = attrs.field(converter=_tuple)
     have_quorum: bool
+    #: Why this node's voter grants nothing (its epoch floor cannot be
+    #: stored), or None.
+    voter_error: str | None = None
 
 
 @attrs.frozen

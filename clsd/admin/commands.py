@@ -143,6 +143,8 @@ def render_status(status):
     return "".join([
         f"node:    {printable(status.node)}\n",
         f"quorum:  {'yes' if quorum.have_quorum else 'NO'} (voters: {voters})\n",
+        (f"voter:   GRANTS NOTHING: {printable(quorum.voter_error)}\n"
+         if quorum.voter_error else ""),
         "\n", members_table(status.members),
         "\n", clusters_table(status.clusters),
         "\n", services_table(status.services),

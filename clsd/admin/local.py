@@ -72,8 +72,10 @@ class DaemonBackend(UnavailableBackend):
     def quorum(self):
         if self.daemon.ownership is None:
             return QuorumInfo(voters=(self.node,), have_quorum=True)
-        quorum = self.daemon.ownership.status()["quorum"]
-        return QuorumInfo(voters=tuple(quorum["voters"]), have_quorum=quorum["have_quorum"])
+        status = self.daemon.ownership.status()
+        quorum, voter = status["quorum"], status.get("voter") or {}
+        return QuorumInfo(voters=tuple(quorum["voters"]), have_quorum=quorum["have_quorum"],
+                          voter_error=voter.get("floor_error"))
 
     def _this_node(self, node, command):
         if node not in (None, self.node):

@@ -695,6 +695,8 @@ class ClusterManager:
 
     def _reconcile(self, cluster, now):
         if cluster.id in self._paused:
+            for slot in range(cluster.count):
+                self._unheld.pop(resource_name(cluster.id, slot, cluster.mode), None)
             return []
         placement, holders = self._placement(cluster, now)
         stalls = self._track_stalls(cluster, placement, holders, now)
@@ -727,7 +729,7 @@ class ClusterManager:
             if seen is None or seen[0] != target:
                 self._unheld[resource] = (target, now)
                 continue
-            if now - seen[1] < stall_after(self.timing):
+            if now < seen[1] + stall_after(self.timing):  # the same sum as next_wakeup's
                 continue
             del self._unheld[resource]
             key = (target, cluster.id)

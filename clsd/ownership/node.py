@@ -28,11 +28,12 @@ def cluster_of(resource):
 
 
 class OwnershipNode:
-    def __init__(self, name, voter, manager, *, voters=()):
+    def __init__(self, name, voter, manager, *, voters=None):
+        """@param voters: the configured voters (default: the manager's)."""
         self.name = name
         self.voter = voter        # LeaseVoter or None
         self.manager = manager    # ClusterManager (may have no clusters)
-        self.voters = tuple(voters)
+        self.voters = tuple(manager.voters if voters is None else voters)
         #: Live member -> the cluster IDs it registered for or holds; None
         #: until membership first reports (a core driven without membership).
         self.registrations = None
