@@ -188,7 +188,6 @@ class LeaseVoter:
             return "counter-jump"
         return None
 
-
     def _expire(self, state, now):
         grant = state.grant
         if grant is not None and grant.until <= now:
