@@ -98,6 +98,16 @@ class OwnershipAttackTests(unittest.TestCase):
         self.assertEqual(promise["resource"], "Z")
         self.assertIsNone(connection.ended)
 
+    def test_an_impersonator_with_a_stolen_certificate_gets_through_tls(self):
+        """The second kind of the fixture: beta's certificate and key, from another address,
+        with a generation older than the live beta's (what it then does is the peer
+        layer's to refuse; here only that the fixture reaches the hello)."""
+        thief = HostilePeer.impersonating(self.rig, self.launcher, "beta")
+        self.addCleanup(thief.stop)
+        connection = thief.connect(self.peer("witness"), generation=1)
+        self.assertEqual(connection.peer_hello["name"], "witness")
+        self.assertNotEqual(thief.address, self.launcher.address("beta"))
+
     # -- helpers --------------------------------------------------------------------------
 
     def connect_all(self, **kwargs):
