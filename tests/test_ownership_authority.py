@@ -289,12 +289,13 @@ class MoveTests(unittest.TestCase):
         self.assertEqual((report.what, report.by, report.key, report.target),
                          ("move-refused", "mallory", "SHA256:x", "beta"))
 
-    def test_a_member_s_move_is_reported_with_who_asked(self):
+    def test_a_members_move_that_cannot_be_done_is_refused_with_the_reason(self):
         node, m = self.holder()
         out = m.receive("beta", MoveRequest("A", "beta", by="beta", key="SHA256:k"), START)
-        reports = [a for a in out if isinstance(a, Report)]
-        self.assertEqual(reports[0].what, "move-refused")  # alpha holds nothing: says why
-        self.assertIn("nobody holds it", reports[0].reason)
+        (report,) = [a for a in out if isinstance(a, Report)]
+        self.assertEqual((report.what, report.by, report.key),
+                         ("move-refused", "beta", "SHA256:k"))
+        self.assertIn("nobody holds it", report.reason)  # alpha holds nothing: says why
 
     def test_a_request_is_never_passed_on(self):
         node, m = self.holder()
@@ -321,7 +322,7 @@ class StallTests(unittest.TestCase):
         m = node.manager
         mallory = MemberState("mallory", registrations={"A": 1_000_000})
         others = [MemberState("beta", registrations={"A": 50}), MemberState("witness")]
-        out = m.members_changed([mallory] + others, START)
+        m.members_changed([mallory] + others, START)
         self.assertEqual(m.status(START).get("A", ("idle",))[0], "idle")
         bound = stall_after(T)
         m.tick(START + bound - 0.01)
