@@ -265,6 +265,35 @@ class CounterTests(unittest.TestCase):
                          "a refused counter reserves nothing")
         self.assertTrue(reply(voter.receive("a", Prepare("A", Ballot(5, "a", 1)), OPEN)).ok)
 
+    def test_at_most_one_floor_write_per_interval(self):
+        """A sender climbing by large jumps on its own resource costs one write a second."""
+        voter = LeaseVoter("w", T, START, epoch_floor=0, reserve_block=100)
+        voter.start()
+        voter.persisted(100)
+        writes, promised = [], 0
+
+        def prepare(counter, now):
+            actions = voter.receive("a", Prepare("A", Ballot(counter, "a", 1)), now)
+            new = [a for a in actions if isinstance(a, PersistEpochFloor)]
+            writes.extend(new)
+            for write in new:
+                voter.persisted(write.value)
+            return reply(actions)
+
+        for step in range(20):  # 20 jumps in 0.95 s, each within the jump bound
+            now = OPEN + step * 0.05
+            answer = prepare(promised + MAX_COUNTER_JUMP, now)
+            if not answer.ok:
+                self.assertEqual(answer.reason, "reserving")
+                answer = prepare(promised + MAX_COUNTER_JUMP, now)  # reserved now?
+            if answer.ok:
+                promised += MAX_COUNTER_JUMP
+        self.assertEqual(len(writes), 1)
+        self.assertEqual(promised, MAX_COUNTER_JUMP, "one jump got through, the rest waited")
+        from clsd.ownership.voter import RESERVE_INTERVAL
+        self.assertFalse(prepare(2 * MAX_COUNTER_JUMP, OPEN + RESERVE_INTERVAL).ok)
+        self.assertEqual(len(writes), 2, "the next block after the interval")
+
     def test_the_voter_grants_nothing_while_its_floor_cannot_be_stored(self):
         voter = LeaseVoter("w", T, START, epoch_floor=0, reserve_block=100)
         voter.start()

@@ -58,6 +58,12 @@ DEFAULT_RESERVE_BLOCK = 10_000
 #: consumer of CLSD_EPOCH) at once.
 MAX_COUNTER_JUMP = 2 ** 32
 
+#: At most one new block of epochs is reserved (one durable write) per this
+#: many seconds.  Honestly a block lasts hours; a sender climbing by large
+#: jumps would otherwise cost a synchronous write per request.  A ballot
+#: above the reserved floor meanwhile is refused (``reserving``) and retried.
+RESERVE_INTERVAL = 1.0
+
 
 @attrs.define
 class _Grant:
@@ -87,6 +93,7 @@ class LeaseVoter:
         self.reserve_block = reserve_block
         self.reserved = epoch_floor if reserve_block is not None else None
         self._requested = self.reserved
+        self._reserved_at = None
         self._resources = {}
         self.budget = RequestBudget.for_lease(timing.lease)
         #: Why the last write of the epoch floor failed; while set, nothing is granted.
@@ -184,7 +191,7 @@ class LeaseVoter:
             return "floor-unsaved"
         state = self._resources.get(message.resource)
         base = self._promised_counter(state) if state is not None else self.floor
-        if message.ballot.counter > max(base, self.reserved or 0) + MAX_COUNTER_JUMP:
+        if message.ballot.counter > base + MAX_COUNTER_JUMP:
             return "counter-jump"
         return None
 
@@ -209,17 +216,20 @@ class LeaseVoter:
             return "reserving"
         return None
 
-    def _maybe_reserve(self, counter):
+    def _maybe_reserve(self, counter, now):
         if self.reserve_block is None:
             return []
         if counter + self.reserve_block // 2 < self._requested:
             return []
+        if self._reserved_at is not None and now < self._reserved_at + RESERVE_INTERVAL:
+            return []
+        self._reserved_at = now
         self._requested = max(counter, self._requested) + self.reserve_block
         return [PersistEpochFloor(self._requested)]
 
     def _prepare(self, sender, message, state, now):
         ballot = message.ballot
-        actions = self._maybe_reserve(ballot.counter)
+        actions = self._maybe_reserve(ballot.counter, now)
         reason = "quiet" if self.quiet(now) else self._admit(state, ballot)
         if reason is not None:
             reply = Promise(message.resource, ballot, ok=False, reason=reason,
@@ -239,7 +249,7 @@ class LeaseVoter:
 
     def _propose(self, sender, message, state, now):
         ballot = message.ballot
-        actions = self._maybe_reserve(ballot.counter)
+        actions = self._maybe_reserve(ballot.counter, now)
         reason = "quiet" if self.quiet(now) else self._admit(state, ballot)
         grant = state.grant
         if reason is None and grant is not None and grant.owner != ballot.owner:
