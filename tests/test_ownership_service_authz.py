@@ -14,7 +14,7 @@ from clsd.admin.backend import QuorumInfo, Status
 from clsd.admin.commands import render_status
 from clsd.logs import EVENTS
 from clsd.named_events import named_events
-from clsd.ownership.floor import write_floor
+from clsd.ownership.floor import read_floor, write_floor
 from clsd.ownership.service import PERSIST_RETRY
 from clsd.wire.errors import Forged
 from tests.test_ownership_service import (
@@ -73,6 +73,23 @@ class FloorFailureTests(unittest.TestCase):
         self.assertTrue(node.service.status()["voter"]["granting"])
         self.assertTrue(any(e["fields"].get("what") == "floor-stored"
                             for e in node.events.recent()))
+
+    def test_a_pending_retry_never_writes_a_lower_floor_after_a_higher_one(self):
+        written = []
+        disk = FlakyDisk(OSError(28, "No space left on device"))
+        node = self.start(disk)
+        original = disk.__call__
+
+        def record(data_dir, value):
+            original(data_dir, value)
+            written.append(value)
+        node.service._write_floor = record
+        failing_value = node.service.floor_failure[0]
+        disk.heal()
+        node.service._persist(failing_value + 50_000)  # a new block asked while failing
+        pump(self.clock, 3 * PERSIST_RETRY)
+        self.assertEqual(written, [failing_value + 50_000])
+        self.assertEqual(read_floor(node.config.node.data_dir), failing_value + 50_000)
 
     def test_an_oserror_too(self):
         node = self.start(FlakyDisk(PermissionError(13, "Permission denied")))

@@ -739,6 +739,10 @@ class OwnershipService(MultiService):
         """Store the voter's epoch floor; on any failure the voter grants nothing until a
         retry (every L{PERSIST_RETRY} s) succeeds: said once at critical level, and
         once more when it works again."""
+        if self._persist_call is not None and self._persist_call.active():
+            # A retry is pending: write the higher value now, never the lower one later.
+            self._persist_call.cancel()
+            value = max(value, self.floor_failure[0]) if self.floor_failure else value
         self._persist_call = None
         voter = self.node.voter if self.node is not None else None
         try:
