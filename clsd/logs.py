@@ -38,7 +38,7 @@ from clsd.config.log import STDOUT
 JSON_LOG_MAX_BYTES = 10 * 1024 * 1024
 JSON_LOG_BACKUPS = 5
 
-_I, _W, _E = LogLevel.info, LogLevel.warn, LogLevel.error
+_I, _W, _E, _C = LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical
 
 #: Every stable event name: its default level and what it means. This table
 #: is the catalogue; doc/logging.md lists the same names (a test checks it).
@@ -71,6 +71,11 @@ EVENTS = {
     "voters.apart": (_W, "A live node's voters are two steps of a change away: "
                                 "acquiring nothing."),
     "voters.agreed": (_I, "Every live node's voters are at most one step apart again."),
+    "move.asked": (_W, "A member asked this node (the holder) to move a cluster."),
+    "move.refused": (_W, "A move asked over the wire was refused (not a member, ...)."),
+    "cluster.stalled": (_W, "A placed target did not take its cluster in time: skipped."),
+    "floor.failed": (_C, "This voter cannot store its epoch floor: it grants nothing."),
+    "floor.stored": (_I, "This voter stored its epoch floor again and grants again."),
     "hook.ran": (_I, "A hook command (fence, notify) succeeded."),
     "hook.failed": (_E, "A hook command failed or timed out."),
     "peer.connected": (_I, "A peer connection was established (TLS and hello done)."),

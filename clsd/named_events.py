@@ -102,6 +102,14 @@ def _cluster(record):
         return [("cluster.mismatch", {"cluster": cluster, "reason": fields.get("why")})]
     if what == "shape-agreed":
         return [("cluster.agreed", {"cluster": cluster})]
+    if what in ("move-asked", "move-refused"):
+        name = "move.asked" if what == "move-asked" else "move.refused"
+        return [(name, {"cluster": cluster, "target": fields.get("target"),
+                                     "by": fields.get("by"), "key": fields.get("key"),
+                                     "reason": fields.get("why")})]
+    if what == "stalled":
+        return [("cluster.stalled", {"cluster": cluster, "target": fields.get("target"),
+                                     "reason": fields.get("why")})]
     return []
 
 
@@ -111,6 +119,16 @@ def _ownership(record):
         return [("voters.apart", {"reason": record["fields"].get("why")})]
     if what == "voters-agreed":
         return [("voters.agreed", {})]
+    return []
+
+
+def _voter(record):
+    what = record["fields"].get("what")
+    if what in ("floor-failed", "floor-stored"):
+        fields = record["fields"]
+        name = "floor.failed" if what == "floor-failed" else "floor.stored"
+        return [(name, {"node": record["subject"], "value": fields.get("value"),
+                                   "error": fields.get("error")})]
     return []
 
 
@@ -127,7 +145,7 @@ def _daemon(record):
 _BY_KIND = {
     "spawned": _service, "exited": _service, "health": _service, "state": _service,
     "member": _member, "hook": _hook, "lease": _lease, "cluster": _cluster,
-    "daemon": _daemon, "ownership": _ownership,
+    "daemon": _daemon, "ownership": _ownership, "voter": _voter,
 }
 
 

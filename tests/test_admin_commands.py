@@ -87,7 +87,7 @@ class CommandTests(unittest.TestCase):
                                                "restarts": 5})
         self.assertEqual(data["quorum"], {"voters": ["alpha", "beta", "witness"],
                                           "have_quorum": True, "previous_voters": [],
-                                          "voters_apart": []})
+                                          "voters_apart": [], "voter_error": None})
 
     def test_status_human(self):
         text = run(self.backend, "status").stdout

@@ -206,6 +206,25 @@ class ClusterAdminTests(unittest.TestCase):
         self.assert_no_overlap()
 
     @defer.inlineCallbacks
+    def test_a_move_asked_elsewhere_carries_who_asked_to_the_holder(self):
+        """beta's operator moves A: alpha (the holder) records beta and the session's key."""
+        from clsd.admin.hostkey import fingerprint
+
+        first, _ = yield self.wait_owner("alpha", "A running on alpha")
+        result = yield self.admin("beta", "move A beta")
+        self.assertIn("moving to beta", result.text)
+        second, _ = yield self.wait_owner("beta", "A moved to beta")
+        self.assertLessEqual(self.interval(first.instance).end, second.start)
+        key = fingerprint(self.key.public())
+        history = yield self.json("alpha", "history 50")
+        asked = [e["detail"] for e in history["history"] if "asked by" in e["detail"]]
+        self.assertEqual(asked, [f"move to beta asked (asked by beta, admin key {key})"])
+        history = yield self.json("beta", "history 50")
+        self.assertIn(f"admin: move A beta (admin key {key})",
+                      [e["detail"] for e in history["history"]])
+        self.assert_no_overlap()
+
+    @defer.inlineCallbacks
     def test_errors_are_one_line_reasons(self):
         data = yield self.json("witness", "clusters")
         self.assertEqual(data["clusters"], [], "witness has no [[cluster]]")

@@ -225,7 +225,8 @@ class ManagerTests(unittest.TestCase):
         beta = MemberState("beta", registrations={"A": 50}, holding={"A": 3})
         gamma = MemberState("gamma", registrations={"A": 1})
         m.members_changed([beta, gamma], 1.0)
-        self.assertEqual(m.move("A", "gamma", 2.0), [Send("beta", MoveRequest("A", "gamma"))])
+        self.assertEqual(m.move("A", "gamma", 2.0),
+                         [Send("beta", MoveRequest("A", "gamma", by="alpha"))])
 
     def test_third_candidate_does_not_poll(self):
         m = self.manager(spec(priority=10))

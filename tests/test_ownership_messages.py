@@ -21,12 +21,13 @@ messages = st.one_of(
     st.builds(Promise, names, ballots, st.booleans(), st.sampled_from(["", "stale", "quiet"]),
               st.integers(0, 2**62), st.none() | st.tuples(names, st.integers(0, 2**62)),
               st.integers(0, 2**62), durations, st.none() | names, st.booleans()),
-    st.builds(Propose, names, ballots, durations, st.integers(0, 2**62)),
+    ballots.flatmap(lambda b: st.builds(Propose, names, st.just(b), durations,
+                                        st.integers(0, b.counter))),
     st.builds(Accepted, names, ballots, st.booleans(), st.sampled_from(["", "held"]),
               st.integers(0, 2**62), durations),
     st.builds(Release, names, ballots),
     st.builds(Handover, names, st.integers(0, 2**62)),
-    st.builds(MoveRequest, names, names),
+    st.builds(MoveRequest, names, names, st.just("") | names, st.just("") | names),
 )
 
 
@@ -90,6 +91,47 @@ class WireTests(unittest.TestCase):
             "type": "lease.promise", "resource": "A", "ballot": [1, "a", 1], "ok": True,
             "holder": ["a"]})
         self.assertIn("[node, generation]", str(e))
+
+
+class BoundedIntegerTests(unittest.TestCase):
+    """Every integer of a lease message is within int64 (issue 16, attack 5)."""
+
+    def refused(self, data, words):
+        e = self.assertRaises(WireError, from_wire, data)
+        self.assertIn(words, str(e))
+
+    def test_ballot_counter_above_int64(self):
+        for kind in ("lease.prepare", "lease.release"):
+            self.refused({"type": kind, "resource": "A", "ballot": [2**63 + 10, "a", 1]},
+                         "the counter is out of range for a 64-bit integer")
+
+    def test_a_4300_digit_counter(self):
+        self.refused({"type": "lease.prepare", "resource": "A",
+                      "ballot": [int("9" * 4300), "a", 1]},
+                     "out of range")
+
+    def test_generation_above_int64(self):
+        self.refused({"type": "lease.prepare", "resource": "A", "ballot": [1, "a", 2**63]},
+                     "the generation is out of range")
+        self.refused({"type": "lease.promise", "resource": "A", "ballot": [1, "a", 1],
+                      "ok": True, "holder": ["b", -(2**63) - 1]}, "out of range")
+
+    def test_epochs_and_promises_within_int64(self):
+        self.refused({"type": "cluster.handover", "resource": "A", "epoch": 2**63},
+                     "field 'epoch' is out of range")
+        self.refused({"type": "lease.accepted", "resource": "A", "ballot": [1, "a", 1],
+                      "ok": False, "promised": 2**64}, "field 'promised' is out of range")
+
+    def test_propose_epoch_is_at_most_its_counter(self):
+        self.refused({"type": "lease.propose", "resource": "A", "ballot": [5, "a", 1],
+                      "duration": 2, "epoch": 6}, "field 'epoch' must be in [0,")
+        self.assertEqual(from_wire({"type": "lease.propose", "resource": "A",
+                                    "ballot": [5, "a", 1], "duration": 2, "epoch": 5}).epoch, 5)
+
+    def test_the_limits_themselves_pass(self):
+        top = 2**63 - 1
+        message = from_wire({"type": "lease.prepare", "resource": "A", "ballot": [top, "a", top]})
+        self.assertEqual(message.ballot.counter, top)
 
 
 class BallotTests(unittest.TestCase):

@@ -32,6 +32,8 @@ class PublishedStateTests(unittest.TestCase):
             ({**good, "registrations": []}, "'registrations' must be an object"),
             ({**good, "registrations": {"A": "high"}}, "'registrations' must map names"),
             ({**good, "holding": {"A": True}}, "'holding' must map names"),
+            ({**good, "holding": {"A": 2**63}}, "out of range for a 64-bit integer"),
+            ({**good, "registrations": {"A": -(2**63) - 1}}, "out of range"),
         ]
         for data, words in cases:
             with self.assertRaises(WireError) as e:

@@ -72,6 +72,9 @@ class QuorumInfo:
     previous_voters: tuple = attrs.field(default=(), converter=_tuple)
     #: Live nodes whose voter set is two steps of a change away: nothing new is acquired.
     voters_apart: tuple = attrs.field(default=(), converter=_tuple)
+    #: Why this node's voter grants nothing (its epoch floor cannot be
+    #: stored), or None.
+    voter_error: str | None = None
 
 
 @attrs.frozen
@@ -130,8 +133,12 @@ class IAdminBackend(Interface):
     def unstandby(node):
         """Let C{node} (this node when C{None}) own clusters again."""
 
-    def move(cluster, node):
-        """Move cluster C{cluster} to member C{node}."""
+    def move(cluster, node, key=""):
+        """Move cluster C{cluster} to member C{node}.
+
+        C{key}: the admin key fingerprint of the session that asked; it goes
+        with the request to the holder, which records it (``history``).
+        """
 
     def pause(cluster):
         """Stop failing cluster C{cluster} over (and restarting it) until resumed."""
@@ -191,7 +198,7 @@ class UnavailableBackend:
     def unstandby(self, node):
         self._refuse("unstandby")
 
-    def move(self, cluster, node):
+    def move(self, cluster, node, key=""):
         self._refuse("move")
 
     def pause(self, cluster):

@@ -83,6 +83,9 @@ class Command:
     human: object
     #: C{value -> JSON-able object}.
     data: object
+    #: C{call} also takes the session's L{clsd.admin.audit.Who} (or None): the
+    #: command travels to another node, which records who asked.
+    attributed: bool = False
 
     @property
     def usage(self):
@@ -146,6 +149,8 @@ def render_status(status):
     return "".join([
         f"node:    {printable(status.node)}\n",
         f"quorum:  {'yes' if quorum.have_quorum else 'NO'} (voters: {voters})\n", apart,
+        (f"voter:   GRANTS NOTHING: {printable(quorum.voter_error)}\n"
+         if quorum.voter_error else ""),
         "\n", members_table(status.members),
         "\n", clusters_table(status.clusters),
         "\n", services_table(status.services),
@@ -199,8 +204,9 @@ COMMANDS = {c.name: c for c in [
               lambda b, a: b.standby(_optional(a))),
     _mutation("unstandby", ("[NODE]",), "NODE (default: this node) may own clusters again",
               lambda b, a: b.unstandby(_optional(a))),
-    _mutation("move", ("CLUSTER", "NODE"), "move CLUSTER to member NODE",
-              lambda b, a: b.move(a[0], a[1])),
+    Command("move", ("CLUSTER", "NODE"), "move CLUSTER to member NODE", True,
+            lambda b, a, who: b.move(a[0], a[1], key=admin_key(who)), _message, _ok_data,
+            attributed=True),
     _mutation("pause", ("CLUSTER",), "stop failing CLUSTER over until resumed",
               lambda b, a: b.pause(a[0])),
     _mutation("resume", ("CLUSTER",), "undo pause",
@@ -277,8 +283,18 @@ def _error(status, reason, as_json, stdout=""):
     return Outcome(status, stdout, f"error: {reason}\n")
 
 
-def run_line(backend, role, line):
+def admin_key(who):
+    """The SSH key fingerprint of session C{who} (a L{clsd.admin.audit.Who}), or ""."""
+    if who is None or who.via != "ssh":
+        return ""
+    return who.credential
+
+
+def run_line(backend, role, line, who=None):
     """Run one command line for a session of C{role}: a Deferred L{Outcome}.
+
+    C{who}: the session (L{clsd.admin.audit.Who}), for the commands that
+    carry who asked to another node (L{Command.attributed}).
 
     Never fails: every error, expected or not, becomes an L{Outcome} with a
     non-zero status and a one-line reason.
@@ -309,7 +325,10 @@ def run_line(backend, role, line):
                 _error(EXIT_USAGE, "manhole is interactive; --json does not apply", True)
             )
         return defer.succeed(Outcome(EXIT_OK, enter_manhole=True))
-    d = defer.maybeDeferred(command.call, backend, request.args)
+    if command.attributed:
+        d = defer.maybeDeferred(command.call, backend, request.args, who)
+    else:
+        d = defer.maybeDeferred(command.call, backend, request.args)
     d.addCallback(_render, command, request)
     d.addErrback(_failed, request)
     return d

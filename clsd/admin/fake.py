@@ -134,7 +134,7 @@ class FakeBackend:
         self._standby.discard(node)
         return self._record(f"node {node} may own clusters again")
 
-    def move(self, cluster, node):
+    def move(self, cluster, node, key=""):
         self._enter("move", cluster, node)
         info = self._cluster(cluster)
         member = self._member(node)

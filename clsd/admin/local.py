@@ -72,10 +72,12 @@ class DaemonBackend(UnavailableBackend):
     def quorum(self):
         if self.daemon.ownership is None:
             return QuorumInfo(voters=(self.node,), have_quorum=True)
-        quorum = self.daemon.ownership.status()["quorum"]
+        status = self.daemon.ownership.status()
+        quorum, voter = status["quorum"], status.get("voter") or {}
         return QuorumInfo(voters=tuple(quorum["voters"]), have_quorum=quorum["have_quorum"],
                           previous_voters=tuple(quorum.get("previous_voters", ())),
-                          voters_apart=tuple(quorum.get("voters_apart", ())))
+                          voters_apart=tuple(quorum.get("voters_apart", ())),
+                          voter_error=voter.get("floor_error"))
 
     def _this_node(self, node, command):
         if node not in (None, self.node):
@@ -99,8 +101,8 @@ class DaemonBackend(UnavailableBackend):
         self._call("unstandby", self._ownership("unstandby").unstandby)
         return f"{self.node} may own clusters again"
 
-    def move(self, cluster, node):
-        self._call("move", self._ownership("move").move, cluster, node)
+    def move(self, cluster, node, key=""):
+        self._call("move", lambda: self._ownership("move").move(cluster, node, key=key))
         return f"cluster {cluster} is moving to {node}"
 
     def pause(self, cluster):

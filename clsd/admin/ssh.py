@@ -317,7 +317,7 @@ class AdminSession:
 
     def run(self, line):
         """Run one command line and audit it: a Deferred L{Outcome}."""
-        d = run_line(self.context.backend, self.role, line)
+        d = run_line(self.context.backend, self.role, line, who=self.who)
 
         def audited(outcome):
             self.context.audit.command(self.who, line, outcome)

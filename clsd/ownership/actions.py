@@ -115,8 +115,13 @@ class Report:
     majority's grant), ``lost`` (the tenure ended without renewal),
     ``released`` (given up: C{reason}), ``moved`` (the service started here
     after another node held it: C{previous}, C{previous_epoch},
-    C{previous_released}, C{handed_over}, C{fenced} say how) and ``failed``
-    (the cluster can run nowhere: C{reason}).
+    C{previous_released}, C{handed_over}, C{fenced} say how), ``failed``
+    (the cluster can run nowhere: C{reason}), ``move-asked`` (a member asked
+    this node to move the cluster to C{target}: C{by}, and C{key} the admin
+    key of the session that ran the command), ``move-refused`` (the same
+    asked by a node that is no member, or a move that cannot be done:
+    C{reason}) and ``stalled`` (C{target} was placed but did not take the
+    cluster in time: skipped for C{reason}).
     """
 
     what: str
@@ -130,3 +135,6 @@ class Report:
     fenced: bool = False
     round_trip: float | None = None
     reason: str = ""
+    target: str | None = None
+    by: str | None = None
+    key: str = ""

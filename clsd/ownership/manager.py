@@ -46,6 +46,21 @@ HELD = (FENCING, RUNNING, STOPPING, STUCK)
 #: broken fence command is retried a few times a minute, not in a tight loop.
 FENCE_RETRY_DELAY = 5.0
 
+#: A placed target that has not taken its slot after L{stall_after} is
+#: skipped by placement for this many leases (doubling each time the same
+#: node stalls the same cluster again, up to L{STALL_COOLDOWN_MAX}), so that
+#: a node that registers at a high priority and never runs the cluster (a
+#: broken or hostile one) cannot keep it unowned.
+STALL_COOLDOWN_LEASES = 30
+STALL_COOLDOWN_MAX = 3600.0
+
+
+def stall_after(timing):
+    """How long an honest target may need to take a free slot: the worst case
+    from a handover or a failure until an eligible node holds again
+    (L{LeaseTiming.reacquire_bound}, with one lease for the news to spread)."""
+    return timing.reacquire_bound(timing.lease)
+
 
 def resource_name(cluster_id, slot, mode):
     """The lease name: the cluster ID itself, or ``ID/slot`` for an n-active slot."""
@@ -120,6 +135,9 @@ class ClusterManager:
         self._settle_until = settle_until
         self._mismatch = {}           # cluster -> nodes whose shape differs (reported)
         self._voters_apart = []       # live nodes two steps of a voter change away (reported)
+        self._unheld = {}             # resource -> (target, since): placed, not yet held
+        self._stalled = {}            # (node, cluster) -> until: skipped by placement
+        self._stalls = {}             # (node, cluster) -> how many times it stalled
 
     # -- helpers -------------------------------------------------------------
 
@@ -215,7 +233,8 @@ class ClusterManager:
             Candidate(m.name, m.registrations[cluster.id],
                       self._eligible_since.get((m.name, cluster.id), now),
                       slot_of.get(m.name))
-            for m in members.values() if is_eligible(m, cluster.id)
+            for m in members.values()
+            if is_eligible(m, cluster.id) and not self.stalled(m.name, cluster.id, now)
         ]
         placement = place(candidates, cluster.count, preempt=cluster.preempt,
                           preempt_delay=cluster.preempt_delay, now=now)
@@ -255,6 +274,11 @@ class ClusterManager:
     def members_changed(self, members, now):
         """The live members (other than us) and what each published; from membership."""
         self._members = {m.name: m for m in members if m.name != self.node}
+        for member in self._members.values():
+            for resource, epoch in member.holding.items():
+                last = self._last_holder.get(resource)
+                if last is None or epoch >= last[1]:
+                    self._last_holder[resource] = (member.name, epoch)
         for resource, (holder, _) in list(self._observed.items()):
             if holder is not None and holder != self.node and holder not in self._members:
                 del self._observed[resource]
@@ -267,13 +291,28 @@ class ClusterManager:
         if isinstance(message, Handover):
             return self._on_handover(sender, message, now)
         if isinstance(message, MoveRequest):
-            if message.cluster in self.clusters:
-                try:
-                    return self.move(message.cluster, message.target, now)
-                except ManagerError:
-                    return []
-            return []
+            return self._on_move_request(sender, message, now)
         return []
+
+    def known_holders(self, resource):
+        """The nodes this node knows as holders of C{resource}: its own lease, what
+        members publish, what the voters answered, the last holder seen.
+
+        A L{Handover} is accepted only from one of them (doc/ownership.md).
+        """
+        names = {m.name for m in self._members.values() if resource in m.holding}
+        for known in (self._observed.get(resource), self._last_holder.get(resource)):
+            if known is not None and known[0] is not None:
+                names.add(known[0])
+        res = self._res.get(resource)
+        if res is not None and res.phase in (FENCING, RUNNING, STOPPING):
+            names.add(self.node)
+        return frozenset(names)
+
+    def stalled(self, node, cluster_id, now):
+        """Whether placement skips C{node} for C{cluster_id} (it did not take it in time)."""
+        until = self._stalled.get((node, cluster_id))
+        return until is not None and now < until
 
     def tick(self, now):
         out = self._process(self.arbiter.tick(now), now)
@@ -286,6 +325,9 @@ class ClusterManager:
         for resource, until in list(self._fence_backoff.items()):
             if until <= now:
                 del self._fence_backoff[resource]
+        for key, until in list(self._stalled.items()):
+            if until <= now:
+                del self._stalled[key]
         self.escalation.expire(now)
         out += self._check_silent_peer(now)
         return out + self._reconcile_all(now)
@@ -293,7 +335,8 @@ class ClusterManager:
     def next_wakeup(self):
         times = [self.arbiter.next_wakeup(), self.escalation.next_wakeup(), self._settle_until]
         times += list(self._forced.values()) + list(self._leaving.values())
-        times += list(self._fence_backoff.values())
+        times += list(self._fence_backoff.values()) + list(self._stalled.values())
+        times += [since + stall_after(self.timing) for _, since in self._unheld.values()]
         for cluster in self.clusters.values():
             if cluster.preempt:
                 for (name, cid), since in self._eligible_since.items():
@@ -403,8 +446,14 @@ class ClusterManager:
         self._paused.discard(cluster_id)
         return self._reconcile_all(now)
 
-    def move(self, cluster_id, target, now):
-        """Move C{cluster_id} to node C{target} gracefully (stop, release, target acquires)."""
+    def move(self, cluster_id, target, now, *, by=None, key=""):
+        """Move C{cluster_id} to node C{target} gracefully (stop, release, target acquires).
+
+        @param by: the member that asked over the wire (L{MoveRequest}), or
+            None for an operator on this node; a request from another node
+            is carried out only by the holder, never passed on.
+        @param key: the admin key fingerprint of the session that asked.
+        """
         cluster = self._require(cluster_id)
         members = self._all_members(now)
         member = members.get(target)
@@ -414,6 +463,10 @@ class ClusterManager:
             raise ManagerError(
                 f"cannot move {cluster_id}: node {target!r} is not eligible for it "
                 "(not registered, on standby, or failed for it)")
+        if self.stalled(target, cluster_id, now):
+            raise ManagerError(
+                f"cannot move {cluster_id}: node {target!r} did not take it in time when "
+                f"placed; it is skipped for {self._stalled[target, cluster_id] - now:.0f} s")
         if cluster.mode != "active-standby":
             raise ManagerError(f"cannot move {cluster_id}: only active-standby clusters move")
         if cluster_id in self._paused:
@@ -427,13 +480,34 @@ class ClusterManager:
             holder = self._holders(cluster, members, now).get(cluster_id)
             if holder is None:
                 raise ManagerError(f"cannot move {cluster_id}: nobody holds it now")
-            return [Send(holder, MoveRequest(cluster_id, target))]
+            return self._ask_holder(holder, cluster_id, target, by, key)
         if held:
             return self._begin_handover(held[0], target, now) + self._publish(now)
         holder = self._holders(cluster, members, now).get(cluster_id)
         if holder is None:
             raise ManagerError(f"cannot move {cluster_id}: nobody holds it now")
-        return [Send(holder, MoveRequest(cluster_id, target))]
+        return self._ask_holder(holder, cluster_id, target, by, key)
+
+    def _ask_holder(self, holder, cluster_id, target, by, key):
+        if by is not None:
+            raise ManagerError(f"cannot move {cluster_id}: this node does not hold it "
+                               f"({holder} does)")
+        return [Send(holder, MoveRequest(cluster_id, target, by=self.node, key=key))]
+
+    def _on_move_request(self, sender, message, now):
+        """A member asks the holder to move a cluster; attributed in a L{Report} either way."""
+        cluster_id = message.cluster
+        if cluster_id not in self.clusters:
+            return []
+        asked = {"target": message.target, "by": sender, "key": message.key}
+        if sender != self.node and sender not in self._members:
+            return [Report("move-refused", cluster_id, cluster_id, 0,
+                           reason=f"{sender} is not a member", **asked)]
+        try:
+            out = self.move(cluster_id, message.target, now, by=sender, key=message.key)
+        except ManagerError as e:
+            return [Report("move-refused", cluster_id, cluster_id, 0, reason=str(e), **asked)]
+        return [Report("move-asked", cluster_id, cluster_id, 0, **asked)] + out
 
     def _require(self, cluster_id):
         cluster = self.clusters.get(cluster_id)
@@ -732,8 +806,55 @@ class ClusterManager:
 
     def _reconcile(self, cluster, now):
         if cluster.id in self._paused:
+            for slot in range(cluster.count):
+                self._unheld.pop(resource_name(cluster.id, slot, cluster.mode), None)
             return []
         placement, holders = self._placement(cluster, now)
+        stalls = self._track_stalls(cluster, placement, holders, now)
+        if stalls:
+            placement, holders = self._placement(cluster, now)
+        return stalls + self._act_on(cluster, placement, holders, now)
+
+    def _quorum_in_view(self):
+        """Whether a majority of the voters are live members as far as this node knows."""
+        if not self.voters:
+            return True
+        live = sum(1 for v in self.voters if v == self.node or v in self._members)
+        return live >= len(self.voters) // 2 + 1
+
+    def _track_stalls(self, cluster, placement, holders, now):
+        """Skip a target that has not taken its free slot within L{stall_after}.
+
+        Only other nodes are judged (a node trying for a slot knows better
+        than a timer), and only while a majority of the voters is in view:
+        without a quorum no target can take anything and none is to blame.
+        """
+        out = []
+        for slot, target in enumerate(placement.targets):
+            resource = resource_name(cluster.id, slot, cluster.mode)
+            if (target is None or target == self.node or holders.get(resource) is not None
+                    or not self._quorum_in_view()):
+                self._unheld.pop(resource, None)
+                continue
+            seen = self._unheld.get(resource)
+            if seen is None or seen[0] != target:
+                self._unheld[resource] = (target, now)
+                continue
+            if now < seen[1] + stall_after(self.timing):  # the same sum as next_wakeup's
+                continue
+            del self._unheld[resource]
+            key = (target, cluster.id)
+            self._stalls[key] = self._stalls.get(key, 0) + 1
+            cooldown = min(STALL_COOLDOWN_LEASES * self.timing.lease
+                           * 2 ** (self._stalls[key] - 1), STALL_COOLDOWN_MAX)
+            self._stalled[key] = now + cooldown
+            out.append(Report(
+                "stalled", cluster.id, resource, 0, target=target,
+                reason=f"{target} was placed for {resource} but did not take it within "
+                       f"{stall_after(self.timing):.1f} s; skipped for {cooldown:.0f} s"))
+        return out
+
+    def _act_on(self, cluster, placement, holders, now):
         mine = [r for r in self._resources_of(cluster.id)
                 if r.phase in HELD]
         out = []

@@ -5,6 +5,11 @@ Every message names the *resource* it is about (a cluster ID, or
 not a field: the peer layer knows it from the TLS certificate and passes it
 alongside, so a peer cannot speak for another.
 
+Every integer is within int64 (the peer protocol's integer), and a ballot
+counter is not negative; a field out of range makes the message malformed
+(the peer layer closes the connection).  Who may send what is not checked
+here but in L{clsd.ownership.authority} and the voter.
+
 Only durations travel (``duration``, ``remaining``), never timestamps: each
 machine measures time on its own monotonic clock.
 """
@@ -16,6 +21,15 @@ from clsd.ownership.ballot import Ballot
 
 class WireError(ValueError):
     """A message dict that is not a valid lease message; says which field and why."""
+
+
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def _int64(value, what):
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise WireError(f"{what} is out of range for a 64-bit integer")
+    return value
 
 
 _TYPES = {}
@@ -55,6 +69,8 @@ def _field(data, name, kind, type_name, optional=False):
             ok = value == value and abs(value) != float("inf")
     elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok:
+            _int64(value, f"{type_name}: field {name!r}")
     else:
         ok = isinstance(value, kind)
     if not ok:
@@ -67,9 +83,12 @@ def _ballot(data, name, type_name, optional=False):
     if value is None and optional:
         return None
     try:
-        return Ballot.from_wire(value)
+        ballot = Ballot.from_wire(value)
     except (TypeError, ValueError) as e:
         raise WireError(f"{type_name}: field {name!r}: {e}") from None
+    _int64(ballot.counter, f"{type_name}: field {name!r}: the counter")
+    _int64(ballot.generation, f"{type_name}: field {name!r}: the generation")
+    return ballot
 
 
 def _owner(data, name, type_name):
@@ -79,6 +98,7 @@ def _owner(data, name, type_name):
     if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str)
             or not isinstance(value[1], int) or isinstance(value[1], bool)):
         raise WireError(f"{type_name}: field {name!r} must be [node, generation], got {value!r}")
+    _int64(value[1], f"{type_name}: field {name!r}: the generation")
     return (value[0], value[1])
 
 
@@ -134,7 +154,12 @@ class Promise:
 
     C{ok} false: refused; C{reason} says why (``stale``: the ballot is not
     above C{promised}; ``quiet``: the voter restarted less than a lease ago;
-    ``reserving``: the voter is persisting a higher epoch floor).
+    ``reserving``: the voter is persisting a higher epoch floor;
+    ``not-registered``: the sender is not an admitted member registered for
+    the resource's cluster; ``rate-limited``: the sender's request budget
+    for the resource is spent; ``floor-unsaved``: the voter cannot store its
+    epoch floor and grants nothing; ``counter-jump``: the counter is more
+    than 2**32 above what the voter promised).
     C{holder}: the (node, generation) of an unexpired grant, with its C{epoch}
     and the C{remaining} seconds on the voter's clock.
     C{previous}: the node of the last grant that ended, C{previous_epoch}
@@ -212,8 +237,13 @@ class Propose:
         duration = _field(data, "duration", float, t)
         if duration <= 0:
             raise WireError(f"{t}: field 'duration' must be positive, got {duration!r}")
-        return cls(_field(data, "resource", str, t), _ballot(data, "ballot", t),
-                   duration, _field(data, "epoch", int, t), _voters_tag(data, t))
+        ballot, epoch = _ballot(data, "ballot", t), _field(data, "epoch", int, t)
+        if not 0 <= epoch <= ballot.counter:
+            # The epoch is the counter of the ballot that began the tenure.
+            raise WireError(f"{t}: field 'epoch' must be in [0, the ballot's counter "
+                            f"{ballot.counter}], got {epoch!r}")
+        return cls(_field(data, "resource", str, t), ballot, duration, epoch,
+                   _voters_tag(data, t))
 
 
 @_message("lease.accepted")
@@ -280,17 +310,32 @@ class Handover:
 @_message("cluster.move")
 @attrs.frozen
 class MoveRequest:
-    """To the holder of C{cluster}: an operator asked to move it to C{target}."""
+    """To the holder of C{cluster}: an operator asked to move it to C{target}.
+
+    C{by}: the node where the operator ran the command (it must be the
+    sender); C{key}: the fingerprint of the admin key of that session, or
+    empty when the command did not come from an SSH session.
+    """
 
     cluster: str
     target: str
+    by: str = ""
+    key: str = ""
 
     def to_wire(self):
-        return {"type": self.TYPE, "cluster": self.cluster, "target": self.target}
+        wire = {"type": self.TYPE, "cluster": self.cluster, "target": self.target}
+        if self.by:
+            wire["by"] = self.by
+        if self.key:
+            wire["key"] = self.key
+        return wire
 
     @classmethod
     def _from(cls, data):
-        return cls(_field(data, "cluster", str, cls.TYPE), _field(data, "target", str, cls.TYPE))
+        t = cls.TYPE
+        return cls(_field(data, "cluster", str, t), _field(data, "target", str, t),
+                   _field(data, "by", str, t, optional=True) or "",
+                   _field(data, "key", str, t, optional=True) or "")
 
 
 LEASE_REQUESTS = (Prepare, Propose, Release)

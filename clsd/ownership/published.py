@@ -7,7 +7,7 @@ L{state_from_wire} checks it.  The member's *name* never comes from the dict:
 membership knows it from the peer's certificate.
 """
 
-from clsd.ownership.messages import WireError
+from clsd.ownership.messages import INT64_MAX, INT64_MIN, WireError
 from clsd.ownership.placement import MemberState
 
 #: Bumped when the dict changes incompatibly.
@@ -39,6 +39,9 @@ def _str_int_map(data, key, name):
         if not isinstance(k, str) or not isinstance(v, int) or isinstance(v, bool):
             raise WireError(f"ownership state of {name}: {key!r} must map names to "
                             f"integers, got {k!r}: {v!r}")
+        if not INT64_MIN <= v <= INT64_MAX:
+            raise WireError(f"ownership state of {name}: {key!r}: {k!r} is out of range "
+                            "for a 64-bit integer")
     return dict(value)
 
 

@@ -44,6 +44,7 @@ from twisted.logger import Logger
 
 from clsd.clock import lease_clock
 from clsd.logs import emit
+from clsd.wire.errors import Forged
 
 from clsd.ownership.actions import (
     CancelFence, ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,
@@ -117,7 +118,11 @@ class OwnershipService(MultiService):
 
     def __init__(self, config, reactor, *, events, monotonic=lease_clock, guard=None,
                  hooks=None, send=None, publish=None, generation=None, rng=None,
-                 arbiter_io=None):
+                 arbiter_io=None, floor_writer=write_floor):
+        """
+        @param floor_writer: C{write(data_dir, value)} that stores the voter's
+            epoch floor durably (a fault-injecting one in tests).
+        """
         super().__init__()
         if config.quorum is None:
             raise ValueError("lease ownership needs a [quorum] in the configuration")
@@ -160,6 +165,9 @@ class OwnershipService(MultiService):
         self._tick_call = None
         self._last_tick = None
         self._persist_call = None
+        self._write_floor = floor_writer
+        #: (value, error text, failed attempts) while the floor cannot be stored.
+        self.floor_failure = None
         self._stopping = False
         self._stop_waiters = []
         self._closed = False
@@ -309,9 +317,10 @@ class OwnershipService(MultiService):
                             generation=self.generation, epoch_floor=floor,
                             voter=self.node.voter is not None)
         self._run(self.node.start)
-        if self._members:
-            members = list(self._members.values())
-            self._run(lambda now: self.node.call("members_changed", members, now=now))
+        # Always, even with no member known yet: from now on the voter
+        # answers only members registered for the cluster asked about.
+        members = list(self._members.values())
+        self._run(lambda now: self.node.members_changed(members, now))
         self._check_settled()
 
     def stopService(self):
@@ -361,7 +370,9 @@ class OwnershipService(MultiService):
         """A lease/cluster message from peer C{sender} (the name its certificate proves).
 
         Malformed messages are logged and counted (C{counters["bad_messages"]}),
-        never raised.
+        never raised.  A message whose claims are not the sender's own (the
+        core's L{OwnershipNode.authorise}) raises L{Forged} at once, before
+        anything is queued, so that the peer layer closes the connection.
         """
         try:
             if not isinstance(sender, str):
@@ -380,6 +391,10 @@ class OwnershipService(MultiService):
         if self.node is None or self._closed:
             self.counters["early_messages" if self.node is None else "late_messages"] += 1
             return
+        forgery = self.node.authorise(sender, message)
+        if forgery is not None:
+            self.counters["forged_messages"] += 1
+            raise Forged(forgery.claimed, forgery.detail)
         self._run(lambda now: self.node.receive(sender, message, now))
 
     def _arbiter_input(self, message):
@@ -416,7 +431,7 @@ class OwnershipService(MultiService):
             data is not None for name, data in dict(members).items() if name != self.node_name)
         if self.node is not None and not self._closed:
             members_list = list(states.values())
-            self._run(lambda now: self.node.call("members_changed", members_list, now=now))
+            self._run(lambda now: self.node.members_changed(members_list, now))
             self._check_settled()
 
     _settled = False
@@ -449,9 +464,13 @@ class OwnershipService(MultiService):
     def unstandby(self):
         self._admin("set_standby", False)
 
-    def move(self, cluster, node):
-        """Move C{cluster} to C{node}; L{ManagerError} says why not."""
-        self._admin("move", cluster, node)
+    def move(self, cluster, node, *, key=""):
+        """Move C{cluster} to C{node}; L{ManagerError} says why not.
+
+        @param key: the admin key fingerprint of the session that asked; it
+            travels with the request to the holder, which records it.
+        """
+        self._admin("move", cluster, node, key=key)
 
     def pause(self, cluster):
         self._admin("pause", cluster)
@@ -459,14 +478,17 @@ class OwnershipService(MultiService):
     def resume(self, cluster):
         self._admin("resume", cluster)
 
-    def _admin(self, method, *args):
+    def _admin(self, method, *args, key=None):
         if self.node is None:
             raise ManagerError("lease ownership is not running on this node"
                                + (f": {self.inactive_reason}" if self.inactive_reason else ""))
         now = self._monotonic()
-        actions = self.node.call(method, *args, now=now)  # ManagerError goes to the caller
+        extra = {} if key is None else {"key": key}
+        # ManagerError goes to the caller.
+        actions = self.node.call(method, *args, now=now, **extra)
+        by = f" (admin key {key})" if key else ""
         self._events.record("ownership", self.node_name,
-                            f"admin: {method} {' '.join(map(str, args))}")
+                            f"admin: {method} {' '.join(map(str, args))}{by}", **extra)
         self._run(lambda now: actions)
 
     # -- status -------------------------------------------------------------------------------
@@ -491,6 +513,7 @@ class OwnershipService(MultiService):
             "clusters": [],
             "guard": self.guard.status() if self.guard is not None else None,
             "counters": dict(self.counters),
+            "voter": self._voter_status(),
         }
         if quorum.arbiter == "etcd":
             from clsd.ownership.etcd.service import etcd_status
@@ -548,6 +571,18 @@ class OwnershipService(MultiService):
                 "shape_mismatch": manager.shape_mismatch(cluster.id),
             })
         return result
+
+    def _voter_status(self):
+        """This node's voter: its epoch floor, and why it grants nothing if it cannot store it."""
+        voter = self.node.voter if self.node is not None else None
+        if voter is None:
+            return None
+        failure = self.floor_failure
+        return {"floor": voter.floor, "reserved": voter.reserved,
+                "granting": failure is None,
+                "floor_error": None if failure is None else
+                f"cannot store the epoch floor {failure[0]}: {failure[1]} "
+                f"({failure[2]} attempts)"}
 
     # -- running the core -------------------------------------------------------------------------
 
@@ -700,6 +735,18 @@ class OwnershipService(MultiService):
         elif what in ("voters-mismatch", "voters-agreed"):
             self._events.record("ownership", self.node_name, f"{what}: {report.reason}",
                                 what=what, why=report.reason)
+        elif what in ("move-asked", "move-refused"):
+            key = f", admin key {report.key}" if report.key else ""
+            verb = "asked" if what == "move-asked" else "refused"
+            why = f": {report.reason}" if report.reason else ""
+            self._events.record("cluster", cluster,
+                                f"move to {report.target} {verb} (asked by {report.by}{key})"
+                                f"{why}", what=what, target=report.target, by=report.by,
+                                key=report.key, why=report.reason)
+        elif what == "stalled":
+            self._events.record("cluster", cluster, f"target {report.target} stalled: "
+                                f"{report.reason}", what=what, target=report.target,
+                                resource=resource, why=report.reason)
         for listener in self._report_listeners:
             try:
                 listener(report)
@@ -748,16 +795,40 @@ class OwnershipService(MultiService):
             self.log.failure("ownership: cannot publish this node's state")
 
     def _persist(self, value):
+        """Store the voter's epoch floor; on any failure the voter grants nothing until a
+        retry (every L{PERSIST_RETRY} s) succeeds: said once at critical level, and
+        once more when it works again."""
+        if self._persist_call is not None and self._persist_call.active():
+            # A retry is pending: write the higher value now, never the lower one later.
+            self._persist_call.cancel()
+            value = max(value, self.floor_failure[0]) if self.floor_failure else value
         self._persist_call = None
+        voter = self.node.voter if self.node is not None else None
         try:
-            write_floor(self.data_dir, value)
-        except OSError as e:
-            self._events.record("ownership", self.node_name,
-                                f"cannot store the epoch floor {value} ({e}); retrying "
-                                f"in {PERSIST_RETRY:g}s (no lease is granted above the "
-                                "stored floor meanwhile)")
-            self._persist_call = self._reactor.callLater(PERSIST_RETRY, self._persist, value)
+            self._write_floor(self.data_dir, value)
+        except Exception as e:
+            error = str(e) or type(e).__name__
+            if self.floor_failure is None:
+                self._events.record(
+                    "voter", self.node_name,
+                    f"cannot store the epoch floor {value}: {error}; this voter grants no "
+                    f"lease until it can (retrying every {PERSIST_RETRY:g} s)",
+                    what="floor-failed", value=value, error=error)
+                self.floor_failure = (value, error, 1)
+            else:
+                self.floor_failure = (value, error, self.floor_failure[2] + 1)
+            if voter is not None:
+                voter.floor_failed(value, error)
+            if not self._closed:
+                self._persist_call = self._reactor.callLater(PERSIST_RETRY, self._persist, value)
             return
-        if self.node is not None and self.node.voter is not None:
-            self.node.voter.persisted(value)
+        if self.floor_failure is not None:
+            self._events.record(
+                "voter", self.node_name,
+                f"stored the epoch floor {value} after {self.floor_failure[2]} failed "
+                "attempts; this voter grants leases again",
+                what="floor-stored", value=value, attempts=self.floor_failure[2])
+            self.floor_failure = None
+        if voter is not None:
+            voter.persisted(value)
 

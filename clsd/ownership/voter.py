@@ -33,18 +33,47 @@ voter): with C{reserve_block} set, the voter never promises a counter above
 a value it has asked the shell to persist (L{PersistEpochFloor}); after a
 restart it is given that value back as C{epoch_floor} and refuses anything at
 or below it.
+
+Who may ask (doc/ownership.md, "Who may send what"): a ballot must be its
+sender's own (the node shell refuses a forgery before it gets here, see
+L{clsd.ownership.authority}); the sender must be an admitted member
+registered for the resource's cluster, or the holder of its unexpired
+grant here (C{registered}); each sender has a request budget per resource
+(L{clsd.ownership.ratelimit}); a counter may not jump more than
+L{MAX_COUNTER_JUMP} above what this voter promised.  These refusals are
+answers (C{ok} false with a reason), cheap, and change no state.
+
+A Prepare from another owner while a grant is unexpired is answered with
+the holder but binds nothing: its counter is not promised.  The proposer
+backs off on seeing the holder, so nothing is lost, and a storm of rising
+counters cannot outbid the holder's renewals (doc/ownership.md, "Why it is
+safe").
 """
 
 import attrs
 
 from clsd.ownership.actions import PersistEpochFloor, Send
 from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
+from clsd.ownership.ratelimit import RequestBudget
 from clsd.ownership.shape import cluster_of, is_slot
 
 #: Epochs reserved per durable write of the floor.  A holder renews about
 #: three times per lease (1.5 ballots/s per resource at T = 2 s), so one write
 #: per resource every ~2 hours; a restart skips at most this many epochs.
 DEFAULT_RESERVE_BLOCK = 10_000
+
+#: How far above what this voter promised (or its floor) a ballot counter may
+#: be.  Honest proposers count up by one from the highest counter they heard
+#: of, so at the honest rate (a few per second) this is decades of ballots;
+#: a hostile jump to near 2**63 would exhaust the epochs (and every int64
+#: consumer of CLSD_EPOCH) at once.
+MAX_COUNTER_JUMP = 2 ** 32
+
+#: At most one new block of epochs is reserved (one durable write) per this
+#: many seconds.  Honestly a block lasts hours; a sender climbing by large
+#: jumps would otherwise cost a synchronous write per request.  A ballot
+#: above the reserved floor meanwhile is refused (``reserving``) and retried.
+RESERVE_INTERVAL = 1.0
 
 
 @attrs.define
@@ -79,8 +108,12 @@ class LeaseVoter:
         self.reserve_block = reserve_block
         self.reserved = epoch_floor if reserve_block is not None else None
         self._requested = self.reserved
+        self._reserved_at = None
         self._resources = {}
         self._slots = {}  # cluster ID -> the ``ID/k`` resources seen here
+        self.budget = RequestBudget.for_lease(timing.lease)
+        #: Why the last write of the epoch floor failed; while set, nothing is granted.
+        self.floor_error = None
 
     def start(self):
         """Actions to run once at start: reserve the first block of epochs."""
@@ -93,12 +126,31 @@ class LeaseVoter:
         """The shell wrote C{value} durably: counters up to it may now be promised."""
         if self.reserved is not None:
             self.reserved = max(self.reserved, value)
+        self.floor_error = None
+
+    def floor_failed(self, value, error):
+        """The shell could not write C{value}: grant nothing until a write succeeds."""
+        self.floor_error = f"cannot store the epoch floor {value}: {error}"
 
     def quiet(self, now):
         return now < self.quiet_until
 
-    def receive(self, sender, message, now):
-        """Handle one request from C{sender}; returns the reply actions."""
+    def receive(self, sender, message, now, *, registered=None):
+        """Handle one request from C{sender}; returns the reply actions.
+
+        @param registered: whether C{sender} is an admitted member that
+            published a registration for the resource's cluster (None: not
+            checked, for a voter used on its own).
+        """
+        refusal = self._refusal(sender, message, now, registered)
+        if refusal is not None:
+            if isinstance(message, Release):
+                return []  # a release has no answer: dropped
+            reply_type = Promise if isinstance(message, Prepare) else Accepted
+            state = self._resources.get(message.resource)
+            promised = self._promised_counter(state) if state is not None else self.floor
+            return [Send(sender, reply_type(message.resource, message.ballot, ok=False,
+                                            reason=refusal, promised=promised))]
         state = self._state(message.resource)
         self._expire(state, now)
         if isinstance(message, Prepare):
@@ -119,6 +171,10 @@ class LeaseVoter:
         if state.grant is None:
             return None
         return state.grant.owner, state.grant.epoch, state.grant.until - now
+
+    def forget_budgets(self, now):
+        """Drop the request budgets that have refilled (call now and then)."""
+        self.budget.prune(now)
 
     # -- internals ---------------------------------------------------------
 
@@ -148,6 +204,39 @@ class LeaseVoter:
                 return state.grant
         return None
 
+    def _holder_node(self, resource, now):
+        state = self._resources.get(resource)
+        if state is None:
+            return None
+        self._expire(state, now)
+        return state.grant.owner[0] if state.grant is not None else None
+
+    def _refusal(self, sender, message, now, registered):
+        """Why C{message} is refused before it may touch any state, or None.
+
+        Cheap checks only, in order: the sender's role, its budget, the floor,
+        the counter's jump.  The holder of an unexpired grant keeps renewing
+        and may release even when its registration is gone from membership
+        (being withdrawn, or a member list that lags).
+        """
+        if not isinstance(message, (Prepare, Propose, Release)):
+            raise TypeError(f"a voter does not handle {type(message).__name__}")
+        holder = self._holder_node(message.resource, now)
+        if registered is False and holder != sender:
+            return "not-registered"
+        if isinstance(message, Release) and holder is not None and holder != sender:
+            # Its proposes meet another's grant ("held") anyway: nothing to take back.
+            return "held"
+        if not self.budget.take((sender, message.resource), now):
+            return "rate-limited"
+        if self.floor_error is not None and not isinstance(message, Release):
+            return "floor-unsaved"
+        state = self._resources.get(message.resource)
+        base = self._promised_counter(state) if state is not None else self.floor
+        if message.ballot.counter > base + MAX_COUNTER_JUMP:
+            return "counter-jump"
+        return None
+
     def _expire(self, state, now):
         grant = state.grant
         if grant is not None and grant.until <= now:
@@ -172,26 +261,30 @@ class LeaseVoter:
             return "reserving"
         return None
 
-    def _maybe_reserve(self, counter):
+    def _maybe_reserve(self, counter, now):
         if self.reserve_block is None:
             return []
         if counter + self.reserve_block // 2 < self._requested:
             return []
+        if self._reserved_at is not None and now < self._reserved_at + RESERVE_INTERVAL:
+            return []
+        self._reserved_at = now
         self._requested = max(counter, self._requested) + self.reserve_block
         return [PersistEpochFloor(self._requested)]
 
     def _prepare(self, sender, message, state, now):
         ballot = message.ballot
-        actions = self._maybe_reserve(ballot.counter)
+        actions = self._maybe_reserve(ballot.counter, now)
         cross = self._other_shape(message.resource, now)
         reason = "quiet" if self.quiet(now) else self._admit(state, ballot, cross, message)
         if reason is not None:
             reply = Promise(message.resource, ballot, ok=False, reason=reason,
                             promised=self._promised_counter(state, cross))
             return actions + [Send(sender, reply)]
-        state.promised = ballot
         # Another owner's grant under the other mode blocks this one like its own.
         grant = state.grant or self._cross_grant(message.resource, ballot.owner, now)
+        if grant is None or grant.owner == ballot.owner:
+            state.promised = ballot  # else: answered, not promised (see the module doc)
         reply = Promise(
             message.resource, ballot, ok=True, promised=ballot.counter,
             holder=grant.owner if grant else None,
@@ -204,7 +297,7 @@ class LeaseVoter:
 
     def _propose(self, sender, message, state, now):
         ballot = message.ballot
-        actions = self._maybe_reserve(ballot.counter)
+        actions = self._maybe_reserve(ballot.counter, now)
         cross = self._other_shape(message.resource, now)
         grant = state.grant
         if grant is None or grant.owner == ballot.owner:

@@ -301,8 +301,7 @@ class LeaseSim:
         elif kind == "tick":
             actions = core.tick(local)
         elif kind == "members":
-            actions = core.manager.members_changed(item[1], local)
-            actions = core._route(actions, local)
+            actions = core.members_changed(item[1], local)
         elif kind == "call":
             try:
                 actions = core.call(item[1], *item[2:], now=local)
