@@ -797,12 +797,21 @@ class ClusterManager:
         self._track_eligibility(now)
         out = []
         out += self._check_voters()
+        self._forget_unheld_of_other_shapes()
         for cluster in list(self.clusters.values()):
             out += self._check_shape(cluster)
             out += self._reconcile(cluster, now)
         out += self._forget_withdrawn()
         out += self._notify_failed(now)
         return out + self._publish(now)
+
+    def _forget_unheld_of_other_shapes(self):
+        """Stall timers only for resources the clusters have now (a reload may change a mode,
+        and a timer nobody checks again would wake the core at once, forever)."""
+        current = {resource_name(c.id, slot, c.mode)
+                   for c in self.clusters.values() for slot in range(c.count)}
+        for resource in [r for r in self._unheld if r not in current]:
+            del self._unheld[resource]
 
     def _reconcile(self, cluster, now):
         if cluster.id in self._paused:
