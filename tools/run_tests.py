@@ -7,8 +7,15 @@ Usage: ``python tools/run_tests.py [TEST ...]`` (default: the ``tests`` package)
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+
+#: The whole suite must end within this many seconds (CI allows 15 minutes for it); a
+#: test that hangs (trial times out only tests that return Deferreds) is killed
+#: and the run fails with the summary line instead of hanging CI.
+SUITE_TIMEOUT = float(os.environ.get("CLSD_SUITE_TIMEOUT", 1800))
 
 SUMMARY = re.compile(r"^(PASSED|FAILED) \((?P<counts>[^)]*)\)\s*$")
 FAILING_KINDS = ("failures", "errors", "unexpectedSuccesses")
@@ -33,8 +40,18 @@ def main(argv):
     command = [sys.executable, "-m", "twisted.trial", f"--jobs={jobs}", *tests]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+        start_new_session=True,  # its workers too, so that the watchdog can kill them all
     )
+    timed_out = threading.Event()
+
+    def kill():
+        timed_out.set()
+        os.killpg(process.pid, signal.SIGKILL)
+
+    watchdog = threading.Timer(SUITE_TIMEOUT, kill)
+    watchdog.daemon = True
+    watchdog.start()
     counts = None
     for line in process.stdout:
         sys.stdout.write(line)
@@ -43,6 +60,11 @@ def main(argv):
         if parsed is not None:
             counts = parsed
     code = process.wait()
+    watchdog.cancel()
+    if timed_out.is_set():
+        print(f"the suite did not end within {SUITE_TIMEOUT:g} s and was killed "
+              "(a test hangs: run the modules one by one to find it)")
+        counts = None
     if counts is None:
         print("trial ended without a summary line (exit %d)" % code)
         print("0 passed, 1 failed")
