@@ -52,7 +52,8 @@ class SSHCommandTests(unittest.TestCase):
                 self.assertEqual(data["node"], "alpha")
                 self.assertEqual(data["quorum"],
                                  {"voters": ["alpha", "beta", "witness"], "have_quorum": True,
-                                  "previous_voters": [], "voters_apart": []})
+                                  "previous_voters": [], "voters_apart": [],
+                                  "voter_error": None})
                 self.assertIn({"name": "beta", "state": "alive", "address": "127.0.0.12:7400"},
                               data["members"])
                 self.assertIn({"id": "A", "owners": ["alpha"], "epoch": 7, "state": "running"},
