@@ -47,6 +47,20 @@ class _InOrder(MultiService):
         return d
 
 
+def _membership_notary(config, identity):
+    """Membership's notary: this node's TLS key signs its reports (doc/membership.md).
+
+    @raise clsd.config.ConfigError: the key cannot sign them (not elliptic-curve).
+    """
+    from clsd.config import ConfigError
+    from clsd.membership.notary import NotaryError, X509Notary
+
+    try:
+        return X509Notary(identity)
+    except NotaryError as e:
+        raise ConfigError(config.source, "tls.key", str(e)) from None
+
+
 def cluster_settings(config):
     """The settings every node of a cluster must share (their hash travels in the hello).
 
@@ -164,7 +178,8 @@ class Daemon(MultiService):
         self.membership = MembershipService(
             name=config.node.name, config=config.membership, network=self.network,
             router=self.router, reactor=self.reactor, events=self.events,
-            seeds=config.node.join, monotonic=self._monotonic)
+            seeds=config.node.join, monotonic=self._monotonic,
+            notary=_membership_notary(config, self.network.tls.identity))
         self.membership.setServiceParent(stack)
 
     def _make_runner(self, service):

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.membership.members import Member, State
+from clsd.membership.notary import FakeNotary
 from clsd.membership.messages import (
     MAX_REPORTERS, MAX_SYNC_RECORDS, MAX_UPDATES, SYNC_BUCKETS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, MessageError,
     Report, SyncDigest, SyncRecords, Unwatch, Watch, from_wire,
@@ -41,7 +42,7 @@ class SharedRecords(unittest.TestCase):
             self.assertIn(fragment, str(caught.exception))
 
     def test_reports_and_plain_updates_are_shared_and_still_checked(self):
-        report = Report("alpha", 17, 3, "beta")
+        report = Report("alpha", 17, 3, "beta").signed(FakeNotary("beta"))
         wire = Gossip((report, MemberUpdate(ALPHA))).to_wire()
         first, second = from_wire(wire), from_wire(json.loads(json.dumps(wire)))
         self.assertEqual(first.updates, (report, MemberUpdate(ALPHA)))

@@ -21,6 +21,7 @@ Contract with the shell:
     fire C{TimerFired(name)} at monotonic time C{at}.
 """
 
+import collections
 import heapq
 import itertools
 import random
@@ -40,10 +41,12 @@ from clsd.membership.messages import (
     SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate,
     Report, SyncDigest, SyncRecords, Unwatch, Watch,
 )
+from clsd.membership.notary import FakeNotary
 from clsd.membership.table import MemberTable
 from clsd.membership.timing import (
     lateness, quorum_for, retransmit_limit, suspicion_timeout, sync_period,
 )
+from clsd.wire.errors import Forged
 
 # -- events -----------------------------------------------------------------
 
@@ -202,6 +205,11 @@ _BEHIND_MIN = 8
 _JOIN_RETRY_DOUBLINGS = 3
 #: Seed and reconnect-probe connections are kept this long after their use.
 _TRANSIENT_TTL = 30.0
+#: Only a member raises its own incarnation, by one per refutation or
+#: publication: news that raises one by more than this at once is forged,
+#: and refused (a hostile member could otherwise push a member's incarnation
+#: towards the wire's 2**64 bound, where it can no longer refute).
+MAX_INCARNATION_STEP = 1 << 32
 
 
 def _behind(ours, theirs):
@@ -215,7 +223,7 @@ def _behind(ours, theirs):
 
 class Core:
     def __init__(self, name, address, generation, config=None, *, rng=None,
-                 cache=None, snapshot=None, ring_snapshot=None):
+                 cache=None, snapshot=None, ring_snapshot=None, notary=None):
         """
         @param generation: this start of the daemon; must grow across restarts
             of the same name (the shell derives it from persisted state and the
@@ -223,10 +231,18 @@ class Core:
         @param snapshot, ring_snapshot: start from this member list (e.g. a
             simulation starting already formed); it must include this node.
         @param cache: a L{SnapshotCache} shared by cores in one process.
+        @param notary: signs this node's reports and checks others'
+            (L{clsd.membership.notary}); the daemon passes an
+            L{X509Notary}. Default: a L{FakeNotary}, which proves nothing
+            (for the simulator and tests).
         """
         self.config = config if config is not None else MembershipConfig()
         self.name = name
         self._rng = rng if rng is not None else random.Random()
+        self.notary = notary if notary is not None else FakeNotary(name)
+        #: News refused for want of proof or as impossible, by reason (see
+        #: doc/membership.md, "What each message may claim").
+        self.refused = collections.Counter()
         self._table = MemberTable(self.config.observers, snapshot, ring_snapshot, cache)
         known = self._table.get(name)
         incarnation = known.incarnation if known is not None and known.generation == generation else 0
@@ -254,8 +270,9 @@ class Core:
         self._seeds = ()
         self._sync_on_connect = set()
         self._suspects = {}         # name -> since (insertion order: evaluation order)
-        #: suspect -> the life another node announced dead (its rule held there):
-        #: the slow path then waits only its minimum.
+        #: suspect -> (life, reporters) another node announced dead: once this
+        #: node holds every one of those reporters' signed reports (the
+        #: evidence, re-derived), the slow path waits only its minimum.
         self._announced_dead = {}
         self._suspect_order = {}    # name -> its position in that order
         self._suspect_serials = itertools.count()
@@ -418,13 +435,37 @@ class Core:
         self._out = []
         self.now = now
         if self.phase not in (IDLE, LEFT):
-            self.received += 1
-            self._detector.heard(sender, now)
             handler = self._HANDLERS.get(type(message))
             if handler is None:
                 raise TypeError(f"not a membership message: {message!r}")
+            self._authorise(sender, message)
+            self.received += 1
+            self._detector.heard(sender, now)
             handler(self, sender, message)
         return self._finish()
+
+    def _authorise(self, sender, message):
+        """Refuse, before it changes anything, a message that speaks for another node.
+
+        C{sender} is the authenticated peer (its certificate's name). A join
+        or its answer speaks for the sender; a report, relayed on purpose,
+        must carry its observer's valid signature. Raises L{Forged} (the
+        router closes the connection and counts it); an honest node checks
+        every piece before it relays it, so a bad proof is the sender's.
+        """
+        kind = type(message)
+        if kind is Heartbeat or kind is Gossip:
+            notary = self.notary
+            for piece in message.updates:
+                if type(piece) is Report and not piece.verified(notary):
+                    self.refused["report-proof"] += 1
+                    raise Forged(piece.observer, (
+                        f"report on {piece.subject} without a valid signature of "
+                        f"its observer {piece.observer}"))
+        elif kind is Join or kind is JoinAck:
+            if message.member.name != sender:
+                self.refused["join-name"] += 1
+                raise Forged(message.member.name, f"{kind.TYPE} for {message.member.name}")
 
     def _begin(self, now):
         self._out = []
@@ -679,7 +720,8 @@ class Core:
             self.stats["reports"] += 1
             if not link.ever_up:
                 self.stats["reports_unreached"] += 1
-            self._on_report(Report(subject, member.generation, member.incarnation, self.name))
+            self._on_report(Report(subject, member.generation, member.incarnation,
+                                   self.name).signed(self.notary))
         for subject in quiet:
             if subject in self._links:
                 self._send(subject, Watch())
@@ -694,6 +736,9 @@ class Core:
                 self._refute(report.incarnation)
             return
         if not member.in_ring or report.incarnation < member.incarnation:
+            return
+        if report.incarnation > member.incarnation + MAX_INCARNATION_STEP:
+            self.refused["incarnation-step"] += 1
             return
         version = (report.generation, report.incarnation)
         if not self._reports.add(subject, version, report.observer):
@@ -720,7 +765,7 @@ class Core:
             reported = self._reports.reporters(subject, member.version)
             observers = self._observers(subject)
             counted = tuple(o for o in observers if o in reported)
-            if self._announced_dead.get(subject) == member.version:
+            if self._announced_proven(subject, member.version, reported):
                 timeout = shortest  # another node's rule held: a confirmation in full
             else:
                 expected = quorum_for(len(observers), config.quorum) - 1
@@ -733,6 +778,16 @@ class Core:
                     f"suspected for {self.now - since:.1f} s without refuting"
                     + (f" (reported by {', '.join(reporters)})" if reporters else ""),
                     reporters=reporters)
+
+    def _announced_proven(self, subject, version, reported):
+        """Whether another node announced this life of C{subject} dead, and this
+        node holds signed reports of it: at least one, and one of every
+        reporter the announcement named (those names are a claim until their
+        reports are here; a death learnt by anti-entropy names none)."""
+        announced = self._announced_dead.get(subject)
+        if announced is None or announced[0] != version or not reported:
+            return False
+        return all(name in reported for name in announced[1])
 
     def _affect(self, name):
         """Suspect C{name} must be evaluated again before this event ends.
@@ -852,15 +907,24 @@ class Core:
             if source == "gossip" and member == old:
                 self._heard(member)
             return False
+        elif (member.generation == old.generation
+                and member.incarnation > old.incarnation + MAX_INCARNATION_STEP):
+            self.refused["incarnation-step"] += 1
+            return False
         state = member.state
+        if state is State.LEFT and update.reporters and old is not None and old.in_ring:
+            # A force-removal (by the operator of the node named first) is of
+            # a dead member only: a live one here is not its to remove.
+            self.refused["removal-of-live"] += 1
+            return False
         if state is State.DEAD and old is not None and old.in_ring and (
                 old.generation == member.generation):
-            # A death must satisfy our own detection rule: take the evidence as
-            # reports and decide ourselves (a stale or partitioned view cannot
-            # evict a member we still see as healthy).
+            # A death must satisfy our own detection rule, on the reports this
+            # node holds (each signed by its observer): the reporters named in
+            # the record are a claim, not evidence, since any relay could
+            # have written them. A stale or partitioned view, or a hostile
+            # member, cannot evict a member we still see as healthy.
             version = member.version
-            for reporter in update.reporters:
-                self._reports.add(name, version, reporter)
             changed = False
             if old.version < version or old.state is State.ALIVE:
                 # Gossip the suspicion so that the member hears of it and can
@@ -869,7 +933,7 @@ class Core:
                              f"declared dead elsewhere ({source})")
                 changed = True
             if name in self._suspects:  # kept only while the suspicion lasts
-                self._announced_dead[name] = version
+                self._announced_dead[name] = (version, update.reporters)
             self._evaluate(name)
             return changed or self._table.get(name) != old
         if state is State.SUSPECT and source == "sync" and old is not None and old.in_ring:
@@ -894,6 +958,11 @@ class Core:
             # A suspicion (or death) we refuted already: our record supersedes
             # it. Refuting again would raise our incarnation once per copy,
             # each raise news for the whole cluster.
+            return
+        if member.incarnation > me.incarnation + MAX_INCARNATION_STEP:
+            # Only we raise our incarnation: this is forged (and every honest
+            # node refuses it too).
+            self.refused["incarnation-step"] += 1
             return
         if member.state is State.ALIVE and member.incarnation == me.incarnation:
             return
@@ -1245,8 +1314,7 @@ class Core:
             self._beats = None
 
     def _on_join(self, sender, message):
-        if message.member.name != sender:
-            return  # a peer may only join as itself
+        # _authorise made sure the record is the sender's own.
         self._merge(MemberUpdate(message.member), "join")
         self.stats["joins_answered"] += 1
         records = [self._sync_update(m) for m in self._table if m.name != sender]
@@ -1257,8 +1325,6 @@ class Core:
             self._become_member()
 
     def _on_join_ack(self, sender, message):
-        if message.member.name != sender:
-            return
         self.stats["join_acks"] += 1
         self._merge(MemberUpdate(message.member), "join")
         if self.phase == JOINING:

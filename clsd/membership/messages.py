@@ -15,6 +15,7 @@ from functools import lru_cache
 import attrs
 
 from clsd.membership.members import Member, MetaError, State, decode_meta, encode_meta
+from clsd.membership.notary import MAX_CERTIFICATE, MAX_SIGNATURE
 
 MAX_UPDATES = 32
 MAX_SYNC_RECORDS = 128
@@ -183,29 +184,65 @@ def _update_to_wire(update):
 
 @attrs.frozen
 class Report:
-    """Observer C{observer} cannot reach C{subject} in its life (generation, incarnation)."""
+    """Observer C{observer} cannot reach C{subject} in its life (generation, incarnation).
+
+    Reports are relayed by gossip, so they carry the observer's proof
+    (L{clsd.membership.notary}): C{signature} over L{statement}, and the
+    observer's C{certificate}. A report without a valid one is refused.
+    """
 
     subject: str
     generation: int
     incarnation: int
     observer: str
+    signature: str = ""
+    certificate: str = attrs.field(default="", repr=False)
 
     @property
     def key(self):
         return ("r", self.subject, self.observer)
 
+    @property
+    def statement(self):
+        """The canonical bytes the observer signs (a domain tag, then the fields)."""
+        return report_statement(self.subject, self.generation, self.incarnation, self.observer)
+
+    def signed(self, notary):
+        """This report with C{notary}'s proof (the notary of its observer)."""
+        signature, certificate = notary.sign(self.statement)
+        return attrs.evolve(self, signature=signature, certificate=certificate)
+
+    def verified(self, notary):
+        """Whether the proof it carries shows its observer made it."""
+        return notary.verify(self.observer, self.statement, self.signature, self.certificate)
+
     def to_wire(self):
-        return {"k": "r", "n": self.subject, "g": self.generation,
+        wire = {"k": "r", "n": self.subject, "g": self.generation,
                 "i": self.incarnation, "o": self.observer}
+        if self.signature:
+            wire["p"] = self.signature
+            wire["c"] = self.certificate
+        return wire
 
     @classmethod
     def from_wire(cls, data, where="update"):
+        signature = certificate = ""
+        if "p" in data or "c" in data:
+            signature = _str(data, "p", where, MAX_SIGNATURE)
+            certificate = _str(data, "c", where, MAX_CERTIFICATE)
         return cls(
             subject=_str(data, "n", where, MAX_NAME),
             generation=_int(data, "g", where),
             incarnation=_int(data, "i", where),
             observer=_str(data, "o", where, MAX_NAME),
+            signature=signature,
+            certificate=certificate,
         )
+
+
+def report_statement(subject, generation, incarnation, observer):
+    """What an observer signs for a report: tagged, so that it means nothing else."""
+    return f"clsd.membership.report\0{subject}\0{generation}\0{incarnation}\0{observer}".encode()
 
 
 _UPDATE_KINDS = {"m": MemberUpdate, "r": Report}
@@ -249,8 +286,8 @@ def _shared_piece(item):
         kind = item.get("k")
         if kind == "m" and len(item) == 6:  # k, n, a, g, i, s: no meta, age, reporters
             return _plain_update(item["n"], item["a"], item["g"], item["i"], item["s"])
-        if kind == "r" and len(item) == 5:  # k, n, g, i, o
-            return _report(item["n"], item["g"], item["i"], item["o"])
+        if kind == "r" and len(item) == 7:  # k, n, g, i, o, p, c
+            return _report(item["n"], item["g"], item["i"], item["o"], item["p"], item["c"])
     except (KeyError, TypeError, MessageError):
         pass
     return None
@@ -261,9 +298,10 @@ def _plain_update(name, address, generation, incarnation, state):
     return MemberUpdate(_plain_member(name, address, generation, incarnation, state))
 
 
-@lru_cache(maxsize=1 << 16, typed=True)
-def _report(subject, generation, incarnation, observer):
-    return Report.from_wire({"n": subject, "g": generation, "i": incarnation, "o": observer})
+@lru_cache(maxsize=1 << 12, typed=True)
+def _report(subject, generation, incarnation, observer, signature, certificate):
+    return Report.from_wire({"n": subject, "g": generation, "i": incarnation, "o": observer,
+                             "p": signature, "c": certificate})
 
 
 # -- messages ------------------------------------------------------------

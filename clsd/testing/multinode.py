@@ -36,6 +36,7 @@ from clsd.certs.identity import NodeIdentity
 from clsd.config.membership import MembershipConfig
 from clsd.layers import node_registry
 from clsd.membership.rings import SnapshotCache
+from clsd.membership.notary import VerifiedCache, X509Notary
 from clsd.membership.service import MembershipService
 from clsd.testing.faults.topology import check_loopback
 from clsd.wire.lag import ReactorLag
@@ -206,8 +207,9 @@ class HostedNode:
         self.name = name
         self.address = address
         self.router = Router()
+        self.identity = host.identities.identity(name)
         self.network = PeerNetwork(
-            reactor=host.reactor, tls=PeerTLS(host.identities.identity(name)), name=name,
+            reactor=host.reactor, tls=PeerTLS(self.identity), name=name,
             listen=(address, 0), handler=self.router, registry=host.registry,
             settings=host.settings, monotonic=host.monotonic, join=(), lag=host.lag)
         self.events = host.tracker.log_for(name)
@@ -227,7 +229,8 @@ class HostedNode:
         self.membership = MembershipService(
             name=self.name, config=host.config, network=self.network, router=self.router,
             reactor=host.reactor, events=self.events, seeds=seeds, monotonic=host.monotonic,
-            cache=host.cache)
+            cache=host.cache,
+            notary=X509Notary(self.identity, host.verified))
         if host.quiet:
             self.membership.log = _Quiet()
         self.membership.startService()
@@ -293,6 +296,10 @@ class MultiNodeHost:
         self.quiet = quiet
         self.registry = node_registry()
         self.cache = SnapshotCache()
+        #: Every node signs with its own key (the real notary); verdicts on
+        #: certificates and signed reports are shared, as a verdict does not
+        #: depend on who asks: each is checked once per process.
+        self.verified = VerifiedCache()
         self.identities = Identities(authority)
         self.tracker = tracker if tracker is not None else ViewTracker(monotonic)
         #: One lag monitor for the process: every hosted node's handshakes
