@@ -4,10 +4,13 @@ Every message is a dict with a ``"type"`` so that the peer layer can carry it
 as one line; ``from_wire`` checks every field and raises L{MessageError}
 naming the field, so a bad peer costs us a closed connection, never a crash.
 Sizes are bounded: a message never carries more than L{MAX_UPDATES} pieces
-of gossip (each with at most L{MAX_REPORTERS} reporters) or
-L{MAX_SYNC_RECORDS} records, so that even with the longest names (63
-characters) and addresses (255) an encoded message stays under 64 KiB
-(tested); with ordinary names a full message is a few KiB.
+of gossip (each with at most L{MAX_REPORTERS} reporters; a report with its
+signature and certificate of at most MAX_SIGNATURE and MAX_CERTIFICATE
+characters, about 1.9 KiB at most) or L{MAX_SYNC_RECORDS} records, so that
+even with the longest names (63 characters) and addresses (255) an encoded
+message stays under 64 KiB without meta (tested) and under the peer layer's
+256 KiB line with full meta; with ordinary names a full message is a few KiB
+(a signed report about 0.9 KiB).
 """
 
 from functools import lru_cache
