@@ -235,6 +235,7 @@ class Daemon(MultiService):
             self.metrics.watch_peers(
                 lambda: dict(network.stats.snapshot(), forged=dict(router.forged)))
             self.metrics.watch_members(self._member_counts)
+            self.metrics.watch_membership_refused(self.membership.refused)
         if self.ownership is not None:
             ownership = self.ownership
             ownership.add_report_listener(self._report_metrics)

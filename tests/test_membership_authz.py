@@ -12,7 +12,7 @@ and the shell: a forgery closes the connection as ``forged``.
 import random
 
 import attrs
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial import unittest
@@ -21,12 +21,13 @@ from clsd.config.membership import MembershipConfig
 from clsd.events import EventLog
 from clsd.layers import membership_message
 from clsd.membership.core import (
-    MAX_INCARNATION_STEP, TICK, Core, JoinRequested, LinkUp, MemberChanged, TimerFired,
+    MAX_INCARNATION_STEP, TICK, Core, JoinRequested, LeaveRequested, LinkUp, MemberChanged,
+    Send, TimerFired,
 )
 from clsd.membership.members import Member, State
 from clsd.membership.messages import (
-    Gossip, Heartbeat, Join, JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords, Unwatch,
-    Watch,
+    MAX_SYNC_PROOFS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, MessageError, Report,
+    SyncDigest, SyncRecords, Unwatch, Watch, from_wire,
 )
 from clsd.membership.notary import FakeNotary
 from clsd.membership.service import MembershipService
@@ -141,6 +142,63 @@ class Deaths(unittest.TestCase):
         self.assertIs(self.core.member("n7").state, State.LEFT)
 
 
+class Leaves(unittest.TestCase):
+    def setUp(self):
+        self.core = formed()
+        self.left = MemberUpdate(self.core.member("n7").evolve(state=State.LEFT))
+
+    def test_a_leave_without_the_members_signature_is_forged(self):
+        for update in (self.left, self.left.signed(FakeNotary("n3"))):
+            for message in (Gossip((update,)), Heartbeat(1, 0, (update,)),
+                            SyncRecords((update,))):
+                with self.assertRaises(Forged) as caught:
+                    self.core.receive("n3", message, 1.0)
+                self.assertEqual(caught.exception.claimed, "n7")
+                self.assertIs(self.core.member("n7").state, State.ALIVE)
+        self.assertEqual(self.core.refused["leave-proof"], 6)
+
+    def test_a_signed_leave_is_taken_and_travels_with_its_proof(self):
+        signed_left = self.left.signed(FakeNotary("n7"))
+        self.core.receive("n3", Gossip((signed_left,)), 1.0)
+        self.assertIs(self.core.member("n7").state, State.LEFT)
+        self.assertEqual(self.core._queue.get(("m", "n7")).proof, signed_left.proof)
+        # ... and in anti-entropy: another node takes it from our list.
+        records, _ = self.core._records_for(range(64))
+        relayed = next(r for r in records if r.member.name == "n7")
+        other = formed("n1")
+        other.receive("n0", SyncRecords((relayed,)), 2.0)
+        self.assertIs(other.member("n7").state, State.LEFT)
+
+    def test_own_leave_is_signed(self):
+        core = formed()
+        core.handle(LinkUp("n3"), 0.1)
+        actions = core.handle(LeaveRequested(), 1.0)
+        sent = [a.message.updates[0] for a in actions if isinstance(a, Send)]
+        self.assertTrue(sent and all(u.verified(FakeNotary("n3")) for u in sent))
+
+    def test_list_messages_carry_a_bounded_number_of_signed_records(self):
+        names = [f"m{i:03}" for i in range(100)]
+        seed = formed("m000", names)
+        for name in names[1:80]:
+            left = MemberUpdate(seed.member(name).evolve(state=State.LEFT)).signed(
+                FakeNotary(name))
+            seed.receive("m001" if name != "m001" else "m002", Gossip((left,)), 1.0)
+        fresh = Member("new", "127.0.9.1:7400", 1, 0, State.ALIVE)
+        pushed = [a.message for a in seed.receive("new", Join(fresh), 2.0)
+                  if isinstance(a, Send) and isinstance(a.message, SyncRecords)]
+        self.assertGreater(len(pushed), 1)
+        self.assertTrue(all(sum(1 for r in m.records if r.proof) <= MAX_SYNC_PROOFS
+                            for m in pushed))
+        self.assertEqual(sum(len(m.records) for m in pushed), 100)
+        records, more = seed._records_for(range(64))
+        self.assertLessEqual(sum(1 for r in records if r.proof), MAX_SYNC_PROOFS)
+        self.assertTrue(more)
+        # A peer sending more is refused at decoding.
+        too_many = SyncRecords(tuple(p for m in pushed for p in m.records if p.proof)[:33])
+        with self.assertRaises(MessageError):
+            from_wire(too_many.to_wire())
+
+
 def of_changes(actions):
     return [a for a in actions if isinstance(a, MemberChanged)]
 
@@ -207,6 +265,9 @@ def _forgeries(core, sender, victim, observer):
             victim_record.evolve(state=State.DEAD), 0.0, (observer,)),)),
         "m.gossip (a removal)": Gossip((MemberUpdate(
             victim_record.evolve(state=State.LEFT), 0.0, (observer,)),)),
+        "m.gossip (a leave)": Gossip((MemberUpdate(victim_record.evolve(state=State.LEFT)),)),
+        "m.sync-records (a leave signed by the relay)": SyncRecords((MemberUpdate(
+            victim_record.evolve(state=State.LEFT)).signed(FakeNotary(sender)),)),
         "m.join": Join(victim_record),
         "m.join-ack": JoinAck(victim_record, 0),
         "m.sync-records (a death naming observers)": SyncRecords((MemberUpdate(
@@ -224,10 +285,10 @@ class EveryMessageType(unittest.TestCase):
            observer=st.sampled_from(NAMES[1:] + ["mallory"]), data=st.data())
     def test_a_copy_naming_others_than_the_sender_is_refused(self, sender, victim, observer,
                                                              data):
+        assume(victim != sender)
         core = formed()
-        observers = core.observers_of(victim)
-        if observer == sender or victim == sender:
-            observer = next(o for o in observers if o != sender)
+        if observer in (sender, victim):
+            observer = next(o for o in core.observers_of(victim) if o != sender)
         kind = data.draw(st.sampled_from(sorted(_forgeries(core, sender, victim, observer))))
         message = _forgeries(core, sender, victim, observer)[kind]
         try:

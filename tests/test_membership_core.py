@@ -461,7 +461,7 @@ class Leaving(unittest.TestCase):
         core, _ = formed(["a", "b", "c"], "a")
         core.handle(LinkUp("b", "127.0.0.3:7400"), 0.1)
         actions = core.handle(LeaveRequested(), 1.0)
-        left = MemberUpdate(core.member("a"))
+        left = MemberUpdate(core.member("a")).signed(FakeNotary("a"))
         self.assertIs(left.member.state, State.LEFT)
         self.assertIn(Send("b", Gossip((left,))), actions)
         self.assertEqual(of(actions, SetTimer)[0].name, mcore.LEAVE)

@@ -123,6 +123,8 @@ def resolve(view, kind, a, b, c, gap, names, joined):
         reporters = tuple(observers[:b % (len(observers) + 1)]) if state is State.DEAD else ()
         update = MemberUpdate(member.evolve(state=state, generation=generation,
                                             incarnation=incarnation), 0.0, reporters)
+        if state is State.LEFT:
+            update = update.signed(FakeNotary(subject))  # a graceful leave is signed
         sender = names[c % len(names)]
         if kind == "sync":
             return [Received(sender, SyncRecords((update,), (), False, 0))]

@@ -38,7 +38,7 @@ from clsd.membership.members import (
     Member, MemberInfo, State, decode_meta, encode_meta, supersedes,
 )
 from clsd.membership.messages import (
-    SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate,
+    SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate,
     Report, SyncDigest, SyncRecords, Unwatch, Watch,
 )
 from clsd.membership.notary import FakeNotary
@@ -278,6 +278,9 @@ class Core:
         self._suspect_serials = itertools.count()
         self._gone = {}             # name -> since (dead or left)
         self._tombstones = {}       # name -> (member, forget_at)
+        #: name -> (left record, the member's proof of it): graceful leaves
+        #: travel with their signature (in gossip and anti-entropy).
+        self._leave_proofs = {}
         self._info = {}             # name -> (since, reason)
         self._tick_due = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
@@ -444,6 +447,13 @@ class Core:
             handler(self, sender, message)
         return self._finish()
 
+    def _authorise_leave(self, update):
+        """A graceful leave must carry the member's own signature (a removal names its remover)."""
+        if not update.reporters and not update.verified(self.notary):
+            self.refused["leave-proof"] += 1
+            name = update.member.name
+            raise Forged(name, f"leave of {name} without its signature")
+
     def _authorise(self, sender, message):
         """Refuse, before it changes anything, a message that speaks for another node.
 
@@ -457,11 +467,18 @@ class Core:
         if kind is Heartbeat or kind is Gossip:
             notary = self.notary
             for piece in message.updates:
-                if type(piece) is Report and not piece.verified(notary):
-                    self.refused["report-proof"] += 1
-                    raise Forged(piece.observer, (
-                        f"report on {piece.subject} without a valid signature of "
-                        f"its observer {piece.observer}"))
+                if type(piece) is Report:
+                    if not piece.verified(notary):
+                        self.refused["report-proof"] += 1
+                        raise Forged(piece.observer, (
+                            f"report on {piece.subject} without a valid signature of "
+                            f"its observer {piece.observer}"))
+                elif piece.member.state is State.LEFT:
+                    self._authorise_leave(piece)
+        elif kind is SyncRecords:
+            for record in message.records:
+                if record.member.state is State.LEFT:
+                    self._authorise_leave(record)
         elif kind is Join or kind is JoinAck:
             if message.member.name != sender:
                 self.refused["join-name"] += 1
@@ -562,7 +579,8 @@ class Core:
         self.phase = LEAVING
         self.me = self.me.evolve(state=State.LEFT)
         self._table.set(self.me, self.now)
-        update = MemberUpdate(self.me)
+        update = MemberUpdate(self.me).signed(self.notary)
+        self._leave_proofs[self.name] = (self.me, update.proof)
         self._queue.put(update)
         for name in self._links:
             self._send(name, Gossip((update,)))
@@ -940,7 +958,7 @@ class Core:
             self._accept(member, f"suspected elsewhere ({source})", gossip=True)
             return True
         self._accept(member, _reason(member, old, update), age=update.age,
-                     reporters=update.reporters, gossip=source != "sync")
+                     reporters=update.reporters, gossip=source != "sync", proof=update.proof)
         return True
 
     def _heard(self, member):
@@ -970,7 +988,7 @@ class Core:
             return
         self._refute(member.incarnation)
 
-    def _accept(self, member, reason, *, age=0.0, reporters=(), gossip=True):
+    def _accept(self, member, reason, *, age=0.0, reporters=(), gossip=True, proof=()):
         name = member.name
         now = self.now
         old = self._table.get(name)
@@ -1013,8 +1031,12 @@ class Core:
             self._drop_suspect(name)
         if old is None or old.in_ring != member.in_ring:
             self._rings_dirty = True
+        if member.state is State.LEFT and proof:
+            self._leave_proofs[name] = (member, proof)
+        else:
+            self._leave_proofs.pop(name, None)
         if gossip:
-            self._queue.put(MemberUpdate(member, age, reporters))
+            self._queue.put(MemberUpdate(member, age, reporters, proof))
         if old is None or old.state != member.state or old.generation != member.generation:
             self._emit(MemberChanged(member, old, reason, reporters=tuple(reporters)))
         elif old.meta != member.meta:
@@ -1210,12 +1232,16 @@ class Core:
             result.extend(self._sync_update(member) for member in records)
             if more:
                 break
-        return tuple(result), more
+        return _proof_bound(result, more)
 
     def _sync_update(self, member):
         """C{member}'s record as anti-entropy sends it (a death or leave with its age)."""
         if member.state in (State.DEAD, State.LEFT):
-            return MemberUpdate(member, max(0.0, self.now - self._gone.get(member.name, self.now)))
+            age = max(0.0, self.now - self._gone.get(member.name, self.now))
+            proven = self._leave_proofs.get(member.name)
+            if proven is not None and proven[0] == member:
+                return MemberUpdate(member, age, proof=proven[1])
+            return MemberUpdate(member, age)
         return _plain_update(member)
 
     def _on_sync_digest(self, sender, message):
@@ -1285,6 +1311,7 @@ class Core:
                 self._table.delete(name, now)
                 del self._gone[name]
                 self._info.pop(name, None)
+                self._leave_proofs.pop(name, None)
                 self._reports.clear(name)
                 self._tombstones[name] = (member, now + reap_after)
                 self._emit(MemberChanged(member, member, f"reaped after {reap_after:g} s",
@@ -1319,8 +1346,8 @@ class Core:
         self.stats["joins_answered"] += 1
         records = [self._sync_update(m) for m in self._table if m.name != sender]
         self._send(sender, JoinAck(self.me, len(records)))
-        for start in range(0, len(records), MAX_SYNC_RECORDS):
-            self._send(sender, SyncRecords(tuple(records[start:start + MAX_SYNC_RECORDS])))
+        for chunk in _chunks(records):
+            self._send(sender, SyncRecords(chunk))
         if self.phase == JOINING:
             self._become_member()
 
@@ -1348,6 +1375,30 @@ class Core:
         SyncDigest: _on_sync_digest,
         SyncRecords: _on_sync_records,
     }
+
+
+def _proof_bound(records, more):
+    """C{(records, more)} cut after the last signed record a list message may carry."""
+    proven = 0
+    for index, update in enumerate(records):
+        if update.proof:
+            proven += 1
+            if proven > MAX_SYNC_PROOFS:
+                return tuple(records[:index]), True
+    return tuple(records), more
+
+
+def _chunks(records):
+    """C{records} in list messages: at most MAX_SYNC_RECORDS each, and MAX_SYNC_PROOFS signed."""
+    chunk, proven = [], 0
+    for update in records:
+        if len(chunk) == MAX_SYNC_RECORDS or (update.proof and proven == MAX_SYNC_PROOFS):
+            yield tuple(chunk)
+            chunk, proven = [], 0
+        chunk.append(update)
+        proven += bool(update.proof)
+    if chunk:
+        yield tuple(chunk)
 
 
 @lru_cache(maxsize=1 << 16)

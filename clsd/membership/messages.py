@@ -22,6 +22,10 @@ from clsd.membership.notary import MAX_CERTIFICATE, MAX_SIGNATURE
 
 MAX_UPDATES = 32
 MAX_SYNC_RECORDS = 128
+#: Signed records (graceful leaves, each with a signature and certificate)
+#: in one list message at most: 128 records with full meta and 32 proofs
+#: stay under the peer layer's 256 KiB line.
+MAX_SYNC_PROOFS = 32
 MAX_REPORTERS = 16
 MAX_NAME = 63
 MAX_ADDRESS = 255
@@ -144,15 +148,31 @@ def _checked_member(data, where):
 @attrs.frozen(cache_hash=True)
 class MemberUpdate:
     """News about one member. C{age}: seconds since a death or leave (for reaping);
-    C{reporters}: the observers whose reports made it dead (the evidence)."""
+    C{reporters}: the observers whose reports made it dead (a claim: the
+    evidence is their signed reports), or the node whose operator removed it;
+    C{proof}: C{(signature, certificate)} of the member itself over
+    L{record_statement}, which a graceful leave carries (L{signed})."""
 
     member: Member
     age: float = 0.0
     reporters: tuple = ()
+    proof: tuple = ()
 
     @property
     def key(self):
         return ("m", self.member.name)
+
+    def signed(self, notary):
+        """This update with C{notary}'s proof (the notary of the member itself)."""
+        return attrs.evolve(self, proof=notary.sign(record_statement(self.member)))
+
+    def verified(self, notary):
+        """Whether it carries the member's own valid signature of its record."""
+        if not self.proof:
+            return False
+        signature, certificate = self.proof
+        return notary.verify(self.member.name, record_statement(self.member), signature,
+                             certificate)
 
     def to_wire(self):
         """The wire dict; shared between calls for the same update: do not modify it."""
@@ -169,7 +189,17 @@ class MemberUpdate:
                 _str({"by": item}, "by", f"{where}.by[{index}]", MAX_NAME)
                 for index, item in enumerate(items)
             )
-        return cls(member=member, age=age, reporters=reporters)
+        proof = ()
+        if "p" in data or "c" in data:
+            proof = (_str(data, "p", where, MAX_SIGNATURE), _str(data, "c", where, MAX_CERTIFICATE))
+        return cls(member=member, age=age, reporters=reporters, proof=proof)
+
+
+def record_statement(member):
+    """What a member signs for its own record: tagged, every field."""
+    return "\0".join((
+        "clsd.membership.record", member.name, member.address, str(member.generation),
+        str(member.incarnation), member.state.value, member.meta)).encode()
 
 
 @lru_cache(maxsize=1 << 14)
@@ -182,6 +212,8 @@ def _update_to_wire(update):
         data["age"] = round(update.age, 1)
     if update.reporters:
         data["by"] = list(update.reporters)
+    if update.proof:
+        data["p"], data["c"] = update.proof
     return data
 
 
@@ -471,6 +503,9 @@ class SyncRecords:
     def from_wire(cls, data):
         items = _list(data, "records", cls.TYPE, MAX_SYNC_RECORDS)
         records = tuple(_record_from_wire(item, cls.TYPE, i) for i, item in enumerate(items))
+        if sum(1 for r in records if r.proof) > MAX_SYNC_PROOFS:
+            raise MessageError(
+                f"{cls.TYPE}.records: more than {MAX_SYNC_PROOFS} signed records")
         want = tuple(
             _int({"w": w}, "w", f"{cls.TYPE}.want[{i}]", maximum=SYNC_BUCKETS - 1)
             for i, w in enumerate(_list(data, "want", cls.TYPE, SYNC_BUCKETS))
