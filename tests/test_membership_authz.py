@@ -33,7 +33,9 @@ from clsd.membership.notary import FakeNotary
 from clsd.membership.service import MembershipService
 from clsd.membership.table import build_snapshots
 from clsd.wire.errors import Forged
+from clsd.metrics import Metrics
 from clsd.wire.router import Router
+from tests.test_metrics import scrape, value
 
 NAMES = [f"n{i}" for i in range(12)]
 
@@ -358,3 +360,19 @@ class ServiceForgery(unittest.TestCase):
         self.assertEqual(eve.closed[0], "forged")
         self.assertIsNone(service.core.member("beta"))
 
+
+
+class RefusalMetric(unittest.TestCase):
+    def test_refusals_are_exposed_by_reason(self):
+        metrics = Metrics(node="alpha", version="test")
+        core = formed()
+        for _ in range(2):
+            try:
+                core.receive("mallory", Gossip((Report("n7", 1, 0, "n5"),)), 1.0)
+            except Forged:
+                pass
+        metrics.watch_membership_refused(lambda: dict(core.refused))
+        samples, types = scrape(metrics)
+        self.assertEqual(types["clsd_membership_refused"], "counter")
+        self.assertEqual(value(samples, "clsd_membership_refused_total", reason="report-proof"),
+                         2)

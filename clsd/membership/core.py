@@ -38,8 +38,8 @@ from clsd.membership.members import (
     Member, MemberInfo, State, decode_meta, encode_meta, supersedes,
 )
 from clsd.membership.messages import (
-    SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate,
-    Report, SyncDigest, SyncRecords, Unwatch, Watch,
+    SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join,
+    JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords, Unwatch, Watch,
 )
 from clsd.membership.notary import FakeNotary
 from clsd.membership.table import MemberTable
@@ -278,9 +278,10 @@ class Core:
         self._suspect_serials = itertools.count()
         self._gone = {}             # name -> since (dead or left)
         self._tombstones = {}       # name -> (member, forget_at)
-        #: name -> (left record, the member's proof of it): graceful leaves
-        #: travel with their signature (in gossip and anti-entropy).
-        self._leave_proofs = {}
+        #: name -> (left record, remover, proof): a leave travels with what
+        #: makes others take it, in gossip and anti-entropy alike: a graceful
+        #: one with the member's signature, a force-removal with its remover.
+        self._departures = {}
         self._info = {}             # name -> (since, reason)
         self._tick_due = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
@@ -580,7 +581,7 @@ class Core:
         self.me = self.me.evolve(state=State.LEFT)
         self._table.set(self.me, self.now)
         update = MemberUpdate(self.me).signed(self.notary)
-        self._leave_proofs[self.name] = (self.me, update.proof)
+        self._departures[self.name] = (self.me, (), update.proof)
         self._queue.put(update)
         for name in self._links:
             self._send(name, Gossip((update,)))
@@ -1031,10 +1032,10 @@ class Core:
             self._drop_suspect(name)
         if old is None or old.in_ring != member.in_ring:
             self._rings_dirty = True
-        if member.state is State.LEFT and proof:
-            self._leave_proofs[name] = (member, proof)
-        else:
-            self._leave_proofs.pop(name, None)
+        if member.state is State.LEFT:
+            self._departures[name] = (member, tuple(reporters), proof)
+        elif self._departures:
+            self._departures.pop(name, None)
         if gossip:
             self._queue.put(MemberUpdate(member, age, reporters, proof))
         if old is None or old.state != member.state or old.generation != member.generation:
@@ -1238,9 +1239,9 @@ class Core:
         """C{member}'s record as anti-entropy sends it (a death or leave with its age)."""
         if member.state in (State.DEAD, State.LEFT):
             age = max(0.0, self.now - self._gone.get(member.name, self.now))
-            proven = self._leave_proofs.get(member.name)
-            if proven is not None and proven[0] == member:
-                return MemberUpdate(member, age, proof=proven[1])
+            departure = self._departures.get(member.name)
+            if departure is not None and departure[0] == member:
+                return MemberUpdate(member, age, departure[1], departure[2])
             return MemberUpdate(member, age)
         return _plain_update(member)
 
@@ -1311,7 +1312,7 @@ class Core:
                 self._table.delete(name, now)
                 del self._gone[name]
                 self._info.pop(name, None)
-                self._leave_proofs.pop(name, None)
+                self._departures.pop(name, None)
                 self._reports.clear(name)
                 self._tombstones[name] = (member, now + reap_after)
                 self._emit(MemberChanged(member, member, f"reaped after {reap_after:g} s",
@@ -1342,7 +1343,7 @@ class Core:
 
     def _on_join(self, sender, message):
         # _authorise made sure the record is the sender's own.
-        self._merge(MemberUpdate(message.member), "join")
+        self._merge_joined(message.member)
         self.stats["joins_answered"] += 1
         records = [self._sync_update(m) for m in self._table if m.name != sender]
         self._send(sender, JoinAck(self.me, len(records)))
@@ -1353,7 +1354,7 @@ class Core:
 
     def _on_join_ack(self, sender, message):
         self.stats["join_acks"] += 1
-        self._merge(MemberUpdate(message.member), "join")
+        self._merge_joined(message.member)
         if self.phase == JOINING:
             self._become_member()
         if message.listed:
@@ -1364,6 +1365,15 @@ class Core:
             self._next_sync = min(self._next_sync, self.now + _SYNC_AGAIN)
         else:
             self._send(sender, SyncDigest(self._table.digests()))
+
+    def _merge_joined(self, member):
+        """The sender's own record from a join or its answer, if alive.
+
+        Only its connection proves it: a leave said this way could not be
+        relayed with proof (a leaving seed's signed leave comes by gossip).
+        """
+        if member.state is State.ALIVE:
+            self._merge(MemberUpdate(member), "join")
 
     _HANDLERS = {
         Heartbeat: _on_heartbeat,
