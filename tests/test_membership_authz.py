@@ -21,8 +21,8 @@ from clsd.config.membership import MembershipConfig
 from clsd.events import EventLog
 from clsd.layers import membership_message
 from clsd.membership.core import (
-    MAX_INCARNATION_STEP, TICK, Core, JoinRequested, LeaveRequested, LinkUp, MemberChanged,
-    Send, TimerFired,
+    MAX_INCARNATION_STEP, TICK, Core, ForceRemove, JoinRequested, LeaveRequested, LinkUp,
+    MemberChanged, Send, TimerFired,
 )
 from clsd.membership.members import Member, State
 from clsd.membership.messages import (
@@ -169,6 +169,19 @@ class Leaves(unittest.TestCase):
         relayed = next(r for r in records if r.member.name == "n7")
         other = formed("n1")
         other.receive("n0", SyncRecords((relayed,)), 2.0)
+        self.assertIs(other.member("n7").state, State.LEFT)
+
+    def test_a_force_removal_keeps_its_remover_in_anti_entropy(self):
+        observers = self.core.observers_of("n7")
+        reports = tuple(signed("n7", o) for o in observers[:6])
+        self.core.receive("n3", Gossip(reports), 1.0)
+        self.core.handle(ForceRemove("n7"), 2.0)
+        records, _ = self.core._records_for(range(64))
+        removal = next(r for r in records if r.member.name == "n7")
+        self.assertEqual(removal.reporters, ("n0",))
+        other = formed("n1")
+        other.receive("n3", Gossip(reports), 1.0)
+        other.receive("n0", SyncRecords((removal,)), 3.0)  # not forged: it names its remover
         self.assertIs(other.member("n7").state, State.LEFT)
 
     def test_own_leave_is_signed(self):

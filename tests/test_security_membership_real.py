@@ -150,6 +150,10 @@ class ForgedDeathTests(unittest.TestCase):
         # is 10 s), then: alpha was never declared dead, and is alive everywhere.
         time.sleep(12)
         self.assertEqual(self.alpha_deaths(offsets), [])
+        # The forged deaths did arrive (as suspicions, which alpha refuted).
+        for observer in ("beta", "witness"):
+            self.assertIn("member alpha is suspect",
+                          self.launcher.log_text(observer)[offsets[observer]:], observer)
         for observer in ("beta", "witness"):
             self.assertEqual(last_states(self.launcher, observer, 0).get("alpha"), "alive",
                              observer)
