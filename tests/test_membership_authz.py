@@ -129,6 +129,19 @@ class Deaths(unittest.TestCase):
         self.assertIs(self.core.member("n7").state, State.DEAD)
         self.assertEqual(set(of_changes(actions)[-1].reporters), set(self.observers[:6]))
 
+    def test_the_evidence_goes_out_ahead_of_the_death(self):
+        reports = tuple(signed("n7", o) for o in self.observers[:6])
+        self.core.receive("n3", Gossip(reports), 1.0)
+        self.assertIs(self.core.member("n7").state, State.DEAD)
+        pieces = [p for p in self.core._queue.take(16, 100)
+                  if (p.member.name if type(p) is MemberUpdate else p.subject) == "n7"]
+        death = next(i for i, p in enumerate(pieces) if type(p) is MemberUpdate)
+        self.assertEqual(set(pieces[:death]), set(reports))
+        # A node that gets this message believes the death at once.
+        other = formed("n1")
+        other.receive("n0", Gossip(tuple(pieces)), 2.0)
+        self.assertIs(other.member("n7").state, State.DEAD)
+
     def test_a_force_removal_of_a_live_member_is_refused(self):
         left = Member("n7", "127.0.0.9:7400", 1, 0, State.LEFT)
         self.core.receive("mallory", Gossip((MemberUpdate(left, 0.0, ("n3",)),)), 1.0)

@@ -878,6 +878,21 @@ class Core:
                 f"reported unreachable by {', '.join(counted)} "
                 f"({len(counted)} of {len(observers)} observers)",
                 reporters=counted)
+            self._send_evidence_with(subject, counted)
+
+    def _send_evidence_with(self, subject, reporters):
+        """Queue the signed reports behind a death again, fresh, so they travel with it.
+
+        Others believe the death only on those reports (its reporters are a
+        claim): queued afresh after the death, they go out first in the same
+        messages, and a node that hears of the death does not wait for each
+        report to reach it on its own.
+        """
+        queue = self._queue
+        for observer in reporters:
+            report = queue.get(("r", subject, observer))
+            if report is not None:
+                queue.put(report)
 
     def _refute(self, accused):
         if self.phase in (LEAVING, LEFT):
