@@ -4,12 +4,15 @@ Each hosted node is what a daemon runs for membership, nothing faked: its
 own loopback address (127.0.1.1, 127.0.1.2, ... then 127.0.2.x: never
 outside 127.0.0.0/8), its own certificate from one cluster CA, its own
 L{PeerNetwork} (a mutual-TLS listener and dialers bound to its address) and
-L{MembershipService}, all on the one reactor given. Only two things differ
-from a daemon, both to keep N nodes in one process from paying N times for
+L{MembershipService}, all on the one reactor given, signing its reports and
+leave with its own key (the daemon's L{X509Notary}). Only three things differ
+from a daemon, all to keep N nodes in one process from paying N times for
 what N processes would each pay once:
 
  - the member-list snapshots are shared through one L{SnapshotCache}
    (nodes that agree hold one copy, as in the simulator);
+ - the notaries share one L{VerifiedCache}: each certificate and signed
+   statement is verified once per process, not once per hosted node;
  - each node's event log is a L{ViewTracker} entry, which keeps every
    node's view of every other node (for the measurements) instead of
    formatting and logging each of the N * N membership events.
