@@ -86,13 +86,19 @@ class X509NotaryTests(unittest.TestCase):
             self.assertTrue(signed.verified(X509Notary(identity(name), cache)))
         self.assertEqual(cache.counts, {"certificates": 1, "signatures": 1})
 
-    def test_the_caches_are_bounded(self):
-        cache = VerifiedCache(limit=8)
+    def test_the_caches_are_bounded_and_keep_no_forgery(self):
+        cache = VerifiedCache(certificate_limit=4, statement_limit=8)
         notary = X509Notary(identity("alpha"), cache)
         beta = X509Notary(BETA)
         for incarnation in range(20):
-            Report("alpha", 1, incarnation, "beta").signed(beta).verified(notary)
+            self.assertTrue(Report("alpha", 1, incarnation, "beta").signed(beta)
+                            .verified(notary))
+            self.assertFalse(Report("alpha", 1, incarnation, "beta").signed(
+                X509Notary(MALLORY)).verified(notary))
         self.assertLessEqual(len(cache.statements), 8)
+        for name in ("c1", "c2", "c3", "c4", "c5", "c6"):
+            Report("alpha", 1, 0, name).signed(X509Notary(identity(name))).verified(notary)
+        self.assertLessEqual(len(cache.certificates), 4)
 
     def test_only_elliptic_curve_keys_can_sign(self):
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -46,8 +46,11 @@ from clsd.certs.authority import CertificateError
 MAX_SIGNATURE = 128
 MAX_CERTIFICATE = 1536
 
-#: Entries kept per cache before the oldest half is dropped.
-CACHE_LIMIT = 1 << 16
+#: Verdicts kept before the oldest half is dropped: certificates (one per
+#: member, and refused ones: a fingerprint and None), and good statements
+#: (about 0.8 KB each: a crash makes K reports).
+CERTIFICATE_LIMIT = 1 << 16
+STATEMENT_LIMIT = 1 << 13
 
 
 class NotaryError(ValueError):
@@ -55,21 +58,45 @@ class NotaryError(ValueError):
 
 
 class VerifiedCache:
-    """Verdicts on certificates and statements, bounded; shareable between notaries."""
+    """Verdicts on certificates and statements, bounded; shareable between notaries.
 
-    def __init__(self, limit=CACHE_LIMIT):
-        self.limit = limit
+    Only good statements are kept: a bad one closes its sender's connection
+    (L{clsd.wire.errors.Forged}), so repeating it costs the sender a new TLS
+    handshake each time, and it cannot fill the cache.
+    """
+
+    def __init__(self, certificate_limit=CERTIFICATE_LIMIT, statement_limit=STATEMENT_LIMIT):
+        self.certificate_limit = certificate_limit
+        self.statement_limit = statement_limit
         self.certificates = {}      # fingerprint -> (name, public key) or None (refused)
-        self.statements = {}        # (signer, statement, signature, certificate) -> bool
+        self.statements = set()     # (signer, statement, signature, certificate), verified
         #: Work done: certificates parsed and checked, signatures checked.
         self.counts = {"certificates": 0, "signatures": 0}
 
-    def remember(self, table, key, value):
-        if len(table) >= self.limit:
-            for old in list(table)[: self.limit // 2]:
-                del table[old]
-        table[key] = value
-        return value
+    def certificate(self, fingerprint, check):
+        """The verdict on the certificate with C{fingerprint}; C{check()} makes it once."""
+        certificates = self.certificates
+        if fingerprint in certificates:
+            return certificates[fingerprint]
+        self.counts["certificates"] += 1
+        verdict = check()
+        if len(certificates) >= self.certificate_limit:
+            for old in list(certificates)[: self.certificate_limit // 2]:
+                del certificates[old]
+        certificates[fingerprint] = verdict
+        return verdict
+
+    def statement(self, key, check):
+        """Whether the statement C{key} verifies; C{check()} is called until it does."""
+        statements = self.statements
+        if key in statements:
+            return True
+        if not check():
+            return False
+        if len(statements) >= self.statement_limit:
+            statements.clear()  # a set keeps no order: start again (rare: 8192 reports)
+        statements.add(key)
+        return True
 
 
 class X509Notary:
@@ -109,13 +136,9 @@ class X509Notary:
     def verify(self, signer, statement, signature, certificate):
         """Whether C{signer} signed C{statement}: C{signature} checks with C{certificate},
         a certificate of the cluster CA for the node named C{signer}."""
-        cache = self.cache
-        key = (signer, statement, signature, certificate)
-        verdict = cache.statements.get(key)
-        if verdict is None:
-            verdict = cache.remember(cache.statements, key,
-                                     self._check(signer, statement, signature, certificate))
-        return verdict
+        return self.cache.statement(
+            (signer, statement, signature, certificate),
+            lambda: self._check(signer, statement, signature, certificate))
 
     def _check(self, signer, statement, signature, certificate):
         if not signature or not certificate:
@@ -136,13 +159,13 @@ class X509Notary:
         return True
 
     def _certificate(self, der):
-        """C{(node name, public key)} of a certificate the cluster CA vouches for, or None."""
-        cache = self.cache
-        fingerprint = hashlib.sha256(der).digest()
-        if fingerprint in cache.certificates:
-            return cache.certificates[fingerprint]
-        cache.counts["certificates"] += 1
-        return cache.remember(cache.certificates, fingerprint, self._check_certificate(der))
+        """C{(node name, public key)} of a certificate the cluster CA vouches for, or None.
+
+        Checked when first seen (validity too: a certificate that expires
+        later stays accepted in this process; its node's connections do not).
+        """
+        return self.cache.certificate(hashlib.sha256(der).digest(),
+                                      lambda: self._check_certificate(der))
 
     def _check_certificate(self, der):
         try:
@@ -186,12 +209,9 @@ class FakeNotary:
         return self.signature_of(self.name, statement), self.certificate
 
     def verify(self, signer, statement, signature, certificate):
-        cache = self.cache
-        key = (signer, statement, signature, certificate)
-        verdict = cache.statements.get(key)
-        if verdict is None:
-            cache.counts["signatures"] += 1
-            verdict = cache.remember(cache.statements, key, (
-                certificate == f"fake:{signer}"
-                and hmac.compare_digest(signature, self.signature_of(signer, statement))))
-        return verdict
+        def check():
+            self.cache.counts["signatures"] += 1
+            return (certificate == f"fake:{signer}"
+                    and hmac.compare_digest(signature, self.signature_of(signer, statement)))
+
+        return self.cache.statement((signer, statement, signature, certificate), check)
