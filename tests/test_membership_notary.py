@@ -8,6 +8,8 @@ from twisted.trial import unittest
 
 from clsd.certs.authority import create_authority, issue_node_certificate
 from clsd.certs.identity import NodeIdentity
+from clsd.config import ConfigError
+from clsd.daemon import _membership_notary
 from clsd.membership.messages import Report, report_statement
 from clsd.membership.notary import (
     MAX_CERTIFICATE, MAX_SIGNATURE, FakeNotary, NotaryError, VerifiedCache, X509Notary,
@@ -121,3 +123,16 @@ class FakeNotaryTests(unittest.TestCase):
     def test_the_statement_is_tagged_and_names_every_field(self):
         statement = report_statement("alpha", 17, 3, "beta")
         self.assertEqual(statement, b"clsd.membership.report\x00alpha\x0017\x003\x00beta")
+
+
+class DaemonNotary(unittest.TestCase):
+    def test_a_key_that_cannot_sign_stops_the_daemon_with_one_line(self):
+        class Config:
+            source = "/etc/clsd/clsd.toml"
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        with self.assertRaises(ConfigError) as caught:
+            _membership_notary(Config(), attrs.evolve(BETA, key=key))
+        self.assertEqual(caught.exception.path, "tls.key")
+        self.assertNotIn("\n", str(caught.exception))
+        self.assertIsInstance(_membership_notary(Config(), BETA), X509Notary)
