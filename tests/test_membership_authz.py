@@ -245,6 +245,12 @@ class Incarnations(unittest.TestCase):
             self.assertIs(self.core.member("n7").state, State.ALIVE)
         self.assertEqual(self.core.refused["incarnation-step"], 3)
 
+    def test_a_newer_life_of_itself_is_counted(self):
+        phantom = Member("n0", "127.0.9.9:7400", 2, 0, State.ALIVE)
+        self.core.receive("n3", Gossip((MemberUpdate(phantom),)), 1.0)
+        self.assertEqual(self.core.refused["newer-life-of-self"], 1)
+        self.assertEqual(self.core.me.generation, 1)
+
     def test_a_node_does_not_follow_a_forged_jump_of_its_own_incarnation(self):
         suspicion = Member("n0", "127.0.0.2:7400", 1, 2**64 - 1, State.SUSPECT)
         self.core.receive("n3", Gossip((MemberUpdate(suspicion),)), 1.0)

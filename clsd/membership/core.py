@@ -987,7 +987,12 @@ class Core:
     def _about_me(self, member):
         me = self.me
         if member.generation != me.generation:
-            return  # our previous life (or, if newer, a misconfigured twin)
+            if member.generation > me.generation:
+                # A life of ours we do not live: a misconfigured twin, or a
+                # hostile member inventing one (relayed alive records are not
+                # signed). We cannot supersede it; counted so that it shows.
+                self.refused["newer-life-of-self"] += 1
+            return  # our previous life
         if member.incarnation < me.incarnation:
             # A suspicion (or death) we refuted already: our record supersedes
             # it. Refuting again would raise our incarnation once per copy,
