@@ -19,7 +19,7 @@ given one (it stays pure: signing and checking are function calls, no I/O):
 
 Both cache what they verified: each certificate once (by SHA-256
 fingerprint) and each statement once (by its bytes and signature), so gossip
-that repeats a statement costs one dictionary lookup per copy. The caches
+that repeats a statement costs one set lookup per copy. The caches
 may be shared by the nodes of one process (the scale benchmark hosts
 hundreds), since a verdict does not depend on who asks.
 """
@@ -46,9 +46,10 @@ from clsd.certs.authority import CertificateError
 MAX_SIGNATURE = 128
 MAX_CERTIFICATE = 1536
 
-#: Verdicts kept before the oldest half is dropped: certificates (one per
-#: member, and refused ones: a fingerprint and None), and good statements
-#: (about 0.8 KB each: a crash makes K reports).
+#: Verdicts kept: certificates (one per member, and refused ones: a
+#: fingerprint and None; when full, the oldest half goes), and statements
+#: that verified (about 0.8 KB each, a crash makes K of them; when full,
+#: all go).
 CERTIFICATE_LIMIT = 1 << 16
 STATEMENT_LIMIT = 1 << 13
 
