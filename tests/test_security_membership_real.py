@@ -1,8 +1,9 @@
 """Forged membership claims from a hostile insider, against 3 real daemons (issue 16, attack 4).
 
 Mallory holds a certificate from the cluster's CA but is in no
-configuration (L{clsd.testing.hostile}). It joins through beta and the
-witness and then, a dozen times in about 10 s, gossips what made them
+configuration (L{clsd.testing.hostile}). It dials beta and the witness in
+turn (learning alpha's record by anti-entropy, without joining) and, a
+dozen times in about 10 s, gossips what made them
 declare alpha dead before: reports of alpha naming beta and the witness as
 observers (unsigned, and signed with mallory's own key), and alpha's death
 "reported unreachable by witness, beta". Alpha must never be declared dead
@@ -96,11 +97,15 @@ class ForgedDeathTests(unittest.TestCase):
 
     # -- mallory's tools ------------------------------------------------------------------
 
-    def join(self, node):
-        """A connection of mallory's to C{node}, joined; alpha's record as C{node} sent it."""
+    def dial(self, node):
+        """A connection of mallory's to C{node}; alpha's record as C{node} sent it.
+
+        Mallory does not join (on the rings it would be one more observer of
+        alpha, and two forged reporters would no longer be all of them): an
+        anti-entropy digest of an empty list brings the daemon's records.
+        """
         connection = self.mallory.connect(self.peer(node))
-        generation = time.time_ns()
-        connection.send("m.join", member=self.mallory.member_record(generation=generation))
+        connection.send("m.sync-digest", buckets=[0] * 64, round=0)
         records = connection.wait_for("m.sync-records", lambda m: any(
             r.get("n") == "alpha" for r in m.get("records", ())))
         alpha = next(r for r in records["records"] if r["n"] == "alpha")
@@ -122,7 +127,7 @@ class ForgedDeathTests(unittest.TestCase):
         closed = []
         for round_ in range(ROUNDS):
             target = ("beta", "witness")[round_ % 2]
-            connection, alpha = self.join(target)
+            connection, alpha = self.dial(target)
             g, i = alpha["g"], alpha["i"]
             # A death naming both observers, for alpha's current life and the next
             # few incarnations (a refutation raises it): a claim, not evidence.
