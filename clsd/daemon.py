@@ -48,6 +48,20 @@ class _InOrder(MultiService):
         return d
 
 
+def _membership_notary(config, identity):
+    """Membership's notary: this node's TLS key signs its reports (doc/membership.md).
+
+    @raise clsd.config.ConfigError: the key cannot sign them (not elliptic-curve).
+    """
+    from clsd.config import ConfigError
+    from clsd.membership.notary import NotaryError, X509Notary
+
+    try:
+        return X509Notary(identity)
+    except NotaryError as e:
+        raise ConfigError(config.source, "tls.key", str(e)) from None
+
+
 def cluster_settings(config):
     """The settings every node of a cluster must share (their hash travels in the hello).
 
@@ -181,7 +195,8 @@ class Daemon(MultiService):
         self.membership = MembershipService(
             name=config.node.name, config=config.membership, network=self.network,
             router=self.router, reactor=self.reactor, events=self.events,
-            seeds=config.node.join, monotonic=self._monotonic)
+            seeds=config.node.join, monotonic=self._monotonic,
+            notary=_membership_notary(config, self.network.tls.identity))
         self.membership.setServiceParent(stack)
 
     def _make_runner(self, service):
@@ -238,6 +253,7 @@ class Daemon(MultiService):
             self.metrics.watch_peers(
                 lambda: dict(network.stats.snapshot(), forged=dict(router.forged)))
             self.metrics.watch_members(self._member_counts)
+            self.metrics.watch_membership_refused(self.membership.refused)
         if self.ownership is not None:
             ownership = self.ownership
             ownership.add_report_listener(self._report_metrics)

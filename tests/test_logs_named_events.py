@@ -20,6 +20,7 @@ from clsd.events import EventLog
 from clsd.logs import EVENTS, json_observer
 from clsd.membership.members import Member, State
 from clsd.membership.messages import Gossip, MemberUpdate
+from clsd.membership.notary import FakeNotary
 from clsd.named_events import named_events
 from clsd.ownership.actions import Report
 from clsd.ownership.cause import Departures, move_cause
@@ -150,7 +151,8 @@ class MemberEventTests(unittest.TestCase):
         deliver(self.router, "beta", Gossip((MemberUpdate(gamma, 0.0, ("beta", "delta")),)))
         dead = self.log.one(self, "member.dead")
         self.assertEqual((dead["node"], dead["reporters"]), ("gamma", ["beta", "delta"]))
-        deliver(self.router, "beta", Gossip((MemberUpdate(beta.evolve(state=State.LEFT)),)))
+        left = MemberUpdate(beta.evolve(state=State.LEFT)).signed(FakeNotary("beta"))
+        deliver(self.router, "beta", Gossip((left,)))
         self.assertEqual(self.log.one(self, "member.left")["node"], "beta")
         # The change listener (ownership's departures) gets the records, reporters included.
         self.assertEqual([(r["subject"], r["fields"]["state"]) for r in changes],

@@ -16,9 +16,17 @@ from clsd.membership.messages import (
     Watch,
 )
 from clsd.membership.table import build_snapshots
+from clsd.membership.notary import FakeNotary
+from clsd.wire.errors import Forged
 from clsd.membership.timing import suspicion_timeout
 
 SEED = "127.0.0.12:7400"
+
+
+
+def signed_report(subject, generation, incarnation, observer):
+    """A report as its observer makes it: signed (with the simulator's notary)."""
+    return Report(subject, generation, incarnation, observer).signed(FakeNotary(observer))
 
 
 def of(actions, kind):
@@ -239,8 +247,11 @@ class Joining(unittest.TestCase):
         core = new_core()
         core.handle(JoinRequested(()), 0.0)
         gamma = Member("gamma", "127.0.0.13:7400", 1, 0, State.ALIVE)
-        self.assertEqual(core.handle(Received("mallory", Join(gamma)), 1.0), [])
+        with self.assertRaises(Forged) as caught:
+            core.handle(Received("mallory", Join(gamma)), 1.0)
+        self.assertEqual(caught.exception.claimed, "gamma")
         self.assertIsNone(core.member("gamma"))
+        self.assertEqual(core.refused["join-name"], 1)
 
     def test_messages_before_start_are_ignored(self):
         core = new_core()
@@ -252,7 +263,7 @@ class Refuting(unittest.TestCase):
         self.core, _ = formed([f"n{i}" for i in range(60)], "n0")
 
     def test_a_report_about_itself_is_refuted(self):
-        actions = self.core.receive("n3", Gossip((Report("n0", 1, 0, "n5"),)), 1.0)
+        actions = self.core.receive("n3", Gossip((signed_report("n0", 1, 0, "n5"),)), 1.0)
         self.assertEqual(self.core.incarnation, 1)
         self.assertEqual(self.core.member("n0").incarnation, 1)
         self.assertEqual([a.name for a in of(actions, SetTimer)], [mcore.GOSSIP])
@@ -275,15 +286,15 @@ class Refuting(unittest.TestCase):
         """Lifeguard's buddy system: the suspicion goes straight to the suspect."""
         core = self.core
         core.handle(LinkUp("n4", core.member("n4").address), 0.5)
-        actions = core.receive("n3", Gossip((Report("n4", 1, 0, "n5"),)), 1.0)
+        actions = core.receive("n3", Gossip((signed_report("n4", 1, 0, "n5"),)), 1.0)
         told = [s for s in of(actions, Send) if s.to == "n4"]
         self.assertEqual(told, [Send("n4", Gossip((MemberUpdate(core.member("n4")),)))])
         self.assertIs(core.member("n4").state, State.SUSPECT)
         # A second report of the same suspicion tells it nothing new.
-        actions = core.receive("n3", Gossip((Report("n4", 1, 0, "n6"),)), 1.1)
+        actions = core.receive("n3", Gossip((signed_report("n4", 1, 0, "n6"),)), 1.1)
         self.assertEqual([s for s in of(actions, Send) if s.to == "n4"], [])
         # Not linked: nothing is sent to it (gossip will get there).
-        actions = core.receive("n3", Gossip((Report("n7", 1, 0, "n5"),)), 1.2)
+        actions = core.receive("n3", Gossip((signed_report("n7", 1, 0, "n5"),)), 1.2)
         self.assertEqual([s for s in of(actions, Send) if s.to == "n7"], [])
 
     def test_news_of_a_previous_life_is_ignored(self):
@@ -293,7 +304,7 @@ class Refuting(unittest.TestCase):
 
     def test_a_suspect_refutation_clears_reports(self):
         core = self.core
-        core.receive("n3", Gossip((Report("n4", 1, 0, "n5"),)), 1.0)
+        core.receive("n3", Gossip((signed_report("n4", 1, 0, "n5"),)), 1.0)
         self.assertIs(core.member("n4").state, State.SUSPECT)
         self.assertEqual(core.suspect_count, 1)
         actions = core.receive("n3", Gossip((MemberUpdate(
@@ -307,28 +318,48 @@ class Refuting(unittest.TestCase):
         core = self.core
         observers = core.observers_of("n7")
         self.assertGreaterEqual(len(observers), 6)
-        reports = tuple(Report("n7", 1, 0, o) for o in observers[:5])
+        reports = tuple(signed_report("n7", 1, 0, o) for o in observers[:5])
         core.receive("n3", Gossip(reports), 1.0)
         self.assertIs(core.member("n7").state, State.SUSPECT)
-        actions = core.receive("n3", Gossip((Report("n7", 1, 0, observers[5]),)), 1.1)
+        actions = core.receive("n3", Gossip((signed_report("n7", 1, 0, observers[5]),)), 1.1)
         self.assertIs(core.member("n7").state, State.DEAD)
         change = of(actions, MemberChanged)[0]
         self.assertIn(f"(6 of {len(observers)} observers)", change.reason)
 
     def test_a_death_announced_without_evidence_is_only_a_suspicion(self):
+        self.core.receive("n3", Gossip((signed_report("n7", 1, 0, "n1"),)), 1.0)
         dead = Member("n7", "127.0.0.9:7400", 1, 0, State.DEAD)
         self.core.receive("n3", Gossip((MemberUpdate(dead, 0.0, ("n1",)),)), 1.0)
         self.assertIs(self.core.member("n7").state, State.SUSPECT)
         # ... until nobody refutes it for the slow path's minimum (another
-        # node's rule held: that is a confirmation in full).
+        # node's rule held, and its reporter's signed report is here: that
+        # is a confirmation in full).
         wait = suspicion_timeout(10.0, 60, 1, expected=0)
         self.tick_until(1.0 + wait - 0.1)
         self.assertIs(self.core.member("n7").state, State.SUSPECT)
         self.tick_until(1.0 + wait + 0.1)
         self.assertIs(self.core.member("n7").state, State.DEAD)
 
+    def test_the_reporters_of_an_announced_death_are_only_a_claim(self):
+        # Named reporters whose signed reports never came: no evidence, and
+        # no shortcut on the slow path (a relay could have written them).
+        observers = self.core.observers_of("n7")
+        dead = Member("n7", "127.0.0.9:7400", 1, 0, State.DEAD)
+        self.core.receive("n3", Gossip((MemberUpdate(dead, 0.0, observers[:6]),)), 1.0)
+        self.assertIs(self.core.member("n7").state, State.SUSPECT)
+        wait = suspicion_timeout(10.0, 60, 1, expected=0)
+        self.tick_until(1.0 + wait + 0.5)
+        self.assertIs(self.core.member("n7").state, State.SUSPECT)
+        # With their signed reports here (on a fresh node), the rule holds at once.
+        self.setUp()
+        self.core.receive("n3", Gossip((MemberUpdate(dead, 0.0, observers[:6]),)), 1.0)
+        actions = self.core.receive("n3", Gossip(tuple(
+            signed_report("n7", 1, 0, o) for o in observers[:6])), 1.1)
+        self.assertIs(self.core.member("n7").state, State.DEAD)
+        self.assertIn("(6 of", of(actions, MemberChanged)[-1].reason)
+
     def test_a_single_report_waits_longest_on_the_slow_path(self):
-        self.core.receive("n3", Gossip((Report("n7", 1, 0, self.core.observers_of("n7")[0]),)),
+        self.core.receive("n3", Gossip((signed_report("n7", 1, 0, self.core.observers_of("n7")[0]),)),
                           1.0)
         self.assertIs(self.core.member("n7").state, State.SUSPECT)
         shortest = suspicion_timeout(10.0, 60, 1, expected=0)
@@ -385,7 +416,7 @@ class Watching(unittest.TestCase):
         self.assertEqual([to for to, _ in beats(5.0)], ["d"])
         # A refutation raises our incarnation: the heartbeats carry it.
         me = core.member("a")
-        core.receive("d", Gossip((Report("a", me.generation, me.incarnation, "d"),)), 5.1)
+        core.receive("d", Gossip((signed_report("a", me.generation, me.incarnation, "d"),)), 5.1)
         incarnation = core.member("a").incarnation
         self.assertGreater(incarnation, 0)
         # Once the news is sent out, the plain heartbeat carries it too.
@@ -430,7 +461,7 @@ class Leaving(unittest.TestCase):
         core, _ = formed(["a", "b", "c"], "a")
         core.handle(LinkUp("b", "127.0.0.3:7400"), 0.1)
         actions = core.handle(LeaveRequested(), 1.0)
-        left = MemberUpdate(core.member("a"))
+        left = MemberUpdate(core.member("a")).signed(FakeNotary("a"))
         self.assertIs(left.member.state, State.LEFT)
         self.assertIn(Send("b", Gossip((left,))), actions)
         self.assertEqual(of(actions, SetTimer)[0].name, mcore.LEAVE)
@@ -438,7 +469,7 @@ class Leaving(unittest.TestCase):
         self.assertEqual(of(actions, LeaveDone), [LeaveDone()])
         self.assertTrue(of(actions, Disconnect))
         # A leaving node does not refute.
-        core.receive("b", Gossip((Report("a", 1, 0, "b"),)), 2.5)
+        core.receive("b", Gossip((signed_report("a", 1, 0, "b"),)), 2.5)
         self.assertEqual(core.incarnation, 0)
 
     def test_force_remove_requires_a_dead_member(self):

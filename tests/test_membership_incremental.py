@@ -21,6 +21,13 @@ from clsd.membership.members import Member, State
 from clsd.membership.messages import Gossip, MemberUpdate, Report, SyncRecords
 from clsd.membership.rings import Rings
 from clsd.membership.table import build_snapshots
+from clsd.membership.notary import FakeNotary
+
+
+
+def signed_report(subject, generation, incarnation, observer):
+    """A report as its observer makes it: signed (with the simulator's notary)."""
+    return Report(subject, generation, incarnation, observer).signed(FakeNotary(observer))
 
 
 class FullEvaluationCore(Core):
@@ -104,7 +111,7 @@ def resolve(view, kind, a, b, c, gap, names, joined):
         if c % 7 == 0:
             chosen.append(names[c % len(names)])  # a non-observer's report
         inc = member.incarnation + (1 if c % 11 == 0 else 0)
-        reports = tuple(Report(subject, member.generation, inc, o) for o in chosen)
+        reports = tuple(signed_report(subject, member.generation, inc, o) for o in chosen)
         return [Received(names[b % len(names)], Gossip(reports))]
     if kind in ("update", "sync"):
         if member is None:
@@ -116,6 +123,8 @@ def resolve(view, kind, a, b, c, gap, names, joined):
         reporters = tuple(observers[:b % (len(observers) + 1)]) if state is State.DEAD else ()
         update = MemberUpdate(member.evolve(state=state, generation=generation,
                                             incarnation=incarnation), 0.0, reporters)
+        if state is State.LEFT:
+            update = update.signed(FakeNotary(subject))  # a graceful leave is signed
         sender = names[c % len(names)]
         if kind == "sync":
             return [Received(sender, SyncRecords((update,), (), False, 0))]
@@ -168,7 +177,7 @@ class OnlyAffectedSuspectsAreEvaluated(unittest.TestCase):
 
     def suspect(self, subject, now):
         observer = self.core.observers_of(subject)[0]
-        self.core.receive("n1", Gossip((Report(subject, 1, 0, observer),)), now)
+        self.core.receive("n1", Gossip((signed_report(subject, 1, 0, observer),)), now)
 
     def test_a_report_evaluates_its_subject_only(self):
         for i in range(100, 140):

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.membership.members import Member, State
+from clsd.membership.notary import MAX_CERTIFICATE, MAX_SIGNATURE, FakeNotary
 from clsd.membership.messages import (
     MAX_REPORTERS, MAX_SYNC_RECORDS, MAX_UPDATES, SYNC_BUCKETS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, MessageError,
     Report, SyncDigest, SyncRecords, Unwatch, Watch, from_wire,
@@ -41,7 +42,7 @@ class SharedRecords(unittest.TestCase):
             self.assertIn(fragment, str(caught.exception))
 
     def test_reports_and_plain_updates_are_shared_and_still_checked(self):
-        report = Report("alpha", 17, 3, "beta")
+        report = Report("alpha", 17, 3, "beta").signed(FakeNotary("beta"))
         wire = Gossip((report, MemberUpdate(ALPHA))).to_wire()
         first, second = from_wire(wire), from_wire(json.loads(json.dumps(wire)))
         self.assertEqual(first.updates, (report, MemberUpdate(ALPHA)))
@@ -93,7 +94,10 @@ class RoundTrip(unittest.TestCase):
         gossip = Heartbeat(2**64 - 1, 2**64 - 1, (update,) * MAX_UPDATES)
         sync = SyncRecords((MemberUpdate(worst, 999999.9),) * MAX_SYNC_RECORDS,
                            tuple(range(SYNC_BUCKETS)), True, 1 << 16)
-        for message in (gossip, sync, SyncDigest((2**64 - 1,) * SYNC_BUCKETS, 1 << 16)):
+        report = Report(name, 2**64 - 1, 2**64 - 1, reporter, "s" * MAX_SIGNATURE,
+                        "c" * MAX_CERTIFICATE)
+        reports = Gossip((report,) * MAX_UPDATES)
+        for message in (gossip, reports, sync, SyncDigest((2**64 - 1,) * SYNC_BUCKETS, 1 << 16)):
             self.assertLess(len(json.dumps(message.to_wire()).encode()), 64 * 1024)
             self.assertEqual(roundtrip(message), message)
 

@@ -10,8 +10,10 @@ from clsd.membership.core import (
 )
 from clsd.membership.members import MAX_META, Member, MetaError, State, record_hash
 from clsd.membership.messages import (
-    MAX_SYNC_RECORDS, Gossip, Join, MemberUpdate, MessageError, SyncRecords, from_wire,
+    MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Join, MemberUpdate, MessageError, SyncRecords,
+    from_wire,
 )
+from clsd.membership.notary import MAX_CERTIFICATE, MAX_SIGNATURE
 from clsd.wire.codec import MAX_LINE
 from tests.test_membership_core import formed, new_core, of
 
@@ -94,8 +96,12 @@ class Receiving(unittest.TestCase):
         filler = "é" * ((MAX_META - 20) // 2)
         meta = json.dumps({"f": filler}, separators=(",", ":"), ensure_ascii=False)
         worst = Member("n" * 63, "a" * 255, 2**64 - 1, 2**64 - 1, State.SUSPECT, meta=meta)
-        sync = SyncRecords((MemberUpdate(worst, 1e8),) * MAX_SYNC_RECORDS, tuple(range(64)),
-                           True, 1 << 16)
+        # ... of which the most a list may carry are signed leaves (the longest proofs).
+        left = MemberUpdate(worst.evolve(state=State.LEFT), 1e8,
+                            proof=("s" * MAX_SIGNATURE, "c" * MAX_CERTIFICATE))
+        records = ((left,) * MAX_SYNC_PROOFS
+                   + (MemberUpdate(worst, 1e8),) * (MAX_SYNC_RECORDS - MAX_SYNC_PROOFS))
+        sync = SyncRecords(records, tuple(range(64)), True, 1 << 16)
         encoded = json.dumps({"v": 1, **sync.to_wire()}, separators=(",", ":"),
                              ensure_ascii=False).encode()
         self.assertLess(len(encoded), MAX_LINE)

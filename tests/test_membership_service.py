@@ -12,6 +12,7 @@ from clsd.layers import membership_message
 from clsd.membership import core as mcore
 from clsd.membership.members import IN_RING, Member, State, decode_meta
 from clsd.membership.messages import Gossip, Heartbeat, JoinAck, MemberUpdate, Watch
+from clsd.membership.notary import FakeNotary
 from clsd.membership.service import MembershipService, split_address
 from clsd.wire.router import Router
 from clsd.wire.session import LOCAL, CloseReason
@@ -130,7 +131,8 @@ class ServiceTests(unittest.TestCase):
         beta = Member("beta", "127.0.0.12:7400", 7, 0, State.ALIVE)
         deliver(self.router, "beta", Gossip((MemberUpdate(beta),)))
         self.assertEqual(self.seen[-1], {"beta": None})
-        deliver(self.router, "beta", Gossip((MemberUpdate(beta.evolve(state=State.LEFT)),)))
+        left = MemberUpdate(beta.evolve(state=State.LEFT)).signed(FakeNotary("beta"))
+        deliver(self.router, "beta", Gossip((left,)))
         self.assertEqual(self.seen[-1], {})
         last = self.events.recent(1)[0]
         self.assertEqual((last["subject"], last["reason"]), ("beta", "left gracefully"))
@@ -177,7 +179,8 @@ class ServiceTests(unittest.TestCase):
             MemberUpdate(gamma.evolve(incarnation=1, meta='{"a":2}')),   # meta only
             MemberUpdate(beta.evolve(incarnation=1)),                    # no visible change
             MemberUpdate(beta.evolve(incarnation=1, state=State.SUSPECT)),
-            MemberUpdate(gamma.evolve(incarnation=2, meta='{"a":2}', state=State.LEFT)),
+            MemberUpdate(gamma.evolve(incarnation=2, meta='{"a":2}', state=State.LEFT)).signed(
+                FakeNotary("gamma")),
             MemberUpdate(gamma.evolve(generation=8, incarnation=0)),    # restarted
         ]
         expected_calls = [1, 1, 1, 0, 0, 1, 1]

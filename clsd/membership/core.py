@@ -21,6 +21,7 @@ Contract with the shell:
     fire C{TimerFired(name)} at monotonic time C{at}.
 """
 
+import collections
 import heapq
 import itertools
 import random
@@ -37,13 +38,15 @@ from clsd.membership.members import (
     Member, MemberInfo, State, decode_meta, encode_meta, supersedes,
 )
 from clsd.membership.messages import (
-    SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate,
-    Report, SyncDigest, SyncRecords, Unwatch, Watch,
+    SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join,
+    JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords, Unwatch, Watch,
 )
+from clsd.membership.notary import FakeNotary
 from clsd.membership.table import MemberTable
 from clsd.membership.timing import (
     lateness, quorum_for, retransmit_limit, suspicion_timeout, sync_period,
 )
+from clsd.wire.errors import Forged
 
 # -- events -----------------------------------------------------------------
 
@@ -214,6 +217,11 @@ _BEHIND_MIN = 8
 _JOIN_RETRY_DOUBLINGS = 3
 #: Seed and reconnect-probe connections are kept this long after their use.
 _TRANSIENT_TTL = 30.0
+#: Only a member raises its own incarnation, by one per refutation or
+#: publication: news that raises one by more than this at once is forged,
+#: and refused (a hostile member could otherwise push a member's incarnation
+#: towards the wire's 2**64 bound, where it can no longer refute).
+MAX_INCARNATION_STEP = 1 << 32
 
 
 def _behind(ours, theirs):
@@ -227,7 +235,7 @@ def _behind(ours, theirs):
 
 class Core:
     def __init__(self, name, address, generation, config=None, *, rng=None,
-                 cache=None, snapshot=None, ring_snapshot=None):
+                 cache=None, snapshot=None, ring_snapshot=None, notary=None):
         """
         @param generation: this start of the daemon; must grow across restarts
             of the same name (the shell derives it from persisted state and the
@@ -235,10 +243,18 @@ class Core:
         @param snapshot, ring_snapshot: start from this member list (e.g. a
             simulation starting already formed); it must include this node.
         @param cache: a L{SnapshotCache} shared by cores in one process.
+        @param notary: signs this node's reports and checks others'
+            (L{clsd.membership.notary}); the daemon passes an
+            L{X509Notary}. Default: a L{FakeNotary}, which proves nothing
+            (for the simulator and tests).
         """
         self.config = config if config is not None else MembershipConfig()
         self.name = name
         self._rng = rng if rng is not None else random.Random()
+        self.notary = notary if notary is not None else FakeNotary(name)
+        #: News refused for want of proof or as impossible, by reason (see
+        #: doc/membership.md, "What each message may claim").
+        self.refused = collections.Counter()
         self._table = MemberTable(self.config.observers, snapshot, ring_snapshot, cache)
         known = self._table.get(name)
         incarnation = known.incarnation if known is not None and known.generation == generation else 0
@@ -266,14 +282,19 @@ class Core:
         self._seeds = ()
         self._sync_on_connect = set()
         self._suspects = {}         # name -> since (insertion order: evaluation order)
-        #: suspect -> the life another node announced dead (its rule held there):
-        #: the slow path then waits only its minimum.
+        #: suspect -> (life, reporters) another node announced dead: once this
+        #: node holds every one of those reporters' signed reports (the
+        #: evidence, re-derived), the slow path waits only its minimum.
         self._announced_dead = {}
         self._suspect_order = {}    # name -> its position in that order
         self._suspect_serials = itertools.count()
         self._gone = {}             # name -> since (dead or left)
         self._tombstones = {}       # name -> (member, forget_at)
         self._expelled = {}         # name -> the last generation expelled
+        #: name -> (left record, remover, proof): a leave travels with what
+        #: makes others take it, in gossip and anti-entropy alike: a graceful
+        #: one with the member's signature, a force-removal with its remover.
+        self._departures = {}
         self._info = {}             # name -> (since, reason)
         self._tick_due = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
@@ -433,13 +454,51 @@ class Core:
         self._out = []
         self.now = now
         if self.phase not in (IDLE, LEFT):
-            self.received += 1
-            self._detector.heard(sender, now)
             handler = self._HANDLERS.get(type(message))
             if handler is None:
                 raise TypeError(f"not a membership message: {message!r}")
+            self._authorise(sender, message)
+            self.received += 1
+            self._detector.heard(sender, now)
             handler(self, sender, message)
         return self._finish()
+
+    def _authorise_leave(self, update):
+        """A graceful leave must carry the member's own signature (a removal names its remover)."""
+        if not update.reporters and not update.verified(self.notary):
+            self.refused["leave-proof"] += 1
+            name = update.member.name
+            raise Forged(name, f"leave of {name} without its signature")
+
+    def _authorise(self, sender, message):
+        """Refuse, before it changes anything, a message that speaks for another node.
+
+        C{sender} is the authenticated peer (its certificate's name). A join
+        or its answer speaks for the sender; a report, relayed on purpose,
+        must carry its observer's valid signature. Raises L{Forged} (the
+        router closes the connection and counts it); an honest node checks
+        every piece before it relays it, so a bad proof is the sender's.
+        """
+        kind = type(message)
+        if kind is Heartbeat or kind is Gossip:
+            notary = self.notary
+            for piece in message.updates:
+                if type(piece) is Report:
+                    if not piece.verified(notary):
+                        self.refused["report-proof"] += 1
+                        raise Forged(piece.observer, (
+                            f"report on {piece.subject} without a valid signature of "
+                            f"its observer {piece.observer}"))
+                elif piece.member.state is State.LEFT:
+                    self._authorise_leave(piece)
+        elif kind is SyncRecords:
+            for record in message.records:
+                if record.member.state is State.LEFT:
+                    self._authorise_leave(record)
+        elif kind is Join or kind is JoinAck:
+            if message.member.name != sender:
+                self.refused["join-name"] += 1
+                raise Forged(message.member.name, f"{kind.TYPE} for {message.member.name}")
 
     def _begin(self, now):
         self._out = []
@@ -536,7 +595,8 @@ class Core:
         self.phase = LEAVING
         self.me = self.me.evolve(state=State.LEFT)
         self._table.set(self.me, self.now)
-        update = MemberUpdate(self.me)
+        update = MemberUpdate(self.me).signed(self.notary)
+        self._departures[self.name] = (self.me, (), update.proof)
         self._queue.put(update)
         for name in self._links:
             self._send(name, Gossip((update,)))
@@ -703,7 +763,8 @@ class Core:
             self.stats["reports"] += 1
             if not link.ever_up:
                 self.stats["reports_unreached"] += 1
-            self._on_report(Report(subject, member.generation, member.incarnation, self.name))
+            self._on_report(Report(subject, member.generation, member.incarnation,
+                                   self.name).signed(self.notary))
         for subject in quiet:
             if subject in self._links:
                 self._send(subject, Watch())
@@ -718,6 +779,9 @@ class Core:
                 self._refute(report.incarnation)
             return
         if not member.in_ring or report.incarnation < member.incarnation:
+            return
+        if report.incarnation > member.incarnation + MAX_INCARNATION_STEP:
+            self.refused["incarnation-step"] += 1
             return
         version = (report.generation, report.incarnation)
         if not self._reports.add(subject, version, report.observer):
@@ -744,7 +808,7 @@ class Core:
             reported = self._reports.reporters(subject, member.version)
             observers = self._observers(subject)
             counted = tuple(o for o in observers if o in reported)
-            if self._announced_dead.get(subject) == member.version:
+            if self._announced_proven(subject, member.version, reported):
                 timeout = shortest  # another node's rule held: a confirmation in full
             else:
                 expected = quorum_for(len(observers), config.quorum) - 1
@@ -757,6 +821,16 @@ class Core:
                     f"suspected for {self.now - since:.1f} s without refuting"
                     + (f" (reported by {', '.join(reporters)})" if reporters else ""),
                     reporters=reporters)
+
+    def _announced_proven(self, subject, version, reported):
+        """Whether another node announced this life of C{subject} dead, and this
+        node holds signed reports of it: at least one, and one of every
+        reporter the announcement named (those names are a claim until their
+        reports are here; a death learnt by anti-entropy names none)."""
+        announced = self._announced_dead.get(subject)
+        if announced is None or announced[0] != version or not reported:
+            return False
+        return all(name in reported for name in announced[1])
 
     def _affect(self, name):
         """Suspect C{name} must be evaluated again before this event ends.
@@ -828,6 +902,21 @@ class Core:
                 f"reported unreachable by {', '.join(counted)} "
                 f"({len(counted)} of {len(observers)} observers)",
                 reporters=counted)
+            self._send_evidence_with(subject, counted)
+
+    def _send_evidence_with(self, subject, reporters):
+        """Queue the signed reports behind a death again, fresh, so they travel with it.
+
+        Others believe the death only on those reports (its reporters are a
+        claim): queued afresh after the death, they go out first in the same
+        messages, and a node that hears of the death does not wait for each
+        report to reach it on its own.
+        """
+        queue = self._queue
+        for observer in reporters:
+            report = queue.get(("r", subject, observer))
+            if report is not None:
+                queue.put(report)
 
     def _refute(self, accused):
         if self.phase in (LEAVING, LEFT):
@@ -879,15 +968,24 @@ class Core:
             if source == "gossip" and member == old:
                 self._heard(member)
             return False
+        elif (member.generation == old.generation
+                and member.incarnation > old.incarnation + MAX_INCARNATION_STEP):
+            self.refused["incarnation-step"] += 1
+            return False
         state = member.state
+        if state is State.LEFT and update.reporters and old is not None and old.in_ring:
+            # A force-removal (by the operator of the node named first) is of
+            # a dead member only: a live one here is not its to remove.
+            self.refused["removal-of-live"] += 1
+            return False
         if state is State.DEAD and old is not None and old.in_ring and (
                 old.generation == member.generation):
-            # A death must satisfy our own detection rule: take the evidence as
-            # reports and decide ourselves (a stale or partitioned view cannot
-            # evict a member we still see as healthy).
+            # A death must satisfy our own detection rule, on the reports this
+            # node holds (each signed by its observer): the reporters named in
+            # the record are a claim, not evidence, since any relay could
+            # have written them. A stale or partitioned view, or a hostile
+            # member, cannot evict a member we still see as healthy.
             version = member.version
-            for reporter in update.reporters:
-                self._reports.add(name, version, reporter)
             changed = False
             if old.version < version or old.state is State.ALIVE:
                 # Gossip the suspicion so that the member hears of it and can
@@ -896,14 +994,14 @@ class Core:
                              f"declared dead elsewhere ({source})")
                 changed = True
             if name in self._suspects:  # kept only while the suspicion lasts
-                self._announced_dead[name] = version
+                self._announced_dead[name] = (version, update.reporters)
             self._evaluate(name)
             return changed or self._table.get(name) != old
         if state is State.SUSPECT and source == "sync" and old is not None and old.in_ring:
             self._accept(member, f"suspected elsewhere ({source})", gossip=True)
             return True
         self._accept(member, _reason(member, old, update), age=update.age,
-                     reporters=update.reporters, gossip=source != "sync")
+                     reporters=update.reporters, gossip=source != "sync", proof=update.proof)
         return True
 
     def _heard(self, member):
@@ -916,11 +1014,21 @@ class Core:
     def _about_me(self, member):
         me = self.me
         if member.generation != me.generation:
-            return  # our previous life (or, if newer, a misconfigured twin)
+            if member.generation > me.generation:
+                # A life of ours we do not live: a misconfigured twin, or a
+                # hostile member inventing one (relayed alive records are not
+                # signed). We cannot supersede it; counted so that it shows.
+                self.refused["newer-life-of-self"] += 1
+            return  # our previous life
         if member.incarnation < me.incarnation:
             # A suspicion (or death) we refuted already: our record supersedes
             # it. Refuting again would raise our incarnation once per copy,
             # each raise news for the whole cluster.
+            return
+        if member.incarnation > me.incarnation + MAX_INCARNATION_STEP:
+            # Only we raise our incarnation: this is forged (and every honest
+            # node refuses it too).
+            self.refused["incarnation-step"] += 1
             return
         if member.state is State.ALIVE and member.incarnation == me.incarnation:
             return
@@ -928,7 +1036,7 @@ class Core:
             return
         self._refute(member.incarnation)
 
-    def _accept(self, member, reason, *, age=0.0, reporters=(), gossip=True):
+    def _accept(self, member, reason, *, age=0.0, reporters=(), gossip=True, proof=()):
         name = member.name
         now = self.now
         old = self._table.get(name)
@@ -971,8 +1079,12 @@ class Core:
             self._drop_suspect(name)
         if old is None or old.in_ring != member.in_ring:
             self._rings_dirty = True
+        if member.state is State.LEFT:
+            self._departures[name] = (member, tuple(reporters), proof)
+        elif self._departures:
+            self._departures.pop(name, None)
         if gossip:
-            self._queue.put(MemberUpdate(member, age, reporters))
+            self._queue.put(MemberUpdate(member, age, reporters, proof))
         if old is None or old.state != member.state or old.generation != member.generation:
             self._emit(MemberChanged(member, old, reason, reporters=tuple(reporters)))
         elif old.meta != member.meta:
@@ -1168,12 +1280,16 @@ class Core:
             result.extend(self._sync_update(member) for member in records)
             if more:
                 break
-        return tuple(result), more
+        return _proof_bound(result, more)
 
     def _sync_update(self, member):
         """C{member}'s record as anti-entropy sends it (a death or leave with its age)."""
         if member.state in (State.DEAD, State.LEFT):
-            return MemberUpdate(member, max(0.0, self.now - self._gone.get(member.name, self.now)))
+            age = max(0.0, self.now - self._gone.get(member.name, self.now))
+            departure = self._departures.get(member.name)
+            if departure is not None and departure[0] == member:
+                return MemberUpdate(member, age, departure[1], departure[2])
+            return MemberUpdate(member, age)
         return _plain_update(member)
 
     def _on_sync_digest(self, sender, message):
@@ -1243,6 +1359,7 @@ class Core:
                 self._table.delete(name, now)
                 del self._gone[name]
                 self._info.pop(name, None)
+                self._departures.pop(name, None)
                 self._reports.clear(name)
                 self._tombstones[name] = (member, now + reap_after)
                 self._emit(MemberChanged(member, member, f"reaped after {reap_after:g} s",
@@ -1272,22 +1389,19 @@ class Core:
             self._beats = None
 
     def _on_join(self, sender, message):
-        if message.member.name != sender:
-            return  # a peer may only join as itself
-        self._merge(MemberUpdate(message.member), "join")
+        # _authorise made sure the record is the sender's own.
+        self._merge_joined(message.member)
         self.stats["joins_answered"] += 1
         records = [self._sync_update(m) for m in self._table if m.name != sender]
         self._send(sender, JoinAck(self.me, len(records)))
-        for start in range(0, len(records), MAX_SYNC_RECORDS):
-            self._send(sender, SyncRecords(tuple(records[start:start + MAX_SYNC_RECORDS])))
+        for chunk in _chunks(records):
+            self._send(sender, SyncRecords(chunk))
         if self.phase == JOINING:
             self._become_member()
 
     def _on_join_ack(self, sender, message):
-        if message.member.name != sender:
-            return
         self.stats["join_acks"] += 1
-        self._merge(MemberUpdate(message.member), "join")
+        self._merge_joined(message.member)
         if self.phase == JOINING:
             self._become_member()
         if message.listed:
@@ -1299,6 +1413,15 @@ class Core:
         else:
             self._send(sender, SyncDigest(self._table.digests()))
 
+    def _merge_joined(self, member):
+        """The sender's own record from a join or its answer, if alive.
+
+        Only its connection proves it: a leave said this way could not be
+        relayed with proof (a leaving seed's signed leave comes by gossip).
+        """
+        if member.state is State.ALIVE:
+            self._merge(MemberUpdate(member), "join")
+
     _HANDLERS = {
         Heartbeat: _on_heartbeat,
         Gossip: _on_gossip,
@@ -1309,6 +1432,30 @@ class Core:
         SyncDigest: _on_sync_digest,
         SyncRecords: _on_sync_records,
     }
+
+
+def _proof_bound(records, more):
+    """C{(records, more)} cut after the last signed record a list message may carry."""
+    proven = 0
+    for index, update in enumerate(records):
+        if update.proof:
+            proven += 1
+            if proven > MAX_SYNC_PROOFS:
+                return tuple(records[:index]), True
+    return tuple(records), more
+
+
+def _chunks(records):
+    """C{records} in list messages: at most MAX_SYNC_RECORDS each, and MAX_SYNC_PROOFS signed."""
+    chunk, proven = [], 0
+    for update in records:
+        if len(chunk) == MAX_SYNC_RECORDS or (update.proof and proven == MAX_SYNC_PROOFS):
+            yield tuple(chunk)
+            chunk, proven = [], 0
+        chunk.append(update)
+        proven += bool(update.proof)
+    if chunk:
+        yield tuple(chunk)
 
 
 @lru_cache(maxsize=1 << 16)

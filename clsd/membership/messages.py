@@ -4,10 +4,13 @@ Every message is a dict with a ``"type"`` so that the peer layer can carry it
 as one line; ``from_wire`` checks every field and raises L{MessageError}
 naming the field, so a bad peer costs us a closed connection, never a crash.
 Sizes are bounded: a message never carries more than L{MAX_UPDATES} pieces
-of gossip (each with at most L{MAX_REPORTERS} reporters) or
-L{MAX_SYNC_RECORDS} records, so that even with the longest names (63
-characters) and addresses (255) an encoded message stays under 64 KiB
-(tested); with ordinary names a full message is a few KiB.
+of gossip (each with at most L{MAX_REPORTERS} reporters; a report with its
+signature and certificate of at most MAX_SIGNATURE and MAX_CERTIFICATE
+characters, about 1.9 KiB at most) or L{MAX_SYNC_RECORDS} records, so that
+even with the longest names (63 characters) and addresses (255) an encoded
+message stays under 64 KiB without meta (tested) and under the peer layer's
+256 KiB line with full meta; with ordinary names a full message is a few KiB
+(a signed report about 0.9 KiB).
 """
 
 from functools import lru_cache
@@ -15,9 +18,14 @@ from functools import lru_cache
 import attrs
 
 from clsd.membership.members import Member, MetaError, State, decode_meta, encode_meta
+from clsd.membership.notary import MAX_CERTIFICATE, MAX_SIGNATURE
 
 MAX_UPDATES = 32
 MAX_SYNC_RECORDS = 128
+#: Signed records (graceful leaves, each with a signature and certificate)
+#: in one list message at most: 128 records with full meta and 32 proofs
+#: stay under the peer layer's 256 KiB line.
+MAX_SYNC_PROOFS = 32
 MAX_REPORTERS = 16
 MAX_NAME = 63
 MAX_ADDRESS = 255
@@ -140,15 +148,31 @@ def _checked_member(data, where):
 @attrs.frozen(cache_hash=True)
 class MemberUpdate:
     """News about one member. C{age}: seconds since a death or leave (for reaping);
-    C{reporters}: the observers whose reports made it dead (the evidence)."""
+    C{reporters}: the observers whose reports made it dead (a claim: the
+    evidence is their signed reports), or the node whose operator removed it;
+    C{proof}: C{(signature, certificate)} of the member itself over
+    L{record_statement}, which a graceful leave carries (L{signed})."""
 
     member: Member
     age: float = 0.0
     reporters: tuple = ()
+    proof: tuple = ()
 
     @property
     def key(self):
         return ("m", self.member.name)
+
+    def signed(self, notary):
+        """This update with C{notary}'s proof (the notary of the member itself)."""
+        return attrs.evolve(self, proof=notary.sign(record_statement(self.member)))
+
+    def verified(self, notary):
+        """Whether it carries the member's own valid signature of its record."""
+        if not self.proof:
+            return False
+        signature, certificate = self.proof
+        return notary.verify(self.member.name, record_statement(self.member), signature,
+                             certificate)
 
     def to_wire(self):
         """The wire dict; shared between calls for the same update: do not modify it."""
@@ -165,7 +189,17 @@ class MemberUpdate:
                 _str({"by": item}, "by", f"{where}.by[{index}]", MAX_NAME)
                 for index, item in enumerate(items)
             )
-        return cls(member=member, age=age, reporters=reporters)
+        proof = ()
+        if "p" in data or "c" in data:
+            proof = (_str(data, "p", where, MAX_SIGNATURE), _str(data, "c", where, MAX_CERTIFICATE))
+        return cls(member=member, age=age, reporters=reporters, proof=proof)
+
+
+def record_statement(member):
+    """What a member signs for its own record: tagged, every field."""
+    return "\0".join((
+        "clsd.membership.record", member.name, member.address, str(member.generation),
+        str(member.incarnation), member.state.value, member.meta)).encode()
 
 
 @lru_cache(maxsize=1 << 14)
@@ -178,34 +212,72 @@ def _update_to_wire(update):
         data["age"] = round(update.age, 1)
     if update.reporters:
         data["by"] = list(update.reporters)
+    if update.proof:
+        data["p"], data["c"] = update.proof
     return data
 
 
 @attrs.frozen
 class Report:
-    """Observer C{observer} cannot reach C{subject} in its life (generation, incarnation)."""
+    """Observer C{observer} cannot reach C{subject} in its life (generation, incarnation).
+
+    Reports are relayed by gossip, so they carry the observer's proof
+    (L{clsd.membership.notary}): C{signature} over L{statement}, and the
+    observer's C{certificate}. A report without a valid one is refused.
+    """
 
     subject: str
     generation: int
     incarnation: int
     observer: str
+    signature: str = ""
+    certificate: str = attrs.field(default="", repr=False)
 
     @property
     def key(self):
         return ("r", self.subject, self.observer)
 
+    @property
+    def statement(self):
+        """The canonical bytes the observer signs (a domain tag, then the fields)."""
+        return report_statement(self.subject, self.generation, self.incarnation, self.observer)
+
+    def signed(self, notary):
+        """This report with C{notary}'s proof (the notary of its observer)."""
+        signature, certificate = notary.sign(self.statement)
+        return attrs.evolve(self, signature=signature, certificate=certificate)
+
+    def verified(self, notary):
+        """Whether the proof it carries shows its observer made it."""
+        return notary.verify(self.observer, self.statement, self.signature, self.certificate)
+
     def to_wire(self):
-        return {"k": "r", "n": self.subject, "g": self.generation,
+        wire = {"k": "r", "n": self.subject, "g": self.generation,
                 "i": self.incarnation, "o": self.observer}
+        if self.signature:
+            wire["p"] = self.signature
+            wire["c"] = self.certificate
+        return wire
 
     @classmethod
     def from_wire(cls, data, where="update"):
+        signature = certificate = ""
+        if "p" in data or "c" in data:
+            signature = _str(data, "p", where, MAX_SIGNATURE)
+            certificate = _str(data, "c", where, MAX_CERTIFICATE)
         return cls(
             subject=_str(data, "n", where, MAX_NAME),
             generation=_int(data, "g", where),
             incarnation=_int(data, "i", where),
             observer=_str(data, "o", where, MAX_NAME),
+            signature=signature,
+            certificate=certificate,
         )
+
+
+def report_statement(subject, generation, incarnation, observer):
+    """What an observer signs for a report: tagged, so that it means nothing else."""
+    return f"clsd.membership.report\0{subject}\0{generation}\0{incarnation}\0{observer}".encode()
 
 
 _UPDATE_KINDS = {"m": MemberUpdate, "r": Report}
@@ -249,8 +321,8 @@ def _shared_piece(item):
         kind = item.get("k")
         if kind == "m" and len(item) == 6:  # k, n, a, g, i, s: no meta, age, reporters
             return _plain_update(item["n"], item["a"], item["g"], item["i"], item["s"])
-        if kind == "r" and len(item) == 5:  # k, n, g, i, o
-            return _report(item["n"], item["g"], item["i"], item["o"])
+        if kind == "r" and len(item) == 7:  # k, n, g, i, o, p, c
+            return _report(item["n"], item["g"], item["i"], item["o"], item["p"], item["c"])
     except (KeyError, TypeError, MessageError):
         pass
     return None
@@ -261,9 +333,10 @@ def _plain_update(name, address, generation, incarnation, state):
     return MemberUpdate(_plain_member(name, address, generation, incarnation, state))
 
 
-@lru_cache(maxsize=1 << 16, typed=True)
-def _report(subject, generation, incarnation, observer):
-    return Report.from_wire({"n": subject, "g": generation, "i": incarnation, "o": observer})
+@lru_cache(maxsize=1 << 12, typed=True)
+def _report(subject, generation, incarnation, observer, signature, certificate):
+    return Report.from_wire({"n": subject, "g": generation, "i": incarnation, "o": observer,
+                             "p": signature, "c": certificate})
 
 
 # -- messages ------------------------------------------------------------
@@ -430,6 +503,9 @@ class SyncRecords:
     def from_wire(cls, data):
         items = _list(data, "records", cls.TYPE, MAX_SYNC_RECORDS)
         records = tuple(_record_from_wire(item, cls.TYPE, i) for i, item in enumerate(items))
+        if sum(1 for r in records if r.proof) > MAX_SYNC_PROOFS:
+            raise MessageError(
+                f"{cls.TYPE}.records: more than {MAX_SYNC_PROOFS} signed records")
         want = tuple(
             _int({"w": w}, "w", f"{cls.TYPE}.want[{i}]", maximum=SYNC_BUCKETS - 1)
             for i, w in enumerate(_list(data, "want", cls.TYPE, SYNC_BUCKETS))

@@ -69,12 +69,18 @@ class MembershipService(Service):
         nanoseconds of wall time at start-up: larger after every restart).
     @param cache: a L{clsd.membership.rings.SnapshotCache} shared by the
         nodes of one process (L{clsd.testing.multinode}); default: private.
+    @param notary: signs this node's reports and checks others'
+        (L{clsd.membership.notary.X509Notary} from the node's TLS identity;
+        the daemon always gives one). A message whose proof fails raises
+        L{clsd.wire.errors.Forged} out of the router's call, which closes
+        the connection as C{forged}.
     """
 
     log = Logger()
 
     def __init__(self, *, name, config, network, router, reactor, events, seeds=(),
-                 monotonic=time.monotonic, generation=None, rng=None, cache=None):
+                 monotonic=time.monotonic, generation=None, rng=None, cache=None,
+                 notary=None):
         self.setName("membership")
         self.node_name = name
         self.config = config
@@ -86,6 +92,7 @@ class MembershipService(Service):
         self._generation = generation
         self._rng = rng
         self._cache = cache
+        self._notary = notary
         self.core = None
         self._timers = {}
         self._listeners = []
@@ -135,6 +142,10 @@ class MembershipService(Service):
 
     _pending_meta = None
 
+    def refused(self):
+        """News refused for want of proof or as impossible, by reason (counts since start)."""
+        return dict(self.core.refused) if self.core is not None else {}
+
     def members(self):
         """The core's L{MemberInfo}s (this node included), or () before start."""
         return self.core.members() if self.core is not None else ()
@@ -169,7 +180,7 @@ class MembershipService(Service):
             generation = getattr(self.network, "generation", None) or time.time_ns()
         advertise = self.network.advertise or self.network.listen_address
         self.core = Core(self.node_name, format_host_port(advertise), generation,
-                         self.config, rng=self._rng, cache=self._cache)
+                         self.config, rng=self._rng, cache=self._cache, notary=self._notary)
         for info in self.core.members():
             self._track_live(info.member)
         if self._pending_meta is not None:

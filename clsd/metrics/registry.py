@@ -124,6 +124,11 @@ class Metrics:
         """
         self._watch("members", callback)
 
+    def watch_membership_refused(self, callback):
+        """C{callback()} returns C{{reason: count}}: membership news refused since start
+        (C{MembershipService.refused}; reasons in doc/membership.md)."""
+        self._watch("membership_refused", callback)
+
     def watch_leases(self, callback):
         """C{callback()} returns C{{resource: (phase, epoch)}}.
 
@@ -264,6 +269,9 @@ class _Collector:
             for state, count in counts.items():
                 add("clsd_members", [state], count)
 
+        for reason, count in sorted((m._read("membership_refused") or {}).items()):
+            add("clsd_membership_refused", [reason], count)
+
         leases = m._read("leases")
         for resource, (phase, epoch) in sorted((leases or {}).items()):
             add("clsd_lease_held", [resource], 1 if phase in HELD_PHASES else 0)
@@ -357,6 +365,12 @@ class _Collector:
                 labels=["service"]),
             CounterMetricFamily(
                 "clsd_peer_connections", "Peer connections opened (accepted or made)."),
+            CounterMetricFamily(
+                "clsd_membership_refused",
+                "Membership news refused: a report without its observer's valid signature, "
+                "a join for another node, an impossible incarnation, a removal of a live "
+                "member; by reason.",
+                labels=["reason"]),
             CounterMetricFamily(
                 "clsd_peer_connections_established",
                 "Peer connections that completed TLS and the hello."),

@@ -17,6 +17,7 @@ from clsd.config.membership import MembershipConfig
 from clsd.membership import core as mcore
 from clsd.membership.members import Member, State
 from clsd.membership.messages import from_wire
+from clsd.membership.notary import FakeNotary, VerifiedCache
 from clsd.membership.rings import SnapshotCache
 from clsd.membership.table import build_snapshots
 from clsd.sim.scheduler import Scheduler
@@ -79,6 +80,9 @@ class SimCluster:
         self.wire_check = wire_check
         self.on_change = on_change
         self.cache = SnapshotCache()
+        #: Verdicts on signed reports, shared like the snapshots (a verdict
+        #: does not depend on who asks).
+        self.verified = VerifiedCache()
         self.nodes = [SimNode(i) for i in range(n)]
         self.by_name = {node.name: node for node in self.nodes}
         self.by_address = {node.address: node for node in self.nodes}
@@ -130,7 +134,8 @@ class SimCluster:
         node.core = mcore.Core(
             node.name, node.address, generation, self.config,
             rng=random.Random((self.seed << 20) ^ (node.index << 4) ^ generation),
-            cache=self.cache, snapshot=snapshot, ring_snapshot=ring_snapshot)
+            cache=self.cache, snapshot=snapshot, ring_snapshot=ring_snapshot,
+            notary=FakeNotary(node.name, self.verified))
         self.scheduler.at(at, self._deliver_event, node, node.epoch,
                           mcore.JoinRequested(self.seed_addresses))
 

@@ -4,12 +4,15 @@ Each hosted node is what a daemon runs for membership, nothing faked: its
 own loopback address (127.0.1.1, 127.0.1.2, ... then 127.0.2.x: never
 outside 127.0.0.0/8), its own certificate from one cluster CA, its own
 L{PeerNetwork} (a mutual-TLS listener and dialers bound to its address) and
-L{MembershipService}, all on the one reactor given. Only two things differ
-from a daemon, both to keep N nodes in one process from paying N times for
+L{MembershipService}, all on the one reactor given, signing its reports and
+leave with its own key (the daemon's L{X509Notary}). Only three things differ
+from a daemon, all to keep N nodes in one process from paying N times for
 what N processes would each pay once:
 
  - the member-list snapshots are shared through one L{SnapshotCache}
    (nodes that agree hold one copy, as in the simulator);
+ - the notaries share one L{VerifiedCache}: each certificate and signed
+   statement is verified once per process, not once per hosted node;
  - each node's event log is a L{ViewTracker} entry, which keeps every
    node's view of every other node (for the measurements) instead of
    formatting and logging each of the N * N membership events.
@@ -36,6 +39,7 @@ from clsd.certs.identity import NodeIdentity
 from clsd.config.membership import MembershipConfig
 from clsd.layers import node_registry
 from clsd.membership.rings import SnapshotCache
+from clsd.membership.notary import VerifiedCache, X509Notary
 from clsd.membership.service import MembershipService
 from clsd.testing.faults.topology import check_loopback
 from clsd.wire.lag import ReactorLag
@@ -206,8 +210,9 @@ class HostedNode:
         self.name = name
         self.address = address
         self.router = Router()
+        self.identity = host.identities.identity(name)
         self.network = PeerNetwork(
-            reactor=host.reactor, tls=PeerTLS(host.identities.identity(name)), name=name,
+            reactor=host.reactor, tls=PeerTLS(self.identity), name=name,
             listen=(address, 0), handler=self.router, registry=host.registry,
             settings=host.settings, monotonic=host.monotonic, join=(), lag=host.lag)
         self.events = host.tracker.log_for(name)
@@ -227,7 +232,8 @@ class HostedNode:
         self.membership = MembershipService(
             name=self.name, config=host.config, network=self.network, router=self.router,
             reactor=host.reactor, events=self.events, seeds=seeds, monotonic=host.monotonic,
-            cache=host.cache)
+            cache=host.cache,
+            notary=X509Notary(self.identity, host.verified))
         if host.quiet:
             self.membership.log = _Quiet()
         self.membership.startService()
@@ -293,6 +299,10 @@ class MultiNodeHost:
         self.quiet = quiet
         self.registry = node_registry()
         self.cache = SnapshotCache()
+        #: Every node signs with its own key (the real notary); verdicts on
+        #: certificates and signed reports are shared, as a verdict does not
+        #: depend on who asks: each is checked once per process.
+        self.verified = VerifiedCache()
         self.identities = Identities(authority)
         self.tracker = tracker if tracker is not None else ViewTracker(monotonic)
         #: One lag monitor for the process: every hosted node's handshakes

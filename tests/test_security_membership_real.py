@@ -1,0 +1,170 @@
+"""Forged membership claims from a hostile insider, against 3 real daemons (issue 16, attack 4).
+
+Mallory holds a certificate from the cluster's CA but is in no
+configuration (L{clsd.testing.hostile}). It dials beta and the witness in
+turn (learning alpha's record by anti-entropy, without joining) and, a
+dozen times in about 10 s, gossips what made them
+declare alpha dead before: reports of alpha naming beta and the witness as
+observers (unsigned, and signed with mallory's own key), and alpha's death
+"reported unreachable by witness, beta". Alpha must never be declared dead
+by anyone (its members view and the log's member lines), the connections
+that carried a forged report must be closed as ``forged`` and counted in
+``clsd_peer_forged_total{peer="mallory"}``, the refusals counted in
+``clsd_membership_refused_total``, and cluster A must stay on alpha with the
+dual-active checker finding nothing.
+"""
+
+import os
+import time
+import urllib.request
+
+from twisted.trial import unittest
+
+from clsd.certs import store
+from clsd.certs.identity import NodeIdentity
+from clsd.membership.messages import Report
+from clsd.membership.notary import X509Notary
+from clsd.testing.cluster import ClusterRig, active_standby
+from clsd.testing.failover import last_states
+from clsd.testing.faults.cleanup import Cleanups
+from clsd.testing.hostile import HostilePeer
+from clsd.testing.launcher import Launcher, free_port
+from clsd.testing.polling import wait_for
+from tests.metrics_scrape import parse_samples
+
+#: Rounds of forgeries, and the time between them (issue 16: 12 in 10 s).
+ROUNDS = 12
+BETWEEN = 0.8
+
+
+class ForgedDeathTests(unittest.TestCase):
+    timeout = 240
+
+    def setUp(self):
+        self.cleanups = Cleanups()
+        self.addCleanup(self.cleanups.run_all)
+        self.layout = active_standby()
+        self.rig = ClusterRig(self.layout)
+        self.metrics_ports = {}
+
+        def metrics_part(node, launcher):
+            address = launcher.address(node.name)
+            if node.name not in self.metrics_ports:
+                self.metrics_ports[node.name] = free_port(address)
+            return {"metrics": {"listen": f"{address}:{self.metrics_ports[node.name]}"}}
+
+        template = self.rig.template().with_part(metrics_part)
+        self.launcher = Launcher(self.mktemp(), list(self.layout.nodes), template=template,
+                                 cleanups=self.cleanups)
+        self.addCleanup(self.launcher.teardown)
+        self.launcher.start_all()
+        self.nodes = list(self.layout.nodes)
+        self.launcher.wait_running(cluster="A", timeout=60)
+        wait_for(self.converged, timeout=60, what="every node sees the others alive")
+        self.mallory = HostilePeer.mallory(self.rig, self.launcher,
+                                           os.path.abspath(self.mktemp()))
+        self.addCleanup(self.mallory.stop)
+
+    # -- reading the cluster from outside ---------------------------------------------
+
+    def converged(self):
+        for observer in self.nodes:
+            states = last_states(self.launcher, observer, 0)
+            if any(states.get(other) != "alive" for other in self.nodes if other != observer):
+                return False
+        return True
+
+    def scrape(self, node):
+        url = f"http://{self.launcher.address(node)}:{self.metrics_ports[node]}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            samples, _ = parse_samples(response.read().decode())
+        return samples
+
+    def counter(self, node, name, **labels):
+        return self.scrape(node).get((name, tuple(sorted(labels.items()))), 0)
+
+    def peer(self, node):
+        return self.rig.peer_address(self.launcher, node)
+
+    def alpha_deaths(self, offsets):
+        """Every line since C{offsets} in which beta or the witness declared alpha dead."""
+        found = []
+        for observer in ("beta", "witness"):
+            text = self.launcher.log_text(observer)[offsets[observer]:]
+            found += [f"{observer}: {line}" for line in text.splitlines()
+                      if "member alpha is dead" in line or "member alpha is left" in line]
+        return found
+
+    # -- mallory's tools ------------------------------------------------------------------
+
+    def dial(self, node):
+        """A connection of mallory's to C{node}; alpha's record as C{node} sent it.
+
+        Mallory does not join (on the rings it would be one more observer of
+        alpha, and two forged reporters would no longer be all of them): an
+        anti-entropy digest of an empty list brings the daemon's records.
+        """
+        connection = self.mallory.connect(self.peer(node))
+        connection.send("m.sync-digest", buckets=[0] * 64, round=0)
+        records = connection.wait_for("m.sync-records", lambda m: any(
+            r.get("n") == "alpha" for r in m.get("records", ())))
+        alpha = next(r for r in records["records"] if r["n"] == "alpha")
+        return connection, alpha
+
+    def mallory_notary(self):
+        cert = store.load_certificate(self.mallory.cert)
+        key = store.load_private_key(self.mallory.key)
+        ca_cert, _ = store.ca_paths(self.rig.ca_dir(self.launcher))
+        ca = store.load_certificates(ca_cert)
+        return X509Notary(NodeIdentity("mallory", key, cert, tuple(ca)))
+
+    # -- the attack --------------------------------------------------------------------------
+
+    def test_forged_reports_and_deaths_never_kill_alpha(self):
+        offsets = {name: len(self.launcher.log_text(name)) for name in self.nodes}
+        owners = sorted((i.node, i.epoch) for i in self.launcher.running_instances(cluster="A"))
+        notary = self.mallory_notary()
+        closed = []
+        for round_ in range(ROUNDS):
+            target = ("beta", "witness")[round_ % 2]
+            connection, alpha = self.dial(target)
+            g, i = alpha["g"], alpha["i"]
+            # A death naming both observers, for alpha's current life and the next
+            # few incarnations (a refutation raises it): a claim, not evidence.
+            deaths = [{"k": "m", "n": "alpha", "a": alpha["a"], "g": g, "i": i + step,
+                       "s": "dead", "by": ["witness", "beta"]} for step in range(3)]
+            connection.send("m.gossip", updates=deaths)
+            # Reports naming the observers: unsigned, then signed by mallory itself.
+            observer = ("witness", "beta")[round_ % 2]
+            forged = Report("alpha", g, i, observer)
+            if round_ % 4 >= 2:
+                signature, certificate = notary.sign(forged.statement)
+                forged = Report("alpha", g, i, observer, signature, certificate)
+            connection.send("m.gossip", updates=[forged.to_wire()])
+            closed.append((target, connection.wait_closed()))
+            time.sleep(BETWEEN)
+
+        self.assertEqual(closed, [(("beta", "witness")[r % 2], "forged") for r in range(ROUNDS)])
+        for node in ("beta", "witness"):
+            self.assertGreaterEqual(
+                self.counter(node, "clsd_peer_forged_total", peer="mallory"), ROUNDS // 2, node)
+            self.assertGreaterEqual(
+                self.counter(node, "clsd_membership_refused_total", reason="report-proof"),
+                ROUNDS // 2, node)
+        # Give a wrongly believed death time to happen (the slow path's minimum
+        # is 10 s), then: alpha was never declared dead, and is alive everywhere.
+        time.sleep(12)
+        self.assertEqual(self.alpha_deaths(offsets), [])
+        # The forged deaths did arrive (as suspicions, which alpha refuted).
+        for observer in ("beta", "witness"):
+            self.assertIn("member alpha is suspect",
+                          self.launcher.log_text(observer)[offsets[observer]:], observer)
+        for observer in ("beta", "witness"):
+            self.assertEqual(last_states(self.launcher, observer, 0).get("alpha"), "alive",
+                             observer)
+        self.assertEqual(
+            sorted((i.node, i.epoch) for i in self.launcher.running_instances(cluster="A")),
+            owners)
+        report = self.launcher.check()
+        self.assertEqual([v.describe() for v in report.violations], [])
+        self.assertEqual(self.launcher.log_problems(), [])
