@@ -71,6 +71,8 @@ EVENTS = {
     "peer.connected": (_I, "A peer connection was established (TLS and hello done)."),
     "peer.disconnected": (_I, "An established peer connection ended."),
     "peer.rejected": (_W, "A connection was refused (bad certificate, name, version, ...)."),
+    "peer.refused": (_W, "Accepted connections refused before authentication, summed up "
+                         "(at most one line per interval)."),
     "admin.login": (_I, "An operator logged in over SSH (or the manhole)."),
     "admin.command": (_I, "An operator ran an admin command."),
     "metrics.listening": (_I, "The Prometheus endpoint is listening."),
