@@ -85,6 +85,13 @@ class RejectionLogTests(unittest.TestCase):
         self.assertIsNone(log.flush(10.0))  # nothing held
         self.assertIsNotNone(log.record("tls-plaintext", "a", "a:1", "d", 25.0))
 
+    def test_early_flush_reports_what_is_held(self):
+        log = RejectionLog(10.0)
+        log.record("tls-plaintext", "a", "a:1", "d", 0.0)
+        self.assertIsNone(log.flush(1.0, early=True))  # nothing held
+        log.record("tls-plaintext", "a", "a:2", "d", 2.0)
+        self.assertEqual(log.flush(3.0, early=True).count, 1)
+
     def test_text_names_counts_reasons_and_busiest_sources(self):
         log = RejectionLog(10.0)
         log.record("tls-plaintext", "10.0.0.9", "10.0.0.9:1", "not TLS", 0.0)
@@ -231,6 +238,17 @@ class ListenerTests(unittest.TestCase):
         self.assertTrue(any("peer flood over" in formatEvent(e) for e in self.events))
         self.advance(60.0)
         self.assertEqual(self.trims, [20.0])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_stopping_logs_the_refusals_held(self):
+        for port in (1, 2, 3, 4):
+            self.accept("10.0.0.1", port)  # the last two are over the cap
+        self.assertEqual(len(self.texts()), 1)
+        self.stop()  # the two pending ones end too
+        texts = self.texts()
+        self.assertEqual(len(texts), 2)
+        self.assertIn("3 peer connection(s) refused before authentication "
+                      "(tls-incomplete 2, pending-cap-address 1)", texts[1])
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_few_refusals_do_not_trim(self):

@@ -326,7 +326,9 @@ class PeerNetwork(MultiService):
             if self._summary_call.active():
                 self._summary_call.cancel()
             self._summary_call = None
-            self._report_refusals(force=True)
+        held = self.rejections.flush(self._monotonic(), early=True)
+        if held is not None:
+            self._log_refusals(held)
         waits = []
         if self._port is not None:
             waits.append(defer.maybeDeferred(self._port.stopListening))
@@ -478,21 +480,15 @@ class PeerNetwork(MultiService):
         self._summary_call = self.reactor.callLater(
             max(0.0, deadline - self._monotonic()), self._report_refusals)
 
-    def _report_refusals(self, force=False):
+    def _report_refusals(self):
         self._summary_call = None
-        now = self._monotonic()
-        summary = self.rejections.flush(now)
-        if summary is None and force and self.rejections.deadline() is not None:
-            summary = self.rejections.flush(self.rejections.deadline())
+        summary = self.rejections.flush(self._monotonic())
         if summary is not None:
             self._log_refusals(summary)
-            if not force:
-                self._arm_summary()
-            return
-        if self._refused_since_trim >= FLOOD and self.rejections.deadline() is None:
+        elif self._refused_since_trim >= FLOOD and self.rejections.deadline() is None:
             self._after_flood()
-        elif not force:
-            self._arm_summary()
+            return
+        self._arm_summary()
 
     def _log_refusals(self, summary):
         emit(self.log, "peer.refused", "{summary}", summary=summary.text(),
@@ -531,7 +527,7 @@ class PeerNetwork(MultiService):
             current.close("duplicate", f"{self.name} keeps another connection to {name}")
             self._log_connected(protocol)
             self.handler.peer_connected(protocol)
-        elif new_is_older(current, protocol):
+        elif protocol.generation < current.generation:
             protocol.close(
                 "stale-generation",
                 f"{self.name} is connected to a newer start of {name} (generation "
@@ -583,11 +579,6 @@ class PeerNetwork(MultiService):
         d = defer.Deferred(cancel)
         waiters.append(d)
         return d
-
-
-def new_is_older(current, new):
-    """Whether C{new} comes from an earlier start of the peer than C{current}."""
-    return new.generation < current.generation
 
 
 _NOT_PENDING = object()

@@ -162,12 +162,17 @@ class RejectionLog:
             return None
         return self._reported_at + self.interval
 
-    def flush(self, now):
+    def flush(self, now, *, early=False):
         """The refusals held since the last report, once the interval has passed.
 
         Also forgets the last report after a quiet interval, so the next
         refusal is reported at once.
+
+        @param early: report what is held even before the interval has
+            passed (the node is stopping).
         """
+        if early and self._reasons:
+            return self._report(now)
         if self._reported_at is None or now - self._reported_at < self.interval:
             return None
         if not self._reasons:
