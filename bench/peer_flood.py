@@ -12,7 +12,8 @@ Each flood is opened as fast as non-blocking connects go (by processes of
 at most 8,000 connections each: one process's descriptors are limited), held for
 ``--hold`` seconds and closed at once. Meanwhile alpha's metrics are scraped
 every 0.1 s for its renewals of A (count and summed round trip), and its
-resident size (VmRSS) every 0.2 s. A flood is survived when A stays with the
+resident size (VmRSS) every 0.2 s, and for as long again before the flood
+for comparison. A flood is survived when A stays with the
 same instance and epoch, no member changes state, and no gap between two
 renewals reaches two renewal periods (2 x lease/3: one renewal missed).
 After each flood the script waits for alpha's "peer flood over" line (the
@@ -109,7 +110,9 @@ def one_flood(rig, kind, size, hold, log):
     time.sleep(SETTLE)
     rss_before = resident_mb(pid)
     watch = RenewalWatch(rig.metrics_url(), "A").start()
-    time.sleep(1.0)
+    quiet_from = time.monotonic()
+    time.sleep(hold)  # the same window without a flood, to compare
+    quiet_to = time.monotonic()
     flood = SplitFlood(rig.target(), rig.sources(SOURCES), hello=(kind == "hello"))
     started = time.monotonic()
     try:
@@ -128,6 +131,7 @@ def one_flood(rig, kind, size, hold, log):
     rss_after = resident_mb(pid)
     watch.stop()
     renewals = watch.window(started, ended)
+    baseline = watch.window(quiet_from, quiet_to)
     changes = rig.member_changes(offsets)
     lines = rig.log_lines_since(OWNER, offsets[OWNER])
     same = rig.state() == state
@@ -139,6 +143,7 @@ def one_flood(rig, kind, size, hold, log):
                    "after": round(rss_after, 1)},
         "rss_after_vs_before": round(rss_after / rss_before, 3),
         "renewals": renewals,
+        "renewals_without_flood": baseline,
         "flood_over_logged": over,
         "owner_log_lines": len(lines),
         "owner_log_sample": lines[:4],
@@ -149,21 +154,24 @@ def one_flood(rig, kind, size, hold, log):
     log(f"  {kind:5} {size:6}: opened {opened} in {open_seconds:.1f} s, RSS "
         f"{rss_before:.0f}/{rss_peak:.0f}/{rss_after:.0f} MB, renewals "
         f"{renewals.get('renewals')} (gap {renewals.get('longest_gap_s')} s, round trip "
-        f"{renewals.get('mean_round_trip_ms')} ms), {len(lines)} log lines, "
+        f"{renewals.get('mean_round_trip_ms')} ms; without flood: gap "
+        f"{baseline.get('longest_gap_s')} s, {baseline.get('mean_round_trip_ms')} ms), "
+        f"{len(lines)} log lines, "
         f"{'survived' if result['survived'] else 'NOT survived'}")
     return result
 
 
 def table(results):
     rows = ["kind   size    opened  RSS before/peak/after MB  after/before  renewals  "
-            "longest gap s  round trip ms  log lines  survived"]
+            "longest gap s  round trip ms  (without flood)  log lines  survived"]
     for r in results:
-        rss, ren = r["rss_mb"], r["renewals"]
+        rss, ren, base = r["rss_mb"], r["renewals"], r["renewals_without_flood"]
         rows.append(
             f"{r['kind']:6} {r['size']:6}  {r['opened']:6}  "
             f"{rss['before']:6.1f}/{rss['peak']:6.1f}/{rss['after']:6.1f}     "
             f"{r['rss_after_vs_before']:6.3f}      {ren.get('renewals', '-'):>6}  "
             f"{ren.get('longest_gap_s', '-'):>13}  {str(ren.get('mean_round_trip_ms')):>13}  "
+            f"({base.get('longest_gap_s')} s, {base.get('mean_round_trip_ms')} ms)  "
             f"{r['owner_log_lines']:9}  {r['survived']}")
     return "\n".join(rows)
 
