@@ -300,11 +300,15 @@ class Fuzzer:
             sock.close()
 
     def send_and_watch_open(self, sock, data):
-        """A line the codec accepts: the connection must stay up (an open socket times out)."""
+        """A line the codec accepts: the connection must stay up for L{ACCEPTED_WATCH} s.
+
+        (Alpha may answer: an accepted m.watch makes it send heartbeats.)
+        """
         try:
-            sock.settimeout(ACCEPTED_WATCH)
             sock.sendall(data)
-            while True:
+            deadline = time.monotonic() + ACCEPTED_WATCH
+            while time.monotonic() < deadline:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
                 if not sock.recv(65536):
                     self._add("accepted_but_closed")
                     return
