@@ -3,7 +3,8 @@
 
 Three real ``twistd clsd`` daemons on loopback (alpha owns cluster ID ``A``,
 beta stands by, witness votes; see bench/_peer_rig.py). Floods of increasing
-size hit alpha's peer port from five loopback source addresses, in two kinds:
+size hit alpha's peer port from ``--sources`` loopback addresses (20, a
+reserved block of their own), in two kinds:
 
   - ``tcp``: connect and hold (no byte sent);
   - ``hello``: connect, send a real TLS ClientHello, then stall.
@@ -41,10 +42,10 @@ from _harness import (  # noqa: E402
 )
 from _peer_rig import OWNER, PeerRig  # noqa: E402
 
+from clsd.testing.addresses import reserve  # noqa: E402
 from clsd.testing.flood import Flood, RenewalWatch, resident_mb  # noqa: E402
 
 KINDS = ("tcp", "hello")
-SOURCES = 5
 #: Connections one flood process holds: the hard descriptor limit (20,000
 #: here, and not raisable in a container without CAP_SYS_RESOURCE) bounds
 #: one process, so larger floods are split over several.
@@ -103,7 +104,7 @@ FLOOD_OVER_TIMEOUT = 45.0
 SETTLE = 2.0
 
 
-def one_flood(rig, kind, size, hold, log):
+def one_flood(rig, sources, kind, size, hold, log):
     pid = rig.pid()
     offsets = rig.log_offsets()
     state = rig.state()
@@ -113,7 +114,7 @@ def one_flood(rig, kind, size, hold, log):
     quiet_from = time.monotonic()
     time.sleep(hold)  # the same window without a flood, to compare
     quiet_to = time.monotonic()
-    flood = SplitFlood(rig.target(), rig.sources(SOURCES), hello=(kind == "hello"))
+    flood = SplitFlood(rig.target(), sources, hello=(kind == "hello"))
     started = time.monotonic()
     try:
         opened = flood.open(size)
@@ -182,6 +183,9 @@ def main(argv=None):
                         help="comma-separated flood sizes, increasing (default 1000,3000)")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--hold", type=float, default=8.0, help="seconds each flood is held")
+    parser.add_argument("--sources", type=int, default=20,
+                        help="loopback source addresses of the flood (default 20: more than "
+                             "max_pending / max_pending_per_address, so both caps are hit)")
     parser.add_argument("--output", default="peer_flood.json")
     parser.add_argument("--keep", action="store_true", help="keep configs and logs")
     args = parser.parse_args(argv)
@@ -194,13 +198,14 @@ def main(argv=None):
     info = machine_info()
     results, status = [], 0
     rig = PeerRig(workdir / "rig")
+    reservation = reserve(args.sources)
     try:
         with interrupts_as_exceptions():
             rig.start()
             print(f"cluster up; owner {OWNER}; lease {rig.lease} s")
             for kind in kinds:
                 for size in sizes:
-                    result = one_flood(rig, kind, size, args.hold, print)
+                    result = one_flood(rig, reservation.addresses, kind, size, args.hold, print)
                     results.append(result)
                     if not result["survived"]:
                         break
@@ -215,6 +220,7 @@ def main(argv=None):
         violations, problems = None, None
     finally:
         rig.stop()
+        reservation.release()
         if args.keep or status:
             print(f"work directory kept: {workdir}")
         else:
@@ -227,7 +233,7 @@ def main(argv=None):
         "machine": info,
         "goal": "20000 connections survived, RSS after within 10 % of before",
         "hold_seconds": args.hold,
-        "source_addresses": SOURCES,
+        "source_addresses": args.sources,
         "largest_survived": largest,
         "overlap_violations": violations,
         "log_problems": problems,
