@@ -38,14 +38,17 @@ SUMMARY_SOURCES = 3
 class PreauthLimits:
     """How many unauthenticated connections a node keeps, and how it reports refusals."""
 
-    #: Accepted connections not yet past TLS and the hello, in all. A whole
-    #: cluster of 1024 nodes dialling one seed at once fits; the memory of
-    #: that many TLS objects (about 50 KB each while handshaking) stays
-    #: near 50 MB. Dialers over the cap are refused and redial with backoff.
-    max_pending: int = 1024
+    #: Accepted connections not yet past TLS and the hello, in all. A mutual
+    #: TLS handshake costs about 2.5 ms of CPU, so 256 at once are more than
+    #: half a second of work: more would add memory (about 50 KB each while
+    #: handshaking) and reactor stalls, not throughput. With 1024 pending,
+    #: floods of 10,000 made the holder miss renewals (doc/performance.md).
+    #: Dialers over the cap (a whole cluster restarting against one seed)
+    #: are refused at once and redial with backoff.
+    max_pending: int = 256
     #: The same, from one source address: one host cannot take the whole
     #: budget, while nodes sharing an address (NAT) still have room.
-    max_pending_per_address: int = 64
+    max_pending_per_address: int = 32
     #: Refusals are logged as one summary line per this many seconds.
     log_interval: float = 10.0
 
