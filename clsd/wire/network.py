@@ -500,13 +500,16 @@ class PeerNetwork(MultiService):
         """A flood of unauthenticated connections is over: give the memory back."""
         refused, self._refused_since_trim = self._refused_since_trim, 0
         before = self._resident()
+        started = self._monotonic()
         self._trim()
+        took = self._monotonic() - started
         after = self._resident()
         if before is not None and after is not None:
             self.log.info(
                 "peer flood over ({refused} connections refused since the last one): "
-                "resident memory {before:.0f} MB, {after:.0f} MB after returning free memory",
-                refused=refused, before=before / 1e6, after=after / 1e6)
+                "resident memory {before:.0f} MB, {after:.0f} MB after returning free memory "
+                "({took:.3f} s)",
+                refused=refused, before=before / 1e6, after=after / 1e6, took=took)
 
     # -- IPeerHandler, for our own connections --------------------------------
 
