@@ -11,6 +11,38 @@ import ipaddress
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.error import CannotListenError
+
+from clsd.config.address import format_host_port
+
+
+class ListenError(CannotListenError):
+    """A listener cannot bind its address: one line naming the setting and the address.
+
+    Raised from C{startService}; C{twistd clsd} prints it and exits
+    (L{clsd.tap}), without a traceback.
+    """
+
+    def __init__(self, setting, error):
+        """
+        @param setting: the configuration key of the address (``node.listen``).
+        @param error: the L{CannotListenError} the reactor raised.
+        """
+        super().__init__(error.interface, error.port, error.socketError)
+        self.setting = setting
+        reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+        self.reason = reason[:1].lower() + reason[1:]
+
+    def __str__(self):
+        address = format_host_port((self.interface or "*", self.port))
+        return f"{self.setting}: cannot listen on {address}: {self.reason}"
+
+    @classmethod
+    def from_failure(cls, setting, failure):
+        """The L{ListenError} for a L{CannotListenError} C{failure}; other failures raise."""
+        if not failure.check(CannotListenError):
+            failure.raiseException()
+        return cls(setting, failure.value)
 
 
 def server_endpoint(reactor, address):
@@ -24,9 +56,13 @@ def server_endpoint(reactor, address):
 class ListeningService(Service):
     """Listens with C{factory} on C{endpoint} while running (on nothing if it is None).
 
-    A listen failure (address in use) raises from C{startService}. Subclasses
-    say where they listen by overriding L{announce}.
+    A listen failure (address in use) raises L{ListenError} from
+    C{startService}, naming C{setting} (such as ``metrics.listen``).
+    Subclasses say where they listen by overriding L{announce}.
     """
+
+    #: The configuration key of the address, for L{ListenError}.
+    setting = "listen"
 
     def __init__(self, endpoint, factory=None):
         self.endpoint = endpoint
@@ -46,7 +82,7 @@ class ListeningService(Service):
         failures = []
         self.endpoint.listen(self.factory).addCallbacks(self._listening, failures.append)
         if failures:
-            failures[0].raiseException()
+            raise ListenError.from_failure(self.setting, failures[0])
 
     def _listening(self, port):
         self.port = port
@@ -69,3 +105,4 @@ class ListeningService(Service):
         if port is not None:
             return port.stopListening()
         return None
+

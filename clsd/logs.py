@@ -82,6 +82,8 @@ EVENTS = {
     "peer.disconnected": (_I, "An established peer connection ended."),
     "peer.rejected": (_W, "A connection was refused (bad certificate, name, version, ...)."),
     "peer.forged": (_W, "A peer spoke for another node; its connection was closed."),
+    "peer.refused": (_W, "Accepted connections refused before authentication, summed up "
+                         "(at most one line per interval)."),
     "admin.login": (_I, "An operator logged in over SSH (or the manhole)."),
     "admin.command": (_I, "An operator ran an admin command."),
     "metrics.listening": (_I, "The Prometheus endpoint is listening."),

@@ -73,6 +73,30 @@ def start_json_log_or_exit(config, reactor):
         raise SystemExit(2)
 
 
+def exit_on_listen_error(daemon):
+    """Make C{daemon}'s start stop the process with one line when an address is taken.
+
+    twistd starts the service after logging has begun, and an exception
+    from C{startService} would end the process with its traceback written
+    line by line into the log. A listener that cannot bind raises
+    L{clsd.listener.ListenError}, which names the setting and the address:
+    that line is all the operator needs.
+    """
+    from clsd.listener import ListenError
+
+    start = daemon.startService
+
+    def startService():
+        try:
+            start()
+        except ListenError as e:
+            sys.stderr.write(f"clsd: cannot start: {daemon.config.source}: {e}\n")
+            raise SystemExit(2)
+
+    daemon.startService = startService
+    return daemon
+
+
 def makeService(options):
     from twisted.internet import reactor
 
@@ -83,7 +107,7 @@ def makeService(options):
     prepare_data_dir_or_exit(config)
     start_json_log_or_exit(config, reactor)
     try:
-        return Daemon(config, reactor, overrides=options.overrides())
+        return exit_on_listen_error(Daemon(config, reactor, overrides=options.overrides()))
     except ConfigError as e:  # e.g. [tls] files unusable (read when the peer network is built)
         sys.stderr.write(f"clsd: configuration error: {e}\n")
         raise SystemExit(2)

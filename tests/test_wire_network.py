@@ -118,6 +118,18 @@ class DeduplicationRuleTests(unittest.TestCase):
         self.assertIs(alpha.peer("beta"), fresh)
 
 
+    def test_an_older_generation_never_replaces_the_live_connection(self):
+        """A ghost of an earlier start (or a replayed hello) loses to the live connection."""
+        alpha, handler = self.network("alpha")
+        live = FakeConnection("beta", 2, True, (ALPHA_HOST, 40001), (BETA_HOST, 7400))
+        older = FakeConnection("beta", 1, False, (ALPHA_HOST, 7400), (BETA_HOST, 40002))
+        alpha.peer_connected(live)
+        alpha.peer_connected(older)
+        self.assertIs(alpha.peer("beta"), live)
+        self.assertEqual((live.closed, older.closed), (None, "stale-generation"))
+        self.assertEqual(handler.events, [("connected", "beta")])
+
+
 class DialerBackoffTests(unittest.TestCase):
     """Connections refused before the hello lengthen the backoff like failed connects."""
 

@@ -129,6 +129,30 @@ class RejectionTests(TLSTestCase):
         await self.assertRejected("tls-plaintext")
         self.assertNotIn(b"ping", b"".join(received))
 
+    async def test_client_hello_then_garbage_is_not_plaintext(self):
+        """A real ClientHello followed by bytes that are not TLS: ``tls-garbage``."""
+        from OpenSSL import SSL
+
+        client_tls = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+        client_tls.set_connect_state()
+        with self.assertRaises(SSL.WantReadError):
+            client_tls.do_handshake()
+        client_hello = client_tls.bio_read(65536)
+
+        class HelloThenGarbage(protocol.Protocol):
+            def connectionMade(self):
+                self.transport.write(client_hello)
+
+            def dataReceived(self, data):  # the server's hello: now the garbage
+                self.transport.write(b"garbage that is not a TLS record\n" * 4)
+
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, ALPHA_HOST, self.alpha_port,
+                                                bindAddress=(BETA_HOST, 0))
+        client = await endpoints.connectProtocol(endpoint, HelloThenGarbage())
+        self.addCleanup(client.transport.abortConnection)
+        await self.assertRejected("tls-garbage")
+        self.assertEqual(self.alpha.stats.rejected["tls-plaintext"], 0)
+
     async def test_silent_client_dropped(self):
         """A client that connects and never speaks TLS is cut off (no slowloris)."""
         await self.alpha.stopService()

@@ -33,8 +33,9 @@ class ListenerService(ListeningService):
     daemon with a broken admin listener does not start half-configured.
     """
 
-    def __init__(self, name, endpoint, audit):
+    def __init__(self, name, endpoint, audit, setting):
         super().__init__(endpoint)
+        self.setting = setting
         self.name = name
         self.audit = audit
 
@@ -63,12 +64,13 @@ class AdminService(MultiService):
         self.ssh = None
         self.telnet = None
         if config.ssh is not None:
-            self.ssh = ListenerService("ssh", server_endpoint(reactor, config.ssh), audit)
+            self.ssh = ListenerService("ssh", server_endpoint(reactor, config.ssh), audit,
+                                       "admin.ssh")
             self.ssh.setServiceParent(self)
         if config.telnet is not None:
             self.telnet = ListenerService(
-                "telnet manhole", server_endpoint(reactor, config.telnet), audit
-            )
+                "telnet manhole", server_endpoint(reactor, config.telnet), audit,
+                "admin.telnet")
             self.telnet.factory = build_telnet_factory(
                 config.telnet_password_hash, backend, reactor, audit, self.manhole_budget
             )

@@ -2,7 +2,7 @@
 
 The daemon applies a plan only when it is L{ReloadPlan.allowed}: the
 settings the running node was built from (its name, addresses, TLS files,
-quorum, etcd, membership, listeners, logging) are read once at start, so a change
+quorum, etcd, membership, peer limits, listeners, logging) are read once at start, so a change
 to them is refused and named rather than half-applied.
 
 Cluster registrations do change at runtime.  A cluster whose ``priority``,
@@ -23,7 +23,8 @@ import attrs
 from clsd.ownership.manager import changes_in_place
 
 #: The sections a running node reads only at start, in the order they are reported.
-RESTART_ONLY = ("node", "tls", "quorum", "etcd", "membership", "admin", "metrics", "log")
+RESTART_ONLY = ("node", "tls", "quorum", "etcd", "membership", "peer", "admin", "metrics",
+                "log")
 #: Keys inside those sections that a reload applies (who is admitted as a peer).
 ADMISSION_KEYS = ("membership.allow", "tls.crl")
 

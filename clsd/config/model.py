@@ -13,6 +13,7 @@ from clsd.config.cluster import ClusterConfig, check_clusters, parse_cluster
 from clsd.config.etcd import EtcdConfig, parse_etcd
 from clsd.config.quorum import QuorumConfig, parse_quorum
 from clsd.config.membership import MembershipConfig, parse_membership
+from clsd.config.peer import PeerConfig, parse_peer
 from clsd.config.reader import ConfigError, Table
 from clsd.config.service import ServiceConfig, parse_service
 from clsd.config.tls import TLSConfig, parse_tls
@@ -65,6 +66,8 @@ class Config:
     membership: MembershipConfig = MembershipConfig()
     #: Where etcd is, when ``[quorum] arbiter = "etcd"``; None otherwise.
     etcd: EtcdConfig | None = None
+    #: Bounds on unauthenticated peer connections (``[peer]``).
+    peer: PeerConfig = PeerConfig()
 
     def service(self, name):
         """The L{ServiceConfig} called C{name}; L{KeyError} if there is none."""
@@ -116,11 +119,12 @@ def parse_config(text, source="<string>", *, base_dir=None, overrides=None, euid
     clusters = tuple(parse_cluster(table) for table in root.tables("cluster"))
     check_clusters(source, clusters, services, quorum, node.name)
     membership = parse_membership(root.table("membership"), node.name)
+    peer = parse_peer(root.table("peer"))
     admin = settle_manhole_budget(source, admin, quorum, membership)
     root.finish()
     return Config(source=source, node=node, services=services, admin=admin,
                   metrics=metrics, log=log, tls=tls, quorum=quorum, clusters=clusters,
-                  membership=membership, etcd=etcd)
+                  membership=membership, etcd=etcd, peer=peer)
 
 
 def _parse_etcd_section(root, quorum, base_dir):

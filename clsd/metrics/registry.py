@@ -302,6 +302,7 @@ class _Collector:
         if peers is not None:
             add("clsd_peer_connections", [], peers.get("connections", 0))
             add("clsd_peer_connections_established", [], peers.get("established", 0))
+            add("clsd_peer_pending_handshakes", [], peers.get("pending", 0))
             for direction in ("in", "out"):
                 add("clsd_peer_messages", [direction], peers.get(f"messages_{direction}", 0))
                 add("clsd_peer_bytes", [direction], peers.get(f"bytes_{direction}", 0))
@@ -374,6 +375,10 @@ class _Collector:
             CounterMetricFamily(
                 "clsd_peer_connections_established",
                 "Peer connections that completed TLS and the hello."),
+            GaugeMetricFamily(
+                "clsd_peer_pending_handshakes",
+                "Accepted peer connections not yet past TLS and the hello (capped by "
+                "[peer] max_pending)."),
             CounterMetricFamily(
                 "clsd_peer_messages", "Peer protocol messages, by direction (in or out).",
                 labels=["direction"]),

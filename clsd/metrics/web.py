@@ -77,6 +77,7 @@ class MetricsService(ListeningService):
     """
 
     name = "metrics"
+    setting = "metrics.listen"
     log = Logger()
 
     def __init__(self, address, registry, reactor):

@@ -12,9 +12,16 @@ connection, the same one on both sides: of two connections to one peer
 (same generation) both keep the one dialled by the node whose name sorts
 first (ties, as when one node dialled twice, by the dialling side's source
 port).  A connection from a new generation of the peer (it restarted)
-replaces the old one at once.  A dialer whose peer is already connected the
-other way waits until that connection ends before dialling again, so the
-loser of the race does not redial forever.
+replaces the old one at once; one from an older generation never does.  A
+dialer whose peer is already connected the other way waits until that
+connection ends before dialling again, so the loser of the race does not
+redial forever.
+
+Accepted connections are bounded until they authenticate (TLS and hello):
+L{clsd.wire.preauth} caps how many may be pending, in all and per source
+address, refusing the rest before any TLS work, and sums up refusals into
+one log line per interval.  After a flood the freed heap is given back to
+the system (L{clsd.memory.trim}).
 """
 
 import random
@@ -23,18 +30,26 @@ import time
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService
 from twisted.internet import defer
-from twisted.internet.endpoints import SSL4ClientEndpoint, SSL4ServerEndpoint
+from twisted.internet.endpoints import (
+    SSL4ClientEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+)
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from clsd.config.address import format_host_port
+from clsd import memory
+from clsd.config.address import format_host_port, ip_version
+from clsd.listener import ListenError
 from clsd.logs import emit
 from clsd.wire.codec import MAX_LINE
 from clsd.wire.interfaces import IPeerHandler
 from clsd.wire.lag import ReactorLag
 from clsd.wire.messages import HELLO, PROTOCOL_VERSION, peer_registry, settings_hash
+from clsd.wire.preauth import PendingGate, PreauthLimits, RejectionLog
 from clsd.wire.protocol import PeerProtocol
 from clsd.wire.session import LOCAL, PEER, CloseReason, State, Timeouts
 from clsd.wire.stats import PeerStats
@@ -51,6 +66,9 @@ CONNECT_TIMEOUT = 10.0
 #: Pending TCP connections the kernel may queue: a whole cluster restarting
 #: at once must not see refused connections.
 LISTEN_BACKLOG = 1024
+#: Connections refused before authentication that make a flood: when one
+#: is over (a summary interval without refusals), freed memory is returned.
+FLOOD = 100
 
 
 def new_generation():
@@ -172,7 +190,9 @@ class PeerNetwork(MultiService):
     def __init__(self, *, reactor, tls, name, listen, advertise=None, handler=None,
                  registry=None, settings=None, generation=None, source_host=None,
                  join=(), monotonic=time.monotonic, timeouts=Timeouts(),
-                 max_line=MAX_LINE, backoff=None, connect_timeout=CONNECT_TIMEOUT, lag=None):
+                 max_line=MAX_LINE, backoff=None, connect_timeout=CONNECT_TIMEOUT, lag=None,
+                 limits=PreauthLimits(), listen_setting="node.listen",
+                 trim=memory.trim, resident=memory.resident_bytes):
         """
         @param tls: a L{clsd.wire.tls.PeerTLS} for this node's identity.
         @param name: this node's name (the one in its certificate).
@@ -190,6 +210,12 @@ class PeerNetwork(MultiService):
             L{BACKOFF_INITIAL}, L{BACKOFF_MAX}, L{BACKOFF_FACTOR}).
         @param lag: the process's L{ReactorLag}, shared by the nodes of one
             process (default: this network runs its own while it runs).
+        @param limits: the L{PreauthLimits} on unauthenticated connections.
+        @param listen_setting: the configuration key of C{listen}, named
+            when the address cannot be bound (L{ListenError}).
+        @param trim: returns freed heap memory to the system after a flood.
+        @param resident: this process's resident size in bytes (or C{None}),
+            logged with the trim.
         """
         super().__init__()
         self.reactor = reactor
@@ -221,6 +247,16 @@ class PeerNetwork(MultiService):
         self._peers = {}
         self._dialers = {}
         self._waiters = {}
+        self.limits = limits
+        self._listen_setting = listen_setting
+        self.gate = PendingGate(limits)
+        self.rejections = RejectionLog(limits.log_interval)
+        #: Accepted connections holding a slot of the gate: protocol -> source host.
+        self._pending = {}
+        self._summary_call = None
+        self._refused_since_trim = 0
+        self._trim = trim
+        self._resident = resident
 
     @classmethod
     def from_config(cls, config, *, reactor, handler=None, registry=None, settings=None,
@@ -239,6 +275,9 @@ class PeerNetwork(MultiService):
         if node.listen is None:
             return None
         identity = load_identity(config, now=now)
+        peer = config.peer
+        kwargs.setdefault("limits", peer.limits)
+        kwargs.setdefault("timeouts", Timeouts(handshake=peer.handshake_timeout))
         return cls(
             reactor=reactor, tls=PeerTLS(identity, allow=config.membership.allow),
             name=node.name, listen=node.listen,
@@ -250,15 +289,17 @@ class PeerNetwork(MultiService):
 
     def startService(self):
         host, port = self.listen_address
-        endpoint = SSL4ServerEndpoint(
-            self.reactor, port, self.tls, backlog=LISTEN_BACKLOG, interface=host
-        )
+        tcp = TCP6ServerEndpoint if ip_version(host) == 6 else TCP4ServerEndpoint
+        endpoint = tcp(self.reactor, port, backlog=LISTEN_BACKLOG, interface=host)
+        # TLS wraps the connections the gate lets through, so that a refused
+        # one costs no TLS state (what SSL4ServerEndpoint builds the same way).
+        factory = _Gate(self, TLSMemoryBIOFactory(self.tls, False, _ListenerFactory(self)))
         failed = []
         # Listening on TCP completes at once; a failure (address in use, no
         # such address) is raised here so that the daemon refuses to start.
-        endpoint.listen(_ListenerFactory(self)).addCallbacks(self._listening, failed.append)
+        endpoint.listen(factory).addCallbacks(self._listening, failed.append)
         if failed:
-            failed[0].raiseException()
+            raise ListenError.from_failure(self._listen_setting, failed[0])
         if self._own_lag:
             self.lag.start()
         super().startService()
@@ -282,6 +323,13 @@ class PeerNetwork(MultiService):
     def stopService(self):
         if self._own_lag:
             self.lag.stop()
+        if self._summary_call is not None:
+            if self._summary_call.active():
+                self._summary_call.cancel()
+            self._summary_call = None
+        held = self.rejections.flush(self._monotonic(), early=True)
+        if held is not None:
+            self._log_refusals(held)
         waits = []
         if self._port is not None:
             waits.append(defer.maybeDeferred(self._port.stopListening))
@@ -377,23 +425,114 @@ class PeerNetwork(MultiService):
             )
         return self._hello
 
-    def _build(self, *, initiator):
+    def _build(self, *, initiator, source_host=None):
+        """A connection's protocol; C{source_host}: an accepted one holding a gate slot."""
         protocol = PeerProtocol(
             hello=self.hello(), registry=self.registry, handler=self,
             clock=self.reactor, initiator=initiator, monotonic=self._monotonic,
             stats=self.stats, tls=self.tls, timeouts=self._timeouts,
             max_line=self._max_line, lag=self.lag,
+            on_refused=None if initiator else self._refused,
         )
         self._connections.add(protocol)
+        if source_host is not None:
+            self._pending[protocol] = source_host
         protocol.when_closed(self._forget)
         return protocol
 
     def _forget(self, protocol, reason):
         self._connections.discard(protocol)
+        self._authenticated(protocol)
+
+    # -- connections that have not authenticated yet -----------------------------
+
+    def _admit(self, address):
+        """Whether to accept a connection from C{address}; a refusal is counted and summed up."""
+        host = getattr(address, "host", None)
+        reason = self.gate.admit(host)
+        if reason is None:
+            self.stats.pending = self.gate.pending
+            return True
+        stats = self.stats
+        stats.rejected[reason] += 1
+        stats.closed[reason] += 1
+        if reason == "pending-cap":
+            detail = (f"{self.gate.pending} unauthenticated connections pending "
+                      f"(max_pending = {self.limits.max_pending})")
+        else:
+            detail = (f"{self.gate.pending_from(host)} unauthenticated connections pending "
+                      f"from {host} (max_pending_per_address = "
+                      f"{self.limits.max_pending_per_address})")
+        self._record_refusal(reason, host, getattr(address, "port", None), detail)
+        return False
+
+    def _authenticated(self, protocol):
+        """C{protocol} passed the hello or ended: its gate slot is free."""
+        host = self._pending.pop(protocol, _NOT_PENDING)
+        if host is not _NOT_PENDING:
+            self.gate.release(host)
+            self.stats.pending = self.gate.pending
+
+    def _refused(self, protocol, reason):
+        """An accepted connection ended before its hello checked out."""
+        address = protocol.address or (None, None)
+        self._record_refusal(reason.key, address[0], address[1], reason.detail)
+
+    def _record_refusal(self, reason, host, port, detail):
+        self._refused_since_trim += 1
+        where = format_host_port((host, port)) if host is not None else "?"
+        summary = self.rejections.record(reason, host, where, detail, self._monotonic())
+        if summary is not None:
+            self._log_refusals(summary)
+        self._arm_summary()
+
+    def _arm_summary(self):
+        if self._summary_call is not None:
+            return
+        deadline = self.rejections.deadline()
+        if deadline is None:
+            if self._refused_since_trim < FLOOD:
+                return
+            # Wait one quiet interval before trimming: the flood may go on.
+            deadline = self._monotonic() + self.limits.log_interval
+        self._summary_call = self.reactor.callLater(
+            max(0.0, deadline - self._monotonic()), self._report_refusals)
+
+    def _report_refusals(self):
+        self._summary_call = None
+        summary = self.rejections.flush(self._monotonic())
+        if summary is not None:
+            self._log_refusals(summary)
+        elif self._refused_since_trim >= FLOOD and self.rejections.deadline() is None:
+            self._after_flood()
+            return
+        self._arm_summary()
+
+    def _log_refusals(self, summary):
+        emit(self.log, "peer.refused", "{summary}", summary=summary.text(),
+             count=summary.count, seconds=round(summary.seconds, 3),
+             reasons=summary.reasons, sources=dict(summary.sources),
+             source_count=summary.source_count)
+
+    def _after_flood(self):
+        """A flood of unauthenticated connections is over: give the memory back."""
+        refused, self._refused_since_trim = self._refused_since_trim, 0
+        before = self._resident()
+        started = self._monotonic()
+        self._trim()
+        took = self._monotonic() - started
+        after = self._resident()
+        if before is not None and after is not None:
+            self.log.info(
+                "peer flood over ({refused} connections refused since the last one): "
+                "resident memory {before:.0f} MB, {after:.0f} MB after returning free memory "
+                "({took:.3f} s)",
+                refused=refused, before=before / 1e6, after=after / 1e6, took=took)
 
     # -- IPeerHandler, for our own connections --------------------------------
 
     def peer_connected(self, protocol):
+        self._authenticated(protocol)
         name = protocol.name
         current = self._peers.get(name)
         if current is None:
@@ -409,12 +548,19 @@ class PeerNetwork(MultiService):
             current.close("duplicate", f"{self.name} keeps another connection to {name}")
             self._log_connected(protocol)
             self.handler.peer_connected(protocol)
+        elif protocol.generation < current.generation:
+            protocol.close(
+                "stale-generation",
+                f"{self.name} is connected to a newer start of {name} (generation "
+                f"{current.generation}, this connection {protocol.generation})")
         else:
             protocol.close("duplicate", f"{self.name} keeps another connection to {name}")
 
     def _prefer_new(self, current, new):
-        if new.generation != current.generation:
+        if new.generation > current.generation:
             return True  # the peer restarted: its old connection is a ghost
+        if new.generation < current.generation:
+            return False  # a ghost of an earlier start never displaces the live one
         return _connection_rank(new, self.name) < _connection_rank(current, self.name)
 
     def message_received(self, protocol, message):
@@ -456,6 +602,32 @@ class PeerNetwork(MultiService):
         return d
 
 
+_NOT_PENDING = object()
+
+
+class _Gate(Factory):
+    """The listener's factory: admits a connection (L{PendingGate}) before TLS wraps it.
+
+    Returning C{None} from C{buildProtocol} makes Twisted close the accepted
+    socket at once, so a refused connection never gets TLS state.
+    """
+
+    def __init__(self, network, tls_factory):
+        self.network = network
+        self.tls_factory = tls_factory
+
+    def doStart(self):
+        self.tls_factory.doStart()
+
+    def doStop(self):
+        self.tls_factory.doStop()
+
+    def buildProtocol(self, addr):
+        if not self.network._admit(addr):
+            return None
+        return self.tls_factory.buildProtocol(addr)
+
+
 class _ListenerFactory(Factory):
     """Builds the accepted side of connections for a L{PeerNetwork}."""
 
@@ -463,4 +635,4 @@ class _ListenerFactory(Factory):
         self.network = network
 
     def buildProtocol(self, addr):
-        return self.network._build(initiator=False)
+        return self.network._build(initiator=False, source_host=getattr(addr, "host", None))

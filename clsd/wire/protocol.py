@@ -37,7 +37,9 @@ from clsd.wire.session import (
     Timeouts,
 )
 from clsd.wire.stats import PeerStats
-from clsd.wire.tls import classify_tls_failure, peer_certificate, peer_certificate_name
+from clsd.wire.tls import (
+    classify_tls_failure, peer_certificate, peer_certificate_name, peer_hello_seen,
+)
 
 _OPEN = (State.CONNECTING, State.HANDSHAKING, State.ESTABLISHED)
 
@@ -60,7 +62,7 @@ class PeerProtocol(Protocol):
     def __init__(self, *, hello, registry, handler, clock, initiator,
                  monotonic=time.monotonic, stats=None, tls=None,
                  timeouts=Timeouts(), max_line=MAX_LINE,
-                 peer_name=peer_certificate_name, lag=None):
+                 peer_name=peer_certificate_name, lag=None, on_refused=None):
         """
         @param hello: our hello L{clsd.wire.messages.Message}.
         @param registry: the message types this connection understands.
@@ -74,6 +76,11 @@ class PeerProtocol(Protocol):
             (tests substitute it when there is no real TLS).
         @param lag: a L{clsd.wire.lag.ReactorLag} of this process (or None):
             our own stalls do not count against the handshake.
+        @param on_refused: C{callable(protocol, reason)} that reports an
+            accepted connection ending before its hello checked out (not by
+            our own decision, such as a shutdown), instead
+            of a log line per connection (L{clsd.wire.preauth.RejectionLog});
+            C{None}: each one is logged.
         """
         self._hello = hello
         self._handler = handler
@@ -93,6 +100,7 @@ class PeerProtocol(Protocol):
         self._close_waiters = []
         self._lag = lag
         self._lag_seen = 0.0
+        self._on_refused = on_refused
 
     # -- IPeer ---------------------------------------------------------------
 
@@ -206,7 +214,11 @@ class PeerProtocol(Protocol):
         was_established = session.peer_hello is not None
         final = session.lost(self._describe_loss(reason, session.state), self._now())
         self._count(final, was_established)
-        self._log_close(final, was_established)
+        if (self._on_refused is not None and not was_established and not self.initiator
+                and final.blame != LOCAL):
+            self._on_refused(self, final)
+        else:
+            self._log_close(final, was_established)
         if was_established:
             self._notify(self._handler.peer_disconnected, final)
         waiters, self._close_waiters = self._close_waiters, []
@@ -312,7 +324,9 @@ class PeerProtocol(Protocol):
         error = reason.value if reason is not None else ConnectionDone()
         verify_errno = self._tls.verify_error(self.transport) if self._tls is not None else None
         if verify_errno is not None or isinstance(error, SSL.Error):
-            key, detail = classify_tls_failure(error, verify_errno)
+            key, detail = classify_tls_failure(
+                error, verify_errno,
+                hello_seen=peer_hello_seen(self.transport, self.initiator))
             blame = REMOTE if key.startswith("tls-refused-") else PEER
             return CloseReason(key, detail, blame)
         if state is State.CONNECTING:

@@ -18,6 +18,8 @@ class PeerStats:
     """
 
     connections: int = 0
+    #: Accepted connections not yet past TLS and the hello, now (a gauge).
+    pending: int = 0
     established: int = 0
     messages_in: int = 0
     messages_out: int = 0
@@ -34,6 +36,7 @@ class PeerStats:
         """A plain dict copy, for logs, tests and the benchmark."""
         return {
             "connections": self.connections,
+            "pending": self.pending,
             "established": self.established,
             "messages_in": self.messages_in,
             "messages_out": self.messages_out,

@@ -170,14 +170,31 @@ def _ssl_reasons(error):
     return reasons
 
 
-def classify_tls_failure(error, verify_errno):
+def peer_hello_seen(transport, initiator):
+    """Whether the TLS peer of C{transport} sent its hello (ClientHello or ServerHello).
+
+    OpenSSL fills in the peer's random once it has read that hello: before,
+    the client random is absent on a server and the server random is zero
+    on a client.
+    """
+    handle = _handle(transport)
+    if handle is None:
+        return False
+    random = handle.server_random() if initiator else handle.client_random()
+    return bool(random) and any(random)
+
+
+def classify_tls_failure(error, verify_errno, *, hello_seen=False):
     """Name a failed handshake: C{(key, detail)} for counters and the log.
 
     @param error: the exception the connection ended with (usually an
         C{OpenSSL.SSL.Error}).
     @param verify_errno: what our verify callback recorded, or C{None}.
+    @param hello_seen: the peer's TLS hello had arrived (L{peer_hello_seen}):
+        data that is not TLS after it is ``tls-garbage``, not ``plaintext``.
     @return: C{key} is ``tls-<what>``: ``expired``, ``not-yet-valid``,
-        ``unknown-ca``, ``no-client-cert``, ``plaintext``, ``bad-certificate``;
+        ``unknown-ca``, ``no-client-cert``, ``plaintext``, ``garbage``,
+        ``bad-certificate``;
         ``tls-refused-<what>`` when the peer refused *our* certificate; and
         ``tls-error`` for anything else.
     """
@@ -197,6 +214,9 @@ def classify_tls_failure(error, verify_errno):
         if "peer did not return a certificate" in reason:
             return "tls-no-client-cert", "the peer presented no client certificate"
         if any(p in reason for p in _PLAINTEXT_REASONS):
+            if hello_seen:
+                return ("tls-garbage",
+                        f"the peer began a TLS handshake, then sent data that is not TLS ({reason})")
             return "tls-plaintext", f"the peer does not speak TLS ({reason})"
         if "alert" in reason:
             for alert, key in _ALERT_REASONS.items():
