@@ -253,6 +253,10 @@ class HostedNode:
             membership._cancel_timers()
             membership.core = None  # events that still arrive are ignored
         network = self.network
+        network.running = False  # a killed process arms no timer any more (refusal summaries)
+        summary, network._summary_call = network._summary_call, None
+        if summary is not None and summary.active():
+            summary.cancel()
         port, network._port = network._port, None
         if port is not None:
             port.stopListening()

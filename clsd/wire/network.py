@@ -487,7 +487,8 @@ class PeerNetwork(MultiService):
         self._arm_summary()
 
     def _arm_summary(self):
-        if self._summary_call is not None:
+        # Connections still ending after stopService must not leave a timer behind.
+        if self._summary_call is not None or not self.running:
             return
         deadline = self.rejections.deadline()
         if deadline is None:
