@@ -9,12 +9,10 @@ the first three and the attackers the rest.
 
 import time
 
-from clsd.testing.addresses import address_range
-from clsd.testing.cluster import ClusterRig, active_standby
-from clsd.testing.failover import MEMBER_STATE, last_states
+from clsd.testing.cluster import active_standby
+from clsd.testing.failover import MEMBER_STATE
 from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.launcher import Launcher, free_port
-from clsd.testing.polling import wait_for
+from clsd.testing.metered import MeteredCluster
 
 CLUSTER = "A"
 OWNER = "alpha"
@@ -22,34 +20,18 @@ OWNER = "alpha"
 LOG_NOISE = "HTTP11ClientFactory"
 
 
-class PeerRig:
+class PeerRig(MeteredCluster):
     def __init__(self, workdir, *, peer=None):
         """
         @param peer: extra ``[peer]`` keys for every node (default: none).
         """
         self.cleanups = Cleanups()
-        layout = active_standby(CLUSTER)
-        self.cluster_rig = ClusterRig(layout)
-        self.nodes = list(layout.nodes)
-        self.metrics_ports = {}
-
-        def part(node, launcher):
-            address = launcher.address(node.name)
-            if node.name not in self.metrics_ports:
-                self.metrics_ports[node.name] = free_port(address)
-            extra = {"metrics": {"listen": f"{address}:{self.metrics_ports[node.name]}"}}
-            if peer:
-                extra["peer"] = dict(peer)
-            return extra
-
-        template = self.cluster_rig.template().with_part(part)
-        self.launcher = Launcher(str(workdir), self.nodes, template=template,
-                                 cleanups=self.cleanups)
+        super().__init__(workdir, cleanups=self.cleanups, layout=active_standby(CLUSTER),
+                         extra={"peer": dict(peer)} if peer else None)
+        self.cluster_rig = self.rig
 
     def start(self):
-        self.launcher.start_all()
-        self.launcher.wait_running(cluster=CLUSTER, timeout=60)
-        wait_for(self.converged, timeout=60, what="every node sees the others alive")
+        super().start(cluster=CLUSTER)
         owner = self.owner()
         if owner != OWNER:
             raise RuntimeError(f"{CLUSTER} started on {owner}, not {OWNER}")
@@ -62,27 +44,20 @@ class PeerRig:
 
     @property
     def lease(self):
-        return self.cluster_rig.timing.lease_seconds
+        return self.rig.timing.lease_seconds
 
     def sources(self, count):
         """Attacker addresses: the launcher block's, after the nodes'."""
-        return address_range(self.launcher.address(self.nodes[-1]), count + 1)[1:]
+        return self.spare_addresses(count)
 
     def target(self, node=OWNER):
-        return self.cluster_rig.peer_address(self.launcher, node)
+        return self.peer_address(node)
 
     def metrics_url(self, node=OWNER):
-        return f"http://{self.launcher.address(node)}:{self.metrics_ports[node]}/metrics"
+        return super().metrics_url(node)
 
     def pid(self, node=OWNER):
         return self.launcher.node(node).pid
-
-    def converged(self):
-        for observer in self.nodes:
-            states = last_states(self.launcher, observer, 0)
-            if any(states.get(other) != "alive" for other in self.nodes if other != observer):
-                return False
-        return True
 
     def owner(self):
         running = self.launcher.running_instances(cluster=CLUSTER)

@@ -16,14 +16,11 @@ import time
 
 from twisted.trial import unittest
 
-from clsd.testing.addresses import address_range
-from clsd.testing.cluster import ClusterRig, active_standby
-from clsd.testing.failover import MEMBER_STATE, last_states
+from clsd.testing.failover import MEMBER_STATE
 from clsd.testing.faults.cleanup import Cleanups
 from clsd.testing.flood import Flood, RenewalWatch, resident_mb
-from clsd.testing.launcher import Launcher, free_port
+from clsd.testing.metered import MeteredCluster
 from clsd.testing.polling import wait_for
-from tests.metrics_scrape import parse_samples
 
 CONNECTIONS = 3_000
 HOLD = 8.0
@@ -39,49 +36,16 @@ class PeerFloodTests(unittest.TestCase):
     def setUp(self):
         self.cleanups = Cleanups()
         self.addCleanup(self.cleanups.run_all)
-        layout = active_standby()
-        self.cluster_rig = ClusterRig(layout)
-        self.metrics_ports = {}
-
-        def part(node, launcher):
-            address = launcher.address(node.name)
-            if node.name not in self.metrics_ports:
-                self.metrics_ports[node.name] = free_port(address)
-            return {"metrics": {"listen": f"{address}:{self.metrics_ports[node.name]}"},
-                    "peer": {"max_pending": MAX_PENDING}}
-
-        template = self.cluster_rig.template().with_part(part)
-        self.launcher = Launcher(self.mktemp(), list(layout.nodes), template=template,
-                                 cleanups=self.cleanups)
+        self.cluster = MeteredCluster(self.mktemp(), cleanups=self.cleanups,
+                                      extra={"peer": {"max_pending": MAX_PENDING}})
+        self.cluster_rig, self.launcher = self.cluster.rig, self.cluster.launcher
+        self.nodes = self.cluster.nodes
         self.addCleanup(self.launcher.teardown)
-        self.launcher.start_all()
-        self.nodes = list(layout.nodes)
-        # The launcher's block has 10 addresses; the nodes use the first three.
-        self.sources = address_range(self.launcher.address(self.nodes[-1]), 6)[1:]
-        self.launcher.wait_running(cluster="A", timeout=60)
-        wait_for(self.converged, timeout=60, what="every node sees the others alive")
-
-    def converged(self):
-        for observer in self.nodes:
-            states = last_states(self.launcher, observer, 0)
-            if any(states.get(other) != "alive" for other in self.nodes if other != observer):
-                return False
-        return True
-
-    def metrics_url(self, node):
-        return f"http://{self.launcher.address(node)}:{self.metrics_ports[node]}/metrics"
-
-    def scrape(self, node):
-        import urllib.request
-
-        with urllib.request.urlopen(self.metrics_url(node), timeout=10) as response:
-            samples, _ = parse_samples(response.read().decode())
-        return samples
+        self.sources = self.cluster.spare_addresses(5)
+        self.cluster.start()
 
     def rejected(self, node):
-        return {dict(labels)["reason"]: value
-                for (name, labels), value in self.scrape(node).items()
-                if name == "clsd_peer_connections_rejected_total"}
+        return self.cluster.by_label(node, "clsd_peer_connections_rejected_total", "reason")
 
     def state(self):
         running = [(i.cluster, i.node, i.epoch, i.instance)
@@ -98,7 +62,7 @@ class PeerFloodTests(unittest.TestCase):
         log_before = len(self.launcher.log_text(owner).splitlines())
         offsets = {name: len(self.launcher.log_text(name)) for name in self.nodes}
         state = self.state()
-        watch = RenewalWatch(self.metrics_url(owner), "A").start()
+        watch = RenewalWatch(self.cluster.metrics_url(owner), "A").start()
         self.addCleanup(watch.stop)
 
         flood = Flood(self.cluster_rig.peer_address(self.launcher, owner), self.sources)
@@ -111,7 +75,7 @@ class PeerFloodTests(unittest.TestCase):
         flood.open(CONNECTIONS - CONNECTIONS // 3)
         held_until = time.monotonic() + HOLD
         rss_during = resident_mb(pid)
-        pending = self.scrape(owner)[("clsd_peer_pending_handshakes", ())]
+        pending = self.cluster.scrape(owner)[("clsd_peer_pending_handshakes", ())]
         while time.monotonic() < held_until:
             rss_during = max(rss_during, resident_mb(pid))
             time.sleep(0.2)

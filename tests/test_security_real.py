@@ -18,19 +18,15 @@ import os
 import socket
 import ssl
 import time
-import urllib.request
 
 from twisted.trial import unittest
 
 from clsd.certs import store
 from clsd.certs.authority import create_authority, issue_node_certificate
-from clsd.testing.addresses import address_range
-from clsd.testing.cluster import ClusterRig, active_standby
-from clsd.testing.failover import MEMBER_STATE, last_states
+from clsd.testing.failover import MEMBER_STATE
+from clsd.testing.metered import MeteredCluster
 from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.launcher import Launcher, free_port
 from clsd.testing.polling import wait_for
-from tests.metrics_scrape import parse_samples
 
 DAY = datetime.timedelta(days=1)
 #: The intruder's lines: many, and each one garbage.
@@ -102,50 +98,21 @@ class SecurityNegativeTests(unittest.TestCase):
     def setUp(self):
         self.cleanups = Cleanups()
         self.addCleanup(self.cleanups.run_all)
-        layout = active_standby()
-        self.cluster_rig = ClusterRig(layout)
-        self.metrics_ports = {}
-
-        def metrics_part(node, launcher):
-            address = launcher.address(node.name)
-            if node.name not in self.metrics_ports:
-                self.metrics_ports[node.name] = free_port(address)
-            return {"metrics": {"listen": f"{address}:{self.metrics_ports[node.name]}"}}
-
-        template = self.cluster_rig.template().with_part(metrics_part)
-        self.launcher = Launcher(self.mktemp(), list(layout.nodes), template=template,
-                                 cleanups=self.cleanups)
+        self.cluster = MeteredCluster(self.mktemp(), cleanups=self.cleanups)
+        self.cluster_rig, self.launcher = self.cluster.rig, self.cluster.launcher
+        self.nodes = self.cluster.nodes
         self.addCleanup(self.launcher.teardown)
-        self.launcher.start_all()
-        self.nodes = list(layout.nodes)
-        # The block of 10 addresses is the launcher's; the nodes use the first three.
-        last = self.launcher.address(self.nodes[-1])
-        self.intruder = Intruder(address_range(last, 2)[1], os.path.abspath(self.mktemp()))
-        self.launcher.wait_running(cluster="A", timeout=60)
-        wait_for(self.converged, timeout=60, what="every node sees the others alive")
+        self.intruder = Intruder(self.cluster.spare_addresses(1)[0],
+                                 os.path.abspath(self.mktemp()))
+        self.cluster.start()
 
     # -- reading the cluster from outside ---------------------------------------------
 
-    def converged(self):
-        for observer in self.nodes:
-            states = last_states(self.launcher, observer, 0)
-            if any(states.get(other) != "alive" for other in self.nodes if other != observer):
-                return False
-        return True
-
-    def scrape(self, node):
-        url = f"http://{self.launcher.address(node)}:{self.metrics_ports[node]}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            samples, _ = parse_samples(response.read().decode())
-        return samples
-
     def rejected(self, node):
-        return {dict(labels)["reason"]: value
-                for (name, labels), value in self.scrape(node).items()
-                if name == "clsd_peer_connections_rejected_total"}
+        return self.cluster.by_label(node, "clsd_peer_connections_rejected_total", "reason")
 
     def established(self, node):
-        return self.scrape(node)[("clsd_peer_connections_established_total", ())]
+        return self.cluster.scrape(node)[("clsd_peer_connections_established_total", ())]
 
     def state(self):
         """Owners with their epochs and instances, daemon pids: all that must not move."""
