@@ -281,3 +281,18 @@ class ClusterAdminTests(unittest.TestCase):
         self.assertEqual(self.running("alpha").instance, first.instance)
         self.assert_no_overlap()
 
+
+
+class BorrowedRig(unittest.TestCase):
+    """The rig and helpers of ClusterAdminTests (not its tests), for other modules' tests."""
+
+    timeout = 180
+
+    setUp = ClusterAdminTests.setUp
+    _stop = ClusterAdminTests._stop
+    admin = ClusterAdminTests.admin
+    json = ClusterAdminTests.json
+    cluster_a = ClusterAdminTests.cluster_a
+    running = ClusterAdminTests.running
+    assert_no_overlap = ClusterAdminTests.assert_no_overlap
+    wait_owner = ClusterAdminTests.wait_owner

@@ -8,7 +8,6 @@ SSH; the lifeline records and the checker prove A never ran twice.
 import time
 
 from twisted.internet import defer, reactor
-from twisted.trial import unittest
 
 from tests import test_cluster_admin as base
 from tests.cluster_rig import poll, protected_service
@@ -16,19 +15,8 @@ from tests.cluster_rig import poll, protected_service
 LEASE, NAMES = base.LEASE, base.NAMES
 
 
-class ClusterReloadTests(unittest.TestCase):
-    """Borrows the rig and helpers of ClusterAdminTests (not its tests)."""
-
-    timeout = 180
-
-    setUp = base.ClusterAdminTests.setUp
-    _stop = base.ClusterAdminTests._stop
-    admin = base.ClusterAdminTests.admin
-    json = base.ClusterAdminTests.json
-    cluster_a = base.ClusterAdminTests.cluster_a
-    running = base.ClusterAdminTests.running
-    assert_no_overlap = base.ClusterAdminTests.assert_no_overlap
-    wait_owner = base.ClusterAdminTests.wait_owner
+class ClusterReloadTests(base.BorrowedRig):
+    """On the rig of ClusterAdminTests."""
 
     def write_alpha(self, cluster):
         """Rewrite alpha's file as in setUp, with or without A (and its service)."""

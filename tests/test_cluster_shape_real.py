@@ -7,7 +7,6 @@ acquires nothing; the lifeline checker proves A never ran twice.
 """
 
 from twisted.internet import defer, reactor
-from twisted.trial import unittest
 
 from tests import test_cluster_admin as base
 from tests.cluster_rig import poll, protected_service
@@ -16,19 +15,8 @@ LEASE, NAMES = base.LEASE, base.NAMES
 N_ACTIVE = {"mode": "n-active", "count": 1}
 
 
-class ShapeReloadTests(unittest.TestCase):
-    """Borrows the rig and helpers of ClusterAdminTests (not its tests)."""
-
-    timeout = 180
-
-    setUp = base.ClusterAdminTests.setUp
-    _stop = base.ClusterAdminTests._stop
-    admin = base.ClusterAdminTests.admin
-    json = base.ClusterAdminTests.json
-    cluster_a = base.ClusterAdminTests.cluster_a
-    running = base.ClusterAdminTests.running
-    assert_no_overlap = base.ClusterAdminTests.assert_no_overlap
-    wait_owner = base.ClusterAdminTests.wait_owner
+class ShapeReloadTests(base.BorrowedRig):
+    """On the rig of ClusterAdminTests."""
 
     def write(self, name, **cluster):
         daemon = self.rig.daemons[name]
