@@ -251,6 +251,19 @@ class PreviousTenureTests(unittest.TestCase):
 class PausedHolderTests(unittest.TestCase):
     """A whole machine paused: its clock stopped, so its deadline still lies ahead on resume."""
 
+    def taken_over_while_v1_was_paused(self):
+        """'a' held the lease; 'c' took it over through v2 and v3 (v1 paused with 'a')."""
+        net = Net()
+        a, c = make(net, "a"), make(net, "c")
+        net.run(a, a.acquire(NOW), NOW)
+        net.reachable = {"v2", "v3"}
+        later = NOW + T.lease + 0.1
+        events = net.run(c, c.acquire(later), later)
+        while not any(isinstance(e, LeaseAcquired) for e in events):
+            later = c.next_wakeup()
+            events += net.run(c, c.tick(later), later)
+        return net, c, later
+
     def test_a_renewal_refused_for_another_holder_ends_the_tenure_at_once(self):
         net = Net()
         a, c = make(net, "a"), make(net, "c")
@@ -282,15 +295,7 @@ class PausedHolderTests(unittest.TestCase):
         # v1 was on the paused machine with 'a': on resume its clock shows a's
         # grant unexpired, and it refuses 'c''s renewal "held". Its promise is
         # older than c's tenure: not authoritative, c goes on with v2 and v3.
-        net = Net()
-        a, c = make(net, "a"), make(net, "c")
-        net.run(a, a.acquire(NOW), NOW)
-        net.reachable = {"v2", "v3"}
-        later = NOW + T.lease + 0.1
-        events = net.run(c, c.acquire(later), later)
-        while not any(isinstance(e, LeaseAcquired) for e in events):
-            later = c.next_wakeup()
-            events += net.run(c, c.tick(later), later)
+        net, c, later = self.taken_over_while_v1_was_paused()
         at = later + T.renew_after
         events = []
         for item in c.tick(at):
@@ -306,15 +311,7 @@ class PausedHolderTests(unittest.TestCase):
     def test_a_stale_held_refusal_with_a_newer_promise_does_not_end_the_new_tenure(self):
         # As above, but the old holder polled v1 since (a Prepare above every
         # ballot of c): v1's promise is newer than c's renewal, its grant is not.
-        net = Net()
-        a, c = make(net, "a"), make(net, "c")
-        net.run(a, a.acquire(NOW), NOW)
-        net.reachable = {"v2", "v3"}
-        later = NOW + T.lease + 0.1
-        events = net.run(c, c.acquire(later), later)
-        while not any(isinstance(e, LeaseAcquired) for e in events):
-            later = c.next_wakeup()
-            events += net.run(c, c.tick(later), later)
+        net, c, later = self.taken_over_while_v1_was_paused()
         net.voters["v1"].receive("a", Prepare("X", Ballot(1000, "a", 1)), NOW + 0.4)
         at = later + T.renew_after
         events = []
