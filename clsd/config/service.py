@@ -15,6 +15,10 @@ BACKOFF_INITIAL_MAX = 3600.0
 BACKOFF_MAX_MAX = 86400.0
 BACKOFF_FACTOR_MAX = 100.0
 CHECK_TYPES = ("exec", "tcp", "http")
+#: ``type``: how a service is started and watched (doc/supervision.md).
+SERVICE_TYPES = ("simple", "forking")
+#: Keys that only a ``type = "forking"`` service takes.
+FORKING_KEYS = ("pidfile", "stop_command", "start_timeout")
 
 #: Signals an operator may name as ``stop_signal`` (without the SIG prefix).
 STOP_SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "KILL")
@@ -83,10 +87,16 @@ class ServiceConfig:
     check: HealthCheck | None = None
     #: How its processes are held together: auto, cgroup or process-group.
     containment: str = "auto"
-    #: How it is started and watched. Only "simple" (a foreground program)
-    #: exists so far; the containment rules already know the types that
-    #: leave their process group (clsd.supervision.containment.ESCAPING_TYPES).
+    #: How it is started and watched: "simple" (a foreground program) or
+    #: "forking" (a start command that daemonizes; see doc/supervision.md).
     type: str = "simple"
+    #: Forking: the file the daemon writes its main pid to (None: the
+    #: cgroup is the service).
+    pidfile: str | None = None
+    #: Forking: run to stop it (None: stop_signal to the main process).
+    stop_command: tuple | None = None
+    #: Forking: the start command and the main pid must be there within this.
+    start_timeout: float = 30.0
 
     @property
     def stop_signum(self):
@@ -122,6 +132,8 @@ def parse_service(table, data_dir, base_dir, euid):
     check_table = table.table("check")
     check = _parse_check(check_table) if check_table is not None else None
     containment = table.choice("containment", CONTAINMENTS, "auto")
+    service_type = table.choice("type", SERVICE_TYPES, "simple")
+    forking = _parse_forking(table, service_type, base_dir)
     table.finish()
     return ServiceConfig(
         name=name,
@@ -139,7 +151,30 @@ def parse_service(table, data_dir, base_dir, euid):
         logs=logs,
         check=check,
         containment=containment,
+        type=service_type,
+        **forking,
     )
+
+
+def _parse_forking(table, service_type, base_dir):
+    """The forking keys (pidfile, stop_command, start_timeout), refused on other types."""
+    if service_type != "forking":
+        for key in FORKING_KEYS:
+            if table.raw(key, None) is not None:
+                raise table.error(key, f'only applies to type = "forking", not {service_type!r}')
+        return {}
+    pidfile = table.string("pidfile", None)
+    if pidfile is not None:
+        if not pidfile:
+            raise table.error("pidfile", "must not be empty")
+        pidfile = _resolve(base_dir, pidfile)
+    stop_command = None
+    if table.raw("stop_command", None) is not None:
+        stop_command = table.string_list("stop_command", nonempty=True)
+        if not stop_command[0]:
+            raise table.error("stop_command[0]", "the program name must not be empty")
+    start_timeout = table.number("start_timeout", 30.0, positive=True)
+    return {"pidfile": pidfile, "stop_command": stop_command, "start_timeout": start_timeout}
 
 
 def _resolve(base_dir, path):

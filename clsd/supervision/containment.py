@@ -92,6 +92,9 @@ class IContainment(Interface):
     def count(pgid):
         """How many processes the instance has, or None where unknown."""
 
+    def contains(pid):
+        """Whether process C{pid} belongs to the service (True where it cannot be told)."""
+
     def release():
         """The service is stopped for good (daemon stop, removed): tidy up.
 
@@ -128,6 +131,10 @@ class ProcessGroupContainment:
 
     def count(self, pgid):
         return None
+
+    def contains(self, pid):
+        """Whether C{pid} may be this service's (a process group cannot tell)."""
+        return True
 
     def release(self):
         pass
@@ -219,6 +226,13 @@ class CgroupContainment:
 
     def count(self, pgid):
         return len(self._fs.pids_below(self.cgroup))
+
+    def contains(self, pid):
+        """Whether C{pid} is in the service's cgroup (a stale pidfile's pid is not)."""
+        try:
+            return pid in self._fs.pids_below(self.cgroup)
+        except OSError:
+            return False
 
     def release(self):
         if self._watcher is not None:
@@ -500,6 +514,12 @@ class Containments:
         """
         kind = choose(service.name, service.containment, cgroups_reason=self.reason,
                       in_cluster=in_cluster, service_type=service.type)
+        if kind == PROCESS_GROUP and service.type == "forking" \
+                and getattr(service, "pidfile", None) is None:
+            raise ContainmentError(
+                f"service {service.name!r}: type \"forking\" without a pidfile is watched "
+                f"through its cgroup, and it has none here "
+                f"({self.reason or 'containment = process-group'}); set pidfile")
         if kind == PROCESS_GROUP:
             return ProcessGroupContainment(self._groups)
         from clsd.supervision.spawn import GateReserve

@@ -46,6 +46,8 @@ TIMER_RESTART = "restart"
 TIMER_KILL = "kill"
 TIMER_ABANDON = "abandon"
 TIMER_CHECK = "check"
+#: Forking services: the start command and the main pid must be there by then.
+TIMER_START = "start"
 
 
 class State(enum.Enum):
@@ -114,6 +116,9 @@ class Exited:
     code: int | None
     signal: int | None
     group_alive: bool = False
+    #: Replaces the exit description (a forking service's main process,
+    #: which is not our child: its status is unknown).
+    what: str | None = None
 
 
 @attrs.frozen
@@ -133,6 +138,21 @@ class HealthResult:
 @attrs.frozen
 class TimerFired:
     name: str
+
+
+@attrs.frozen
+class MainPid:
+    """Forking: the pidfile names C{pid}, a live process of the service."""
+
+    pid: int
+
+
+@attrs.frozen
+class StopCommandDone:
+    """Forking: the ``stop_command`` ended (C{ok}: exit status 0)."""
+
+    ok: bool
+    detail: str
 
 
 # -- actions ---------------------------------------------------------------
@@ -168,6 +188,35 @@ class RunCheck:
     """Run one health check; report a L{HealthResult} tagged with C{pid}."""
 
     pid: int
+
+
+@attrs.frozen
+class AwaitMainPid:
+    """Forking: read the pidfile until it names a live process of the service; report L{MainPid}."""
+
+
+@attrs.frozen
+class WatchMain:
+    """Forking: report L{Exited} (with C{what}) when the main process ends.
+
+    C{pid} None: there is no pidfile, the cgroup is the service; report
+    when it is empty.
+    """
+
+    pid: int | None
+
+
+@attrs.frozen
+class SignalMain:
+    """Forking: send C{signum} to the main process C{pid} alone."""
+
+    pid: int
+    signum: int
+
+
+@attrs.frozen
+class RunStopCommand:
+    """Forking: run the ``stop_command``; report L{StopCommandDone}."""
 
 
 @attrs.frozen
@@ -248,6 +297,16 @@ class ServicePolicy:
         #: When the pending SIGKILL of a stop is due, and when its signal was sent.
         self._kill_due = None
         self._stop_sent = None
+        #: Forking: the start command runs (it is the process in C{pid}).
+        self._launching = False
+        #: Forking: the start command succeeded; the pidfile is being read.
+        self.awaiting_main = False
+        #: Forking: the main process from the pidfile, once known.
+        self.main_pid = None
+
+    @property
+    def forking(self):
+        return self.config.type == "forking"
 
     # -- queries -----------------------------------------------------------
 
@@ -333,8 +392,18 @@ class ServicePolicy:
         self.group_alive = True
         self._started_at = now
         out.append(Record("spawned", f"spawned pid={event.pid}", {"pid": event.pid}))
+        if self.forking:
+            # The start command, not yet the service: running comes with
+            # its success (and, with a pidfile, a live main process).
+            self._launching = True
+            out.append(ScheduleTimer(TIMER_START, self.config.start_timeout))
+            return
+        self._up(now, f"spawned pid={event.pid}", out)
+
+    def _up(self, now, reason, out):
+        """The instance is there: running now, or once its health check rises."""
         if self.config.check is None:
-            self._enter(State.RUNNING, now, f"spawned pid={event.pid}", out)
+            self._enter(State.RUNNING, now, reason, out)
         else:
             self._check_ok = self._check_bad = 0
             self._check_in_flight = False
@@ -350,11 +419,14 @@ class ServicePolicy:
         self._apply(self._instance_ended(now, reason, failure=True), now, out)
 
     def _on_Exited(self, event, now, out):
-        if not self.leader_alive:
+        if not self.leader_alive or self.awaiting_main:
+            return
+        if self._launching:
+            self._start_command_exited(event, now, out)
             return
         self.leader_alive = False
         self.group_alive = event.group_alive
-        reason = describe_exit(event.code, event.signal)
+        reason = event.what or describe_exit(event.code, event.signal)
         uptime = now - self._started_at
         out.append(Record("exited", reason, {
             "pid": self.pid, "code": event.code, "signal": event.signal,
@@ -365,9 +437,72 @@ class ServicePolicy:
                 self._group_gone(now, out)
             return
         # An exit nobody asked for.
-        self._stop_checks(out)
         clean = event.code == 0 and event.signal is None
-        outcome = self._instance_ended(now, reason, failure=not clean)
+        self._end_unrequested(now, reason, failure=not clean, out=out)
+
+    def _start_command_exited(self, event, now, out):
+        self._launching = False
+        self.group_alive = event.group_alive
+        reason = "start command " + describe_exit(event.code, event.signal)
+        clean = event.code == 0 and event.signal is None
+        out.append(Record("exited", reason, {
+            "pid": self.pid, "code": event.code, "signal": event.signal,
+            "uptime": round(now - self._started_at, 6), "expected": clean,
+        }))
+        if self.state is State.STOPPING:
+            self.leader_alive = False
+            if not self.group_alive:
+                self._group_gone(now, out)
+            return
+        if clean and self.config.pidfile is not None:
+            self.awaiting_main = True  # leader_alive stays: the service may be up
+            out.append(AwaitMainPid())
+            return
+        if clean and self.group_alive:
+            self._main_up(None, now, out)
+            return
+        self.leader_alive = False
+        out.append(CancelTimer(TIMER_START))
+        if clean:
+            reason = f"{reason}, and no process of the service is left"
+        self._end_unrequested(now, reason, failure=True, out=out)
+
+    def _on_MainPid(self, event, now, out):
+        if not self.awaiting_main:
+            return  # late: the start timed out
+        self._main_up(event.pid, now, out)
+
+    def _main_up(self, pid, now, out):
+        self.awaiting_main = False
+        self.main_pid = pid
+        self.leader_alive = True
+        self.group_alive = True
+        out.append(CancelTimer(TIMER_START))
+        if pid is not None:
+            self.pid = pid
+            reason = f"main process pid={pid}"
+        else:
+            reason = "start command done; the cgroup is the service"
+        out.append(Record("main", reason, {"pid": pid}))
+        out.append(WatchMain(pid))
+        if self.state is State.STOPPING:
+            # A stop came while the pidfile was awaited: it is for this process too.
+            if pid is not None and not self.config.stop_command:
+                out.append(SignalMain(pid, self.config.stop_signum))
+            return
+        self._up(now, reason, out)
+
+    def _on_StopCommandDone(self, event, now, out):
+        reason = f"stop command {event.detail}"
+        out.append(Record("stop-command", reason, {"ok": event.ok}))
+        if not event.ok and self.state is State.STOPPING and self.process_alive \
+                and TIMER_KILL in self._timers:
+            self._kill_now(now, f"{reason}: SIGKILL to the service", out)
+
+    def _end_unrequested(self, now, reason, failure, out):
+        """An instance ended by itself: stop what is left of it, then the outcome."""
+        self._stop_checks(out)
+        outcome = self._instance_ended(now, reason, failure=failure)
         if self.group_alive:
             self._begin_stop(now, f"{reason}; stopping the rest of its process group",
                              outcome, out)
@@ -423,13 +558,12 @@ class ServicePolicy:
         if name == TIMER_RESTART and self.state is State.BACKOFF:
             self._spawn(now, "backoff elapsed", out)
         elif name == TIMER_KILL and self.state is State.STOPPING and self.process_alive:
-            out.append(Record(
-                "kill",
+            self._kill_now(now, (
                 f"still running {_seconds(round(now - self._stop_sent, 6))} after "
-                f"SIG{self.config.stop_signal}: SIGKILL to process group {self.pid}",
-            ))
-            out.append(SignalGroup(self.pid, signal.SIGKILL))
-            out.append(ScheduleTimer(TIMER_ABANDON, KILL_WAIT))
+                f"SIG{self.config.stop_signal}: SIGKILL to process group {self.pid}"), out)
+        elif name == TIMER_START and self.state in (State.STARTING, State.STOPPING) \
+                and (self._launching or self.awaiting_main):
+            self._start_timed_out(now, out)
         elif name == TIMER_ABANDON and self.state is State.STOPPING and self.process_alive:
             out.append(Record(
                 "abandoned",
@@ -446,7 +580,35 @@ class ServicePolicy:
                 out.append(RunCheck(self.pid))
             out.append(ScheduleTimer(TIMER_CHECK, self.config.check.interval))
 
+    def _start_timed_out(self, now, out):
+        if self._launching:
+            reason = (f"start command still running after "
+                      f"{_seconds(self.config.start_timeout)}")
+        else:
+            reason = (f"no live process in pidfile {self.config.pidfile} "
+                      f"{_seconds(self.config.start_timeout)} after the start")
+        self._launching = False
+        if self.awaiting_main:
+            # What the start left behind is the service's cgroup (or nothing).
+            self.awaiting_main = False
+            self.leader_alive = False
+            self.group_alive = True
+        out.append(Record("start-timeout", reason))
+        if self.state is State.STOPPING:
+            return  # the pending stop goes on; its SIGKILL covers what is left
+        outcome = self._instance_ended(now, reason, failure=True)
+        self._begin_stop(now, reason, outcome, out)
+
     # -- internals ------------------------------------------------------------
+
+    def _kill_now(self, now, reason, out):
+        out.append(Record("kill", reason))
+        if TIMER_KILL in self._timers:
+            out.append(CancelTimer(TIMER_KILL))
+        if self.main_pid is not None and self.leader_alive:
+            out.append(SignalMain(self.main_pid, signal.SIGKILL))
+        out.append(SignalGroup(self.pid, signal.SIGKILL))
+        out.append(ScheduleTimer(TIMER_ABANDON, KILL_WAIT))
 
     def _enter(self, state, now, reason, out, **fields):
         previous = self.state
@@ -464,6 +626,8 @@ class ServicePolicy:
             self.restarts += 1
             fields["restarts"] = self.restarts
         self.healthy = None
+        self._launching = self.awaiting_main = False
+        self.main_pid = None
         self._enter(State.STARTING, now, reason, out, **fields)
         out.append(Spawn())
 
@@ -471,13 +635,23 @@ class ServicePolicy:
         self._pending = outcome
         self._stop_checks(out)
         self._enter(State.STOPPING, now, reason, out)
-        out.append(SignalGroup(self.pid, self.config.stop_signum))
+        out.append(self._stop_action())
         delay = self.config.stop_timeout
         if kill_after is not None:
             delay = min(delay, max(kill_after, 0.0))
         self._kill_due = now + delay
         self._stop_sent = now
         out.append(ScheduleTimer(TIMER_KILL, delay))
+
+    def _stop_action(self):
+        """What asks the service to stop: its stop signal, or a forking service's stop command."""
+        if self.forking and self.leader_alive and not self._launching \
+                and not self.awaiting_main:
+            if self.config.stop_command:
+                return RunStopCommand()
+            if self.main_pid is not None:
+                return SignalMain(self.main_pid, self.config.stop_signum)
+        return SignalGroup(self.pid, self.config.stop_signum)
 
     def _kill_sooner(self, now, kill_after, out):
         """A stop with a deadline while stopping: bring the pending SIGKILL forward."""
@@ -491,6 +665,8 @@ class ServicePolicy:
     def _group_gone(self, now, out):
         out.append(CancelTimer(TIMER_KILL))
         out.append(CancelTimer(TIMER_ABANDON))
+        if TIMER_START in self._timers:
+            out.append(CancelTimer(TIMER_START))
         outcome, self._pending = self._pending, None
         self._apply(outcome, now, out)
 

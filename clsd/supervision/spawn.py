@@ -39,6 +39,7 @@ import os
 import shutil
 import signal
 
+import attrs
 from twisted.internet import defer
 from twisted.internet import process as _twisted_process
 from twisted.internet.protocol import ProcessProtocol
@@ -449,3 +450,21 @@ def service_spawner(reactor, service, containment=None):
         return transport
 
     return spawn
+
+
+def command_runner(reactor, service, containment=None):
+    """C{run(argv, protocol)}: a helper command of C{service} (a forking service's stop command).
+
+    It gets the service's environment, directory and user, leads a process
+    group of its own and, under a cgroup, is placed in the service's cgroup
+    before it runs (what it starts is contained like the service).
+    """
+    place = containment.place if containment is not None and containment.needs_placement \
+        else None
+    from clsd.supervision.context import exec_context
+
+    def run(argv, protocol):
+        context = attrs.evolve(exec_context(service), argv=tuple(argv))
+        return spawn_in_new_group(reactor, protocol, context, place=place)
+
+    return run
