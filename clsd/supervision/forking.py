@@ -12,7 +12,6 @@ import os
 from twisted.internet.protocol import ProcessProtocol
 
 from clsd.supervision.process import exit_status
-from clsd.supervision.policy import describe_exit
 
 #: How often the pidfile is read while the start is awaited (doubling up to the max).
 PIDFILE_POLL_FIRST = 0.01
@@ -155,10 +154,10 @@ class MainProcessWatch:
 
 
 class CommandProtocol(ProcessProtocol):
-    """A helper command of a service (its stop command): output to the service's, one report.
+    """A helper command of a service (a stop command, an agent's action): one report.
 
-    C{done(ok, detail)} is called once the command is reaped: C{ok} for
-    exit status 0, C{detail} as the event log says it ("exited code=1").
+    Its output goes to the service's. C{done(code, signum)} is called once
+    the command is reaped (one of them is None).
     """
 
     def __init__(self, output, done):
@@ -177,5 +176,4 @@ class CommandProtocol(ProcessProtocol):
         self._output.err(data)
 
     def processExited(self, reason):
-        code, signum = exit_status(reason)
-        self._done(code == 0 and signum is None, describe_exit(code, signum))
+        self._done(*exit_status(reason))

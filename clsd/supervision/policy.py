@@ -48,6 +48,11 @@ TIMER_ABANDON = "abandon"
 TIMER_CHECK = "check"
 #: Forking services: the start command and the main pid must be there by then.
 TIMER_START = "start"
+#: LSB and OCF services: the next status/monitor action.
+TIMER_MONITOR = "monitor"
+
+#: The service types driven by an agent's actions (clsd.supervision.agents).
+AGENT_TYPES = frozenset({"lsb", "ocf"})
 
 
 class State(enum.Enum):
@@ -148,6 +153,19 @@ class MainPid:
 
 
 @attrs.frozen
+class AgentResult:
+    """LSB/OCF: the agent's C{action} (stop, monitor, status) ended.
+
+    @ivar outcome: its L{clsd.supervision.agents.Outcome}.
+    @ivar group_alive: whether the service's cgroup still had processes.
+    """
+
+    action: str
+    outcome: object
+    group_alive: bool = False
+
+
+@attrs.frozen
 class StopCommandDone:
     """Forking: the ``stop_command`` ended (C{ok}: exit status 0)."""
 
@@ -212,6 +230,13 @@ class SignalMain:
 
     pid: int
     signum: int
+
+
+@attrs.frozen
+class RunAction:
+    """LSB/OCF: run the agent's C{action} (bounded by its timeout); report L{AgentResult}."""
+
+    action: str
 
 
 @attrs.frozen
@@ -303,10 +328,19 @@ class ServicePolicy:
         self.awaiting_main = False
         #: Forking: the main process from the pidfile, once known.
         self.main_pid = None
+        #: LSB/OCF: the last action's result, for status ("monitor: success (rc 0)").
+        self.last_action = None
+        self._start_overran = False
+        self._stopping_action = False
 
     @property
     def forking(self):
         return self.config.type == "forking"
+
+    @property
+    def agent(self):
+        """Whether an LSB script or OCF agent drives it (its start is the spawned process)."""
+        return self.config.type in AGENT_TYPES
 
     # -- queries -----------------------------------------------------------
 
@@ -392,9 +426,9 @@ class ServicePolicy:
         self.group_alive = True
         self._started_at = now
         out.append(Record("spawned", f"spawned pid={event.pid}", {"pid": event.pid}))
-        if self.forking:
-            # The start command, not yet the service: running comes with
-            # its success (and, with a pidfile, a live main process).
+        if self.forking or self.agent:
+            # The start command (or action), not yet the service: running
+            # comes with its success (and, with a pidfile, a live main process).
             self._launching = True
             out.append(ScheduleTimer(TIMER_START, self.config.start_timeout))
             return
@@ -440,7 +474,74 @@ class ServicePolicy:
         clean = event.code == 0 and event.signal is None
         self._end_unrequested(now, reason, failure=not clean, out=out)
 
+    def _start_action_exited(self, event, now, out):
+        from clsd.supervision.agents import classify
+
+        self._launching = False
+        self.group_alive = event.group_alive
+        outcome = classify(self.config.type, "start", event.code,
+                           timed_out=self._start_overran, signum=event.signal)
+        out.append(Record("agent", outcome.detail, {"action": "start", "result": outcome.result}))
+        out.append(CancelTimer(TIMER_START))
+        self.last_action = outcome.detail
+        if self.state is State.STOPPING:
+            # Stopped while starting: whatever the start did is undone by the stop action.
+            self._stopping_action = True
+            out.append(RunAction("stop"))
+            return
+        if outcome.result == "ok":
+            self._up(now, "start succeeded", out)
+            out.append(ScheduleTimer(TIMER_MONITOR, self.config.monitor_interval))
+            return
+        self._agent_failed(outcome, now, out)
+
+    def _agent_failed(self, outcome, now, out):
+        """A failed start or monitor: stop it (the stop action), then restart or give up."""
+        self._stop_checks(out)
+        if outcome.gives_up:
+            self._failures.append(now)
+            ending = _Rest(State.FAILED, f"{outcome.detail}: giving up this node",
+                           {"last": outcome.detail})
+        else:
+            ending = self._instance_ended(now, outcome.detail, failure=True)
+        self._begin_stop(now, outcome.detail, ending, out)
+
+    def _on_AgentResult(self, event, now, out):
+        outcome = event.outcome
+        out.append(Record("agent", outcome.detail,
+                          {"action": event.action, "result": outcome.result}))
+        self.last_action = outcome.detail
+        if event.action == "stop":
+            if self.state is not State.STOPPING or not self._stopping_action:
+                return
+            self._stopping_action = False
+            self.leader_alive = False
+            self.group_alive = event.group_alive
+            if outcome.result != "ok":
+                # It may still run: kill what is in its cgroup, and do not
+                # pretend it is stopped.
+                self._pending = _Rest(State.FAILED, f"{outcome.detail}: stop failed",
+                                      {"last": outcome.detail})
+                if self.group_alive:
+                    self._kill_now(now, f"{outcome.detail}: SIGKILL to its cgroup", out)
+                    return
+            elif self.group_alive:
+                self._kill_now(now, "stop succeeded but processes are left in its cgroup: "
+                               "SIGKILL to its cgroup", out)
+                return
+            self._group_gone(now, out)
+            return
+        # status / monitor
+        if self.state is not State.RUNNING or not self.leader_alive:
+            return  # a late answer
+        self._check_in_flight = False
+        if outcome.result != "ok":
+            self._agent_failed(outcome, now, out)
+
     def _start_command_exited(self, event, now, out):
+        if self.agent:
+            self._start_action_exited(event, now, out)
+            return
         self._launching = False
         self.group_alive = event.group_alive
         reason = "start command " + describe_exit(event.code, event.signal)
@@ -561,9 +662,22 @@ class ServicePolicy:
             self._kill_now(now, (
                 f"still running {_seconds(round(now - self._stop_sent, 6))} after "
                 f"SIG{self.config.stop_signal}: SIGKILL to process group {self.pid}"), out)
+        elif name == TIMER_START and self.agent and self._launching:
+            # The start action overran: kill it; its exit is then the failure.
+            self._start_overran = True
+            out.append(Record("kill", f"start action still running after "
+                                      f"{_seconds(self.config.start_timeout)}: SIGKILL"))
+            out.append(SignalGroup(self.pid, signal.SIGKILL))
         elif name == TIMER_START and self.state in (State.STARTING, State.STOPPING) \
                 and (self._launching or self.awaiting_main):
             self._start_timed_out(now, out)
+        elif name == TIMER_MONITOR and self.state is State.RUNNING and self.leader_alive:
+            if not self._check_in_flight:
+                self._check_in_flight = True
+                from clsd.supervision.agents import MONITOR_ACTION
+
+                out.append(RunAction(MONITOR_ACTION[self.config.type]))
+            out.append(ScheduleTimer(TIMER_MONITOR, self.config.monitor_interval))
         elif name == TIMER_ABANDON and self.state is State.STOPPING and self.process_alive:
             out.append(Record(
                 "abandoned",
@@ -627,6 +741,7 @@ class ServicePolicy:
             fields["restarts"] = self.restarts
         self.healthy = None
         self._launching = self.awaiting_main = False
+        self._start_overran = self._stopping_action = False
         self.main_pid = None
         self._enter(State.STARTING, now, reason, out, **fields)
         out.append(Spawn())
@@ -644,7 +759,10 @@ class ServicePolicy:
         out.append(ScheduleTimer(TIMER_KILL, delay))
 
     def _stop_action(self):
-        """What asks the service to stop: its stop signal, or a forking service's stop command."""
+        """What asks the service to stop: its stop signal, a stop command or action."""
+        if self.agent and not self._launching:
+            self._stopping_action = True
+            return RunAction("stop")
         if self.forking and self.leader_alive and not self._launching \
                 and not self.awaiting_main:
             if self.config.stop_command:
@@ -673,6 +791,9 @@ class ServicePolicy:
     def _stop_checks(self, out):
         if self.config.check is not None:
             out.append(CancelTimer(TIMER_CHECK))
+            self._check_in_flight = False
+        if self.agent:
+            out.append(CancelTimer(TIMER_MONITOR))
             self._check_in_flight = False
 
     def _pending_is_failed(self):

@@ -26,10 +26,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from clsd.supervision.containment import ProcessGroupContainment
+from clsd.supervision.policy import describe_exit
+from clsd.supervision.agents import classify
 from clsd.supervision.forking import CommandProtocol, MainProcessWatch, PidfilePoller
 from clsd.supervision.policy import (
-    RESTING_STATES, AwaitMainPid, CancelTimer, Exited, GroupGone, HealthResult, MainPid,
-    Record, ResetRequested, RunCheck, RunStopCommand, ScheduleTimer, ServicePolicy,
+    RESTING_STATES, AgentResult, AwaitMainPid, CancelTimer, Exited, GroupGone, HealthResult, MainPid,
+    Record, ResetRequested, RunAction, RunCheck, RunStopCommand, ScheduleTimer, ServicePolicy,
     SignalGroup, SignalMain, Spawn, Spawned, SpawnFailed, StartRequested, StopCommandDone,
     StopRequested, TimerFired, WatchMain,
 )
@@ -151,8 +153,8 @@ class ServiceRunner(Service):
         #: Forking: the pidfile poller and the main process (or cgroup) watch.
         self._pidfile_poller = None
         self._main_watch = None
-        self._stop_command_timeout = None
-        self._stop_command_running = False
+        #: Helper commands (stop command, agent actions) not yet reaped.
+        self._helpers_running = 0
 
     # -- the interface the daemon and the admin shell use ---------------------
 
@@ -237,6 +239,7 @@ class ServiceRunner(Service):
             "containment": self.containment.kind,
             "processes": self.containment.count(policy.pid) if policy.process_alive else 0,
             "main_pid": policy.main_pid if policy.process_alive else None,
+            "last_action": policy.last_action,
         }
 
     # -- IService --------------------------------------------------------------
@@ -338,6 +341,8 @@ class ServiceRunner(Service):
                 pass
         elif isinstance(action, RunStopCommand):
             self._start_stop_command()
+        elif isinstance(action, RunAction):
+            self._run_action(action.action)
         else:
             raise TypeError(f"unknown action {action!r}")
 
@@ -348,7 +353,7 @@ class ServiceRunner(Service):
         are given up to OUTPUT_DRAIN_GRACE to reach end-of-file.
         """
         if self._busy or not self._waiters or self._drain_wait is not None \
-                or self._stop_command_running:
+                or self._helpers_running:
             return
         if self._policy.state not in RESTING_STATES or self._policy.process_alive:
             return
@@ -524,7 +529,12 @@ class ServiceRunner(Service):
         watch.call = self._reactor.callLater(GROUP_POLL_MAX, poll)
         self._main_watch = watch
 
-    def _start_stop_command(self):
+    def _helper(self, argv, action, timeout, done):
+        """Run a helper command (stop command, agent action) bounded by C{timeout}.
+
+        C{done(code, signum, timed_out)} once it is reaped; an overrun is
+        killed (its process group: the service's cgroup is not its to kill).
+        """
         run = self._run_command
         if run is None:
             from clsd.supervision.spawn import command_runner
@@ -532,32 +542,59 @@ class ServiceRunner(Service):
             run = self._run_command = command_runner(self._reactor, self.config,
                                                      self.containment)
         self._open_output()
-        protocol = CommandProtocol(self._output, self._stop_command_done)
+        overran = []
+
+        def finished(code, signum):
+            self._helpers_running -= 1
+            if call.active():
+                call.cancel()
+            done(code, signum, bool(overran))
+
+        def overrun():
+            overran.append(True)
+            if protocol.pid is not None:
+                try:
+                    os.killpg(protocol.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+        protocol = CommandProtocol(self._output, finished)
+        call = self._reactor.callLater(timeout, overrun)
         try:
-            run(self.config.stop_command, protocol)
-            self._stop_command_running = True
+            run(argv, protocol, action)
+        except Exception as e:
+            call.cancel()
+            raise e
+        self._helpers_running += 1
+
+    def _start_stop_command(self):
+        def done(code, signum, timed_out):
+            detail = "timed out (killed)" if timed_out else describe_exit(code, signum)
+            self._feed(StopCommandDone(code == 0 and not timed_out, detail))
+
+        try:
+            # Bounded by stop_timeout even where the SIGKILL of the service
+            # (a process group) would not reach it.
+            self._helper(self.config.stop_command, "stop", self.config.stop_timeout, done)
         except Exception as e:
             self._feed(StopCommandDone(False, f"could not start: {_describe_error(e)}"))
-            return
-        # Bounded by stop_timeout even where the SIGKILL of the service
-        # (a process group) would not reach it.
-        self._stop_command_timeout = self._reactor.callLater(
-            self.config.stop_timeout, self._stop_command_overran, protocol)
 
-    def _stop_command_overran(self, protocol):
-        self._stop_command_timeout = None
-        if protocol.pid is not None:
-            try:
-                os.killpg(protocol.pid, signal.SIGKILL)
-            except OSError:
-                pass
+    def _run_action(self, action):
+        timeout = self.config.stop_timeout if action == "stop" else self.config.monitor_timeout
 
-    def _stop_command_done(self, ok, detail):
-        self._stop_command_running = False
-        if self._stop_command_timeout is not None and self._stop_command_timeout.active():
-            self._stop_command_timeout.cancel()
-        self._stop_command_timeout = None
-        self._feed(StopCommandDone(ok, detail))
+        def done(code, signum, timed_out):
+            outcome = classify(self.config.type, action, code, timed_out, signum)
+            group_alive = self.containment.alive(self._policy.pid)
+            self._feed(AgentResult(action, outcome, group_alive))
+
+        try:
+            self._helper(None, action, timeout, done)
+        except Exception as e:
+            from clsd.supervision.agents import Outcome, SOFT
+
+            self._feed(AgentResult(action, Outcome(SOFT, f"{action}: cannot run it: "
+                                                   f"{_describe_error(e)}"),
+                                   self.containment.alive(self._policy.pid)))
 
     def _stop_forking_watches(self):
         self._cancel_pidfile_poller()
