@@ -1,5 +1,7 @@
 """The ``type`` of a ``[[service]]`` and the keys each type takes."""
 
+import os
+
 from twisted.trial import unittest
 
 from clsd.config import ConfigError
@@ -62,3 +64,49 @@ class ForkingContainmentTests(unittest.TestCase):
         web = parse(FORKING + 'pidfile = "/run/web.pid"\n').service("web")
         containments = Containments.process_groups_only(None, reason="not root")
         self.assertEqual(containments.for_service(web, False).kind, "process-group")
+
+
+LSB = MINIMAL + """
+[[service]]
+name = "db"
+type = "lsb"
+script = "/bin/true"
+"""
+
+
+class AgentConfigTests(unittest.TestCase):
+    def test_lsb_defaults(self):
+        db = parse(LSB).service("db")
+        self.assertEqual((db.type, db.script, db.monitor_interval), ("lsb", "/bin/true", 10.0))
+        self.assertEqual((db.start_timeout, db.stop_timeout, db.monitor_timeout),
+                         (20.0, 20.0, 20.0))
+        self.assertEqual(db.argv, ("/bin/true", "start"))
+        self.assertEqual(db.action_argv("status"), ("/bin/true", "status"))
+
+    def test_timeouts_table(self):
+        db = parse(LSB + "[service.timeouts]\nstart = 5\nstop = 6\nmonitor = 7\n").service("db")
+        self.assertEqual((db.start_timeout, db.stop_timeout, db.monitor_timeout),
+                         (5.0, 6.0, 7.0))
+
+    def test_a_script_that_is_not_executable(self):
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n")
+        e = self.assertRaises(ConfigError, parse, LSB.replace("/bin/true", path))
+        self.assertIn(f"{path} is not an executable file", str(e))
+        self.assertEqual(e.path, "service[0].script")
+
+    def test_command_and_check_do_not_apply_to_agents(self):
+        for extra in ('command = ["x"]', "stop_timeout = 3",
+                      '[service.check]\ntype = "tcp"\ntarget = "127.0.0.1:1"'):
+            e = self.assertRaises(ConfigError, parse, LSB + extra + "\n")
+            self.assertIn("does not apply to type = 'lsb'", str(e))
+
+    def test_agent_keys_on_a_simple_service_are_refused(self):
+        text = MINIMAL + '[[service]]\nname = "a"\ncommand = ["x"]\nmonitor_interval = 1\n'
+        e = self.assertRaises(ConfigError, parse, text)
+        self.assertIn('only applies to type = "lsb" or "ocf"', str(e))
+
+    def test_ocf_keys_on_lsb_are_refused(self):
+        e = self.assertRaises(ConfigError, parse, LSB + 'agent = "heartbeat:Dummy"\n')
+        self.assertIn('only applies to type = "ocf"', str(e))

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import stat
 
 import attrs
 
@@ -227,7 +228,7 @@ def _parse_agent(table, name, service_type, base_dir):
             if table.raw(key, None) is not None:
                 raise table.error(key, 'only applies to type = "ocf"')
         script = _resolve(base_dir, table.string("script"))
-        if not os.path.isfile(script) or not os.access(script, os.X_OK):
+        if not _executable(script):
             raise table.error("script", f"{script} is not an executable file")
         found = {"script": script}
     else:
@@ -256,6 +257,15 @@ def _parse_agent(table, name, service_type, base_dir):
     found.update(start_timeout=values["start"], stop_timeout=values["stop"],
                  monitor_timeout=values["monitor"])
     return found
+
+
+def _executable(path):
+    """A regular file that may be executed (root's access() ignores missing x bits)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) and bool(mode & 0o111) and os.access(path, os.X_OK)
 
 
 def _parse_params(table):

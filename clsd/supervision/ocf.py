@@ -62,7 +62,7 @@ def resolve_agent(name, ocf_root=DEFAULT_OCF_ROOT):
         hint = (f"; {where} has {', '.join(known)}" if known
                 else f"; there is no provider directory {where}")
         raise AgentError(f"no agent {name!r}: looked for {path}{hint}")
-    if not os.access(path, os.X_OK):
+    if not os.stat(path).st_mode & 0o111 or not os.access(path, os.X_OK):
         raise AgentError(f"agent {path} is not executable")
     return provider, kind, path
 
