@@ -73,6 +73,10 @@ class ForkingDaemonTests(unittest.TestCase):
         self.assertEqual(status["main_pid"], main)
         self.assertEqual(status["processes"], 2)  # the main process and its worker
         self.assertIn(f"main process pid={main}", self.reasons())
+        from clsd.admin.local import DaemonBackend
+
+        (info,) = DaemonBackend(self.daemon).services()
+        self.assertEqual((info.type, info.main_pid, info.processes), ("forking", main, 2))
 
     @defer.inlineCallbacks
     def test_a_crash_of_the_main_process_restarts_it(self):
