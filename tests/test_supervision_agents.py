@@ -8,7 +8,7 @@ from clsd.supervision.agents import FATAL, HARD, NOT_RUNNING, OK, SOFT, classify
 from clsd.supervision.ocf import AgentError, parse_duration, parse_metadata
 from clsd.supervision.policy import (
     TIMER_MONITOR, TIMER_START, AgentResult, Exited, GroupGone, RunAction, ScheduleTimer,
-    SignalGroup, Spawn, State, StopRequested, TimerFired,
+    SignalGroup, Spawn, StartRequested, State, StopRequested, TimerFired,
 )
 from tests.test_supervision_policy import Harness, kinds, records
 
@@ -73,10 +73,21 @@ def result(action, code, group_alive=False, kind="ocf"):
     return AgentResult(action, classify(kind, action, code), group_alive)
 
 
+def start(h, kind="ocf"):
+    """Start request, the probe finds it stopped, the start action is spawned."""
+    actions = h.feed(StartRequested())
+    probe = "status" if kind == "lsb" else "monitor"
+    h.test.assertEqual(kinds(actions, RunAction), [RunAction(probe)])
+    h.test.assertEqual(kinds(actions, Spawn), [])
+    code = 3 if kind == "lsb" else 7
+    h.feed(result(probe, code, kind=kind))
+    return h.spawned()
+
+
 class AgentPolicyTests(unittest.TestCase):
     def running(self, **config):
         h = agent(self, **config)
-        actions = h.start()
+        actions = start(h, config.get("type", "ocf"))
         self.assertIn(ScheduleTimer(TIMER_START, 4.0), actions)
         actions = h.crash(code=0, group_alive=True)
         self.assertIs(h.state, State.RUNNING)
@@ -108,7 +119,7 @@ class AgentPolicyTests(unittest.TestCase):
 
     def test_start_not_installed_gives_up_this_node(self):
         h = agent(self)
-        h.start()
+        start(h)
         h.crash(code=5)
         self.assertIs(h.state, State.STOPPING)
         h.feed(result("stop", 0))
@@ -117,14 +128,14 @@ class AgentPolicyTests(unittest.TestCase):
 
     def test_start_generic_error_restarts(self):
         h = agent(self)
-        h.start()
+        start(h)
         h.crash(code=1)
         actions = h.feed(result("stop", 0))
         self.assertEqual(kinds(actions, Spawn), [Spawn()])
 
     def test_a_start_that_overruns_is_killed(self):
         h = agent(self)
-        h.start()
+        start(h)
         actions = h.feed(TimerFired(TIMER_START))
         self.assertIn(SignalGroup(h.policy.pid, signal.SIGKILL), actions)
         h.crash(code=None, sig=signal.SIGKILL)
@@ -157,9 +168,52 @@ class AgentPolicyTests(unittest.TestCase):
 
     def test_a_stop_during_the_start_runs_the_stop_action_after_it(self):
         h = agent(self)
-        h.start()
+        start(h)
         h.feed(StopRequested())
         actions = h.feed(Exited(0, None))
         self.assertEqual(kinds(actions, RunAction), [RunAction("stop")])
+        h.feed(result("stop", 0))
+        self.assertIs(h.state, State.STOPPED)
+
+
+class ProbeTests(unittest.TestCase):
+    def test_a_running_system_is_adopted_not_started(self):
+        h = agent(self)
+        h.feed(StartRequested())
+        self.assertIs(h.state, State.STARTING)
+        self.assertTrue(h.policy.process_alive, "nothing may be spawned while probing")
+        actions = h.feed(result("monitor", 0))
+        self.assertEqual(kinds(actions, Spawn), [])
+        self.assertIs(h.state, State.RUNNING)
+        self.assertTrue(records(actions, "adopted"))
+        self.assertIn(ScheduleTimer(TIMER_MONITOR, 10.0), actions)
+
+    def test_a_stopped_system_is_started(self):
+        h = agent(self, type="lsb")
+        h.feed(StartRequested())
+        actions = h.feed(result("status", 3, kind="lsb"))
+        self.assertEqual(kinds(actions, Spawn), [Spawn()])
+
+    def test_a_failed_probe_stops_before_starting(self):
+        h = agent(self)
+        h.feed(StartRequested())
+        actions = h.feed(result("monitor", 1))
+        self.assertIs(h.state, State.STOPPING)
+        self.assertEqual(kinds(actions, RunAction), [RunAction("stop")])
+        actions = h.feed(result("stop", 0))
+        self.assertEqual(kinds(actions, Spawn), [Spawn()])
+        self.assertEqual(h.policy.restarts, 0)
+
+    def test_leftover_processes_while_not_running_are_stopped_first(self):
+        h = agent(self)
+        h.feed(StartRequested())
+        actions = h.feed(result("monitor", 7, group_alive=True))
+        self.assertEqual(kinds(actions, RunAction), [RunAction("stop")])
+
+    def test_a_stop_while_probing(self):
+        h = agent(self)
+        h.feed(StartRequested())
+        h.feed(StopRequested())
+        self.assertEqual(h.feed(result("monitor", 0)), [records(h.actions)[0]])
         h.feed(result("stop", 0))
         self.assertIs(h.state, State.STOPPED)

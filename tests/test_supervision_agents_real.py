@@ -163,6 +163,23 @@ class LSBTests(AgentTestCase):
         self.assertIn("stop: success (rc 0)", self.reasons())
 
     @defer.inlineCallbacks
+    def test_a_copy_started_by_hand_is_adopted(self):
+        import subprocess
+
+        subprocess.run([self.script, "start"], check=True)
+        by_hand = read_pidfile(self.pidfile)
+        self.addCleanup(lambda: pid_alive(by_hand) and os.kill(by_hand, 9))
+        runner = yield self.start(self.service)
+        self.assertIn("adopted", [e["kind"] for e in self.daemon.events.recent()])
+        self.assertEqual(read_pidfile(self.pidfile), by_hand, "started a second copy")
+        with open(os.path.join(self.base, "actions")) as f:
+            self.assertEqual(f.read().count("start"), 1)
+        yield runner.stop()
+        self.assertIn("stop: success (rc 0)", self.reasons())
+        # Outside the cgroup (started by hand): the stop action's SIGTERM ends it.
+        yield poll(reactor, lambda: not pid_alive(by_hand), 5, what="the adopted copy's end")
+
+    @defer.inlineCallbacks
     def test_status_dead_restarts(self):
         runner = yield self.start(self.service)
         sleeper = read_pidfile(self.pidfile)
@@ -218,6 +235,16 @@ class OCFDummyTests(AgentTestCase):
                    10, what="the last action in the status")
         yield runner.stop()
         self.assertFalse(os.path.exists(self.state))
+
+    @defer.inlineCallbacks
+    def test_a_running_system_is_adopted_not_started(self):
+        open(self.state, "w").close()  # "started by hand" before the daemon
+        runner = yield self.start(self.service)
+        reasons = self.reasons()
+        self.assertIn("already running (monitor: success (rc 0)): adopted, not started again",
+                      reasons)
+        self.assertNotIn("start: success (rc 0)", reasons)
+        self.assertEqual(runner.status()["restarts"], 0)
 
     def test_timeouts_default_to_the_agents_meta_data(self):
         config = parse_config(self.config_text(self.service), "<test>").service("svc")

@@ -66,6 +66,9 @@ class IContainment(Interface):
         "True when each new child must be L{place}d before it executes the program "
         "(the spawner then holds it at the start gate).")
 
+    def ensure():
+        """Make sure a helper command (an agent's action) can be placed, even before a start."""
+
     def prepare():
         """Before a spawn: make an empty container ready.
 
@@ -117,14 +120,18 @@ class ProcessGroupContainment:
     def prepare(self):
         pass
 
+    def ensure(self):
+        pass
+
     def place(self, pid):
         pass
 
     def signal(self, pgid, signum):
-        self._groups.signal(pgid, signum)
+        if pgid is not None:  # None: no process was started yet
+            self._groups.signal(pgid, signum)
 
     def alive(self, pgid):
-        return self._groups.alive(pgid)
+        return pgid is not None and self._groups.alive(pgid)
 
     def watch_empty(self, pgid, callback):
         return None
@@ -189,15 +196,27 @@ class CgroupContainment:
             raise ContainmentError(
                 f"cgroup {self.cgroup} still has processes {self._fs.pids(self.cgroup)}")
 
+    def ensure(self):
+        """Make the cgroup if it is not there (a helper command may run before any start)."""
+        if not self._made:
+            try:
+                os.makedirs(self.cgroup, exist_ok=True)
+            except OSError as e:
+                raise ContainmentError(f"cannot make cgroup {self.cgroup}: "
+                                       f"{e.strerror or e}") from None
+            self._made = True
+
     def place(self, pid):
         self._fs.place(self.cgroup, pid)
 
     def signal(self, pgid, signum):
         if signum == signal.SIGKILL:
-            self._groups.signal(pgid, signum)
+            if pgid is not None:
+                self._groups.signal(pgid, signum)
             self._fs.kill_all(self.cgroup)
             return
-        self._groups.signal(pgid, signum)
+        if pgid is not None:
+            self._groups.signal(pgid, signum)
         for pid in self._fs.pids_below(self.cgroup):
             if self._pgid_of(pid) == pgid:
                 continue  # it had the group's signal

@@ -332,6 +332,7 @@ class ServicePolicy:
         self.last_action = None
         self._start_overran = False
         self._stopping_action = False
+        self._probing = False
 
     @property
     def forking(self):
@@ -377,7 +378,10 @@ class ServicePolicy:
             out.append(Record("refused", "start refused: service is failed (reset it first)"))
             return
         self._wanted = True
-        if self.state in (State.STOPPED, State.EXITED):
+        if self.state in (State.STOPPED, State.EXITED) and self.agent:
+            self._consecutive = 0
+            self._probe(now, out)
+        elif self.state in (State.STOPPED, State.EXITED):
             self._consecutive = 0
             self._spawn(now, "start requested", out, automatic=False)
         elif self.state is State.BACKOFF:
@@ -532,11 +536,45 @@ class ServicePolicy:
             self._group_gone(now, out)
             return
         # status / monitor
+        if self._probing and self.state is State.STARTING:
+            self._probed(event, now, out)
+            return
         if self.state is not State.RUNNING or not self.leader_alive:
             return  # a late answer
         self._check_in_flight = False
         if outcome.result != "ok":
             self._agent_failed(outcome, now, out)
+
+    def _probe(self, now, out):
+        """Before a requested start, ask the agent: a running system is adopted, not started twice."""
+        from clsd.supervision.agents import MONITOR_ACTION
+
+        self.healthy = None
+        self._launching = self.awaiting_main = self._stopping_action = False
+        self._start_overran = False
+        self._probing = True
+        self.leader_alive = True  # it may be running: nothing is spawned until we know
+        self.group_alive = False
+        self._started_at = now
+        self._enter(State.STARTING, now, "start requested: probing", out)
+        out.append(RunAction(MONITOR_ACTION[self.config.type]))
+
+    def _probed(self, event, now, out):
+        self._probing = False
+        outcome = event.outcome
+        if outcome.result == "ok":
+            out.append(Record("adopted", f"already running ({outcome.detail}): adopted, "
+                                         "not started again"))
+            self._up(now, "adopted", out)
+            out.append(ScheduleTimer(TIMER_MONITOR, self.config.monitor_interval))
+        elif outcome.result == "not-running" and not event.group_alive:
+            self.leader_alive = False
+            self._spawn(now, "start requested", out, automatic=False)
+        else:
+            # Neither cleanly running nor cleanly stopped: stop it first (as
+            # Pacemaker recovers a failed probe), then start.
+            self._begin_stop(now, f"probe: {outcome.detail}; stopping before the start",
+                             _Restart(0.0, "start requested", automatic=False), out)
 
     def _start_command_exited(self, event, now, out):
         if self.agent:
@@ -741,7 +779,7 @@ class ServicePolicy:
             fields["restarts"] = self.restarts
         self.healthy = None
         self._launching = self.awaiting_main = False
-        self._start_overran = self._stopping_action = False
+        self._start_overran = self._stopping_action = self._probing = False
         self.main_pid = None
         self._enter(State.STARTING, now, reason, out, **fields)
         out.append(Spawn())

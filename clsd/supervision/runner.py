@@ -542,6 +542,7 @@ class ServiceRunner(Service):
             run = self._run_command = command_runner(self._reactor, self.config,
                                                      self.containment)
         self._open_output()
+        self.containment.ensure()
         overran = []
 
         def finished(code, signum):
