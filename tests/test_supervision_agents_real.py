@@ -154,6 +154,7 @@ class LSBTests(AgentTestCase):
         sleeper = read_pidfile(self.pidfile)
         self.assertTrue(pid_alive(sleeper))
         self.assertEqual(runner.status()["type"], "lsb")
+        self.assertIsNone(runner.status()["pid"], "an agent's actions are not the service")
         self.assertEqual(runner.status()["processes"], 1, "the daemon is in the cgroup")
         yield poll(reactor, lambda: "status: running (rc 0)" in self.reasons(), 10,
                    what="a status action")

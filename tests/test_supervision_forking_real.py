@@ -71,6 +71,7 @@ class ForkingDaemonTests(unittest.TestCase):
         status = runner.status()
         self.assertEqual(status["type"], "forking")
         self.assertEqual(status["main_pid"], main)
+        self.assertEqual(status["pid"], main)
         self.assertEqual(status["processes"], 2)  # the main process and its worker
         self.assertIn(f"main process pid={main}", self.reasons())
         from clsd.admin.local import DaemonBackend

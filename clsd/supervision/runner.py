@@ -228,7 +228,7 @@ class ServiceRunner(Service):
             "name": self.config.name,
             "type": self.config.type,
             "state": policy.state.value,
-            "pid": policy.pid if policy.process_alive else None,
+            "pid": self._shown_pid(),
             "restarts": policy.restarts,
             "last_reason": policy.last_reason,
             "since": policy.since,
@@ -241,6 +241,16 @@ class ServiceRunner(Service):
             "main_pid": policy.main_pid if policy.process_alive else None,
             "last_action": policy.last_action,
         }
+
+    def _shown_pid(self):
+        """The pid an operator cares about: the program, a forking service's main process.
+
+        None for LSB/OCF services (their actions come and go) and while nothing runs.
+        """
+        policy = self._policy
+        if not policy.process_alive or policy.agent:
+            return None
+        return policy.main_pid if policy.forking else policy.pid
 
     # -- IService --------------------------------------------------------------
 
