@@ -38,8 +38,8 @@ from clsd.supervision.pgroups import OSProcessGroups
 CGROUP, PROCESS_GROUP = "cgroup", "process-group"
 
 #: Service types whose processes leave the process group by design (their
-#: start command returns while the system runs on in the background). A
-#: later step adds them; the refusal rule in L{choose} is ready for them.
+#: start command returns while the system runs on in the background); see
+#: the refusal rule in L{choose}.
 ESCAPING_TYPES = frozenset({"forking", "lsb", "ocf"})
 
 #: The directory under the cgroup v2 root that holds every CLSD daemon's cgroups.

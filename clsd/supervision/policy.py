@@ -22,6 +22,14 @@ States::
                  +--> failed  (crash loop; sticky until reset)
                  +--> exited  (restart = never, or clean exit under on-failure)
 
+Service types (doc/supervision.md, "Service types"): for ``forking`` the
+spawned process is a start command; STARTING lasts until it succeeded and
+the pidfile names the main process (L{MainPid}), whose end (L{Exited} with
+C{what}) ends the instance. For ``lsb``/``ocf`` it is the agent's start
+action; status/monitor and stop are L{RunAction}s whose results come back as
+L{AgentResult}s, and a requested start probes first (a running system is
+adopted).
+
 Safety rule: C{Spawn} is only ever returned when no process of the
 previous instance can be alive: the leader has been reaped and its whole
 process group is gone (or was SIGKILLed and abandoned, see L{KILL_WAIT}).
