@@ -21,8 +21,15 @@ run): ``cgroup`` holds each new instance at the start gate (a /bin/sh)
 while the daemon moves it into its cgroup; ``process-group`` spawns the
 service directly. Their p50 difference is what cgroup placement costs.
 
+``--type forking`` runs CLSD's service as ``type = "forking"`` instead: a
+start command that backgrounds the instance (which writes a pidfile, then
+its pid into the FIFO, then execs sleep) and returns at once; the kill hits
+the main process, which is not CLSD's child (its end is seen through a
+pidfd). supervisord cannot supervise a forking program: with ``--type
+forking`` only CLSD runs.
+
 Usage: python bench/restart_latency.py [--kills 200] [--only clsd|supervisord]
-       [--containment cgroup|process-group|both]
+       [--containment cgroup|process-group|both] [--type simple|forking]
 Writes bench/results/restart_latency.json. Every process it started is
 killed on exit, Ctrl-C included.
 """
@@ -120,12 +127,17 @@ class Subject:
         self.supervisor = supervisor
         self.pipe = PidPipe(Path(workdir) / f"{supervisor.name}.pids")
         self.pid = None
+        #: Forking: the pidfile of the main process (None: a simple service).
+        self.pidfile = None
         self.samples = []
         #: Backoffs / give-ups the supervisor recorded (must all be 0).
         self.anomalies = None
 
     def service_argv(self, sleep):
         script = f"echo $$ > {self.pipe.path}; exec {sleep} 100000"
+        if self.pidfile is not None:
+            inner = f"echo $$ > {self.pidfile}; {script}"
+            return ["/bin/sh", "-c", f"/bin/sh -c '{inner}' </dev/null >/dev/null 2>&1 &"]
         return ["/bin/sh", "-c", script]
 
     def start(self, sleep):
@@ -159,6 +171,8 @@ def main(argv=None):
     parser.add_argument("--containment", choices=("cgroup", "process-group", "both"),
                         default="both",
                         help="CLSD's containment (both: one CLSD of each, in turn)")
+    parser.add_argument("--type", choices=("simple", "forking"), default="simple",
+                        help="CLSD's service type (forking: CLSD only)")
     parser.add_argument("--pause", type=float, nargs=2, default=(0.1, 1.1),
                         metavar=("MIN", "MAX"),
                         help="random pause between a steady service and its kill (s)")
@@ -170,6 +184,8 @@ def main(argv=None):
 
     sleep = shutil.which("sleep") or "/bin/sleep"
     names = [args.only] if args.only else ["clsd", "supervisord"]
+    if args.type == "forking":
+        names = ["clsd"]
     if "supervisord" in names:
         ensure_supervisord()
     workdir = Path(tempfile.mkdtemp(prefix="clsd-bench-restart-"))
@@ -184,10 +200,17 @@ def main(argv=None):
                     continue
                 for containment in containments(args):
                     label = f"clsd-{containment}"
-                    supervisor = Clsd(workdir / label, settings=[
-                        *CLSD_SETTINGS, f'containment = "{containment}"'])
+                    settings = [*CLSD_SETTINGS, f'containment = "{containment}"']
+                    pidfile = None
+                    if args.type == "forking":
+                        label += "-forking"
+                        pidfile = workdir / f"{label}.pid"
+                        settings += ['type = "forking"', f'pidfile = "{pidfile}"']
+                    supervisor = Clsd(workdir / label, settings=settings)
                     supervisor.name = label
-                    subjects.append(Subject(supervisor, workdir))
+                    subject = Subject(supervisor, workdir)
+                    subject.pidfile = pidfile
+                    subjects.append(subject)
             print(describe_setup(args))
             for subject in subjects:
                 subject.start(sleep)
@@ -266,6 +289,7 @@ def build_report(args, subjects, info):
                    "supervisor) has written its pid to a FIFO; time.monotonic in the bench",
         "service": "/bin/sh -c 'echo $$ > FIFO; exec sleep 100000'",
         "kills": args.kills,
+        "type": args.type,
         "pause_between_kills_s": list(args.pause),
         "percentiles": "nearest rank",
         "settings": {

@@ -16,7 +16,7 @@ from clsd.supervision.containment import ContainmentError, Containments
 from clsd.supervision.orphans import RECORD_DIR, GroupRegistry, reap_leftovers
 from clsd.supervision.pgroups import OSProcessGroups
 from clsd.supervision.runner import ServiceRunner
-from clsd.supervision.spawn import service_spawner
+from clsd.supervision.spawn import command_runner, service_spawner
 
 
 def _health_checker_factory():
@@ -205,6 +205,8 @@ class Daemon(MultiService):
         managed = self._managed(service.name)
         containment = self._containment(self.config, service)
         spawn = service_spawner(self.reactor, service, containment)
+        run_command = command_runner(self.reactor, service, containment,
+                                     extra_env=lambda: spawn.extra_env)
         return ServiceRunner(
             service, self.reactor,
             spawn=self.ownership.spawner(service, base_spawn=spawn) if managed else spawn,
@@ -216,6 +218,7 @@ class Daemon(MultiService):
                 service.name, self._checker_factory),
             monotonic=self._monotonic,
             random=self._random,
+            run_command=run_command,
         )
 
     def _connect_ownership(self):

@@ -84,7 +84,9 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(data["clusters"][0], {"id": "A", "owners": ["alpha"], "epoch": 7,
                                                "state": "running"})
         self.assertEqual(data["services"][1], {"name": "db", "state": "failed", "pid": None,
-                                               "restarts": 5})
+                                               "restarts": 5, "type": "simple",
+                                               "main_pid": None, "processes": None,
+                                               "last_action": None})
         self.assertEqual(data["quorum"], {"voters": ["alpha", "beta", "witness"],
                                           "have_quorum": True, "previous_voters": [],
                                           "voters_apart": [], "voter_error": None})
@@ -95,7 +97,8 @@ class CommandTests(unittest.TestCase):
             "node:    alpha\nquorum:  yes (voters: alpha, beta, witness)\n"))
         self.assertIn("\nMEMBER   STATE  ADDRESS\n", text)
         self.assertIn(
-            "\nSERVICE  STATE     PID  RESTARTS\nweb      running  1234         0\n", text)
+            "\nSERVICE  STATE     PID  RESTARTS  TYPE\nweb      running  1234         0  simple\n",
+            text)
 
     def test_history(self):
         outcome = run(self.backend, "history 2 --json")

@@ -58,8 +58,9 @@ class SSHCommandTests(unittest.TestCase):
                               data["members"])
                 self.assertIn({"id": "A", "owners": ["alpha"], "epoch": 7, "state": "running"},
                               data["clusters"])
-                self.assertIn({"name": "web", "state": "running", "pid": 1234, "restarts": 0},
-                              data["services"])
+                self.assertIn({"name": "web", "state": "running", "pid": 1234, "restarts": 0,
+                               "type": "simple", "main_pid": None, "processes": None,
+                               "last_action": None}, data["services"])
             elif name == "help":
                 self.assertIn("force-remove", [c["name"] for c in data["commands"]])
             else:

@@ -62,6 +62,14 @@ class ServiceInfo:
     #: C{None} while no process runs.
     pid: int | None
     restarts: int
+    #: simple, forking, lsb or ocf (doc/supervision.md, "Service types").
+    type: str = "simple"
+    #: Forking: the main process from the pidfile.
+    main_pid: int | None = None
+    #: Processes in its cgroup (None where unknown: process groups).
+    processes: int | None = None
+    #: LSB/OCF: the last action and its result ("monitor: success (rc 0)").
+    last_action: str | None = None
 
 
 @attrs.frozen

@@ -123,8 +123,8 @@ def clusters_table(clusters):
 
 def services_table(services):
     return format_table(
-        ["SERVICE", "STATE", "PID", "RESTARTS"],
-        [(s.name, s.state, s.pid, s.restarts) for s in services],
+        ["SERVICE", "STATE", "PID", "RESTARTS", "TYPE"],
+        [(s.name, s.state, s.pid, s.restarts, s.type) for s in services],
     )
 
 

@@ -141,7 +141,9 @@ class DaemonBackend(UnavailableBackend):
     def services(self):
         return tuple(
             ServiceInfo(name=status["name"], state=status["state"], pid=status["pid"],
-                        restarts=status["restarts"])
+                        restarts=status["restarts"], type=status["type"],
+                        main_pid=status["main_pid"], processes=status["processes"],
+                        last_action=status["last_action"])
             for status in (runner.status() for runner in self.daemon.supervisors())
         )
 

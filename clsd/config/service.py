@@ -2,6 +2,7 @@
 
 import os
 import signal
+import stat
 
 import attrs
 
@@ -15,6 +16,14 @@ BACKOFF_INITIAL_MAX = 3600.0
 BACKOFF_MAX_MAX = 86400.0
 BACKOFF_FACTOR_MAX = 100.0
 CHECK_TYPES = ("exec", "tcp", "http")
+#: ``type``: how a service is started and watched (doc/supervision.md).
+SERVICE_TYPES = ("simple", "forking", "lsb", "ocf")
+#: Types driven by an agent's actions (start, stop, status/monitor).
+AGENT_TYPES = ("lsb", "ocf")
+#: Keys that only LSB and OCF services take.
+AGENT_KEYS = ("script", "agent", "params", "ocf_root", "monitor_interval", "timeouts")
+#: Keys that only a ``type = "forking"`` service takes.
+FORKING_KEYS = ("pidfile", "stop_command", "start_timeout")
 
 #: Signals an operator may name as ``stop_signal`` (without the SIG prefix).
 STOP_SIGNALS = ("TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "KILL")
@@ -83,10 +92,27 @@ class ServiceConfig:
     check: HealthCheck | None = None
     #: How its processes are held together: auto, cgroup or process-group.
     containment: str = "auto"
-    #: How it is started and watched. Only "simple" (a foreground program)
-    #: exists so far; the containment rules already know the types that
-    #: leave their process group (clsd.supervision.containment.ESCAPING_TYPES).
+    #: How it is started and watched: "simple" (a foreground program) or
+    #: "forking" (a start command that daemonizes; see doc/supervision.md).
     type: str = "simple"
+    #: Forking: the file the daemon writes its main pid to (None: the
+    #: cgroup is the service).
+    pidfile: str | None = None
+    #: Forking: run to stop it (None: stop_signal to the main process).
+    stop_command: tuple | None = None
+    #: Forking: the start command and the main pid must be there within
+    #: this; LSB/OCF: the start action's timeout.
+    start_timeout: float = 30.0
+    #: LSB: the init script; OCF: the agent's path.
+    script: str | None = None
+    #: OCF: the agent as configured ("heartbeat:IPaddr2").
+    agent: str | None = None
+    #: OCF: the agent's parameters (OCF_RESKEY_<name>).
+    params: dict = attrs.field(factory=dict)
+    ocf_root: str = "/usr/lib/ocf"
+    #: LSB/OCF: seconds between status/monitor actions, and their timeout.
+    monitor_interval: float = 10.0
+    monitor_timeout: float = 20.0
 
     @property
     def stop_signum(self):
@@ -94,17 +120,39 @@ class ServiceConfig:
 
     @property
     def argv(self):
-        """The argv to execute: the command itself, or ``/bin/sh -c`` for shell services."""
+        """The argv to execute: the command itself, or ``/bin/sh -c`` for shell services.
+
+        LSB/OCF: the start action (other actions: L{action_argv}).
+        """
+        if self.script is not None:
+            return self.action_argv("start")
         if self.shell:
             return ("/bin/sh", "-c", self.command[0])
         return self.command
+
+    def action_argv(self, action):
+        """LSB/OCF: the argv of one action of the script or agent."""
+        return (self.script, action)
 
 
 def parse_service(table, data_dir, base_dir, euid):
     """Build a L{ServiceConfig} from one ``[[service]]`` L{Table}."""
     name = table.name("name", "service name")
+    service_type = table.choice("type", SERVICE_TYPES, "simple")
+    if service_type in AGENT_TYPES:
+        for key in ("command", "shell", "stop_signal", "stop_timeout", "check"):
+            if table.raw(key, None) is not None:
+                raise table.error(key, f"does not apply to type = {service_type!r} "
+                                       "(its agent's actions start, stop and monitor it)")
+    else:
+        for key in AGENT_KEYS:
+            if table.raw(key, None) is not None:
+                raise table.error(key, 'only applies to type = "lsb" or "ocf", '
+                                       f"not {service_type!r}")
+    agent = _parse_agent(table, name, service_type, base_dir) \
+        if service_type in AGENT_TYPES else {}
     shell = table.boolean("shell", False)
-    command = _parse_command(table, shell)
+    command = _parse_command(table, shell) if not agent else (agent["script"],)
     env = table.string_map("env", {})
     cwd = table.string("cwd", None)
     if cwd is not None:
@@ -117,11 +165,13 @@ def parse_service(table, data_dir, base_dir, euid):
     stable_after = table.number("stable_after", 10.0, minimum=0.0)
     crash_loop = _parse_crash_loop(table.table("crash_loop"))
     stop_signal = _parse_signal(table)
-    stop_timeout = table.number("stop_timeout", 10.0, positive=True)
+    stop_timeout = agent.pop("stop_timeout") if agent else \
+        table.number("stop_timeout", 10.0, positive=True)
     logs = _parse_logs(table, name, data_dir, base_dir)
     check_table = table.table("check")
     check = _parse_check(check_table) if check_table is not None else None
     containment = table.choice("containment", CONTAINMENTS, "auto")
+    forking = _parse_forking(table, service_type, base_dir)
     table.finish()
     return ServiceConfig(
         name=name,
@@ -139,7 +189,100 @@ def parse_service(table, data_dir, base_dir, euid):
         logs=logs,
         check=check,
         containment=containment,
+        type=service_type,
+        **forking,
+        **agent,
     )
+
+
+def _parse_forking(table, service_type, base_dir):
+    """The forking keys (pidfile, stop_command, start_timeout), refused on other types."""
+    if service_type != "forking":
+        if service_type in AGENT_TYPES:
+            return {}
+        for key in FORKING_KEYS:
+            if table.raw(key, None) is not None:
+                raise table.error(key, f'only applies to type = "forking", not {service_type!r}')
+        return {}
+    pidfile = table.string("pidfile", None)
+    if pidfile is not None:
+        if not pidfile:
+            raise table.error("pidfile", "must not be empty")
+        pidfile = _resolve(base_dir, pidfile)
+    stop_command = None
+    if table.raw("stop_command", None) is not None:
+        stop_command = table.string_list("stop_command", nonempty=True)
+        if not stop_command[0]:
+            raise table.error("stop_command[0]", "the program name must not be empty")
+    start_timeout = table.number("start_timeout", 30.0, positive=True)
+    return {"pidfile": pidfile, "stop_command": stop_command, "start_timeout": start_timeout}
+
+
+def _parse_agent(table, name, service_type, base_dir):
+    """The LSB script or OCF agent, its parameters and action timeouts (checked against it)."""
+    from clsd.supervision import ocf
+
+    metadata = None
+    if service_type == "lsb":
+        for key in ("agent", "params", "ocf_root"):
+            if table.raw(key, None) is not None:
+                raise table.error(key, 'only applies to type = "ocf"')
+        script = _resolve(base_dir, table.string("script"))
+        if not _executable(script):
+            raise table.error("script", f"{script} is not an executable file")
+        found = {"script": script}
+    else:
+        if table.raw("script", None) is not None:
+            raise table.error("script", 'only applies to type = "lsb" (use agent)')
+        ocf_root = _resolve(base_dir, table.string("ocf_root", ocf.DEFAULT_OCF_ROOT))
+        agent = table.string("agent")
+        params = _parse_params(table)
+        try:
+            _, _, path = ocf.resolve_agent(agent, ocf_root)
+            metadata = ocf.read_metadata(path, ocf_root)
+            ocf.check_params(agent, metadata, params)
+        except ocf.AgentError as e:
+            raise table.error("agent", str(e)) from None
+        found = {"script": path, "agent": agent, "params": params, "ocf_root": ocf_root}
+    found["monitor_interval"] = table.number("monitor_interval", 10.0, positive=True)
+    advised = metadata.timeouts if metadata is not None else {}
+    timeouts = table.table("timeouts")
+    values = {}
+    for action in ("start", "stop", "monitor"):
+        default = advised.get(action, ocf.DEFAULT_ACTION_TIMEOUT)
+        values[action] = timeouts.number(action, default, positive=True) \
+            if timeouts is not None else default
+    if timeouts is not None:
+        timeouts.finish()
+    found.update(start_timeout=values["start"], stop_timeout=values["stop"],
+                 monitor_timeout=values["monitor"])
+    return found
+
+
+def _executable(path):
+    """A regular file that may be executed (root's access() ignores missing x bits)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) and bool(mode & 0o111) and os.access(path, os.X_OK)
+
+
+def _parse_params(table):
+    """``params``: strings, numbers or booleans, all handed to the agent as strings."""
+    value = table.raw("params", {})
+    if not isinstance(value, dict):
+        raise table.error("params", "must be a table of name = value")
+    params = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, (int, float)):
+            item = f"{item:g}" if isinstance(item, float) else str(item)
+        elif not isinstance(item, str):
+            raise table.error(f"params.{key}", "must be a string, number or boolean")
+        params[key] = item
+    return params
 
 
 def _resolve(base_dir, path):

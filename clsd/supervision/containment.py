@@ -38,8 +38,8 @@ from clsd.supervision.pgroups import OSProcessGroups
 CGROUP, PROCESS_GROUP = "cgroup", "process-group"
 
 #: Service types whose processes leave the process group by design (their
-#: start command returns while the system runs on in the background). A
-#: later step adds them; the refusal rule in L{choose} is ready for them.
+#: start command returns while the system runs on in the background); see
+#: the refusal rule in L{choose}.
 ESCAPING_TYPES = frozenset({"forking", "lsb", "ocf"})
 
 #: The directory under the cgroup v2 root that holds every CLSD daemon's cgroups.
@@ -65,6 +65,9 @@ class IContainment(Interface):
     needs_placement = Attribute(
         "True when each new child must be L{place}d before it executes the program "
         "(the spawner then holds it at the start gate).")
+
+    def ensure():
+        """Make sure a helper command (an agent's action) can be placed, even before a start."""
 
     def prepare():
         """Before a spawn: make an empty container ready.
@@ -92,6 +95,9 @@ class IContainment(Interface):
     def count(pgid):
         """How many processes the instance has, or None where unknown."""
 
+    def contains(pid):
+        """Whether process C{pid} belongs to the service (True where it cannot be told)."""
+
     def release():
         """The service is stopped for good (daemon stop, removed): tidy up.
 
@@ -114,20 +120,28 @@ class ProcessGroupContainment:
     def prepare(self):
         pass
 
+    def ensure(self):
+        pass
+
     def place(self, pid):
         pass
 
     def signal(self, pgid, signum):
-        self._groups.signal(pgid, signum)
+        if pgid is not None:  # None: no process was started yet
+            self._groups.signal(pgid, signum)
 
     def alive(self, pgid):
-        return self._groups.alive(pgid)
+        return pgid is not None and self._groups.alive(pgid)
 
     def watch_empty(self, pgid, callback):
         return None
 
     def count(self, pgid):
         return None
+
+    def contains(self, pid):
+        """Whether C{pid} may be this service's (a process group cannot tell)."""
+        return True
 
     def release(self):
         pass
@@ -182,15 +196,27 @@ class CgroupContainment:
             raise ContainmentError(
                 f"cgroup {self.cgroup} still has processes {self._fs.pids(self.cgroup)}")
 
+    def ensure(self):
+        """Make the cgroup if it is not there (a helper command may run before any start)."""
+        if not self._made:
+            try:
+                os.makedirs(self.cgroup, exist_ok=True)
+            except OSError as e:
+                raise ContainmentError(f"cannot make cgroup {self.cgroup}: "
+                                       f"{e.strerror or e}") from None
+            self._made = True
+
     def place(self, pid):
         self._fs.place(self.cgroup, pid)
 
     def signal(self, pgid, signum):
         if signum == signal.SIGKILL:
-            self._groups.signal(pgid, signum)
+            if pgid is not None:
+                self._groups.signal(pgid, signum)
             self._fs.kill_all(self.cgroup)
             return
-        self._groups.signal(pgid, signum)
+        if pgid is not None:
+            self._groups.signal(pgid, signum)
         for pid in self._fs.pids_below(self.cgroup):
             if self._pgid_of(pid) == pgid:
                 continue  # it had the group's signal
@@ -219,6 +245,13 @@ class CgroupContainment:
 
     def count(self, pgid):
         return len(self._fs.pids_below(self.cgroup))
+
+    def contains(self, pid):
+        """Whether C{pid} is in the service's cgroup (a stale pidfile's pid is not)."""
+        try:
+            return pid in self._fs.pids_below(self.cgroup)
+        except OSError:
+            return False
 
     def release(self):
         if self._watcher is not None:
@@ -500,6 +533,12 @@ class Containments:
         """
         kind = choose(service.name, service.containment, cgroups_reason=self.reason,
                       in_cluster=in_cluster, service_type=service.type)
+        if kind == PROCESS_GROUP and service.type == "forking" \
+                and getattr(service, "pidfile", None) is None:
+            raise ContainmentError(
+                f"service {service.name!r}: type \"forking\" without a pidfile is watched "
+                f"through its cgroup, and it has none here "
+                f"({self.reason or 'containment = process-group'}); set pidfile")
         if kind == PROCESS_GROUP:
             return ProcessGroupContainment(self._groups)
         from clsd.supervision.spawn import GateReserve

@@ -77,8 +77,10 @@ def minimal_environment(credentials=None):
     }
 
 
-def exec_context(config):
+def exec_context(config, action="start"):
     """The L{ExecContext} of a L{clsd.config.ServiceConfig}.
+
+    LSB/OCF services: of their agent's C{action}, with the OCF environment.
 
     @raise KeyError: when C{config.user} no longer exists (it was checked
         when the configuration was read).
@@ -86,5 +88,10 @@ def exec_context(config):
     credentials = Credentials.for_user(config.user) if config.user else None
     env = minimal_environment(credentials)
     env.update(config.env)
-    return ExecContext(argv=tuple(config.argv), env=env, cwd=config.cwd,
-                       credentials=credentials)
+    argv = config.argv
+    if getattr(config, "script", None) is not None:
+        from clsd.supervision.ocf import agent_environment
+
+        env.update(agent_environment(config, action))
+        argv = config.action_argv(action)
+    return ExecContext(argv=tuple(argv), env=env, cwd=config.cwd, credentials=credentials)

@@ -22,6 +22,14 @@ States::
                  +--> failed  (crash loop; sticky until reset)
                  +--> exited  (restart = never, or clean exit under on-failure)
 
+Service types (doc/supervision.md, "Service types"): for ``forking`` the
+spawned process is a start command; STARTING lasts until it succeeded and
+the pidfile names the main process (L{MainPid}), whose end (L{Exited} with
+C{what}) ends the instance. For ``lsb``/``ocf`` it is the agent's start
+action; status/monitor and stop are L{RunAction}s whose results come back as
+L{AgentResult}s, and a requested start probes first (a running system is
+adopted).
+
 Safety rule: C{Spawn} is only ever returned when no process of the
 previous instance can be alive: the leader has been reaped and its whole
 process group is gone (or was SIGKILLed and abandoned, see L{KILL_WAIT}).
@@ -46,6 +54,13 @@ TIMER_RESTART = "restart"
 TIMER_KILL = "kill"
 TIMER_ABANDON = "abandon"
 TIMER_CHECK = "check"
+#: Forking services: the start command and the main pid must be there by then.
+TIMER_START = "start"
+#: LSB and OCF services: the next status/monitor action.
+TIMER_MONITOR = "monitor"
+
+#: The service types driven by an agent's actions (clsd.supervision.agents).
+AGENT_TYPES = frozenset({"lsb", "ocf"})
 
 
 class State(enum.Enum):
@@ -114,6 +129,9 @@ class Exited:
     code: int | None
     signal: int | None
     group_alive: bool = False
+    #: Replaces the exit description (a forking service's main process,
+    #: which is not our child: its status is unknown).
+    what: str | None = None
 
 
 @attrs.frozen
@@ -133,6 +151,34 @@ class HealthResult:
 @attrs.frozen
 class TimerFired:
     name: str
+
+
+@attrs.frozen
+class MainPid:
+    """Forking: the pidfile names C{pid}, a live process of the service."""
+
+    pid: int
+
+
+@attrs.frozen
+class AgentResult:
+    """LSB/OCF: the agent's C{action} (stop, monitor, status) ended.
+
+    @ivar outcome: its L{clsd.supervision.agents.Outcome}.
+    @ivar group_alive: whether the service's cgroup still had processes.
+    """
+
+    action: str
+    outcome: object
+    group_alive: bool = False
+
+
+@attrs.frozen
+class StopCommandDone:
+    """Forking: the ``stop_command`` ended (C{ok}: exit status 0)."""
+
+    ok: bool
+    detail: str
 
 
 # -- actions ---------------------------------------------------------------
@@ -168,6 +214,42 @@ class RunCheck:
     """Run one health check; report a L{HealthResult} tagged with C{pid}."""
 
     pid: int
+
+
+@attrs.frozen
+class AwaitMainPid:
+    """Forking: read the pidfile until it names a live process of the service; report L{MainPid}."""
+
+
+@attrs.frozen
+class WatchMain:
+    """Forking: report L{Exited} (with C{what}) when the main process ends.
+
+    C{pid} None: there is no pidfile, the cgroup is the service; report
+    when it is empty.
+    """
+
+    pid: int | None
+
+
+@attrs.frozen
+class SignalMain:
+    """Forking: send C{signum} to the main process C{pid} alone."""
+
+    pid: int
+    signum: int
+
+
+@attrs.frozen
+class RunAction:
+    """LSB/OCF: run the agent's C{action} (bounded by its timeout); report L{AgentResult}."""
+
+    action: str
+
+
+@attrs.frozen
+class RunStopCommand:
+    """Forking: run the ``stop_command``; report L{StopCommandDone}."""
 
 
 @attrs.frozen
@@ -248,6 +330,26 @@ class ServicePolicy:
         #: When the pending SIGKILL of a stop is due, and when its signal was sent.
         self._kill_due = None
         self._stop_sent = None
+        #: Forking: the start command runs (it is the process in C{pid}).
+        self._launching = False
+        #: Forking: the start command succeeded; the pidfile is being read.
+        self.awaiting_main = False
+        #: Forking: the main process from the pidfile, once known.
+        self.main_pid = None
+        #: LSB/OCF: the last action's result, for status ("monitor: success (rc 0)").
+        self.last_action = None
+        self._start_overran = False
+        self._stopping_action = False
+        self._probing = False
+
+    @property
+    def forking(self):
+        return self.config.type == "forking"
+
+    @property
+    def agent(self):
+        """Whether an LSB script or OCF agent drives it (its start is the spawned process)."""
+        return self.config.type in AGENT_TYPES
 
     # -- queries -----------------------------------------------------------
 
@@ -284,7 +386,10 @@ class ServicePolicy:
             out.append(Record("refused", "start refused: service is failed (reset it first)"))
             return
         self._wanted = True
-        if self.state in (State.STOPPED, State.EXITED):
+        if self.state in (State.STOPPED, State.EXITED) and self.agent:
+            self._consecutive = 0
+            self._probe(now, out)
+        elif self.state in (State.STOPPED, State.EXITED):
             self._consecutive = 0
             self._spawn(now, "start requested", out, automatic=False)
         elif self.state is State.BACKOFF:
@@ -333,8 +438,18 @@ class ServicePolicy:
         self.group_alive = True
         self._started_at = now
         out.append(Record("spawned", f"spawned pid={event.pid}", {"pid": event.pid}))
+        if self.forking or self.agent:
+            # The start command (or action), not yet the service: running
+            # comes with its success (and, with a pidfile, a live main process).
+            self._launching = True
+            out.append(ScheduleTimer(TIMER_START, self.config.start_timeout))
+            return
+        self._up(now, f"spawned pid={event.pid}", out)
+
+    def _up(self, now, reason, out):
+        """The instance is there: running now, or once its health check rises."""
         if self.config.check is None:
-            self._enter(State.RUNNING, now, f"spawned pid={event.pid}", out)
+            self._enter(State.RUNNING, now, reason, out)
         else:
             self._check_ok = self._check_bad = 0
             self._check_in_flight = False
@@ -350,11 +465,14 @@ class ServicePolicy:
         self._apply(self._instance_ended(now, reason, failure=True), now, out)
 
     def _on_Exited(self, event, now, out):
-        if not self.leader_alive:
+        if not self.leader_alive or self.awaiting_main:
+            return
+        if self._launching:
+            self._start_command_exited(event, now, out)
             return
         self.leader_alive = False
         self.group_alive = event.group_alive
-        reason = describe_exit(event.code, event.signal)
+        reason = event.what or describe_exit(event.code, event.signal)
         uptime = now - self._started_at
         out.append(Record("exited", reason, {
             "pid": self.pid, "code": event.code, "signal": event.signal,
@@ -365,9 +483,173 @@ class ServicePolicy:
                 self._group_gone(now, out)
             return
         # An exit nobody asked for.
-        self._stop_checks(out)
         clean = event.code == 0 and event.signal is None
-        outcome = self._instance_ended(now, reason, failure=not clean)
+        self._end_unrequested(now, reason, failure=not clean, out=out)
+
+    def _start_action_exited(self, event, now, out):
+        from clsd.supervision.agents import classify
+
+        self._launching = False
+        self.group_alive = event.group_alive
+        outcome = classify(self.config.type, "start", event.code,
+                           timed_out=self._start_overran, signum=event.signal)
+        out.append(Record("agent", outcome.detail, {"action": "start", "result": outcome.result}))
+        out.append(CancelTimer(TIMER_START))
+        self.last_action = outcome.detail
+        if self.state is State.STOPPING:
+            # Stopped while starting: whatever the start did is undone by the stop action.
+            self._stopping_action = True
+            out.append(RunAction("stop"))
+            return
+        if outcome.result == "ok":
+            self._up(now, "start succeeded", out)
+            out.append(ScheduleTimer(TIMER_MONITOR, self.config.monitor_interval))
+            return
+        self._agent_failed(outcome, now, out)
+
+    def _agent_failed(self, outcome, now, out):
+        """A failed start or monitor: stop it (the stop action), then restart or give up."""
+        self._stop_checks(out)
+        if outcome.gives_up:
+            self._failures.append(now)
+            ending = _Rest(State.FAILED, f"{outcome.detail}: giving up this node",
+                           {"last": outcome.detail})
+        else:
+            ending = self._instance_ended(now, outcome.detail, failure=True)
+        self._begin_stop(now, outcome.detail, ending, out)
+
+    def _on_AgentResult(self, event, now, out):
+        outcome = event.outcome
+        out.append(Record("agent", outcome.detail,
+                          {"action": event.action, "result": outcome.result}))
+        self.last_action = outcome.detail
+        if event.action == "stop":
+            if self.state is not State.STOPPING or not self._stopping_action:
+                return
+            self._stopping_action = False
+            self.leader_alive = False
+            self.group_alive = event.group_alive
+            if outcome.result != "ok":
+                # It may still run: kill what is in its cgroup, and do not
+                # pretend it is stopped.
+                self._pending = _Rest(State.FAILED, f"{outcome.detail}: stop failed",
+                                      {"last": outcome.detail})
+                if self.group_alive:
+                    self._kill_now(now, f"{outcome.detail}: SIGKILL to its cgroup", out)
+                    return
+            elif self.group_alive:
+                self._kill_now(now, "stop succeeded but processes are left in its cgroup: "
+                               "SIGKILL to its cgroup", out)
+                return
+            self._group_gone(now, out)
+            return
+        # status / monitor
+        if self._probing and self.state is State.STARTING:
+            self._probed(event, now, out)
+            return
+        if self.state is not State.RUNNING or not self.leader_alive:
+            return  # a late answer
+        self._check_in_flight = False
+        if outcome.result != "ok":
+            self._agent_failed(outcome, now, out)
+
+    def _probe(self, now, out):
+        """Before a requested start, ask the agent: a running system is adopted, not started twice."""
+        from clsd.supervision.agents import MONITOR_ACTION
+
+        self.healthy = None
+        self._launching = self.awaiting_main = self._stopping_action = False
+        self._start_overran = False
+        self._probing = True
+        self.leader_alive = True  # it may be running: nothing is spawned until we know
+        self.group_alive = False
+        self._started_at = now
+        self._enter(State.STARTING, now, "start requested: probing", out)
+        out.append(RunAction(MONITOR_ACTION[self.config.type]))
+
+    def _probed(self, event, now, out):
+        self._probing = False
+        outcome = event.outcome
+        if outcome.result == "ok":
+            out.append(Record("adopted", f"already running ({outcome.detail}): adopted, "
+                                         "not started again"))
+            self._up(now, "adopted", out)
+            out.append(ScheduleTimer(TIMER_MONITOR, self.config.monitor_interval))
+        elif outcome.result == "not-running" and not event.group_alive:
+            self.leader_alive = False
+            self._spawn(now, "start requested", out, automatic=False)
+        else:
+            # Neither cleanly running nor cleanly stopped: stop it first (as
+            # Pacemaker recovers a failed probe), then start.
+            self._begin_stop(now, f"probe: {outcome.detail}; stopping before the start",
+                             _Restart(0.0, "start requested", automatic=False), out)
+
+    def _start_command_exited(self, event, now, out):
+        if self.agent:
+            self._start_action_exited(event, now, out)
+            return
+        self._launching = False
+        self.group_alive = event.group_alive
+        reason = "start command " + describe_exit(event.code, event.signal)
+        clean = event.code == 0 and event.signal is None
+        out.append(Record("exited", reason, {
+            "pid": self.pid, "code": event.code, "signal": event.signal,
+            "uptime": round(now - self._started_at, 6), "expected": clean,
+        }))
+        if self.state is State.STOPPING:
+            self.leader_alive = False
+            if not self.group_alive:
+                self._group_gone(now, out)
+            return
+        if clean and self.config.pidfile is not None:
+            self.awaiting_main = True  # leader_alive stays: the service may be up
+            out.append(AwaitMainPid())
+            return
+        if clean and self.group_alive:
+            self._main_up(None, now, out)
+            return
+        self.leader_alive = False
+        out.append(CancelTimer(TIMER_START))
+        if clean:
+            reason = f"{reason}, and no process of the service is left"
+        self._end_unrequested(now, reason, failure=True, out=out)
+
+    def _on_MainPid(self, event, now, out):
+        if not self.awaiting_main:
+            return  # late: the start timed out
+        self._main_up(event.pid, now, out)
+
+    def _main_up(self, pid, now, out):
+        self.awaiting_main = False
+        self.main_pid = pid
+        self.leader_alive = True
+        self.group_alive = True
+        out.append(CancelTimer(TIMER_START))
+        if pid is not None:
+            self.pid = pid
+            reason = f"main process pid={pid}"
+        else:
+            reason = "start command done; the cgroup is the service"
+        out.append(Record("main", reason, {"pid": pid}))
+        out.append(WatchMain(pid))
+        if self.state is State.STOPPING:
+            # A stop came while the pidfile was awaited: it is for this process too.
+            if pid is not None and not self.config.stop_command:
+                out.append(SignalMain(pid, self.config.stop_signum))
+            return
+        self._up(now, reason, out)
+
+    def _on_StopCommandDone(self, event, now, out):
+        reason = f"stop command {event.detail}"
+        out.append(Record("stop-command", reason, {"ok": event.ok}))
+        if not event.ok and self.state is State.STOPPING and self.process_alive \
+                and TIMER_KILL in self._timers:
+            self._kill_now(now, f"{reason}: SIGKILL to the service", out)
+
+    def _end_unrequested(self, now, reason, failure, out):
+        """An instance ended by itself: stop what is left of it, then the outcome."""
+        self._stop_checks(out)
+        outcome = self._instance_ended(now, reason, failure=failure)
         if self.group_alive:
             self._begin_stop(now, f"{reason}; stopping the rest of its process group",
                              outcome, out)
@@ -423,13 +705,25 @@ class ServicePolicy:
         if name == TIMER_RESTART and self.state is State.BACKOFF:
             self._spawn(now, "backoff elapsed", out)
         elif name == TIMER_KILL and self.state is State.STOPPING and self.process_alive:
-            out.append(Record(
-                "kill",
+            self._kill_now(now, (
                 f"still running {_seconds(round(now - self._stop_sent, 6))} after "
-                f"SIG{self.config.stop_signal}: SIGKILL to process group {self.pid}",
-            ))
+                f"SIG{self.config.stop_signal}: SIGKILL to process group {self.pid}"), out)
+        elif name == TIMER_START and self.agent and self._launching:
+            # The start action overran: kill it; its exit is then the failure.
+            self._start_overran = True
+            out.append(Record("kill", f"start action still running after "
+                                      f"{_seconds(self.config.start_timeout)}: SIGKILL"))
             out.append(SignalGroup(self.pid, signal.SIGKILL))
-            out.append(ScheduleTimer(TIMER_ABANDON, KILL_WAIT))
+        elif name == TIMER_START and self.state in (State.STARTING, State.STOPPING) \
+                and (self._launching or self.awaiting_main):
+            self._start_timed_out(now, out)
+        elif name == TIMER_MONITOR and self.state is State.RUNNING and self.leader_alive:
+            if not self._check_in_flight:
+                self._check_in_flight = True
+                from clsd.supervision.agents import MONITOR_ACTION
+
+                out.append(RunAction(MONITOR_ACTION[self.config.type]))
+            out.append(ScheduleTimer(TIMER_MONITOR, self.config.monitor_interval))
         elif name == TIMER_ABANDON and self.state is State.STOPPING and self.process_alive:
             out.append(Record(
                 "abandoned",
@@ -446,7 +740,35 @@ class ServicePolicy:
                 out.append(RunCheck(self.pid))
             out.append(ScheduleTimer(TIMER_CHECK, self.config.check.interval))
 
+    def _start_timed_out(self, now, out):
+        if self._launching:
+            reason = (f"start command still running after "
+                      f"{_seconds(self.config.start_timeout)}")
+        else:
+            reason = (f"no live process in pidfile {self.config.pidfile} "
+                      f"{_seconds(self.config.start_timeout)} after the start")
+        self._launching = False
+        if self.awaiting_main:
+            # What the start left behind is the service's cgroup (or nothing).
+            self.awaiting_main = False
+            self.leader_alive = False
+            self.group_alive = True
+        out.append(Record("start-timeout", reason))
+        if self.state is State.STOPPING:
+            return  # the pending stop goes on; its SIGKILL covers what is left
+        outcome = self._instance_ended(now, reason, failure=True)
+        self._begin_stop(now, reason, outcome, out)
+
     # -- internals ------------------------------------------------------------
+
+    def _kill_now(self, now, reason, out):
+        out.append(Record("kill", reason))
+        if TIMER_KILL in self._timers:
+            out.append(CancelTimer(TIMER_KILL))
+        if self.main_pid is not None and self.leader_alive:
+            out.append(SignalMain(self.main_pid, signal.SIGKILL))
+        out.append(SignalGroup(self.pid, signal.SIGKILL))
+        out.append(ScheduleTimer(TIMER_ABANDON, KILL_WAIT))
 
     def _enter(self, state, now, reason, out, **fields):
         previous = self.state
@@ -464,6 +786,9 @@ class ServicePolicy:
             self.restarts += 1
             fields["restarts"] = self.restarts
         self.healthy = None
+        self._launching = self.awaiting_main = False
+        self._start_overran = self._stopping_action = self._probing = False
+        self.main_pid = None
         self._enter(State.STARTING, now, reason, out, **fields)
         out.append(Spawn())
 
@@ -471,13 +796,26 @@ class ServicePolicy:
         self._pending = outcome
         self._stop_checks(out)
         self._enter(State.STOPPING, now, reason, out)
-        out.append(SignalGroup(self.pid, self.config.stop_signum))
+        out.append(self._stop_action())
         delay = self.config.stop_timeout
         if kill_after is not None:
             delay = min(delay, max(kill_after, 0.0))
         self._kill_due = now + delay
         self._stop_sent = now
         out.append(ScheduleTimer(TIMER_KILL, delay))
+
+    def _stop_action(self):
+        """What asks the service to stop: its stop signal, a stop command or action."""
+        if self.agent and not self._launching:
+            self._stopping_action = True
+            return RunAction("stop")
+        if self.forking and self.leader_alive and not self._launching \
+                and not self.awaiting_main:
+            if self.config.stop_command:
+                return RunStopCommand()
+            if self.main_pid is not None:
+                return SignalMain(self.main_pid, self.config.stop_signum)
+        return SignalGroup(self.pid, self.config.stop_signum)
 
     def _kill_sooner(self, now, kill_after, out):
         """A stop with a deadline while stopping: bring the pending SIGKILL forward."""
@@ -491,12 +829,17 @@ class ServicePolicy:
     def _group_gone(self, now, out):
         out.append(CancelTimer(TIMER_KILL))
         out.append(CancelTimer(TIMER_ABANDON))
+        if TIMER_START in self._timers:
+            out.append(CancelTimer(TIMER_START))
         outcome, self._pending = self._pending, None
         self._apply(outcome, now, out)
 
     def _stop_checks(self, out):
         if self.config.check is not None:
             out.append(CancelTimer(TIMER_CHECK))
+            self._check_in_flight = False
+        if self.agent:
+            out.append(CancelTimer(TIMER_MONITOR))
             self._check_in_flight = False
 
     def _pending_is_failed(self):

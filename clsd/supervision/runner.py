@@ -16,7 +16,9 @@ group is polled.
 """
 
 import collections
+import os
 import random as _random
+import signal
 import time
 
 from twisted.application.service import Service
@@ -24,10 +26,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from clsd.supervision.containment import ProcessGroupContainment
+from clsd.supervision.policy import describe_exit
+from clsd.supervision.agents import classify
+from clsd.supervision.forking import CommandProtocol, MainProcessWatch, PidfilePoller
 from clsd.supervision.policy import (
-    RESTING_STATES, CancelTimer, Exited, GroupGone, HealthResult, Record,
-    ResetRequested, RunCheck, ScheduleTimer, ServicePolicy, SignalGroup, Spawn,
-    Spawned, SpawnFailed, StartRequested, StopRequested, TimerFired,
+    RESTING_STATES, AgentResult, AwaitMainPid, CancelTimer, Exited, GroupGone, HealthResult, MainPid,
+    Record, ResetRequested, RunAction, RunCheck, RunStopCommand, ScheduleTimer, ServicePolicy,
+    SignalGroup, SignalMain, Spawn, Spawned, SpawnFailed, StartRequested, StopCommandDone,
+    StopRequested, TimerFired, WatchMain,
 )
 from clsd.supervision.process import DiscardedOutput, ServiceOutput, ServiceProcessProtocol
 
@@ -45,6 +51,20 @@ OUTPUT_DRAIN_GRACE = 2.0
 #: How often a process group abandoned after SIGKILL (a member stuck in the
 #: kernel) is probed, until it is gone.
 STUCK_POLL = 1.0
+
+
+class _Cancel:
+    """A watch given as a cancel function or a pending call."""
+
+    def __init__(self, cancel, call=None):
+        self._cancel = cancel
+        self.call = call
+
+    def cancel(self):
+        if self._cancel is not None:
+            self._cancel()
+        if self.call is not None and self.call.active():
+            self.call.cancel()
 
 
 def _describe_error(error):
@@ -70,6 +90,13 @@ class ServiceRunner(Service):
         having C{ok} and C{detail}; needed when the service has a check.
     @param monotonic: the clock the policy is fed with.
     @param output_factory: C{output_factory(logs)}, the service's output files.
+    @param run_command: C{run_command(argv, protocol)}: start a helper command
+        of the service (a forking service's stop command) in its containment;
+        by default L{clsd.supervision.spawn.command_runner}.
+    @param watch_main: C{watch_main(reactor, pid, ended)}, an object with
+        C{cancel()}: calls C{ended()} when a forking service's main process
+        has exited (L{MainProcessWatch}).
+    @param kill: C{os.kill}, for a forking service's main process.
     """
 
     log = Logger()
@@ -86,7 +113,8 @@ class ServiceRunner(Service):
 
     def __init__(self, config, reactor, *, spawn, groups, events, registry=None,
                  checker_factory=None, monotonic=time.monotonic, random=_random.random,
-                 output_factory=ServiceOutput, containment=None):
+                 output_factory=ServiceOutput, containment=None, run_command=None,
+                 watch_main=MainProcessWatch, kill=os.kill):
         self.config = config
         self.name = f"service:{config.name}"
         self._reactor = reactor
@@ -119,6 +147,14 @@ class ServiceRunner(Service):
         self._observers = []
         #: pgid -> IDelayedCall: groups abandoned after SIGKILL, still present.
         self._stuck = {}
+        self._run_command = run_command
+        self._watch_main_factory = watch_main
+        self._kill = kill
+        #: Forking: the pidfile poller and the main process (or cgroup) watch.
+        self._pidfile_poller = None
+        self._main_watch = None
+        #: Helper commands (stop command, agent actions) not yet reaped.
+        self._helpers_running = 0
 
     # -- the interface the daemon and the admin shell use ---------------------
 
@@ -190,8 +226,9 @@ class ServiceRunner(Service):
         now = self._monotonic()
         return {
             "name": self.config.name,
+            "type": self.config.type,
             "state": policy.state.value,
-            "pid": policy.pid if policy.process_alive else None,
+            "pid": self._shown_pid(),
             "restarts": policy.restarts,
             "last_reason": policy.last_reason,
             "since": policy.since,
@@ -201,7 +238,19 @@ class ServiceRunner(Service):
             "stuck_groups": sorted(self._stuck),
             "containment": self.containment.kind,
             "processes": self.containment.count(policy.pid) if policy.process_alive else 0,
+            "main_pid": policy.main_pid if policy.process_alive else None,
+            "last_action": policy.last_action,
         }
+
+    def _shown_pid(self):
+        """The pid an operator cares about: the program, a forking service's main process.
+
+        None for LSB/OCF services (their actions come and go) and while nothing runs.
+        """
+        policy = self._policy
+        if not policy.process_alive or policy.agent:
+            return None
+        return policy.main_pid if policy.forking else policy.pid
 
     # -- IService --------------------------------------------------------------
 
@@ -259,6 +308,7 @@ class ServiceRunner(Service):
                                          service=self.config.name, action=action)
         finally:
             self._busy = False
+        self._watch_rest()
         self._settle()
         self._notify_observers()
 
@@ -290,6 +340,19 @@ class ServiceRunner(Service):
             self._cancel_timer(action.name)
         elif isinstance(action, RunCheck):
             self._run_check(action.pid)
+        elif isinstance(action, AwaitMainPid):
+            self._await_main_pid()
+        elif isinstance(action, WatchMain):
+            self._watch_main(action.pid)
+        elif isinstance(action, SignalMain):
+            try:
+                self._kill(action.pid, action.signum)
+            except ProcessLookupError:
+                pass
+        elif isinstance(action, RunStopCommand):
+            self._start_stop_command()
+        elif isinstance(action, RunAction):
+            self._run_action(action.action)
         else:
             raise TypeError(f"unknown action {action!r}")
 
@@ -299,7 +362,8 @@ class ServiceRunner(Service):
         Their output is collected first: the pipes of the last instances
         are given up to OUTPUT_DRAIN_GRACE to reach end-of-file.
         """
-        if self._busy or not self._waiters or self._drain_wait is not None:
+        if self._busy or not self._waiters or self._drain_wait is not None \
+                or self._helpers_running:
             return
         if self._policy.state not in RESTING_STATES or self._policy.process_alive:
             return
@@ -353,15 +417,21 @@ class ServiceRunner(Service):
         pgid = self._policy.pid
         group_alive = self.containment.alive(pgid)
         self._feed(Exited(code, signum, group_alive=group_alive))
-        if group_alive:
-            cancel = self.containment.watch_empty(pgid, self._emptied)
-            if cancel is None:
-                self._poll_delay = GROUP_POLL_FIRST
-                self._schedule_poll()
-            elif self._policy.process_alive:
-                self._cancel_watch = cancel
-            else:
-                cancel()  # it emptied before the watch existed, and that is known
+
+    def _watch_rest(self):
+        """The leader (or main process) is gone, not the rest: learn when that is gone too."""
+        policy = self._policy
+        if policy.leader_alive or not policy.group_alive or self._cancel_watch is not None \
+                or (self._poll_call is not None and self._poll_call.active()):
+            return
+        cancel = self.containment.watch_empty(policy.pid, self._emptied)
+        if cancel is None:
+            self._poll_delay = GROUP_POLL_FIRST
+            self._schedule_poll()
+        elif policy.process_alive:
+            self._cancel_watch = cancel
+        else:
+            cancel()  # it emptied before the watch existed, and that is known
 
     def _emptied(self):
         # A fact about the service's only cgroup at this moment; the policy
@@ -405,6 +475,143 @@ class ServiceRunner(Service):
         if self._cancel_watch is not None:
             cancel, self._cancel_watch = self._cancel_watch, None
             cancel()
+        self._stop_forking_watches()
+
+    # -- forking services ------------------------------------------------------------
+
+    def _await_main_pid(self):
+        self._cancel_pidfile_poller()
+        self._pidfile_poller = PidfilePoller(
+            self._reactor, self.config.pidfile, self.containment.contains, self._main_found)
+
+    def _main_found(self, pid):
+        self._pidfile_poller = None
+        self._feed(MainPid(pid))
+
+    def _cancel_pidfile_poller(self):
+        if self._pidfile_poller is not None:
+            self._pidfile_poller.cancel()
+            self._pidfile_poller = None
+
+    def _watch_main(self, pid):
+        self._cancel_pidfile_poller()
+        if pid is None:
+            self._watch_cgroup_as_main()
+            return
+        self._main_watch = self._watch_main_factory(
+            self._reactor, pid, lambda: self._main_exited(pid))
+
+    def _main_exited(self, pid):
+        self._main_watch = None
+        if self._policy.main_pid != pid or not self._policy.leader_alive:
+            return
+        group_alive = self.containment.alive(pid)
+        self._feed(Exited(None, None, group_alive=group_alive,
+                          what=f"main process pid={pid} exited"))
+
+    def _watch_cgroup_as_main(self):
+        """No pidfile: the service ends when its cgroup is empty."""
+        policy = self._policy
+
+        def emptied():
+            if policy.leader_alive and policy.main_pid is None and not self.containment.alive(
+                    policy.pid):
+                self._main_watch = None
+                self._feed(Exited(None, None, group_alive=False, what="its cgroup is empty"))
+
+        cancel = self.containment.watch_empty(policy.pid, emptied)
+        if cancel is not None:
+            self._main_watch = _Cancel(cancel)
+            if not self.containment.alive(policy.pid):
+                emptied()
+            return
+
+        watch = _Cancel(None)
+
+        def poll():
+            if self._main_watch is not watch:
+                return
+            if self.containment.alive(policy.pid):
+                watch.call = self._reactor.callLater(GROUP_POLL_MAX, poll)
+            else:
+                emptied()
+
+        watch.call = self._reactor.callLater(GROUP_POLL_MAX, poll)
+        self._main_watch = watch
+
+    def _helper(self, argv, action, timeout, done):
+        """Run a helper command (stop command, agent action) bounded by C{timeout}.
+
+        C{done(code, signum, timed_out)} once it is reaped; an overrun is
+        killed (its process group: the service's cgroup is not its to kill).
+        """
+        run = self._run_command
+        if run is None:
+            from clsd.supervision.spawn import command_runner
+
+            run = self._run_command = command_runner(self._reactor, self.config,
+                                                     self.containment)
+        self._open_output()
+        self.containment.ensure()
+        overran = []
+
+        def finished(code, signum):
+            self._helpers_running -= 1
+            if call.active():
+                call.cancel()
+            done(code, signum, bool(overran))
+
+        def overrun():
+            overran.append(True)
+            if protocol.pid is not None:
+                try:
+                    os.killpg(protocol.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+        protocol = CommandProtocol(self._output, finished)
+        call = self._reactor.callLater(timeout, overrun)
+        try:
+            run(argv, protocol, action)
+        except Exception as e:
+            call.cancel()
+            raise e
+        self._helpers_running += 1
+
+    def _start_stop_command(self):
+        def done(code, signum, timed_out):
+            detail = "timed out (killed)" if timed_out else describe_exit(code, signum)
+            self._feed(StopCommandDone(code == 0 and not timed_out, detail))
+
+        try:
+            # Bounded by stop_timeout even where the SIGKILL of the service
+            # (a process group) would not reach it.
+            self._helper(self.config.stop_command, "stop", self.config.stop_timeout, done)
+        except Exception as e:
+            self._feed(StopCommandDone(False, f"could not start: {_describe_error(e)}"))
+
+    def _run_action(self, action):
+        timeout = self.config.stop_timeout if action == "stop" else self.config.monitor_timeout
+
+        def done(code, signum, timed_out):
+            outcome = classify(self.config.type, action, code, timed_out, signum)
+            group_alive = self.containment.alive(self._policy.pid)
+            self._feed(AgentResult(action, outcome, group_alive))
+
+        try:
+            self._helper(None, action, timeout, done)
+        except Exception as e:
+            from clsd.supervision.agents import Outcome, SOFT
+
+            self._feed(AgentResult(action, Outcome(SOFT, f"{action}: cannot run it: "
+                                                   f"{_describe_error(e)}"),
+                                   self.containment.alive(self._policy.pid)))
+
+    def _stop_forking_watches(self):
+        self._cancel_pidfile_poller()
+        if self._main_watch is not None:
+            watch, self._main_watch = self._main_watch, None
+            watch.cancel()
 
     def _watch_stuck(self, pgid):
         self._stuck[pgid] = self._reactor.callLater(STUCK_POLL, self._probe_stuck, pgid)

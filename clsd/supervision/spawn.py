@@ -39,6 +39,7 @@ import os
 import shutil
 import signal
 
+import attrs
 from twisted.internet import defer
 from twisted.internet import process as _twisted_process
 from twisted.internet.protocol import ProcessProtocol
@@ -429,6 +430,7 @@ def service_spawner(reactor, service, containment=None):
 
     def spawn(protocol, extra_env=None, after_spawn=None):
         nonlocal context
+        spawn.extra_env = dict(extra_env or {})
         if context is None:
             # May raise KeyError if the user vanished since the config was
             # read: reported as a spawn failure, retried later.
@@ -448,4 +450,31 @@ def service_spawner(reactor, service, containment=None):
         reserve.refill(this)
         return transport
 
+    #: The CLSD_* variables of the last start (an agent's other actions get them too).
+    spawn.extra_env = {}
     return spawn
+
+
+def command_runner(reactor, service, containment=None, extra_env=None):
+    """C{run(argv, protocol, action="start")}: a helper command of C{service}.
+
+    A forking service's stop command, or an LSB/OCF action (C{argv} None:
+    the agent's C{action}). It gets the service's environment (with the
+    agent's for C{action}, and C{extra_env()}, the ``CLSD_*`` variables of
+    the current tenure), directory and user, leads a process group of its
+    own and, under a cgroup, is placed in the service's cgroup before it
+    runs (what it starts is contained like the service).
+    """
+    place = containment.place if containment is not None and containment.needs_placement \
+        else None
+    from clsd.supervision.context import exec_context
+
+    def run(argv, protocol, action="start"):
+        context = exec_context(service, action)
+        if argv is not None:
+            context = attrs.evolve(context, argv=tuple(argv))
+        if extra_env is not None:
+            context = context.with_env(**extra_env())
+        return spawn_in_new_group(reactor, protocol, context, place=place)
+
+    return run
