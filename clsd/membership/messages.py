@@ -50,6 +50,15 @@ def _field(data, key, where):
     return data[key]
 
 
+def _only(data, allowed, where):
+    """Refuse a key outside C{allowed}: a message's fields are exactly its schema's."""
+    if not isinstance(data, dict):
+        raise MessageError(f"{where}: must be an object, got {type(data).__name__}")
+    if not data.keys() <= allowed:
+        unknown = min(data.keys() - allowed, key=str)
+        raise MessageError(f"{where}.{unknown}: unknown field")
+
+
 def _int(data, key, where, minimum=0, maximum=(1 << 64) - 1):
     value = _field(data, key, where)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -106,20 +115,28 @@ def _meta(data, where):
     return meta
 
 
-def member_from_wire(data, where):
+def member_from_wire(data, where, allowed=None):
     """The L{Member} of a wire record; L{MessageError} names the bad field.
 
     The same records arrive again and again (gossip repeats each piece,
     anti-entropy resends lists): a record without meta is checked and built
     once, and its L{Member} shared, so that a node holding it already sees
-    the very object it has.
+    the very object it has. C{allowed}: the keys the record may have
+    (default: a bare record's).
     """
+    _only(data, _RECORD_FIELDS if allowed is None else allowed, where)
     if type(data) is dict and "d" not in data:
         try:
             return _plain_member(data["n"], data["a"], data["g"], data["i"], data["s"])
         except (KeyError, TypeError, MessageError):
             pass  # checked again below, for the error that names the field
     return _checked_member(data, where)
+
+
+#: The keys of a member record, and of the pieces of gossip that carry one.
+_RECORD_FIELDS = frozenset("nagisd")
+_UPDATE_FIELDS = _RECORD_FIELDS | {"k", "age", "by", "p", "c"}
+_REPORT_FIELDS = frozenset(("k", "n", "g", "i", "o", "p", "c"))
 
 
 @lru_cache(maxsize=1 << 16, typed=True)
@@ -180,7 +197,7 @@ class MemberUpdate:
 
     @classmethod
     def from_wire(cls, data, where="update"):
-        member = member_from_wire(data, where)
+        member = member_from_wire(data, where, _UPDATE_FIELDS)
         age = _number(data, "age", where) if "age" in data else 0.0
         reporters = ()
         if "by" in data:
@@ -261,6 +278,7 @@ class Report:
 
     @classmethod
     def from_wire(cls, data, where="update"):
+        _only(data, _REPORT_FIELDS, where)
         signature = certificate = ""
         if "p" in data or "c" in data:
             signature = _str(data, "p", where, MAX_SIGNATURE)
@@ -368,8 +386,11 @@ class Heartbeat:
             wire["n"] = self.size
         return wire
 
+    FIELDS = frozenset(("type", "g", "i", "updates", "t", "n"))
+
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         table = _int(data, "t", cls.TYPE) if "t" in data else None
         size = _int(data, "n", cls.TYPE) if "n" in data else None
         return cls(_int(data, "g", cls.TYPE), _int(data, "i", cls.TYPE),
@@ -386,8 +407,11 @@ class Gossip:
     def to_wire(self):
         return {"type": self.TYPE, "updates": [u.to_wire() for u in self.updates]}
 
+    FIELDS = frozenset(("type", "updates"))
+
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         return cls(_updates_from_wire(data, cls.TYPE))
 
 
@@ -397,9 +421,11 @@ class _NoFields:
     def to_wire(self):
         return {"type": self.TYPE}
 
+    FIELDS = frozenset(("type",))
+
     @classmethod
     def from_wire(cls, data):
-        _field(data, "type", cls.TYPE)
+        _only(data, cls.FIELDS, cls.TYPE)
         return cls()
 
 
@@ -409,8 +435,11 @@ class _OneMember:
     def to_wire(self):
         return {"type": self.TYPE, "member": member_to_wire(self.member)}
 
+    FIELDS = frozenset(("type", "member"))
+
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         return cls(member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member"))
 
 
@@ -452,8 +481,11 @@ class JoinAck(_OneMember):
     def to_wire(self):
         return {"type": self.TYPE, "member": member_to_wire(self.member), "listed": self.listed}
 
+    FIELDS = frozenset(("type", "member", "listed"))
+
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         member = member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member")
         listed = _int(data, "listed", cls.TYPE, maximum=1 << 20) if "listed" in data else 0
         return cls(member, listed)
@@ -470,8 +502,11 @@ class SyncDigest:
     def to_wire(self):
         return {"type": self.TYPE, "buckets": list(self.buckets), "round": self.round}
 
+    FIELDS = frozenset(("type", "buckets", "round"))
+
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         buckets = _list(data, "buckets", cls.TYPE, SYNC_BUCKETS)
         if len(buckets) != SYNC_BUCKETS:
             raise MessageError(f"{cls.TYPE}.buckets: must have {SYNC_BUCKETS} items")
@@ -499,8 +534,11 @@ class SyncRecords:
         return {"type": self.TYPE, "records": [r.to_wire() for r in self.records],
                 "want": list(self.want), "more": self.more, "round": self.round}
 
+    FIELDS = frozenset(("type", "records", "want", "more", "round"))
+
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         items = _list(data, "records", cls.TYPE, MAX_SYNC_RECORDS)
         records = tuple(_record_from_wire(item, cls.TYPE, i) for i, item in enumerate(items))
         if sum(1 for r in records if r.proof) > MAX_SYNC_PROOFS:
