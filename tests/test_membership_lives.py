@@ -108,6 +108,18 @@ class Rules(unittest.TestCase):
         self.assertIsNone(self.core.member("stranger"))
         self.assertEqual(self.core.refused["life-unproven"], 4)
 
+    def test_a_suspicion_or_death_cannot_alter_a_life(self):
+        for state in (State.SUSPECT, State.DEAD):
+            for change in (dict(address="127.9.9.9:7400"), dict(meta='{"owner":true}')):
+                altered = self.n7.evolve(state=state, incarnation=1, **change)
+                self.core.receive("n3", Gossip((MemberUpdate(altered, 0.0, ("n3",)),)), 1.0)
+                self.assertEqual(self.core.member("n7"), self.n7)
+        self.assertEqual(self.core.refused["life-unproven"], 4)
+        # the same life, as it reads here: a suspicion as before
+        self.core.receive("n3", Gossip((MemberUpdate(self.n7.evolve(
+            state=State.SUSPECT, incarnation=1)),)), 1.1)
+        self.assertIs(self.core.member("n7").state, State.SUSPECT)
+
     def test_a_suspicion_cannot_bring_a_dead_member_back(self):
         declare_dead(self.core, "n7")
         self.core.receive("n3", Gossip((MemberUpdate(self.n7.evolve(

@@ -1115,12 +1115,14 @@ class Core:
                 self.refused["life-unproven"] += 1
                 return False
         elif (old is None or old.generation != member.generation
+                or old.address != member.address or old.meta != member.meta
                 or (state is State.SUSPECT and not old.in_ring)) and not (
                 state is State.LEFT and not update.reporters):
             # Suspicion, death or removal of a life not known here (a new
-            # generation, a member never seen), or suspicion that would put
-            # a dead member back on the rings: only the member's signed
-            # record proves a life, so none of these can invent one.
+            # generation, a member never seen, another address or meta), or
+            # suspicion that would put a dead member back on the rings: only
+            # the member's signed record proves a life, so none of these can
+            # invent or alter one.
             self.refused["life-unproven"] += 1
             return False
         if state is State.LEFT and update.reporters and old is not None and old.in_ring:
