@@ -13,7 +13,7 @@ from clsd.membership.messages import (
     MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Join, MemberUpdate, MessageError, SyncRecords,
     from_wire,
 )
-from clsd.membership.notary import MAX_CERTIFICATE, MAX_SIGNATURE
+from clsd.membership.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
 from clsd.wire.codec import MAX_LINE
 from tests.test_membership_core import formed, new_core, of
 from tests.membership_signing import join, join_ack, signed_update
@@ -100,9 +100,13 @@ class Receiving(unittest.TestCase):
         # ... of which the most a list may carry are signed leaves (the longest proofs).
         left = signed_update(worst.evolve(state=State.LEFT), 1e8,
                             proof=("s" * MAX_SIGNATURE, "c" * MAX_CERTIFICATE))
+        # ... and the rest alive records with their life signatures (the longest).
+        alive = MemberUpdate(worst.evolve(state=State.ALIVE),
+                             life=("s" * MAX_SIGNATURE, "f" * FINGERPRINT_LENGTH))
         records = ((left,) * MAX_SYNC_PROOFS
-                   + (signed_update(worst, 1e8),) * (MAX_SYNC_RECORDS - MAX_SYNC_PROOFS))
+                   + (alive,) * (MAX_SYNC_RECORDS - MAX_SYNC_PROOFS))
         sync = SyncRecords(records, tuple(range(64)), True, 1 << 16)
         encoded = json.dumps({"v": 1, **sync.to_wire()}, separators=(",", ":"),
                              ensure_ascii=False).encode()
         self.assertLess(len(encoded), MAX_LINE)
+        self.assertEqual(from_wire(sync.to_wire()), sync)

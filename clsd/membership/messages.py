@@ -8,9 +8,10 @@ of gossip (each with at most L{MAX_REPORTERS} reporters; a report with its
 signature and certificate of at most MAX_SIGNATURE and MAX_CERTIFICATE
 characters, about 1.9 KiB at most) or L{MAX_SYNC_RECORDS} records, so that
 even with the longest names (63 characters) and addresses (255) an encoded
-message stays under 64 KiB without meta (tested) and under the peer layer's
+message stays under 80 KiB without meta (tested) and under the peer layer's
 256 KiB line with full meta; with ordinary names a full message is a few KiB
-(a signed report about 0.9 KiB).
+(a signed report about 0.9 KiB, a signed alive record about 0.2 KiB). A
+message's keys are exactly its schema's: an unknown one is refused, named.
 """
 
 from functools import lru_cache
