@@ -228,3 +228,21 @@ class Property(unittest.TestCase):
             pass
         self.assertEqual({m.name: m for m in core._table}, before)
         self.assertIsNone(core._queue.get(("m", subject)))
+
+
+class Sizes(unittest.TestCase):
+    def test_the_largest_messages_of_signed_records_and_certificates(self):
+        import json
+
+        from clsd.membership.messages import MAX_CERTIFICATES, MAX_SYNC_RECORDS
+        from clsd.membership.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
+        from clsd.wire.codec import MAX_LINE
+        worst = Member("n" * 63, "a" * 255, 2**64 - 1, 2**64 - 1, State.ALIVE)
+        update = MemberUpdate(worst, life=("s" * MAX_SIGNATURE, "f" * FINGERPRINT_LENGTH))
+        records = SyncRecords((update,) * MAX_SYNC_RECORDS, tuple(range(64)), True, 1 << 16)
+        certs = Certs(("c" * MAX_CERTIFICATE,) * MAX_CERTIFICATES)
+        want = CertsWant(("f" * FINGERPRINT_LENGTH,) * MAX_CERTIFICATES)
+        self.assertLess(len(json.dumps(records.to_wire())), 80 * 1024)
+        for message in (records, certs, want):
+            self.assertLess(len(json.dumps(message.to_wire())), MAX_LINE)
+            self.assertEqual(from_wire(json.loads(json.dumps(message.to_wire()))), message)
