@@ -180,6 +180,27 @@ class CertificateExchange(unittest.TestCase):
         self.core.receive("n3", from_wire(answer.message.to_wire()), 1.7)
         self.assertEqual(self.core.member("n7"), news)
 
+    def test_a_joiner_asks_its_seed_for_the_certificates_of_the_pushed_list(self):
+        seed = formed("n0")
+        joiner = Core("new", "127.0.1.1:7400", 4, MembershipConfig(), rng=random.Random(3),
+                      notary=FakeNotary("new", VerifiedCache()))
+        seed_address = seed.me.address
+        joiner.handle(JoinRequested((seed_address,)), 0.0)
+        [join] = sends(joiner.handle(LinkUp("n0", seed_address), 0.1), Join)
+        answers = [a.message for a in seed.receive("new", join.message, 0.2) if type(a) is Send]
+        asks = []
+        for message in answers:
+            asks += sends(joiner.receive("n0", from_wire(message.to_wire()), 0.3), CertsWant)
+        self.assertEqual(len(joiner), 2, "only the seed (proved by its join answer) and itself")
+        self.assertEqual(len(asks), 1)
+        self.assertEqual(len(asks[0].message.fingerprints), len(NAMES) - 1)
+        [certs] = sends(seed.receive("new", asks[0].message, 0.4), Certs)
+        after = joiner.receive("n0", from_wire(certs.message.to_wire()), 0.5)
+        self.assertEqual(len(joiner), len(NAMES) + 1)
+        self.assertEqual(joiner.member("n7"), seed.member("n7"))
+        self.assertTrue(any(type(a) is Send and a.message.TYPE == "m.sync-digest"
+                            for a in after), "the list is in: the joiner compares lists")
+
     def test_certificates_not_asked_for_are_ignored(self):
         certificate = FakeNotary("n9", VerifiedCache()).certificate
         self.core.receive("n3", Certs((certificate,)), 1.0)

@@ -665,6 +665,11 @@ class Core:
             if update.life[1] in learnt:
                 del self._unproven[name]
                 self._merge(update, source)
+        if self._list_expected and len(self._table) > self._list_expected:
+            # A seed's pushed list was waiting for its certificates: it is in.
+            self._list_expected = 0
+            self._overlay_hold = 0.0
+            self._send(sender, SyncDigest(self._table.digests()))
 
     # -- metadata -------------------------------------------------------------
 
