@@ -139,8 +139,11 @@ class ForgedDeathTests(MalloryRig, unittest.TestCase):
             g, i = alpha["g"], alpha["i"]
             # A death naming both observers, for alpha's current life and the next
             # few incarnations (a refutation raises it): a claim, not evidence.
+            # (With alpha's meta as it reads: a death of another meta is not
+            # of the life held, and not even a suspicion.)
             deaths = [{"k": "m", "n": "alpha", "a": alpha["a"], "g": g, "i": i + step,
-                       "s": "dead", "by": ["witness", "beta"]} for step in range(3)]
+                       "s": "dead", "by": ["witness", "beta"],
+                       **({"d": alpha["d"]} if "d" in alpha else {})} for step in range(3)]
             connection.send("m.gossip", updates=deaths)
             # Reports naming the observers: unsigned, then signed by mallory itself.
             observer = ("witness", "beta")[round_ % 2]
