@@ -48,10 +48,11 @@ MAX_CERTIFICATE = 1536
 
 #: Verdicts kept: certificates (one per member, and refused ones: a
 #: fingerprint and None; when full, the oldest half goes), and statements
-#: that verified (about 0.8 KB each, a crash makes K of them; when full,
-#: all go).
+#: that verified (a report about 0.8 KB, a crash makes K of them; a
+#: member's record about 0.4 KB, one per member and change; when full, all
+#: go).
 CERTIFICATE_LIMIT = 1 << 16
-STATEMENT_LIMIT = 1 << 13
+STATEMENT_LIMIT = 1 << 15
 
 
 def fingerprint_of(certificate):
@@ -162,7 +163,7 @@ class VerifiedCache:
         if not check():
             return False
         if len(statements) >= self.statement_limit:
-            statements.clear()  # a set keeps no order: start again (rare: 8192 reports)
+            statements.clear()  # a set keeps no order: start again (rare)
         statements.add(key)
         return True
 
