@@ -8,7 +8,11 @@
 - verify warm: the certificate is cached (by fingerprint), the signature of
   a new report is checked;
 - verify cached: the same report again (a gossip copy): one dictionary lookup;
-- decode: a signed report piece from its wire dict (a new one, not shared).
+- decode: a signed report piece from its wire dict (a new one, not shared);
+- life statements (a member's own alive record, signed, its certificate named
+  by fingerprint): signing one, verifying one whose certificate is known
+  (a new record), a copy (cached by content), and the bytes of a record
+  with and without its signature.
 
 Certificates and keys are made in memory with clsd.certs (as clsd-certs
 issues them). Results: bench/results/membership_notary.json with the machine.
@@ -22,7 +26,8 @@ import time
 
 from clsd.certs.authority import create_authority, issue_node_certificate
 from clsd.certs.identity import NodeIdentity
-from clsd.membership.messages import Report
+from clsd.membership.members import Member, State
+from clsd.membership.messages import MemberUpdate, Report, record_statement
 from clsd.membership.notary import VerifiedCache, X509Notary
 
 
@@ -66,6 +71,27 @@ def main():
     results["report_bytes"] = len(json.dumps(wires[0], separators=(",", ":")))
     results["unsigned_report_bytes"] = len(json.dumps(
         Report("alpha", 1, 0, "beta").to_wire(), separators=(",", ":")))
+    # Life statements: alpha's alive records, incarnation i, as relays see them.
+    member = X509Notary(identity(ca, "gamma"))
+    records = [Member("gamma", "127.0.1.17:7400", 1733000000000000000, i, State.ALIVE)
+               for i in range(count)]
+    results["life_sign_us"] = per_call(
+        lambda i: member.sign_life(record_statement(records[i])), count)
+    lives = [MemberUpdate(r, life=member.sign_life(record_statement(r))) for r in records]
+    relay = X509Notary(verifier_identity)
+    relay.learn(member.certificate)  # asked for once (m.certs-want)
+
+    def verify_life(i):
+        update = lives[i]
+        return relay.verify_life("gamma", record_statement(update.member), *update.life)
+
+    results["life_verify_us"] = per_call(verify_life, count)
+    results["life_verify_cached_us"] = per_call(verify_life, count)
+    results["life_learn_certificate_us"] = per_call(
+        lambda i: X509Notary(verifier_identity, VerifiedCache()).learn(member.certificate), 200)
+    results["record_bytes"] = len(json.dumps(MemberUpdate(records[0]).to_wire(),
+                                             separators=(",", ":")))
+    results["signed_record_bytes"] = len(json.dumps(lives[0].to_wire(), separators=(",", ":")))
     document = {
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor(),
                     "python": platform.python_version(),
@@ -79,6 +105,8 @@ def main():
             print(f"{key[:-3]:<16} {value:>12.1f}")
     print(f"signed report: {results['report_bytes']} bytes on the wire "
           f"(unsigned: {results['unsigned_report_bytes']})")
+    print(f"signed alive record: {results['signed_record_bytes']} bytes "
+          f"(unsigned: {results['record_bytes']})")
     path = os.path.join(os.path.dirname(__file__), "results", args.output)
     with open(path, "w") as f:
         json.dump(document, f, indent=2)

@@ -19,7 +19,10 @@ import clsd
 from clsd.events import EventLog
 from clsd.logs import EVENTS, json_observer
 from clsd.membership.members import Member, State
+from clsd.config.membership import MembershipConfig
 from clsd.membership.messages import Gossip, MemberUpdate
+from clsd.membership.messages import Report as MembershipReport
+from tests.membership_signing import signed_update
 from clsd.membership.notary import FakeNotary
 from clsd.named_events import named_events
 from clsd.ownership.actions import Report
@@ -139,16 +142,21 @@ class MemberEventTests(unittest.TestCase):
         return membership_fixture.ServiceTests.service(self, seeds)
 
     def test_joined_left_and_dead_with_reporters(self):
+        self.config = MembershipConfig(quorum=2)
         service = self.service(seeds=())
         changes = []
         service.add_change_listener(changes.append)
         beta = Member("beta", "127.0.0.12:7400", 7, 0, State.ALIVE)
-        deliver(self.router, "beta", Gossip((MemberUpdate(beta),)))
+        deliver(self.router, "beta", Gossip((signed_update(beta),)))
         joined = self.log.one(self, "member.joined")
         self.assertEqual((joined["node"], joined["address"], joined["generation"]),
                          ("beta", "127.0.0.12:7400", 7))
-        gamma = Member("gamma", "127.0.0.13:7400", 9, 2, State.DEAD)
-        deliver(self.router, "beta", Gossip((MemberUpdate(gamma, 0.0, ("beta", "delta")),)))
+        gamma = Member("gamma", "127.0.0.13:7400", 9, 2, State.ALIVE)
+        delta = Member("delta", "127.0.0.14:7400", 3, 0, State.ALIVE)
+        deliver(self.router, "beta", Gossip((signed_update(gamma), signed_update(delta))))
+        # Two of gamma's observers (H = 2) report it: dead, by the rule.
+        deliver(self.router, "beta", Gossip(tuple(
+            MembershipReport("gamma", 9, 2, name).signed(FakeNotary(name)) for name in ("beta", "delta"))))
         dead = self.log.one(self, "member.dead")
         self.assertEqual((dead["node"], dead["reporters"]), ("gamma", ["beta", "delta"]))
         left = MemberUpdate(beta.evolve(state=State.LEFT)).signed(FakeNotary("beta"))
@@ -156,8 +164,9 @@ class MemberEventTests(unittest.TestCase):
         self.assertEqual(self.log.one(self, "member.left")["node"], "beta")
         # The change listener (ownership's departures) gets the records, reporters included.
         self.assertEqual([(r["subject"], r["fields"]["state"]) for r in changes],
-                         [("beta", "alive"), ("gamma", "dead"), ("beta", "left")])
-        self.assertEqual(changes[1]["fields"]["reporters"], ["beta", "delta"])
+                         [("beta", "alive"), ("gamma", "alive"), ("delta", "alive"),
+                          ("gamma", "suspect"), ("gamma", "dead"), ("beta", "left")])
+        self.assertEqual(changes[4]["fields"]["reporters"], ["beta", "delta"])
 
 
 class MappingTests(unittest.TestCase):

@@ -21,6 +21,8 @@ from clsd.wire.errors import Forged
 from clsd.membership.timing import suspicion_timeout
 
 SEED = "127.0.0.12:7400"
+from clsd.sim.cluster import signed_lives
+from tests.membership_signing import join, join_ack, signed_update
 
 
 
@@ -43,7 +45,8 @@ def formed(names, me, generation=1):
     snapshot, rings = build_snapshots(members, 8)
     address = next(m.address for m in members if m.name == me)
     core = Core(me, address, generation, MembershipConfig(), rng=random.Random(2),
-                snapshot=snapshot, ring_snapshot=rings)
+                snapshot=snapshot, ring_snapshot=rings,
+                lives=signed_lives(members))
     return core, core.handle(JoinRequested(), 0.0)
 
 
@@ -57,7 +60,7 @@ def pushed_join(size):
     core = new_core("new", "127.0.1.1:7400")
     core.handle(JoinRequested((seed.me.address,)), 0.0)
     core.handle(LinkUp("n000", seed.me.address), 0.1)
-    ack, *chunks = [s.message for s in of(seed.handle(Received("new", Join(core.me)), 0.2),
+    ack, *chunks = [s.message for s in of(seed.handle(Received("new", join(core.me)), 0.2),
                                           Send)]
     return core, seed, ack, chunks
 
@@ -84,12 +87,12 @@ class Joining(unittest.TestCase):
             actions = core.handle(TimerFired(mcore.TICK), tick / 2)
             self.assertEqual(of(actions, Send), [])  # no connection yet: nothing to ask
         actions = core.handle(LinkUp("beta", SEED), 6.0)
-        self.assertEqual(of(actions, Send), [Send("beta", Join(core.member("alpha")))])
+        self.assertEqual(of(actions, Send), [Send("beta", join(core.member("alpha")))])
         actions = core.handle(TimerFired(mcore.TICK), 9.0)
-        self.assertEqual([s.message for s in of(actions, Send)], [Join(core.member("alpha"))])
+        self.assertEqual([s.message for s in of(actions, Send)], [join(core.member("alpha"))])
         self.assertFalse(core.joined)
         beta = Member("beta", SEED, 3, 0, State.ALIVE)
-        actions = core.handle(Received("beta", JoinAck(beta)), 9.1)
+        actions = core.handle(Received("beta", join_ack(beta)), 9.1)
         self.assertTrue(core.joined)
         self.assertEqual(of(actions, Joined), [Joined()])
         self.assertEqual(core.member("beta"), beta)
@@ -103,7 +106,7 @@ class Joining(unittest.TestCase):
         core = new_core()
         core.handle(JoinRequested((SEED, other)), 0.0)
         first = core.handle(LinkUp("beta", SEED), 0.1)
-        self.assertEqual(of(first, Send), [Send("beta", Join(core.member("alpha")))])
+        self.assertEqual(of(first, Send), [Send("beta", join(core.member("alpha")))])
         # The second seed's link: no second Join (and whole list) while the first is asked.
         self.assertEqual(of(core.handle(LinkUp("gamma", other), 0.2), Send), [])
         # No answer by the retry: every seed link is asked.
@@ -118,7 +121,7 @@ class Joining(unittest.TestCase):
         core.handle(LinkDown("beta"), 0.2)  # closed: a duplicate of beta's own dial
         # beta's connection to us (inbound: no address) is a seed link too
         actions = core.handle(LinkUp("beta"), 0.3)
-        self.assertEqual(of(actions, Send)[-1], Send("beta", Join(core.member("alpha"))))
+        self.assertEqual(of(actions, Send)[-1], Send("beta", join(core.member("alpha"))))
 
     def test_join_retries_go_to_a_seed_connected_inbound_too(self):
         core = new_core()
@@ -127,7 +130,7 @@ class Joining(unittest.TestCase):
         core.handle(LinkDown("beta"), 0.2)
         core.handle(LinkUp("beta"), 0.3)
         actions = core.handle(TimerFired(mcore.TICK), 2.5)
-        self.assertIn(Send("beta", Join(core.member("alpha"))), of(actions, Send))
+        self.assertIn(Send("beta", join(core.member("alpha"))), of(actions, Send))
 
     def test_a_seed_whose_own_dial_won_is_asked_on_that_link(self):
         # Only the seed's connection to us is up (ours was closed as its
@@ -136,9 +139,9 @@ class Joining(unittest.TestCase):
         core.handle(JoinRequested((SEED,)), 0.0)
         core.handle(LinkUp("beta"), 0.1)  # an unknown peer's link: not asked at once
         actions = core.handle(TimerFired(mcore.TICK), 2.5)  # the retry asks every link
-        self.assertIn(Send("beta", Join(core.member("alpha"))), of(actions, Send))
+        self.assertIn(Send("beta", join(core.member("alpha"))), of(actions, Send))
         beta = Member("beta", SEED, 3, 0, State.ALIVE)
-        core.handle(Received("beta", JoinAck(beta)), 7.0)
+        core.handle(Received("beta", join_ack(beta)), 7.0)
         self.assertTrue(core.joined)
 
     def test_a_retry_waits_for_a_join_still_within_its_time(self):
@@ -180,11 +183,11 @@ class Joining(unittest.TestCase):
         core = new_core()
         core.handle(JoinRequested((SEED,)), 0.0)  # itself waiting for its seed
         gamma = Member("gamma", "127.0.0.13:7400", 1, 0, State.ALIVE)
-        actions = core.handle(Received("gamma", Join(gamma)), 1.0)
+        actions = core.handle(Received("gamma", join(gamma)), 1.0)
         # Its list follows the answer at once: here only itself.
         self.assertEqual(of(actions, Send), [
-            Send("gamma", JoinAck(core.member("alpha"), 1)),
-            Send("gamma", SyncRecords((MemberUpdate(core.member("alpha")),)))])
+            Send("gamma", join_ack(core.member("alpha"), 1)),
+            Send("gamma", SyncRecords((signed_update(core.member("alpha")),)))])
         self.assertTrue(core.joined)  # being joined is being in a cluster
         self.assertEqual(core.member("gamma"), gamma)
 
@@ -192,8 +195,8 @@ class Joining(unittest.TestCase):
         names = [f"n{i:03}" for i in range(300)]
         core, _ = formed(names, "n000")
         joiner = Member("new", "127.0.1.1:7400", 1, 0, State.ALIVE)
-        sends = of(core.handle(Received("new", Join(joiner)), 1.0), Send)
-        self.assertEqual(sends[0], Send("new", JoinAck(core.member("n000"), 300)))
+        sends = of(core.handle(Received("new", join(joiner)), 1.0), Send)
+        self.assertEqual(sends[0], Send("new", join_ack(core.member("n000"), 300)))
         chunks = [s.message for s in sends[1:]]
         self.assertEqual([len(c.records) for c in chunks], [128, 128, 44])
         pushed = sorted(u.member.name for c in chunks for u in c.records)
@@ -240,7 +243,7 @@ class Joining(unittest.TestCase):
         core.handle(JoinRequested((SEED,)), 0.0)
         core.handle(LinkUp("beta", SEED), 0.1)
         beta = Member("beta", SEED, 3, 0, State.ALIVE)
-        actions = core.handle(Received("beta", JoinAck(beta)), 0.2)
+        actions = core.handle(Received("beta", join_ack(beta)), 0.2)
         self.assertIn("SyncDigest", [type(s.message).__name__ for s in of(actions, Send)])
 
     def test_a_peer_can_only_join_as_itself(self):
@@ -248,7 +251,7 @@ class Joining(unittest.TestCase):
         core.handle(JoinRequested(()), 0.0)
         gamma = Member("gamma", "127.0.0.13:7400", 1, 0, State.ALIVE)
         with self.assertRaises(Forged) as caught:
-            core.handle(Received("mallory", Join(gamma)), 1.0)
+            core.handle(Received("mallory", join(gamma)), 1.0)
         self.assertEqual(caught.exception.claimed, "gamma")
         self.assertIsNone(core.member("gamma"))
         self.assertEqual(core.refused["join-name"], 1)
@@ -270,7 +273,7 @@ class Refuting(unittest.TestCase):
         self.assertEqual(self.core.stats["refutations"], 1)
 
     def test_a_suspicion_already_refuted_is_not_refuted_again(self):
-        suspect = MemberUpdate(Member("n0", "127.0.0.2:7400", 1, 0, State.SUSPECT))
+        suspect = signed_update(Member("n0", "127.0.0.2:7400", 1, 0, State.SUSPECT))
         self.core.receive("n3", Gossip((suspect,)), 1.0)
         self.assertEqual(self.core.incarnation, 1)
         for sender in ("n4", "n5", "n6"):  # copies of the same suspicion arrive later
@@ -278,7 +281,7 @@ class Refuting(unittest.TestCase):
         self.assertEqual(self.core.incarnation, 1)
         self.assertEqual(self.core.stats["refutations"], 1)
         # A death at our current incarnation is refuted.
-        dead = MemberUpdate(Member("n0", "127.0.0.2:7400", 1, 1, State.DEAD))
+        dead = signed_update(Member("n0", "127.0.0.2:7400", 1, 1, State.DEAD))
         self.core.receive("n3", Gossip((dead,)), 2.0)
         self.assertEqual(self.core.incarnation, 2)
 
@@ -288,7 +291,7 @@ class Refuting(unittest.TestCase):
         core.handle(LinkUp("n4", core.member("n4").address), 0.5)
         actions = core.receive("n3", Gossip((signed_report("n4", 1, 0, "n5"),)), 1.0)
         told = [s for s in of(actions, Send) if s.to == "n4"]
-        self.assertEqual(told, [Send("n4", Gossip((MemberUpdate(core.member("n4")),)))])
+        self.assertEqual(told, [Send("n4", Gossip((signed_update(core.member("n4")),)))])
         self.assertIs(core.member("n4").state, State.SUSPECT)
         # A second report of the same suspicion tells it nothing new.
         actions = core.receive("n3", Gossip((signed_report("n4", 1, 0, "n6"),)), 1.1)
@@ -299,7 +302,7 @@ class Refuting(unittest.TestCase):
 
     def test_news_of_a_previous_life_is_ignored(self):
         old = Member("n0", "127.0.0.2:7400", 0, 7, State.DEAD)
-        self.core.receive("n3", Gossip((MemberUpdate(old),)), 1.0)
+        self.core.receive("n3", Gossip((signed_update(old),)), 1.0)
         self.assertEqual(self.core.incarnation, 0)
 
     def test_a_suspect_refutation_clears_reports(self):
@@ -307,7 +310,7 @@ class Refuting(unittest.TestCase):
         core.receive("n3", Gossip((signed_report("n4", 1, 0, "n5"),)), 1.0)
         self.assertIs(core.member("n4").state, State.SUSPECT)
         self.assertEqual(core.suspect_count, 1)
-        actions = core.receive("n3", Gossip((MemberUpdate(
+        actions = core.receive("n3", Gossip((signed_update(
             Member("n4", "127.0.0.6:7400", 1, 1, State.ALIVE)),)), 2.0)
         self.assertIs(core.member("n4").state, State.ALIVE)
         self.assertEqual(core.suspect_count, 0)
@@ -329,7 +332,7 @@ class Refuting(unittest.TestCase):
     def test_a_death_announced_without_evidence_is_only_a_suspicion(self):
         self.core.receive("n3", Gossip((signed_report("n7", 1, 0, "n1"),)), 1.0)
         dead = Member("n7", "127.0.0.9:7400", 1, 0, State.DEAD)
-        self.core.receive("n3", Gossip((MemberUpdate(dead, 0.0, ("n1",)),)), 1.0)
+        self.core.receive("n3", Gossip((signed_update(dead, 0.0, ("n1",)),)), 1.0)
         self.assertIs(self.core.member("n7").state, State.SUSPECT)
         # ... until nobody refutes it for the slow path's minimum (another
         # node's rule held, and its reporter's signed report is here: that
@@ -345,14 +348,14 @@ class Refuting(unittest.TestCase):
         # no shortcut on the slow path (a relay could have written them).
         observers = self.core.observers_of("n7")
         dead = Member("n7", "127.0.0.9:7400", 1, 0, State.DEAD)
-        self.core.receive("n3", Gossip((MemberUpdate(dead, 0.0, observers[:6]),)), 1.0)
+        self.core.receive("n3", Gossip((signed_update(dead, 0.0, observers[:6]),)), 1.0)
         self.assertIs(self.core.member("n7").state, State.SUSPECT)
         wait = suspicion_timeout(10.0, 60, 1, expected=0)
         self.tick_until(1.0 + wait + 0.5)
         self.assertIs(self.core.member("n7").state, State.SUSPECT)
         # With their signed reports here (on a fresh node), the rule holds at once.
         self.setUp()
-        self.core.receive("n3", Gossip((MemberUpdate(dead, 0.0, observers[:6]),)), 1.0)
+        self.core.receive("n3", Gossip((signed_update(dead, 0.0, observers[:6]),)), 1.0)
         actions = self.core.receive("n3", Gossip(tuple(
             signed_report("n7", 1, 0, o) for o in observers[:6])), 1.1)
         self.assertIs(self.core.member("n7").state, State.DEAD)
@@ -461,7 +464,7 @@ class Leaving(unittest.TestCase):
         core, _ = formed(["a", "b", "c"], "a")
         core.handle(LinkUp("b", "127.0.0.3:7400"), 0.1)
         actions = core.handle(LeaveRequested(), 1.0)
-        left = MemberUpdate(core.member("a")).signed(FakeNotary("a"))
+        left = signed_update(core.member("a")).signed(FakeNotary("a"))
         self.assertIs(left.member.state, State.LEFT)
         self.assertIn(Send("b", Gossip((left,))), actions)
         self.assertEqual(of(actions, SetTimer)[0].name, mcore.LEAVE)
@@ -507,14 +510,14 @@ class NoSyncStorm(unittest.TestCase):
         core, _ = formed([f"n{i}" for i in range(10)], "n0")
         stale = Member("n3", "127.0.0.5:7400", 0, 0, State.DEAD)  # an older life
         before = core._next_sync
-        actions = core.receive("n1", SyncRecords((MemberUpdate(stale),), (), True, 0), 1.0)
+        actions = core.receive("n1", SyncRecords((signed_update(stale),), (), True, 0), 1.0)
         self.assertEqual(of(actions, Send), [])
         self.assertEqual(core._next_sync, before)
 
     def test_accepted_records_are_followed_up(self):
         core, _ = formed([f"n{i}" for i in range(10)], "n0")
         newer = Member("n3", "127.0.0.5:7400", 2, 0, State.ALIVE)  # a restart
-        actions = core.receive("n1", SyncRecords((MemberUpdate(newer),), (), True, 0), 1.0)
+        actions = core.receive("n1", SyncRecords((signed_update(newer),), (), True, 0), 1.0)
         self.assertEqual([type(a.message) for a in of(actions, Send)], [SyncDigest])
         self.assertEqual(of(actions, MemberChanged)[0].reason, "restarted (generation 2)")
 
@@ -523,11 +526,11 @@ class UnverifiedDeath(unittest.TestCase):
     def test_the_suspicion_is_gossiped_so_the_member_can_refute(self):
         core, _ = formed([f"n{i}" for i in range(30)], "n0")
         dead = Member("n7", "127.0.0.9:7400", 1, 0, State.DEAD)
-        actions = core.receive("n3", Gossip((MemberUpdate(dead, 0.0, ("n1",)),)), 1.0)
+        actions = core.receive("n3", Gossip((signed_update(dead, 0.0, ("n1",)),)), 1.0)
         self.assertIs(core.member("n7").state, State.SUSPECT)
         self.assertEqual([a.name for a in of(actions, SetTimer)], [mcore.GOSSIP])
         queued = core._queue.take(16, 10)
-        self.assertIn(MemberUpdate(dead.evolve(state=State.SUSPECT)), queued)
+        self.assertIn(signed_update(dead.evolve(state=State.SUSPECT)), queued)
 
 
 class CopiesHeard(unittest.TestCase):
@@ -537,7 +540,7 @@ class CopiesHeard(unittest.TestCase):
         core, _ = formed([f"n{i:02}" for i in range(10)], "n00")
         for i in range(1, 10):
             core.handle(LinkUp(f"n{i:02}", core.member(f"n{i:02}").address), 0.1)
-        news = MemberUpdate(Member("new", "127.0.1.1:7400", 1, 0, State.ALIVE))
+        news = signed_update(Member("new", "127.0.1.1:7400", 1, 0, State.ALIVE))
         core.receive("n01", Gossip((news,)), 1.0)
         for i in range(copies):
             core.receive(f"n{i % 9 + 1:02}", Gossip((news,)), 1.0)

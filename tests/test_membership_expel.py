@@ -7,6 +7,7 @@ from clsd.membership.members import State
 from clsd.membership.messages import MemberUpdate
 
 from tests.test_membership_core import formed, of
+from tests.membership_signing import join, join_ack, signed_update
 
 
 class ExpelTests(unittest.TestCase):
@@ -27,7 +28,7 @@ class ExpelTests(unittest.TestCase):
         self.core.handle(Expel("m", "revoked"), 1.0)
         m = self.core.member("m")
         refuted = m.evolve(state=State.ALIVE, incarnation=m.incarnation + 5)
-        actions = self.core.handle(Received("b", Gossip((MemberUpdate(refuted),))), 2.0)
+        actions = self.core.handle(Received("b", Gossip((signed_update(refuted),))), 2.0)
         self.assertEqual(of(actions, MemberChanged), [])
         self.assertEqual(self.core.member("m").state, State.LEFT)
 
@@ -36,7 +37,7 @@ class ExpelTests(unittest.TestCase):
         self.core.handle(Expel("m", "revoked"), 1.0)
         m = self.core.member("m")
         reborn = m.evolve(state=State.ALIVE, generation=m.generation + 1, incarnation=0)
-        self.core.handle(Received("b", Gossip((MemberUpdate(reborn),))), 2.0)
+        self.core.handle(Received("b", Gossip((signed_update(reborn),))), 2.0)
         self.assertEqual(self.core.member("m").state, State.ALIVE)
 
     def test_unknown_names_and_itself_change_nothing(self):

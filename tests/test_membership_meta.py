@@ -13,9 +13,10 @@ from clsd.membership.messages import (
     MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Join, MemberUpdate, MessageError, SyncRecords,
     from_wire,
 )
-from clsd.membership.notary import MAX_CERTIFICATE, MAX_SIGNATURE
+from clsd.membership.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
 from clsd.wire.codec import MAX_LINE
 from tests.test_membership_core import formed, new_core, of
+from tests.membership_signing import join, join_ack, signed_update
 
 
 def gossiped(actions):
@@ -69,7 +70,7 @@ class Receiving(unittest.TestCase):
         core, _ = formed(["alpha", "beta", "gamma"], "alpha", generation=1)
         beta = core.member("beta")
         newer = beta.evolve(incarnation=beta.incarnation + 1, meta='{"x":1}')
-        actions = core.handle(Received("gamma", Gossip((MemberUpdate(newer),))), 1.0)
+        actions = core.handle(Received("gamma", Gossip((signed_update(newer),))), 1.0)
         self.assertEqual(of(actions, MetaChanged), [MetaChanged(newer)])
         self.assertEqual(of(actions, MemberChanged), [])
         self.assertEqual(core.meta("beta"), {"x": 1})
@@ -80,7 +81,7 @@ class Receiving(unittest.TestCase):
 
     def test_meta_round_trips_and_bad_meta_is_a_message_error(self):
         member = Member("a", "127.0.0.2:1", 1, 3, State.ALIVE, meta='{"h":{"web":2}}')
-        wire = json.loads(json.dumps(Gossip((MemberUpdate(member),)).to_wire()))
+        wire = json.loads(json.dumps(Gossip((signed_update(member),)).to_wire()))
         self.assertEqual(from_wire(wire).updates[0].member, member)
         wire["updates"][0]["d"] = [1]
         self.assertRaises(MessageError, from_wire, wire)
@@ -97,11 +98,15 @@ class Receiving(unittest.TestCase):
         meta = json.dumps({"f": filler}, separators=(",", ":"), ensure_ascii=False)
         worst = Member("n" * 63, "a" * 255, 2**64 - 1, 2**64 - 1, State.SUSPECT, meta=meta)
         # ... of which the most a list may carry are signed leaves (the longest proofs).
-        left = MemberUpdate(worst.evolve(state=State.LEFT), 1e8,
+        left = signed_update(worst.evolve(state=State.LEFT), 1e8,
                             proof=("s" * MAX_SIGNATURE, "c" * MAX_CERTIFICATE))
+        # ... and the rest alive records with their life signatures (the longest).
+        alive = MemberUpdate(worst.evolve(state=State.ALIVE),
+                             life=("s" * MAX_SIGNATURE, "f" * FINGERPRINT_LENGTH))
         records = ((left,) * MAX_SYNC_PROOFS
-                   + (MemberUpdate(worst, 1e8),) * (MAX_SYNC_RECORDS - MAX_SYNC_PROOFS))
+                   + (alive,) * (MAX_SYNC_RECORDS - MAX_SYNC_PROOFS))
         sync = SyncRecords(records, tuple(range(64)), True, 1 << 16)
         encoded = json.dumps({"v": 1, **sync.to_wire()}, separators=(",", ":"),
                              ensure_ascii=False).encode()
         self.assertLess(len(encoded), MAX_LINE)
+        self.assertEqual(from_wire(sync.to_wire()), sync)

@@ -16,6 +16,7 @@ from clsd.membership.notary import FakeNotary
 from clsd.membership.service import MembershipService, split_address
 from clsd.wire.router import Router
 from clsd.wire.session import LOCAL, CloseReason
+from tests.membership_signing import join, join_ack, signed_update
 
 
 class FakeNetwork:
@@ -88,7 +89,7 @@ class ServiceTests(unittest.TestCase):
         self.assertIsNot(self.network.sent[-1][1], wires[0])
         self.assertEqual(self.network.sent[-1][1]["i"], 9)
         # heartbeats carrying news are built afresh each time
-        update = MemberUpdate(core.me)
+        update = signed_update(core.me)
         busy = Heartbeat(core.me.generation, 9, (update,))
         service._execute([mcore.Send("beta", busy), mcore.Send("gamma", busy)])
         self.assertIsNot(self.network.sent[-1][1], self.network.sent[-2][1])
@@ -100,7 +101,7 @@ class ServiceTests(unittest.TestCase):
         self.router.peer_connected(Peer("beta", ("127.0.0.12", 7400), initiator=True))
         self.assertEqual([(n, m.type) for n, m in self.network.sent], [("beta", "m.join")])
         beta = Member("beta", "127.0.0.12:7400", 7, 0, State.ALIVE, meta='{"x":1}')
-        deliver(self.router, "beta", JoinAck(beta))
+        deliver(self.router, "beta", join_ack(beta))
         self.assertTrue(service.core.joined)
         self.assertEqual(self.seen[-1], {"beta": {"x": 1}})
         reasons = [e["reason"] for e in self.events.recent(10)]
@@ -129,9 +130,9 @@ class ServiceTests(unittest.TestCase):
     def test_death_is_recorded_and_listeners_told(self):
         service = self.service(seeds=())
         beta = Member("beta", "127.0.0.12:7400", 7, 0, State.ALIVE)
-        deliver(self.router, "beta", Gossip((MemberUpdate(beta),)))
+        deliver(self.router, "beta", Gossip((signed_update(beta),)))
         self.assertEqual(self.seen[-1], {"beta": None})
-        left = MemberUpdate(beta.evolve(state=State.LEFT)).signed(FakeNotary("beta"))
+        left = signed_update(beta.evolve(state=State.LEFT)).signed(FakeNotary("beta"))
         deliver(self.router, "beta", Gossip((left,)))
         self.assertEqual(self.seen[-1], {})
         last = self.events.recent(1)[0]
@@ -175,13 +176,13 @@ class ServiceTests(unittest.TestCase):
         beta = Member("beta", "127.0.0.12:7400", 7, 0, State.ALIVE)
         gamma = Member("gamma", "127.0.0.13:7400", 7, 0, State.ALIVE, meta='{"a":1}')
         steps = [
-            MemberUpdate(beta), MemberUpdate(gamma),
-            MemberUpdate(gamma.evolve(incarnation=1, meta='{"a":2}')),   # meta only
-            MemberUpdate(beta.evolve(incarnation=1)),                    # no visible change
-            MemberUpdate(beta.evolve(incarnation=1, state=State.SUSPECT)),
-            MemberUpdate(gamma.evolve(incarnation=2, meta='{"a":2}', state=State.LEFT)).signed(
+            signed_update(beta), signed_update(gamma),
+            signed_update(gamma.evolve(incarnation=1, meta='{"a":2}')),   # meta only
+            signed_update(beta.evolve(incarnation=1)),                    # no visible change
+            signed_update(beta.evolve(incarnation=1, state=State.SUSPECT)),
+            signed_update(gamma.evolve(incarnation=2, meta='{"a":2}', state=State.LEFT)).signed(
                 FakeNotary("gamma")),
-            MemberUpdate(gamma.evolve(generation=8, incarnation=0)),    # restarted
+            signed_update(gamma.evolve(generation=8, incarnation=0)),    # restarted
         ]
         expected_calls = [1, 1, 1, 0, 0, 1, 1]
         for update, calls in zip(steps, expected_calls):

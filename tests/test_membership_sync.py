@@ -20,6 +20,8 @@ from clsd.membership.messages import (
 )
 from clsd.membership.table import build_snapshots
 from clsd.sim.cluster import SimCluster, node_name
+from clsd.sim.cluster import signed_lives
+from tests.membership_signing import join, join_ack, signed_update
 
 
 def of(actions, kind):
@@ -38,13 +40,14 @@ def formed(names, me, config=None):
     snapshot, rings = build_snapshots(members, config.observers)
     address = next(m.address for m in members if m.name == me)
     core = Core(me, address, 1, config, rng=random.Random(2),
-                snapshot=snapshot, ring_snapshot=rings)
+                snapshot=snapshot, ring_snapshot=rings,
+                lives=signed_lives(members))
     return core, core.handle(JoinRequested(), 0.0)
 
 
 def newcomers(count, start=0):
     """Records of members nobody in L{formed} knows yet (news to a sync)."""
-    return tuple(MemberUpdate(Member(f"new{i:03}", f"127.0.1.{i % 250 + 1}:{7400 + i // 250}",
+    return tuple(signed_update(Member(f"new{i:03}", f"127.0.1.{i % 250 + 1}:{7400 + i // 250}",
                                      1, 0, State.ALIVE))
                  for i in range(start, start + count))
 
@@ -94,7 +97,7 @@ def news_from(core):
     def answer(send):
         name = others[next(turn) % len(others)]
         member = core.member(name)
-        return SyncRecords((MemberUpdate(member.evolve(incarnation=member.incarnation + 1)),))
+        return SyncRecords((signed_update(member.evolve(incarnation=member.incarnation + 1)),))
     return answer
 
 
@@ -102,7 +105,7 @@ def nothing_new_from(core):
     """An answer to a sync with records we hold already (the lists differed elsewhere)."""
     def answer(send):
         known = [core.member(n) for n in core.subjects]
-        return SyncRecords(tuple(MemberUpdate(m) for m in known))
+        return SyncRecords(tuple(signed_update(m) for m in known))
     return answer
 
 
@@ -192,7 +195,7 @@ class Rounds(unittest.TestCase):
         self.core.handle(LinkUp("n001", self.core.member("n001").address), 0.1)
 
     def known(self, count):
-        return tuple(MemberUpdate(self.core.member(n)) for n in self.names[1:count + 1])
+        return tuple(signed_update(self.core.member(n)) for n in self.names[1:count + 1])
 
     def round_of(self, records, more=True, round=3, at=1.0):
         actions = self.core.handle(Received("n001", SyncRecords(records, (), more, round)), at)
@@ -238,7 +241,7 @@ class OverlayHold(unittest.TestCase):
         self.core.handle(JoinRequested((seed_address,)), 0.0)
         self.core.handle(LinkUp("n000", seed_address), 0.1)
         # A seed that does not push its list (listed 0): the joiner pulls it.
-        actions = self.core.handle(Received("n000", JoinAck(self.seed.me)), 0.2)
+        actions = self.core.handle(Received("n000", join_ack(self.seed.me)), 0.2)
         [self.digest] = [s.message for s in digests_sent(actions)]
         self.assertEqual(self.digest.round, 0)
 

@@ -38,10 +38,11 @@ from clsd.membership.members import (
     Member, MemberInfo, State, decode_meta, encode_meta, supersedes,
 )
 from clsd.membership.messages import (
-    SYNC_BUCKETS, MAX_REPORTERS, MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Heartbeat, Join,
-    JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords, Unwatch, Watch,
+    SYNC_BUCKETS, MAX_CERTIFICATES, MAX_REPORTERS, MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Certs,
+    CertsWant, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords,
+    Unwatch, Watch, record_statement,
 )
-from clsd.membership.notary import FakeNotary
+from clsd.membership.notary import FakeNotary, fingerprint_of
 from clsd.membership.table import MemberTable
 from clsd.membership.timing import (
     lateness, quorum_for, retransmit_limit, suspicion_timeout, sync_period,
@@ -222,6 +223,10 @@ _TRANSIENT_TTL = 30.0
 #: and refused (a hostile member could otherwise push a member's incarnation
 #: towards the wire's 2**64 bound, where it can no longer refute).
 MAX_INCARNATION_STEP = 1 << 32
+#: A certificate asked for is not asked for again this soon (its answer is
+#: on the way); records waiting for certificates, at most this many.
+_CERT_ASK_AGAIN = 2.0
+_UNPROVEN_LIMIT = 4096
 
 
 def _behind(ours, theirs):
@@ -235,7 +240,7 @@ def _behind(ours, theirs):
 
 class Core:
     def __init__(self, name, address, generation, config=None, *, rng=None,
-                 cache=None, snapshot=None, ring_snapshot=None, notary=None):
+                 cache=None, snapshot=None, ring_snapshot=None, notary=None, lives=None):
         """
         @param generation: this start of the daemon; must grow across restarts
             of the same name (the shell derives it from persisted state and the
@@ -247,6 +252,9 @@ class Core:
             (L{clsd.membership.notary}); the daemon passes an
             L{X509Notary}. Default: a L{FakeNotary}, which proves nothing
             (for the simulator and tests).
+        @param lives: name -> (alive record, life signature) of the members
+            of C{snapshot} (shared, read only), so that a node started from
+            a list can relay its records with their signatures.
         """
         self.config = config if config is not None else MembershipConfig()
         self.name = name
@@ -296,6 +304,19 @@ class Core:
         #: one with the member's signature, a force-removal with its remover.
         self._departures = {}
         self._info = {}             # name -> (since, reason)
+        #: name -> (alive record, (signature, certificate fingerprint)): the
+        #: member's own signature of its record, relayed with it. Only a
+        #: signed alive record is believed (doc/membership.md, "What each
+        #: message may claim"); _base_lives is the shared one of a snapshot.
+        self._lives = {}
+        self._base_lives = lives if lives is not None else {}
+        self._own = None            # our own record, signed (a MemberUpdate)
+        #: name -> (update, source): signed alive records whose certificate
+        #: is not known here yet, believed once it arrives (L{Certs}).
+        self._unproven = {}
+        self._cert_asked = {}       # fingerprint -> when asked
+        self._cert_wanted = []      # fingerprints to ask the sender of this message for
+        self._sender = None
         self._tick_due = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
         self._next_list_sync = 0.0
@@ -458,6 +479,7 @@ class Core:
             if handler is None:
                 raise TypeError(f"not a membership message: {message!r}")
             self._authorise(sender, message)
+            self._sender = sender
             self.received += 1
             self._detector.heard(sender, now)
             handler(self, sender, message)
@@ -469,6 +491,28 @@ class Core:
             self.refused["leave-proof"] += 1
             name = update.member.name
             raise Forged(name, f"leave of {name} without its signature")
+
+    def _authorise_life(self, update):
+        """An alive record whose signature does not verify is forged (an honest relay
+        checks it first). Copies and old news are not checked: not believed anyway."""
+        member = update.member
+        old = self._table.get(member.name)
+        if old is member or (old is not None and not supersedes(member, old)):
+            return
+        if self._life_verdict(update) is False:
+            self.refused["life-proof"] += 1
+            name = member.name
+            raise Forged(name, f"alive record of {name} with an invalid signature")
+
+    def _life_verdict(self, update):
+        """Whether C{update} carries its member's valid signature; None: its
+        certificate is not known here yet. Verified once per content (cached)."""
+        if not update.life:
+            return False
+        signature, fingerprint = update.life
+        member = update.member
+        return self.notary.verify_life(member.name, record_statement(member), signature,
+                                       fingerprint)
 
     def _authorise(self, sender, message):
         """Refuse, before it changes anything, a message that speaks for another node.
@@ -491,10 +535,14 @@ class Core:
                             f"its observer {piece.observer}"))
                 elif piece.member.state is State.LEFT:
                     self._authorise_leave(piece)
+                elif piece.life:
+                    self._authorise_life(piece)
         elif kind is SyncRecords:
             for record in message.records:
                 if record.member.state is State.LEFT:
                     self._authorise_leave(record)
+                elif record.life:
+                    self._authorise_life(record)
         elif kind is Join or kind is JoinAck:
             if message.member.name != sender:
                 self.refused["join-name"] += 1
@@ -505,6 +553,8 @@ class Core:
         self.now = now
 
     def _finish(self):
+        if self._cert_wanted:
+            self._ask_certificates()
         if self._rings_dirty or self._affected:
             self._settle()
         if not self._gossip_set and self._queue and self.phase in (JOINING, MEMBER, LEAVING):
@@ -534,6 +584,93 @@ class Core:
         self.sent += 1
         self._out.append(Send(to, message))
 
+    def _own_update(self):
+        """Our own record as news, signed by us (made once per record)."""
+        me = self.me
+        own = self._own
+        if own is None or own.member is not me:
+            if me.state is State.ALIVE:
+                life = self.notary.sign_life(record_statement(me))
+                own = MemberUpdate(me, life=life)
+                self._lives[self.name] = (me, life)
+            else:
+                own = MemberUpdate(me)
+            self._own = own
+        return own
+
+    def _own_proof(self):
+        """(signature, certificate) of our record, for a join or its answer."""
+        own = self._own_update()
+        return (own.life[0], self.notary.certificate) if own.life else ()
+
+    def _life_of(self, member):
+        """The signature of C{member}'s alive record held here, or ()."""
+        entry = self._lives.get(member.name) or self._base_lives.get(member.name)
+        if entry is not None and (entry[0] is member or entry[0] == member):
+            return entry[1]
+        return ()
+
+    # -- certificates of signed records ---------------------------------------------
+
+    def _ask_certificates(self):
+        wanted, self._cert_wanted = self._cert_wanted, []
+        now = self.now
+        asked = self._cert_asked
+        if len(asked) > _UNPROVEN_LIMIT:
+            for fingerprint, when in list(asked.items()):
+                if now - when >= _CERT_ASK_AGAIN:
+                    del asked[fingerprint]
+        fresh = []
+        for fingerprint in dict.fromkeys(wanted):
+            when = asked.get(fingerprint)
+            if when is None or now - when >= _CERT_ASK_AGAIN:
+                asked[fingerprint] = now
+                fresh.append(fingerprint)
+        if fresh and self._sender is not None:
+            for start in range(0, len(fresh), MAX_CERTIFICATES):
+                self._send(self._sender, CertsWant(tuple(fresh[start:start + MAX_CERTIFICATES])))
+
+    def _park(self, update, source):
+        """Keep a signed record whose certificate is on its way (the newest per member)."""
+        name = update.member.name
+        parked = self._unproven.get(name)
+        if parked is None and len(self._unproven) >= _UNPROVEN_LIMIT:
+            return
+        if parked is None or supersedes(update.member, parked[0].member):
+            self._unproven[name] = (update, source)
+        self._cert_wanted.append(update.life[1])
+
+    def _on_certs_want(self, sender, message):
+        certificates = []
+        for fingerprint in message.fingerprints:
+            certificate = self.notary.certificate_by(fingerprint)
+            if certificate is not None:
+                certificates.append(certificate)
+        if certificates:
+            self._send(sender, Certs(tuple(certificates)))
+
+    def _on_certs(self, sender, message):
+        learnt = set()
+        for certificate in message.certificates:
+            fingerprint = fingerprint_of(certificate)
+            if fingerprint not in self._cert_asked:
+                continue  # only what we asked for: checking a certificate costs
+            if self.notary.learn(certificate) is None:
+                self.refused["certificate"] += 1
+            else:
+                learnt.add(fingerprint)
+        if not learnt:
+            return
+        for name, (update, source) in list(self._unproven.items()):
+            if update.life[1] in learnt:
+                del self._unproven[name]
+                self._merge(update, source)
+        if self._list_expected and len(self._table) > self._list_expected:
+            # A seed's pushed list was waiting for its certificates: it is in.
+            self._list_expected = 0
+            self._overlay_hold = 0.0
+            self._send(sender, SyncDigest(self._table.digests()))
+
     # -- metadata -------------------------------------------------------------
 
     def set_meta(self, meta, now):
@@ -553,7 +690,7 @@ class Core:
             self.me = self.me.evolve(meta=encoded, incarnation=self.me.incarnation + 1)
             self._table.set(self.me, now)
             if self.phase in (JOINING, MEMBER):
-                self._queue.put(MemberUpdate(self.me))
+                self._queue.put(self._own_update())
         return self._finish()
 
     # -- join and leave --------------------------------------------------------
@@ -923,7 +1060,7 @@ class Core:
             return
         self.me = self.me.evolve(incarnation=max(self.me.incarnation, accused) + 1)
         self._table.set(self.me, self.now)
-        self._queue.put(MemberUpdate(self.me))
+        self._queue.put(self._own_update())
         self._awareness.refuted()
         self.stats["refutations"] += 1
 
@@ -973,6 +1110,26 @@ class Core:
             self.refused["incarnation-step"] += 1
             return False
         state = member.state
+        if state is State.ALIVE:
+            # A life statement: believed only with the member's own signature.
+            verdict = self._life_verdict(update)
+            if verdict is None:
+                self._park(update, source)
+                return False
+            if not verdict:
+                self.refused["life-unproven"] += 1
+                return False
+        elif (old is None or old.generation != member.generation
+                or old.address != member.address or old.meta != member.meta
+                or (state is State.SUSPECT and not old.in_ring)) and not (
+                state is State.LEFT and not update.reporters):
+            # Suspicion, death or removal of a life not known here (a new
+            # generation, a member never seen, another address or meta), or
+            # suspicion that would put a dead member back on the rings: only
+            # the member's signed record proves a life, so none of these can
+            # invent or alter one.
+            self.refused["life-unproven"] += 1
+            return False
         if state is State.LEFT and update.reporters and old is not None and old.in_ring:
             # A force-removal (by the operator of the node named first) is of
             # a dead member only: a live one here is not its to remove.
@@ -1001,7 +1158,8 @@ class Core:
             self._accept(member, f"suspected elsewhere ({source})", gossip=True)
             return True
         self._accept(member, _reason(member, old, update), age=update.age,
-                     reporters=update.reporters, gossip=source != "sync", proof=update.proof)
+                     reporters=update.reporters, gossip=source != "sync", proof=update.proof,
+                     life=update.life)
         return True
 
     def _heard(self, member):
@@ -1036,7 +1194,7 @@ class Core:
             return
         self._refute(member.incarnation)
 
-    def _accept(self, member, reason, *, age=0.0, reporters=(), gossip=True, proof=()):
+    def _accept(self, member, reason, *, age=0.0, reporters=(), gossip=True, proof=(), life=()):
         name = member.name
         now = self.now
         old = self._table.get(name)
@@ -1083,8 +1241,10 @@ class Core:
             self._departures[name] = (member, tuple(reporters), proof)
         elif self._departures:
             self._departures.pop(name, None)
+        if life:
+            self._lives[name] = (member, life)
         if gossip:
-            self._queue.put(MemberUpdate(member, age, reporters, proof))
+            self._queue.put(MemberUpdate(member, age, reporters, proof, life))
         if old is None or old.state != member.state or old.generation != member.generation:
             self._emit(MemberChanged(member, old, reason, reporters=tuple(reporters)))
         elif old.meta != member.meta:
@@ -1179,7 +1339,7 @@ class Core:
     def _ask_to_join(self, name, answer_by):
         self._join_asked.add(name)
         self._next_join_ask = answer_by
-        self._send(name, Join(self.me))
+        self._send(name, Join(self.me, self._own_proof()))
 
     def _link_down(self, name):
         self._links.pop(name, None)
@@ -1290,7 +1450,9 @@ class Core:
             if departure is not None and departure[0] == member:
                 return MemberUpdate(member, age, departure[1], departure[2])
             return MemberUpdate(member, age)
-        return _plain_update(member)
+        if member is self.me:
+            return self._own_update()
+        return _plain_update(member, self._life_of(member) if member.state is State.ALIVE else ())
 
     def _on_sync_digest(self, sender, message):
         mine = self._table.digests()
@@ -1390,10 +1552,10 @@ class Core:
 
     def _on_join(self, sender, message):
         # _authorise made sure the record is the sender's own.
-        self._merge_joined(message.member)
+        self._merge_joined(message.member, message.proof)
         self.stats["joins_answered"] += 1
         records = [self._sync_update(m) for m in self._table if m.name != sender]
-        self._send(sender, JoinAck(self.me, len(records)))
+        self._send(sender, JoinAck(self.me, len(records), self._own_proof()))
         for chunk in _chunks(records):
             self._send(sender, SyncRecords(chunk))
         if self.phase == JOINING:
@@ -1401,7 +1563,7 @@ class Core:
 
     def _on_join_ack(self, sender, message):
         self.stats["join_acks"] += 1
-        self._merge_joined(message.member)
+        self._merge_joined(message.member, message.proof)
         if self.phase == JOINING:
             self._become_member()
         if message.listed:
@@ -1413,14 +1575,22 @@ class Core:
         else:
             self._send(sender, SyncDigest(self._table.digests()))
 
-    def _merge_joined(self, member):
+    def _merge_joined(self, member, proof):
         """The sender's own record from a join or its answer, if alive.
 
-        Only its connection proves it: a leave said this way could not be
+        Its connection proves who sent it; its signature and certificate
+        (C{proof}) let us relay it, and teach us the certificate that later
+        copies name by fingerprint. A leave said this way could not be
         relayed with proof (a leaving seed's signed leave comes by gossip).
         """
-        if member.state is State.ALIVE:
-            self._merge(MemberUpdate(member), "join")
+        if member.state is not State.ALIVE:
+            return
+        life = ()
+        if proof:
+            fingerprint = self.notary.learn(proof[1])
+            if fingerprint is not None:
+                life = (proof[0], fingerprint)
+        self._merge(MemberUpdate(member, life=life), "join")
 
     _HANDLERS = {
         Heartbeat: _on_heartbeat,
@@ -1431,6 +1601,8 @@ class Core:
         JoinAck: _on_join_ack,
         SyncDigest: _on_sync_digest,
         SyncRecords: _on_sync_records,
+        CertsWant: _on_certs_want,
+        Certs: _on_certs,
     }
 
 
@@ -1459,9 +1631,9 @@ def _chunks(records):
 
 
 @lru_cache(maxsize=1 << 16)
-def _plain_update(member):
-    """C{MemberUpdate(member)}, made once per record (sync sends the same ones often)."""
-    return MemberUpdate(member)
+def _plain_update(member, life=()):
+    """C{MemberUpdate(member, life=life)}, made once per record (sync sends the same ones often)."""
+    return MemberUpdate(member, life=life)
 
 
 def _reason(member, old, update):

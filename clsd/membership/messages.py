@@ -8,9 +8,10 @@ of gossip (each with at most L{MAX_REPORTERS} reporters; a report with its
 signature and certificate of at most MAX_SIGNATURE and MAX_CERTIFICATE
 characters, about 1.9 KiB at most) or L{MAX_SYNC_RECORDS} records, so that
 even with the longest names (63 characters) and addresses (255) an encoded
-message stays under 64 KiB without meta (tested) and under the peer layer's
+message stays under 80 KiB without meta (tested) and under the peer layer's
 256 KiB line with full meta; with ordinary names a full message is a few KiB
-(a signed report about 0.9 KiB).
+(a signed report about 0.9 KiB, a signed alive record about 0.2 KiB). A
+message's keys are exactly its schema's: an unknown one is refused, named.
 """
 
 from functools import lru_cache
@@ -18,7 +19,7 @@ from functools import lru_cache
 import attrs
 
 from clsd.membership.members import Member, MetaError, State, decode_meta, encode_meta
-from clsd.membership.notary import MAX_CERTIFICATE, MAX_SIGNATURE
+from clsd.membership.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
 
 MAX_UPDATES = 32
 MAX_SYNC_RECORDS = 128
@@ -27,6 +28,9 @@ MAX_SYNC_RECORDS = 128
 #: stay under the peer layer's 256 KiB line.
 MAX_SYNC_PROOFS = 32
 MAX_REPORTERS = 16
+#: Certificates asked for or sent in one message: 128 of the longest stay
+#: under the peer layer's 256 KiB line.
+MAX_CERTIFICATES = 128
 MAX_NAME = 63
 MAX_ADDRESS = 255
 #: Anti-entropy digests: the name space is cut into this many buckets.
@@ -48,6 +52,15 @@ def _field(data, key, where):
     if key not in data:
         raise MessageError(f"{where}.{key}: missing")
     return data[key]
+
+
+def _only(data, allowed, where):
+    """Refuse a key outside C{allowed}: a message's fields are exactly its schema's."""
+    if not isinstance(data, dict):
+        raise MessageError(f"{where}: must be an object, got {type(data).__name__}")
+    if not data.keys() <= allowed:
+        unknown = min(data.keys() - allowed, key=str)
+        raise MessageError(f"{where}.{unknown}: unknown field")
 
 
 def _int(data, key, where, minimum=0, maximum=(1 << 64) - 1):
@@ -106,20 +119,28 @@ def _meta(data, where):
     return meta
 
 
-def member_from_wire(data, where):
+def member_from_wire(data, where, allowed=None):
     """The L{Member} of a wire record; L{MessageError} names the bad field.
 
     The same records arrive again and again (gossip repeats each piece,
     anti-entropy resends lists): a record without meta is checked and built
     once, and its L{Member} shared, so that a node holding it already sees
-    the very object it has.
+    the very object it has. C{allowed}: the keys the record may have
+    (default: a bare record's).
     """
+    _only(data, _RECORD_FIELDS if allowed is None else allowed, where)
     if type(data) is dict and "d" not in data:
         try:
             return _plain_member(data["n"], data["a"], data["g"], data["i"], data["s"])
         except (KeyError, TypeError, MessageError):
             pass  # checked again below, for the error that names the field
     return _checked_member(data, where)
+
+
+#: The keys of a member record, and of the pieces of gossip that carry one.
+_RECORD_FIELDS = frozenset("nagisd")
+_UPDATE_FIELDS = _RECORD_FIELDS | {"k", "age", "by", "p", "c", "f"}
+_REPORT_FIELDS = frozenset(("k", "n", "g", "i", "o", "p", "c"))
 
 
 @lru_cache(maxsize=1 << 16, typed=True)
@@ -151,12 +172,16 @@ class MemberUpdate:
     C{reporters}: the observers whose reports made it dead (a claim: the
     evidence is their signed reports), or the node whose operator removed it;
     C{proof}: C{(signature, certificate)} of the member itself over
-    L{record_statement}, which a graceful leave carries (L{signed})."""
+    L{record_statement}, which a graceful leave carries (L{signed});
+    C{life}: C{(signature, certificate fingerprint)} of the member itself
+    over L{record_statement}, which an alive record carries (its life
+    statement: the certificate is exchanged once, see L{CertsWant})."""
 
     member: Member
     age: float = 0.0
     reporters: tuple = ()
     proof: tuple = ()
+    life: tuple = ()
 
     @property
     def key(self):
@@ -180,7 +205,7 @@ class MemberUpdate:
 
     @classmethod
     def from_wire(cls, data, where="update"):
-        member = member_from_wire(data, where)
+        member = member_from_wire(data, where, _UPDATE_FIELDS)
         age = _number(data, "age", where) if "age" in data else 0.0
         reporters = ()
         if "by" in data:
@@ -189,10 +214,22 @@ class MemberUpdate:
                 _str({"by": item}, "by", f"{where}.by[{index}]", MAX_NAME)
                 for index, item in enumerate(items)
             )
-        proof = ()
-        if "p" in data or "c" in data:
+        proof = life = ()
+        if "f" in data:
+            if member.state is not State.ALIVE or "c" in data:
+                raise MessageError(f"{where}.f: only an alive record carries a life signature")
+            life = (_str(data, "p", where, MAX_SIGNATURE), _fingerprint(data, "f", where))
+        elif "p" in data or "c" in data:
             proof = (_str(data, "p", where, MAX_SIGNATURE), _str(data, "c", where, MAX_CERTIFICATE))
-        return cls(member=member, age=age, reporters=reporters, proof=proof)
+        return cls(member=member, age=age, reporters=reporters, proof=proof, life=life)
+
+
+def _fingerprint(data, key, where):
+    value = _field(data, key, where)
+    if not isinstance(value, str) or len(value) != FINGERPRINT_LENGTH:
+        raise MessageError(f"{where}.{key}: must be a certificate fingerprint "
+                           f"({FINGERPRINT_LENGTH} characters)")
+    return value
 
 
 def record_statement(member):
@@ -214,6 +251,8 @@ def _update_to_wire(update):
         data["by"] = list(update.reporters)
     if update.proof:
         data["p"], data["c"] = update.proof
+    elif update.life:
+        data["p"], data["f"] = update.life
     return data
 
 
@@ -261,6 +300,7 @@ class Report:
 
     @classmethod
     def from_wire(cls, data, where="update"):
+        _only(data, _REPORT_FIELDS, where)
         signature = certificate = ""
         if "p" in data or "c" in data:
             signature = _str(data, "p", where, MAX_SIGNATURE)
@@ -321,6 +361,9 @@ def _shared_piece(item):
         kind = item.get("k")
         if kind == "m" and len(item) == 6:  # k, n, a, g, i, s: no meta, age, reporters
             return _plain_update(item["n"], item["a"], item["g"], item["i"], item["s"])
+        if kind == "m" and len(item) == 8:  # and p, f: a signed alive record without meta
+            return _signed_update(item["n"], item["a"], item["g"], item["i"], item["s"],
+                                  item["p"], item["f"])
         if kind == "r" and len(item) == 7:  # k, n, g, i, o, p, c
             return _report(item["n"], item["g"], item["i"], item["o"], item["p"], item["c"])
     except (KeyError, TypeError, MessageError):
@@ -331,6 +374,13 @@ def _shared_piece(item):
 @lru_cache(maxsize=1 << 16, typed=True)
 def _plain_update(name, address, generation, incarnation, state):
     return MemberUpdate(_plain_member(name, address, generation, incarnation, state))
+
+
+@lru_cache(maxsize=1 << 16, typed=True)
+def _signed_update(name, address, generation, incarnation, state, signature, fingerprint):
+    return MemberUpdate.from_wire({"k": "m", "n": name, "a": address, "g": generation,
+                                   "i": incarnation, "s": state, "p": signature,
+                                   "f": fingerprint})
 
 
 @lru_cache(maxsize=1 << 12, typed=True)
@@ -368,8 +418,11 @@ class Heartbeat:
             wire["n"] = self.size
         return wire
 
+    FIELDS = frozenset(("type", "g", "i", "updates", "t", "n"))
+
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         table = _int(data, "t", cls.TYPE) if "t" in data else None
         size = _int(data, "n", cls.TYPE) if "n" in data else None
         return cls(_int(data, "g", cls.TYPE), _int(data, "i", cls.TYPE),
@@ -386,8 +439,11 @@ class Gossip:
     def to_wire(self):
         return {"type": self.TYPE, "updates": [u.to_wire() for u in self.updates]}
 
+    FIELDS = frozenset(("type", "updates"))
+
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         return cls(_updates_from_wire(data, cls.TYPE))
 
 
@@ -397,21 +453,41 @@ class _NoFields:
     def to_wire(self):
         return {"type": self.TYPE}
 
+    FIELDS = frozenset(("type",))
+
     @classmethod
     def from_wire(cls, data):
-        _field(data, "type", cls.TYPE)
+        _only(data, cls.FIELDS, cls.TYPE)
         return cls()
 
 
 class _OneMember:
-    """A message carrying one member record (``member``)."""
+    """A message carrying the sender's own record (``member``) and its proof.
+
+    C{proof}: C{(signature, certificate)}: the sender's signature over its
+    record and its whole certificate, so that the receiver can relay the
+    record (and learns the certificate that later copies name by fingerprint).
+    """
 
     def to_wire(self):
-        return {"type": self.TYPE, "member": member_to_wire(self.member)}
+        wire = {"type": self.TYPE, "member": member_to_wire(self.member)}
+        if self.proof:
+            wire["p"], wire["c"] = self.proof
+        return wire
+
+    FIELDS = frozenset(("type", "member", "p", "c"))
 
     @classmethod
     def from_wire(cls, data):
-        return cls(member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member"))
+        _only(data, cls.FIELDS, cls.TYPE)
+        return cls(member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member"),
+                   _own_proof(data, cls.TYPE))
+
+
+def _own_proof(data, where):
+    if "p" in data or "c" in data:
+        return (_str(data, "p", where, MAX_SIGNATURE), _str(data, "c", where, MAX_CERTIFICATE))
+    return ()
 
 
 @attrs.frozen
@@ -434,6 +510,7 @@ class Join(_OneMember):
 
     TYPE = "m.join"
     member: Member
+    proof: tuple = ()
 
 
 @attrs.frozen
@@ -448,15 +525,21 @@ class JoinAck(_OneMember):
     TYPE = "m.join-ack"
     member: Member
     listed: int = 0
+    proof: tuple = ()
 
     def to_wire(self):
-        return {"type": self.TYPE, "member": member_to_wire(self.member), "listed": self.listed}
+        wire = _OneMember.to_wire(self)
+        wire["listed"] = self.listed
+        return wire
+
+    FIELDS = frozenset(("type", "member", "listed", "p", "c"))
 
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         member = member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member")
         listed = _int(data, "listed", cls.TYPE, maximum=1 << 20) if "listed" in data else 0
-        return cls(member, listed)
+        return cls(member, listed, _own_proof(data, cls.TYPE))
 
 
 @attrs.frozen
@@ -470,8 +553,11 @@ class SyncDigest:
     def to_wire(self):
         return {"type": self.TYPE, "buckets": list(self.buckets), "round": self.round}
 
+    FIELDS = frozenset(("type", "buckets", "round"))
+
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         buckets = _list(data, "buckets", cls.TYPE, SYNC_BUCKETS)
         if len(buckets) != SYNC_BUCKETS:
             raise MessageError(f"{cls.TYPE}.buckets: must have {SYNC_BUCKETS} items")
@@ -499,8 +585,11 @@ class SyncRecords:
         return {"type": self.TYPE, "records": [r.to_wire() for r in self.records],
                 "want": list(self.want), "more": self.more, "round": self.round}
 
+    FIELDS = frozenset(("type", "records", "want", "more", "round"))
+
     @classmethod
     def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
         items = _list(data, "records", cls.TYPE, MAX_SYNC_RECORDS)
         records = tuple(_record_from_wire(item, cls.TYPE, i) for i, item in enumerate(items))
         if sum(1 for r in records if r.proof) > MAX_SYNC_PROOFS:
@@ -516,9 +605,51 @@ class SyncRecords:
         return cls(records, want, more, _int(data, "round", cls.TYPE, maximum=1 << 16))
 
 
+@attrs.frozen
+class CertsWant:
+    """"Send me these certificates": records named them by fingerprint, and this
+    node does not know them (answered with L{Certs} by a node that does)."""
+
+    TYPE = "m.certs-want"
+    fingerprints: tuple
+
+    def to_wire(self):
+        return {"type": self.TYPE, "f": list(self.fingerprints)}
+
+    FIELDS = frozenset(("type", "f"))
+
+    @classmethod
+    def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
+        items = _list(data, "f", cls.TYPE, MAX_CERTIFICATES)
+        return cls(tuple(_fingerprint({"f": item}, "f", f"{cls.TYPE}.f[{index}]")
+                         for index, item in enumerate(items)))
+
+
+@attrs.frozen
+class Certs:
+    """Certificates (base64 DER, as in a signed report) a peer asked for."""
+
+    TYPE = "m.certs"
+    certificates: tuple
+
+    def to_wire(self):
+        return {"type": self.TYPE, "c": list(self.certificates)}
+
+    FIELDS = frozenset(("type", "c"))
+
+    @classmethod
+    def from_wire(cls, data):
+        _only(data, cls.FIELDS, cls.TYPE)
+        items = _list(data, "c", cls.TYPE, MAX_CERTIFICATES)
+        return cls(tuple(_str({"c": item}, "c", f"{cls.TYPE}.c[{index}]", MAX_CERTIFICATE)
+                         for index, item in enumerate(items)))
+
+
 MESSAGE_TYPES = {
     cls.TYPE: cls
-    for cls in (Heartbeat, Gossip, Watch, Unwatch, Join, JoinAck, SyncDigest, SyncRecords)
+    for cls in (Heartbeat, Gossip, Watch, Unwatch, Join, JoinAck, SyncDigest, SyncRecords,
+                CertsWant, Certs)
 }
 
 

@@ -48,10 +48,66 @@ MAX_CERTIFICATE = 1536
 
 #: Verdicts kept: certificates (one per member, and refused ones: a
 #: fingerprint and None; when full, the oldest half goes), and statements
-#: that verified (about 0.8 KB each, a crash makes K of them; when full,
-#: all go).
+#: that verified (a report about 0.8 KB, a crash makes K of them; a
+#: member's record about 0.4 KB, one per member and change; when full, all
+#: go).
 CERTIFICATE_LIMIT = 1 << 16
-STATEMENT_LIMIT = 1 << 13
+STATEMENT_LIMIT = 1 << 15
+
+
+def fingerprint_of(certificate):
+    """The short name of a certificate (its wire text): 24 characters of base64 SHA-256.
+
+    Only a lookup key: a record whose fingerprint finds a certificate is still
+    verified with that certificate, which must name the record's signer.
+    """
+    digest = hashlib.sha256(certificate.encode("ascii", "replace")).digest()[:18]
+    return base64.b64encode(digest).decode("ascii")
+
+
+FINGERPRINT_LENGTH = 24
+
+
+class _Lives:
+    """Life statements: records signed by their member, naming its certificate by fingerprint.
+
+    A member's own record (name, address, generation, incarnation, meta) is
+    relayed by everyone and changes rarely; carrying a certificate with each
+    copy would multiply list sizes, so a record carries the signature and the
+    certificate's fingerprint, and a node that does not know that certificate
+    asks the peer that sent the record (L{learn} takes the answer).
+    """
+
+    def sign_life(self, statement):
+        """C{(signature, fingerprint)} of this node's own record C{statement}."""
+        return self.sign(statement)[0], self.fingerprint
+
+    def learn(self, certificate):
+        """The fingerprint of C{certificate} if the cluster CA vouches for it (then kept), else None."""
+        fingerprint = fingerprint_of(certificate)
+        if fingerprint in self.cache.known:
+            return fingerprint
+        name = self._certificate_name(certificate)
+        if name is None:
+            return None
+        self.cache.remember(fingerprint, certificate, name)
+        return fingerprint
+
+    def certificate_by(self, fingerprint):
+        """The text of a known certificate, or None."""
+        known = self.cache.known.get(fingerprint)
+        return None if known is None else known[0]
+
+    def verify_life(self, signer, statement, signature, fingerprint):
+        """True or False: whether C{signer} signed C{statement} with the certificate
+        C{fingerprint} names; None: that certificate is not known here (ask for it)."""
+        known = self.cache.known.get(fingerprint)
+        if known is None:
+            return None
+        certificate, name = known
+        if name != signer:
+            return False
+        return self.verify(signer, statement, signature, certificate)
 
 
 class NotaryError(ValueError):
@@ -70,6 +126,10 @@ class VerifiedCache:
         self.certificate_limit = certificate_limit
         self.statement_limit = statement_limit
         self.certificates = {}      # fingerprint -> (name, public key) or None (refused)
+        #: Certificates that verified, by L{fingerprint_of} their text:
+        #: (text, node name). Records name their signer's certificate by
+        #: fingerprint; a node passes the text on to a peer that asks.
+        self.known = {}
         self.statements = set()     # (signer, statement, signature, certificate), verified
         #: Work done: certificates parsed and checked, signatures checked.
         self.counts = {"certificates": 0, "signatures": 0}
@@ -87,6 +147,14 @@ class VerifiedCache:
         certificates[fingerprint] = verdict
         return verdict
 
+    def remember(self, fingerprint, certificate, name):
+        """Keep a verified certificate by fingerprint (bounded like the verdicts)."""
+        known = self.known
+        if len(known) >= self.certificate_limit:
+            for old in list(known)[: self.certificate_limit // 2]:
+                del known[old]
+        known[fingerprint] = (certificate, name)
+
     def statement(self, key, check):
         """Whether the statement C{key} verifies; C{check()} is called until it does."""
         statements = self.statements
@@ -95,12 +163,12 @@ class VerifiedCache:
         if not check():
             return False
         if len(statements) >= self.statement_limit:
-            statements.clear()  # a set keeps no order: start again (rare: 8192 reports)
+            statements.clear()  # a set keeps no order: start again (rare)
         statements.add(key)
         return True
 
 
-class X509Notary:
+class X509Notary(_Lives):
     """Signs with this node's TLS key; verifies with certificates from the cluster CA.
 
     @param identity: a L{clsd.certs.identity.NodeIdentity} (name, key,
@@ -128,6 +196,8 @@ class X509Notary:
         self._cas = tuple(identity.ca_certificates)
         self.cache = cache if cache is not None else VerifiedCache()
         self._now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self.fingerprint = fingerprint_of(self.certificate)
+        self.cache.remember(self.fingerprint, self.certificate, self.name)
 
     def sign(self, statement):
         """C{(signature, certificate)}: base64 texts proving this node said C{statement}."""
@@ -168,6 +238,14 @@ class X509Notary:
         return self.cache.certificate(hashlib.sha256(der).digest(),
                                       lambda: self._check_certificate(der))
 
+    def _certificate_name(self, certificate):
+        try:
+            der = base64.b64decode(certificate, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        known = self._certificate(der)
+        return None if known is None else known[0]
+
     def _check_certificate(self, der):
         try:
             certificate = x509.load_der_x509_certificate(der)
@@ -185,7 +263,13 @@ class X509Notary:
             return None
 
 
-class FakeNotary:
+#: The default cache of fake notaries: every fake certificate made in this
+#: process is known to every fake notary (tests of the certificate exchange
+#: give their notaries caches of their own).
+_FAKE_SHARED = VerifiedCache()
+
+
+class FakeNotary(_Lives):
     """The notary protocol without cryptography, for the simulator and unit tests.
 
     A signature is a keyed hash of the signer's name and the statement; the
@@ -199,7 +283,9 @@ class FakeNotary:
     def __init__(self, name, cache=None):
         self.name = name
         self.certificate = f"fake:{name}"
-        self.cache = cache if cache is not None else VerifiedCache()
+        self.cache = cache if cache is not None else _FAKE_SHARED
+        self.fingerprint = fingerprint_of(self.certificate)
+        self.cache.remember(self.fingerprint, self.certificate, self.name)
 
     @classmethod
     def signature_of(cls, signer, statement):
@@ -216,3 +302,9 @@ class FakeNotary:
                     and hmac.compare_digest(signature, self.signature_of(signer, statement)))
 
         return self.cache.statement((signer, statement, signature, certificate), check)
+
+    @staticmethod
+    def _certificate_name(certificate):
+        if certificate.startswith("fake:") and 0 < len(certificate) - 5 <= 63:
+            return certificate[5:]
+        return None

@@ -38,6 +38,9 @@ _TYPES = {}
 def _message(type_name):
     def register(cls):
         cls.TYPE = type_name
+        #: The keys a message of this type may have: its attrs fields (the
+        #: wire names are the field names) and the type.
+        cls.FIELDS = frozenset(["type", *(field.name for field in attrs.fields(cls))])
         cls.from_wire = classmethod(_typed_from_wire)
         _TYPES[type_name] = cls
         return cls
@@ -350,6 +353,10 @@ def from_wire(data):
     cls = _TYPES.get(type_name)
     if cls is None:
         raise WireError(f"unknown message type {type_name!r}")
+    unknown = data.keys() - cls.FIELDS
+    if unknown:
+        # A message's fields are exactly its schema's (doc/peer-protocol.md).
+        raise WireError(f"{type_name}: unknown field {min(unknown, key=str)!r}")
     return cls._from(data)
 
 

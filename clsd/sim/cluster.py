@@ -16,7 +16,7 @@ import random
 from clsd.config.membership import MembershipConfig
 from clsd.membership import core as mcore
 from clsd.membership.members import Member, State
-from clsd.membership.messages import from_wire
+from clsd.membership.messages import from_wire, record_statement
 from clsd.membership.notary import FakeNotary, VerifiedCache
 from clsd.membership.rings import SnapshotCache
 from clsd.membership.table import build_snapshots
@@ -98,9 +98,12 @@ class SimCluster:
         self.messages = 0
         self.dropped = 0
         snapshot = ring_snapshot = None
+        #: Each member's signature of its record in the formed list (shared).
+        self.lives = {}
         if formed:
             members = [Member(node.name, node.address, 1, 0, State.ALIVE) for node in self.nodes]
             snapshot, ring_snapshot = build_snapshots(members, self.config.observers)
+            self.lives = signed_lives(members, self.verified)
         for node in self.nodes:
             if formed:
                 self._start(node, 1, snapshot, ring_snapshot, at=0.0)
@@ -135,7 +138,8 @@ class SimCluster:
             node.name, node.address, generation, self.config,
             rng=random.Random((self.seed << 20) ^ (node.index << 4) ^ generation),
             cache=self.cache, snapshot=snapshot, ring_snapshot=ring_snapshot,
-            notary=FakeNotary(node.name, self.verified))
+            notary=FakeNotary(node.name, self.verified),
+            lives=self.lives if snapshot is not None else None)
         self.scheduler.at(at, self._deliver_event, node, node.epoch,
                           mcore.JoinRequested(self.seed_addresses))
 
@@ -467,3 +471,13 @@ class SimCluster:
                     member.generation != node.generation):
                 return False
         return True
+
+
+def signed_lives(members, verified=None):
+    """name -> (record, life signature) of C{members}, each signed by its own
+    L{FakeNotary} (for cores started from a formed list)."""
+    lives = {}
+    for member in members:
+        notary = FakeNotary(member.name, verified)
+        lives[member.name] = (member, notary.sign_life(record_statement(member)))
+    return lives

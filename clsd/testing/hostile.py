@@ -225,6 +225,25 @@ class HostilePeer:
             record["d"] = meta
         return record
 
+    def record_proof(self, record):
+        """C{(signature, certificate)} of our own C{record} (a wire dict), as a daemon
+        signs its record: what makes others believe and relay it."""
+        import base64
+
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from clsd.membership.members import Member, State, encode_meta
+        from clsd.membership.messages import record_statement
+
+        member = Member(record["n"], record["a"], record["g"], record["i"],
+                        State(record["s"]), encode_meta(record.get("d")))
+        key = store.load_private_key(self.key)
+        signature = key.sign(record_statement(member), ec.ECDSA(hashes.SHA256()))
+        der = store.load_certificate(self.cert).public_bytes(serialization.Encoding.DER)
+        return (base64.b64encode(signature).decode("ascii"),
+                base64.b64encode(der).decode("ascii"))
+
     def join(self, connections, *, generation, meta=None, interval=0.1):
         """Join through C{connections} and keep heartbeating on each until L{stop}.
 
@@ -232,8 +251,9 @@ class HostilePeer:
             a cluster at some priority).
         """
         record = self.member_record(generation=generation, meta=meta)
+        signature, certificate = self.record_proof(record)
         for connection in connections:
-            connection.send("m.join", member=record)
+            connection.send("m.join", member=record, p=signature, c=certificate)
         stop = threading.Event()
 
         def beat():
