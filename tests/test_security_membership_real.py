@@ -14,9 +14,7 @@ that carried a forged report must be closed as ``forged`` and counted in
 dual-active checker finding nothing.
 """
 
-import os
 import time
-import urllib.request
 
 from twisted.trial import unittest
 
@@ -25,13 +23,10 @@ from clsd.certs.identity import NodeIdentity
 from clsd.membership.members import Member, State
 from clsd.membership.messages import Report, record_statement
 from clsd.membership.notary import X509Notary
-from clsd.testing.cluster import ClusterRig, active_standby
 from clsd.testing.failover import last_states
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.hostile import HostilePeer, spare_address
-from clsd.testing.launcher import Launcher, free_port
+from clsd.testing.hostile import spare_address
 from clsd.testing.polling import wait_for
-from tests.metrics_scrape import parse_samples
+from tests import mallory_rig
 
 #: A killed node is declared dead by every other node within this (crash
 #: detection is link_down_grace plus gossip, about 1.5 s; a loaded machine).
@@ -42,56 +37,8 @@ ROUNDS = 12
 BETWEEN = 0.8
 
 
-class MalloryRig:
+class MalloryRig(mallory_rig.MalloryRig):
     """Three real daemons (alpha holds A, beta stands by, a witness votes) and mallory."""
-
-    timeout = 240
-
-    def setUp(self):
-        self.cleanups = Cleanups()
-        self.addCleanup(self.cleanups.run_all)
-        self.layout = active_standby()
-        self.rig = ClusterRig(self.layout)
-        self.metrics_ports = {}
-
-        def metrics_part(node, launcher):
-            address = launcher.address(node.name)
-            if node.name not in self.metrics_ports:
-                self.metrics_ports[node.name] = free_port(address)
-            return {"metrics": {"listen": f"{address}:{self.metrics_ports[node.name]}"}}
-
-        template = self.rig.template().with_part(metrics_part)
-        self.launcher = Launcher(self.mktemp(), list(self.layout.nodes), template=template,
-                                 cleanups=self.cleanups)
-        self.addCleanup(self.launcher.teardown)
-        self.launcher.start_all()
-        self.nodes = list(self.layout.nodes)
-        self.launcher.wait_running(cluster="A", timeout=60)
-        wait_for(self.converged, timeout=60, what="every node sees the others alive")
-        self.mallory = HostilePeer.mallory(self.rig, self.launcher,
-                                           os.path.abspath(self.mktemp()))
-        self.addCleanup(self.mallory.stop)
-
-    # -- reading the cluster from outside ---------------------------------------------
-
-    def converged(self):
-        for observer in self.nodes:
-            states = last_states(self.launcher, observer, 0)
-            if any(states.get(other) != "alive" for other in self.nodes if other != observer):
-                return False
-        return True
-
-    def scrape(self, node):
-        url = f"http://{self.launcher.address(node)}:{self.metrics_ports[node]}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            samples, _ = parse_samples(response.read().decode())
-        return samples
-
-    def counter(self, node, name, **labels):
-        return self.scrape(node).get((name, tuple(sorted(labels.items()))), 0)
-
-    def peer(self, node):
-        return self.rig.peer_address(self.launcher, node)
 
     def alpha_deaths(self, offsets):
         """Every line since C{offsets} in which beta or the witness declared alpha dead."""

@@ -9,7 +9,6 @@ connection is closed as ``forged`` and counted in
 ``clsd_peer_forged_total{peer="mallory"}`` (scraped from ``[metrics]``).
 """
 
-import os
 import time
 
 from clsd.ownership.floor import read_floor
@@ -20,32 +19,12 @@ from clsd.testing.hostile import ownership_meta
 from twisted.trial import unittest
 
 from clsd.testing.failover import last_states
-from clsd.testing.faults.cleanup import Cleanups
 from clsd.testing.hostile import HostilePeer
-from clsd.testing.metered import MeteredCluster
+from tests.mallory_rig import MalloryRig
 from clsd.testing.polling import wait_for
 
 
-class OwnershipAttackTests(unittest.TestCase):
-    timeout = 240
-
-    def setUp(self):
-        self.cleanups = Cleanups()
-        self.addCleanup(self.cleanups.run_all)
-        self.cluster = MeteredCluster(self.mktemp(), cleanups=self.cleanups)
-        self.rig, self.launcher = self.cluster.rig, self.cluster.launcher
-        self.layout, self.nodes = self.cluster.layout, self.cluster.nodes
-        self.addCleanup(self.launcher.teardown)
-        self.cluster.start()
-        self.mallory = HostilePeer.mallory(self.rig, self.launcher,
-                                           os.path.abspath(self.mktemp()))
-        self.addCleanup(self.mallory.stop)
-
-    # -- reading the cluster from outside ---------------------------------------------
-
-    def forged(self, node, peer="mallory"):
-        return self.cluster.counter(node, "clsd_peer_forged_total", peer=peer)
-
+class OwnershipAttackTests(MalloryRig, unittest.TestCase):
     def owners(self):
         """(node, epoch) of every running instance of A."""
         return sorted((i.node, i.epoch) for i in self.launcher.running_instances(cluster="A"))
