@@ -16,7 +16,8 @@ from twisted.trial import unittest
 
 from clsd.config import parse_config
 from clsd.daemon import Daemon
-from clsd.supervision.forking import pid_alive, read_pidfile
+from clsd.supervision.forking import read_pidfile
+from clsd.supervision.pgroups import pid_alive
 from clsd.testing.polling import poll
 from tests.rig_support import require
 from tests.test_containment_real import require_cgroups

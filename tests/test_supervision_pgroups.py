@@ -103,3 +103,19 @@ class CachedProbeTests(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline)
             time.sleep(0.01)
         self.assertNotIn(child.pid, groups._members)
+
+
+class PidAliveTests(unittest.TestCase):
+    """The one pid_alive of the package: a zombie is dead, a process we may not signal alive."""
+
+    def test_a_zombie_counts_as_dead_and_a_reaped_pid_too(self):
+        from clsd.supervision.pgroups import pid_alive
+
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+        self.assertFalse(pid_alive(pid), "an exited, unreaped child is not alive")
+        os.waitpid(pid, 0)
+        self.assertFalse(pid_alive(pid))
+        self.assertTrue(pid_alive(os.getpid()))

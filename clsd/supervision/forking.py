@@ -11,6 +11,7 @@ import os
 
 from twisted.internet.protocol import ProcessProtocol
 
+from clsd.supervision.pgroups import pid_alive
 from clsd.supervision.process import exit_status
 
 #: How often the pidfile is read while the start is awaited (doubling up to the max).
@@ -31,22 +32,6 @@ def read_pidfile(path):
         return None
     pid = int(words[0])
     return pid if pid > 1 else None
-
-
-def pid_alive(pid):
-    """Whether process C{pid} exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return True  # no /proc: kill(0) is all we know
-    return stat[stat.rfind(b")") + 2:][:1] != b"Z"
 
 
 class PidfilePoller:

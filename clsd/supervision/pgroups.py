@@ -36,6 +36,20 @@ def group_alive(pgid):
     return OSProcessGroups().alive(pgid)
 
 
+def pid_alive(pid):
+    """Whether process C{pid} exists and is not a zombie (without /proc: whether it exists)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if not os.path.isdir(_PROC):
+        return True
+    fields = _read_stat(pid)
+    return fields is not None and fields[:1] not in ([b"Z"], [b"X"])
+
+
 def _read_stat(pid):
     """Fields 3.. of /proc/PID/stat (state first), or None if it vanished."""
     try:

@@ -38,16 +38,6 @@ def owner_of(name):
     return int(head) if head.isdigit() else None
 
 
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Cleanups:
     """A LIFO registry of undo actions."""
 

@@ -230,7 +230,8 @@ def cpu_seconds(pid):
 
 def remove_stale(*, force=False, alive=None):
     """Remove cgroups a dead rig left behind, moving their tasks to the parent."""
-    from clsd.testing.faults.cleanup import owner_of, pid_alive
+    from clsd.supervision.pgroups import pid_alive
+    from clsd.testing.faults.cleanup import owner_of
 
     alive = alive or pid_alive
     removed = []

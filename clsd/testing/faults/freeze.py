@@ -196,7 +196,8 @@ class NodeFreeze:
 
 def remove_stale(*, force=False, alive=None):
     """Thaw and remove freeze cgroups a dead rig left behind (their tasks go to the root)."""
-    from clsd.testing.faults.cleanup import owner_of, pid_alive
+    from clsd.supervision.pgroups import pid_alive
+    from clsd.testing.faults.cleanup import owner_of
 
     alive = alive or pid_alive
     root = cgroup2_root()

@@ -280,7 +280,7 @@ class Firewall:
 
 def remove_stale(backend=None, *, force=False, alive=None):
     """Remove owned tables whose owner process is gone (all of them with C{force})."""
-    from clsd.testing.faults.cleanup import pid_alive
+    from clsd.supervision.pgroups import pid_alive
 
     alive = alive or pid_alive
     backend = backend or default_backend()

@@ -11,7 +11,8 @@ import os
 import signal
 
 from clsd.testing.faults import cpu, freeze, network
-from clsd.testing.faults.cleanup import OWNER_ENV, pid_alive
+from clsd.supervision.pgroups import pid_alive
+from clsd.testing.faults.cleanup import OWNER_ENV
 
 
 def owned_processes():
