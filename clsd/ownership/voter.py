@@ -310,14 +310,16 @@ class LeaseVoter:
             grant = self._cross_grant(message.resource, ballot.owner, now) or grant
         # "held" before "stale": a holder refused because another owner holds
         # here must learn that its tenure is over (a paused machine resuming).
+        # The epoch a "held" names: the other owner's grant, else a newer
+        # tenure granted here since (the asker's ended when it began).
         newest = max(s.newest_epoch for s in (state, *cross))
+        held_epoch = grant.epoch if grant is not None else 0
         if self.quiet(now):
             reason = "quiet"
         elif grant is not None and grant.owner != ballot.owner:
             reason = "held"
         elif message.epoch < newest:
-            # A tenure that ended when a newer one was granted here.
-            reason, grant = "held", _Grant(None, None, newest, now)
+            reason, held_epoch = "held", newest
         else:
             reason = self._admit(state, ballot, cross, message)
         if reason is None and message.duration > self.timing.max_request:
@@ -326,7 +328,7 @@ class LeaseVoter:
             reply = Accepted(message.resource, ballot, ok=False, reason=reason,
                              promised=self._promised_counter(state, cross),
                              remaining=grant.until - now if grant else 0.0,
-                             epoch=grant.epoch if grant else 0)
+                             epoch=held_epoch)
             return actions + [Send(sender, reply)]
         state.promised = ballot
         state.grant = _Grant(ballot.owner, ballot, message.epoch, now + message.duration)

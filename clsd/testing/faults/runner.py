@@ -168,7 +168,8 @@ class ClustersScenario:
         C{change} ``mode``: its first active-standby cluster becomes
         ``n-active`` with ``count = 1``; ``count``: the n-active cluster's
         count grows by one (``mode`` when the node has no n-active cluster).
-        @return: the undo (the layout's settings again, from the next start).
+        @return: C{(cluster, settings, undo)}; C{undo()} gives the node the
+            layout's settings again, from its next start.
         @raise ValueError: the node runs no cluster.
         """
         rig = self.cluster_rig(launcher)
