@@ -75,6 +75,19 @@ class VoterTests(unittest.TestCase):
                          (False, "held", 5, 5))
         self.assertEqual(Accepted.from_wire(answer.to_wire()).epoch, 5)
 
+    def test_renewal_of_a_tenure_older_than_one_granted_since_is_refused(self):
+        # a held epoch 1; paused through c's tenure 7 (granted and expired);
+        # a's renewal of epoch 1 afterwards must not be granted (found by the
+        # fault rig: a frozen node renewed its old tenure after the thaw).
+        self.grant(b(1), OPEN)
+        self.assertTrue(self.grant(b(7, "c"), OPEN + T.lease).ok)
+        later = OPEN + 3 * T.lease
+        answer = reply(self.voter.receive("a", Propose("X", b(8), T.lease, 1), later))
+        self.assertEqual((answer.ok, answer.reason, answer.epoch), (False, "held", 7))
+        self.assertIsNone(self.voter.holder("X", later))
+        # A new tenure is fine.
+        self.assertTrue(self.grant(b(9), later).ok)
+
     def test_restarted_holder_is_another_owner(self):
         self.grant(b(1, "a", gen=1), OPEN)
         answer = reply(self.voter.receive("a", Propose("X", b(2, "a", gen=2), 2.0, 2), OPEN + 0.1))

@@ -56,6 +56,19 @@ class RequiredTests(unittest.TestCase):
         self.assertEqual(required(changes, THREE, 3.0), {"c1": 1, "c2": 1, "nx": 2})
         self.assertEqual(required(changes[1:], THREE, 3.0)["nx"], 1)
 
+    def test_reshape_excuses_the_clusters_of_its_node_while_it_lasts(self):
+        # n1 has another shape: failover of its clusters waits for the shapes
+        # to agree (doc/ownership.md, "Settings every node must share").
+        reshape = Change("reshape", ("n1",), {"change": "mode"}, 1.0, 6.0)
+        mine = [c for c in THREE.clusters if "n1" in THREE.clusters[c]]
+        need = required([reshape], THREE, 3.0)
+        self.assertEqual({c: need[c] for c in mine}, {c: 0 for c in mine})
+        self.assertEqual(required([reshape], THREE, 6.0), {"c1": 1, "c2": 1, "nx": 2})
+
+    def test_clock_rate_does_not_excuse(self):
+        rate = Change("clock_rate", ("n1",), {"rate": 0.02}, 1.0, 6.0)
+        self.assertEqual(required([rate], THREE, 3.0), {"c1": 1, "c2": 1, "nx": 2})
+
     def test_clock_jump_and_hung_service_do_not_excuse(self):
         changes = [Change("clock_jump", ("n1",), {"seconds": 300}, 1.0, 6.0),
                    Change("pause_service", ("n2",), {}, 1.0, 6.0)]

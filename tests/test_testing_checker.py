@@ -226,6 +226,24 @@ class EpochTests(unittest.TestCase):
         self.assertEqual((stale.record.node, stale.newer_epoch), ("b", 5))
         self.assertIn("cluster N/0", stale.describe())
 
+    def test_active_standby_cluster_under_a_slot_continues_its_epochs(self):
+        # A node restarted with mode n-active, count 1 runs the ID as lease
+        # A/0: its epochs may not go below those A already had.
+        h = History()
+        h.instance("a", "A", 1.0, epoch=5, stop=2.0)
+        h.instance("b", "A", 3.0, epoch=1, slot=0, stop=4.0)
+        [stale] = check(h.records).stale_actions
+        self.assertEqual((stale.record.node, stale.newer_epoch), ("b", 5))
+        # Slots of an n-active cluster are lines of their own.
+        self.assertEqual(check(h.records, capacity={"A": 2}).stale_actions, ())
+
+    def test_same_id_under_two_lease_names_is_an_overlap(self):
+        h = History()
+        h.instance("a", "A", 1.0, epoch=5, stop=3.0)
+        h.instance("b", "A", 2.0, epoch=6, slot=0, stop=4.0)
+        [overlap] = check(h.records).overlaps
+        self.assertEqual((overlap.cluster, overlap.start, overlap.end), ("A", 2.0, 3.0))
+
     def test_heartbeat_of_an_older_epoch_after_a_newer_start_is_stale(self):
         h = History()
         old = h.instance("a", "A", 1.0, epoch=1, beats_until=2.0, stop=4.0)

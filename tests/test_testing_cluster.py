@@ -159,3 +159,36 @@ class RingLayoutTests(unittest.TestCase):
         self.assertNotIn("j1", configs["n1"].quorum.voters)
         self.assertEqual(scenario.expected_clusters(launcher), ["c1", "c2", "nx"])
         self.assertEqual(scenario.capacity(launcher), {"nx": 2})
+
+    def test_reshaped_node_and_escaping_services_render_valid_configs(self):
+        from clsd.testing.faults.runner import SCENARIOS
+        from clsd.testing.launcher import ConfigTemplate
+
+        directory = tempfile.mkdtemp(prefix="clsd-cluster-reshape-")
+        self.addCleanup(__import__("shutil").rmtree, directory, True)
+        launcher = FakeLauncher(directory, ["n1", "n2", "n3"])
+        launcher.nodes = dict(launcher.specs)
+        launcher.spares = ()
+        scenario = SCENARIOS["clusters"](escaping=True)
+        template = ConfigTemplate()
+        for part in scenario.template_parts():
+            template = template.with_part(part)
+
+        def config(name):
+            return parse_config(template.render(launcher.specs[name], launcher), name)
+
+        cluster, settings, undo = scenario.reshape(launcher, "n1", "mode")
+        self.assertEqual((cluster, settings), ("c1", {"mode": "n-active", "count": 1}))
+        [c1] = [c for c in config("n1").clusters if c.id == "c1"]
+        self.assertEqual((c1.mode, c1.count), ("n-active", 1))
+        [c1_n2] = [c for c in config("n2").clusters if c.id == "c1"]
+        self.assertEqual(c1_n2.mode, "active-standby")
+        undo()
+        [c1] = [c for c in config("n1").clusters if c.id == "c1"]
+        self.assertEqual(c1.mode, "active-standby")
+        self.assertEqual(scenario.reshape(launcher, "n2", "count")[:2],
+                         ("nx", {"mode": "n-active", "count": 3}))
+        [nx] = [c for c in config("n2").clusters if c.id == "nx"]
+        self.assertEqual(nx.count, 3)
+        for service in config("n1").services:
+            self.assertEqual(service.command[-1], "--escape")

@@ -116,6 +116,38 @@ class NodeFreezeTests(unittest.TestCase):
         self.assertFalse(os.path.exists(frozen.path))
         self.assertFalse(frozen.active)
 
+    def test_a_service_cgroup_is_frozen_where_it_is(self):
+        # Under cgroup containment a service must never leave its cgroup
+        # (the daemon would take it for stopped): frozen in place.
+        from clsd.testing.faults.cleanup import owned_name
+
+        parent = self.start_tree()
+        [child] = [p for p in freeze.descendants(parent.pid) if p != parent.pid]
+        root = freeze.cgroup2_root()
+        contained = os.path.join(root, owned_name("testservices"))
+        os.mkdir(contained)
+        self.addCleanup(self._remove_cgroup, contained, root)
+        with open(os.path.join(contained, "cgroup.procs"), "w") as f:
+            f.write(str(child))
+        frozen = freeze.NodeFreeze(parent.pid, self.mktemp(), cleanups=self.cleanups,
+                                   contained=contained)
+        self.assertEqual(frozen.pids, [parent.pid])
+        self.assertEqual(freeze._procs(contained), [child])
+        stopped = self.sizes()
+        time.sleep(0.3)
+        self.assertEqual(self.sizes(), stopped, "a frozen process went on writing")
+        frozen.thaw()
+        time.sleep(0.2)
+        after = self.sizes()
+        self.assertGreater(after[1], stopped[1])
+        self.assertGreater(after[0], stopped[0])
+        self.assertEqual(freeze._procs(contained), [child])
+
+    def _remove_cgroup(self, path, root):
+        freeze._write(os.path.join(path, "cgroup.freeze"), 0)
+        freeze._move(freeze._procs(path), root)
+        os.rmdir(path)
+
     def test_an_interrupted_rig_thaws_at_cleanup(self):
         parent = self.start_tree()
         frozen = freeze.NodeFreeze(parent.pid, self.mktemp(), cleanups=self.cleanups)

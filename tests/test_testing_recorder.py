@@ -209,6 +209,35 @@ class ProtectedServiceTests(unittest.TestCase):
         [overlap] = report.overlaps
         self.assertEqual(overlap.nodes, ("alpha", "beta"))
 
+    def test_escaping_copy_records_in_a_session_of_its_own_and_outlives_a_term(self):
+        # What process-group containment cannot stop: the copy that records
+        # is a grandchild in its own session; TERM to the started process
+        # ends it alone.
+        process = self.spawn("--escape")
+        wait_for(lambda: any(r.kind == "heartbeat" for r in read_records(self.dir).records),
+                 15, what="a heartbeat of the escaped copy")
+        [start] = [r for r in read_records(self.dir).records if r.kind == "start"]
+        self.assertNotEqual(start.pid, process.pid)
+        self.assertTrue(start.lifeline)
+        self.assertNotEqual(os.getsid(start.pid), os.getsid(process.pid))
+        self.addCleanup(_kill_quietly, start.pid)
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(process.wait(10), 0)
+        self.wait_heartbeats(start.pid, len([r for r in self.records_of(start.pid)
+                                             if r.kind == "heartbeat"]) + 3)
+        self.assertNotIn("stop", [r.kind for r in self.records_of(start.pid)])
+        os.kill(start.pid, signal.SIGTERM)
+        wait_for(lambda: [r.kind for r in self.records_of(start.pid)][-2:] == ["stop", "exit"],
+                 10, what="the escaped copy's stop and exit")
+
+    def test_started_process_of_an_escaping_service_exits_1_when_its_copy_dies(self):
+        process = self.spawn("--escape")
+        wait_for(lambda: any(r.kind == "start" for r in read_records(self.dir).records),
+                 15, what="the escaped copy's start")
+        [start] = [r for r in read_records(self.dir).records if r.kind == "start"]
+        os.kill(start.pid, signal.SIGKILL)
+        self.assertEqual(process.wait(10), 1)
+
     def test_missing_identity_is_a_clear_error(self):
         process = subprocess.Popen(
             [sys.executable, "-m", "clsd.testing.protected_service", "--record", self.dir],
@@ -227,6 +256,13 @@ class ProtectedServiceTests(unittest.TestCase):
         process.wait(10)
         start = self.records_of(process.pid)[0]
         self.assertFalse(start.lifeline)
+
+
+def _kill_quietly(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _free_port(host):

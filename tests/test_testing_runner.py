@@ -213,6 +213,41 @@ class RunnerTests(unittest.TestCase):
         self.assertEqual(runner.members, {"n1", "n2", "n3", "j2"})
         self.assertEqual(runner.started - runner.members, {"j1"})
 
+    def test_reshape_restarts_with_another_shape_and_back(self):
+        scenario = ClustersScenario()
+        seen = []
+        self.launcher.restart = lambda name: (
+            self.launcher._log("restart", name),
+            seen.append(dict(scenario.cluster_rig(self.launcher).reshaped)))
+        run = self.run_schedule(schedule_of(
+            FaultEvent(at=2.0, kind="reshape", targets=("n1",), lasts=5.0,
+                       params={"change": "mode"}),
+            FaultEvent(at=10.0, kind="reshape", targets=("n2",), lasts=5.0,
+                       params={"change": "count"}),
+            FaultEvent(at=20.0, kind="reshape", targets=("n3",), lasts=5.0,
+                       params={"change": "mode"})), scenario)
+        self.assertEqual([c for c in self.launcher.calls if c[1] == "restart"],
+                         [(2.0, "restart", "n1"), (7.0, "restart", "n1"),
+                          (10.0, "restart", "n2"), (15.0, "restart", "n2")])
+        # n1 runs c1 as n-active with count 1; n2 runs nx with count 3; each
+        # comes back with the layout's settings.
+        self.assertEqual(seen, [
+            {("n1", "c1"): {"mode": "n-active", "count": 1}}, {},
+            {("n2", "nx"): {"mode": "n-active", "count": 3}}, {}])
+        # n3 is the witness: nothing to reshape.
+        self.assertIn("skipped: n3 runs no cluster", run.steps[2].outcome)
+
+    def test_clock_rate_moves_the_nodes_offset_file_until_healed(self):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.launcher.lease_clock_offset_path = lambda name: os.path.join(directory, name)
+        run = self.run_schedule(schedule_of(
+            FaultEvent(at=1.0, kind="clock_rate", targets=("n2",), lasts=2.0,
+                       params={"rate": 0.02})))
+        self.assertEqual(run.steps[0].outcome, "applied")
+        with open(os.path.join(directory, "n2")) as f:
+            self.assertLess(float(f.read()), 0.0)  # gained: raw - offset runs ahead
+
     def test_leave_of_a_node_that_is_down_is_skipped(self):
         run = self.run_schedule(schedule_of(
             FaultEvent(at=1.0, kind="kill_daemon", targets=("n1",), lasts=5.0),

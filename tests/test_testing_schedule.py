@@ -56,10 +56,15 @@ GOLDEN_SEED_1 = [
     (21.06, "pause_daemon", ("n1",), 3.09),
     # From the membership stream (version 2); the others are as in version 1.
     (27.82, "join", ("j1",), 11.97),
+    # From the clock-rate stream (version 4).
+    (32.76, "clock_rate", ("n3",), 7.24),
     (34.42, "pause_daemon", ("n3",), 0.4),
     # From the machine-pause stream (version 3).
     (37.7, "freeze_node", ("n1",), 2.3),
 ]
+
+#: The streams that leave every earlier event of a seed in place.
+STREAMED = schedules.MEMBERSHIP_KINDS + schedules.STREAM_KINDS
 
 
 class RuleTests(unittest.TestCase):
@@ -73,8 +78,10 @@ class RuleTests(unittest.TestCase):
         busy = {}
         self.check_membership(schedule, nodes)
         self.check_pauses(schedule)
+        self.check_reshapes(schedule)
+        self.check_rates(schedule)
         for event in schedule.events:
-            if event.kind in schedules.MEMBERSHIP_KINDS + schedules.PAUSE_KINDS:
+            if event.kind in STREAMED:
                 continue
             gap = event.at - previous
             self.assertGreaterEqual(gap, schedules.DEFAULT_MIN_GAP - 0.011)
@@ -113,11 +120,60 @@ class RuleTests(unittest.TestCase):
                 continue
             [node] = event.targets
             for other in schedule.events:
-                if other is event or other.targets != (node,) or other.kind in schedules.NETWORK_KINDS:
+                if (other is event or other.targets != (node,)
+                        or other.kind in schedules.NETWORK_KINDS + schedules.RATE_KINDS):
                     continue
                 other_end = other.heal_at if other.heal_at is not None else (
                     schedule.duration if other.kind == "join" else other.at)
                 self.assertTrue(other_end < event.at or other.at > event.heal_at, (event, other))
+
+    def check_reshapes(self, schedule):
+        """One reshape at a time, never on the last node, clear of every other fault on its node."""
+        reshapes = [e for e in schedule.events if e.kind == "reshape"]
+        for earlier, later in zip(reshapes, reshapes[1:]):
+            self.assertGreaterEqual(later.at, earlier.heal_at)
+        for event in reshapes:
+            [node] = event.targets
+            self.assertNotEqual(node, schedule.nodes[-1])
+            self.assertIn(event.params["change"], schedules.RESHAPE_CHANGES)
+            for other in schedule.events:
+                if (other is event or other.targets != (node,)
+                        or other.kind in schedules.NETWORK_KINDS + schedules.RATE_KINDS):
+                    continue
+                other_end = other.heal_at if other.heal_at is not None else (
+                    schedule.duration if other.kind == "join" else other.at)
+                self.assertTrue(other_end < event.at or other.at > event.heal_at, (event, other))
+
+    def check_rates(self, schedule):
+        """One clock off its rate at a time, by 0.5-2 % either way."""
+        rates = [e for e in schedule.events if e.kind == "clock_rate"]
+        for earlier, later in zip(rates, rates[1:]):
+            self.assertGreaterEqual(later.at, earlier.heal_at)
+        for event in rates:
+            self.assertTrue(schedules.RATE_MIN <= abs(event.params["rate"]) <= schedules.RATE_MAX,
+                            event)
+
+    def test_new_streams_leave_version_3_events_in_place(self):
+        old_kinds = tuple(k for k in schedules.ALL_KINDS
+                          if k not in schedules.RESHAPE_KINDS + schedules.RATE_KINDS)
+        for seed in range(20):
+            before = generate(seed, FIVE, 300, kinds=old_kinds).events
+            after = generate(seed, FIVE, 300).events
+            self.assertEqual(tuple(e for e in after if e.kind not in ("reshape", "clock_rate")),
+                             before)
+
+    def test_half_the_seeds_run_escaping_services(self):
+        escaping = [generate(seed, FIVE, 60).escaping for seed in range(200)]
+        self.assertTrue(60 <= sum(escaping) <= 140, sum(escaping))
+        self.assertTrue(generate(3, FIVE, 60, escaping=True).escaping)
+        again = Schedule.from_json(generate(3, FIVE, 60, escaping=True).to_json())
+        self.assertTrue(again.escaping)
+
+    def test_version_3_schedules_replay_without_escaping(self):
+        text = generate(1, FIVE, 100, kinds=("kill_daemon",), escaping=True).to_json()
+        old = Schedule.from_json(text.replace('"version": 4', '"version": 3')
+                                 .replace('"escaping": true,', ''))
+        self.assertEqual((old.version, old.escaping), (3, False))
 
     def check_membership(self, schedule, nodes):
         """One membership change at a time, joins of distinct spares, leaves clear of faults."""
@@ -156,7 +212,7 @@ class RuleTests(unittest.TestCase):
 
     def test_version_1_schedules_still_replay(self):
         text = generate(1, FIVE, 100, kinds=("kill_daemon",)).to_json()
-        old = Schedule.from_json(text.replace('"version": 3', '"version": 1')
+        old = Schedule.from_json(text.replace('"version": 4', '"version": 1')
                                  .replace('"spares": [],', ''))
         self.assertEqual((old.version, old.spares), (1, ()))
 
@@ -171,7 +227,7 @@ class RuleTests(unittest.TestCase):
     def test_gaps_are_between_min_and_max(self):
         schedule = generate(5, FIVE, 1000, min_gap=5, max_gap=15)
         ats = [e.at for e in schedule.events
-               if e.kind not in schedules.MEMBERSHIP_KINDS + schedules.PAUSE_KINDS]
+               if e.kind not in STREAMED]
         # Slots with no eligible kind are skipped, so only the lower bound is
         # strict; with every kind allowed none is skipped here.
         for a, b in zip(ats, ats[1:]):

@@ -42,8 +42,16 @@ class SummaryTests(unittest.TestCase):
         self.assertEqual(summary, {
             "schedules": 4, "failed": 2, "faults_by_kind": {"kill_daemon": 2, "split": 3},
             "violations": 2, "worst_failover": 7.0, "worst_unavailability": 4.25,
-            "bound_checked": 0, "bound_exceeded": 0, "worst_recovery": None,
+            "bound_checked": 0, "bound_exceeded": 0, "worst_recovery": None, "escaping": 0,
         })
+
+    def test_runs_with_escaping_services_are_counted(self):
+        escaping = {**report(kinds={"reshape": 1}), "escaping": True}
+        summary = soak.summarize([escaping, report(kinds={"clock_rate": 2})])
+        self.assertEqual(summary["escaping"], 1)
+        row = soak.table_row(summary, date="d", machine="m", scenario="s")
+        self.assertIn("| clock_rate 2, reshape 1; services escaping their process group in 1 runs |",
+                      row)
 
     def test_failover_bound_figures(self):
         summary = soak.summarize([

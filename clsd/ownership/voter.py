@@ -24,6 +24,10 @@ Rules, each with its reason:
 - While the voters change, a request is granted only if the proposer's
   voter set is one step from this voter's (L{clsd.ownership.voterset}):
   refused with reason ``voters`` otherwise.
+- A renewal of a tenure older than one this voter has granted since is
+  refused ``held`` with that newer epoch, also once the newer grant has
+  expired: the old tenure ended when the newer one began, and a holder that
+  was paused through the newer tenure must not act under its epoch again.
 - A grant lasts the request's C{duration} counted from its *arrival* here,
   which is later than when the holder sent it: the holder's own count ends
   earlier.
@@ -91,6 +95,8 @@ class _Resource:
     previous: str | None = None
     previous_released: bool = False
     previous_epoch: int = 0
+    #: The highest tenure epoch granted here.
+    newest_epoch: int = 0
 
 
 class LeaseVoter:
@@ -304,10 +310,16 @@ class LeaseVoter:
             grant = self._cross_grant(message.resource, ballot.owner, now) or grant
         # "held" before "stale": a holder refused because another owner holds
         # here must learn that its tenure is over (a paused machine resuming).
+        # The epoch a "held" names: the other owner's grant, else a newer
+        # tenure granted here since (the asker's ended when it began).
+        newest = max(s.newest_epoch for s in (state, *cross))
+        held_epoch = grant.epoch if grant is not None else 0
         if self.quiet(now):
             reason = "quiet"
         elif grant is not None and grant.owner != ballot.owner:
             reason = "held"
+        elif message.epoch < newest:
+            reason, held_epoch = "held", newest
         else:
             reason = self._admit(state, ballot, cross, message)
         if reason is None and message.duration > self.timing.max_request:
@@ -316,10 +328,11 @@ class LeaseVoter:
             reply = Accepted(message.resource, ballot, ok=False, reason=reason,
                              promised=self._promised_counter(state, cross),
                              remaining=grant.until - now if grant else 0.0,
-                             epoch=grant.epoch if grant else 0)
+                             epoch=held_epoch)
             return actions + [Send(sender, reply)]
         state.promised = ballot
         state.grant = _Grant(ballot.owner, ballot, message.epoch, now + message.duration)
+        state.newest_epoch = max(state.newest_epoch, message.epoch)
         reply = Accepted(message.resource, ballot, ok=True, promised=ballot.counter,
                          remaining=message.duration)
         return actions + [Send(sender, reply)]

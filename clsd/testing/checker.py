@@ -347,20 +347,37 @@ def _excess(intervals_, horizon, key, limit_of):
 # -- epochs ----------------------------------------------------------------------
 
 
-def stale_actions(records):
-    """Actions stamped with an epoch lower than one already started for the same lease."""
-    highest = {}  # resource -> (epoch, node, t) of the highest epoch started so far
+def epoch_line(record, capacity=None):
+    """Whose epochs must grow together: the lease, and for a cluster of capacity 1 the cluster.
+
+    A node restarted with another shape for an active-standby cluster
+    (``n-active``, ``count = 1``) takes lease ``ID/0`` instead of ``ID``;
+    its epochs continue the cluster's, never below them (issue 17).
+    """
+    if record.slot is not None and (capacity or {}).get(record.cluster, 1) == 1:
+        return record.cluster
+    return record.resource
+
+
+def stale_actions(records, capacity=None):
+    """Actions stamped with an epoch lower than one already started for the same lease.
+
+    @param capacity: as for L{overlaps}: a cluster of capacity 1 is one
+        line of epochs, whatever slot its records name (L{epoch_line}).
+    """
+    highest = {}  # epoch line -> (epoch, node, t) of the highest epoch started so far
     found = []
     for record in sorted(records, key=lambda r: r.t):
         if record.epoch is None or record.kind not in ACTION_KINDS:
             continue
-        best = highest.get(record.resource)
+        line = epoch_line(record, capacity)
+        best = highest.get(line)
         if best is not None and record.epoch < best[0] and best[2] < record.t:
             found.append(StaleAction(
                 record=record, newer_epoch=best[0], newer_node=best[1], newer_start=best[2],
             ))
         if record.kind == "start" and (best is None or record.epoch > best[0]):
-            highest[record.resource] = (record.epoch, record.node, record.t)
+            highest[line] = (record.epoch, record.node, record.t)
     return tuple(found)
 
 
@@ -542,7 +559,7 @@ def check(records, *, horizon=None, capacity=None, max_gap=DEFAULT_MAX_GAP, faul
         intervals=spans,
         overlaps=overlaps(without_pauses(spans, pauses, horizon), horizon=horizon,
                           capacity=capacity),
-        stale_actions=stale_actions(excused),
+        stale_actions=stale_actions(excused, capacity),
         epoch_reuses=epoch_reuses(records),
         unavailability=unavailability(records, horizon=horizon, max_gap=max_gap),
         failovers=failovers(spans, faults, horizon=horizon),

@@ -192,15 +192,22 @@ def service_name(cluster):
 class ClusterRig:
     """Template parts and addresses for one launcher running C{layout}."""
 
-    def __init__(self, layout, timing=DEFAULT_TIMING, *, interval=0.1, health_check=True):
+    def __init__(self, layout, timing=DEFAULT_TIMING, *, interval=0.1, health_check=True,
+                 escaping=False):
         """
         @param interval: the protected service's heartbeat interval (s).
         @param health_check: give each service an HTTP health check.
+        @param escaping: the protected services double-fork and setsid
+            (``--escape``): the copy that records leaves its process group.
         """
         self.layout = layout
         self.timing = timing
         self.interval = interval
         self.health_check = health_check
+        self.escaping = escaping
+        #: C{{(node, cluster): settings}} that replace the layout's for one
+        #: node's next config (the rig's ``reshape`` fault).
+        self.reshaped = {}
         self._ports = None
 
     # -- addresses ----------------------------------------------------------------
@@ -289,7 +296,7 @@ class ClusterRig:
             name = service_name(cluster)
             command = [sys.executable, "-m", "clsd.testing.protected_service",
                        "--record", launcher.records_dir, "--interval", str(self.interval),
-                       "--http", f"{host}:{port}"]
+                       "--http", f"{host}:{port}", *(["--escape"] if self.escaping else [])]
             # CLSD_CLUSTER, CLSD_EPOCH and CLSD_NODE come from the daemon that
             # holds the lease: the records then show what ownership decided.
             service = {"name": name, "command": command,
@@ -301,7 +308,8 @@ class ClusterRig:
             clusters.append({"id": cluster, "service": name,
                              "priority": self.layout.clusters[cluster][node.name],
                              **self.layout.cluster_options,
-                             **self.layout.cluster_settings.get(cluster, {})})
+                             **self.reshaped.get((node.name, cluster),
+                                                 self.layout.cluster_settings.get(cluster, {}))})
         tables = {}
         if services:
             tables["service"] = services

@@ -284,6 +284,16 @@ class Launcher:
 
     # -- lifecycle ------------------------------------------------------------------
 
+    def service_cgroups(self, name):
+        """The directory of node C{name}'s service cgroups (cgroup containment), or None."""
+        from clsd.supervision.containment import CgroupTree
+        from clsd.testing.faults.freeze import cgroup2_root
+
+        root = cgroup2_root()
+        if root is None:
+            return None
+        return CgroupTree(root, name, self.node(name).spec.data_dir).directory
+
     def write_config(self, name):
         spec = self.node(name).spec
         with open(spec.config_path, "w") as f:

@@ -10,6 +10,13 @@ Order matters for the checker's soundness:
   4. on SIGTERM/SIGINT: close the listener, write ``stop`` as the last act,
      exit 0. SIGKILL leaves no stop record; the lifeline's ``exit`` ends it.
 
+With ``--escape`` it is a service that escapes its process group, as a
+daemon that backgrounds itself does: it double-forks, the grandchild calls
+``setsid`` and does all of the above (its records carry ``escaped``), while
+the process the supervisor started only waits: it exits 0 on SIGTERM without
+passing the signal on, and 1 when the grandchild is gone. Only containment
+that holds every process of the service (a cgroup) stops the grandchild.
+
 Identity comes from ``CLSD_NODE``, ``CLSD_CLUSTER``, ``CLSD_EPOCH`` and ``CLSD_SLOT`` (set by
 the daemon that owns the lease), or from ``--node/--cluster/--epoch``.
 ``GET /`` answers 200 with the identity as JSON, for health checks and for
@@ -55,6 +62,8 @@ def build_parser():
     parser.add_argument("--node", help="node name (default: $CLSD_NODE)")
     parser.add_argument("--cluster", help="cluster ID (default: $CLSD_CLUSTER)")
     parser.add_argument("--epoch", type=int, help="lease epoch (default: $CLSD_EPOCH)")
+    parser.add_argument("--escape", action="store_true",
+                        help="double-fork and setsid: the recording copy leaves the process group")
     return parser
 
 
@@ -79,7 +88,7 @@ def _handler_for(identity):
     return Handler
 
 
-def run(args, environ=os.environ):
+def run(args, environ=os.environ, *, escaped=False):
     try:
         identity = identity_from_env(
             environ, os.getpid(), node=args.node, cluster=args.cluster, epoch=args.epoch
@@ -102,7 +111,8 @@ def run(args, environ=os.environ):
     lifeline = connect_lifeline(args.record, identity)
     writer = RecordWriter(args.record, identity)
     writer.record("start", lifeline=lifeline is not None,
-                  http=f"{args.http[0]}:{args.http[1]}" if args.http else None)
+                  http=f"{args.http[0]}:{args.http[1]}" if args.http else None,
+                  **({"escaped": True} if escaped else {}))
 
     server = None
     if args.http:
@@ -130,9 +140,53 @@ def run(args, environ=os.environ):
     return 0
 
 
+def _gone(pid):
+    """Whether C{pid} has exited (a zombie counts: it no longer runs)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def escape(args, environ=os.environ):
+    """Run the recording copy in a grandchild of its own session; wait for TERM or its end."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        os.setsid()
+        grandchild = os.fork()
+        if grandchild:
+            os.write(write_end, str(grandchild).encode())
+            os._exit(0)
+        os.close(write_end)
+        code = 1
+        try:
+            code = run(args, environ, escaped=True)
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end) as pipe:
+        text = pipe.read().strip()
+    if not text.isdigit():
+        sys.stderr.write("protected_service: the escaped copy did not start\n")
+        return 1
+    grandchild = int(text)
+    stopping = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: stopping.append(signum))
+    while not stopping:
+        if _gone(grandchild):
+            return 1
+        select.select([], [], [], 0.1)
+    return 0
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    sys.exit(run(args))
+    sys.exit(escape(args) if args.escape else run(args))
 
 
 if __name__ == "__main__":

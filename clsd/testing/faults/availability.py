@@ -175,6 +175,9 @@ def required(changes, layout, t):
     down = {n for c in active if c.kind in DOWN_KINDS for n in c.targets}
     unclean = {n for c in active if c.kind in UNCLEAN_KINDS for n in c.targets}
     clean = [n for n in members if n not in down and n not in unclean]
+    # A node with another shape for its clusters holds back their failover
+    # (doc/ownership.md, "Settings every node must share"): excused.
+    reshaped = {n for c in active if c.kind == "reshape" for n in c.targets}
     sides = [members]
     for c in active:
         if c.kind == "isolate":
@@ -186,6 +189,9 @@ def required(changes, layout, t):
     result = {}
     for cluster in layout.clusters:
         best = 0
+        if reshaped & set(layout.clusters[cluster]):
+            result[cluster] = 0
+            continue
         for side in sides:
             voters = [n for n in side if n in clean and n in layout.voters]
             if 2 * len(voters) <= len(layout.voters):

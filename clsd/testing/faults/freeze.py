@@ -6,10 +6,14 @@ passed, so a lease holder's deadline still lies ahead while another node has
 taken over. The rig does the same to one node on loopback:
 
 - every process of the node (the daemon and all its descendants: the lease
-  guard, services, hooks) is moved into a cgroup of our own under the cgroup
-  v2 hierarchy (found in ``/proc/self/mountinfo``) and frozen with
-  ``cgroup.freeze``, which stops them all at once (no SIGSTOP the processes
-  could see);
+  guard, services, hooks) is frozen with ``cgroup.freeze`` of the cgroup v2
+  hierarchy (found in ``/proc/self/mountinfo``), which stops them all at once
+  (no SIGSTOP the processes could see): the daemon's own cgroups (its
+  services under cgroup containment, with whatever escaped their process
+  group) are frozen where they are, since moving a process out of its
+  service's cgroup would tell the daemon the service stopped; every other
+  process of the node is moved into a cgroup of our own, frozen, and moved
+  back at the thaw;
 - before the thaw, the time they spent frozen is added to the node's lease
   clock offset file (L{clsd.clock.OFFSET_ENV}, read by the daemon's and the
   guard's lease clock), so their lease clock has not moved across the pause.
@@ -23,6 +27,7 @@ clock without also moving every clock the records are taken on.
 
 import itertools
 import os
+import threading
 import time
 
 from clsd.clock import raw_clock
@@ -111,8 +116,20 @@ def _frozen(path):
         return "frozen 1" in f.read().splitlines()
 
 
+_offset_lock = threading.Lock()
+
+
 def add_offset(path, seconds):
-    """Add C{seconds} to the lease clock offset in C{path} (atomically: temp file, rename)."""
+    """Add C{seconds} to the lease clock offset in C{path} (atomically: temp file, rename).
+
+    Thread-safe: a clock running at another rate (L{clsd.testing.faults.rate})
+    moves the same file from a thread while a pause winds it back.
+    """
+    with _offset_lock:
+        return _add_offset(path, seconds)
+
+
+def _add_offset(path, seconds):
     try:
         with open(path) as f:
             current = float(f.read().strip() or 0)
@@ -133,7 +150,13 @@ class NodeFreeze:
     before the thaw. C{paused}: the seconds added to the lease clock offset.
     """
 
-    def __init__(self, pid, offset_path, *, cleanups=None, clock=time.monotonic):
+    def __init__(self, pid, offset_path, *, cleanups=None, clock=time.monotonic,
+                 contained=None):
+        """
+        @param contained: the directory of the daemon's own cgroups (its
+            L{clsd.supervision.containment.CgroupTree}), frozen in place; None
+            when its services are not in cgroups.
+        """
         root = cgroup2_root()
         if root is None:
             raise FreezeUnsupported("no cgroup v2 hierarchy is mounted")
@@ -143,22 +166,29 @@ class NodeFreeze:
         self.thawed_at = None
         self.origin = _cgroup_of(pid, root)
         self.path = os.path.join(root, owned_name(f"freeze{next(_serial)}"))
+        self.contained = contained if contained and os.path.isdir(contained) else None
         os.mkdir(self.path)
         self._cleanups = cleanups or default_cleanups
         self._token = self._cleanups.add(self._release, f"thaw and remove cgroup {self.path}")
         try:
+            frozen = [self.path]
+            if self.contained is not None:
+                # Frozen first: nothing of a service can fork out of it meanwhile.
+                _write(os.path.join(self.contained, "cgroup.freeze"), 1)
+                frozen.append(self.contained)
             # Parents first (descendants() walks down), so a child forked
             # meanwhile is born inside; a second pass catches the rest.
             for _ in range(3):
-                outside = [p for p in descendants(pid) if p not in _procs(self.path)]
+                outside = [p for p in descendants(pid)
+                           if p not in _procs(self.path) and not self._in_contained(p, root)]
                 if not outside:
                     break
                 _move(outside, self.path)
             _write(os.path.join(self.path, "cgroup.freeze"), 1)
             deadline = time.monotonic() + FREEZE_TIMEOUT
-            while not _frozen(self.path):
+            while not all(_frozen(path) for path in frozen):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"cgroup {self.path} did not freeze in {FREEZE_TIMEOUT}s")
+                    raise RuntimeError(f"cgroups {frozen} did not freeze in {FREEZE_TIMEOUT}s")
                 time.sleep(0.001)
         except BaseException:
             self._cleanups.run(self._token)
@@ -167,6 +197,15 @@ class NodeFreeze:
         self.frozen_raw = raw_clock()
         self.frozen_at = clock()
         self.pids = _procs(self.path)
+
+    def _in_contained(self, pid, root):
+        if self.contained is None:
+            return False
+        try:
+            path = _cgroup_of(pid, root)
+        except (OSError, FreezeUnsupported):
+            return False
+        return path == self.contained or path.startswith(self.contained + os.sep)
 
     @property
     def active(self):
@@ -186,6 +225,11 @@ class NodeFreeze:
         self._token = None
 
     def _release(self):
+        if self.contained is not None:
+            try:
+                _write(os.path.join(self.contained, "cgroup.freeze"), 0)
+            except FileNotFoundError:
+                pass  # the daemon removed it meanwhile (nothing frozen there any more)
         _write(os.path.join(self.path, "cgroup.freeze"), 0)
         _move(_procs(self.path), self.origin)
         try:

@@ -99,6 +99,8 @@ def build(*, schedule, run, scenario, final, during, log_problems, replay, bound
         "seed": schedule.seed,
         "nodes": list(schedule.nodes),
         "duration": schedule.duration,
+        #: The protected services escaped their process group (schedule version 4).
+        "escaping": bool(getattr(schedule, "escaping", False)),
         "replay": replay,
         "faults_by_kind": by_kind,
         "timeline": timeline,

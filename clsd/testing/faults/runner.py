@@ -22,6 +22,7 @@ from clsd.testing.faults.clock import ClockJump
 from clsd.testing.faults.cpu import CpuStarvation
 from clsd.testing.faults.freeze import FreezeUnsupported, NodeFreeze
 from clsd.testing.faults.process import Pause
+from clsd.testing.faults.rate import RateDrift
 from clsd.testing.launcher import health_checks_available, protected_service_part
 from clsd.testing.polling import WaitTimeout, wait_for
 
@@ -134,18 +135,20 @@ class ClustersScenario:
     #: Copies of the n-active cluster (two: the smallest count that is not active-standby).
     DEFAULT_N_ACTIVE = 2
 
-    def __init__(self, *, timing=None, n_active=DEFAULT_N_ACTIVE):
+    def __init__(self, *, timing=None, n_active=DEFAULT_N_ACTIVE, escaping=False):
         from clsd.testing.cluster import DEFAULT_TIMING
 
         self.timing = timing or DEFAULT_TIMING
         self.n_active = n_active
+        self.escaping = escaping
         self._rig = None
 
     @property
     def description(self):
         extra = f", n-active nx count {self.n_active}" if self.n_active else ""
+        escaping = ", services escape their process group" if self.escaping else ""
         return (f"clusters (ring of active-standby cluster IDs, witness{extra}; "
-                f"{self.timing.name} timing)")
+                f"{self.timing.name} timing{escaping})")
 
     def cluster_rig(self, launcher):
         """The L{ClusterRig}, made for the launcher's nodes the first time it is needed."""
@@ -156,8 +159,37 @@ class ClustersScenario:
             nodes = [name for name in launcher.nodes if name not in spares]
             n_active = min(self.n_active, len(nodes) - 1) if len(nodes) >= 3 else 0
             self._rig = ClusterRig(ring_layout(nodes, spares=spares, n_active=n_active),
-                                   self.timing)
+                                   self.timing, escaping=self.escaping)
         return self._rig
+
+    def reshape(self, launcher, node, change):
+        """Give C{node} another shape for one of its clusters (from its next start).
+
+        C{change} ``mode``: its first active-standby cluster becomes
+        ``n-active`` with ``count = 1``; ``count``: the n-active cluster's
+        count grows by one (``mode`` when the node has no n-active cluster).
+        @return: C{(cluster, settings, undo)}; C{undo()} gives the node the
+            layout's settings again, from its next start.
+        @raise ValueError: the node runs no cluster.
+        """
+        rig = self.cluster_rig(launcher)
+        layout = rig.layout
+        mine = layout.clusters_of(node)
+        if not mine:
+            raise ValueError(f"{node} runs no cluster")
+        shared = [c for c in mine if layout.count(c) > 1]
+        if change == "count" and shared:
+            cluster = shared[0]
+            settings = {**layout.cluster_settings[cluster], "count": layout.count(cluster) + 1}
+        else:
+            single = [c for c in mine if layout.count(c) == 1]
+            if not single:
+                raise ValueError(f"{node} runs no active-standby cluster")
+            cluster = single[0]
+            settings = {**layout.cluster_settings.get(cluster, {}), "mode": "n-active",
+                        "count": 1}
+        rig.reshaped[node, cluster] = settings
+        return cluster, settings, lambda: rig.reshaped.pop((node, cluster), None)
 
     def template_parts(self):
         def part(name):
@@ -397,11 +429,43 @@ class ScheduleRunner:
         pid = self._daemon_pid(name)
         try:
             frozen = NodeFreeze(pid, self.launcher.lease_clock_offset_path(name),
-                                cleanups=self.cleanups)
+                                cleanups=self.cleanups,
+                                contained=self.launcher.service_cgroups(name))
         except FreezeUnsupported as e:
             raise _Skip(str(e)) from None
         self.freezes.append((name, frozen))
         return frozen.thaw
+
+    def _apply_clock_rate(self, event):
+        name = event.targets[0]
+        drift = RateDrift(self.launcher.lease_clock_offset_path(name), event.params["rate"],
+                          cleanups=self.cleanups)
+        return drift.heal
+
+    def _apply_reshape(self, event):
+        name = event.targets[0]
+        self._daemon_pid(name)
+        reshape = getattr(self.scenario, "reshape", None)
+        if reshape is None:
+            raise _Skip(f"scenario {self.scenario.name} has no cluster shapes")
+        try:
+            cluster, settings, undo = reshape(self.launcher, name, event.params["change"])
+        except ValueError as e:
+            raise _Skip(str(e)) from None
+        self.say(f"reshape: {name} restarts with {cluster} "
+                 + " ".join(f"{k}={v}" for k, v in sorted(settings.items())))
+        try:
+            self.launcher.restart(name)
+        except BaseException:
+            undo()
+            raise
+
+        def back():
+            undo()
+            if self.launcher.node(name).running:
+                self.launcher.restart(name)
+            # Not running (killed meanwhile): its next start has the old shape.
+        return back
 
     def machine_pauses(self, bound):
         """The checker's L{checker.MachinePause} of every node frozen and thawed in the run."""
@@ -510,6 +574,8 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
     from clsd.testing.launcher import ConfigTemplate, Launcher
 
     say = say or (lambda line: None)
+    if getattr(schedule, "escaping", False) and hasattr(scenario, "escaping"):
+        scenario.escaping = True
     template = ConfigTemplate()
     for part in scenario.template_parts():
         template = template.with_part(part)

@@ -16,6 +16,13 @@ every C{PAUSE_MIN_GAP}..C{PAUSE_MAX_GAP} seconds, on a node no other process
 fault or membership change touches meanwhile (version 3; the other events of
 a seed are as in version 2).
 
+Version 4 adds three more streams of the seed, each leaving every earlier
+event of a seed where it was in version 3: a node restarted with another
+shape for one of its clusters (``reshape``, stream ``reshape-S``), a node's
+lease clock running up to 2 % fast or slow (``clock_rate``, stream
+``rate-S``), and whether the run's protected services escape their process
+group (C{escaping}, stream ``escape-S``: half the seeds).
+
 Membership changes (``join`` of a spare node, graceful ``leave`` of a node
 that comes back later) come from a second random stream of the same seed,
 at most one at a time, one every C{MEMBERSHIP_MIN_GAP}..C{MEMBERSHIP_MAX_GAP}
@@ -28,10 +35,11 @@ import random
 
 import attrs
 
-SCHEDULE_VERSION = 3
+SCHEDULE_VERSION = 4
 #: Versions this rig replays (version 1: no membership changes, no spares;
-#: version 2: no machine pauses).
-READABLE_VERSIONS = (1, 2, 3)
+#: version 2: no machine pauses; version 3: no reshapes, clock rates or
+#: escaping services).
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 #: Leave the cluster this long to settle before the first fault.
 DEFAULT_SETTLE = 5.0
@@ -50,9 +58,17 @@ MEMBERSHIP_KINDS = ("join", "leave")
 #: A whole machine paused (every process of a node frozen, its lease clock
 #: stopped meanwhile: clsd.testing.faults.freeze), from a stream of its own.
 PAUSE_KINDS = ("freeze_node",)
-ALL_KINDS = NETWORK_KINDS + PROCESS_KINDS + MEMBERSHIP_KINDS + PAUSE_KINDS
-#: The least number of nodes each kind needs to mean anything.
-MIN_NODES = {"isolate": 2, "split": 3, "bridge": 3, "ring": 4, "loss": 2, "leave": 2}
+#: A node restarted with another ``mode``/``count`` for one of its clusters
+#: (and restarted with its own again at the heal); a node's lease clock
+#: running at another rate. Each from a stream of its own.
+RESHAPE_KINDS = ("reshape",)
+RATE_KINDS = ("clock_rate",)
+STREAM_KINDS = PAUSE_KINDS + RESHAPE_KINDS + RATE_KINDS
+ALL_KINDS = NETWORK_KINDS + PROCESS_KINDS + MEMBERSHIP_KINDS + STREAM_KINDS
+#: The least number of nodes each kind needs to mean anything (a reshape
+#: needs a node that runs clusters beside the witness and a second candidate).
+MIN_NODES = {"isolate": 2, "split": 3, "bridge": 3, "ring": 4, "loss": 2, "leave": 2,
+             "reshape": 3}
 
 #: Spare nodes (``j1``, ``j2``) a schedule with ``join`` may start: each joins once.
 DEFAULT_SPARES = 2
@@ -64,6 +80,22 @@ MEMBERSHIP_MAX_GAP = 25.0
 
 PAUSE_MIN_GAP = 15.0
 PAUSE_MAX_GAP = 35.0
+
+RESHAPE_MIN_GAP = 20.0
+RESHAPE_MAX_GAP = 40.0
+#: What a reshape changes: an active-standby cluster of the node becomes
+#: ``n-active`` with ``count = 1`` (lease ``ID/0`` beside ``ID``), or the
+#: n-active cluster's count grows by one.
+RESHAPE_CHANGES = ("mode", "count")
+
+RATE_MIN_GAP = 15.0
+RATE_MAX_GAP = 35.0
+#: How far a lease clock's rate is off: 0.5-2 % fast or slow. Inside what the
+#: default drift margin covers (m = 0.1 s of T = 2 s less the kill latency:
+#: a holder slow by r believes (T - m) / (1 - r) = 1.94 s at 2 %), so no
+#: overlap is allowed (doc/reliability.md, "Clock rates").
+RATE_MIN = 0.005
+RATE_MAX = 0.02
 
 
 class ScheduleError(ValueError):
@@ -100,6 +132,9 @@ class Schedule:
     version: int = SCHEDULE_VERSION
     #: Nodes not started at first, that ``join`` events start.
     spares: tuple[str, ...] = ()
+    #: The protected services double-fork and setsid: the recording copy
+    #: leaves its process group (version 4).
+    escaping: bool = False
 
     def to_json(self):
         return json.dumps(attrs.asdict(self), indent=2, sort_keys=True) + "\n"
@@ -128,7 +163,8 @@ class Schedule:
                         f"(spares: {', '.join(spares) or 'none'})")
             return cls(seed=data["seed"], nodes=tuple(data["nodes"]), duration=data["duration"],
                        lease=data["lease"], kinds=tuple(data["kinds"]), events=events,
-                       version=data["version"], spares=spares)
+                       version=data["version"], spares=spares,
+                       escaping=bool(data.get("escaping", False)))
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             if isinstance(e, ScheduleError):
                 raise
@@ -183,11 +219,13 @@ def _pick_event(rnd, kind, nodes, lease, free):
 
 def generate(seed, nodes, duration, *, kinds=ALL_KINDS, lease=DEFAULT_LEASE,
              settle=DEFAULT_SETTLE, min_gap=DEFAULT_MIN_GAP, max_gap=DEFAULT_MAX_GAP,
-             spares=None):
+             spares=None, escaping=None):
     """A L{Schedule} of faults for C{nodes} over C{duration} seconds, from C{seed} alone.
 
     @param spares: names of nodes that may join; default C{DEFAULT_SPARES}
         names ``j1``... when ``join`` is among C{kinds}, else none.
+    @param escaping: whether the services escape their process group; None:
+        drawn from the seed (half the seeds).
     """
     nodes = tuple(nodes)
     duration = float(duration)
@@ -204,8 +242,9 @@ def generate(seed, nodes, duration, *, kinds=ALL_KINDS, lease=DEFAULT_LEASE,
     if set(spares) & set(nodes) or len(set(spares)) != len(spares):
         raise ScheduleError(f"spares {list(spares)} must be distinct and not among the nodes")
     usable = tuple(k for k in kinds if len(nodes) >= MIN_NODES.get(k, 1)
-                   and (k != "join" or spares) and k not in PAUSE_KINDS)
-    if not usable and not set(kinds) & set(PAUSE_KINDS):
+                   and (k != "join" or spares) and k not in STREAM_KINDS)
+    streamed = [k for k in kinds if k in STREAM_KINDS and len(nodes) >= MIN_NODES.get(k, 1)]
+    if not usable and not streamed:
         raise ScheduleError(f"no fault kind among {list(kinds)} works with {len(nodes)} nodes")
     rnd = random.Random(seed)
     events = []
@@ -238,9 +277,16 @@ def generate(seed, nodes, duration, *, kinds=ALL_KINDS, lease=DEFAULT_LEASE,
     pauses = []
     if "freeze_node" in kinds:
         pauses = _pause_events(seed, nodes, duration, lease, events + membership, settle)
-    events = sorted(events + membership + pauses, key=lambda e: e.at)
+    reshapes = []
+    if "reshape" in streamed:
+        reshapes = _reshape_events(seed, nodes, duration, events + membership + pauses)
+    rates = _rate_events(seed, nodes, duration) if "clock_rate" in streamed else []
+    if escaping is None:
+        escaping = random.Random(f"escape-{seed}").random() < 0.5
+    events = sorted(events + membership + pauses + reshapes + rates, key=lambda e: e.at)
     return Schedule(seed=seed, nodes=nodes, duration=duration, lease=lease,
-                    kinds=tuple(kinds), events=tuple(events), spares=spares)
+                    kinds=tuple(kinds), events=tuple(events), spares=spares,
+                    escaping=bool(escaping))
 
 
 def _membership_events(seed, nodes, spares, duration, usable, faults, settle):
@@ -285,6 +331,63 @@ def _membership_events(seed, nodes, spares, duration, usable, faults, settle):
             end = t + lasts
         # One membership change at a time: the next comes after this one is over.
         t = max(t, _round(end))
+    return events
+
+
+def _busy_nodes(others, duration):
+    """C{{node: [(from, to)]}} of the process faults, membership changes and pauses in C{others}."""
+    busy = {}
+    for event in others:
+        if event.kind in NETWORK_KINDS:
+            continue
+        end = event.heal_at if event.heal_at is not None else (
+            duration if event.kind == "join" else event.at)
+        busy.setdefault(event.targets[0], []).append((event.at, end))
+    return busy
+
+
+def _reshape_events(seed, nodes, duration, others):
+    """Restarts with another shape, one at a time, on a node nothing else touches meanwhile.
+
+    The last node is left out: in the clusters scenario it is the witness
+    and runs no cluster.
+    """
+    rnd = random.Random(f"reshape-{seed}")
+    busy = _busy_nodes(others, duration)
+    events = []
+    t = DEFAULT_SETTLE
+    while True:
+        t = _round(t + rnd.uniform(RESHAPE_MIN_GAP, RESHAPE_MAX_GAP))
+        if t >= duration:
+            break
+        lasts = _round(min(rnd.uniform(5, 15), duration - t))
+        change = rnd.choice(RESHAPE_CHANGES)
+        candidates = [n for n in nodes[:-1] if all(
+            to < t - 1.0 or start > t + lasts + 2.0 for start, to in busy.get(n, ()))]
+        if not candidates:
+            continue
+        node = rnd.choice(candidates)
+        events.append(FaultEvent(at=t, kind="reshape", targets=(node,), lasts=lasts,
+                                 params={"change": change}))
+        t = max(t, _round(t + lasts))
+    return events
+
+
+def _rate_events(seed, nodes, duration):
+    """One node's lease clock off its rate at a time; nothing else needs to stay clear of it."""
+    rnd = random.Random(f"rate-{seed}")
+    events = []
+    t = DEFAULT_SETTLE
+    while True:
+        t = _round(t + rnd.uniform(RATE_MIN_GAP, RATE_MAX_GAP))
+        if t >= duration:
+            break
+        lasts = _round(min(rnd.uniform(8, 20), duration - t))
+        rate = round(rnd.choice((-1, 1)) * rnd.uniform(RATE_MIN, RATE_MAX), 4)
+        node = rnd.choice(nodes)
+        events.append(FaultEvent(at=t, kind="clock_rate", targets=(node,), lasts=lasts,
+                                 params={"rate": rate}))
+        t = max(t, _round(t + lasts))
     return events
 
 

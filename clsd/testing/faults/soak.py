@@ -44,7 +44,9 @@ def summarize(reports, *, missing=0):
     bound_checked = 0
     bound_exceeded = 0
     worst_recovery = None
+    escaping = 0
     for report in reports:
+        escaping += bool(report.get("escaping"))
         for kind, count in report.get("faults_by_kind", {}).items():
             by_kind[kind] = by_kind.get(kind, 0) + count
         violations += len(report.get("violations", ()))
@@ -75,6 +77,8 @@ def summarize(reports, *, missing=0):
         "bound_exceeded": bound_exceeded,
         #: The longest a cluster stayed short of copies while the faults allowed it to run.
         "worst_recovery": worst_recovery,
+        #: Runs whose protected services escaped their process group.
+        "escaping": escaping,
     }
 
 
@@ -91,6 +95,8 @@ def _seconds(value):
 def table_row(summary, *, date, machine, scenario):
     """One Markdown table row for the results table of doc/reliability.md."""
     kinds = ", ".join(f"{k} {n}" for k, n in summary["faults_by_kind"].items()) or "none"
+    if summary.get("escaping"):
+        kinds += f"; services escaping their process group in {summary['escaping']} runs"
     schedules = f"{summary['schedules']} ({summary['failed']} failed)"
     cells = [date, machine, scenario, schedules, kinds, str(summary["violations"]),
              _seconds(summary["worst_failover"]), _seconds(summary["worst_unavailability"])]
