@@ -12,7 +12,7 @@ from clsd.membership.core import (
 )
 from clsd.membership.members import Member, State
 from clsd.membership.messages import (
-    Gossip, Heartbeat, Join, JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords, Unwatch,
+    Gossip, Heartbeat, Join, Report, SyncDigest, SyncRecords, Unwatch,
     Watch,
 )
 from clsd.membership.table import build_snapshots

@@ -4,10 +4,9 @@ from twisted.trial import unittest
 
 from clsd.membership.core import Expel, Gossip, MemberChanged, Received
 from clsd.membership.members import State
-from clsd.membership.messages import MemberUpdate
 
 from tests.test_membership_core import formed, of
-from tests.membership_signing import join, join_ack, signed_update
+from tests.membership_signing import signed_update
 
 
 class ExpelTests(unittest.TestCase):

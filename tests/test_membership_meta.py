@@ -16,7 +16,7 @@ from clsd.membership.messages import (
 from clsd.membership.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
 from clsd.wire.codec import MAX_LINE
 from tests.test_membership_core import formed, new_core, of
-from tests.membership_signing import join, join_ack, signed_update
+from tests.membership_signing import signed_update
 
 
 def gossiped(actions):

@@ -11,12 +11,12 @@ from clsd.events import EventLog
 from clsd.layers import membership_message
 from clsd.membership import core as mcore
 from clsd.membership.members import IN_RING, Member, State, decode_meta
-from clsd.membership.messages import Gossip, Heartbeat, JoinAck, MemberUpdate, Watch
+from clsd.membership.messages import Gossip, Heartbeat, Watch
 from clsd.membership.notary import FakeNotary
 from clsd.membership.service import MembershipService, split_address
 from clsd.wire.router import Router
 from clsd.wire.session import LOCAL, CloseReason
-from tests.membership_signing import join, join_ack, signed_update
+from tests.membership_signing import join_ack, signed_update
 
 
 class FakeNetwork:

@@ -16,12 +16,12 @@ from clsd.membership.core import (
 )
 from clsd.membership.members import Member, State
 from clsd.membership.messages import (
-    MAX_SYNC_RECORDS, Heartbeat, JoinAck, MemberUpdate, SyncDigest, SyncRecords,
+    MAX_SYNC_RECORDS, Heartbeat, SyncDigest, SyncRecords,
 )
 from clsd.membership.table import build_snapshots
 from clsd.sim.cluster import SimCluster, node_name
 from clsd.sim.cluster import signed_lives
-from tests.membership_signing import join, join_ack, signed_update
+from tests.membership_signing import join_ack, signed_update
 
 
 def of(actions, kind):

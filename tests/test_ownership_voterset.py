@@ -149,7 +149,7 @@ def restart_with(sim, name, voter_set, at):
     """Restart node C{name} with a new [quorum] at true time C{at} (quorum is restart-only)."""
     def stop(s):
         s.voter_sets[name] = voter_set
-        s.crash(name, f"restart with new voters")
+        s.crash(name, "restart with new voters")
     sim.at(at, stop)
     sim.at(at + 0.3, lambda s: s.restart(name))
 

@@ -13,7 +13,6 @@ runs at the real rate again from the time it shows, never backwards.
 """
 
 import threading
-import time
 
 from clsd.clock import raw_clock
 from clsd.testing.faults.cleanup import default_cleanups
