@@ -122,7 +122,13 @@ class StartGateTests(unittest.TestCase):
         real_arm = self.guard.arm
 
         def arm_after_the_guard_died(*args, **kwargs):
-            break_pipe(self.guard, self.spawner)
+            # A pipe whose only read end is gone: the write gets EPIPE for sure. (Closing
+            # the fake guard's read ends is not enough here: the gate child, forked just
+            # before, may hold a copy of them until it execs.)
+            dead_read, dead_write = os.pipe()
+            os.close(dead_read)
+            os.close(self.guard._wfd)
+            self.guard._wfd = dead_write
             return real_arm(*args, **kwargs)
         self.guard.arm = arm_after_the_guard_died
         return self.assert_gate_shut(GuardUnavailable)
