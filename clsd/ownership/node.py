@@ -18,14 +18,10 @@ from clsd.ownership.arbiter import QuorumArbiter
 from clsd.ownership.authority import forgery
 from clsd.ownership.manager import ClusterManager
 from clsd.ownership.messages import LEASE_REQUESTS, Handover
+from clsd.ownership.shape import cluster_of
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
 from clsd.ownership.voterset import VoterSet
-
-
-def cluster_of(resource):
-    """The cluster ID of a lease name (``ID`` or ``ID/slot``)."""
-    return resource.split("/", 1)[0]
 
 
 class OwnershipNode:
