@@ -52,6 +52,10 @@ EVENTS = {
     "service.backoff": (_W, "A restart is delayed (consecutive failures)."),
     "service.failed": (_E, "A service is FAILED (crash loop, cannot start): no more restarts."),
     "service.stopped": (_I, "A service was stopped on purpose (operator, lease, shutdown)."),
+    "service.adopted": (_I, "An LSB/OCF system found already running at a start was adopted, "
+                            "not started twice (services outside a cluster only)."),
+    "service.rogue": (_W, "A copy of an LSB/OCF service runs on this node without the "
+                          "cluster's lease (started by hand): found, then stopped or not."),
     "health.rise": (_I, "A service's health check passed `rise` times: healthy."),
     "health.fall": (_W, "A service's health check failed `fall` times: unhealthy."),
     "member.joined": (_I, "A node joined the membership."),

@@ -26,6 +26,11 @@ def _service(record):
             return []  # the end of a stop we asked for: service.stopped says it
         return [("service.exited", {"service": service, "pid": fields.get("pid"),
                                     "reason": record["reason"]})]
+    if kind == "rogue":
+        return [("service.rogue", {"service": service, "stopped": fields.get("stopped"),
+                                   "reason": record["reason"]})]
+    if kind == "adopted":
+        return [("service.adopted", {"service": service, "reason": record["reason"]})]
     if kind == "health":
         change = fields.get("change")
         if change in ("rise", "fall"):
@@ -144,6 +149,7 @@ def _daemon(record):
 
 _BY_KIND = {
     "spawned": _service, "exited": _service, "health": _service, "state": _service,
+    "rogue": _service, "adopted": _service,
     "member": _member, "hook": _hook, "lease": _lease, "cluster": _cluster,
     "daemon": _daemon, "ownership": _ownership, "voter": _voter,
 }

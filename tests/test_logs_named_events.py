@@ -197,6 +197,15 @@ class MappingTests(unittest.TestCase):
         [(name, fields)] = named_events(bad)
         self.assertEqual((name, fields["reason"]), ("hook.failed", "exited code=1"))
 
+    def test_rogue_and_adopted_copies(self):
+        rogue = self.record("rogue", "db", "running on this node without the lease",
+                            stopped=False)
+        self.assertEqual(named_events(rogue), [("service.rogue", {
+            "service": "db", "stopped": False,
+            "reason": "running on this node without the lease"})])
+        [(name, _)] = named_events(self.record("adopted", "db", "already running"))
+        self.assertEqual(name, "service.adopted")
+
     def test_unnamed_records_stay_unnamed(self):
         self.assertEqual(named_events(self.record("orphan", "web", "reaped")), [])
         self.assertEqual(named_events(self.record("daemon", "n", "reloading: x")), [])

@@ -7,8 +7,9 @@ from twisted.trial import unittest
 from clsd.supervision.agents import FATAL, HARD, NOT_RUNNING, OK, SOFT, classify
 from clsd.supervision.ocf import AgentError, parse_duration, parse_metadata
 from clsd.supervision.policy import (
-    TIMER_MONITOR, TIMER_START, AgentResult, Exited, GroupGone, RunAction, ScheduleTimer,
-    SignalGroup, Spawn, StartRequested, State, StopRequested, TimerFired,
+    TIMER_MONITOR, TIMER_ROGUE, TIMER_START, AgentResult, CancelTimer, Exited, GroupGone,
+    RunAction, ScheduleTimer, SignalGroup, Spawn, Standby, StartRequested, State, StopRequested,
+    TimerFired,
 )
 from tests.test_supervision_policy import Harness, kinds, records
 
@@ -217,3 +218,113 @@ class ProbeTests(unittest.TestCase):
         self.assertEqual(h.feed(result("monitor", 0)), [records(h.actions)[0]])
         h.feed(result("stop", 0))
         self.assertIs(h.state, State.STOPPED)
+
+
+class LeaseGuardedProbeTests(unittest.TestCase):
+    """Under a lease, a copy found running is outside the containment the guard kills."""
+
+    def test_a_running_copy_is_stopped_and_started_contained(self):
+        h = agent(self)
+        h.policy.adopt_running = False
+        h.feed(StartRequested())
+        actions = h.feed(result("monitor", 0))
+        self.assertEqual(records(actions, "adopted"), [])
+        self.assertIs(h.state, State.STOPPING)
+        self.assertIn("outside CLSD's containment", h.policy.last_reason)
+        self.assertEqual(kinds(actions, RunAction), [RunAction("stop")])
+        actions = h.feed(result("stop", 0))
+        self.assertEqual(kinds(actions, Spawn), [Spawn()])
+        self.assertEqual(h.policy.restarts, 0, "not a failure of the service")
+
+    def test_a_copy_that_will_not_stop_is_not_started_beside(self):
+        h = agent(self)
+        h.policy.adopt_running = False
+        h.feed(StartRequested())
+        h.feed(result("monitor", 0))
+        actions = h.feed(result("stop", 1))
+        self.assertEqual(kinds(actions, Spawn), [])
+        self.assertIs(h.state, State.FAILED)
+
+
+def standby(test, **config):
+    h = agent(test, **config)
+    actions = h.feed(Standby(True))
+    test.assertEqual(actions, [ScheduleTimer(TIMER_ROGUE, 10.0)],
+                     "the first look waits an interval")
+    return h
+
+
+class RogueTests(unittest.TestCase):
+    """A copy running on a node without the lease is stopped and reported."""
+
+    def test_a_rogue_copy_is_stopped_and_reported(self):
+        h = standby(self)
+        actions = h.feed(TimerFired(TIMER_ROGUE))
+        self.assertEqual(kinds(actions, RunAction), [RunAction("monitor")])
+        self.assertIn(ScheduleTimer(TIMER_ROGUE, 10.0), actions)
+        actions = h.feed(result("monitor", 0))
+        self.assertEqual(kinds(actions, RunAction), [RunAction("stop")])
+        [found] = records(actions, "rogue")
+        self.assertIn("without the lease", found.reason)
+        actions = h.feed(result("stop", 0))
+        [stopped] = records(actions, "rogue")
+        self.assertEqual(stopped.fields, {"stopped": True})
+        self.assertIs(h.state, State.STOPPED, "the service itself was never started")
+
+    def test_a_stop_that_fails_is_reported(self):
+        h = standby(self, type="lsb")
+        h.feed(TimerFired(TIMER_ROGUE))
+        h.feed(result("status", 0, kind="lsb"))
+        [failed] = records(h.feed(result("stop", 1, kind="lsb")), "rogue")
+        self.assertEqual(failed.fields, {"stopped": False})
+        self.assertIn("could not be stopped", failed.reason)
+
+    def test_nothing_running_is_quiet(self):
+        h = standby(self)
+        h.feed(TimerFired(TIMER_ROGUE))
+        actions = h.feed(result("monitor", 7))
+        self.assertEqual(records(actions, "rogue"), [])
+        self.assertEqual(kinds(actions, RunAction), [])
+
+    def test_one_look_at_a_time(self):
+        h = standby(self)
+        h.feed(TimerFired(TIMER_ROGUE))
+        actions = h.feed(TimerFired(TIMER_ROGUE))
+        self.assertEqual(kinds(actions, RunAction), [], "the first monitor has not answered")
+
+    def test_leaving_standby_stops_looking(self):
+        h = standby(self)
+        self.assertEqual(h.feed(Standby(False)), [CancelTimer(TIMER_ROGUE)])
+        self.assertEqual(h.feed(TimerFired(TIMER_ROGUE)), [])
+
+    def test_not_looked_for_while_it_runs_here(self):
+        h = standby(self)
+        start(h)
+        h.crash(code=0, group_alive=True)
+        self.assertIs(h.state, State.RUNNING)
+        self.assertEqual(h.feed(TimerFired(TIMER_ROGUE)), [], "the probe cancelled the look")
+
+    def test_a_start_during_the_look_takes_its_answer_as_the_probe(self):
+        h = standby(self)
+        h.policy.adopt_running = False
+        h.feed(TimerFired(TIMER_ROGUE))
+        actions = h.feed(StartRequested())
+        self.assertEqual(kinds(actions, RunAction), [], "the monitor in flight answers")
+        actions = h.feed(result("monitor", 7))
+        self.assertEqual(kinds(actions, Spawn), [Spawn()])
+
+    def test_a_start_during_the_rogue_stop_probes_after_it(self):
+        h = standby(self)
+        h.feed(TimerFired(TIMER_ROGUE))
+        h.feed(result("monitor", 0))
+        actions = h.feed(StartRequested())
+        self.assertEqual(kinds(actions, RunAction), [])
+        self.assertTrue(h.policy.process_alive, "nothing spawns while the copy is stopped")
+        actions = h.feed(result("stop", 0))
+        self.assertEqual(kinds(actions, RunAction), [RunAction("monitor")])
+        actions = h.feed(result("monitor", 7))
+        self.assertEqual(kinds(actions, Spawn), [Spawn()])
+
+    def test_simple_services_have_no_agent_to_ask(self):
+        h = Harness(self, command=("/bin/true",))
+        self.assertEqual(h.feed(Standby(True)), [])

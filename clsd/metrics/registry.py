@@ -290,6 +290,7 @@ class _Collector:
             for known in SERVICE_STATES + (() if state in SERVICE_STATES else (state,)):
                 add("clsd_service_state", [name, known], 1 if known == state else 0)
             add("clsd_service_restarts", [name], status.get("restarts", 0))
+            add("clsd_service_rogue_copies", [name], status.get("rogue_found", 0))
             if status.get("healthy") is not None:
                 add("clsd_service_healthy", [name], 1 if status["healthy"] else 0)
         for (service, result), count in sorted(m._health_results.items()):
@@ -353,6 +354,11 @@ class _Collector:
             CounterMetricFamily(
                 "clsd_service_restarts",
                 "Automatic restarts of the service (after an exit or a failed check).",
+                labels=["service"]),
+            CounterMetricFamily(
+                "clsd_service_rogue_copies",
+                "Copies of an LSB/OCF service found running on this node without its lease "
+                "(started by hand) and stopped.",
                 labels=["service"]),
             GaugeMetricFamily(
                 "clsd_service_healthy",

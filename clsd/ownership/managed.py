@@ -18,6 +18,11 @@ L{clsd.supervision.runner.ServiceRunner}:
   service was not running.  A service that ends here and will not be
   restarted (crash loop, ``restart`` policy, an operator's stop) gives the
   cluster up: C{service_failed}.
+- Not holding the lease, the node is the service's standby: an LSB/OCF
+  service's agent is asked now and then whether a copy runs here anyway
+  (started by hand), and such a rogue copy is stopped and reported.  A copy
+  found running when a tenure starts is not adopted but stopped and started
+  again inside the service's containment, where the lease guard reaches it.
 - A process group still present after SIGKILL (stuck in the kernel, see
   L{clsd.supervision.policy.KILL_WAIT}) is not stopped: C{service_stuck} is
   reported instead, the group stays armed, and the stop (or failure) is
@@ -100,7 +105,9 @@ class ManagedService:
         self.runner = runner
         runner.autostart = False
         runner.tenure = self._tenure
+        runner.guard_by_lease()
         runner.add_observer(self._observe)
+        runner.standby(True)
 
     def _tenure(self):
         """(cluster, epoch) of the current tenure, for the runner's start records."""
@@ -142,6 +149,7 @@ class ManagedService:
         """L{StartService}: run the service for this tenure."""
         self.env = tenure_environment(self.cluster, epoch, self.node,
                                       slot if self._n_active else None)
+        self.runner.standby(False)  # before owned: its observers see a resting service
         self.owned = True
         if self.blocked is not None:
             self.owned = False
@@ -165,6 +173,8 @@ class ManagedService:
     def _stopped(self, _):
         self._stopping = False
         self.deadline = None
+        if not self.owned:
+            self.runner.standby(True)
         self._disarm_if_gone()
         self._report_gone("service_stopped")
 
@@ -190,6 +200,7 @@ class ManagedService:
             # Not running, and the supervisor will not restart it: the next
             # candidate should have the cluster.
             self.owned = False
+            runner.standby(True)
             self._report_gone("service_failed")
 
     def _disarm_if_gone(self):

@@ -58,6 +58,8 @@ TIMER_CHECK = "check"
 TIMER_START = "start"
 #: LSB and OCF services: the next status/monitor action.
 TIMER_MONITOR = "monitor"
+#: LSB and OCF services on a standby node: the next look for a rogue copy.
+TIMER_ROGUE = "rogue"
 
 #: The service types driven by an agent's actions (clsd.supervision.agents).
 AGENT_TYPES = frozenset({"lsb", "ocf"})
@@ -101,6 +103,18 @@ class StopRequested:
 @attrs.frozen
 class ResetRequested:
     """Forget past failures; revive a FAILED service."""
+
+
+@attrs.frozen
+class Standby:
+    """LSB/OCF under a lease: this node must (C{on}) or may again (off) not run the service.
+
+    While on, the agent's status/monitor runs every ``monitor_interval``
+    while the service rests here: a copy found running (started by hand,
+    say) is a rogue copy, stopped with the stop action and reported.
+    """
+
+    on: bool
 
 
 @attrs.frozen
@@ -341,6 +355,17 @@ class ServicePolicy:
         self._start_overran = False
         self._stopping_action = False
         self._probing = False
+        #: Whether a system found already running at a requested start is
+        #: adopted as it is. A lease-guarded service clears it: a copy started
+        #: outside CLSD is outside its containment, where the lease guard
+        #: cannot stop it, so it is stopped and started again inside.
+        self.adopt_running = True
+        #: Lease standby (L{Standby}): rogue copies are looked for.
+        self.standby = False
+        #: The rogue look's agent action in flight ("monitor", "stop"), or None.
+        self._rogue_action = None
+        #: Rogue copies found on this node so far.
+        self.rogue_found = 0
 
     @property
     def forking(self):
@@ -427,6 +452,53 @@ class ServicePolicy:
         elif self.state is State.STOPPING and self._pending_is_failed():
             self._wanted = True
             self._pending = _Restart(0.0, "reset", automatic=False)
+
+    # -- rogue copies (LSB/OCF under a lease) -------------------------------------
+
+    def _on_Standby(self, event, now, out):
+        if not self.agent or event.on == self.standby:
+            return
+        self.standby = event.on
+        if event.on:
+            # The first look waits an interval: a start-up's leftovers are
+            # emptied first, and a lease just lost has its stop to finish.
+            out.append(ScheduleTimer(TIMER_ROGUE, self.config.monitor_interval))
+        elif TIMER_ROGUE in self._timers:
+            out.append(CancelTimer(TIMER_ROGUE))
+
+    def _look_for_rogue(self, out):
+        from clsd.supervision.agents import MONITOR_ACTION
+
+        out.append(ScheduleTimer(TIMER_ROGUE, self.config.monitor_interval))
+        if self.state in RESTING_STATES and not self.process_alive \
+                and self._rogue_action is None:
+            self._rogue_action = MONITOR_ACTION[self.config.type]
+            out.append(RunAction(self._rogue_action))
+
+    def _rogue_result(self, event, now, out):
+        from clsd.supervision.agents import MONITOR_ACTION
+
+        outcome = event.outcome
+        probing = self._probing and self.state is State.STARTING
+        if event.action == "stop":
+            self._rogue_action = None
+            if outcome.result == "ok":
+                out.append(Record("rogue", f"the rogue copy is stopped ({outcome.detail})",
+                                  {"stopped": True}))
+            else:
+                out.append(Record("rogue", f"the rogue copy could not be stopped "
+                                           f"({outcome.detail}); it may still run",
+                                  {"stopped": False}))
+            if probing:  # a start came meanwhile: now its probe
+                out.append(RunAction(MONITOR_ACTION[self.config.type]))
+            return
+        self._rogue_action = None
+        if outcome.result == "ok" and self.state in RESTING_STATES and self.standby:
+            self._rogue_action = "stop"
+            self.rogue_found += 1
+            out.append(Record("rogue", f"running on this node without the lease "
+                                       f"({outcome.detail}): stopping it", {"stopped": False}))
+            out.append(RunAction("stop"))
 
     # -- process facts ------------------------------------------------------
 
@@ -523,6 +595,9 @@ class ServicePolicy:
         out.append(Record("agent", outcome.detail,
                           {"action": event.action, "result": outcome.result}))
         self.last_action = outcome.detail
+        if self._rogue_action is not None and event.action == self._rogue_action:
+            self._rogue_result(event, now, out)
+            return
         if event.action == "stop":
             if self.state is not State.STOPPING or not self._stopping_action:
                 return
@@ -565,12 +640,23 @@ class ServicePolicy:
         self.group_alive = False
         self._started_at = now
         self._enter(State.STARTING, now, "start requested: probing", out)
-        out.append(RunAction(MONITOR_ACTION[self.config.type]))
+        if TIMER_ROGUE in self._timers:
+            out.append(CancelTimer(TIMER_ROGUE))
+        if self._rogue_action == "monitor":
+            self._rogue_action = None  # its answer is the probe's
+        elif self._rogue_action is None:
+            out.append(RunAction(MONITOR_ACTION[self.config.type]))
+        # A rogue copy's stop in flight: the probe runs once it has ended.
 
     def _probed(self, event, now, out):
         self._probing = False
         outcome = event.outcome
-        if outcome.result == "ok":
+        if outcome.result == "ok" and not self.adopt_running:
+            self._begin_stop(
+                now, f"already running ({outcome.detail}) outside CLSD's containment, where "
+                     "the lease guard cannot reach it: stopping it to start it contained",
+                _Restart(0.0, "start requested", automatic=False), out)
+        elif outcome.result == "ok":
             out.append(Record("adopted", f"already running ({outcome.detail}): adopted, "
                                          "not started again"))
             self._up(now, "adopted", out)
@@ -717,6 +803,8 @@ class ServicePolicy:
         elif name == TIMER_START and self.state in (State.STARTING, State.STOPPING) \
                 and (self._launching or self.awaiting_main):
             self._start_timed_out(now, out)
+        elif name == TIMER_ROGUE and self.standby:
+            self._look_for_rogue(out)
         elif name == TIMER_MONITOR and self.state is State.RUNNING and self.leader_alive:
             if not self._check_in_flight:
                 self._check_in_flight = True

@@ -32,7 +32,7 @@ from clsd.supervision.forking import CommandProtocol, MainProcessWatch, PidfileP
 from clsd.supervision.policy import (
     RESTING_STATES, AgentResult, AwaitMainPid, CancelTimer, Exited, GroupGone, HealthResult, MainPid,
     Record, ResetRequested, RunAction, RunCheck, RunStopCommand, ScheduleTimer, ServicePolicy,
-    SignalGroup, SignalMain, Spawn, Spawned, SpawnFailed, StartRequested, StopCommandDone,
+    SignalGroup, SignalMain, Spawn, Spawned, SpawnFailed, Standby, StartRequested, StopCommandDone,
     StopRequested, TimerFired, WatchMain,
 )
 from clsd.supervision.process import DiscardedOutput, ServiceOutput, ServiceProcessProtocol
@@ -221,6 +221,18 @@ class ServiceRunner(Service):
         self._open_output()
         self._feed(ResetRequested())
 
+    def guard_by_lease(self):
+        """This service runs under a lease: a copy found running at a start is not adopted.
+
+        The copy was started outside the service's containment, where the
+        lease guard cannot stop it; it is stopped and started again inside.
+        """
+        self._policy.adopt_running = False
+
+    def standby(self, on):
+        """Under a lease: whether this node must not run it (LSB/OCF look for rogue copies)."""
+        self._feed(Standby(on))
+
     def status(self):
         policy = self._policy
         now = self._monotonic()
@@ -240,6 +252,7 @@ class ServiceRunner(Service):
             "processes": self.containment.count(policy.pid) if policy.process_alive else 0,
             "main_pid": policy.main_pid if policy.process_alive else None,
             "last_action": policy.last_action,
+            "rogue_found": policy.rogue_found,
         }
 
     def _shown_pid(self):
