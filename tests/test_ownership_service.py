@@ -23,6 +23,7 @@ from clsd.ownership.manager import ManagerError
 from clsd.ownership.service import OwnershipService
 from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK
 from clsd.supervision.process import DiscardedOutput
+from clsd.supervision.policy import State
 from clsd.supervision.runner import ServiceRunner
 from tests.ownership_shell_support import MemoryNetwork, ownership_config
 from tests.test_ownership_hooks import FakeHooks
@@ -497,6 +498,71 @@ class ManagedServiceTests(unittest.TestCase):
         self.managed.start(5)
         self.assertEqual(self.spawned, [])
         self.assertEqual(self.reports, [("service_failed", "A")])
+
+
+class FakeForkingRunner:
+    """A runner whose pid moves to the main process once the start command exits."""
+
+    def __init__(self):
+        self.state = State.STOPPED
+        self.process_alive = False
+        self.pid = None
+        self.stuck_groups = frozenset()
+        self.cgroup = "/sys/fs/cgroup/clsd/alpha/web"
+        self.observers = []
+        self.standbys = []
+
+    def guard_by_lease(self):
+        pass
+
+    def add_observer(self, observer):
+        self.observers.append(observer)
+
+    def standby(self, on):
+        self.standbys.append(on)
+
+    def start(self):
+        self.state = State.STARTING
+
+    def changed(self, **values):
+        for name, value in values.items():
+            setattr(self, name, value)
+        for observer in self.observers:
+            observer(self)
+
+
+class ManagedForkingTests(unittest.TestCase):
+    """The armed group outlives the start command: it is what the guard must kill."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(100)
+        self.guard = FakeGuard()
+        self.guard.arm = self.arm
+        self.managed = ManagedService("A", "alpha", self.guard, monotonic=self.clock.seconds,
+                                      report=lambda *a: None)
+        self.runner = FakeForkingRunner()
+        self.managed.attach(self.runner)
+
+    def arm(self, pgid, deadline, label=None, cgroup=None):
+        self.guard.armed[pgid] = (deadline, cgroup)
+        return True
+
+    def test_the_group_stays_armed_when_the_pid_becomes_the_main_process(self):
+        self.managed.kill_at(110.0)
+        self.managed.start(5)
+        spawn = self.managed.wrap(lambda protocol, extra_env, after_spawn: after_spawn(700))
+        spawn(None)
+        self.runner.changed(process_alive=True, pid=700)
+        self.assertEqual(self.guard.armed, {700: (110.0, self.runner.cgroup)})
+        # The start command (pid 700) exits; nginx's master is pid 702.
+        self.runner.changed(pid=702, state=State.RUNNING)
+        self.assertEqual(self.guard.armed, {700: (110.0, self.runner.cgroup)},
+                         "disarmed while the service runs: the guard would not kill it")
+        self.managed.kill_at(111.0)
+        self.assertEqual(self.guard.armed[700], (111.0, self.runner.cgroup))
+        self.runner.changed(process_alive=False, state=State.STOPPED)
+        self.assertEqual(self.guard.armed, {})
 
 
 class ReregistrationTests(unittest.TestCase):

@@ -204,11 +204,19 @@ class ManagedService:
             self._report_gone("service_failed")
 
     def _disarm_if_gone(self):
+        """Disarm once nothing of the instance is left.
+
+        Not when the runner's pid moves on: a forking service's pid becomes
+        its main process once the start command has exited, and the armed
+        group (with its cgroup) is still what the guard must kill. A new
+        instance's spawn disarms the previous group (L{_arm_new_group}).
+        """
         runner = self.runner
         if self.pgid is None or self.pgid in runner.stuck_groups:
             return  # a stuck group stays armed: it is not gone
-        if not runner.process_alive or runner.pid != self.pgid:
+        if not runner.process_alive:
             self.guard.disarm(self.pgid)
+            self.pgid = None
             self.pgid = None
 
     def status(self):
