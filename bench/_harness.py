@@ -339,7 +339,8 @@ class Clsd(Supervisor):
         for name, argv in services:
             lines.append("[[service]]")
             lines.append(f"name = {_toml_str(name)}")
-            lines.append("command = [" + ", ".join(_toml_str(a) for a in argv) + "]")
+            if argv is not None:  # None: an LSB/OCF agent starts it
+                lines.append("command = [" + ", ".join(_toml_str(a) for a in argv) + "]")
             lines.extend(self.settings)
             lines.append("")
         conf.write_text("\n".join(lines))

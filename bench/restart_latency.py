@@ -28,8 +28,18 @@ the main process, which is not CLSD's child (its end is seen through a
 pidfd). supervisord cannot supervise a forking program: with ``--type
 forking`` only CLSD runs.
 
+``--type ocf`` runs it through an OCF resource agent written by the bench
+(L{OCF_AGENT}, Dummy-like: ``start`` backgrounds the same instance and waits
+for its pidfile, ``monitor`` asks whether that pid lives, ``stop`` kills it).
+An agent's service is not CLSD's child and may have no process at all (an
+address), so its death is seen only by the next ``monitor``: the figure is
+dominated by ``monitor_interval`` (``--monitor-interval``, default 0.2 s;
+on average half of it), then the stop and start actions. Pacemaker finds
+such a death the same way. CLSD only.
+
 Usage: python bench/restart_latency.py [--kills 200] [--only clsd|supervisord]
-       [--containment cgroup|process-group|both] [--type simple|forking]
+       [--containment cgroup|process-group|both] [--type simple|forking|ocf]
+       [--monitor-interval 0.2]
 Writes bench/results/restart_latency.json. Every process it started is
 killed on exit, Ctrl-C included.
 """
@@ -80,6 +90,51 @@ CLSD_SETTINGS = [
 #: The most cgroup placement may add to CLSD's p50 (issue 18).
 CGROUP_BUDGET_MS = 2.0
 
+#: A Dummy-like OCF agent (``--type ocf``): OCF_RESKEY_pidfile and OCF_RESKEY_fifo.
+#: Its monitor reads the process state: a killed instance may linger as a
+#: zombie of a parent that does not reap, and ``kill -0`` would call it running.
+OCF_AGENT = """\
+#!/bin/sh
+PIDFILE=$OCF_RESKEY_pidfile
+running() {
+    [ -s "$PIDFILE" ] || return 1
+    case "$(ps -o stat= -p "$(cat "$PIDFILE")")" in ""|Z*) return 1 ;; esac
+}
+case "$1" in
+meta-data)
+    cat <<'END'
+<?xml version="1.0"?>
+<resource-agent name="sleeper" version="1.0">
+<parameters>
+<parameter name="pidfile" required="1"><content type="string"/></parameter>
+<parameter name="fifo" required="1"><content type="string"/></parameter>
+</parameters>
+<actions>
+<action name="start" timeout="10s"/><action name="stop" timeout="10s"/>
+<action name="monitor" timeout="10s" interval="1s"/>
+</actions>
+</resource-agent>
+END
+    exit 0 ;;
+start)
+    running && exit 0
+    rm -f "$PIDFILE"
+    /bin/sh -c "echo \\$\\$ > $PIDFILE.new; mv $PIDFILE.new $PIDFILE; \\
+        echo \\$\\$ > $OCF_RESKEY_fifo; exec SLEEP 100000" </dev/null >/dev/null 2>&1 &
+    while [ ! -s "$PIDFILE" ]; do sleep 0.001; done
+    exit 0 ;;
+stop)
+    [ -s "$PIDFILE" ] && kill -9 "$(cat "$PIDFILE")" 2>/dev/null
+    rm -f "$PIDFILE"
+    exit 0 ;;
+monitor)
+    running && exit 0
+    exit 7 ;;
+*)
+    exit 3 ;;
+esac
+"""
+
 #: How long one restart may take before the run is declared broken.
 RESTART_TIMEOUT = 10.0
 
@@ -129,11 +184,15 @@ class Subject:
         self.pid = None
         #: Forking: the pidfile of the main process (None: a simple service).
         self.pidfile = None
+        #: OCF: the agent starts the instance (no command).
+        self.agent = False
         self.samples = []
         #: Backoffs / give-ups the supervisor recorded (must all be 0).
         self.anomalies = None
 
     def service_argv(self, sleep):
+        if self.agent:
+            return None
         script = f"echo $$ > {self.pipe.path}; exec {sleep} 100000"
         if self.pidfile is not None:
             inner = f"echo $$ > {self.pidfile}; {script}"
@@ -171,8 +230,10 @@ def main(argv=None):
     parser.add_argument("--containment", choices=("cgroup", "process-group", "both"),
                         default="both",
                         help="CLSD's containment (both: one CLSD of each, in turn)")
-    parser.add_argument("--type", choices=("simple", "forking"), default="simple",
-                        help="CLSD's service type (forking: CLSD only)")
+    parser.add_argument("--type", choices=("simple", "forking", "ocf"), default="simple",
+                        help="CLSD's service type (forking, ocf: CLSD only)")
+    parser.add_argument("--monitor-interval", type=float, default=0.2,
+                        help="--type ocf: the service's monitor_interval (s)")
     parser.add_argument("--pause", type=float, nargs=2, default=(0.1, 1.1),
                         metavar=("MIN", "MAX"),
                         help="random pause between a steady service and its kill (s)")
@@ -184,7 +245,7 @@ def main(argv=None):
 
     sleep = shutil.which("sleep") or "/bin/sleep"
     names = [args.only] if args.only else ["clsd", "supervisord"]
-    if args.type == "forking":
+    if args.type in ("forking", "ocf"):
         names = ["clsd"]
     if "supervisord" in names:
         ensure_supervisord()
@@ -206,10 +267,15 @@ def main(argv=None):
                         label += "-forking"
                         pidfile = workdir / f"{label}.pid"
                         settings += ['type = "forking"', f'pidfile = "{pidfile}"']
+                    elif args.type == "ocf":
+                        label += "-ocf"
+                        settings = ocf_settings(workdir, label, containment,
+                                                args.monitor_interval, sleep)
                     supervisor = Clsd(workdir / label, settings=settings)
                     supervisor.name = label
                     subject = Subject(supervisor, workdir)
                     subject.pidfile = pidfile
+                    subject.agent = args.type == "ocf"
                     subjects.append(subject)
             print(describe_setup(args))
             for subject in subjects:
@@ -252,6 +318,22 @@ def main(argv=None):
     return 0
 
 
+def ocf_settings(workdir, label, containment, monitor_interval, sleep):
+    """The ``[[service]]`` lines of the OCF agent's service, its agent written under C{workdir}."""
+    ocf_root = workdir / f"{label}-ocf"
+    agent = ocf_root / "resource.d" / "bench" / "sleeper"
+    agent.parent.mkdir(parents=True)
+    agent.write_text(OCF_AGENT.replace("SLEEP", sleep))
+    agent.chmod(0o755)
+    fifo = workdir / f"{label}.pids"  # Subject's PidPipe: <name>.pids
+    return [
+        *(line for line in CLSD_SETTINGS if not line.startswith("stop_timeout")),
+        f'containment = "{containment}"', 'type = "ocf"', 'agent = "bench:sleeper"',
+        f'ocf_root = "{ocf_root}"', f"monitor_interval = {monitor_interval}",
+        f'params = {{ pidfile = "{workdir / label}.instance.pid", fifo = "{fifo}" }}',
+    ]
+
+
 def cgroup2_mount():
     """The cgroup v2 mount and whether it favours migrations (doc/supervision.md)."""
     try:
@@ -290,6 +372,7 @@ def build_report(args, subjects, info):
         "service": "/bin/sh -c 'echo $$ > FIFO; exec sleep 100000'",
         "kills": args.kills,
         "type": args.type,
+        "monitor_interval_s": args.monitor_interval if args.type == "ocf" else None,
         "pause_between_kills_s": list(args.pause),
         "percentiles": "nearest rank",
         "settings": {
@@ -311,8 +394,8 @@ def build_report(args, subjects, info):
     results = report["results"]
     goals = report["goals"] = {}
     for name, clsd in results.items():
-        if not name.startswith("clsd"):
-            continue
+        if not name.startswith("clsd") or args.type == "ocf":
+            continue  # an agent's restart waits for its monitor: no latency goal
         goals[f"{name}_p50_le_20ms"] = clsd["p50_ms"] <= 20
         goals[f"{name}_p99_le_100ms"] = clsd["p99_ms"] <= 100
         if "supervisord" in results:
