@@ -1,7 +1,12 @@
 """A cluster's shape (mode, count, lease settings) must agree between nodes: voters, published
 state, the manager's refusal, and the simulated rolling reload that changes ``mode``."""
 
+import ipaddress
+
+import attrs
 from twisted.trial import unittest
+
+from clsd.config.floating import FloatingAddress
 
 from clsd.ownership.actions import Send
 from clsd.ownership.ballot import Ballot
@@ -39,6 +44,29 @@ class FingerprintTests(unittest.TestCase):
         }
         self.assertEqual(len(others), 5)
         self.assertNotIn(same, others)
+
+    def test_the_floating_address_is_part_of_it(self):
+        v4 = FloatingAddress((ipaddress.ip_interface("192.0.2.10/24"),), "eth0")
+        base = fingerprint(cluster("A", 100), T, "voters")
+        with_address = fingerprint(cluster("A", 100, floating=v4), T, "voters")
+        self.assertNotEqual(with_address, base)
+        others = {
+            fingerprint(cluster("A", 100, floating=attrs.evolve(
+                v4, addresses=(ipaddress.ip_interface("192.0.2.11/24"),))), T, "voters"),
+            fingerprint(cluster("A", 100, floating=attrs.evolve(v4, interface="eth1")),
+                        T, "voters"),
+            fingerprint(cluster("A", 100, floating=attrs.evolve(v4, order="after")),
+                        T, "voters"),
+        }
+        self.assertEqual(len(others), 3)
+        self.assertNotIn(with_address, others)
+        # How often it is announced is this node's business.
+        self.assertEqual(fingerprint(cluster("A", 100, floating=attrs.evolve(
+            v4, announce_count=1)), T, "voters"), with_address)
+        self.assertTrue(shape_changed(cluster("A", 1), cluster("A", 1, floating=v4)))
+        self.assertFalse(shape_changed(cluster("A", 1, floating=v4),
+                                       cluster("A", 1, floating=attrs.evolve(
+                                           v4, announce_interval=1.0))))
 
     def test_cluster_of_a_lease_name(self):
         self.assertEqual((cluster_of("A"), cluster_of("A/3")), ("A", "A"))

@@ -9,6 +9,7 @@ import string
 
 import attrs
 
+from clsd.config.floating import check_floating, parse_floating
 from clsd.ownership.escalation import DEFAULT_COOLDOWN
 
 MODES = ("active-standby", "n-active")
@@ -33,6 +34,8 @@ class ClusterConfig:
     fence: tuple | None = None
     notify: tuple | None = None
     cooldown: float = DEFAULT_COOLDOWN
+    #: The floating service address (L{clsd.config.floating.FloatingAddress}), or None.
+    floating: object = None
 
 
 def parse_cluster(table):
@@ -50,11 +53,12 @@ def parse_cluster(table):
     fence = _command(table, "fence")
     notify = _command(table, "notify")
     cooldown = table.number("cooldown", DEFAULT_COOLDOWN, positive=True)
+    floating = parse_floating(table)
     table.finish()
     return ClusterConfig(
         id=cluster_id, service=service, priority=priority, mode=mode, count=count,
         preempt=preempt, preempt_delay=preempt_delay, fence=fence, notify=notify,
-        cooldown=cooldown,
+        cooldown=cooldown, floating=floating,
     )
 
 
@@ -101,6 +105,7 @@ def check_clusters(source, clusters, services, quorum, node_name):
                 f"{clusters[seen_services[cluster.service]].id!r}: one service process "
                 "carries one cluster's identity and epoch; define a second [[service]]")
         seen_services[cluster.service] = index
+    check_floating(source, clusters)
     if clusters and quorum is None:
         raise ConfigError(
             source, "quorum",

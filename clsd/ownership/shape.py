@@ -42,10 +42,22 @@ def shape(cluster, timing, arbiter):
     """The settings of C{cluster} that every node must share, as a plain dict.
 
     C{arbiter}: ``"voters"`` or ``"etcd"``.  A new setting that changes what
-    a lease means (a service address, say) belongs here too.
+    a lease means belongs here too.  The floating address is one: two nodes
+    that disagree on it would each add "their" address, or one would add it
+    where the other's clients do not look.  A cluster without one has the
+    shape it had before addresses existed.
     """
-    return {"mode": cluster.mode, "count": cluster.count, "arbiter": arbiter,
-            "lease": timing.lease, "drift_margin": timing.drift_margin}
+    result = {"mode": cluster.mode, "count": cluster.count, "arbiter": arbiter,
+              "lease": timing.lease, "drift_margin": timing.drift_margin}
+    floating = _floating_shape(cluster)
+    if floating is not None:
+        result["address"] = floating
+    return result
+
+
+def _floating_shape(cluster):
+    floating = getattr(cluster, "floating", None)
+    return floating.shape() if floating is not None else None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -73,8 +85,9 @@ def disagreeing(cluster_id, mine, members):
 
 
 def shape_changed(old, new):
-    """Whether cluster specs C{old} and C{new} differ in a L{SHAPE_FIELDS} field."""
-    return any(getattr(old, f) != getattr(new, f) for f in SHAPE_FIELDS)
+    """Whether cluster specs C{old} and C{new} differ in a L{SHAPE_FIELDS} field or address."""
+    return any(getattr(old, f) != getattr(new, f) for f in SHAPE_FIELDS) \
+        or _floating_shape(old) != _floating_shape(new)
 
 
 def change_refusal(cluster_id, new_print, runs_here, members):
@@ -97,7 +110,7 @@ def change_refusal(cluster_id, new_print, runs_here, members):
     if not behind:
         return None
     return (f"cluster {cluster_id} runs here and {', '.join(behind)} still "
-            f"{'has' if len(behind) == 1 else 'have'} its old mode/count: change "
-            "mode or count on the nodes that do not run it first, and on the nodes that "
+            f"{'has' if len(behind) == 1 else 'have'} its old mode/count/address: change "
+            "mode, count or address on the nodes that do not run it first, and on the nodes that "
             "run it last "
             "(doc/operations.md, \"Changing a cluster's mode or count\")")
