@@ -140,6 +140,38 @@ class GuardClientUnitTests(unittest.TestCase):
         self.assertEqual(self.client.restarts, 1)
         self.assertTrue(any("exited unexpectedly" in e["reason"] for e in self.events.recent()))
 
+    def test_floating_addresses_are_armed_renewed_and_disarmed(self):
+        self.client.start()
+        self.assertTrue(self.client.arm_address("eth0", "192.0.2.10/24", 12.5, label="A"))
+        self.client.arm_address("eth0", "192.0.2.10/24", 13.0, label="A")
+        self.client.disarm_address("eth0", "192.0.2.10/24")
+        self.client.disarm_address("eth0", "192.0.2.10/24")  # nothing armed: nothing written
+        self.assertEqual(self.spawner.read(), "address 12.5 eth0 192.0.2.10/24\n"
+                                              "address 13.0 eth0 192.0.2.10/24\n"
+                                              "unaddress eth0 192.0.2.10/24\n")
+
+    def test_an_address_removal_is_recorded_and_a_restart_resends_addresses(self):
+        self.client.start()
+        self.client.arm_address("eth0", "192.0.2.10/24", 5.0, label="A")
+        self.client.arm_address("eth0", "2001:db8::10/64", 5.0, label="A")
+        self.protocol().outReceived(b"removed eth0 192.0.2.10/24 0.0031\n")
+        self.assertEqual(self.client.address_removals,
+                         [(("eth0", "192.0.2.10/24"), "A", "removed")])
+        [event] = [e for e in self.events.recent() if "removed" in e["reason"]]
+        self.assertEqual(event["subject"], "A")
+        self.assertIn("3.1 ms after its deadline", event["reason"])
+        self.spawner.read()
+        self.protocol().processEnded(Failure(error.ProcessTerminated(None, 9, None)))
+        self.clock.advance(DEFAULT_RESTART_DELAY)
+        self.assertEqual(self.spawner.read(), "address 5.0 eth0 2001:db8::10/64\n")
+
+    def test_a_failed_removal_is_recorded(self):
+        self.client.start()
+        self.client.arm_address("eth0", "192.0.2.10/24", 5.0, label="A")
+        self.protocol().outReceived(b"remove-failed eth0 192.0.2.10/24 RTNETLINK answers\n")
+        self.assertTrue(any("could not remove 192.0.2.10/24 from eth0: RTNETLINK answers"
+                            in e["reason"] for e in self.events.recent()))
+
     def test_a_guard_that_cannot_start_is_retried(self):
         self.spawner.fail_with = OSError(2, "No such file")
         self.client.start()

@@ -209,6 +209,88 @@ def pid_alive(pid):
     return True
 
 
+class GuardAddressTests(unittest.TestCase):
+    """Floating addresses: deleted at their deadline, after the kills; at end of input."""
+
+    def setUp(self):
+        self.rfd, self.wfd = os.pipe()
+        os.set_blocking(self.rfd, False)
+        self.addCleanup(os.close, self.rfd)
+        self.addCleanup(os.close, self.wfd)
+        self.clock = FakeClock()
+        self.log = []
+        self.failure = None
+        self.guard = Guard(infd=-1, outfd=self.wfd, clock=self.clock,
+                           kill=lambda pgid, signum: self.log.append(("kill", pgid)),
+                           remove_address=self.remove)
+
+    def remove(self, interface, address):
+        self.log.append(("remove", interface, address))
+        return self.failure
+
+    def reports(self):
+        try:
+            return os.read(self.rfd, 65536).decode().splitlines()
+        except BlockingIOError:
+            return []
+
+    def test_removed_at_the_deadline_after_the_kill_not_before(self):
+        self.guard.feed(b"arm 11 1000\naddress 1000 eth0 192.0.2.10/24\n"
+                        b"address 1000 eth0 2001:db8::10/64\n")
+        self.clock.now = 999.999
+        self.guard.kill_due()
+        self.assertEqual(self.log, [])
+        self.assertEqual(self.guard.timeout_ms(), 1)
+        self.clock.now = 1000.0
+        self.guard.kill_due()
+        self.assertEqual(self.log, [("kill", 11), ("remove", "eth0", "192.0.2.10/24"),
+                                    ("remove", "eth0", "2001:db8::10/64")])
+        self.assertEqual([r.rsplit(" ", 1)[0] for r in self.reports()[1:]],
+                         ["removed eth0 192.0.2.10/24", "removed eth0 2001:db8::10/64"])
+        self.assertIsNone(self.guard.timeout_ms())
+
+    def test_renewal_and_unaddress(self):
+        self.guard.feed(b"address 1000 eth0 192.0.2.10/24\naddress 2000 eth0 192.0.2.10/24\n")
+        self.clock.now = 1500.0
+        self.guard.kill_due()
+        self.assertEqual(self.log, [], "the later deadline replaced the first")
+        self.guard.feed(b"unaddress eth0 192.0.2.10/24\n")
+        self.clock.now = 3000.0
+        self.guard.kill_due()
+        self.assertEqual(self.log, [])
+
+    def test_end_of_input_removes_every_address(self):
+        self.guard.feed(b"address 5000 eth1 192.0.2.11/24\n")
+        self.guard.kill_all()
+        self.assertEqual(self.log, [("remove", "eth1", "192.0.2.11/24")])
+        self.assertEqual(self.reports(), ["eof-removed eth1 192.0.2.11/24"])
+
+    def test_a_failed_removal_is_reported(self):
+        self.failure = "RTNETLINK answers: Operation not permitted\n"
+        self.guard.feed(b"address 0 eth0 192.0.2.10/24\n")
+        self.guard.kill_due()
+        self.assertEqual(self.reports(), [
+            "remove-failed eth0 192.0.2.10/24 RTNETLINK answers: Operation not permitted"])
+
+    def test_addresses_it_must_never_touch(self):
+        for line in (b"address 0 lo 127.0.0.1/8", b"address 0 eth0 fe80::1/64",
+                     b"address 0 eth0 192.0.2.10", b"address 0 eth0 nonsense/24",
+                     b"address 0 a/b 192.0.2.10/24", b"address 0 averyverylongname 192.0.2.1/24",
+                     b"address x eth0 192.0.2.10/24", b"unaddress eth0"):
+            self.guard.feed(line + b"\n")
+        self.guard.kill_due()
+        self.assertEqual(self.log, [])
+        self.assertEqual(len(self.reports()), 8)
+        self.assertEqual(self.guard.addresses, {})
+
+
+class RemoveAddressTests(unittest.TestCase):
+    def test_without_an_ip_command(self):
+        self.patch(guard_process, "IP_COMMANDS", ("/nonexistent/ip",))
+        self.assertEqual(guard_process.remove_address("eth0", "192.0.2.10/24"),
+                         "no ip command (iproute2) here")
+
+
 class GuardProcessTests(unittest.TestCase):
     """The real guard program, fed by a real process that is then frozen or killed."""
 

@@ -109,6 +109,10 @@ class GuardClient:
         #: pgid -> cgroup directory, for the groups armed with one.
         self.cgroups = {}
         self._labels = {}   # pgid -> label of the last arm, also after disarm
+        #: (interface, "ADDRESS/PREFIX") -> (deadline, label): floating addresses.
+        self.addresses = {}
+        #: ((interface, address), label, report) for every removal the guard reported.
+        self.address_removals = []
         self.pid = None
         #: Seconds from spawning the guard to its "ready" line, per start.
         self.start_times = []
@@ -201,6 +205,8 @@ class GuardClient:
         # while the guard is still starting.
         for pgid, (deadline, _) in sorted(self.armed.items()):
             self._write(self._arm_line(pgid, deadline))
+        for key, (deadline, _) in sorted(self.addresses.items()):
+            self._write(self._address_line(key, deadline))
 
     def _close_pipe(self):
         if self._wfd is not None:
@@ -257,6 +263,26 @@ class GuardClient:
         self.cgroups.pop(pgid, None)
         if self.armed.pop(pgid, None) is not None:
             self._write(f"disarm {pgid}\n")
+
+    def arm_address(self, interface, address, deadline, label=None):
+        """Floating C{address} (``ADDRESS/PREFIX``) may stay on C{interface} until C{deadline}.
+
+        Like L{arm}: True only when the line is in the kernel's pipe buffer;
+        an address must not be added on False.
+        """
+        key = (interface, str(address))
+        self.addresses[key] = (float(deadline), label)
+        return self._write(self._address_line(key, float(deadline)))
+
+    def disarm_address(self, interface, address):
+        """The daemon removed C{address} itself: forget its deadline."""
+        key = (interface, str(address))
+        if self.addresses.pop(key, None) is not None:
+            self._write(f"unaddress {key[0]} {key[1]}\n")
+
+    @staticmethod
+    def _address_line(key, deadline):
+        return f"address {deadline!r} {key[0]} {key[1]}\n"
 
     def ping(self):
         """A Deferred that fires once the guard has handled every line written before."""
@@ -330,6 +356,20 @@ class GuardClient:
             late_text = f" {late * 1000:.1f} ms after its deadline" if late is not None else ""
             self._record(f"lease guard killed process group {pgid}{late_text}",
                          subject=label, pgid=pgid, late=late)
+        elif kind in ("removed", "eof-removed", "remove-failed") and len(words) >= 3:
+            key = (words[1], words[2])
+            _, label = self.addresses.pop(key, (None, None))
+            if kind == "remove-failed":
+                self._record(f"lease guard could not remove {key[1]} from {key[0]}: "
+                             f"{' '.join(words[3:])}", subject=label)
+            else:
+                late = float(words[3]) if len(words) > 3 else None
+                late_text = f" {late * 1000:.1f} ms after its deadline" \
+                    if late is not None else " (the daemon's pipe closed)"
+                self._record(f"lease guard removed {key[1]} from {key[0]}{late_text}",
+                             subject=label, interface=key[0], address=key[1], late=late)
+            self.address_removals.append((key, label, kind))
+            del self.address_removals[:-MAX_REMEMBERED]
         elif kind == "gone" and len(words) >= 2:
             self.armed.pop(int(words[1]), None)
             self.cgroups.pop(int(words[1]), None)

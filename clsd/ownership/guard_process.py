@@ -18,13 +18,20 @@ Protocol: the daemon writes lines to the guard's standard input::
                            values mean the same
                            here); replaces an earlier deadline
     disarm PGID            forget PGID (its service stopped)
+    address DEADLINE INTERFACE ADDRESS/PREFIX
+                           a cluster's floating address may stay on INTERFACE
+                           until DEADLINE, no later; replaces an earlier one
+    unaddress INTERFACE ADDRESS/PREFIX
+                           forget it (the daemon removed it)
     ping TOKEN             answer "pong TOKEN" once every earlier line is handled
 
 At a deadline the guard sends SIGKILL to the whole group and empties the
 cgroup (``cgroup.kill``, or freeze + SIGKILL each + thaw: the same code as
 the daemon's, clsd/supervision/cgroupfs.py, imported from its directory
 because the guard runs without site-packages): a process that left the group
-(``setsid``, a double fork) dies too.  A deadline already
+(``setsid``, a double fork) dies too; then it deletes the floating addresses
+due (``ip address del``), so that a frozen daemon's node stops answering for
+them before any other node may add them.  A deadline already
 past when it is read means: kill now.  When standard input reaches end of
 file (the daemon exited or was killed: the kernel closes its end of the pipe)
 the guard kills every armed group at once and exits.
@@ -36,6 +43,9 @@ does not read them, so a report that does not fit is dropped and counted)::
     killed PGID LATE               SIGKILL sent, LATE seconds after the deadline
     gone PGID                      deadline passed, nothing of it existed any more
     eof-killed PGID                killed because the daemon's pipe closed
+    removed INTERFACE ADDRESS LATE an address deleted, LATE seconds after its deadline
+    eof-removed INTERFACE ADDRESS  deleted because the daemon's pipe closed
+    remove-failed INTERFACE ADDRESS TEXT
     pong TOKEN
     error TEXT                     a line it did not understand (ignored)
 
@@ -47,10 +57,12 @@ root, their own cgroups and every ancestor): a bad line must never make it
 kill the daemon or itself.
 """
 
+import ipaddress
 import math
 import os
 import select
 import signal
+import subprocess
 import sys
 import time
 
@@ -118,6 +130,36 @@ def protected_cgroups(read=_read_text, pids=("self",)):
                 found.append(path)
     return mount[0], found
 
+#: Where the ``ip`` command may be (Linux, iproute2).
+IP_COMMANDS = ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
+#: An ``ip address del`` that takes longer than this is killed and reported.
+IP_TIMEOUT = 2.0
+#: Linux's IFNAMSIZ less the terminating NUL.
+MAX_INTERFACE_NAME = 15
+
+
+def remove_address(interface, address):
+    """Delete C{address} (``ADDRESS/PREFIX``) from C{interface}; None, or why it failed.
+
+    An address that is not there any more counts as removed.
+    """
+    ip = next((path for path in IP_COMMANDS if os.access(path, os.X_OK)), None)
+    if ip is None:
+        return "no ip command (iproute2) here"
+    try:
+        done = subprocess.run([ip, "address", "del", address, "dev", interface],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=IP_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if done.returncode == 0:
+        return None
+    text = done.stderr.decode("ascii", "replace").strip()
+    if "Cannot assign requested address" in text:
+        return None  # already gone
+    return text or f"ip exited with status {done.returncode}"
+
+
 #: Read size: many lines per system call when the daemon writes a burst.
 READ_SIZE = 65536
 
@@ -156,14 +198,16 @@ class Guard:
     """The guard's state: armed groups and their deadlines; I/O through two fds."""
 
     def __init__(self, infd=0, outfd=1, clock=lease_clock, kill=os.killpg,
-                 kill_cgroup=kill_cgroup, protected=None):
+                 kill_cgroup=kill_cgroup, protected=None, remove_address=remove_address):
         self.infd = infd
         self.outfd = outfd
         self.clock = clock
         self.kill = kill
         self.kill_cgroup = kill_cgroup
+        self.remove_address = remove_address
         self.armed = {}  # pgid -> deadline
         self.cgroups = {}  # pgid -> cgroup directory, for those armed with one
+        self.addresses = {}  # (interface, "ADDRESS/PREFIX") -> deadline
         #: (cgroup v2 mount point, [cgroup directories of the guard and the daemon]).
         self.protected = protected if protected is not None \
             else protected_cgroups(pids=("self", os.getppid()))
@@ -236,6 +280,15 @@ class Guard:
             if pgid is not None:
                 self.armed.pop(pgid, None)
                 self.cgroups.pop(pgid, None)
+        elif command == "address" and len(args) == 3:
+            deadline = self._deadline(args[0])
+            key = self._address(args[1], args[2])
+            if deadline is not None and key is not None:
+                self.addresses[key] = deadline
+        elif command == "unaddress" and len(args) == 2:
+            key = self._address(args[0], args[1])
+            if key is not None:
+                self.addresses.pop(key, None)
         elif command == "ping" and len(args) == 1:
             self.report("pong", args[0][:64])
         else:
@@ -270,6 +323,23 @@ class Guard:
             return None
         return path
 
+    def _address(self, interface, text):
+        """C{(interface, "ADDRESS/PREFIX")}, or None (reported) for anything else."""
+        if len(interface) > MAX_INTERFACE_NAME or "/" in interface or interface in (".", ".."):
+            self.report("error", f"refusing interface {_show(interface)}")
+            return None
+        try:
+            address = ipaddress.ip_interface(text)
+        except ValueError:
+            self.report("error", f"not an address with a prefix: {_show(text)}")
+            return None
+        ip = address.ip
+        if "/" not in text or ip.is_loopback or ip.is_link_local or ip.is_unspecified \
+                or ip.is_multicast:
+            self.report("error", f"refusing address {_show(text)}")
+            return None
+        return interface, str(address)
+
     def _deadline(self, text):
         try:
             deadline = float(text)
@@ -289,11 +359,29 @@ class Guard:
                 del self.armed[pgid]
                 self._kill(pgid, self.cgroups.pop(pgid, None), "killed",
                            f"{now - deadline:.6f}")
+        # Processes first: a copy of the service must not outlive its lease
+        # by the time an ``ip`` command takes.
+        for key, deadline in list(self.addresses.items()):
+            if deadline <= now:
+                del self.addresses[key]
+                self._remove(key, "removed", f"{self.clock() - deadline:.6f}")
 
     def kill_all(self):
         for pgid in list(self.armed):
             del self.armed[pgid]
             self._kill(pgid, self.cgroups.pop(pgid, None), "eof-killed")
+        for key in list(self.addresses):
+            del self.addresses[key]
+            self._remove(key, "eof-removed")
+
+    def _remove(self, key, what, *extra):
+        interface, address = key
+        failure = self.remove_address(interface, address)
+        if failure is None:
+            self.report(what, interface, address, *extra)
+        else:
+            self.report("remove-failed", interface, address,
+                        " ".join(failure.split())[:200])
 
     def _kill(self, pgid, cgroup, what, *extra):
         hit = failed = False
@@ -319,9 +407,10 @@ class Guard:
 
     def timeout_ms(self):
         """poll() timeout: until the next deadline (rounded up), or for ever."""
-        if not self.armed:
+        deadlines = [*self.armed.values(), *self.addresses.values()]
+        if not deadlines:
             return None
-        remaining = min(self.armed.values()) - self.clock()
+        remaining = min(deadlines) - self.clock()
         return max(0, math.ceil(remaining * 1000))
 
     # -- the loop ----------------------------------------------------------------------
