@@ -52,9 +52,15 @@ class ManagedService:
         C{"service_failed"}; called later, never from inside this object's
         own calls (the caller queues it).
     @param guard: a L{clsd.ownership.guard.GuardClient} (or a fake).
+    @param keeper: the cluster's L{clsd.ownership.floating.AddressKeeper} when
+        it has a floating address: brought up before the service starts (or
+        once it runs, ``address_order = "after"``), taken down after it
+        stopped (or before it stops); a stop or failure is reported only once
+        the addresses are down, so the next owner never adds them beside ours.
     """
 
-    def __init__(self, cluster, node, guard, *, monotonic, report, n_active=False):
+    def __init__(self, cluster, node, guard, *, monotonic, report, n_active=False,
+                 keeper=None):
         self.cluster = cluster
         self.node = node
         self.guard = guard
@@ -75,6 +81,12 @@ class ManagedService:
         self._stopping = False
         #: The report held back while a stuck process group is still present.
         self._after_stuck = None
+        self.keeper = keeper
+        #: The epoch whose addresses were asked up (None: not asked in this tenure).
+        self._addresses_asked = None
+        self._epoch = None
+        #: The stop under way gives the cluster up (reported as failed, not stopped).
+        self._give_up = False
 
     @property
     def stopping(self):
@@ -138,6 +150,8 @@ class ManagedService:
         self.deadline = deadline
         if self.pgid is not None:
             self._arm(self.pgid, deadline)
+        if self.keeper is not None:
+            self.keeper.renew(deadline)
 
     def _arm(self, pgid, deadline):
         # Under cgroup containment the guard kills the runner's cgroup too.
@@ -151,14 +165,38 @@ class ManagedService:
                                       slot if self._n_active else None)
         self.runner.standby(False)  # before owned: its observers see a resting service
         self.owned = True
+        self._epoch = epoch
+        self._addresses_asked = None
         if self.blocked is not None:
             self.owned = False
             self._report("service_failed", self.cluster)
             return
+        if self._addresses_first:
+            self._addresses_asked = epoch
+            self.keeper.up(epoch, self.deadline).addCallbacks(
+                lambda _: self._start_runner(epoch), self._addresses_failed)
+            return
+        self._start_runner(epoch)
+
+    @property
+    def _addresses_first(self):
+        return self.keeper is not None and self.keeper.floating.order == "before"
+
+    def _start_runner(self, epoch):
+        if not self.owned or self._stopping or self._epoch != epoch:
+            return  # the tenure ended while the addresses came up
         if self.runner.state is State.FAILED:
             self.runner.reset()  # a new tenure: the old crash loop is history
         else:
             self.runner.start()
+
+    def _addresses_failed(self, failure):
+        """The addresses could not come up: stop, and give the cluster up once all is down."""
+        self.keeper.failed(failure.getErrorMessage())
+        if not self.owned or self._stopping:
+            return  # a stop is under way; it takes the addresses down
+        self._give_up = True
+        self.stop(self.deadline)
 
     def stop(self, deadline):
         """L{StopService}: TERM now, KILL by C{deadline} (None: the service's stop_timeout)."""
@@ -168,6 +206,13 @@ class ManagedService:
             self.runner.stop(kill_after)  # only brings the KILL forward
             return
         self._stopping = True
+        if self.keeper is not None and not self._addresses_first:
+            # address_order = "after": the address goes first, then the service.
+            def stop_runner(_):
+                left = None if deadline is None else deadline - self._monotonic()
+                return self.runner.stop(left)
+            self.keeper.down().addBoth(stop_runner).addCallback(self._stopped)
+            return
         self.runner.stop(kill_after).addCallback(self._stopped)
 
     def _stopped(self, _):
@@ -176,7 +221,12 @@ class ManagedService:
         if not self.owned:
             self.runner.standby(True)
         self._disarm_if_gone()
-        self._report_gone("service_stopped")
+        method = "service_failed" if self._give_up else "service_stopped"
+        self._give_up = False
+        if self.keeper is not None:
+            self.keeper.down().addBoth(lambda _: self._report_gone(method))
+            return
+        self._report_gone(method)
 
     def _report_gone(self, method):
         """Report C{method} once no process group of the service is left (stuck ones included)."""
@@ -201,7 +251,16 @@ class ManagedService:
             # candidate should have the cluster.
             self.owned = False
             runner.standby(True)
+            if self.keeper is not None:
+                self.keeper.down().addBoth(lambda _: self._report_gone("service_failed"))
+                return
             self._report_gone("service_failed")
+            return
+        if (self.owned and not self._stopping and self.keeper is not None
+                and self._addresses_asked != self._epoch and runner.state is State.RUNNING):
+            # address_order = "after": the service runs, now its address.
+            self._addresses_asked = self._epoch
+            self.keeper.up(self._epoch, self.deadline).addErrback(self._addresses_failed)
 
     def _disarm_if_gone(self):
         """Disarm once nothing of the instance is left.
