@@ -82,6 +82,12 @@ EVENTS = {
     "floor.stored": (_I, "This voter stored its epoch floor again and grants again."),
     "hook.ran": (_I, "A hook command (fence, notify) succeeded."),
     "hook.failed": (_E, "A hook command failed or timed out."),
+    "address.added": (_I, "A cluster's floating address was added here (this node holds "
+                          "the lease)."),
+    "address.removed": (_I, "A cluster's floating address was removed here (a stop, a lost "
+                            "lease, or left behind by an earlier run)."),
+    "address.announced": (_I, "A floating address was announced (gratuitous ARP / "
+                              "unsolicited neighbour advertisement)."),
     "peer.connected": (_I, "A peer connection was established (TLS and hello done)."),
     "peer.disconnected": (_I, "An established peer connection ended."),
     "peer.rejected": (_W, "A connection was refused (bad certificate, name, version, ...)."),

@@ -147,11 +147,21 @@ def _daemon(record):
     return []
 
 
+def _address(record):
+    fields = record["fields"]
+    what = fields.get("what")
+    if what not in ("added", "removed", "announced"):
+        return []
+    return [(f"address.{what}", {"cluster": record["subject"], "address": fields.get("address"),
+                                 "interface": fields.get("interface"),
+                                 "epoch": fields.get("epoch")})]
+
+
 _BY_KIND = {
     "spawned": _service, "exited": _service, "health": _service, "state": _service,
     "rogue": _service, "adopted": _service,
     "member": _member, "hook": _hook, "lease": _lease, "cluster": _cluster,
-    "daemon": _daemon, "ownership": _ownership, "voter": _voter,
+    "daemon": _daemon, "ownership": _ownership, "voter": _voter, "address": _address,
 }
 
 

@@ -197,6 +197,14 @@ class MappingTests(unittest.TestCase):
         [(name, fields)] = named_events(bad)
         self.assertEqual((name, fields["reason"]), ("hook.failed", "exited code=1"))
 
+    def test_floating_addresses(self):
+        added = self.record("address", "A", "added 192.0.2.10/24 to eth0 (epoch 7)",
+                            what="added", address="192.0.2.10/24", interface="eth0", epoch=7)
+        self.assertEqual(named_events(added), [("address.added", {
+            "cluster": "A", "address": "192.0.2.10/24", "interface": "eth0", "epoch": 7})])
+        failed = self.record("address", "A", "not up: x", what="up-failed")
+        self.assertEqual(named_events(failed), [])
+
     def test_rogue_and_adopted_copies(self):
         rogue = self.record("rogue", "db", "running on this node without the lease",
                             stopped=False)
@@ -348,7 +356,8 @@ class CatalogueTests(unittest.TestCase):
                 if name.endswith(".py") and name != "logs.py":  # logs.py is the catalogue
                     with open(os.path.join(directory, name)) as f:
                         source += f.read()
-        built = {"health.": ("rise", "fall"), "daemon.": ("started", "stopping", "stopped")}
+        built = {"health.": ("rise", "fall"), "daemon.": ("started", "stopping", "stopped"),
+                 "address.": ("added", "removed", "announced")}
         missing = []
         for name in EVENTS:
             prefix, _, suffix = name.partition(".")
