@@ -61,6 +61,19 @@ def prepare_data_dir_or_exit(config):
         raise SystemExit(2)
 
 
+def check_interfaces_or_exit(config):
+    """Every floating address's interface must exist here: one line if not."""
+    from clsd.config.floating import check_interfaces, local_interfaces
+
+    if not any(c.floating is not None for c in config.clusters):
+        return
+    try:
+        check_interfaces(config.source, config.clusters, local_interfaces())
+    except ConfigError as e:
+        sys.stderr.write(f"clsd: cannot start: {e}\n")
+        raise SystemExit(2)
+
+
 def start_json_log_or_exit(config, reactor):
     """Open the JSON log now: before twistd starts logging, sheds privileges, daemonizes."""
     from clsd.logs import start_json_log
@@ -105,6 +118,7 @@ def makeService(options):
 
     config = load_or_exit(options)
     prepare_data_dir_or_exit(config)
+    check_interfaces_or_exit(config)
     start_json_log_or_exit(config, reactor)
     try:
         return exit_on_listen_error(Daemon(config, reactor, overrides=options.overrides()))

@@ -83,6 +83,17 @@ address_order = "after"
             'interface = "eth1"\n',
             "cluster[1].address", "192.0.2.10", "cluster 'A'")
 
+    def test_the_interface_must_exist_at_start(self):
+        from clsd.config.floating import check_interfaces
+
+        config = parse(QUORUM3 + CLUSTER + 'address = ["192.0.2.10/24"]\n'
+                       'interface = "eth9"\n')
+        check_interfaces("test.toml", config.clusters, ["eth9", "lo"])
+        e = self.assertRaises(ConfigError, check_interfaces, "test.toml", config.clusters,
+                              ["eth0", "lo"])
+        self.assertEqual(str(e), "test.toml: cluster[0].interface: there is no interface "
+                                 "'eth9' on this machine (interfaces: eth0, lo)")
+
     def test_an_n_active_cluster_may_not_have_one(self):
         self.assertMistake(
             '[[cluster]]\nid = "A"\nservice = "web"\nmode = "n-active"\ncount = 2\n'

@@ -83,6 +83,21 @@ class TakenAddressTests(unittest.TestCase):
             f"on {self.host}:{port}: address already in use")
 
 
+    def test_a_floating_address_on_a_missing_interface(self):
+        ca, cert, key = TestCA().write_files(os.path.join(self.dir, "certs"), "alpha")
+        code, output = self.start(
+            f'[node]\nname = "alpha"\ndata_dir = "data"\nlisten = "{self.host}:7000"\n'
+            f'[tls]\nca = "{ca}"\ncert = "{cert}"\nkey = "{key}"\n'
+            '[quorum]\nvoters = ["alpha"]\n'
+            '[[service]]\nname = "web"\ncommand = ["/bin/true"]\n'
+            '[[cluster]]\nid = "A"\nservice = "web"\naddress = ["192.0.2.10/24"]\n'
+            'interface = "clsd-noif0"\n')
+        self.assertEqual(code, 2, output)
+        self.assertOneLine(output, "clsd: cannot start: clsd.toml: cluster[0].interface: "
+                                   "there is no interface 'clsd-noif0' on this machine "
+                                   "(interfaces: ")
+
+
 class ListeningServiceTests(unittest.TestCase):
     def test_admin_listener_names_its_setting(self):
         from clsd.admin.service import ListenerService

@@ -104,6 +104,27 @@ def _announce(table):
     return count, interval
 
 
+def local_interfaces():
+    """The names of this machine's network interfaces (POSIX if_nameindex)."""
+    import socket
+
+    try:
+        return sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        return []
+
+
+def check_interfaces(source, clusters, interfaces):
+    """At start: every floating address's interface exists (C{interfaces}: the names here)."""
+    for index, cluster in enumerate(clusters):
+        floating = cluster.floating
+        if floating is not None and floating.interface not in interfaces:
+            raise ConfigError(
+                source, f"cluster[{index}].interface",
+                f"there is no interface {floating.interface!r} on this machine "
+                f"(interfaces: {', '.join(interfaces) or 'none found'})")
+
+
 def check_floating(source, clusters):
     """Across clusters: no address on an n-active cluster, no address on two clusters."""
     owners = {}
