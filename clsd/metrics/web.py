@@ -76,7 +76,7 @@ class MetricsService(ListeningService):
     admin listeners do, so that the mistake is seen at start-up.
     """
 
-    name = "metrics"
+    name = "metrics"  # type: ignore[assignment]  # Service declares name = None
     setting = "metrics.listen"
     log = Logger()
 
