@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo demo-cluster test soak bench bench-failover clean
+.PHONY: venv demo demo-cluster test lint soak bench bench-failover clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,14 @@ demo: $(STAMP)
 demo-cluster: $(STAMP)
 	$(PY) -m clsd.demo --keep $(DEMO_ARGS)
 
+# `make test` runs ruff and mypy first (one check each in the summary line).
 test: $(STAMP)
 	$(PY) tools/run_tests.py $(TESTS)
+
+# The static checks alone (settings in pyproject.toml).
+lint: $(STAMP)
+	$(PY) -m ruff check
+	$(PY) -m mypy
 
 # Fault-schedule soak (doc/reliability.md): SEEDS schedules of DURATION seconds on
 # NODES daemons, each its own run; the figures are appended to doc/reliability.md.

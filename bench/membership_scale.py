@@ -519,13 +519,13 @@ def membership_overrides(settings):
         try:
             data.update(tomllib.loads(f"{key.strip()} = {value.strip()}"))
         except tomllib.TOMLDecodeError as e:
-            raise SystemExit(f"--set {setting}: not KEY=VALUE with a TOML value ({e})")
+            raise SystemExit(f"--set {setting}: not KEY=VALUE with a TOML value ({e})") from None
     table = Table(data, "membership", "--set")
     try:
         config = parse_membership(table)
         table.finish()
     except ConfigError as e:
-        raise SystemExit(str(e))
+        raise SystemExit(str(e)) from None
     return {key: getattr(config, key) for key in data}
 
 

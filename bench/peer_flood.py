@@ -84,7 +84,7 @@ class SplitFlood:
             process.start()
             self._workers.append((process, here))
         opened = 0
-        for process, pipe in self._workers:
+        for _process, pipe in self._workers:
             n, errors = pipe.recv()
             opened += n
             self.errors += errors

@@ -287,7 +287,7 @@ class Fuzzer:
                     if not sock.recv(65536):
                         self._count("ended", "closed")
                         return
-                except socket.timeout:
+                except TimeoutError:
                     break
                 except (OSError, ssl.SSLError) as e:
                     self._count("ended", type(e).__name__)
@@ -312,7 +312,7 @@ class Fuzzer:
                 if not sock.recv(65536):
                     self._add("accepted_but_closed")
                     return
-        except socket.timeout:
+        except TimeoutError:
             return
         except (OSError, ssl.SSLError):
             self._add("accepted_but_closed")

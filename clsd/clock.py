@@ -23,6 +23,7 @@ variable is passed on to the guard and nowhere else.
 
 import os
 import time
+from collections.abc import Callable
 
 #: The test-only offset file (see the module docstring).
 OFFSET_ENV = "CLSD_TEST_CLOCK_OFFSET_FILE"
@@ -32,7 +33,7 @@ OFFSET_REREAD = 0.01
 _raw = getattr(time, "CLOCK_MONOTONIC_RAW", None)
 
 
-def raw_clock():
+def raw_clock() -> float:
     """Seconds on the unadjusted monotonic clock (CLOCK_MONOTONIC_RAW, else time.monotonic)."""
     if _raw is not None:
         return time.clock_gettime(_raw)
@@ -42,12 +43,12 @@ def raw_clock():
 class _OffsetClock:
     """L{raw_clock} minus the seconds in a file that a test rig rewrites."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = path
         self.offset = 0.0
-        self.read_at = None
+        self.read_at: float | None = None
 
-    def __call__(self):
+    def __call__(self) -> float:
         now = raw_clock()
         if self.read_at is None or now - self.read_at >= OFFSET_REREAD:
             self.read_at = now
@@ -59,16 +60,16 @@ class _OffsetClock:
         return now - self.offset
 
 
-def _make_lease_clock():
+def _make_lease_clock() -> Callable[[], float]:
     path = os.environ.get(OFFSET_ENV)
     return _OffsetClock(path) if path else raw_clock
 
 
 #: The lease clock: call it for the current time, in seconds.
-lease_clock = _make_lease_clock()
+lease_clock: Callable[[], float] = _make_lease_clock()
 
 
-def guard_environment():
+def guard_environment() -> dict[str, str]:
     """What of this process's environment the lease guard must see: the test offset file."""
     path = os.environ.get(OFFSET_ENV)
     return {OFFSET_ENV: path} if path else {}

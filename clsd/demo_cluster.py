@@ -305,7 +305,7 @@ class ClusterDemo:
             self.say(f"  {ssh_command(self.launcher.address(name), self.key)}")
         self.say("Try: status, members, clusters, history, standby alpha, move A beta, "
                  "and GET the systems:")
-        for cluster, port in HTTP_PORTS.items():
+        for cluster in HTTP_PORTS:
             self.say("  curl " + " ".join(self.url(cluster, n) for n in PRIORITIES[cluster]))
         self.say(f"Logs: {self.workdir}/nodes/NODE/twistd.log. Press Ctrl-C to stop all.")
         try:

@@ -33,7 +33,7 @@ EVENT_FILE_NAME = "events.jsonl"
 
 
 def _iso(ts):
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(
         timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -44,7 +44,7 @@ def load_or_exit(options):
         return load_config(options["config"], overrides=options.overrides())
     except ConfigError as e:
         sys.stderr.write(f"clsd: configuration error: {e}\n")
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 def prepare_data_dir_or_exit(config):
@@ -58,7 +58,7 @@ def prepare_data_dir_or_exit(config):
         sys.stderr.write(
             f"clsd: {config.source}: node.data_dir: cannot use {path!r}: "
             f"{e.strerror or e}\n")
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 def check_interfaces_or_exit(config):
@@ -83,7 +83,7 @@ def start_json_log_or_exit(config, reactor):
     except OSError as e:
         sys.stderr.write(f"clsd: cannot open the JSON log {config.log.json!r}: "
                          f"{e.strerror or e}\n")
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 def exit_on_listen_error(daemon):
@@ -104,7 +104,7 @@ def exit_on_listen_error(daemon):
             start()
         except ListenError as e:
             sys.stderr.write(f"clsd: cannot start: {daemon.config.source}: {e}\n")
-            raise SystemExit(2)
+            raise SystemExit(2) from None
 
     daemon.startService = startService
     return daemon
@@ -124,7 +124,7 @@ def makeService(options):
         return exit_on_listen_error(Daemon(config, reactor, overrides=options.overrides()))
     except ConfigError as e:  # e.g. [tls] files unusable (read when the peer network is built)
         sys.stderr.write(f"clsd: configuration error: {e}\n")
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     except GenerationError as e:  # data_dir/membership/generation unreadable or unwritable
         sys.stderr.write(f"clsd: cannot start: {e}\n")
-        raise SystemExit(2)
+        raise SystemExit(2) from None

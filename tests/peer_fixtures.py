@@ -15,7 +15,7 @@ DAY = datetime.timedelta(days=1)
 
 
 def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class TestCA:

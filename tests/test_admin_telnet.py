@@ -41,7 +41,7 @@ class _Terminal(telnet.TelnetProtocol):
             d.callback(at)
 
     def connectionLost(self, reason):
-        for needle, after, d in self._waiters:
+        for needle, _after, d in self._waiters:
             d.errback(AssertionError(f"closed before {needle!r}; output {self.output!r}"))
         self._waiters = []
         self.closed.callback(None)
@@ -103,7 +103,7 @@ class TelnetManholeTests(unittest.TestCase):
     def test_wrong_password_refused_then_limited(self):
         terminal = yield self.connect()
         at = 0
-        for attempt in range(admin_telnet.MAX_LOGIN_FAILURES):
+        for _attempt in range(admin_telnet.MAX_LOGIN_FAILURES):
             terminal.type(b"operator\n")
             at = yield terminal.wait_for(b"Password: ", after=at)
             terminal.type(b"not the password\n")

@@ -106,7 +106,7 @@ class JsonLogTests(unittest.TestCase):
     def test_failures_carry_their_traceback_text(self):
         json_log = logs.open_json_log(self.path, self.publisher)
         try:
-            1 / 0
+            1 / 0  # noqa: B018 (raises on purpose)
         except ZeroDivisionError:
             self.log.failure("while dividing")
         json_log.close()

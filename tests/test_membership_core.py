@@ -19,10 +19,10 @@ from clsd.membership.table import build_snapshots
 from clsd.membership.notary import FakeNotary
 from clsd.wire.errors import Forged
 from clsd.membership.timing import suspicion_timeout
-
-SEED = "127.0.0.12:7400"
 from clsd.sim.cluster import signed_lives
 from tests.membership_signing import join, join_ack, signed_update
+
+SEED = "127.0.0.12:7400"
 
 
 

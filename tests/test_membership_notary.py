@@ -64,7 +64,7 @@ class X509NotaryTests(unittest.TestCase):
     def test_certificates_of_another_ca_or_expired_ones_are_refused(self):
         other = identity("beta", create_authority("another CA"))
         self.assertFalse(self.report.signed(X509Notary(other)).verified(self.verifier))
-        past = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+        past = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
         expired = identity("beta", not_before=past, not_after=past + datetime.timedelta(days=1))
         self.assertFalse(self.report.signed(X509Notary(expired)).verified(self.verifier))
 

@@ -128,7 +128,7 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual(gossip[0].fields["updates"][0]["d"], {"holding": {"web": 4}})
 
     def test_death_is_recorded_and_listeners_told(self):
-        service = self.service(seeds=())
+        self.service(seeds=())
         beta = Member("beta", "127.0.0.12:7400", 7, 0, State.ALIVE)
         deliver(self.router, "beta", Gossip((signed_update(beta),)))
         self.assertEqual(self.seen[-1], {"beta": None})

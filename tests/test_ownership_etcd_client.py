@@ -8,10 +8,13 @@ import json
 import time
 
 from twisted.internet import defer, reactor, task
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web import resource, server
+from twisted.web.client import ResponseDone
 
-from clsd.ownership.etcd.client import EtcdDriver, EtcdGateway
+from clsd.ownership.etcd.client import MAX_WATCH_LINE, EtcdDriver, EtcdGateway, _Lines
 from clsd.ownership.etcd.io import EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchMessage
 
 
@@ -22,10 +25,12 @@ class Answer(resource.Resource):
         super().__init__()
         self.mode = mode
         self.requests = []
+        self.lengths = []
         self.pending = []
 
     def render_POST(self, request):
         self.requests.append(json.loads(request.content.read()))
+        self.lengths.append(request.getHeader(b"content-length"))
         if self.mode == "hang":
             self.pending.append(request)
             return server.NOT_DONE_YET
@@ -77,6 +82,8 @@ class GatewayTests(unittest.TestCase):
         status, body, error = yield gateway.call("/v3/lease/grant", {"TTL": "2"}, 2.0)
         self.assertEqual((status, json.loads(body)), (200, {"ok": "good"}))
         self.assertEqual(site.requests, [{"TTL": "2"}])
+        self.assertEqual(site.lengths, [str(len(b'{"TTL": "2"}')).encode()],
+                         "the body is sent with its length, not chunked")
         self.assertEqual(gateway.preferred, good, "the member that answered is tried first")
 
     @defer.inlineCallbacks
@@ -122,3 +129,45 @@ class GatewayTests(unittest.TestCase):
                                  b'{"partial": 1}'])
         self.assertEqual(events.records, [("etcd", "A", "etcd keepalive failed: x")])
         yield driver.stop(1.0)
+
+
+class WatchLinesTests(unittest.TestCase):
+    """The watch stream's framing, fed by hand (the body's transport is a producer proxy)."""
+
+    def setUp(self):
+        self.lines, self.closed = [], []
+        self.protocol = _Lines(self.lines.append, self.closed.append)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def test_lines_split_across_chunks_and_blank_lines_skipped(self):
+        for chunk in (b'{"a": 1}\n\n{"b"', b': 2}\n  \n{"c": 3}', b"\n"):
+            self.protocol.dataReceived(chunk)
+        self.assertEqual(self.lines, [b'{"a": 1}', b'{"b": 2}', b'{"c": 3}'])
+        self.protocol.connectionLost(Failure(ResponseDone()))
+        self.assertEqual(self.closed, ["etcd ended the stream"])
+
+    def test_an_over_long_line_closes_the_stream_with_a_clear_reason(self):
+        self.protocol.dataReceived(b'{"a": 1}\n')
+        chunk = b"x" * (64 * 1024)
+        for _ in range(MAX_WATCH_LINE // len(chunk) + 1):
+            self.protocol.dataReceived(chunk)
+        self.assertEqual(self.lines, [b'{"a": 1}'])
+        self.assertEqual(self.closed,
+                         [f"watch line longer than {MAX_WATCH_LINE} bytes: stream closed"])
+        self.assertEqual(self.transport.producerState, "stopped")
+        self.assertEqual(self.protocol._buffer, b"", "the partial line is not kept")
+        self.protocol.connectionLost(Failure(ResponseDone()))
+        self.assertEqual(len(self.closed), 1, "the stream's end is reported once")
+
+    def test_an_over_long_complete_line_is_not_delivered(self):
+        self.protocol.dataReceived(b"y" * (MAX_WATCH_LINE + 1) + b'\n{"a": 1}\n')
+        self.assertEqual(self.lines, [])
+        self.assertEqual(len(self.closed), 1)
+        self.assertIn(f"longer than {MAX_WATCH_LINE} bytes", self.closed[0])
+
+    def test_stop_closes_silently(self):
+        self.protocol.stop()
+        self.protocol.connectionLost(Failure(ResponseDone()))
+        self.assertEqual(self.closed, [])
+        self.assertEqual(self.transport.producerState, "stopped")

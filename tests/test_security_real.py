@@ -38,7 +38,7 @@ HELLO = {"v": 1, "type": "hello", "protocol": 1, "generation": 1, "settings": "x
 
 
 def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class Intruder:
@@ -83,7 +83,7 @@ class Intruder:
                 try:
                     if not sock.recv(65536):
                         return "closed"
-                except socket.timeout:
+                except TimeoutError:
                     break
                 except (OSError, ssl.SSLError) as e:
                     return type(e).__name__

@@ -206,7 +206,7 @@ def self_signed_for_loopback():
     """A throwaway self-signed certificate for IP 127.0.0.1: (with its key, alone)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clsd health test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     cert = (
         x509.CertificateBuilder()

@@ -59,7 +59,7 @@ class ServiceOutputTests(unittest.TestCase):
         base = self.mktemp()
         path = os.path.join(base, "web.log")
         output = ServiceOutput(LogFiles(stdout=path, stderr=path, max_bytes=1024, backups=0))
-        for i in range(3):
+        for _ in range(3):
             output.out(b"x" * 1024)
         output.close()
         self.assertEqual(os.listdir(base), ["web.log"])

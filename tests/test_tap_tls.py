@@ -77,7 +77,7 @@ class BadTLSTests(unittest.TestCase):
 
     def test_expired_certificate(self):
         authority = load_authority(self.certs)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         pair = issue_node_certificate(
             authority, "alpha", ip_addresses=["127.0.0.1"],
             not_before=now - datetime.timedelta(days=30),

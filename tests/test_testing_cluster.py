@@ -62,7 +62,7 @@ class ClusterPartsTests(unittest.TestCase):
         self.assertEqual(configs["witness"].services, ())
         service = configs["beta"].service(service_name("A"))
         self.assertEqual(service.command[-2:],
-                         ("--http", "%s:%d" % rig.http_address(launcher, "beta", "A")))
+                         ("--http", "{}:{}".format(*rig.http_address(launcher, "beta", "A"))))
         # The daemon, not the config, names the cluster and epoch.
         self.assertNotIn("CLSD_CLUSTER", service.env)
         self.assertEqual((service.check.type, service.check.target),

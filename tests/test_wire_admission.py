@@ -148,7 +148,8 @@ class ExpelTests(AdmissionTestCase):
         await wait_for(reactor, lambda: self.alpha.peers() == ["beta"], what="connected")
         tls = self.alpha.tls
         tls.admission = Admission(allow=("alpha", "beta"))
-        refusal = lambda p: tls.admission.refusal(p.name, peer_certificate(p.transport))
+        def refusal(p):
+            return tls.admission.refusal(p.name, peer_certificate(p.transport))
         self.assertEqual(self.alpha.expel(refusal), [])
         self.assertEqual(self.alpha.peers(), ["beta"])
         tls.admission = Admission(allow=("alpha",))

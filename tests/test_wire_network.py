@@ -195,7 +195,7 @@ def live(network):
 
 class SimultaneousDialTests(NetworkTestCase):
     async def test_crossed_dials_end_with_one_shared_connection(self):
-        for round_number in range(3):
+        for _round in range(3):
             alpha = self.network("alpha", ALPHA_HOST)
             beta = self.network("beta", BETA_HOST)
             alpha.connect(self.address(beta))

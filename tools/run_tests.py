@@ -1,7 +1,9 @@
-"""Run the whole trial suite and end with the line ``N passed, N failed``.
+"""Run the static checks and the whole trial suite; end with the line ``N passed, N failed``.
 
-Trial's own closing line (``PASSED (successes=12, skips=1)``) is parsed
-rather than re-implementing a reporter, so the counts are trial's.
+The static checks (ruff, then mypy; their settings are in pyproject.toml) come
+first and count as one check each. Trial's own closing line (``PASSED
+(successes=12, skips=1)``) is parsed rather than re-implementing a reporter, so
+the other counts are trial's.
 Usage: ``python tools/run_tests.py [TEST ...]`` (default: the ``tests`` package).
 """
 
@@ -20,6 +22,13 @@ SUITE_TIMEOUT = float(os.environ.get("CLSD_SUITE_TIMEOUT", 1800))
 SUMMARY = re.compile(r"^(PASSED|FAILED) \((?P<counts>[^)]*)\)\s*$")
 FAILING_KINDS = ("failures", "errors", "unexpectedSuccesses")
 
+#: The static checks: a name and the command (run from the checkout's root).
+STATIC_CHECKS = (
+    ("ruff", [sys.executable, "-m", "ruff", "check", "--no-cache"]),
+    ("mypy", [sys.executable, "-m", "mypy"]),
+)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def parse_counts(line):
     """Turn ``FAILED (failures=1, successes=3)`` into a dict of ints."""
@@ -34,8 +43,31 @@ def parse_counts(line):
     return counts
 
 
+def run_static_checks():
+    """Run each static check, printing its output; return (passed, failed) counts."""
+    passed = failed = 0
+    for name, command in STATIC_CHECKS:
+        print(f"== {name}: {' '.join(command[2:])}", flush=True)
+        try:
+            result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+        except OSError as e:
+            print(f"{name}: cannot run {command[0]}: {e.strerror}")
+            failed += 1
+            continue
+        sys.stdout.write(result.stdout)
+        if result.returncode == 0:
+            passed += 1
+        else:
+            print(f"{name} failed (exit {result.returncode})")
+            failed += 1
+    sys.stdout.flush()
+    return passed, failed
+
+
 def main(argv):
     tests = argv or ["tests"]
+    checks_passed, checks_failed = run_static_checks()
     jobs = os.environ.get("TRIAL_JOBS", "2")
     command = [sys.executable, "-m", "twisted.trial", f"--jobs={jobs}", *tests]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -66,11 +98,11 @@ def main(argv):
               "(a test hangs: run the modules one by one to find it)")
         counts = None
     if counts is None:
-        print("trial ended without a summary line (exit %d)" % code)
-        print("0 passed, 1 failed")
+        print(f"trial ended without a summary line (exit {code})")
+        print(f"{checks_passed} passed, {checks_failed + 1} failed")
         return 1
-    passed = counts.get("successes", 0) + counts.get("expectedFailures", 0)
-    failed = sum(counts.get(kind, 0) for kind in FAILING_KINDS)
+    passed = checks_passed + counts.get("successes", 0) + counts.get("expectedFailures", 0)
+    failed = checks_failed + sum(counts.get(kind, 0) for kind in FAILING_KINDS)
     line = f"{passed} passed, {failed} failed"
     if counts.get("skips"):
         line += f", {counts['skips']} skipped"

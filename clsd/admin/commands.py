@@ -104,7 +104,7 @@ def _as_data(record):
 
 
 def _when(posix_time):
-    moment = datetime.datetime.fromtimestamp(posix_time, tz=datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(posix_time, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 

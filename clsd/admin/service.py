@@ -51,7 +51,7 @@ class AdminService(MultiService):
     data_dir created by the daemon's start-up is in place by then.
     """
 
-    name = "admin"
+    name = "admin"  # type: ignore[assignment]  # Service declares name = None
 
     def __init__(self, config, backend, reactor, audit):
         super().__init__()

@@ -13,7 +13,8 @@ audit log, and that knows how to end the session:
 """
 
 from twisted.conch import manhole, recvline
-from twisted.internet import protocol, threads
+from twisted.internet import threads
+from twisted.protocols.basic import LineOnlyReceiver
 
 from clsd.admin.budget import ManholeInterrupted, ReactorTimeBudget, cool_down
 from clsd.admin.commands import EXIT_OK, EXIT_USAGE, ROLE_ADMIN
@@ -157,7 +158,7 @@ class AdminShell(recvline.HistoricRecvLine):
         self._done = True
 
 
-class LineShell(protocol.Protocol):
+class LineShell(LineOnlyReceiver):
     """The shell without a terminal (``ssh -T host`` or commands piped in).
 
     No prompt and no echo: each line is a command, its output is written as
@@ -165,9 +166,11 @@ class LineShell(protocol.Protocol):
     ends with the exit status of the last command.
     """
 
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_LINE_BYTES
+
     def __init__(self, host):
         self.host = host
-        self._buffer = b""
         self._queue = []
         self._busy = False
         self._eof = False
@@ -175,14 +178,19 @@ class LineShell(protocol.Protocol):
         self.last_status = EXIT_OK
 
     def dataReceived(self, data):
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
-        if len(self._buffer) > MAX_LINE_BYTES:
-            self.host.write_error(f"error: line longer than {MAX_LINE_BYTES} bytes\n")
-            self._finish()
+        if self._done:
             return
-        self._queue.extend(line.decode("utf-8", "replace").strip() for line in lines)
+        # The lines of one chunk are queued first, and run only if none was too long.
+        super().dataReceived(data)
         self._next()
+
+    def lineReceived(self, line):
+        self._queue.append(line.decode("utf-8", "replace").strip())
+
+    def lineLengthExceeded(self, line):
+        self._buffer = b""
+        self.host.write_error(f"error: line longer than {MAX_LINE_BYTES} bytes\n")
+        self._finish()
 
     def eofReceived(self):
         if self._buffer:

@@ -66,7 +66,7 @@ def new_private_key():
 
 
 def _utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _validity(now, days, not_before, not_after):

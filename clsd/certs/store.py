@@ -266,7 +266,7 @@ def issued_certificates(directory, node_name):
 
 
 def _utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def read_revocations(directory):

@@ -195,7 +195,7 @@ class X509Notary(_Lives):
                 f"{MAX_CERTIFICATE * 3 // 4} with each signed statement")
         self._cas = tuple(identity.ca_certificates)
         self.cache = cache if cache is not None else VerifiedCache()
-        self._now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self._now = now or (lambda: datetime.datetime.now(datetime.UTC))
         self.fingerprint = fingerprint_of(self.certificate)
         self.cache.remember(self.fingerprint, self.certificate, self.name)
 

@@ -11,10 +11,9 @@ reactor (library code here takes the reactor it is given) and renders in the
 reactor's thread pool, where reading the daemon's state from the
 collectors' callbacks would race the reactor thread that changes it.
 L{MetricsResource} renders on the reactor thread with the same encoder
-choice (text format 0.0.4, or OpenMetrics when the scraper asks for it).
-Rendering costs about 10 us per sample (prometheus_client's formatting): a
-node with 10 services with checks and 10 resources has about 500 samples,
-5 ms of reactor time per scrape, measured on the shared 2-core box.
+choice (text format 0.0.4, or OpenMetrics when the scraper asks for it): a
+scrape of a typical node costs a few milliseconds of reactor time
+(doc/metrics.md has the figure).
 """
 
 from prometheus_client.exposition import choose_encoder
@@ -76,7 +75,7 @@ class MetricsService(ListeningService):
     admin listeners do, so that the mistake is seen at start-up.
     """
 
-    name = "metrics"
+    name = "metrics"  # type: ignore[assignment]  # Service declares name = None
     setting = "metrics.listen"
     log = Logger()
 

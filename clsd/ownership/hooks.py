@@ -229,7 +229,7 @@ class HookRunner:
                 call.cancel()
         self._retry.clear()
         self._queues.clear()
-        for job, protocol, _, timer in list(self._running.values()):
+        for _job, protocol, _, timer in list(self._running.values()):
             if timer.active():
                 timer.cancel()
             if protocol.pid is not None:

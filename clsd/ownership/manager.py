@@ -339,7 +339,7 @@ class ClusterManager:
         times += [since + stall_after(self.timing) for _, since in self._unheld.values()]
         for cluster in self.clusters.values():
             if cluster.preempt:
-                for (name, cid), since in self._eligible_since.items():
+                for (_name, cid), since in self._eligible_since.items():
                     due = since + cluster.preempt_delay
                     if cid == cluster.id and due > self._last_now:
                         times.append(due)

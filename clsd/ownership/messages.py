@@ -32,7 +32,7 @@ def _int64(value, what):
     return value
 
 
-_TYPES = {}
+_TYPES: dict[str, type] = {}
 
 
 def _message(type_name):

@@ -607,7 +607,7 @@ class LeaseSim:
         for cluster, intervals in self._service_groups().items():
             if cluster in active_standby:
                 groups[("service", cluster)] = intervals
-        for (name, resource, epoch), interval in self.beliefs.items():
+        for (_name, resource, _epoch), interval in self.beliefs.items():
             groups.setdefault(("belief", resource), []).append(interval)
         for (kind, key), intervals in groups.items():
             ordered = sorted(intervals, key=lambda i: i.start)

@@ -55,12 +55,13 @@ class Outcome:
     detail: str
 
     @property
-    def gives_up(self):
+    def gives_up(self) -> bool:
         """Whether this node gives the service up (FAILED) rather than restarting it."""
         return self.result in (HARD, FATAL)
 
 
-def classify(kind, action, code, timed_out=False, signum=None):
+def classify(kind: str, action: str, code: int | None, timed_out: bool = False,
+             signum: int | None = None) -> Outcome:
     """The L{Outcome} of C{action} (start, stop, monitor, status) of a C{kind} agent."""
     if timed_out:
         return Outcome(SOFT, f"{action}: timed out (killed)")

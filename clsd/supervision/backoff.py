@@ -6,9 +6,13 @@ its own.
 """
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clsd.config.service import Backoff
 
 
-def restart_delay(consecutive_failures, backoff, random01):
+def restart_delay(consecutive_failures: int, backoff: "Backoff", random01: float) -> float:
     """Seconds to wait before the restart that follows C{consecutive_failures}.
 
     The first restart is immediate: a single crash should cost as little

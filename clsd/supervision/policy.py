@@ -38,10 +38,16 @@ process group is gone (or was SIGKILLed and abandoned, see L{KILL_WAIT}).
 import collections
 import enum
 import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
 from clsd.supervision.backoff import restart_delay
+
+if TYPE_CHECKING:
+    from clsd.config.service import ServiceConfig
+    from clsd.supervision.agents import Outcome
 
 #: After SIGKILL, how long to wait for the process group to disappear before
 #: giving up on it. SIGKILL cannot be caught, so a member still present
@@ -159,7 +165,7 @@ class HealthResult:
 
     ok: bool
     detail: str
-    pid: int
+    pid: int | None
 
 
 @attrs.frozen
@@ -183,7 +189,7 @@ class AgentResult:
     """
 
     action: str
-    outcome: object
+    outcome: "Outcome"
     group_alive: bool = False
 
 
@@ -204,9 +210,13 @@ class Spawn:
 
 @attrs.frozen
 class SignalGroup:
-    """Send C{signum} to the whole process group C{pgid}."""
+    """Send C{signum} to the whole process group C{pgid}.
 
-    pgid: int
+    C{pgid} None: no process was spawned here (an agent's service found at
+    its probe); the containment signals what is in its cgroup.
+    """
+
+    pgid: int | None
     signum: int
 
 
@@ -227,7 +237,7 @@ class CancelTimer:
 class RunCheck:
     """Run one health check; report a L{HealthResult} tagged with C{pid}."""
 
-    pid: int
+    pid: int | None
 
 
 @attrs.frozen
@@ -272,7 +282,7 @@ class Record:
 
     kind: str
     reason: str
-    fields: dict = attrs.field(factory=dict, eq=True, hash=False)
+    fields: dict[str, Any] = attrs.field(factory=dict, eq=True, hash=False)
 
 
 # -- outcomes of an instance's end ------------------------------------------
@@ -291,10 +301,22 @@ class _Rest:
 
     state: State
     reason: str
-    fields: dict = attrs.field(factory=dict, hash=False)
+    fields: dict[str, Any] = attrs.field(factory=dict, hash=False)
 
 
-def describe_exit(code, signum):
+#: What L{ServicePolicy.handle} is fed, and what it returns.
+Event: TypeAlias = (
+    StartRequested | StopRequested | ResetRequested | Standby | Spawned | SpawnFailed | Exited
+    | GroupGone | HealthResult | TimerFired | MainPid | AgentResult | StopCommandDone
+)
+Action: TypeAlias = (
+    Spawn | SignalGroup | ScheduleTimer | CancelTimer | RunCheck | AwaitMainPid | WatchMain
+    | SignalMain | RunAction | RunStopCommand | Record
+)
+_Actions: TypeAlias = list[Action]
+
+
+def describe_exit(code: int | None, signum: int | None) -> str:
     """``exited code=1`` or ``killed by SIGKILL``: the reason strings of the event log."""
     if signum is not None:
         try:
@@ -305,7 +327,7 @@ def describe_exit(code, signum):
     return f"exited code={code}"
 
 
-def _seconds(value):
+def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
@@ -316,42 +338,43 @@ class ServicePolicy:
     @param random: a callable returning a float in [0, 1), for backoff jitter.
     """
 
-    def __init__(self, config, random, now=0.0):
+    def __init__(self, config: "ServiceConfig", random: Callable[[], float],
+                 now: float = 0.0) -> None:
         self.config = config
         self._random = random
         self.state = State.STOPPED
         self.since = now
         self.last_reason = "not started"
         #: Leader pid (== process group id) of the current or last instance.
-        self.pid = None
+        self.pid: int | None = None
         self.leader_alive = False
         self.group_alive = False
         #: Automatic restarts performed so far.
         self.restarts = 0
         #: None when no check is configured; else whether rise was reached.
-        self.healthy = None
+        self.healthy: bool | None = None
         self._wanted = False
-        self._started_at = None
+        self._started_at = now
         self._consecutive = 0
-        self._failures = collections.deque()
-        self._pending = None
+        self._failures: collections.deque[float] = collections.deque()
+        self._pending: _Restart | _Rest | None = None
         self._check_in_flight = False
         self._check_ok = 0
         self._check_bad = 0
         #: Names of the timers this policy has scheduled and not cancelled:
         #: a timer that fires without being pending here is stale.
-        self._timers = set()
+        self._timers: set[str] = set()
         #: When the pending SIGKILL of a stop is due, and when its signal was sent.
-        self._kill_due = None
-        self._stop_sent = None
+        self._kill_due = now
+        self._stop_sent = now
         #: Forking: the start command runs (it is the process in C{pid}).
         self._launching = False
         #: Forking: the start command succeeded; the pidfile is being read.
         self.awaiting_main = False
         #: Forking: the main process from the pidfile, once known.
-        self.main_pid = None
+        self.main_pid: int | None = None
         #: LSB/OCF: the last action's result, for status ("monitor: success (rc 0)").
-        self.last_action = None
+        self.last_action: str | None = None
         self._start_overran = False
         self._stopping_action = False
         self._probing = False
@@ -363,39 +386,39 @@ class ServicePolicy:
         #: Lease standby (L{Standby}): rogue copies are looked for.
         self.standby = False
         #: The rogue look's agent action in flight ("monitor", "stop"), or None.
-        self._rogue_action = None
+        self._rogue_action: str | None = None
         #: Rogue copies found on this node so far.
         self.rogue_found = 0
 
     @property
-    def forking(self):
+    def forking(self) -> bool:
         return self.config.type == "forking"
 
     @property
-    def agent(self):
+    def agent(self) -> bool:
         """Whether an LSB script or OCF agent drives it (its start is the spawned process)."""
         return self.config.type in AGENT_TYPES
 
     # -- queries -----------------------------------------------------------
 
     @property
-    def process_alive(self):
+    def process_alive(self) -> bool:
         """Whether any process of the current instance may still be alive."""
         return self.leader_alive or self.group_alive
 
-    def recent_failures(self, now):
+    def recent_failures(self, now: float) -> int:
         """How many failures fall within the crash-loop window ending at C{now}."""
         self._prune(now)
         return len(self._failures)
 
     # -- the one entry point ------------------------------------------------
 
-    def handle(self, event, now):
+    def handle(self, event: Event, now: float) -> _Actions:
         """Feed one event that happened at monotonic time C{now}; return the actions."""
         method = getattr(self, "_on_" + type(event).__name__, None)
         if method is None:
             raise TypeError(f"not a policy event: {event!r}")
-        actions = []
+        actions: _Actions = []
         method(event, now, actions)
         for action in actions:
             if isinstance(action, ScheduleTimer):
@@ -406,7 +429,7 @@ class ServicePolicy:
 
     # -- operator requests --------------------------------------------------
 
-    def _on_StartRequested(self, event, now, out):
+    def _on_StartRequested(self, event: StartRequested, now: float, out: _Actions) -> None:
         if self.state is State.FAILED:
             out.append(Record("refused", "start refused: service is failed (reset it first)"))
             return
@@ -423,7 +446,7 @@ class ServicePolicy:
         elif self.state is State.STOPPING and not self._pending_is_failed():
             self._pending = _Restart(0.0, "start requested", automatic=False)
 
-    def _on_StopRequested(self, event, now, out):
+    def _on_StopRequested(self, event: StopRequested, now: float, out: _Actions) -> None:
         self._wanted = False
         if self.state in LIVE_STATES:
             self._begin_stop(now, "stop requested", _Rest(State.STOPPED, "stopped"), out,
@@ -439,7 +462,7 @@ class ServicePolicy:
             self._enter(State.STOPPED, now, "stop requested", out)
         # STOPPED: nothing to do. FAILED: sticky until reset.
 
-    def _on_ResetRequested(self, event, now, out):
+    def _on_ResetRequested(self, event: ResetRequested, now: float, out: _Actions) -> None:
         self._consecutive = 0
         self._failures.clear()
         out.append(Record("reset", "failure history cleared"))
@@ -455,7 +478,7 @@ class ServicePolicy:
 
     # -- rogue copies (LSB/OCF under a lease) -------------------------------------
 
-    def _on_Standby(self, event, now, out):
+    def _on_Standby(self, event: Standby, now: float, out: _Actions) -> None:
         if not self.agent or event.on == self.standby:
             return
         self.standby = event.on
@@ -466,7 +489,7 @@ class ServicePolicy:
         elif TIMER_ROGUE in self._timers:
             out.append(CancelTimer(TIMER_ROGUE))
 
-    def _look_for_rogue(self, out):
+    def _look_for_rogue(self, out: _Actions) -> None:
         from clsd.supervision.agents import MONITOR_ACTION
 
         out.append(ScheduleTimer(TIMER_ROGUE, self.config.monitor_interval))
@@ -475,7 +498,7 @@ class ServicePolicy:
             self._rogue_action = MONITOR_ACTION[self.config.type]
             out.append(RunAction(self._rogue_action))
 
-    def _rogue_result(self, event, now, out):
+    def _rogue_result(self, event: AgentResult, now: float, out: _Actions) -> None:
         from clsd.supervision.agents import MONITOR_ACTION
 
         outcome = event.outcome
@@ -502,7 +525,7 @@ class ServicePolicy:
 
     # -- process facts ------------------------------------------------------
 
-    def _on_Spawned(self, event, now, out):
+    def _on_Spawned(self, event: Spawned, now: float, out: _Actions) -> None:
         if self.state is not State.STARTING or self.leader_alive:
             raise ValueError(f"Spawned while {self.state.value}: the caller is confused")
         self.pid = event.pid
@@ -518,7 +541,7 @@ class ServicePolicy:
             return
         self._up(now, f"spawned pid={event.pid}", out)
 
-    def _up(self, now, reason, out):
+    def _up(self, now: float, reason: str, out: _Actions) -> None:
         """The instance is there: running now, or once its health check rises."""
         if self.config.check is None:
             self._enter(State.RUNNING, now, reason, out)
@@ -528,7 +551,7 @@ class ServicePolicy:
             self.healthy = False
             out.append(ScheduleTimer(TIMER_CHECK, self.config.check.interval))
 
-    def _on_SpawnFailed(self, event, now, out):
+    def _on_SpawnFailed(self, event: SpawnFailed, now: float, out: _Actions) -> None:
         if self.state is not State.STARTING or self.leader_alive:
             raise ValueError(f"SpawnFailed while {self.state.value}: the caller is confused")
         reason = f"spawn failed: {event.error}"
@@ -536,7 +559,7 @@ class ServicePolicy:
         out.append(Record("spawn-failed", reason))
         self._apply(self._instance_ended(now, reason, failure=True), now, out)
 
-    def _on_Exited(self, event, now, out):
+    def _on_Exited(self, event: Exited, now: float, out: _Actions) -> None:
         if not self.leader_alive or self.awaiting_main:
             return
         if self._launching:
@@ -558,7 +581,7 @@ class ServicePolicy:
         clean = event.code == 0 and event.signal is None
         self._end_unrequested(now, reason, failure=not clean, out=out)
 
-    def _start_action_exited(self, event, now, out):
+    def _start_action_exited(self, event: Exited, now: float, out: _Actions) -> None:
         from clsd.supervision.agents import classify
 
         self._launching = False
@@ -579,9 +602,10 @@ class ServicePolicy:
             return
         self._agent_failed(outcome, now, out)
 
-    def _agent_failed(self, outcome, now, out):
+    def _agent_failed(self, outcome: "Outcome", now: float, out: _Actions) -> None:
         """A failed start or monitor: stop it (the stop action), then restart or give up."""
         self._stop_checks(out)
+        ending: _Restart | _Rest
         if outcome.gives_up:
             self._failures.append(now)
             ending = _Rest(State.FAILED, f"{outcome.detail}: giving up this node",
@@ -590,7 +614,7 @@ class ServicePolicy:
             ending = self._instance_ended(now, outcome.detail, failure=True)
         self._begin_stop(now, outcome.detail, ending, out)
 
-    def _on_AgentResult(self, event, now, out):
+    def _on_AgentResult(self, event: AgentResult, now: float, out: _Actions) -> None:
         outcome = event.outcome
         out.append(Record("agent", outcome.detail,
                           {"action": event.action, "result": outcome.result}))
@@ -628,7 +652,7 @@ class ServicePolicy:
         if outcome.result != "ok":
             self._agent_failed(outcome, now, out)
 
-    def _probe(self, now, out):
+    def _probe(self, now: float, out: _Actions) -> None:
         """Before a requested start, ask the agent: a running system is adopted, not started twice."""
         from clsd.supervision.agents import MONITOR_ACTION
 
@@ -648,7 +672,7 @@ class ServicePolicy:
             out.append(RunAction(MONITOR_ACTION[self.config.type]))
         # A rogue copy's stop in flight: the probe runs once it has ended.
 
-    def _probed(self, event, now, out):
+    def _probed(self, event: AgentResult, now: float, out: _Actions) -> None:
         self._probing = False
         outcome = event.outcome
         if outcome.result == "ok" and not self.adopt_running:
@@ -670,7 +694,7 @@ class ServicePolicy:
             self._begin_stop(now, f"probe: {outcome.detail}; stopping before the start",
                              _Restart(0.0, "start requested", automatic=False), out)
 
-    def _start_command_exited(self, event, now, out):
+    def _start_command_exited(self, event: Exited, now: float, out: _Actions) -> None:
         if self.agent:
             self._start_action_exited(event, now, out)
             return
@@ -700,12 +724,12 @@ class ServicePolicy:
             reason = f"{reason}, and no process of the service is left"
         self._end_unrequested(now, reason, failure=True, out=out)
 
-    def _on_MainPid(self, event, now, out):
+    def _on_MainPid(self, event: MainPid, now: float, out: _Actions) -> None:
         if not self.awaiting_main:
             return  # late: the start timed out
         self._main_up(event.pid, now, out)
 
-    def _main_up(self, pid, now, out):
+    def _main_up(self, pid: int | None, now: float, out: _Actions) -> None:
         self.awaiting_main = False
         self.main_pid = pid
         self.leader_alive = True
@@ -725,14 +749,15 @@ class ServicePolicy:
             return
         self._up(now, reason, out)
 
-    def _on_StopCommandDone(self, event, now, out):
+    def _on_StopCommandDone(self, event: StopCommandDone, now: float, out: _Actions) -> None:
         reason = f"stop command {event.detail}"
         out.append(Record("stop-command", reason, {"ok": event.ok}))
         if not event.ok and self.state is State.STOPPING and self.process_alive \
                 and TIMER_KILL in self._timers:
             self._kill_now(now, f"{reason}: SIGKILL to the service", out)
 
-    def _end_unrequested(self, now, reason, failure, out):
+    def _end_unrequested(self, now: float, reason: str, failure: bool,
+                         out: _Actions) -> None:
         """An instance ended by itself: stop what is left of it, then the outcome."""
         self._stop_checks(out)
         outcome = self._instance_ended(now, reason, failure=failure)
@@ -742,7 +767,7 @@ class ServicePolicy:
         else:
             self._apply(outcome, now, out)
 
-    def _on_GroupGone(self, event, now, out):
+    def _on_GroupGone(self, event: GroupGone, now: float, out: _Actions) -> None:
         if self.leader_alive or not self.group_alive:
             return
         self.group_alive = False
@@ -751,11 +776,12 @@ class ServicePolicy:
 
     # -- health ---------------------------------------------------------------
 
-    def _on_HealthResult(self, event, now, out):
+    def _on_HealthResult(self, event: HealthResult, now: float, out: _Actions) -> None:
         if event.pid != self.pid or self.state not in LIVE_STATES or not self.leader_alive:
             return  # a late answer about an instance that is gone
         self._check_in_flight = False
         check = self.config.check
+        assert check is not None  # results come only from checks a configured check asked for
         if event.ok:
             self._check_bad = 0
             self._check_ok += 1
@@ -783,7 +809,7 @@ class ServicePolicy:
 
     # -- timers ---------------------------------------------------------------
 
-    def _on_TimerFired(self, event, now, out):
+    def _on_TimerFired(self, event: TimerFired, now: float, out: _Actions) -> None:
         name = event.name
         if name not in self._timers:
             return  # cancelled, or never ours: stale
@@ -826,9 +852,10 @@ class ServicePolicy:
             if not self._check_in_flight:
                 self._check_in_flight = True
                 out.append(RunCheck(self.pid))
+            assert self.config.check is not None  # the timer is set only with a check
             out.append(ScheduleTimer(TIMER_CHECK, self.config.check.interval))
 
-    def _start_timed_out(self, now, out):
+    def _start_timed_out(self, now: float, out: _Actions) -> None:
         if self._launching:
             reason = (f"start command still running after "
                       f"{_seconds(self.config.start_timeout)}")
@@ -849,7 +876,7 @@ class ServicePolicy:
 
     # -- internals ------------------------------------------------------------
 
-    def _kill_now(self, now, reason, out):
+    def _kill_now(self, now: float, reason: str, out: _Actions) -> None:
         out.append(Record("kill", reason))
         if TIMER_KILL in self._timers:
             out.append(CancelTimer(TIMER_KILL))
@@ -858,7 +885,8 @@ class ServicePolicy:
         out.append(SignalGroup(self.pid, signal.SIGKILL))
         out.append(ScheduleTimer(TIMER_ABANDON, KILL_WAIT))
 
-    def _enter(self, state, now, reason, out, **fields):
+    def _enter(self, state: State, now: float, reason: str, out: _Actions,
+               **fields: Any) -> None:
         previous = self.state
         self.state = state
         self.since = now
@@ -866,10 +894,10 @@ class ServicePolicy:
         out.append(Record("state", reason, {"from": previous.value, "to": state.value,
                                             **fields}))
 
-    def _spawn(self, now, reason, out, automatic=True):
+    def _spawn(self, now: float, reason: str, out: _Actions, automatic: bool = True) -> None:
         if self.process_alive:
             raise AssertionError("a spawn while the previous instance may be alive")
-        fields = {}
+        fields: dict[str, Any] = {}
         if automatic:
             self.restarts += 1
             fields["restarts"] = self.restarts
@@ -880,7 +908,8 @@ class ServicePolicy:
         self._enter(State.STARTING, now, reason, out, **fields)
         out.append(Spawn())
 
-    def _begin_stop(self, now, reason, outcome, out, kill_after=None):
+    def _begin_stop(self, now: float, reason: str, outcome: "_Restart | _Rest", out: _Actions,
+                    kill_after: float | None = None) -> None:
         self._pending = outcome
         self._stop_checks(out)
         self._enter(State.STOPPING, now, reason, out)
@@ -892,7 +921,7 @@ class ServicePolicy:
         self._stop_sent = now
         out.append(ScheduleTimer(TIMER_KILL, delay))
 
-    def _stop_action(self):
+    def _stop_action(self) -> Action:
         """What asks the service to stop: its stop signal, a stop command or action."""
         if self.agent and not self._launching:
             self._stopping_action = True
@@ -905,7 +934,7 @@ class ServicePolicy:
                 return SignalMain(self.main_pid, self.config.stop_signum)
         return SignalGroup(self.pid, self.config.stop_signum)
 
-    def _kill_sooner(self, now, kill_after, out):
+    def _kill_sooner(self, now: float, kill_after: float | None, out: _Actions) -> None:
         """A stop with a deadline while stopping: bring the pending SIGKILL forward."""
         if kill_after is None or TIMER_KILL not in self._timers:
             return
@@ -914,15 +943,16 @@ class ServicePolicy:
             self._kill_due = now + delay
             out.append(ScheduleTimer(TIMER_KILL, delay))
 
-    def _group_gone(self, now, out):
+    def _group_gone(self, now: float, out: _Actions) -> None:
         out.append(CancelTimer(TIMER_KILL))
         out.append(CancelTimer(TIMER_ABANDON))
         if TIMER_START in self._timers:
             out.append(CancelTimer(TIMER_START))
         outcome, self._pending = self._pending, None
+        assert outcome is not None  # every stop is begun with what follows it
         self._apply(outcome, now, out)
 
-    def _stop_checks(self, out):
+    def _stop_checks(self, out: _Actions) -> None:
         if self.config.check is not None:
             out.append(CancelTimer(TIMER_CHECK))
             self._check_in_flight = False
@@ -930,15 +960,15 @@ class ServicePolicy:
             out.append(CancelTimer(TIMER_MONITOR))
             self._check_in_flight = False
 
-    def _pending_is_failed(self):
+    def _pending_is_failed(self) -> bool:
         return isinstance(self._pending, _Rest) and self._pending.state is State.FAILED
 
-    def _prune(self, now):
+    def _prune(self, now: float) -> None:
         window = self.config.crash_loop.window
         while self._failures and self._failures[0] <= now - window:
             self._failures.popleft()
 
-    def _instance_ended(self, now, reason, failure):
+    def _instance_ended(self, now: float, reason: str, failure: bool) -> "_Restart | _Rest":
         """Count the end of an instance and decide what follows (not yet applied)."""
         if now - self._started_at >= self.config.stable_after:
             self._consecutive = 0  # it ran long enough: this is a fresh problem
@@ -961,7 +991,7 @@ class ServicePolicy:
         delay = restart_delay(self._consecutive, self.config.backoff, self._random())
         return _Restart(delay, reason)
 
-    def _apply(self, outcome, now, out):
+    def _apply(self, outcome: "_Restart | _Rest", now: float, out: _Actions) -> None:
         if isinstance(outcome, _Restart):
             if outcome.delay <= 0:
                 self._spawn(now, outcome.reason, out, automatic=outcome.automatic)

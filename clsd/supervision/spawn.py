@@ -53,7 +53,7 @@ try:
     from os import POSIX_SPAWN_CLOSE as _PS_CLOSE
     from os import POSIX_SPAWN_DUP2 as _PS_DUP2
 except ImportError:  # pragma: no cover - platforms without posix_spawn
-    _PS_CLOSE = _PS_DUP2 = None
+    _PS_CLOSE = _PS_DUP2 = None  # type: ignore[assignment,misc]  # (mypy checks Linux)
 
 _log = Logger()
 

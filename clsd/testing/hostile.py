@@ -85,7 +85,7 @@ class HostileConnection:
             while True:
                 try:
                     chunk = self.sock.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if not chunk:
                     self._end("closed")

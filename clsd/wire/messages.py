@@ -137,7 +137,7 @@ def compile_spec(spec):
                 raise FieldError("", f"must be an array, got {_json_type(value)}")
             index = 0
             try:
-                for index, element in enumerate(value):
+                for index, element in enumerate(value):  # noqa: B007 (named in the error)
                     item(element)
             except FieldError as e:
                 raise _under(f"[{index}]", e) from None
@@ -150,7 +150,7 @@ def compile_spec(spec):
                 raise FieldError("", f"must be an object, got {_json_type(value)}")
             key = ""
             try:
-                for key, element in value.items():
+                for key, element in value.items():  # noqa: B007 (named in the error)
                     item(element)
             except FieldError as e:
                 raise _under(key, e) from None

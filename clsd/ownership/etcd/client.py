@@ -12,13 +12,17 @@ C{IArbiter.receive}.  No blocking client, no threads.
 """
 
 import json
+from io import BytesIO
 
 from twisted.internet import defer, error as net_error, ssl
-from twisted.internet.protocol import Protocol
+from twisted.internet.task import Cooperator
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, readBody
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.web.client import (
+    Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone, readBody,
+)
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS
+from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from clsd.ownership.etcd.io import (
@@ -84,24 +88,31 @@ def _describe(failure):
     return f"{type(value).__name__}: {value}".strip()
 
 
-class _Lines(Protocol):
-    """Splits a streamed response body into lines (one JSON object each)."""
+class _Lines(LineOnlyReceiver):
+    """Splits a streamed response body into lines (one JSON object each).
+
+    A line longer than L{MAX_WATCH_LINE} closes the stream with a reason
+    that says so, rather than growing the buffer.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_WATCH_LINE
 
     def __init__(self, on_line, on_closed):
-        self._buffer = b""
         self._on_line = on_line
         self._on_closed = on_closed
         self.closed = False
 
-    def dataReceived(self, data):
-        self._buffer += data
-        while b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
-            if line.strip():
-                self._on_line(line)
-        if len(self._buffer) > MAX_WATCH_LINE:
-            self._buffer = b""
-            self.transport.stopProducing()
+    def lineReceived(self, line):
+        if line.strip():
+            self._on_line(line)
+
+    def lineLengthExceeded(self, line):
+        self._buffer = b""
+        if not self.closed:
+            self.closed = True
+            self._on_closed(f"watch line longer than {self.MAX_LENGTH} bytes: stream closed")
+        self.transport.stopProducing()
 
     def connectionLost(self, reason):
         if self.closed:
@@ -158,6 +169,11 @@ class EtcdGateway:
         self._stream_agent = Agent(reactor, contextFactory=policy, bindAddress=bind,
                                    pool=HTTPConnectionPool(reactor, persistent=False))
         self._in_flight = set()
+        # Request bodies are written by FileBodyProducer, paced by this reactor.
+        self._cooperator = Cooperator(scheduler=lambda work: reactor.callLater(0, work))
+
+    def _body(self, data):
+        return FileBodyProducer(BytesIO(data), cooperator=self._cooperator)
 
     @property
     def preferred(self):
@@ -189,8 +205,7 @@ class EtcdGateway:
                 return
             index = order[position]
             url = self.endpoints[index] + path.encode("ascii")
-            d = self._agent.request(b"POST", url, Headers(_HEADERS),
-                                    _BytesProducer(data))
+            d = self._agent.request(b"POST", url, Headers(_HEADERS), self._body(data))
             d.addCallback(lambda response: readBody(response).addCallback(
                 lambda content: (response.code, content)))
             timer = self._reactor.callLater(remaining, d.cancel)
@@ -225,7 +240,7 @@ class EtcdGateway:
         index = self._preferred
         url = self.endpoints[index] + codec.WATCH.encode("ascii")
         request = self._stream_agent.request(
-            b"POST", url, Headers(_HEADERS), _BytesProducer(json.dumps(body).encode("utf-8")))
+            b"POST", url, Headers(_HEADERS), self._body(json.dumps(body).encode("utf-8")))
         handle.request = request
         handle.timer = self._reactor.callLater(timeout, request.cancel)
 
@@ -275,26 +290,6 @@ def _observe(d):
     waiter = defer.Deferred()
     d.addBoth(lambda r: (waiter.callback(None) if not waiter.called else None, r)[1])
     return waiter
-
-
-@implementer(IBodyProducer)
-class _BytesProducer:
-    def __init__(self, data):
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer):
-        consumer.write(self._data)
-        return defer.succeed(None)
-
-    def pauseProducing(self):
-        pass
-
-    def resumeProducing(self):
-        pass
-
-    def stopProducing(self):
-        pass
 
 
 class EtcdDriver:

@@ -185,7 +185,7 @@ def main(argv=None):
     summary = summarize(reports, missing=missing)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, sort_keys=True)
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     scenario = (f"{args.scenario}, {args.nodes} nodes, {args.duration:g} s, "
                 f"seeds {first}-{first + args.seeds - 1}")
     row = table_row(summary, date=date, machine=machine_description(), scenario=scenario)
