@@ -71,7 +71,7 @@ def check_interfaces_or_exit(config):
         check_interfaces(config.source, config.clusters, local_interfaces())
     except ConfigError as e:
         sys.stderr.write(f"clsd: cannot start: {e}\n")
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 def start_json_log_or_exit(config, reactor):
