@@ -1,0 +1,129 @@
+"""Announcing a floating address: gratuitous ARP / unsolicited NA, repeated on the reactor's clock.
+
+Right after the owner adds an address, its neighbours (the clients, the
+router, the switches' forwarding tables) still know the previous owner's MAC.
+L{Announcer} sends the frames of L{clsd.address.packets} C{count} times,
+C{interval} seconds apart (the first at once), so that they learn the new MAC
+without waiting for their cache entries to age out; repeats cover a lost
+frame and a switch port that was still coming up. A lost lease cancels the
+announcements (C{Deferred.cancel}).
+
+The sender is the OS seam: L{PacketSender} on Linux (an ``AF_PACKET`` raw
+socket bound to the interface), L{UnsupportedSender} elsewhere.
+"""
+
+import socket
+import sys
+
+from twisted.internet import defer
+from zope.interface import Interface, implementer
+
+from clsd.address import packets
+
+#: Repeats and their spacing when the configuration says nothing
+#: (keepalived's garp_master_repeat is 5).
+DEFAULT_COUNT = 5
+DEFAULT_INTERVAL = 0.2
+
+#: The hardware type of Ethernet in C{sockaddr_ll} (ARPHRD_ETHER).
+ARPHRD_ETHER = 1
+
+
+class AnnounceError(Exception):
+    """An announcement could not be sent; names the interface, address and cause."""
+
+    def __init__(self, interface, address, message):
+        self.interface = interface
+        self.address = address
+        self.message = message
+        super().__init__(f"cannot announce {address} on {interface}: {message}")
+
+
+class IAnnounceSender(Interface):
+    def send(interface, address):
+        """Send one announcement of C{address} on C{interface} now; raises L{AnnounceError}."""
+
+
+@implementer(IAnnounceSender)
+class PacketSender:
+    """Linux: whole Ethernet frames through an ``AF_PACKET``/``SOCK_RAW`` socket.
+
+    The socket is bound to the interface with protocol 0 (it receives
+    nothing), and the source MAC is the one the kernel reports for that
+    binding: it is right inside any network namespace, where
+    ``/sys/class/net`` may show another namespace's interfaces.
+    """
+
+    def send(self, interface, address):
+        try:
+            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as s:
+                s.bind((interface, 0))
+                _, _, _, hardware_type, mac = s.getsockname()
+                if hardware_type != ARPHRD_ETHER or len(mac) != 6:
+                    raise AnnounceError(interface, address,
+                                        f"not an Ethernet interface (hardware type {hardware_type})")
+                for frame in packets.announcement_frames(mac, address):
+                    s.send(frame)
+        except OSError as e:
+            raise AnnounceError(interface, address, e.strerror or str(e)) from None
+
+
+@implementer(IAnnounceSender)
+class UnsupportedSender:
+    """Every OS without a sender yet: one clear sentence."""
+
+    def __init__(self, os_name=None):
+        self.os_name = os_name or sys.platform
+
+    def send(self, interface, address):
+        raise AnnounceError(interface, address,
+                            f"address announcements are not supported on {self.os_name} yet "
+                            "(Linux: AF_PACKET; Solaris announces by itself, see doc/address.md)")
+
+
+def default_sender(platform=None):
+    platform = platform or sys.platform
+    return PacketSender() if platform.startswith("linux") else UnsupportedSender(platform)
+
+
+def check_schedule(count, interval):
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"announce count must be a whole number >= 1, not {count!r}")
+    if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
+        raise ValueError(f"announce interval must be a number of seconds > 0, not {interval!r}")
+
+
+class Announcer:
+    """Sends announcements on C{reactor}'s clock through C{sender} (an L{IAnnounceSender})."""
+
+    def __init__(self, reactor, sender):
+        self._reactor = reactor
+        self._sender = sender
+
+    def announce(self, interface, addresses, count=DEFAULT_COUNT, interval=DEFAULT_INTERVAL):
+        """Announce every one of C{addresses} C{count} times, the first round now.
+
+        @return: a Deferred firing with C{count} when the last round is sent,
+            failing with the sender's error (L{AnnounceError}) at the first
+            send that fails (no more rounds follow). Cancelling it stops the rounds still to come.
+        """
+        check_schedule(count, interval)
+        addresses = list(addresses)
+        pending = []
+        done = defer.Deferred(lambda _: pending and pending.pop().cancel())
+
+        def round_(sent):
+            pending.clear()
+            try:
+                for address in addresses:
+                    self._sender.send(interface, address)
+            except Exception:
+                done.errback()  # an AnnounceError, or a bug in the sender: no more rounds
+                return
+            if sent + 1 == count:
+                done.callback(count)
+            else:
+                pending.append(self._reactor.callLater(interval, round_, sent + 1))
+
+        round_(0)
+        return done
