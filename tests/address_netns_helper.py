@@ -14,16 +14,19 @@ one JSON list with one result per operation, ``{"ok": value}`` or
     ["announce", IF, [ADDRESS...], COUNT, INTERVAL]  -> COUNT
     ["add_and_announce", IF, ADDRESS]   -> seconds from before the add to the
                                            first announcement sent
+    ["send_frame", IF, ADDRESS, FORM]   -> one frame only: "request" or "reply"
+                                           (gratuitous ARP), "na" (IPv6)
 """
 
+import ipaddress
 import json
 import sys
 import time
 
 from twisted.internet import defer, task
 
-from clsd.address import ipcmd
-from clsd.address.announce import Announcer, default_sender
+from clsd.address import ipcmd, packets
+from clsd.address.announce import Announcer, PacketSender, default_sender
 from clsd.address.driver import default_driver
 
 
@@ -55,7 +58,19 @@ def perform(reactor, operation, driver, announcer):
         announced = time.monotonic()  # the first round is sent inside announce()
         yield done
         return {"add": added - started, "first_announce": announced - started}
+    if kind == "send_frame":
+        address, form = rest
+        build = FORMS[form]
+        PacketSender(lambda mac, a: [build(mac, ipaddress.ip_interface(a).ip)]).send(interface, address)
+        return None
     raise ValueError(f"unknown operation {kind!r}")
+
+
+FORMS = {
+    "request": packets.gratuitous_arp_request,
+    "reply": packets.gratuitous_arp_reply,
+    "na": packets.unsolicited_neighbor_advertisement,
+}
 
 
 @defer.inlineCallbacks

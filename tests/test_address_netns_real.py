@@ -163,6 +163,19 @@ class AnnounceTests(NamespaceTestCase):
     def test_unsolicited_neighbour_advertisement_moves_the_clients_entry(self):
         self.check_neighbours_follow(FLOATING_V6)
 
+    def test_each_arp_form_alone_moves_the_clients_entry(self):
+        """Linux learns from either form; other stacks need one or the other, so both are sent."""
+        alpha, beta = self.rig.node("alpha").mac, self.rig.node("beta").mac
+        self.ok("alpha", ["add", "eth0", FLOATING_V4])
+        self.seed_neigh("client", FLOATING_V4)
+        self.assertEqual(self.wait_for_neigh("client", FLOATING_V4, alpha), alpha)
+        self.move(FLOATING_V4, "alpha", "beta", announce=False)
+        self.ok("beta", ["send_frame", "eth0", FLOATING_V4, "request"])
+        self.assertEqual(self.wait_for_neigh("client", FLOATING_V4, beta), beta)
+        self.move(FLOATING_V4, "beta", "alpha", announce=False)
+        self.ok("alpha", ["send_frame", "eth0", FLOATING_V4, "reply"])
+        self.assertEqual(self.wait_for_neigh("client", FLOATING_V4, alpha), alpha)
+
     def test_repeats_on_the_clock(self):
         started = time.monotonic()
         [sent] = self.ok("alpha", ["add", "eth0", FLOATING_V4], ["add", "eth0", FLOATING_V6],

@@ -52,7 +52,13 @@ class PacketSender:
     nothing), and the source MAC is the one the kernel reports for that
     binding: it is right inside any network namespace, where
     ``/sys/class/net`` may show another namespace's interfaces.
+
+    @param frames: C{frames(mac, address) -> [frame bytes]}; by default every
+        frame of an announcement (L{packets.announcement_frames}).
     """
+
+    def __init__(self, frames=packets.announcement_frames):
+        self._frames = frames
 
     def send(self, interface, address):
         try:
@@ -62,7 +68,7 @@ class PacketSender:
                 if hardware_type != ARPHRD_ETHER or len(mac) != 6:
                     raise AnnounceError(interface, address,
                                         f"not an Ethernet interface (hardware type {hardware_type})")
-                for frame in packets.announcement_frames(mac, address):
+                for frame in self._frames(mac, address):
                     s.send(frame)
         except OSError as e:
             raise AnnounceError(interface, address, e.strerror or str(e)) from None
