@@ -218,9 +218,23 @@ class SenderTests(unittest.TestCase):
                 PacketSender().send(interface, "192.0.2.10/24")
             self.assertIn(f"cannot announce 192.0.2.10/24 on {interface}: ", str(caught.exception))
 
-    def test_packet_sender_refuses_loopback(self):
+    def test_packet_sender_refuses_a_bad_interface_name(self):
+        with self.assertRaises(AnnounceError) as caught:
+            PacketSender().send("x" * 16, "192.0.2.10/24")
+        self.assertIn("longer than 15 bytes", str(caught.exception))
+
+    def test_packet_sender_refuses_loopback_and_keeps_its_socket(self):
+        """One socket for every send: closing a packet socket costs an RCU grace period."""
         if not hasattr(socket, "AF_PACKET") or os.geteuid() != 0:
             raise unittest.SkipTest("needs AF_PACKET and root (a raw socket)")
+        sender = PacketSender()
+        self.addCleanup(sender.close)
+        self.assertEqual(sender.hardware_address("lo"), (772, b"\0" * 6))
+        opened = sender._socket
         with self.assertRaises(AnnounceError) as caught:
-            PacketSender().send("lo", "192.0.2.10/24")
+            sender.send("lo", "192.0.2.10/24")
         self.assertIn("not an Ethernet interface (hardware type 772)", str(caught.exception))
+        self.assertIs(sender._socket, opened)
+        sender.close()
+        self.assertIsNone(sender._socket)
+        sender.close()

@@ -12,21 +12,26 @@ The sender is the OS seam: L{PacketSender} on Linux (an ``AF_PACKET`` raw
 socket bound to the interface), L{UnsupportedSender} elsewhere.
 """
 
+import fcntl
 import socket
+import struct
 import sys
 
 from twisted.internet import defer
 from zope.interface import Interface, implementer
 
-from clsd.address import packets
+from clsd.address import ipcmd, packets
 
 #: Repeats and their spacing when the configuration says nothing
 #: (keepalived's garp_master_repeat is 5).
 DEFAULT_COUNT = 5
 DEFAULT_INTERVAL = 0.2
 
-#: The hardware type of Ethernet in C{sockaddr_ll} (ARPHRD_ETHER).
+#: The hardware type of Ethernet (ARPHRD_ETHER), and the ioctl that reads an
+#: interface's hardware type and address (linux/sockios.h).
 ARPHRD_ETHER = 1
+SIOCGIFHWADDR = 0x8927
+IFNAMSIZ = 16
 
 
 class AnnounceError(Exception):
@@ -43,15 +48,23 @@ class IAnnounceSender(Interface):
     def send(interface, address):
         """Send one announcement of C{address} on C{interface} now; raises L{AnnounceError}."""
 
+    def close():
+        """Release what the sender holds (at shutdown)."""
+
 
 @implementer(IAnnounceSender)
 class PacketSender:
-    """Linux: whole Ethernet frames through an ``AF_PACKET``/``SOCK_RAW`` socket.
+    """Linux: whole Ethernet frames through one ``AF_PACKET``/``SOCK_RAW`` socket.
 
-    The socket is bound to the interface with protocol 0 (it receives
-    nothing), and the source MAC is the one the kernel reports for that
-    binding: it is right inside any network namespace, where
-    ``/sys/class/net`` may show another namespace's interfaces.
+    The socket has protocol 0 and no binding, so it receives nothing; each
+    frame names its interface in C{sendto}, and the source MAC is the one the
+    kernel reports for the interface now (C{SIOCGIFHWADDR}), which is right in
+    any network namespace (``/sys/class/net`` may show another namespace's
+    interfaces, and an interface's MAC can change).
+
+    The socket stays open until L{close}: closing a packet socket waits for
+    an RCU grace period (10 to 20 ms measured here), which must not stall
+    the reactor at every round.
 
     @param frames: C{frames(mac, address) -> [frame bytes]}; by default every
         frame of an announcement (L{packets.announcement_frames}).
@@ -59,19 +72,40 @@ class PacketSender:
 
     def __init__(self, frames=packets.announcement_frames):
         self._frames = frames
+        self._socket = None
+
+    def hardware_address(self, interface):
+        """C{(hardware type, MAC bytes)} of C{interface}; OSError when there is no such interface."""
+        request = struct.pack("256s", interface.encode()[:IFNAMSIZ - 1])
+        reply = fcntl.ioctl(self._open().fileno(), SIOCGIFHWADDR, request)
+        hardware_type, = struct.unpack_from("H", reply, IFNAMSIZ)  # sa_family, host order
+        return hardware_type, reply[IFNAMSIZ + 2:IFNAMSIZ + 8]
 
     def send(self, interface, address):
         try:
-            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as s:
-                s.bind((interface, 0))
-                _, _, _, hardware_type, mac = s.getsockname()
-                if hardware_type != ARPHRD_ETHER or len(mac) != 6:
-                    raise AnnounceError(interface, address,
-                                        f"not an Ethernet interface (hardware type {hardware_type})")
-                for frame in self._frames(mac, address):
-                    s.send(frame)
+            ipcmd.check_interface_name(interface)
+        except ValueError as e:
+            raise AnnounceError(interface, address, str(e)) from None
+        try:
+            hardware_type, mac = self.hardware_address(interface)
+            if hardware_type != ARPHRD_ETHER:
+                raise AnnounceError(interface, address,
+                                    f"not an Ethernet interface (hardware type {hardware_type})")
+            for frame in self._frames(mac, address):
+                self._socket.sendto(frame, (interface, 0))
         except OSError as e:
             raise AnnounceError(interface, address, e.strerror or str(e)) from None
+
+    def _open(self):
+        if self._socket is None:
+            self._socket = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        return self._socket
+
+    def close(self):
+        """Release the socket (blocks for an RCU grace period: call it once, at shutdown)."""
+        if self._socket is not None:
+            self._socket, sock = None, self._socket
+            sock.close()
 
 
 @implementer(IAnnounceSender)
@@ -85,6 +119,9 @@ class UnsupportedSender:
         raise AnnounceError(interface, address,
                             f"address announcements are not supported on {self.os_name} yet "
                             "(Linux: AF_PACKET; Solaris announces by itself, see doc/address.md)")
+
+    def close(self):
+        pass
 
 
 def default_sender(platform=None):
