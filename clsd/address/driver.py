@@ -112,7 +112,7 @@ class IpCommandDriver:
                     return ipcmd.parse_show_json(out.decode())
                 except ValueError:
                     pass
-            elif b"-j" not in err and b"unknown" not in err.lower():
+            elif b'"-j"' not in err:  # not: Option "-j" is unknown
                 self._fail("list the addresses of", interface, None, err, status)
             self._json = False  # iproute2 older than 4.13 has no JSON output
         out, err, status = yield self._run(ipcmd.show_argv(self.ip, interface, json_output=False))
