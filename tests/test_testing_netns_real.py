@@ -104,7 +104,7 @@ class NetnsRigTests(unittest.TestCase):
         self.assertFalse(self.resolves(rig, "alpha", "client", "ipv6", seconds=0.5))
         self.assertTrue(self.resolves(rig, "client", "beta"))
         self.assertTrue(self.resolves(rig, "alpha", "beta"))
-        rig.partition("client", "beta")
+        rig.partition(rig.node("client").namespace, rig.node("beta"))  # a namespace, a Node
         rig.heal("client", "alpha")
         self.assertTrue(self.resolves(rig, "client", "alpha"))
         self.assertFalse(self.resolves(rig, "client", "beta", seconds=0.5))
@@ -120,6 +120,8 @@ class NetnsRigTests(unittest.TestCase):
         self.assertIn("ether saddr { 02:00:5e:10:00:02, 02:00:5e:10:00:03 } drop", rules)
         with self.assertRaises(KeyError):
             rig.partition("alpha", "nobody")
+        with self.assertRaises(KeyError):
+            rig.partition("alpha", rig.switch)
         with self.assertRaises(ValueError):
             rig.partition("alpha", "alpha")
 

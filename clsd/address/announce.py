@@ -75,7 +75,7 @@ class PacketSender:
         self._socket = None
 
     def hardware_address(self, interface):
-        """C{(hardware type, MAC bytes)} of C{interface}; OSError when there is no such interface."""
+        """C{(hardware type, MAC bytes)} of C{interface}; OSError when it does not exist."""
         request = struct.pack("256s", interface.encode()[:IFNAMSIZ - 1])
         reply = fcntl.ioctl(self._open().fileno(), SIOCGIFHWADDR, request)
         hardware_type, = struct.unpack_from("H", reply, IFNAMSIZ)  # sa_family, host order
@@ -143,30 +143,48 @@ class Announcer:
         self._reactor = reactor
         self._sender = sender
 
-    def announce(self, interface, addresses, count=DEFAULT_COUNT, interval=DEFAULT_INTERVAL):
+    def announce(self, interface: str, addresses, count: int = DEFAULT_COUNT,
+                 interval: float = DEFAULT_INTERVAL) -> defer.Deferred:
         """Announce every one of C{addresses} C{count} times, the first round now.
 
         @return: a Deferred firing with C{count} when the last round is sent,
             failing with the sender's error (L{AnnounceError}) at the first
-            send that fails (no more rounds follow). Cancelling it stops the rounds still to come.
+            send that fails (no more rounds follow). Cancelling it stops the
+            rounds still to come.
         """
         check_schedule(count, interval)
-        addresses = list(addresses)
-        pending = []
-        done = defer.Deferred(lambda _: pending and pending.pop().cancel())
+        rounds = _Rounds(self._reactor, self._sender, interface, list(addresses), count, interval)
+        rounds.send(0)
+        return rounds.done
 
-        def round_(sent):
-            pending.clear()
-            try:
-                for address in addresses:
-                    self._sender.send(interface, address)
-            except Exception:
-                done.errback()  # an AnnounceError, or a bug in the sender: no more rounds
-                return
-            if sent + 1 == count:
-                done.callback(count)
-            else:
-                pending.append(self._reactor.callLater(interval, round_, sent + 1))
 
-        round_(0)
-        return done
+class _Rounds:
+    """One announcement in progress: the next round's timer and the Deferred to fire."""
+
+    def __init__(self, reactor, sender, interface, addresses, count, interval):
+        self._reactor = reactor
+        self._sender = sender
+        self._interface = interface
+        self._addresses = addresses
+        self._count = count
+        self._interval = interval
+        self._next = None
+        self.done = defer.Deferred(self._cancel)
+
+    def send(self, sent_before):
+        self._next = None
+        try:
+            for address in self._addresses:
+                self._sender.send(self._interface, address)
+        except Exception:
+            self.done.errback()  # an AnnounceError, or a bug in the sender: no more rounds
+            return
+        if sent_before + 1 == self._count:
+            self.done.callback(self._count)
+        else:
+            self._next = self._reactor.callLater(self._interval, self.send, sent_before + 1)
+
+    def _cancel(self, _):
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None

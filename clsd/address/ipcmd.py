@@ -1,4 +1,4 @@
-"""The Linux ``ip`` command for floating addresses: argument lists, output parsing, one blocking removal.
+"""Linux's ``ip`` command for floating addresses: arguments, output, one blocking removal.
 
 Standard library only, and nothing from CLSD: the lease guard (which runs
 under ``python -I -S``, without site-packages) imports this file from its
@@ -33,7 +33,7 @@ REMOVE_TIMEOUT = 2.0
 IP_ENVIRONMENT = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
-def find_ip(path=None):
+def find_ip(path: str | None = None) -> str | None:
     """The path of the ``ip`` program, or None when there is none."""
     candidates = list(IP_CANDIDATES)
     search = os.environ.get("PATH", "") if path is None else path
@@ -44,18 +44,19 @@ def find_ip(path=None):
     return None
 
 
-def check_interface_name(interface):
+def check_interface_name(interface: str) -> str:
     """C{interface} if it is a name Linux could give an interface; ValueError naming the problem."""
     if not isinstance(interface, str) or not interface:
         raise ValueError(f"interface name must be a non-empty string, not {interface!r}")
     if len(interface.encode()) > MAX_INTERFACE_NAME:
         raise ValueError(f"interface name {interface!r} is longer than {MAX_INTERFACE_NAME} bytes")
     if interface in (".", "..") or any(c == "/" or c == ":" or c.isspace() for c in interface):
-        raise ValueError(f"interface name {interface!r} is not valid (no '/', ':', spaces, '.' or '..')")
+        raise ValueError(f"interface name {interface!r} is not valid "
+                         "(no '/', ':', spaces, '.' or '..')")
     return interface
 
 
-def as_interface_address(address):
+def as_interface_address(address) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     """An C{IPv4Interface}/C{IPv6Interface} from one or from its text (``192.0.2.10/24``)."""
     if isinstance(address, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
         return address
@@ -68,7 +69,7 @@ def family_option(address):
     return "-6" if address.version == 6 else "-4"
 
 
-def add_argv(ip, interface, address):
+def add_argv(ip: str, interface: str, address) -> list[str]:
     """The command that adds C{address} to C{interface}.
 
     IPv4 gets the subnet's broadcast address (``brd +``, as ``ip`` leaves it
@@ -85,19 +86,19 @@ def add_argv(ip, interface, address):
     return argv
 
 
-def remove_argv(ip, interface, address):
+def remove_argv(ip: str, interface: str, address) -> list[str]:
     """The command that removes C{address} (its prefix length must match) from C{interface}."""
     return [ip, family_option(address), "addr", "del", str(address), "dev", interface]
 
 
-def show_argv(ip, interface, json_output=True):
+def show_argv(ip: str, interface: str, json_output: bool = True) -> list[str]:
     """The command that lists C{interface}'s addresses (JSON, or one line each)."""
     if json_output:
         return [ip, "-j", "addr", "show", "dev", interface]
     return [ip, "-o", "addr", "show", "dev", interface]
 
 
-def parse_show_json(text):
+def parse_show_json(text: str) -> set:
     """The addresses in the output of ``ip -j addr show dev X``: a set of interface addresses."""
     found = set()
     for link in json.loads(text or "[]"):
@@ -107,7 +108,7 @@ def parse_show_json(text):
     return found
 
 
-def parse_show_text(text):
+def parse_show_text(text: str) -> set:
     """The addresses in the output of ``ip -o addr show dev X`` (iproute2 without JSON)."""
     found = set()
     for line in text.splitlines():
@@ -128,7 +129,8 @@ def _run(argv, timeout):
     return result.returncode, (result.stderr.strip() or result.stdout.strip())
 
 
-def try_remove(interface, address, ip=None, timeout=REMOVE_TIMEOUT):
+def try_remove(interface: str, address, ip: str | None = None,
+               timeout: float = REMOVE_TIMEOUT) -> tuple[bool, str]:
     """Remove C{address} from C{interface} now (blocking); C{(gone, message)}, never raises.
 
     C{gone} is True when the address is not on the interface afterwards:
@@ -152,6 +154,7 @@ def try_remove(interface, address, ip=None, timeout=REMOVE_TIMEOUT):
         return False, f"{type(e).__name__}: {e}"
 
 
-def remove_now(interface, address, ip=None, timeout=REMOVE_TIMEOUT):
+def remove_now(interface: str, address, ip: str | None = None,
+               timeout: float = REMOVE_TIMEOUT) -> bool:
     """Remove C{address} from C{interface} now (blocking); True when it is gone. Never raises."""
     return try_remove(interface, address, ip, timeout)[0]

@@ -1,4 +1,4 @@
-"""The announcement frames, as bytes: gratuitous ARP (IPv4) and unsolicited neighbour advertisement (IPv6).
+"""Announcement frames as bytes: gratuitous ARP (IPv4), unsolicited neighbour advertisement (IPv6).
 
 Pure functions: a MAC and an address in, a whole Ethernet frame out, ready
 for an ``AF_PACKET``/``SOCK_RAW`` socket (the kernel adds nothing but the
@@ -44,7 +44,7 @@ ALL_NODES = ipaddress.IPv6Address("ff02::1")
 ND_HOP_LIMIT = 255
 
 
-def parse_mac(text):
+def parse_mac(text: str) -> bytes:
     """``02:00:5e:00:01:02`` -> 6 bytes; ValueError for anything else."""
     parts = text.split(":")
     if len(parts) != 6 or not all(len(p) == 2 for p in parts):
@@ -55,7 +55,7 @@ def parse_mac(text):
         raise ValueError(f"not a MAC address: {text!r}") from None
 
 
-def format_mac(mac):
+def format_mac(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
 
 
@@ -65,7 +65,7 @@ def _check_mac(mac):
     return bytes(mac)
 
 
-def ethernet_header(destination, source, ethertype):
+def ethernet_header(destination: bytes, source: bytes, ethertype: int) -> bytes:
     return _check_mac(destination) + _check_mac(source) + struct.pack("!H", ethertype)
 
 
@@ -76,17 +76,17 @@ def _arp(operation, mac, address, target_mac):
     return ethernet_header(BROADCAST_MAC, mac, ETHERTYPE_ARP) + body
 
 
-def gratuitous_arp_request(mac, address):
+def gratuitous_arp_request(mac: bytes, address) -> bytes:
     """The request form (``arping -U``): "who has ADDRESS? tell ADDRESS at MAC", broadcast."""
     return _arp(ARP_REQUEST, mac, address, BROADCAST_MAC)
 
 
-def gratuitous_arp_reply(mac, address):
+def gratuitous_arp_reply(mac: bytes, address) -> bytes:
     """The reply form (``arping -A``): "ADDRESS is at MAC", broadcast."""
     return _arp(ARP_REPLY, mac, address, mac)
 
 
-def internet_checksum(data):
+def internet_checksum(data: bytes) -> int:
     """The 16-bit one's complement of the one's complement sum (RFC 1071)."""
     if len(data) % 2:
         data += b"\0"
@@ -96,13 +96,14 @@ def internet_checksum(data):
     return ~total & 0xFFFF
 
 
-def icmpv6_checksum(source, destination, message):
+def icmpv6_checksum(source: ipaddress.IPv6Address, destination: ipaddress.IPv6Address,
+                    message: bytes) -> int:
     """The ICMPv6 checksum of C{message} (its checksum field zero) over the IPv6 pseudo-header."""
     pseudo = source.packed + destination.packed + struct.pack("!I3xB", len(message), ICMPV6)
     return internet_checksum(pseudo + message)
 
 
-def unsolicited_neighbor_advertisement(mac, address):
+def unsolicited_neighbor_advertisement(mac: bytes, address) -> bytes:
     """An unsolicited NA for C{address} at C{mac}, to all nodes, override flag set."""
     address = ipaddress.IPv6Address(address)
     option = struct.pack("!BB", OPTION_TARGET_LINK_LAYER_ADDRESS, 1) + _check_mac(mac)
@@ -115,12 +116,12 @@ def unsolicited_neighbor_advertisement(mac, address):
     return ethernet_header(multicast_mac(ALL_NODES), mac, ETHERTYPE_IPV6) + ipv6_header + message
 
 
-def multicast_mac(group):
+def multicast_mac(group) -> bytes:
     """The Ethernet address of an IPv6 multicast group: 33:33 and its last 32 bits (RFC 2464)."""
     return b"\x33\x33" + ipaddress.IPv6Address(group).packed[-4:]
 
 
-def announcement_frames(mac, address):
+def announcement_frames(mac: bytes, address) -> list[bytes]:
     """Every frame one announcement of C{address} (any IP address or interface) sends."""
     if isinstance(address, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
         ip = address.ip

@@ -238,7 +238,7 @@ class Netns:
         the frames whose source MAC is the other's: it is as if the cable
         between them were cut, and it covers the floating addresses too.
         """
-        self._check_pair(a, b)
+        a, b = self._check_pair(a, b)
         self._blocked[a].add(b)
         self._blocked[b].add(a)
         self._apply(a)
@@ -252,18 +252,25 @@ class Netns:
                     self._blocked[name].clear()
                     self._apply(name)
             return
-        self._check_pair(a, b)
+        a, b = self._check_pair(a, b)
         self._blocked[a].discard(b)
         self._blocked[b].discard(a)
         self._apply(a)
         self._apply(b)
 
     def _check_pair(self, a, b):
-        for name in (a, b):
-            if name not in self.nodes:
-                raise KeyError(f"no node {name!r} in rig {self.prefix}")
+        """The node names of C{a} and C{b} (given as nodes, names or namespaces)."""
+        a, b = (self._node_name(x) for x in (a, b))
         if a == b:
             raise ValueError(f"cannot partition {a!r} from itself")
+        return a, b
+
+    def _node_name(self, node):
+        namespace = self.namespace_of(node)
+        for name, candidate in self.nodes.items():
+            if candidate.namespace == namespace:
+                return name
+        raise KeyError(f"{node!r} is not a node of rig {self.prefix}")
 
     def partition_rules(self, node):
         """The nft script that makes C{node}'s table what L{partition} wants (atomic replace)."""
