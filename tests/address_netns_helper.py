@@ -1,4 +1,4 @@
-"""Runs the address driver and announcer inside a network namespace, for tests/test_address_netns_real.py.
+"""Runs the address driver and announcer inside a network namespace (test_address_netns_real).
 
 The tests run it with ``ip netns exec NAMESPACE python THIS_FILE 'OPERATIONS'``:
 a whole process in the namespace, as the daemon runs in the failover tests,
@@ -61,7 +61,8 @@ def perform(reactor, operation, driver, announcer):
     if kind == "send_frame":
         address, form = rest
         build = FORMS[form]
-        PacketSender(lambda mac, a: [build(mac, ipaddress.ip_interface(a).ip)]).send(interface, address)
+        sender = PacketSender(lambda mac, a: [build(mac, ipaddress.ip_interface(a).ip)])
+        sender.send(interface, address)
         return None
     raise ValueError(f"unknown operation {kind!r}")
 

@@ -72,7 +72,8 @@ class FrameTests(unittest.TestCase):
 
     def test_rfc1071_example(self):
         # RFC 1071 section 3: the sum of 0001 f203 f4f5 f6f7 is ddf2.
-        self.assertEqual(packets.internet_checksum(hexbytes("0001 f203 f4f5 f6f7")), 0xFFFF - 0xDDF2)
+        self.assertEqual(packets.internet_checksum(hexbytes("0001 f203 f4f5 f6f7")),
+                         0xFFFF - 0xDDF2)
 
     def test_odd_length_is_padded_with_zero(self):
         self.assertEqual(packets.internet_checksum(b"\x01"), packets.internet_checksum(b"\x01\x00"))

@@ -51,7 +51,8 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(ipcmd.add_argv("/sbin/ip", "eth0", V4),
                          ["/sbin/ip", "-4", "addr", "add", "192.0.2.10/24", "dev", "eth0",
                           "brd", "+"])
-        self.assertEqual(ipcmd.add_argv("/sbin/ip", "eth0", ipaddress.ip_interface("192.0.2.10/32")),
+        host = ipaddress.ip_interface("192.0.2.10/32")
+        self.assertEqual(ipcmd.add_argv("/sbin/ip", "eth0", host),
                          ["/sbin/ip", "-4", "addr", "add", "192.0.2.10/32", "dev", "eth0"])
         self.assertEqual(ipcmd.add_argv("/sbin/ip", "eth0", V6),
                          ["/sbin/ip", "-6", "addr", "add", "2001:db8::10/64", "dev", "eth0",
@@ -289,7 +290,7 @@ class RemoveNowTests(unittest.TestCase):
         self.assertFalse(ipcmd.remove_now(None, None))
 
     def test_loads_without_site_packages(self):
-        """The guard imports ipcmd.py from its directory under python -I -S: standard library only."""
+        """The guard imports ipcmd.py from its directory under python -I -S: stdlib only."""
         directory = os.path.dirname(ipcmd.__file__)
         script = (f"import sys; sys.path.append({directory!r}); import ipcmd; "
                   f"print(ipcmd.remove_now('eth0', '192.0.2.10/24', ip={self.ip.path!r}), "

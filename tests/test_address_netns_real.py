@@ -121,7 +121,7 @@ class DriverTests(NamespaceTestCase):
         self.assertNotIn(FLOATING_V4, self.addresses("alpha"))
 
     def test_guard_removal(self):
-        """remove_now, the lease guard's blocking removal: removes, tolerates absence, never raises."""
+        """remove_now, the lease guard's blocking removal: removes, absence is fine, never raises."""
         self.ok("alpha", ["add", "eth0", FLOATING_V4], ["add", "eth0", FLOATING_V6])
         self.assertEqual(self.ok("alpha", ["remove_now", "eth0", FLOATING_V4],
                                  ["remove_now", "eth0", FLOATING_V6],

@@ -1,4 +1,4 @@
-"""The namespace rig (L{clsd.testing.netns}): what it builds, partitions, and that it leaves nothing.
+"""The namespace rig (L{clsd.testing.netns}): what it builds, partitions, that it leaves nothing.
 
 Needs root, ``ip`` and ``nft``: skipped elsewhere, must run under CI=true.
 """
