@@ -65,14 +65,6 @@ class NamespaceTestCase(unittest.TestCase):
                 return found
             time.sleep(0.01)
 
-    def seed_neigh(self, node, address):
-        """Make C{node} resolve C{address} (one UDP datagram to it), as a client's traffic would."""
-        ip = address.split("/")[0]
-        family = "AF_INET6" if ":" in ip else "AF_INET"
-        self.rig.run_in(node, [sys.executable, "-c",
-                               f"import socket; s = socket.socket(socket.{family}, socket.SOCK_DGRAM);"
-                               f" s.sendto(b'seed', ({ip!r}, 9))"])
-
 
 class DriverTests(NamespaceTestCase):
     def test_add_list_remove_ipv4_and_ipv6(self):
@@ -143,7 +135,7 @@ class AnnounceTests(NamespaceTestCase):
     def check_neighbours_follow(self, address):
         alpha, beta = self.rig.node("alpha").mac, self.rig.node("beta").mac
         self.ok("alpha", ["add", "eth0", address], ["announce", "eth0", [address], 1, 0.2])
-        self.seed_neigh("client", address)
+        self.rig.poke("client", address)
         self.assertEqual(self.wait_for_neigh("client", address, alpha), alpha)
 
         # Moved without an announcement, the client keeps the old MAC: what follows is the
@@ -167,7 +159,7 @@ class AnnounceTests(NamespaceTestCase):
         """Linux learns from either form; other stacks need one or the other, so both are sent."""
         alpha, beta = self.rig.node("alpha").mac, self.rig.node("beta").mac
         self.ok("alpha", ["add", "eth0", FLOATING_V4])
-        self.seed_neigh("client", FLOATING_V4)
+        self.rig.poke("client", FLOATING_V4)
         self.assertEqual(self.wait_for_neigh("client", FLOATING_V4, alpha), alpha)
         self.move(FLOATING_V4, "alpha", "beta", announce=False)
         self.ok("beta", ["send_frame", "eth0", FLOATING_V4, "request"])

@@ -3,11 +3,9 @@
 Needs root, ``ip`` and ``nft``: skipped elsewhere, must run under CI=true.
 """
 
-import ipaddress
 import json
 import os
 import subprocess
-import sys
 import time
 
 from twisted.trial import unittest
@@ -47,18 +45,11 @@ class NetnsRigTests(unittest.TestCase):
         self.addCleanup(rig.destroy)
         return rig, test
 
-    def send_udp(self, rig, node, address):
-        ip = str(ipaddress.ip_interface(str(address)).ip)
-        family = "AF_INET6" if ":" in ip else "AF_INET"
-        rig.run_in(node, [sys.executable, "-c",
-                          f"import socket; s = socket.socket(socket.{family}, socket.SOCK_DGRAM);"
-                          f" s.sendto(b'x', ({ip!r}, 9))"])
-
     def resolves(self, rig, node, other, family="ipv4", seconds=2.0):
         """Whether C{node} learns C{other}'s MAC for its address (after one datagram to it)."""
         address = getattr(rig.node(other), family)
         rig.flush_neigh(node)
-        self.send_udp(rig, node, address)
+        rig.poke(node, address)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if rig.neigh(node, address) == rig.node(other).mac:

@@ -31,6 +31,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 
 NAME_PREFIX = "clsd"
 DEFAULT_NODES = ("alpha", "beta", "witness", "client")
@@ -225,6 +226,18 @@ class Netns:
                     and "INCOMPLETE" not in entry.get("state", ()):
                 return entry["lladdr"]
         return None
+
+    def poke(self, node, address, port=9):
+        """Send one UDP datagram from C{node} to C{address} (the discard port), as a client would.
+
+        The node resolves the address first: its neighbour cache gets an entry
+        for it (L{neigh}), which is what an announcement must then correct.
+        """
+        ip = str(ipaddress.ip_interface(str(address)).ip)
+        family = "AF_INET6" if ":" in ip else "AF_INET"
+        self.run_in(node, [sys.executable, "-c",
+                           f"import socket; s = socket.socket(socket.{family}, socket.SOCK_DGRAM);"
+                           f" s.sendto(b'clsd', ({ip!r}, {int(port)}))"])
 
     def flush_neigh(self, node):
         self.ip(node, "neigh", "flush", "dev", INTERFACE)
