@@ -1,0 +1,1 @@
+"""Floating service addresses: add and remove them (L{driver}), announce them (L{announce})."""
