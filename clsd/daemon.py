@@ -490,8 +490,16 @@ class Daemon(MultiService):
         self._reaping = reap_leftovers(self.registry, self.reactor, self.groups,
                                        self.events, monotonic=self._monotonic,
                                        tree=self.containments.tree)
-        self._reaping.addCallback(self._start_services)
+        self._reaping.addCallback(self._remove_leftover_addresses)
         self._reaping.addErrback(self._reap_failed)
+
+    def _remove_leftover_addresses(self, stuck):
+        """Floating addresses of this node's clusters left on an interface by a killed run."""
+        if self.ownership is None:
+            return self._start_services(stuck)
+        d = self.ownership.remove_leftover_addresses()
+        d.addCallback(lambda _: self._start_services(stuck))
+        return d
 
     def _start_services(self, stuck):
         if self._stopping:

@@ -286,9 +286,9 @@ class GuardAddressTests(unittest.TestCase):
 
 class RemoveAddressTests(unittest.TestCase):
     def test_without_an_ip_command(self):
-        self.patch(guard_process, "IP_COMMANDS", ("/nonexistent/ip",))
+        self.patch(guard_process.ipcmd, "find_ip", lambda path=None: None)
         self.assertEqual(guard_process.remove_address("eth0", "192.0.2.10/24"),
-                         "no ip command (iproute2) here")
+                         "the ip command (iproute2) is not installed")
 
 
 class GuardProcessTests(unittest.TestCase):

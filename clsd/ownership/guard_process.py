@@ -62,7 +62,6 @@ import math
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 
@@ -130,12 +129,22 @@ def protected_cgroups(read=_read_text, pids=("self",)):
                 found.append(path)
     return mount[0], found
 
-#: Where the ``ip`` command may be (Linux, iproute2).
-IP_COMMANDS = ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
-#: An ``ip address del`` that takes longer than this is killed and reported.
-IP_TIMEOUT = 2.0
-#: Linux's IFNAMSIZ less the terminating NUL.
-MAX_INTERFACE_NAME = 15
+#: The daemon's ``ip`` command code (clsd/address/ipcmd.py, standard library
+#: only), imported from its directory as cgroupfs is: the guard removes an
+#: address with the same command the daemon adds it with.
+IPCMD_DIRECTORY = os.path.join(os.path.dirname(CGROUPFS_DIRECTORY), "address")
+
+
+def _load_ipcmd():
+    sys.path.append(IPCMD_DIRECTORY)
+    try:
+        import ipcmd
+    finally:
+        sys.path.remove(IPCMD_DIRECTORY)
+    return ipcmd
+
+
+ipcmd = _load_ipcmd()
 
 
 def remove_address(interface, address):
@@ -143,21 +152,8 @@ def remove_address(interface, address):
 
     An address that is not there any more counts as removed.
     """
-    ip = next((path for path in IP_COMMANDS if os.access(path, os.X_OK)), None)
-    if ip is None:
-        return "no ip command (iproute2) here"
-    try:
-        done = subprocess.run([ip, "address", "del", address, "dev", interface],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=IP_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return str(e)
-    if done.returncode == 0:
-        return None
-    text = done.stderr.decode("ascii", "replace").strip()
-    if "Cannot assign requested address" in text:
-        return None  # already gone
-    return text or f"ip exited with status {done.returncode}"
+    gone, reason = ipcmd.try_remove(interface, address)
+    return None if gone else reason
 
 
 #: Read size: many lines per system call when the daemon writes a burst.
@@ -325,7 +321,9 @@ class Guard:
 
     def _address(self, interface, text):
         """C{(interface, "ADDRESS/PREFIX")}, or None (reported) for anything else."""
-        if len(interface) > MAX_INTERFACE_NAME or "/" in interface or interface in (".", ".."):
+        try:
+            ipcmd.check_interface_name(interface)
+        except ValueError:
             self.report("error", f"refusing interface {_show(interface)}")
             return None
         try:

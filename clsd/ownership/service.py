@@ -55,6 +55,7 @@ from clsd.ownership.escalation import cluster_status
 from clsd.ownership.floor import FloorError, read_floor, write_floor
 from clsd.ownership.guard import GuardClient
 from clsd.ownership.hooks import HookRunner
+from clsd.ownership.floating import AddressKeeper
 from clsd.ownership.managed import ManagedService
 from clsd.ownership.manager import ManagerError
 from clsd.ownership.messages import MESSAGE_TYPES, WireError, from_wire
@@ -143,6 +144,9 @@ class OwnershipService(MultiService):
         self.guard = guard
         self.hooks = hooks if hooks is not None else HookRunner(
             reactor, events=events, monotonic=monotonic)
+        #: (IAddressDriver, Announcer) once a cluster has a floating address.
+        self._addresses = None
+        self._announce_sender = None
         self._managed = {}           # cluster id -> ManagedService
         self._managed_by_service = {}
         self._specs = {}             # cluster id -> ClusterConfig, in registration order
@@ -184,11 +188,37 @@ class OwnershipService(MultiService):
     def _add_managed(self, cluster):
         managed = ManagedService(cluster.id, self.node_name, self.guard,
                                  monotonic=self._monotonic, report=self._report_later,
-                                 n_active=cluster.mode == "n-active")
+                                 n_active=cluster.mode == "n-active",
+                                 keeper=self._keeper(cluster))
         self._managed[cluster.id] = managed
         self._managed_by_service[cluster.service] = managed
         self._specs[cluster.id] = cluster
         return managed
+
+    def _keeper(self, cluster):
+        """The L{AddressKeeper} of C{cluster}'s floating address, or None without one."""
+        if cluster.floating is None:
+            return None
+        if self._addresses is None:
+            from clsd.address.announce import Announcer, default_sender
+            from clsd.address.driver import default_driver
+
+            self._announce_sender = default_sender()
+            self._addresses = (default_driver(self._reactor),
+                               Announcer(self._reactor, self._announce_sender))
+        driver, announcer = self._addresses
+        return AddressKeeper(
+            cluster.id, cluster.floating, driver=driver, guard=self.guard,
+            announce=lambda interface, address, count, interval: announcer.announce(
+                interface, [address], count, interval),
+            events=self._events, monotonic=self._monotonic, reactor=self._reactor)
+
+    @defer.inlineCallbacks
+    def remove_leftover_addresses(self):
+        """At start, before any tenure: this node's clusters' addresses left on an interface."""
+        for managed in list(self._managed.values()):
+            if managed.keeper is not None:
+                yield managed.keeper.remove_leftovers()
 
     # -- registrations at runtime (reload) ---------------------------------------------
 
@@ -342,6 +372,10 @@ class OwnershipService(MultiService):
         longest = max((m.runner.config.stop_timeout for m in self._managed.values()
                        if m.runner is not None), default=0.0)
         d = defer.DeferredList(waits, consumeErrors=True)
+        # The floating addresses are down before the lease is released.
+        d.addBoth(lambda _: defer.DeferredList(
+            [m.keeper.down() for m in self._managed.values() if m.keeper is not None],
+            consumeErrors=True))
         timeout = self._reactor.callLater(longest + SHUTDOWN_GRACE, d.cancel)
         # One more reactor turn: the core hears service_stopped and sends Release.
         d.addBoth(lambda _: task.deferLater(self._reactor, 0))
@@ -351,6 +385,8 @@ class OwnershipService(MultiService):
         d.addBoth(lambda _: super(OwnershipService, self).stopService())
         d.addBoth(lambda _: self.hooks.stop())
         d.addBoth(lambda _: self.guard.stop() if self.guard is not None else None)
+        d.addBoth(lambda _: self._announce_sender.close()
+                  if self._announce_sender is not None else None)
         d.addBoth(self._stopped)
         return d
 
