@@ -232,6 +232,15 @@ class AddressFailoverTests(unittest.TestCase):
         wait_for(lambda: self.rig.neigh("client", FLOATING_V6) == self.rig.node("beta").mac,
                  2, what="the client's IPv6 entry to follow the unsolicited NA")
 
+    def test_a_planned_handover_never_has_two_owners(self):
+        """A daemon stopped as by ``systemctl stop`` hands the cluster over: address last out."""
+        cluster = self.start_cluster()
+        fault_at = time.monotonic()
+        os.kill(cluster.daemon_pid("alpha"), signal.SIGTERM)
+        self.assertFailedOverToBeta(cluster, fault_at)
+        self.assertFalse(cluster.has("alpha"))
+        self.assertIn("address.removed", cluster.log("alpha"))
+
     def test_an_address_left_behind_is_removed_at_start(self):
         cluster = AddressCluster(self, self.rig)
         self.rig.ip("beta", "addr", "add", FLOATING, "dev", "eth0")
