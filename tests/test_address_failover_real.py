@@ -6,9 +6,9 @@ namespaces) and runs three ``twistd clsd`` daemons there, each in its
 node's namespace (``ip netns exec``), peers over mutual TLS on the nodes'
 192.0.2.x addresses. Cluster A (alpha preferred, beta standby, the witness
 votes) has the floating address 192.0.2.10/24 on ``eth0``; its service
-answers HTTP with its node's name (tests/address_http_service.py).
+answers HTTP with its node's name (clsd.testing.address_http_service).
 
-In the client's namespace tests/address_client_watch.py asks every 20 ms:
+In the client's namespace clsd.testing.address_client_watch asks every 20 ms:
 an ARP who-has for 192.0.2.10 (every MAC that answers is a machine that
 has the address: two in one round is two holders) and an HTTP GET of
 http://192.0.2.10:8080/. After each fault the standby must answer, no round
@@ -18,148 +18,22 @@ at once (the gratuitous ARP), not after the entry aged out.
 Needs root, ``ip`` and ``nft``: skipped elsewhere, must run under CI=true.
 """
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 from twisted.trial import unittest
 
-from clsd.certs import store
-from clsd.testing import tomlgen
+from clsd.testing.address_cluster import FLOATING, FLOATING_V6, AddressCluster, ClientWatch
 from clsd.testing.netns import Netns
 from clsd.testing.polling import wait_for
 from tests.test_address_netns_real import require_network_rig
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WATCH = os.path.join(HERE, "address_client_watch.py")
-SERVICE = os.path.join(HERE, "address_http_service.py")
-FLOATING = "192.0.2.10/24"
-FLOATING_V6 = "2001:db8::10/64"
-HTTP_PORT = 8080
-PEER_PORT = 7946
-LEASE = 1.0
 START_TIMEOUT = 60.0
 #: Lease 1 s: the standby answers within about 2 s of the fault (detection,
 #: lease expiry, start); the margin is for a loaded 2-core machine.
 FAILOVER_TIMEOUT = 15.0
-
-
-class AddressCluster:
-    """Certificates, configs and the three daemons of one test, in C{rig}'s namespaces."""
-
-    def __init__(self, test, rig, *, order="before", addresses=(FLOATING,)):
-        self.test = test
-        self.rig = rig
-        self.order = order
-        self.addresses = list(addresses)
-        self.base = os.path.abspath(test.mktemp())
-        os.makedirs(self.base)
-        self.ca = os.path.join(self.base, "ca")
-        store.init_authority(self.ca)
-        self.daemons = {}
-
-    def node_dir(self, name):
-        return os.path.join(self.base, name)
-
-    def config(self, name):
-        node = self.rig.node(name)
-        directory = self.node_dir(name)
-        cert, key = store.node_paths(directory, name)
-        if not os.path.exists(cert):
-            store.issue_node(self.ca, name, out=directory, ip_addresses=[str(node.ipv4.ip)])
-        others = [n for n in ("alpha", "beta", "witness") if n != name]
-        tables = {
-            "node": {"name": name, "data_dir": os.path.join(directory, "data"),
-                     "listen": f"{node.ipv4.ip}:{PEER_PORT}",
-                     "join": [f"{self.rig.node(o).ipv4.ip}:{PEER_PORT}" for o in others]},
-            "tls": {"ca": store.ca_paths(self.ca)[0], "cert": cert, "key": key},
-            "membership": {"heartbeat_interval": 0.1, "failure_timeout": 0.5,
-                           "link_down_grace": 0.2, "suspicion_timeout": 1.0,
-                           "join_retry_interval": 0.3},
-            "quorum": {"voters": ["alpha", "beta", "witness"], "lease": LEASE,
-                       "drift_margin": 0.1},
-        }
-        priority = {"alpha": 100, "beta": 50}.get(name)
-        if priority is not None:
-            tables["service"] = [{"name": "web", "command": [sys.executable, SERVICE,
-                                                             str(HTTP_PORT)],
-                                  "restart": "always", "stop_timeout": 2.0}]
-            tables["cluster"] = [{"id": "A", "service": "web", "priority": priority,
-                                  "address": self.addresses, "interface": "eth0",
-                                  "address_order": self.order}]
-        path = os.path.join(directory, "clsd.toml")
-        with open(path, "w") as f:
-            f.write(tomlgen.dumps(tables))
-        return path
-
-    def start(self, name):
-        path = self.config(name)
-        log = open(os.path.join(self.node_dir(name), "twistd.log"), "ab")
-        argv = self.rig.exec_argv(name, [
-            sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "clsd", "--config", path])
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        self.daemons[name] = process
-        self.test.addCleanup(self.stop, name)
-        return process
-
-    def daemon_pid(self, name):
-        """The twistd process (``ip netns exec`` execs it: the same pid)."""
-        return self.daemons[name].pid
-
-    def stop(self, name):
-        process = self.daemons.get(name)
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.kill(process.pid, signal.SIGCONT)
-            os.kill(process.pid, signal.SIGTERM)
-            process.wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-
-    def log(self, name):
-        try:
-            with open(os.path.join(self.node_dir(name), "twistd.log"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def has(self, name, address=FLOATING):
-        return address in {str(a) for a in self.rig.addresses(name)}
-
-
-class ClientWatch:
-    """tests/address_client_watch.py in the client's namespace; its rounds read back."""
-
-    def __init__(self, test, rig):
-        self.out = os.path.join(os.path.abspath(test.mktemp()) + "-watch.jsonl")
-        argv = rig.exec_argv("client", [sys.executable, WATCH, "eth0", FLOATING.split("/")[0],
-                                        f"http://{FLOATING.split('/')[0]}:{HTTP_PORT}/",
-                                        self.out])
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
-        test.addCleanup(self.stop)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(5)
-
-    def rounds(self):
-        try:
-            with open(self.out) as f:
-                return [json.loads(line) for line in f if line.endswith("\n")]
-        except FileNotFoundError:
-            return []
-
-    def answered_by(self, node, since=0.0):
-        return any(r["http"] == node and r["t"] >= since for r in self.rounds())
+LEASE = 1.0
 
 
 class AddressFailoverTests(unittest.TestCase):
@@ -169,13 +43,17 @@ class AddressFailoverTests(unittest.TestCase):
         require_network_rig()
         self.rig = Netns.create(self)
 
+    def cluster(self, **kwargs):
+        return AddressCluster(os.path.abspath(self.mktemp()), self.rig, self.addCleanup,
+                              lease=LEASE, **kwargs)
+
     def start_cluster(self, **kwargs):
-        cluster = AddressCluster(self, self.rig, **kwargs)
-        for name in ("alpha", "beta", "witness"):
-            cluster.start(name)
+        cluster = self.cluster(**kwargs)
+        cluster.start_all()
         wait_for(lambda: cluster.has("alpha"), START_TIMEOUT,
                  what="alpha to add the floating address")
-        self.watch = ClientWatch(self, self.rig)
+        self.watch = ClientWatch(os.path.abspath(self.mktemp()) + "-watch.jsonl", self.rig,
+                                 cluster, self.addCleanup)
         wait_for(lambda: self.watch.answered_by("alpha"), 20, what="the client to reach alpha")
         return cluster
 
@@ -242,10 +120,9 @@ class AddressFailoverTests(unittest.TestCase):
         self.assertIn("address.removed", cluster.log("alpha"))
 
     def test_an_address_left_behind_is_removed_at_start(self):
-        cluster = AddressCluster(self, self.rig)
+        cluster = self.cluster()
         self.rig.ip("beta", "addr", "add", FLOATING, "dev", "eth0")
-        for name in ("alpha", "beta", "witness"):
-            cluster.start(name)
+        cluster.start_all()
         wait_for(lambda: not cluster.has("beta"), START_TIMEOUT,
                  what="beta to remove the address it does not hold")
         wait_for(lambda: cluster.has("alpha"), START_TIMEOUT, what="alpha to add it")

@@ -1,6 +1,6 @@
 """The test service of the floating-address tests: answers every GET with its node's name.
 
-    python address_http_service.py PORT
+    python -m clsd.testing.address_http_service PORT
 
 Listens on every address, IPv4 and IPv6 (``::``, dual stack), so it answers
 at the floating address whichever ``address_order`` added it. The node's

@@ -1,11 +1,13 @@
 """Run inside the client's namespace: who answers for the floating address, every 20 ms.
 
-    python address_client_watch.py INTERFACE ADDRESS URL OUTFILE
+    python -m clsd.testing.address_client_watch INTERFACE ADDRESS OUTFILE URL [URL ...]
 
 Each round sends one ARP request for ADDRESS (who-has, from the client's own
 address) on INTERFACE and collects, for 12 ms, the MACs that reply that
-they have it; then fetches URL (0.1 s at most) and notes the body. One JSON
-line per round: ``{"t": monotonic, "macs": [...], "http": body or null}``.
+they have it; then fetches each URL (0.1 s at most each; the first is the
+floating address's, the others say when each node's own address answers)
+and notes the bodies. One JSON line per round:
+``{"t": monotonic, "macs": [...], "answers": [body or null, ...]}``.
 Two MACs in one round means two machines held the address at once.
 Ends on SIGTERM. Linux only (AF_PACKET), standard library only.
 """
@@ -73,7 +75,7 @@ def fetch(url):
         return None
 
 
-def main(interface, address, url, outfile):
+def main(interface, address, outfile, *urls):
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     target = ipaddress.IPv4Address(address).packed
@@ -86,10 +88,11 @@ def main(interface, address, url, outfile):
             t = time.monotonic()
             sock.send(request)
             macs = replies(sock, target, t + ARP_WAIT)
-            body = fetch(url)
-            out.write(json.dumps({"t": round(t, 4), "macs": sorted(macs), "http": body}) + "\n")
+            answers = [fetch(url) for url in urls]
+            out.write(json.dumps({"t": round(t, 4), "macs": sorted(macs), "answers": answers})
+                      + "\n")
             time.sleep(max(0.0, ROUND - (time.monotonic() - t)))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:])
