@@ -37,7 +37,7 @@ SEEDS    ?= 10
 NODES    ?= 3
 DURATION ?= 60
 soak: $(STAMP)
-	$(PY) -m clsd.testing.faults.soak --seeds $(SEEDS) --nodes $(NODES) --duration $(DURATION) $(SOAK_ARGS)
+	$(PY) -m rig.faults.soak --seeds $(SEEDS) --nodes $(NODES) --duration $(DURATION) $(SOAK_ARGS)
 
 # Benchmarks (not tests): see bench/README.md. BENCH_ARGS="--kills 20" for a quick look.
 bench: $(STAMP)

@@ -45,7 +45,7 @@ def _wait_forever():
 
 def run_cluster(args, workdir):
     from clsd.demo_cluster import FIRST_ADDRESS, ClusterDemo, DemoError
-    from clsd.testing.faults.topology import TopologyError
+    from rig.faults.topology import TopologyError
 
     first = args.first_address or FIRST_ADDRESS
     demo = None

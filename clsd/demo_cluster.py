@@ -2,12 +2,12 @@
 
 The layout is doc/examples/mutual-standby: alpha runs system A and stands by
 for B, beta runs B and stands by for A, witness is the third voter. Each
-system is a small HTTP service (L{clsd.testing.protected_service}) that
+system is a small HTTP service (L{rig.protected_service}) that
 answers ``GET /`` with the node, cluster and lease epoch it runs under, on
 its node's own address (A on port 8081, B on 8082).
 
 Steps: a demo CA and node certificates (L{clsd.certs.store}), an admin SSH
-key, three ``twistd -n clsd`` started through L{clsd.testing.launcher}
+key, three ``twistd -n clsd`` started through L{rig.launcher}
 (which owns every process it starts and kills them all at the end, on an
 error or on Ctrl-C), ``status`` over the admin SSH shell, kill -9 of A's
 owner, A answered from its standby, the node back, ``status`` again, and a
@@ -25,9 +25,9 @@ from twisted.conch.ssh import keys
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from clsd.certs.store import init_authority, issue_node, node_paths
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.launcher import ConfigTemplate, Launcher, protected_service_part
-from clsd.testing.polling import WaitTimeout, wait_for
+from rig.faults.cleanup import Cleanups
+from rig.launcher import ConfigTemplate, Launcher, protected_service_part
+from clsd.polling import WaitTimeout, wait_for
 
 NODES = ("alpha", "beta", "witness")
 #: alpha, beta and witness on 127.0.0.11-13, as in doc/examples/mutual-standby.
@@ -160,7 +160,7 @@ class ClusterDemo:
         """Run an admin command on C{node} over SSH; its output."""
         address = f"{self.launcher.address(node)}:{SSH_PORT}"
         result = subprocess.run(
-            [sys.executable, "-m", "clsd.testing.admin_exec", address, self.key, command],
+            [sys.executable, "-m", "rig.admin_exec", address, self.key, command],
             capture_output=True, text=True, timeout=30,
         )
         if result.returncode != 0:

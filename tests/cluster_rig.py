@@ -12,10 +12,10 @@ import sys
 from clsd.certs.store import init_authority, issue_node, node_paths
 from clsd.config import parse_config
 from clsd.daemon import Daemon
-from clsd.testing import tomlgen
-from clsd.testing.addresses import reserve
-from clsd.testing.launcher import free_port
-from clsd.testing.polling import poll  # noqa: F401  (re-exported for the cluster tests)
+from rig import tomlgen
+from rig.addresses import reserve
+from rig.launcher import free_port
+from clsd.polling import poll  # noqa: F401  (re-exported for the cluster tests)
 
 #: Membership timing for tests: quick heartbeats and detection, short leave.
 FAST_MEMBERSHIP = {"heartbeat_interval": 0.2, "failure_timeout": 1.0,
@@ -95,7 +95,7 @@ class ClusterRig:
 def protected_service(name, records_dir):
     """A ``[[service]]`` running the protected test service (records, lifeline)."""
     return {"name": name, "stop_timeout": 3.0, "restart": "always",
-            "command": [sys.executable, "-m", "clsd.testing.protected_service",
+            "command": [sys.executable, "-m", "rig.protected_service",
                         "--record", records_dir, "--interval", "0.1"]}
 
 

@@ -1,16 +1,16 @@
 """Three real daemons and mallory: the rig of the hostile-insider tests (issue 16).
 
 Alpha holds cluster A, beta stands by, the witness votes; each serves
-``[metrics]`` (L{clsd.testing.metered.MeteredCluster}). Mallory holds a
+``[metrics]`` (L{rig.metered.MeteredCluster}). Mallory holds a
 certificate from the cluster's CA but is in no configuration
-(L{clsd.testing.hostile.HostilePeer}). Not a test module (no ``test_`` prefix).
+(L{rig.hostile.HostilePeer}). Not a test module (no ``test_`` prefix).
 """
 
 import os
 
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.hostile import HostilePeer
-from clsd.testing.metered import MeteredCluster
+from rig.faults.cleanup import Cleanups
+from rig.hostile import HostilePeer
+from rig.metered import MeteredCluster
 
 
 class MalloryRig:

@@ -2,7 +2,7 @@
 
 from clsd.config.cluster import ClusterConfig
 from clsd.ownership.timing import LeaseTiming
-from clsd.sim.leases import LeaseSim
+from rig.sim.leases import LeaseSim
 
 TIMING = LeaseTiming()
 DETECTION = 0.6

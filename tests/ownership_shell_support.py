@@ -12,7 +12,7 @@ import functools
 import json
 
 from clsd.config import parse_config
-from clsd.testing.tomlgen import dumps
+from rig.tomlgen import dumps
 
 
 def ownership_config(name, voters, clusters, data_dir, services, *, lease=2.0,

@@ -3,7 +3,6 @@
 import datetime
 import os
 
-from twisted.internet import defer, task
 from zope.interface import implementer
 
 from clsd.certs import store
@@ -77,17 +76,3 @@ class RecordingHandler:
 
     def peer_disconnected(self, peer, reason):
         self.events.append(("disconnected", peer.name, reason.key))
-
-
-def wait_for(reactor, predicate, timeout=10.0, interval=0.01, what="condition"):
-    """A Deferred that fires once C{predicate()} is true; fails after C{timeout}."""
-    deadline = reactor.seconds() + timeout
-
-    def check():
-        if predicate():
-            return True
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        return task.deferLater(reactor, interval, check)
-
-    return defer.maybeDeferred(check)

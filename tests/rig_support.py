@@ -6,7 +6,7 @@ import socket
 
 from twisted.trial.unittest import SkipTest
 
-from clsd.testing import checker
+from rig import checker
 
 
 def require(available, what):

@@ -24,9 +24,9 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from clsd.certs.store import init_authority, issue_node
-from clsd.testing.admin_client import connect
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.launcher import ConfigTemplate, Launcher, free_port
+from rig.admin_client import connect
+from rig.faults.cleanup import Cleanups
+from rig.launcher import ConfigTemplate, Launcher, free_port
 from tests.test_cluster_real import cluster_part, member_states, mutual_standby_part
 
 SLEEP_LINE = b"import time; time.sleep(10)\r"

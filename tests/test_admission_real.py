@@ -27,11 +27,11 @@ from twisted.conch.ssh import keys
 from twisted.trial import unittest
 
 from clsd.certs import store
-from clsd.testing.cluster import ClusterRig, Layout
-from clsd.testing.failover import last_states, log_offset
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.launcher import Launcher, free_port
-from clsd.testing.polling import wait_for
+from rig.cluster import ClusterRig, Layout
+from rig.failover import last_states, log_offset
+from rig.faults.cleanup import Cleanups
+from rig.launcher import Launcher, free_port
+from clsd.polling import wait_for
 from tests.metrics_scrape import parse_samples
 
 MEMBERS = ("alpha", "beta", "witness")
@@ -89,7 +89,7 @@ class AdmissionReal(unittest.TestCase):
     def admin(self, node, command):
         address = f"{self.launcher.address(node)}:{self.admin_ports[node]}"
         result = subprocess.run(
-            [sys.executable, "-m", "clsd.testing.admin_exec", address, self.key_path, command],
+            [sys.executable, "-m", "rig.admin_exec", address, self.key_path, command],
             capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 0, f"{command} on {node}: {result.stderr}")
         return result.stdout
@@ -172,7 +172,7 @@ class AdmissionReal(unittest.TestCase):
         # its reload fails and changes nothing.
         address = f"{launcher.address('alpha')}:{self.admin_ports['alpha']}"
         refused = subprocess.run(
-            [sys.executable, "-m", "clsd.testing.admin_exec", address, self.key_path, "reload"],
+            [sys.executable, "-m", "rig.admin_exec", address, self.key_path, "reload"],
             capture_output=True, text=True, timeout=60)
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn("revokes this node's own certificate", refused.stdout + refused.stderr)

@@ -17,10 +17,10 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from clsd.testing import checker
-from clsd.testing.admin_client import connect
-from clsd.testing.launcher import twistd_command
-from clsd.testing.recorder import LifelineCollector, read_records
+from rig import checker
+from rig.admin_client import connect
+from rig.launcher import twistd_command
+from rig.recorder import LifelineCollector, read_records
 from tests.admin_rig import new_ed25519_key, write_key_file
 from tests.cluster_rig import ClusterRig, json_of, poll, protected_service
 

@@ -10,7 +10,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 
-from clsd.testing.recorder import LifelineCollector
+from rig.recorder import LifelineCollector
 from tests.cluster_rig import ClusterRig, poll, protected_service
 from tests.test_daemon_metrics import samples
 

@@ -15,9 +15,9 @@ import time
 from twisted.trial import unittest
 
 from clsd.certs.store import init_authority, issue_node, node_paths
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.launcher import ConfigTemplate, Launcher, free_port
-from clsd.testing.polling import wait_for
+from rig.faults.cleanup import Cleanups
+from rig.launcher import ConfigTemplate, Launcher, free_port
+from clsd.polling import wait_for
 
 #: A killed daemon's connections close at once; its observers report it
 #: after link_down_grace (1 s) and H of its observers agree: a few seconds
@@ -137,7 +137,7 @@ class ThreeNodes(unittest.TestCase):
 
 def mutual_standby_part(node, launcher):
     """doc/examples/mutual-standby: alpha runs A, beta runs B, each stands by for the other."""
-    from clsd.testing.launcher import protected_service_part
+    from rig.launcher import protected_service_part
 
     part = {"quorum": {"voters": list(launcher.nodes), "lease": 2.0, "drift_margin": 0.1}}
     if node.name == "witness":

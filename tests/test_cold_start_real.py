@@ -12,11 +12,11 @@ import time
 
 from twisted.trial import unittest
 
-from clsd.testing.cluster import DEFAULT_TIMING, ClusterRig, Timing, active_standby
-from clsd.testing.etcd import RIG_PREFIX, EtcdCluster, etcd_cluster_rig, etcd_layout
-from clsd.testing.failover import FailoverRig
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.launcher import Launcher
+from rig.cluster import DEFAULT_TIMING, ClusterRig, Timing, active_standby
+from rig.etcd import RIG_PREFIX, EtcdCluster, etcd_cluster_rig, etcd_layout
+from rig.failover import FailoverRig
+from rig.faults.cleanup import Cleanups
+from rig.launcher import Launcher
 from tests.rig_support import require_tool
 
 #: Rounds per arbiter: each starts both daemons together and stops them again.

@@ -24,11 +24,11 @@ from twisted.trial import unittest
 
 from clsd.supervision import cgroupfs
 from clsd.supervision.containment import CgroupTree
-from clsd.testing.checker import Overlap
-from clsd.testing.cluster import ClusterRig, active_standby
-from clsd.testing.failover import FailoverRig
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.launcher import Launcher
+from rig.checker import Overlap
+from rig.cluster import ClusterRig, active_standby
+from rig.failover import FailoverRig
+from rig.faults.cleanup import Cleanups
+from rig.launcher import Launcher
 from tests import escaping_service
 from tests.rig_support import FailoverAssertions
 from tests.test_containment_real import require_cgroups

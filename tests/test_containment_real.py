@@ -28,9 +28,9 @@ from clsd.supervision import cgroupfs
 from clsd.supervision.containment import find_tree
 from clsd.supervision.context import ExecContext
 from clsd.supervision.spawn import spawn_in_new_group
-from clsd.testing.launcher import free_port
-from clsd.testing.polling import poll
-from clsd.testing.processes import pid_alive
+from rig.launcher import free_port
+from clsd.polling import poll
+from clsd.supervision.pgroups import pid_alive
 from tests import escaping_service
 from tests.rig_support import require, require_root
 

@@ -13,13 +13,13 @@ import time
 
 from twisted.trial import unittest
 
-from clsd.testing.cluster import Timing
-from clsd.testing.etcd import RIG_PREFIX, EtcdCluster, etcd_cluster_rig, etcd_layout
-from clsd.testing.failover import FailoverRig
-from clsd.testing.faults import network
-from clsd.testing.faults.cleanup import Cleanups, owned_name
-from clsd.testing.launcher import Launcher
-from clsd.testing.polling import wait_for
+from rig.cluster import Timing
+from rig.etcd import RIG_PREFIX, EtcdCluster, etcd_cluster_rig, etcd_layout
+from rig.failover import FailoverRig
+from rig.faults import network
+from rig.faults.cleanup import Cleanups, owned_name
+from rig.launcher import Launcher
+from clsd.polling import wait_for
 from tests.rig_support import FailoverAssertions, require_root, require_tool
 
 #: A 2 s lease keeps the tests short: renewed every 0.67 s, the holder stops

@@ -3,7 +3,7 @@
 alpha runs A, then every process of alpha (daemon, lease guard, service) is
 frozen with the cgroup v2 freezer for three leases, as a hypervisor pauses a
 virtual machine; beta takes A over meanwhile. On the thaw alpha's lease clock
-is wound back by the pause (clsd.testing.faults.freeze), so its deadline
+is wound back by the pause (rig.faults.freeze), so its deadline
 still lies ahead. Without the "held" rule (clsd.ownership.proposer) alpha's
 service ran on beside beta's until the TERM at alpha's old stop point (about
 T - m - T/4 after the freeze, on alpha's clock); with it, alpha stops at its
@@ -15,14 +15,14 @@ import time
 
 from twisted.trial import unittest
 
-from clsd.testing import checker
-from clsd.testing.cluster import DEFAULT_TIMING, ClusterRig, active_standby
-from clsd.testing.failover import FailoverRig
-from clsd.testing.faults import freeze
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.faults.runner import pause_bound
-from clsd.testing.launcher import Launcher
-from clsd.testing.polling import wait_for
+from rig import checker
+from rig.cluster import DEFAULT_TIMING, ClusterRig, active_standby
+from rig.failover import FailoverRig
+from rig.faults import freeze
+from rig.faults.cleanup import Cleanups
+from rig.faults.runner import pause_bound
+from rig.launcher import Launcher
+from clsd.polling import wait_for
 from tests.rig_support import FailoverAssertions, require, require_root
 
 FIRST_OWNER_TIMEOUT = 60.0

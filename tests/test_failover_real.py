@@ -12,13 +12,13 @@ import time
 
 from twisted.trial import unittest
 
-from clsd.testing.cluster import DEFAULT_TIMING, ClusterRig, active_standby, mutual_standby
-from clsd.testing.failover import FailoverRig
-from clsd.testing.faults import network
-from clsd.testing.faults.cleanup import Cleanups, owned_name
-from clsd.testing.faults.process import process_state
-from clsd.testing.launcher import Launcher
-from clsd.testing.polling import wait_for
+from rig.cluster import DEFAULT_TIMING, ClusterRig, active_standby, mutual_standby
+from rig.failover import FailoverRig
+from rig.faults import network
+from rig.faults.cleanup import Cleanups, owned_name
+from rig.faults.process import process_state
+from rig.launcher import Launcher
+from clsd.polling import wait_for
 from tests.rig_support import FailoverAssertions, require_root, require_tool
 
 #: The cluster must be running on its preferred node this soon after start:

@@ -9,10 +9,10 @@ control) it runs on beside the standby's copy, and the checker must say so.
 
 from twisted.trial import unittest
 
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.faults.freeze import cgroup2_root
-from clsd.testing.faults.runner import ClustersScenario, execute
-from clsd.testing.faults.schedule import FaultEvent, Schedule
+from rig.faults.cleanup import Cleanups
+from rig.faults.freeze import cgroup2_root
+from rig.faults.runner import ClustersScenario, execute
+from rig.faults.schedule import FaultEvent, Schedule
 from tests.rig_support import require, require_root
 
 SCHEDULE = Schedule(seed=0, nodes=("n1", "n2", "n3"), duration=20.0, lease=2.0,

@@ -1,8 +1,8 @@
 """Short random fault schedules on real clusters: the CI version of ``make soak``.
 
 Each test runs one seed of the ``clusters`` scenario (a ring of
-active-standby cluster IDs with a witness, clsd.testing.cluster) through the
-schedule CLI, exactly as ``python -m clsd.testing.faults`` runs it, and
+active-standby cluster IDs with a witness, rig.cluster) through the
+schedule CLI, exactly as ``python -m rig.faults`` runs it, and
 asserts on its ``report.json``: no overlap, no stale epoch or epoch reuse,
 every cluster running again within the recovery bound after the final heal,
 every daemon's membership view showing every node alive, no crash line in any daemon log, every fault applied or healed without a rig
@@ -19,8 +19,8 @@ import sys
 
 from twisted.trial import unittest
 
-from clsd.testing.faults.network import IptablesBackend, NftBackend
-from clsd.testing.faults.runner import DEFAULT_RECOVERY_TIMEOUT
+from rig.faults.network import IptablesBackend, NftBackend
+from rig.faults.runner import DEFAULT_RECOVERY_TIMEOUT
 from tests.rig_support import require, require_root
 
 #: Seconds of faults per seed: long enough for three to six events (one every
@@ -45,7 +45,7 @@ class ShortScheduleTests(unittest.TestCase):
 
     def run_seed(self, seed, nodes, duration=DURATION):
         out = os.path.abspath(self.mktemp())
-        command = [sys.executable, "-m", "clsd.testing.faults", "--scenario", "clusters",
+        command = [sys.executable, "-m", "rig.faults", "--scenario", "clusters",
                    "--nodes", str(nodes), "--duration", str(duration), "--seed", str(seed),
                    "--out", out, "--quiet"]
         result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)

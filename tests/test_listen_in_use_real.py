@@ -16,7 +16,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial import unittest
 
 from clsd.listener import ListenError, ListeningService
-from clsd.testing.addresses import reserve
+from rig.addresses import reserve
 
 from tests.peer_fixtures import TestCA
 

@@ -16,11 +16,11 @@ from twisted.trial import unittest
 from clsd.admin.backend import HistoryEvent
 from clsd.admin.commands import history_table
 from clsd.events import EVENT_FILE_NAME
-from clsd.testing.cluster import DEFAULT_TIMING, ClusterRig, active_standby
-from clsd.testing.failover import FailoverRig
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.launcher import Launcher
-from clsd.testing.polling import wait_for
+from rig.cluster import DEFAULT_TIMING, ClusterRig, active_standby
+from rig.failover import FailoverRig
+from rig.faults.cleanup import Cleanups
+from rig.launcher import Launcher
+from clsd.polling import wait_for
 
 FIRST_OWNER_TIMEOUT = 60.0
 FAILOVER_TIMEOUT = 30.0

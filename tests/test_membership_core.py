@@ -21,7 +21,7 @@ from clsd.wire.errors import Forged
 from clsd.membership.timing import suspicion_timeout
 
 SEED = "127.0.0.12:7400"
-from clsd.sim.cluster import signed_lives
+from rig.sim.cluster import signed_lives
 from tests.membership_signing import join, join_ack, signed_update
 
 

@@ -23,7 +23,7 @@ from clsd.membership.messages import (
 )
 from clsd.membership.notary import FakeNotary, VerifiedCache
 from clsd.membership.table import build_snapshots
-from clsd.sim.cluster import signed_lives
+from rig.sim.cluster import signed_lives
 from clsd.wire.errors import Forged
 from tests.membership_signing import own_proof, signed_update
 

@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from clsd.config.membership import MembershipConfig
 from clsd.membership.members import State
 from clsd.membership.timing import tolerated_pause
-from clsd.sim.cluster import SimCluster, node_name
+from rig.sim.cluster import SimCluster, node_name
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -5,7 +5,7 @@ from twisted.trial import unittest
 from clsd.config.membership import MembershipConfig
 from clsd.membership.core import MembershipError
 from clsd.membership.members import State
-from clsd.sim.cluster import SimCluster, node_name
+from rig.sim.cluster import SimCluster, node_name
 
 
 def steady_rate(n, seconds=30.0, seed=1):

@@ -19,8 +19,8 @@ from clsd.membership.messages import (
     MAX_SYNC_RECORDS, Heartbeat, SyncDigest, SyncRecords,
 )
 from clsd.membership.table import build_snapshots
-from clsd.sim.cluster import SimCluster, node_name
-from clsd.sim.cluster import signed_lives
+from rig.sim.cluster import SimCluster, node_name
+from rig.sim.cluster import signed_lives
 from tests.membership_signing import join_ack, signed_update
 
 

@@ -1,7 +1,7 @@
 """The watch stream of a real etcd, read by the codec: a resumed watch replays from its
 start revision, and a start revision compacted away is reported as such.
 
-One etcd member on 127.0.0.x with TLS (L{clsd.testing.etcd.EtcdCluster}); the stream is
+One etcd member on 127.0.0.x with TLS (L{rig.etcd.EtcdCluster}); the stream is
 read with a plain blocking HTTPS connection (a few lines, each within a second).
 """
 
@@ -12,7 +12,7 @@ import os
 from twisted.trial import unittest
 
 from clsd.ownership.etcd import codec
-from clsd.testing.etcd import EtcdCluster
+from rig.etcd import EtcdCluster
 from tests.rig_support import require_tool
 
 PREFIX = "/clsd/watch-test/"

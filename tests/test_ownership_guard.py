@@ -19,7 +19,8 @@ from clsd.clock import lease_clock
 from clsd.events import EventLog
 from clsd.ownership.guard import BACKLOG_RETRY, DEFAULT_RESTART_DELAY, GuardClient
 from clsd.ownership.guard_process import GUARD_NICE
-from clsd.testing.processes import pid_alive, wait_until
+from clsd.polling import poll as wait_until
+from clsd.supervision.pgroups import pid_alive
 
 
 class FakeTransport:

@@ -20,7 +20,7 @@ from clsd.clock import lease_clock
 from clsd.ownership import guard_process
 from clsd.ownership.guard import guard_argv
 from clsd.ownership.guard_process import MAX_LINE, Guard
-from clsd.supervision.pgroups import group_alive
+from clsd.supervision.pgroups import group_alive, pid_alive
 
 #: The guard's lateness at a deadline must fit in the drift margin's share
 #: for the kill (about 98 ms at the defaults, doc/ownership.md); on this busy
@@ -199,14 +199,6 @@ def wait_until(predicate, timeout, step=0.001):
             return time.monotonic()
         time.sleep(step)
     return None
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class GuardProcessTests(unittest.TestCase):

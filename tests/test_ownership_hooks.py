@@ -16,7 +16,7 @@ from clsd.events import EventLog
 from clsd.ownership.actions import RunHook
 from clsd.ownership.hooks import HookError, HookRunner, fill_argv
 from clsd.supervision.pgroups import group_alive
-from clsd.testing.processes import wait_until
+from clsd.polling import poll as wait_until
 
 
 class FakeTransport:

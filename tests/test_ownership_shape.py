@@ -13,7 +13,7 @@ from clsd.ownership.shape import (
 )
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import LeaseVoter
-from clsd.sim.leases import LeaseSim
+from rig.sim.leases import LeaseSim
 from tests.ownership_scenarios import DETECTION, TIMING, cluster
 
 T = LeaseTiming(lease=2.0, drift_margin=0.1)

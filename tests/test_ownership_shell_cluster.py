@@ -3,10 +3,10 @@
 The nodes (alpha > beta > gamma for cluster A, all three voting) talk through
 the in-memory network of L{tests.ownership_shell_support} (JSON round trip,
 delivery on a later reactor turn; membership an oracle).  Each node runs the
-protected test service (L{clsd.testing.protected_service}) under a real
+protected test service (L{rig.protected_service}) under a real
 L{ServiceRunner} and its own real lease guard.  The service writes a start,
 heartbeats and a stop record with its CLSD_* identity; a lifeline collector
-records every death; L{clsd.testing.checker} judges overlaps.
+records every death; L{rig.checker} judges overlaps.
 
 Bounded: every wait has a deadline; the test takes about 10 s.
 """
@@ -24,9 +24,9 @@ from clsd.ownership.service import OwnershipService
 from clsd.supervision.pgroups import OSProcessGroups
 from clsd.supervision.process import DiscardedOutput
 from clsd.supervision.runner import ServiceRunner
-from clsd.testing.checker import check
-from clsd.testing.recorder import LifelineCollector, read_records
-from clsd.testing.processes import wait_until
+from rig.checker import check
+from rig.recorder import LifelineCollector, read_records
+from clsd.polling import poll as wait_until
 from tests.ownership_shell_support import MemoryNetwork, ownership_config
 
 NODES = (("alpha", 300), ("beta", 200), ("gamma", 100))
@@ -66,7 +66,7 @@ class ShellClusterTests(unittest.TestCase):
             data_dir = os.path.abspath(self.mktemp())
             service = {
                 "name": "svc",
-                "command": [sys.executable, "-m", "clsd.testing.protected_service",
+                "command": [sys.executable, "-m", "rig.protected_service",
                             "--record", self.records, "--interval", "0.05"],
                 "stop_timeout": 1.0,
             }

@@ -1,7 +1,7 @@
 """Simulated clusters under faults: no dual-active, epochs grow, failover within the bound.
 
 Each test drives real ownership cores (voters, proposers, managers) in
-clsd.sim.leases with per-node drifting clocks, and checks on the *true* time
+rig.sim.leases with per-node drifting clocks, and checks on the *true* time
 line.  The broken-variant tests prove the checker is not vacuous: the same
 scenarios with the quiet period or the drift margin removed are caught.
 """
@@ -10,7 +10,7 @@ from twisted.trial import unittest
 
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
-from clsd.sim.leases import Interval, LeaseSim, SafetyViolation
+from rig.sim.leases import Interval, LeaseSim, SafetyViolation
 from tests.ownership_scenarios import (
     DETECTION, TIMING, cluster, five_voters, mutual_standby, settle,
 )

@@ -13,7 +13,7 @@ from clsd.ownership.published import state_from_wire, state_to_wire
 from clsd.ownership.timing import LeaseTiming
 from clsd.ownership.voter import LeaseVoter
 from clsd.ownership.voterset import VoterSet, compatible
-from clsd.sim.leases import LeaseSim
+from rig.sim.leases import LeaseSim
 from clsd.wire.messages import settings_hash
 from tests.ownership_scenarios import DETECTION, TIMING, cluster
 

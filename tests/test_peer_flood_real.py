@@ -16,11 +16,11 @@ import time
 
 from twisted.trial import unittest
 
-from clsd.testing.failover import MEMBER_STATE
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.flood import Flood, RenewalWatch, resident_mb
-from clsd.testing.metered import MeteredCluster
-from clsd.testing.polling import wait_for
+from rig.failover import MEMBER_STATE
+from rig.faults.cleanup import Cleanups
+from rig.flood import Flood, RenewalWatch, resident_mb
+from rig.metered import MeteredCluster
+from clsd.polling import wait_for
 
 CONNECTIONS = 3_000
 HOLD = 8.0

@@ -1,7 +1,7 @@
 """Forged membership claims from a hostile insider, against 3 real daemons (issue 16, attack 4).
 
 Mallory holds a certificate from the cluster's CA but is in no
-configuration (L{clsd.testing.hostile}). It dials beta and the witness in
+configuration (L{rig.hostile}). It dials beta and the witness in
 turn (learning alpha's record by anti-entropy, without joining) and, a
 dozen times in about 10 s, gossips what made them
 declare alpha dead before: reports of alpha naming beta and the witness as
@@ -23,9 +23,9 @@ from clsd.certs.identity import NodeIdentity
 from clsd.membership.members import Member, State
 from clsd.membership.messages import Report, record_statement
 from clsd.membership.notary import X509Notary
-from clsd.testing.failover import last_states
-from clsd.testing.hostile import spare_address
-from clsd.testing.polling import wait_for
+from rig.failover import last_states
+from rig.hostile import spare_address
+from clsd.polling import wait_for
 from tests import mallory_rig
 
 #: A killed node is declared dead by every other node within this (crash

@@ -1,7 +1,7 @@
 """Lease and cluster messages from a hostile insider, against 3 real daemons (issue 16).
 
 Mallory holds a certificate from the cluster's CA but is in no
-configuration (L{clsd.testing.hostile}). Alpha holds cluster A, beta stands
+configuration (L{rig.hostile}). Alpha holds cluster A, beta stands
 by, the witness votes. Each attack must change nothing the dual-active
 checker or the owner's epoch can see: no overlap, A still on alpha under the
 same epoch (or moved only as planned), and where mallory forged a claim its
@@ -14,14 +14,14 @@ import time
 from clsd.ownership.floor import read_floor
 from clsd.ownership.manager import stall_after
 from clsd.ownership.timing import LeaseTiming
-from clsd.testing.hostile import ownership_meta
+from rig.hostile import ownership_meta
 
 from twisted.trial import unittest
 
-from clsd.testing.failover import last_states
-from clsd.testing.hostile import HostilePeer
+from rig.failover import last_states
+from rig.hostile import HostilePeer
 from tests.mallory_rig import MalloryRig
-from clsd.testing.polling import wait_for
+from clsd.polling import wait_for
 
 
 class OwnershipAttackTests(MalloryRig, unittest.TestCase):

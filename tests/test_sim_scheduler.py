@@ -2,7 +2,7 @@
 
 from twisted.trial import unittest
 
-from clsd.sim.scheduler import Scheduler
+from rig.sim.scheduler import Scheduler
 
 
 class SchedulerTests(unittest.TestCase):

@@ -18,7 +18,7 @@ from clsd.config import parse_config
 from clsd.daemon import Daemon
 from clsd.supervision.forking import read_pidfile
 from clsd.supervision.pgroups import pid_alive
-from clsd.testing.polling import poll
+from clsd.polling import poll
 from tests.rig_support import require
 from tests.test_containment_real import require_cgroups
 

@@ -24,7 +24,8 @@ from zope.interface import implementer
 
 from clsd.config.service import HealthCheck
 from clsd.supervision.health import HTTPChecker, make_checker
-from clsd.testing.processes import pid_alive, wait_until
+from clsd.polling import poll as wait_until
+from clsd.supervision.pgroups import pid_alive
 
 LOOPBACK = "127.0.0.1"
 

@@ -18,7 +18,7 @@ from twisted.trial import unittest
 from clsd.config import parse_config
 from clsd.daemon import Daemon
 from clsd.supervision.pgroups import group_alive
-from clsd.testing.polling import poll
+from clsd.polling import poll
 
 #: A service that appends "start PID" to a journal, "stop PID" when it gets
 #: SIGTERM, and otherwise does what its mode says.

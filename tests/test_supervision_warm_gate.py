@@ -14,8 +14,8 @@ from twisted.trial import unittest
 
 from clsd.supervision.context import ExecContext
 from clsd.supervision.spawn import GATE_CLOSED_STATUS, GateReserve, WarmGate
-from clsd.testing.polling import poll
-from clsd.testing.processes import pid_alive
+from clsd.polling import poll
+from clsd.supervision.pgroups import pid_alive
 
 
 class Recorder(ProcessProtocol):

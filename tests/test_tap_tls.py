@@ -15,8 +15,8 @@ from clsd.certs.authority import issue_node_certificate
 from clsd.certs.store import (
     init_authority, issue_node, load_authority, node_paths, write_pair,
 )
-from clsd.testing import tomlgen
-from clsd.testing.launcher import free_port, twistd_command
+from rig import tomlgen
+from rig.launcher import free_port, twistd_command
 
 #: twistd's start-up and a certificate check, on a loaded machine.
 EXIT_BOUND = 60.0

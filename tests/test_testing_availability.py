@@ -2,10 +2,10 @@
 
 from twisted.trial import unittest
 
-from clsd.testing.cluster import ring_layout
-from clsd.testing.faults import availability
-from clsd.testing.faults.availability import Change, judge, required, running_counts
-from clsd.testing.recorder import Record
+from rig.cluster import ring_layout
+from rig.faults import availability
+from rig.faults.availability import Change, judge, required, running_counts
+from rig.recorder import Record
 
 THREE = ring_layout(["n1", "n2", "n3"], spares=("j1",), n_active=2)
 FIVE = ring_layout([f"n{i}" for i in range(1, 6)])
@@ -142,7 +142,7 @@ class JudgeTests(unittest.TestCase):
         self.assertEqual((late.cluster, late.required, late.running), ("nx", 2, 1))
 
     def test_default_bound_follows_the_timing(self):
-        from clsd.testing.cluster import DEFAULT_TIMING, FAST_TIMING
+        from rig.cluster import DEFAULT_TIMING, FAST_TIMING
 
         self.assertGreater(availability.bound_for(DEFAULT_TIMING),
                            availability.bound_for(FAST_TIMING))

@@ -3,9 +3,9 @@
 from hypothesis import given, settings, strategies as st
 from twisted.trial import unittest
 
-from clsd.testing import checker
-from clsd.testing.checker import Fault, check
-from clsd.testing.recorder import Record, Records
+from rig import checker
+from rig.checker import Fault, check
+from rig.recorder import Record, Records
 
 
 class History:

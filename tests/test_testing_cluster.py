@@ -7,10 +7,10 @@ from twisted.trial import unittest
 
 from clsd.certs import authority, store
 from clsd.config import parse_config
-from clsd.testing.cluster import (
+from rig.cluster import (
     FAST_TIMING, ClusterRig, active_standby, mutual_standby, ring_layout, service_name,
 )
-from clsd.testing.launcher import NodeSpec
+from rig.launcher import NodeSpec
 
 
 class FakeLauncher:
@@ -132,8 +132,8 @@ class RingLayoutTests(unittest.TestCase):
         self.assertRaises(ValueError, ring_layout, ["n1", "n2", "n3"], spares=("n1",))
 
     def test_clusters_scenario_renders_valid_configs(self):
-        from clsd.testing.faults.runner import SCENARIOS
-        from clsd.testing.launcher import ConfigTemplate
+        from rig.faults.runner import SCENARIOS
+        from rig.launcher import ConfigTemplate
 
         directory = tempfile.mkdtemp(prefix="clsd-cluster-scenario-")
         self.addCleanup(__import__("shutil").rmtree, directory, True)
@@ -161,8 +161,8 @@ class RingLayoutTests(unittest.TestCase):
         self.assertEqual(scenario.capacity(launcher), {"nx": 2})
 
     def test_reshaped_node_and_escaping_services_render_valid_configs(self):
-        from clsd.testing.faults.runner import SCENARIOS
-        from clsd.testing.launcher import ConfigTemplate
+        from rig.faults.runner import SCENARIOS
+        from rig.launcher import ConfigTemplate
 
         directory = tempfile.mkdtemp(prefix="clsd-cluster-reshape-")
         self.addCleanup(__import__("shutil").rmtree, directory, True)

@@ -6,11 +6,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from twisted.trial import unittest
 
-from clsd.testing.cluster import ClusterRig, active_standby
-from clsd.testing.failover import (
+from rig.cluster import ClusterRig, active_standby
+from rig.failover import (
     DualActive, FailoverRig, http_identity, last_states, wait_rejoined,
 )
-from clsd.testing.polling import WaitTimeout
+from clsd.polling import WaitTimeout
 
 
 class Running:

@@ -14,12 +14,12 @@ import time
 
 from twisted.trial import unittest
 
-from clsd.testing.faults import cpu, network, sweep, topology
-from clsd.testing.faults.cleanup import Cleanups, owned_name, owner_of
-from clsd.testing.faults.clock import ClockJump, FakeClock, find_library
-from clsd.testing.faults.process import Pause, process_state
-from clsd.testing.polling import wait_for
-from clsd.testing.addresses import reserve
+from rig.faults import cpu, network, sweep, topology
+from rig.faults.cleanup import Cleanups, owned_name, owner_of
+from rig.faults.clock import ClockJump, FakeClock, find_library
+from rig.faults.process import Pause, process_state
+from clsd.polling import wait_for
+from rig.addresses import reserve
 from tests.rig_support import free_port, require, require_root, require_tool
 
 A, B, C, D, E = (f"127.0.0.{n}" for n in range(31, 36))
@@ -233,8 +233,8 @@ class IptablesFirewallTests(FirewallMixin, unittest.TestCase):
 
 HOLDER = """
 import sys, time
-from clsd.testing.faults import network
-from clsd.testing.faults.cleanup import default_cleanups
+from rig.faults import network
+from rig.faults.cleanup import default_cleanups
 default_cleanups.install_signal_handlers()
 firewall = network.Firewall(backend=network.NftBackend())
 firewall.block({("%s", "%s")})
@@ -276,7 +276,7 @@ class InterruptedRunTests(unittest.TestCase):
         process.wait(20)
         self.assertIn(table, network.NftBackend().list_owned())
         result = subprocess.run(
-            [sys.executable, "-m", "clsd.testing.faults", "cleanup-all"],
+            [sys.executable, "-m", "rig.faults", "cleanup-all"],
             capture_output=True, text=True, timeout=60,
         )
         self.assertEqual(result.returncode, 0, result.stderr)

@@ -9,8 +9,8 @@ import time
 from twisted.trial import unittest
 
 from clsd import clock
-from clsd.testing.faults import freeze
-from clsd.testing.faults.cleanup import Cleanups
+from rig.faults import freeze
+from rig.faults.cleanup import Cleanups
 from tests.rig_support import require, require_root
 
 MOUNTINFO = textwrap.dedent("""\
@@ -119,7 +119,7 @@ class NodeFreezeTests(unittest.TestCase):
     def test_a_service_cgroup_is_frozen_where_it_is(self):
         # Under cgroup containment a service must never leave its cgroup
         # (the daemon would take it for stopped): frozen in place.
-        from clsd.testing.faults.cleanup import owned_name
+        from rig.faults.cleanup import owned_name
 
         parent = self.start_tree()
         [child] = [p for p in freeze.descendants(parent.pid) if p != parent.pid]

@@ -9,14 +9,14 @@ import tomllib
 from twisted.trial import unittest
 
 from clsd.config import parse_config
-from clsd.testing import tomlgen
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.faults.process import Pause, process_state
-from clsd.testing.launcher import (
+from rig import tomlgen
+from rig.faults.cleanup import Cleanups
+from rig.faults.process import Pause, process_state
+from rig.launcher import (
     health_checks_available,
     RIG_ENV, ConfigTemplate, Launcher, NodeSpec, merge, protected_service_part,
 )
-from clsd.testing.polling import wait_for
+from clsd.polling import wait_for
 from tests.rig_support import require_tool
 
 
@@ -141,7 +141,7 @@ class LauncherTests(unittest.TestCase):
         launcher.pause("n2")
         # A service whose daemon died: it carries the rig's marker, nobody's child.
         orphan = subprocess.Popen(
-            [sys.executable, "-m", "clsd.testing.protected_service",
+            [sys.executable, "-m", "rig.protected_service",
              "--record", launcher.records_dir, "--node", "n1", "--cluster", "A"],
             env={**os.environ, RIG_ENV: launcher.rig_id, "CLSD_FAULTS_OWNER": str(os.getpid())},
         )

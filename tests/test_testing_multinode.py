@@ -5,8 +5,8 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from clsd.testing.multinode import MultiNodeHost, loopback_addresses
-from tests.peer_fixtures import wait_for
+from clsd.polling import poll as wait_for
+from rig.multinode import MultiNodeHost, loopback_addresses
 
 #: Generous bounds for a busy shared machine; the benchmark measures the real figures.
 JOIN_BOUND = 30.0

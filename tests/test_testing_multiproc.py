@@ -3,8 +3,8 @@
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from clsd.testing.multinode import address_of, node_name
-from clsd.testing.multiproc import MultiProcessHost, partition
+from rig.multinode import address_of, node_name
+from rig.multiproc import MultiProcessHost, partition
 
 #: Generous bounds for a busy shared machine; the benchmark measures the real figures.
 JOIN_BOUND = 20.0

@@ -5,7 +5,7 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from clsd.testing.nodeworker import ReportingTracker, WorkerControl
+from rig.nodeworker import ReportingTracker, WorkerControl
 from clsd.wire.lag import ReactorLag
 
 

@@ -1,4 +1,4 @@
-"""A lease clock at another rate (clsd.testing.faults.rate): the offset moves, the clock follows."""
+"""A lease clock at another rate (rig.faults.rate): the offset moves, the clock follows."""
 
 import os
 import tempfile
@@ -6,8 +6,8 @@ import tempfile
 from twisted.trial import unittest
 
 from clsd.clock import _OffsetClock, raw_clock
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.faults.rate import RateDrift
+from rig.faults.cleanup import Cleanups
+from rig.faults.rate import RateDrift
 
 
 class RateDriftTests(unittest.TestCase):
@@ -31,7 +31,7 @@ class RateDriftTests(unittest.TestCase):
         drift.heal()
 
     def test_slow_clock_loses_and_pauses_compose(self):
-        from clsd.testing.faults.freeze import add_offset
+        from rig.faults.freeze import add_offset
 
         drift = RateDrift(self.path, -0.01, cleanups=self.cleanups, step=3600)
         add_offset(self.path, 1.5)  # a machine pause wound it back meanwhile

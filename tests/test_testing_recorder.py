@@ -10,10 +10,10 @@ import urllib.request
 
 from twisted.trial import unittest
 
-from clsd.testing import recorder
-from clsd.testing.checker import check, intervals
-from clsd.testing.polling import wait_for
-from clsd.testing.recorder import (
+from rig import recorder
+from rig.checker import check, intervals
+from clsd.polling import wait_for
+from rig.recorder import (
     Identity, LifelineCollector, RecordError, RecordWriter, read_records,
 )
 
@@ -119,7 +119,7 @@ class ProtectedServiceTests(unittest.TestCase):
 
     def spawn(self, *extra, env=None):
         process = subprocess.Popen(
-            [sys.executable, "-m", "clsd.testing.protected_service", "--record", self.dir,
+            [sys.executable, "-m", "rig.protected_service", "--record", self.dir,
              *extra],
             env={**os.environ, "CLSD_NODE": "alpha", "CLSD_CLUSTER": "A", "CLSD_EPOCH": "2",
                  **(env or {})},
@@ -240,7 +240,7 @@ class ProtectedServiceTests(unittest.TestCase):
 
     def test_missing_identity_is_a_clear_error(self):
         process = subprocess.Popen(
-            [sys.executable, "-m", "clsd.testing.protected_service", "--record", self.dir],
+            [sys.executable, "-m", "rig.protected_service", "--record", self.dir],
             env={k: v for k, v in os.environ.items() if not k.startswith("CLSD_")},
             stderr=subprocess.PIPE,
         )

@@ -9,15 +9,15 @@ import attrs
 
 from twisted.trial import unittest
 
-from clsd.testing import checker
-from clsd.testing.faults import report as reporting
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.faults.runner import (
+from rig import checker
+from rig.faults import report as reporting
+from rig.faults.cleanup import Cleanups
+from rig.faults.runner import (
     ClustersScenario, DaemonsScenario, ScheduleRunner, SupervisedScenario, checker_faults, execute,
 )
-from clsd.testing.faults.schedule import FaultEvent, Schedule, generate
-from clsd.testing.polling import WaitTimeout
-from clsd.testing.recorder import Record
+from rig.faults.schedule import FaultEvent, Schedule, generate
+from clsd.polling import WaitTimeout
+from rig.recorder import Record
 
 
 class FakeClock:
@@ -352,7 +352,7 @@ class ExecuteTests(unittest.TestCase):
             f.write(schedule.to_json())
         out = os.path.join(directory, "run")
         result = subprocess.run(
-            [sys.executable, "-m", "clsd.testing.faults", "--replay", path, "--scenario",
+            [sys.executable, "-m", "rig.faults", "--replay", path, "--scenario",
              "daemons", "--out", out, "--quiet"],
             capture_output=True, text=True, timeout=180,
         )
@@ -370,7 +370,7 @@ class ViewTests(unittest.TestCase):
     """Converged views: every daemon's last word on every other node, since its last start."""
 
     def test_departed_node_must_not_be_seen_alive(self):
-        from clsd.testing.faults.runner import view_disagreements
+        from rig.faults.runner import view_disagreements
 
         logs = {
             "n1": "==== clsd-rig: start #1\nmember n2 is alive: x\nmember j1 is alive: joined\n"
@@ -381,7 +381,7 @@ class ViewTests(unittest.TestCase):
                          ["n2 sees j1 alive after it left"])
 
     def test_everyone_alive_is_converged(self):
-        from clsd.testing.faults.runner import view_disagreements
+        from rig.faults.runner import view_disagreements
 
         logs = {"n1": "member n2 is alive: joined\nmember n3 is alive: joined\n",
                 "n2": "member n1 is alive: x\nmember n3 is suspect: y\nmember n3 is alive: z\n",
@@ -389,7 +389,7 @@ class ViewTests(unittest.TestCase):
         self.assertEqual(view_disagreements(logs), [])
 
     def test_last_state_and_last_start_count(self):
-        from clsd.testing.faults.runner import view_disagreements
+        from rig.faults.runner import view_disagreements
 
         logs = {
             # Alive before its restart, but nothing since: not converged.

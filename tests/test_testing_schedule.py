@@ -6,8 +6,8 @@ import sys
 from hypothesis import given, settings, strategies as st
 from twisted.trial import unittest
 
-from clsd.testing.faults import schedule as schedules
-from clsd.testing.faults.schedule import Schedule, ScheduleError, generate
+from rig.faults import schedule as schedules
+from rig.faults.schedule import Schedule, ScheduleError, generate
 
 FIVE = ("n1", "n2", "n3", "n4", "n5")
 
@@ -35,7 +35,7 @@ class DeterminismTests(unittest.TestCase):
 
     def test_cli_prints_the_same_schedule_as_the_library(self):
         result = subprocess.run(
-            [sys.executable, "-m", "clsd.testing.faults", "--nodes", "5", "--duration", "120",
+            [sys.executable, "-m", "rig.faults", "--nodes", "5", "--duration", "120",
              "--seed", "3", "--print-schedule"],
             capture_output=True, text=True, timeout=60,
         )
@@ -44,7 +44,7 @@ class DeterminismTests(unittest.TestCase):
 
     def test_cli_refuses_unknown_kinds(self):
         result = subprocess.run(
-            [sys.executable, "-m", "clsd.testing.faults", "--kinds", "kill_daemon,meteor",
+            [sys.executable, "-m", "rig.faults", "--kinds", "kill_daemon,meteor",
              "--print-schedule"], capture_output=True, text=True, timeout=60,
         )
         self.assertEqual(result.returncode, 2)

@@ -2,7 +2,7 @@
 
 from twisted.trial import unittest
 
-from clsd.testing.faults import soak
+from rig.faults import soak
 
 
 def report(verdict="PASS", kinds=None, violations=(), worst_failover=None, unavailability=None,

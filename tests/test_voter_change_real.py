@@ -16,8 +16,8 @@ import time
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from clsd.testing import checker
-from clsd.testing.recorder import LifelineCollector, read_records
+from rig import checker
+from rig.recorder import LifelineCollector, read_records
 from tests.cluster_rig import ClusterRig, poll, protected_service
 
 LEASE = 2.0

@@ -17,8 +17,9 @@ from clsd.wire.admission import Admission
 from clsd.wire.network import PeerNetwork
 from clsd.wire.session import PEER, Disconnect, Send, State, Timeouts
 from clsd.wire.tls import PeerTLS, peer_certificate
+from clsd.polling import poll as wait_for
 
-from tests.peer_fixtures import RecordingHandler, TestCA, utcnow, wait_for
+from tests.peer_fixtures import RecordingHandler, TestCA, utcnow
 from tests.test_wire_session import session
 from tests.test_wire_tls import ALPHA_HOST, BETA_HOST, REGISTRY, TLSTestCase, fast_backoff
 

@@ -12,8 +12,9 @@ from clsd.wire.messages import MessageType, peer_registry
 from clsd.wire.network import PeerNetwork
 from clsd.wire.session import State, Timeouts
 from clsd.wire.tls import PeerTLS
+from clsd.polling import poll as wait_for
 
-from tests.peer_fixtures import RecordingHandler, TestCA, wait_for
+from tests.peer_fixtures import RecordingHandler, TestCA
 
 ALPHA_HOST = "127.0.0.21"
 BETA_HOST = "127.0.0.22"
