@@ -12,7 +12,7 @@ from twisted.trial import unittest
 
 from clsd.config import parse_config
 from clsd.daemon import Daemon
-from rig.admin_client import connect
+from clsd.admin.client import connect
 from tests.admin_rig import new_ed25519_key, write_key_file
 from tests.test_supervision_integration import Workspace, wait_for
 

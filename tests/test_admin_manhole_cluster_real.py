@@ -24,7 +24,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from clsd.certs.store import init_authority, issue_node
-from rig.admin_client import connect
+from clsd.admin.client import connect
 from rig.faults.cleanup import Cleanups
 from rig.launcher import ConfigTemplate, Launcher, free_port
 from tests.test_cluster_real import cluster_part, member_states, mutual_standby_part

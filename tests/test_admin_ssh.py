@@ -20,7 +20,7 @@ from clsd.admin.hostkey import HostKeyError, fingerprint
 from clsd.admin.service import make_admin_service
 from clsd.admin.ssh import AdminSSHFactory
 from clsd.config.admin import AdminConfig
-from rig.admin_client import AuthenticationRefused, connect
+from clsd.admin.client import AuthenticationRefused, connect
 from tests.admin_rig import AdminRig, new_ed25519_key, write_key_file
 
 READ_COMMANDS = ("status", "members", "clusters", "services", "history", "help")

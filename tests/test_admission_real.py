@@ -89,7 +89,7 @@ class AdmissionReal(unittest.TestCase):
     def admin(self, node, command):
         address = f"{self.launcher.address(node)}:{self.admin_ports[node]}"
         result = subprocess.run(
-            [sys.executable, "-m", "rig.admin_exec", address, self.key_path, command],
+            [sys.executable, "-m", "clsd.admin.client", address, self.key_path, command],
             capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 0, f"{command} on {node}: {result.stderr}")
         return result.stdout
@@ -172,7 +172,7 @@ class AdmissionReal(unittest.TestCase):
         # its reload fails and changes nothing.
         address = f"{launcher.address('alpha')}:{self.admin_ports['alpha']}"
         refused = subprocess.run(
-            [sys.executable, "-m", "rig.admin_exec", address, self.key_path, "reload"],
+            [sys.executable, "-m", "clsd.admin.client", address, self.key_path, "reload"],
             capture_output=True, text=True, timeout=60)
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn("revokes this node's own certificate", refused.stdout + refused.stderr)

@@ -18,7 +18,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from rig import checker
-from rig.admin_client import connect
+from clsd.admin.client import connect
 from rig.launcher import twistd_command
 from rig.recorder import LifelineCollector, read_records
 from tests.admin_rig import new_ed25519_key, write_key_file

@@ -2,16 +2,16 @@
 
 The layout is doc/examples/mutual-standby: alpha runs system A and stands by
 for B, beta runs B and stands by for A, witness is the third voter. Each
-system is a small HTTP service (L{rig.protected_service}) that
-answers ``GET /`` with the node, cluster and lease epoch it runs under, on
-its node's own address (A on port 8081, B on 8082).
+system is a small HTTP service (L{clsd.demo.system}) that answers ``GET /``
+with the node, cluster and lease epoch it runs under, on its node's own
+address (A on port 8081, B on 8082).
 
 Steps: a demo CA and node certificates (L{clsd.certs.store}), an admin SSH
-key, three ``twistd -n clsd`` started through L{rig.launcher}
-(which owns every process it starts and kills them all at the end, on an
-error or on Ctrl-C), ``status`` over the admin SSH shell, kill -9 of A's
-owner, A answered from its standby, the node back, ``status`` again, and a
-clean stop checked by the start/stop records of every service copy.
+key, three ``twistd -n clsd`` started through L{clsd.demo.nodes} (which finds
+and kills every process of the demo at the end, on an error or on Ctrl-C),
+``status`` over the admin SSH shell (L{clsd.admin.client}), kill -9 of A's
+owner, A answered from its standby after the old copy ended, the node back,
+``status`` again, and a clean stop with nothing left running.
 """
 
 import json
@@ -21,13 +21,13 @@ import sys
 import time
 import urllib.request
 
-from twisted.conch.ssh import keys
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.conch.ssh import keys
 
 from clsd.certs.store import init_authority, issue_node, node_paths
-from rig.faults.cleanup import Cleanups
-from rig.launcher import ConfigTemplate, Launcher, protected_service_part
+from clsd.demo.nodes import DemoNodes
 from clsd.polling import WaitTimeout, wait_for
+from clsd.supervision.pgroups import pid_alive
 
 NODES = ("alpha", "beta", "witness")
 #: alpha, beta and witness on 127.0.0.11-13, as in doc/examples/mutual-standby.
@@ -58,32 +58,49 @@ class DemoError(Exception):
 # -- the configuration ----------------------------------------------------------------
 
 
-def demo_part(certs, authorized_keys, lease):
-    """Peer, TLS, admin, quorum, services and clusters of one demo node."""
+def toml_value(value):
+    """TOML for the values a demo config holds (JSON's strings and numbers are TOML's)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
 
-    def part(node, launcher):
-        cert, key = node_paths(certs, node.name)
-        seed = launcher.address(NODES[0])
-        config = {
-            "node": {"listen": f"{node.address}:{PEER_PORT}",
-                     "join": [f"{seed}:{PEER_PORT}"]},
-            "tls": {"ca": os.path.join(certs, "ca.pem"), "cert": cert, "key": key},
-            "admin": {"ssh": f"{node.address}:{SSH_PORT}", "authorized_keys": authorized_keys},
-            "quorum": {"voters": list(NODES), "lease": lease,
-                       "drift_margin": round(lease / 20, 3)},
-        }
-        if node.name == "witness":
-            return config  # a voter that runs nothing
-        services, clusters = [], []
+
+def toml_table(header, table):
+    return "\n".join([header, *(f"{k} = {toml_value(v)}" for k, v in table.items()), ""])
+
+
+def demo_config(node, nodes, certs, authorized_keys, lease):
+    """Node C{node}'s configuration: peer, TLS, admin, quorum, and its systems' clusters."""
+    address = nodes.address(node)
+    cert, key = node_paths(certs, node)
+    tables = [
+        toml_table("[node]", {"name": node, "data_dir": nodes.node(node).data_dir,
+                              "listen": f"{address}:{PEER_PORT}",
+                              "join": [f"{nodes.address(NODES[0])}:{PEER_PORT}"]}),
+        toml_table("[tls]", {"ca": os.path.join(certs, "ca.pem"), "cert": cert, "key": key}),
+        toml_table("[admin]", {"ssh": f"{address}:{SSH_PORT}",
+                               "authorized_keys": authorized_keys}),
+        toml_table("[quorum]", {"voters": list(NODES), "lease": lease,
+                                "drift_margin": round(lease / 20, 3)}),
+    ]
+    if node != "witness":  # the witness is a voter that runs nothing
         for cluster, port in HTTP_PORTS.items():
             name = f"system-{cluster.lower()}"
-            services += protected_service_part(name, cluster=None, http_port=port)(
-                node, launcher)["service"]
-            clusters.append({"id": cluster, "service": name,
-                             "priority": PRIORITIES[cluster][node.name]})
-        return {**config, "service": services, "cluster": clusters}
-
-    return part
+            url = f"http://{address}:{port}/"
+            tables.append(toml_table("[[service]]", {
+                "name": name,
+                "command": [sys.executable, "-m", "clsd.demo.system",
+                            "--http", f"{address}:{port}"],
+                "env": nodes.marker, "restart": "always", "stop_timeout": 3.0,
+                # A hung system is found within about a second.
+                "check": {"type": "http", "target": url, "interval": 0.3, "timeout": 0.25,
+                          "fall": 3, "rise": 1, "grace": 2.0},
+            }))
+            tables.append(toml_table("[[cluster]]", {
+                "id": cluster, "service": name, "priority": PRIORITIES[cluster][node]}))
+    return "\n".join(tables)
 
 
 def write_admin_key(directory):
@@ -116,6 +133,28 @@ def ssh_command(address, key):
             f"-o UserKnownHostsFile=/dev/null admin@{address}")
 
 
+class CopyWatch:
+    """When a copy of a system, seen by its pid from outside, was last seen gone (wall clock).
+
+    Polled while the demo waits for the standby, so that the moment is seen
+    within a poll of when it happened.
+    """
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.ended = None
+
+    def look(self):
+        """Note the end if the copy is gone now; always true (to chain in a wait)."""
+        if self.ended is None and not pid_alive(self.pid):
+            self.ended = time.time()
+        return True
+
+    def look_for_end(self):
+        self.look()
+        return self.ended
+
+
 class ClusterDemo:
     """The rig, its files, and the narrated steps."""
 
@@ -124,16 +163,13 @@ class ClusterDemo:
         self.out = out
         self.fast = fast
         self.started = time.monotonic()
-        self.cleanups = Cleanups()
-        certs = os.path.join(workdir, "certs")
-        init_authority(certs)
-        self.key, authorized = write_admin_key(workdir)
-        self.launcher = Launcher(workdir, list(NODES), first_address=first_address,
-                                 cleanups=self.cleanups)
+        self.nodes = DemoNodes(workdir, NODES, first_address)
+        self.certs = os.path.join(workdir, "certs")
+        init_authority(self.certs)
+        self.key, self.authorized = write_admin_key(workdir)
         for name in NODES:
-            issue_node(certs, name, ip_addresses=[self.launcher.address(name)])
-        self.launcher.template = ConfigTemplate().with_part(
-            demo_part(certs, authorized, FAST_LEASE if fast else LEASE))
+            issue_node(self.certs, name, ip_addresses=[self.nodes.address(name)])
+        self.lease = FAST_LEASE if fast else LEASE
 
     # -- helpers ------------------------------------------------------------------
 
@@ -144,7 +180,7 @@ class ClusterDemo:
         self.out(f"\n[{time.monotonic() - self.started:5.1f} s] {text}")
 
     def url(self, cluster, node):
-        return f"http://{self.launcher.address(node)}:{HTTP_PORTS[cluster]}/"
+        return f"http://{self.nodes.address(node)}:{HTTP_PORTS[cluster]}/"
 
     def server_of(self, cluster, exclude=()):
         """(node, answer) of whichever node answers for C{cluster} now."""
@@ -158,9 +194,9 @@ class ClusterDemo:
 
     def admin(self, node, command):
         """Run an admin command on C{node} over SSH; its output."""
-        address = f"{self.launcher.address(node)}:{SSH_PORT}"
+        address = f"{self.nodes.address(node)}:{SSH_PORT}"
         result = subprocess.run(
-            [sys.executable, "-m", "rig.admin_exec", address, self.key, command],
+            [sys.executable, "-m", "clsd.admin.client", address, self.key, command],
             capture_output=True, text=True, timeout=30,
         )
         if result.returncode != 0:
@@ -178,7 +214,7 @@ class ClusterDemo:
         return alive.issuperset(names)
 
     def show_status(self, node):
-        self.say(f"$ {ssh_command(self.launcher.address(node), 'admin_key')} status")
+        self.say(f"$ {ssh_command(self.nodes.address(node), 'admin_key')} status")
         for line in self.admin(node, "status").rstrip().splitlines():
             self.say(f"  {line}")
 
@@ -188,6 +224,10 @@ class ClusterDemo:
         except WaitTimeout as e:
             raise DemoError(str(e)) from None
 
+    def start_node(self, name):
+        self.nodes.start(name, demo_config(name, self.nodes, self.certs, self.authorized,
+                                           self.lease))
+
     # -- the steps ------------------------------------------------------------------
 
     def start(self):
@@ -195,18 +235,18 @@ class ClusterDemo:
         for name in NODES:
             runs = {"alpha": "runs A, stands by for B", "beta": "runs B, stands by for A",
                     "witness": "the third voter, runs nothing"}[name]
-            self.say(f"  {name:<8} {self.launcher.address(name)}  {runs}")
+            self.say(f"  {name:<8} {self.nodes.address(name)}  {runs}")
         self.say(f"  (mutual TLS with certificates from a demo CA in {self.workdir}/certs)")
         # alpha and beta first: together they are a majority of the voters, so
         # no lease is granted before both are up and know each other, and each
         # begins with the system it prefers. (Started all at once on a slow
         # machine, whichever node is up first may take both systems and, with
         # preempt = false, keep them: correct, but not the layout to show.)
-        self.launcher.start("alpha")
-        self.launcher.start("beta")
+        self.start_node("alpha")
+        self.start_node("beta")
         self.wait(lambda: self._sees_alive("alpha", ("alpha", "beta")), UP_BOUND,
                   "alpha and beta to see each other")
-        self.launcher.start("witness")
+        self.start_node("witness")
         for cluster in HTTP_PORTS:
             self.wait(lambda c=cluster: self.server_of(c), UP_BOUND, f"cluster {cluster} to answer")
             node, answer = self.server_of(cluster)
@@ -217,46 +257,33 @@ class ClusterDemo:
                   UP_BOUND, "all three members alive")
 
     def failover(self):
-        """Kill A's owner with -9; returns the seconds until A answered elsewhere."""
+        """Kill A's owner with -9; returns (old owner, new owner, seconds until A answered)."""
         owner, before = self.server_of("A")
-        self.step(f"kill -9 {owner}'s daemon (pid {self.launcher.node(owner).pid}), the owner of A")
-        killed_at = time.monotonic()
-        self.launcher.kill(owner)
+        self.step(f"kill -9 {owner}'s daemon (pid {self.nodes.node(owner).pid}), the owner of A")
+        killed_at = time.time()
+        self.nodes.kill(owner)
         self.say(f"  {owner}'s lease guard (a separate process) kills its copy of A when the")
         self.say("  daemon dies, at the latest when its lease ends; the voters grant A to the")
         self.say("  standby only after that lease has expired.")
-        moved = self.wait(lambda: self.server_of("A", exclude=(owner,)), FAILOVER_BOUND,
-                          "A to answer from its standby")
-        elapsed = time.monotonic() - killed_at
+        old_copy = CopyWatch(before["pid"])
+        moved = self.wait(lambda: old_copy.look() and self.server_of("A", exclude=(owner,)),
+                          FAILOVER_BOUND, "A to answer from its standby")
+        elapsed = time.time() - killed_at
         node, answer = moved
         self.say(f"  GET {self.url('A', node)} -> node {answer['node']}, "
                  f"epoch {answer['epoch']} (was {before['epoch']} on {owner})")
-        stopped = self._old_copy_end(owner, "A", killed_at)
-        elapsed_start = self._new_copy_start(node, "A", killed_at) - killed_at - (stopped or 0)
-        if stopped is not None:
-            self.say(f"  {owner}'s copy of A ended {stopped:.2f} s after the kill; "
-                     f"{node}'s started {elapsed_start:.2f} s after it")
+        ended = self.wait(old_copy.look_for_end, 5.0, f"{owner}'s copy of A to end")
+        if answer["started"] < ended:
+            raise DemoError(f"two copies of A at once: {node}'s started at {answer['started']:.3f}, "
+                            f"{owner}'s ended at {ended:.3f}")
+        self.say(f"  {owner}'s copy of A ended {ended - killed_at:.2f} s after the kill; "
+                 f"{node}'s started {answer['started'] - killed_at:.2f} s after the kill")
         self.say(f"FAILOVER: A served by {node} {elapsed:.1f} s after the kill")
         return owner, node, elapsed
 
-    def _old_copy_end(self, node, cluster, since):
-        """Seconds from C{since} to the end of C{node}'s last copy of C{cluster} (records)."""
-        def ended():
-            ends = [i.end for i in self.launcher.check().intervals
-                    if i.node == node and i.cluster == cluster and i.start < since]
-            return ends and all(e is not None for e in ends) and max(ends)
-        try:
-            return wait_for(ended, 5.0, what="the old copy's end record") - since
-        except WaitTimeout:
-            return None
-
-    def _new_copy_start(self, node, cluster, since):
-        return min(i.start for i in self.launcher.check().intervals
-                   if i.node == node and i.cluster == cluster and i.start >= since)
-
     def bring_back(self, name, survivor):
         self.step(f"Starting {name} again")
-        self.launcher.start(name)
+        self.start_node(name)
         self.wait(lambda: f"{name} " in self.admin(survivor, "members")
                   and self._state_of(survivor, name) == "alive",
                   UP_BOUND, f"{name} to rejoin")
@@ -272,16 +299,10 @@ class ClusterDemo:
 
     def stop(self):
         self.step("Stopping every daemon with SIGTERM (each stops its services first)")
-        self.launcher.teardown(timeout=STOP_BOUND)
-        left = self.launcher.marked_processes()
+        self.nodes.stop_all(timeout=STOP_BOUND)
+        left = self.nodes.leftovers()
         if left:
             raise DemoError(f"processes still running after the stop: {left}")
-        report = self.launcher.check()
-        if not report.ok:
-            raise DemoError(f"the checker found violations: {report.violations}")
-        copies = sum(1 for _ in self.launcher.records().records if _.kind == "start")
-        self.say(f"  {copies} service copies started in all; the checker found no two copies "
-                 "of a cluster running at once")
         self.say(f"Stopped cleanly; nothing left running. Demo took "
                  f"{time.monotonic() - self.started:.1f} s.")
 
@@ -302,7 +323,7 @@ class ClusterDemo:
         self.step("The cluster is up. Explore it with ssh (the admin shell; 'help' lists "
                   "commands):")
         for name in NODES:
-            self.say(f"  {ssh_command(self.launcher.address(name), self.key)}")
+            self.say(f"  {ssh_command(self.nodes.address(name), self.key)}")
         self.say("Try: status, members, clusters, history, standby alpha, move A beta, "
                  "and GET the systems:")
         for cluster, port in HTTP_PORTS.items():
@@ -316,5 +337,4 @@ class ClusterDemo:
 
     def close(self):
         """Whatever happened: every process this demo started is gone after this."""
-        self.launcher.teardown(timeout=STOP_BOUND)
-        self.cleanups.run_all()
+        self.nodes.close(timeout=STOP_BOUND)

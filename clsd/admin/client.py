@@ -1,21 +1,26 @@
 """An in-process SSH client for the admin shell, built on twisted.conch.
 
-Tests (and test rigs) use it to run commands, open shells and try logins
-that OpenSSH's client would refuse to attempt (a password the server does
-not offer). Only for 127.0.0.0/8 test servers: it accepts any host key, but
-records the one it saw.
+The demo runs admin commands with it on machines without an OpenSSH client
+(``python -m clsd.admin.client 127.0.0.11:7422 KEYFILE status`` prints the
+command's output and exits with its status, 255 when the login failed, as
+ssh(1) does); tests also open shells and try logins that OpenSSH's client
+would refuse to attempt (a password the server does not offer). Loopback
+only: it accepts any host key, but records the one it saw.
 
     conn = yield connect(reactor, ("127.0.0.1", port), key=private_key)
     result = yield conn.run("status --json")       # ExecResult
     conn.close()
 """
 
+import argparse
+import ipaddress
 import struct
+import sys
 
 import attrs
-from twisted.conch.ssh import common, connection, session, transport, userauth
+from twisted.conch.ssh import common, connection, keys, session, transport, userauth
 from twisted.conch.ssh.channel import SSHChannel
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, task
 
 #: Every step of a test client is bounded by this.
 DEFAULT_TIMEOUT = 15.0
@@ -271,3 +276,68 @@ class SessionChannel(SSHChannel):
                 d.errback(result)
             else:
                 d.callback(result)
+
+
+# -- the command line: one command, as ``ssh HOST CMD`` would run it -------------------
+
+#: ssh(1)'s status when it could not run the command at all.
+EXIT_CONNECT_FAILED = 255
+
+
+def parse_address(text):
+    """``HOST:PORT`` of a loopback admin listener (the client accepts any host key)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT, got {text!r}")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise argparse.ArgumentTypeError(f"{host!r} is not a loopback address "
+                                         "(this client accepts any host key)")
+    return host, int(port)
+
+
+async def run_command(reactor, address, key, command, out, err):
+    """Log in at C{address} with C{key}, run C{command}, copy its output; its exit status."""
+    try:
+        conn = await connect(reactor, address, key=key)
+    except Exception as e:
+        err.write(f"clsd.admin.client: cannot log in at {address[0]}:{address[1]}: {e}\n")
+        return EXIT_CONNECT_FAILED
+    try:
+        result = await conn.run(command)
+    finally:
+        conn.close()
+    out.write(result.stdout.decode("utf-8", "replace"))
+    err.write(result.stderr.decode("utf-8", "replace"))
+    return EXIT_CONNECT_FAILED if result.status is None else result.status
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m clsd.admin.client",
+                                     description="Run one admin command over SSH.")
+    parser.add_argument("address", type=parse_address, help="the admin SSH listener, HOST:PORT")
+    parser.add_argument("key", help="an OpenSSH private key file")
+    parser.add_argument("command", nargs="+", help="the admin command and its arguments")
+    args = parser.parse_args(argv)
+    with open(args.key, "rb") as f:
+        key = keys.Key.fromString(f.read())
+    status = []
+
+    def run(reactor):
+        d = defer.ensureDeferred(run_command(reactor, args.address, key, " ".join(args.command),
+                                             sys.stdout, sys.stderr))
+        return d.addCallback(status.append)
+
+    try:
+        task.react(run)
+    except SystemExit:
+        pass
+    sys.stdout.flush()
+    sys.exit(status[0] if status else EXIT_CONNECT_FAILED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""``make demo``: CLSD in under a minute, on loopback addresses only.
+"""``python -m clsd.demo`` (``make demo``): CLSD in under a minute, on loopback addresses only.
 
     python -m clsd.demo              three nodes, mutual standby, kill -9 and failover
     python -m clsd.demo --keep       the same cluster, kept up for exploring with ssh
@@ -14,7 +14,7 @@ import signal
 import sys
 import tempfile
 
-from clsd import demo_single
+from clsd.demo import single
 
 
 def build_parser():
@@ -28,8 +28,7 @@ def build_parser():
     parser.add_argument("--fast", action="store_true",
                         help="the fast lease profile (1 s lease; what the test suite runs)")
     parser.add_argument("--first-address", default=None, metavar="127.0.0.X",
-                        help="address of the first node, the others follow "
-                             "(default 127.0.0.11; 'auto': a free block from the test pool)")
+                        help="address of the first node, the others follow (default 127.0.0.11)")
     parser.add_argument("--keep-files", action="store_true",
                         help="keep the temporary directory (configs, logs, certificates)")
     return parser
@@ -44,14 +43,12 @@ def _wait_forever():
 
 
 def run_cluster(args, workdir):
-    from clsd.demo_cluster import FIRST_ADDRESS, ClusterDemo, DemoError
-    from rig.faults.topology import TopologyError
+    from clsd.demo.cluster import FIRST_ADDRESS, ClusterDemo, DemoError
 
-    first = args.first_address or FIRST_ADDRESS
     demo = None
     try:
         demo = ClusterDemo(workdir, out, fast=args.fast,
-                           first_address=None if first == "auto" else first)
+                           first_address=args.first_address or FIRST_ADDRESS)
         # SIGTERM and SIGHUP stop everything as Ctrl-C does.
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _interrupt)
@@ -61,7 +58,7 @@ def run_cluster(args, workdir):
         else:
             demo.run()
         return 0
-    except (DemoError, TopologyError, OSError, RuntimeError, AssertionError) as e:
+    except (DemoError, ValueError, OSError, RuntimeError, AssertionError) as e:
         out(f"demo FAILED: {e}")
         out(f"(logs: {workdir}/nodes/NODE/twistd.log; kept with --keep-files)")
         return 1
@@ -83,8 +80,8 @@ def main(argv=None):
     try:
         if args.single:
             try:
-                demo_single.run(workdir, out)
-            except demo_single.DemoError as e:
+                single.run(workdir, out)
+            except single.DemoError as e:
                 out(f"demo FAILED: {e} (see {workdir}/twistd.log)")
                 return 1
             return 0

@@ -16,6 +16,9 @@ import sys
 import time
 import urllib.request
 
+from clsd import polling
+from clsd.supervision.pgroups import group_alive
+
 #: The whole demo's budget; each wait below takes a slice of it.
 DEADLINE = 18.0
 
@@ -56,13 +59,11 @@ def http_get(url):
 
 
 def wait_for(what, predicate, deadline):
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise DemoError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    """C{predicate}'s first true value, polled until the demo's C{deadline} (monotonic)."""
+    try:
+        return polling.wait_for(predicate, max(0.0, deadline - time.monotonic()), what=what)
+    except polling.WaitTimeout as e:
+        raise DemoError(str(e)) from None
 
 
 def read_events(path):
@@ -83,12 +84,6 @@ def describe(event, origin):
     if what == "state":
         what = f"{fields['from']} -> {fields['to']}"
     return f"  +{event['mono'] - origin:7.3f}s  {event['subject']:<5} {what:<22} {event['reason']}"
-
-
-def group_alive(pgid):
-    from clsd.supervision.pgroups import group_alive as alive
-
-    return alive(pgid)
 
 
 def run(workdir, out):
