@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo demo-cluster test soak bench bench-failover clean
+.PHONY: venv demo demo-cluster test test-unit test-integration soak bench bench-failover clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,16 @@ demo: $(STAMP)
 demo-cluster: $(STAMP)
 	$(PY) -m clsd.demo --keep $(DEMO_ARGS)
 
+# `make test` runs every test; test-unit leaves out tests/integration/ (real daemons and
+# processes, the slow part), test-integration runs only those.
 test: $(STAMP)
 	$(PY) tools/run_tests.py $(TESTS)
+
+test-unit: $(STAMP)
+	$(PY) tools/run_tests.py --unit
+
+test-integration: $(STAMP)
+	$(PY) tools/run_tests.py tests.integration
 
 # Fault-schedule soak (doc/reliability.md): SEEDS schedules of DURATION seconds on
 # NODES daemons, each its own run; the figures are appended to doc/reliability.md.

@@ -2,7 +2,9 @@
 
 Trial's own closing line (``PASSED (successes=12, skips=1)``) is parsed
 rather than re-implementing a reporter, so the counts are trial's.
-Usage: ``python tools/run_tests.py [TEST ...]`` (default: the ``tests`` package).
+Usage: ``python tools/run_tests.py [TEST ...]`` (default: the ``tests`` package), or
+``python tools/run_tests.py --unit``: everything but ``tests.integration`` (the tests that
+start real daemons and processes; ``make test-integration`` runs those alone).
 """
 
 import os
@@ -34,7 +36,27 @@ def parse_counts(line):
     return counts
 
 
+#: The folder of tests that start real daemons; ``--unit`` leaves it out.
+INTEGRATION = "integration"
+
+
+def unit_tests(root="tests"):
+    """Every test package and top-level test module under C{root} except the integration tests."""
+    names = []
+    for entry in sorted(os.listdir(root)):
+        path = os.path.join(root, entry)
+        if entry == INTEGRATION:
+            continue
+        if os.path.isfile(os.path.join(path, "__init__.py")):
+            names.append(f"{root}.{entry}")
+        elif entry.startswith("test_") and entry.endswith(".py"):
+            names.append(f"{root}.{entry[:-3]}")
+    return names
+
+
 def main(argv):
+    if argv == ["--unit"]:
+        argv = unit_tests()
     tests = argv or ["tests"]
     jobs = os.environ.get("TRIAL_JOBS", "2")
     command = [sys.executable, "-m", "twisted.trial", f"--jobs={jobs}", *tests]
