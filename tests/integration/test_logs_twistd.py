@@ -15,23 +15,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
-from twisted.internet import defer, task
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-
-@defer.inlineCallbacks
-def wait_for(predicate, timeout, what):
-    """Poll C{predicate} on the reactor until true; fail after C{timeout} seconds."""
-    from twisted.internet import reactor
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        yield task.deferLater(reactor, 0.05, lambda: None)
+from clsd.polling import poll
 
 
 def json_lines(path):
@@ -83,10 +72,10 @@ class TwistdJsonLogTests(unittest.TestCase):
             except OSError:
                 return False
 
-        yield wait_for(serving, 30, "the daemon to serve its metrics (its reactor running)")
+        yield poll(reactor, serving, 30, "the daemon to serve its metrics (its reactor running)")
         self.assertTrue(any("reactor class" in t for t in texts()), texts())
         process.send_signal(signal.SIGTERM)
-        yield wait_for(lambda: process.poll() is not None, 30, "twistd to exit")
+        yield poll(reactor, lambda: process.poll() is not None, 30, "twistd to exit")
 
         lines = json_lines(json_path)
         self.assertEqual(sum("starting up" in t for t in texts()), 1, texts())

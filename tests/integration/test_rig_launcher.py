@@ -17,6 +17,7 @@ from rig.launcher import (
     RIG_ENV, ConfigTemplate, Launcher, NodeSpec, merge, protected_service_part,
 )
 from clsd.polling import wait_for
+from tests.support.fake_launcher import FakeLauncher
 from tests.support.rig_support import require_tool
 
 
@@ -66,12 +67,6 @@ class TemplateTests(unittest.TestCase):
         text = ConfigTemplate().with_part(quorum).render(
             NodeSpec(name="n1", address="127.0.0.101", directory="/rig/n1"), FakeLauncher())
         self.assertEqual(tomllib.loads(text)["quorum"], {"voters": ["n1"], "lease": 2.0})
-
-
-class FakeLauncher:
-    records_dir = "/rig/records"
-    rig_id = "rig"
-    owner_pid = 1
 
 
 class LauncherTests(unittest.TestCase):

@@ -10,28 +10,7 @@ from clsd.config import parse_config
 from rig.cluster import (
     FAST_TIMING, ClusterRig, active_standby, mutual_standby, ring_layout, service_name,
 )
-from rig.launcher import NodeSpec
-
-
-class FakeLauncher:
-    """What the parts read from a launcher, without processes."""
-
-    def __init__(self, directory, names):
-        self.directory = directory
-        self.records_dir = os.path.join(directory, "records")
-        self.rig_id = "rig"
-        self.owner_pid = 1
-        self.specs = {
-            name: NodeSpec(name=name, address=f"127.0.0.{201 + i}",
-                           directory=os.path.join(directory, "nodes", name))
-            for i, name in enumerate(names)
-        }
-
-    def address(self, name):
-        return self.specs[name].address
-
-    def node(self, name):
-        return type("Node", (), {"spec": self.specs[name]})
+from tests.support.fake_launcher import FakeLauncher
 
 
 class ClusterPartsTests(unittest.TestCase):
@@ -40,13 +19,13 @@ class ClusterPartsTests(unittest.TestCase):
         self.addCleanup(__import__("shutil").rmtree, self.directory, True)
 
     def render(self, rig, launcher, name):
-        spec = launcher.specs[name]
+        spec = launcher.node(name).spec
         text = rig.template().render(spec, launcher)
         return parse_config(text, f"{name}.toml")
 
     def test_mutual_standby_configs_parse_and_mirror_each_other(self):
         rig = ClusterRig(mutual_standby())
-        launcher = FakeLauncher(self.directory, rig.layout.nodes)
+        launcher = FakeLauncher(rig.layout.nodes, directory=self.directory)
         configs = {name: self.render(rig, launcher, name) for name in rig.layout.nodes}
         for name, config in configs.items():
             self.assertEqual(config.quorum.voters, ("alpha", "beta", "witness"))
@@ -70,7 +49,7 @@ class ClusterPartsTests(unittest.TestCase):
 
     def test_each_node_has_its_own_certificate_from_one_ca(self):
         rig = ClusterRig(mutual_standby())
-        launcher = FakeLauncher(self.directory, rig.layout.nodes)
+        launcher = FakeLauncher(rig.layout.nodes, directory=self.directory)
         ca = None
         for name in rig.layout.nodes:
             tls = self.render(rig, launcher, name).tls
@@ -84,7 +63,7 @@ class ClusterPartsTests(unittest.TestCase):
 
     def test_ports_and_certificates_are_stable_across_rerenders(self):
         rig = ClusterRig(active_standby())
-        launcher = FakeLauncher(self.directory, rig.layout.nodes)
+        launcher = FakeLauncher(rig.layout.nodes, directory=self.directory)
         first = self.render(rig, launcher, "alpha")
         again = self.render(rig, launcher, "alpha")
         self.assertEqual(first.node.listen, again.node.listen)
@@ -94,7 +73,7 @@ class ClusterPartsTests(unittest.TestCase):
 
     def test_active_standby_and_fast_profile(self):
         rig = ClusterRig(active_standby(), FAST_TIMING)
-        launcher = FakeLauncher(self.directory, rig.layout.nodes)
+        launcher = FakeLauncher(rig.layout.nodes, directory=self.directory)
         alpha = self.render(rig, launcher, "alpha")
         self.assertEqual((alpha.quorum.lease, alpha.quorum.drift_margin), (0.6, 0.05))
         self.assertEqual(alpha.membership.heartbeat_interval, 0.1)
@@ -137,14 +116,12 @@ class RingLayoutTests(unittest.TestCase):
 
         directory = tempfile.mkdtemp(prefix="clsd-cluster-scenario-")
         self.addCleanup(__import__("shutil").rmtree, directory, True)
-        launcher = FakeLauncher(directory, ["n1", "n2", "n3", "j1"])
-        launcher.nodes = dict(launcher.specs)
-        launcher.spares = ("j1",)
+        launcher = FakeLauncher(["n1", "n2", "n3"], directory=directory, spares=("j1",))
         scenario = SCENARIOS["clusters"]()
         template = ConfigTemplate()
         for part in scenario.template_parts():
             template = template.with_part(part)
-        configs = {n: parse_config(template.render(launcher.specs[n], launcher), n)
+        configs = {n: parse_config(template.render(launcher.node(n).spec, launcher), n)
                    for n in ("n1", "n2", "n3", "j1")}
         self.assertEqual([(c.id, c.priority) for c in configs["n1"].clusters],
                          [("c1", 100), ("c2", 50), ("nx", 90)])
@@ -166,8 +143,7 @@ class RingLayoutTests(unittest.TestCase):
 
         directory = tempfile.mkdtemp(prefix="clsd-cluster-reshape-")
         self.addCleanup(__import__("shutil").rmtree, directory, True)
-        launcher = FakeLauncher(directory, ["n1", "n2", "n3"])
-        launcher.nodes = dict(launcher.specs)
+        launcher = FakeLauncher(["n1", "n2", "n3"], directory=directory)
         launcher.spares = ()
         scenario = SCENARIOS["clusters"](escaping=True)
         template = ConfigTemplate()
@@ -175,7 +151,7 @@ class RingLayoutTests(unittest.TestCase):
             template = template.with_part(part)
 
         def config(name):
-            return parse_config(template.render(launcher.specs[name], launcher), name)
+            return parse_config(template.render(launcher.node(name).spec, launcher), name)
 
         cluster, settings, undo = scenario.reshape(launcher, "n1", "mode")
         self.assertEqual((cluster, settings), ("c1", {"mode": "n-active", "count": 1}))

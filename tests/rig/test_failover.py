@@ -11,6 +11,7 @@ from rig.failover import (
     DualActive, FailoverRig, http_identity, last_states, wait_rejoined,
 )
 from clsd.polling import WaitTimeout
+from tests.support.fake_launcher import FakeLauncher
 
 
 class Running:
@@ -18,29 +19,13 @@ class Running:
         self.node, self.instance = node, instance
 
 
-class FakeNode:
-    running = True
-
-
-class FakeLauncher:
-    def __init__(self, logs=None, running=()):
-        self.logs = logs or {}
-        self.nodes = {name: FakeNode() for name in ("alpha", "beta", "witness")}
-        self._running = list(running)
-
-    def log_text(self, name):
-        return self.logs.get(name, "")
-
-    def node(self, name):
-        return self.nodes[name]
-
-    def running_instances(self, name=None, cluster=None):
-        return [r for r in self._running if name is None or r.node == name]
+def fake_launcher(logs=None, running=()):
+    return FakeLauncher(("alpha", "beta", "witness"), logs=logs, running=running)
 
 
 class OwnerTests(unittest.TestCase):
     def rig(self, running):
-        return FailoverRig(FakeLauncher(running=running), ClusterRig(active_standby()))
+        return FailoverRig(fake_launcher(running=running), ClusterRig(active_standby()))
 
     def test_owner_is_the_node_running_it(self):
         self.assertEqual(self.rig([Running("beta")]).owner("A"), "beta")
@@ -53,7 +38,7 @@ class OwnerTests(unittest.TestCase):
 
 class ReadinessTests(unittest.TestCase):
     def test_last_state_after_the_offset_wins(self):
-        launcher = FakeLauncher({"beta": "member alpha is dead: x\n--\nmember alpha is alive: "
+        launcher = fake_launcher({"beta": "member alpha is dead: x\n--\nmember alpha is alive: "
                                          "joined\nmember witness is suspect: y\n"})
         self.assertEqual(last_states(launcher, "beta", 0),
                          {"alpha": "alive", "witness": "suspect"})
@@ -62,10 +47,10 @@ class ReadinessTests(unittest.TestCase):
         self.assertEqual(last_states(launcher, "alpha", 0), {})
 
     def test_silence_since_the_fault_counts_as_alive(self):
-        wait_rejoined(FakeLauncher(), "alpha", {}, hold=0.0, timeout=1.0)
+        wait_rejoined(fake_launcher(), "alpha", {}, hold=0.0, timeout=1.0)
 
     def test_a_node_still_seen_dead_is_not_rejoined(self):
-        launcher = FakeLauncher({"witness": "member alpha is dead: gone\n"})
+        launcher = fake_launcher({"witness": "member alpha is dead: gone\n"})
         self.assertRaises(WaitTimeout, wait_rejoined, launcher, "alpha", {}, hold=0.0,
                           timeout=0.1)
         # ...unless that was before the fault.

@@ -16,8 +16,8 @@ from rig.faults.runner import (
     ClustersScenario, DaemonsScenario, ScheduleRunner, SupervisedScenario, checker_faults, execute,
 )
 from rig.faults.schedule import FaultEvent, Schedule, generate
-from clsd.polling import WaitTimeout
 from rig.recorder import Record
+from tests.support.fake_launcher import FakeLauncher
 
 
 class FakeClock:
@@ -29,66 +29,6 @@ class FakeClock:
 
     def sleep(self, seconds):
         self.now += seconds
-
-
-class FakeNode:
-    def __init__(self, name, pid):
-        self.name = name
-        self.pid = pid
-        self.running = True
-
-
-class FakeLauncher:
-    """Records what the runner asked for, and when."""
-
-    def __init__(self, clock, names=("n1", "n2", "n3"), spares=()):
-        self.clock = clock
-        self.spares = tuple(spares)
-        self.nodes = {name: FakeNode(name, 100 + i) for i, name in enumerate(names + spares)}
-        for name in spares:
-            self.nodes[name].running = False
-        self.calls = []
-        self.recover = True
-
-    def _log(self, *call):
-        self.calls.append((round(self.clock() - 1000.0, 2), *call))
-
-    def node(self, name):
-        return self.nodes[name]
-
-    def address(self, name):
-        return f"127.0.0.{101 + list(self.nodes).index(name)}"
-
-    def kill(self, name):
-        self._log("kill", name)
-        self.nodes[name].running = False
-
-    def start(self, name):
-        self._log("start", name)
-        self.nodes[name].running = True
-
-    def restart(self, name):
-        self._log("restart", name)
-
-    def stop(self, name):
-        self._log("stop", name)
-        self.nodes[name].running = False
-
-    def pause(self, name):
-        self._log("pause", name)
-
-    def resume(self, name):
-        self._log("resume", name)
-
-    def running_instances(self, name=None, cluster=None):
-        return []
-
-    def clock_of(self, name):
-        raise ValueError(f"node {name!r} was not started under faketime")
-
-    def wait_running(self, name=None, cluster=None, timeout=0):
-        if not self.recover:
-            raise WaitTimeout(f"timed out waiting for cluster {cluster}")
 
 
 class FakeFirewall:
@@ -118,7 +58,7 @@ def schedule_of(*events, duration=30.0, nodes=("n1", "n2", "n3")):
 class RunnerTests(unittest.TestCase):
     def setUp(self):
         self.clock = FakeClock()
-        self.launcher = FakeLauncher(self.clock)
+        self.launcher = FakeLauncher(clock=self.clock)
         self.firewall = FakeFirewall(self.launcher._log)
         self.lines = []
 
@@ -195,7 +135,7 @@ class RunnerTests(unittest.TestCase):
 
     def test_join_and_leave(self):
         clock = FakeClock()
-        launcher = FakeLauncher(clock, spares=("j1", "j2"))
+        launcher = FakeLauncher(clock=clock, spares=("j1", "j2"))
         schedule = attrs.evolve(schedule_of(
             FaultEvent(at=1.0, kind="join", targets=("j1",), lasts=5.0, params={"stays": False}),
             FaultEvent(at=2.0, kind="leave", targets=("n2",), lasts=2.0),
