@@ -22,9 +22,9 @@ import subprocess
 import time
 
 from clsd.certs import store
+from clsd.polling import wait_for
 from rig.addresses import reserve
 from rig.launcher import free_port
-from clsd.polling import wait_for
 
 #: Short elections so that a killed leader is replaced in about a second.
 #: etcd's minimum lease TTL is 1.5 election timeouts (rounded up to whole

@@ -18,8 +18,8 @@ import time
 import urllib.error
 import urllib.request
 
-from rig.faults import topology
 from clsd.polling import WaitTimeout, wait_for
+from rig.faults import topology
 
 #: One HTTP probe gives up after this long: a probe of a dead address on
 #: loopback is refused at once, so only a hung service ever takes this long.

@@ -30,8 +30,8 @@ import threading
 import time
 
 from clsd.certs import store
-from rig.addresses import address_range
 from clsd.polling import wait_for
+from rig.addresses import address_range
 
 #: How long a blocking step (connect, handshake, a wait for a line) may take.
 TIMEOUT = 10.0

@@ -32,13 +32,13 @@ import uuid
 import attrs
 
 from clsd.clock import OFFSET_ENV
+from clsd.polling import wait_for
 from rig import checker, tomlgen
 from rig.addresses import address_range, reserve
 from rig.faults.cleanup import OWNER_ENV, default_cleanups
 from rig.faults.clock import FakeClock
 from rig.faults.process import Pause
 from rig.faults.sweep import owned_processes
-from clsd.polling import wait_for
 from rig.recorder import LifelineCollector, read_records
 
 #: Marks every process of one launcher (daemons and the services they start).

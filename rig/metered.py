@@ -9,11 +9,11 @@ counters from their Prometheus endpoints. This is that rig, once.
 
 import urllib.request
 
+from clsd.polling import wait_for
 from rig.addresses import address_range
 from rig.cluster import ClusterRig, active_standby
 from rig.failover import last_states
 from rig.launcher import Launcher, free_port
-from clsd.polling import wait_for
 
 
 class MeteredCluster:

@@ -41,11 +41,11 @@ from clsd.layers import node_registry
 from clsd.membership.rings import SnapshotCache
 from clsd.membership.notary import VerifiedCache, X509Notary
 from clsd.membership.service import MembershipService
-from rig.faults.topology import check_loopback
 from clsd.wire.lag import ReactorLag
 from clsd.wire.network import PeerNetwork
 from clsd.wire.router import Router
 from clsd.wire.tls import PeerTLS
+from rig.faults.topology import check_loopback
 
 #: The first hosted node's address: away from 127.0.0.x, where the default
 #: source address (127.0.0.1) and the other rigs' address pool live.

@@ -16,6 +16,7 @@ import time
 
 import attrs
 
+from clsd.polling import WaitTimeout, wait_for
 from rig import checker
 from rig.faults import availability, topology
 from rig.faults.clock import ClockJump
@@ -24,7 +25,6 @@ from rig.faults.freeze import FreezeUnsupported, NodeFreeze
 from rig.faults.process import Pause
 from rig.faults.rate import RateDrift
 from rig.launcher import health_checks_available, protected_service_part
-from clsd.polling import WaitTimeout, wait_for
 
 #: After the final heal, every expected cluster must run again within this.
 DEFAULT_RECOVERY_TIMEOUT = 60.0

@@ -10,8 +10,8 @@ is killed so that it can die.
 import os
 import signal
 
-from rig.faults import cpu, freeze, network
 from clsd.supervision.pgroups import pid_alive
+from rig.faults import cpu, freeze, network
 from rig.faults.cleanup import OWNER_ENV
 
 
