@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo demo-cluster test lint soak bench bench-failover clean
+.PHONY: venv demo demo-cluster test test-unit test-integration lint soak bench bench-failover clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,17 @@ demo: $(STAMP)
 demo-cluster: $(STAMP)
 	$(PY) -m clsd.demo --keep $(DEMO_ARGS)
 
-# `make test` runs ruff and mypy first (one check each in the summary line).
+# `make test` runs ruff and mypy first (one check each in the summary line), then every
+# test; test-unit leaves out tests/integration/ (real daemons and processes, the slow
+# part), test-integration runs only those.
 test: $(STAMP)
 	$(PY) tools/run_tests.py $(TESTS)
+
+test-unit: $(STAMP)
+	$(PY) tools/run_tests.py --unit
+
+test-integration: $(STAMP)
+	$(PY) tools/run_tests.py tests.integration
 
 # The static checks alone (settings in pyproject.toml).
 lint: $(STAMP)
@@ -43,7 +51,7 @@ SEEDS    ?= 10
 NODES    ?= 3
 DURATION ?= 60
 soak: $(STAMP)
-	$(PY) -m clsd.testing.faults.soak --seeds $(SEEDS) --nodes $(NODES) --duration $(DURATION) $(SOAK_ARGS)
+	$(PY) -m rig.faults.soak --seeds $(SEEDS) --nodes $(NODES) --duration $(DURATION) $(SOAK_ARGS)
 
 # Benchmarks (not tests): see bench/README.md. BENCH_ARGS="--kills 20" for a quick look.
 bench: $(STAMP)

@@ -1,5 +1,7 @@
 """Package list for setuptools; all other metadata lives in pyproject.toml.
 
+Only ``clsd`` and the plugin are installed: ``rig/`` (the test rig), ``tests/``
+and ``bench/`` run from a checkout and stay out of the wheel.
 ``twisted.plugins`` is listed explicitly: it is a namespace portion (no
 ``__init__.py``) that Twisted's plugin loader scans, and ``find_packages``
 would not see it.

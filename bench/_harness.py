@@ -22,7 +22,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 import socket
 
-from clsd.testing import polling
+from clsd import polling
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent

@@ -2,17 +2,17 @@
 
 alpha (owner of cluster ``A``), beta (standby), witness: real ``twistd clsd``
 daemons on their own 127.0.0.x with mutual TLS from one test CA and a
-``[metrics]`` endpoint each, built from clsd.testing.cluster like the real
+``[metrics]`` endpoint each, built from rig.cluster like the real
 failover tests. The launcher reserves a block of 10 addresses; the nodes use
 the first three and the attackers the rest.
 """
 
 import time
 
-from clsd.testing.cluster import active_standby
-from clsd.testing.failover import MEMBER_STATE
-from clsd.testing.faults.cleanup import Cleanups
-from clsd.testing.metered import MeteredCluster
+from rig.cluster import active_standby
+from rig.failover import MEMBER_STATE
+from rig.faults.cleanup import Cleanups
+from rig.metered import MeteredCluster
 
 CLUSTER = "A"
 OWNER = "alpha"

@@ -25,14 +25,14 @@ between the old instance's end and the new one's start is kept too.
 
 Profiles: ``default`` (the shipped settings: lease 2 s, membership defaults)
 and ``fast`` (lease 0.6 s with membership timings to match, see
-clsd.testing.cluster.FAST_TIMING). Both set ``reconnect_interval`` to 1 s: it
+rig.cluster.FAST_TIMING). Both set ``reconnect_interval`` to 1 s: it
 only decides how soon a healed partition is rejoined between trials, not the
 measured failover time; the default of 30 s would make each partition trial
 half a minute longer.
 
 Arbiters: ``--arbiter voters`` (the above) or ``etcd``: then two nodes (alpha,
 beta; no witness) take their leases from one real etcd member on its own
-127.0.0.x (TLS with client certificates, see clsd.testing.etcd), and
+127.0.0.x (TLS with client certificates, see rig.etcd), and
 ``partition`` cuts the owner off from beta *and* from etcd. etcd lease TTLs
 are whole seconds, so its ``fast`` profile uses a 1 s lease (the etcd member
 runs with a 500 ms election timeout, which allows it) with the fast membership
@@ -61,14 +61,14 @@ from _harness import (  # noqa: E402
     uninterruptible, write_json,
 )
 
-from clsd.testing import checker  # noqa: E402
-from clsd.testing.cluster import TIMINGS, ClusterRig, active_standby  # noqa: E402
-from clsd.testing.etcd import EtcdCluster, etcd_cluster_rig, etcd_layout  # noqa: E402
-from clsd.testing.faults import topology  # noqa: E402
-from clsd.testing.failover import FailoverRig, log_offset, wait_rejoined  # noqa: E402
-from clsd.testing.faults import network  # noqa: E402
-from clsd.testing.faults.cleanup import Cleanups, owned_name  # noqa: E402
-from clsd.testing.launcher import Launcher  # noqa: E402
+from rig import checker  # noqa: E402
+from rig.cluster import TIMINGS, ClusterRig, active_standby  # noqa: E402
+from rig.etcd import EtcdCluster, etcd_cluster_rig, etcd_layout  # noqa: E402
+from rig.faults import topology  # noqa: E402
+from rig.failover import FailoverRig, log_offset, wait_rejoined  # noqa: E402
+from rig.faults import network  # noqa: E402
+from rig.faults.cleanup import Cleanups, owned_name  # noqa: E402
+from rig.launcher import Launcher  # noqa: E402
 
 CLUSTER = "A"
 KINDS = ("kill", "partition")

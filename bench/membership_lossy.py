@@ -4,7 +4,7 @@ The goal (issue 4): zero false declarations over a 10-minute run of 64 real
 nodes while both cores are saturated by other processes and one node loses
 20% of its packets (nft numgen drop on lo).
 
-  1. N real nodes (default 64) in P worker processes (clsd.testing.multiproc),
+  1. N real nodes (default 64) in P worker processes (rig.multiproc),
      every member change into suspect or dead streamed to this coordinator;
   2. once all have joined and settled: B busy processes (default 2, one per
      core) and an nft rule dropping --loss of the packets to and from ONE
@@ -17,7 +17,7 @@ nodes while both cores are saturated by other processes and one node loses
 Needs root (nft). The table and the burners are removed at the end, on
 failure, on Ctrl-C and SIGTERM/SIGHUP (and by atexit); the burners also
 exit on their own when this process dies, and
-``python -m clsd.testing.faults cleanup-all`` finds the table by its name.
+``python -m rig.faults cleanup-all`` finds the table by its name.
 
     sudo .venv/bin/python bench/membership_lossy.py --duration 60   # a short check
     sudo .venv/bin/python bench/membership_lossy.py                  # the 10-minute run
@@ -52,7 +52,7 @@ class Burners:
     """C{count} busy processes competing for the CPU; registered for cleanup."""
 
     def __init__(self, count, cleanups):
-        from clsd.testing.faults.cleanup import OWNER_ENV
+        from rig.faults.cleanup import OWNER_ENV
 
         env = {**os.environ, OWNER_ENV: str(os.getpid())}
         self.procs = []
@@ -113,10 +113,10 @@ def _drain(sock):
 def lossy_run(reactor, args, result):
     from twisted.internet import defer, task
 
-    from clsd.testing.faults.cleanup import default_cleanups, owned_name
-    from clsd.testing.faults.network import Firewall, NftBackend
-    from clsd.testing.multinode import node_name
-    from clsd.testing.multiproc import MultiProcessHost
+    from rig.faults.cleanup import default_cleanups, owned_name
+    from rig.faults.network import Firewall, NftBackend
+    from rig.multinode import node_name
+    from rig.multiproc import MultiProcessHost
 
     def sleep(seconds):
         return task.deferLater(reactor, seconds, lambda: None)
@@ -329,7 +329,7 @@ def main():
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
     finally:
-        from clsd.testing.faults.cleanup import default_cleanups
+        from rig.faults.cleanup import default_cleanups
 
         with h.uninterruptible():
             errors = default_cleanups.run_all()

@@ -1,9 +1,9 @@
 """Membership at scale: N real CLSD nodes in P processes, and Serf side by side.
 
 With --procs 1, for each N a child process (a fresh epoll reactor) hosts N
-real nodes (clsd.testing.multinode: own 127.0.x.y, own certificate, mutual
+real nodes (rig.multinode: own 127.0.x.y, own certificate, mutual
 TLS). With --procs P > 1 (the default: one per core) this process
-coordinates P worker processes (clsd.testing.multiproc), each hosting N/P of
+coordinates P worker processes (rig.multiproc), each hosting N/P of
 the nodes; every figure is then taken across the processes, from the
 workers' monotonic event times (one system-wide clock on Linux). Measures:
 
@@ -71,7 +71,7 @@ def run_child(args):
     from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    from clsd.testing.multinode import MultiNodeHost
+    from rig.multinode import MultiNodeHost
 
     globalLogBeginner.beginLoggingTo([FilteringLogObserver(
         textFileLogObserver(sys.stderr),
@@ -242,7 +242,7 @@ def clsd_mp_runs(reactor, args, counts):
 def clsd_mp_run(reactor, args, n):
     from twisted.internet import defer, task
 
-    from clsd.testing.multiproc import MultiProcessHost
+    from rig.multiproc import MultiProcessHost
 
     rng = random.Random(args.seed)
     result = {"implementation": "clsd", "nodes": n, "procs": min(args.procs, n),
@@ -359,7 +359,7 @@ class SerfCluster:
     """N serf agents, each in a session of its own, on 127.0.3.x."""
 
     def __init__(self, n, workdir):
-        from clsd.testing.multinode import loopback_addresses
+        from rig.multinode import loopback_addresses
 
         self.addresses = loopback_addresses(n, SERF_FIRST_ADDRESS)
         self.names = [f"s{i:04d}" for i in range(n)]

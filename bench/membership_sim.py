@@ -26,7 +26,7 @@ import sys
 import time
 
 from clsd.config.membership import MembershipConfig
-from clsd.sim.cluster import SimCluster
+from rig.sim.cluster import SimCluster
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -42,8 +42,8 @@ from _harness import (  # noqa: E402
 )
 from _peer_rig import OWNER, PeerRig  # noqa: E402
 
-from clsd.testing.addresses import reserve  # noqa: E402
-from clsd.testing.flood import Flood, RenewalWatch, resident_mb  # noqa: E402
+from rig.addresses import reserve  # noqa: E402
+from rig.flood import Flood, RenewalWatch, resident_mb  # noqa: E402
 
 KINDS = ("tcp", "hello")
 #: Connections one flood process holds: the hard descriptor limit (20,000

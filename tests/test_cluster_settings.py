@@ -10,7 +10,7 @@ from twisted.internet import defer, reactor, task
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from tests.cluster_rig import ClusterRig, poll
+from tests.support.cluster_rig import ClusterRig, poll
 
 GOOD = {"voters": ["alpha", "beta"], "lease": 4.0}
 #: How long odd keeps trying (it redials) while we check it stays out.

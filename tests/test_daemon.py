@@ -12,7 +12,7 @@ from clsd import tap
 from clsd.config import parse_config
 from clsd.daemon import Daemon
 from clsd.supervision.containment import ProcessGroupContainment
-from tests.test_supervision_runner import FakeOS
+from tests.supervision.test_runner import FakeOS
 
 CONFIG = """
 [node]

@@ -10,7 +10,7 @@ from twisted.web.client import Agent, readBody
 
 from clsd.config import parse_config
 from clsd.daemon import Daemon
-from tests.test_supervision_integration import Workspace, wait_for
+from tests.integration.test_supervision_integration import Workspace, wait_for
 
 
 def samples(text, name):

@@ -15,7 +15,8 @@ from twisted.trial import unittest
 from clsd.config import parse_config
 from clsd.daemon import Daemon
 from clsd.ownership.floor import read_floor
-from clsd.testing.processes import pid_alive, wait_until
+from clsd.polling import poll as wait_until
+from clsd.supervision.pgroups import pid_alive
 
 #: Writes its pid, process group and CLSD_* environment, then sleeps.
 SERVICE = textwrap.dedent("""\

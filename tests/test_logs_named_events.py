@@ -22,16 +22,16 @@ from clsd.membership.members import Member, State
 from clsd.config.membership import MembershipConfig
 from clsd.membership.messages import Gossip, MemberUpdate
 from clsd.membership.messages import Report as MembershipReport
-from tests.membership_signing import signed_update
+from tests.support.membership_signing import signed_update
 from clsd.membership.notary import FakeNotary
 from clsd.named_events import named_events
 from clsd.ownership.actions import Report
 from clsd.ownership.cause import Departures, move_cause
-from tests import test_membership_service as membership_fixture
-from tests.test_membership_service import deliver
-from tests.test_ownership_hooks import FakeHooks
-from tests.test_ownership_service import ThreeNodeCluster, pump
-from tests.test_supervision_runner import RunnerTestCase
+from tests.membership import test_service as membership_fixture
+from tests.membership.test_service import deliver
+from tests.ownership.test_hooks import FakeHooks
+from tests.ownership.test_service import ThreeNodeCluster, pump
+from tests.supervision.test_runner import RunnerTestCase
 
 
 class Captured:

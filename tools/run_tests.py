@@ -4,7 +4,9 @@ The static checks (ruff, then mypy; their settings are in pyproject.toml) come
 first and count as one check each. Trial's own closing line (``PASSED
 (successes=12, skips=1)``) is parsed rather than re-implementing a reporter, so
 the other counts are trial's.
-Usage: ``python tools/run_tests.py [TEST ...]`` (default: the ``tests`` package).
+Usage: ``python tools/run_tests.py [TEST ...]`` (default: the ``tests`` package), or
+``python tools/run_tests.py --unit``: everything but ``tests.integration`` (the tests that
+start real daemons and processes; ``make test-integration`` runs those alone).
 """
 
 import os
@@ -65,7 +67,27 @@ def run_static_checks():
     return passed, failed
 
 
+#: The folder of tests that start real daemons; ``--unit`` leaves it out.
+INTEGRATION = "integration"
+
+
+def unit_tests(root="tests"):
+    """Every test package and top-level test module under C{root} except the integration tests."""
+    names = []
+    for entry in sorted(os.listdir(root)):
+        path = os.path.join(root, entry)
+        if entry == INTEGRATION:
+            continue
+        if os.path.isfile(os.path.join(path, "__init__.py")):
+            names.append(f"{root}.{entry}")
+        elif entry.startswith("test_") and entry.endswith(".py"):
+            names.append(f"{root}.{entry[:-3]}")
+    return names
+
+
 def main(argv):
+    if argv == ["--unit"]:
+        argv = unit_tests()
     tests = argv or ["tests"]
     checks_passed, checks_failed = run_static_checks()
     jobs = os.environ.get("TRIAL_JOBS", "2")

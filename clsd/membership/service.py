@@ -68,7 +68,7 @@ class MembershipService(Service):
     @param generation: this start's generation (default: the network's,
         nanoseconds of wall time at start-up: larger after every restart).
     @param cache: a L{clsd.membership.rings.SnapshotCache} shared by the
-        nodes of one process (L{clsd.testing.multinode}); default: private.
+        nodes of one process (L{rig.multinode}); default: private.
     @param notary: signs this node's reports and checks others'
         (L{clsd.membership.notary.X509Notary} from the node's TLS identity;
         the daemon always gives one). A message whose proof fails raises
@@ -308,7 +308,7 @@ class MembershipService(Service):
                                     generation=member.generation,
                                     incarnation=member.incarnation,
                                     reporters=list(action.reporters))
-        # Test rigs read "member NAME is STATE" from the text log (clsd.testing).
+        # Test rigs read "member NAME is STATE" from the text log (rig/failover.py).
         self.log.info("member {name} is {state}: {reason}", name=member.name, state=state,
                       reason=action.reason)
         for listener in self._change_listeners:

@@ -1,4 +1,4 @@
-"""Timing formulas as pure functions (table-tested in tests/test_membership_timing.py).
+"""Timing formulas as pure functions (table-tested in tests/membership/test_timing.py).
 
 All times are seconds on the local monotonic clock; no value here is ever
 compared with another machine's clock.

@@ -30,7 +30,7 @@ DEFAULT_DRIFT_MARGIN = 0.1
 
 #: The least the margin must leave for the kill at the deadline: the lease
 #: guard's SIGKILL came 4-5 ms after the deadline and the group was seen gone
-#: 10-19 ms after it on a loaded 2-core machine (tests/test_ownership_guard_process.py).
+#: 10-19 ms after it on a loaded 2-core machine (tests/ownership/test_guard_process.py).
 KILL_LATENCY = 0.025
 
 

@@ -30,7 +30,7 @@ the next instance's gate ahead of time (L{WarmGate}; figures in
 doc/supervision.md).
 
 Every private Twisted name used by CLSD is in this one module; the tests in
-tests/test_supervision_spawn.py run both paths against the installed Twisted.
+tests/supervision/test_spawn.py run both paths against the installed Twisted.
 """
 
 import errno

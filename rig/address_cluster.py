@@ -1,0 +1,188 @@
+"""Three real daemons in a test network, one cluster with a floating address, a client watching.
+
+For the floating-address failover tests and ``bench/failover.py --address``:
+an L{AddressCluster} writes certificates and configs for ``alpha``,
+``beta`` and ``witness`` of a L{rig.netns.Netns} rig and runs each
+``twistd clsd`` inside its node's namespace (peers over mutual TLS on the
+nodes' 192.0.2.x addresses). Cluster ``A`` (alpha 100, beta 50, the witness
+votes) runs L{rig.address_http_service} (it answers with its
+node's name) with the floating address. A L{ClientWatch} runs
+L{rig.address_client_watch} in the client's namespace.
+
+Blocking (subprocess), like the rest of the rig.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from clsd.certs import store
+from rig import tomlgen
+
+FLOATING = "192.0.2.10/24"
+FLOATING_V6 = "2001:db8::10/64"
+HTTP_PORT = 8080
+PEER_PORT = 7946
+NODES = ("alpha", "beta", "witness")
+PRIORITIES = {"alpha": 100, "beta": 50}
+#: Membership timing for a quiet bridge: failures found within about a second.
+MEMBERSHIP = {"heartbeat_interval": 0.1, "failure_timeout": 0.5, "link_down_grace": 0.2,
+              "suspicion_timeout": 1.0, "join_retry_interval": 0.3,
+              "reconnect_interval": 1.0}
+
+
+def ip_of(address):
+    return address.split("/")[0]
+
+
+class AddressCluster:
+    """Certificates, configs and the three daemons, in C{rig}'s namespaces.
+
+    @param add_cleanup: registers a callable to run at the end (a test's addCleanup).
+    """
+
+    def __init__(self, base, rig, add_cleanup, *, order="before", addresses=(FLOATING,),
+                 lease=1.0, drift_margin=0.1):
+        self.base = base
+        self.rig = rig
+        self._add_cleanup = add_cleanup
+        self.order = order
+        self.addresses = list(addresses)
+        self.lease = lease
+        self.drift_margin = drift_margin
+        os.makedirs(base, exist_ok=True)
+        self.ca = os.path.join(base, "ca")
+        store.init_authority(self.ca)
+        self.daemons = {}
+
+    def node_dir(self, name):
+        return os.path.join(self.base, name)
+
+    def config(self, name):
+        node = self.rig.node(name)
+        directory = self.node_dir(name)
+        cert, key = store.node_paths(directory, name)
+        if not os.path.exists(cert):
+            store.issue_node(self.ca, name, out=directory, ip_addresses=[str(node.ipv4.ip)])
+        others = [n for n in NODES if n != name]
+        tables = {
+            "node": {"name": name, "data_dir": os.path.join(directory, "data"),
+                     "listen": f"{node.ipv4.ip}:{PEER_PORT}",
+                     "join": [f"{self.rig.node(o).ipv4.ip}:{PEER_PORT}" for o in others]},
+            "tls": {"ca": store.ca_paths(self.ca)[0], "cert": cert, "key": key},
+            "membership": dict(MEMBERSHIP),
+            "quorum": {"voters": list(NODES), "lease": self.lease,
+                       "drift_margin": self.drift_margin},
+        }
+        priority = PRIORITIES.get(name)
+        if priority is not None:
+            tables["service"] = [{"name": "web", "command": [
+                sys.executable, "-m", "rig.address_http_service", str(HTTP_PORT)],
+                "restart": "always", "stop_timeout": 2.0}]
+            tables["cluster"] = [{"id": "A", "service": "web", "priority": priority,
+                                  "address": self.addresses, "interface": "eth0",
+                                  "address_order": self.order}]
+        path = os.path.join(directory, "clsd.toml")
+        with open(path, "w") as f:
+            f.write(tomlgen.dumps(tables))
+        return path
+
+    def start(self, name):
+        path = self.config(name)
+        log = open(os.path.join(self.node_dir(name), "twistd.log"), "ab")
+        argv = self.rig.exec_argv(name, [
+            sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+            "-n", "--pidfile=", "clsd", "--config", path])
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self.daemons[name] = process
+        self._add_cleanup(lambda: self.stop(name))
+        return process
+
+    def start_all(self):
+        for name in NODES:
+            self.start(name)
+
+    def daemon_pid(self, name):
+        """The twistd process (``ip netns exec`` execs it: the same pid)."""
+        return self.daemons[name].pid
+
+    def stop(self, name):
+        process = self.daemons.get(name)
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.kill(process.pid, signal.SIGCONT)
+            os.kill(process.pid, signal.SIGTERM)
+            process.wait(15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(5)
+
+    def log(self, name):
+        try:
+            with open(os.path.join(self.node_dir(name), "twistd.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def events(self, name):
+        """The node's event history (data_dir/events.jsonl), oldest first."""
+        path = os.path.join(self.node_dir(name), "data", "events.jsonl")
+        try:
+            with open(path) as f:
+                return [json.loads(line) for line in f if line.endswith("\n")]
+        except FileNotFoundError:
+            return []
+
+    def has(self, name, address=FLOATING):
+        return address in {str(a) for a in self.rig.addresses(name)}
+
+    def url(self, name=None):
+        """The service's URL at the floating address (or at node C{name}'s own)."""
+        host = ip_of(FLOATING) if name is None else str(self.rig.node(name).ipv4.ip)
+        return f"http://{host}:{HTTP_PORT}/"
+
+
+class ClientWatch:
+    """L{rig.address_client_watch} in the client's namespace; its rounds read back.
+
+    Answers: index 0 the floating address, then each of C{nodes}' own address.
+    """
+
+    def __init__(self, out, rig, cluster, add_cleanup, nodes=()):
+        self.out = out
+        self.nodes = list(nodes)
+        urls = [cluster.url()] + [cluster.url(n) for n in self.nodes]
+        argv = rig.exec_argv("client", [sys.executable, "-m", "rig.address_client_watch",
+                                        "eth0", ip_of(FLOATING), out, *urls])
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        add_cleanup(self.stop)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(5)
+
+    def rounds(self):
+        try:
+            with open(self.out) as f:
+                return [json.loads(line) for line in f if line.endswith("\n")]
+        except FileNotFoundError:
+            return []
+
+    def first(self, predicate, since):
+        """The time of the first round at or after C{since} for which C{predicate(round)}."""
+        for entry in self.rounds():
+            if entry["t"] >= since and predicate(entry):
+                return entry["t"]
+        return None
+
+    def answered_by(self, node, since=0.0):
+        return self.first(lambda r: r["answers"][0] == node, since) is not None

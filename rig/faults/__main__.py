@@ -1,0 +1,5 @@
+"""``python -m rig.faults``: see L{rig.faults.cli}."""
+
+from rig.faults.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Tests of clsd.admin: the admin SSH/telnet shells, commands and reload."""

@@ -1,0 +1,1 @@
+"""Tests of clsd.certs: the CA, node certificates, revocation and the CLI."""

@@ -1,0 +1,1 @@
+"""Tests of clsd.config: parsing, validation and the shipped examples."""

@@ -1,0 +1,1 @@
+"""Tests of clsd.membership: the membership core, its messages and its shell."""

@@ -1,0 +1,1 @@
+"""Tests of clsd.ownership: leases, voters, placement, the guard and the shell."""

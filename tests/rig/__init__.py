@@ -1,0 +1,1 @@
+"""Tests of the test rig itself (rig/): checker, recorder, faults, schedules, node hosts."""

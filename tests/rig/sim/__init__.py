@@ -1,0 +1,1 @@
+"""Tests of rig.sim: the discrete-event scheduler."""

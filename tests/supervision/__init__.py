@@ -1,0 +1,1 @@
+"""Tests of clsd.supervision: spawning, policies, health checks, containment."""

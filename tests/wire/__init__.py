@@ -1,0 +1,1 @@
+"""Tests of clsd.wire: the peer protocol, sessions, TLS and admission."""
