@@ -329,7 +329,9 @@ class LSBNginxTests(ServiceTypeFailoverMixin, NginxTestCase):
         rogue = self.master("beta")
         wait_for(lambda: not pid_alive(rogue) and http_body(self.urls["beta"]) is None,
                  timeout=FAILOVER_TIMEOUT, what="the rogue copy on beta stopped")
-        log = self.launcher.log_text("beta")
-        self.assertIn("service.rogue", log)
-        self.assertIn("the rogue copy is stopped", log)
+        # The stop action returns once its own wait is over: the event follows it.
+        wait_for(lambda: "the rogue copy is stopped" in self.launcher.log_text("beta"),
+                 timeout=10, what="beta to report the rogue copy stopped")
+        self.assertIn("[service.rogue] system-a: running on this node without the lease",
+                      self.launcher.log_text("beta"))
         self.assertEqual(http_body(self.urls["alpha"]), "alpha", "the owner's copy was touched")
