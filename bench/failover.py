@@ -40,6 +40,8 @@ timings. Its profiles are recorded as ``etcd-default`` and ``etcd-fast``.
 
 Usage: python bench/failover.py [--trials 50] [--profile default|fast|both]
            [--kinds kill,partition] [--arbiter voters|etcd|both]
+       python bench/failover.py --address [...]: at a floating address, in network
+           namespaces (bench/address_failover.py says more)
 Writes bench/results/failover.json (profiles run before are kept; with
 ``--arbiter etcd`` the default is failover_etcd.json) and prints a table. Partitions need root and nft. Every process and rule is removed at
 the end, Ctrl-C included.
@@ -327,5 +329,9 @@ def main(argv=None):
     return status
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--address" in sys.argv[1:]:
+    from address_failover import main as address_main
+
+    sys.exit(address_main(sys.argv[1:]))
+elif __name__ == "__main__":
     sys.exit(main())

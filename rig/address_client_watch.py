@@ -4,7 +4,7 @@
 
 Each round sends one ARP request for ADDRESS (who-has, from the client's own
 address) on INTERFACE and collects, for 12 ms, the MACs that reply that
-they have it; then fetches each URL (0.1 s at most each; the first is the
+they have it; then fetches each URL (30 ms at most each; the first is the
 floating address's, the others say when each node's own address answers)
 and notes the bodies. One JSON line per round:
 ``{"t": monotonic, "macs": [...], "answers": [body or null, ...]}``.
@@ -25,6 +25,9 @@ import urllib.request
 ETH_P_ARP = 0x0806
 ROUND = 0.02
 ARP_WAIT = 0.012
+#: A GET to a blackholed address (the client still has the old owner's MAC)
+#: waits this long: short, so that a round stays near ROUND during a switch.
+FETCH_TIMEOUT = 0.03
 
 
 def mac_of(interface):
@@ -69,7 +72,7 @@ def replies(sock, target_ip, until):
 
 def fetch(url):
     try:
-        with urllib.request.urlopen(url, timeout=0.1) as response:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:
             return response.read().decode("utf-8", "replace").strip()
     except OSError:
         return None

@@ -1,0 +1,389 @@
+#!/usr/bin/env python3
+"""Failover at a floating address: fail the owner; how long until the client is answered there?
+
+Run as ``python bench/failover.py --address`` (or this file). It builds a
+network of namespaces (rig/netns.py: alpha, beta, witness, client on one
+bridge; 192.0.2.0/24 only, all inside the namespaces) and runs three real
+``twistd clsd`` daemons there (rig/address_cluster.py): cluster A with the
+floating address 192.0.2.10/24, its service answering with its node's name.
+In the client's namespace a watch asks every 20 ms who answers ARP for the
+address and what answers HTTP at it and at each node's own address.
+
+Each trial applies one fault to the owner:
+  - ``kill``: kill -9 of its daemon (its lease guard removes the address);
+  - ``stop``: SIGSTOP of its daemon (the guard removes it at the deadline);
+  - ``partition``: nft drops between the owner and the other two daemons
+    (not the client, which could otherwise not see a second holder).
+Per trial: *floating* = fault to the first client answer from the standby at
+the floating address; *node address* = fault to the first answer from the
+standby's service at its own address (the per-node-address figure of the
+same run); *switch* = from the standby's ``address.added`` event to that
+first answer at the floating address (adding, the announcement, the
+service's start under ``address_order = "before"``, the first request);
+*gap* = from the last round in which the old owner's MAC answered ARP for
+the address (its removal, seen by the client) to that first answer; *dual
+rounds* = watch rounds in which two MACs
+answered ARP for the address (must be 0). The fault is then undone (daemon
+restarted, SIGCONT, partition healed) and the cluster left to settle.
+
+``--keepalived`` runs Debian's keepalived in the same kind of network beside
+it: VRRP between alpha and beta (advert_int 1 s, priorities 100/50,
+nopreempt) holding the same address, the same service running on both all
+the time (keepalived moves addresses, not services), the same faults
+applied to keepalived's processes. keepalived does not remove the address
+of a killed or stopped instance, or of a partitioned one: its dual rounds
+are what VRRP without fencing does.
+
+Usage: python bench/failover.py --address [--trials 30] [--kinds kill,stop,partition]
+           [--keepalived]
+Writes bench/results/address_failover.json and prints a table. Needs root,
+``ip`` and ``nft``. Every namespace and process is removed at the end.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _harness import (  # noqa: E402
+    interrupts_as_exceptions, machine_info, remove_tree, summary_ms, uninterruptible,
+    write_json,
+)
+
+from clsd.polling import wait_for  # noqa: E402
+from rig.address_cluster import (  # noqa: E402
+    FLOATING, HTTP_PORT, AddressCluster, ClientWatch, ip_of,
+)
+from rig.netns import Netns  # noqa: E402
+
+KINDS = ("kill", "stop", "partition")
+FAILOVER_TIMEOUT = 30.0
+PAIR = ("alpha", "beta")
+
+KEEPALIVED_CONF = """\
+global_defs {{
+    router_id {node}
+    enable_script_security
+}}
+vrrp_instance A {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority {priority}
+    advert_int 1
+    nopreempt
+    virtual_ipaddress {{
+        {address} dev eth0
+    }}
+}}
+"""
+
+
+class Trial:
+    def __init__(self, kind, owner):
+        self.kind = kind
+        self.owner = owner
+        self.standby = PAIR[1] if owner == PAIR[0] else PAIR[0]
+        self.floating = None
+        self.node_address = None
+        self.switch = None
+        self.gap = None
+        self.dual_rounds = 0
+
+    def as_dict(self):
+        return {"kind": self.kind, "owner": self.owner,
+                "floating_s": _round(self.floating), "node_address_s": _round(self.node_address),
+                "switch_s": _round(self.switch), "gap_s": _round(self.gap),
+                "dual_rounds": self.dual_rounds}
+
+
+def _round(value):
+    return None if value is None else round(value, 4)
+
+
+def owner_of(rig):
+    for node in PAIR:
+        if FLOATING in {str(a) for a in rig.addresses(node)}:
+            return node
+    return None
+
+
+def measure(trial, watch, t0):
+    """Fill C{trial} from the watch's rounds since C{t0}."""
+    index = 1 + PAIR.index(trial.standby)
+    wait_for(lambda: watch.first(lambda r: r["answers"][0] == trial.standby, t0),
+             FAILOVER_TIMEOUT, what=f"{trial.standby} to answer at the floating address")
+    answered = watch.first(lambda r: r["answers"][0] == trial.standby, t0)
+    trial.floating = answered - t0
+    own = watch.first(lambda r: r["answers"][index] == trial.standby, t0)
+    trial.node_address = None if own is None else own - t0
+    old_mac = watch.macs[trial.owner]
+    removed = [r["t"] for r in watch.rounds() if r["t"] <= answered and old_mac in r["macs"]]
+    if removed:
+        trial.gap = answered - removed[-1]
+    time.sleep(0.3)  # rounds after the switch count for the dual check too
+    trial.dual_rounds = sum(1 for r in watch.rounds() if r["t"] >= t0 and len(r["macs"]) > 1)
+
+
+# -- CLSD ----------------------------------------------------------------------------
+
+
+def run_clsd(args, workdir, say):
+    cleanups = []
+    rig = Netns.create(None)
+    try:
+        cluster = AddressCluster(str(workdir / "clsd"), rig, cleanups.append,
+                                 lease=args.lease, drift_margin=args.lease / 10)
+        cluster.start_all()
+        wait_for(lambda: owner_of(rig) is not None, 60, what="an owner of the address")
+        watch = ClientWatch(str(workdir / "watch-clsd.jsonl"), rig, cluster, cleanups.append,
+                            nodes=PAIR)
+        watch.macs = {n: rig.node(n).mac for n in PAIR}
+        trials = []
+        for kind in args.kinds:
+            for number in range(args.trials):
+                trial = clsd_trial(rig, cluster, watch, kind, args)
+                trials.append(trial)
+                say(f"  clsd {kind} {number + 1}/{args.trials}: {trial.owner} -> "
+                    f"{trial.standby} floating {trial.floating * 1000:.0f} ms, node address "
+                    f"{(trial.node_address or 0) * 1000:.0f} ms, dual rounds "
+                    f"{trial.dual_rounds}")
+        return trials
+    finally:
+        with uninterruptible():
+            for cleanup in reversed(cleanups):
+                try:
+                    cleanup()
+                except Exception as e:  # noqa: BLE001
+                    say(f"cleanup failed: {e}")
+            rig.destroy()
+
+
+def clsd_trial(rig, cluster, watch, kind, args):
+    wait_for(lambda: owner_of(rig) is not None, 30, what="an owner before the trial")
+    trial = Trial(kind, owner_of(rig))
+    before = len(cluster.events(trial.standby))
+    t0 = time.monotonic()
+    if kind == "kill":
+        os.kill(cluster.daemon_pid(trial.owner), signal.SIGKILL)
+    elif kind == "stop":
+        os.kill(cluster.daemon_pid(trial.owner), signal.SIGSTOP)
+    else:
+        rig.partition(trial.owner, trial.standby)
+        rig.partition(trial.owner, "witness")
+    measure(trial, watch, t0)
+    added = [e for e in cluster.events(trial.standby)[before:]
+             if e["kind"] == "address" and e["fields"].get("what") == "added"]
+    if added:
+        answered = watch.first(lambda r: r["answers"][0] == trial.standby, t0)
+        trial.switch = answered - added[0]["mono"]
+    if kind == "kill":
+        cluster.daemons[trial.owner].wait(10)
+        cluster.start(trial.owner)
+    elif kind == "stop":
+        os.kill(cluster.daemon_pid(trial.owner), signal.SIGCONT)
+    else:
+        rig.heal()
+    time.sleep(args.settle)
+    return trial
+
+
+# -- keepalived -------------------------------------------------------------------------
+
+
+def run_keepalived(args, workdir, say):
+    rig = Netns.create(None)
+    processes = []
+    try:
+        for node, priority in zip(PAIR, (100, 50)):
+            directory = workdir / f"keepalived-{node}"
+            directory.mkdir(parents=True)
+            (directory / "keepalived.conf").write_text(
+                KEEPALIVED_CONF.format(node=node, priority=priority, address=FLOATING))
+            env = dict(os.environ, CLSD_NODE=node)
+            processes.append(subprocess.Popen(
+                rig.exec_argv(node, [sys.executable, "-m", "rig.address_http_service",
+                                     str(HTTP_PORT)]),
+                env=env, stdin=subprocess.DEVNULL))
+        for node in PAIR:
+            start_keepalived(rig, workdir, node)
+        wait_for(lambda: owner_of(rig) is not None, 30, what="a VRRP master")
+
+        class Urls:  # what ClientWatch needs of a cluster
+            def url(self, name=None):
+                host = ip_of(FLOATING) if name is None else str(rig.node(name).ipv4.ip)
+                return f"http://{host}:{HTTP_PORT}/"
+
+        watch = ClientWatch(str(workdir / "watch-keepalived.jsonl"), rig, Urls(),
+                            processes.append, nodes=PAIR)
+        watch.macs = {n: rig.node(n).mac for n in PAIR}
+        trials = []
+        for kind in args.kinds:
+            for number in range(args.trials):
+                trial = keepalived_trial(rig, workdir, watch, kind, args)
+                trial.node_address = None  # its service runs on both nodes all the time
+                trials.append(trial)
+                say(f"  keepalived {kind} {number + 1}/{args.trials}: {trial.owner} -> "
+                    f"{trial.standby} floating {trial.floating * 1000:.0f} ms, dual rounds "
+                    f"{trial.dual_rounds}")
+        return trials
+    finally:
+        with uninterruptible():
+            for process in processes:
+                if callable(process):
+                    process()
+                elif process.poll() is None:
+                    process.kill()
+                    process.wait(5)
+            rig.destroy()
+
+
+def start_keepalived(rig, workdir, node):
+    directory = workdir / f"keepalived-{node}"
+    rig.run_in(node, ["keepalived", "-f", str(directory / "keepalived.conf"),
+                      "-p", str(directory / "keepalived.pid"),
+                      "-r", str(directory / "vrrp.pid"), "--vrrp", "-l", "-D"])
+
+
+def keepalived_pids(workdir, node):
+    pids = []
+    for name in ("keepalived.pid", "vrrp.pid"):
+        try:
+            pids.append(int((workdir / f"keepalived-{node}" / name).read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return pids
+
+
+def signal_keepalived(workdir, node, signum):
+    for pid in keepalived_pids(workdir, node):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def keepalived_trial(rig, workdir, watch, kind, args):
+    wait_for(lambda: owner_of(rig) is not None, 30, what="a master before the trial")
+    trial = Trial(kind, owner_of(rig))
+    t0 = time.monotonic()
+    if kind == "kill":
+        signal_keepalived(workdir, trial.owner, signal.SIGKILL)
+    elif kind == "stop":
+        signal_keepalived(workdir, trial.owner, signal.SIGSTOP)
+    else:
+        rig.partition(trial.owner, trial.standby)
+    measure(trial, watch, t0)
+    if kind == "kill":
+        # keepalived leaves the address of a killed instance behind: clear it, as an
+        # operator would, before the instance comes back.
+        rig.ip(trial.owner, "addr", "del", FLOATING, "dev", "eth0", check=False)
+        start_keepalived(rig, workdir, trial.owner)
+    elif kind == "stop":
+        signal_keepalived(workdir, trial.owner, signal.SIGCONT)
+    else:
+        rig.heal()
+    time.sleep(args.settle)
+    return trial
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def summarize(trials):
+    by_kind = {}
+    for kind in sorted({t.kind for t in trials}):
+        mine = [t for t in trials if t.kind == kind]
+        entry = {"floating": summary_ms([t.floating for t in mine]),
+                 "dual_rounds": sum(t.dual_rounds for t in mine),
+                 "trials_with_dual": sum(1 for t in mine if t.dual_rounds)}
+        node = [t.node_address for t in mine if t.node_address is not None]
+        if node:
+            entry["node_address"] = summary_ms(node)
+        for key in ("switch", "gap"):
+            values = [getattr(t, key) for t in mine if getattr(t, key) is not None]
+            if values:
+                entry[key] = summary_ms(values)
+        by_kind[kind] = entry
+    return by_kind
+
+
+def table(results):
+    lines = [f"{'system':11} {'fault':10} {'floating p50/p99 ms':>22} {'node addr p50/p99':>20} "
+             f"{'switch p50/p99':>16} {'gap p50/p99':>14} {'dual rounds (trials)':>21}"]
+    for system, by_kind in results.items():
+        for kind, entry in by_kind.items():
+            def pair(key, entry=entry):
+                if key not in entry:
+                    return "-"
+                return f"{entry[key]['p50_ms']:.0f} / {entry[key]['p99_ms']:.0f}"
+            lines.append(f"{system:11} {kind:10} {pair('floating'):>22} "
+                         f"{pair('node_address'):>20} {pair('switch'):>16} {pair('gap'):>14} "
+                         f"{entry['dual_rounds']:>12} ({entry['trials_with_dual']})")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--address", action="store_true", help="(the mode of failover.py)")
+    parser.add_argument("--trials", type=int, default=30, help="trials per fault kind")
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--lease", type=float, default=1.0, help="CLSD's lease (s)")
+    parser.add_argument("--settle", type=float, default=4.0,
+                        help="seconds after undoing a fault before the next trial")
+    parser.add_argument("--keepalived", action="store_true",
+                        help="also run keepalived (VRRP) in the same kind of network")
+    parser.add_argument("--output", default="address_failover.json")
+    args = parser.parse_args(argv)
+    args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    for kind in args.kinds:
+        if kind not in KINDS:
+            parser.error(f"--kinds: unknown fault {kind!r} (known: {', '.join(KINDS)})")
+    if args.keepalived and shutil.which("keepalived") is None:
+        parser.error("--keepalived: keepalived is not installed (apt-get install keepalived)")
+    workdir = Path(tempfile.mkdtemp(prefix="clsd-bench-address-"))
+    info = machine_info()
+    results, raw = {}, {}
+    status = 0
+    try:
+        with interrupts_as_exceptions():
+            trials = run_clsd(args, workdir, print)
+            results["clsd"], raw["clsd"] = summarize(trials), [t.as_dict() for t in trials]
+            if args.keepalived:
+                trials = run_keepalived(args, workdir, print)
+                results["keepalived"] = summarize(trials)
+                raw["keepalived"] = [t.as_dict() for t in trials]
+    except KeyboardInterrupt:
+        print("\ninterrupted: cleaning up", file=sys.stderr)
+        status = 130
+    finally:
+        if not status:
+            remove_tree(workdir)
+    if not results:
+        return status or 1
+    version = subprocess.run(["keepalived", "--version"], capture_output=True,
+                             text=True).stderr.splitlines()[:1] if args.keepalived else None
+    data = {"benchmark": "address_failover", "description": __doc__.split("\n\n")[0],
+            "address": FLOATING, "trials_per_kind": args.trials, "lease_s": args.lease,
+            "machine": info, "keepalived": version, "goal": "the address adds <= 50 ms to "
+            "the p50 failover (floating against node address); dual rounds 0",
+            "results": results, "trials": raw}
+    path = write_json(args.output, data)
+    print(table(results))
+    print(f"written to {path}")
+    if results["clsd"] and any(e["dual_rounds"] for e in results["clsd"].values()):
+        print("DUAL: two machines answered for the address at once", file=sys.stderr)
+        return 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
