@@ -263,6 +263,7 @@ class Daemon(MultiService):
             self.metrics.watch_leases(
                 lambda: ownership.node.manager.status(monotonic())
                 if ownership.node is not None else {})
+            self.metrics.watch_addresses(ownership.address_status)
 
     def _report_metrics(self, report):
         """Renewal latency and failovers, as the lease manager reports them."""

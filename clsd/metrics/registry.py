@@ -138,6 +138,11 @@ class Metrics:
         """
         self._watch("leases", callback)
 
+    def watch_addresses(self, callback):
+        """C{callback()} returns C{{cluster: {address: up}}}: each floating address of
+        this node's clusters and whether it is up here (L{AddressKeeper.status})."""
+        self._watch("addresses", callback)
+
     def watch_services(self, callback):
         """C{callback()} returns an iterable of C{ServiceRunner.status()} dicts.
 
@@ -278,6 +283,9 @@ class _Collector:
             for known in LEASE_PHASES + (() if phase in LEASE_PHASES else (phase,)):
                 add("clsd_lease_phase", [resource, known], 1 if known == phase else 0)
             add("clsd_lease_epoch", [resource], epoch)
+        for cluster, addresses in sorted((m._read("addresses") or {}).items()):
+            for address, up in sorted(addresses.items()):
+                add("clsd_cluster_address_up", [cluster, address], 1 if up else 0)
         for (resource, planned), count in sorted(m._failovers.items()):
             add("clsd_failovers", [resource, planned], count)
         for resource, histogram in sorted(m._renewal_latency.items()):
@@ -335,6 +343,11 @@ class _Collector:
             GaugeMetricFamily(
                 "clsd_lease_phase", "1 for the phase each resource is in on this node.",
                 labels=["resource", "phase"]),
+            GaugeMetricFamily(
+                "clsd_cluster_address_up",
+                "1 while the cluster's floating address is on this node's interface "
+                "(added by this node under the lease).",
+                labels=["cluster", "address"]),
             GaugeMetricFamily(
                 "clsd_lease_epoch",
                 "Epoch (fencing token) of this node's latest tenure of the resource.",

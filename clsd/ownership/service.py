@@ -213,6 +213,11 @@ class OwnershipService(MultiService):
                 interface, [address], count, interval),
             events=self._events, monotonic=self._monotonic, reactor=self._reactor)
 
+    def address_status(self):
+        """C{{cluster: {address: up here}}} for the clusters with a floating address."""
+        return {cid: m.keeper.status() for cid, m in sorted(self._managed.items())
+                if m.keeper is not None}
+
     @defer.inlineCallbacks
     def remove_leftover_addresses(self):
         """At start, before any tenure: this node's clusters' addresses left on an interface."""

@@ -115,6 +115,21 @@ class MetricsTests(unittest.TestCase):
         samples, _ = scrape(self.metrics)
         self.assertEqual(value(samples, "clsd_lease_held", resource="A"), 0)
 
+    def test_floating_addresses_up_here(self):
+        status = {"A": {"192.0.2.10/24": True, "2001:db8::10/64": True},
+                  "B": {"192.0.2.11/24": False}}
+        self.metrics.watch_addresses(lambda: status)
+        samples, types = scrape(self.metrics)
+        self.assertEqual(types["clsd_cluster_address_up"], "gauge")
+        self.assertEqual(value(samples, "clsd_cluster_address_up", cluster="A",
+                               address="2001:db8::10/64"), 1)
+        self.assertEqual(value(samples, "clsd_cluster_address_up", cluster="B",
+                               address="192.0.2.11/24"), 0)
+        status["A"]["192.0.2.10/24"] = False
+        samples, _ = scrape(self.metrics)
+        self.assertEqual(value(samples, "clsd_cluster_address_up", cluster="A",
+                               address="192.0.2.10/24"), 0)
+
     def test_failovers(self):
         self.metrics.failover("A", planned=False)
         self.metrics.failover("A", planned=False)
