@@ -467,10 +467,25 @@ class ScheduleRunner:
             # Not running (killed meanwhile): its next start has the old shape.
         return back
 
-    def machine_pauses(self, bound):
-        """The checker's L{checker.MachinePause} of every node frozen and thawed in the run."""
-        return [checker.MachinePause(name, frozen.frozen_at, frozen.thawed_at, bound)
-                for name, frozen in self.freezes if frozen.thawed_at is not None]
+    def machine_pauses(self, bound, cut_off_bound=None, steps=()):
+        """The checker's L{checker.MachinePause} of every node frozen and thawed in the run.
+
+        A node that a network fault cut off at any time during its pause may
+        resume cut off, or with its peer connections still to re-establish:
+        no voter's refusal reaches it, and its service may run to its old
+        deadline (C{cut_off_bound}, T - m; doc/ownership.md, "Not bounded so
+        when the machine resumes into a partition").
+        """
+        pauses = []
+        for name, frozen in self.freezes:
+            if frozen.thawed_at is None:
+                continue
+            limit = bound
+            if cut_off_bound is not None and any(
+                    _cut_off(step, name, frozen.frozen_at, frozen.thawed_at) for step in steps):
+                limit = max(bound, cut_off_bound)
+            pauses.append(checker.MachinePause(name, frozen.frozen_at, frozen.thawed_at, limit))
+        return pauses
 
     def _network(self, pairs):
         if self.firewall is None:
@@ -532,6 +547,40 @@ class ScheduleRunner:
 
 class _Skip(Exception):
     """The event cannot apply now (its target is down); recorded, not an error."""
+
+
+def _cut_off(step, node, start, end):
+    """Whether network fault C{step} involved C{node} at some time between C{start} and C{end}."""
+    from rig.faults.schedule import NETWORK_KINDS
+
+    if step.event.kind not in NETWORK_KINDS or step.applied_at is None:
+        return False
+    healed = step.healed_at if step.healed_at is not None else float("inf")
+    return step.applied_at <= end and healed >= start and node in _named(step.event)
+
+
+def _named(event):
+    """Every node name an event names (targets, groups, sides, the bridge, a ring's order)."""
+    names = set(event.targets)
+
+    def walk(value):
+        if isinstance(value, str):
+            names.add(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+    for value in event.params.values():
+        walk(value)
+    return names
+
+
+def cut_off_bound(timing):
+    """How long a resumed machine cut off from the voters may run: to its old deadline, T - m."""
+    from clsd.ownership.timing import DEFAULT_DRIFT_MARGIN, LeaseTiming
+
+    margin = DEFAULT_DRIFT_MARGIN if timing.drift_margin is None else timing.drift_margin
+    lease = LeaseTiming(lease=timing.lease_seconds, drift_margin=margin)
+    return lease.lease - lease.drift_margin
 
 
 def pause_bound(timing):
@@ -603,7 +652,9 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
         launcher.teardown()
     records = launcher.records()
     timing = getattr(scenario, "timing", None)
-    pauses = runner.machine_pauses(pause_bound(timing) if timing is not None else 0.0)
+    pauses = runner.machine_pauses(
+        pause_bound(timing) if timing is not None else 0.0,
+        cut_off_bound(timing) if timing is not None else None, run.steps)
     during = checker.check(
         [r for r in records.records if r.t <= recovered], horizon=recovered,
         capacity=scenario.capacity(launcher), faults=checker_faults(run), pauses=pauses,

@@ -13,7 +13,8 @@ from rig import checker
 from rig.faults import report as reporting
 from rig.faults.cleanup import Cleanups
 from rig.faults.runner import (
-    ClustersScenario, DaemonsScenario, ScheduleRunner, SupervisedScenario, checker_faults, execute,
+    ClustersScenario, DaemonsScenario, ScheduleRunner, Step, SupervisedScenario, checker_faults,
+    execute,
 )
 from rig.faults.schedule import FaultEvent, Schedule, generate
 from rig.recorder import Record
@@ -339,3 +340,36 @@ class ViewTests(unittest.TestCase):
         }
         self.assertEqual(view_disagreements(logs),
                          ["n1 sees n2 (nothing)", "n2 sees n3 dead"])
+
+
+class MachinePauseBoundTests(unittest.TestCase):
+    """A pause judged against T/3 + T/8 + m, or the old deadline when cut off meanwhile."""
+
+    def runner_with_freeze(self, name, frozen_at, thawed_at):
+        runner = ScheduleRunner.__new__(ScheduleRunner)
+        runner.freezes = [(name, attrs.make_class("Frozen", ["frozen_at", "thawed_at"])(
+            frozen_at, thawed_at))]
+        return runner
+
+    def step(self, kind, targets, applied_at, healed_at, **params):
+        return Step(0, FaultEvent(at=0.0, kind=kind, targets=targets, lasts=1.0,
+                                  params=params), applied_at=applied_at, healed_at=healed_at)
+
+    def test_a_pause_with_the_network_up_has_the_refusal_bound(self):
+        runner = self.runner_with_freeze("n2", 57.0, 60.0)
+        steps = [self.step("isolate", ("n3",), 57.5, 59.0)]
+        [pause] = runner.machine_pauses(1.017, 1.9, steps)
+        self.assertEqual(pause.bound, 1.017)
+
+    def test_cut_off_during_the_pause_runs_to_the_old_deadline(self):
+        runner = self.runner_with_freeze("n2", 57.0, 60.0)
+        for step in (self.step("isolate", ("n2",), 57.67, 60.0),
+                     self.step("split", (), 50.0, 57.2, groups=[["n2"], ["n1", "n3"]]),
+                     self.step("bridge", ("n4",), 59.0, None, sides=[["n1", "n2"], ["n3"]])):
+            [pause] = runner.machine_pauses(1.017, 1.9, [step])
+            self.assertEqual(pause.bound, 1.9, step.event.kind)
+
+    def test_a_partition_healed_before_the_pause_does_not_count(self):
+        runner = self.runner_with_freeze("n2", 57.0, 60.0)
+        [pause] = runner.machine_pauses(1.017, 1.9, [self.step("isolate", ("n2",), 50.0, 56.0)])
+        self.assertEqual(pause.bound, 1.017)
