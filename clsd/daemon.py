@@ -70,7 +70,7 @@ def cluster_settings(config):
     Not the voters: nodes in adjacent steps of a change of voters must talk
     (to one another's voters, and to see one another in membership); the
     voters compare voter sets on every request instead
-    (L{clsd.ownership.voterset}).
+    (L{clsd.ownership.core.voterset}).
     """
     quorum = config.quorum
     settings = {
@@ -269,7 +269,7 @@ class Daemon(MultiService):
         if report.what == "renewed" and report.round_trip is not None:
             self.metrics.lease_renewed(report.resource, report.round_trip)
         elif report.what == "moved":
-            from clsd.ownership.cause import is_planned
+            from clsd.ownership.core.cause import is_planned
 
             self.metrics.failover(report.resource, is_planned(report))
 
@@ -351,8 +351,8 @@ class Daemon(MultiService):
 
     def _check_shape_changes(self, new, plan):
         """L{ReloadError} if a cluster's mode or count changes here too early
-        (L{clsd.ownership.shape.change_refusal})."""
-        from clsd.ownership.shape import shape_changed
+        (L{clsd.ownership.core.shape.change_refusal})."""
+        from clsd.ownership.core.shape import shape_changed
 
         old = {c.id: c for c in self.config.clusters}
         for cluster in new.clusters:

@@ -7,7 +7,7 @@ message (L{Message.parsed}).
 """
 
 from clsd.membership import messages as membership_messages
-from clsd.ownership import messages as ownership_messages
+from clsd.ownership.core import messages as ownership_messages
 from clsd.wire.messages import layer_types, peer_registry
 
 MEMBERSHIP_TYPES = layer_types(membership_messages.from_wire,

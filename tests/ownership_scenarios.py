@@ -1,7 +1,7 @@
 """Shared set-ups for the ownership simulation tests (not a test module itself)."""
 
 from clsd.config.cluster import ClusterConfig
-from clsd.ownership.timing import LeaseTiming
+from clsd.ownership.core.timing import LeaseTiming
 from clsd.sim.leases import LeaseSim
 
 TIMING = LeaseTiming()

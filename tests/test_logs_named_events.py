@@ -25,8 +25,8 @@ from clsd.membership.messages import Report as MembershipReport
 from tests.membership_signing import signed_update
 from clsd.membership.notary import FakeNotary
 from clsd.named_events import named_events
-from clsd.ownership.actions import Report
-from clsd.ownership.cause import Departures, move_cause
+from clsd.ownership.core.actions import Report
+from clsd.ownership.core.cause import Departures, move_cause
 from tests import test_membership_service as membership_fixture
 from tests.test_membership_service import deliver
 from tests.test_ownership_hooks import FakeHooks
@@ -215,7 +215,7 @@ class HookEventTests(unittest.TestCase):
     def test_hook_runner_results_are_named(self):
         from twisted.internet.task import Clock
 
-        from clsd.ownership.actions import RunHook
+        from clsd.ownership.core.actions import RunHook
         from clsd.ownership.hooks import HookRunner
 
         log = Captured(self)

@@ -12,7 +12,7 @@ from twisted.trial import unittest
 from twisted.web import resource, server
 
 from clsd.ownership.etcd.client import EtcdDriver, EtcdGateway
-from clsd.ownership.etcd.io import EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchMessage
+from clsd.ownership.etcd.core.actions import EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchMessage
 
 
 class Answer(resource.Resource):

@@ -13,8 +13,8 @@ from twisted.trial import unittest
 
 from clsd.config import parse_config
 from clsd.events import EventLog
-from clsd.ownership.etcd import codec
-from clsd.ownership.etcd.io import (
+from clsd.ownership.etcd.core import codec
+from clsd.ownership.etcd.core.actions import (
     ETCD_ACTIONS, EtcdCall, EtcdLog, EtcdReply, EtcdWatch,
 )
 from clsd.ownership.service import OwnershipService

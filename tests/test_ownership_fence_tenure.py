@@ -8,9 +8,9 @@ import signal
 
 from twisted.trial import unittest
 
-from clsd.ownership.actions import CancelFence, RunHook, StartService
-from clsd.ownership.arbiter_events import LeaseAcquired, LeaseEnding
-from clsd.ownership.manager import FENCING, IDLE
+from clsd.ownership.core.actions import CancelFence, RunHook, StartService
+from clsd.ownership.core.arbiter_events import LeaseAcquired, LeaseEnding
+from clsd.ownership.core.manager import FENCING, IDLE
 from tests import test_ownership_hooks, test_ownership_manager
 from tests.test_ownership_hooks import hook
 from tests.test_ownership_manager import FENCE, of, spec

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clsd.ownership.ballot import Ballot
-from clsd.ownership.messages import (
+from clsd.ownership.core.ballot import Ballot
+from clsd.ownership.core.messages import (
     MESSAGE_TYPES, Accepted, Handover, MoveRequest, Prepare, Promise, Propose, Release,
     WireError, from_wire,
 )

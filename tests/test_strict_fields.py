@@ -15,8 +15,8 @@ from clsd.layers import MEMBERSHIP_TYPES, OWNERSHIP_TYPES
 from clsd.membership import messages as membership
 from clsd.membership.members import Member, State
 from clsd.membership.notary import FakeNotary
-from clsd.ownership import messages as ownership
-from clsd.ownership.ballot import Ballot
+from clsd.ownership.core import messages as ownership
+from clsd.ownership.core.ballot import Ballot
 from clsd.wire.errors import FieldError
 
 ALPHA = Member("alpha", "127.0.0.11:7400", 17, 3, State.ALIVE, '{"x":1}')

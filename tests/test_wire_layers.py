@@ -13,8 +13,8 @@ from clsd.layers import (
 )
 from clsd.membership import messages as mm
 from clsd.membership.members import Member, State
-from clsd.ownership import messages as om
-from clsd.ownership.ballot import Ballot
+from clsd.ownership.core import messages as om
+from clsd.ownership.core.ballot import Ballot
 from clsd.wire.codec import Codec
 from clsd.wire.errors import LocalProtocolError, RemoteProtocolError
 from clsd.wire.messages import LayerMessageType

@@ -84,7 +84,7 @@ class DaemonBackend(UnavailableBackend):
             raise AdminError(f"'{command}' acts on this node only: run it on {node}")
 
     def _call(self, command, method, *args):
-        from clsd.ownership.manager import ManagerError
+        from clsd.ownership.core.manager import ManagerError
 
         try:
             method(*args)

@@ -9,7 +9,7 @@ import string
 
 import attrs
 
-from clsd.ownership.escalation import DEFAULT_COOLDOWN
+from clsd.ownership.core.escalation import DEFAULT_COOLDOWN
 
 MODES = ("active-standby", "n-active")
 #: The placeholders a fence or notify command may use.

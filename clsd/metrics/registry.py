@@ -45,7 +45,7 @@ MEMBER_STATES = ("alive", "suspect", "dead", "left")
 SERVICE_STATES = ("stopped", "starting", "running", "backoff", "stopping", "failed",
                   "exited")
 
-#: The phases of a resource in clsd.ownership.manager, always present in
+#: The phases of a resource in clsd.ownership.core.manager, always present in
 #: clsd_lease_phase.
 LEASE_PHASES = ("idle", "acquiring", "fencing", "running", "stopping", "stuck")
 

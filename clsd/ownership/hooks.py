@@ -180,7 +180,7 @@ class HookRunner:
         self.history = collections.deque(maxlen=200)
 
     def run(self, action, on_done=None):
-        """Queue C{action} (a L{clsd.ownership.actions.RunHook}); C{on_done(ok)} at the end."""
+        """Queue C{action} (a L{clsd.ownership.core.actions.RunHook}); C{on_done(ok)} at the end."""
         if self._stopped:
             return
         self._queues[action.cluster].append(_Job(action, on_done))

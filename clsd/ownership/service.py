@@ -46,22 +46,22 @@ from clsd.clock import lease_clock
 from clsd.logs import emit
 from clsd.wire.errors import Forged
 
-from clsd.ownership.actions import (
+from clsd.ownership.core.actions import (
     CancelFence, ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,
     StopService,
 )
-from clsd.ownership.cause import Departures, is_planned, move_cause
-from clsd.ownership.escalation import cluster_status
+from clsd.ownership.core.cause import Departures, is_planned, move_cause
+from clsd.ownership.core.escalation import cluster_status
 from clsd.ownership.floor import FloorError, read_floor, write_floor
 from clsd.ownership.guard import GuardClient
 from clsd.ownership.hooks import HookRunner
-from clsd.ownership.managed import ManagedService
-from clsd.ownership.manager import ManagerError
-from clsd.ownership.messages import MESSAGE_TYPES, WireError, from_wire
-from clsd.ownership.node import OwnershipNode
-from clsd.ownership.placement import MemberState
-from clsd.ownership.published import state_from_wire, state_to_wire
-from clsd.ownership.voterset import VoterSet
+from clsd.ownership.core.managed import ManagedService
+from clsd.ownership.core.manager import ManagerError
+from clsd.ownership.core.messages import MESSAGE_TYPES, WireError, from_wire
+from clsd.ownership.core.node import OwnershipNode
+from clsd.ownership.core.placement import MemberState
+from clsd.ownership.core.published import state_from_wire, state_to_wire
+from clsd.ownership.core.voterset import VoterSet
 from clsd.supervision.spawn import service_spawner
 
 #: A failed write of the epoch floor is retried this often (the voter
@@ -401,7 +401,7 @@ class OwnershipService(MultiService):
         """An answer for the arbiter from its own I/O (etcd's gateway client)."""
         if self.node is None or self._closed:
             return
-        from clsd.ownership.etcd.io import ETCD_SENDER
+        from clsd.ownership.etcd.core.actions import ETCD_SENDER
 
         self._run(lambda now: self.node.receive(ETCD_SENDER, message, now))
 

@@ -107,7 +107,7 @@ class ServiceRunner(Service):
 
     #: For a service that runs under a cluster's lease: C{tenure()} returns
     #: C{(cluster, epoch)} of the current tenure (set by
-    #: L{clsd.ownership.managed.ManagedService.attach}); its starts are
+    #: L{clsd.ownership.core.managed.ManagedService.attach}); its starts are
     #: recorded with them.
     tenure = None
 

@@ -278,6 +278,6 @@ class HostilePeer:
 
 
 def ownership_meta(registrations, holding=None):
-    """A published ownership state (clsd.ownership.published) registering for C{registrations}."""
+    """A published ownership state (clsd.ownership.core.published) registering for C{registrations}."""
     return {"v": 1, "registrations": dict(registrations), "standby": False, "failed": [],
             "holding": dict(holding or {})}

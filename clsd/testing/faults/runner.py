@@ -542,7 +542,7 @@ def pause_bound(timing):
     within a round (T/8, the round timeout), and the service is killed at
     once (inside the drift margin m, as every kill).
     """
-    from clsd.ownership.timing import DEFAULT_DRIFT_MARGIN, LeaseTiming
+    from clsd.ownership.core.timing import DEFAULT_DRIFT_MARGIN, LeaseTiming
 
     margin = DEFAULT_DRIFT_MARGIN if timing.drift_margin is None else timing.drift_margin
     lease = LeaseTiming(lease=timing.lease_seconds, drift_margin=margin)

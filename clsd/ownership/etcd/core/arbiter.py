@@ -33,15 +33,15 @@ import collections
 import attrs
 from zope.interface import implementer
 
-from clsd.ownership.arbiter import IArbiter
-from clsd.ownership.arbiter_events import (
+from clsd.ownership.core.arbiter import IArbiter
+from clsd.ownership.core.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
-from clsd.ownership.etcd import codec
-from clsd.ownership.etcd.io import (
+from clsd.ownership.etcd.core import codec
+from clsd.ownership.etcd.core.actions import (
     ETCD_INPUTS, EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchClosed, EtcdWatchMessage,
 )
-from clsd.ownership.timing import LeaseTiming
+from clsd.ownership.core.timing import LeaseTiming
 
 #: Key prefix (under the configured one) of the records of who held a
 #: resource last and whether it released it; resource names start with a

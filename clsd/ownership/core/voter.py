@@ -18,11 +18,11 @@ Rules, each with its reason:
   grant of ``A/k`` while another owner holds an unexpired grant of ``A``
   here, nor of ``A`` while another owner holds one of any ``A/k``; and a
   ballot for one is promised only above every counter promised for the
-  other.  Two nodes that disagree on the cluster's mode (L{clsd.ownership.shape})
+  other.  Two nodes that disagree on the cluster's mode (L{clsd.ownership.core.shape})
   then need two majorities that share a voter refusing one of them, and the
   epoch keeps growing across a change of mode.
 - While the voters change, a request is granted only if the proposer's
-  voter set is one step from this voter's (L{clsd.ownership.voterset}):
+  voter set is one step from this voter's (L{clsd.ownership.core.voterset}):
   refused with reason ``voters`` otherwise.
 - A renewal of a tenure older than one this voter has granted since is
   refused ``held`` with that newer epoch, also once the newer grant has
@@ -40,10 +40,10 @@ or below it.
 
 Who may ask (doc/ownership.md, "Who may send what"): a ballot must be its
 sender's own (the node shell refuses a forgery before it gets here, see
-L{clsd.ownership.authority}); the sender must be an admitted member
+L{clsd.ownership.core.authority}); the sender must be an admitted member
 registered for the resource's cluster, or the holder of its unexpired
 grant here (C{registered}); each sender has a request budget per resource
-(L{clsd.ownership.ratelimit}); a counter may not jump more than
+(L{clsd.ownership.core.ratelimit}); a counter may not jump more than
 L{MAX_COUNTER_JUMP} above what this voter promised.  These refusals are
 answers (C{ok} false with a reason), cheap, and change no state.
 
@@ -56,10 +56,10 @@ safe").
 
 import attrs
 
-from clsd.ownership.actions import PersistEpochFloor, Send
-from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
-from clsd.ownership.ratelimit import RequestBudget
-from clsd.ownership.shape import cluster_of, is_slot
+from clsd.ownership.core.actions import PersistEpochFloor, Send
+from clsd.ownership.core.messages import Accepted, Prepare, Promise, Propose, Release
+from clsd.ownership.core.ratelimit import RequestBudget
+from clsd.ownership.core.shape import cluster_of, is_slot
 
 #: Epochs reserved per durable write of the floor.  A holder renews about
 #: three times per lease (1.5 ballots/s per resource at T = 2 s), so one write

@@ -9,7 +9,7 @@ registrations, one fingerprint per cluster of exactly these settings
 (L{fingerprint}); a node acquires a cluster only while every live node
 registered for it publishes the same fingerprint (L{disagreeing}).  The
 voters close the same gap on their own, whatever membership says
-(L{clsd.ownership.voter}: no grant of ``A/k`` beside another owner's ``A``).
+(L{clsd.ownership.core.voter}: no grant of ``A/k`` beside another owner's ``A``).
 
 Lease names are ``ID`` or ``ID/slot``; cluster IDs never contain ``/``
 (L{clsd.config.reader.NAME_PATTERN}), so L{cluster_of} is unambiguous.
@@ -57,7 +57,7 @@ def fingerprint(cluster, timing, arbiter):
 
 
 def arbiter_kind(arbiter):
-    """``"etcd"`` or ``"voters"`` for an L{clsd.ownership.arbiter.IArbiter}."""
+    """``"etcd"`` or ``"voters"`` for an L{clsd.ownership.core.arbiter.IArbiter}."""
     return "etcd" if type(arbiter).__name__ == "EtcdArbiter" else "voters"
 
 

@@ -2,7 +2,7 @@
 
 Placement and the cluster manager talk only to L{IArbiter}: "get me this
 resource and keep it", "I have stopped, give it back", and the events of
-L{clsd.ownership.arbiter_events}.  The embedded voter quorum below is the
+L{clsd.ownership.core.arbiter_events}.  The embedded voter quorum below is the
 default; an etcd v3 lease arbiter (later issue) implements the same interface
 with its own I/O actions, and nothing above it changes.
 
@@ -12,9 +12,9 @@ arbiter events (for the manager) and actions (for the shell, e.g. L{Send}).
 
 from zope.interface import Attribute, Interface, implementer
 
-from clsd.ownership.messages import LEASE_REPLIES
-from clsd.ownership.proposer import LeaseProposer
-from clsd.ownership.voterset import VoterSet
+from clsd.ownership.core.messages import LEASE_REPLIES
+from clsd.ownership.core.proposer import LeaseProposer
+from clsd.ownership.core.voterset import VoterSet
 
 
 class IArbiter(Interface):

@@ -6,22 +6,22 @@ shell only ever sees messages for other nodes.  A witness is a node with a
 voter and no clusters.
 
 Every message from a peer is first checked by L{authorise} (its claims are
-its sender's own, L{clsd.ownership.authority}); the shell calls it before it
+its sender's own, L{clsd.ownership.core.authority}); the shell calls it before it
 queues the message and raises L{clsd.wire.errors.Forged} on a forgery, and
 L{receive} drops a forgery too.  The voter is told which cluster IDs every
 live member registered for (L{members_changed}), so that it answers only
 members registered for the cluster a request is about.
 """
 
-from clsd.ownership.actions import Send
-from clsd.ownership.arbiter import QuorumArbiter
-from clsd.ownership.authority import forgery
-from clsd.ownership.manager import ClusterManager
-from clsd.ownership.messages import LEASE_REQUESTS, Handover
-from clsd.ownership.shape import cluster_of
-from clsd.ownership.timing import LeaseTiming
-from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
-from clsd.ownership.voterset import VoterSet
+from clsd.ownership.core.actions import Send
+from clsd.ownership.core.arbiter import QuorumArbiter
+from clsd.ownership.core.authority import forgery
+from clsd.ownership.core.manager import ClusterManager
+from clsd.ownership.core.messages import LEASE_REQUESTS, Handover
+from clsd.ownership.core.shape import cluster_of
+from clsd.ownership.core.timing import LeaseTiming
+from clsd.ownership.core.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
+from clsd.ownership.core.voterset import VoterSet
 
 
 class OwnershipNode:
@@ -48,7 +48,7 @@ class OwnershipNode:
         name = config.node.name
         voter = None
         if quorum.arbiter == "etcd":
-            from clsd.ownership.etcd.arbiter import EtcdArbiter
+            from clsd.ownership.etcd.core.arbiter import EtcdArbiter
 
             arbiter = EtcdArbiter(name, generation, config.etcd.prefix, timing, rng)
         else:
@@ -68,7 +68,7 @@ class OwnershipNode:
         return self._route(out + self.manager.start(now), now)
 
     def authorise(self, sender, message):
-        """The L{clsd.ownership.authority.Forgery} in C{message} from peer C{sender}, or None."""
+        """The L{clsd.ownership.core.authority.Forgery} in C{message} from peer C{sender}, or None."""
         holders = ()
         if isinstance(message, Handover):
             holders = self.manager.known_holders(message.resource)

@@ -2,7 +2,7 @@
 
 Actions (core -> shell) and inputs (shell -> core, through
 C{IArbiter.receive}) are frozen attrs classes with no behaviour.  Bodies are
-JSON-able dicts for the gateway (see L{clsd.ownership.etcd.codec}).
+JSON-able dicts for the gateway (see L{clsd.ownership.etcd.core.codec}).
 """
 
 import attrs

@@ -7,8 +7,8 @@ L{state_from_wire} checks it.  The member's *name* never comes from the dict:
 membership knows it from the peer's certificate.
 """
 
-from clsd.ownership.messages import INT64_MAX, INT64_MIN, WireError
-from clsd.ownership.placement import MemberState
+from clsd.ownership.core.messages import INT64_MAX, INT64_MIN, WireError
+from clsd.ownership.core.placement import MemberState
 
 #: Bumped when the dict changes incompatibly.
 STATE_VERSION = 1

@@ -21,13 +21,13 @@ of the new set and of the previous one.
 
 import attrs
 
-from clsd.ownership.actions import Send
-from clsd.ownership.arbiter_events import (
+from clsd.ownership.core.actions import Send
+from clsd.ownership.core.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
-from clsd.ownership.ballot import Ballot
-from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
-from clsd.ownership.voterset import VoterSet
+from clsd.ownership.core.ballot import Ballot
+from clsd.ownership.core.messages import Accepted, Prepare, Promise, Propose, Release
+from clsd.ownership.core.voterset import VoterSet
 
 
 def _previous_tenure(promises):

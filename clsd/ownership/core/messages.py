@@ -8,7 +8,7 @@ alongside, so a peer cannot speak for another.
 Every integer is within int64 (the peer protocol's integer), and a ballot
 counter is not negative; a field out of range makes the message malformed
 (the peer layer closes the connection).  Who may send what is not checked
-here but in L{clsd.ownership.authority} and the voter.
+here but in L{clsd.ownership.core.authority} and the voter.
 
 Only durations travel (``duration``, ``remaining``), never timestamps: each
 machine measures time on its own monotonic clock.
@@ -16,7 +16,7 @@ machine measures time on its own monotonic clock.
 
 import attrs
 
-from clsd.ownership.ballot import Ballot
+from clsd.ownership.core.ballot import Ballot
 
 
 class WireError(ValueError):
@@ -119,7 +119,7 @@ class _ResourceBallot:
 
 
 def _voters_tag(data, type_name):
-    """The optional C{voters} field: the proposer's L{clsd.ownership.voterset.VoterSet.tag}."""
+    """The optional C{voters} field: the proposer's L{clsd.ownership.core.voterset.VoterSet.tag}."""
     value = _field(data, "voters", str, type_name, optional=True)
     if value is not None and not 0 < len(value) <= 64:
         raise WireError(f"{type_name}: field 'voters' must be 1 to 64 characters, got {value!r}")

@@ -9,7 +9,7 @@ import attrs
 
 @attrs.frozen
 class Send:
-    """Send C{message} (a L{clsd.ownership.messages} class) to node C{to}."""
+    """Send C{message} (a L{clsd.ownership.core.messages} class) to node C{to}."""
 
     to: str
     message: object
@@ -84,7 +84,7 @@ class CancelFence:
 class PublishState:
     """What this node tells every member (via membership metadata) about its ownership role."""
 
-    state: object  # clsd.ownership.placement.MemberState
+    state: object  # clsd.ownership.core.placement.MemberState
 
 
 @attrs.frozen

@@ -4,7 +4,7 @@ For every cluster ID this node is registered for, it decides whether to try
 to hold the lease (placement), what to do with the service when the lease
 comes, goes, or is handed over, and what to tell the operator (hooks).  It
 is fed events with the current monotonic time and returns actions
-(L{clsd.ownership.actions}); it never touches a socket, a process or a clock.
+(L{clsd.ownership.core.actions}); it never touches a socket, a process or a clock.
 
 The service of a cluster runs only between L{StartService} and the
 L{StopService} that follows, and only inside a lease: L{KillAt} tells the
@@ -24,17 +24,17 @@ does not fence, and that process may still complete I/O it had started.
 
 import attrs
 
-from clsd.ownership.actions import (
+from clsd.ownership.core.actions import (
     CancelFence, ForgetCluster, KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
 )
-from clsd.ownership.arbiter_events import (
+from clsd.ownership.core.arbiter_events import (
     ARBITER_EVENTS, LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
-from clsd.ownership.escalation import FAILED, Escalation, cluster_status, notifier
-from clsd.ownership.messages import Handover, MoveRequest
-from clsd.ownership.placement import Candidate, MemberState, is_eligible, place
-from clsd.ownership.shape import arbiter_kind, change_refusal, disagreeing, fingerprint
-from clsd.ownership.voterset import compatible
+from clsd.ownership.core.escalation import FAILED, Escalation, cluster_status, notifier
+from clsd.ownership.core.messages import Handover, MoveRequest
+from clsd.ownership.core.placement import Candidate, MemberState, is_eligible, place
+from clsd.ownership.core.shape import arbiter_kind, change_refusal, disagreeing, fingerprint
+from clsd.ownership.core.voterset import compatible
 
 IDLE, ACQUIRING, FENCING, RUNNING, STOPPING, STUCK = (
     "idle", "acquiring", "fencing", "running", "stopping", "stuck")
@@ -182,7 +182,7 @@ class ClusterManager:
 
         While there are any, this node does not acquire the cluster: with the
         same ID under two shapes, both could hold a lease (see
-        L{clsd.ownership.shape}).  With no holder we cannot tell whose
+        L{clsd.ownership.core.shape}).  With no holder we cannot tell whose
         settings are meant, so no one with a disagreeing peer acquires.
         """
         cluster = self.clusters.get(cluster_id)
@@ -915,7 +915,7 @@ class ClusterManager:
         """Live nodes whose voter set is two steps of a change from ours (sorted).
 
         While there are any, this node acquires nothing: its majorities and
-        theirs need not share a voter (L{clsd.ownership.voterset}).
+        theirs need not share a voter (L{clsd.ownership.core.voterset}).
         """
         return list(self._voters_apart)
 

@@ -26,9 +26,9 @@ class MemberState:
     failed: frozenset = frozenset()
     #: resource -> epoch for every lease this node holds.
     holding: dict = attrs.field(factory=dict)
-    #: cluster ID -> fingerprint of its lease-relevant settings (L{clsd.ownership.shape}).
+    #: cluster ID -> fingerprint of its lease-relevant settings (L{clsd.ownership.core.shape}).
     shapes: dict = attrs.field(factory=dict)
-    #: Its voter-set tag (L{clsd.ownership.voterset.VoterSet.tag}); None if unknown.
+    #: Its voter-set tag (L{clsd.ownership.core.voterset.VoterSet.tag}); None if unknown.
     voters: str | None = None
 
 

@@ -29,7 +29,7 @@ L{clsd.supervision.runner.ServiceRunner}:
   reported only once the group is really gone.
 """
 
-from clsd.ownership.guard import GuardUnavailable
+from clsd.ownership.core.errors import GuardUnavailable
 from clsd.supervision.policy import RESTING_STATES, State
 
 

@@ -5,7 +5,7 @@ knows who declared the previous owner dead (and when), the lease manager
 knows whether that owner released its lease or let it expire and whether a
 fence hook ran, and the new epoch.  The ownership shell keeps membership's
 latest departure per node (L{Departures}) and, when the manager reports a
-move (L{clsd.ownership.actions.Report} ``moved``), joins both here into a
+move (L{clsd.ownership.core.actions.Report} ``moved``), joins both here into a
 list of lines, oldest fact first, e.g.::
 
     previous owner beta declared dead at 2026-01-02T03:12:04.512Z: reported
