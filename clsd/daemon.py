@@ -54,7 +54,7 @@ def _membership_notary(config, identity):
     @raise clsd.config.ConfigError: the key cannot sign them (not elliptic-curve).
     """
     from clsd.config import ConfigError
-    from clsd.membership.notary import NotaryError, X509Notary
+    from clsd.membership.core.notary import NotaryError, X509Notary
 
     try:
         return X509Notary(identity)
@@ -392,7 +392,7 @@ class Daemon(MultiService):
         """
         if self.network is None or identity is None:
             return []
-        from clsd.wire.admission import Admission, enforce
+        from clsd.wire.core.admission import Admission, enforce
 
         admission = Admission.of(identity, new.membership.allow)
         if admission == self.network.tls.admission:

@@ -18,12 +18,12 @@ from twisted.trial import unittest
 import clsd
 from clsd.events import EventLog
 from clsd.logs import EVENTS, json_observer
-from clsd.membership.members import Member, State
+from clsd.membership.core.members import Member, State
 from clsd.config.membership import MembershipConfig
-from clsd.membership.messages import Gossip, MemberUpdate
-from clsd.membership.messages import Report as MembershipReport
+from clsd.membership.core.messages import Gossip, MemberUpdate
+from clsd.membership.core.messages import Report as MembershipReport
 from tests.membership_signing import signed_update
-from clsd.membership.notary import FakeNotary
+from clsd.membership.core.notary import FakeNotary
 from clsd.named_events import named_events
 from clsd.ownership.core.actions import Report
 from clsd.ownership.core.cause import Departures, move_cause

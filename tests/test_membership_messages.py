@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clsd.membership.members import Member, State
-from clsd.membership.notary import MAX_CERTIFICATE, MAX_SIGNATURE, FakeNotary
-from clsd.membership.messages import (
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.notary import MAX_CERTIFICATE, MAX_SIGNATURE, FakeNotary
+from clsd.membership.core.messages import (
     MAX_REPORTERS, MAX_SYNC_RECORDS, MAX_UPDATES, SYNC_BUCKETS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, MessageError,
     Report, SyncDigest, SyncRecords, Unwatch, Watch, from_wire,
 )

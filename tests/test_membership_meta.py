@@ -4,17 +4,17 @@ import json
 
 from twisted.trial import unittest
 
-from clsd.membership.core import (
+from clsd.membership.core.node import (
     GOSSIP, JoinRequested, LeaveRequested, LinkUp, MemberChanged, MetaChanged, Received,
     Send, TimerFired,
 )
-from clsd.membership.members import MAX_META, Member, MetaError, State, record_hash
-from clsd.membership.messages import (
+from clsd.membership.core.members import MAX_META, Member, MetaError, State, record_hash
+from clsd.membership.core.messages import (
     MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Join, MemberUpdate, MessageError, SyncRecords,
     from_wire,
 )
-from clsd.membership.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
-from clsd.wire.codec import MAX_LINE
+from clsd.membership.core.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
+from clsd.wire.core.codec import MAX_LINE
 from tests.test_membership_core import formed, new_core, of
 from tests.membership_signing import signed_update
 

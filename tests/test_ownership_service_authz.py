@@ -16,7 +16,7 @@ from clsd.logs import EVENTS
 from clsd.named_events import named_events
 from clsd.ownership.floor import read_floor, write_floor
 from clsd.ownership.service import PERSIST_RETRY
-from clsd.wire.errors import Forged
+from clsd.wire.core.errors import Forged
 from tests.test_ownership_service import (
     LEASE, MARGIN, ShellNode, ThreeNodeCluster, cluster_table, pump,
 )

@@ -9,7 +9,7 @@ import signal
 
 from twisted.trial import unittest
 
-from clsd.supervision.policy import KILL_WAIT
+from clsd.supervision.core.policy import KILL_WAIT
 from clsd.supervision.runner import STUCK_POLL
 from tests.test_ownership_service import FENCE, ThreeNodeCluster, pump
 from tests.test_supervision_runner import RunnerTestCase

@@ -14,7 +14,7 @@ from clsd.ownership.core.timing import LeaseTiming
 from clsd.ownership.core.voter import LeaseVoter
 from clsd.ownership.core.voterset import VoterSet, compatible
 from clsd.sim.leases import LeaseSim
-from clsd.wire.messages import settings_hash
+from clsd.wire.core.messages import settings_hash
 from tests.ownership_scenarios import DETECTION, TIMING, cluster
 
 OLD = ("a", "b", "c")

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.layers import MEMBERSHIP_TYPES, OWNERSHIP_TYPES
-from clsd.membership import messages as membership
-from clsd.membership.members import Member, State
-from clsd.membership.notary import FakeNotary
+from clsd.membership.core import messages as membership
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.notary import FakeNotary
 from clsd.ownership.core import messages as ownership
 from clsd.ownership.core.ballot import Ballot
-from clsd.wire.errors import FieldError
+from clsd.wire.core.errors import FieldError
 
 ALPHA = Member("alpha", "127.0.0.11:7400", 17, 3, State.ALIVE, '{"x":1}')
 BALLOT = Ballot(4, "alpha", 17)

@@ -2,8 +2,8 @@
 
 from twisted.trial import unittest
 
-from clsd.wire.errors import FieldError
-from clsd.wire.messages import (
+from clsd.wire.core.errors import FieldError
+from clsd.wire.core.messages import (
     HELLO,
     PEER_TYPES,
     MapOf,

@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from clsd.wire.network import FLOOD, PeerNetwork
-from clsd.wire.preauth import (
+from clsd.wire.core.preauth import (
     PENDING_CAP,
     PENDING_CAP_ADDRESS,
     PendingGate,

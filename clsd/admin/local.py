@@ -128,7 +128,7 @@ class DaemonBackend(UnavailableBackend):
         return f"{self.node} is leaving the cluster"
 
     def force_remove(self, node):
-        from clsd.membership.core import MembershipError
+        from clsd.membership.core.node import MembershipError
 
         membership = self._membership("force-remove")
         try:

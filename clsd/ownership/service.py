@@ -44,7 +44,7 @@ from twisted.logger import Logger
 
 from clsd.clock import lease_clock
 from clsd.logs import emit
-from clsd.wire.errors import Forged
+from clsd.wire.core.errors import Forged
 
 from clsd.ownership.core.actions import (
     CancelFence, ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,

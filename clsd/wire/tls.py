@@ -17,7 +17,7 @@ fails.
 A revoked certificate passes the TLS handshake (OpenSSL would answer a
 refusal from the verify callback with an "internal error" alert that tells
 the other side nothing) and is refused by the session right after it, before
-any hello, with a bye that says ``tls-revoked`` (L{clsd.wire.admission}).
+any hello, with a bye that says ``tls-revoked`` (L{clsd.wire.core.admission}).
 """
 
 import weakref
@@ -31,7 +31,7 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from clsd.certs.authority import CertificateError, node_name_of
-from clsd.wire.admission import Admission
+from clsd.wire.core.admission import Admission
 
 _VERIFY_FLAGS = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE
 

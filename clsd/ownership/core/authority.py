@@ -4,7 +4,7 @@ The peer layer proves who sent a message (the TLS certificate); these rules
 check that what the message *claims* is that sender's to claim (the table
 "Who may send what" in doc/ownership.md).  A message that fails is
 *forged*: the caller (L{clsd.ownership.core.node.OwnershipNode.authorise})
-returns a L{Forgery}, the shell raises L{clsd.wire.errors.Forged} and the
+returns a L{Forgery}, the shell raises L{clsd.wire.core.errors.Forged} and the
 peer layer closes the connection.  Refusals that are a matter of policy
 rather than of a false claim (not registered, over budget) are ordinary
 answers of the voter, not forgeries.

@@ -24,13 +24,13 @@ L{clsd.supervision.runner.ServiceRunner}:
   found running when a tenure starts is not adopted but stopped and started
   again inside the service's containment, where the lease guard reaches it.
 - A process group still present after SIGKILL (stuck in the kernel, see
-  L{clsd.supervision.policy.KILL_WAIT}) is not stopped: C{service_stuck} is
+  L{clsd.supervision.core.policy.KILL_WAIT}) is not stopped: C{service_stuck} is
   reported instead, the group stays armed, and the stop (or failure) is
   reported only once the group is really gone.
 """
 
 from clsd.ownership.core.errors import GuardUnavailable
-from clsd.supervision.policy import RESTING_STATES, State
+from clsd.supervision.core.policy import RESTING_STATES, State
 
 
 class LeaseNotHeld(RuntimeError):

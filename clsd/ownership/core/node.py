@@ -7,7 +7,7 @@ voter and no clusters.
 
 Every message from a peer is first checked by L{authorise} (its claims are
 its sender's own, L{clsd.ownership.core.authority}); the shell calls it before it
-queues the message and raises L{clsd.wire.errors.Forged} on a forgery, and
+queues the message and raises L{clsd.wire.core.errors.Forged} on a forgery, and
 L{receive} drops a forgery too.  The voter is told which cluster IDs every
 live member registered for (L{members_changed}), so that it answers only
 members registered for the cluster a request is about.

@@ -6,7 +6,7 @@ with every on-time tick. Timeouts are multiplied by (score + 1), so a starved
 or paused node blames its own slowness before blaming its subjects.
 """
 
-from clsd.membership.timing import scaled_timeout
+from clsd.membership.core.timing import scaled_timeout
 
 
 class Awareness:

@@ -18,8 +18,8 @@ from functools import lru_cache
 
 import attrs
 
-from clsd.membership.members import Member, MetaError, State, decode_meta, encode_meta
-from clsd.membership.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
+from clsd.membership.core.members import Member, MetaError, State, decode_meta, encode_meta
+from clsd.membership.core.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
 
 MAX_UPDATES = 32
 MAX_SYNC_RECORDS = 128
@@ -261,7 +261,7 @@ class Report:
     """Observer C{observer} cannot reach C{subject} in its life (generation, incarnation).
 
     Reports are relayed by gossip, so they carry the observer's proof
-    (L{clsd.membership.notary}): C{signature} over L{statement}, and the
+    (L{clsd.membership.core.notary}): C{signature} over L{statement}, and the
     observer's C{certificate}. A report without a valid one is refused.
     """
 

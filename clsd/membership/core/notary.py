@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from clsd.certs import authority
 from clsd.certs.authority import CertificateError
 
-#: Bounds of the base64 text on the wire (see clsd.membership.messages):
+#: Bounds of the base64 text on the wire (see clsd.membership.core.messages):
 #: an ECDSA P-256 signature is at most 72 bytes of DER (96 characters), a
 #: clsd-certs node certificate about 480 bytes (640 characters); the bounds
 #: leave room for longer names and alternative names while keeping a
@@ -118,7 +118,7 @@ class VerifiedCache:
     """Verdicts on certificates and statements, bounded; shareable between notaries.
 
     Only good statements are kept: a bad one closes its sender's connection
-    (L{clsd.wire.errors.Forged}), so repeating it costs the sender a new TLS
+    (L{clsd.wire.core.errors.Forged}), so repeating it costs the sender a new TLS
     handshake each time, and it cannot fill the cache.
     """
 

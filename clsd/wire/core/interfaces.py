@@ -13,11 +13,11 @@ class IPeer(Interface):
     initiator = Attribute("True when this node dialled the connection.")
 
     def send(message):
-        """Queue C{message} (a L{clsd.wire.messages.Message}) for the peer.
+        """Queue C{message} (a L{clsd.wire.core.messages.Message}) for the peer.
 
         @return: C{True} if written, C{False} when the connection is not
             (or no longer) established.
-        @raise clsd.wire.errors.LocalProtocolError: the message is not valid.
+        @raise clsd.wire.core.errors.LocalProtocolError: the message is not valid.
         """
 
     def close(key="local-close", detail="", *, blame="local"):
@@ -43,4 +43,4 @@ class IPeerHandler(Interface):
         """C{message} arrived from C{peer}, already checked against its schema."""
 
     def peer_disconnected(peer, reason):
-        """C{peer}'s connection ended; C{reason} is a L{clsd.wire.session.CloseReason}."""
+        """C{peer}'s connection ended; C{reason} is a L{clsd.wire.core.session.CloseReason}."""

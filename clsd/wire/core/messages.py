@@ -25,7 +25,7 @@ import math
 
 import attrs
 
-from clsd.wire.errors import FieldError, LocalProtocolError
+from clsd.wire.core.errors import FieldError, LocalProtocolError
 
 #: The protocol version this code speaks: the ``v`` of every line and the
 #: ``protocol`` of the hello.  Bump it on any incompatible change.

@@ -17,9 +17,9 @@ import itertools
 import operator
 from functools import lru_cache
 
-from clsd.membership.members import record_hash
-from clsd.membership.messages import SYNC_BUCKETS
-from clsd.membership.rings import RingSnapshot, Rings, SnapshotCache
+from clsd.membership.core.members import record_hash
+from clsd.membership.core.messages import SYNC_BUCKETS
+from clsd.membership.core.rings import RingSnapshot, Rings, SnapshotCache
 
 _serials = itertools.count(1)
 

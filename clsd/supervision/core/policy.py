@@ -41,7 +41,7 @@ import signal
 
 import attrs
 
-from clsd.supervision.backoff import restart_delay
+from clsd.supervision.core.backoff import restart_delay
 
 #: After SIGKILL, how long to wait for the process group to disappear before
 #: giving up on it. SIGKILL cannot be caught, so a member still present
@@ -61,7 +61,7 @@ TIMER_MONITOR = "monitor"
 #: LSB and OCF services on a standby node: the next look for a rogue copy.
 TIMER_ROGUE = "rogue"
 
-#: The service types driven by an agent's actions (clsd.supervision.agents).
+#: The service types driven by an agent's actions (clsd.supervision.core.agents).
 AGENT_TYPES = frozenset({"lsb", "ocf"})
 
 
@@ -178,7 +178,7 @@ class MainPid:
 class AgentResult:
     """LSB/OCF: the agent's C{action} (stop, monitor, status) ended.
 
-    @ivar outcome: its L{clsd.supervision.agents.Outcome}.
+    @ivar outcome: its L{clsd.supervision.core.agents.Outcome}.
     @ivar group_alive: whether the service's cgroup still had processes.
     """
 
@@ -467,7 +467,7 @@ class ServicePolicy:
             out.append(CancelTimer(TIMER_ROGUE))
 
     def _look_for_rogue(self, out):
-        from clsd.supervision.agents import MONITOR_ACTION
+        from clsd.supervision.core.agents import MONITOR_ACTION
 
         out.append(ScheduleTimer(TIMER_ROGUE, self.config.monitor_interval))
         if self.state in RESTING_STATES and not self.process_alive \
@@ -476,7 +476,7 @@ class ServicePolicy:
             out.append(RunAction(self._rogue_action))
 
     def _rogue_result(self, event, now, out):
-        from clsd.supervision.agents import MONITOR_ACTION
+        from clsd.supervision.core.agents import MONITOR_ACTION
 
         outcome = event.outcome
         probing = self._probing and self.state is State.STARTING
@@ -559,7 +559,7 @@ class ServicePolicy:
         self._end_unrequested(now, reason, failure=not clean, out=out)
 
     def _start_action_exited(self, event, now, out):
-        from clsd.supervision.agents import classify
+        from clsd.supervision.core.agents import classify
 
         self._launching = False
         self.group_alive = event.group_alive
@@ -630,7 +630,7 @@ class ServicePolicy:
 
     def _probe(self, now, out):
         """Before a requested start, ask the agent: a running system is adopted, not started twice."""
-        from clsd.supervision.agents import MONITOR_ACTION
+        from clsd.supervision.core.agents import MONITOR_ACTION
 
         self.healthy = None
         self._launching = self.awaiting_main = self._stopping_action = False
@@ -808,7 +808,7 @@ class ServicePolicy:
         elif name == TIMER_MONITOR and self.state is State.RUNNING and self.leader_alive:
             if not self._check_in_flight:
                 self._check_in_flight = True
-                from clsd.supervision.agents import MONITOR_ACTION
+                from clsd.supervision.core.agents import MONITOR_ACTION
 
                 out.append(RunAction(MONITOR_ACTION[self.config.type]))
             out.append(ScheduleTimer(TIMER_MONITOR, self.config.monitor_interval))

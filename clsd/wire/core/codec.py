@@ -18,8 +18,8 @@ just received (a transport hands over at most its read size at a time).
 
 import json
 
-from clsd.wire.errors import FieldError, LocalProtocolError, RemoteProtocolError
-from clsd.wire.messages import PROTOCOL_VERSION, Message
+from clsd.wire.core.errors import FieldError, LocalProtocolError, RemoteProtocolError
+from clsd.wire.core.messages import PROTOCOL_VERSION, Message
 
 #: The longest line accepted or sent, in bytes, without its newline.  Large
 #: enough for a full membership list of 1024 nodes (about 100 bytes each),

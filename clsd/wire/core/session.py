@@ -26,8 +26,8 @@ import enum
 
 import attrs
 
-from clsd.wire.errors import LocalProtocolError
-from clsd.wire.messages import BYE, PING, PROTOCOL_VERSION, Message
+from clsd.wire.core.errors import LocalProtocolError
+from clsd.wire.core.messages import BYE, PING, PROTOCOL_VERSION, Message
 
 
 class State(enum.Enum):
@@ -155,7 +155,7 @@ class Session:
     def tls_ready(self, certificate_name, now, admission=None, certificate=None):
         """TLS verified the peer's C{certificate}, which names C{certificate_name}.
 
-        @param admission: the L{clsd.wire.admission.Admission} in force now
+        @param admission: the L{clsd.wire.core.admission.Admission} in force now
             (C{None}: every CA-signed certificate is admitted).
         """
         if self.state is not State.CONNECTING:
@@ -306,7 +306,7 @@ class Session:
     def credit_stall(self, seconds):
         """This process could not run for C{seconds}: do not hold them against the peer.
 
-        Lifeguard's rule for the peer layer (see L{clsd.wire.lag}): when our
+        Lifeguard's rule for the peer layer (see L{clsd.wire.core.lag}): when our
         own reactor is behind, a slow handshake or a long silence is our
         fault, not the peer's, and dropping the connection would only add a
         new handshake to the backlog. Bounded by C{timeouts.stall_credit}

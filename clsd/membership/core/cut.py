@@ -15,7 +15,7 @@ Reports belong to one life of the subject (generation, incarnation): when the
 subject refutes, they are all void.
 """
 
-from clsd.membership.timing import quorum_for
+from clsd.membership.core.timing import quorum_for
 
 
 def is_failed(observers, reporters, healthy, quorum):

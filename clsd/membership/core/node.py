@@ -30,24 +30,24 @@ from functools import lru_cache
 import attrs
 
 from clsd.config.membership import MembershipConfig
-from clsd.membership.awareness import Awareness
-from clsd.membership.broadcast import BroadcastQueue
-from clsd.membership.cut import Reports, is_failed
-from clsd.membership.detector import Detector
-from clsd.membership.members import (
+from clsd.membership.core.awareness import Awareness
+from clsd.membership.core.broadcast import BroadcastQueue
+from clsd.membership.core.cut import Reports, is_failed
+from clsd.membership.core.detector import Detector
+from clsd.membership.core.members import (
     Member, MemberInfo, State, decode_meta, encode_meta, supersedes,
 )
-from clsd.membership.messages import (
+from clsd.membership.core.messages import (
     SYNC_BUCKETS, MAX_CERTIFICATES, MAX_REPORTERS, MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Certs,
     CertsWant, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords,
     Unwatch, Watch, record_statement,
 )
-from clsd.membership.notary import FakeNotary, fingerprint_of
-from clsd.membership.table import MemberTable
-from clsd.membership.timing import (
+from clsd.membership.core.notary import FakeNotary, fingerprint_of
+from clsd.membership.core.table import MemberTable
+from clsd.membership.core.timing import (
     lateness, quorum_for, retransmit_limit, suspicion_timeout, sync_period,
 )
-from clsd.wire.errors import Forged
+from clsd.wire.core.errors import Forged
 
 # -- events -----------------------------------------------------------------
 
@@ -249,7 +249,7 @@ class Core:
             simulation starting already formed); it must include this node.
         @param cache: a L{SnapshotCache} shared by cores in one process.
         @param notary: signs this node's reports and checks others'
-            (L{clsd.membership.notary}); the daemon passes an
+            (L{clsd.membership.core.notary}); the daemon passes an
             L{X509Notary}. Default: a L{FakeNotary}, which proves nothing
             (for the simulator and tests).
         @param lives: name -> (alive record, life signature) of the members
@@ -680,8 +680,8 @@ class Core:
         supersedes the old everywhere, and gossips it (memberlist's node
         meta update, Serf's tags). Unchanged metadata costs nothing.
 
-        @raise clsd.membership.members.MetaError: not a dict, not JSON, or
-            larger than L{clsd.membership.members.MAX_META}.
+        @raise clsd.membership.core.members.MetaError: not a dict, not JSON, or
+            larger than L{clsd.membership.core.members.MAX_META}.
         """
         encoded = encode_meta(meta)
         self._begin(now)

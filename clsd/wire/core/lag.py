@@ -12,7 +12,7 @@ slow blames itself first.
 L{ReactorLag} runs one timer every C{probe} seconds and adds the time by
 which each one fires late to L{total} (seconds; it only grows). A session
 compares L{total} at two moments: the difference is time this process could
-not run, which L{clsd.wire.session.Session.credit_stall} gives back to the
+not run, which L{clsd.wire.core.session.Session.credit_stall} gives back to the
 handshake. One instance serves every connection of a process.
 """
 

@@ -8,7 +8,7 @@ Two rules, each with its own refusal reason (doc/peer-protocol.md):
   ``[membership] allow`` glob patterns (no list: every name is allowed, the
   CA is trusted completely).
 
-The session (L{clsd.wire.session.Session.tls_ready}) checks both as soon as
+The session (L{clsd.wire.core.session.Session.tls_ready}) checks both as soon as
 TLS has verified the certificate, before any hello, on the accepting and the
 dialling side alike.  An L{Admission} is an immutable value: a ``reload``
 builds a new one and L{enforce}s it, which gives it to
