@@ -281,7 +281,7 @@ class Daemon(MultiService):
 
     def _add_admin(self):
         # Imported only when configured: conch is not needed otherwise.
-        from clsd.admin.local import DaemonBackend
+        from clsd.admin.daemon_backend import DaemonBackend
         from clsd.admin.service import make_admin_service
 
         self.admin = make_admin_service(self.config.admin, DaemonBackend(self), self.reactor)

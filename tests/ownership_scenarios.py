@@ -1,6 +1,6 @@
 """Shared set-ups for the ownership simulation tests (not a test module itself)."""
 
-from clsd.config.cluster import ClusterConfig
+from clsd.config.cluster_id import ClusterConfig
 from clsd.ownership.core.timing import LeaseTiming
 from clsd.sim.leases import LeaseSim
 

@@ -8,7 +8,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from clsd.config.cluster import ClusterConfig
+from clsd.config.cluster_id import ClusterConfig
 from clsd.ownership.core.actions import (
     KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
 )

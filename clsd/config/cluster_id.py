@@ -2,7 +2,8 @@
 
 A cluster ID is user-chosen; many nodes register for the same ID (each with
 the ``[[service]]`` that runs it there), and the lease decides which node
-runs it.
+runs it. In the product "cluster" always means such an ID (the unit that
+fails over), never a set of nodes; hence the module's name.
 """
 
 import string
