@@ -87,7 +87,10 @@ class ManagerError(ValueError):
 
 
 @attrs.define
-class _Res:
+class _Resource:
+    """Everything this node keeps about one resource (a cluster ID's slot) it has dealt with:
+    its tenure here and the timers that apply to it alone."""
+
     cluster: object  # ClusterConfig-like spec
     slot: int
     name: str
@@ -104,6 +107,10 @@ class _Res:
     previous_released: bool = False
     handed_over: bool = False
     fenced: bool = False
+    #: Handed to us (L{Handover}): acquire at once, until then.
+    forced_until: float | None = None
+    #: A fence failed: do not try for the lease again until then.
+    fence_backoff_until: float | None = None
 
 
 class ClusterManager:
@@ -119,13 +126,13 @@ class ClusterManager:
         self.standby = False
         self._members = {}            # name -> MemberState (live peers, not us)
         self._eligible_since = {}     # (name, cluster) -> time
+        self._res = {}                # resource -> _Resource (only those we touched)
+        # What is known of other nodes' holdings, also for resources this node never touched
+        # (so not in _Resource):
         self._observed = {}           # resource -> (holder, epoch)
         self._last_holder = {}        # resource -> (holder, epoch): kept when it dies
-        self._res = {}                # resource -> _Res (only those we touched)
         self._paused = set()
         self._leaving = {}            # cluster -> until: we handed it over, don't grab it back
-        self._forced = {}             # resource -> until: handed to us, acquire at once
-        self._fence_backoff = {}      # resource -> until
         self._failed_notified = set()
         self._published = None
         self._withdrawing = set()     # unregistered, service still stopping here
@@ -135,7 +142,7 @@ class ClusterManager:
         self._settle_until = settle_until
         self._mismatch = {}           # cluster -> nodes whose shape differs (reported)
         self._voters_apart = []       # live nodes two steps of a voter change away (reported)
-        self._unheld = {}             # resource -> (target, since): placed, not yet held
+        self._unheld = {}             # resource -> (target, since): placed elsewhere, not yet held
         self._stalled = {}            # (node, cluster) -> until: skipped by placement
         self._stalls = {}             # (node, cluster) -> how many times it stalled
 
@@ -145,7 +152,7 @@ class ClusterManager:
         name = resource_name(cluster.id, slot, cluster.mode)
         res = self._res.get(name)
         if res is None:
-            res = self._res[name] = _Res(cluster, slot, name)
+            res = self._res[name] = _Resource(cluster, slot, name)
         return res
 
     def _resources_of(self, cluster_id):
@@ -316,15 +323,14 @@ class ClusterManager:
 
     def tick(self, now):
         out = self._process(self.arbiter.tick(now), now)
-        for resource, until in list(self._forced.items()):
-            if until <= now:
-                del self._forced[resource]
+        for res in self._res.values():
+            if res.forced_until is not None and res.forced_until <= now:
+                res.forced_until = None
+            if res.fence_backoff_until is not None and res.fence_backoff_until <= now:
+                res.fence_backoff_until = None
         for cluster, until in list(self._leaving.items()):
             if until <= now:
                 del self._leaving[cluster]
-        for resource, until in list(self._fence_backoff.items()):
-            if until <= now:
-                del self._fence_backoff[resource]
         for key, until in list(self._stalled.items()):
             if until <= now:
                 del self._stalled[key]
@@ -334,8 +340,9 @@ class ClusterManager:
 
     def next_wakeup(self):
         times = [self.arbiter.next_wakeup(), self.escalation.next_wakeup(), self._settle_until]
-        times += list(self._forced.values()) + list(self._leaving.values())
-        times += list(self._fence_backoff.values()) + list(self._stalled.values())
+        times += [r.forced_until for r in self._res.values()] + list(self._leaving.values())
+        times += [r.fence_backoff_until for r in self._res.values()]
+        times += list(self._stalled.values())
         times += [since + stall_after(self.timing) for _, since in self._unheld.values()]
         for cluster in self.clusters.values():
             if cluster.preempt:
@@ -412,7 +419,7 @@ class ClusterManager:
                     self.arbiter.assume_granted(res.name, res.fenced_peer)
                     out += self._process(self.arbiter.hurry(res.name, now), now)
                 else:
-                    self._fence_backoff[res.name] = now + FENCE_RETRY_DELAY
+                    res.fence_backoff_until = now + FENCE_RETRY_DELAY
                     res.fenced_peer = None
             elif ok:
                 res.fenced = True
@@ -420,7 +427,7 @@ class ClusterManager:
             else:
                 out += self._process(self.arbiter.release(res.name, now), now)
                 res.phase = IDLE
-                self._fence_backoff[res.name] = now + FENCE_RETRY_DELAY
+                res.fence_backoff_until = now + FENCE_RETRY_DELAY
         return out + self._reconcile_all(now)
 
     # -- maintenance operations ---------------------------------------------------
@@ -563,7 +570,7 @@ class ClusterManager:
         self._withdrawing.add(cluster_id)
         self._paused.discard(cluster_id)
         for res in self._resources_of(cluster_id):
-            self._forced.pop(res.name, None)
+            res.forced_until = None
         return self._reconcile_all(now)
 
     def _forget_withdrawn(self):
@@ -575,7 +582,6 @@ class ClusterManager:
             del self.clusters[cluster_id]
             for res in self._resources_of(cluster_id):
                 del self._res[res.name]
-                self._fence_backoff.pop(res.name, None)
                 self._last_holder.pop(res.name, None)
             self._leaving.pop(cluster_id, None)
             self._failed_notified.discard(cluster_id)
@@ -640,7 +646,7 @@ class ClusterManager:
                 return self._process(self.arbiter.release(res.name, now), now)
             res.epoch, res.expiry = event.epoch, event.expiry
             res.stop_reason = res.handover_to = None
-            res.handed_over = self._forced.pop(res.name, None) is not None
+            res.handed_over, res.forced_until = res.forced_until is not None, None
             previous = event.previous
             res.previous, res.previous_released = previous, event.previous_released
             res.previous_epoch = before[1] if before is not None and before[0] == previous else None
@@ -706,7 +712,7 @@ class ClusterManager:
         other_slot = any(r is not res and r.phase in HELD
                          for r in self._resources_of(cluster.id))
         return (is_eligible(me, cluster.id) and cluster.id not in self._paused
-                and res.name not in self._fence_backoff and not other_slot
+                and res.fence_backoff_until is None and not other_slot
                 and not self.shape_mismatch(cluster.id))
 
     def _report(self, what, res, **fields):
@@ -764,7 +770,7 @@ class ClusterManager:
                         res = self._resource(cluster, slot)
         if res is None or not self._may_hold(res, now):
             return []
-        self._forced[res.name] = now + 2 * self.timing.lease
+        res.forced_until = now + 2 * self.timing.lease
         self._leaving.pop(res.cluster.id, None)
         out = self._reconcile_all(now)
         if res.phase == ACQUIRING:
@@ -780,7 +786,7 @@ class ClusterManager:
         out = []
         for res in self._res.values():
             if (res.phase != ACQUIRING or not res.cluster.fence or res.fenced_peer == peer
-                    or res.name in self._fence_backoff):
+                    or res.fence_backoff_until is not None):
                 continue
             silent = self.arbiter.silent_voters(res.name, now, self.timing.voter_quiet)
             if peer in silent:
@@ -886,7 +892,7 @@ class ClusterManager:
             holder = holders.get(resource_name(cluster.id, slot, cluster.mode))
             if holder is None or holder == self.node:
                 role = None
-        forced = [r for r in self._resources_of(cluster.id) if r.name in self._forced]
+        forced = [r for r in self._resources_of(cluster.id) if r.forced_until is not None]
         if forced:
             role, slot = "target", forced[0].slot
         elif cluster.id in self._leaving:
@@ -899,7 +905,7 @@ class ClusterManager:
         wanted = None
         if role is not None:
             wanted = self._resource(cluster, slot)
-            if wanted.name in self._fence_backoff:
+            if wanted.fence_backoff_until is not None:
                 wanted = None
         for res in self._resources_of(cluster.id):
             if res is wanted:
