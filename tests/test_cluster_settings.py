@@ -10,6 +10,8 @@ from twisted.internet import defer, reactor, task
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from clsd.admin.ownership_status import ownership_status
+
 from tests.cluster_rig import ClusterRig, poll
 
 GOOD = {"voters": ["alpha", "beta"], "lease": 4.0}
@@ -84,7 +86,7 @@ class SettingsMismatchTests(unittest.TestCase):
         everyone = dict.fromkeys(rig.names, "alive")
         yield poll(reactor, lambda: rig.all_see(rig.names, everyone), 30, "all three to join")
         yield poll(reactor, lambda: all(
-            daemons[n].ownership.status()["quorum"]["voters_apart"] == ["odd"]
+            ownership_status(daemons[n].ownership)["quorum"]["voters_apart"] == ["odd"]
             for n in ("alpha", "beta")), 15, "alpha and beta to name odd's voters apart")
-        status = daemons["odd"].ownership.status()["quorum"]
+        status = ownership_status(daemons["odd"].ownership)["quorum"]
         self.assertEqual(status["voters_apart"], ["alpha", "beta"])

@@ -8,6 +8,8 @@ acquires nothing; the lifeline checker proves A never ran twice.
 
 from twisted.internet import defer, reactor
 
+from clsd.admin.ownership_status import ownership_status
+
 from tests import test_cluster_admin as base
 from tests.cluster_rig import poll, protected_service
 
@@ -61,5 +63,5 @@ class ShapeReloadTests(base.BorrowedRig):
         self.assert_no_overlap()
 
     def status_a(self, node):
-        (cluster,) = self.rig.daemons[node].ownership.status()["clusters"]
+        (cluster,) = ownership_status(self.rig.daemons[node].ownership)["clusters"]
         return cluster

@@ -16,6 +16,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 import clsd
+from clsd.admin.ownership_status import ownership_status
 from clsd.events import EventLog
 from clsd.logs import EVENTS, json_observer
 from clsd.membership.core.members import Member, State
@@ -252,7 +253,7 @@ class OwnershipEventTests(ThreeNodeCluster, unittest.TestCase):
         # Sparingly: several renewals happened, one line per tenure so far.
         self.assertEqual(len(log.named("lease.renewed")), 1)
         alpha, beta = self.nodes["alpha"], self.nodes["beta"]
-        epoch = alpha.service.status()["clusters"][0]["epoch"]
+        epoch = ownership_status(alpha.service)["clusters"][0]["epoch"]
         # Membership (here: a record as the membership shell makes it) declared alpha dead.
         dead = beta.events.record("member", "alpha", "reported unreachable by beta, gamma "
                                   "(2 of 2 observers)", state="dead", previous="suspect",

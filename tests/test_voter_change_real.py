@@ -16,6 +16,7 @@ import time
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
+from clsd.admin.ownership_status import ownership_status
 from clsd.testing import checker
 from clsd.testing.recorder import LifelineCollector, read_records
 from tests.cluster_rig import ClusterRig, poll, protected_service
@@ -68,7 +69,7 @@ class VoterChangeTests(unittest.TestCase):
         yield poll(reactor, lambda: len(self.running()) == 1, BOUND,
                    f"{step}: A running on one node")
         for name in live:
-            quorum = self.rig.daemons[name].ownership.status()["quorum"]
+            quorum = ownership_status(self.rig.daemons[name].ownership)["quorum"]
             self.assertEqual(quorum["voters_apart"], [], f"{step}: {name}")
         self.assertEqual(len(self.running()), 1, step)
 

@@ -15,6 +15,7 @@ from clsd.admin.backend import (
     AdminError, ClusterInfo, HistoryEvent, IAdminBackend, MemberInfo, QuorumInfo, ServiceInfo,
     Status, UnavailableBackend, not_available,
 )
+from clsd.admin.ownership_status import ownership_status
 
 
 def _event_time(event):
@@ -67,12 +68,12 @@ class DaemonBackend(UnavailableBackend):
         return tuple(
             ClusterInfo(id=c["id"], owners=tuple(sorted(c["owners"])), epoch=c["epoch"] or 0,
                         state=c["state"])
-            for c in self.daemon.ownership.status()["clusters"])
+            for c in ownership_status(self.daemon.ownership)["clusters"])
 
     def quorum(self):
         if self.daemon.ownership is None:
             return QuorumInfo(voters=(self.node,), have_quorum=True)
-        status = self.daemon.ownership.status()
+        status = ownership_status(self.daemon.ownership)
         quorum, voter = status["quorum"], status.get("voter") or {}
         return QuorumInfo(voters=tuple(quorum["voters"]), have_quorum=quorum["have_quorum"],
                           previous_voters=tuple(quorum.get("previous_voters", ())),
