@@ -32,7 +32,8 @@ MEMBERSHIP = [
 ]
 OWNERSHIP = [
     ownership.Prepare("A", BALLOT, "v1"),
-    ownership.Promise("A", BALLOT, True, "", 3, ("alpha", 17), 2, 1.5, "beta", True, 1),
+    ownership.Promise("A", BALLOT, True, "", 3, holder=("alpha", 17), epoch=2, remaining=1.5,
+                      previous="beta", previous_released=True, previous_epoch=1),
     ownership.Propose("A", BALLOT, 3.0, 2, "v1"), ownership.Accepted("A", BALLOT, True),
     ownership.Release("A", BALLOT), ownership.Handover("A", 3),
     ownership.MoveRequest("A", "beta", "alpha", "SHA256:x"),
@@ -67,8 +68,8 @@ class Membership(unittest.TestCase):
     def test_an_unknown_key_in_a_record_or_piece_is_refused(self, message, key):
         wire = json.loads(json.dumps(message.to_wire()))
         for path, item in nested_places(wire):
-            if key in item:
-                continue
+            if key in item or (key == "age" and item.get("k") == "m"):
+                continue  # a field of the record, or one a piece of gossip may add (age)
             original = dict(item)
             item[key] = 1
             with self.assertRaises(membership.MessageError) as caught:
@@ -94,11 +95,11 @@ class Ownership(unittest.TestCase):
             return
         with self.assertRaises(ownership.WireError) as caught:
             ownership.from_wire(dict(wire, **{key: value}))
-        self.assertEqual(str(caught.exception), f"{message.TYPE}: unknown field {key!r}")
+        self.assertEqual(str(caught.exception), f"{message.TYPE}.{key}: unknown field")
 
     def test_the_codec_refuses_it(self):
         move = {t.name: t for t in OWNERSHIP_TYPES}["cluster.move"]
         move.validate({"cluster": "A", "target": "beta"})
         with self.assertRaises(FieldError) as caught:
             move.validate({"cluster": "A", "target": "beta", "junk": 1})
-        self.assertIn("unknown field 'junk'", str(caught.exception))
+        self.assertIn("junk: unknown field", str(caught.exception))

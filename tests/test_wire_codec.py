@@ -12,12 +12,11 @@ from clsd.wire.core.errors import LocalProtocolError, RemoteProtocolError
 from clsd.wire.core.messages import (
     HELLO,
     PING,
-    MapOf,
     Message,
     MessageType,
-    Optional,
     peer_registry,
 )
+from clsd.wire.core.schema import MapOf, Optional
 
 GOSSIP = MessageType("gossip", {
     "from": str,

@@ -6,13 +6,12 @@ from clsd.wire.core.errors import FieldError
 from clsd.wire.core.messages import (
     HELLO,
     PEER_TYPES,
-    MapOf,
     MessageType,
-    Optional,
     Registry,
     peer_registry,
     settings_hash,
 )
+from clsd.wire.core.schema import MapOf, Optional
 
 
 class RegistryTests(unittest.TestCase):

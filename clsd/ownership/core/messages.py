@@ -7,7 +7,9 @@ alongside, so a peer cannot speak for another.
 
 Every integer is within int64 (the peer protocol's integer), and a ballot
 counter is not negative; a field out of range makes the message malformed
-(the peer layer closes the connection).  Who may send what is not checked
+(the peer layer closes the connection).  Fields are read with the peer
+protocol's schema (L{clsd.wire.core.schema}), so a refusal reads
+``lease.propose.duration: must be a number, got a string``.  Who may send what is not checked
 here but in L{clsd.ownership.core.authority} and the voter.
 
 Only durations travel (``duration``, ``remaining``), never timestamps: each
@@ -17,18 +19,19 @@ machine measures time on its own monotonic clock.
 import attrs
 
 from clsd.ownership.core.ballot import Ballot
+from clsd.wire.core import schema
 
 
 class WireError(ValueError):
     """A message dict that is not a valid lease message; says which field and why."""
 
 
-INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+INT64_MIN, INT64_MAX = schema.INT64_MIN, schema.INT64_MAX
 
 
-def _int64(value, what):
+def _int64(value, type_name, path):
     if not INT64_MIN <= value <= INT64_MAX:
-        raise WireError(f"{what} is out of range for a 64-bit integer")
+        raise WireError(schema.refusal(type_name, path, "is out of range for a 64-bit integer"))
     return value
 
 
@@ -55,29 +58,17 @@ def _typed_from_wire(cls, data):
     return message
 
 
-# -- field readers: each names the field and the message type on failure -------
+# -- field readers: each names the message type and the field on failure ----------
 
 def _field(data, name, kind, type_name, optional=False):
-    if name not in data:
-        if optional:
-            return None
-        raise WireError(f"{type_name}: missing field {name!r}")
-    value = data[name]
-    if value is None and optional:
-        return None
-    if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok:
+    """C{data[name]} checked as C{kind} (str, int, float, bool); optional: absent or null is None."""
+    value = schema.field(data, name, kind, type_name, WireError, optional=optional)
+    if kind is float and value is not None:
+        try:
             value = float(value)
-            ok = value == value and abs(value) != float("inf")
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        if ok:
-            _int64(value, f"{type_name}: field {name!r}")
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise WireError(f"{type_name}: field {name!r} must be {kind.__name__}, got {value!r}")
+        except OverflowError:
+            raise WireError(schema.refusal(type_name, name, "is out of range for a number")) \
+                from None
     return value
 
 
@@ -88,9 +79,9 @@ def _ballot(data, name, type_name, optional=False):
     try:
         ballot = Ballot.from_wire(value)
     except (TypeError, ValueError) as e:
-        raise WireError(f"{type_name}: field {name!r}: {e}") from None
-    _int64(ballot.counter, f"{type_name}: field {name!r}: the counter")
-    _int64(ballot.generation, f"{type_name}: field {name!r}: the generation")
+        raise WireError(schema.refusal(type_name, name, str(e))) from None
+    _int64(ballot.counter, type_name, f"{name}[0]")
+    _int64(ballot.generation, type_name, f"{name}[2]")
     return ballot
 
 
@@ -100,8 +91,9 @@ def _owner(data, name, type_name):
         return None
     if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str)
             or not isinstance(value[1], int) or isinstance(value[1], bool)):
-        raise WireError(f"{type_name}: field {name!r} must be [node, generation], got {value!r}")
-    _int64(value[1], f"{type_name}: field {name!r}: the generation")
+        raise WireError(schema.refusal(type_name, name,
+                                       f"must be [node, generation], got {value!r}"))
+    _int64(value[1], type_name, f"{name}[1]")
     return (value[0], value[1])
 
 
@@ -122,7 +114,8 @@ def _voters_tag(data, type_name):
     """The optional C{voters} field: the proposer's L{clsd.ownership.core.voterset.VoterSet.tag}."""
     value = _field(data, "voters", str, type_name, optional=True)
     if value is not None and not 0 < len(value) <= 64:
-        raise WireError(f"{type_name}: field 'voters' must be 1 to 64 characters, got {value!r}")
+        raise WireError(schema.refusal(type_name, "voters",
+                                       f"must be 1 to 64 characters, got {value!r}"))
     return value
 
 
@@ -150,9 +143,51 @@ class Prepare(_ResourceBallot):
                    _voters_tag(data, cls.TYPE))
 
 
+@attrs.frozen
+class _VoterAnswer:
+    """What every voter's answer says: about C{resource} and C{ballot}, granted (C{ok}) or
+    refused for C{reason}; the highest counter the voter C{promised}; the C{epoch} of a
+    grant it knows and the C{remaining} seconds of it on the voter's clock.
+
+    L{Promise} (to L{Prepare}) adds what the voter knows of holders; L{Accepted} (to
+    L{Propose}) is just this.
+    """
+
+    resource: str
+    ballot: Ballot
+    ok: bool
+    reason: str = ""
+    promised: int = 0
+    epoch: int = 0
+    remaining: float = 0.0
+
+    def to_wire(self):
+        return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
+                "ok": self.ok, "reason": self.reason, "promised": self.promised,
+                "epoch": self.epoch, "remaining": self.remaining}
+
+    @classmethod
+    def _answer(cls, data):
+        """The shared fields of an answer, as keyword arguments."""
+        t = cls.TYPE
+        return {
+            "resource": _field(data, "resource", str, t),
+            "ballot": _ballot(data, "ballot", t),
+            "ok": _field(data, "ok", bool, t),
+            "reason": _field(data, "reason", str, t, optional=True) or "",
+            "promised": _field(data, "promised", int, t, optional=True) or 0,
+            "epoch": _field(data, "epoch", int, t, optional=True) or 0,
+            "remaining": _field(data, "remaining", float, t, optional=True) or 0.0,
+        }
+
+    @classmethod
+    def _from(cls, data):
+        return cls(**cls._answer(data))
+
+
 @_message("lease.promise")
 @attrs.frozen
-class Promise:
+class Promise(_VoterAnswer):
     """A voter's answer to L{Prepare}.
 
     C{ok} false: refused; C{reason} says why (``stale``: the ballot is not
@@ -171,40 +206,24 @@ class Promise:
     the proposer believes the answer with the highest C{previous_epoch}.
     """
 
-    resource: str
-    ballot: Ballot
-    ok: bool
-    reason: str = ""
-    promised: int = 0
     holder: tuple | None = None
-    epoch: int = 0
-    remaining: float = 0.0
     previous: str | None = None
     previous_released: bool = False
     previous_epoch: int = 0
 
     def to_wire(self):
-        return {
-            "type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
-            "ok": self.ok, "reason": self.reason, "promised": self.promised,
-            "holder": list(self.holder) if self.holder else None,
-            "epoch": self.epoch, "remaining": self.remaining,
-            "previous": self.previous, "previous_released": self.previous_released,
-            "previous_epoch": self.previous_epoch,
-        }
+        wire = _VoterAnswer.to_wire(self)
+        wire.update(holder=list(self.holder) if self.holder else None,
+                    previous=self.previous, previous_released=self.previous_released,
+                    previous_epoch=self.previous_epoch)
+        return wire
 
     @classmethod
     def _from(cls, data):
         t = cls.TYPE
         return cls(
-            resource=_field(data, "resource", str, t),
-            ballot=_ballot(data, "ballot", t),
-            ok=_field(data, "ok", bool, t),
-            reason=_field(data, "reason", str, t, optional=True) or "",
-            promised=_field(data, "promised", int, t, optional=True) or 0,
+            **cls._answer(data),
             holder=_owner(data, "holder", t),
-            epoch=_field(data, "epoch", int, t, optional=True) or 0,
-            remaining=_field(data, "remaining", float, t, optional=True) or 0.0,
             previous=_field(data, "previous", str, t, optional=True),
             previous_released=bool(_field(data, "previous_released", bool, t, optional=True)),
             previous_epoch=_field(data, "previous_epoch", int, t, optional=True) or 0,
@@ -239,50 +258,24 @@ class Propose:
         t = cls.TYPE
         duration = _field(data, "duration", float, t)
         if duration <= 0:
-            raise WireError(f"{t}: field 'duration' must be positive, got {duration!r}")
+            raise WireError(schema.refusal(t, "duration", f"must be positive, got {duration!r}"))
         ballot, epoch = _ballot(data, "ballot", t), _field(data, "epoch", int, t)
         if not 0 <= epoch <= ballot.counter:
             # The epoch is the counter of the ballot that began the tenure.
-            raise WireError(f"{t}: field 'epoch' must be in [0, the ballot's counter "
-                            f"{ballot.counter}], got {epoch!r}")
+            raise WireError(schema.refusal(t, "epoch", f"must be in [0, the ballot's counter "
+                                                       f"{ballot.counter}], got {epoch!r}"))
         return cls(_field(data, "resource", str, t), ballot, duration, epoch,
                    _voters_tag(data, t))
 
 
 @_message("lease.accepted")
 @attrs.frozen
-class Accepted:
+class Accepted(_VoterAnswer):
     """A voter's answer to L{Propose}: C{ok} means granted, counted from its arrival.
 
     Refused ``held``: another owner holds an unexpired grant here; C{epoch} is
     that grant's tenure, C{remaining} its time left on the voter's clock.
     """
-
-    resource: str
-    ballot: Ballot
-    ok: bool
-    reason: str = ""
-    promised: int = 0
-    remaining: float = 0.0
-    epoch: int = 0
-
-    def to_wire(self):
-        return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
-                "ok": self.ok, "reason": self.reason, "promised": self.promised,
-                "remaining": self.remaining, "epoch": self.epoch}
-
-    @classmethod
-    def _from(cls, data):
-        t = cls.TYPE
-        return cls(
-            resource=_field(data, "resource", str, t),
-            ballot=_ballot(data, "ballot", t),
-            ok=_field(data, "ok", bool, t),
-            reason=_field(data, "reason", str, t, optional=True) or "",
-            promised=_field(data, "promised", int, t, optional=True) or 0,
-            remaining=_field(data, "remaining", float, t, optional=True) or 0.0,
-            epoch=_field(data, "epoch", int, t, optional=True) or 0,
-        )
 
 
 @_message("lease.release")
@@ -347,16 +340,13 @@ LEASE_REPLIES = (Promise, Accepted)
 
 def from_wire(data):
     """Build the message a dict describes; L{WireError} names what is wrong."""
-    if not isinstance(data, dict):
-        raise WireError(f"a message must be an object, got {type(data).__name__}")
+    schema.an_object(data, "lease message", WireError)
     type_name = data.get("type")
     cls = _TYPES.get(type_name)
     if cls is None:
         raise WireError(f"unknown message type {type_name!r}")
-    unknown = data.keys() - cls.FIELDS
-    if unknown:
-        # A message's fields are exactly its schema's (doc/peer-protocol.md).
-        raise WireError(f"{type_name}: unknown field {min(unknown, key=str)!r}")
+    # A message's fields are exactly its schema's (doc/peer-protocol.md).
+    schema.only(data, cls.FIELDS, type_name, WireError)
     return cls._from(data)
 
 

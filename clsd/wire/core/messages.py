@@ -1,18 +1,11 @@
-"""Message types and their field schemas: what may travel on a peer connection.
+"""Message types: what may travel on a peer connection.
 
-Upper layers (membership, leases) declare their messages here as
-L{MessageType}s with a small schema language and put them in a L{Registry};
-the codec then refuses, as the peer's fault, any message whose type is not
-registered or whose fields do not fit, before the upper layer sees it.
-
-Schema language (a field's value is one of):
-
-  - C{str}, C{int} (signed 64-bit), C{float} (any finite JSON number), C{bool};
-  - C{dict} / C{list}: any JSON object / array, contents unchecked;
-  - C{[spec]}: an array whose items all match C{spec};
-  - C{{"key": spec, ...}}: an object with exactly these keys;
-  - C{MapOf(spec)}: an object with any keys whose values match C{spec};
-  - C{Optional(spec)}: (a field only) may be absent; when present, matches C{spec}.
+Upper layers (membership, leases) declare their messages here and put them
+in a L{Registry}; the codec then refuses, as the peer's fault, any message
+whose type is not registered or whose fields do not fit, before the upper
+layer sees it. A L{MessageType}'s fields are declared in the schema language
+of L{clsd.wire.core.schema}; a L{LayerMessageType} is checked by its layer's
+own parser, which reads its fields with the same schema.
 
 A message's fields are exactly its schema's: an unknown field is refused
 too.  Any change to a message is therefore a protocol version change, which
@@ -21,11 +14,11 @@ the hello exchange reports clearly instead of half-understanding a peer.
 
 import hashlib
 import json
-import math
 
 import attrs
 
 from clsd.wire.core.errors import FieldError, LocalProtocolError
+from clsd.wire.core.schema import compile_object
 
 #: The protocol version this code speaks: the ``v`` of every line and the
 #: ``protocol`` of the hello.  Bump it on any incompatible change.
@@ -33,164 +26,6 @@ PROTOCOL_VERSION = 1
 
 #: Keys of the envelope, not available as field names.
 ENVELOPE_KEYS = frozenset({"v", "type"})
-
-_INT64_MIN = -(2 ** 63)
-_INT64_MAX = 2 ** 63 - 1
-
-
-@attrs.frozen
-class Optional:
-    """A field that may be absent."""
-
-    spec: object
-
-
-@attrs.frozen
-class MapOf:
-    """An object with arbitrary string keys, every value matching C{spec}."""
-
-    spec: object
-
-
-def _json_type(value):
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    if value is None:
-        return "null"
-    return type(value).__name__
-
-
-def _under(part, error):
-    """C{error} (a L{FieldError} inside C{part}) with its path prefixed by C{part}.
-
-    Paths are only built on the way out of a failure, so checking a good
-    message allocates no strings.
-    """
-    path = error.path
-    if not path:
-        joined = part
-    elif path.startswith("["):
-        joined = part + path
-    else:
-        joined = f"{part}.{path}"
-    return FieldError(joined, error.message)
-
-
-def compile_spec(spec):
-    """Turn a schema C{spec} into a function C{check(value)} raising L{FieldError}.
-
-    The error's path is relative to the value checked (empty for the value
-    itself); containers prefix their key or index on the way out.
-    """
-    if spec is str:
-        def check(value):
-            if type(value) is not str:
-                raise FieldError("", f"must be a string, got {_json_type(value)}")
-        return check
-    if spec is int:
-        def check(value):
-            if type(value) is not int:
-                raise FieldError("", f"must be an integer, got {_json_type(value)}")
-            if not _INT64_MIN <= value <= _INT64_MAX:
-                raise FieldError("", "is out of range for a 64-bit integer")
-        return check
-    if spec is float:
-        def check(value):
-            kind = type(value)
-            if kind is not float and kind is not int:
-                raise FieldError("", f"must be a number, got {_json_type(value)}")
-            if kind is float and not math.isfinite(value):
-                raise FieldError("", "must be a finite number")
-        return check
-    if spec is bool:
-        def check(value):
-            if type(value) is not bool:
-                raise FieldError("", f"must be true or false, got {_json_type(value)}")
-        return check
-    if spec is dict:
-        def check(value):
-            if type(value) is not dict:
-                raise FieldError("", f"must be an object, got {_json_type(value)}")
-        return check
-    if spec is list:
-        def check(value):
-            if type(value) is not list:
-                raise FieldError("", f"must be an array, got {_json_type(value)}")
-        return check
-    if isinstance(spec, list):
-        if len(spec) != 1:
-            raise TypeError(f"a list schema has exactly one item schema, got {spec!r}")
-        item = compile_spec(spec[0])
-
-        def check(value):
-            if type(value) is not list:
-                raise FieldError("", f"must be an array, got {_json_type(value)}")
-            index = 0
-            try:
-                for index, element in enumerate(value):
-                    item(element)
-            except FieldError as e:
-                raise _under(f"[{index}]", e) from None
-        return check
-    if isinstance(spec, MapOf):
-        item = compile_spec(spec.spec)
-
-        def check(value):
-            if type(value) is not dict:
-                raise FieldError("", f"must be an object, got {_json_type(value)}")
-            key = ""
-            try:
-                for key, element in value.items():
-                    item(element)
-            except FieldError as e:
-                raise _under(key, e) from None
-        return check
-    if isinstance(spec, dict):
-        return _compile_object(spec)
-    if isinstance(spec, Optional):
-        raise TypeError("Optional(...) is only allowed as the value of an object field")
-    raise TypeError(f"not a schema: {spec!r}")
-
-
-def _compile_object(fields):
-    required = []
-    checks = {}
-    for key, spec in fields.items():
-        if not isinstance(key, str):
-            raise TypeError(f"field names are strings, got {key!r}")
-        if isinstance(spec, Optional):
-            checks[key] = compile_spec(spec.spec)
-        else:
-            required.append(key)
-            checks[key] = compile_spec(spec)
-    required = tuple(required)
-
-    def check(value):
-        if type(value) is not dict:
-            raise FieldError("", f"must be an object, got {_json_type(value)}")
-        for key in required:
-            if key not in value:
-                raise FieldError(key, "is required")
-        key = ""
-        try:
-            for key, element in value.items():
-                field_check = checks.get(key)
-                if field_check is None:
-                    raise FieldError("", "unknown field")
-                field_check(element)
-        except FieldError as e:
-            raise _under(key, e) from None
-    return check
 
 
 @attrs.frozen
@@ -227,7 +62,7 @@ class MessageType:
             raise TypeError(f"{name}: field names {sorted(reserved)} are reserved")
         self.name = name
         self.fields = dict(fields)
-        self._check = _compile_object(self.fields)
+        self._check = compile_object(self.fields)
 
     def __repr__(self):
         return f"<MessageType {self.name}>"
