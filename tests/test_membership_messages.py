@@ -111,7 +111,7 @@ class Rejected(unittest.TestCase):
     def test_mistakes_name_the_field(self):
         good = Heartbeat(1, 2, (MemberUpdate(ALPHA),)).to_wire()
         self.assertRejected({"type": "m.nope"}, "unknown membership message")
-        self.assertRejected({}, "message.type: missing")
+        self.assertRejected({}, "message.type: is required")
         self.assertRejected([], "must be an object")
         self.assertRejected(dict(good, g="1"), "m.heartbeat.g: must be an integer")
         self.assertRejected(dict(good, g=-1), "m.heartbeat.g: -1 out of range")

@@ -12,6 +12,8 @@ message stays under 80 KiB without meta (tested) and under the peer layer's
 256 KiB line with full meta; with ordinary names a full message is a few KiB
 (a signed report about 0.9 KiB, a signed alive record about 0.2 KiB). A
 message's keys are exactly its schema's: an unknown one is refused, named.
+Fields are read with the peer protocol's schema (L{clsd.wire.core.schema}), so
+a refusal reads ``m.heartbeat.updates[0].g: must be an integer, got a string``.
 """
 
 from functools import lru_cache
@@ -20,6 +22,7 @@ import attrs
 
 from clsd.membership.core.members import Member, MetaError, State, decode_meta, encode_meta
 from clsd.membership.core.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
+from clsd.wire.core import schema
 
 MAX_UPDATES = 32
 MAX_SYNC_RECORDS = 128
@@ -38,60 +41,60 @@ MAX_ADDRESS = 255
 SYNC_BUCKETS = 64
 
 _STATES = {state.value: state for state in State}
+_UINT64_MAX = (1 << 64) - 1
 
 
 class MessageError(ValueError):
     """A peer sent something that is not a valid membership message."""
 
 
-# -- field readers -------------------------------------------------------
+# -- field readers: the peer protocol's schema, refusals as MessageError --------------
 
 def _field(data, key, where):
-    if not isinstance(data, dict):
-        raise MessageError(f"{where}: must be an object, got {type(data).__name__}")
-    if key not in data:
-        raise MessageError(f"{where}.{key}: missing")
-    return data[key]
+    return schema.required(data, key, where, MessageError)
 
 
 def _only(data, allowed, where):
     """Refuse a key outside C{allowed}: a message's fields are exactly its schema's."""
-    if not isinstance(data, dict):
-        raise MessageError(f"{where}: must be an object, got {type(data).__name__}")
-    if not data.keys() <= allowed:
-        unknown = min(data.keys() - allowed, key=str)
-        raise MessageError(f"{where}.{unknown}: unknown field")
+    schema.only(data, allowed, where, MessageError)
 
 
-def _int(data, key, where, minimum=0, maximum=(1 << 64) - 1):
-    value = _field(data, key, where)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise MessageError(f"{where}.{key}: must be an integer")
-    if not minimum <= value <= maximum:
-        raise MessageError(f"{where}.{key}: {value} out of range")
-    return value
+def _int(data, key, where, minimum=0, maximum=_UINT64_MAX):
+    check = _UINT64 if minimum == 0 and maximum == _UINT64_MAX else _checks(
+        schema.Int, minimum, maximum)
+    return schema.read(data, key, check, where, MessageError)
 
 
 def _str(data, key, where, maxlen):
-    value = _field(data, key, where)
-    if not isinstance(value, str) or not value or len(value) > maxlen:
-        raise MessageError(f"{where}.{key}: must be a string of 1 to {maxlen} characters")
-    return value
+    check = _TEXT.get(maxlen) or _checks(schema.Text, maxlen)
+    return schema.read(data, key, check, where, MessageError)
 
 
 def _list(data, key, where, maxlen):
-    value = _field(data, key, where)
-    if not isinstance(value, list) or len(value) > maxlen:
-        raise MessageError(f"{where}.{key}: must be a list of at most {maxlen} items")
-    return value
+    return schema.read(data, key, _checks(schema.Items, maxlen), where, MessageError)
 
 
 def _number(data, key, where):
-    value = _field(data, key, where)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            0 <= value < 1e9):
-        raise MessageError(f"{where}.{key}: must be a non-negative number")
-    return float(value)
+    return float(schema.read(data, key, _AGE, where, MessageError))
+
+
+_CHECKS = {}
+
+
+def _checks(kind, *bounds):
+    """The check of C{kind(*bounds)}, built once."""
+    check = _CHECKS.get((kind, bounds))
+    if check is None:
+        check = _CHECKS[kind, bounds] = schema.checker(kind(*bounds))
+    return check
+
+
+#: The checks every record uses, at hand (records are many).
+_UINT64 = _checks(schema.Int, 0, _UINT64_MAX)
+_TEXT = {n: _checks(schema.Text, n) for n in (16, MAX_NAME, MAX_ADDRESS, MAX_SIGNATURE,
+                                               MAX_CERTIFICATE)}
+#: An age in seconds.
+_AGE = _checks(schema.Number, 0, 1e9)
 
 
 def member_to_wire(member):

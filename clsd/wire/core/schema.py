@@ -47,7 +47,7 @@ class MapOf:
     spec: object
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Int:
     """An integer in [C{minimum}, C{maximum}]."""
 
@@ -65,7 +65,7 @@ class Int:
         return check
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Text:
     """A string of 1 to C{maxlen} characters."""
 
@@ -80,7 +80,7 @@ class Text:
         return check
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Items:
     """An array of at most C{maxlen} items (their contents checked by the caller)."""
 
@@ -95,7 +95,7 @@ class Items:
         return check
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Number:
     """A number in [C{minimum}, C{below})."""
 
@@ -112,7 +112,7 @@ class Number:
         return check
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class DecimalInt:
     """A signed 64-bit integer as protobuf's JSON mapping writes one: a number or a string."""
 
@@ -288,7 +288,8 @@ def compile_object(fields):
 _compiled = {}
 
 
-def _check_of(spec):
+def checker(spec):
+    """The compiled C{check(value)} of a hashable C{spec}, built once (see L{compile_spec})."""
     check = _compiled.get(spec)
     if check is None:
         check = _compiled[spec] = compile_spec(spec)
@@ -304,33 +305,50 @@ def an_object(value, where, error):
 
 def only(data, allowed, where, error):
     """Refuse an object with a key outside C{allowed}: its fields are exactly its schema's."""
-    an_object(data, where, error)
+    if type(data) is not dict:
+        an_object(data, where, error)
     if not data.keys() <= allowed:
-        raise error(refusal(where, min(data.keys() - allowed, key=str), "unknown field"))
+        unknown = min(data.keys() - allowed, key=str)
+        raise error(refusal(f"{where}.{unknown}", "", "unknown field"))  # any name, even "[x"
 
 
 def required(data, key, where, error):
     """C{data[key]}, unchecked; C{error} if C{data} is no object or has no C{key}."""
-    an_object(data, where, error)
-    if key not in data:
-        raise error(refusal(where, key, "is required"))
-    return data[key]
+    if type(data) is not dict:
+        an_object(data, where, error)
+    try:
+        return data[key]
+    except KeyError:
+        raise error(refusal(where, key, "is required")) from None
+
+
+def read(data, key, check, where, error):
+    """C{data[key]} passed through C{check} (from L{checker}); C{error} with the one wording."""
+    if type(data) is not dict:
+        an_object(data, where, error)
+    try:
+        value = data[key]
+    except KeyError:
+        raise error(refusal(where, key, "is required")) from None
+    try:
+        check(value)
+    except FieldError as e:
+        raise error(refusal(where, join(key, e.path), e.message)) from None
+    return value
 
 
 def field(data, key, spec, where, error, *, optional=False, default=None):
     """C{data[key]} checked against C{spec} (hashable: a type or a bounded spec).
 
-    With C{optional}, an absent or null field gives C{default}.  A refusal raises
-    C{error(text)} with the one wording (L{refusal}).
+    With C{optional}, an absent or null field gives C{default}.
     """
     if optional:
         value = data.get(key)
         if value is None:
             return default
-    else:
-        value = required(data, key, where, error)
-    try:
-        _check_of(spec)(value)
-    except FieldError as e:
-        raise error(refusal(where, join(key, e.path), e.message)) from None
-    return value
+        try:
+            checker(spec)(value)
+        except FieldError as e:
+            raise error(refusal(where, join(key, e.path), e.message)) from None
+        return value
+    return read(data, key, checker(spec), where, error)
