@@ -3,13 +3,18 @@
 The gateway speaks protobuf-as-JSON: keys and values are base64, int64
 fields are JSON strings, and fields at their zero value (``false``, ``0``,
 empty lists) are left out.  Every reader here raises L{EtcdAnswerError}
-naming what is wrong, so that the core can count and log a bad answer and
-carry on; nothing in this module performs I/O.
+naming what is wrong, in the wording of every refused field
+(L{clsd.wire.core.schema}: ``lease grant.ID: must be an integer, got a boolean``),
+so that the core can count and log a bad answer and carry on; nothing in this
+module performs I/O.
 """
 
 import base64
 import binascii
 import json
+
+from clsd.wire.core import schema
+from clsd.wire.core.errors import FieldError
 
 
 class EtcdAnswerError(ValueError):
@@ -25,11 +30,12 @@ def b64(text):
 
 def unb64(data, what):
     if not isinstance(data, str):
-        raise EtcdAnswerError(f"{what} must be a base64 string, got {data!r}")
+        raise EtcdAnswerError(schema.refusal(what, "", f"must be a base64 string, got {data!r}"))
     try:
         return base64.b64decode(data, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError) as e:
-        raise EtcdAnswerError(f"{what} is not base64 UTF-8 text ({e})") from None
+        raise EtcdAnswerError(schema.refusal(what, "", f"is not base64 UTF-8 text ({e})")) \
+            from None
 
 
 def prefix_end(prefix):
@@ -132,26 +138,32 @@ def range_body(key):
 
 # -- reading answers -----------------------------------------------------------------------
 
+#: An int64 as the gateway writes one (a JSON string, or a number).
+_DECIMAL_INT = schema.checker(schema.DecimalInt())
+
+
 def _int(data, key, what, default=None):
     value = data.get(key, default)
     if value is None:
-        raise EtcdAnswerError(f"{what}: {key!r} is missing")
-    if isinstance(value, bool):
-        raise EtcdAnswerError(f"{what}: {key!r} must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            pass
-    raise EtcdAnswerError(f"{what}: {key!r} must be an integer, got {value!r}")
+        raise EtcdAnswerError(schema.refusal(what, key, "is required"))
+    try:
+        _DECIMAL_INT(value)
+    except FieldError as e:
+        raise EtcdAnswerError(schema.refusal(what, key, e.message)) from None
+    return int(value)
 
 
 def _object(data, what):
-    if not isinstance(data, dict):
-        raise EtcdAnswerError(f"{what} must be a JSON object, got {type(data).__name__}")
-    return data
+    return schema.an_object(data, what, EtcdAnswerError)
+
+
+def _array(data, key, what):
+    """C{data[key]}, an array (absent: empty, as the gateway leaves empty lists out)."""
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise EtcdAnswerError(schema.refusal(what, key,
+                                             f"must be an array, got {schema.json_type(value)}"))
+    return value
 
 
 def parse_json(raw, what):
@@ -211,10 +223,7 @@ def _kv(kv, what):
 def _range_kvs(response, what):
     response = _object(response, what)
     ranged = _object(response.get("response_range"), f"{what} response_range")
-    kvs = ranged.get("kvs", [])
-    if not isinstance(kvs, list):
-        raise EtcdAnswerError(f"{what}: kvs must be a list")
-    return [_kv(kv, f"{what} kv") for kv in kvs]
+    return [_kv(kv, f"{what} kv") for kv in _array(ranged, "kvs", what)]
 
 
 def read_value(value, what):
@@ -239,9 +248,7 @@ def read_acquire(data):
     """
     what = "acquire txn"
     rev = revision(data, what)
-    responses = data.get("responses", [])
-    if not isinstance(responses, list):
-        raise EtcdAnswerError(f"{what}: responses must be a list")
+    responses = _array(data, "responses", what)
     if data.get("succeeded", False) is True:
         if len(responses) != 3:
             raise EtcdAnswerError(f"{what}: expected 3 responses, got {len(responses)}")
@@ -258,9 +265,7 @@ def read_acquire(data):
 def read_range(data):
     """The one kv of a ``/v3/kv/range`` answer for a single key, or None if it is absent."""
     what = "range"
-    kvs = data.get("kvs", [])
-    if not isinstance(kvs, list):
-        raise EtcdAnswerError(f"{what}: kvs must be a list")
+    kvs = _array(data, "kvs", what)
     return _kv(kvs[0], f"{what} kv") if kvs else None
 
 
@@ -285,9 +290,7 @@ def read_watch_message(data):
         return ("compacted", [], _int(result, "compact_revision", what))
     if result.get("canceled"):
         return ("canceled", [], revision)
-    events = result.get("events", [])
-    if not isinstance(events, list):
-        raise EtcdAnswerError(f"{what}: events must be a list")
+    events = _array(result, "events", what)
     parsed = []
     for event in events:
         event = _object(event, f"{what} event")
