@@ -392,7 +392,8 @@ class Daemon(MultiService):
         """
         if self.network is None or identity is None:
             return []
-        from clsd.wire.core.admission import Admission, enforce
+        from clsd.wire.core.admission import Admission
+        from clsd.wire.tls import enforce
 
         admission = Admission.of(identity, new.membership.allow)
         if admission == self.network.tls.admission:

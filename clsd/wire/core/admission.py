@@ -11,7 +11,7 @@ Two rules, each with its own refusal reason (doc/peer-protocol.md):
 The session (L{clsd.wire.core.session.Session.tls_ready}) checks both as soon as
 TLS has verified the certificate, before any hello, on the accepting and the
 dialling side alike.  An L{Admission} is an immutable value: a ``reload``
-builds a new one and L{enforce}s it, which gives it to
+builds a new one and L{clsd.wire.tls.enforce}s it, which gives it to
 L{clsd.wire.tls.PeerTLS} for new connections and expels the established
 peers it refuses (L{clsd.wire.network.PeerNetwork.expel}).
 """
@@ -60,32 +60,3 @@ class Admission:
             return NOT_ALLOWED, detail
         return None
 
-
-def connection_refusal(admission, protocol):
-    """L{Admission.refusal} for a live connection (C{None} before its TLS handshake)."""
-    from clsd.wire.tls import peer_certificate  # clsd.wire.tls builds on this module
-
-    name = protocol.name
-    if name is None and protocol.session is not None:
-        name = protocol.session.certificate_name
-    if name is None:
-        return None  # still in TLS: it is checked with the new admission when done
-    return admission.refusal(name, peer_certificate(protocol.transport))
-
-
-def enforce(network, admission):
-    """Put C{admission} in force on C{network}: new connections, and established ones.
-
-    @return: C{{name: (reason key, detail)}} of the established peers expelled.
-    """
-    network.tls.admission = admission
-    verdicts = {}
-
-    def refusal(protocol):
-        verdict = connection_refusal(admission, protocol)
-        if verdict is not None and protocol.name is not None:
-            verdicts[protocol.name] = verdict
-        return verdict
-
-    network.expel(refusal)
-    return verdicts
