@@ -113,6 +113,19 @@ class _Resource:
     fence_backoff_until: float | None = None
 
 
+@attrs.define
+class _Sighting:
+    """What this node knows of one resource's holders and targets elsewhere; kept apart from
+    L{_Resource} because it covers resources this node never dealt with."""
+
+    #: (holder, epoch) the arbiter last reported; dropped when the holder dies.
+    observed: tuple | None = None
+    #: (holder, epoch) last seen holding it; kept when it dies.
+    last_holder: tuple | None = None
+    #: (target, since): placed on another node, not held yet (stall detection).
+    unheld: tuple | None = None
+
+
 class ClusterManager:
     """One node's ownership decisions for all the cluster IDs it is registered for."""
 
@@ -127,10 +140,7 @@ class ClusterManager:
         self._members = {}            # name -> MemberState (live peers, not us)
         self._eligible_since = {}     # (name, cluster) -> time
         self._res = {}                # resource -> _Resource (only those we touched)
-        # What is known of other nodes' holdings, also for resources this node never touched
-        # (so not in _Resource):
-        self._observed = {}           # resource -> (holder, epoch)
-        self._last_holder = {}        # resource -> (holder, epoch): kept when it dies
+        self._seen = {}               # resource -> _Sighting
         self._paused = set()
         self._leaving = {}            # cluster -> until: we handed it over, don't grab it back
         self._failed_notified = set()
@@ -142,7 +152,6 @@ class ClusterManager:
         self._settle_until = settle_until
         self._mismatch = {}           # cluster -> nodes whose shape differs (reported)
         self._voters_apart = []       # live nodes two steps of a voter change away (reported)
-        self._unheld = {}             # resource -> (target, since): placed elsewhere, not yet held
         self._stalled = {}            # (node, cluster) -> until: skipped by placement
         self._stalls = {}             # (node, cluster) -> how many times it stalled
 
@@ -154,6 +163,17 @@ class ClusterManager:
         if res is None:
             res = self._res[name] = _Resource(cluster, slot, name)
         return res
+
+    def _sighting(self, resource):
+        seen = self._seen.get(resource)
+        if seen is None:
+            seen = self._seen[resource] = _Sighting()
+        return seen
+
+    def _clear_unheld(self, resource):
+        seen = self._seen.get(resource)
+        if seen is not None:
+            seen.unheld = None
 
     def _resources_of(self, cluster_id):
         return [r for r in self._res.values() if r.cluster.id == cluster_id]
@@ -215,7 +235,10 @@ class ClusterManager:
         for member in members.values():
             for resource, epoch in member.holding.items():
                 claims.setdefault(resource, []).append((epoch, member.name))
-        for resource, (holder, epoch) in self._observed.items():
+        for resource, seen in self._seen.items():
+            if seen.observed is None:
+                continue
+            holder, epoch = seen.observed
             if holder is not None and holder in members:
                 claims.setdefault(resource, []).append((epoch, holder))
         holders = {}
@@ -283,12 +306,13 @@ class ClusterManager:
         self._members = {m.name: m for m in members if m.name != self.node}
         for member in self._members.values():
             for resource, epoch in member.holding.items():
-                last = self._last_holder.get(resource)
-                if last is None or epoch >= last[1]:
-                    self._last_holder[resource] = (member.name, epoch)
-        for resource, (holder, _) in list(self._observed.items()):
+                seen = self._sighting(resource)
+                if seen.last_holder is None or epoch >= seen.last_holder[1]:
+                    seen.last_holder = (member.name, epoch)
+        for seen in self._seen.values():
+            holder = seen.observed[0] if seen.observed is not None else None
             if holder is not None and holder != self.node and holder not in self._members:
-                del self._observed[resource]
+                seen.observed = None
         return self._reconcile_all(now)
 
     def receive(self, sender, message, now):
@@ -308,7 +332,8 @@ class ClusterManager:
         A L{Handover} is accepted only from one of them (doc/ownership.md).
         """
         names = {m.name for m in self._members.values() if resource in m.holding}
-        for known in (self._observed.get(resource), self._last_holder.get(resource)):
+        seen = self._seen.get(resource) or _Sighting()
+        for known in (seen.observed, seen.last_holder):
             if known is not None and known[0] is not None:
                 names.add(known[0])
         res = self._res.get(resource)
@@ -343,7 +368,8 @@ class ClusterManager:
         times += [r.forced_until for r in self._res.values()] + list(self._leaving.values())
         times += [r.fence_backoff_until for r in self._res.values()]
         times += list(self._stalled.values())
-        times += [since + stall_after(self.timing) for _, since in self._unheld.values()]
+        times += [seen.unheld[1] + stall_after(self.timing) for seen in self._seen.values()
+                  if seen.unheld is not None]
         for cluster in self.clusters.values():
             if cluster.preempt:
                 for (name, cid), since in self._eligible_since.items():
@@ -582,7 +608,8 @@ class ClusterManager:
             del self.clusters[cluster_id]
             for res in self._resources_of(cluster_id):
                 del self._res[res.name]
-                self._last_holder.pop(res.name, None)
+                if res.name in self._seen:
+                    self._seen[res.name].last_holder = None
             self._leaving.pop(cluster_id, None)
             self._failed_notified.discard(cluster_id)
             self.escalation.clear(cluster_id)
@@ -627,9 +654,10 @@ class ClusterManager:
     def _on_lease_event(self, event, now):
         res = self._res.get(event.resource)
         if isinstance(event, LeaseObserved):
-            self._observed[event.resource] = (event.holder, event.epoch)
+            seen = self._sighting(event.resource)
+            seen.observed = (event.holder, event.epoch)
             if event.holder is not None:
-                self._last_holder[event.resource] = (event.holder, event.epoch)
+                seen.last_holder = (event.holder, event.epoch)
             return []
         if res is None:
             if isinstance(event, LeaseAcquired):
@@ -637,9 +665,9 @@ class ClusterManager:
                 return self._process(self.arbiter.release(event.resource, now), now)
             return []
         if isinstance(event, LeaseAcquired):
-            before = self._last_holder.get(event.resource)
-            self._observed[event.resource] = (self.node, event.epoch)
-            self._last_holder[event.resource] = (self.node, event.epoch)
+            seen = self._sighting(event.resource)
+            before = seen.last_holder
+            seen.observed = seen.last_holder = (self.node, event.epoch)
             if res.phase != ACQUIRING or not self._may_hold(res, now):
                 # We no longer want it (or never did): give it straight back.
                 res.phase = IDLE
@@ -816,13 +844,14 @@ class ClusterManager:
         and a timer nobody checks again would wake the core at once, forever)."""
         current = {resource_name(c.id, slot, c.mode)
                    for c in self.clusters.values() for slot in range(c.count)}
-        for resource in [r for r in self._unheld if r not in current]:
-            del self._unheld[resource]
+        for resource, seen in self._seen.items():
+            if resource not in current:
+                seen.unheld = None
 
     def _reconcile(self, cluster, now):
         if cluster.id in self._paused:
             for slot in range(cluster.count):
-                self._unheld.pop(resource_name(cluster.id, slot, cluster.mode), None)
+                self._clear_unheld(resource_name(cluster.id, slot, cluster.mode))
             return []
         placement, holders = self._placement(cluster, now)
         stalls = self._track_stalls(cluster, placement, holders, now)
@@ -849,15 +878,16 @@ class ClusterManager:
             resource = resource_name(cluster.id, slot, cluster.mode)
             if (target is None or target == self.node or holders.get(resource) is not None
                     or not self._quorum_in_view()):
-                self._unheld.pop(resource, None)
+                self._clear_unheld(resource)
                 continue
-            seen = self._unheld.get(resource)
+            sighting = self._sighting(resource)
+            seen = sighting.unheld
             if seen is None or seen[0] != target:
-                self._unheld[resource] = (target, now)
+                sighting.unheld = (target, now)
                 continue
             if now < seen[1] + stall_after(self.timing):  # the same sum as next_wakeup's
                 continue
-            del self._unheld[resource]
+            sighting.unheld = None
             key = (target, cluster.id)
             self._stalls[key] = self._stalls.get(key, 0) + 1
             cooldown = min(STALL_COOLDOWN_LEASES * self.timing.lease
