@@ -17,10 +17,10 @@ from twisted.trial import unittest
 
 import clsd
 from clsd.admin.ownership_status import ownership_status
+from clsd.config.membership import MembershipConfig
 from clsd.events import EventLog
 from clsd.logs import EVENTS, json_observer
 from clsd.membership.core.members import Member, State
-from clsd.config.membership import MembershipConfig
 from clsd.membership.core.messages import Gossip, MemberUpdate
 from clsd.membership.core.messages import Report as MembershipReport
 from tests.membership_signing import signed_update

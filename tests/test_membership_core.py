@@ -6,19 +6,19 @@ from twisted.trial import unittest
 
 from clsd.config.membership import MembershipConfig
 from clsd.membership.core import node as mcore
-from clsd.membership.core.node import (
-    Connect, Core, Disconnect, ForceRemove, Joined, JoinRequested, LeaveDone, LeaveRequested,
-    LinkDown, LinkUp, MemberChanged, Received, Send, SetTimer, TimerFired,
-)
 from clsd.membership.core.members import Member, State
 from clsd.membership.core.messages import (
     Gossip, Heartbeat, Join, Report, SyncDigest, SyncRecords, Unwatch,
     Watch,
 )
-from clsd.membership.core.table import build_snapshots
+from clsd.membership.core.node import (
+    Connect, Core, Disconnect, ForceRemove, Joined, JoinRequested, LeaveDone, LeaveRequested,
+    LinkDown, LinkUp, MemberChanged, Received, Send, SetTimer, TimerFired,
+)
 from clsd.membership.core.notary import FakeNotary
-from clsd.wire.core.errors import Forged
+from clsd.membership.core.table import build_snapshots
 from clsd.membership.core.timing import suspicion_timeout
+from clsd.wire.core.errors import Forged
 
 SEED = "127.0.0.12:7400"
 from clsd.sim.cluster import signed_lives

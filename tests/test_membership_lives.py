@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.config.membership import MembershipConfig
-from clsd.membership.core.node import Core, JoinRequested, LinkUp, Send
 from clsd.membership.core.members import Member, State
 from clsd.membership.core.messages import (
     Certs, CertsWant, Gossip, Join, MemberUpdate, SyncRecords, from_wire, record_statement,
 )
+from clsd.membership.core.node import Core, JoinRequested, LinkUp, Send
 from clsd.membership.core.notary import FakeNotary, VerifiedCache
 from clsd.membership.core.table import build_snapshots
 from clsd.sim.cluster import signed_lives

@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.membership.core.members import Member, State
-from clsd.membership.core.notary import MAX_CERTIFICATE, MAX_SIGNATURE, FakeNotary
 from clsd.membership.core.messages import (
     MAX_REPORTERS, MAX_SYNC_RECORDS, MAX_UPDATES, SYNC_BUCKETS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, MessageError,
     Report, SyncDigest, SyncRecords, Unwatch, Watch, from_wire,
 )
+from clsd.membership.core.notary import MAX_CERTIFICATE, MAX_SIGNATURE, FakeNotary
 
 ALPHA = Member("alpha", "127.0.0.11:7400", 17, 3, State.SUSPECT)
 

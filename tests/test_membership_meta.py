@@ -4,14 +4,14 @@ import json
 
 from twisted.trial import unittest
 
-from clsd.membership.core.node import (
-    GOSSIP, JoinRequested, LeaveRequested, LinkUp, MemberChanged, MetaChanged, Received,
-    Send, TimerFired,
-)
 from clsd.membership.core.members import MAX_META, Member, MetaError, State, record_hash
 from clsd.membership.core.messages import (
     MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Join, MemberUpdate, MessageError, SyncRecords,
     from_wire,
+)
+from clsd.membership.core.node import (
+    GOSSIP, JoinRequested, LeaveRequested, LinkUp, MemberChanged, MetaChanged, Received,
+    Send, TimerFired,
 )
 from clsd.membership.core.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
 from clsd.wire.core.codec import MAX_LINE

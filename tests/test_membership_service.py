@@ -14,8 +14,8 @@ from clsd.membership.core.members import IN_RING, Member, State, decode_meta
 from clsd.membership.core.messages import Gossip, Heartbeat, Watch
 from clsd.membership.core.notary import FakeNotary
 from clsd.membership.service import MembershipService, split_address
-from clsd.wire.router import Router
 from clsd.wire.core.session import LOCAL, CloseReason
+from clsd.wire.router import Router
 from tests.membership_signing import join_ack, signed_update
 
 

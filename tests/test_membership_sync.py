@@ -11,12 +11,12 @@ from twisted.trial import unittest
 
 from clsd.config.membership import MembershipConfig
 from clsd.membership.core import node as mcore
-from clsd.membership.core.node import (
-    Connect, Core, JoinRequested, LinkUp, Received, Send, SetTimer, TimerFired,
-)
 from clsd.membership.core.members import Member, State
 from clsd.membership.core.messages import (
     MAX_SYNC_RECORDS, Heartbeat, SyncDigest, SyncRecords,
+)
+from clsd.membership.core.node import (
+    Connect, Core, JoinRequested, LinkUp, Received, Send, SetTimer, TimerFired,
 )
 from clsd.membership.core.table import build_snapshots
 from clsd.sim.cluster import SimCluster, node_name

@@ -10,12 +10,12 @@ from clsd.ownership.core.arbiter import IArbiter
 from clsd.ownership.core.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
+from clsd.ownership.core.timing import LeaseTiming
 from clsd.ownership.etcd.core import codec
-from clsd.ownership.etcd.core.arbiter import CALL_GRACE, EtcdArbiter, call_timeout
 from clsd.ownership.etcd.core.actions import (
     ETCD_SENDER, EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchClosed, EtcdWatchMessage,
 )
-from clsd.ownership.core.timing import LeaseTiming
+from clsd.ownership.etcd.core.arbiter import CALL_GRACE, EtcdArbiter, call_timeout
 
 PREFIX = "/clsd/site/"
 LEASE_ID = 0x1234

@@ -16,13 +16,13 @@ from twisted.trial import unittest
 
 from clsd.admin.ownership_status import ownership_status
 from clsd.events import EventLog
-from clsd.ownership.guard import GuardClient
-from clsd.ownership.floor import read_floor, write_floor
-from clsd.ownership.hooks import HookRunner
 from clsd.ownership.core.managed import ManagedService
 from clsd.ownership.core.manager import ManagerError
-from clsd.ownership.service import OwnershipService
 from clsd.ownership.core.voter import DEFAULT_RESERVE_BLOCK
+from clsd.ownership.floor import read_floor, write_floor
+from clsd.ownership.guard import GuardClient
+from clsd.ownership.hooks import HookRunner
+from clsd.ownership.service import OwnershipService
 from clsd.supervision.process import DiscardedOutput
 from clsd.supervision.runner import ServiceRunner
 from tests.ownership_shell_support import MemoryNetwork, ownership_config

@@ -26,8 +26,8 @@ from clsd.supervision.pgroups import OSProcessGroups
 from clsd.supervision.process import DiscardedOutput
 from clsd.supervision.runner import ServiceRunner
 from clsd.testing.checker import check
-from clsd.testing.recorder import LifelineCollector, read_records
 from clsd.testing.processes import wait_until
+from clsd.testing.recorder import LifelineCollector, read_records
 from tests.ownership_shell_support import MemoryNetwork, ownership_config
 
 NODES = (("alpha", 300), ("beta", 200), ("gamma", 100))

@@ -13,8 +13,8 @@ from twisted.trial import unittest
 
 from clsd.events import EventLog
 from clsd.ownership.core.errors import GuardUnavailable
-from clsd.ownership.guard import GuardClient
 from clsd.ownership.core.managed import LeaseNotHeld, ManagedService
+from clsd.ownership.guard import GuardClient
 from clsd.supervision.context import ExecContext, minimal_environment
 from clsd.supervision.spawn import GATE_CLOSED_STATUS, spawn_in_new_group
 from tests.test_ownership_guard import FakeSpawner

@@ -24,8 +24,8 @@ from twisted.trial import unittest
 from clsd.certs import store
 from clsd.certs.authority import create_authority, issue_node_certificate
 from clsd.testing.failover import MEMBER_STATE
-from clsd.testing.metered import MeteredCluster
 from clsd.testing.faults.cleanup import Cleanups
+from clsd.testing.metered import MeteredCluster
 from clsd.testing.polling import wait_for
 
 DAY = datetime.timedelta(days=1)

@@ -5,12 +5,12 @@ import signal
 from twisted.trial import unittest
 
 from clsd.supervision.core.agents import FATAL, HARD, NOT_RUNNING, OK, SOFT, classify
-from clsd.supervision.ocf import AgentError, parse_duration, parse_metadata
 from clsd.supervision.core.policy import (
     TIMER_MONITOR, TIMER_ROGUE, TIMER_START, AgentResult, CancelTimer, Exited, GroupGone,
     RunAction, ScheduleTimer, SignalGroup, Spawn, Standby, StartRequested, State, StopRequested,
     TimerFired,
 )
+from clsd.supervision.ocf import AgentError, parse_duration, parse_metadata
 from tests.test_supervision_policy import Harness, kinds, records
 
 

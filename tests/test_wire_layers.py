@@ -18,9 +18,9 @@ from clsd.ownership.core.ballot import Ballot
 from clsd.wire.core.codec import Codec
 from clsd.wire.core.errors import LocalProtocolError, RemoteProtocolError
 from clsd.wire.core.messages import LayerMessageType
-from clsd.wire.protocol import PeerProtocol
 from clsd.wire.core.session import State as ConnState
 from clsd.wire.core.stats import PeerStats
+from clsd.wire.protocol import PeerProtocol
 from tests.test_wire_protocol import (
     TIMEOUTS, AbortRecordingTransport, RecordingHandler, hello, hello_line,
 )

@@ -9,8 +9,8 @@ from twisted.internet.address import IPv4Address
 from twisted.trial import unittest
 
 from clsd.wire.core.messages import MessageType, peer_registry
-from clsd.wire.network import PeerNetwork
 from clsd.wire.core.session import State, Timeouts
+from clsd.wire.network import PeerNetwork
 from clsd.wire.tls import PeerTLS
 
 from tests.peer_fixtures import RecordingHandler, TestCA, wait_for

@@ -15,7 +15,6 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from clsd.wire.network import FLOOD, PeerNetwork
 from clsd.wire.core.preauth import (
     PENDING_CAP,
     PENDING_CAP_ADDRESS,
@@ -23,6 +22,7 @@ from clsd.wire.core.preauth import (
     PreauthLimits,
     RejectionLog,
 )
+from clsd.wire.network import FLOOD, PeerNetwork
 from clsd.wire.tls import PeerTLS
 
 from tests.peer_fixtures import RecordingHandler, TestCA

@@ -18,9 +18,9 @@ from zope.interface.verify import verifyObject
 from clsd.wire.core.interfaces import IPeer, IPeerHandler
 from clsd.wire.core.lag import ReactorLag
 from clsd.wire.core.messages import HELLO, MessageType, peer_registry, settings_hash
-from clsd.wire.protocol import PeerProtocol
 from clsd.wire.core.session import State, Timeouts
 from clsd.wire.core.stats import PeerStats
+from clsd.wire.protocol import PeerProtocol
 
 NOTE = MessageType("note", {"text": str})
 REGISTRY = peer_registry(NOTE)

@@ -20,8 +20,8 @@ from clsd.certs.cli import main
 from clsd.certs.identity import NodeIdentity
 from clsd.config import ConfigError, load_config, parse_config
 from clsd.wire.core.messages import MessageType, peer_registry
-from clsd.wire.network import PeerNetwork
 from clsd.wire.core.session import Timeouts
+from clsd.wire.network import PeerNetwork
 from clsd.wire.tls import PeerTLS
 
 from tests.peer_fixtures import RecordingHandler, TestCA, wait_for

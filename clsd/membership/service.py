@@ -33,13 +33,13 @@ from twisted.logger import Logger
 
 from clsd.config.address import format_host_port
 from clsd.layers import MEMBERSHIP_TYPES, membership_message
+from clsd.membership.core.members import IN_RING, decode_meta
+from clsd.membership.core.messages import Heartbeat
 from clsd.membership.core.node import (
     CancelTimer, Connect, Core, Disconnect, Expel, ForceRemove, Joined, JoinRequested, LeaveDone,
     LeaveRequested, LinkDown, LinkUp, MemberChanged, MembershipError, MetaChanged, Send,
     SetTimer, TimerFired,
 )
-from clsd.membership.core.members import IN_RING, decode_meta
-from clsd.membership.core.messages import Heartbeat
 
 #: How much longer than the core's own leave_timeout a graceful leave may
 #: take at shutdown before the daemon stops anyway (a reactor busy with the

@@ -33,10 +33,10 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
 from clsd.config.service import Backoff
-from clsd.supervision.core.backoff import restart_delay
 from clsd.supervision.context import ExecContext, minimal_environment
-from clsd.supervision.pgroups import signal_group
+from clsd.supervision.core.backoff import restart_delay
 from clsd.supervision.core.policy import describe_exit
+from clsd.supervision.pgroups import signal_group
 from clsd.supervision.process import exit_status
 from clsd.supervision.spawn import spawn_in_new_group
 

@@ -54,16 +54,16 @@ from clsd.ownership.core.actions import (
     StopService,
 )
 from clsd.ownership.core.cause import Departures
-from clsd.ownership.floor import FloorError, read_floor, write_floor
-from clsd.ownership.guard import GuardClient
-from clsd.ownership.hooks import HookRunner
-from clsd.ownership.reports import ReportRecorder
 from clsd.ownership.core.managed import ManagedService
 from clsd.ownership.core.manager import ManagerError
 from clsd.ownership.core.messages import MESSAGE_TYPES, WireError, from_wire
 from clsd.ownership.core.node import OwnershipNode
 from clsd.ownership.core.placement import MemberState
 from clsd.ownership.core.published import state_from_wire, state_to_wire
+from clsd.ownership.floor import FloorError, read_floor, write_floor
+from clsd.ownership.guard import GuardClient
+from clsd.ownership.hooks import HookRunner
+from clsd.ownership.reports import ReportRecorder
 from clsd.supervision.spawn import service_spawner
 
 #: A failed write of the epoch floor is retried this often (the voter

@@ -26,15 +26,15 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from clsd.supervision.containment import ProcessGroupContainment
-from clsd.supervision.core.policy import describe_exit
 from clsd.supervision.core.agents import classify
-from clsd.supervision.forking import CommandProtocol, MainProcessWatch, PidfilePoller
+from clsd.supervision.core.policy import describe_exit
 from clsd.supervision.core.policy import (
     RESTING_STATES, AgentResult, AwaitMainPid, CancelTimer, Exited, GroupGone, HealthResult, MainPid,
     Record, ResetRequested, RunAction, RunCheck, RunStopCommand, ScheduleTimer, ServicePolicy,
     SignalGroup, SignalMain, Spawn, Spawned, SpawnFailed, Standby, StartRequested, StopCommandDone,
     StopRequested, TimerFired, WatchMain,
 )
+from clsd.supervision.forking import CommandProtocol, MainProcessWatch, PidfilePoller
 from clsd.supervision.process import DiscardedOutput, ServiceOutput, ServiceProcessProtocol
 
 #: First interval between probes of a process group whose leader is gone

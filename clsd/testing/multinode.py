@@ -38,8 +38,8 @@ from clsd.certs.authority import create_authority, issue_node_certificate
 from clsd.certs.identity import NodeIdentity
 from clsd.config.membership import MembershipConfig
 from clsd.layers import node_registry
-from clsd.membership.core.rings import SnapshotCache
 from clsd.membership.core.notary import VerifiedCache, X509Notary
+from clsd.membership.core.rings import SnapshotCache
 from clsd.membership.service import MembershipService
 from clsd.testing.faults.topology import check_loopback
 from clsd.wire.core.lag import ReactorLag

@@ -50,9 +50,9 @@ from clsd.wire.core.interfaces import IPeerHandler
 from clsd.wire.core.lag import ReactorLag
 from clsd.wire.core.messages import HELLO, PROTOCOL_VERSION, peer_registry, settings_hash
 from clsd.wire.core.preauth import PendingGate, PreauthLimits, RejectionLog
-from clsd.wire.protocol import PeerProtocol
 from clsd.wire.core.session import LOCAL, PEER, CloseReason, State, Timeouts
 from clsd.wire.core.stats import PeerStats
+from clsd.wire.protocol import PeerProtocol
 
 #: First redial delay: a restarted peer is usually back within a second.
 BACKOFF_INITIAL = 0.5

@@ -37,11 +37,11 @@ from clsd.ownership.core.arbiter import IArbiter
 from clsd.ownership.core.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
+from clsd.ownership.core.timing import LeaseTiming
 from clsd.ownership.etcd.core import codec
 from clsd.ownership.etcd.core.actions import (
     ETCD_INPUTS, EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchClosed, EtcdWatchMessage,
 )
-from clsd.ownership.core.timing import LeaseTiming
 
 #: Key prefix (under the configured one) of the records of who held a
 #: resource last and whether it released it; resource names start with a
