@@ -26,9 +26,9 @@ import time
 
 from clsd.certs.authority import create_authority, issue_node_certificate
 from clsd.certs.identity import NodeIdentity
-from clsd.membership.members import Member, State
-from clsd.membership.messages import MemberUpdate, Report, record_statement
-from clsd.membership.notary import VerifiedCache, X509Notary
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.messages import MemberUpdate, Report, record_statement
+from clsd.membership.core.notary import VerifiedCache, X509Notary
 
 
 def identity(ca, name):

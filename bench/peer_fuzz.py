@@ -56,9 +56,9 @@ from clsd.certs.authority import issue_node_certificate  # noqa: E402
 from clsd.config import load_config  # noqa: E402
 from clsd.daemon import cluster_settings  # noqa: E402
 from clsd.layers import node_registry  # noqa: E402
-from clsd.wire.codec import MAX_LINE, Codec  # noqa: E402
-from clsd.wire.errors import RemoteProtocolError  # noqa: E402
-from clsd.wire.messages import PROTOCOL_VERSION, settings_hash  # noqa: E402
+from clsd.wire.core.codec import MAX_LINE, Codec  # noqa: E402
+from clsd.wire.core.errors import RemoteProtocolError  # noqa: E402
+from clsd.wire.core.messages import PROTOCOL_VERSION, settings_hash  # noqa: E402
 from rig.flood import client_hello  # noqa: E402
 
 SHARES = (("plain", 0.5), ("tls-garbage", 0.2), ("post-auth", 0.3))

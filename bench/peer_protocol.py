@@ -30,10 +30,10 @@ from zope.interface import implementer
 
 from clsd.certs.authority import create_authority, issue_node_certificate
 from clsd.certs.identity import NodeIdentity
-from clsd.wire.interfaces import IPeerHandler
-from clsd.wire.messages import HELLO, MessageType, peer_registry, settings_hash
+from clsd.wire.core.interfaces import IPeerHandler
+from clsd.wire.core.messages import HELLO, MessageType, peer_registry, settings_hash
+from clsd.wire.core.stats import PeerStats
 from clsd.wire.protocol import PeerFactory
-from clsd.wire.stats import PeerStats
 from clsd.wire.tls import PeerTLS
 
 SERVER_HOST = "127.0.0.31"

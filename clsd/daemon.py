@@ -54,7 +54,7 @@ def _membership_notary(config, identity):
     @raise clsd.config.ConfigError: the key cannot sign them (not elliptic-curve).
     """
     from clsd.config import ConfigError
-    from clsd.membership.notary import NotaryError, X509Notary
+    from clsd.membership.core.notary import NotaryError, X509Notary
 
     try:
         return X509Notary(identity)
@@ -70,7 +70,7 @@ def cluster_settings(config):
     Not the voters: nodes in adjacent steps of a change of voters must talk
     (to one another's voters, and to see one another in membership); the
     voters compare voter sets on every request instead
-    (L{clsd.ownership.voterset}).
+    (L{clsd.ownership.core.voterset}).
     """
     quorum = config.quorum
     settings = {
@@ -270,7 +270,7 @@ class Daemon(MultiService):
         if report.what == "renewed" and report.round_trip is not None:
             self.metrics.lease_renewed(report.resource, report.round_trip)
         elif report.what == "moved":
-            from clsd.ownership.cause import is_planned
+            from clsd.ownership.core.cause import is_planned
 
             self.metrics.failover(report.resource, is_planned(report))
 
@@ -282,7 +282,7 @@ class Daemon(MultiService):
 
     def _add_admin(self):
         # Imported only when configured: conch is not needed otherwise.
-        from clsd.admin.local import DaemonBackend
+        from clsd.admin.daemon_backend import DaemonBackend
         from clsd.admin.service import make_admin_service
 
         self.admin = make_admin_service(self.config.admin, DaemonBackend(self), self.reactor)
@@ -352,8 +352,8 @@ class Daemon(MultiService):
 
     def _check_shape_changes(self, new, plan):
         """L{ReloadError} if a cluster's mode or count changes here too early
-        (L{clsd.ownership.shape.change_refusal})."""
-        from clsd.ownership.shape import shape_changed
+        (L{clsd.ownership.core.shape.change_refusal})."""
+        from clsd.ownership.core.shape import shape_changed
 
         old = {c.id: c for c in self.config.clusters}
         for cluster in new.clusters:
@@ -393,7 +393,8 @@ class Daemon(MultiService):
         """
         if self.network is None or identity is None:
             return []
-        from clsd.wire.admission import Admission, enforce
+        from clsd.wire.core.admission import Admission
+        from clsd.wire.tls import enforce
 
         admission = Admission.of(identity, new.membership.allow)
         if admission == self.network.tls.admission:

@@ -6,9 +6,9 @@ malformed one as the peer's fault and hands the parsed object up with the
 message (L{Message.parsed}).
 """
 
-from clsd.membership import messages as membership_messages
-from clsd.ownership import messages as ownership_messages
-from clsd.wire.messages import layer_types, peer_registry
+from clsd.membership.core import messages as membership_messages
+from clsd.ownership.core import messages as ownership_messages
+from clsd.wire.core.messages import layer_types, peer_registry
 
 MEMBERSHIP_TYPES = layer_types(membership_messages.from_wire,
                                sorted(membership_messages.MESSAGE_TYPES))

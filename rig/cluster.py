@@ -140,7 +140,7 @@ class Timing:
     """``[quorum]`` lease settings and ``[membership]`` overrides (empty: defaults)."""
 
     name: str
-    #: None: the daemon's defaults (clsd.ownership.timing).
+    #: None: the daemon's defaults (clsd.ownership.core.timing).
     lease: float | None = None
     drift_margin: float | None = None
     membership: dict = attrs.Factory(dict)
@@ -152,7 +152,7 @@ class Timing:
     @property
     def lease_seconds(self):
         """The lease the daemons will use."""
-        from clsd.ownership.timing import DEFAULT_LEASE
+        from clsd.ownership.core.timing import DEFAULT_LEASE
 
         return DEFAULT_LEASE if self.lease is None else self.lease
 

@@ -212,7 +212,7 @@ class EtcdCluster:
 
     def get(self, key):
         """The kv of C{key} (a str), or None."""
-        from clsd.ownership.etcd.codec import b64, unb64
+        from clsd.ownership.etcd.core.codec import b64, unb64
 
         for member in self.members:
             if not member.running:

@@ -233,8 +233,8 @@ class HostilePeer:
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        from clsd.membership.members import Member, State, encode_meta
-        from clsd.membership.messages import record_statement
+        from clsd.membership.core.members import Member, State, encode_meta
+        from clsd.membership.core.messages import record_statement
 
         member = Member(record["n"], record["a"], record["g"], record["i"],
                         State(record["s"]), encode_meta(record.get("d")))
@@ -278,6 +278,6 @@ class HostilePeer:
 
 
 def ownership_meta(registrations, holding=None):
-    """A published ownership state (clsd.ownership.published) registering for C{registrations}."""
+    """A published ownership state (clsd.ownership.core.published) registering for C{registrations}."""
     return {"v": 1, "registrations": dict(registrations), "standby": False, "failed": [],
             "holding": dict(holding or {})}

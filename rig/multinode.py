@@ -38,10 +38,10 @@ from clsd.certs.authority import create_authority, issue_node_certificate
 from clsd.certs.identity import NodeIdentity
 from clsd.config.membership import MembershipConfig
 from clsd.layers import node_registry
-from clsd.membership.rings import SnapshotCache
-from clsd.membership.notary import VerifiedCache, X509Notary
+from clsd.membership.core.notary import VerifiedCache, X509Notary
+from clsd.membership.core.rings import SnapshotCache
 from clsd.membership.service import MembershipService
-from clsd.wire.lag import ReactorLag
+from clsd.wire.core.lag import ReactorLag
 from clsd.wire.network import PeerNetwork
 from clsd.wire.router import Router
 from clsd.wire.tls import PeerTLS
@@ -310,7 +310,7 @@ class MultiNodeHost:
         self.identities = Identities(authority)
         self.tracker = tracker if tracker is not None else ViewTracker(monotonic)
         #: One lag monitor for the process: every hosted node's handshakes
-        #: are forgiven the process's own stalls (clsd.wire.lag).
+        #: are forgiven the process's own stalls (clsd.wire.core.lag).
         self.lag = ReactorLag(reactor, monotonic)
         total = max(total or 0, first_index + count)
         self.file_limit = raise_file_limit(FDS_PER_NODE * count + 256)

@@ -11,6 +11,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from tests.support.cluster_rig import ClusterRig, poll
+from clsd.admin.ownership_status import ownership_status
 
 GOOD = {"voters": ["alpha", "beta"], "lease": 4.0}
 #: How long odd keeps trying (it redials) while we check it stays out.
@@ -84,7 +85,7 @@ class SettingsMismatchTests(unittest.TestCase):
         everyone = dict.fromkeys(rig.names, "alive")
         yield poll(reactor, lambda: rig.all_see(rig.names, everyone), 30, "all three to join")
         yield poll(reactor, lambda: all(
-            daemons[n].ownership.status()["quorum"]["voters_apart"] == ["odd"]
+            ownership_status(daemons[n].ownership)["quorum"]["voters_apart"] == ["odd"]
             for n in ("alpha", "beta")), 15, "alpha and beta to name odd's voters apart")
-        status = daemons["odd"].ownership.status()["quorum"]
+        status = ownership_status(daemons["odd"].ownership)["quorum"]
         self.assertEqual(status["voters_apart"], ["alpha", "beta"])

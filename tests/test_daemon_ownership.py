@@ -12,6 +12,7 @@ import textwrap
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
+from clsd.admin.ownership_status import ownership_status
 from clsd.config import parse_config
 from clsd.daemon import Daemon
 from clsd.ownership.floor import read_floor
@@ -96,7 +97,7 @@ class DaemonOwnershipTests(unittest.TestCase):
         yield defer.ensureDeferred(wait_until(reactor, lambda: self.entries("plain"), 10))
         yield defer.ensureDeferred(wait_until(reactor, lambda: self.entries("web"), 10))
         [web] = self.entries("web")
-        status = daemon.ownership.status()
+        status = ownership_status(daemon.ownership)
         [cluster] = status["clusters"]
         self.assertEqual(cluster["state"], "running")
         self.assertEqual(web["env"], {"CLSD_CLUSTER": "A", "CLSD_NODE": "alpha",

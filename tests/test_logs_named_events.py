@@ -16,17 +16,18 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 import clsd
+from clsd.admin.ownership_status import ownership_status
+from clsd.config.membership import MembershipConfig
 from clsd.events import EventLog
 from clsd.logs import EVENTS, json_observer
-from clsd.membership.members import Member, State
-from clsd.config.membership import MembershipConfig
-from clsd.membership.messages import Gossip, MemberUpdate
-from clsd.membership.messages import Report as MembershipReport
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.messages import Gossip, MemberUpdate
+from clsd.membership.core.messages import Report as MembershipReport
 from tests.support.membership_signing import signed_update
-from clsd.membership.notary import FakeNotary
+from clsd.membership.core.notary import FakeNotary
 from clsd.named_events import named_events
-from clsd.ownership.actions import Report
-from clsd.ownership.cause import Departures, move_cause
+from clsd.ownership.core.actions import Report
+from clsd.ownership.core.cause import Departures, move_cause
 from tests.membership import test_service as membership_fixture
 from tests.membership.test_service import deliver
 from tests.ownership.test_hooks import FakeHooks
@@ -223,7 +224,7 @@ class HookEventTests(unittest.TestCase):
     def test_hook_runner_results_are_named(self):
         from twisted.internet.task import Clock
 
-        from clsd.ownership.actions import RunHook
+        from clsd.ownership.core.actions import RunHook
         from clsd.ownership.hooks import HookRunner
 
         log = Captured(self)
@@ -260,7 +261,7 @@ class OwnershipEventTests(ThreeNodeCluster, unittest.TestCase):
         # Sparingly: several renewals happened, one line per tenure so far.
         self.assertEqual(len(log.named("lease.renewed")), 1)
         alpha, beta = self.nodes["alpha"], self.nodes["beta"]
-        epoch = alpha.service.status()["clusters"][0]["epoch"]
+        epoch = ownership_status(alpha.service)["clusters"][0]["epoch"]
         # Membership (here: a record as the membership shell makes it) declared alpha dead.
         dead = beta.events.record("member", "alpha", "reported unreachable by beta, gamma "
                                   "(2 of 2 observers)", state="dead", previous="suspect",

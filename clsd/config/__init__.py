@@ -1,7 +1,7 @@
 """CLSD's configuration: TOML in, frozen attrs classes out, every error named by file and key path."""
 
 from clsd.config.admin import AdminConfig
-from clsd.config.cluster import ClusterConfig
+from clsd.config.cluster_id import ClusterConfig
 from clsd.config.log import LogConfig
 from clsd.config.membership import MembershipConfig
 from clsd.config.metrics import MetricsConfig

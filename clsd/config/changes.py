@@ -20,7 +20,7 @@ are applied at once, expelling nodes no longer admitted.
 
 import attrs
 
-from clsd.ownership.manager import changes_in_place
+from clsd.ownership.core.manager import changes_in_place
 
 #: The sections a running node reads only at start, in the order they are reported.
 RESTART_ONLY = ("node", "tls", "quorum", "etcd", "membership", "peer", "admin", "metrics",

@@ -5,15 +5,15 @@ import tomllib
 
 import attrs
 
-from clsd.config.admin import AdminConfig, parse_admin, settle_manhole_budget
-from clsd.config.log import LogConfig, parse_log
-from clsd.config.metrics import MetricsConfig, parse_metrics
 from clsd.config.address import ip_version, is_wildcard, parse_host_port
-from clsd.config.cluster import ClusterConfig, check_clusters, parse_cluster
+from clsd.config.admin import AdminConfig, parse_admin, settle_manhole_budget
+from clsd.config.cluster_id import ClusterConfig, check_clusters, parse_cluster
 from clsd.config.etcd import EtcdConfig, parse_etcd
-from clsd.config.quorum import QuorumConfig, parse_quorum
+from clsd.config.log import LogConfig, parse_log
 from clsd.config.membership import MembershipConfig, parse_membership
+from clsd.config.metrics import MetricsConfig, parse_metrics
 from clsd.config.peer import PeerConfig, parse_peer
+from clsd.config.quorum import QuorumConfig, parse_quorum
 from clsd.config.reader import ConfigError, Table
 from clsd.config.service import ServiceConfig, parse_service
 from clsd.config.tls import TLSConfig, parse_tls

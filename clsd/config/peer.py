@@ -7,8 +7,8 @@ past TLS and the hello) and for how long (doc/peer-protocol.md, "Limits").
 
 import attrs
 
-from clsd.wire.preauth import PreauthLimits
-from clsd.wire.session import Timeouts
+from clsd.wire.core.preauth import PreauthLimits
+from clsd.wire.core.session import Timeouts
 
 _LIMITS = PreauthLimits()
 

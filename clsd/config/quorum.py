@@ -2,8 +2,8 @@
 
 Every node must have the same lease (the peer layer compares it when nodes
 connect) and drift margin (each cluster's fingerprint includes it,
-L{clsd.ownership.shape}).  The voters may differ by one step of a change
-(``previous_voters``, L{clsd.ownership.voterset}): the voters check it on
+L{clsd.ownership.core.shape}).  The voters may differ by one step of a change
+(``previous_voters``, L{clsd.ownership.core.voterset}): the voters check it on
 every request, and a node does not acquire beside a member two steps away.
 """
 
@@ -11,7 +11,7 @@ every request, and a node does not acquire beside a member two steps away.
 import attrs
 
 from clsd.config.reader import NAME_PATTERN
-from clsd.ownership.timing import (
+from clsd.ownership.core.timing import (
     DEFAULT_DRIFT_MARGIN, DEFAULT_LEASE, KILL_LATENCY, MAX_DRIFT_RATE, minimum_drift_margin,
 )
 

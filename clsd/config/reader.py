@@ -42,7 +42,13 @@ def _describe(value):
 
 
 class Table:
-    """Read typed values out of a TOML table, remembering which keys were used."""
+    """Read typed values out of a TOML table, remembering which keys were used.
+
+    Kept apart from the peer schema (L{clsd.wire.core.schema}), which checks a whole message
+    at once: a configuration is read key by key by the section that owns it, unknown keys
+    are found only after every section took its own, its errors name the file, and its
+    types are TOML's (durations, paths, names), not JSON's.
+    """
 
     def __init__(self, data, path, source):
         self._data = data

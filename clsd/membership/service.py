@@ -33,13 +33,13 @@ from twisted.logger import Logger
 
 from clsd.config.address import format_host_port
 from clsd.layers import MEMBERSHIP_TYPES, membership_message
-from clsd.membership.core import (
+from clsd.membership.core.members import IN_RING, decode_meta
+from clsd.membership.core.messages import Heartbeat
+from clsd.membership.core.node import (
     CancelTimer, Connect, Core, Disconnect, Expel, ForceRemove, Joined, JoinRequested, LeaveDone,
     LeaveRequested, LinkDown, LinkUp, MemberChanged, MembershipError, MetaChanged, Send,
     SetTimer, TimerFired,
 )
-from clsd.membership.members import IN_RING, decode_meta
-from clsd.membership.messages import Heartbeat
 
 #: How much longer than the core's own leave_timeout a graceful leave may
 #: take at shutdown before the daemon stops anyway (a reactor busy with the
@@ -67,12 +67,12 @@ class MembershipService(Service):
     @param seeds: C{(host, port)} addresses to join through.
     @param generation: this start's generation (default: the network's,
         nanoseconds of wall time at start-up: larger after every restart).
-    @param cache: a L{clsd.membership.rings.SnapshotCache} shared by the
+    @param cache: a L{clsd.membership.core.rings.SnapshotCache} shared by the
         nodes of one process (L{rig.multinode}); default: private.
     @param notary: signs this node's reports and checks others'
-        (L{clsd.membership.notary.X509Notary} from the node's TLS identity;
+        (L{clsd.membership.core.notary.X509Notary} from the node's TLS identity;
         the daemon always gives one). A message whose proof fails raises
-        L{clsd.wire.errors.Forged} out of the router's call, which closes
+        L{clsd.wire.core.errors.Forged} out of the router's call, which closes
         the connection as C{forged}.
     """
 

@@ -41,11 +41,11 @@ LEASE_RENEWAL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 #: that a graph or alert on "dead" exists before the first death.
 MEMBER_STATES = ("alive", "suspect", "dead", "left")
 
-#: Always present in clsd_service_state (see clsd.supervision.policy.State).
+#: Always present in clsd_service_state (see clsd.supervision.core.policy.State).
 SERVICE_STATES = ("stopped", "starting", "running", "backoff", "stopping", "failed",
                   "exited")
 
-#: The phases of a resource in clsd.ownership.manager, always present in
+#: The phases of a resource in clsd.ownership.core.manager, always present in
 #: clsd_lease_phase.
 LEASE_PHASES = ("idle", "acquiring", "fencing", "running", "stopping", "stuck")
 

@@ -1,6 +1,6 @@
 """One cluster's floating addresses on this node: up only while this node holds the lease.
 
-L{AddressKeeper} is driven by L{clsd.ownership.managed.ManagedService}, in
+L{AddressKeeper} is driven by L{clsd.ownership.core.managed.ManagedService}, in
 the order of the cluster's ``address_order`` (doc/address.md):
 
 - L{AddressKeeper.up}: each address is first armed in the lease guard with

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 
 from clsd.clock import guard_environment, lease_clock
 from clsd.ownership import guard_process
+from clsd.ownership.core.errors import GuardUnavailable
 from clsd.supervision.context import DEFAULT_LANG, DEFAULT_PATH
 from clsd.supervision.spawn import GroupLeaderProcess
 
@@ -54,10 +55,6 @@ def guard_argv(python=None):
     the standard library and starts in about 15 ms instead of 40+.
     """
     return (python or sys.executable, "-I", "-S", guard_process.__file__)
-
-
-class GuardUnavailable(RuntimeError):
-    """The lease guard is not running: a managed service must not be started."""
 
 
 def _spawn_in_own_group(reactor, protocol, argv, stdin_fd):

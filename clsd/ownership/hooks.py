@@ -33,10 +33,10 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
 from clsd.config.service import Backoff
-from clsd.supervision.backoff import restart_delay
 from clsd.supervision.context import ExecContext, minimal_environment
+from clsd.supervision.core.backoff import restart_delay
+from clsd.supervision.core.policy import describe_exit
 from clsd.supervision.pgroups import signal_group
-from clsd.supervision.policy import describe_exit
 from clsd.supervision.process import exit_status
 from clsd.supervision.spawn import spawn_in_new_group
 
@@ -180,7 +180,7 @@ class HookRunner:
         self.history = collections.deque(maxlen=200)
 
     def run(self, action, on_done=None):
-        """Queue C{action} (a L{clsd.ownership.actions.RunHook}); C{on_done(ok)} at the end."""
+        """Queue C{action} (a L{clsd.ownership.core.actions.RunHook}); C{on_done(ok)} at the end."""
         if self._stopped:
             return
         self._queues[action.cluster].append(_Job(action, on_done))

@@ -33,6 +33,10 @@ lease guard.
 The transport is injected, not built here (see L{connect}): the peer
 network calls L{receive} with the authenticated sender, membership calls
 L{members_changed} with every live member's published dict.
+
+What the operator sees is elsewhere: the core's reports become event records
+in L{clsd.ownership.reports}, and admin ``status`` is read by
+L{clsd.admin.ownership_status}.
 """
 
 import collections
@@ -43,27 +47,25 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from clsd.clock import lease_clock
-from clsd.logs import emit
-from clsd.wire.errors import Forged
+from clsd.wire.core.errors import Forged
 
-from clsd.ownership.actions import (
+from clsd.ownership.core.actions import (
     CancelFence, ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send, StartService,
     StopService,
 )
-from clsd.ownership.cause import Departures, is_planned, move_cause
-from clsd.ownership.escalation import cluster_status
+from clsd.ownership.core.cause import Departures
+from clsd.ownership.core.managed import ManagedService
+from clsd.ownership.core.manager import ManagerError
+from clsd.ownership.core.messages import MESSAGE_TYPES, WireError, from_wire
+from clsd.ownership.core.node import OwnershipNode
+from clsd.ownership.core.placement import MemberState
+from clsd.ownership.core.published import state_from_wire, state_to_wire
 from clsd.ownership.floor import FloorError, read_floor, write_floor
 from clsd.ownership.guard import GuardClient
 from clsd.ownership.hooks import HookRunner
 from clsd.ownership.floating import AddressKeeper
-from clsd.ownership.managed import ManagedService
-from clsd.ownership.manager import ManagerError
-from clsd.ownership.messages import MESSAGE_TYPES, WireError, from_wire
-from clsd.ownership.node import OwnershipNode
-from clsd.ownership.placement import MemberState
-from clsd.ownership.published import state_from_wire, state_to_wire
-from clsd.ownership.voterset import VoterSet
 from clsd.supervision.spawn import service_spawner
+from clsd.ownership.reports import ReportRecorder
 
 #: A failed write of the epoch floor is retried this often (the voter
 #: refuses ballots above its reserved floor meanwhile: safe, not live).
@@ -72,13 +74,6 @@ PERSIST_RETRY = 1.0
 #: When the core's next wake-up is not later than the last tick, wait at
 #: least this long (no busy loop on a core that keeps asking for "now").
 MIN_TICK = 0.005
-
-#: ``lease.renewed`` is logged sparingly: the first renewal of a tenure, then
-#: at most once per this many seconds per resource (a renewal happens every
-#: lease/3, about once a second by default: logging each would drown the
-#: JSON log and push everything else out of its rotation).  Renewals are
-#: never in the event history; their latency is in the metrics.
-RENEWED_LOG_INTERVAL = 60.0
 
 def cold_start_settle(config):
     """How long after a start a node waits, at most, for membership to settle.
@@ -161,7 +156,8 @@ class OwnershipService(MultiService):
         #: The latest dead/left declaration of each node (for cause chains).
         self.departures = Departures()
         self._report_listeners = []
-        self._renewals = {}          # resource -> [epoch, renewals, last logged (monotonic)]
+        self._recorder = ReportRecorder(events, self.node_name, self.departures, self.log,
+                                        monotonic)
         self._members = {}           # name -> MemberState (live peers)
         self._published = None
         self._queue = collections.deque()
@@ -442,7 +438,7 @@ class OwnershipService(MultiService):
         """An answer for the arbiter from its own I/O (etcd's gateway client)."""
         if self.node is None or self._closed:
             return
-        from clsd.ownership.etcd.io import ETCD_SENDER
+        from clsd.ownership.etcd.core.actions import ETCD_SENDER
 
         self._run(lambda now: self.node.receive(ETCD_SENDER, message, now))
 
@@ -532,98 +528,24 @@ class OwnershipService(MultiService):
                             f"admin: {method} {' '.join(map(str, args))}{by}", **extra)
         self._run(lambda now: actions)
 
-    # -- status -------------------------------------------------------------------------------
+    # -- what the admin side reads (L{clsd.admin.ownership_status}) -----------------------------
 
-    def status(self):
-        """Clusters (id, owners, epoch, state) and quorum (voters, have_quorum), for admin."""
-        now = self._monotonic()
-        quorum = self.config.quorum
-        live = set(self._members) | {self.node_name}
-        voter_set = VoterSet(quorum.voters, quorum.previous_voters)
-        reachable = [v for v in voter_set.members if v in live]
-        result = {
-            "node": self.node_name,
-            "active": self.node is not None,
-            "inactive_reason": self.inactive_reason,
-            "generation": self.generation,
-            "quorum": {"voters": list(quorum.voters), "majority": quorum.majority,
-                       "previous_voters": list(quorum.previous_voters),
-                       "reachable": reachable,
-                       "have_quorum": bool(quorum.voters) and voter_set.granted_by(reachable),
-                       "lease": quorum.lease, "drift_margin": quorum.drift_margin},
-            "clusters": [],
-            "guard": self.guard.status() if self.guard is not None else None,
-            "counters": dict(self.counters),
-            "voter": self._voter_status(),
-        }
-        if quorum.arbiter == "etcd":
-            from clsd.ownership.etcd.service import etcd_status
+    def now(self):
+        """The lease clock's current reading (monotonic)."""
+        return self._monotonic()
 
-            result["quorum"].update(etcd_status(self.config, self.node, now))
-        if self.node is None:
-            return result
-        manager = self.node.manager
-        own = manager.own_state(now)
-        result["standby"] = manager.standby
-        #: Cold start: clusters nobody holds are not taken until membership settles.
-        result["settling"] = manager.settling(now)
-        result["quorum"]["voters_apart"] = manager.voters_apart()
-        members = list(self._members.values()) + [own]
-        phases = manager.status(now)
-        paused = manager.paused()
-        withdrawing = manager.withdrawing()
-        for cluster in self._specs.values():
-            owners = {}
-            for member in members:
-                for resource, epoch in member.holding.items():
-                    if resource == cluster.id or resource.startswith(cluster.id + "/"):
-                        owners[member.name] = max(epoch, owners.get(member.name, 0))
-            mine = {r: p for r, p in phases.items()
-                    if r == cluster.id or r.startswith(cluster.id + "/")}
-            here = [phase for phase, _ in mine.values()]
-            if cluster.id in withdrawing:
-                state = "unregistering"
-            elif cluster.id in paused:
-                state = "paused"
-            elif cluster_status(cluster.id, members) == "failed":
-                state = "failed"
-            elif cluster.id in own.failed:
-                state = "cooling-down"
-            elif manager.shape_mismatch(cluster.id) and not owners.get(self.node_name):
-                state = "shape-mismatch"
-            else:
-                state = next((p for p in ("stuck", "stopping", "running", "fencing")
-                              if p in here),
-                             None)
-                if state is None and "acquiring" in here and not set(owners) - {
-                        self.node_name}:
-                    state = "acquiring"
-                elif state is None:
-                    # A successor polls the live owner's lease (phase acquiring)
-                    # so as to take over the moment it lapses: it stands by.
-                    state = "standing-by" if owners else "unowned"
-            managed = self._managed[cluster.id]
-            result["clusters"].append({
-                "id": cluster.id, "mode": cluster.mode, "count": cluster.count,
-                "service": cluster.service, "owners": owners,
-                "epoch": max(owners.values(), default=None), "state": state,
-                "resources": {r: {"phase": p, "epoch": e} for r, (p, e) in mine.items()},
-                "service_state": managed.runner.state.value if managed.runner else None,
-                "shape_mismatch": manager.shape_mismatch(cluster.id),
-            })
-        return result
+    def live_members(self):
+        """The live peers' published states: C{{name: L{MemberState}}}, this node excluded."""
+        return dict(self._members)
 
-    def _voter_status(self):
-        """This node's voter: its epoch floor, and why it grants nothing if it cannot store it."""
-        voter = self.node.voter if self.node is not None else None
-        if voter is None:
-            return None
-        failure = self.floor_failure
-        return {"floor": voter.floor, "reserved": voter.reserved,
-                "granting": failure is None,
-                "floor_error": None if failure is None else
-                f"cannot store the epoch floor {failure[0]}: {failure[1]} "
-                f"({failure[2]} attempts)"}
+    def clusters(self):
+        """The cluster IDs managed here (L{ClusterConfig}s), in registration order."""
+        return list(self._specs.values())
+
+    def service_state(self, cluster_id):
+        """The state of C{cluster_id}'s service runner here, or None when it has none."""
+        runner = self._managed[cluster_id].runner
+        return runner.state.value if runner else None
 
     # -- running the core -------------------------------------------------------------------------
 
@@ -741,75 +663,13 @@ class OwnershipService(MultiService):
             raise TypeError(f"unknown ownership action {action!r}")
 
     def _reported(self, report):
-        """Log and record a lease fact (see L{clsd.named_events}); tell the listeners."""
-        what, cluster, resource, epoch = report.what, report.cluster, report.resource, report.epoch
-        if what == "renewed":
-            self._log_renewal(report)
-        elif what == "acquired":
-            self._renewals.pop(resource, None)
-            before = f" (previous holder {report.previous})" if report.previous else ""
-            self._events.record("lease", cluster, f"acquired lease {resource} epoch {epoch}"
-                                + before, what=what, resource=resource, epoch=epoch,
-                                previous=report.previous)
-        elif what in ("lost", "released"):
-            self._renewals.pop(resource, None)
-            self._events.record("lease", cluster, f"{what} lease {resource} epoch {epoch}: "
-                                f"{report.reason}", what=what, resource=resource, epoch=epoch,
-                                why=report.reason)
-        elif what == "moved":
-            cause = move_cause(report, self.departures.of(report.previous))
-            self._events.record(
-                "cluster", cluster,
-                f"moved from {report.previous} to {self.node_name} (epoch {epoch})",
-                what=what, resource=resource, epoch=epoch, planned=is_planned(report),
-                cause=cause, **{"from": report.previous, "to": self.node_name})
-        elif what == "failed":
-            self._events.record("cluster", cluster, f"failed: {report.reason}", what=what,
-                                why=report.reason)
-        elif what == "stuck":
-            self._events.record("lease", cluster, f"keeping lease {resource} epoch {epoch}: "
-                                f"{report.reason}", what=what, resource=resource, epoch=epoch,
-                                why=report.reason)
-        elif what in ("shape-mismatch", "shape-agreed"):
-            self._events.record("cluster", cluster, f"{what}: {report.reason}", what=what,
-                                why=report.reason)
-        elif what in ("voters-mismatch", "voters-agreed"):
-            self._events.record("ownership", self.node_name, f"{what}: {report.reason}",
-                                what=what, why=report.reason)
-        elif what in ("move-asked", "move-refused"):
-            key = f", admin key {report.key}" if report.key else ""
-            verb = "asked" if what == "move-asked" else "refused"
-            why = f": {report.reason}" if report.reason else ""
-            self._events.record("cluster", cluster,
-                                f"move to {report.target} {verb} (asked by {report.by}{key})"
-                                f"{why}", what=what, target=report.target, by=report.by,
-                                key=report.key, why=report.reason)
-        elif what == "stalled":
-            self._events.record("cluster", cluster, f"target {report.target} stalled: "
-                                f"{report.reason}", what=what, target=report.target,
-                                resource=resource, why=report.reason)
+        """Record a lease fact (L{ReportRecorder}); tell the listeners."""
+        self._recorder.record(report)
         for listener in self._report_listeners:
             try:
                 listener(report)
             except Exception:
                 self.log.failure("ownership: report listener failed")
-
-    def _log_renewal(self, report):
-        now = self._monotonic()
-        state = self._renewals.get(report.resource)
-        if state is None or state[0] != report.epoch:
-            state = self._renewals[report.resource] = [report.epoch, 0, None]
-        state[1] += 1
-        if state[2] is not None and now - state[2] < RENEWED_LOG_INTERVAL:
-            return
-        state[2] = now
-        round_trip = report.round_trip
-        emit(self.log, "lease.renewed",
-             "renewed lease {resource} epoch {epoch} ({renewals} renewals this tenure; "
-             "last round trip {round_trip_ms} ms)",
-             resource=report.resource, epoch=report.epoch, renewals=state[1],
-             round_trip=round_trip,
-             round_trip_ms="?" if round_trip is None else f"{round_trip * 1000:.1f}")
 
     def _managed_for(self, cluster):
         try:

@@ -4,7 +4,7 @@ A forking service's main process is not the daemon's child (its start
 command daemonized it), so its end is not a SIGCHLD: on Linux a pidfd
 (``pidfd_open``) becomes readable the moment it exits, and elsewhere it is
 polled. The decisions (how long to wait, what an exit means) stay in
-L{clsd.supervision.policy}; this module only reports facts.
+L{clsd.supervision.core.policy}; this module only reports facts.
 """
 
 import os

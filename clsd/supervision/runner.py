@@ -26,15 +26,15 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from clsd.supervision.containment import ProcessGroupContainment
-from clsd.supervision.policy import describe_exit
-from clsd.supervision.agents import classify
-from clsd.supervision.forking import CommandProtocol, MainProcessWatch, PidfilePoller
-from clsd.supervision.policy import (
+from clsd.supervision.core.agents import classify
+from clsd.supervision.core.policy import describe_exit
+from clsd.supervision.core.policy import (
     RESTING_STATES, AgentResult, AwaitMainPid, CancelTimer, Exited, GroupGone, HealthResult, MainPid,
     Record, ResetRequested, RunAction, RunCheck, RunStopCommand, ScheduleTimer, ServicePolicy,
     SignalGroup, SignalMain, Spawn, Spawned, SpawnFailed, Standby, StartRequested, StopCommandDone,
     StopRequested, TimerFired, WatchMain,
 )
+from clsd.supervision.forking import CommandProtocol, MainProcessWatch, PidfilePoller
 from clsd.supervision.process import DiscardedOutput, ServiceOutput, ServiceProcessProtocol
 
 #: First interval between probes of a process group whose leader is gone
@@ -107,7 +107,7 @@ class ServiceRunner(Service):
 
     #: For a service that runs under a cluster's lease: C{tenure()} returns
     #: C{(cluster, epoch)} of the current tenure (set by
-    #: L{clsd.ownership.managed.ManagedService.attach}); its starts are
+    #: L{clsd.ownership.core.managed.ManagedService.attach}); its starts are
     #: recorded with them.
     tenure = None
 
@@ -614,7 +614,7 @@ class ServiceRunner(Service):
         try:
             self._helper(None, action, timeout, done)
         except Exception as e:
-            from clsd.supervision.agents import Outcome, SOFT
+            from clsd.supervision.core.agents import Outcome, SOFT
 
             self._feed(AgentResult(action, Outcome(SOFT, f"{action}: cannot run it: "
                                                    f"{_describe_error(e)}"),

@@ -18,7 +18,7 @@ connection ends before dialling again, so the loser of the race does not
 redial forever.
 
 Accepted connections are bounded until they authenticate (TLS and hello):
-L{clsd.wire.preauth} caps how many may be pending, in all and per source
+L{clsd.wire.core.preauth} caps how many may be pending, in all and per source
 address, refusing the rest before any TLS work, and sums up refusals into
 one log line per interval.  After a flood the freed heap is given back to
 the system (L{clsd.memory.trim}).
@@ -45,14 +45,14 @@ from clsd import memory
 from clsd.config.address import format_host_port, ip_version
 from clsd.listener import ListenError
 from clsd.logs import emit
-from clsd.wire.codec import MAX_LINE
-from clsd.wire.interfaces import IPeerHandler
-from clsd.wire.lag import ReactorLag
-from clsd.wire.messages import HELLO, PROTOCOL_VERSION, peer_registry, settings_hash
-from clsd.wire.preauth import PendingGate, PreauthLimits, RejectionLog
+from clsd.wire.core.codec import MAX_LINE
+from clsd.wire.core.interfaces import IPeerHandler
+from clsd.wire.core.lag import ReactorLag
+from clsd.wire.core.messages import HELLO, PROTOCOL_VERSION, peer_registry, settings_hash
+from clsd.wire.core.preauth import PendingGate, PreauthLimits, RejectionLog
+from clsd.wire.core.session import LOCAL, PEER, CloseReason, State, Timeouts
+from clsd.wire.core.stats import PeerStats
 from clsd.wire.protocol import PeerProtocol
-from clsd.wire.session import LOCAL, PEER, CloseReason, State, Timeouts
-from clsd.wire.stats import PeerStats
 
 #: First redial delay: a restarted peer is usually back within a second.
 BACKOFF_INITIAL = 0.5
@@ -238,7 +238,7 @@ class PeerNetwork(MultiService):
         self._timeouts = timeouts
         self._max_line = max_line
         self._connect_timeout = connect_timeout
-        #: Our own stalls are not held against a handshake (clsd.wire.lag).
+        #: Our own stalls are not held against a handshake (clsd.wire.core.lag).
         self.lag = lag if lag is not None else ReactorLag(reactor, monotonic)
         self._own_lag = lag is None
         self._port = None
@@ -401,7 +401,7 @@ class PeerNetwork(MultiService):
         """Close at once every connection whose peer C{refusal} no longer admits.
 
         @param refusal: C{protocol -> (reason key, detail) or None}, asked
-            of every live connection (see L{clsd.wire.admission}).
+            of every live connection (see L{clsd.wire.core.admission}).
         @return: the names of the established peers expelled, sorted.
         """
         expelled = set()

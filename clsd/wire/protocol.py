@@ -19,10 +19,10 @@ from zope.interface import implementer
 from clsd.certs.authority import CertificateError
 from clsd.config.address import format_host_port
 from clsd.logs import emit
-from clsd.wire.codec import MAX_LINE, NEED_DATA, Codec
-from clsd.wire.errors import RemoteProtocolError
-from clsd.wire.interfaces import IPeer
-from clsd.wire.session import (
+from clsd.wire.core.codec import MAX_LINE, NEED_DATA, Codec
+from clsd.wire.core.errors import RemoteProtocolError
+from clsd.wire.core.interfaces import IPeer
+from clsd.wire.core.session import (
     LOCAL,
     NETWORK,
     PEER,
@@ -36,7 +36,7 @@ from clsd.wire.session import (
     State,
     Timeouts,
 )
-from clsd.wire.stats import PeerStats
+from clsd.wire.core.stats import PeerStats
 from clsd.wire.tls import (
     classify_tls_failure, peer_certificate, peer_certificate_name, peer_hello_seen,
 )
@@ -55,7 +55,7 @@ def _address_of(transport):
 
 @implementer(IPeer, IHandshakeListener, IPushProducer)
 class PeerProtocol(Protocol):
-    """One peer connection; see L{clsd.wire.session} for its lifecycle."""
+    """One peer connection; see L{clsd.wire.core.session} for its lifecycle."""
 
     log = Logger()
 
@@ -64,9 +64,9 @@ class PeerProtocol(Protocol):
                  timeouts=Timeouts(), max_line=MAX_LINE,
                  peer_name=peer_certificate_name, lag=None, on_refused=None):
         """
-        @param hello: our hello L{clsd.wire.messages.Message}.
+        @param hello: our hello L{clsd.wire.core.messages.Message}.
         @param registry: the message types this connection understands.
-        @param handler: an L{clsd.wire.interfaces.IPeerHandler}.
+        @param handler: an L{clsd.wire.core.interfaces.IPeerHandler}.
         @param clock: an C{IReactorTime} for the session's one timer.
         @param initiator: whether this node dialled.
         @param monotonic: the clock every timeout is judged by.
@@ -74,12 +74,12 @@ class PeerProtocol(Protocol):
             handshake failures (C{None} in tests without TLS).
         @param peer_name: reads the verified peer name from the transport
             (tests substitute it when there is no real TLS).
-        @param lag: a L{clsd.wire.lag.ReactorLag} of this process (or None):
+        @param lag: a L{clsd.wire.core.lag.ReactorLag} of this process (or None):
             our own stalls do not count against the handshake.
         @param on_refused: C{callable(protocol, reason)} that reports an
             accepted connection ending before its hello checked out (not by
             our own decision, such as a shutdown), instead
-            of a log line per connection (L{clsd.wire.preauth.RejectionLog});
+            of a log line per connection (L{clsd.wire.core.preauth.RejectionLog});
             C{None}: each one is logged.
         """
         self._hello = hello
@@ -306,7 +306,7 @@ class PeerProtocol(Protocol):
         self._reschedule()
 
     def _credit_lag(self):
-        """Hand the session this process's stalls since the last time (clsd.wire.lag)."""
+        """Hand the session this process's stalls since the last time (clsd.wire.core.lag)."""
         total = self._lag.total
         self.session.credit_stall(total - self._lag_seen)
         self._lag_seen = total

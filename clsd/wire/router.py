@@ -21,9 +21,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from clsd.logs import emit
-from clsd.wire.errors import Forged
-from clsd.wire.interfaces import IPeerHandler
-from clsd.wire.session import PEER
+from clsd.wire.core.errors import Forged
+from clsd.wire.core.interfaces import IPeerHandler
+from clsd.wire.core.session import PEER
 
 #: A sender's forged messages are logged at most once per this many seconds.
 FORGED_LOG_INTERVAL = 60.0

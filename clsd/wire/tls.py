@@ -17,7 +17,7 @@ fails.
 A revoked certificate passes the TLS handshake (OpenSSL would answer a
 refusal from the verify callback with an "internal error" alert that tells
 the other side nothing) and is refused by the session right after it, before
-any hello, with a bye that says ``tls-revoked`` (L{clsd.wire.admission}).
+any hello, with a bye that says ``tls-revoked`` (L{clsd.wire.core.admission}).
 """
 
 import weakref
@@ -31,7 +31,7 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from clsd.certs.authority import CertificateError, node_name_of
-from clsd.wire.admission import Admission
+from clsd.wire.core.admission import Admission
 
 _VERIFY_FLAGS = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE
 
@@ -224,3 +224,31 @@ def classify_tls_failure(error, verify_errno, *, hello_seen=False):
                     return f"tls-refused-{key}", f"the peer refused our certificate ({reason})"
             return "tls-alert", f"the peer ended the handshake ({reason})"
     return "tls-error", text
+
+
+def connection_refusal(admission, protocol):
+    """L{Admission.refusal} for a live connection (C{None} before its TLS handshake)."""
+    name = protocol.name
+    if name is None and protocol.session is not None:
+        name = protocol.session.certificate_name
+    if name is None:
+        return None  # still in TLS: it is checked with the new admission when done
+    return admission.refusal(name, peer_certificate(protocol.transport))
+
+
+def enforce(network, admission):
+    """Put C{admission} in force on C{network}: new connections, and established ones.
+
+    @return: C{{name: (reason key, detail)}} of the established peers expelled.
+    """
+    network.tls.admission = admission
+    verdicts = {}
+
+    def refusal(protocol):
+        verdict = connection_refusal(admission, protocol)
+        if verdict is not None and protocol.name is not None:
+            verdicts[protocol.name] = verdict
+        return verdict
+
+    network.expel(refusal)
+    return verdicts

@@ -63,7 +63,7 @@ def bound_for(timing):
     a retry and a round), and a restarted daemon's start.
     """
     from clsd.config.membership import MembershipConfig
-    from clsd.ownership.timing import DEFAULT_DRIFT_MARGIN, LeaseTiming
+    from clsd.ownership.core.timing import DEFAULT_DRIFT_MARGIN, LeaseTiming
 
     m = attrs.evolve(MembershipConfig(), **{
         k: v for k, v in timing.membership.items()

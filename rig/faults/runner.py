@@ -576,7 +576,7 @@ def _named(event):
 
 def cut_off_bound(timing):
     """How long a resumed machine cut off from the voters may run: to its old deadline, T - m."""
-    from clsd.ownership.timing import DEFAULT_DRIFT_MARGIN, LeaseTiming
+    from clsd.ownership.core.timing import DEFAULT_DRIFT_MARGIN, LeaseTiming
 
     margin = DEFAULT_DRIFT_MARGIN if timing.drift_margin is None else timing.drift_margin
     lease = LeaseTiming(lease=timing.lease_seconds, drift_margin=margin)
@@ -591,7 +591,7 @@ def pause_bound(timing):
     within a round (T/8, the round timeout), and the service is killed at
     once (inside the drift margin m, as every kill).
     """
-    from clsd.ownership.timing import DEFAULT_DRIFT_MARGIN, LeaseTiming
+    from clsd.ownership.core.timing import DEFAULT_DRIFT_MARGIN, LeaseTiming
 
     margin = DEFAULT_DRIFT_MARGIN if timing.drift_margin is None else timing.drift_margin
     lease = LeaseTiming(lease=timing.lease_seconds, drift_margin=margin)

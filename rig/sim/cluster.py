@@ -14,12 +14,12 @@ import json
 import random
 
 from clsd.config.membership import MembershipConfig
-from clsd.membership import core as mcore
-from clsd.membership.members import Member, State
-from clsd.membership.messages import from_wire, record_statement
-from clsd.membership.notary import FakeNotary, VerifiedCache
-from clsd.membership.rings import SnapshotCache
-from clsd.membership.table import build_snapshots
+from clsd.membership.core import node as mcore
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.messages import from_wire, record_statement
+from clsd.membership.core.notary import FakeNotary, VerifiedCache
+from clsd.membership.core.rings import SnapshotCache
+from clsd.membership.core.table import build_snapshots
 from rig.sim.scheduler import Scheduler
 
 

@@ -35,17 +35,17 @@ import random
 
 import attrs
 
-from clsd.ownership.actions import (
+from clsd.ownership.core.actions import (
     CancelFence, ForgetCluster, KillAt, PersistEpochFloor, PublishState, Report, RunHook, Send,
     StartService, StopService,
 )
-from clsd.ownership.arbiter import QuorumArbiter
-from clsd.ownership.manager import ClusterManager, ManagerError, resource_name
-from clsd.ownership.messages import from_wire
-from clsd.ownership.node import OwnershipNode
-from clsd.ownership.placement import MemberState
-from clsd.ownership.shape import cluster_of
-from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
+from clsd.ownership.core.arbiter import QuorumArbiter
+from clsd.ownership.core.manager import ClusterManager, ManagerError, resource_name
+from clsd.ownership.core.messages import from_wire
+from clsd.ownership.core.node import OwnershipNode
+from clsd.ownership.core.placement import MemberState
+from clsd.ownership.core.shape import cluster_of
+from clsd.ownership.core.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
 
 INF = float("inf")
 

@@ -10,6 +10,7 @@ import json
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
+from clsd.admin.ownership_status import ownership_status
 from clsd.config import load_config
 from clsd.daemon import Daemon
 from clsd.supervision.pgroups import group_alive
@@ -177,7 +178,7 @@ class ReloadClusterTests(unittest.TestCase):
                         and self.daemon.supervisor("db").pid, what="db running")
 
     def cluster(self):
-        (cluster,) = [c for c in self.daemon.ownership.status()["clusters"] if c["id"] == "A"]
+        (cluster,) = [c for c in ownership_status(self.daemon.ownership)["clusters"] if c["id"] == "A"]
         return cluster
 
     @defer.inlineCallbacks
@@ -217,7 +218,7 @@ class ReloadClusterTests(unittest.TestCase):
         self.assertEqual(summary, "reloaded: +other, -db, -cluster A")
         self.assertFalse(group_alive(self.pid))
         self.assertFalse(self.daemon.ownership.manages("db"))
-        self.assertEqual(self.daemon.ownership.status()["clusters"], [])
+        self.assertEqual(ownership_status(self.daemon.ownership)["clusters"], [])
         self.assertRaises(KeyError, self.daemon.supervisor, "db")
         self.write()
         summary = yield self.daemon.reload()

@@ -5,7 +5,7 @@ import os
 from twisted.trial import unittest
 
 from clsd.config import ConfigError, load_config, parse_config
-from clsd.ownership.timing import DEFAULT_DRIFT_MARGIN, DEFAULT_LEASE
+from clsd.ownership.core.timing import DEFAULT_DRIFT_MARGIN, DEFAULT_LEASE
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "examples", "mutual-standby")
 
@@ -194,8 +194,8 @@ class BuildCoreTests(unittest.TestCase):
     def test_core_from_the_example_configs(self):
         import random
 
-        from clsd.ownership.actions import PersistEpochFloor, PublishState
-        from clsd.ownership.node import OwnershipNode
+        from clsd.ownership.core.actions import PersistEpochFloor, PublishState
+        from clsd.ownership.core.node import OwnershipNode
 
         alpha = load_config(os.path.join(EXAMPLES, "alpha.toml"), euid=1000)
         node = OwnershipNode.from_config(alpha, 5.0, generation=7, rng=random.Random(0),

@@ -4,7 +4,7 @@ from twisted.trial import unittest
 
 from clsd.config import ConfigError, parse_config
 from clsd.config.changes import plan_reload
-from clsd.wire.preauth import PreauthLimits
+from clsd.wire.core.preauth import PreauthLimits
 
 
 def parse(peer_lines):

@@ -10,6 +10,7 @@ from twisted.internet import defer, reactor
 
 from tests.admin import test_cluster_admin as base
 from tests.support.cluster_rig import poll, protected_service
+from clsd.admin.ownership_status import ownership_status
 
 LEASE, NAMES = base.LEASE, base.NAMES
 N_ACTIVE = {"mode": "n-active", "count": 1}
@@ -61,5 +62,5 @@ class ShapeReloadTests(base.BorrowedRig):
         self.assert_no_overlap()
 
     def status_a(self, node):
-        (cluster,) = self.rig.daemons[node].ownership.status()["clusters"]
+        (cluster,) = ownership_status(self.rig.daemons[node].ownership)["clusters"]
         return cluster

@@ -4,7 +4,7 @@ alpha runs A, then every process of alpha (daemon, lease guard, service) is
 frozen with the cgroup v2 freezer for three leases, as a hypervisor pauses a
 virtual machine; beta takes A over meanwhile. On the thaw alpha's lease clock
 is wound back by the pause (rig.faults.freeze), so its deadline
-still lies ahead. Without the "held" rule (clsd.ownership.proposer) alpha's
+still lies ahead. Without the "held" rule (clsd.ownership.core.proposer) alpha's
 service ran on beside beta's until the TERM at alpha's old stop point (about
 T - m - T/4 after the freeze, on alpha's clock); with it, alpha stops at its
 next renewal, which is refused because beta holds the lease: within

@@ -11,7 +11,7 @@ import os
 
 from twisted.trial import unittest
 
-from clsd.ownership.etcd import codec
+from clsd.ownership.etcd.core import codec
 from rig.etcd import EtcdCluster
 from tests.support.rig_support import require_tool
 

@@ -20,9 +20,9 @@ from twisted.trial import unittest
 
 from clsd.certs import store
 from clsd.certs.identity import NodeIdentity
-from clsd.membership.members import Member, State
-from clsd.membership.messages import Report, record_statement
-from clsd.membership.notary import X509Notary
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.messages import Report, record_statement
+from clsd.membership.core.notary import X509Notary
 from rig.failover import last_states
 from rig.hostile import spare_address
 from clsd.polling import wait_for

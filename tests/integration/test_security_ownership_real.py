@@ -11,9 +11,9 @@ connection is closed as ``forged`` and counted in
 
 import time
 
+from clsd.ownership.core.manager import stall_after
+from clsd.ownership.core.timing import LeaseTiming
 from clsd.ownership.floor import read_floor
-from clsd.ownership.manager import stall_after
-from clsd.ownership.timing import LeaseTiming
 from rig.hostile import ownership_meta
 
 from twisted.trial import unittest

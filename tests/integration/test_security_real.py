@@ -33,7 +33,7 @@ DAY = datetime.timedelta(days=1)
 FLOOD_LINES = 10_000
 #: How long the daemon has to close a refused connection.
 CLOSE_TIMEOUT = 10.0
-#: Protocol version and message shape of a hello (clsd.wire.messages.HELLO).
+#: Protocol version and message shape of a hello (clsd.wire.core.messages.HELLO).
 HELLO = {"v": 1, "type": "hello", "protocol": 1, "generation": 1, "settings": "x"}
 
 

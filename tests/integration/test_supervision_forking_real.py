@@ -75,7 +75,7 @@ class ForkingDaemonTests(unittest.TestCase):
         self.assertEqual(status["pid"], main)
         self.assertEqual(status["processes"], 2)  # the main process and its worker
         self.assertIn(f"main process pid={main}", self.reasons())
-        from clsd.admin.local import DaemonBackend
+        from clsd.admin.daemon_backend import DaemonBackend
 
         (info,) = DaemonBackend(self.daemon).services()
         self.assertEqual((info.type, info.main_pid, info.processes), ("forking", main, 2))

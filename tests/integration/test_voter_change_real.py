@@ -19,6 +19,7 @@ from twisted.trial import unittest
 from rig import checker
 from rig.recorder import LifelineCollector, read_records
 from tests.support.cluster_rig import ClusterRig, poll, protected_service
+from clsd.admin.ownership_status import ownership_status
 
 LEASE = 2.0
 OLD = ["a", "b", "c"]
@@ -68,7 +69,7 @@ class VoterChangeTests(unittest.TestCase):
         yield poll(reactor, lambda: len(self.running()) == 1, BOUND,
                    f"{step}: A running on one node")
         for name in live:
-            quorum = self.rig.daemons[name].ownership.status()["quorum"]
+            quorum = ownership_status(self.rig.daemons[name].ownership)["quorum"]
             self.assertEqual(quorum["voters_apart"], [], f"{step}: {name}")
         self.assertEqual(len(self.running()), 1, step)
 

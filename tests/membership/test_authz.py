@@ -20,20 +20,20 @@ from twisted.trial import unittest
 from clsd.config.membership import MembershipConfig
 from clsd.events import EventLog
 from clsd.layers import membership_message
-from clsd.membership.core import (
-    MAX_INCARNATION_STEP, TICK, Core, ForceRemove, JoinRequested, LeaveRequested, LinkUp,
-    MemberChanged, Send, TimerFired,
-)
-from clsd.membership.members import Member, State
-from clsd.membership.messages import (
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.messages import (
     MAX_SYNC_PROOFS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, MessageError, Report,
     SyncDigest, SyncRecords, Unwatch, Watch, from_wire,
 )
-from clsd.membership.notary import FakeNotary
+from clsd.membership.core.node import (
+    MAX_INCARNATION_STEP, TICK, Core, ForceRemove, JoinRequested, LeaveRequested, LinkUp,
+    MemberChanged, Send, TimerFired,
+)
+from clsd.membership.core.notary import FakeNotary
+from clsd.membership.core.table import build_snapshots
 from clsd.membership.service import MembershipService
-from clsd.membership.table import build_snapshots
-from clsd.wire.errors import Forged
 from clsd.metrics import Metrics
+from clsd.wire.core.errors import Forged
 from clsd.wire.router import Router
 from tests.metrics.test_metrics import scrape, value
 

@@ -5,22 +5,22 @@ import random
 from twisted.trial import unittest
 
 from clsd.config.membership import MembershipConfig
-from clsd.membership import core as mcore
-from clsd.membership.core import (
-    Connect, Core, Disconnect, ForceRemove, Joined, JoinRequested, LeaveDone, LeaveRequested,
-    LinkDown, LinkUp, MemberChanged, Received, Send, SetTimer, TimerFired,
-)
-from clsd.membership.members import Member, State
-from clsd.membership.messages import (
+from clsd.membership.core import node as mcore
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.messages import (
     Gossip, Heartbeat, Join, Report, SyncDigest, SyncRecords, Unwatch,
     Watch,
 )
-from clsd.membership.table import build_snapshots
-from clsd.membership.notary import FakeNotary
-from clsd.wire.errors import Forged
-from clsd.membership.timing import suspicion_timeout
+from clsd.membership.core.table import build_snapshots
+from clsd.membership.core.notary import FakeNotary
+from clsd.wire.core.errors import Forged
+from clsd.membership.core.timing import suspicion_timeout
 from rig.sim.cluster import signed_lives
 from tests.support.membership_signing import join, join_ack, signed_update
+from clsd.membership.core.node import (
+    Connect, Core, Disconnect, ForceRemove, Joined, JoinRequested, LeaveDone, LeaveRequested,
+    LinkDown, LinkUp, MemberChanged, Received, Send, SetTimer, TimerFired,
+)
 
 SEED = "127.0.0.12:7400"
 

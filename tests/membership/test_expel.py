@@ -2,8 +2,8 @@
 
 from twisted.trial import unittest
 
-from clsd.membership.core import Expel, Gossip, MemberChanged, Received
-from clsd.membership.members import State
+from clsd.membership.core.members import State
+from clsd.membership.core.node import Expel, Gossip, MemberChanged, Received
 
 from tests.membership.test_core import formed, of
 from tests.support.membership_signing import signed_update

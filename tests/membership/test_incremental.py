@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.config.membership import MembershipConfig
-from clsd.membership import core as mcore
-from clsd.membership.core import Core, JoinRequested, LinkDown, LinkUp, Received, TimerFired
-from clsd.membership.cut import is_failed
-from clsd.membership.members import Member, State
-from clsd.membership.messages import Gossip, MemberUpdate, Report, SyncRecords
-from clsd.membership.rings import Rings
-from clsd.membership.table import build_snapshots
-from clsd.membership.notary import FakeNotary
+from clsd.membership.core import node as mcore
+from clsd.membership.core.cut import is_failed
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.messages import Gossip, MemberUpdate, Report, SyncRecords
+from clsd.membership.core.node import Core, JoinRequested, LinkDown, LinkUp, Received, TimerFired
+from clsd.membership.core.notary import FakeNotary
+from clsd.membership.core.rings import Rings
+from clsd.membership.core.table import build_snapshots
 
 
 

@@ -16,16 +16,16 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.config.membership import MembershipConfig
-from clsd.membership.core import Core, JoinRequested, LinkUp, Send
-from clsd.membership.members import Member, State
-from clsd.membership.messages import (
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.messages import (
     Certs, CertsWant, Gossip, Join, MemberUpdate, SyncRecords, from_wire, record_statement,
 )
-from clsd.membership.notary import FakeNotary, VerifiedCache
-from clsd.membership.table import build_snapshots
+from clsd.membership.core.notary import FakeNotary, VerifiedCache
+from clsd.membership.core.table import build_snapshots
 from rig.sim.cluster import signed_lives
-from clsd.wire.errors import Forged
+from clsd.wire.core.errors import Forged
 from tests.support.membership_signing import own_proof, signed_update
+from clsd.membership.core.node import Core, JoinRequested, LinkUp, Send
 
 NAMES = [f"n{i}" for i in range(12)]
 
@@ -255,9 +255,9 @@ class Sizes(unittest.TestCase):
     def test_the_largest_messages_of_signed_records_and_certificates(self):
         import json
 
-        from clsd.membership.messages import MAX_CERTIFICATES, MAX_SYNC_RECORDS
-        from clsd.membership.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
-        from clsd.wire.codec import MAX_LINE
+        from clsd.membership.core.messages import MAX_CERTIFICATES, MAX_SYNC_RECORDS
+        from clsd.membership.core.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
+        from clsd.wire.core.codec import MAX_LINE
         worst = Member("n" * 63, "a" * 255, 2**64 - 1, 2**64 - 1, State.ALIVE)
         update = MemberUpdate(worst, life=("s" * MAX_SIGNATURE, "f" * FINGERPRINT_LENGTH))
         records = SyncRecords((update,) * MAX_SYNC_RECORDS, tuple(range(64)), True, 1 << 16)

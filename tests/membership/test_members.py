@@ -2,7 +2,7 @@
 
 from twisted.trial import unittest
 
-from clsd.membership.members import Member, State, record_hash, supersedes
+from clsd.membership.core.members import Member, State, record_hash, supersedes
 
 A, S, D, L = State.ALIVE, State.SUSPECT, State.DEAD, State.LEFT
 

@@ -6,12 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clsd.membership.members import Member, State
-from clsd.membership.notary import MAX_CERTIFICATE, MAX_SIGNATURE, FakeNotary
-from clsd.membership.messages import (
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.messages import (
     MAX_REPORTERS, MAX_SYNC_RECORDS, MAX_UPDATES, SYNC_BUCKETS, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, MessageError,
     Report, SyncDigest, SyncRecords, Unwatch, Watch, from_wire,
 )
+from clsd.membership.core.notary import MAX_CERTIFICATE, MAX_SIGNATURE, FakeNotary
 
 ALPHA = Member("alpha", "127.0.0.11:7400", 17, 3, State.SUSPECT)
 
@@ -111,7 +111,7 @@ class Rejected(unittest.TestCase):
     def test_mistakes_name_the_field(self):
         good = Heartbeat(1, 2, (MemberUpdate(ALPHA),)).to_wire()
         self.assertRejected({"type": "m.nope"}, "unknown membership message")
-        self.assertRejected({}, "message.type: missing")
+        self.assertRejected({}, "message.type: is required")
         self.assertRejected([], "must be an object")
         self.assertRejected(dict(good, g="1"), "m.heartbeat.g: must be an integer")
         self.assertRejected(dict(good, g=-1), "m.heartbeat.g: -1 out of range")

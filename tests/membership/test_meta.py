@@ -4,19 +4,19 @@ import json
 
 from twisted.trial import unittest
 
-from clsd.membership.core import (
-    GOSSIP, JoinRequested, LeaveRequested, LinkUp, MemberChanged, MetaChanged, Received,
-    Send, TimerFired,
-)
-from clsd.membership.members import MAX_META, Member, MetaError, State, record_hash
-from clsd.membership.messages import (
+from clsd.membership.core.members import MAX_META, Member, MetaError, State, record_hash
+from clsd.membership.core.messages import (
     MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Gossip, Join, MemberUpdate, MessageError, SyncRecords,
     from_wire,
 )
-from clsd.membership.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
-from clsd.wire.codec import MAX_LINE
+from clsd.membership.core.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
+from clsd.wire.core.codec import MAX_LINE
 from tests.membership.test_core import formed, new_core, of
 from tests.support.membership_signing import signed_update
+from clsd.membership.core.node import (
+    GOSSIP, JoinRequested, LeaveRequested, LinkUp, MemberChanged, MetaChanged, Received,
+    Send, TimerFired,
+)
 
 
 def gossiped(actions):

@@ -10,8 +10,8 @@ from clsd.certs.authority import create_authority, issue_node_certificate
 from clsd.certs.identity import NodeIdentity
 from clsd.config import ConfigError
 from clsd.daemon import _membership_notary
-from clsd.membership.messages import Report, report_statement
-from clsd.membership.notary import (
+from clsd.membership.core.messages import Report, report_statement
+from clsd.membership.core.notary import (
     MAX_CERTIFICATE, MAX_SIGNATURE, FakeNotary, NotaryError, VerifiedCache, X509Notary,
 )
 

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clsd.membership.members import Member, State
-from clsd.membership.rings import RingSnapshot, Rings, SnapshotCache, positions
-from clsd.membership.table import MemberTable, build_snapshots
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.rings import RingSnapshot, Rings, SnapshotCache, positions
+from clsd.membership.core.table import MemberTable, build_snapshots
 
 NAMES = [f"node{i}" for i in range(40)]
 

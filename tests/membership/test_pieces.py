@@ -7,10 +7,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clsd.membership.awareness import Awareness
-from clsd.membership.broadcast import BroadcastQueue
-from clsd.membership.cut import Reports, is_failed
-from clsd.membership.detector import Detector
+from clsd.membership.core.awareness import Awareness
+from clsd.membership.core.broadcast import BroadcastQueue
+from clsd.membership.core.cut import Reports, is_failed
+from clsd.membership.core.detector import Detector
 
 
 @attrs.frozen

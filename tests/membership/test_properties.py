@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.config.membership import MembershipConfig
-from clsd.membership.members import State
-from clsd.membership.timing import tolerated_pause
+from clsd.membership.core.members import State
+from clsd.membership.core.timing import tolerated_pause
 from rig.sim.cluster import SimCluster, node_name
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,

@@ -3,8 +3,8 @@
 from twisted.trial import unittest
 
 from clsd.config.membership import MembershipConfig
-from clsd.membership.core import MembershipError
-from clsd.membership.members import State
+from clsd.membership.core.node import MembershipError
+from clsd.membership.core.members import State
 from rig.sim.cluster import SimCluster, node_name
 
 

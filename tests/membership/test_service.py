@@ -9,13 +9,13 @@ from twisted.trial import unittest
 from clsd.config.membership import MembershipConfig
 from clsd.events import EventLog
 from clsd.layers import membership_message
-from clsd.membership import core as mcore
-from clsd.membership.members import IN_RING, Member, State, decode_meta
-from clsd.membership.messages import Gossip, Heartbeat, Watch
-from clsd.membership.notary import FakeNotary
+from clsd.membership.core import node as mcore
+from clsd.membership.core.members import IN_RING, Member, State, decode_meta
+from clsd.membership.core.messages import Gossip, Heartbeat, Watch
+from clsd.membership.core.notary import FakeNotary
 from clsd.membership.service import MembershipService, split_address
+from clsd.wire.core.session import LOCAL, CloseReason
 from clsd.wire.router import Router
-from clsd.wire.session import LOCAL, CloseReason
 from tests.support.membership_signing import join_ack, signed_update
 
 

@@ -10,18 +10,18 @@ import random
 from twisted.trial import unittest
 
 from clsd.config.membership import MembershipConfig
-from clsd.membership import core as mcore
-from clsd.membership.core import (
-    Connect, Core, JoinRequested, LinkUp, Received, Send, SetTimer, TimerFired,
-)
-from clsd.membership.members import Member, State
-from clsd.membership.messages import (
+from clsd.membership.core import node as mcore
+from clsd.membership.core.members import Member, State
+from clsd.membership.core.messages import (
     MAX_SYNC_RECORDS, Heartbeat, SyncDigest, SyncRecords,
 )
-from clsd.membership.table import build_snapshots
+from clsd.membership.core.table import build_snapshots
 from rig.sim.cluster import SimCluster, node_name
 from rig.sim.cluster import signed_lives
 from tests.support.membership_signing import join_ack, signed_update
+from clsd.membership.core.node import (
+    Connect, Core, JoinRequested, LinkUp, Received, Send, SetTimer, TimerFired,
+)
 
 
 def of(actions, kind):

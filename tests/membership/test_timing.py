@@ -2,7 +2,7 @@
 
 from twisted.trial import unittest
 
-from clsd.membership import timing
+from clsd.membership.core import timing
 
 
 class Formulas(unittest.TestCase):

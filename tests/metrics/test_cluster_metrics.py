@@ -13,6 +13,7 @@ from twisted.web.client import Agent, readBody
 from rig.recorder import LifelineCollector
 from tests.support.cluster_rig import ClusterRig, poll, protected_service
 from tests.test_daemon_metrics import samples
+from clsd.admin.ownership_status import ownership_status
 
 NAMES = ("alpha", "beta", "witness")
 
@@ -55,7 +56,7 @@ class ClusterMetricsTests(unittest.TestCase):
         owner = self.rig.daemons["alpha"].ownership
 
         def alpha_runs_a():
-            return owner.status()["clusters"][0]["state"] == "running"
+            return ownership_status(owner)["clusters"][0]["state"] == "running"
         yield poll(reactor, alpha_runs_a, 30, "alpha running A")
 
         text = yield self.scrape("alpha")
@@ -79,7 +80,7 @@ class ClusterMetricsTests(unittest.TestCase):
         alpha, beta = self.rig.daemons["alpha"].ownership, self.rig.daemons["beta"].ownership
 
         def runs_a(ownership):
-            return lambda: ownership.status()["clusters"][0]["state"] == "running"
+            return lambda: ownership_status(ownership)["clusters"][0]["state"] == "running"
         yield poll(reactor, runs_a(alpha), 30, "alpha running A")
 
         def renewed():

@@ -1,7 +1,7 @@
 """Shared set-ups for the ownership simulation tests (not a test module itself)."""
 
-from clsd.config.cluster import ClusterConfig
-from clsd.ownership.timing import LeaseTiming
+from clsd.config.cluster_id import ClusterConfig
+from clsd.ownership.core.timing import LeaseTiming
 from rig.sim.leases import LeaseSim
 
 TIMING = LeaseTiming()

@@ -12,19 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clsd.ownership.actions import PersistEpochFloor, Report, Send
-from clsd.ownership.arbiter import QuorumArbiter
-from clsd.ownership.authority import forgery
-from clsd.ownership.ballot import Ballot
-from clsd.ownership.manager import ClusterManager, stall_after
-from clsd.ownership.messages import (
+from clsd.ownership.core.actions import PersistEpochFloor, Report, Send
+from clsd.ownership.core.arbiter import QuorumArbiter
+from clsd.ownership.core.authority import forgery
+from clsd.ownership.core.ballot import Ballot
+from clsd.ownership.core.manager import ClusterManager, stall_after
+from clsd.ownership.core.messages import (
     Accepted, Handover, MoveRequest, Prepare, Promise, Propose, Release,
 )
-from clsd.ownership.node import OwnershipNode
-from clsd.ownership.placement import MemberState
-from clsd.ownership.ratelimit import BURST, RATE_PER_LEASE, RequestBudget
-from clsd.ownership.timing import LeaseTiming
-from clsd.ownership.voter import MAX_COUNTER_JUMP, LeaseVoter
+from clsd.ownership.core.node import OwnershipNode
+from clsd.ownership.core.placement import MemberState
+from clsd.ownership.core.ratelimit import BURST, RATE_PER_LEASE, RequestBudget
+from clsd.ownership.core.timing import LeaseTiming
+from clsd.ownership.core.voter import MAX_COUNTER_JUMP, LeaseVoter
 from tests.ownership.test_manager import spec
 
 T = LeaseTiming(lease=2.0, drift_margin=0.1)
@@ -290,7 +290,7 @@ class CounterTests(unittest.TestCase):
                 promised += MAX_COUNTER_JUMP
         self.assertEqual(len(writes), 1)
         self.assertEqual(promised, MAX_COUNTER_JUMP, "one jump got through, the rest waited")
-        from clsd.ownership.voter import RESERVE_INTERVAL
+        from clsd.ownership.core.voter import RESERVE_INTERVAL
         self.assertFalse(prepare(2 * MAX_COUNTER_JUMP, OPEN + RESERVE_INTERVAL).ok)
         self.assertEqual(len(writes), 2, "the next block after the interval")
 
@@ -378,6 +378,6 @@ class StallTests(unittest.TestCase):
                            MemberState("witness")], START)
         m.tick(START + stall_after(T))
         self.assertTrue(m.stalled("mallory", "A", START + stall_after(T)))
-        from clsd.ownership.manager import ManagerError
+        from clsd.ownership.core.manager import ManagerError
         e = self.assertRaises(ManagerError, m.move, "A", "mallory", START + stall_after(T))
         self.assertIn("did not take it in time", str(e))

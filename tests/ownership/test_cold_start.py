@@ -9,9 +9,9 @@ import attrs
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from clsd.ownership.manager import ACQUIRING, IDLE, ClusterManager
-from clsd.ownership.messages import Handover
-from clsd.ownership.placement import MemberState
+from clsd.ownership.core.manager import ACQUIRING, IDLE, ClusterManager
+from clsd.ownership.core.messages import Handover
+from clsd.ownership.core.placement import MemberState
 from clsd.ownership.service import cold_start_settle
 from tests.ownership.test_manager import T, ScriptedArbiter, spec
 from tests.ownership.test_service import ShellNode, cluster_table, pump

@@ -2,8 +2,8 @@
 
 from twisted.trial import unittest
 
-from clsd.ownership.escalation import FAILED, RUNNING, Escalation, cluster_status, notifier
-from clsd.ownership.placement import MemberState
+from clsd.ownership.core.escalation import FAILED, RUNNING, Escalation, cluster_status, notifier
+from clsd.ownership.core.placement import MemberState
 
 
 class EscalationTests(unittest.TestCase):

@@ -8,9 +8,9 @@ import signal
 
 from twisted.trial import unittest
 
-from clsd.ownership.actions import CancelFence, RunHook, StartService
-from clsd.ownership.arbiter_events import LeaseAcquired, LeaseEnding
-from clsd.ownership.manager import FENCING, IDLE
+from clsd.ownership.core.actions import CancelFence, RunHook, StartService
+from clsd.ownership.core.arbiter_events import LeaseAcquired, LeaseEnding
+from clsd.ownership.core.manager import FENCING, IDLE
 from tests.ownership import test_hooks as test_ownership_hooks
 from tests.ownership import test_manager as test_ownership_manager
 from tests.ownership.test_hooks import hook

@@ -13,8 +13,8 @@ from twisted.trial import unittest
 from clsd.config.floating import FloatingAddress
 from clsd.events import EventLog
 from clsd.ownership.floating import AddressesNotUp, AddressKeeper
-from clsd.ownership.managed import ManagedService
-from clsd.supervision.policy import State
+from clsd.ownership.core.managed import ManagedService
+from clsd.supervision.core.policy import State
 from tests.ownership.test_service import FakeForkingRunner, FakeGuard
 
 V4 = ipaddress.ip_interface("192.0.2.10/24")

@@ -13,7 +13,7 @@ from twisted.trial import unittest
 
 from clsd.config.service import Backoff
 from clsd.events import EventLog
-from clsd.ownership.actions import RunHook
+from clsd.ownership.core.actions import RunHook
 from clsd.ownership.hooks import HookError, HookRunner, fill_argv
 from clsd.supervision.pgroups import group_alive
 from clsd.polling import poll as wait_until

@@ -8,18 +8,18 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from clsd.config.cluster import ClusterConfig
-from clsd.ownership.actions import (
+from clsd.config.cluster_id import ClusterConfig
+from clsd.ownership.core.actions import (
     KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
 )
-from clsd.ownership.arbiter import IArbiter
-from clsd.ownership.arbiter_events import (
+from clsd.ownership.core.arbiter import IArbiter
+from clsd.ownership.core.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
-from clsd.ownership.manager import ACQUIRING, IDLE, RUNNING, ClusterManager, ManagerError
-from clsd.ownership.messages import Handover, MoveRequest
-from clsd.ownership.placement import MemberState
-from clsd.ownership.timing import LeaseTiming
+from clsd.ownership.core.manager import ACQUIRING, IDLE, RUNNING, ClusterManager, ManagerError
+from clsd.ownership.core.messages import Handover, MoveRequest
+from clsd.ownership.core.placement import MemberState
+from clsd.ownership.core.timing import LeaseTiming
 
 T = LeaseTiming()
 FENCE = ("/sbin/fence", "{node}", "{cluster}", "{epoch}")
@@ -323,7 +323,7 @@ class RegistrationTests(unittest.TestCase):
         (stop,) = of(StopService, actions)
         self.assertIsNone(stop.deadline)  # graceful, like standby
         self.assertEqual(of(PublishState, actions)[-1].state.registrations, {"B": 100})
-        from clsd.ownership.actions import ForgetCluster
+        from clsd.ownership.core.actions import ForgetCluster
         self.assertEqual(of(ForgetCluster, actions), [])  # not while it may run
         self.assertFalse(m.registered("A"))
         self.assertRaises(ManagerError, m.register, spec(), 2.05)  # still stopping
@@ -345,7 +345,7 @@ class RegistrationTests(unittest.TestCase):
 
     def test_unregister_while_acquiring_abandons_and_forgets_at_once(self):
         m = self.manager(spec())
-        from clsd.ownership.actions import ForgetCluster
+        from clsd.ownership.core.actions import ForgetCluster
         actions = m.unregister("A", 1.0)
         self.assertIn(("abandon", "A"), self.arbiter.calls)
         self.assertEqual(of(ForgetCluster, actions), [ForgetCluster("A")])

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clsd.ownership.ballot import Ballot
-from clsd.ownership.messages import (
+from clsd.ownership.core.ballot import Ballot
+from clsd.ownership.core.messages import (
     MESSAGE_TYPES, Accepted, Handover, MoveRequest, Prepare, Promise, Propose, Release,
     WireError, from_wire,
 )
@@ -19,12 +19,14 @@ durations = st.floats(0.001, 1e6, allow_nan=False)
 messages = st.one_of(
     st.builds(Prepare, names, ballots),
     st.builds(Promise, names, ballots, st.booleans(), st.sampled_from(["", "stale", "quiet"]),
-              st.integers(0, 2**62), st.none() | st.tuples(names, st.integers(0, 2**62)),
-              st.integers(0, 2**62), durations, st.none() | names, st.booleans()),
+              st.integers(0, 2**62),
+              holder=st.none() | st.tuples(names, st.integers(0, 2**62)),
+              epoch=st.integers(0, 2**62), remaining=durations, previous=st.none() | names,
+              previous_released=st.booleans()),
     ballots.flatmap(lambda b: st.builds(Propose, names, st.just(b), durations,
                                         st.integers(0, b.counter))),
     st.builds(Accepted, names, ballots, st.booleans(), st.sampled_from(["", "held"]),
-              st.integers(0, 2**62), durations),
+              st.integers(0, 2**62), remaining=durations),
     st.builds(Release, names, ballots),
     st.builds(Handover, names, st.integers(0, 2**62)),
     st.builds(MoveRequest, names, names, st.just("") | names, st.just("") | names),
@@ -57,7 +59,7 @@ class WireTests(unittest.TestCase):
 
     def test_missing_field_is_named(self):
         e = self.assertRaises(WireError, from_wire, {"type": "lease.prepare", "resource": "A"})
-        self.assertIn("lease.prepare: field 'ballot'", str(e))
+        self.assertIn("lease.prepare.ballot: ", str(e))
 
     def test_bad_ballot_is_named(self):
         for ballot, words in [([1, "a"], "[counter, node, generation]"),
@@ -72,7 +74,7 @@ class WireTests(unittest.TestCase):
         e = self.assertRaises(WireError, from_wire, {
             "type": "lease.propose", "resource": "A", "ballot": [1, "a", 1],
             "duration": "2", "epoch": 1})
-        self.assertIn("field 'duration' must be float", str(e))
+        self.assertIn("lease.propose.duration: must be a number, got a string", str(e))
 
     def test_non_positive_duration_refused(self):
         e = self.assertRaises(WireError, from_wire, {
@@ -103,7 +105,7 @@ class BoundedIntegerTests(unittest.TestCase):
     def test_ballot_counter_above_int64(self):
         for kind in ("lease.prepare", "lease.release"):
             self.refused({"type": kind, "resource": "A", "ballot": [2**63 + 10, "a", 1]},
-                         "the counter is out of range for a 64-bit integer")
+                         "ballot[0]: is out of range for a 64-bit integer")
 
     def test_a_4300_digit_counter(self):
         self.refused({"type": "lease.prepare", "resource": "A",
@@ -112,19 +114,19 @@ class BoundedIntegerTests(unittest.TestCase):
 
     def test_generation_above_int64(self):
         self.refused({"type": "lease.prepare", "resource": "A", "ballot": [1, "a", 2**63]},
-                     "the generation is out of range")
+                     "ballot[2]: is out of range")
         self.refused({"type": "lease.promise", "resource": "A", "ballot": [1, "a", 1],
                       "ok": True, "holder": ["b", -(2**63) - 1]}, "out of range")
 
     def test_epochs_and_promises_within_int64(self):
         self.refused({"type": "cluster.handover", "resource": "A", "epoch": 2**63},
-                     "field 'epoch' is out of range")
+                     "cluster.handover.epoch: is out of range")
         self.refused({"type": "lease.accepted", "resource": "A", "ballot": [1, "a", 1],
-                      "ok": False, "promised": 2**64}, "field 'promised' is out of range")
+                      "ok": False, "promised": 2**64}, "lease.accepted.promised: is out of range")
 
     def test_propose_epoch_is_at_most_its_counter(self):
         self.refused({"type": "lease.propose", "resource": "A", "ballot": [5, "a", 1],
-                      "duration": 2, "epoch": 6}, "field 'epoch' must be in [0,")
+                      "duration": 2, "epoch": 6}, "lease.propose.epoch: must be in [0,")
         self.assertEqual(from_wire({"type": "lease.propose", "resource": "A",
                                     "ballot": [5, "a", 1], "duration": 2, "epoch": 5}).epoch, 5)
 

@@ -2,7 +2,7 @@
 
 from twisted.trial import unittest
 
-from clsd.ownership.placement import Candidate, MemberState, is_eligible, place
+from clsd.ownership.core.placement import Candidate, MemberState, is_eligible, place
 
 
 def c(name, priority, since=0.0, slot=None):

@@ -4,16 +4,16 @@ import random
 
 from twisted.trial import unittest
 
-from clsd.ownership.actions import Send
-from clsd.ownership.arbiter import IArbiter, QuorumArbiter
-from clsd.ownership.arbiter_events import (
+from clsd.ownership.core.actions import Send
+from clsd.ownership.core.arbiter import IArbiter, QuorumArbiter
+from clsd.ownership.core.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
-from clsd.ownership.ballot import Ballot
-from clsd.ownership.messages import Prepare, Propose, Release
-from clsd.ownership.proposer import LeaseProposer
-from clsd.ownership.timing import LeaseTiming
-from clsd.ownership.voter import LeaseVoter
+from clsd.ownership.core.ballot import Ballot
+from clsd.ownership.core.messages import Prepare, Propose, Release
+from clsd.ownership.core.proposer import LeaseProposer
+from clsd.ownership.core.timing import LeaseTiming
+from clsd.ownership.core.voter import LeaseVoter
 from zope.interface.verify import verifyObject
 
 T = LeaseTiming(lease=2.0, drift_margin=0.1)

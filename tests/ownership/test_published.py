@@ -2,9 +2,9 @@
 
 from twisted.trial import unittest
 
-from clsd.ownership.messages import WireError
-from clsd.ownership.placement import MemberState
-from clsd.ownership.published import state_from_wire, state_to_wire
+from clsd.ownership.core.messages import WireError
+from clsd.ownership.core.placement import MemberState
+from clsd.ownership.core.published import state_from_wire, state_to_wire
 
 
 class PublishedStateTests(unittest.TestCase):

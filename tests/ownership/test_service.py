@@ -14,16 +14,17 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from clsd.admin.ownership_status import ownership_status
 from clsd.events import EventLog
-from clsd.ownership.guard import GuardClient
+from clsd.ownership.core.managed import ManagedService
+from clsd.ownership.core.manager import ManagerError
+from clsd.ownership.core.voter import DEFAULT_RESERVE_BLOCK
 from clsd.ownership.floor import read_floor, write_floor
+from clsd.ownership.guard import GuardClient
 from clsd.ownership.hooks import HookRunner
-from clsd.ownership.managed import ManagedService
-from clsd.ownership.manager import ManagerError
 from clsd.ownership.service import OwnershipService
-from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK
 from clsd.supervision.process import DiscardedOutput
-from clsd.supervision.policy import State
+from clsd.supervision.core.policy import State
 from clsd.supervision.runner import ServiceRunner
 from tests.ownership.shell_support import MemoryNetwork, ownership_config
 from tests.ownership.test_hooks import FakeHooks
@@ -218,7 +219,7 @@ class SingleNodeTests(unittest.TestCase):
         self.assertEqual(manager.status(self.clock.seconds())["A"][0], "idle")
         self.assertIn("A", manager.own_state(self.clock.seconds()).failed)
         self.assertEqual(self.node.guard.armed, {})
-        status = self.node.service.status()
+        status = ownership_status(self.node.service)
         self.assertEqual(status["clusters"][0]["state"], "failed")
 
     def test_standby_stops_releases_and_unstandby_starts_again(self):
@@ -244,9 +245,9 @@ class SingleNodeTests(unittest.TestCase):
         self.node.service.pause("A")
         pump(self.clock, 5)
         self.assertEqual(self.node.runner().state.value, "running")
-        self.assertEqual(self.node.service.status()["clusters"][0]["state"], "paused")
+        self.assertEqual(ownership_status(self.node.service)["clusters"][0]["state"], "paused")
         self.node.service.resume("A")
-        self.assertEqual(self.node.service.status()["clusters"][0]["state"], "running")
+        self.assertEqual(ownership_status(self.node.service)["clusters"][0]["state"], "running")
 
     def test_admin_errors_are_raised_with_the_reason(self):
         pump(self.clock, 3.0)
@@ -280,7 +281,7 @@ class SingleNodeTests(unittest.TestCase):
 
     def test_status(self):
         pump(self.clock, 3.0)
-        status = self.node.service.status()
+        status = ownership_status(self.node.service)
         self.assertTrue(status["active"])
         self.assertEqual(status["quorum"], {
             "voters": ["alpha"], "majority": 1, "reachable": ["alpha"], "have_quorum": True,
@@ -578,7 +579,7 @@ class ReregistrationTests(unittest.TestCase):
         self.assertEqual(self.running(), ["alpha"])
         cluster = alpha.service._specs["A"]
         done = alpha.service.unregister("A")
-        self.assertEqual(alpha.service.status()["clusters"][0]["state"], "unregistering")
+        self.assertEqual(ownership_status(alpha.service)["clusters"][0]["state"], "unregistering")
         started = self.clock.seconds()
         pump(self.clock, 1.0)
         runner = self.successResultOf(done)
@@ -588,7 +589,7 @@ class ReregistrationTests(unittest.TestCase):
         self.assertEqual(self.running(), ["beta"])
         self.assertLess(beta.spawns[0][0] - started, 0.5, "handover, not lease expiry")
         self.assertFalse(alpha.service.manages("svc"))
-        self.assertEqual(alpha.service.status()["clusters"], [])
+        self.assertEqual(ownership_status(alpha.service)["clusters"], [])
         self.assertEqual(alpha.guard.armed, {})
         # The others no longer count alpha as a candidate for A.
         pump(self.clock, 0.5)

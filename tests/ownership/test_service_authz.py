@@ -12,11 +12,12 @@ from twisted.trial import unittest
 
 from clsd.admin.backend import QuorumInfo, Status
 from clsd.admin.commands import render_status
+from clsd.admin.ownership_status import ownership_status
 from clsd.logs import EVENTS
 from clsd.named_events import named_events
 from clsd.ownership.floor import read_floor, write_floor
 from clsd.ownership.service import PERSIST_RETRY
-from clsd.wire.errors import Forged
+from clsd.wire.core.errors import Forged
 from tests.ownership.test_service import (
     LEASE, MARGIN, ShellNode, ThreeNodeCluster, cluster_table, pump,
 )
@@ -54,7 +55,7 @@ class FloorFailureTests(unittest.TestCase):
         node = self.start(disk)
         pump(self.clock, 3 * LEASE)
         self.assertEqual(node.spawns, [], "nothing granted while the floor is not stored")
-        status = node.service.status()["voter"]
+        status = ownership_status(node.service)["voter"]
         self.assertFalse(status["granting"])
         self.assertIn("4300 digits", status["floor_error"])
         failed = [e for e in node.events.recent() if e["fields"].get("what") == "floor-failed"]
@@ -70,7 +71,7 @@ class FloorFailureTests(unittest.TestCase):
         disk.heal()
         pump(self.clock, PERSIST_RETRY + LEASE + MARGIN + 1.0)
         self.assertEqual(len(node.spawns), 1, "granting again once the floor is stored")
-        self.assertTrue(node.service.status()["voter"]["granting"])
+        self.assertTrue(ownership_status(node.service)["voter"]["granting"])
         self.assertTrue(any(e["fields"].get("what") == "floor-stored"
                             for e in node.events.recent()))
 
@@ -94,7 +95,7 @@ class FloorFailureTests(unittest.TestCase):
     def test_an_oserror_too(self):
         node = self.start(FlakyDisk(PermissionError(13, "Permission denied")))
         pump(self.clock, 2 * LEASE)
-        self.assertIn("Permission denied", node.service.status()["voter"]["floor_error"])
+        self.assertIn("Permission denied", ownership_status(node.service)["voter"]["floor_error"])
 
 
 class ForgeryTests(ThreeNodeCluster, unittest.TestCase):

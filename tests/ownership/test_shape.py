@@ -8,16 +8,16 @@ from twisted.trial import unittest
 
 from clsd.config.floating import FloatingAddress
 
-from clsd.ownership.actions import Send
-from clsd.ownership.ballot import Ballot
-from clsd.ownership.messages import Prepare, Propose, WireError
-from clsd.ownership.placement import MemberState
-from clsd.ownership.published import state_from_wire, state_to_wire
-from clsd.ownership.shape import (
+from clsd.ownership.core.actions import Send
+from clsd.ownership.core.ballot import Ballot
+from clsd.ownership.core.messages import Prepare, Propose, WireError
+from clsd.ownership.core.placement import MemberState
+from clsd.ownership.core.published import state_from_wire, state_to_wire
+from clsd.ownership.core.shape import (
     change_refusal, cluster_of, disagreeing, fingerprint, shape_changed,
 )
-from clsd.ownership.timing import LeaseTiming
-from clsd.ownership.voter import LeaseVoter
+from clsd.ownership.core.timing import LeaseTiming
+from clsd.ownership.core.voter import LeaseVoter
 from rig.sim.leases import LeaseSim
 from tests.ownership.scenarios import DETECTION, TIMING, cluster
 

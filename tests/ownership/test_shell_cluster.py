@@ -18,6 +18,7 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
+from clsd.admin.ownership_status import ownership_status
 from clsd.clock import lease_clock
 from clsd.events import EventLog
 from clsd.ownership.service import OwnershipService
@@ -133,7 +134,7 @@ class ShellClusterTests(unittest.TestCase):
         self.assertEqual(first.cluster, "A")
         self.assertIsInstance(first.epoch, int)
         await task.deferLater(reactor, 1.0, lambda: None)  # a few renewals
-        states = {name: node["ownership"].status()["clusters"][0]["state"]
+        states = {name: ownership_status(node["ownership"])["clusters"][0]["state"]
                   for name, node in self.nodes.items()}
         # The successor polls alpha's lease (its phase is "acquiring"): it stands by.
         self.assertEqual(states, {"alpha": "running", "beta": "standing-by",

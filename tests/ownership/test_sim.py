@@ -8,8 +8,8 @@ scenarios with the quiet period or the drift margin removed are caught.
 
 from twisted.trial import unittest
 
-from clsd.ownership.timing import LeaseTiming
-from clsd.ownership.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
+from clsd.ownership.core.timing import LeaseTiming
+from clsd.ownership.core.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
 from rig.sim.leases import Interval, LeaseSim, SafetyViolation
 from tests.ownership.scenarios import (
     DETECTION, TIMING, cluster, five_voters, mutual_standby, settle,

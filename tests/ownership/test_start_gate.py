@@ -12,8 +12,9 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from clsd.events import EventLog
-from clsd.ownership.guard import GuardClient, GuardUnavailable
-from clsd.ownership.managed import LeaseNotHeld, ManagedService
+from clsd.ownership.core.errors import GuardUnavailable
+from clsd.ownership.core.managed import LeaseNotHeld, ManagedService
+from clsd.ownership.guard import GuardClient
 from clsd.supervision.context import ExecContext, minimal_environment
 from clsd.supervision.spawn import GATE_CLOSED_STATUS, spawn_in_new_group
 from tests.ownership.test_guard import FakeSpawner

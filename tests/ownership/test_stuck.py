@@ -9,7 +9,8 @@ import signal
 
 from twisted.trial import unittest
 
-from clsd.supervision.policy import KILL_WAIT
+from clsd.admin.ownership_status import ownership_status
+from clsd.supervision.core.policy import KILL_WAIT
 from clsd.supervision.runner import STUCK_POLL
 from tests.ownership.test_service import FENCE, ThreeNodeCluster, pump
 from tests.supervision.test_runner import RunnerTestCase
@@ -31,7 +32,7 @@ class StuckServiceTests(ThreeNodeCluster, unittest.TestCase):
         # Not released: nobody starts while the stuck group is present.
         self.assertEqual(beta.spawns, [])
         self.assertEqual(self.nodes["gamma"].spawns, [])
-        [cluster] = alpha.service.status()["clusters"]
+        [cluster] = ownership_status(alpha.service)["clusters"]
         self.assertEqual(cluster["state"], "stuck")
         self.assertEqual(cluster["owners"], {"alpha": cluster["epoch"]})
         self.assertTrue(any("keeping lease A" in r and "stuck" in r

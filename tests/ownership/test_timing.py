@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clsd.ownership.timing import (
+from clsd.ownership.core.timing import (
     DEFAULT_DRIFT_MARGIN, DEFAULT_LEASE, KILL_LATENCY, MAX_DRIFT_RATE, LeaseTiming,
     minimum_drift_margin,
 )

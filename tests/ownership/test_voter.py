@@ -2,11 +2,11 @@
 
 from twisted.trial import unittest
 
-from clsd.ownership.actions import PersistEpochFloor, Send
-from clsd.ownership.ballot import Ballot
-from clsd.ownership.messages import Accepted, Prepare, Promise, Propose, Release
-from clsd.ownership.timing import LeaseTiming
-from clsd.ownership.voter import LeaseVoter
+from clsd.ownership.core.actions import PersistEpochFloor, Send
+from clsd.ownership.core.ballot import Ballot
+from clsd.ownership.core.messages import Accepted, Prepare, Promise, Propose, Release
+from clsd.ownership.core.timing import LeaseTiming
+from clsd.ownership.core.voter import LeaseVoter
 
 T = LeaseTiming(lease=2.0, drift_margin=0.1)
 START = 100.0

@@ -5,16 +5,16 @@ from twisted.trial import unittest
 
 from clsd.config import ConfigError, parse_config
 from clsd.daemon import cluster_settings
-from clsd.ownership.actions import Send
-from clsd.ownership.ballot import Ballot
-from clsd.ownership.messages import Prepare, Propose, WireError, from_wire
-from clsd.ownership.placement import MemberState
-from clsd.ownership.published import state_from_wire, state_to_wire
-from clsd.ownership.timing import LeaseTiming
-from clsd.ownership.voter import LeaseVoter
-from clsd.ownership.voterset import VoterSet, compatible
+from clsd.ownership.core.actions import Send
+from clsd.ownership.core.ballot import Ballot
+from clsd.ownership.core.messages import Prepare, Propose, WireError, from_wire
+from clsd.ownership.core.placement import MemberState
+from clsd.ownership.core.published import state_from_wire, state_to_wire
+from clsd.ownership.core.timing import LeaseTiming
+from clsd.ownership.core.voter import LeaseVoter
+from clsd.ownership.core.voterset import VoterSet, compatible
 from rig.sim.leases import LeaseSim
-from clsd.wire.messages import settings_hash
+from clsd.wire.core.messages import settings_hash
 from tests.ownership.scenarios import DETECTION, TIMING, cluster
 
 OLD = ("a", "b", "c")

@@ -6,7 +6,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from rig.nodeworker import ReportingTracker, WorkerControl
-from clsd.wire.lag import ReactorLag
+from clsd.wire.core.lag import ReactorLag
 
 
 class TrackerTests(unittest.TestCase):

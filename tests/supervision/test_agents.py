@@ -4,14 +4,14 @@ import signal
 
 from twisted.trial import unittest
 
-from clsd.supervision.agents import FATAL, HARD, NOT_RUNNING, OK, SOFT, classify
-from clsd.supervision.ocf import AgentError, parse_duration, parse_metadata
-from clsd.supervision.policy import (
+from clsd.supervision.core.agents import FATAL, HARD, NOT_RUNNING, OK, SOFT, classify
+from clsd.supervision.core.policy import (
     TIMER_MONITOR, TIMER_ROGUE, TIMER_START, AgentResult, CancelTimer, Exited, GroupGone,
     RunAction, ScheduleTimer, SignalGroup, Spawn, Standby, StartRequested, State, StopRequested,
     TimerFired,
 )
 from tests.supervision.test_policy import Harness, kinds, records
+from clsd.supervision.ocf import AgentError, parse_duration, parse_metadata
 
 
 class ClassifyTests(unittest.TestCase):

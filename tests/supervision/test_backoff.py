@@ -1,9 +1,9 @@
-"""Table tests for L{clsd.supervision.backoff.restart_delay}."""
+"""Table tests for L{clsd.supervision.core.backoff.restart_delay}."""
 
 from twisted.trial import unittest
 
 from clsd.config import Backoff
-from clsd.supervision.backoff import restart_delay
+from clsd.supervision.core.backoff import restart_delay
 
 NO_JITTER = 0.5
 

@@ -4,7 +4,7 @@ import signal
 
 from twisted.trial import unittest
 
-from clsd.supervision.policy import (
+from clsd.supervision.core.policy import (
     TIMER_KILL, TIMER_START, AwaitMainPid, CancelTimer, Exited, GroupGone, MainPid,
     RunStopCommand, ScheduleTimer, SignalGroup, SignalMain, Spawn, State, StopCommandDone,
     StopRequested, TimerFired, WatchMain,

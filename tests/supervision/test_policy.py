@@ -1,11 +1,11 @@
-"""Unit tests for the pure lifecycle policy L{clsd.supervision.policy}."""
+"""Unit tests for the pure lifecycle policy L{clsd.supervision.core.policy}."""
 
 import signal
 
 from twisted.trial import unittest
 
 from clsd.config import Backoff, CrashLoop, HealthCheck, ServiceConfig
-from clsd.supervision.policy import (
+from clsd.supervision.core.policy import (
     KILL_WAIT, TIMER_ABANDON, TIMER_CHECK, TIMER_KILL, TIMER_RESTART,
     CancelTimer, Exited, GroupGone, HealthResult, Record, ResetRequested, RunCheck,
     ScheduleTimer, ServicePolicy, SignalGroup, Spawn, Spawned, SpawnFailed,

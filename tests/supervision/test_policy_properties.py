@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from clsd.config import Backoff, CrashLoop, HealthCheck, ServiceConfig
-from clsd.supervision.policy import (
+from clsd.supervision.core.policy import (
     LIVE_STATES, RESTING_STATES, TIMER_ABANDON, TIMER_CHECK, TIMER_KILL,
     TIMER_RESTART, CancelTimer, Exited, GroupGone, HealthResult, Record,
     ResetRequested, RunCheck, ScheduleTimer, ServicePolicy, SignalGroup, Spawn,

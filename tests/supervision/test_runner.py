@@ -10,7 +10,7 @@ from twisted.trial import unittest
 
 from clsd.config import Backoff, CrashLoop, HealthCheck, LogFiles, ServiceConfig
 from clsd.events import EventLog
-from clsd.supervision.policy import KILL_WAIT
+from clsd.supervision.core.policy import KILL_WAIT
 from clsd.supervision.runner import OUTPUT_DRAIN_GRACE, ServiceRunner
 
 

@@ -7,9 +7,9 @@ signature and certificate.
 
 import attrs
 
-from clsd.membership.members import State
-from clsd.membership.messages import Join, JoinAck, MemberUpdate, record_statement
-from clsd.membership.notary import FakeNotary
+from clsd.membership.core.members import State
+from clsd.membership.core.messages import Join, JoinAck, MemberUpdate, record_statement
+from clsd.membership.core.notary import FakeNotary
 
 
 def signed_update(member, *args, **kwargs):

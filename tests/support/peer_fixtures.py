@@ -8,7 +8,7 @@ from zope.interface import implementer
 from clsd.certs import store
 from clsd.certs.authority import create_authority, issue_node_certificate
 from clsd.certs.identity import NodeIdentity
-from clsd.wire.interfaces import IPeerHandler
+from clsd.wire.core.interfaces import IPeerHandler
 
 DAY = datetime.timedelta(days=1)
 

@@ -13,9 +13,9 @@ from twisted.trial import unittest
 
 from clsd.certs.authority import Revoked, build_crl
 from clsd.certs.identity import NodeIdentity, revoked_serials
-from clsd.wire.admission import Admission
+from clsd.wire.core.admission import Admission
+from clsd.wire.core.session import PEER, Disconnect, Send, State, Timeouts
 from clsd.wire.network import PeerNetwork
-from clsd.wire.session import PEER, Disconnect, Send, State, Timeouts
 from clsd.wire.tls import PeerTLS, peer_certificate
 from clsd.polling import poll as wait_for
 

@@ -7,17 +7,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from clsd.wire.codec import MAX_LINE, NEED_DATA, Codec
-from clsd.wire.errors import LocalProtocolError, RemoteProtocolError
-from clsd.wire.messages import (
+from clsd.wire.core.codec import MAX_LINE, NEED_DATA, Codec
+from clsd.wire.core.errors import LocalProtocolError, RemoteProtocolError
+from clsd.wire.core.messages import (
     HELLO,
     PING,
-    MapOf,
     Message,
     MessageType,
-    Optional,
     peer_registry,
 )
+from clsd.wire.core.schema import MapOf, Optional
 
 GOSSIP = MessageType("gossip", {
     "from": str,

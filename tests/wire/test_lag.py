@@ -1,9 +1,9 @@
-"""The process's own lag, which the peer layer forgives handshakes (clsd.wire.lag)."""
+"""The process's own lag, which the peer layer forgives handshakes (clsd.wire.core.lag)."""
 
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from clsd.wire.lag import ReactorLag
+from clsd.wire.core.lag import ReactorLag
 
 
 class ReactorLagTests(unittest.TestCase):

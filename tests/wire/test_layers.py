@@ -11,16 +11,16 @@ from twisted.trial import unittest
 from clsd.layers import (
     MEMBERSHIP_TYPES, OWNERSHIP_TYPES, membership_message, node_registry, ownership_message,
 )
-from clsd.membership import messages as mm
-from clsd.membership.members import Member, State
-from clsd.ownership import messages as om
-from clsd.ownership.ballot import Ballot
-from clsd.wire.codec import Codec
-from clsd.wire.errors import LocalProtocolError, RemoteProtocolError
-from clsd.wire.messages import LayerMessageType
+from clsd.membership.core import messages as mm
+from clsd.membership.core.members import Member, State
+from clsd.ownership.core import messages as om
+from clsd.ownership.core.ballot import Ballot
+from clsd.wire.core.codec import Codec
+from clsd.wire.core.errors import LocalProtocolError, RemoteProtocolError
+from clsd.wire.core.messages import LayerMessageType
+from clsd.wire.core.session import State as ConnState
+from clsd.wire.core.stats import PeerStats
 from clsd.wire.protocol import PeerProtocol
-from clsd.wire.session import State as ConnState
-from clsd.wire.stats import PeerStats
 from tests.wire.test_protocol import (
     TIMEOUTS, AbortRecordingTransport, RecordingHandler, hello, hello_line,
 )

@@ -2,17 +2,16 @@
 
 from twisted.trial import unittest
 
-from clsd.wire.errors import FieldError
-from clsd.wire.messages import (
+from clsd.wire.core.errors import FieldError
+from clsd.wire.core.messages import (
     HELLO,
     PEER_TYPES,
-    MapOf,
     MessageType,
-    Optional,
     Registry,
     peer_registry,
     settings_hash,
 )
+from clsd.wire.core.schema import MapOf, Optional
 
 
 class RegistryTests(unittest.TestCase):

@@ -8,9 +8,9 @@ from twisted.internet import reactor, task
 from twisted.internet.address import IPv4Address
 from twisted.trial import unittest
 
-from clsd.wire.messages import MessageType, peer_registry
+from clsd.wire.core.messages import MessageType, peer_registry
+from clsd.wire.core.session import State, Timeouts
 from clsd.wire.network import PeerNetwork
-from clsd.wire.session import State, Timeouts
 from clsd.wire.tls import PeerTLS
 from clsd.polling import poll as wait_for
 
@@ -112,7 +112,7 @@ class DeduplicationRuleTests(unittest.TestCase):
         self.assertEqual(handler.events, [
             ("connected", "beta"), ("disconnected", "beta", "replaced"), ("connected", "beta")])
         # The ghost's own end, when it comes, is not reported again.
-        from clsd.wire.session import CloseReason
+        from clsd.wire.core.session import CloseReason
 
         alpha.peer_disconnected(ghost, CloseReason("duplicate", "", "local"))
         self.assertEqual(len(handler.events), 3)
@@ -138,7 +138,7 @@ class DialerBackoffTests(unittest.TestCase):
         from twisted.internet.task import Clock
 
         from clsd.wire.network import _Dialer
-        from clsd.wire.session import PEER, CloseReason
+        from clsd.wire.core.session import PEER, CloseReason
 
         class StubNetwork:
             reactor = Clock()

@@ -15,14 +15,14 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from clsd.wire.network import FLOOD, PeerNetwork
-from clsd.wire.preauth import (
+from clsd.wire.core.preauth import (
     PENDING_CAP,
     PENDING_CAP_ADDRESS,
     PendingGate,
     PreauthLimits,
     RejectionLog,
 )
+from clsd.wire.network import FLOOD, PeerNetwork
 from clsd.wire.tls import PeerTLS
 
 from tests.support.peer_fixtures import RecordingHandler, TestCA

@@ -15,12 +15,12 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from clsd.wire.interfaces import IPeer, IPeerHandler
-from clsd.wire.lag import ReactorLag
-from clsd.wire.messages import HELLO, MessageType, peer_registry, settings_hash
+from clsd.wire.core.interfaces import IPeer, IPeerHandler
+from clsd.wire.core.lag import ReactorLag
+from clsd.wire.core.messages import HELLO, MessageType, peer_registry, settings_hash
+from clsd.wire.core.session import State, Timeouts
+from clsd.wire.core.stats import PeerStats
 from clsd.wire.protocol import PeerProtocol
-from clsd.wire.session import State, Timeouts
-from clsd.wire.stats import PeerStats
 
 NOTE = MessageType("note", {"text": str})
 REGISTRY = peer_registry(NOTE)
@@ -183,7 +183,7 @@ class StringTransportTests(unittest.TestCase):
         self.assertEqual(self.stats.closed[reason], 1)
 
     def test_a_forged_message_closes_the_connection_as_the_peers_fault(self):
-        from clsd.wire.errors import Forged
+        from clsd.wire.core.errors import Forged
         from clsd.wire.router import Router
 
         router = Router(clock=self.clock)
@@ -237,7 +237,7 @@ class StringTransportTests(unittest.TestCase):
         self.assertEqual(self.stats.rejected["handshake-timeout"], 1)
 
     def lagged_connection(self):
-        """A new connection whose protocol is forgiven this clock's stalls (clsd.wire.lag)."""
+        """A new connection whose protocol is forgiven this clock's stalls (clsd.wire.core.lag)."""
         lag = ReactorLag(self.clock, self.clock.seconds)
         protocol = make_protocol(clock=self.clock, stats=PeerStats(), lag=lag)
         transport = AbortRecordingTransport()

@@ -1,11 +1,11 @@
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from clsd.wire.interfaces import IPeerHandler
-from clsd.wire.errors import Forged
-from clsd.wire.messages import Message
+from clsd.wire.core.errors import Forged
+from clsd.wire.core.interfaces import IPeerHandler
+from clsd.wire.core.messages import Message
+from clsd.wire.core.session import LOCAL, PEER, CloseReason
 from clsd.wire.router import FORGED_LOG_INTERVAL, Router
-from clsd.wire.session import LOCAL, PEER, CloseReason
 
 
 class Peer:

@@ -2,9 +2,9 @@
 
 from twisted.trial import unittest
 
-from clsd.wire.errors import LocalProtocolError, RemoteProtocolError
-from clsd.wire.messages import BYE, HELLO, PING, MessageType, settings_hash
-from clsd.wire.session import (
+from clsd.wire.core.errors import LocalProtocolError, RemoteProtocolError
+from clsd.wire.core.messages import BYE, HELLO, PING, MessageType, settings_hash
+from clsd.wire.core.session import (
     LOCAL,
     PEER,
     REMOTE,

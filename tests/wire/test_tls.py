@@ -19,9 +19,9 @@ from zope.interface import implementer
 from clsd.certs.cli import main
 from clsd.certs.identity import NodeIdentity
 from clsd.config import ConfigError, load_config, parse_config
-from clsd.wire.messages import MessageType, peer_registry
+from clsd.wire.core.messages import MessageType, peer_registry
+from clsd.wire.core.session import Timeouts
 from clsd.wire.network import PeerNetwork
-from clsd.wire.session import Timeouts
 from clsd.wire.tls import PeerTLS
 from clsd.polling import poll as wait_for
 

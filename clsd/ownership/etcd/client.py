@@ -25,10 +25,10 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from clsd.ownership.etcd.io import (
+from clsd.ownership.etcd.core.actions import (
     ETCD_ACTIONS, EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchClosed, EtcdWatchMessage,
 )
-from clsd.ownership.etcd import codec
+from clsd.ownership.etcd.core import codec
 
 #: A watch line longer than this is not an etcd message we asked for: close the stream.
 MAX_WATCH_LINE = 1 << 20

@@ -6,16 +6,16 @@ import random
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from clsd.ownership.arbiter import IArbiter
-from clsd.ownership.arbiter_events import (
+from clsd.ownership.core.arbiter import IArbiter
+from clsd.ownership.core.arbiter_events import (
     LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
-from clsd.ownership.etcd import codec
-from clsd.ownership.etcd.arbiter import CALL_GRACE, EtcdArbiter, call_timeout
-from clsd.ownership.etcd.io import (
+from clsd.ownership.core.timing import LeaseTiming
+from clsd.ownership.etcd.core import codec
+from clsd.ownership.etcd.core.actions import (
     ETCD_SENDER, EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchClosed, EtcdWatchMessage,
 )
-from clsd.ownership.timing import LeaseTiming
+from clsd.ownership.etcd.core.arbiter import CALL_GRACE, EtcdArbiter, call_timeout
 
 PREFIX = "/clsd/site/"
 LEASE_ID = 0x1234

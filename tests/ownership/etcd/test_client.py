@@ -15,7 +15,7 @@ from twisted.web import resource, server
 from twisted.web.client import ResponseDone
 
 from clsd.ownership.etcd.client import MAX_WATCH_LINE, EtcdDriver, EtcdGateway, _Lines
-from clsd.ownership.etcd.io import EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchMessage
+from clsd.ownership.etcd.core.actions import EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchMessage
 
 
 class Answer(resource.Resource):

@@ -11,10 +11,11 @@ import random
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from clsd.admin.ownership_status import ownership_status
 from clsd.config import parse_config
 from clsd.events import EventLog
-from clsd.ownership.etcd import codec
-from clsd.ownership.etcd.io import (
+from clsd.ownership.etcd.core import codec
+from clsd.ownership.etcd.core.actions import (
     ETCD_ACTIONS, EtcdCall, EtcdLog, EtcdReply, EtcdWatch,
 )
 from clsd.ownership.service import OwnershipService
@@ -169,7 +170,7 @@ class EtcdShellTests(unittest.TestCase):
         self.assertEqual(key, "/clsd/A")
         self.assertEqual(json.loads(value)["node"], "alpha")
         self.assertEqual(env["CLSD_EPOCH"], str(revision))
-        status = self.service.status()
+        status = ownership_status(self.service)
         self.assertEqual(status["quorum"]["arbiter"], "etcd")
         self.assertTrue(status["quorum"]["have_quorum"])
         self.assertEqual(status["clusters"][0]["state"], "running")
@@ -189,7 +190,7 @@ class EtcdShellTests(unittest.TestCase):
         # etcd would free the key no earlier than 2 s after the last keepalive sent;
         # the guard deadline stayed before that.
         self.assertLess(last_deadline, dark_at + 2.0)
-        self.assertFalse(self.service.status()["quorum"]["have_quorum"])
+        self.assertFalse(ownership_status(self.service)["quorum"]["have_quorum"])
 
     def test_shutdown_releases_the_key(self):
         pump(self.clock, 0.5)

@@ -5,9 +5,9 @@ import json
 
 from twisted.trial import unittest
 
-from clsd.ownership.arbiter_events import LeaseEnding, LeaseLost
-from clsd.ownership.etcd import codec
-from clsd.ownership.etcd.io import ETCD_SENDER, EtcdWatch, EtcdWatchClosed, EtcdWatchMessage
+from clsd.ownership.core.arbiter_events import LeaseEnding, LeaseLost
+from clsd.ownership.etcd.core import codec
+from clsd.ownership.etcd.core.actions import ETCD_SENDER, EtcdWatch, EtcdWatchClosed, EtcdWatchMessage
 from tests.ownership.etcd.test_arbiter import (
     LEASE_ID, PREFIX, Harness, calls, events, grant_answer, created_answer, header, kv, raw,
     tick_until,

@@ -1,0 +1,1012 @@
+"""The per-node cluster manager: leases + placement + escalation + maintenance, sans-IO.
+
+For every cluster ID this node is registered for, it decides whether to try
+to hold the lease (placement), what to do with the service when the lease
+comes, goes, or is handed over, and what to tell the operator (hooks).  It
+is fed events with the current monotonic time and returns actions
+(L{clsd.ownership.core.actions}); it never touches a socket, a process or a clock.
+
+The service of a cluster runs only between L{StartService} and the
+L{StopService} that follows, and only inside a lease: L{KillAt} tells the
+lease guard the deadline before the start and after every renewal.
+
+Per resource, the phases are::
+
+    IDLE -> ACQUIRING -> [FENCING] -> RUNNING -> STOPPING -> IDLE
+                                         \\-> (lease ending) STOPPING -/
+                                 RUNNING | STOPPING -> STUCK -> IDLE
+
+STUCK: a process group of the service is still present after SIGKILL (a
+process stuck in the kernel).  The lease is kept (renewed while it can be)
+and released only once the group is gone: a successor of a released lease
+does not fence, and that process may still complete I/O it had started.
+"""
+
+import attrs
+
+from clsd.ownership.core.actions import (
+    CancelFence, ForgetCluster, KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
+)
+from clsd.ownership.core.arbiter_events import (
+    ARBITER_EVENTS, LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
+)
+from clsd.ownership.core.escalation import FAILED, Escalation, cluster_status, notifier
+from clsd.ownership.core.messages import Handover, MoveRequest
+from clsd.ownership.core.placement import Candidate, MemberState, is_eligible, place
+from clsd.ownership.core.shape import arbiter_kind, change_refusal, disagreeing, fingerprint
+from clsd.ownership.core.voterset import compatible
+
+IDLE, ACQUIRING, FENCING, RUNNING, STOPPING, STUCK = (
+    "idle", "acquiring", "fencing", "running", "stopping", "stuck")
+
+#: The phases in which this node holds (or held, until released) a resource.
+HELD = (FENCING, RUNNING, STOPPING, STUCK)
+
+#: After a failed fence, wait this long before trying the lease again, so a
+#: broken fence command is retried a few times a minute, not in a tight loop.
+FENCE_RETRY_DELAY = 5.0
+
+#: A placed target that has not taken its slot after L{stall_after} is
+#: skipped by placement for this many leases (doubling each time the same
+#: node stalls the same cluster again, up to L{STALL_COOLDOWN_MAX}), so that
+#: a node that registers at a high priority and never runs the cluster (a
+#: broken or hostile one) cannot keep it unowned.
+STALL_COOLDOWN_LEASES = 30
+STALL_COOLDOWN_MAX = 3600.0
+
+
+def stall_after(timing):
+    """How long an honest target may need to take a free slot: the worst case
+    from a handover or a failure until an eligible node holds again
+    (L{LeaseTiming.reacquire_bound}, with one lease for the news to spread)."""
+    return timing.reacquire_bound(timing.lease)
+
+
+def resource_name(cluster_id, slot, mode):
+    """The lease name: the cluster ID itself, or ``ID/slot`` for an n-active slot."""
+    return cluster_id if mode == "active-standby" else f"{cluster_id}/{slot}"
+
+
+#: The ``[[cluster]]`` fields a live registration may change in place: placement,
+#: hooks and escalation read them afresh at every decision.  A change to
+#: ``service``, ``mode`` or ``count`` changes what runs and how leases are
+#: named, so it is an L{ClusterManager.unregister} (graceful handover) followed
+#: by a L{ClusterManager.register} once the old registration is forgotten.
+IN_PLACE_FIELDS = frozenset(
+    {"priority", "preempt", "preempt_delay", "fence", "notify", "cooldown"})
+
+
+def changes_in_place(old, new):
+    """Whether cluster spec C{new} differs from C{old} only in L{IN_PLACE_FIELDS}."""
+    return all(getattr(old, f.name) == getattr(new, f.name)
+               for f in attrs.fields(type(old)) if f.name not in IN_PLACE_FIELDS)
+
+
+class ManagerError(ValueError):
+    """An operator request that cannot be carried out; the message says why."""
+
+
+@attrs.define
+class _Resource:
+    """Everything this node keeps about one resource (a cluster ID's slot) it has dealt with:
+    its tenure here and the timers that apply to it alone."""
+
+    cluster: object  # ClusterConfig-like spec
+    slot: int
+    name: str
+    phase: str = IDLE
+    epoch: int = 0
+    expiry: float | None = None
+    stop_reason: str | None = None
+    handover_to: str | None = None
+    fenced_peer: str | None = None
+    fence_kind: str | None = None  # "previous" (before start) | "peer" (two-voter mode)
+    #: How this tenure began, for the L{Report} "moved" once the service starts.
+    previous: str | None = None
+    previous_epoch: int | None = None
+    previous_released: bool = False
+    handed_over: bool = False
+    fenced: bool = False
+    #: Handed to us (L{Handover}): acquire at once, until then.
+    forced_until: float | None = None
+    #: A fence failed: do not try for the lease again until then.
+    fence_backoff_until: float | None = None
+
+
+@attrs.define
+class _Sighting:
+    """What this node knows of one resource's holders and targets elsewhere; kept apart from
+    L{_Resource} because it covers resources this node never dealt with."""
+
+    #: (holder, epoch) the arbiter last reported; dropped when the holder dies.
+    observed: tuple | None = None
+    #: (holder, epoch) last seen holding it; kept when it dies.
+    last_holder: tuple | None = None
+    #: (target, since): placed on another node, not held yet (stall detection).
+    unheld: tuple | None = None
+
+
+class ClusterManager:
+    """One node's ownership decisions for all the cluster IDs it is registered for."""
+
+    def __init__(self, node, clusters, arbiter, timing, now, *, voters=(), settle_until=None):
+        self.node = node
+        self.clusters = {c.id: c for c in clusters}
+        self.arbiter = arbiter
+        self.timing = timing
+        self.voters = tuple(voters)
+        self.escalation = Escalation()
+        self.standby = False
+        self._members = {}            # name -> MemberState (live peers, not us)
+        self._eligible_since = {}     # (name, cluster) -> time
+        self._res = {}                # resource -> _Resource (only those we touched)
+        self._seen = {}               # resource -> _Sighting
+        self._paused = set()
+        self._leaving = {}            # cluster -> until: we handed it over, don't grab it back
+        self._failed_notified = set()
+        self._published = None
+        self._withdrawing = set()     # unregistered, service still stopping here
+        #: Cold start: until membership has settled (L{membership_settled}) or
+        #: this time passes, a resource nobody is known to hold is not acquired
+        #: as placement's target: a better candidate may not be visible yet.
+        self._settle_until = settle_until
+        self._mismatch = {}           # cluster -> nodes whose shape differs (reported)
+        self._voters_apart = []       # live nodes two steps of a voter change away (reported)
+        self._stalled = {}            # (node, cluster) -> until: skipped by placement
+        self._stalls = {}             # (node, cluster) -> how many times it stalled
+
+    # -- helpers -------------------------------------------------------------
+
+    def _resource(self, cluster, slot):
+        name = resource_name(cluster.id, slot, cluster.mode)
+        res = self._res.get(name)
+        if res is None:
+            res = self._res[name] = _Resource(cluster, slot, name)
+        return res
+
+    def _sighting(self, resource):
+        seen = self._seen.get(resource)
+        if seen is None:
+            seen = self._seen[resource] = _Sighting()
+        return seen
+
+    def _clear_unheld(self, resource):
+        seen = self._seen.get(resource)
+        if seen is not None:
+            seen.unheld = None
+
+    def _resources_of(self, cluster_id):
+        return [r for r in self._res.values() if r.cluster.id == cluster_id]
+
+    def own_state(self, now):
+        holding = {r.name: r.epoch for r in self._res.values()
+                   if r.phase in HELD
+                   and self.arbiter.holding(r.name, now) is not None}
+        registered = [c for c in self.clusters.values() if c.id not in self._withdrawing]
+        return MemberState(
+            name=self.node,
+            registrations={c.id: c.priority for c in registered},
+            standby=self.standby,
+            failed=self.escalation.ineligible(now),
+            holding=holding,
+            shapes={c.id: self.shape_of(c) for c in registered},
+            voters=getattr(self.arbiter, "voter_tag", None),
+        )
+
+    def shape_of(self, cluster):
+        """The fingerprint of C{cluster}'s lease-relevant settings on this node."""
+        return fingerprint(cluster, self.timing, arbiter_kind(self.arbiter))
+
+    def shape_change_refusal(self, cluster, now):
+        """Why registering C{cluster} (new mode or count) must wait, or None."""
+        runs_here = any(r.phase in (FENCING, RUNNING, STOPPING)
+                        for r in self._resources_of(cluster.id))
+        return change_refusal(cluster.id, self.shape_of(cluster), runs_here,
+                              self._members.values())
+
+    def shape_mismatch(self, cluster_id):
+        """The live nodes whose settings for C{cluster_id} differ from ours (sorted).
+
+        While there are any, this node does not acquire the cluster: with the
+        same ID under two shapes, both could hold a lease (see
+        L{clsd.ownership.core.shape}).  With no holder we cannot tell whose
+        settings are meant, so no one with a disagreeing peer acquires.
+        """
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            return []
+        return disagreeing(cluster_id, self.shape_of(cluster), self._members.values())
+
+    def _all_members(self, now):
+        members = dict(self._members)
+        members[self.node] = self.own_state(now)
+        return members
+
+    def _publish(self, now):
+        state = self.own_state(now)
+        if state == self._published:
+            return []
+        self._published = state
+        return [PublishState(state)]
+
+    def _holders(self, cluster, members, now):
+        """resource -> holder node, from our own leases, published claims and observations."""
+        claims = {}
+        for member in members.values():
+            for resource, epoch in member.holding.items():
+                claims.setdefault(resource, []).append((epoch, member.name))
+        for resource, seen in self._seen.items():
+            if seen.observed is None:
+                continue
+            holder, epoch = seen.observed
+            if holder is not None and holder in members:
+                claims.setdefault(resource, []).append((epoch, holder))
+        holders = {}
+        for resource, found in claims.items():
+            holders[resource] = max(found)[1]
+        for res in self._resources_of(cluster.id):
+            if res.phase in HELD:
+                holders[res.name] = self.node  # our own lease is authoritative for us
+            elif holders.get(res.name) == self.node:
+                del holders[res.name]
+        return holders
+
+    def _placement(self, cluster, now):
+        members = self._all_members(now)
+        holders = self._holders(cluster, members, now)
+        slot_of = {}
+        for slot in range(cluster.count):
+            holder = holders.get(resource_name(cluster.id, slot, cluster.mode))
+            if holder is not None and holder not in slot_of:
+                slot_of[holder] = slot
+        candidates = [
+            Candidate(m.name, m.registrations[cluster.id],
+                      self._eligible_since.get((m.name, cluster.id), now),
+                      slot_of.get(m.name))
+            for m in members.values()
+            if is_eligible(m, cluster.id) and not self.stalled(m.name, cluster.id, now)
+        ]
+        placement = place(candidates, cluster.count, preempt=cluster.preempt,
+                          preempt_delay=cluster.preempt_delay, now=now)
+        return placement, holders
+
+    def _track_eligibility(self, now):
+        members = self._all_members(now)
+        current = set()
+        for member in members.values():
+            for cluster_id in member.registrations:
+                if is_eligible(member, cluster_id):
+                    current.add((member.name, cluster_id))
+                    self._eligible_since.setdefault((member.name, cluster_id), now)
+        for key in list(self._eligible_since):
+            if key not in current:
+                del self._eligible_since[key]
+
+    # -- inputs ----------------------------------------------------------------
+
+    def start(self, now):
+        """First actions: publish our state and start acting on placement."""
+        return self._reconcile_all(now)
+
+    def membership_settled(self, now):
+        """Membership has settled (every live peer seen with its registrations): act freely."""
+        if self._settle_until is None:
+            return []
+        self._settle_until = None
+        return self._reconcile_all(now)
+
+    def settling(self, now):
+        """Whether the cold-start hold-off is still on."""
+        if self._settle_until is not None and now >= self._settle_until:
+            self._settle_until = None
+        return self._settle_until is not None
+
+    def members_changed(self, members, now):
+        """The live members (other than us) and what each published; from membership."""
+        self._members = {m.name: m for m in members if m.name != self.node}
+        for member in self._members.values():
+            for resource, epoch in member.holding.items():
+                seen = self._sighting(resource)
+                if seen.last_holder is None or epoch >= seen.last_holder[1]:
+                    seen.last_holder = (member.name, epoch)
+        for seen in self._seen.values():
+            holder = seen.observed[0] if seen.observed is not None else None
+            if holder is not None and holder != self.node and holder not in self._members:
+                seen.observed = None
+        return self._reconcile_all(now)
+
+    def receive(self, sender, message, now):
+        """A message for the manager or its arbiter (voter requests go to the voter)."""
+        if self.arbiter.accepts(message):
+            return self._process(self.arbiter.receive(sender, message, now), now)
+        if isinstance(message, Handover):
+            return self._on_handover(sender, message, now)
+        if isinstance(message, MoveRequest):
+            return self._on_move_request(sender, message, now)
+        return []
+
+    def known_holders(self, resource):
+        """The nodes this node knows as holders of C{resource}: its own lease, what
+        members publish, what the voters answered, the last holder seen.
+
+        A L{Handover} is accepted only from one of them (doc/ownership.md).
+        """
+        names = {m.name for m in self._members.values() if resource in m.holding}
+        seen = self._seen.get(resource) or _Sighting()
+        for known in (seen.observed, seen.last_holder):
+            if known is not None and known[0] is not None:
+                names.add(known[0])
+        res = self._res.get(resource)
+        if res is not None and res.phase in (FENCING, RUNNING, STOPPING):
+            names.add(self.node)
+        return frozenset(names)
+
+    def stalled(self, node, cluster_id, now):
+        """Whether placement skips C{node} for C{cluster_id} (it did not take it in time)."""
+        until = self._stalled.get((node, cluster_id))
+        return until is not None and now < until
+
+    def tick(self, now):
+        out = self._process(self.arbiter.tick(now), now)
+        for res in self._res.values():
+            if res.forced_until is not None and res.forced_until <= now:
+                res.forced_until = None
+            if res.fence_backoff_until is not None and res.fence_backoff_until <= now:
+                res.fence_backoff_until = None
+        for cluster, until in list(self._leaving.items()):
+            if until <= now:
+                del self._leaving[cluster]
+        for key, until in list(self._stalled.items()):
+            if until <= now:
+                del self._stalled[key]
+        self.escalation.expire(now)
+        out += self._check_silent_peer(now)
+        return out + self._reconcile_all(now)
+
+    def next_wakeup(self):
+        times = [self.arbiter.next_wakeup(), self.escalation.next_wakeup(), self._settle_until]
+        times += [r.forced_until for r in self._res.values()] + list(self._leaving.values())
+        times += [r.fence_backoff_until for r in self._res.values()]
+        times += list(self._stalled.values())
+        times += [seen.unheld[1] + stall_after(self.timing) for seen in self._seen.values()
+                  if seen.unheld is not None]
+        for cluster in self.clusters.values():
+            if cluster.preempt:
+                for (_name, cid), since in self._eligible_since.items():
+                    due = since + cluster.preempt_delay
+                    if cid == cluster.id and due > self._last_now:
+                        times.append(due)
+        if len(self.voters) == 2 and any(
+                r.phase == ACQUIRING and r.cluster.fence for r in self._res.values()):
+            times.append(self._last_now + self.timing.acquire_retry)
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    #: The time of the latest event, for wakeups relative to "now".
+    _last_now = float("-inf")
+
+    def service_stopped(self, cluster_id, now):
+        """The service of C{cluster_id} has exited after our L{StopService}."""
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase in (STOPPING, STUCK):
+                out += self._finish_stop(res, now)
+        return out + self._reconcile_all(now)
+
+    def service_stuck(self, cluster_id, now):
+        """A process group of C{cluster_id}'s service outlived SIGKILL: keep the lease.
+
+        It is not released (a successor of a released lease does not fence)
+        until L{service_stopped} or L{service_failed} says the group is gone.
+        """
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase in (RUNNING, STOPPING):
+                res.phase = STUCK
+                out.append(self._report(
+                    "stuck", res, reason="a process of the service is still present after "
+                    "SIGKILL (stuck in the kernel); the lease is kept until it is gone"))
+        return out + self._reconcile_all(now)
+
+    def service_failed(self, cluster_id, now):
+        """Supervision gave up on C{cluster_id}'s service (crash-loop limit): escalate."""
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            return []
+        self.escalation.gave_up(cluster_id, now, cluster.cooldown)
+        placement, _ = self._placement(cluster, now)  # without us: we are ineligible now
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase in HELD:
+                # The service is not running (supervision gave up): release at once,
+                # and tell the next candidate rather than wait for gossip.
+                res.stop_reason = "failed"
+                res.handover_to = placement.targets[res.slot]
+                out += self._finish_stop(res, now)
+            elif res.phase == ACQUIRING:
+                out += self._process(self.arbiter.abandon(res.name, now), now)
+                res.phase = IDLE
+        return out + self._reconcile_all(now)
+
+    def hook_done(self, cluster_id, event, epoch, ok, now):
+        """A fence hook run for tenure C{epoch} finished (other hooks need no answer).
+
+        The result of a tenure that has ended (another epoch now, or no
+        longer fencing) is ignored: it says nothing about the node the
+        current tenure must fence.
+        """
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase != FENCING or event != "fence" or res.epoch != epoch:
+                continue
+            if res.fence_kind == "peer":
+                res.phase = ACQUIRING
+                if ok:
+                    self.arbiter.assume_granted(res.name, res.fenced_peer)
+                    out += self._process(self.arbiter.hurry(res.name, now), now)
+                else:
+                    res.fence_backoff_until = now + FENCE_RETRY_DELAY
+                    res.fenced_peer = None
+            elif ok:
+                res.fenced = True
+                out += self._start_service(res, now)
+            else:
+                out += self._process(self.arbiter.release(res.name, now), now)
+                res.phase = IDLE
+                res.fence_backoff_until = now + FENCE_RETRY_DELAY
+        return out + self._reconcile_all(now)
+
+    # -- maintenance operations ---------------------------------------------------
+
+    def set_standby(self, standby, now):
+        """Standby: every cluster held here moves away gracefully; nothing new starts here."""
+        self.standby = bool(standby)
+        return self._reconcile_all(now)
+
+    def pause(self, cluster_id, now):
+        """Stop managing C{cluster_id}: no start, stop or move; a held lease is still renewed."""
+        self._require(cluster_id)
+        self._paused.add(cluster_id)
+        out = []
+        for res in self._resources_of(cluster_id):
+            if res.phase == ACQUIRING:
+                out += self._process(self.arbiter.abandon(res.name, now), now)
+                res.phase = IDLE
+        return out
+
+    def resume(self, cluster_id, now):
+        self._require(cluster_id)
+        self._paused.discard(cluster_id)
+        return self._reconcile_all(now)
+
+    def move(self, cluster_id, target, now, *, by=None, key=""):
+        """Move C{cluster_id} to node C{target} gracefully (stop, release, target acquires).
+
+        @param by: the member that asked over the wire (L{MoveRequest}), or
+            None for an operator on this node; a request from another node
+            is carried out only by the holder, never passed on.
+        @param key: the admin key fingerprint of the session that asked.
+        """
+        cluster = self._require(cluster_id)
+        members = self._all_members(now)
+        member = members.get(target)
+        if member is None:
+            raise ManagerError(f"cannot move {cluster_id}: node {target!r} is not a live member")
+        if not is_eligible(member, cluster_id):
+            raise ManagerError(
+                f"cannot move {cluster_id}: node {target!r} is not eligible for it "
+                "(not registered, on standby, or failed for it)")
+        if self.stalled(target, cluster_id, now):
+            raise ManagerError(
+                f"cannot move {cluster_id}: node {target!r} did not take it in time when "
+                f"placed; it is skipped for {self._stalled[target, cluster_id] - now:.0f} s")
+        if cluster.mode != "active-standby":
+            raise ManagerError(f"cannot move {cluster_id}: only active-standby clusters move")
+        if cluster_id in self._paused:
+            raise ManagerError(f"cannot move {cluster_id}: it is paused here (resume it first)")
+        if any(r.phase in (STOPPING, STUCK) for r in self._resources_of(cluster_id)):
+            raise ManagerError(f"cannot move {cluster_id}: its service is stopping here already")
+        held = [r for r in self._resources_of(cluster_id) if r.phase in (FENCING, RUNNING)]
+        if target == self.node:
+            if held:
+                return []
+            holder = self._holders(cluster, members, now).get(cluster_id)
+            if holder is None:
+                raise ManagerError(f"cannot move {cluster_id}: nobody holds it now")
+            return self._ask_holder(holder, cluster_id, target, by, key)
+        if held:
+            return self._begin_handover(held[0], target, now) + self._publish(now)
+        holder = self._holders(cluster, members, now).get(cluster_id)
+        if holder is None:
+            raise ManagerError(f"cannot move {cluster_id}: nobody holds it now")
+        return self._ask_holder(holder, cluster_id, target, by, key)
+
+    def _ask_holder(self, holder, cluster_id, target, by, key):
+        if by is not None:
+            raise ManagerError(f"cannot move {cluster_id}: this node does not hold it "
+                               f"({holder} does)")
+        return [Send(holder, MoveRequest(cluster_id, target, by=self.node, key=key))]
+
+    def _on_move_request(self, sender, message, now):
+        """A member asks the holder to move a cluster; attributed in a L{Report} either way."""
+        cluster_id = message.cluster
+        if cluster_id not in self.clusters:
+            return []
+        asked = {"target": message.target, "by": sender, "key": message.key}
+        if sender != self.node and sender not in self._members:
+            return [Report("move-refused", cluster_id, cluster_id, 0,
+                           reason=f"{sender} is not a member", **asked)]
+        try:
+            out = self.move(cluster_id, message.target, now, by=sender, key=message.key)
+        except ManagerError as e:
+            return [Report("move-refused", cluster_id, cluster_id, 0, reason=str(e), **asked)]
+        return [Report("move-asked", cluster_id, cluster_id, 0, **asked)] + out
+
+    def _require(self, cluster_id):
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            raise ManagerError(f"this node is not registered for cluster {cluster_id!r}")
+        if cluster_id in self._withdrawing:
+            raise ManagerError(f"cluster {cluster_id!r} is being unregistered here "
+                               "(its service is stopping)")
+        return cluster
+
+    # -- registrations at runtime (reload) ---------------------------------------------
+
+    def registered(self, cluster_id):
+        """Whether C{cluster_id} is registered here (not being unregistered)."""
+        return cluster_id in self.clusters and cluster_id not in self._withdrawing
+
+    def withdrawing(self):
+        """The cluster IDs unregistered whose service has not stopped yet."""
+        return frozenset(self._withdrawing)
+
+    def register(self, cluster, now):
+        """Add a registration, or change one in place (L{IN_PLACE_FIELDS} only).
+
+        The new registration is published at once, so every node's placement
+        counts this node as a candidate (or with its new priority); whether a
+        current holder gives way follows the usual rules (C{preempt}).
+        """
+        if cluster.id in self._withdrawing:
+            raise ManagerError(f"cluster {cluster.id!r} is still being unregistered here; "
+                               "register it again once its service has stopped")
+        old = self.clusters.get(cluster.id)
+        if old is not None and not changes_in_place(old, cluster):
+            raise ManagerError(
+                f"cluster {cluster.id!r}: service, mode and count cannot change in place "
+                "(unregister it, then register it again)")
+        self.clusters[cluster.id] = cluster
+        for res in self._resources_of(cluster.id):
+            res.cluster = cluster
+        return self._reconcile_all(now)
+
+    def unregister(self, cluster_id, now):
+        """Withdraw this node from C{cluster_id}, gracefully, then forget it.
+
+        Exactly like standby for that one cluster: the registration disappears
+        from what we publish (so placement elsewhere no longer counts us), a
+        service running here is stopped, its lease released and the next
+        candidate told (L{Handover}); an acquisition is abandoned.  Only when
+        no resource of the cluster is held or stopping here any more is the
+        cluster forgotten (L{ForgetCluster}).  A pause of it is lifted: the
+        operator's new configuration wins.
+        """
+        self._require(cluster_id)
+        self._withdrawing.add(cluster_id)
+        self._paused.discard(cluster_id)
+        for res in self._resources_of(cluster_id):
+            res.forced_until = None
+        return self._reconcile_all(now)
+
+    def _forget_withdrawn(self):
+        out = []
+        for cluster_id in sorted(self._withdrawing):
+            if any(r.phase != IDLE for r in self._resources_of(cluster_id)):
+                continue
+            self._withdrawing.discard(cluster_id)
+            del self.clusters[cluster_id]
+            for res in self._resources_of(cluster_id):
+                del self._res[res.name]
+                if res.name in self._seen:
+                    self._seen[res.name].last_holder = None
+            self._leaving.pop(cluster_id, None)
+            self._failed_notified.discard(cluster_id)
+            self.escalation.clear(cluster_id)
+            for key in [k for k in self._eligible_since if k == (self.node, cluster_id)]:
+                del self._eligible_since[key]
+            out.append(ForgetCluster(cluster_id))
+        return out
+
+    # -- status ------------------------------------------------------------------
+
+    def status(self, now):
+        """resource -> (phase, epoch) of every resource this node has dealt with.
+
+        A cluster this node may not acquire because a live peer's settings
+        differ shows its idle resources as ``shape-mismatch``.
+        """
+        phases = {r.name: (r.phase, r.epoch) for r in self._res.values()}
+        for cluster_id in self._mismatch:
+            cluster = self.clusters[cluster_id]
+            for slot in range(cluster.count):
+                name = resource_name(cluster_id, slot, cluster.mode)
+                phase, epoch = phases.get(name, (IDLE, 0))
+                if phase == IDLE:
+                    phases[name] = ("shape-mismatch", epoch)
+        return phases
+
+    def paused(self):
+        """The cluster IDs paused here."""
+        return frozenset(self._paused)
+
+    # -- arbiter events ------------------------------------------------------------
+
+    def _process(self, items, now):
+        out = []
+        for item in items:
+            if isinstance(item, ARBITER_EVENTS):
+                out += self._on_lease_event(item, now)
+            else:
+                out.append(item)
+        return out
+
+    def _on_lease_event(self, event, now):
+        res = self._res.get(event.resource)
+        if isinstance(event, LeaseObserved):
+            seen = self._sighting(event.resource)
+            seen.observed = (event.holder, event.epoch)
+            if event.holder is not None:
+                seen.last_holder = (event.holder, event.epoch)
+            return []
+        if res is None:
+            if isinstance(event, LeaseAcquired):
+                # A grant that raced an unregistration: we do not want it.
+                return self._process(self.arbiter.release(event.resource, now), now)
+            return []
+        if isinstance(event, LeaseAcquired):
+            seen = self._sighting(event.resource)
+            before = seen.last_holder
+            seen.observed = seen.last_holder = (self.node, event.epoch)
+            if res.phase != ACQUIRING or not self._may_hold(res, now):
+                # We no longer want it (or never did): give it straight back.
+                res.phase = IDLE
+                return self._process(self.arbiter.release(res.name, now), now)
+            res.epoch, res.expiry = event.epoch, event.expiry
+            res.stop_reason = res.handover_to = None
+            res.handed_over, res.forced_until = res.forced_until is not None, None
+            previous = event.previous
+            res.previous, res.previous_released = previous, event.previous_released
+            res.previous_epoch = before[1] if before is not None and before[0] == previous else None
+            res.fenced = previous is not None and previous == res.fenced_peer
+            fenced, res.fenced_peer = res.fenced_peer, None  # fenced for this tenure only
+            acquired = [self._report("acquired", res, previous=previous)]
+            if (res.cluster.fence and previous is not None and previous != self.node
+                    and not event.previous_released and previous != fenced):
+                res.phase = FENCING
+                res.fence_kind = "previous"
+                return acquired + [self._hook(res, "fence", res.cluster.fence, previous)] + (
+                    self._publish(now))
+            return acquired + self._start_service(res, now)
+        if isinstance(event, LeaseRenewed):
+            res.expiry = event.expiry
+            if res.phase in (RUNNING, STOPPING, STUCK):
+                return [KillAt(res.cluster.id, event.expiry),
+                        self._report("renewed", res, round_trip=event.round_trip)]
+            return []
+        if isinstance(event, LeaseEnding):
+            if res.phase == STUCK and res.stop_reason != "lease-lost":
+                res.stop_reason = "lease-lost"  # not released: the successor fences
+                out = self._process(self.arbiter.abandon(res.name, now), now)
+                return out + [self._report("lost", res, reason="could not be renewed in time "
+                                           "(a process of the service is stuck)")]
+            if res.phase in (RUNNING, STOPPING):
+                res.phase = STOPPING
+                res.stop_reason = "lease-lost"
+                out = []
+                if res.expiry is not None and event.deadline < res.expiry:
+                    # Taken by another holder: the guard kills now, not at the old deadline.
+                    res.expiry = event.deadline
+                    out.append(KillAt(res.cluster.id, event.deadline))
+                out += self._process(self.arbiter.abandon(res.name, now), now)
+                return out + [self._report("lost", res, reason="could not be renewed in time"),
+                              StopService(res.cluster.id, event.deadline, "lease could not be renewed")]
+            if res.phase == FENCING:
+                cancel = self._cancel_fence(res)
+                res.phase = IDLE
+                return cancel + self._process(self.arbiter.release(res.name, now), now)
+            return []
+        if isinstance(event, LeaseLost):
+            if res.phase == STUCK and res.stop_reason != "lease-lost":
+                res.stop_reason = "lease-lost"
+                return [self._report("lost", res, reason="expired (a process of the service "
+                                     "is stuck)")]
+            if res.phase == RUNNING:
+                # We were frozen past both the stop point and the deadline.
+                res.phase = STOPPING
+                res.stop_reason = "lease-lost"
+                return [self._report("lost", res, reason="expired (this node was too late)"),
+                        StopService(res.cluster.id, now, "lease expired")]
+            if res.phase == FENCING:
+                cancel = self._cancel_fence(res)
+                res.phase = IDLE
+                return cancel + self._process(self.arbiter.release(res.name, now), now)
+            return self._publish(now)
+        return []
+
+    def _may_hold(self, res, now):
+        cluster = res.cluster
+        me = self.own_state(now)
+        other_slot = any(r is not res and r.phase in HELD
+                         for r in self._resources_of(cluster.id))
+        return (is_eligible(me, cluster.id) and cluster.id not in self._paused
+                and res.fence_backoff_until is None and not other_slot
+                and not self.shape_mismatch(cluster.id))
+
+    def _report(self, what, res, **fields):
+        return Report(what, res.cluster.id, res.name, res.epoch, **fields)
+
+    def _hook(self, res, event, argv, subject):
+        return RunHook(res.cluster.id, event, tuple(argv), subject, res.epoch)
+
+    def _start_service(self, res, now):
+        res.phase = RUNNING
+        out = [KillAt(res.cluster.id, res.expiry),
+               StartService(res.cluster.id, res.cluster.service, res.epoch, res.slot)]
+        if res.previous is not None and res.previous != self.node:
+            out.append(self._report(
+                "moved", res, previous=res.previous, previous_epoch=res.previous_epoch,
+                previous_released=res.previous_released, handed_over=res.handed_over,
+                fenced=res.fenced))
+        if res.cluster.notify:
+            out.append(self._hook(res, "acquire", res.cluster.notify, self.node))
+        return out + self._publish(now)
+
+    def _begin_handover(self, res, target, now):
+        res.handover_to = target
+        res.stop_reason = "handover"
+        if res.phase == FENCING:
+            return self._finish_stop(res, now)
+        res.phase = STOPPING
+        return [StopService(res.cluster.id, None, f"handover to {target}" if target else "handover")]
+
+    def _cancel_fence(self, res):
+        """The tenure ends while its fence runs: kill the fence, drop its result."""
+        return [CancelFence(res.cluster.id, res.epoch)] if res.phase == FENCING else []
+
+    def _finish_stop(self, res, now):
+        """The service is gone: release the lease and tell the successor."""
+        out = self._cancel_fence(res) + self._process(self.arbiter.release(res.name, now), now)
+        res.phase = IDLE
+        if res.stop_reason != "lease-lost":  # a lost lease was reported as lost
+            out.append(self._report("released", res, reason=res.stop_reason or "stopped"))
+        if res.cluster.notify:
+            out.append(self._hook(res, "release", res.cluster.notify, self.node))
+        if res.stop_reason == "handover":
+            self._leaving[res.cluster.id] = now + 2 * self.timing.lease
+        if res.stop_reason in ("handover", "failed") and res.handover_to is not None:
+            out.append(Send(res.handover_to, Handover(res.name, res.epoch)))
+        res.handover_to = None
+        return out + self._publish(now)
+
+    def _on_handover(self, sender, message, now):
+        res = self._res.get(message.resource)
+        if res is None:
+            for cluster in self.clusters.values():
+                for slot in range(cluster.count):
+                    if resource_name(cluster.id, slot, cluster.mode) == message.resource:
+                        res = self._resource(cluster, slot)
+        if res is None or not self._may_hold(res, now):
+            return []
+        res.forced_until = now + 2 * self.timing.lease
+        self._leaving.pop(res.cluster.id, None)
+        out = self._reconcile_all(now)
+        if res.phase == ACQUIRING:
+            out += self._process(self.arbiter.hurry(res.name, now), now)
+        return out
+
+    # -- two-voter mode: fence a silent peer voter -----------------------------------
+
+    def _check_silent_peer(self, now):
+        if len(self.voters) != 2 or self.node not in self.voters:
+            return []
+        (peer,) = [v for v in self.voters if v != self.node]
+        out = []
+        for res in self._res.values():
+            if (res.phase != ACQUIRING or not res.cluster.fence or res.fenced_peer == peer
+                    or res.fence_backoff_until is not None):
+                continue
+            silent = self.arbiter.silent_voters(res.name, now, self.timing.voter_quiet)
+            if peer in silent:
+                res.phase = FENCING
+                res.fence_kind = "peer"
+                res.fenced_peer = peer
+                out.append(self._hook(res, "fence", res.cluster.fence, peer))
+        return out
+
+    # -- placement -------------------------------------------------------------------
+
+    def _reconcile_all(self, now):
+        self._last_now = now
+        self._track_eligibility(now)
+        out = []
+        out += self._check_voters()
+        self._forget_unheld_of_other_shapes()
+        for cluster in list(self.clusters.values()):
+            out += self._check_shape(cluster)
+            out += self._reconcile(cluster, now)
+        out += self._forget_withdrawn()
+        out += self._notify_failed(now)
+        return out + self._publish(now)
+
+    def _forget_unheld_of_other_shapes(self):
+        """Stall timers only for resources the clusters have now (a reload may change a mode,
+        and a timer nobody checks again would wake the core at once, forever)."""
+        current = {resource_name(c.id, slot, c.mode)
+                   for c in self.clusters.values() for slot in range(c.count)}
+        for resource, seen in self._seen.items():
+            if resource not in current:
+                seen.unheld = None
+
+    def _reconcile(self, cluster, now):
+        if cluster.id in self._paused:
+            for slot in range(cluster.count):
+                self._clear_unheld(resource_name(cluster.id, slot, cluster.mode))
+            return []
+        placement, holders = self._placement(cluster, now)
+        stalls = self._track_stalls(cluster, placement, holders, now)
+        if stalls:
+            placement, holders = self._placement(cluster, now)
+        return stalls + self._act_on(cluster, placement, holders, now)
+
+    def _quorum_in_view(self):
+        """Whether a majority of the voters are live members as far as this node knows."""
+        if not self.voters:
+            return True
+        live = sum(1 for v in self.voters if v == self.node or v in self._members)
+        return live >= len(self.voters) // 2 + 1
+
+    def _track_stalls(self, cluster, placement, holders, now):
+        """Skip a target that has not taken its free slot within L{stall_after}.
+
+        Only other nodes are judged (a node trying for a slot knows better
+        than a timer), and only while a majority of the voters is in view:
+        without a quorum no target can take anything and none is to blame.
+        """
+        out = []
+        for slot, target in enumerate(placement.targets):
+            resource = resource_name(cluster.id, slot, cluster.mode)
+            if (target is None or target == self.node or holders.get(resource) is not None
+                    or not self._quorum_in_view()):
+                self._clear_unheld(resource)
+                continue
+            sighting = self._sighting(resource)
+            seen = sighting.unheld
+            if seen is None or seen[0] != target:
+                sighting.unheld = (target, now)
+                continue
+            if now < seen[1] + stall_after(self.timing):  # the same sum as next_wakeup's
+                continue
+            sighting.unheld = None
+            key = (target, cluster.id)
+            self._stalls[key] = self._stalls.get(key, 0) + 1
+            cooldown = min(STALL_COOLDOWN_LEASES * self.timing.lease
+                           * 2 ** (self._stalls[key] - 1), STALL_COOLDOWN_MAX)
+            self._stalled[key] = now + cooldown
+            out.append(Report(
+                "stalled", cluster.id, resource, 0, target=target,
+                reason=f"{target} was placed for {resource} but did not take it within "
+                       f"{stall_after(self.timing):.1f} s; skipped for {cooldown:.0f} s"))
+        return out
+
+    def _act_on(self, cluster, placement, holders, now):
+        mine = [r for r in self._resources_of(cluster.id)
+                if r.phase in HELD]
+        out = []
+        if mine:
+            for res in mine:
+                if res.phase in (STOPPING, STUCK):
+                    continue
+                if placement.targets[res.slot] != self.node:
+                    out += self._begin_handover(res, placement.targets[res.slot], now)
+            # Give up any other slot we were trying for: one slot per node.
+            for res in self._resources_of(cluster.id):
+                if res.phase == ACQUIRING:
+                    res.phase = IDLE
+                    out += self._process(self.arbiter.abandon(res.name, now), now)
+            return out
+        role, slot = placement.role(self.node)
+        if role == "successor":
+            # A successor polls a live holder's lease to take over the moment it
+            # lapses; with no known holder the target acquires, not us.
+            holder = holders.get(resource_name(cluster.id, slot, cluster.mode))
+            if holder is None or holder == self.node:
+                role = None
+        forced = [r for r in self._resources_of(cluster.id) if r.forced_until is not None]
+        if forced:
+            role, slot = "target", forced[0].slot
+        elif cluster.id in self._leaving:
+            role = None
+        elif role == "target" and self.settling(now):
+            role = None  # cold start: wait until the other candidates can be seen
+        if (not is_eligible(self.own_state(now), cluster.id) or cluster.id in self._mismatch
+                or self._voters_apart):
+            role = None
+        wanted = None
+        if role is not None:
+            wanted = self._resource(cluster, slot)
+            if wanted.fence_backoff_until is not None:
+                wanted = None
+        for res in self._resources_of(cluster.id):
+            if res is wanted:
+                if res.phase == IDLE:
+                    res.phase = ACQUIRING
+                    out += self._process(self.arbiter.acquire(res.name, now), now)
+            elif res.phase == ACQUIRING:
+                res.phase = IDLE
+                out += self._process(self.arbiter.abandon(res.name, now), now)
+        return out
+
+    def voters_apart(self):
+        """Live nodes whose voter set is two steps of a change from ours (sorted).
+
+        While there are any, this node acquires nothing: its majorities and
+        theirs need not share a voter (L{clsd.ownership.core.voterset}).
+        """
+        return list(self._voters_apart)
+
+    def _check_voters(self):
+        mine = getattr(self.arbiter, "voter_tag", None)
+        apart = [] if mine is None else sorted(
+            m.name for m in self._members.values()
+            if m.voters is not None and not compatible(mine, m.voters))
+        if apart == self._voters_apart:
+            return []
+        self._voters_apart = apart
+        if apart:
+            reason = (f"the voters of {', '.join(apart)} are two steps of a change away "
+                      "from this node's (old beside new): acquiring nothing until every "
+                      "node has previous_voters or the same voters")
+        else:
+            reason = "voter sets agree again (at most one step apart)"
+        return [Report("voters-mismatch" if apart else "voters-agreed", "", "", 0,
+                       reason=reason)]
+
+    def _check_shape(self, cluster):
+        """Note (and report once per change) the live peers whose settings for C{cluster} differ."""
+        if cluster.id in self._withdrawing:
+            self._mismatch.pop(cluster.id, None)
+            return []
+        others = self.shape_mismatch(cluster.id)
+        if others == self._mismatch.get(cluster.id, []):
+            return []
+        if others:
+            self._mismatch[cluster.id] = others
+            reason = (f"settings (mode, count, arbiter, lease, drift margin) differ from "
+                      f"{', '.join(others)}: not acquiring it here until they agree")
+        else:
+            del self._mismatch[cluster.id]
+            reason = "settings agree again with every live registered node"
+        return [Report("shape-mismatch" if others else "shape-agreed", cluster.id, cluster.id,
+                       0, reason=reason)]
+
+    def _notify_failed(self, now):
+        out = []
+        members = list(self._all_members(now).values())
+        for cluster in self.clusters.values():
+            if cluster.id in self._withdrawing:
+                continue
+            status = cluster_status(cluster.id, members)
+            if status == FAILED:
+                if cluster.id not in self._failed_notified:
+                    out.append(Report("failed", cluster.id, cluster.id, 0,
+                                      reason="every live registered node gave it up "
+                                      "(crash loop, cannot start)"))
+                if (cluster.id not in self._failed_notified
+                        and notifier(cluster.id, members) == self.node and cluster.notify):
+                    out.append(RunHook(cluster.id, "failed", tuple(cluster.notify),
+                                       self.node, 0))
+                self._failed_notified.add(cluster.id)
+            else:
+                self._failed_notified.discard(cluster.id)
+        return out

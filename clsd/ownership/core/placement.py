@@ -1,0 +1,112 @@
+"""Placement: which node should hold each slot of a cluster ID; a pure function.
+
+Placement only decides who *tries*; the lease decides who *holds*.  Two nodes
+with different views may both try, and the voters let one win, so placement
+needs no agreement to be safe.
+
+Rule: among members registered for the ID, alive, not on standby and not
+failed for it, the highest priority wins, then the smaller name.  A current
+holder keeps its slot (stickiness) unless C{preempt} is set and a strictly
+better candidate has been eligible for C{preempt_delay} seconds.  An
+n-active cluster spreads its C{count} slots over distinct nodes.
+"""
+
+import attrs
+
+
+@attrs.frozen
+class MemberState:
+    """What each node publishes about itself (membership metadata carries it)."""
+
+    name: str
+    #: cluster ID -> priority, from this node's ``[[cluster]]`` tables.
+    registrations: dict = attrs.field(factory=dict)
+    standby: bool = False
+    #: cluster IDs this node gave up after a crash loop (cooling down).
+    failed: frozenset = frozenset()
+    #: resource -> epoch for every lease this node holds.
+    holding: dict = attrs.field(factory=dict)
+    #: cluster ID -> fingerprint of its lease-relevant settings (L{clsd.ownership.core.shape}).
+    shapes: dict = attrs.field(factory=dict)
+    #: Its voter-set tag (L{clsd.ownership.core.voterset.VoterSet.tag}); None if unknown.
+    voters: str | None = None
+
+
+@attrs.frozen
+class Candidate:
+    name: str
+    priority: int
+    #: Since when (local monotonic time) it has been alive and eligible.
+    eligible_since: float
+    #: The slot it holds now, or None.
+    slot: int | None = None
+
+
+@attrs.frozen
+class Placement:
+    #: slot -> the node that should hold it (None: nobody eligible).
+    targets: tuple
+    #: slot -> the node that should take over if the target's lease lapses.
+    successors: tuple
+
+    def role(self, node):
+        """('target', slot), ('successor', slot) or (None, None) for C{node}."""
+        for slot, name in enumerate(self.targets):
+            if name == node:
+                return "target", slot
+        for slot, name in enumerate(self.successors):
+            if name == node:
+                return "successor", slot
+        return None, None
+
+
+def is_eligible(member, cluster_id):
+    return (cluster_id in member.registrations and not member.standby
+            and cluster_id not in member.failed)
+
+
+def _rank(candidate):
+    return (-candidate.priority, candidate.name)
+
+
+def place(candidates, count, *, preempt=False, preempt_delay=0.0, now=0.0):
+    """Assign C{count} slots to distinct eligible C{candidates}; see the module doc.
+
+    C{candidates} are the eligible nodes only (use L{is_eligible}).
+    """
+    ranked = sorted(candidates, key=_rank)
+    targets = [None] * count
+    used = set()
+    # Stickiness: current holders keep their slots (one slot per node).
+    for candidate in ranked:
+        slot = candidate.slot
+        if (slot is not None and 0 <= slot < count and targets[slot] is None
+                and candidate.name not in used):
+            targets[slot] = candidate
+            used.add(candidate.name)
+    # Empty slots go to the best unused candidates, in slot order.
+    spare = [c for c in ranked if c.name not in used]
+    for slot in range(count):
+        if targets[slot] is None and spare:
+            targets[slot] = spare.pop(0)
+            used.add(targets[slot].name)
+    # Preemption: a strictly better spare, eligible long enough, replaces the worst holder.
+    if preempt:
+        ready = [c for c in spare if now - c.eligible_since >= preempt_delay]
+        while ready:
+            worst_slot = max(range(count), key=lambda s: _rank(targets[s]))
+            if ready[0].priority <= targets[worst_slot].priority:
+                break  # only a strictly higher priority preempts
+            better = ready.pop(0)
+            spare.remove(better)
+            spare.append(targets[worst_slot])
+            spare.sort(key=_rank)
+            targets[worst_slot] = better
+    successors = [None] * count
+    for slot in range(count):
+        if spare:
+            successors[slot] = spare.pop(0)
+    return Placement(
+        targets=tuple(c.name if c else None for c in targets),
+        successors=tuple(c.name if c else None for c in successors),
+    )

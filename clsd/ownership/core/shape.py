@@ -1,0 +1,116 @@
+"""A cluster's *shape*: the settings that change what its lease means, as a short fingerprint.
+
+Two nodes that disagree on a cluster's mode or count take different lease
+names for it (``A`` for active-standby, ``A/0`` .. ``A/N-1`` for n-active), so
+the voters would let each of them hold "its" lease and both would run the
+service.  Lease length, drift margin and arbiter change how long a grant
+lasts and who grants it.  Every node therefore publishes, with its
+registrations, one fingerprint per cluster of exactly these settings
+(L{fingerprint}); a node acquires a cluster only while every live node
+registered for it publishes the same fingerprint (L{disagreeing}).  The
+voters close the same gap on their own, whatever membership says
+(L{clsd.ownership.core.voter}: no grant of ``A/k`` beside another owner's ``A``).
+
+Lease names are ``ID`` or ``ID/slot``; cluster IDs never contain ``/``
+(L{clsd.config.reader.NAME_PATTERN}), so L{cluster_of} is unambiguous.
+"""
+
+import functools
+import hashlib
+import json
+
+#: Characters of the hex digest published per cluster: 48 bits, enough to
+#: tell a handful of configurations apart, short enough to gossip for
+#: hundreds of clusters.
+FINGERPRINT_LENGTH = 12
+
+#: The [[cluster]] fields in the shape (the [quorum] ones come from timing and arbiter).
+SHAPE_FIELDS = ("mode", "count")
+
+
+def cluster_of(resource):
+    """The cluster ID of lease name C{resource} (``A`` for ``A`` and for ``A/3``)."""
+    return resource.split("/", 1)[0]
+
+
+def is_slot(resource):
+    """Whether C{resource} names one slot of an n-active cluster (``A/3``)."""
+    return "/" in resource
+
+
+def shape(cluster, timing, arbiter):
+    """The settings of C{cluster} that every node must share, as a plain dict.
+
+    C{arbiter}: ``"voters"`` or ``"etcd"``.  A new setting that changes what
+    a lease means belongs here too.  The floating address is one: two nodes
+    that disagree on it would each add "their" address, or one would add it
+    where the other's clients do not look.  A cluster without one has the
+    shape it had before addresses existed.
+    """
+    result = {"mode": cluster.mode, "count": cluster.count, "arbiter": arbiter,
+              "lease": timing.lease, "drift_margin": timing.drift_margin}
+    floating = _floating_shape(cluster)
+    if floating is not None:
+        result["address"] = floating
+    return result
+
+
+def _floating_shape(cluster):
+    floating = getattr(cluster, "floating", None)
+    return floating.shape() if floating is not None else None
+
+
+@functools.lru_cache(maxsize=4096)
+def fingerprint(cluster, timing, arbiter):
+    """A short, stable digest of L{shape}: equal settings give equal strings on every node."""
+    canonical = json.dumps(shape(cluster, timing, arbiter), sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def arbiter_kind(arbiter):
+    """``"etcd"`` or ``"voters"`` for an L{clsd.ownership.core.arbiter.IArbiter}."""
+    return "etcd" if type(arbiter).__name__ == "EtcdArbiter" else "voters"
+
+
+def disagreeing(cluster_id, mine, members):
+    """The names of C{members} registered for C{cluster_id} whose fingerprint differs from C{mine}.
+
+    A member that publishes no fingerprint for it (a daemon older than this
+    rule) has no say; the voters' own rule still keeps the two shapes apart.
+    """
+    return sorted(m.name for m in members
+                  if cluster_id in m.registrations
+                  and m.shapes.get(cluster_id, mine) != mine)
+
+
+def shape_changed(old, new):
+    """Whether cluster specs C{old} and C{new} differ in a L{SHAPE_FIELDS} field or address."""
+    return any(getattr(old, f) != getattr(new, f) for f in SHAPE_FIELDS) \
+        or _floating_shape(old) != _floating_shape(new)
+
+
+def change_refusal(cluster_id, new_print, runs_here, members):
+    """Why a reload may not give C{cluster_id} the shape C{new_print} now (None: it may).
+
+    The nodes that run the cluster change last: a change there stops the
+    service, and only nodes that already have the new settings may take it
+    over (the others disagree with it).  So a node that runs it may change
+    only once every registered node that does not run it has the new
+    settings; the nodes that run it (several for n-active) then change one
+    after the other.  A node that does not run it may change at any time;
+    until every registered node agrees it acquires nothing.  A member that
+    publishes no fingerprint cannot confirm.
+    """
+    if not runs_here:
+        return None
+    behind = sorted(m.name for m in members
+                    if cluster_id in m.registrations and m.shapes.get(cluster_id) != new_print
+                    and not any(cluster_of(r) == cluster_id for r in m.holding))
+    if not behind:
+        return None
+    return (f"cluster {cluster_id} runs here and {', '.join(behind)} still "
+            f"{'has' if len(behind) == 1 else 'have'} its old mode/count/address: change "
+            "mode, count or address on the nodes that do not run it first, and on the nodes that "
+            "run it last "
+            "(doc/operations.md, \"Changing a cluster's mode or count\")")
