@@ -12,6 +12,7 @@ Two MACs in one round means two machines held the address at once.
 Ends on SIGTERM. Linux only (AF_PACKET), standard library only.
 """
 
+import http.client
 import ipaddress
 import json
 import select
@@ -74,8 +75,8 @@ def fetch(url):
     try:
         with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:
             return response.read().decode("utf-8", "replace").strip()
-    except OSError:
-        return None
+    except (OSError, http.client.HTTPException):
+        return None  # refused, timed out, or cut off mid-answer (the server was killed)
 
 
 def main(interface, address, outfile, *urls):
