@@ -51,6 +51,8 @@ class ClusterInfo:
     epoch: int
     #: ``running``, ``starting``, ``paused``, ``no-owner``, ... as ownership reports it.
     state: str
+    #: The floating addresses: C{(address, up here)} pairs (doc/address.md).
+    addresses: tuple = attrs.field(default=(), converter=_tuple)
 
 
 @attrs.frozen

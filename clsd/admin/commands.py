@@ -115,10 +115,19 @@ def members_table(members):
 
 
 def clusters_table(clusters):
+    """The clusters; an ADDRESS column when one of them has a floating address."""
+    floating = any(c.addresses for c in clusters)
     return format_table(
-        ["CLUSTER", "OWNERS", "EPOCH", "STATE"],
-        [(c.id, c.owners, c.epoch, c.state) for c in clusters],
+        ["CLUSTER", "OWNERS", "EPOCH", "STATE"] + (["ADDRESS"] if floating else []),
+        [(c.id, c.owners, c.epoch, c.state) + ((_addresses(c),) if floating else ())
+         for c in clusters],
     )
+
+
+def _addresses(cluster):
+    """``192.0.2.10/24 (up here)``: each floating address, and whether this node has it."""
+    return ", ".join(f"{address} (up here)" if up else address
+                     for address, up in cluster.addresses)
 
 
 def services_table(services):

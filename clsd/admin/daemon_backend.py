@@ -67,7 +67,7 @@ class DaemonBackend(UnavailableBackend):
             return ()
         return tuple(
             ClusterInfo(id=c["id"], owners=tuple(sorted(c["owners"])), epoch=c["epoch"] or 0,
-                        state=c["state"])
+                        state=c["state"], addresses=tuple(sorted(c["addresses"].items())))
             for c in ownership_status(self.daemon.ownership)["clusters"])
 
     def quorum(self):

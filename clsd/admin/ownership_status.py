@@ -83,6 +83,7 @@ def ownership_status(service):
             "resources": {r: {"phase": p, "epoch": e} for r, (p, e) in mine.items()},
             "service_state": service.service_state(cluster.id),
             "shape_mismatch": manager.shape_mismatch(cluster.id),
+            "addresses": service.address_status().get(cluster.id, {}),
         })
     return result
 

@@ -82,7 +82,7 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(data["members"][1], {"name": "beta", "state": "alive",
                                               "address": "127.0.0.12:7400"})
         self.assertEqual(data["clusters"][0], {"id": "A", "owners": ["alpha"], "epoch": 7,
-                                               "state": "running"})
+                                               "state": "running", "addresses": []})
         self.assertEqual(data["services"][1], {"name": "db", "state": "failed", "pid": None,
                                                "restarts": 5, "type": "simple",
                                                "main_pid": None, "processes": None,
@@ -216,3 +216,27 @@ class CommandTests(unittest.TestCase):
         [outcome] = results
         self.assertEqual((outcome.status, outcome.stderr),
                          (EXIT_FAILED, "error: line 3: bad TOML; nothing changed\n"))
+
+
+class FloatingAddressColumnTests(unittest.TestCase):
+    """The clusters table names each floating address and whether it is up on this node."""
+
+    def test_no_column_without_addresses(self):
+        from clsd.admin.backend import ClusterInfo
+
+        table = commands.clusters_table([ClusterInfo("A", ["alpha"], 3, "running")])
+        self.assertEqual(table.splitlines()[0].split(), ["CLUSTER", "OWNERS", "EPOCH", "STATE"])
+
+    def test_addresses_up_here_and_elsewhere(self):
+        from clsd.admin.backend import ClusterInfo
+
+        table = commands.clusters_table([
+            ClusterInfo("A", ["alpha"], 3, "running",
+                        addresses=[("192.0.2.10/24", True), ("2001:db8::10/64", True)]),
+            ClusterInfo("B", ["beta"], 2, "standing-by", addresses=[("192.0.2.11/24", False)]),
+            ClusterInfo("C", ["beta"], 1, "running"),
+        ])
+        lines = table.splitlines()
+        self.assertEqual(lines[0].split()[-1], "ADDRESS")
+        self.assertIn("192.0.2.10/24 (up here), 2001:db8::10/64 (up here)", lines[1])
+        self.assertTrue(lines[2].rstrip().endswith("192.0.2.11/24"))

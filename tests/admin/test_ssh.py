@@ -56,8 +56,8 @@ class SSHCommandTests(unittest.TestCase):
                                   "voter_error": None})
                 self.assertIn({"name": "beta", "state": "alive", "address": "127.0.0.12:7400"},
                               data["members"])
-                self.assertIn({"id": "A", "owners": ["alpha"], "epoch": 7, "state": "running"},
-                              data["clusters"])
+                self.assertIn({"id": "A", "owners": ["alpha"], "epoch": 7, "state": "running",
+                               "addresses": []}, data["clusters"])
                 self.assertIn({"name": "web", "state": "running", "pid": 1234, "restarts": 0,
                                "type": "simple", "main_pid": None, "processes": None,
                                "last_action": None}, data["services"])
@@ -98,7 +98,8 @@ class SSHCommandTests(unittest.TestCase):
                              (0, message + "\n", b""), line)
         result = yield conn.run("clusters --json")
         self.assertEqual(json.loads(result.stdout)["clusters"][0],
-                         {"id": "A", "owners": ["beta"], "epoch": 8, "state": "running"})
+                         {"id": "A", "owners": ["beta"], "epoch": 8, "state": "running",
+                          "addresses": []})
         result = yield conn.run("standby --json")
         self.assertEqual(json.loads(result.stdout),
                          {"ok": True, "message": "node alpha is now a standby"})
