@@ -199,7 +199,7 @@ def clsd_trial(rig, cluster, watch, kind, args):
 # -- keepalived -------------------------------------------------------------------------
 
 
-def run_keepalived(args, workdir, say):
+def run_keepalived(args, workdir, say, trials):
     rig = Netns.create(None)
     processes = []
     try:
@@ -225,7 +225,6 @@ def run_keepalived(args, workdir, say):
         watch = ClientWatch(str(workdir / "watch-keepalived.jsonl"), rig, Urls(),
                             processes.append, nodes=PAIR)
         watch.macs = {n: rig.node(n).mac for n in PAIR}
-        trials = []
         for kind in args.kinds:
             for number in range(args.trials):
                 trial = keepalived_trial(rig, workdir, watch, kind, args)
@@ -234,7 +233,6 @@ def run_keepalived(args, workdir, say):
                 say(f"  keepalived {kind} {number + 1}/{args.trials}: {trial.owner} -> "
                     f"{trial.standby} floating {trial.floating * 1000:.0f} ms, dual rounds "
                     f"{trial.dual_rounds}")
-        return trials
     finally:
         with uninterruptible():
             for process in processes:
@@ -351,16 +349,23 @@ def main(argv=None):
         parser.error("--keepalived: keepalived is not installed (apt-get install keepalived)")
     workdir = Path(tempfile.mkdtemp(prefix="clsd-bench-address-"))
     info = machine_info()
-    results, raw = {}, {}
+    results, raw, errors = {}, {}, {}
     status = 0
     try:
         with interrupts_as_exceptions():
             trials = run_clsd(args, workdir, print)
             results["clsd"], raw["clsd"] = summarize(trials), [t.as_dict() for t in trials]
             if args.keepalived:
-                trials = run_keepalived(args, workdir, print)
-                results["keepalived"] = summarize(trials)
-                raw["keepalived"] = [t.as_dict() for t in trials]
+                done = []
+                try:
+                    run_keepalived(args, workdir, print, done)
+                except Exception as e:  # noqa: BLE001 (the CLSD figures are kept)
+                    print(f"keepalived run failed after {len(done)} trials: {e}",
+                          file=sys.stderr)
+                    errors["keepalived"] = f"{type(e).__name__}: {e} (after {len(done)} trials)"
+                if done:
+                    results["keepalived"] = summarize(done)
+                    raw["keepalived"] = [t.as_dict() for t in done]
     except KeyboardInterrupt:
         print("\ninterrupted: cleaning up", file=sys.stderr)
         status = 130
@@ -375,7 +380,7 @@ def main(argv=None):
             "address": FLOATING, "trials_per_kind": args.trials, "lease_s": args.lease,
             "machine": info, "keepalived": version, "goal": "the address adds <= 50 ms to "
             "the p50 failover (floating against node address); dual rounds 0",
-            "results": results, "trials": raw}
+            "results": results, "trials": raw, "errors": errors}
     path = write_json(args.output, data)
     print(table(results))
     print(f"written to {path}")

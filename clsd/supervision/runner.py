@@ -404,7 +404,8 @@ class ServiceRunner(Service):
         except Exception as e:
             if protocol.pid is None:
                 self._protocol = None
-                self._feed(SpawnFailed(_describe_error(e)))
+                self._feed(SpawnFailed(_describe_error(e),
+                                       transient=bool(getattr(e, "transient", False))))
             else:  # started, then something after it failed: it is running
                 self.log.failure("{service}: error after spawning", service=self.config.name)
 

@@ -277,7 +277,7 @@ class SingleNodeTests(unittest.TestCase):
         pump(self.clock, 3.0)
         self.assertEqual(self.node.spawns, [])
         self.assertTrue(any("lease guard is not running" in r
-                            for r in self.node.reasons("spawn-failed")))
+                            for r in self.node.reasons("spawn-refused")))
 
     def test_status(self):
         pump(self.clock, 3.0)
@@ -463,6 +463,22 @@ class ManagedServiceTests(unittest.TestCase):
         self.managed.start(5)
         self.assertEqual(self.spawned, [])
         self.assertIn("deadline has passed", self.runner.status()["last_reason"])
+
+    def test_a_late_renewal_is_waited_for_not_a_crash_loop(self):
+        """Starts refused because the deadline passed are retried, not counted (seed 720029)."""
+        self.managed.kill_at(99.0)
+        self.managed.start(5)
+        for _ in range(20):
+            self.clock.advance(0.5)
+        self.assertEqual(self.spawned, [])
+        self.assertEqual(self.runner.state.value, "backoff", "waits for the lease")
+        self.assertEqual(self.runner.status()["recent_failures"], 0)
+        self.assertEqual(self.reports, [], "the cluster was given up")
+        self.managed.kill_at(200.0)  # the renewal arrives
+        self.clock.advance(0.5)
+        self.assertEqual(len(self.spawned), 1)
+        self.assertEqual(self.runner.state.value, "running")
+        self.assertEqual(self.runner.status()["restarts"], 0)
 
     def test_stop_when_not_running_still_reports_stopped(self):
         self.managed.stop(None)

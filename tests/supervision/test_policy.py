@@ -543,3 +543,31 @@ class StaleTimerTests(unittest.TestCase):
         h.feed(StopRequested())
         h.feed(Exited(0, None))  # cancels the kill timer
         self.assertEqual(h.feed(TimerFired(TIMER_KILL)), [])
+
+
+class RefusedSpawnTests(unittest.TestCase):
+    """A start refused for a transient reason is retried, not counted as a failure."""
+
+    def test_retried_every_half_second_without_counting(self):
+        from clsd.supervision.core.policy import REFUSED_RETRY, TIMER_RESTART, SpawnFailed
+
+        h = Harness(self)
+        h.feed(StartRequested())
+        for _ in range(10):
+            actions = h.feed(SpawnFailed("LeaseDeadlinePassed: late", transient=True))
+            self.assertIs(h.state, State.BACKOFF)
+            self.assertIn(ScheduleTimer(TIMER_RESTART, REFUSED_RETRY), actions)
+            h.feed(TimerFired(TIMER_RESTART))
+        self.assertEqual(h.policy.recent_failures(h.now), 0)
+        self.assertEqual(h.policy.restarts, 0)
+        h.spawned()
+        self.assertIs(h.state, State.RUNNING)
+
+    def test_a_stop_ends_the_retries(self):
+        from clsd.supervision.core.policy import SpawnFailed
+
+        h = Harness(self)
+        h.feed(StartRequested())
+        h.feed(SpawnFailed("late", transient=True))
+        h.feed(StopRequested())
+        self.assertIs(h.state, State.STOPPED)

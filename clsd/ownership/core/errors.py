@@ -5,4 +5,10 @@ Kept apart from the shells so the core never imports a Twisted module to name on
 
 
 class GuardUnavailable(RuntimeError):
-    """The lease guard is not running: a managed service must not be started."""
+    """The lease guard is not running: a managed service must not be started.
+
+    Transient (the guard is restarted): a start refused for it is tried
+    again, not counted as the service's failure.
+    """
+
+    transient = True

@@ -36,6 +36,20 @@ from clsd.supervision.core.policy import RESTING_STATES, State
 class LeaseNotHeld(RuntimeError):
     """A managed service was asked to spawn without a lease to run under."""
 
+    transient = False
+
+
+class LeaseDeadlinePassed(LeaseNotHeld):
+    """The tenure is still this node's but its deadline passed (a renewal is late).
+
+    Transient: the core either renews (the start is then allowed) or stops
+    the service. A start refused for it is tried again, not counted as the
+    service's failure: counting it turned a late renewal into a crash loop
+    that gave the cluster up here (soak seed 720029).
+    """
+
+    transient = True
+
 
 def tenure_environment(cluster, epoch, node, slot=None):
     """The ``CLSD_*`` variables of one tenure (strings, for the environment)."""
@@ -105,7 +119,7 @@ class ManagedService:
                     f"cluster {self.cluster}: this node does not hold its lease "
                     "(lease ownership starts this service; use standby/move/pause)")
             if self.deadline is None or now >= self.deadline:
-                raise LeaseNotHeld(f"cluster {self.cluster}: the lease deadline has passed")
+                raise LeaseDeadlinePassed(f"cluster {self.cluster}: the lease deadline has passed")
             if not self.guard.running:
                 raise GuardUnavailable("the lease guard is not running")
             return base_spawn(protocol, extra_env=self.env, after_spawn=self._arm_new_group)

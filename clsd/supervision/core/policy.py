@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 #: longer run code of its own; waiting for ever would leave the service down.
 KILL_WAIT = 5.0
 
+#: How often a start refused for a transient reason (L{SpawnFailed}) is tried again.
+REFUSED_RETRY = 0.5
+
 # Timer names (one of each at most is pending at any time).
 TIMER_RESTART = "restart"
 TIMER_KILL = "kill"
@@ -132,9 +135,15 @@ class Spawned:
 
 @attrs.frozen
 class SpawnFailed:
-    """The process could not be created at all (no such program, ...)."""
+    """The process could not be created at all (no such program, ...).
+
+    C{transient}: refused for a reason outside the service that will pass
+    (a lease renewal that is late): retried every L{REFUSED_RETRY} seconds,
+    not counted as a failure.
+    """
 
     error: str
+    transient: bool = False
 
 
 @attrs.frozen
@@ -378,6 +387,8 @@ class ServicePolicy:
         self._start_overran = False
         self._stopping_action = False
         self._probing = False
+        #: The pending restart retries a start refused for a transient reason.
+        self._refused = False
         #: Whether a system found already running at a requested start is
         #: adopted as it is. A lease-guarded service clears it: a copy started
         #: outside CLSD is outside its containment, where the lease guard
@@ -448,6 +459,7 @@ class ServicePolicy:
 
     def _on_StopRequested(self, event: StopRequested, now: float, out: _Actions) -> None:
         self._wanted = False
+        self._refused = False
         if self.state in LIVE_STATES:
             self._begin_stop(now, "stop requested", _Rest(State.STOPPED, "stopped"), out,
                              kill_after=event.kill_after)
@@ -555,6 +567,12 @@ class ServicePolicy:
         if self.state is not State.STARTING or self.leader_alive:
             raise ValueError(f"SpawnFailed while {self.state.value}: the caller is confused")
         reason = f"spawn failed: {event.error}"
+        if event.transient:
+            out.append(Record("spawn-refused", reason))
+            self._refused = True
+            self._enter(State.BACKOFF, now, f"{reason}; trying again", out)
+            out.append(ScheduleTimer(TIMER_RESTART, REFUSED_RETRY))
+            return
         self._started_at = now
         out.append(Record("spawn-failed", reason))
         self._apply(self._instance_ended(now, reason, failure=True), now, out)
@@ -815,7 +833,9 @@ class ServicePolicy:
             return  # cancelled, or never ours: stale
         self._timers.discard(name)
         if name == TIMER_RESTART and self.state is State.BACKOFF:
-            self._spawn(now, "backoff elapsed", out)
+            refused, self._refused = self._refused, False
+            # A retry of a refused start is not an automatic restart of the service.
+            self._spawn(now, "backoff elapsed", out, automatic=not refused)
         elif name == TIMER_KILL and self.state is State.STOPPING and self.process_alive:
             self._kill_now(now, (
                 f"still running {_seconds(round(now - self._stop_sent, 6))} after "
