@@ -467,22 +467,24 @@ class ScheduleRunner:
             # Not running (killed meanwhile): its next start has the old shape.
         return back
 
-    def machine_pauses(self, bound, cut_off_bound=None, steps=()):
+    def machine_pauses(self, bound, cut_off_bound=None, steps=(), lease=None):
         """The checker's L{checker.MachinePause} of every node frozen and thawed in the run.
 
-        A node that a network fault cut off at any time during its pause may
-        resume cut off, or with its peer connections still to re-establish:
-        no voter's refusal reaches it, and its service may run to its old
-        deadline (C{cut_off_bound}, T - m; doc/ownership.md, "Not bounded so
-        when the machine resumes into a partition").
+        A node that a network fault cut off at any time during its pause, or
+        that was paused for longer than a lease (its peers have declared it
+        failed and closed its connections by then), may resume cut off, or
+        with its peer connections still to re-establish: no voter's refusal
+        reaches it at once, and its service may run to its old deadline
+        (C{cut_off_bound}, T - m; doc/ownership.md, "A paused machine").
         """
         pauses = []
         for name, frozen in self.freezes:
             if frozen.thawed_at is None:
                 continue
             limit = bound
-            if cut_off_bound is not None and any(
-                    _cut_off(step, name, frozen.frozen_at, frozen.thawed_at) for step in steps):
+            long_pause = lease is not None and frozen.thawed_at - frozen.frozen_at >= lease
+            if cut_off_bound is not None and (long_pause or any(
+                    _cut_off(step, name, frozen.frozen_at, frozen.thawed_at) for step in steps)):
                 limit = max(bound, cut_off_bound)
             pauses.append(checker.MachinePause(name, frozen.frozen_at, frozen.thawed_at, limit))
         return pauses
@@ -654,7 +656,8 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
     timing = getattr(scenario, "timing", None)
     pauses = runner.machine_pauses(
         pause_bound(timing) if timing is not None else 0.0,
-        cut_off_bound(timing) if timing is not None else None, run.steps)
+        cut_off_bound(timing) if timing is not None else None, run.steps,
+        timing.lease_seconds if timing is not None else None)
     during = checker.check(
         [r for r in records.records if r.t <= recovered], horizon=recovered,
         capacity=scenario.capacity(launcher), faults=checker_faults(run), pauses=pauses,

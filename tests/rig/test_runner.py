@@ -369,6 +369,14 @@ class MachinePauseBoundTests(unittest.TestCase):
             [pause] = runner.machine_pauses(1.017, 1.9, [step])
             self.assertEqual(pause.bound, 1.9, step.event.kind)
 
+    def test_a_pause_longer_than_the_lease_runs_to_the_old_deadline(self):
+        runner = self.runner_with_freeze("n1", 36.76, 47.42)
+        [pause] = runner.machine_pauses(1.017, 1.9, [], lease=2.0)
+        self.assertEqual(pause.bound, 1.9)
+        runner = self.runner_with_freeze("n1", 36.76, 38.0)
+        [pause] = runner.machine_pauses(1.017, 1.9, [], lease=2.0)
+        self.assertEqual(pause.bound, 1.017)
+
     def test_a_partition_healed_before_the_pause_does_not_count(self):
         runner = self.runner_with_freeze("n2", 57.0, 60.0)
         [pause] = runner.machine_pauses(1.017, 1.9, [self.step("isolate", ("n2",), 50.0, 56.0)])
