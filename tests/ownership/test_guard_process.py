@@ -36,14 +36,27 @@ class FakeClock:
         return self.now
 
 
-class GuardRuleTests(unittest.TestCase):
-    """L{Guard} with a fake clock and a fake killpg; reports read from a pipe."""
+class ReportPipe:
+    """A test's pipe for the guard's reports (C{self.wfd}), read back with L{reports}."""
 
-    def setUp(self):
+    def open_reports(self):
         self.rfd, self.wfd = os.pipe()
         os.set_blocking(self.rfd, False)
         self.addCleanup(os.close, self.rfd)
         self.addCleanup(os.close, self.wfd)
+
+    def reports(self):
+        try:
+            return os.read(self.rfd, 65536).decode().splitlines()
+        except BlockingIOError:
+            return []
+
+
+class GuardRuleTests(ReportPipe, unittest.TestCase):
+    """L{Guard} with a fake clock and a fake killpg; reports read from a pipe."""
+
+    def setUp(self):
+        self.open_reports()
         self.clock = FakeClock()
         self.killed = []
         self.gone = set()
@@ -53,12 +66,6 @@ class GuardRuleTests(unittest.TestCase):
         if pgid in self.gone:
             raise ProcessLookupError(pgid)
         self.killed.append((pgid, signum))
-
-    def reports(self):
-        try:
-            return os.read(self.rfd, 65536).decode().splitlines()
-        except BlockingIOError:
-            return []
 
     def test_kills_the_group_at_its_deadline_not_before(self):
         self.guard.feed(b"arm 4242 100.5\n")
@@ -201,14 +208,11 @@ def wait_until(predicate, timeout, step=0.001):
     return None
 
 
-class GuardAddressTests(unittest.TestCase):
+class GuardAddressTests(ReportPipe, unittest.TestCase):
     """Floating addresses: deleted at their deadline, after the kills; at end of input."""
 
     def setUp(self):
-        self.rfd, self.wfd = os.pipe()
-        os.set_blocking(self.rfd, False)
-        self.addCleanup(os.close, self.rfd)
-        self.addCleanup(os.close, self.wfd)
+        self.open_reports()
         self.clock = FakeClock()
         self.log = []
         self.failure = None
@@ -219,12 +223,6 @@ class GuardAddressTests(unittest.TestCase):
     def remove(self, interface, address):
         self.log.append(("remove", interface, address))
         return self.failure
-
-    def reports(self):
-        try:
-            return os.read(self.rfd, 65536).decode().splitlines()
-        except BlockingIOError:
-            return []
 
     def test_removed_at_the_deadline_after_the_kill_not_before(self):
         self.guard.feed(b"arm 11 1000\naddress 1000 eth0 192.0.2.10/24\n"
