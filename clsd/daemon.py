@@ -335,6 +335,7 @@ class Daemon(MultiService):
                     "cluster registrations cannot change: lease ownership is not running "
                     "on this node" + (f" ({reason})" if reason else ""))
             self._check_shape_changes(new, plan)
+            self._check_interfaces(new)
         except ReloadError as e:
             self.events.record("daemon", self.config.node.name, f"reload refused: {e}")
             return defer.fail(e)
@@ -349,6 +350,19 @@ class Daemon(MultiService):
             return result
         d.addBoth(done)
         return d
+
+    def _check_interfaces(self, new, interfaces=None):
+        """L{ReloadError} when a floating address names an interface this machine lacks."""
+        from clsd.config import ConfigError
+        from clsd.config.floating import check_interfaces, local_interfaces
+
+        if not any(c.floating is not None for c in new.clusters):
+            return
+        try:
+            check_interfaces(new.source, new.clusters,
+                             local_interfaces() if interfaces is None else interfaces)
+        except ConfigError as e:
+            raise ReloadError(str(e)) from None
 
     def _check_shape_changes(self, new, plan):
         """L{ReloadError} if a cluster's mode or count changes here too early

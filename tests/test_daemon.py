@@ -163,3 +163,17 @@ class TapTests(unittest.TestCase):
         daemon = tap.makeService(options)
         self.assertEqual(daemon.supervisor("s").status()["state"], "stopped")
         self.assertTrue(os.path.isdir(os.path.join(base, "data")))
+
+
+class ReloadInterfaceTests(unittest.TestCase):
+    """A reload that gives a cluster a floating address on a missing interface is refused."""
+
+    def test_a_missing_interface_refuses_the_reload(self):
+        from clsd.daemon import ReloadError
+        from tests.config.test_ownership import QUORUM3, parse
+
+        config = parse(QUORUM3 + '[[cluster]]\nid = "A"\nservice = "web"\n'
+                       'address = ["192.0.2.10/24"]\ninterface = "eth9"\n')
+        e = self.assertRaises(ReloadError, Daemon._check_interfaces, None, config, ["lo"])
+        self.assertIn("cluster[0].interface: there is no interface 'eth9'", str(e))
+        Daemon._check_interfaces(None, config, ["lo", "eth9"])  # there: accepted
