@@ -10,14 +10,13 @@ import ipaddress
 
 import attrs
 
+from clsd.address.ipcmd import MAX_INTERFACE_NAME, check_interface_name
 from clsd.config.reader import ConfigError
 
 ORDERS = ("before", "after")
 #: Gratuitous ARP / unsolicited NA repeats: keepalived's and arping's habit.
 DEFAULT_ANNOUNCE_COUNT = 5
 DEFAULT_ANNOUNCE_INTERVAL = 0.2
-#: Linux's IFNAMSIZ less the terminating NUL.
-MAX_INTERFACE_NAME = 15
 
 
 @attrs.frozen
@@ -84,13 +83,14 @@ def _address(table, key, text):
 
 
 def _interface(table):
+    """The interface name, checked by the same rule the driver and the lease guard use."""
     interface = table.string("interface")
-    if len(interface) > MAX_INTERFACE_NAME or "/" in interface or interface in (".", "..") \
-            or any(c.isspace() for c in interface):
+    try:
+        return check_interface_name(interface)
+    except ValueError:
         raise table.error("interface", f"{interface!r} is not an interface name "
-                                       f"(at most {MAX_INTERFACE_NAME} characters, no '/' "
-                                       "or spaces)")
-    return interface
+                                       f"(at most {MAX_INTERFACE_NAME} bytes, no '/', ':' "
+                                       "or spaces)") from None
 
 
 def _announce(table):

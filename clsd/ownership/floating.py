@@ -19,7 +19,7 @@ Calls are serialized: a L{down} asked for while an L{up} is adding waits for
 it, then removes what it added.
 """
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 
@@ -157,7 +157,7 @@ class AddressKeeper:
         if failed and self.deadline is not None:
             # Still here, armed: only after the deadline may the next owner add it.
             wait = max(0.0, self.deadline - self._monotonic())
-            yield _sleep(self._reactor, wait)
+            yield task.deferLater(self._reactor, wait)
             self.up_addresses.clear()
 
     # -- at start ---------------------------------------------------------------------------
@@ -180,8 +180,3 @@ class AddressKeeper:
         self._events.record("address", self.cluster, reason, what=what, address=address,
                             interface=self.interface, epoch=self.epoch, **fields)
 
-
-def _sleep(reactor, seconds):
-    d = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
