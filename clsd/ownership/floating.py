@@ -179,4 +179,3 @@ class AddressKeeper:
     def _record(self, what, address, reason, **fields):
         self._events.record("address", self.cluster, reason, what=what, address=address,
                             interface=self.interface, epoch=self.epoch, **fields)
-
