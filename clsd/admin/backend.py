@@ -49,10 +49,32 @@ class ClusterInfo:
     owners: tuple = attrs.field(converter=_tuple)
     #: The fencing epoch of the current lease; 0 before any lease.
     epoch: int
-    #: ``running``, ``starting``, ``paused``, ``no-owner``, ... as ownership reports it.
+    #: This node's phase word as before (``running``, ``standing-by``, ``paused``, ...); kept
+    #: for scripts. L{summary} and L{role_text} say it for a reader.
     state: str
     #: The floating addresses: C{(address, up here)} pairs (doc/address.md).
     addresses: tuple = attrs.field(default=(), converter=_tuple)
+    #: The cluster as it is, the same seen from any node (L{clsd.admin.ownership_status}):
+    #: ``running``, ``moving``, ``starting``, ``failed``, ``unowned``, ``paused``, ...
+    condition: str = ""
+    #: The condition in words: ``running on beta``, ``moving beta -> alpha``.
+    summary: str = ""
+    #: While moving: C{(from, to)}, either None when not known.
+    moving: tuple | None = None
+    #: The eligible nodes that do not own it, the next owner first.
+    standbys: tuple = attrs.field(default=(), converter=_tuple)
+    #: This node's role: ``owner``, ``standby``, ``ineligible``, ``not-registered``, ...
+    role: str = ""
+    #: The role in words: ``owner``, ``standby #1``, ``ineligible: cooldown 4m``.
+    role_text: str = ""
+    #: A standby's place in line (1 = next).
+    standby_rank: int | None = None
+    #: Why this node may not own it now, else None.
+    ineligible: str | None = None
+
+    def with_view(self, view):
+        """This record with the wording of L{clsd.admin.ownership_status.ClusterView} C{view}."""
+        return attrs.evolve(self, **attrs.asdict(view, recurse=False))
 
 
 @attrs.frozen

@@ -115,11 +115,14 @@ def members_table(members):
 
 
 def clusters_table(clusters):
-    """The clusters; an ADDRESS column when one of them has a floating address."""
+    """The clusters: STATE is the cluster's as it is everywhere (``running on beta``), THIS NODE
+    this node's role for it (``standby #1``); an ADDRESS column when one has a floating address.
+    """
     floating = any(c.addresses for c in clusters)
     return format_table(
-        ["CLUSTER", "OWNERS", "EPOCH", "STATE"] + (["ADDRESS"] if floating else []),
-        [(c.id, c.owners, c.epoch, c.state) + ((_addresses(c),) if floating else ())
+        ["CLUSTER", "STATE", "OWNERS", "EPOCH", "THIS NODE"] + (["ADDRESS"] if floating else []),
+        [(c.id, c.summary or c.state, c.owners, c.epoch, c.role_text or None)
+         + ((_addresses(c),) if floating else ())
          for c in clusters],
     )
 

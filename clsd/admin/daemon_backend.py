@@ -65,10 +65,19 @@ class DaemonBackend(UnavailableBackend):
     def clusters(self):
         if self.daemon.ownership is None:
             return ()
-        return tuple(
+        status = ownership_status(self.daemon.ownership)
+        here = tuple(
             ClusterInfo(id=c["id"], owners=tuple(sorted(c["owners"])), epoch=c["epoch"] or 0,
-                        state=c["state"], addresses=tuple(sorted(c["addresses"].items())))
-            for c in ownership_status(self.daemon.ownership)["clusters"])
+                        state=c["state"], addresses=tuple(sorted(c["addresses"].items()))
+                        ).with_view(c["view"])
+            for c in status["clusters"])
+        # Clusters only other nodes register for: shown so that every node (a witness too)
+        # tells the same story; this node's role in them is "not registered".
+        elsewhere = tuple(
+            ClusterInfo(id=c["id"], owners=tuple(sorted(c["owners"])), epoch=c["epoch"] or 0,
+                        state="not-registered").with_view(c["view"])
+            for c in status.get("elsewhere", ()))
+        return here + elsewhere
 
     def quorum(self):
         if self.daemon.ownership is None:

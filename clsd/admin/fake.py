@@ -14,6 +14,7 @@ from clsd.admin.backend import (
     AdminError, ClusterInfo, HistoryEvent, IAdminBackend, MemberInfo, QuorumInfo,
     ServiceInfo, Status, not_available,
 )
+from clsd.admin.ownership_status import cluster_view
 
 #: A fixed wall-clock start for history timestamps, so output is reproducible.
 FAKE_EPOCH_TIME = 1_700_000_000.0
@@ -53,6 +54,8 @@ class FakeBackend:
             "db": ServiceInfo("db", "failed", None, 5),
         }
         self._voters = (node, "beta", "witness")
+        #: Cluster -> its candidates, best first (this node and beta stand by for each other).
+        self._candidates = {"A": (node, "beta"), "B": ("beta", node)}
         self._history = [
             HistoryEvent(FAKE_EPOCH_TIME, "service-started", "web pid 1234"),
             HistoryEvent(FAKE_EPOCH_TIME + 1, "lease-acquired", "cluster A epoch 7"),
@@ -93,7 +96,7 @@ class FakeBackend:
         return self._answer(Status(
             node=self.node,
             members=self._members.values(),
-            clusters=self._clusters.values(),
+            clusters=self._worded_clusters(),
             services=self._services.values(),
             quorum=QuorumInfo(self._voters, have_quorum),
         ))
@@ -104,7 +107,22 @@ class FakeBackend:
 
     def clusters(self):
         self._enter("clusters")
-        return self._answer(tuple(self._clusters.values()))
+        return self._answer(self._worded_clusters())
+
+    def _worded_clusters(self):
+        """The clusters with their wording, as the real backend gives it."""
+        worded = []
+        for info in self._clusters.values():
+            alive = [n for n in self._candidates.get(info.id, ())
+                     if n in self._members and self._members[n].state == "alive"
+                     and n not in self._standby]
+            standbys = [n for n in alive if n not in info.owners]
+            view = cluster_view(node=self.node, owners=info.owners, targets=list(info.owners),
+                                standbys=standbys, paused=info.state == "paused",
+                                registered=self.node in self._candidates.get(info.id, ()),
+                                standby_mode=self.node in self._standby)
+            worded.append(info.with_view(view))
+        return tuple(worded)
 
     def services(self):
         self._enter("services")

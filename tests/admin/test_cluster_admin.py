@@ -120,7 +120,7 @@ class ClusterAdminTests(unittest.TestCase):
     def wait_owner(self, node, what):
         """Until A runs on C{node} and the admin view of the other node of A says so.
 
-        (witness has no [[cluster]] table, so its ``clusters`` is empty.)
+        (witness has no [[cluster]] table; its ``clusters`` shows A as not registered.)
         """
         other = "beta" if node == "alpha" else "alpha"
         instance = yield poll(reactor, lambda: self.running(node), 3 * LEASE, what)
@@ -160,6 +160,11 @@ class ClusterAdminTests(unittest.TestCase):
         here = yield self.cluster_a("alpha")
         self.assertEqual((here["owners"], here["state"]), (["alpha"], "running"))
         self.assertEqual(here["epoch"], cluster["epoch"])
+        # The wording: the cluster's state is the same on every node, each node's role its own.
+        for name, role in (("alpha", "owner"), ("beta", "standby #1")):
+            here = yield self.cluster_a(name)
+            self.assertEqual((here["summary"], here["role_text"], here["standbys"]),
+                             ("running on alpha", role, ["beta"]), name)
 
         # standby: a graceful handover, no waiting for the lease to expire.
         asked = time.monotonic()
@@ -175,7 +180,8 @@ class ClusterAdminTests(unittest.TestCase):
         self.assertLess(handover, LEASE / 2, "handover waited for the lease")
         self.assertGreater(cluster["epoch"], first.epoch)
         status = yield self.json("alpha", "status")
-        self.assertEqual([c["state"] for c in status["clusters"]], ["standing-by"])
+        self.assertEqual([(c["state"], c["summary"], c["role_text"]) for c in status["clusters"]],
+                         [("standing-by", "running on beta", "ineligible: on standby")])
 
         # unstandby, then move it back explicitly.
         result = yield self.admin("alpha", "unstandby")
@@ -226,8 +232,11 @@ class ClusterAdminTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_errors_are_one_line_reasons(self):
+        yield self.wait_owner("alpha", "A running on alpha")
         data = yield self.json("witness", "clusters")
-        self.assertEqual(data["clusters"], [], "witness has no [[cluster]]")
+        # witness has no [[cluster]]: it shows A as the others publish it, not registered.
+        self.assertEqual([(c["id"], c["summary"], c["role_text"]) for c in data["clusters"]],
+                         [("A", "running on alpha", "not registered")])
         yield self.fails("alpha", "move A nosuch", "nosuch")
         yield self.fails("alpha", "move Z beta", "Z")
         yield self.fails("alpha", "pause Z", "Z")

@@ -81,8 +81,14 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(data["node"], "alpha")
         self.assertEqual(data["members"][1], {"name": "beta", "state": "alive",
                                               "address": "127.0.0.12:7400"})
+        # The fields it always had, then the wording (tests/admin/test_ownership_wording.py).
         self.assertEqual(data["clusters"][0], {"id": "A", "owners": ["alpha"], "epoch": 7,
-                                               "state": "running", "addresses": []})
+                                               "state": "running", "addresses": [],
+                                               "condition": "running",
+                                               "summary": "running on alpha", "moving": None,
+                                               "standbys": ["beta"], "role": "owner",
+                                               "role_text": "owner", "standby_rank": None,
+                                               "ineligible": None})
         self.assertEqual(data["services"][1], {"name": "db", "state": "failed", "pid": None,
                                                "restarts": 5, "type": "simple",
                                                "main_pid": None, "processes": None,
@@ -225,7 +231,8 @@ class FloatingAddressColumnTests(unittest.TestCase):
         from clsd.admin.backend import ClusterInfo
 
         table = commands.clusters_table([ClusterInfo("A", ["alpha"], 3, "running")])
-        self.assertEqual(table.splitlines()[0].split(), ["CLUSTER", "OWNERS", "EPOCH", "STATE"])
+        self.assertEqual(table.splitlines()[0].split(),
+                         ["CLUSTER", "STATE", "OWNERS", "EPOCH", "THIS", "NODE"])
 
     def test_addresses_up_here_and_elsewhere(self):
         from clsd.admin.backend import ClusterInfo

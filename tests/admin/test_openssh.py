@@ -131,7 +131,7 @@ class OpenSSHTests(unittest.TestCase):
     def test_monitor_key_is_read_only(self):
         code, out, err = yield self.run_ssh(self.monitor_key_file, "clusters")
         self.assertEqual(code, 0, err)
-        self.assertIn(b"CLUSTER  OWNERS  EPOCH  STATE", out)
+        self.assertIn(b"CLUSTER  STATE", out)
         code, out, err = yield self.run_ssh(self.monitor_key_file, "move", "A", "beta")
         self.assertEqual(code, commands.EXIT_DENIED)
         self.assertIn(b"needs an admin key", err)

@@ -56,8 +56,11 @@ class SSHCommandTests(unittest.TestCase):
                                   "voter_error": None})
                 self.assertIn({"name": "beta", "state": "alive", "address": "127.0.0.12:7400"},
                               data["members"])
+                old_fields = ("id", "owners", "epoch", "state", "addresses")
                 self.assertIn({"id": "A", "owners": ["alpha"], "epoch": 7, "state": "running",
-                               "addresses": []}, data["clusters"])
+                               "addresses": []},
+                              [{k: c[k] for k in old_fields} for c in data["clusters"]])
+                self.assertIn("running on alpha", [c["summary"] for c in data["clusters"]])
                 self.assertIn({"name": "web", "state": "running", "pid": 1234, "restarts": 0,
                                "type": "simple", "main_pid": None, "processes": None,
                                "last_action": None}, data["services"])
@@ -73,9 +76,9 @@ class SSHCommandTests(unittest.TestCase):
         result = yield conn.run("clusters")
         self.assertEqual(result.status, 0)
         self.assertEqual(result.text.splitlines(), [
-            "CLUSTER  OWNERS  EPOCH  STATE",
-            "A        alpha       7  running",
-            "B        beta        3  running",
+            "CLUSTER  STATE             OWNERS  EPOCH  THIS NODE",
+            "A        running on alpha  alpha       7  owner",
+            "B        running on beta   beta        3  standby #1",
         ])
 
     @defer.inlineCallbacks
@@ -97,9 +100,12 @@ class SSHCommandTests(unittest.TestCase):
             self.assertEqual((result.status, result.text, result.stderr),
                              (0, message + "\n", b""), line)
         result = yield conn.run("clusters --json")
-        self.assertEqual(json.loads(result.stdout)["clusters"][0],
+        cluster = json.loads(result.stdout)["clusters"][0]
+        self.assertEqual({k: cluster[k] for k in ("id", "owners", "epoch", "state", "addresses")},
                          {"id": "A", "owners": ["beta"], "epoch": 8, "state": "running",
                           "addresses": []})
+        self.assertEqual((cluster["summary"], cluster["role_text"]),
+                         ("running on beta", "ineligible: not placed"))  # alpha has left
         result = yield conn.run("standby --json")
         self.assertEqual(json.loads(result.stdout),
                          {"ok": True, "message": "node alpha is now a standby"})
@@ -284,11 +290,11 @@ class SSHShellTests(unittest.TestCase):
         at = yield shell.wait_for(b"clsd> ", after=at)
         # Line editing: a typo, backspace, the rest of the word.
         shell.send(b"clusterx\x7fs\r")
-        at = yield shell.wait_for(b"CLUSTER  OWNERS  EPOCH  STATE", after=at)
+        at = yield shell.wait_for(b"CLUSTER  STATE", after=at)
         at = yield shell.wait_for(b"clsd> ", after=at)
         # History: up arrow recalls "clusters", enter runs it again.
         shell.send(b"\x1b[A\r")
-        at = yield shell.wait_for(b"CLUSTER  OWNERS  EPOCH  STATE", after=at)
+        at = yield shell.wait_for(b"CLUSTER  STATE", after=at)
         yield shell.wait_for(b"clsd> ", after=at)
         shell.send(b"exit\r")
         result = yield shell.finished

@@ -51,6 +51,11 @@ class Escalation:
     def next_wakeup(self):
         return min(self._until.values()) if self._until else None
 
+    def remaining(self, cluster, now):
+        """Seconds of C{cluster}'s cooldown left at C{now}, or None when it is eligible."""
+        until = self._until.get(cluster)
+        return until - now if until is not None and until > now else None
+
 
 def cluster_status(cluster, members):
     """RUNNING, or FAILED when every live registered non-standby member gave it up.
