@@ -15,6 +15,14 @@ class EscalationTests(unittest.TestCase):
         self.assertEqual(e.ineligible(310.0), frozenset())
         self.assertIsNone(e.next_wakeup())
 
+    def test_remaining(self):
+        """What the admin ``status`` shows as ``ineligible: cooldown 4m``."""
+        e = Escalation()
+        e.gave_up("A", 10.0, 300.0)
+        self.assertEqual(e.remaining("A", 70.0), 240.0)
+        self.assertIsNone(e.remaining("A", 310.0))
+        self.assertIsNone(e.remaining("B", 70.0))
+
     def test_clear(self):
         e = Escalation()
         e.gave_up("A", 0.0, 300.0)
