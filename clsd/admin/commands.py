@@ -10,7 +10,6 @@ L{EXIT_USAGE} (unknown command, wrong arguments), L{EXIT_DENIED} (a
 read-only key asked for a command that changes something).
 """
 
-import datetime
 import json
 import shlex
 
@@ -18,7 +17,8 @@ import attrs
 from twisted.internet import defer
 
 from clsd.admin.backend import AdminError
-from clsd.admin.table import format_table, printable
+from clsd.admin.table import format_table, printable, utc_time
+from clsd.admin.why import WHY_HISTORY, why_data, why_report, why_text
 
 ROLE_ADMIN = "admin"
 #: Read-only: may look (status, members, ...) but change nothing.
@@ -103,11 +103,6 @@ def _as_data(record):
     return attrs.asdict(record)
 
 
-def _when(posix_time):
-    moment = datetime.datetime.fromtimestamp(posix_time, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def members_table(members):
     return format_table(
         ["MEMBER", "STATE", "ADDRESS"], [(m.name, m.state, m.address) for m in members]
@@ -144,7 +139,7 @@ def history_table(events):
     """One line per event; an event with a cause chain gets one ``<- fact`` line per cause."""
     rows = []
     for e in events:
-        rows.append((_when(e.time), e.kind, e.detail))
+        rows.append((utc_time(e.time), e.kind, e.detail))
         rows.extend(("", "", f"  <- {fact}") for fact in e.cause)
     return format_table(["TIME (UTC)", "EVENT", "DETAIL"], rows)
 
@@ -190,6 +185,14 @@ def _history_count(args):
     return int(text)
 
 
+def _why(backend, args):
+    """The clusters, then the history: the latest change of cluster C{args[0]} and why."""
+    d = defer.maybeDeferred(backend.clusters)
+    d.addCallback(lambda clusters: defer.maybeDeferred(backend.history, WHY_HISTORY)
+                  .addCallback(lambda events: why_report(args[0], clusters, events)))
+    return d
+
+
 def _optional(args):
     return args[0] if args else None
 
@@ -212,6 +215,8 @@ COMMANDS = {c.name: c for c in [
             lambda b, a: b.services(), services_table, _list_data("services")),
     Command("history", ("[N]",), f"the last N events (default {DEFAULT_HISTORY})", False,
             lambda b, a: b.history(_history_count(a)), history_table, _list_data("history")),
+    Command("why", ("CLUSTER",), "the latest ownership change of CLUSTER and its causes",
+            False, _why, why_text, why_data),
     _mutation("standby", ("[NODE]",), "NODE (default: this node) hands over and only stands by",
               lambda b, a: b.standby(_optional(a))),
     _mutation("unstandby", ("[NODE]",), "NODE (default: this node) may own clusters again",

@@ -5,6 +5,8 @@ details), so every control character is escaped: a peer must not be able to
 move an operator's cursor or retitle their terminal.
 """
 
+import datetime
+
 #: Between two columns.
 GAP = "  "
 #: Shown for a missing value (C{None}) and for an empty list.
@@ -22,6 +24,12 @@ def printable(text):
         ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
         for ch in text
     )
+
+
+def utc_time(posix_time):
+    """``2023-11-14 03:12:04Z``: a wall-clock time as the shell shows it."""
+    moment = datetime.datetime.fromtimestamp(posix_time, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def cell(value):

@@ -182,6 +182,15 @@ class ClusterAdminTests(unittest.TestCase):
         status = yield self.json("alpha", "status")
         self.assertEqual([(c["state"], c["summary"], c["role_text"]) for c in status["clusters"]],
                          [("standing-by", "running on beta", "ineligible: on standby")])
+        # why: the acquirer has the move and its causes; alpha, which released, points there.
+        result = yield self.admin("beta", "why A")
+        lines = result.text.splitlines()
+        self.assertIn("latest change: ", lines[1])
+        self.assertIn("moved from alpha to beta", lines[1])
+        self.assertTrue(lines[2].startswith("  <- "), lines)
+        result = yield self.admin("alpha", "why A")
+        self.assertIn("released lease A", result.text)
+        self.assertIn("run 'why A' on beta", result.text)
 
         # unstandby, then move it back explicitly.
         result = yield self.admin("alpha", "unstandby")
