@@ -163,8 +163,11 @@ class Daemon(MultiService):
                 self.ownership.attach(self._runners[service.name])
         self.metrics.watch_services(lambda: [r.status() for r in self.supervisors()])
         self._watch_cluster_metrics(self._lease_clock)
+        from clsd.admin.daemon_backend import DaemonBackend
+
+        # The status page on the metrics listener reads what the admin shell reads.
         self.metrics_service = make_metrics_service(
-            config.metrics, self.metrics.registry, reactor)
+            config.metrics, self.metrics.registry, reactor, status=DaemonBackend(self))
         self.metrics_service.setServiceParent(self)
         if config.admin.ssh is not None or config.admin.telnet is not None:
             self._add_admin()

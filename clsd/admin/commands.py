@@ -164,6 +164,11 @@ def render_status(status):
     ])
 
 
+def status_json(status):
+    """The document of ``status --json`` (one line), as the status page's ``/status.json``."""
+    return _dump(_as_data(status))
+
+
 def _message(text):
     return printable(text) + "\n"
 

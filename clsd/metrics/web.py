@@ -1,10 +1,14 @@
-"""The ``/metrics`` HTTP endpoint: a twisted.web Site on the ``[metrics] listen`` address.
+"""The ``/metrics`` HTTP endpoint and the status page: a twisted.web Site on the ``[metrics]
+listen`` address.
 
 The daemon adds it in one line::
 
-    make_metrics_service(config.metrics, metrics.registry, reactor).setServiceParent(daemon)
+    make_metrics_service(config.metrics, metrics.registry, reactor,
+                         status=DaemonBackend(daemon)).setServiceParent(daemon)
 
-With no ``listen`` configured it listens on nothing.
+With no ``listen`` configured it listens on nothing. Given the admin backend (C{status}), it
+also serves the read-only status page (L{clsd.admin.page}): ``/`` the page, ``/status.json``
+the document of ``status --json``, ``/history.html`` the page's events and timeline.
 
 Why not C{prometheus_client.twisted.MetricsResource}: it imports the global
 reactor (library code here takes the reactor it is given) and renders in the
@@ -16,10 +20,13 @@ scrape of a typical node costs a few milliseconds of reactor time
 (doc/metrics.md has the figure).
 """
 
+import time
+
 from prometheus_client.exposition import choose_encoder
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 from clsd.listener import ListeningService, server_endpoint
 from clsd.logs import emit
@@ -61,9 +68,124 @@ class _QuietSite(Site):
         pass
 
 
-def metrics_site(registry):
+#: The status page's timeline is sampled this often (seconds), and at every request.
+SAMPLE_INTERVAL = 1.0
+#: The timeline's failover marks take their causes from this many recent events.
+CAUSE_EVENTS = 200
+
+
+class StatusSource:
+    """What the status page shows, read from an admin backend (L{clsd.admin.backend}).
+
+    It keeps the owner timeline (L{clsd.admin.timeline.OwnerTimeline}), sampled by
+    L{sample}: the daemon's history has no event when another node takes a cluster.
+    """
+
+    def __init__(self, backend, wall=time.time):
+        from clsd.admin.timeline import OwnerTimeline
+
+        self.backend = backend
+        self.wall = wall
+        self.timeline = OwnerTimeline()
+
+    def sample(self):
+        """Take the clusters' owners in now; a Deferred of the L{clsd.admin.backend.Status}."""
+        d = defer.maybeDeferred(self.backend.status)
+
+        def observe(status):
+            self.timeline.observe(self.wall(), status.clusters)
+            return status
+        return d.addCallback(observe)
+
+    def history(self):
+        """A Deferred (events for the page, the timeline view)."""
+        from clsd.admin.page import PAGE_EVENTS
+
+        d = defer.maybeDeferred(self.backend.history, CAUSE_EVENTS)
+        return d.addCallback(lambda events: (tuple(events)[-PAGE_EVENTS:],
+                                             self.timeline.view(self.wall(), events)))
+
+
+class _Deferred(Resource):
+    """A leaf whose body comes from a Deferred; an error is a short 500 (details logged)."""
+
+    isLeaf = True
+    log = Logger()
+    content_type = b"text/html; charset=utf-8"
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+
+    def body(self):
+        raise NotImplementedError
+
+    def render_GET(self, request):
+        from clsd.admin.page import CONTENT_SECURITY_POLICY
+
+        request.setHeader(b"content-type", self.content_type)
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"content-security-policy", CONTENT_SECURITY_POLICY.encode("ascii"))
+        d = defer.maybeDeferred(self.body)
+
+        def done(text):
+            if not request.finished and not request._disconnected:
+                request.write(text.encode("utf-8"))
+                request.finish()
+
+        def failed(failure):
+            self.log.failure("status page: cannot render {path}", failure,
+                             path=request.path.decode("latin-1"))
+            if not request.finished and not request._disconnected:
+                request.setResponseCode(500)
+                request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+                request.write(b"internal error (details in the daemon log)\n")
+                request.finish()
+        d.addCallbacks(done, failed)
+        return NOT_DONE_YET
+
+
+class StatusPageResource(_Deferred):
+    """``/``: the whole page, rendered on the server."""
+
+    def body(self):
+        from clsd.admin.page import render_page
+
+        d = self.source.sample()
+        d.addCallback(lambda status: self.source.history().addCallback(
+            lambda found: render_page(status, found[0], found[1], self.source.wall())))
+        return d
+
+
+class StatusJsonResource(_Deferred):
+    """``/status.json``: the document of ``status --json``."""
+
+    content_type = b"application/json"
+
+    def body(self):
+        from clsd.admin.commands import status_json
+
+        return self.source.sample().addCallback(status_json)
+
+
+class HistoryFragmentResource(_Deferred):
+    """``/history.html``: the page's timeline and events, for its script to swap in."""
+
+    def body(self):
+        from clsd.admin.page import history_fragment
+
+        return self.source.history().addCallback(lambda found: history_fragment(*found))
+
+
+def metrics_site(registry, source=None):
     root = Resource()
-    root.putChild(b"", _Index())
+    if source is None:
+        root.putChild(b"", _Index())
+    else:
+        root.putChild(b"", StatusPageResource(source))
+        root.putChild(b"status.json", StatusJsonResource(source))
+        root.putChild(b"history.html", HistoryFragmentResource(source))
     root.putChild(b"metrics", MetricsResource(registry))
     return _QuietSite(root)
 
@@ -79,20 +201,45 @@ class MetricsService(ListeningService):
     setting = "metrics.listen"
     log = Logger()
 
-    def __init__(self, address, registry, reactor):
+    def __init__(self, address, registry, reactor, status=None):
         self.address = address
-        self.site = metrics_site(registry)
+        self.source = StatusSource(status) if status is not None else None
+        self.site = metrics_site(registry, self.source)
         self.reactor = reactor
+        self._sampler = None
         endpoint = server_endpoint(reactor, address) if address is not None else None
         super().__init__(endpoint, self.site)
 
+    def startService(self):
+        super().startService()
+        if self.source is not None and self.address is not None:
+            self._sampler = task.LoopingCall(self._sample)
+            self._sampler.clock = self.reactor
+            self._sampler.start(SAMPLE_INTERVAL, now=True)
+
+    def _sample(self):
+        self.source.sample().addErrback(
+            lambda f: self.log.failure("status page: cannot sample the clusters", f))
+
+    def stopService(self):
+        if self._sampler is not None and self._sampler.running:
+            self._sampler.stop()
+        self._sampler = None
+        return super().stopService()
+
     def announce(self, port):
         host = port.getHost()
-        emit(self.log, "metrics.listening", "metrics at http://{address}/metrics",
-             address=f"[{host.host}]:{host.port}" if ":" in host.host
-             else f"{host.host}:{host.port}")
+        address = f"[{host.host}]:{host.port}" if ":" in host.host else f"{host.host}:{host.port}"
+        if self.source is not None:
+            emit(self.log, "metrics.listening",
+                 "metrics at http://{address}/metrics, status page at http://{address}/",
+                 address=address)
+        else:
+            emit(self.log, "metrics.listening", "metrics at http://{address}/metrics",
+                 address=address)
 
 
-def make_metrics_service(metrics_config, registry, reactor):
-    """The L{MetricsService} for L{clsd.config.MetricsConfig} C{metrics_config}."""
-    return MetricsService(metrics_config.listen, registry, reactor)
+def make_metrics_service(metrics_config, registry, reactor, status=None):
+    """The L{MetricsService} for L{clsd.config.MetricsConfig} C{metrics_config}; with
+    C{status} (an L{clsd.admin.backend.IAdminBackend}) it serves the status page too."""
+    return MetricsService(metrics_config.listen, registry, reactor, status)
