@@ -35,6 +35,8 @@ FIRST_ADDRESS = "127.0.0.11"
 #: On every node's own address: the peer listener, the admin SSH, the systems.
 PEER_PORT = 7420
 SSH_PORT = 7422
+#: The metrics listener, which serves the status page at / (doc/metrics.md).
+METRICS_PORT = 9400
 HTTP_PORTS = {"A": 8081, "B": 8082}
 #: Cluster -> {node: priority}: each system's home and its standby.
 PRIORITIES = {"A": {"alpha": 100, "beta": 50}, "B": {"alpha": 50, "beta": 100}}
@@ -82,6 +84,7 @@ def demo_config(node, nodes, certs, authorized_keys, lease):
         toml_table("[tls]", {"ca": os.path.join(certs, "ca.pem"), "cert": cert, "key": key}),
         toml_table("[admin]", {"ssh": f"{address}:{SSH_PORT}",
                                "authorized_keys": authorized_keys}),
+        toml_table("[metrics]", {"listen": f"{address}:{METRICS_PORT}"}),
         toml_table("[quorum]", {"voters": list(NODES), "lease": lease,
                                 "drift_margin": round(lease / 20, 3)}),
     ]
@@ -179,6 +182,10 @@ class ClusterDemo:
     def step(self, text):
         self.out(f"\n[{time.monotonic() - self.started:5.1f} s] {text}")
 
+    def page_url(self, node):
+        """The status page of C{node} (on its metrics listener)."""
+        return f"http://{self.nodes.address(node)}:{METRICS_PORT}/"
+
     def url(self, cluster, node):
         return f"http://{self.nodes.address(node)}:{HTTP_PORTS[cluster]}/"
 
@@ -255,6 +262,9 @@ class ClusterDemo:
         # Status once the membership has settled: every node sees the others alive.
         self.wait(lambda: self.admin("witness", "members").count(" alive") >= len(NODES),
                   UP_BOUND, "all three members alive")
+        self.say("  status pages (open one in a browser; it refreshes itself every 2 s):")
+        for name in NODES:
+            self.say(f"    {name:<8} {self.page_url(name)}")
 
     def failover(self):
         """Kill A's owner with -9; returns (old owner, new owner, seconds until A answered)."""
@@ -324,10 +334,11 @@ class ClusterDemo:
                   "commands):")
         for name in NODES:
             self.say(f"  {ssh_command(self.nodes.address(name), self.key)}")
-        self.say("Try: status, members, clusters, history, standby alpha, move A beta, "
-                 "and GET the systems:")
+        self.say("Try: status, members, clusters, why A, history, standby alpha, move A beta, "
+                 "status --watch, and GET the systems:")
         for cluster in HTTP_PORTS:
             self.say("  curl " + " ".join(self.url(cluster, n) for n in PRIORITIES[cluster]))
+        self.say("Status pages: " + "  ".join(self.page_url(n) for n in NODES))
         self.say(f"Logs: {self.workdir}/nodes/NODE/twistd.log. Press Ctrl-C to stop all.")
         try:
             wait_forever()

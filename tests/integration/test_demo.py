@@ -75,6 +75,7 @@ class ClusterDemoTests(unittest.TestCase):
             # Before the kill, A is served by alpha (its preferred home), B by beta.
             self.assertRegex(output, r"cluster A: GET http://127\.0\.0\.\d+:8081/ -> node alpha")
             self.assertRegex(output, r"cluster B: GET http://127\.0\.0\.\d+:8082/ -> node beta")
+            self.assertRegex(output, r"\n\s+alpha\s+http://127\.0\.0\.\d+:9400/\n")
             self.assertRegex(output, r"kill -9 alpha's daemon \(pid \d+\), the owner of A")
             # After it, A answers from beta, with a greater epoch, within seconds.
             moved = re.search(r"-> node beta, epoch (\d+) \(was (\d+) on alpha\)", output)
@@ -87,7 +88,8 @@ class ClusterDemoTests(unittest.TestCase):
             self.assertEqual(output.count("quorum:  yes (voters: alpha, beta, witness)"), 2,
                              output)
             after = output[output.index("status, over the admin SSH shell of beta"):]
-            self.assertRegex(after, r"\n\s+A\s+beta\s+\d+\s+running")
+            self.assertRegex(after, r"\n\s+A\s+running on beta\s+beta\s+\d+\s+owner")
+            self.assertRegex(after, r"\n\s+B\s+running on beta\s+beta\s+\d+\s+owner")
             self.assertRegex(after, r"\n\s+alpha\s+alive")
             # The old copy ended (seen from outside, by its pid) before the new one started.
             ended = re.search(r"alpha's copy of A ended ([\d.]+) s after the kill; "
@@ -143,6 +145,8 @@ class KeptClusterTests(unittest.TestCase):
 
         def check(text):
             self.assertRegex(text, r"ssh -i \S+admin_key -p 7422 .* admin@127\.0\.0\.\d+")
+            # The status pages' addresses, printed while the cluster is up.
+            self.assertRegex(text, r"Status pages: http://127\.0\.0\.\d+:9400/ ")
             self.assertIn("Stopped cleanly; nothing left running.", text)
             workdir = re.search(r"demo in (\S+)", text).group(1)
             self.assertEqual(processes_mentioning(workdir), [])
