@@ -39,12 +39,15 @@ class DaemonBackend(UnavailableBackend):
         self.daemon = daemon
 
     def status(self):
+        # Ownership is read once for both the clusters and the quorum.
+        ownership = (ownership_status(self.daemon.ownership)
+                     if self.daemon.ownership is not None else None)
         return Status(
             node=self.node,
             members=self.members(),
-            clusters=self.clusters(),
+            clusters=self.clusters(ownership),
             services=self.services(),
-            quorum=self.quorum(),
+            quorum=self.quorum(ownership),
         )
 
     def members(self):
@@ -62,10 +65,11 @@ class DaemonBackend(UnavailableBackend):
             raise not_available(f"'{command}': this node has no [quorum] (no lease ownership)")
         return ownership
 
-    def clusters(self):
+    def clusters(self, status=None):
+        """C{status}: L{ownership_status} already read, else it is read now."""
         if self.daemon.ownership is None:
             return ()
-        status = ownership_status(self.daemon.ownership)
+        status = status or ownership_status(self.daemon.ownership)
         here = tuple(
             ClusterInfo(id=c["id"], owners=tuple(sorted(c["owners"])), epoch=c["epoch"] or 0,
                         state=c["state"], addresses=tuple(sorted(c["addresses"].items()))
@@ -79,10 +83,10 @@ class DaemonBackend(UnavailableBackend):
             for c in status.get("elsewhere", ()))
         return here + elsewhere
 
-    def quorum(self):
+    def quorum(self, status=None):
         if self.daemon.ownership is None:
             return QuorumInfo(voters=(self.node,), have_quorum=True)
-        status = ownership_status(self.daemon.ownership)
+        status = status or ownership_status(self.daemon.ownership)
         quorum, voter = status["quorum"], status.get("voter") or {}
         return QuorumInfo(voters=tuple(quorum["voters"]), have_quorum=quorum["have_quorum"],
                           previous_voters=tuple(quorum.get("previous_voters", ())),

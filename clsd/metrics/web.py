@@ -71,7 +71,7 @@ class _QuietSite(Site):
 #: The status page's timeline is sampled this often (seconds), and at every request.
 SAMPLE_INTERVAL = 1.0
 #: The timeline's failover marks take their causes from this many recent events.
-CAUSE_EVENTS = 200
+CAUSE_EVENTS = 100
 
 
 class StatusSource:
@@ -89,7 +89,12 @@ class StatusSource:
         self.timeline = OwnerTimeline()
 
     def sample(self):
-        """Take the clusters' owners in now; a Deferred of the L{clsd.admin.backend.Status}."""
+        """Take the clusters' owners in now (the timer's sample: the clusters only)."""
+        d = defer.maybeDeferred(self.backend.clusters)
+        return d.addCallback(lambda clusters: self.timeline.observe(self.wall(), clusters))
+
+    def status(self):
+        """A Deferred L{clsd.admin.backend.Status}, its clusters taken into the timeline."""
         d = defer.maybeDeferred(self.backend.status)
 
         def observe(status):
@@ -152,7 +157,7 @@ class StatusPageResource(_Deferred):
     def body(self):
         from clsd.admin.page import render_page
 
-        d = self.source.sample()
+        d = self.source.status()
         d.addCallback(lambda status: self.source.history().addCallback(
             lambda found: render_page(status, found[0], found[1], self.source.wall())))
         return d
@@ -166,7 +171,7 @@ class StatusJsonResource(_Deferred):
     def body(self):
         from clsd.admin.commands import status_json
 
-        return self.source.sample().addCallback(status_json)
+        return self.source.status().addCallback(status_json)
 
 
 class HistoryFragmentResource(_Deferred):

@@ -74,7 +74,7 @@ class StatusPageHTTPTests(unittest.TestCase):
             response, _ = yield self.request(path, b"POST")
             self.assertEqual(response.code, 405, path)
         self.assertEqual([name for name, _ in self.backend.calls
-                          if name not in ("status", "history")], [])
+                          if name not in ("status", "clusters", "history")], [])
 
     @defer.inlineCallbacks
     def test_a_backend_failure_is_a_short_500(self):
