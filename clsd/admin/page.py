@@ -30,7 +30,7 @@ STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em;color:#222;background:#fff}
 h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.1em;margin:1.2em 0 .3em}
 table{border-collapse:collapse}th,td{padding:2px 10px 2px 0;text-align:left;vertical-align:top}
-th{border-bottom:1px solid #999;font-weight:600}td.num{text-align:right}
+th{border-bottom:1px solid #999;font-weight:600}td.num{text-align:right}td.time{white-space:nowrap}
 .bad{color:#b00020;font-weight:600}.good{color:#1b5e20}.muted{color:#777}
 ul.cause{margin:0;padding-left:1.2em;color:#555;font-size:.9em}
 svg text{font:11px system-ui,sans-serif}
@@ -116,7 +116,7 @@ def _csp_hash(source):
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; "
     f"style-src {_csp_hash(STYLE)}; script-src {_csp_hash(SCRIPT)}; "
-    "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
 
@@ -265,6 +265,8 @@ def render_page(status, events, timeline, now):
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width">'
+        # No favicon: the browser asks for nothing the page does not name.
+        '<link rel="icon" href="data:,">'
         f"<title>CLSD {esc(status.node)}</title><style>{STYLE}</style></head><body>"
         f'<h1>CLSD node <span id="node">{esc(status.node)}</span></h1>'
         f'<p id="quorum" class="{"good" if quorum.have_quorum else "bad"}">quorum: '
