@@ -53,6 +53,7 @@ class EventLog:
         self._monotonic = monotonic
         self._file = None
         self._write_failed = False
+        self._listeners = []
 
     def open(self, path):
         """Start appending to C{path} (a directory's ``events.jsonl``)."""
@@ -77,6 +78,11 @@ class EventLog:
             "fields": fields,
         }
         self._history.append(event)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                self.log.failure("event listener {listener!r} failed", listener=listener)
         named = named_events(event)
         if named:
             # The stable names of doc/logging.md, instead of the plain line.
@@ -108,6 +114,12 @@ class EventLog:
                 self.log.error("cannot write the event file: {error}", error=e)
         else:
             self._write_failed = False
+
+    def add_listener(self, listener):
+        """Call C{listener(event)} on every event from now on (the admin's live views);
+        returns the function that stops it."""
+        self._listeners.append(listener)
+        return lambda: listener in self._listeners and self._listeners.remove(listener)
 
     def recent(self, n=None, subject=None):
         """The last C{n} events (all kept when None), oldest first, optionally of one subject."""

@@ -193,6 +193,11 @@ class IAdminBackend(Interface):
     def manhole_namespace():
         """The dict of objects a manhole session starts with (not a Deferred)."""
 
+    def subscribe(callback):
+        """Call C{callback()} after every new event (not a Deferred); returns the function that
+        stops it. For the live views (``--watch``); a backend without events returns a
+        function that does nothing."""
+
 
 @implementer(IAdminBackend)
 class UnavailableBackend:
@@ -253,3 +258,6 @@ class UnavailableBackend:
 
     def manhole_namespace(self):
         return {"backend": self}
+
+    def subscribe(self, callback):
+        return lambda: None

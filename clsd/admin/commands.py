@@ -37,6 +37,10 @@ MAX_HISTORY = 10_000
 
 JSON_FLAG = "--json"
 HELP_FLAGS = ("-h", "--help")
+#: A live view of the command's tables (clsd.admin.watch).
+WATCH_FLAG = "--watch"
+#: The commands that can be watched.
+WATCHABLE = ("status", "members", "clusters", "services")
 
 
 @attrs.frozen
@@ -50,6 +54,9 @@ class Outcome:
     enter_manhole: bool = False
     #: An unexpected exception (a bug), for the log; the operator sees one line.
     failure: object = attrs.field(default=None, eq=False, repr=False)
+    #: ``--watch``: the command line (without the flag) the session should show live;
+    #: C{stdout} is its first rendering.
+    watch: str | None = None
 
     @property
     def reason(self):
@@ -67,6 +74,7 @@ class Request:
     args: tuple
     json: bool = False
     help: bool = False
+    watch: bool = False
 
 
 @attrs.frozen
@@ -265,7 +273,8 @@ def help_outcome(role, as_json, only=None):
         rows.append((c.usage, summary))
     text = format_table(["COMMAND", "WHAT IT DOES"], rows)
     if not only:
-        text += f"Every command accepts {JSON_FLAG}.\n"
+        text += (f"Every command accepts {JSON_FLAG}; {', '.join(WATCHABLE)} accept "
+                 f"{WATCH_FLAG} (a live view, q ends it).\n")
     return Outcome(EXIT_OK, text)
 
 
@@ -282,16 +291,17 @@ def parse_line(line):
         return Request("help", ())
     as_json = JSON_FLAG in words
     want_help = any(w in HELP_FLAGS for w in words)
+    watch = WATCH_FLAG in words
     args = []
     for word in words:
-        if word == JSON_FLAG or word in HELP_FLAGS:
+        if word in (JSON_FLAG, WATCH_FLAG) or word in HELP_FLAGS:
             continue
         if word.startswith("-") and len(word) > 1:
             raise UsageError(f"unknown option {word!r}")
         args.append(word)
     if not args:
         return Request("help", (), as_json)
-    return Request(args[0], tuple(args[1:]), as_json, want_help)
+    return Request(args[0], tuple(args[1:]), as_json, want_help, watch)
 
 
 def _dump(data):
@@ -347,6 +357,13 @@ def run_line(backend, role, line, who=None):
                 _error(EXIT_USAGE, "manhole is interactive; --json does not apply", True)
             )
         return defer.succeed(Outcome(EXIT_OK, enter_manhole=True))
+    if request.watch:
+        if command.name not in WATCHABLE:
+            return defer.succeed(_error(
+                EXIT_USAGE, f"{WATCH_FLAG} works with {', '.join(WATCHABLE)}", request.json))
+        if request.json:
+            return defer.succeed(_error(
+                EXIT_USAGE, f"{WATCH_FLAG} shows tables; {JSON_FLAG} does not apply", True))
     if command.attributed:
         d = defer.maybeDeferred(command.call, backend, request.args, who)
     else:
@@ -380,6 +397,9 @@ def _help(request, role):
 def _render(value, command, request):
     if request.json:
         return Outcome(EXIT_OK, _dump(command.data(value)))
+    if request.watch:
+        return Outcome(EXIT_OK, command.human(value),
+                       watch=" ".join([request.name, *map(shlex.quote, request.args)]))
     return Outcome(EXIT_OK, command.human(value))
 
 

@@ -188,6 +188,9 @@ class DaemonBackend(UnavailableBackend):
 
         return self.daemon.reload().addErrback(refused)
 
+    def subscribe(self, callback):
+        return self.daemon.events.add_listener(lambda event: callback())
+
     def manhole_namespace(self):
         return {
             "daemon": self.daemon,

@@ -36,6 +36,7 @@ class FakeBackend:
         self.unavailable = frozenset(unavailable)
         self.asynchronous = asynchronous
         self.calls = []
+        self._subscribers = []
         #: Set to a reason to make the next ``reload`` fail as a bad file would.
         self.reload_error = None
         self._members = {
@@ -75,7 +76,13 @@ class FakeBackend:
     def _record(self, detail):
         time = self._history[-1].time + 1 if self._history else FAKE_EPOCH_TIME
         self._history.append(HistoryEvent(time, "admin", detail))
+        for callback in list(self._subscribers):
+            callback()
         return self._answer(detail)
+
+    def subscribe(self, callback):
+        self._subscribers.append(callback)
+        return lambda: callback in self._subscribers and self._subscribers.remove(callback)
 
     def _member(self, name):
         if name not in self._members:

@@ -11,7 +11,7 @@ beta``), this node's role in it is not (``owner`` on beta, ``standby #1`` on alp
 """
 
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -90,7 +90,8 @@ def cluster_view(*, node: str, owners: Collection[str], targets: Sequence[str | 
                  here: Collection[str] = (), count: int = 1, registered: bool = True,
                  withdrawing: bool = False, paused: bool = False, failed: bool = False,
                  mismatch: Sequence[str] = (), standby_mode: bool = False,
-                 cooldown_left: float | None = None) -> ClusterView:
+                 cooldown_left: float | None = None,
+                 epochs: Mapping[str, int] | None = None) -> ClusterView:
     """The state of one cluster and C{node}'s role in it, from what C{node} knows.
 
     @param owners: the nodes holding its lease now.
@@ -102,6 +103,8 @@ def cluster_view(*, node: str, owners: Collection[str], targets: Sequence[str | 
     @param mismatch: live nodes whose settings for it differ from C{node}'s.
     @param standby_mode: C{node} is on standby (the ``standby`` command).
     @param cooldown_left: seconds until C{node} may own it again after giving it up.
+    @param epochs: each owner's epoch: of two owners of a one-slot cluster, the newer has
+        just taken over and the older's claim is what it published before it went.
     """
     owners = sorted(owners)
     wanted = [t for t in targets if t is not None]
@@ -116,6 +119,9 @@ def cluster_view(*, node: str, owners: Collection[str], targets: Sequence[str | 
     elif "stopping" in here:
         condition = MOVING
         moving = (node, next((n for n in [*wanted, *standbys] if n != node), None))
+    elif count == 1 and len(owners) > 1:
+        newest = max(owners, key=lambda n: ((epochs or {}).get(n, 0), n))
+        condition, moving = MOVING, (next(n for n in owners if n != newest), newest)
     elif owners:
         if count == 1 and wanted and wanted[0] not in owners:
             condition, moving = MOVING, (owners[0], wanted[0])
@@ -257,7 +263,7 @@ def ownership_status(service):
             withdrawing=cluster.id in withdrawing, paused=cluster.id in paused,
             failed=cluster_status(cluster.id, members) == "failed",
             mismatch=manager.shape_mismatch(cluster.id), standby_mode=manager.standby,
-            cooldown_left=manager.escalation.remaining(cluster.id, now))
+            cooldown_left=manager.escalation.remaining(cluster.id, now), epochs=owners)
         result["clusters"].append({
             "id": cluster.id, "mode": cluster.mode, "count": cluster.count,
             "service": cluster.service, "owners": owners,
@@ -297,7 +303,7 @@ def _elsewhere(node, members, registered_here):
         count = max(1, len(slots))
         targets, standbys = placement_view(cluster_id, members, owners, count)
         view = cluster_view(node=node, owners=owners, targets=targets, standbys=standbys,
-                            count=count, registered=False,
+                            count=count, registered=False, epochs=owners,
                             failed=cluster_status(cluster_id, members) == "failed")
         clusters.append({"id": cluster_id, "owners": owners,
                          "epoch": max(owners.values(), default=None), "view": view})

@@ -10,9 +10,11 @@ audit log, and that knows how to end the session:
     host.manhole_line(line)                 (audit one line typed in the manhole)
     host.write_error(text)                  (to stderr, where there is one)
     host.end(status)                        (end the session with an exit status)
+    host.open_watch(shell, line)            (switch this terminal to a live view of line)
 """
 
 from twisted.conch import manhole, recvline
+from twisted.conch.insults import insults
 from twisted.internet import threads
 from twisted.protocols.basic import LineOnlyReceiver
 
@@ -33,6 +35,11 @@ CTRL_A, CTRL_C, CTRL_D = b"\x01", b"\x03", b"\x04"
 CTRL_E, CTRL_L, CTRL_U = b"\x05", b"\x0c", b"\x15"
 
 NEEDS_TERMINAL = "error: the manhole needs a terminal: use ssh -t HOST manhole\n"
+#: The line shell shows a --watch command once: it reads its commands from its input.
+WATCH_ONCE = ("note: no live view in a shell without a terminal; shown once "
+              "(ssh HOST CMD --watch gives one)\n")
+#: Keys that end a live view: q, Ctrl-C, Ctrl-D.
+WATCH_QUIT_KEYS = (b"q", b"Q", CTRL_C, CTRL_D)
 
 
 def _utf8(text):
@@ -136,6 +143,9 @@ class AdminShell(recvline.HistoricRecvLine):
         self._busy = False
         if self._done:
             return
+        if outcome.watch is not None:
+            self.host.open_watch(self, outcome.watch)
+            return
         self.terminal.write(_utf8(outcome.stderr + outcome.stdout))
         if outcome.enter_manhole:
             self.host.open_manhole(self)
@@ -143,10 +153,10 @@ class AdminShell(recvline.HistoricRecvLine):
         self.drawInputLine()
         self._next()
 
-    def resume(self):
-        """Back from the manhole: say where we are and go on."""
+    def resume(self, left="the manhole"):
+        """Back from the manhole (or a live view): say where we are and go on."""
         self.terminal.nextLine()
-        self.terminal.write(_utf8("(left the manhole; back in the admin shell)\n"))
+        self.terminal.write(_utf8(f"(left {left}; back in the admin shell)\n"))
         self.prompt()
 
     def prompt(self):
@@ -222,6 +232,8 @@ class LineShell(LineOnlyReceiver):
         if outcome.enter_manhole:
             self.host.write_error(NEEDS_TERMINAL)
             self.last_status = EXIT_USAGE
+        if outcome.watch is not None:
+            self.host.write_error(WATCH_ONCE)
         self.host.write_error(outcome.stderr)
         self.transport.write(outcome.stdout.encode("utf-8", "replace"))
         self._next()
@@ -233,6 +245,44 @@ class LineShell(LineOnlyReceiver):
 
     def connectionLost(self, reason):
         self._done = True
+
+
+class WatchScreen(insults.TerminalProtocol):
+    """A live view on a terminal (``status --watch``): each new frame replaces the screen;
+    q, Ctrl-C or Ctrl-D ends it through C{on_quit}.
+
+    @param make_loop: C{(show, size) -> L{clsd.admin.watch.WatchLoop}}.
+    """
+
+    def __init__(self, make_loop, on_quit):
+        self.make_loop = make_loop
+        self.on_quit = on_quit
+        self.width, self.height = 80, 24
+        self.loop = None
+
+    def connectionMade(self):
+        self.loop = self.make_loop(self.draw, lambda: (self.width, self.height))
+        self.loop.start()
+
+    def terminalSize(self, width, height):
+        self.width, self.height = width, height
+        if self.loop is not None:
+            self.loop.redraw()
+
+    def draw(self, text):
+        self.terminal.eraseDisplay()
+        self.terminal.cursorHome()
+        self.terminal.write(_utf8(text.replace("\n", "\r\n")))
+
+    def keystrokeReceived(self, keyID, modifier):
+        if keyID in WATCH_QUIT_KEYS:
+            self.loop.stop()
+            self.terminal.nextLine()
+            self.on_quit()
+
+    def connectionLost(self, reason):
+        if self.loop is not None:
+            self.loop.stop()
 
 
 class BudgetedInterpreter(manhole.ManholeInterpreter):

@@ -33,7 +33,10 @@ from clsd.admin.commands import (
     EXIT_FAILED, EXIT_OK, EXIT_USAGE, ROLE_ADMIN, ROLE_MONITOR, Outcome, run_line,
 )
 from clsd.admin.hostkey import fingerprint
-from clsd.admin.shell import NEEDS_TERMINAL, AdminManhole, AdminShell, LineShell
+from clsd.admin.shell import (
+    NEEDS_TERMINAL, WATCH_QUIT_KEYS, AdminManhole, AdminShell, LineShell, WatchScreen,
+)
+from clsd.admin.watch import EVENT_LINES, PLAIN_WIDTH, WatchLoop
 
 #: Until the pty request says otherwise.
 DEFAULT_TERMINAL_SIZE = (80, 24)
@@ -260,6 +263,8 @@ class AdminSession:
         self._closed = False
         self._ended = False
         self._input = b""
+        #: A live view without a terminal (plain frames), while it runs.
+        self._plain_watch = None
 
     # -- ISession -----------------------------------------------------------
 
@@ -307,6 +312,8 @@ class AdminSession:
 
     def closed(self):
         self._closed = True
+        if self._plain_watch is not None:
+            self._plain_watch.stop()
         if self._terminal is not None:
             terminal, self._terminal = self._terminal, None
             terminal.connectionLost(Failure(ConnectionDone()))
@@ -343,6 +350,45 @@ class AdminSession:
             return
         terminal.terminalProtocol = manhole
         manhole.makeConnection(terminal)
+
+    def open_watch(self, shell, line):
+        """Switch this terminal from C{shell} to a live view of C{line}; back on q."""
+        terminal = self._terminal
+
+        def back():
+            if self._terminal is not None:
+                self._terminal.terminalProtocol = shell
+                shell.resume("the live view")
+        screen = WatchScreen(lambda show, size: self._watch_loop(line, show, size), back)
+        terminal.terminalProtocol = screen
+        screen.makeConnection(terminal)
+
+    def _watch_loop(self, line, show, size):
+        """The L{WatchLoop} of C{line}: its looks are not audited (the command was, once)."""
+        backend = self.context.backend
+
+        def look():
+            d = run_line(backend, self.role, line, who=self.who)
+
+            def with_events(outcome):
+                events = defer.maybeDeferred(backend.history, EVENT_LINES)
+                events.addErrback(lambda failure: ())
+                return events.addCallback(
+                    lambda found: (outcome.stderr + outcome.stdout, tuple(found)))
+            return d.addCallback(with_events)
+
+        reactor = self.context.reactor
+        return WatchLoop(f"{line} --watch", look, show, reactor, reactor.seconds, size,
+                         subscribe=getattr(backend, "subscribe", None))
+
+    def _start_plain_watch(self, line):
+        """Without a pty: each changed frame as plain text, until q (or Ctrl-C) comes in."""
+
+        def show(text):
+            if not self._closed:
+                self._process.write(("\n" + text).encode("utf-8", "replace"))
+        self._plain_watch = self._watch_loop(line, show, lambda: (PLAIN_WIDTH, None))
+        self._plain_watch.start()
 
     def _leave_manhole(self, shell):
         if self._terminal is None:
@@ -388,6 +434,12 @@ class AdminSession:
             terminal.dataReceived(typed_ahead)
 
     def _early_input(self, data):
+        if self._plain_watch is not None:
+            if any(key in data for key in WATCH_QUIT_KEYS):
+                self._plain_watch.stop()
+                self._plain_watch = None
+                self.end(EXIT_OK)
+            return
         if len(self._input) < MAX_EARLY_INPUT:
             self._input += data[:MAX_EARLY_INPUT - len(self._input)]
 
@@ -397,6 +449,14 @@ class AdminSession:
 
     def _exec_done(self, outcome):
         if self._closed:
+            return
+        if outcome.watch is not None:
+            line = outcome.watch
+            if self.terminal_size is not None:
+                self._attach_terminal(lambda: WatchScreen(
+                    lambda show, size: self._watch_loop(line, show, size), self._end_ok))
+            else:
+                self._start_plain_watch(line)
             return
         if outcome.enter_manhole:
             if self.terminal_size is None:

@@ -80,8 +80,10 @@ class OwnerTimeline:
             segments.append(Segment(info.id, owners, info.epoch, summary, now))
             before = self._last_owners.get(info.id)
             if owners:
-                if before is not None and before != owners:
-                    self._failovers.append(Failover(info.id, now, before, owners, info.epoch))
+                # A failover is a new owner: not the old one's claim fading after it.
+                new = tuple(o for o in owners if o not in (before or ()))
+                if before is not None and new:
+                    self._failovers.append(Failover(info.id, now, before, new, info.epoch))
                 self._last_owners[info.id] = owners
         self._forget(now)
 

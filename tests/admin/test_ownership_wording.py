@@ -37,6 +37,12 @@ class ClusterConditionTests(unittest.TestCase):
                          ("moving", "moving beta -> alpha", ("beta", "alpha")))
         self.assertEqual((view.role, view.role_text), ("taking-over", "taking over"))
 
+    def test_two_owners_of_one_slot_is_the_newer_taking_over(self):
+        """The old owner's published claim outlives it briefly; the new one holds the lease."""
+        view = cluster_view(node="beta", owners=["alpha", "beta"], targets=["beta"],
+                            standbys=[], epochs={"alpha": 7, "beta": 8})
+        self.assertEqual((view.summary, view.role_text), ("moving alpha -> beta", "owner"))
+
     def test_owner_no_longer_placed_is_moving(self):
         view = cluster_view(node="gamma", owners=["beta"], targets=["alpha"],
                             standbys=["alpha", "gamma"])

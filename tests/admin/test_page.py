@@ -59,6 +59,15 @@ class TimelineTests(unittest.TestCase):
         self.assertEqual((failover.before, failover.after, failover.epoch, failover.time,
                           failover.cause), (("alpha",), ("beta",), 8, T + 22, cause))
 
+    def test_the_old_owners_fading_claim_is_one_failover(self):
+        timeline = OwnerTimeline()
+        timeline.observe(T, [cluster("A", ["alpha"], 7)])
+        timeline.observe(T + 1, [cluster("A", ["alpha", "beta"], 8)])
+        timeline.observe(T + 2, [cluster("A", ["beta"], 8)])
+        [failover] = timeline.view(T + 3).failovers
+        self.assertEqual((failover.before, failover.after, failover.time),
+                         (("alpha",), ("beta",), T + 1))
+
     def test_a_new_epoch_on_the_same_owner_is_a_new_segment_but_no_failover(self):
         timeline = OwnerTimeline()
         timeline.observe(T, [cluster("A", ["alpha"], 7)])

@@ -351,6 +351,34 @@ class SSHShellTests(unittest.TestCase):
         self.assertIn(b"\a", shell.stdout)
 
     @defer.inlineCallbacks
+    def test_watch_in_the_shell_and_back(self):
+        """A live view in the interactive shell: a change redraws it, q returns to the prompt."""
+        shell = yield self.shell(self.rig.admin_key)
+        at = yield shell.wait_for(b"clsd> ")
+        shell.send(b"clusters --watch\r")
+        at = yield shell.wait_for(b"clusters --watch  ", after=at)
+        at = yield shell.wait_for(b"running on alpha", after=at)
+        self.rig.backend.pause("A")  # an event: the view is redrawn with A paused
+        at = yield shell.wait_for(b"paused", after=at)
+        shell.send(b"q")
+        at = yield shell.wait_for(b"(left the live view; back in the admin shell)", after=at)
+        yield shell.wait_for(b"clsd> ", after=at)
+        shell.send(b"exit\r")
+        result = yield shell.finished
+        self.assertEqual(result.status, 0)
+        self.assertEqual([e["command"] for e in self.rig.audit("command")], ["clusters --watch"])
+
+    @defer.inlineCallbacks
+    def test_watch_in_the_line_shell_is_shown_once(self):
+        conn = yield connect(self.rig.reactor, self.rig.ssh_address, key=self.rig.admin_key)
+        self.addCleanup(conn.close)
+        channel = yield conn.shell(pty=False, stdin=b"clusters --watch\n")
+        result = yield channel.finished
+        self.assertEqual(result.status, 0)
+        self.assertIn(b"running on alpha", result.stdout)
+        self.assertIn(b"no live view in a shell without a terminal", result.stderr)
+
+    @defer.inlineCallbacks
     def test_line_shell_without_terminal(self):
         conn = yield connect(self.rig.reactor, self.rig.ssh_address, key=self.rig.admin_key)
         self.addCleanup(conn.close)
