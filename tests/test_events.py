@@ -24,6 +24,22 @@ class EventLogTests(unittest.TestCase):
             "subject": "web", "reason": "exited code=1", "fields": {"code": 1, "pid": 7},
         })
 
+    def test_listeners_hear_every_event_until_removed(self):
+        """The admin's live views (``--watch``) redraw on events."""
+        heard = []
+        stop = self.events.add_listener(lambda event: heard.append(event["reason"]))
+
+        def broken(event):
+            raise RuntimeError("a broken listener")
+        self.events.add_listener(broken)
+        self.events.record("exited", "web", "one")
+        stop()
+        self.events.record("exited", "web", "two")
+        self.assertEqual(heard, ["one"])
+        self.assertEqual([e["reason"] for e in self.events.recent()], ["one", "two"])
+        # The broken listener's failure is logged; recording went on.
+        self.assertTrue(any(e.get("log_failure") for e in self.logged))
+
     def test_history_is_bounded_and_ordered(self):
         for i in range(5):
             self.mono = float(i)
