@@ -389,6 +389,9 @@ class AdminSession:
                 self._process.write(("\n" + text).encode("utf-8", "replace"))
         self._plain_watch = self._watch_loop(line, show, lambda: (PLAIN_WIDTH, None))
         self._plain_watch.start()
+        typed_ahead, self._input = self._input, b""
+        if typed_ahead:
+            self._early_input(typed_ahead)
 
     def _leave_manhole(self, shell):
         if self._terminal is None:

@@ -171,6 +171,24 @@ class SSHCommandTests(unittest.TestCase):
         self.assertEqual([e["code"] for e in self.rig.audit("manhole")], ["print(node * 2)"])
 
     @defer.inlineCallbacks
+    def test_watch_exec_with_terminal_ends_on_ctrl_c(self):
+        conn = yield self.login(self.rig.admin_key)
+        result = yield conn.run("status --watch", pty=True, stdin=b"\x03")
+        self.assertEqual(result.status, 0, result)
+        self.assertIn(b"\x1b[2J", result.stdout)  # the screen is cleared for each frame
+        self.assertIn(b"status --watch  ", result.stdout)
+        self.assertIn(b"running on alpha", result.stdout)
+
+    @defer.inlineCallbacks
+    def test_watch_exec_without_terminal_is_plain_and_ends_on_q(self):
+        conn = yield self.login(self.rig.admin_key)
+        result = yield conn.run("members --watch", stdin=b"q\n")
+        self.assertEqual(result.status, 0, result)
+        self.assertNotIn(b"\x1b", result.stdout)
+        self.assertIn(b"members --watch  ", result.stdout)
+        self.assertIn(b"MEMBER   STATE  ADDRESS", result.stdout)
+
+    @defer.inlineCallbacks
     def test_manhole_namespace_failure_is_reported(self):
         def broken():
             raise RuntimeError("no namespace today")
