@@ -72,7 +72,7 @@ class WatchOverSSHTests(unittest.TestCase):
     timeout = 180
 
     def setUp(self):
-        self.ssh = require_tool("ssh", "openssh-client") or shutil.which("ssh")
+        require_tool("ssh", "openssh-client")
         self.workdir = tempfile.mkdtemp(prefix="clsd-watch-")
         self.addCleanup(shutil.rmtree, self.workdir, True)
         self.demo = ClusterDemo(self.workdir, lambda line: None, fast=True,
