@@ -4,7 +4,8 @@ The demo's three ``twistd -n clsd`` daemons (lease 0.6 s, loopback addresses res
 the rig's pool). ``ssh -tt`` (a pty) watches beta's status while alpha, the owner of A,
 is killed with -9: the screen (a frame per redraw, each starting by clearing the screen)
 changes within 1 s of the kill (the first sign: beta's membership events under the tables),
-shows A moving and then running on beta, and ``q`` ends the session with status 0. Without a pty (``ssh HOST status --watch``, its output a pipe) the
+shows A moving and then running on beta, and ``q`` ends the session with status 0; then
+``why A`` on beta gives the move with its cause chain. Without a pty (``ssh HOST status --watch``, its output a pipe) the
 frames come as plain text, no escape sequences, and ``q`` on its input ends it too.
 """
 
@@ -135,6 +136,15 @@ class WatchOverSSHTests(unittest.TestCase):
         process.write(b"q")
         status = yield watching.ended.addTimeout(10, reactor)
         self.assertEqual(status, 0, watching.err)
+        # why A on beta, which took it over: the move and its cause chain.
+        why, _ = self.spawn("beta", "why", "A", pty=False)
+        status = yield why.ended.addTimeout(30, reactor)
+        text = why.output.decode()
+        print(text)
+        self.assertEqual(status, 0, why.err)
+        self.assertRegex(text, r"latest change: .*moved from alpha to beta \(epoch \d+\)")
+        self.assertIn("  <- ", text)
+        self.assertRegex(text, r"<- lease epoch \d+ of alpha expired")
 
     @defer.inlineCallbacks
     def test_plain_frames_without_a_pty(self):
