@@ -51,7 +51,7 @@ class Escalation:
     def next_wakeup(self):
         return min(self._until.values()) if self._until else None
 
-    def remaining(self, cluster, now):
+    def remaining(self, cluster: str, now: float) -> float | None:
         """Seconds of C{cluster}'s cooldown left at C{now}, or None when it is eligible."""
         until = self._until.get(cluster)
         return until - now if until is not None and until > now else None
