@@ -28,6 +28,11 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from clsd.admin.commands import status_json
+from clsd.admin.page import (
+    CONTENT_SECURITY_POLICY, PAGE_EVENTS, history_fragment, render_page,
+)
+from clsd.admin.timeline import OwnerTimeline
 from clsd.listener import ListeningService, server_endpoint
 from clsd.logs import emit
 
@@ -82,8 +87,6 @@ class StatusSource:
     """
 
     def __init__(self, backend, wall=time.time):
-        from clsd.admin.timeline import OwnerTimeline
-
         self.backend = backend
         self.wall = wall
         self.timeline = OwnerTimeline()
@@ -104,8 +107,6 @@ class StatusSource:
 
     def history(self):
         """A Deferred (events for the page, the timeline view)."""
-        from clsd.admin.page import PAGE_EVENTS
-
         d = defer.maybeDeferred(self.backend.history, CAUSE_EVENTS)
         return d.addCallback(lambda events: (tuple(events)[-PAGE_EVENTS:],
                                              self.timeline.view(self.wall(), events)))
@@ -126,23 +127,23 @@ class _Deferred(Resource):
         raise NotImplementedError
 
     def render_GET(self, request):
-        from clsd.admin.page import CONTENT_SECURITY_POLICY
-
         request.setHeader(b"content-type", self.content_type)
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"content-security-policy", CONTENT_SECURITY_POLICY.encode("ascii"))
+        gone = []  # the client went away before the body was ready
+        request.notifyFinish().addBoth(gone.append)
         d = defer.maybeDeferred(self.body)
 
         def done(text):
-            if not request.finished and not request._disconnected:
+            if not gone:
                 request.write(text.encode("utf-8"))
                 request.finish()
 
         def failed(failure):
             self.log.failure("status page: cannot render {path}", failure,
                              path=request.path.decode("latin-1"))
-            if not request.finished and not request._disconnected:
+            if not gone:
                 request.setResponseCode(500)
                 request.setHeader(b"content-type", b"text/plain; charset=utf-8")
                 request.write(b"internal error (details in the daemon log)\n")
@@ -155,8 +156,6 @@ class StatusPageResource(_Deferred):
     """``/``: the whole page, rendered on the server."""
 
     def body(self):
-        from clsd.admin.page import render_page
-
         d = self.source.status()
         d.addCallback(lambda status: self.source.history().addCallback(
             lambda found: render_page(status, found[0], found[1], self.source.wall())))
@@ -169,8 +168,6 @@ class StatusJsonResource(_Deferred):
     content_type = b"application/json"
 
     def body(self):
-        from clsd.admin.commands import status_json
-
         return self.source.status().addCallback(status_json)
 
 
@@ -178,8 +175,6 @@ class HistoryFragmentResource(_Deferred):
     """``/history.html``: the page's timeline and events, for its script to swap in."""
 
     def body(self):
-        from clsd.admin.page import history_fragment
-
         return self.source.history().addCallback(lambda found: history_fragment(*found))
 
 
