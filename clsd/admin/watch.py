@@ -118,8 +118,9 @@ class WatchLoop:
         self._call = None if delay is None else self._clock.callLater(delay, self._tick)
 
     def redraw(self):
-        """Show the last frame again (the terminal was resized or cleared)."""
+        """Show the frame again, laid out anew (the terminal was resized or cleared)."""
         self._last = None
+        self.poke()
 
     def _tick(self):
         self._call = None

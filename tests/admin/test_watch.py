@@ -104,8 +104,9 @@ class LoopTests(unittest.TestCase):
 
     def test_redraw_after_a_resize(self):
         self.loop.start()
+        self.clock.advance(INTERVAL)
         self.loop.redraw()
-        self.clock.advance(POLL)
+        self.clock.advance(0)
         self.assertEqual(len(self.shown), 2)
 
     def test_stop_unsubscribes(self):
