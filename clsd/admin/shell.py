@@ -265,6 +265,8 @@ class WatchScreen(insults.TerminalProtocol):
         self.loop.start()
 
     def terminalSize(self, width, height):
+        if (width, height) == (self.width, self.height):
+            return
         self.width, self.height = width, height
         if self.loop is not None:
             self.loop.redraw()
