@@ -252,12 +252,13 @@ class WatchScreen(insults.TerminalProtocol):
     q, Ctrl-C or Ctrl-D ends it through C{on_quit}.
 
     @param make_loop: C{(show, size) -> L{clsd.admin.watch.WatchLoop}}.
+    @param size: the terminal's (columns, rows) as the session knows it.
     """
 
-    def __init__(self, make_loop, on_quit):
+    def __init__(self, make_loop, on_quit, size=(80, 24)):
         self.make_loop = make_loop
         self.on_quit = on_quit
-        self.width, self.height = 80, 24
+        self.width, self.height = size
         self.loop = None
 
     def connectionMade(self):

@@ -359,7 +359,8 @@ class AdminSession:
             if self._terminal is not None:
                 self._terminal.terminalProtocol = shell
                 shell.resume("the live view")
-        screen = WatchScreen(lambda show, size: self._watch_loop(line, show, size), back)
+        screen = WatchScreen(lambda show, size: self._watch_loop(line, show, size), back,
+                             self.terminal_size)
         terminal.terminalProtocol = screen
         screen.makeConnection(terminal)
 
@@ -457,7 +458,8 @@ class AdminSession:
             line = outcome.watch
             if self.terminal_size is not None:
                 self._attach_terminal(lambda: WatchScreen(
-                    lambda show, size: self._watch_loop(line, show, size), self._end_ok))
+                    lambda show, size: self._watch_loop(line, show, size), self._end_ok,
+                    self.terminal_size))
             else:
                 self._start_plain_watch(line)
             return
