@@ -108,6 +108,8 @@ def cluster_view(*, node: str, owners: Collection[str], targets: Sequence[str | 
     """
     owners = sorted(owners)
     wanted = [t for t in targets if t is not None]
+    # This node tries for the lease (a successor polling a live owner's lease does too).
+    taking = bool({"acquiring", "fencing"} & set(here)) and node not in owners
     moving: tuple[str | None, str | None] | None = None
     at = None
     if paused:
@@ -129,12 +131,15 @@ def cluster_view(*, node: str, owners: Collection[str], targets: Sequence[str | 
             condition = RUNNING
     elif mismatch:
         condition = SHAPE_MISMATCH
-    elif wanted:
-        before = sorted(set(previous) - set(wanted))
+    elif wanted or taking:
+        # This node's own attempt is surer than placement read from what others publish (a
+        # move handed to it, say, which the old holder's published state does not show).
+        to = node if taking else wanted[0]
+        before = sorted(set(previous) - {to})
         if before:
-            condition, moving = MOVING, (before[0], wanted[0])
+            condition, moving = MOVING, (before[0], to)
         else:
-            condition, at = STARTING, wanted[0]
+            condition, at = STARTING, to
     else:
         condition = UNOWNED
     summary = summary_text(condition, owners, moving, count, at)
@@ -155,7 +160,7 @@ def cluster_view(*, node: str, owners: Collection[str], targets: Sequence[str | 
         role, reason = INELIGIBLE, "on standby"
     elif mismatch:
         role, reason = INELIGIBLE, "settings differ from " + ", ".join(mismatch)
-    elif node in wanted and ({"acquiring", "fencing"} & set(here)):
+    elif taking and (not owners or node in wanted):
         role = TAKING_OVER
     elif node in standbys:
         role, rank = STANDBY, list(standbys).index(node) + 1

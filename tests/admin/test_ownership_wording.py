@@ -43,6 +43,18 @@ class ClusterConditionTests(unittest.TestCase):
                             standbys=[], epochs={"alpha": 7, "beta": 8})
         self.assertEqual((view.summary, view.role_text), ("moving alpha -> beta", "owner"))
 
+    def test_a_move_handed_to_this_node(self):
+        """The old holder released it to beta; placement from published states still says
+        alpha (it is registered higher), but beta is the one acquiring."""
+        view = cluster_view(node="beta", owners=[], targets=["alpha"], standbys=["alpha", "beta"],
+                            previous=["alpha"], here=["acquiring"])
+        self.assertEqual((view.summary, view.role_text), ("moving alpha -> beta", "taking over"))
+
+    def test_a_successor_polling_a_live_owners_lease_is_a_standby(self):
+        view = cluster_view(node="beta", owners=["alpha"], targets=["alpha"], standbys=["beta"],
+                            here=["acquiring"])
+        self.assertEqual((view.summary, view.role_text), ("running on alpha", "standby #1"))
+
     def test_owner_no_longer_placed_is_moving(self):
         view = cluster_view(node="gamma", owners=["beta"], targets=["alpha"],
                             standbys=["alpha", "gamma"])
