@@ -56,7 +56,7 @@ class LeaseTiming:
 
     # -- the holder ---------------------------------------------------------
 
-    def holder_expiry(self, sent_at):
+    def holder_expiry(self, sent_at: float) -> float:
         """When the holder must consider its lease over: T - m after it SENT the granted request.
 
         Voters start their T when the request arrives, which is later than
@@ -87,7 +87,7 @@ class LeaseTiming:
         """
         return self.lease / 4
 
-    def stop_at(self, sent_at):
+    def stop_at(self, sent_at: float) -> float:
         """When a holder that could not renew starts stopping its service."""
         return self.holder_expiry(sent_at) - self.stop_window
 
