@@ -211,7 +211,7 @@ def alt_ip_addresses(certificate):
     return [str(a) for a in extension.value.get_values_for_type(x509.IPAddress)]
 
 
-def node_name_of(certificate):
+def node_name_of(certificate: x509.Certificate) -> str:
     """The node name a certificate vouches for, or L{CertificateError}.
 
     The name is the single subject common name; when the certificate has a

@@ -61,7 +61,7 @@ class PendingGate:
     def __init__(self, limits: PreauthLimits = PreauthLimits()) -> None:
         self.limits = limits
         self._total = 0
-        self._by_address: collections.Counter[str] = collections.Counter()
+        self._by_address: collections.Counter[str | None] = collections.Counter()
         #: The most connections pending at once since the last L{take_peak}.
         self._peak = 0
 
@@ -69,10 +69,10 @@ class PendingGate:
     def pending(self) -> int:
         return self._total
 
-    def pending_from(self, address: str) -> int:
+    def pending_from(self, address: str | None) -> int:
         return self._by_address[address]
 
-    def admit(self, address: str) -> str | None:
+    def admit(self, address: str | None) -> str | None:
         """Take a slot for a connection from C{address}, or say why not.
 
         @return: C{None} when admitted (call L{release} when the connection
@@ -88,7 +88,7 @@ class PendingGate:
         self._peak = max(self._peak, self._total)
         return None
 
-    def release(self, address: str) -> None:
+    def release(self, address: str | None) -> None:
         """The connection from C{address} admitted earlier is established or gone."""
         self._total -= 1
         left = self._by_address[address] - 1
@@ -113,7 +113,7 @@ class RejectionSummary:
     #: C{{reason: count}}.
     reasons: dict[str, int]
     #: C{((address, count), ...)}: the busiest source addresses first.
-    sources: tuple[tuple[str, int], ...]
+    sources: tuple[tuple[str | None, int], ...]
     #: How many distinct source addresses there were.
     source_count: int
     #: C{(reason, "host:port", detail)} of the first refusal of the interval.
@@ -139,13 +139,13 @@ class RejectionLog:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._reasons: collections.Counter[str] = collections.Counter()
-        self._sources: collections.Counter[str] = collections.Counter()
+        self._sources: collections.Counter[str | None] = collections.Counter()
         self._example: tuple[str, str, str] | None = None
         self._since: float | None = None
         #: When the last report was made (C{None}: never, or long ago).
         self._reported_at: float | None = None
 
-    def record(self, reason: str, address: str, where: str, detail: str,
+    def record(self, reason: str, address: str | None, where: str, detail: str,
                now: float) -> RejectionSummary | None:
         """One connection from C{address} was refused for C{reason}.
 
