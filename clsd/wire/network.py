@@ -26,6 +26,7 @@ the system (L{clsd.memory.trim}).
 
 from __future__ import annotations
 
+import datetime
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -184,7 +185,7 @@ class _Dialer(Factory):
         self.current = protocol
         return protocol
 
-    def stop(self) -> defer.Deferred[None] | None:
+    def stop(self) -> object:
         """Close our connection with a bye, then stop the ClientService.
 
         ClientService.stopService would cut the transport itself, and a TLS
@@ -193,7 +194,7 @@ class _Dialer(Factory):
         """
         if self.current is not None:
             self.current.close("disconnect", "this node no longer keeps this connection")
-        return self.service.disownServiceParent()  # type: ignore[no-untyped-call,no-any-return]
+        return self.service.disownServiceParent()  # type: ignore[no-untyped-call]
 
     def _closed(self, protocol: PeerProtocol, reason: CloseReason) -> None:
         if self.current is protocol:
@@ -293,7 +294,8 @@ class PeerNetwork(MultiService):
     @classmethod
     def from_config(cls, config: Config, *, reactor: _IReactor, handler: IPeerHandler | None = None,
                     registry: Registry | None = None, settings: Mapping[str, object] | None = None,
-                    now: Any = None, **kwargs: Any) -> PeerNetwork | None:
+                    now: datetime.datetime | None = None,
+                    **kwargs: Any) -> PeerNetwork | None:
         """The peer network of a node configured by C{config} (a L{clsd.config.Config}).
 
         Loads and checks the ``[tls]`` files first (L{load_identity}), so a
@@ -402,12 +404,12 @@ class PeerNetwork(MultiService):
         dialer.service.setServiceParent(self)  # type: ignore[no-untyped-call]
         return dialer
 
-    def disconnect(self, address: tuple[str, int | str]) -> defer.Deferred[None]:
+    def disconnect(self, address: tuple[str, int | str]) -> defer.Deferred[object]:
         """Stop keeping a connection to C{address}; closes the dialled one."""
         dialer = self._dialers.pop((address[0], int(address[1])), None)
         if dialer is None:
             return defer.succeed(None)
-        return defer.maybeDeferred(dialer.stop)  # type: ignore[call-overload,no-any-return]
+        return defer.maybeDeferred(dialer.stop)
 
     def send_to(self, name: str, message: Message) -> bool:
         """Send C{message} to peer C{name}; C{False} if it is not connected."""

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
@@ -41,6 +41,7 @@ from clsd.wire.core.admission import Admission
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from OpenSSL import crypto
     from twisted.protocols.tls import TLSMemoryBIOProtocol
 
     from clsd.certs.identity import NodeIdentity
