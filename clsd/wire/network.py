@@ -45,7 +45,7 @@ from twisted.internet.interfaces import (
     IAddress, IDelayedCall, IListeningPort, IProtocol, IProtocolFactory, IReactorCore,
     IReactorTCP, IReactorTime, IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -668,7 +668,7 @@ class _Gate(Factory):
     def doStop(self) -> None:
         self.tls_factory.doStop()  # type: ignore[no-untyped-call]
 
-    def buildProtocol(self, addr: IAddress | None) -> IProtocol | None:  # type: ignore[override]
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         if not self.network._admit(addr):
             return None
         return self.tls_factory.buildProtocol(addr)
