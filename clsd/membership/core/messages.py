@@ -19,7 +19,7 @@ a refusal reads ``m.heartbeat.updates[0].g: must be an integer, got a string``.
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, final
 
 import attrs
 
@@ -283,6 +283,7 @@ def _update_to_wire(update: MemberUpdate) -> Wire:
     return data
 
 
+@final
 @attrs.frozen
 class Report:
     """Observer C{observer} cannot reach C{subject} in its life (generation, incarnation).

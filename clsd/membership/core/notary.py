@@ -173,12 +173,14 @@ class VerifiedCache:
                  statement_limit: int = STATEMENT_LIMIT) -> None:
         self.certificate_limit = certificate_limit
         self.statement_limit = statement_limit
-        self.certificates: dict[bytes, CertificateVerdict] = {}  # fingerprint -> (name, public key) or None (refused)
+        #: SHA-256 of a certificate -> (name, public key), or None (refused).
+        self.certificates: dict[bytes, CertificateVerdict] = {}
         #: Certificates that verified, by L{fingerprint_of} their text:
         #: (text, node name). Records name their signer's certificate by
         #: fingerprint; a node passes the text on to a peer that asks.
         self.known: dict[str, tuple[str, str]] = {}
-        self.statements: set[StatementKey] = set()  # (signer, statement, signature, certificate), verified
+        #: (signer, statement, signature, certificate) that verified.
+        self.statements: set[StatementKey] = set()
         #: Work done: certificates parsed and checked, signatures checked.
         self.counts = {"certificates": 0, "signatures": 0}
 

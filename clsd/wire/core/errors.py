@@ -47,7 +47,7 @@ class Forged(Exception):
     @ivar detail: what was claimed, in words, for the log and the bye.
     """
 
-    def __init__(self, claimed, detail):
+    def __init__(self, claimed: str, detail: str) -> None:
         self.claimed = claimed
         self.detail = detail
         super().__init__(f"claims to be {claimed!r}: {detail}")
