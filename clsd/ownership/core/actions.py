@@ -63,7 +63,7 @@ class RunHook:
 
     cluster: str
     event: str
-    argv: tuple
+    argv: tuple[str, ...]
     node: str
     epoch: int
 

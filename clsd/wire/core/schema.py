@@ -25,6 +25,8 @@ An object's fields are exactly its spec's: an unknown field is refused too.
 """
 
 import math
+from collections.abc import Callable, Mapping, Set as AbstractSet
+from typing import Any
 
 import attrs
 
@@ -159,7 +161,7 @@ def join(part, path):
     return f"{part}.{path}" if part else path
 
 
-def refusal(where, path, problem):
+def refusal(where: str, path: str, problem: str) -> str:
     """The one wording of a refused field: ``where.path: problem`` (``where: problem``)."""
     return f"{join(where, path)}: {problem}"
 
@@ -296,14 +298,15 @@ def checker(spec):
     return check
 
 
-def an_object(value, where, error):
+def an_object(value: object, where: str, error: Callable[[str], Exception]) -> dict[str, Any]:
     """C{value} if it is a JSON object, else C{error} naming C{where}."""
     if type(value) is not dict:
         raise error(refusal(where, "", f"must be an object, got {json_type(value)}"))
     return value
 
 
-def only(data, allowed, where, error):
+def only(data: Mapping[str, object], allowed: AbstractSet[str], where: str,
+         error: Callable[[str], Exception]) -> None:
     """Refuse an object with a key outside C{allowed}: its fields are exactly its schema's."""
     if type(data) is not dict:
         an_object(data, where, error)
@@ -337,7 +340,9 @@ def read(data, key, check, where, error):
     return value
 
 
-def field(data, key, spec, where, error, *, optional=False, default=None):
+def field(data: Mapping[str, object], key: str, spec: object, where: str,
+          error: Callable[[str], Exception], *, optional: bool = False,
+          default: object = None) -> Any:
     """C{data[key]} checked against C{spec} (hashable: a type or a bounded spec).
 
     With C{optional}, an absent or null field gives C{default}.
