@@ -29,6 +29,7 @@ treated as "not renewed" or "not acquired": never an exception.
 """
 
 import collections
+import random
 
 import attrs
 from zope.interface import implementer
@@ -111,25 +112,26 @@ def _replaced(value, resource):
 class EtcdArbiter:
     """Leases on etcd keys, sans-IO; see the module docstring."""
 
-    def __init__(self, node, generation, prefix, timing, rng):
+    def __init__(self, node: str, generation: int, prefix: str, timing: LeaseTiming,
+                 rng: random.Random) -> None:
         self.node = node
         self.generation = generation
         self.prefix = prefix
         self.timing = timing
         self.rng = rng
         self.ttl = max(1, round(timing.lease))
-        self.counters = collections.Counter()
-        self.last_success = None
-        self._slots = {}
-        self._pending = {}
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.last_success: float | None = None
+        self._slots: dict[str, _Slot] = {}
+        self._pending: dict[int, _Pending] = {}
         self._next_id = 0
-        self._watch_id = None
-        self._watch_reopen = None
+        self._watch_id: int | None = None
+        self._watch_reopen: float | None = None
         #: The revision a reopened watch starts from (one past the last one it
         #: delivered), or None: from now.
-        self._watch_from = None
-        self._recheck = {}     # resource -> when to check our key again (a check failed)
-        self._failing = set()  # (resource, kind) whose last call failed (logged once)
+        self._watch_from: int | None = None
+        self._recheck: dict[str, float] = {}  # resource -> when to check our key again
+        self._failing: set[tuple[str, str]] = set()  # (resource, kind) whose last call failed
 
     # -- helpers ------------------------------------------------------------------------
 
