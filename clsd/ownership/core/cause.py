@@ -18,13 +18,20 @@ Pure: plain values in, strings out.
 """
 
 import re
-from collections.abc import Mapping
-from typing import Any, TypedDict
+from collections.abc import Sequence
+from typing import TypedDict
 
 from clsd.ownership.core.actions import Report
 
 #: Membership states after which a node is gone (its departure is a cause).
 GONE_STATES = frozenset({"dead", "left"})
+
+
+class MemberFields(TypedDict, total=False):
+    """The keyword fields of a membership ``member`` event read here."""
+
+    state: str
+    reporters: Sequence[str]
 
 
 class MemberRecord(TypedDict, total=False):
@@ -33,8 +40,7 @@ class MemberRecord(TypedDict, total=False):
     ts: str
     subject: str
     reason: str
-    #: The event's own keyword fields (C{state}, C{reporters}).
-    fields: Mapping[str, Any]
+    fields: MemberFields
 
 
 class Departures:
