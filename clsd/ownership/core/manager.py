@@ -91,7 +91,7 @@ def changes_in_place(old: "ClusterConfig", new: "ClusterConfig") -> bool:
                for f in attrs.fields(type(old)) if f.name not in IN_PLACE_FIELDS)
 
 
-class ReportFields(TypedDict, total=False):
+class _ReportFields(TypedDict, total=False):
     """The optional fields of a L{Report} (L{ClusterManager._report})."""
 
     previous: str | None
@@ -787,7 +787,7 @@ class ClusterManager:
                 and res.fence_backoff_until is None and not other_slot
                 and not self.shape_mismatch(cluster.id))
 
-    def _report(self, what: str, res: _Resource, **fields: Unpack[ReportFields]) -> Report:
+    def _report(self, what: str, res: _Resource, **fields: Unpack[_ReportFields]) -> Report:
         return Report(what, res.cluster.id, res.name, res.epoch, **fields)
 
     def _hook(self, res: _Resource, event: str, argv: Iterable[str], subject: str) -> RunHook:
