@@ -1,0 +1,65 @@
+"""What this release of CLSD is: its software version and the peer protocols it speaks.
+
+The software version has one source, ``version`` in pyproject.toml, read back from the
+installed package's metadata.  The protocol range is what the hello offers
+(L{clsd.wire.core.versions}): two nodes use the highest version both speak, so a release
+keeps C{PROTOCOL_MIN} at the previous minor release's C{PROTOCOL_MAX} and a mixed cluster
+keeps talking during a rolling upgrade (doc/releases.md lists each release's range).
+"""
+
+import os
+from importlib import metadata
+
+#: The oldest peer protocol this release speaks.  Protocol 1 is the unversioned hello of
+#: the releases before the first row of doc/releases.md, which no release speaks.
+PROTOCOL_MIN = 2
+#: The newest peer protocol this release speaks.
+PROTOCOL_MAX = 2
+
+#: Test hook: an integer shifts the protocol range this process offers (and marks its
+#: software version), so that a rolling upgrade to a "next" release can be rehearsed
+#: while doc/releases.md has a single row.  Never set in production.
+PROTOCOL_SHIFT_ENV = "CLSD_TEST_PROTOCOL_SHIFT"
+
+
+def _installed_version() -> str:
+    try:
+        return metadata.version("clsd")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "0+unknown"
+
+
+#: This release's software version (PEP 440), as pyproject.toml says.
+VERSION: str = _installed_version()
+
+
+def protocol_shift() -> int:
+    """The test hook's shift of the protocol range (0 unless L{PROTOCOL_SHIFT_ENV} is set)."""
+    text = os.environ.get(PROTOCOL_SHIFT_ENV, "").strip()
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise SystemExit(f"clsd: {PROTOCOL_SHIFT_ENV}={text!r} is not an integer") from None
+
+
+def protocol_range() -> tuple[int, int]:
+    """The protocol versions this process offers in its hello: C{(lowest, highest)}."""
+    shift = protocol_shift()
+    return PROTOCOL_MIN + shift, PROTOCOL_MAX + shift
+
+
+def software_version() -> str:
+    """The version this process reports to peers and operators (the test hook marks it)."""
+    shift = protocol_shift()
+    if not shift:
+        return VERSION
+    return f"{VERSION}+next{shift}" if shift > 0 else f"{VERSION}+prev{-shift}"
+
+
+def describe() -> str:
+    """One line for ``twistd clsd --version``."""
+    low, high = protocol_range()
+    protocols = str(low) if low == high else f"{low} to {high}"
+    return f"clsd {software_version()} (peer protocol {protocols})"

@@ -1,0 +1,58 @@
+"""The software version has one source (pyproject.toml) and ``twistd clsd --version`` prints it."""
+
+import io
+import os
+import pathlib
+import tomllib
+from contextlib import redirect_stdout
+
+from twisted.trial import unittest
+
+from clsd import __version__, tap, version
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def pyproject_version():
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["version"]
+
+
+class VersionTests(unittest.TestCase):
+    def setUp(self):
+        saved = os.environ.pop(version.PROTOCOL_SHIFT_ENV, None)
+        if saved is not None:
+            self.addCleanup(os.environ.__setitem__, version.PROTOCOL_SHIFT_ENV, saved)
+
+    def test_version_is_pyprojects(self):
+        """The installed metadata, the package's __version__ and pyproject.toml agree
+        (a stale editable install is caught here: run `make venv` again)."""
+        self.assertEqual(version.VERSION, pyproject_version())
+        self.assertEqual(__version__, version.VERSION)
+
+    def test_twistd_version_option(self):
+        """``twistd clsd --version`` prints CLSD's version and protocol range, not Twisted's."""
+        out = io.StringIO()
+        with redirect_stdout(out):
+            e = self.assertRaises(SystemExit, tap.Options().parseOptions, ["--version"])
+        self.assertEqual(e.code, 0)
+        low, high = version.PROTOCOL_MIN, version.PROTOCOL_MAX
+        protocols = str(low) if low == high else f"{low} to {high}"
+        self.assertEqual(out.getvalue(),
+                         f"clsd {pyproject_version()} (peer protocol {protocols})\n")
+        self.assertNotIn("Twisted", out.getvalue())
+
+    def test_range_is_ordered(self):
+        self.assertLessEqual(version.PROTOCOL_MIN, version.PROTOCOL_MAX)
+        self.assertEqual(version.protocol_range(), (version.PROTOCOL_MIN, version.PROTOCOL_MAX))
+
+    def test_shift_hook(self):
+        """The test hook shifts the range and marks the version, so a rehearsal is visible."""
+        os.environ[version.PROTOCOL_SHIFT_ENV] = "1"
+        self.addCleanup(os.environ.pop, version.PROTOCOL_SHIFT_ENV, None)
+        self.assertEqual(version.protocol_range(),
+                         (version.PROTOCOL_MIN + 1, version.PROTOCOL_MAX + 1))
+        self.assertEqual(version.software_version(), f"{version.VERSION}+next1")
+        os.environ[version.PROTOCOL_SHIFT_ENV] = "soon"
+        e = self.assertRaises(SystemExit, version.protocol_range)
+        self.assertIn(version.PROTOCOL_SHIFT_ENV, str(e))
