@@ -71,11 +71,18 @@ def cluster_settings(config):
     (to one another's voters, and to see one another in membership); the
     voters compare voter sets on every request instead
     (L{clsd.ownership.core.voterset}).
+
+    The keys are the configuration's own (``quorum.lease``), so that a
+    refused hello names the setting to fix
+    (L{clsd.wire.core.messages.settings_digests}).  A setting
+    added here later is compared and named with no other change; add it only
+    when it differs from its default, so that nodes of the release before
+    still agree with the ones that have it.
     """
     quorum = config.quorum
     settings = {
-        "arbiter": quorum.arbiter if quorum is not None else None,
-        "lease": quorum.lease if quorum is not None else None,
+        "quorum": {"arbiter": quorum.arbiter if quorum is not None else None,
+                   "lease": quorum.lease if quorum is not None else None},
         "membership": {"observers": config.membership.observers,
                        "quorum": config.membership.quorum},
     }

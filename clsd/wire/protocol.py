@@ -129,6 +129,17 @@ class PeerProtocol(Protocol):
         return hello["advertise"] if hello is not None else None
 
     @property
+    def protocol(self):
+        """The protocol version negotiated with the peer, once its hello checked out."""
+        return self.session.protocol if self.session is not None else None
+
+    @property
+    def software(self):
+        """The peer's CLSD version from its hello, once checked."""
+        hello = self.hello
+        return hello.get("software") if hello is not None else None
+
+    @property
     def close_reason(self):
         return self.session.close_reason if self.session is not None else None
 
@@ -248,6 +259,7 @@ class PeerProtocol(Protocol):
             elif type(action) is Send:
                 self._write(action.message)
             elif type(action) is Established:
+                self.codec.negotiated(self.session.protocol)
                 self.stats.established += 1
                 self._notify(self._handler.peer_connected)
             elif type(action) is Disconnect:
