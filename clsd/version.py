@@ -16,10 +16,11 @@ PROTOCOL_MIN = 2
 #: The newest peer protocol this release speaks.
 PROTOCOL_MAX = 2
 
-#: Test hook: an integer shifts the protocol range this process offers (and marks its
-#: software version), so that a rolling upgrade to a "next" release can be rehearsed
-#: while doc/releases.md has a single row.  Never set in production.
-PROTOCOL_SHIFT_ENV = "CLSD_TEST_PROTOCOL_SHIFT"
+#: Test hook: ``LOW-HIGH`` replaces the protocol range this process offers (and marks its
+#: software version), so that a rolling upgrade to a "next" release (one that also speaks
+#: this one's newest protocol) can be rehearsed while doc/releases.md has one row.  Never
+#: set in production.
+PROTOCOL_RANGE_ENV = "CLSD_TEST_PROTOCOL_RANGE"
 
 
 def _installed_version() -> str:
@@ -33,29 +34,29 @@ def _installed_version() -> str:
 VERSION: str = _installed_version()
 
 
-def protocol_shift() -> int:
-    """The test hook's shift of the protocol range (0 unless L{PROTOCOL_SHIFT_ENV} is set)."""
-    text = os.environ.get(PROTOCOL_SHIFT_ENV, "").strip()
+def _test_range() -> tuple[int, int] | None:
+    text = os.environ.get(PROTOCOL_RANGE_ENV, "").strip()
     if not text:
-        return 0
+        return None
+    low, _, high = text.partition("-")
     try:
-        return int(text)
+        result = int(low), int(high or low)
     except ValueError:
-        raise SystemExit(f"clsd: {PROTOCOL_SHIFT_ENV}={text!r} is not an integer") from None
+        result = (0, 0)
+    if not 0 < result[0] <= result[1]:
+        raise SystemExit(f"clsd: {PROTOCOL_RANGE_ENV}={text!r} is not a range like '2-3'")
+    return result
 
 
 def protocol_range() -> tuple[int, int]:
     """The protocol versions this process offers in its hello: C{(lowest, highest)}."""
-    shift = protocol_shift()
-    return PROTOCOL_MIN + shift, PROTOCOL_MAX + shift
+    return _test_range() or (PROTOCOL_MIN, PROTOCOL_MAX)
 
 
 def software_version() -> str:
     """The version this process reports to peers and operators (the test hook marks it)."""
-    shift = protocol_shift()
-    if not shift:
-        return VERSION
-    return f"{VERSION}+next{shift}" if shift > 0 else f"{VERSION}+prev{-shift}"
+    test = _test_range()
+    return VERSION if test is None else f"{VERSION}+protocol{test[0]}.{test[1]}"
 
 
 def describe() -> str:

@@ -20,9 +20,9 @@ def pyproject_version():
 
 class VersionTests(unittest.TestCase):
     def setUp(self):
-        saved = os.environ.pop(version.PROTOCOL_SHIFT_ENV, None)
+        saved = os.environ.pop(version.PROTOCOL_RANGE_ENV, None)
         if saved is not None:
-            self.addCleanup(os.environ.__setitem__, version.PROTOCOL_SHIFT_ENV, saved)
+            self.addCleanup(os.environ.__setitem__, version.PROTOCOL_RANGE_ENV, saved)
 
     def test_version_is_pyprojects(self):
         """The installed metadata, the package's __version__ and pyproject.toml agree
@@ -46,13 +46,15 @@ class VersionTests(unittest.TestCase):
         self.assertLessEqual(version.PROTOCOL_MIN, version.PROTOCOL_MAX)
         self.assertEqual(version.protocol_range(), (version.PROTOCOL_MIN, version.PROTOCOL_MAX))
 
-    def test_shift_hook(self):
-        """The test hook shifts the range and marks the version, so a rehearsal is visible."""
-        os.environ[version.PROTOCOL_SHIFT_ENV] = "1"
-        self.addCleanup(os.environ.pop, version.PROTOCOL_SHIFT_ENV, None)
-        self.assertEqual(version.protocol_range(),
-                         (version.PROTOCOL_MIN + 1, version.PROTOCOL_MAX + 1))
-        self.assertEqual(version.software_version(), f"{version.VERSION}+next1")
-        os.environ[version.PROTOCOL_SHIFT_ENV] = "soon"
-        e = self.assertRaises(SystemExit, version.protocol_range)
-        self.assertIn(version.PROTOCOL_SHIFT_ENV, str(e))
+    def test_range_hook(self):
+        """The test hook sets the range and marks the version, so a rehearsal is visible."""
+        os.environ[version.PROTOCOL_RANGE_ENV] = "2-3"
+        self.addCleanup(os.environ.pop, version.PROTOCOL_RANGE_ENV, None)
+        self.assertEqual(version.protocol_range(), (2, 3))
+        self.assertEqual(version.software_version(), f"{version.VERSION}+protocol2.3")
+        os.environ[version.PROTOCOL_RANGE_ENV] = "4"
+        self.assertEqual(version.protocol_range(), (4, 4))
+        for bad in ("soon", "3-2", "0-1"):
+            os.environ[version.PROTOCOL_RANGE_ENV] = bad
+            e = self.assertRaises(SystemExit, version.protocol_range)
+            self.assertIn(version.PROTOCOL_RANGE_ENV, str(e))

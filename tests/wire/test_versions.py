@@ -13,7 +13,7 @@ from clsd.wire.core.messages import (
 from clsd.wire.core.schema import Optional, Since
 from clsd.wire.core.session import Established, Session, State
 from clsd.wire.core.versions import (
-    ClusterProtocol, ProtocolRange, cluster_protocol, enabled, negotiate,
+    ClusterProtocol, ProtocolRange, cluster_protocol, enabled, negotiate, publication, published,
 )
 
 SETTINGS = {"quorum": {"arbiter": "voters", "lease": 2.0},
@@ -244,3 +244,16 @@ class ClusterProtocolTests(unittest.TestCase):
         self.assertEqual(cluster_protocol(done), ClusterProtocol(3, ()))
         self.assertTrue(enabled(3, cluster_protocol(done)))
         self.assertFalse(enabled(2, cluster_protocol({})))
+
+    def test_a_member_that_publishes_no_range_holds_everything_back(self):
+        cluster = cluster_protocol({"alpha": ProtocolRange(2, 3), "beta": None})
+        self.assertEqual(cluster, ClusterProtocol(None, ("beta",)))
+        self.assertFalse(enabled(2, cluster))
+
+    def test_published_versions_are_read_defensively(self):
+        meta = dict(publication("0.1.0", ProtocolRange(2, 3)), registrations={})
+        self.assertEqual(published(meta), ("0.1.0", ProtocolRange(2, 3)))
+        for bad in ([3, 2], [2], ["2", "3"], [True, 2], 7, None):
+            self.assertEqual(published({"software": "x", "protocols": bad}), ("x", None))
+        self.assertEqual(published({"software": 5}), (None, None))
+        self.assertEqual(published(None), (None, None))

@@ -61,19 +61,45 @@ class ClusterProtocol:
     held_back_by: tuple[str, ...]
 
 
-def cluster_protocol(ranges: Mapping[str, ProtocolRange]) -> ClusterProtocol:
+def cluster_protocol(ranges: Mapping[str, ProtocolRange | None]) -> ClusterProtocol:
     """The effective protocol version of a cluster whose live members speak C{ranges}.
 
-    C{ranges}: member name to the range it offers (members that publish none are left
-    out by the caller; they are older than versioned protocols and cannot be connected).
+    C{ranges}: member name to the range it publishes, C{None} when it publishes none
+    (yet): such a member could speak anything, so nothing needs-everyone turns on
+    (C{version} is C{None}) and it is named as holding the cluster back.
     """
-    if not ranges:
-        return ClusterProtocol(None, ())
-    high = min(r.high for r in ranges.values())
-    low = max(r.low for r in ranges.values())
-    newest = max(r.high for r in ranges.values())
-    behind = tuple(sorted(name for name, r in ranges.items() if r.high < newest))
-    return ClusterProtocol(high if high >= low else None, behind)
+    known = {name: r for name, r in ranges.items() if r is not None}
+    unknown = sorted(name for name, r in ranges.items() if r is None)
+    if not known:
+        return ClusterProtocol(None, tuple(unknown))
+    high = min(r.high for r in known.values())
+    low = max(r.low for r in known.values())
+    newest = max(r.high for r in known.values())
+    behind = sorted(unknown + [name for name, r in known.items() if r.high < newest])
+    version = high if high >= low and not unknown else None
+    return ClusterProtocol(version, tuple(behind))
+
+
+def publication(software: str, protocols: ProtocolRange) -> dict[str, object]:
+    """What a node adds to its membership metadata so that every member knows its version."""
+    return {"software": software, "protocols": [protocols.low, protocols.high]}
+
+
+def published(meta: Mapping[str, object] | None) -> tuple[str | None, ProtocolRange | None]:
+    """The software version and protocol range in a member's metadata (C{None} where
+    absent or malformed: metadata is a peer's word, read defensively)."""
+    if not isinstance(meta, Mapping):
+        return None, None
+    software = meta.get("software")
+    if not isinstance(software, str) or not 0 < len(software) <= 64:
+        software = None
+    value = meta.get("protocols")
+    protocols = None
+    if (isinstance(value, list) and len(value) == 2
+            and all(type(v) is int and 0 < v < 2 ** 31 for v in value)
+            and value[0] <= value[1]):
+        protocols = ProtocolRange(value[0], value[1])
+    return software, protocols
 
 
 def enabled(since: int, cluster: ClusterProtocol) -> bool:
