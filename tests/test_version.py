@@ -3,6 +3,7 @@
 import io
 import os
 import pathlib
+import re
 import tomllib
 from contextlib import redirect_stdout
 
@@ -58,3 +59,45 @@ class VersionTests(unittest.TestCase):
             os.environ[version.PROTOCOL_RANGE_ENV] = bad
             e = self.assertRaises(SystemExit, version.protocol_range)
             self.assertIn(version.PROTOCOL_RANGE_ENV, str(e))
+
+
+def release_rows():
+    """The rows of doc/releases.md's table: (version, commit, protocol), oldest first."""
+    rows = []
+    with open(ROOT / "doc" / "releases.md") as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("|") and len(cells) == 3 and cells[0] not in ("version", "---"):
+                rows.append(tuple(cells))
+    return rows
+
+
+class ReleasesTests(unittest.TestCase):
+    def test_newest_release_is_pyprojects(self):
+        rows = release_rows()
+        self.assertTrue(rows, "doc/releases.md has no release row")
+        newest, commit, protocols = rows[-1]
+        self.assertEqual(newest, pyproject_version())
+        low, high = version.PROTOCOL_MIN, version.PROTOCOL_MAX
+        self.assertEqual(protocols, str(low) if low == high else f"{low}-{high}")
+
+    def test_commits_are_full_hashes(self):
+        """Every released row names its 40-hex commit on main; only the newest may still
+        wait for its merge."""
+        rows = release_rows()
+        for version_, commit, _ in rows[:-1]:
+            self.assertRegex(commit, r"^[0-9a-f]{40}$", version_)
+        self.assertTrue(re.fullmatch(r"[0-9a-f]{40}|\(set at merge\)", rows[-1][1]),
+                        rows[-1])
+
+    def test_versions_and_protocols_only_grow(self):
+        rows = release_rows()
+
+        def key(text):
+            return tuple(int(part) for part in re.findall(r"\d+", text))
+
+        for older, newer in zip(rows, rows[1:]):
+            self.assertLess(key(older[0]), key(newer[0]))
+            old_high = key(older[2])[-1]
+            self.assertIn(old_high, range(key(newer[2])[0], key(newer[2])[-1] + 1),
+                          f"{newer[0]} must speak {older[0]}'s newest protocol")
