@@ -8,7 +8,7 @@ from twisted.trial import unittest
 from clsd.wire.core.codec import NEED_DATA, Codec
 from clsd.wire.core.errors import LocalProtocolError, RemoteProtocolError
 from clsd.wire.core.messages import (
-    HELLO, MessageType, peer_registry, settings_differences, settings_digests, settings_hash,
+    HELLO, LayerMessageType, MessageType, peer_registry, settings_differences, settings_digests, settings_hash,
 )
 from clsd.wire.core.schema import Optional, Since
 from clsd.wire.core.session import Established, Session, State
@@ -216,6 +216,31 @@ class GatingTests(unittest.TestCase):
             line = b'{"v":1,"type":"note","text":"hi","ignorable":' + value.encode() + b"}\n"
             e = self.assertRaises(RemoteProtocolError, receive, codec([NOTE_2], 2), line)
             self.assertEqual(e.reason, "bad-envelope")
+
+    def test_layer_messages_are_gated_the_same_way(self):
+        """Membership and ownership parse their own messages; their added fields are
+        declared by name and left out or dropped by the codec like a schema's."""
+        def parse(data):
+            return dict(data)
+
+        layer_3 = LayerMessageType("m.note", parse, added={
+            "weight": Since(3, int), "hint": Since(3, str, ignorable=True)})
+        layer_2 = LayerMessageType("m.note", parse)
+        message = layer_3.build(text="hi", weight=2, hint="soon")
+        data = codec([layer_3], 2).send(message)
+        self.assertEqual(wire(data), {"type": "m.note", "text": "hi", "hint": "soon",
+                                      "ignorable": ["hint"]})
+        self.assertEqual(receive(codec([layer_2], 2), data).parsed,
+                         {"type": "m.note", "text": "hi"})
+        self.assertEqual(wire(codec([layer_3], 3).send(message)),
+                         {"type": "m.note", "text": "hi", "weight": 2, "hint": "soon"})
+        line = b'{"v":1,"type":"m.note","text":"hi","weight":2}\n'
+        e = self.assertRaises(RemoteProtocolError, receive, codec([layer_3], 2), line)
+        self.assertEqual((e.reason, e.detail), ("bad-field", "m.note.weight: unknown field"))
+        self.assertEqual(receive(codec([layer_3], 3), line).parsed["weight"], 2)
+        late = LayerMessageType("m.poke", parse, since=3)
+        e = self.assertRaises(LocalProtocolError, codec([late], 2).send, late.build())
+        self.assertEqual(e.reason, "not-negotiated")
 
     def test_a_field_added_later_must_say_so(self):
         self.assertRaises(TypeError, MessageType, "x", {"a": Since(1, int)})

@@ -228,6 +228,11 @@ class Codec:
                 f"{message_type.since}; this connection speaks {protocol}")
         if ignorable is not None:
             self._drop_ignorable(obj, ignorable, message_type)
+        if protocol is not None and message_type.added:
+            for key, field in message_type.added.items():
+                if field.version > protocol and key in obj:
+                    # A layer's parser may know the field: the version says it is unknown.
+                    raise RemoteProtocolError("bad-field", f"{name}.{key}: unknown field")
         try:
             parsed = message_type.validate(obj, protocol)
         except FieldError as e:
