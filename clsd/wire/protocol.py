@@ -129,12 +129,12 @@ class PeerProtocol(Protocol):
         return hello["advertise"] if hello is not None else None
 
     @property
-    def protocol(self):
+    def protocol(self) -> int | None:
         """The protocol version negotiated with the peer, once its hello checked out."""
         return self.session.protocol if self.session is not None else None
 
     @property
-    def software(self):
+    def software(self) -> str | None:
         """The peer's CLSD version from its hello, once checked."""
         hello = self.hello
         return hello.get("software") if hello is not None else None

@@ -94,7 +94,7 @@ class Codec:
         self._last_sent = None
         self._last_sent_data = None
 
-    def negotiated(self, version):
+    def negotiated(self, version: int | None) -> None:
         """From now on speak protocol C{version}: messages and fields added later
         are neither sent nor accepted (the hello checked out)."""
         self.protocol = version

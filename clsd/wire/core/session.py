@@ -394,7 +394,7 @@ class Session:
 REQUIRED_SINCE_2 = ("protocol_min", "software", "settings_digests")
 
 
-def hello_protocols(hello):
+def hello_protocols(hello: Message) -> ProtocolRange:
     """The L{ProtocolRange} a hello offers (a protocol 1 hello offers just 1).
 
     @raise ValueError: C{protocol_min} above C{protocol}.
