@@ -88,6 +88,12 @@ class HelloNegotiationTests(unittest.TestCase):
         self.assertIn("(clsd a release before versioned protocols) speaks protocol 1, "
                       "this node (clsd 0.1.0) speaks 2", session.close_reason.detail)
 
+    def test_the_name_is_checked_before_the_version(self):
+        """Authentication first: a hello that lies about its name is refused for that,
+        whatever protocol it speaks."""
+        session, _ = handshake(hello("alpha"), hello("mallory", 7, 7), peer="beta")
+        self.assertEqual(session.close_reason.key, "name-mismatch")
+
     def test_protocol_2_hello_must_carry_its_fields(self):
         fields = dict(hello("beta").fields)
         del fields["software"]

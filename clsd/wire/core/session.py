@@ -183,6 +183,17 @@ class Session:
         ours = self.local_hello.fields
         name = fields["name"]
         peer = self.certificate_name
+        # Who it is first (authentication), then whether we can talk.
+        if name != peer:
+            return self._close(
+                "name-mismatch",
+                f"the hello claims the name {name!r} but the certificate is for {peer!r}",
+                PEER, now)
+        if name == ours["name"]:
+            return self._close(
+                "self-connection",
+                f"connected to itself ({name!r}): a join or connect address is this node's own",
+                LOCAL, now)
         try:
             theirs = hello_protocols(hello)
         except ValueError as e:
@@ -198,16 +209,6 @@ class Session:
         if missing and version >= 2:
             return self._close(
                 "bad-field", f"hello.{missing[0]}: is required by protocol {version}", PEER, now)
-        if name != peer:
-            return self._close(
-                "name-mismatch",
-                f"the hello claims the name {name!r} but the certificate is for {peer!r}",
-                PEER, now)
-        if name == ours["name"]:
-            return self._close(
-                "self-connection",
-                f"connected to itself ({name!r}): a join or connect address is this node's own",
-                LOCAL, now)
         if fields["settings"] != ours["settings"]:
             differing = settings_differences(ours.get("settings_digests", {}),
                                              fields.get("settings_digests", {}))
