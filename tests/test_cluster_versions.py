@@ -9,6 +9,7 @@ each node is set with the test hook (L{clsd.version.PROTOCOL_RANGE_ENV}) while i
 import os
 
 from twisted.internet import defer, reactor
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from clsd import version
@@ -23,6 +24,16 @@ QUORUM = {"voters": ["alpha", "beta"], "lease": 4.0}
 
 class ClusterVersionTests(unittest.TestCase):
     timeout = 90
+
+    def setUp(self):
+        self.lines = []
+
+        def observer(event):
+            text = formatEvent(event)
+            if text:
+                self.lines.append(text)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
 
     def build(self, rig, name, protocols):
         saved = os.environ.pop(version.PROTOCOL_RANGE_ENV, None)
@@ -74,3 +85,9 @@ class ClusterVersionTests(unittest.TestCase):
         text = render_status(DaemonBackend(alpha).status())
         self.assertIn(f"protocol: {high}; held back by alpha\n", text)
         self.assertRegex(text, r"\nodd +incompatible +- +-\n")
+        # Logged as one line naming both ranges.
+        wanted = (f"incompatible: peer 'odd' (clsd {version.VERSION}+protocol{high + 2}."
+                  f"{high + 2}) speaks protocol {high + 2}, this node (clsd {version.VERSION}) "
+                  f"speaks {low if low == high else f'{low} to {high}'}: no common protocol")
+        self.assertTrue(any(wanted in line for line in self.lines),
+                        [line for line in self.lines if "incompatible" in line])
