@@ -14,15 +14,18 @@ to peers that negotiated that version in the hello, and refuses it from the
 others; only a field declared ignorable reaches older peers, which drop it.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 
 from clsd.wire.core.errors import FieldError, LocalProtocolError
 from clsd.wire.core.schema import (
-    INT64_MAX, Int, MapOf, Optional, Since, Text, added_fields, compile_object, fields_at,
+    INT64_MAX, Check, Int, MapOf, Optional, Since, Text, added_fields, compile_object, fields_at,
 )
 
 #: The ``v`` of every line: the version of the line format (a JSON object
@@ -50,7 +53,7 @@ class Message:
     """
 
     type: str
-    fields: dict
+    fields: dict[str, Any]
     #: Set by L{MessageType.build} and the codec: the fields were checked
     #: against the schema already, so sending need not check them again.
     checked: bool = attrs.field(default=False, eq=False, repr=False, kw_only=True)
@@ -58,17 +61,18 @@ class Message:
     #: while checking, so that the layer does not parse the fields twice.
     parsed: object = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return self.fields[key]
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: object = None) -> Any:
         return self.fields.get(key, default)
 
 
 class MessageType:
     """A named message with a field schema (see the module docstring)."""
 
-    def __init__(self, name, fields, *, since=FIRST_PROTOCOL):
+    def __init__(self, name: str, fields: Mapping[str, object], *,
+                 since: int = FIRST_PROTOCOL) -> None:
         """
         @param since: the protocol version that added this message type.
         """
@@ -83,12 +87,12 @@ class MessageType:
         #: Fields added after the message type: name -> L{Since}.
         self.added = _check_added(name, since, added_fields(self.fields))
         self._check = compile_object(self.fields)
-        self._checks_at = {}
+        self._checks_at: dict[int, Check] = {}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<MessageType {self.name}>"
 
-    def validate(self, fields, version=None):
+    def validate(self, fields: Mapping[str, object], version: int | None = None) -> None:
         """Raise L{FieldError} (path like ``members[2].name``) unless C{fields} fit.
 
         @param version: the negotiated protocol version; fields added after it
@@ -102,7 +106,7 @@ class MessageType:
             check = self._checks_at[version] = compile_object(fields_at(self.fields, version))
         check(fields)
 
-    def build(self, **fields):
+    def build(self, **fields: Any) -> Message:
         """A L{Message} of this type; L{LocalProtocolError} if the fields do not fit."""
         try:
             self._check(fields)
@@ -124,7 +128,8 @@ class LayerMessageType:
         object or raises C{ValueError}.
     """
 
-    def __init__(self, name, parse, *, since=FIRST_PROTOCOL, added=None):
+    def __init__(self, name: str, parse: Callable[[dict[str, Any]], object], *,
+                 since: int = FIRST_PROTOCOL, added: Mapping[str, Since] | None = None) -> None:
         """
         @param since: the protocol version that added this message type.
         @param added: fields added after it, name -> L{Since} (its spec is
@@ -138,10 +143,10 @@ class LayerMessageType:
         self.since = since
         self.added = _check_added(name, since, dict(added or {}))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<LayerMessageType {self.name}>"
 
-    def validate(self, fields, version=None):
+    def validate(self, fields: Mapping[str, object], version: int | None = None) -> object:
         """The parsed object; L{FieldError} (with the parser's words) if it is refused."""
         if "type" in fields or "v" in fields:
             raise FieldError("", "envelope keys are not fields")
@@ -156,7 +161,7 @@ class LayerMessageType:
                     text = text[len(prefix):]  # the codec prefixes the type itself
             raise FieldError("", text) from None
 
-    def build(self, **fields):
+    def build(self, **fields: Any) -> Message:
         """A L{Message} of this type; L{LocalProtocolError} if the parser refuses it."""
         try:
             parsed = self.validate(fields)
@@ -164,7 +169,7 @@ class LayerMessageType:
             raise LocalProtocolError("bad-field", f"{self.name}.{e}") from None
         return Message(self.name, fields, checked=True, parsed=parsed)
 
-    def wrap(self, wire):
+    def wrap(self, wire: Mapping[str, Any]) -> Message:
         """A L{Message} for a layer's own C{to_wire()} dict, trusted (not parsed again)."""
         fields = dict(wire)
         fields.pop("type", None)
@@ -179,35 +184,40 @@ def _check_added(name: str, since: int, added: dict[str, Since]) -> dict[str, Si
     return added
 
 
-def layer_types(parse, names):
+def layer_types(parse: Callable[[dict[str, Any]], object],
+                names: Iterable[str]) -> tuple[LayerMessageType, ...]:
     """L{LayerMessageType}s for C{names}, all parsed by C{parse}."""
     return tuple(LayerMessageType(name, parse) for name in names)
+
+
+#: Either kind of message type (what a L{Registry} holds).
+AnyMessageType = MessageType | LayerMessageType
 
 
 class Registry:
     """The set of message types a connection understands, by name."""
 
-    def __init__(self, types=()):
-        self._types = {}
+    def __init__(self, types: Iterable[AnyMessageType] = ()) -> None:
+        self._types: dict[str, AnyMessageType] = {}
         for message_type in types:
             self.add(message_type)
 
-    def add(self, message_type):
+    def add(self, message_type: AnyMessageType) -> None:
         if message_type.name in self._types:
             raise ValueError(f"message type {message_type.name!r} is already registered")
         self._types[message_type.name] = message_type
 
-    def extended(self, *types):
+    def extended(self, *types: AnyMessageType) -> Registry:
         """A new registry with these types added to ours."""
         return Registry(list(self._types.values()) + list(types))
 
-    def get(self, name):
+    def get(self, name: str) -> AnyMessageType | None:
         return self._types.get(name)
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return name in self._types
 
-    def names(self):
+    def names(self) -> list[str]:
         return sorted(self._types)
 
 
@@ -248,7 +258,7 @@ PING = MessageType("ping", {})
 PEER_TYPES = (HELLO, BYE, PING)
 
 
-def peer_registry(*types):
+def peer_registry(*types: AnyMessageType) -> Registry:
     """A registry with the peer layer's own types plus C{types} from upper layers."""
     return Registry(PEER_TYPES + tuple(types))
 
