@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 #: How often the reactor's lateness is sampled: lag shorter than this is
 #: not seen, which is fine (handshake timeouts are seconds).
