@@ -267,19 +267,17 @@ def clsd_trial(rig, cluster, watch, kind, args):
 def run_keepalived(args, workdir, say, trials):
     rig = Netns.create(None)
     processes = []
+    daemons = {}
     try:
         for node, priority in zip(PAIR, (100, 50)):
-            directory = workdir / f"keepalived-{node}"
-            directory.mkdir(parents=True)
-            (directory / "keepalived.conf").write_text(
-                KEEPALIVED_CONF.format(node=node, priority=priority, address=FLOATING))
             env = dict(os.environ, CLSD_NODE=node)
             processes.append(subprocess.Popen(
                 rig.exec_argv(node, [sys.executable, "-m", "rig.address_http_service",
                                      str(HTTP_PORT)]),
                 env=env, stdin=subprocess.DEVNULL))
-        for node in PAIR:
-            start_keepalived(rig, workdir, node)
+            daemons[node] = Keepalived(rig, workdir, node, priority)
+        for daemon in daemons.values():
+            daemon.start()
         wait_for(lambda: owner_of(rig) is not None, 30, what="a VRRP master")
 
         class Urls:  # what ClientWatch needs of a cluster
@@ -292,12 +290,14 @@ def run_keepalived(args, workdir, say, trials):
         watch.macs = {n: rig.node(n).mac for n in PAIR}
         for kind in args.kinds:
             for number in range(args.trials):
-                trial = keepalived_trial(rig, workdir, watch, kind, args)
+                trial = keepalived_trial(rig, daemons, watch, kind, args)
                 trial.node_address = trial.switch = None  # its service runs on both nodes all the time
                 trials.append(trial)
                 say(f"  keepalived {kind} {number + 1}/{args.trials}: {describe(trial)}")
     finally:
         with uninterruptible():
+            for daemon in daemons.values():
+                daemon.stop()
             for process in processes:
                 if callable(process):
                     process()
@@ -307,51 +307,96 @@ def run_keepalived(args, workdir, say, trials):
             rig.destroy()
 
 
-def start_keepalived(rig, workdir, node):
-    directory = workdir / f"keepalived-{node}"
-    rig.run_in(node, ["keepalived", "-f", str(directory / "keepalived.conf"),
-                      "-p", str(directory / "keepalived.pid"),
-                      "-r", str(directory / "vrrp.pid"), "--vrrp", "-l", "-D"])
+class Keepalived:
+    """One keepalived (VRRP only) in a node's namespace.
+
+    It runs in the foreground (``-n``) as this process's child, so that this
+    process reaps it and its console log (``-l``) lands in keepalived.log.
+    A daemonized keepalived, once killed, stays a zombie until init reaps it
+    (seconds here); a restart reading its pid file then took it for running
+    and exited at once, and every later trial had no standby.
+    """
+
+    def __init__(self, rig, workdir, node, priority):
+        self.rig = rig
+        self.node = node
+        self.directory = workdir / f"keepalived-{node}"
+        self.directory.mkdir(parents=True)
+        self.config = self.directory / "keepalived.conf"
+        self.config.write_text(KEEPALIVED_CONF.format(node=node, priority=priority,
+                                                      address=FLOATING))
+        self.pid_files = (self.directory / "keepalived.pid", self.directory / "vrrp.pid")
+        self.process = None
+
+    def start(self):
+        for path in self.pid_files:  # a killed instance's: it is gone
+            path.unlink(missing_ok=True)
+        with open(self.directory / "keepalived.log", "ab") as log:
+            self.process = subprocess.Popen(self.rig.exec_argv(self.node, [
+                "keepalived", "-n", "-f", str(self.config), "-p", str(self.pid_files[0]),
+                "-r", str(self.pid_files[1]), "--vrrp", "-l", "-D", "-G"]),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_for(lambda: len(self.pids()) == 2 and all(map(_running, self.pids())), 10,
+                 what=f"keepalived on {self.node} to run (its VRRP process)")
+
+    def pids(self):
+        pids = []
+        for path in self.pid_files:
+            try:
+                pids.append(int(path.read_text().split()[0]))
+            except (OSError, ValueError, IndexError):
+                pass
+        return pids
+
+    def signal(self, signum):
+        for pid in self.pids():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def kill(self):
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(10)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.kill()
 
 
-def keepalived_pids(workdir, node):
-    pids = []
-    for name in ("keepalived.pid", "vrrp.pid"):
-        try:
-            pids.append(int((workdir / f"keepalived-{node}" / name).read_text().split()[0]))
-        except (OSError, ValueError, IndexError):
-            pass
-    return pids
+def _running(pid):
+    """Whether C{pid} is a live process (not gone, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
-def signal_keepalived(workdir, node, signum):
-    for pid in keepalived_pids(workdir, node):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def keepalived_trial(rig, workdir, watch, kind, args):
+def keepalived_trial(rig, daemons, watch, kind, args):
     trial = begin(rig, watch, kind)
     if trial.owner is None:
         time.sleep(args.settle)
         return trial
+    owner = daemons[trial.owner]
     t0 = time.monotonic()
     if kind == "kill":
-        signal_keepalived(workdir, trial.owner, signal.SIGKILL)
+        owner.signal(signal.SIGKILL)
     elif kind == "stop":
-        signal_keepalived(workdir, trial.owner, signal.SIGSTOP)
+        owner.signal(signal.SIGSTOP)
     else:
         rig.partition(trial.owner, trial.standby)
     measure(trial, watch, t0, rig)
     if kind == "kill":
+        owner.kill()
         # keepalived leaves the address of a killed instance behind: clear it, as an
         # operator would, before the instance comes back.
         rig.ip(trial.owner, "addr", "del", FLOATING, "dev", "eth0", check=False)
-        start_keepalived(rig, workdir, trial.owner)
+        owner.start()
     elif kind == "stop":
-        signal_keepalived(workdir, trial.owner, signal.SIGCONT)
+        owner.signal(signal.SIGCONT)
     else:
         rig.heal()
     time.sleep(args.settle)
@@ -409,9 +454,14 @@ def main(argv=None):
                         help="seconds after undoing a fault before the next trial")
     parser.add_argument("--keepalived", action="store_true",
                         help="also run keepalived (VRRP) in the same kind of network")
+    parser.add_argument("--only", choices=("clsd", "keepalived"),
+                        help="run one system only (keepalived: implies --keepalived)")
+    parser.add_argument("--keep-workdir", action="store_true",
+                        help="keep the logs and watch files (the path is printed)")
     parser.add_argument("--output", default="address_failover.json")
     args = parser.parse_args(argv)
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    args.keepalived = args.keepalived or args.only == "keepalived"
     for kind in args.kinds:
         if kind not in KINDS:
             parser.error(f"--kinds: unknown fault {kind!r} (known: {', '.join(KINDS)})")
@@ -423,9 +473,10 @@ def main(argv=None):
     status = 0
     try:
         with interrupts_as_exceptions():
-            trials = run_clsd(args, workdir, print)
-            results["clsd"], raw["clsd"] = summarize(trials), [t.as_dict() for t in trials]
-            if args.keepalived:
+            if args.only != "keepalived":
+                trials = run_clsd(args, workdir, print)
+                results["clsd"], raw["clsd"] = summarize(trials), [t.as_dict() for t in trials]
+            if args.keepalived and args.only != "clsd":
                 done = []
                 try:
                     run_keepalived(args, workdir, print, done)
@@ -440,7 +491,9 @@ def main(argv=None):
         print("\ninterrupted: cleaning up", file=sys.stderr)
         status = 130
     finally:
-        if not status:
+        if status or args.keep_workdir:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
             remove_tree(workdir)
     if not results:
         return status or 1
@@ -454,7 +507,7 @@ def main(argv=None):
     path = write_json(args.output, data)
     print(table(results))
     print(f"written to {path}")
-    if results["clsd"] and any(e["dual_rounds"] for e in results["clsd"].values()):
+    if results.get("clsd") and any(e["dual_rounds"] for e in results["clsd"].values()):
         print("DUAL: two machines answered for the address at once", file=sys.stderr)
         return 2
     return status
