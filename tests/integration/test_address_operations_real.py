@@ -7,7 +7,8 @@ address lists about every millisecond), with each daemon's SSH admin
 listener on its node's address, driven by OpenSSH's ``ssh``:
 
 - ``move A beta`` typed on beta, the node that does not hold A (the request
-  travels to alpha, which hands over);
+  travels to alpha, which hands over), and typed on alpha with an IPv6
+  address beside the IPv4 one and ``address_order = "after"``;
 - ``standby`` typed on alpha, the owner;
 - preempt: alpha stops (a planned handover to beta), comes back, and after
   ``preempt_delay`` takes A back from beta;
@@ -22,11 +23,12 @@ owner's MAC (its announcement) once the new owner answers.
 Needs root, ``ip``, ``nft`` and ``ssh``: skipped elsewhere, must run under CI=true.
 """
 
+import os
 import time
 
 from clsd.polling import wait_for
 from tests.admin.test_openssh import require_tool
-from rig.address_cluster import FLOATING
+from rig.address_cluster import FLOATING, FLOATING_V6, HolderWatch
 from tests.integration.test_address_failover_real import FAILOVER_TIMEOUT, AddressClusterTest
 
 #: A returning alpha takes A back this long after it is eligible again.
@@ -61,6 +63,26 @@ class AddressOperationsTests(AddressClusterTest):
         out = cluster.admin("beta", "move", "A", "beta")
         self.assertIn("moving to beta", out)
         self.assertHandedOver(cluster, "alpha", "beta", mark)
+        self.assertOneHolderAtATime(["alpha", "beta"])
+
+    def test_move_on_the_owner_ipv6_and_order_after(self):
+        """Typed on the holder; the address goes first, then the service; IPv6 along."""
+        cluster = self.start_cluster(admin=True, order="after",
+                                     addresses=(FLOATING, FLOATING_V6))
+        wait_for(lambda: cluster.has("alpha", FLOATING_V6), 10, what="the IPv6 address on alpha")
+        v6 = HolderWatch(os.path.abspath(self.mktemp()) + "-holders-v6.jsonl", self.rig,
+                         self.addCleanup, address=FLOATING_V6)
+        self.rig.poke("client", FLOATING_V6)  # the client's IPv6 entry: alpha's MAC
+        wait_for(lambda: self.rig.neigh("client", FLOATING_V6) == self.rig.node("alpha").mac,
+                 5, what="the client to resolve the IPv6 address to alpha")
+        mark = self.mark(cluster)
+        cluster.admin("alpha", "move", "A", "beta")
+        self.assertHandedOver(cluster, "alpha", "beta", mark)
+        self.assertFalse(cluster.has("alpha", FLOATING_V6))
+        wait_for(lambda: self.rig.neigh("client", FLOATING_V6) == self.rig.node("beta").mac,
+                 2, what="the client's IPv6 entry to follow the unsolicited NA")
+        v6.stop()
+        self.assertEqual(v6.path(), [["alpha"], ["beta"]])
         self.assertOneHolderAtATime(["alpha", "beta"])
 
     def test_standby_of_the_owner(self):
