@@ -13,7 +13,10 @@ import socket
 import sys
 
 
-class Server(http.server.HTTPServer):
+class Server(http.server.ThreadingHTTPServer):
+    """One thread per connection: a connection whose client went away unheard
+    (its frames went to the other holder of a split address) holds up only itself."""
+
     address_family = socket.AF_INET6
 
     def server_bind(self):
@@ -27,6 +30,8 @@ class Server(http.server.HTTPServer):
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    timeout = 2.0  # such a connection is dropped, not read from for ever
+
     def do_GET(self):
         body = (os.environ.get("CLSD_NODE", "?") + "\n").encode()
         self.send_response(200)
