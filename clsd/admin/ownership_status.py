@@ -84,6 +84,10 @@ def ownership_status(service):
             "service_state": service.service_state(cluster.id),
             "shape_mismatch": manager.shape_mismatch(cluster.id),
             "addresses": service.address_status().get(cluster.id, {}),
+            # An ordered group: its members in start order and their states here.
+            "members": list(cluster.members),
+            "member_states": service.member_states(cluster.id),
+            "waiting_for": service.group_waiting_for(cluster.id),
         })
     return result
 

@@ -26,7 +26,8 @@ MAX_PRIORITY = 1_000_000
 @attrs.frozen
 class ClusterConfig:
     id: str
-    service: str
+    #: The one ``[[service]]`` that runs this cluster, or None for a group.
+    service: str | None = None
     priority: int = 100
     mode: str = "active-standby"
     count: int = 1
@@ -37,11 +38,28 @@ class ClusterConfig:
     cooldown: float = DEFAULT_COOLDOWN
     #: The floating service address (L{clsd.config.floating.FloatingAddress}), or None.
     floating: object = None
+    #: An ordered group (``services = [...]``): started in this order, stopped in reverse.
+    services: tuple = ()
+
+    @property
+    def members(self):
+        """The services that run this cluster here, in start order (one unless a group)."""
+        return self.services if self.services else (self.service,)
+
+    @property
+    def group(self):
+        """Whether this cluster is run by an ordered group of services."""
+        return bool(self.services)
+
+    @property
+    def label(self):
+        """The service (or the group's members, in order) as one string for messages."""
+        return ", ".join(self.members)
 
 
 def parse_cluster(table):
     cluster_id = table.name("id", "cluster ID")
-    service = table.string("service")
+    service, services = _services(table)
     priority = table.integer("priority", 100, minimum=0, maximum=MAX_PRIORITY)
     mode = table.choice("mode", MODES, "active-standby")
     count = table.integer("count", 1, minimum=1, maximum=1024)
@@ -59,8 +77,28 @@ def parse_cluster(table):
     return ClusterConfig(
         id=cluster_id, service=service, priority=priority, mode=mode, count=count,
         preempt=preempt, preempt_delay=preempt_delay, fence=fence, notify=notify,
-        cooldown=cooldown, floating=floating,
+        cooldown=cooldown, floating=floating, services=services,
     )
+
+
+def _services(table):
+    """``service`` (one) or ``services`` (an ordered group): exactly one of the two."""
+    if "services" in table:
+        if "service" in table:
+            raise table.error(
+                "services", "and service are exclusive: give one service, or the ordered "
+                "group in services alone")
+        members = table.string_list("services", nonempty=True)
+        seen = {}
+        for index, name in enumerate(members):
+            if name in seen:
+                raise table.error(f"services[{index}]",
+                                  f"names {name!r} twice (also services[{seen[name]}])")
+            seen[name] = index
+        return None, members
+    if "service" not in table:
+        raise table.error("service", "is required (or services = [...] for an ordered group)")
+    return table.string("service"), ()
 
 
 def _command(table, key):
@@ -95,17 +133,19 @@ def check_clusters(source, clusters, services, quorum, node_name):
             raise ConfigError(source, f"{path}.id",
                               f"duplicate cluster ID {cluster.id!r} (also cluster[{seen_ids[cluster.id]}])")
         seen_ids[cluster.id] = index
-        if cluster.service not in names:
-            known = ", ".join(sorted(names)) or "none defined"
-            raise ConfigError(source, f"{path}.service",
-                              f"names no [[service]]: {cluster.service!r} (services: {known})")
-        if cluster.service in seen_services:
-            raise ConfigError(
-                source, f"{path}.service",
-                f"service {cluster.service!r} already runs cluster "
-                f"{clusters[seen_services[cluster.service]].id!r}: one service process "
-                "carries one cluster's identity and epoch; define a second [[service]]")
-        seen_services[cluster.service] = index
+        for position, member in enumerate(cluster.members):
+            key = f"{path}.services[{position}]" if cluster.group else f"{path}.service"
+            if member not in names:
+                known = ", ".join(sorted(names)) or "none defined"
+                raise ConfigError(source, key,
+                                  f"names no [[service]]: {member!r} (services: {known})")
+            if member in seen_services:
+                raise ConfigError(
+                    source, key,
+                    f"service {member!r} already runs cluster "
+                    f"{clusters[seen_services[member]].id!r}: one service process "
+                    "carries one cluster's identity and epoch; define a second [[service]]")
+            seen_services[member] = index
     check_floating(source, clusters)
     if clusters and quorum is None:
         raise ConfigError(

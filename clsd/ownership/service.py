@@ -40,6 +40,7 @@ L{clsd.admin.ownership_status}.
 """
 
 import collections
+import functools
 import random as _random
 
 from twisted.application.service import MultiService
@@ -64,6 +65,7 @@ from clsd.ownership.floor import FloorError, read_floor, write_floor
 from clsd.ownership.guard import GuardClient
 from clsd.ownership.hooks import HookRunner
 from clsd.ownership.floating import AddressKeeper
+from clsd.ownership.managed_group import ManagedGroup
 from clsd.supervision.spawn import service_spawner
 from clsd.ownership.reports import ReportRecorder
 
@@ -182,14 +184,27 @@ class OwnershipService(MultiService):
     # -- wiring (the daemon, the peer network, membership) ------------------------
 
     def _add_managed(self, cluster):
-        managed = ManagedService(cluster.id, self.node_name, self.guard,
-                                 monotonic=self._monotonic, report=self._report_later,
-                                 n_active=cluster.mode == "n-active",
-                                 keeper=self._keeper(cluster))
+        if cluster.group:
+            managed = ManagedGroup(cluster.id, self.node_name, self.guard, cluster.members,
+                                   monotonic=self._monotonic, report=self._report_later,
+                                   later=self._later, n_active=cluster.mode == "n-active",
+                                   record=functools.partial(self._events.record, "group",
+                                                            cluster.id),
+                                   keeper=self._keeper(cluster))
+            for index, name in enumerate(cluster.members):
+                self._managed_by_service[name] = managed.member(index)
+        else:
+            managed = ManagedService(cluster.id, self.node_name, self.guard,
+                                     monotonic=self._monotonic, report=self._report_later,
+                                     n_active=cluster.mode == "n-active",
+                                     keeper=self._keeper(cluster))
+            self._managed_by_service[cluster.service] = managed
         self._managed[cluster.id] = managed
-        self._managed_by_service[cluster.service] = managed
         self._specs[cluster.id] = cluster
         return managed
+
+    def _later(self, f, *args):
+        self._reactor.callLater(0, f, *args)
 
     def _keeper(self, cluster):
         """The L{AddressKeeper} of C{cluster}'s floating address, or None without one."""
@@ -271,12 +286,12 @@ class OwnershipService(MultiService):
         managed = self._managed.pop(cluster_id, None)
         spec = self._specs.pop(cluster_id, None)
         if spec is not None:
-            self._managed_by_service.pop(spec.service, None)
-        runner = managed.runner if managed is not None else None
-        d = defer.succeed(None)
-        if runner is not None:
-            if runner.parent is not None:
-                d = defer.maybeDeferred(runner.disownServiceParent)
+            for name in spec.members:
+                self._managed_by_service.pop(name, None)
+        runners = _runners(managed) if managed is not None else []
+        runner = managed.runner if isinstance(managed, ManagedService) else runners
+        d = defer.DeferredList([defer.maybeDeferred(r.disownServiceParent)
+                                for r in runners if r.parent is not None])
         self._events.record("ownership", cluster_id, "cluster unregistered here")
         waiters = self._forgotten.pop(cluster_id, [])
         d.addBoth(lambda _: [w.callback(runner) for w in waiters])
@@ -367,11 +382,15 @@ class OwnershipService(MultiService):
         if self.node is not None:
             self._run(lambda now: self.node.call("set_standby", True, now=now))
             for managed in self._managed.values():
-                if managed.runner is not None and (
+                if isinstance(managed, ManagedGroup):
+                    # Its members stop one after the other, top down.
+                    waits.append(managed.when_stopped())
+                elif managed.runner is not None and (
                         managed.runner.process_alive or managed.stopping):
                     waits.append(managed.runner.stop())
-        longest = max((m.runner.config.stop_timeout for m in self._managed.values()
-                       if m.runner is not None), default=0.0)
+        longest = max((m.stop_timeout if isinstance(m, ManagedGroup)
+                       else m.runner.config.stop_timeout for m in self._managed.values()
+                       if _runners(m)), default=0.0)
         d = defer.DeferredList(waits, consumeErrors=True)
         # The floating addresses are down before the lease is released.
         d.addBoth(lambda _: defer.DeferredList(
@@ -543,9 +562,25 @@ class OwnershipService(MultiService):
         return list(self._specs.values())
 
     def service_state(self, cluster_id):
-        """The state of C{cluster_id}'s service runner here, or None when it has none."""
-        runner = self._managed[cluster_id].runner
+        """The state of C{cluster_id}'s service runner here, or None when it has none.
+
+        For an ordered group: the group's phase (L{clsd.ownership.core.group.Phase}).
+        """
+        managed = self._managed[cluster_id]
+        if isinstance(managed, ManagedGroup):
+            return managed.service_state() if managed.attached else None
+        runner = managed.runner
         return runner.state.value if runner else None
+
+    def member_states(self, cluster_id):
+        """An ordered group's members here (C{[{"name", "state", "pid"}]}), or None."""
+        managed = self._managed[cluster_id]
+        return managed.member_states() if isinstance(managed, ManagedGroup) else None
+
+    def group_waiting_for(self, cluster_id):
+        """The member an ordered group here waits for to run (None: all run, or no group)."""
+        managed = self._managed[cluster_id]
+        return managed.core.waiting_for() if isinstance(managed, ManagedGroup) else None
 
     # -- running the core -------------------------------------------------------------------------
 
@@ -621,12 +656,15 @@ class OwnershipService(MultiService):
             self._managed_for(action.cluster).kill_at(action.deadline)
         elif isinstance(action, StartService):
             managed = self._managed_for(action.cluster)
+            spec = self._specs.get(action.cluster)
+            label = spec.label if spec is not None else action.service
             self._events.record("ownership", action.cluster,
-                                f"starting {action.service} (epoch {action.epoch})",
+                                f"starting {label} (epoch {action.epoch})",
                                 epoch=action.epoch, slot=action.slot)
-            if managed.runner is None:
+            if not _runners(managed) or (isinstance(managed, ManagedGroup)
+                                         and not managed.attached):
                 self._events.record("ownership", action.cluster,
-                                    f"service {action.service} is not supervised here")
+                                    f"service {label} is not supervised here")
                 self._report_later("service_failed", action.cluster)
                 return
             managed.start(action.epoch, action.slot)
@@ -634,7 +672,7 @@ class OwnershipService(MultiService):
             managed = self._managed_for(action.cluster)
             self._events.record("ownership", action.cluster, f"stopping: {action.reason}",
                                 deadline=action.deadline)
-            if managed.runner is None:
+            if not _runners(managed):
                 self._report_later("service_stopped", action.cluster)
                 return
             managed.stop(action.deadline)
@@ -733,3 +771,10 @@ class OwnershipService(MultiService):
         if voter is not None:
             voter.persisted(value)
 
+
+
+def _runners(managed):
+    """The runners of a L{ManagedService} or L{ManagedGroup} (empty until attached)."""
+    if isinstance(managed, ManagedGroup):
+        return managed.runners
+    return [managed.runner] if managed.runner is not None else []

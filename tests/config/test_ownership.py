@@ -210,3 +210,54 @@ class BuildCoreTests(unittest.TestCase):
         # Its own voter answers locally; the others get the Prepare.
         self.assertEqual(sorted({a.to for a in actions if hasattr(a, "to")}),
                          ["beta", "witness"])
+
+
+class GroupTests(unittest.TestCase):
+    """``services = [...]``: an ordered group runs a cluster."""
+
+    def test_a_group_in_order(self):
+        config = parse(QUORUM3 + '[[cluster]]\nid = "A"\nservices = ["db", "web"]\n')
+        (cluster,) = config.clusters
+        self.assertEqual(cluster.services, ("db", "web"))
+        self.assertIsNone(cluster.service)
+        self.assertEqual(cluster.members, ("db", "web"))
+        self.assertTrue(cluster.group)
+        self.assertEqual(cluster.label, "db, web")
+
+    def test_a_single_service_is_a_group_of_one_member_to_the_daemon(self):
+        (cluster,) = parse(QUORUM3 + '[[cluster]]\nid = "A"\nservice = "web"\n').clusters
+        self.assertEqual(cluster.members, ("web",))
+        self.assertFalse(cluster.group)
+
+    def test_group_mistakes(self):
+        base = QUORUM3 + '[[cluster]]\nid = "A"\n'
+        cases = [
+            ('service = "web"\nservices = ["db"]\n', "cluster[0].services",
+             "and service are exclusive"),
+            ('services = []\n', "cluster[0].services", "must not be empty"),
+            ('services = "db"\n', "cluster[0].services", "array of strings"),
+            ('services = ["db", "nginx"]\n', "cluster[0].services[1]",
+             "names no [[service]]: 'nginx'", "db, web"),
+            ('services = ["db", "db"]\n', "cluster[0].services[1]", "names 'db' twice",
+             "services[0]"),
+            ('', "cluster[0].service", "is required", "services = [...]"),
+        ]
+        for text, path, *words in cases:
+            e = self.assertRaises(ConfigError, parse, base + text)
+            self.assertEqual(e.path, path, str(e))
+            for word in words:
+                self.assertIn(word, str(e))
+            self.assertNotIn("\n", str(e))
+
+    def test_a_member_of_a_group_runs_no_other_cluster(self):
+        e = self.assertRaises(
+            ConfigError, parse,
+            QUORUM3 + '[[cluster]]\nid = "A"\nservices = ["db", "web"]\n'
+            '[[cluster]]\nid = "B"\nservice = "web"\n')
+        self.assertEqual(e.path, "cluster[1].service")
+        self.assertIn("service 'web' already runs cluster 'A'", str(e))
+        e = self.assertRaises(
+            ConfigError, parse,
+            QUORUM3 + '[[cluster]]\nid = "A"\nservice = "web"\n'
+            '[[cluster]]\nid = "B"\nservices = ["db", "web"]\n')
+        self.assertEqual(e.path, "cluster[1].services[1]")

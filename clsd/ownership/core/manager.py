@@ -982,8 +982,9 @@ class ClusterManager:
             return []
         if others:
             self._mismatch[cluster.id] = others
-            reason = (f"settings (mode, count, arbiter, lease, drift margin) differ from "
-                      f"{', '.join(others)}: not acquiring it here until they agree")
+            reason = (f"settings (mode, count, group members, arbiter, lease, drift margin) "
+                      f"differ between {self.node} and {', '.join(others)}: not acquiring it "
+                      "here until they agree")
         else:
             del self._mismatch[cluster.id]
             reason = "settings agree again with every live registered node"

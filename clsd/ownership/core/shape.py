@@ -25,7 +25,7 @@ import json
 FINGERPRINT_LENGTH = 12
 
 #: The [[cluster]] fields in the shape (the [quorum] ones come from timing and arbiter).
-SHAPE_FIELDS = ("mode", "count")
+SHAPE_FIELDS = ("mode", "count", "services")
 
 
 def cluster_of(resource):
@@ -45,10 +45,16 @@ def shape(cluster, timing, arbiter):
     a lease means belongs here too.  The floating address is one: two nodes
     that disagree on it would each add "their" address, or one would add it
     where the other's clients do not look.  A cluster without one has the
-    shape it had before addresses existed.
+    shape it had before addresses existed.  So is an ordered group's member
+    list (``services``): a node that would run another group (more, fewer or
+    other members, another order) under the same lease must not co-own it.  A
+    cluster of one ``service`` has the shape it had before groups existed.
     """
     result = {"mode": cluster.mode, "count": cluster.count, "arbiter": arbiter,
               "lease": timing.lease, "drift_margin": timing.drift_margin}
+    members = getattr(cluster, "services", ())
+    if members:
+        result["services"] = list(members)
     floating = _floating_shape(cluster)
     if floating is not None:
         result["address"] = floating
@@ -86,7 +92,7 @@ def disagreeing(cluster_id, mine, members):
 
 def shape_changed(old, new):
     """Whether cluster specs C{old} and C{new} differ in a L{SHAPE_FIELDS} field or address."""
-    return any(getattr(old, f) != getattr(new, f) for f in SHAPE_FIELDS) \
+    return any(getattr(old, f, ()) != getattr(new, f, ()) for f in SHAPE_FIELDS) \
         or _floating_shape(old) != _floating_shape(new)
 
 
