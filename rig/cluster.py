@@ -315,3 +315,68 @@ class ClusterRig:
             tables["service"] = services
             tables["cluster"] = clusters
         return tables
+
+
+def member_resource(cluster, member):
+    """What one member of an ordered group records as its cluster: ``A.db``.
+
+    Each member is held to one copy at a time by the checker, like a cluster
+    (``A.db`` on alpha and ``A.db`` on beta must never overlap); the group's
+    members on one node run side by side, so they must not share a name.
+    """
+    return f"{cluster}.{member}"
+
+
+class GroupClusterRig(ClusterRig):
+    """A L{ClusterRig} whose every cluster ID is an ordered group of protected services.
+
+    Member C{m} of cluster C{A} is the ``[[service]]`` ``system-a-m``; it
+    records as cluster ``A.m`` (L{member_resource}) and answers HTTP on a
+    port of its own, so C{FailoverRig.wait_owner("A.m")} finds it.  The
+    ``[[cluster]]`` names them in order: ``services = [...]``.
+    """
+
+    def __init__(self, layout, members, timing=DEFAULT_TIMING, **kwargs):
+        super().__init__(layout, timing, **kwargs)
+        self.members = tuple(members)
+
+    def _allocate(self, launcher):
+        if self._ports is None:
+            ports = {}
+            for name in self.layout.all_nodes:
+                address = launcher.address(name)
+                ports[name, None] = free_port(address)
+                for cluster in self.layout.clusters_of(name):
+                    for member in self.members:
+                        ports[name, member_resource(cluster, member)] = free_port(address)
+            self._ports = ports
+        return self._ports
+
+    def clusters_part(self, node, launcher):
+        services, clusters = [], []
+        for cluster in self.layout.clusters_of(node.name):
+            names = []
+            for member in self.members:
+                resource = member_resource(cluster, member)
+                host, port = self.http_address(launcher, node.name, resource)
+                name = f"{service_name(cluster)}-{member}"
+                names.append(name)
+                service = {"name": name,
+                           "command": [sys.executable, "-m", "rig.protected_service",
+                                       "--record", launcher.records_dir,
+                                       "--interval", str(self.interval),
+                                       "--http", f"{host}:{port}", "--cluster", resource],
+                           "env": {RIG_ENV: launcher.rig_id, OWNER_ENV: str(launcher.owner_pid)},
+                           "restart": "always", "stop_timeout": 3.0}
+                if self.health_check:
+                    service["check"] = {**HEALTH_CHECK, "target": f"http://{host}:{port}/"}
+                services.append(service)
+            clusters.append({"id": cluster, "services": names,
+                             "priority": self.layout.clusters[cluster][node.name],
+                             **self.layout.cluster_options,
+                             **self.layout.cluster_settings.get(cluster, {})})
+        tables = {}
+        if services:
+            tables["service"] = services
+            tables["cluster"] = clusters
+        return tables

@@ -226,8 +226,11 @@ class ManagedGroup:
     # -- what the members tell us ------------------------------------------------------
 
     def _observe(self, index, runner):
+        # An agent's system may run with no process of it left: its state says so.
+        alive = runner.process_alive or runner.state in (
+            State.STARTING, State.RUNNING, State.STOPPING)
         self._step(self.core.observed, index, running=runner.state is State.RUNNING,
-                   alive=runner.process_alive)
+                   alive=alive)
 
     def _member_reported(self, index, method, _cluster):
         self._later(self._member_event, index, method)
