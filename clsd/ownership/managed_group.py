@@ -280,6 +280,10 @@ class GroupMember:
         self.group = group
         self.index = index
 
+    @property
+    def cluster(self):
+        return self.group.cluster
+
     def wrap(self, base_spawn):
         return self.group.wrap(self.index, base_spawn)
 

@@ -148,6 +148,7 @@ class OwnershipService(MultiService):
         self._managed_by_service = {}
         self._specs = {}             # cluster id -> ClusterConfig, in registration order
         self._forgotten = {}         # cluster id -> Deferreds waiting for ForgetCluster
+        self._running = {}           # cluster id -> last reported "its service runs here"
         for cluster in config.clusters:
             self._add_managed(cluster)
         #: The core, once L{activate} built it.
@@ -308,7 +309,24 @@ class OwnershipService(MultiService):
 
     def attach(self, runner):
         """Adopt the L{ServiceRunner} of a managed service (it stops starting by itself)."""
-        self._managed_by_service[runner.service_name].attach(runner)
+        handle = self._managed_by_service[runner.service_name]
+        handle.attach(runner)
+        cluster_id = handle.cluster
+        runner.add_observer(lambda _: self._check_running(cluster_id))
+
+    def _check_running(self, cluster_id):
+        """Tell the core when the cluster's service (a group: every member) starts or stops
+        running here: it publishes it, for the clusters that follow this one (``after``)."""
+        managed = self._managed.get(cluster_id)
+        if managed is None:
+            return
+        if isinstance(managed, ManagedGroup):
+            running = managed.owned and managed.service_state() == "running"
+        else:
+            running = managed.owned and managed.runner.state.value == "running"
+        if running != self._running.get(cluster_id, False):
+            self._running[cluster_id] = running
+            self._report_later("service_running", cluster_id, running)
 
     def connect(self, send=None, publish=None):
         """Give the transport: C{send(to_node, wire_dict)}, C{publish(wire_dict)}.

@@ -251,7 +251,21 @@ class LeaseSim:
         self._end_service(name, cluster)
         node = self.nodes[name]
         if node.up:
+            self._input(node, ("call", "service_running", cluster, False))
             self._input(node, ("call", "service_stopped", cluster))
+
+    def _on_service_up(self, payload):
+        name, cluster, token = payload
+        service = self.services.get((name, cluster))
+        if (service is None or service.token != token or service.stopping
+                or not self.nodes[name].up):
+            return
+        self._input(self.nodes[name], ("call", "service_running", cluster, True))
+
+    def _on_service_down(self, payload):
+        name, cluster = payload
+        if self.nodes[name].up:
+            self._input(self.nodes[name], ("call", "service_running", cluster, False))
 
     def _on_guard(self, payload):
         name, cluster, token = payload
@@ -379,6 +393,9 @@ class LeaseSim:
             self.services[key] = service
             self._schedule(max(self.now, node.clock.true(deadline)), "guard",
                            (node.name, action.cluster, service.token))
+            # Running once started: what after/with of other clusters wait for.
+            self._schedule(self.now + self.start_time, "service_up",
+                           (node.name, action.cluster, service.token))
         elif isinstance(action, StopService):
             service = self.services.get((node.name, action.cluster))
             if service is None:
@@ -390,6 +407,8 @@ class LeaseSim:
                                           else min(service.guard_deadline, action.deadline))
                 self._schedule(max(self.now, node.clock.true(service.guard_deadline)), "guard",
                                (node.name, action.cluster, service.token))
+            if not service.stopping:
+                self._schedule(self.now, "service_down", (node.name, action.cluster))
             if not service.stopping and self.stop_time is not None:
                 service.stopping = True
                 self._schedule(self.now + self.rng.uniform(*self.stop_time), "service_exit",

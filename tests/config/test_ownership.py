@@ -261,3 +261,57 @@ class GroupTests(unittest.TestCase):
             QUORUM3 + '[[cluster]]\nid = "A"\nservice = "web"\n'
             '[[cluster]]\nid = "B"\nservices = ["db", "web"]\n')
         self.assertEqual(e.path, "cluster[1].services[1]")
+
+
+class DependencyTests(unittest.TestCase):
+    """``after``, ``with``, ``not_with`` between clusters (doc/groups.md)."""
+
+    def clusters(self, text):
+        return parse(QUORUM3 + text).clusters
+
+    def assertMistake(self, text, path, *words):
+        e = self.assertRaises(ConfigError, parse, QUORUM3 + text)
+        self.assertEqual(e.path, path, str(e))
+        for word in words:
+            self.assertIn(word, str(e))
+        self.assertNotIn("\n", str(e))
+
+    def test_the_keys(self):
+        web, db = self.clusters(
+            '[[cluster]]\nid = "WEB"\nservice = "web"\nafter = ["DB", "CACHE"]\n'
+            'with = ["DB"]\nnot_with = ["BATCH"]\nafter_failover = "stop"\n'
+            '[[cluster]]\nid = "DB"\nservice = "db"\n')
+        self.assertEqual((web.after, web.with_, web.not_with, web.after_failover),
+                         (("DB", "CACHE"), ("DB",), ("BATCH",), "stop"))
+        self.assertEqual((db.after, db.with_, db.not_with, db.after_failover),
+                         ((), (), (), "keep"))
+
+    def test_after_and_not_with_may_name_clusters_run_elsewhere(self):
+        (web,) = self.clusters('[[cluster]]\nid = "WEB"\nservice = "web"\nafter = ["DB"]\n'
+                               'not_with = ["BATCH"]\n')
+        self.assertEqual((web.after, web.not_with), (("DB",), ("BATCH",)))
+
+    def test_mistakes(self):
+        head = '[[cluster]]\nid = "WEB"\nservice = "web"\n'
+        db = '[[cluster]]\nid = "DB"\nservice = "db"\n'
+        self.assertMistake(head + 'after = ["WEB"]\n', "cluster[0].after[0]",
+                           "names the cluster itself")
+        self.assertMistake(head + 'after = ["D/B"]\n', "cluster[0].after[0]",
+                           "not a valid cluster ID")
+        self.assertMistake(head + 'not_with = ["B", "B"]\n', "cluster[0].not_with[1]",
+                           "names 'B' twice")
+        self.assertMistake(head + 'with = ["DB"]\n', "cluster[0].with[0]",
+                           "names no [[cluster]] of this node: 'DB'")
+        self.assertMistake(head + 'with = ["DB"]\nnot_with = ["DB"]\n' + db,
+                           "cluster[0].not_with[0]", "with names too")
+        self.assertMistake(head + 'after_failover = "maybe"\n', "cluster[0].after_failover",
+                           "keep | stop")
+        self.assertMistake(head + 'with = ["DB"]\n' + db + 'mode = "n-active"\ncount = 2\n',
+                           "cluster[0].with[0]", "n-active cluster 'DB'",
+                           "active-standby cluster 'WEB'")
+
+    def test_cycles_are_named(self):
+        self.assertMistake(
+            '[[cluster]]\nid = "WEB"\nservice = "web"\nafter = ["DB"]\n'
+            '[[cluster]]\nid = "DB"\nservice = "db"\nwith = ["WEB"]\n',
+            "cluster[0].after", "a cycle of after/with: WEB -> DB -> WEB")

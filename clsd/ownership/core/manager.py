@@ -33,7 +33,12 @@ from clsd.ownership.core.arbiter_events import (
 from clsd.ownership.core.escalation import FAILED, Escalation, cluster_status, notifier
 from clsd.ownership.core.messages import Handover, MoveRequest
 from clsd.ownership.core.placement import Candidate, MemberState, is_eligible, place
-from clsd.ownership.core.shape import arbiter_kind, change_refusal, disagreeing, fingerprint
+from clsd.ownership.core.dependencies import (
+    after_wait, followed_gone, local_wait, placeable, running_dependents,
+)
+from clsd.ownership.core.shape import (
+    arbiter_kind, change_refusal, cluster_of, disagreeing, fingerprint,
+)
 from clsd.ownership.core.voterset import compatible
 
 IDLE, ACQUIRING, FENCING, RUNNING, STOPPING, STUCK = (
@@ -154,6 +159,8 @@ class ClusterManager:
         self._voters_apart = []       # live nodes two steps of a voter change away (reported)
         self._stalled = {}            # (node, cluster) -> until: skipped by placement
         self._stalls = {}             # (node, cluster) -> how many times it stalled
+        self._running = set()         # clusters whose service the shell reports running here
+        self._moving = {}             # cluster -> target of a move waiting for its dependents
 
     # -- helpers -------------------------------------------------------------
 
@@ -191,6 +198,9 @@ class ClusterManager:
             holding=holding,
             shapes={c.id: self.shape_of(c) for c in registered},
             voters=getattr(self.arbiter, "voter_tag", None),
+            running=frozenset(c for c in self._running
+                              if any(cluster_of(r) == c for r in holding)),
+            follows={c.id: tuple(c.after) for c in registered if c.after},
         )
 
     def shape_of(self, cluster):
@@ -259,12 +269,16 @@ class ClusterManager:
             holder = holders.get(resource_name(cluster.id, slot, cluster.mode))
             if holder is not None and holder not in slot_of:
                 slot_of[holder] = slot
+        anchors = {anchor: self._placement(self.clusters[anchor], now)[0].targets
+                   for anchor in cluster.with_ if anchor in self.clusters}
+        gone = followed_gone(cluster.after, cluster.after_failover, members.values())
         candidates = [
             Candidate(m.name, m.registrations[cluster.id],
                       self._eligible_since.get((m.name, cluster.id), now),
                       slot_of.get(m.name))
             for m in members.values()
             if is_eligible(m, cluster.id) and not self.stalled(m.name, cluster.id, now)
+            and gone is None and placeable(m, cluster.with_, cluster.not_with, anchors)
         ]
         placement = place(candidates, cluster.count, preempt=cluster.preempt,
                           preempt_delay=cluster.preempt_delay, now=now)
@@ -515,6 +529,15 @@ class ClusterManager:
                 raise ManagerError(f"cannot move {cluster_id}: nobody holds it now")
             return self._ask_holder(holder, cluster_id, target, by, key)
         if held:
+            colocated = [r for other in self.clusters.values() if cluster_id in other.with_
+                         for r in self._resources_of(other.id) if r.phase in (FENCING, RUNNING)]
+            if colocated:
+                # What runs with it moves first; it follows once they stopped (_act_on).
+                self._moving[cluster_id] = target
+                out = []
+                for res in colocated:
+                    out += self._begin_handover(res, target, now)
+                return out + self._publish(now)
             return self._begin_handover(held[0], target, now) + self._publish(now)
         holder = self._holders(cluster, members, now).get(cluster_id)
         if holder is None:
@@ -763,6 +786,7 @@ class ClusterManager:
         return out + self._publish(now)
 
     def _begin_handover(self, res, target, now):
+        self._moving.pop(res.cluster.id, None)
         res.handover_to = target
         res.stop_reason = "handover"
         if res.phase == FENCING:
@@ -877,7 +901,8 @@ class ClusterManager:
         for slot, target in enumerate(placement.targets):
             resource = resource_name(cluster.id, slot, cluster.mode)
             if (target is None or target == self.node or holders.get(resource) is not None
-                    or not self._quorum_in_view()):
+                    or not self._quorum_in_view()
+                    or self._target_waits(cluster, target, now)):
                 self._clear_unheld(resource)
                 continue
             sighting = self._sighting(resource)
@@ -907,8 +932,11 @@ class ClusterManager:
             for res in mine:
                 if res.phase in (STOPPING, STUCK):
                     continue
-                if placement.targets[res.slot] != self.node:
-                    out += self._begin_handover(res, placement.targets[res.slot], now)
+                target = self._moving.get(cluster.id, placement.targets[res.slot])
+                if target != self.node:
+                    if self._dependents_first(cluster, target, now):
+                        continue
+                    out += self._begin_handover(res, target, now)
             # Give up any other slot we were trying for: one slot per node.
             for res in self._resources_of(cluster.id):
                 if res.phase == ACQUIRING:
@@ -932,6 +960,8 @@ class ClusterManager:
         if (not is_eligible(self.own_state(now), cluster.id) or cluster.id in self._mismatch
                 or self._voters_apart):
             role = None
+        if role is not None and self.dependency_wait(cluster.id, now) is not None:
+            role = None  # after / with / not_with: not yet
         wanted = None
         if role is not None:
             wanted = self._resource(cluster, slot)
@@ -946,6 +976,53 @@ class ClusterManager:
                 res.phase = IDLE
                 out += self._process(self.arbiter.abandon(res.name, now), now)
         return out
+
+    # -- dependencies between clusters (doc/groups.md) -------------------------------
+
+    def service_running(self, cluster_id, running, now):
+        """The shell: C{cluster_id}'s service (every member of a group) runs here, or no longer."""
+        if running:
+            self._running.add(cluster_id)
+        else:
+            self._running.discard(cluster_id)
+        return self._reconcile_all(now)
+
+    def dependency_wait(self, cluster_id, now):
+        """Why C{cluster_id} may not start here yet for its after/with/not_with, or None."""
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None or not (cluster.after or cluster.with_ or cluster.not_with):
+            return None
+        members = self._all_members(now)
+        return (after_wait(cluster.after, members.values())
+                or local_wait(cluster.with_, cluster.not_with, members[self.node]))
+
+    def _target_waits(self, cluster, target, now):
+        """Whether C{target} has a reason of its dependencies not to take C{cluster} yet.
+
+        It is not stalled then: it waits for what the cluster follows or runs with.
+        """
+        if not (cluster.after or cluster.with_ or cluster.not_with):
+            return False
+        members = self._all_members(now)
+        state = members.get(target)
+        return state is None or (after_wait(cluster.after, members.values())
+                                 or local_wait(cluster.with_, cluster.not_with, state)) is not None
+
+    def _dependents_first(self, cluster, target, now):
+        """Whether a held C{cluster} must wait before it stops: what depends on it stops first.
+
+        A cluster colocated with it (``with``) that runs here stops before it
+        moves; a cluster that follows it (``after``) and runs anywhere stops
+        before it stops for good (no target).
+        """
+        for other in self.clusters.values():
+            if cluster.id in other.with_ and any(
+                    r.phase in HELD for r in self._resources_of(other.id)):
+                return True
+        if target is None and self.node is not None:
+            members = self._all_members(now)
+            return bool(running_dependents(cluster.id, members.values()))
+        return False
 
     def voters_apart(self):
         """Live nodes whose voter set is two steps of a change from ours (sorted).

@@ -25,7 +25,7 @@ import json
 FINGERPRINT_LENGTH = 12
 
 #: The [[cluster]] fields in the shape (the [quorum] ones come from timing and arbiter).
-SHAPE_FIELDS = ("mode", "count", "services")
+SHAPE_FIELDS = ("mode", "count", "services", "after", "with_", "not_with", "after_failover")
 
 
 def cluster_of(resource):
@@ -49,12 +49,20 @@ def shape(cluster, timing, arbiter):
     list (``services``): a node that would run another group (more, fewer or
     other members, another order) under the same lease must not co-own it.  A
     cluster of one ``service`` has the shape it had before groups existed.
+    Dependencies (``after``, ``with``, ``not_with``) too: nodes that disagree
+    on where a cluster may run would each place it elsewhere.
     """
     result = {"mode": cluster.mode, "count": cluster.count, "arbiter": arbiter,
               "lease": timing.lease, "drift_margin": timing.drift_margin}
     members = getattr(cluster, "services", ())
     if members:
         result["services"] = list(members)
+    for key, field in (("after", "after"), ("with", "with_"), ("not_with", "not_with")):
+        value = getattr(cluster, field, ())
+        if value:  # dependencies (doc/groups.md): every node must place it alike
+            result[key] = sorted(value)
+    if getattr(cluster, "after", ()) and cluster.after_failover != "keep":
+        result["after_failover"] = cluster.after_failover
     floating = _floating_shape(cluster)
     if floating is not None:
         result["address"] = floating
