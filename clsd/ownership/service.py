@@ -396,20 +396,18 @@ class OwnershipService(MultiService):
             self._stop_waiters.append(waiter)
             return waiter
         self._stopping = True
-        waits = []
         if self.node is not None:
             self._run(lambda now: self.node.call("set_standby", True, now=now))
-            for managed in self._managed.values():
-                if isinstance(managed, ManagedGroup):
-                    # Its members stop one after the other, top down.
-                    waits.append(managed.when_stopped())
-                elif managed.runner is not None and (
-                        managed.runner.process_alive or managed.stopping):
-                    waits.append(managed.runner.stop())
-        longest = max((m.stop_timeout if isinstance(m, ManagedGroup)
-                       else m.runner.config.stop_timeout for m in self._managed.values()
-                       if _runners(m)), default=0.0)
-        d = defer.DeferredList(waits, consumeErrors=True)
+            # A cluster that others run with (``with``) stops after them.
+            anchors = {a for spec in self._specs.values() for a in spec.with_}
+            first = [m for cid, m in self._managed.items() if cid not in anchors]
+            last = [m for cid, m in self._managed.items() if cid in anchors]
+            d = self._stop_managed(first)
+            d.addCallback(lambda _: self._stop_managed(last))
+            longest = _longest_stop(first) + _longest_stop(last)
+        else:
+            d = defer.succeed(None)
+            longest = _longest_stop(self._managed.values())
         # The floating addresses are down before the lease is released.
         d.addBoth(lambda _: defer.DeferredList(
             [m.keeper.down() for m in self._managed.values() if m.keeper is not None],
@@ -427,6 +425,20 @@ class OwnershipService(MultiService):
                   if self._announce_sender is not None else None)
         d.addBoth(self._stopped)
         return d
+
+    def _stop_managed(self, managed_services):
+        """Stop these managed services (those the core is not stopping already) and wait."""
+        waits = []
+        for managed in managed_services:
+            if isinstance(managed, ManagedGroup):
+                if managed.alive and not managed.stopping:
+                    managed.stop(None)  # e.g. paused: the core does not stop it
+                # Its members stop one after the other, top down.
+                waits.append(managed.when_stopped())
+            elif managed.runner is not None and (
+                    managed.runner.process_alive or managed.stopping):
+                waits.append(managed.runner.stop())
+        return defer.DeferredList(waits, consumeErrors=True)
 
     def _stopped(self, _):
         self._closed = True
@@ -796,3 +808,9 @@ def _runners(managed):
     if isinstance(managed, ManagedGroup):
         return managed.runners
     return [managed.runner] if managed.runner is not None else []
+
+
+def _longest_stop(managed_services):
+    """The longest stop of these, run side by side (a group's members stop one by one)."""
+    return max((m.stop_timeout if isinstance(m, ManagedGroup) else m.runner.config.stop_timeout
+                for m in managed_services if _runners(m)), default=0.0)

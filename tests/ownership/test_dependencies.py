@@ -224,3 +224,30 @@ class ShapeAndStatusTests(unittest.TestCase):
                            ({"after": {"WEB": "DB"}}, "list of at most")):
             e = self.assertRaises(WireError, state_from_wire, "a", dict(wire, **bad))
             self.assertIn(words, str(e))
+
+
+class ShutdownOrderTests(unittest.TestCase):
+    def test_a_colocated_cluster_stops_before_its_anchor_at_shutdown(self):
+        import signal
+
+        from twisted.internet.task import Clock
+
+        from tests.ownership.test_service import ShellNode, pump, service_table
+
+        clock = Clock()
+        clock.advance(1000)
+        node = ShellNode(self, clock, "alpha", ["alpha"],
+                         [{"id": "A", "service": "a"},
+                          {"id": "B", "service": "b", "with": ["A"]}],
+                         services=[service_table("a"), service_table("b")]).start()
+        pump(clock, 5.0)
+        pids = {name: node.runner(name).pid for name in ("a", "b")}
+        self.assertTrue(all(pids.values()))
+        node.os.obey = False       # each ends only at its SIGKILL (stop_timeout 5 s)
+        d = node.service.stopService()
+        pump(clock, 13.0)
+        self.assertTrue(d.called)
+        signals = node.os.signals
+        self.assertLess(signals.index((pids["b"], signal.SIGKILL)),
+                        signals.index((pids["a"], signal.SIGTERM)),
+                        f"A was stopped while B, which runs with it, still ran: {signals}")
