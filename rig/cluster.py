@@ -193,10 +193,13 @@ class ClusterRig:
     """Template parts and addresses for one launcher running C{layout}."""
 
     def __init__(self, layout, timing=DEFAULT_TIMING, *, interval=0.1, health_check=True,
-                 escaping=False):
+                 escaping=False, ready_delay=0.0, check=None):
         """
         @param interval: the protected service's heartbeat interval (s).
         @param health_check: give each service an HTTP health check.
+        @param ready_delay: each protected service serves HTTP (is ready) this
+            long after it starts.
+        @param check: the health check's settings (default L{HEALTH_CHECK}).
         @param escaping: the protected services double-fork and setsid
             (``--escape``): the copy that records leaves its process group.
         """
@@ -205,6 +208,8 @@ class ClusterRig:
         self.interval = interval
         self.health_check = health_check
         self.escaping = escaping
+        self.ready_delay = ready_delay
+        self.check = dict(check if check is not None else HEALTH_CHECK)
         #: C{{(node, cluster): settings}} that replace the layout's for one
         #: node's next config (the rig's ``reshape`` fault).
         self.reshaped = {}
@@ -266,6 +271,9 @@ class ClusterRig:
             template = template.with_part(part)
         return template
 
+    def _ready_args(self):
+        return ["--ready-delay", str(self.ready_delay)] if self.ready_delay else []
+
     def peers_part(self, node, launcher):
         """``[node]`` listen = advertise = own address, join = every other node.
 
@@ -296,14 +304,15 @@ class ClusterRig:
             name = service_name(cluster)
             command = [sys.executable, "-m", "rig.protected_service",
                        "--record", launcher.records_dir, "--interval", str(self.interval),
-                       "--http", f"{host}:{port}", *(["--escape"] if self.escaping else [])]
+                       "--http", f"{host}:{port}", *(["--escape"] if self.escaping else []),
+                       *self._ready_args()]
             # CLSD_CLUSTER, CLSD_EPOCH and CLSD_NODE come from the daemon that
             # holds the lease: the records then show what ownership decided.
             service = {"name": name, "command": command,
                        "env": {RIG_ENV: launcher.rig_id, OWNER_ENV: str(launcher.owner_pid)},
                        "restart": "always", "stop_timeout": 3.0}
             if self.health_check:
-                service["check"] = {**HEALTH_CHECK, "target": f"http://{host}:{port}/"}
+                service["check"] = {**self.check, "target": f"http://{host}:{port}/"}
             services.append(service)
             clusters.append({"id": cluster, "service": name,
                              "priority": self.layout.clusters[cluster][node.name],
@@ -365,11 +374,12 @@ class GroupClusterRig(ClusterRig):
                            "command": [sys.executable, "-m", "rig.protected_service",
                                        "--record", launcher.records_dir,
                                        "--interval", str(self.interval),
-                                       "--http", f"{host}:{port}", "--cluster", resource],
+                                       "--http", f"{host}:{port}", "--cluster", resource,
+                                       *self._ready_args()],
                            "env": {RIG_ENV: launcher.rig_id, OWNER_ENV: str(launcher.owner_pid)},
                            "restart": "always", "stop_timeout": 3.0}
                 if self.health_check:
-                    service["check"] = {**HEALTH_CHECK, "target": f"http://{host}:{port}/"}
+                    service["check"] = {**self.check, "target": f"http://{host}:{port}/"}
                 services.append(service)
             clusters.append({"id": cluster, "services": names,
                              "priority": self.layout.clusters[cluster][node.name],
