@@ -251,3 +251,27 @@ class ShutdownOrderTests(unittest.TestCase):
         self.assertLess(signals.index((pids["b"], signal.SIGKILL)),
                         signals.index((pids["a"], signal.SIGTERM)),
                         f"A was stopped while B, which runs with it, still ran: {signals}")
+
+
+class AdminViewTests(unittest.TestCase):
+    def test_the_admin_view_says_waiting_for_what_and_shows_group_members(self):
+        import types
+
+        from twisted.internet.task import Clock
+
+        from clsd.admin.daemon_backend import DaemonBackend
+        from tests.ownership.test_service import ShellNode, pump, service_table
+
+        clock = Clock()
+        clock.advance(1000)
+        node = ShellNode(self, clock, "alpha", ["alpha"],
+                         [{"id": "WEB", "service": "web", "after": ["DB"]},
+                          {"id": "G", "services": ["g1", "g2"]}],
+                         services=[service_table(n) for n in ("web", "g1", "g2")]).start()
+        pump(clock, 4.0)
+        daemon = types.SimpleNamespace(config=node.config, ownership=node.service)
+        web, group = DaemonBackend(daemon).clusters()
+        self.assertEqual((web.id, web.state, web.members),
+                         ("WEB", "waiting: after DB (no owner)", ()))
+        self.assertEqual((group.id, group.state, group.members),
+                         ("G", "running", (("g1", "running"), ("g2", "running"))))
