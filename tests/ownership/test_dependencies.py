@@ -1,6 +1,8 @@
 """Clusters that depend on each other (``after``, ``with``, ``not_with``): the pure rules, then
 the lease simulation (real cores, a true clock, no overlap checked throughout)."""
 
+import os
+
 from twisted.trial import unittest
 
 from clsd.ownership.core.dependencies import (
@@ -275,3 +277,51 @@ class AdminViewTests(unittest.TestCase):
                          ("WEB", "waiting: after DB (no owner)", ()))
         self.assertEqual((group.id, group.state, group.members),
                          ("G", "running", (("g1", "running"), ("g2", "running"))))
+
+
+class RandomFaultTests(unittest.TestCase):
+    """Dependencies under random crashes, restarts, isolations and moves: never two copies of a
+    cluster, and once the faults stop, every cluster runs again where its rules allow."""
+
+    def nodes(self):
+        def clusters(a, b, db, web):
+            return (cluster("A", a), cluster("B", b, with_=("A",)), cluster("DB", db),
+                    cluster("WEB", web, after=("DB",), not_with=("B",)))
+        return {"n1": clusters(100, 10, 100, 10), "n2": clusters(50, 90, 50, 50),
+                "n3": clusters(10, 50, 10, 100)}
+
+    def test_random_faults(self):
+        import random
+
+        for seed in range(int(os.environ.get("CLSD_DEPENDENCY_SEEDS", "12"))):
+            rng = random.Random(seed)
+            sim = sim_of(self.nodes(), seed=seed)
+            t = 8.0
+            for _ in range(6):
+                name = rng.choice(["n1", "n2", "n3"])
+                fault = rng.choice(["crash", "isolate", "move", "standby"])
+                if fault == "crash":
+                    sim.at(t, lambda s, n=name: s.crash(n))
+                    sim.at(t + rng.uniform(1, 4), lambda s, n=name: s.restart(n))
+                elif fault == "isolate":
+                    sim.at(t, lambda s, n=name: s.isolate(n))
+                    sim.at(t + rng.uniform(1, 4), lambda s: s.heal())
+                elif fault == "move":
+                    target = rng.choice(["n1", "n2", "n3"])
+                    sim.at(t, lambda s, n=name, to=target: s.operator(n, "move", "A", to))
+                else:
+                    sim.at(t, lambda s, n=name: s.operator(n, "set_standby", True))
+                    sim.at(t + rng.uniform(1, 4),
+                           lambda s, n=name: s.operator(n, "set_standby", False))
+                t += rng.uniform(2, 6)
+            sim.at(t, lambda s: s.heal())
+            for name in ("n1", "n2", "n3"):
+                sim.at(t, lambda s, n=name: s.restart(n))
+                sim.at(t + 0.1, lambda s, n=name: s.operator(n, "set_standby", False))
+            sim.run_until(t + 45.0)
+            sim.check_safety()
+            running = {c: sim.running(c) for c in ("A", "B", "DB", "WEB")}
+            self.assertTrue(all(len(nodes) == 1 for nodes in running.values()),
+                            f"seed {seed}: {running}; faults {sim.faults}")
+            self.assertEqual(running["A"], running["B"], f"seed {seed}: B not with A")
+            self.assertNotEqual(running["WEB"], running["B"], f"seed {seed}: WEB with B")

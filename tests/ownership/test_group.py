@@ -5,6 +5,8 @@ failures on two nodes that hand the group over: no member ever starts out of
 order, stops out of order, or runs on both nodes at once.
 """
 
+import os
+
 from hypothesis import given, settings, strategies as st
 from twisted.trial import unittest
 
@@ -284,7 +286,7 @@ STEPS = st.lists(st.tuples(
 
 
 class PropertyTests(unittest.TestCase):
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=int(os.environ.get("CLSD_GROUP_EXAMPLES", "300")), deadline=None)
     @given(STEPS)
     def test_members_never_run_out_of_order_nor_on_two_nodes(self, steps):
         world = World(self)
