@@ -11,7 +11,10 @@ and delay, service failures.
 Membership is an oracle standing in for clsd.membership: node X sees node Y
 once "Y is up, running and reachable from X" has held for C{detection}
 seconds (and stops seeing it after the opposite held as long).  Published
-member states travel with it.
+member states travel with it.  A started service reports itself running
+(C{service_running}) C{start_time} later, and no longer running when it is
+asked to stop or ends: what clusters that follow it (``after``) or run with
+it (``with``) wait for.
 
 What is recorded, on the true time line, for the checks:
 
