@@ -96,6 +96,12 @@ class AfterSimTests(unittest.TestCase):
             self.assertGreaterEqual(web, app + 0.3, "WEB started before APP ran")
             self.assertEqual([sim.running(c) for c in ("DB", "APP", "WEB")],
                              [["alpha"], ["beta"], ["gamma"]])
+            # Said once when it began to wait, once when it stopped (history).
+            said = [(r.what, r.reason) for _, n, r in sim.reports
+                    if n == "gamma" and r.what in ("waiting", "waited")]
+            self.assertEqual(said[0], ("waiting", "after APP (no owner)"), said)
+            self.assertEqual(said[-1][0], "waited")
+            self.assertLessEqual(len(said), 4, said)
 
     def test_a_failover_of_the_followed_cluster_leaves_the_follower_running(self):
         nodes = {"alpha": (cluster("DB", 100),), "beta": (cluster("DB", 50),),
@@ -209,6 +215,7 @@ class ShapeAndStatusTests(unittest.TestCase):
         [web] = ownership_status(node.service)["clusters"]
         self.assertEqual((web["state"], web["waiting"]), ("waiting", "after DB (no owner)"))
         self.assertEqual(node.spawns, [])
+        self.assertEqual(node.reasons("cluster"), ["waiting: after DB (no owner)"])
 
     def test_running_and_after_are_published_and_checked(self):
         from clsd.ownership.core.messages import WireError

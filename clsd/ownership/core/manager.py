@@ -34,7 +34,7 @@ from clsd.ownership.core.escalation import FAILED, Escalation, cluster_status, n
 from clsd.ownership.core.messages import Handover, MoveRequest
 from clsd.ownership.core.placement import Candidate, MemberState, is_eligible, place
 from clsd.ownership.core.dependencies import (
-    after_wait, followed_gone, local_wait, placeable, running_dependents,
+    after_wait, followed_gone, holds, local_wait, placeable, running_dependents,
 )
 from clsd.ownership.core.shape import (
     arbiter_kind, change_refusal, cluster_of, disagreeing, fingerprint,
@@ -161,6 +161,7 @@ class ClusterManager:
         self._stalls = {}             # (node, cluster) -> how many times it stalled
         self._running = set()         # clusters whose service the shell reports running here
         self._moving = {}             # cluster -> target of a move waiting for its dependents
+        self._waits_reported = {}     # cluster -> the wait last reported (history)
 
     # -- helpers -------------------------------------------------------------
 
@@ -859,6 +860,7 @@ class ClusterManager:
         for cluster in list(self.clusters.values()):
             out += self._check_shape(cluster)
             out += self._reconcile(cluster, now)
+            out += self._report_waiting(cluster, now)
         out += self._forget_withdrawn()
         out += self._notify_failed(now)
         return out + self._publish(now)
@@ -995,6 +997,25 @@ class ClusterManager:
         members = self._all_members(now)
         return (after_wait(cluster.after, members.values())
                 or local_wait(cluster.with_, cluster.not_with, members[self.node]))
+
+    def _report_waiting(self, cluster, now):
+        """Report (once per change) that C{cluster}, run nowhere, waits here for its
+        dependencies, and when it no longer does (history: ``waiting: after DB (no owner)``)."""
+        now_waiting = None
+        if cluster.after or cluster.with_ or cluster.not_with:
+            members = self._all_members(now)
+            if (is_eligible(members[self.node], cluster.id) and cluster.id not in self._paused
+                    and not any(holds(m, cluster.id) for m in members.values())):
+                now_waiting = self.dependency_wait(cluster.id, now)
+        before = self._waits_reported.get(cluster.id)
+        if now_waiting == before:
+            return []
+        if now_waiting is None:
+            del self._waits_reported[cluster.id]
+            return [Report("waited", cluster.id, cluster.id, 0,
+                           reason=f"no longer waiting ({before})")]
+        self._waits_reported[cluster.id] = now_waiting
+        return [Report("waiting", cluster.id, cluster.id, 0, reason=now_waiting)]
 
     def _target_waits(self, cluster, target, now):
         """Whether C{target} has a reason of its dependencies not to take C{cluster} yet.
