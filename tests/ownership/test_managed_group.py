@@ -2,13 +2,16 @@
 
 import signal
 
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from clsd.admin.ownership_status import ownership_status
 from clsd.ownership.core.group import Phase
 from clsd.ownership.managed_group import ManagedGroup
-from tests.ownership.test_service import ShellNode, pump, service_table
+from clsd.supervision.core.policy import State
+from tests.ownership.test_floating import V4, KeeperHarness
+from tests.ownership.test_service import FakeForkingRunner, ShellNode, pump, service_table
 
 MEMBERS = ["vol", "db", "exp"]
 
@@ -149,3 +152,71 @@ class GroupConfigShapeTests(unittest.TestCase):
         self.assertEqual(one, fingerprint(config(list(MEMBERS)), timing, "voters"))
         self.assertNotEqual(one, fingerprint(config(["db", "vol", "exp"]), timing, "voters"))
         self.assertNotEqual(one, fingerprint(config(["vol", "db"]), timing, "voters"))
+
+
+class GroupWithAddressTests(unittest.TestCase):
+    """An ordered group's floating address: the first member's (before) or the last's (after)."""
+
+    def group(self, order):
+        self.h = KeeperHarness(order=order, addresses=(V4,))
+        self.reports = []
+        self.queue = []
+        self.log = []
+        group = ManagedGroup("A", "alpha", self.h.guard, ["m1", "m2"],
+                             monotonic=self.h.clock.seconds,
+                             report=lambda *a: self.reports.append(a[0]),
+                             later=lambda f, *args: self.queue.append((f, args)),
+                             keeper=self.h.keeper)
+        self.runners = []
+        for index, name in enumerate(["m1", "m2"]):
+            runner = FakeForkingRunner()
+            runner.config = type("Config", (), {"stop_timeout": 1.0})
+            runner.start = lambda r=runner, n=name: self.started(r, n)
+            runner.stop = lambda kill_after=None, r=runner, n=name: self.stopped(r, n)
+            group.attach(index, runner)
+            self.runners.append(runner)
+        group.kill_at(110.0)
+        return group
+
+    def started(self, runner, name):
+        self.log.append(("start", name, list(self.h.driver.calls)))
+        runner.state = State.STARTING
+
+    def stopped(self, runner, name):
+        self.log.append(("stop", name, list(self.h.driver.calls)))
+        runner.state = State.STOPPED
+        runner.process_alive = False
+        return defer.succeed(State.STOPPED)
+
+    def flush(self):
+        while self.queue:
+            f, args = self.queue.pop(0)
+            f(*args)
+
+    def test_before_the_address_comes_before_the_first_member_and_goes_after_it(self):
+        group = self.group("before")
+        group.start(7)
+        self.assertEqual(self.log, [("start", "m1", [("add", str(V4))])])
+        self.runners[0].changed(state=State.RUNNING, process_alive=True)
+        self.assertEqual(self.log[-1][:2], ("start", "m2"))
+        self.runners[1].changed(state=State.RUNNING, process_alive=True)
+        group.stop(110.0)
+        self.flush()
+        self.assertEqual([entry[:2] for entry in self.log[2:]], [("stop", "m2"), ("stop", "m1")])
+        self.assertEqual(self.log[-1][2], [("add", str(V4))], "removed before m1 stopped")
+        self.assertEqual(self.h.driver.calls, [("add", str(V4)), ("remove", str(V4))])
+        self.assertEqual(self.reports, ["service_stopped"])
+
+    def test_after_the_address_follows_the_last_member_and_goes_first(self):
+        group = self.group("after")
+        group.start(7)
+        self.runners[0].changed(state=State.RUNNING, process_alive=True)
+        self.assertEqual(self.h.driver.calls, [], "not while the group is incomplete")
+        self.runners[1].changed(state=State.RUNNING, process_alive=True)
+        self.assertEqual(self.h.driver.calls, [("add", str(V4))])
+        group.stop(110.0)
+        self.flush()
+        self.assertEqual([entry[:2] for entry in self.log[2:]], [("stop", "m2"), ("stop", "m1")])
+        self.assertEqual(self.log[2][2], [("add", str(V4)), ("remove", str(V4))],
+                         "the address must be gone before the last member stops")
+        self.assertEqual(self.reports, ["service_stopped"])
