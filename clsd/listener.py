@@ -12,6 +12,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
+from twisted.python.failure import Failure
 
 from clsd.config.address import format_host_port
 
@@ -38,7 +39,7 @@ class ListenError(CannotListenError):
         return f"{self.setting}: cannot listen on {address}: {self.reason}"
 
     @classmethod
-    def from_failure(cls, setting, failure):
+    def from_failure(cls, setting: str, failure: Failure) -> "ListenError":
         """The L{ListenError} for a L{CannotListenError} C{failure}; other failures raise."""
         if not failure.check(CannotListenError):
             failure.raiseException()

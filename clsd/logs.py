@@ -26,7 +26,7 @@ down, so the events of stopping services are in it.
 import sys
 
 from twisted.logger import (
-    LogLevel, eventAsText, globalLogPublisher, jsonFileLogObserver,
+    Logger, LogLevel, eventAsText, globalLogPublisher, jsonFileLogObserver,
 )
 from twisted.python.logfile import LogFile
 
@@ -100,7 +100,8 @@ EVENTS = {
 }
 
 
-def emit(log, event, format=None, *, level=None, **fields):
+def emit(log: Logger, event: str, format: str | None = None, *, level: LogLevel | None = None,
+         **fields: object) -> None:
     """Log the stable event C{event} on C{log} (a L{twisted.logger.Logger}).
 
     The text log shows ``[event] message`` (or ``[event] key=value ...``

@@ -33,14 +33,14 @@ def _load_malloc_trim():
 _malloc_trim = _load_malloc_trim()
 
 
-def trim():
+def trim() -> bool:
     """Return free heap pages to the system; C{True} if any were returned."""
     if _malloc_trim is None:
         return False
     return bool(_malloc_trim(0))
 
 
-def resident_bytes():
+def resident_bytes() -> int | None:
     """This process's resident set size in bytes (Linux), or C{None}."""
     try:
         with open("/proc/self/statm", "rb") as f:

@@ -211,7 +211,7 @@ def alt_ip_addresses(certificate):
     return [str(a) for a in extension.value.get_values_for_type(x509.IPAddress)]
 
 
-def node_name_of(certificate):
+def node_name_of(certificate: x509.Certificate) -> str:
     """The node name a certificate vouches for, or L{CertificateError}.
 
     The name is the single subject common name; when the certificate has a
@@ -235,7 +235,7 @@ def node_name_of(certificate):
     return name
 
 
-def is_authority(certificate):
+def is_authority(certificate: x509.Certificate) -> bool:
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
     except x509.ExtensionNotFound:
@@ -273,7 +273,7 @@ def key_matches(key, certificate):
             == certificate.public_key().public_bytes(der, spki))
 
 
-def signed_by(certificate, authority_certificate):
+def signed_by(certificate: x509.Certificate, authority_certificate: x509.Certificate) -> bool:
     """Whether C{authority_certificate} issued and signed C{certificate}."""
     try:
         certificate.verify_directly_issued_by(authority_certificate)
@@ -282,7 +282,8 @@ def signed_by(certificate, authority_certificate):
     return True
 
 
-def validity_problem(certificate, now=None):
+def validity_problem(certificate: x509.Certificate,
+                     now: datetime.datetime | None = None) -> str | None:
     """C{None} when valid at C{now} (wall clock), else a sentence saying why not.
 
     Certificates are the one place where wall-clock time is right: their

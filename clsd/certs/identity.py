@@ -9,8 +9,10 @@ L{ConfigError} that names the file, so the daemon refuses to start with one
 clear line.
 """
 
+import datetime
 import os
 import stat
+from typing import TYPE_CHECKING
 
 import attrs
 from cryptography import x509
@@ -19,6 +21,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from clsd.certs import authority, store
 from clsd.certs.authority import CertificateError
 from clsd.config.reader import ConfigError
+
+if TYPE_CHECKING:
+    from clsd.config import Config
 
 _NEEDED_USAGES = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
 
@@ -38,7 +43,7 @@ class NodeIdentity:
     revoked: frozenset = frozenset()
 
 
-def load_identity(config, *, now=None):
+def load_identity(config: "Config", *, now: datetime.datetime | None = None) -> NodeIdentity:
     """Load and check the ``[tls]`` files of C{config} for node C{config.node.name}.
 
     @param now: the wall-clock time (aware datetime) to judge validity at;

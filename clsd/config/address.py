@@ -8,7 +8,7 @@ __all__ = ["format_host_port", "ip_version", "is_wildcard", "parse_host_port",
            "parse_listen_address"]
 
 
-def format_host_port(address):
+def format_host_port(address: tuple[str, int | None]) -> str:
     """``(host, port)`` back into the ``host:port`` form (``[v6]:port``)."""
     host, port = address
     if ":" in host:
@@ -16,7 +16,7 @@ def format_host_port(address):
     return f"{host}:{port}"
 
 
-def ip_version(host):
+def ip_version(host: str) -> int | None:
     """4 or 6 for an IP literal, C{None} for a host name."""
     try:
         return ipaddress.ip_address(host).version

@@ -6,6 +6,7 @@ says why it is what it is.
 
 import fnmatch
 import re
+from collections.abc import Iterable
 
 import attrs
 
@@ -50,7 +51,7 @@ def pattern_problem(pattern):
     return None
 
 
-def allows(patterns, name):
+def allows(patterns: Iterable[str] | None, name: str) -> bool:
     """Whether node C{name} is admitted by C{patterns} (C{None}: every name)."""
     if patterns is None:
         return True

@@ -7,26 +7,37 @@ is the session's; this module only does I/O, keeps the one timer the
 session asks for, counts, and logs.
 """
 
+from __future__ import annotations
+
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHandshakeListener, IPushProducer
+from twisted.internet.interfaces import (
+    IAddress, IConsumer, IDelayedCall, IHandshakeListener, IPushProducer, IReactorTime,
+    ITCPTransport,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from clsd.certs.authority import CertificateError
 from clsd.config.address import format_host_port
 from clsd.logs import emit
-from clsd.wire.core.codec import MAX_LINE, NEED_DATA, Codec
+from clsd.wire.core.codec import MAX_LINE, Codec
 from clsd.wire.core.errors import RemoteProtocolError
-from clsd.wire.core.interfaces import IPeer
+from clsd.wire.core.interfaces import IPeer, IPeerHandler
+from clsd.wire.core.lag import ReactorLag
+from clsd.wire.core.messages import Message, Registry
 from clsd.wire.core.session import (
     LOCAL,
     NETWORK,
     PEER,
     REMOTE,
+    Action,
     CloseReason,
     Deliver,
     Disconnect,
@@ -41,10 +52,17 @@ from clsd.wire.tls import (
     classify_tls_failure, peer_certificate, peer_certificate_name, peer_hello_seen,
 )
 
+if TYPE_CHECKING:
+    from clsd.wire.tls import PeerTLS
+
 _OPEN = (State.CONNECTING, State.HANDSHAKING, State.ESTABLISHED)
 
 
-def _address_of(transport):
+class _IPeerTransport(ITCPTransport, IConsumer):
+    """What a peer connection's transport (TLS over TCP) offers: a transport that takes a producer."""
+
+
+def _address_of(transport: _IPeerTransport) -> tuple[str, int | None] | None:
     peer = transport.getPeer()
     host = getattr(peer, "host", None)
     port = getattr(peer, "port", None)
@@ -58,11 +76,15 @@ class PeerProtocol(Protocol):
     """One peer connection; see L{clsd.wire.core.session} for its lifecycle."""
 
     log = Logger()
+    transport: _IPeerTransport | None
 
-    def __init__(self, *, hello, registry, handler, clock, initiator,
-                 monotonic=time.monotonic, stats=None, tls=None,
-                 timeouts=Timeouts(), max_line=MAX_LINE,
-                 peer_name=peer_certificate_name, lag=None, on_refused=None):
+    def __init__(self, *, hello: Message, registry: Registry, handler: IPeerHandler,
+                 clock: IReactorTime, initiator: bool,
+                 monotonic: Callable[[], float] = time.monotonic, stats: PeerStats | None = None,
+                 tls: PeerTLS | None = None, timeouts: Timeouts = Timeouts(),
+                 max_line: int = MAX_LINE, peer_name: Callable[[object], str] = peer_certificate_name,
+                 lag: ReactorLag | None = None,
+                 on_refused: Callable[[PeerProtocol, CloseReason], object] | None = None) -> None:
         """
         @param hello: our hello L{clsd.wire.core.messages.Message}.
         @param registry: the message types this connection understands.
@@ -92,12 +114,12 @@ class PeerProtocol(Protocol):
         self.initiator = initiator
         self.stats = stats if stats is not None else PeerStats()
         self.codec = Codec(registry, max_line=max_line)
-        self.session = None
-        self.address = None
-        self._timer = None
-        self._timer_at = None
+        self.session: Session | None = None
+        self.address: tuple[str, int | None] | None = None
+        self._timer: IDelayedCall | None = None
+        self._timer_at: float | None = None
         self._producing = False
-        self._close_waiters = []
+        self._close_waiters: list[Callable[[PeerProtocol, CloseReason], object]] = []
         self._lag = lag
         self._lag_seen = 0.0
         self._on_refused = on_refused
@@ -105,40 +127,41 @@ class PeerProtocol(Protocol):
     # -- IPeer ---------------------------------------------------------------
 
     @property
-    def state(self):
+    def state(self) -> State:
         return self.session.state if self.session is not None else State.CONNECTING
 
     @property
-    def hello(self):
+    def hello(self) -> Message | None:
         """The peer's hello once checked, else C{None}."""
         return self.session.peer_hello if self.session is not None else None
 
     @property
-    def name(self):
+    def name(self) -> str | None:
         hello = self.hello
         return hello["name"] if hello is not None else None
 
     @property
-    def generation(self):
+    def generation(self) -> int | None:
         hello = self.hello
         return hello["generation"] if hello is not None else None
 
     @property
-    def advertise(self):
+    def advertise(self) -> str | None:
         hello = self.hello
         return hello["advertise"] if hello is not None else None
 
     @property
-    def close_reason(self):
+    def close_reason(self) -> CloseReason | None:
         return self.session.close_reason if self.session is not None else None
 
-    def send(self, message):
+    def send(self, message: Message) -> bool:
         if self.session is None or self.session.state is not State.ESTABLISHED:
             return False
         self._write(message)
         return True
 
-    def close(self, key="local-close", detail="closed by this node", *, blame=LOCAL):
+    def close(self, key: str = "local-close", detail: str = "closed by this node", *,
+              blame: str = LOCAL) -> None:
         if self.session is None:
             if self.transport is not None:
                 self.transport.loseConnection()
@@ -146,11 +169,11 @@ class PeerProtocol(Protocol):
         self._run(self.session.close(key, detail, self._now(), blame=blame))
         self._reschedule()
 
-    def when_closed(self, callback):
+    def when_closed(self, callback: Callable[[PeerProtocol, CloseReason], object]) -> None:
         """Call C{callback(protocol, reason)} when the connection has ended."""
         self._close_waiters.append(callback)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         who = self.name or (self.session and self.session.certificate_name) or "?"
         where = format_host_port(self.address) if self.address else "?"
         way = "out" if self.initiator else "in"
@@ -158,7 +181,8 @@ class PeerProtocol(Protocol):
 
     # -- transport events ------------------------------------------------------
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
+        assert self.transport is not None
         self.address = _address_of(self.transport)
         self.stats.connections += 1
         self.session = Session(hello=self._hello, now=self._now(), timeouts=self._timeouts)
@@ -168,8 +192,9 @@ class PeerProtocol(Protocol):
         self._producing = True
         self._reschedule()
 
-    def handshakeCompleted(self):
+    def handshakeCompleted(self) -> None:
         """TLS is up and the peer's certificate verified: start the hello exchange."""
+        assert self.session is not None
         now = self._now()
         try:
             name = self._peer_name(self.transport)
@@ -180,10 +205,11 @@ class PeerProtocol(Protocol):
                                              peer_certificate(self.transport)))
         self._reschedule()
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.stats.bytes_in += len(data)
         codec = self.codec
         session = self.session
+        assert session is not None
         if session.state not in _OPEN:
             return  # closing: nothing more is processed, or kept
         if self._lag is not None:
@@ -198,7 +224,7 @@ class PeerProtocol(Protocol):
             except RemoteProtocolError as e:
                 self._run(session.protocol_error(e, now))
                 break
-            if event is NEED_DATA:
+            if not isinstance(event, Message):  # NEED_DATA
                 break
             self.stats.messages_in += 1
             actions = session.message_received(event, now)
@@ -206,7 +232,7 @@ class PeerProtocol(Protocol):
                 self._run(actions)
         self._reschedule()
 
-    def connectionLost(self, reason=None):
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self._cancel_timer()
         session = self.session
         if session is None:
@@ -227,21 +253,21 @@ class PeerProtocol(Protocol):
 
     # -- IPushProducer: the transport tells us when the peer stops reading -----
 
-    def pauseProducing(self):
+    def pauseProducing(self) -> None:
         if self.session is not None:
             self.session.write_paused(self._now())
             self._reschedule()
 
-    def resumeProducing(self):
+    def resumeProducing(self) -> None:
         if self.session is not None:
             self.session.write_resumed(self._now())
 
-    def stopProducing(self):
+    def stopProducing(self) -> None:
         pass  # the connection is going away; connectionLost follows
 
     # -- carrying out the session's actions ------------------------------------
 
-    def _run(self, actions):
+    def _run(self, actions: Sequence[Action]) -> None:
         for action in actions:
             if type(action) is Deliver:
                 self._notify(self._handler.message_received, action.message)
@@ -253,6 +279,7 @@ class PeerProtocol(Protocol):
             elif type(action) is Disconnect:
                 # A TLS transport postpones its close_notify until the
                 # producer is gone, so unregister before closing.
+                assert self.transport is not None
                 if self._producing:
                     self._producing = False
                     self.transport.unregisterProducer()
@@ -261,7 +288,7 @@ class PeerProtocol(Protocol):
                 else:
                     self.transport.loseConnection()
 
-    def _notify(self, method, *args):
+    def _notify(self, method: Callable[..., object], *args: object) -> None:
         """Call the upper layer; its bug is logged, not blamed on the peer.
 
         The connection stays up: the peer did nothing wrong, and dropping
@@ -274,7 +301,8 @@ class PeerProtocol(Protocol):
             self.log.failure("the upper layer failed in {method} for peer {name}",
                              method=getattr(method, "__name__", repr(method)), name=self.name)
 
-    def _write(self, message):
+    def _write(self, message: Message) -> None:
+        assert self.transport is not None and self.session is not None
         data = self.codec.send(message)
         self.transport.write(data)
         stats = self.stats
@@ -286,32 +314,35 @@ class PeerProtocol(Protocol):
 
     # -- the one timer -------------------------------------------------------
 
-    def _reschedule(self):
+    def _reschedule(self) -> None:
         deadline = self.session.deadline() if self.session is not None else None
         if deadline is None:
             self._cancel_timer()
             return
         if self._timer is not None:
+            assert self._timer_at is not None
             if self._timer_at <= deadline:
                 return  # fires early; the tick finds nothing due and re-arms
             self._timer.cancel()
         self._timer_at = deadline
         self._timer = self._clock.callLater(max(0.0, deadline - self._now()), self._on_timer)
 
-    def _on_timer(self):
+    def _on_timer(self) -> None:
+        assert self.session is not None
         self._timer = None
         if self._lag is not None:
             self._credit_lag()
         self._run(self.session.tick(self._now()))
         self._reschedule()
 
-    def _credit_lag(self):
+    def _credit_lag(self) -> None:
         """Hand the session this process's stalls since the last time (clsd.wire.core.lag)."""
+        assert self._lag is not None and self.session is not None
         total = self._lag.total
         self.session.credit_stall(total - self._lag_seen)
         self._lag_seen = total
 
-    def _cancel_timer(self):
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()
@@ -319,9 +350,10 @@ class PeerProtocol(Protocol):
 
     # -- endings ---------------------------------------------------------------
 
-    def _describe_loss(self, reason, state):
+    def _describe_loss(self, reason: Failure | None, state: State) -> CloseReason:
         """Why the transport says it went, as a L{CloseReason}."""
         error = reason.value if reason is not None else ConnectionDone()
+        assert error is not None
         verify_errno = self._tls.verify_error(self.transport) if self._tls is not None else None
         if verify_errno is not None or isinstance(error, SSL.Error):
             key, detail = classify_tls_failure(
@@ -337,7 +369,7 @@ class PeerProtocol(Protocol):
             return CloseReason("connection-closed", "the peer closed the connection", NETWORK)
         return CloseReason("connection-lost", str(error), NETWORK)
 
-    def _count(self, reason, was_established):
+    def _count(self, reason: CloseReason, was_established: bool) -> None:
         stats = self.stats
         stats.closed[reason.key] += 1
         if reason.blame == PEER:
@@ -348,7 +380,7 @@ class PeerProtocol(Protocol):
         elif reason.blame == REMOTE:
             stats.refused[reason.key] += 1
 
-    def _log_close(self, reason, was_established):
+    def _log_close(self, reason: CloseReason, was_established: bool) -> None:
         address = format_host_port(self.address) if self.address else "?"
         direction = "to" if self.initiator else "from"
         if reason.key == "forged":
@@ -379,11 +411,11 @@ class PeerProtocol(Protocol):
 class PeerFactory(Factory):
     """Builds L{PeerProtocol}s that share one configuration and one L{PeerStats}."""
 
-    def __init__(self, *, initiator, **settings):
+    def __init__(self, *, initiator: bool, **settings: Any) -> None:
         self.initiator = initiator
         self.settings = settings
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: IAddress | None) -> PeerProtocol:
         protocol = PeerProtocol(initiator=self.initiator, **self.settings)
         protocol.factory = self
         return protocol

@@ -15,57 +15,67 @@ sender (C{forged}), and logged at most once per sender per
 L{FORGED_LOG_INTERVAL}, so that a hostile peer cannot flood the log.
 """
 
-import collections
+from __future__ import annotations
 
+import collections
+from collections.abc import Callable, Iterable
+
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from clsd.logs import emit
 from clsd.wire.core.errors import Forged
-from clsd.wire.core.interfaces import IPeerHandler
-from clsd.wire.core.session import PEER
+from clsd.wire.core.interfaces import IPeer, IPeerHandler
+from clsd.wire.core.messages import Message
+from clsd.wire.core.session import PEER, CloseReason
 
 #: A sender's forged messages are logged at most once per this many seconds.
 FORGED_LOG_INTERVAL = 60.0
+
+#: An upper layer's receiver of the messages it routed: C{receive(peer, message)}.
+Receive = Callable[[IPeer, Message], object]
 
 
 @implementer(IPeerHandler)
 class Router:
     log = Logger()
 
-    def __init__(self, clock=None):
+    def __init__(self, clock: IReactorTime | None = None) -> None:
         """@param clock: an C{IReactorTime} for the rate of forgery log lines
         (default: every forgery is logged)."""
-        self._by_type = {}
-        self._links = []
+        self._by_type: dict[str, Receive] = {}
+        self._links: list[tuple[Callable[[IPeer], object],
+                                Callable[[IPeer, CloseReason], object]]] = []
         self._clock = clock
-        self.counters = collections.Counter()
+        self.counters: collections.Counter[str] = collections.Counter()
         #: Connections closed as forged, by sender name.
-        self.forged = collections.Counter()
-        self._forged_logged = {}     # sender -> (time of the last line, forgeries since)
+        self.forged: collections.Counter[str] = collections.Counter()
+        self._forged_logged: dict[str, tuple[float | None, int]] = {}     # sender -> (time of the last line, forgeries since)
 
-    def route(self, type_names, receive):
+    def route(self, type_names: Iterable[str], receive: Receive) -> None:
         """Deliver messages of C{type_names} to C{receive(peer, message)}."""
         for name in type_names:
             if name in self._by_type:
                 raise ValueError(f"message type {name!r} is already routed")
             self._by_type[name] = receive
 
-    def watch(self, connected, disconnected):
+    def watch(self, connected: Callable[[IPeer], object],
+              disconnected: Callable[[IPeer, CloseReason], object]) -> None:
         """Call C{connected(peer)} / C{disconnected(peer, reason)} for every peer."""
         self._links.append((connected, disconnected))
 
     # -- IPeerHandler -------------------------------------------------------------
 
-    def peer_connected(self, peer):
+    def peer_connected(self, peer: IPeer) -> None:
         for connected, _ in self._links:
             self._call(connected, peer)
 
-    def peer_disconnected(self, peer, reason):
+    def peer_disconnected(self, peer: IPeer, reason: CloseReason) -> None:
         for _, disconnected in self._links:
             self._call(disconnected, peer, reason)
 
-    def message_received(self, peer, message):
+    def message_received(self, peer: IPeer, message: Message) -> None:
         receive = self._by_type.get(message.type)
         if receive is None:
             # Registered on the wire but nobody here handles it (e.g. lease
@@ -80,7 +90,7 @@ class Router:
             self.counters["handler_errors"] += 1
             self.log.failure("peer event handler {handler} failed", handler=receive)
 
-    def _forged(self, peer, message, forged):
+    def _forged(self, peer: IPeer, message: Message, forged: Forged) -> None:
         self.forged[peer.name] += 1
         detail = f"{message.type} {forged}"
         now = self._clock.seconds() if self._clock is not None else None
@@ -94,7 +104,7 @@ class Router:
                  peer=peer.name, detail=detail, suppressed=since)
         peer.close("forged", detail, blame=PEER)
 
-    def _call(self, function, *args):
+    def _call(self, function: Callable[..., object], *args: object) -> None:
         try:
             function(*args)
         except Exception:

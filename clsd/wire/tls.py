@@ -20,8 +20,13 @@ the other side nothing) and is refused by the session right after it, before
 any hello, with a bye that says ``tls-revoked`` (L{clsd.wire.core.admission}).
 """
 
-import weakref
+from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from cryptography import x509
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.interfaces import (
@@ -32,6 +37,16 @@ from zope.interface import implementer
 
 from clsd.certs.authority import CertificateError, node_name_of
 from clsd.wire.core.admission import Admission
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from OpenSSL import crypto
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+    from clsd.certs.identity import NodeIdentity
+    from clsd.wire.network import PeerNetwork
+    from clsd.wire.protocol import PeerProtocol
 
 _VERIFY_FLAGS = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT | SSL.VERIFY_CLIENT_ONCE
 
@@ -57,7 +72,7 @@ class PeerTLS:
     C{SSL4ClientEndpoint}.
     """
 
-    def __init__(self, identity, allow=None):
+    def __init__(self, identity: NodeIdentity, allow: Iterable[str] | None = None) -> None:
         """
         @param allow: the ``[membership] allow`` patterns (C{None}: every name).
         """
@@ -68,38 +83,42 @@ class PeerTLS:
         # accepts (its own X509/PKey wrappers are deprecated).
         # CertificateOptions with a trustRoot sets VERIFY_PEER and
         # VERIFY_FAIL_IF_NO_PEER_CERT (requireCertificate) on the context and
-        # trusts exactly that root; TLS 1.2 is the floor.
+        # trusts exactly that root; TLS 1.2 is the floor. (Twisted's annotations
+        # name only pyOpenSSL's wrappers.)
         self.options = ssl.CertificateOptions(
-            privateKey=identity.key,
-            certificate=identity.certificate,
-            trustRoot=ssl.trustRootFromCertificates(
+            privateKey=identity.key,  # type: ignore[arg-type]
+            certificate=identity.certificate,  # type: ignore[arg-type]
+            # Twisted's own function is not annotated.
+            trustRoot=ssl.trustRootFromCertificates(  # type: ignore[no-untyped-call]
                 [ssl.Certificate.loadPEM(_pem(ca)) for ca in identity.ca_certificates]),
             raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
             enableSessions=False,
             enableSessionTickets=False,
         )
-        self._verify_errors = weakref.WeakKeyDictionary()
+        self._verify_errors: weakref.WeakKeyDictionary[SSL.Connection, int] = (
+            weakref.WeakKeyDictionary())
 
     # -- IOpenSSLServerConnectionCreator / IOpenSSLClientConnectionCreator ----
 
-    def serverConnectionForTLS(self, tlsProtocol):
+    def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         return self._watch(self.options.serverConnectionForTLS(tlsProtocol))
 
-    def clientConnectionForTLS(self, tlsProtocol):
+    def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         return self._watch(self.options.clientConnectionForTLS(tlsProtocol))
 
-    def _watch(self, connection):
+    def _watch(self, connection: SSL.Connection) -> SSL.Connection:
         # The same flags as the context; only the callback is added, and it
         # returns OpenSSL's own verdict unchanged.
         connection.set_verify(_VERIFY_FLAGS, self._verify)
         return connection
 
-    def _verify(self, connection, certificate, errno, depth, ok):
+    def _verify(self, connection: SSL.Connection, certificate: crypto.X509, errno: int,
+                depth: int, ok: int) -> bool:
         if not ok and connection not in self._verify_errors:
             self._verify_errors[connection] = errno
-        return ok
+        return bool(ok)
 
-    def verify_error(self, transport):
+    def verify_error(self, transport: object) -> int | None:
         """The first X.509 error number seen on C{transport}'s connection, or C{None}."""
         handle = _handle(transport)
         if handle is None:
@@ -107,21 +126,21 @@ class PeerTLS:
         return self._verify_errors.get(handle)
 
 
-def _pem(certificate):
+def _pem(certificate: x509.Certificate) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return certificate.public_bytes(Encoding.PEM)
 
 
-def _handle(transport):
-    get_handle = getattr(transport, "getHandle", None)
+def _handle(transport: object) -> SSL.Connection | None:
+    get_handle: Callable[[], object] | None = getattr(transport, "getHandle", None)
     if get_handle is None:
         return None
     handle = get_handle()
     return handle if isinstance(handle, SSL.Connection) else None
 
 
-def peer_certificate_name(transport):
+def peer_certificate_name(transport: object) -> str:
     """The node name in the verified certificate of C{transport}'s peer.
 
     @raise CertificateError: no certificate, or no usable node name in it.
@@ -132,7 +151,7 @@ def peer_certificate_name(transport):
     return node_name_of(certificate)
 
 
-def peer_certificate(transport):
+def peer_certificate(transport: object) -> x509.Certificate | None:
     """The (cryptography) certificate of C{transport}'s peer, or C{None}."""
     handle = _handle(transport)
     if handle is None:
@@ -161,7 +180,7 @@ _ALERT_REASONS = {
 }
 
 
-def _ssl_reasons(error):
+def _ssl_reasons(error: SSL.Error) -> list[str]:
     """The reason strings of an C{OpenSSL.SSL.Error}'s queue, lower case."""
     reasons = []
     for entry in error.args[0] if error.args and isinstance(error.args[0], list) else ():
@@ -170,7 +189,7 @@ def _ssl_reasons(error):
     return reasons
 
 
-def peer_hello_seen(transport, initiator):
+def peer_hello_seen(transport: object, initiator: bool) -> bool:
     """Whether the TLS peer of C{transport} sent its hello (ClientHello or ServerHello).
 
     OpenSSL fills in the peer's random once it has read that hello: before,
@@ -181,10 +200,11 @@ def peer_hello_seen(transport, initiator):
     if handle is None:
         return False
     random = handle.server_random() if initiator else handle.client_random()
-    return bool(random) and any(random)
+    return random is not None and any(random)
 
 
-def classify_tls_failure(error, verify_errno, *, hello_seen=False):
+def classify_tls_failure(error: BaseException, verify_errno: int | None, *,
+                         hello_seen: bool = False) -> tuple[str, str]:
     """Name a failed handshake: C{(key, detail)} for counters and the log.
 
     @param error: the exception the connection ended with (usually an
@@ -226,7 +246,8 @@ def classify_tls_failure(error, verify_errno, *, hello_seen=False):
     return "tls-error", text
 
 
-def connection_refusal(admission, protocol):
+def connection_refusal(admission: Admission,
+                       protocol: PeerProtocol) -> tuple[str, str] | None:
     """L{Admission.refusal} for a live connection (C{None} before its TLS handshake)."""
     name = protocol.name
     if name is None and protocol.session is not None:
@@ -236,15 +257,15 @@ def connection_refusal(admission, protocol):
     return admission.refusal(name, peer_certificate(protocol.transport))
 
 
-def enforce(network, admission):
+def enforce(network: PeerNetwork, admission: Admission) -> dict[str, tuple[str, str]]:
     """Put C{admission} in force on C{network}: new connections, and established ones.
 
     @return: C{{name: (reason key, detail)}} of the established peers expelled.
     """
     network.tls.admission = admission
-    verdicts = {}
+    verdicts: dict[str, tuple[str, str]] = {}
 
-    def refusal(protocol):
+    def refusal(protocol: PeerProtocol) -> tuple[str, str] | None:
         verdict = connection_refusal(admission, protocol)
         if verdict is not None and protocol.name is not None:
             verdicts[protocol.name] = verdict

@@ -10,17 +10,17 @@ from clsd.membership.core.timing import scaled_timeout
 
 
 class Awareness:
-    def __init__(self, max_multiplier=8):
+    def __init__(self, max_multiplier: int = 8) -> None:
         self.max_multiplier = max_multiplier
         self.score = 0
 
-    def apply(self, delta):
+    def apply(self, delta: int) -> None:
         self.score = min(self.max_multiplier - 1, max(0, self.score + delta))
 
-    def scale(self, timeout):
+    def scale(self, timeout: float) -> float:
         return scaled_timeout(timeout, self.score)
 
-    def tick(self, late, interval):
+    def tick(self, late: float, interval: float) -> None:
         """Account one tick that fired C{late} seconds after it was due."""
         if late > interval / 2:
             # Each whole interval we missed is one step worse.
@@ -28,6 +28,6 @@ class Awareness:
         else:
             self.apply(-1)
 
-    def refuted(self):
+    def refuted(self) -> None:
         """We had to refute a suspicion: our messages are not getting through in time."""
         self.apply(1)

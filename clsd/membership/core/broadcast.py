@@ -13,6 +13,18 @@ its whole limit, long after everyone has it: at 1024 nodes, nine of every
 ten pieces a node received during a mass join were copies of what it had.
 """
 
+from collections.abc import Hashable
+from typing import Generic, Protocol, TypeVar
+
+
+class Piece(Protocol):
+    """What the queue holds: news with a key naming what it is about."""
+
+    @property
+    def key(self) -> Hashable: ...
+
+
+_Piece = TypeVar("_Piece", bound=Piece)
 
 #: Sends of a piece that copies heard from others never take away (see
 #: L{BroadcastQueue.heard}). Letting copies take all of them left, in
@@ -22,24 +34,24 @@ ten pieces a node received during a mass join were copies of what it had.
 HEARD_KEEP = 2
 
 
-class BroadcastQueue:
-    def __init__(self, max_items=4096):
+class BroadcastQueue(Generic[_Piece]):
+    def __init__(self, max_items: int = 4096) -> None:
         self.max_items = max_items
         #: _levels[t]: key -> item, for the pieces sent t times (dicts keep
         #: insertion order, so popitem() gives the newest).
-        self._levels = [{}]
-        self._level_of = {}
+        self._levels: list[dict[Hashable, _Piece]] = [{}]
+        self._level_of: dict[Hashable, int] = {}
         #: Every level below this one is empty (a heartbeat's take then
         #: skips them); empty levels at the top are trimmed.
         self._low = 0
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._level_of)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self._level_of)
 
-    def put(self, item):
+    def put(self, item: _Piece) -> None:
         """Queue C{item} (with a C{key}); it replaces any queued piece with that key."""
         key = item.key
         level = self._level_of.pop(key, None)
@@ -51,12 +63,12 @@ class BroadcastQueue:
         if len(self._level_of) > self.max_items:
             self._drop_most_sent()
 
-    def get(self, key):
+    def get(self, key: Hashable) -> _Piece | None:
         """The queued piece with C{key}, or None."""
         level = self._level_of.get(key)
         return None if level is None else self._levels[level][key]
 
-    def heard(self, key, limit, keep=HEARD_KEEP):
+    def heard(self, key: Hashable, limit: int, keep: int = HEARD_KEEP) -> None:
         """Another node sent us the piece with C{key}: count it as sent once more.
 
         Copies never take away a piece's last C{keep} sends: a node that
@@ -73,17 +85,17 @@ class BroadcastQueue:
         levels[level][key] = item
         self._level_of[key] = level
 
-    def discard(self, key):
+    def discard(self, key: Hashable) -> None:
         level = self._level_of.pop(key, None)
         if level is not None:
             del self._levels[level][key]
 
-    def take(self, count, limit):
+    def take(self, count: int, limit: int) -> list[_Piece]:
         """Up to C{count} pieces for one message; each counts as sent once more."""
         if len(self._level_of) <= count:
             return self._take_all(limit)
-        taken = []
-        moved = []
+        taken: list[_Piece] = []
+        moved: list[tuple[int, Hashable, _Piece]] = []
         levels = self._levels
         level = self._low
         top = len(levels)
@@ -110,13 +122,13 @@ class BroadcastQueue:
             levels.pop()
         return taken
 
-    def _take_all(self, limit):
+    def _take_all(self, limit: int) -> list[_Piece]:
         """take() when every piece fits in the message (the common case: a
         heartbeat carries up to 16): each level moves up one whole, in the
         order take() pops it (newest first), without per-piece bookkeeping
         beyond the level index."""
-        taken = []
-        levels = [{}]
+        taken: list[_Piece] = []
+        levels: list[dict[Hashable, _Piece]] = [{}]
         level_of = self._level_of
         low = 0
         for level, items in enumerate(self._levels, start=1):
@@ -140,7 +152,7 @@ class BroadcastQueue:
         self._low = low
         return taken
 
-    def _drop_most_sent(self):
+    def _drop_most_sent(self) -> None:
         for items in reversed(self._levels):
             if items:
                 key = next(iter(items))  # the oldest of the most sent

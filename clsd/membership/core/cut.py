@@ -15,10 +15,16 @@ Reports belong to one life of the subject (generation, incarnation): when the
 subject refutes, they are all void.
 """
 
+from collections.abc import Collection, Sequence
+
 from clsd.membership.core.timing import quorum_for
 
+#: One life of a subject: (generation, incarnation).
+Version = tuple[int, int]
 
-def is_failed(observers, reporters, healthy, quorum):
+
+def is_failed(observers: Sequence[str], reporters: Collection[str],
+              healthy: Collection[str], quorum: int) -> bool:
     """The detection rule.
 
     @param observers: the subject's distinct observers in this node's view.
@@ -40,10 +46,10 @@ def is_failed(observers, reporters, healthy, quorum):
 class Reports:
     """The reports this node knows of, per subject, for the subject's current life."""
 
-    def __init__(self):
-        self._by_subject = {}
+    def __init__(self) -> None:
+        self._by_subject: dict[str, tuple[Version, set[str]]] = {}
 
-    def add(self, subject, version, observer):
+    def add(self, subject: str, version: Version, observer: str) -> bool:
         """Record a report; True if it is new. Reports of another life replace the set."""
         current = self._by_subject.get(subject)
         if current is None or current[0] != version:
@@ -56,14 +62,14 @@ class Reports:
         current[1].add(observer)
         return True
 
-    def reporters(self, subject, version):
+    def reporters(self, subject: str, version: Version) -> frozenset[str]:
         current = self._by_subject.get(subject)
         if current is None or current[0] != version:
             return frozenset()
         return frozenset(current[1])
 
-    def clear(self, subject):
+    def clear(self, subject: str) -> None:
         self._by_subject.pop(subject, None)
 
-    def __contains__(self, subject):
+    def __contains__(self, subject: object) -> bool:
         return subject in self._by_subject

@@ -18,6 +18,7 @@ The detector only says which links fail; turning that into a report (once
 per life of the subject) and into a verdict (cut.py) is the core's job.
 """
 
+from collections.abc import Iterator
 
 #: A subject never reached yet fails after this many failure timeouts of silence.
 UNREACHED_FACTOR = 2
@@ -26,32 +27,32 @@ UNREACHED_FACTOR = 2
 class _Link:
     __slots__ = ("last_heard", "down_since", "ever_up", "reported", "probed_at")
 
-    def __init__(self, now):
+    def __init__(self, now: float) -> None:
         self.last_heard = now
-        self.down_since = None
+        self.down_since: float | None = None
         #: Whether the connection was ever up: only then does the grace apply.
         self.ever_up = False
         #: The subject's (generation, incarnation) we last reported, if any.
-        self.reported = None
+        self.reported: tuple[int, int] | None = None
         self.probed_at = now
 
 
 class Detector:
-    def __init__(self):
-        self._links = {}
+    def __init__(self) -> None:
+        self._links: dict[str, _Link] = {}
         #: subject -> link state, for a caller's hot path (heard from X).
         self.links = self._links
 
-    def __contains__(self, subject):
+    def __contains__(self, subject: object) -> bool:
         return subject in self._links
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._links)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._links)
 
-    def watch(self, subject, now, link_up):
+    def watch(self, subject: str, now: float, link_up: bool) -> _Link:
         """Start watching; a new subject gets a full timeout before it can fail."""
         link = self._links.get(subject)
         if link is None:
@@ -61,15 +62,15 @@ class Detector:
                 link.down_since = now
         return link
 
-    def unwatch(self, subject):
+    def unwatch(self, subject: str) -> None:
         self._links.pop(subject, None)
 
-    def heard(self, subject, now):
+    def heard(self, subject: str, now: float) -> None:
         link = self._links.get(subject)
         if link is not None:
             link.last_heard = now
 
-    def link_up(self, subject, now):
+    def link_up(self, subject: str, now: float) -> None:
         """A connection to C{subject} opened: its handshake is news of it.
 
         The silence timeout starts again here. Counted from when we started
@@ -85,12 +86,12 @@ class Detector:
             if now > link.last_heard:
                 link.last_heard = now
 
-    def link_down(self, subject, now):
+    def link_down(self, subject: str, now: float) -> None:
         link = self._links.get(subject)
         if link is not None and link.down_since is None:
             link.down_since = now
 
-    def restart(self, subject, now):
+    def restart(self, subject: str, now: float) -> None:
         """Give a subject a fresh timeout (it refuted; do not report it again at once)."""
         link = self._links.get(subject)
         if link is not None:
@@ -99,18 +100,19 @@ class Detector:
                 link.down_since = now
             link.probed_at = now
 
-    def credit_stall(self, stall):
+    def credit_stall(self, stall: float) -> None:
         """We could not run for C{stall} seconds: that silence is ours, not theirs."""
         for link in self._links.values():
             link.last_heard += stall
             if link.down_since is not None:
                 link.down_since += stall
 
-    def check(self, now, timeout, grace, probe_after):
+    def check(self, now: float, timeout: float, grace: float,
+              probe_after: float) -> tuple[list[tuple[str, _Link]], list[str]]:
         """Return (failing, quiet): links that fail, and links silent long
         enough to deserve a direct probe (a new Watch) before they fail."""
-        failing = []
-        quiet = []
+        failing: list[tuple[str, _Link]] = []
+        quiet: list[str] = []
         unreached = timeout * UNREACHED_FACTOR
         for subject, link in self._links.items():
             silent = now - link.last_heard

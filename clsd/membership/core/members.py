@@ -12,8 +12,12 @@ import enum
 import hashlib
 import json
 from functools import lru_cache
+from typing import TYPE_CHECKING, TypedDict
 
 import attrs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class State(enum.Enum):
@@ -32,6 +36,17 @@ RANK = {State.ALIVE: 0, State.SUSPECT: 1, State.DEAD: 2, State.LEFT: 3}
 IN_RING = frozenset((State.ALIVE, State.SUSPECT))
 
 
+class MemberChanges(TypedDict, total=False):
+    """The fields L{Member.evolve} may replace."""
+
+    name: str
+    address: str
+    generation: int
+    incarnation: int
+    state: State
+    meta: str
+
+
 @attrs.frozen(cache_hash=True)
 class Member:
     """What the cluster agrees on about one node: immutable, shared freely."""
@@ -46,20 +61,20 @@ class Member:
     #: the record stays immutable and hashable; see L{encode_meta}.
     meta: str = ""
 
-    def evolve(self, **changes):
+    def evolve(self, **changes: "Unpack[MemberChanges]") -> "Member":
         return attrs.evolve(self, **changes)
 
     @property
-    def in_ring(self):
+    def in_ring(self) -> bool:
         return self.state in IN_RING
 
     @property
-    def version(self):
+    def version(self) -> tuple[int, int]:
         """(generation, incarnation): which life and which refutation of it."""
         return (self.generation, self.incarnation)
 
 
-def supersedes(new, old):
+def supersedes(new: Member, old: Member | None) -> bool:
     """Whether news C{new} about a member replaces what we knew (C{old}, or None)."""
     if old is None:
         return True
@@ -81,7 +96,7 @@ class MetaError(ValueError):
     """Metadata that is not a small JSON object."""
 
 
-def encode_meta(meta):
+def encode_meta(meta: object) -> str:
     """Canonical JSON (sorted keys, no spaces) of C{meta}, a dict; "" for None or {}.
 
     @raise MetaError: not a JSON-able dict, or longer than L{MAX_META} bytes.
@@ -101,15 +116,15 @@ def encode_meta(meta):
     return text
 
 
-def decode_meta(text):
+def decode_meta(text: str) -> dict[str, object]:
     """The dict of an encoded meta string ({} for "")."""
     return json.loads(text) if text else {}
 
 
 @lru_cache(maxsize=1 << 17)
-def record_hash(member):
+def record_hash(member: Member) -> int:
     """A 64-bit hash of a record, equal on every machine (anti-entropy digests)."""
-    parts = (member.name, member.address, str(member.generation),
+    parts: tuple[str, ...] = (member.name, member.address, str(member.generation),
              str(member.incarnation), member.state.value)
     if member.meta:
         parts += (member.meta,)

@@ -16,12 +16,17 @@ Fields are read with the peer protocol's schema (L{clsd.wire.core.schema}), so
 a refusal reads ``m.heartbeat.updates[0].g: must be an integer, got a string``.
 """
 
+from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any, ClassVar, Self, final
 
 import attrs
 
 from clsd.membership.core.members import Member, MetaError, State, decode_meta, encode_meta
-from clsd.membership.core.notary import FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE
+from clsd.membership.core.notary import (
+    FINGERPRINT_LENGTH, MAX_CERTIFICATE, MAX_SIGNATURE, Notary,
+)
 from clsd.wire.core import schema
 
 MAX_UPDATES = 32
@@ -43,6 +48,16 @@ SYNC_BUCKETS = 64
 _STATES = {state.value: state for state in State}
 _UINT64_MAX = (1 << 64) - 1
 
+#: A JSON object as it came off the wire: its fields not checked yet.
+WireData = Mapping[str, Any]
+#: A message or a piece of one as a JSON-able dict, for the encoder.
+Wire = dict[str, object]
+#: A member's own proof: C{(signature, certificate)} or C{(signature,
+#: certificate fingerprint)}, or () for none.
+Proof = tuple[()] | tuple[str, str]
+#: A compiled field check (L{clsd.wire.core.schema.checker}).
+_Check = Callable[[object], None]
+
 
 class MessageError(ValueError):
     """A peer sent something that is not a valid membership message."""
@@ -50,38 +65,44 @@ class MessageError(ValueError):
 
 # -- field readers: the peer protocol's schema, refusals as MessageError --------------
 
-def _field(data, key, where):
+def _field(data: WireData, key: str, where: str) -> Any:
+    """C{data[key]}, unchecked (the caller checks it)."""
     return schema.required(data, key, where, MessageError)
 
 
-def _only(data, allowed, where):
+def _only(data: WireData, allowed: AbstractSet[str], where: str) -> None:
     """Refuse a key outside C{allowed}: a message's fields are exactly its schema's."""
     schema.only(data, allowed, where, MessageError)
 
 
-def _int(data, key, where, minimum=0, maximum=_UINT64_MAX):
+def _int(data: WireData, key: str, where: str, minimum: int = 0,
+         maximum: int = _UINT64_MAX) -> int:
     check = _UINT64 if minimum == 0 and maximum == _UINT64_MAX else _checks(
         schema.Int, minimum, maximum)
-    return schema.read(data, key, check, where, MessageError)
+    value: int = schema.read(data, key, check, where, MessageError)
+    return value
 
 
-def _str(data, key, where, maxlen):
+def _str(data: WireData, key: str, where: str, maxlen: int) -> str:
     check = _TEXT.get(maxlen) or _checks(schema.Text, maxlen)
-    return schema.read(data, key, check, where, MessageError)
+    value: str = schema.read(data, key, check, where, MessageError)
+    return value
 
 
-def _list(data, key, where, maxlen):
-    return schema.read(data, key, _checks(schema.Items, maxlen), where, MessageError)
+def _list(data: WireData, key: str, where: str, maxlen: int) -> list[Any]:
+    """A bounded list; its items unchecked (the caller checks each)."""
+    items: list[Any] = schema.read(data, key, _checks(schema.Items, maxlen), where, MessageError)
+    return items
 
 
-def _number(data, key, where):
+def _number(data: WireData, key: str, where: str) -> float:
     return float(schema.read(data, key, _AGE, where, MessageError))
 
 
-_CHECKS: dict = {}
+_CHECKS: dict[tuple[Callable[..., object], tuple[object, ...]], _Check] = {}
 
 
-def _checks(kind, *bounds):
+def _checks(kind: Callable[..., object], *bounds: object) -> _Check:
     """The check of C{kind(*bounds)}, built once."""
     check = _CHECKS.get((kind, bounds))
     if check is None:
@@ -97,8 +118,8 @@ _TEXT = {n: _checks(schema.Text, n) for n in (16, MAX_NAME, MAX_ADDRESS, MAX_SIG
 _AGE = _checks(schema.Number, 0, 1e9)
 
 
-def member_to_wire(member):
-    data = {
+def member_to_wire(member: Member) -> Wire:
+    data: Wire = {
         "n": member.name, "a": member.address, "g": member.generation,
         "i": member.incarnation, "s": member.state.value,
     }
@@ -112,7 +133,7 @@ def member_to_wire(member):
 _wire_meta = lru_cache(maxsize=4096)(decode_meta)
 
 
-def _meta(data, where):
+def _meta(data: WireData, where: str) -> str:
     if "d" not in data:
         return ""
     try:
@@ -122,7 +143,8 @@ def _meta(data, where):
     return meta
 
 
-def member_from_wire(data, where, allowed=None):
+def member_from_wire(data: WireData, where: str,
+                     allowed: AbstractSet[str] | None = None) -> Member:
     """The L{Member} of a wire record; L{MessageError} names the bad field.
 
     The same records arrive again and again (gossip repeats each piece,
@@ -147,13 +169,14 @@ _REPORT_FIELDS = frozenset(("k", "n", "g", "i", "o", "p", "c"))
 
 
 @lru_cache(maxsize=1 << 16, typed=True)
-def _plain_member(name, address, generation, incarnation, state):
+def _plain_member(name: object, address: object, generation: object, incarnation: object,
+                  state: object) -> Member:
     # typed: 1, 1.0 and True are different keys (only the first is valid).
     fields = {"n": name, "a": address, "g": generation, "i": incarnation, "s": state}
     return _checked_member(fields, "record")
 
 
-def _checked_member(data, where):
+def _checked_member(data: WireData, where: str) -> Member:
     state = _str(data, "s", where, 16)
     if state not in _STATES:
         raise MessageError(f"{where}.s: unknown state {state!r}")
@@ -182,19 +205,19 @@ class MemberUpdate:
 
     member: Member
     age: float = 0.0
-    reporters: tuple = ()
-    proof: tuple = ()
-    life: tuple = ()
+    reporters: tuple[str, ...] = ()
+    proof: Proof = ()
+    life: Proof = ()
 
     @property
-    def key(self):
+    def key(self) -> tuple[str, str]:
         return ("m", self.member.name)
 
-    def signed(self, notary):
+    def signed(self, notary: Notary) -> "MemberUpdate":
         """This update with C{notary}'s proof (the notary of the member itself)."""
         return attrs.evolve(self, proof=notary.sign(record_statement(self.member)))
 
-    def verified(self, notary):
+    def verified(self, notary: Notary) -> bool:
         """Whether it carries the member's own valid signature of its record."""
         if not self.proof:
             return False
@@ -202,22 +225,23 @@ class MemberUpdate:
         return notary.verify(self.member.name, record_statement(self.member), signature,
                              certificate)
 
-    def to_wire(self):
+    def to_wire(self) -> Wire:
         """The wire dict; shared between calls for the same update: do not modify it."""
         return _update_to_wire(self)
 
     @classmethod
-    def from_wire(cls, data, where="update"):
+    def from_wire(cls, data: WireData, where: str = "update") -> Self:
         member = member_from_wire(data, where, _UPDATE_FIELDS)
         age = _number(data, "age", where) if "age" in data else 0.0
-        reporters = ()
+        reporters: tuple[str, ...] = ()
         if "by" in data:
             items = _list(data, "by", where, MAX_REPORTERS)
             reporters = tuple(
                 _str({"by": item}, "by", f"{where}.by[{index}]", MAX_NAME)
                 for index, item in enumerate(items)
             )
-        proof = life = ()
+        proof: Proof = ()
+        life: Proof = ()
         if "f" in data:
             if member.state is not State.ALIVE or "c" in data:
                 raise MessageError(f"{where}.f: only an alive record carries a life signature")
@@ -227,7 +251,7 @@ class MemberUpdate:
         return cls(member=member, age=age, reporters=reporters, proof=proof, life=life)
 
 
-def _fingerprint(data, key, where):
+def _fingerprint(data: WireData, key: str, where: str) -> str:
     value = _field(data, key, where)
     if not isinstance(value, str) or len(value) != FINGERPRINT_LENGTH:
         raise MessageError(f"{where}.{key}: must be a certificate fingerprint "
@@ -235,7 +259,7 @@ def _fingerprint(data, key, where):
     return value
 
 
-def record_statement(member):
+def record_statement(member: Member) -> bytes:
     """What a member signs for its own record: tagged, every field."""
     return "\0".join((
         "clsd.membership.record", member.name, member.address, str(member.generation),
@@ -243,7 +267,7 @@ def record_statement(member):
 
 
 @lru_cache(maxsize=1 << 14)
-def _update_to_wire(update):
+def _update_to_wire(update: MemberUpdate) -> Wire:
     # One piece of news goes out many times (to each neighbour, on each
     # retransmission): build its dict once. The encoder only reads it.
     data = member_to_wire(update.member)
@@ -259,6 +283,7 @@ def _update_to_wire(update):
     return data
 
 
+@final
 @attrs.frozen
 class Report:
     """Observer C{observer} cannot reach C{subject} in its life (generation, incarnation).
@@ -276,25 +301,25 @@ class Report:
     certificate: str = attrs.field(default="", repr=False)
 
     @property
-    def key(self):
+    def key(self) -> tuple[str, str, str]:
         return ("r", self.subject, self.observer)
 
     @property
-    def statement(self):
+    def statement(self) -> bytes:
         """The canonical bytes the observer signs (a domain tag, then the fields)."""
         return report_statement(self.subject, self.generation, self.incarnation, self.observer)
 
-    def signed(self, notary):
+    def signed(self, notary: Notary) -> "Report":
         """This report with C{notary}'s proof (the notary of its observer)."""
         signature, certificate = notary.sign(self.statement)
         return attrs.evolve(self, signature=signature, certificate=certificate)
 
-    def verified(self, notary):
+    def verified(self, notary: Notary) -> bool:
         """Whether the proof it carries shows its observer made it."""
         return notary.verify(self.observer, self.statement, self.signature, self.certificate)
 
-    def to_wire(self):
-        wire = {"k": "r", "n": self.subject, "g": self.generation,
+    def to_wire(self) -> Wire:
+        wire: Wire = {"k": "r", "n": self.subject, "g": self.generation,
                 "i": self.incarnation, "o": self.observer}
         if self.signature:
             wire["p"] = self.signature
@@ -302,7 +327,7 @@ class Report:
         return wire
 
     @classmethod
-    def from_wire(cls, data, where="update"):
+    def from_wire(cls, data: WireData, where: str = "update") -> Self:
         _only(data, _REPORT_FIELDS, where)
         signature = certificate = ""
         if "p" in data or "c" in data:
@@ -318,17 +343,20 @@ class Report:
         )
 
 
-def report_statement(subject, generation, incarnation, observer):
+def report_statement(subject: str, generation: int, incarnation: int, observer: str) -> bytes:
     """What an observer signs for a report: tagged, so that it means nothing else."""
     return f"clsd.membership.report\0{subject}\0{generation}\0{incarnation}\0{observer}".encode()
 
 
-_UPDATE_KINDS = {"m": MemberUpdate, "r": Report}
+#: A piece of gossip.
+Update = MemberUpdate | Report
+
+_UPDATE_KINDS: dict[str, type[MemberUpdate] | type[Report]] = {"m": MemberUpdate, "r": Report}
 
 
-def _updates_from_wire(data, where):
+def _updates_from_wire(data: WireData, where: str) -> tuple[Update, ...]:
     items = _list(data, "updates", where, MAX_UPDATES)
-    result = []
+    result: list[Update] = []
     for index, item in enumerate(items):
         piece = _shared_piece(item)
         if piece is not None:
@@ -342,7 +370,7 @@ def _updates_from_wire(data, where):
     return tuple(result)
 
 
-def _record_from_wire(item, where, index):
+def _record_from_wire(item: WireData, where: str, index: int) -> MemberUpdate:
     """One record of a list (anti-entropy, a join's push): shared like a gossip piece."""
     piece = _shared_piece(item)
     if type(piece) is MemberUpdate:
@@ -350,7 +378,7 @@ def _record_from_wire(item, where, index):
     return MemberUpdate.from_wire(item, f"{where}.records[{index}]")
 
 
-def _shared_piece(item):
+def _shared_piece(item: object) -> Update | None:
     """The shared object for a common piece (a plain record, a report), or None.
 
     The common pieces repeat across messages: each distinct one is checked
@@ -375,19 +403,22 @@ def _shared_piece(item):
 
 
 @lru_cache(maxsize=1 << 16, typed=True)
-def _plain_update(name, address, generation, incarnation, state):
+def _plain_update(name: object, address: object, generation: object, incarnation: object,
+                  state: object) -> MemberUpdate:
     return MemberUpdate(_plain_member(name, address, generation, incarnation, state))
 
 
 @lru_cache(maxsize=1 << 16, typed=True)
-def _signed_update(name, address, generation, incarnation, state, signature, fingerprint):
+def _signed_update(name: object, address: object, generation: object, incarnation: object,
+                   state: object, signature: object, fingerprint: object) -> MemberUpdate:
     return MemberUpdate.from_wire({"k": "m", "n": name, "a": address, "g": generation,
                                    "i": incarnation, "s": state, "p": signature,
                                    "f": fingerprint})
 
 
 @lru_cache(maxsize=1 << 12, typed=True)
-def _report(subject, generation, incarnation, observer, signature, certificate):
+def _report(subject: object, generation: object, incarnation: object, observer: object,
+            signature: object, certificate: object) -> Report:
     return Report.from_wire({"n": subject, "g": generation, "i": incarnation, "o": observer,
                              "p": signature, "c": certificate})
 
@@ -408,12 +439,12 @@ class Heartbeat:
     TYPE = "m.heartbeat"
     generation: int
     incarnation: int
-    updates: tuple = ()
+    updates: tuple[Update, ...] = ()
     table: int | None = None
     size: int | None = None
 
-    def to_wire(self):
-        wire = {"type": self.TYPE, "g": self.generation, "i": self.incarnation,
+    def to_wire(self) -> Wire:
+        wire: Wire = {"type": self.TYPE, "g": self.generation, "i": self.incarnation,
                 "updates": [u.to_wire() for u in self.updates]}
         if self.table is not None:
             wire["t"] = self.table
@@ -424,7 +455,7 @@ class Heartbeat:
     FIELDS = frozenset(("type", "g", "i", "updates", "t", "n"))
 
     @classmethod
-    def from_wire(cls, data):
+    def from_wire(cls, data: WireData) -> Self:
         _only(data, cls.FIELDS, cls.TYPE)
         table = _int(data, "t", cls.TYPE) if "t" in data else None
         size = _int(data, "n", cls.TYPE) if "n" in data else None
@@ -437,15 +468,15 @@ class Gossip:
     """News pushed to a few neighbours as soon as it is learnt."""
 
     TYPE = "m.gossip"
-    updates: tuple = ()
+    updates: tuple[Update, ...] = ()
 
-    def to_wire(self):
+    def to_wire(self) -> Wire:
         return {"type": self.TYPE, "updates": [u.to_wire() for u in self.updates]}
 
     FIELDS = frozenset(("type", "updates"))
 
     @classmethod
-    def from_wire(cls, data):
+    def from_wire(cls, data: WireData) -> Self:
         _only(data, cls.FIELDS, cls.TYPE)
         return cls(_updates_from_wire(data, cls.TYPE))
 
@@ -453,13 +484,15 @@ class Gossip:
 class _NoFields:
     """A message that is only its type."""
 
-    def to_wire(self):
+    TYPE: ClassVar[str]
+
+    def to_wire(self) -> Wire:
         return {"type": self.TYPE}
 
     FIELDS = frozenset(("type",))
 
     @classmethod
-    def from_wire(cls, data):
+    def from_wire(cls, data: WireData) -> Self:
         _only(data, cls.FIELDS, cls.TYPE)
         return cls()
 
@@ -472,8 +505,16 @@ class _OneMember:
     record (and learns the certificate that later copies name by fingerprint).
     """
 
-    def to_wire(self):
-        wire = {"type": self.TYPE, "member": member_to_wire(self.member)}
+    TYPE: ClassVar[str]
+    member: Member
+    proof: Proof
+
+    if TYPE_CHECKING:
+        # Each subclass is an attrs class with these two fields (and maybe more).
+        def __init__(self, member: Member, proof: Proof = ()) -> None: ...
+
+    def to_wire(self) -> Wire:
+        wire: Wire = {"type": self.TYPE, "member": member_to_wire(self.member)}
         if self.proof:
             wire["p"], wire["c"] = self.proof
         return wire
@@ -481,13 +522,13 @@ class _OneMember:
     FIELDS = frozenset(("type", "member", "p", "c"))
 
     @classmethod
-    def from_wire(cls, data):
+    def from_wire(cls, data: WireData) -> Self:
         _only(data, cls.FIELDS, cls.TYPE)
         return cls(member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member"),
                    _own_proof(data, cls.TYPE))
 
 
-def _own_proof(data, where):
+def _own_proof(data: WireData, where: str) -> Proof:
     if "p" in data or "c" in data:
         return (_str(data, "p", where, MAX_SIGNATURE), _str(data, "c", where, MAX_CERTIFICATE))
     return ()
@@ -513,7 +554,7 @@ class Join(_OneMember):
 
     TYPE = "m.join"
     member: Member
-    proof: tuple = ()
+    proof: Proof = ()
 
 
 @attrs.frozen
@@ -528,9 +569,9 @@ class JoinAck(_OneMember):
     TYPE = "m.join-ack"
     member: Member
     listed: int = 0
-    proof: tuple = ()
+    proof: Proof = ()
 
-    def to_wire(self):
+    def to_wire(self) -> Wire:
         wire = _OneMember.to_wire(self)
         wire["listed"] = self.listed
         return wire
@@ -538,7 +579,7 @@ class JoinAck(_OneMember):
     FIELDS = frozenset(("type", "member", "listed", "p", "c"))
 
     @classmethod
-    def from_wire(cls, data):
+    def from_wire(cls, data: WireData) -> Self:
         _only(data, cls.FIELDS, cls.TYPE)
         member = member_from_wire(_field(data, "member", cls.TYPE), f"{cls.TYPE}.member")
         listed = _int(data, "listed", cls.TYPE, maximum=1 << 20) if "listed" in data else 0
@@ -550,16 +591,16 @@ class SyncDigest:
     """Anti-entropy, step 1: a hash of each bucket of my member list."""
 
     TYPE = "m.sync-digest"
-    buckets: tuple
+    buckets: tuple[int, ...]
     round: int = 0
 
-    def to_wire(self):
+    def to_wire(self) -> Wire:
         return {"type": self.TYPE, "buckets": list(self.buckets), "round": self.round}
 
     FIELDS = frozenset(("type", "buckets", "round"))
 
     @classmethod
-    def from_wire(cls, data):
+    def from_wire(cls, data: WireData) -> Self:
         _only(data, cls.FIELDS, cls.TYPE)
         buckets = _list(data, "buckets", cls.TYPE, SYNC_BUCKETS)
         if len(buckets) != SYNC_BUCKETS:
@@ -579,19 +620,19 @@ class SyncRecords:
     """
 
     TYPE = "m.sync-records"
-    records: tuple
-    want: tuple = ()
+    records: tuple[MemberUpdate, ...]
+    want: tuple[int, ...] = ()
     more: bool = False
     round: int = 0
 
-    def to_wire(self):
+    def to_wire(self) -> Wire:
         return {"type": self.TYPE, "records": [r.to_wire() for r in self.records],
                 "want": list(self.want), "more": self.more, "round": self.round}
 
     FIELDS = frozenset(("type", "records", "want", "more", "round"))
 
     @classmethod
-    def from_wire(cls, data):
+    def from_wire(cls, data: WireData) -> Self:
         _only(data, cls.FIELDS, cls.TYPE)
         items = _list(data, "records", cls.TYPE, MAX_SYNC_RECORDS)
         records = tuple(_record_from_wire(item, cls.TYPE, i) for i, item in enumerate(items))
@@ -614,15 +655,15 @@ class CertsWant:
     node does not know them (answered with L{Certs} by a node that does)."""
 
     TYPE = "m.certs-want"
-    fingerprints: tuple
+    fingerprints: tuple[str, ...]
 
-    def to_wire(self):
+    def to_wire(self) -> Wire:
         return {"type": self.TYPE, "f": list(self.fingerprints)}
 
     FIELDS = frozenset(("type", "f"))
 
     @classmethod
-    def from_wire(cls, data):
+    def from_wire(cls, data: WireData) -> Self:
         _only(data, cls.FIELDS, cls.TYPE)
         items = _list(data, "f", cls.TYPE, MAX_CERTIFICATES)
         return cls(tuple(_fingerprint({"f": item}, "f", f"{cls.TYPE}.f[{index}]")
@@ -634,29 +675,33 @@ class Certs:
     """Certificates (base64 DER, as in a signed report) a peer asked for."""
 
     TYPE = "m.certs"
-    certificates: tuple
+    certificates: tuple[str, ...]
 
-    def to_wire(self):
+    def to_wire(self) -> Wire:
         return {"type": self.TYPE, "c": list(self.certificates)}
 
     FIELDS = frozenset(("type", "c"))
 
     @classmethod
-    def from_wire(cls, data):
+    def from_wire(cls, data: WireData) -> Self:
         _only(data, cls.FIELDS, cls.TYPE)
         items = _list(data, "c", cls.TYPE, MAX_CERTIFICATES)
         return cls(tuple(_str({"c": item}, "c", f"{cls.TYPE}.c[{index}]", MAX_CERTIFICATE)
                          for index, item in enumerate(items)))
 
 
-MESSAGE_TYPES = {
+#: A membership message.
+Message = (Heartbeat | Gossip | Watch | Unwatch | Join | JoinAck | SyncDigest | SyncRecords
+           | CertsWant | Certs)
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (Heartbeat, Gossip, Watch, Unwatch, Join, JoinAck, SyncDigest, SyncRecords,
                 CertsWant, Certs)
 }
 
 
-def from_wire(data):
+def from_wire(data: WireData) -> Message:
     """Decode one membership message dict; L{MessageError} if it is not valid."""
     kind = _field(data, "type", "message")
     if kind not in MESSAGE_TYPES:

@@ -25,7 +25,9 @@ import collections
 import heapq
 import itertools
 import random
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
+from typing import ClassVar
 
 import attrs
 
@@ -39,11 +41,12 @@ from clsd.membership.core.members import (
 )
 from clsd.membership.core.messages import (
     SYNC_BUCKETS, MAX_CERTIFICATES, MAX_REPORTERS, MAX_SYNC_PROOFS, MAX_SYNC_RECORDS, Certs,
-    CertsWant, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, Report, SyncDigest, SyncRecords,
-    Unwatch, Watch, record_statement,
+    CertsWant, Gossip, Heartbeat, Join, JoinAck, MemberUpdate, Message, Proof, Report, SyncDigest,
+    SyncRecords, Unwatch, Update, Watch, record_statement,
 )
-from clsd.membership.core.notary import FakeNotary, fingerprint_of
-from clsd.membership.core.table import MemberTable
+from clsd.membership.core.notary import FakeNotary, Notary, fingerprint_of
+from clsd.membership.core.rings import RingSnapshot, SnapshotCache
+from clsd.membership.core.table import MemberSnapshot, MemberTable
 from clsd.membership.core.timing import (
     lateness, quorum_for, retransmit_limit, suspicion_timeout, sync_period,
 )
@@ -56,7 +59,7 @@ from clsd.wire.core.errors import Forged
 class JoinRequested:
     """Start: join through these seed addresses (none, or only our own: form alone)."""
 
-    seeds: tuple = ()
+    seeds: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -86,7 +89,7 @@ class Expel:
 @attrs.frozen
 class Received:
     sender: str
-    message: object
+    message: Message
 
 
 @attrs.frozen
@@ -111,7 +114,7 @@ class LinkDown:
 @attrs.frozen
 class Send:
     to: str
-    message: object
+    message: Message
 
 
 @attrs.frozen
@@ -148,7 +151,7 @@ class MemberChanged:
     reason: str
     removed: bool = False
     #: The observers whose reports made this change (a suspicion, a death), when known.
-    reporters: tuple = ()
+    reporters: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -168,7 +171,13 @@ class LeaveDone:
     """The leave was announced; the daemon may stop."""
 
 
-_NOTHING = ()
+#: What a core is fed, and what it asks its shell to do.
+Event = (JoinRequested | LeaveRequested | ForceRemove | Expel | Received | TimerFired | LinkUp
+         | LinkDown)
+Action = (Send | SetTimer | CancelTimer | Connect | Disconnect | MemberChanged | MetaChanged
+          | Joined | LeaveDone)
+
+_NOTHING: tuple[()] = ()
 
 
 class MembershipError(Exception):
@@ -229,7 +238,7 @@ _CERT_ASK_AGAIN = 2.0
 _UNPROVEN_LIMIT = 4096
 
 
-def _behind(ours, theirs):
+def _behind(ours: int, theirs: int) -> bool:
     """Whether a list of C{ours} records is clearly behind one of C{theirs}:
     by _BEHIND_SHARE of it and at least _BEHIND_MIN records (a list only a few
     joins behind, as lists are for a second or two while members join, is
@@ -239,8 +248,11 @@ def _behind(ours, theirs):
 
 
 class Core:
-    def __init__(self, name, address, generation, config=None, *, rng=None,
-                 cache=None, snapshot=None, ring_snapshot=None, notary=None, lives=None):
+    def __init__(self, name: str, address: str, generation: int,
+                 config: MembershipConfig | None = None, *, rng: random.Random | None = None,
+                 cache: SnapshotCache | None = None, snapshot: MemberSnapshot | None = None,
+                 ring_snapshot: RingSnapshot | None = None, notary: Notary | None = None,
+                 lives: Mapping[str, tuple[Member, Proof]] | None = None) -> None:
         """
         @param generation: this start of the daemon; must grow across restarts
             of the same name (the shell derives it from persisted state and the
@@ -259,10 +271,10 @@ class Core:
         self.config = config if config is not None else MembershipConfig()
         self.name = name
         self._rng = rng if rng is not None else random.Random()
-        self.notary = notary if notary is not None else FakeNotary(name)
+        self.notary: Notary = notary if notary is not None else FakeNotary(name)
         #: News refused for want of proof or as impossible, by reason (see
         #: doc/membership.md, "What each message may claim").
-        self.refused = collections.Counter()
+        self.refused: collections.Counter[str] = collections.Counter()
         self._table = MemberTable(self.config.observers, snapshot, ring_snapshot, cache)
         known = self._table.get(name)
         incarnation = known.incarnation if known is not None and known.generation == generation else 0
@@ -273,71 +285,73 @@ class Core:
         self._detector_links = self._detector.links
         self._reports = Reports()
         self._awareness = Awareness(self.config.awareness_max)
-        self._queue = BroadcastQueue()
+        self._queue: BroadcastQueue[Update] = BroadcastQueue()
         self.phase = IDLE
-        self._subjects = []
-        self._watchers = {}
+        self._subjects: list[str] = []
+        self._watchers: dict[str, bool] = {}
         #: The plain heartbeat's Send actions, reused while neither our
         #: record nor our watchers change: (me, sends). Actions are frozen,
         #: so handing the same objects out again is safe.
-        self._beats = None
-        self._links = {}
-        self._wanted = {}           # address -> name or None: our Connects
-        self._transient = {}        # address -> expiry: seeds, reconnect probes
+        self._beats: tuple[Member, int, list[Send]] | None = None
+        self._links: dict[str, str | None] = {}  # name -> the address we dialled, if we did
+        self._wanted: dict[str, str | None] = {}  # address -> name or None: our Connects
+        self._transient: dict[str, float] = {}  # address -> expiry: seeds, reconnect probes
         #: No entry of _transient expires before this (a lower bound): the
         #: tick skips the scan until then.
         self._transient_next = float("inf")
-        self._seeds = ()
-        self._sync_on_connect = set()
-        self._suspects = {}         # name -> since (insertion order: evaluation order)
+        self._seeds: tuple[str, ...] = ()
+        self._sync_on_connect: set[str] = set()
+        self._suspects: dict[str, float] = {}  # name -> since (insertion order: evaluation order)
         #: suspect -> (life, reporters) another node announced dead: once this
         #: node holds every one of those reporters' signed reports (the
         #: evidence, re-derived), the slow path waits only its minimum.
-        self._announced_dead = {}
-        self._suspect_order = {}    # name -> its position in that order
+        self._announced_dead: dict[str, tuple[tuple[int, int], tuple[str, ...]]] = {}
+        self._suspect_order: dict[str, int] = {}  # name -> its position in that order
         self._suspect_serials = itertools.count()
-        self._gone = {}             # name -> since (dead or left)
-        self._tombstones = {}       # name -> (member, forget_at)
-        self._expelled = {}         # name -> the last generation expelled
+        self._gone: dict[str, float] = {}  # name -> since (dead or left)
+        self._tombstones: dict[str, tuple[Member, float]] = {}  # name -> (member, forget_at)
+        self._expelled: dict[str, int] = {}  # name -> the last generation expelled
         #: name -> (left record, remover, proof): a leave travels with what
         #: makes others take it, in gossip and anti-entropy alike: a graceful
         #: one with the member's signature, a force-removal with its remover.
-        self._departures = {}
-        self._info = {}             # name -> (since, reason)
+        self._departures: dict[str, tuple[Member, tuple[str, ...], Proof]] = {}
+        self._info: dict[str, tuple[float, str]] = {}  # name -> (since, reason)
         #: name -> (alive record, (signature, certificate fingerprint)): the
         #: member's own signature of its record, relayed with it. Only a
         #: signed alive record is believed (doc/membership.md, "What each
         #: message may claim"); _base_lives is the shared one of a snapshot.
-        self._lives = {}
-        self._base_lives = lives if lives is not None else {}
-        self._own = None            # our own record, signed (a MemberUpdate)
+        self._lives: dict[str, tuple[Member, Proof]] = {}
+        self._base_lives: Mapping[str, tuple[Member, Proof]] = lives if lives is not None else {}
+        self._own: MemberUpdate | None = None  # our own record, signed
         #: name -> (update, source): signed alive records whose certificate
         #: is not known here yet, believed once it arrives (L{Certs}).
-        self._unproven = {}
-        self._cert_asked = {}       # fingerprint -> when asked
-        self._cert_wanted = []      # fingerprints to ask the sender of this message for
-        self._sender = None
-        self._tick_due = None
+        self._unproven: dict[str, tuple[MemberUpdate, str]] = {}
+        self._cert_asked: dict[str, float] = {}  # fingerprint -> when asked
+        self._cert_wanted: list[str] = []  # fingerprints to ask the sender of this message for
+        self._sender: str | None = None
+        self._tick_due: float | None = None
         self._next_sync = self._next_reconnect = self._next_join = 0.0
         self._next_list_sync = 0.0
-        self._limit_for = self._limit_value = None  # retransmit_limit, per list size
+        # retransmit_limit, per list size (computed on first use)
+        self._limit_for: int | None = None
+        self._limit_value = 0
         #: The list fingerprint each linked neighbour's last heartbeat showed.
-        self._heard_tables = {}
+        self._heard_tables: dict[str, int] = {}
         #: A seed link coming up asks to join only if no Join is waiting for
         #: an answer (before this time).
         self._next_join_ask = 0.0
         self._join_retries = 0
         #: The links a Join went on that has not been answered yet.
-        self._join_asked = set()
+        self._join_asked: set[str] = set()
         #: Peers we reached at a seed address: seeds, whichever way their
         #: connection to us was made later.
-        self._seed_names = set()
+        self._seed_names: set[str] = set()
         #: Syncs in a row that brought news (see _SYNC_AGAIN), and whether
         #: news came since the last sync started.
         self._sync_streak = 0
         self._sync_progressed = False
         self._gossip_set = False
-        self._check_at = None
+        self._check_at: float | None = None
         self._rings_dirty = True
         #: While a list arrives in sync rounds (a join), our subjects are
         #: chosen once it is complete, not from each partial list: until
@@ -348,118 +362,127 @@ class Core:
         #: Suspects whose verdict may have changed since they were last
         #: evaluated (a report about them; one of their observers changed
         #: health or joined or left the rings): only these are re-evaluated.
-        self._affected = set()
-        self._pass = None           # the evaluation pass under way: a heap of (order, name)
+        self._affected: set[str] = set()
+        #: The evaluation pass under way: a heap of (order, name).
+        self._pass: list[tuple[int, str]] | None = None
         self._pass_at = -1          # the order of the suspect being evaluated
-        self._out = None
-        self.now = None
+        self._out: list[Action] | None = None  # the actions of the event being handled
+        #: The monotonic time of the event being handled (0.0 before the first).
+        self.now = 0.0
         #: Counters for tests and benchmarks (the scale benchmark's progress):
         #: among them records received by gossip and by lists (anti-entropy,
         #: a join's push), and how many were news.
-        self.stats = {"refutations": 0, "reports": 0, "reports_unreached": 0, "list_syncs": 0,
-                      "gossip_records": 0, "gossip_news": 0, "list_records": 0, "list_news": 0,
-                      "joins_answered": 0, "join_acks": 0}
+        self.stats: dict[str, int] = {
+            "refutations": 0, "reports": 0, "reports_unreached": 0, "list_syncs": 0,
+            "gossip_records": 0, "gossip_news": 0, "list_records": 0, "list_news": 0,
+            "joins_answered": 0, "join_acks": 0}
         self.sent = self.received = 0
 
     # -- queries -------------------------------------------------------------
 
     @property
-    def joined(self):
+    def joined(self) -> bool:
         return self.phase in (MEMBER, LEAVING)
 
     @property
-    def incarnation(self):
+    def incarnation(self) -> int:
         return self.me.incarnation
 
     @property
-    def health_score(self):
+    def health_score(self) -> int:
         return self._awareness.score
 
-    def member(self, name):
+    def member(self, name: str) -> Member | None:
         """The L{Member} record of C{name} in this node's view, or None."""
         return self._table.get(name)
 
-    def info(self, name):
+    def info(self, name: str) -> MemberInfo | None:
         member = self._table.get(name)
         if member is None:
             return None
         since, reason = self._info.get(name, (None, "known at start"))
         return MemberInfo(member, since, reason)
 
-    def members(self):
+    def members(self) -> list[MemberInfo | None]:
         """Every member this node knows of (for the admin shell), sorted by name."""
         return [self.info(m.name) for m in sorted(self._table, key=lambda m: m.name)]
 
-    def meta(self, name):
+    def meta(self, name: str) -> dict[str, object]:
         """The metadata C{name} published (a dict; {} if none or unknown)."""
         member = self._table.get(name)
         return decode_meta(member.meta) if member is not None else {}
 
-    def digest(self):
+    def digest(self) -> tuple[int, ...]:
         """The anti-entropy digest: equal on two nodes iff (almost surely) their lists are."""
         return self._table.digests()
 
-    def fingerprint(self):
+    def fingerprint(self) -> int:
         """The whole list in 64 bits (heartbeats carry it: see L{_compare_lists})."""
         return self._table.fingerprint
 
     @property
-    def suspect_count(self):
+    def suspect_count(self) -> int:
         """How many members this node holds suspect now (a diagnostic: during a
         large join on a saturated machine it shows the false suspicions)."""
         return len(self._suspects)
 
-    def observers_of(self, name):
+    def observers_of(self, name: str) -> list[str]:
         return self._table.rings.observers(name)
 
-    def _observers(self, name):
+    def _observers(self, name: str) -> tuple[str, ...]:
         return self._table.rings.observers_tuple(name)
 
+    def _known(self, name: str) -> Member:
+        """The record of C{name}, which this node tracks (a suspect, a subject,
+        a member gone): such a name is in the table."""
+        member = self._table.get(name)
+        assert member is not None
+        return member
+
     @property
-    def subjects(self):
+    def subjects(self) -> tuple[str, ...]:
         return tuple(self._subjects)
 
     @property
-    def watchers(self):
+    def watchers(self) -> tuple[str, ...]:
         return tuple(self._watchers)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._table)
 
     # -- the entry point -----------------------------------------------------
 
-    def handle(self, event, now):
+    def handle(self, event: Event, now: float) -> Sequence[Action]:
         """Feed one event; return the actions to carry out, in order."""
-        kind = type(event)
-        if kind is Received:
+        if type(event) is Received:
             return self.receive(event.sender, event.message, now)
         self._begin(now)
-        if kind is TimerFired:
+        if type(event) is TimerFired:
             self._timer(event.name)
-        elif kind is LinkUp:
+        elif type(event) is LinkUp:
             self._link_up(event.name, event.address)
-        elif kind is LinkDown:
+        elif type(event) is LinkDown:
             self._link_down(event.name)
-        elif kind is JoinRequested:
+        elif type(event) is JoinRequested:
             self._join(event.seeds)
-        elif kind is LeaveRequested:
+        elif type(event) is LeaveRequested:
             self._leave()
-        elif kind is ForceRemove:
+        elif type(event) is ForceRemove:
             self._force_remove(event.name)
-        elif kind is Expel:
+        elif type(event) is Expel:
             self._expel(event.name, event.reason)
         else:
             raise TypeError(f"not a membership event: {event!r}")
         return self._finish()
 
-    def timer_fired(self, name, now):
+    def timer_fired(self, name: str, now: float) -> Sequence[Action]:
         """Same as C{handle(TimerFired(name), now)}, without the event object."""
         self._out = []
         self.now = now
         self._timer(name)
         return self._finish()
 
-    def receive(self, sender, message, now):
+    def receive(self, sender: str, message: Message, now: float) -> Sequence[Action]:
         """Same as C{handle(Received(sender, message), now)}, without the event object."""
         if type(message) is Heartbeat and not message.updates and self.phase == MEMBER and (
                 message.table == self._table.fingerprint or message.table is None
@@ -485,14 +508,14 @@ class Core:
             handler(self, sender, message)
         return self._finish()
 
-    def _authorise_leave(self, update):
+    def _authorise_leave(self, update: MemberUpdate) -> None:
         """A graceful leave must carry the member's own signature (a removal names its remover)."""
         if not update.reporters and not update.verified(self.notary):
             self.refused["leave-proof"] += 1
             name = update.member.name
             raise Forged(name, f"leave of {name} without its signature")
 
-    def _authorise_life(self, update):
+    def _authorise_life(self, update: MemberUpdate) -> None:
         """An alive record whose signature does not verify is forged (an honest relay
         checks it first). Copies and old news are not checked: not believed anyway."""
         member = update.member
@@ -504,7 +527,7 @@ class Core:
             name = member.name
             raise Forged(name, f"alive record of {name} with an invalid signature")
 
-    def _life_verdict(self, update):
+    def _life_verdict(self, update: MemberUpdate) -> bool | None:
         """Whether C{update} carries its member's valid signature; None: its
         certificate is not known here yet. Verified once per content (cached)."""
         if not update.life:
@@ -514,7 +537,7 @@ class Core:
         return self.notary.verify_life(member.name, record_statement(member), signature,
                                        fingerprint)
 
-    def _authorise(self, sender, message):
+    def _authorise(self, sender: str, message: Message) -> None:
         """Refuse, before it changes anything, a message that speaks for another node.
 
         C{sender} is the authenticated peer (its certificate's name). A join
@@ -524,7 +547,7 @@ class Core:
         every piece before it relays it, so a bad proof is the sender's.
         """
         kind = type(message)
-        if kind is Heartbeat or kind is Gossip:
+        if type(message) is Heartbeat or type(message) is Gossip:
             notary = self.notary
             for piece in message.updates:
                 if type(piece) is Report:
@@ -537,22 +560,22 @@ class Core:
                     self._authorise_leave(piece)
                 elif piece.life:
                     self._authorise_life(piece)
-        elif kind is SyncRecords:
+        elif type(message) is SyncRecords:
             for record in message.records:
                 if record.member.state is State.LEFT:
                     self._authorise_leave(record)
                 elif record.life:
                     self._authorise_life(record)
-        elif kind is Join or kind is JoinAck:
+        elif type(message) is Join or type(message) is JoinAck:
             if message.member.name != sender:
                 self.refused["join-name"] += 1
                 raise Forged(message.member.name, f"{kind.TYPE} for {message.member.name}")
 
-    def _begin(self, now):
+    def _begin(self, now: float) -> None:
         self._out = []
         self.now = now
 
-    def _finish(self):
+    def _finish(self) -> list[Action]:
         if self._cert_wanted:
             self._ask_certificates()
         if self._rings_dirty or self._affected:
@@ -561,9 +584,10 @@ class Core:
             self._gossip_set = True
             self._emit(SetTimer(GOSSIP, self.now + self.config.gossip_interval * _FIRST_PUSH))
         out, self._out = self._out, None
+        assert out is not None  # every event began with _begin (or its inline copy)
         return out
 
-    def _settle(self):
+    def _settle(self) -> None:
         """Bring the overlay and the verdicts on suspects up to date with the list."""
         for _ in range(100):
             if self._overlay_due():
@@ -574,17 +598,19 @@ class Core:
             if not (self._overlay_due() or self._affected):
                 break
 
-    def _overlay_due(self):
+    def _overlay_due(self) -> bool:
         return self._rings_dirty and self.now >= self._overlay_hold
 
-    def _emit(self, action):
+    def _emit(self, action: Action) -> None:
+        assert self._out is not None  # only while an event is handled
         self._out.append(action)
 
-    def _send(self, to, message):
+    def _send(self, to: str, message: Message) -> None:
         self.sent += 1
+        assert self._out is not None  # only while an event is handled
         self._out.append(Send(to, message))
 
-    def _own_update(self):
+    def _own_update(self) -> MemberUpdate:
         """Our own record as news, signed by us (made once per record)."""
         me = self.me
         own = self._own
@@ -598,12 +624,12 @@ class Core:
             self._own = own
         return own
 
-    def _own_proof(self):
+    def _own_proof(self) -> Proof:
         """(signature, certificate) of our record, for a join or its answer."""
         own = self._own_update()
         return (own.life[0], self.notary.certificate) if own.life else ()
 
-    def _life_of(self, member):
+    def _life_of(self, member: Member) -> Proof:
         """The signature of C{member}'s alive record held here, or ()."""
         entry = self._lives.get(member.name) or self._base_lives.get(member.name)
         if entry is not None and (entry[0] is member or entry[0] == member):
@@ -612,15 +638,16 @@ class Core:
 
     # -- certificates of signed records ---------------------------------------------
 
-    def _ask_certificates(self):
+    def _ask_certificates(self) -> None:
         wanted, self._cert_wanted = self._cert_wanted, []
         now = self.now
         asked = self._cert_asked
+        when: float | None
         if len(asked) > _UNPROVEN_LIMIT:
             for fingerprint, when in list(asked.items()):
                 if now - when >= _CERT_ASK_AGAIN:
                     del asked[fingerprint]
-        fresh = []
+        fresh: list[str] = []
         for fingerprint in dict.fromkeys(wanted):
             when = asked.get(fingerprint)
             if when is None or now - when >= _CERT_ASK_AGAIN:
@@ -630,7 +657,7 @@ class Core:
             for start in range(0, len(fresh), MAX_CERTIFICATES):
                 self._send(self._sender, CertsWant(tuple(fresh[start:start + MAX_CERTIFICATES])))
 
-    def _park(self, update, source):
+    def _park(self, update: MemberUpdate, source: str) -> None:
         """Keep a signed record whose certificate is on its way (the newest per member)."""
         name = update.member.name
         parked = self._unproven.get(name)
@@ -638,10 +665,11 @@ class Core:
             return
         if parked is None or supersedes(update.member, parked[0].member):
             self._unproven[name] = (update, source)
+        assert update.life  # parked for want of the certificate its life names
         self._cert_wanted.append(update.life[1])
 
-    def _on_certs_want(self, sender, message):
-        certificates = []
+    def _on_certs_want(self, sender: str, message: CertsWant) -> None:
+        certificates: list[str] = []
         for fingerprint in message.fingerprints:
             certificate = self.notary.certificate_by(fingerprint)
             if certificate is not None:
@@ -649,8 +677,8 @@ class Core:
         if certificates:
             self._send(sender, Certs(tuple(certificates)))
 
-    def _on_certs(self, sender, message):
-        learnt = set()
+    def _on_certs(self, sender: str, message: Certs) -> None:
+        learnt: set[str] = set()
         for certificate in message.certificates:
             fingerprint = fingerprint_of(certificate)
             if fingerprint not in self._cert_asked:
@@ -662,7 +690,7 @@ class Core:
         if not learnt:
             return
         for name, (update, source) in list(self._unproven.items()):
-            if update.life[1] in learnt:
+            if update.life and update.life[1] in learnt:  # (parked ones have a life)
                 del self._unproven[name]
                 self._merge(update, source)
         if self._list_expected and len(self._table) > self._list_expected:
@@ -673,7 +701,7 @@ class Core:
 
     # -- metadata -------------------------------------------------------------
 
-    def set_meta(self, meta, now):
+    def set_meta(self, meta: object, now: float) -> Sequence[Action]:
         """Publish C{meta} (a small JSON-able dict) as this node's metadata.
 
         Like a refutation, it raises our incarnation so the new record
@@ -695,7 +723,7 @@ class Core:
 
     # -- join and leave --------------------------------------------------------
 
-    def _join(self, seeds):
+    def _join(self, seeds: Iterable[str]) -> None:
         if self.phase != IDLE:
             return
         self._seeds = tuple(s for s in seeds if s != self.me.address)
@@ -715,14 +743,14 @@ class Core:
             self._set_transient(address, float("inf") if self.phase == JOINING else (
                 now + _TRANSIENT_TTL))
 
-    def _become_member(self):
+    def _become_member(self) -> None:
         self.phase = MEMBER
         self._emit(Joined())
         for address in self._seeds:
             if address in self._transient:
                 self._set_transient(address, self.now + _TRANSIENT_TTL)
 
-    def _leave(self):
+    def _leave(self) -> None:
         if self.phase in (LEAVING, LEFT):
             return
         if self.phase == IDLE:
@@ -739,7 +767,7 @@ class Core:
             self._send(name, Gossip((update,)))
         self._emit(SetTimer(LEAVE, self.now + self.config.leave_timeout))
 
-    def _leave_done(self):
+    def _leave_done(self) -> None:
         self.phase = LEFT
         for address in list(self._wanted):
             self._emit(Disconnect(address))
@@ -748,7 +776,7 @@ class Core:
             self._emit(CancelTimer(timer))
         self._emit(LeaveDone())
 
-    def _force_remove(self, name):
+    def _force_remove(self, name: str) -> None:
         member = self._table.get(name)
         if member is None:
             raise MembershipError(f"no member named {name!r}")
@@ -760,7 +788,7 @@ class Core:
         self._accept(member.evolve(state=State.LEFT),
                      f"force-removed by operator on {self.name}", reporters=(self.name,))
 
-    def _expel(self, name, reason):
+    def _expel(self, name: str, reason: str) -> None:
         member = self._table.get(name)
         if member is None or name == self.name:
             return
@@ -771,17 +799,18 @@ class Core:
 
     # -- timers ----------------------------------------------------------------
 
-    def _schedule_tick(self, first=False):
+    def _schedule_tick(self, first: bool = False) -> None:
         interval = self.config.heartbeat_interval
         if first:
             self._tick_due = self.now + self._rng.uniform(0.0, interval)
         else:
+            assert self._tick_due is not None  # the first tick came first
             self._tick_due += interval
             if self._tick_due <= self.now:
                 self._tick_due = self.now + interval
         self._emit(SetTimer(TICK, self._tick_due))
 
-    def _timer(self, name):
+    def _timer(self, name: str) -> None:
         if name == TICK and self.phase in (JOINING, MEMBER, LEAVING):
             self._tick()
         elif name == GOSSIP:
@@ -794,10 +823,11 @@ class Core:
             if self.phase == MEMBER:
                 self._check_links()
 
-    def _tick(self):
+    def _tick(self) -> None:
         now = self.now
         config = self.config
         interval = config.heartbeat_interval
+        assert self._tick_due is not None  # ticks are scheduled from the join on
         late = lateness(now, self._tick_due)
         if late > interval / 2:
             # We could not run: the silence we see is (at least partly) ours.
@@ -839,7 +869,8 @@ class Core:
         if self._transient and now >= self._transient_next:
             self._expire_transient()
 
-    def _heartbeat(self):
+    def _heartbeat(self) -> None:
+        assert self._out is not None  # only while an event is handled
         me = self.me
         queue = self._queue
         watchers = self._watchers
@@ -860,14 +891,14 @@ class Core:
                                  tuple(queue.take(count, limit)), table, size))
             for name in watchers])
 
-    def _limit(self):
+    def _limit(self) -> int:
         n = len(self._table)
         if n != self._limit_for:
             self._limit_for = n
             self._limit_value = retransmit_limit(self.config.retransmit_mult, n)
         return self._limit_value
 
-    def _push_gossip(self):
+    def _push_gossip(self) -> None:
         if not self._queue or self.phase not in (JOINING, MEMBER, LEAVING):
             return
         names = list(self._links)
@@ -887,7 +918,7 @@ class Core:
 
     # -- failure detection -------------------------------------------------------
 
-    def _check_links(self):
+    def _check_links(self) -> None:
         config = self.config
         failing, quiet = self._detector.check(
             self.now, self._awareness.scale(config.failure_timeout),
@@ -906,7 +937,7 @@ class Core:
             if subject in self._links:
                 self._send(subject, Watch())
 
-    def _on_report(self, report):
+    def _on_report(self, report: Report) -> None:
         subject = report.subject
         member = self._table.get(subject)
         if member is None or member.generation != report.generation:
@@ -930,7 +961,7 @@ class Core:
                          reporters=(report.observer,), gossip=False)
         self._affect(subject)
 
-    def _check_suspects(self):
+    def _check_suspects(self) -> None:
         """The slow path: suspicion that nobody refuted in time is a death."""
         config = self.config
         members = len(self._table)
@@ -941,7 +972,7 @@ class Core:
         for subject, since in list(self._suspects.items()):
             if self.now - since < shortest:
                 continue
-            member = self._table.get(subject)
+            member = self._known(subject)
             reported = self._reports.reporters(subject, member.version)
             observers = self._observers(subject)
             counted = tuple(o for o in observers if o in reported)
@@ -959,7 +990,8 @@ class Core:
                     + (f" (reported by {', '.join(reporters)})" if reporters else ""),
                     reporters=reporters)
 
-    def _announced_proven(self, subject, version, reported):
+    def _announced_proven(self, subject: str, version: tuple[int, int],
+                          reported: frozenset[str]) -> bool:
         """Whether another node announced this life of C{subject} dead, and this
         node holds signed reports of it: at least one, and one of every
         reporter the announcement named (those names are a claim until their
@@ -969,7 +1001,7 @@ class Core:
             return False
         return all(name in reported for name in announced[1])
 
-    def _affect(self, name):
+    def _affect(self, name: str) -> None:
         """Suspect C{name} must be evaluated again before this event ends.
 
         Evaluating every suspect after every change gives the same result
@@ -986,7 +1018,7 @@ class Core:
         else:
             self._affected.add(name)
 
-    def _affect_watched_by(self, name):
+    def _affect_watched_by(self, name: str) -> None:
         """The suspects that C{name} (on the rings now) observes: its health counts for them."""
         # Asked about each member that joins while any member is suspect: a
         # look at each suspect's cached observers is cheaper than finding
@@ -1000,12 +1032,12 @@ class Core:
         for subject in self._table.rings.subjects(name):
             self._affect(subject)
 
-    def _evaluate_affected(self):
+    def _evaluate_affected(self) -> None:
         order = self._suspect_order
         affected, self._affected = self._affected, set()
         self._pass = heap = [(order[name], name) for name in affected if name in order]
         heapq.heapify(heap)
-        done = set()
+        done: set[str] = set()
         try:
             while heap:
                 at, subject = heapq.heappop(heap)
@@ -1018,7 +1050,7 @@ class Core:
             self._pass = None
             self._pass_at = -1
 
-    def _evaluate(self, subject):
+    def _evaluate(self, subject: str) -> None:
         member = self._table.get(subject)
         if member is None or member.state is not State.SUSPECT:
             self._drop_suspect(subject)
@@ -1027,7 +1059,7 @@ class Core:
         if not reporters:
             return
         observers = self._observers(subject)
-        healthy = set()
+        healthy: set[str] = set()
         for name in observers:
             record = self._table.get(name)
             if record is not None and record.state is State.ALIVE:
@@ -1041,7 +1073,7 @@ class Core:
                 reporters=counted)
             self._send_evidence_with(subject, counted)
 
-    def _send_evidence_with(self, subject, reporters):
+    def _send_evidence_with(self, subject: str, reporters: Iterable[str]) -> None:
         """Queue the signed reports behind a death again, fresh, so they travel with it.
 
         Others believe the death only on those reports (its reporters are a
@@ -1055,7 +1087,7 @@ class Core:
             if report is not None:
                 queue.put(report)
 
-    def _refute(self, accused):
+    def _refute(self, accused: int) -> None:
         if self.phase in (LEAVING, LEFT):
             return
         self.me = self.me.evolve(incarnation=max(self.me.incarnation, accused) + 1)
@@ -1066,7 +1098,7 @@ class Core:
 
     # -- news ----------------------------------------------------------------------
 
-    def _apply_updates(self, updates, source):
+    def _apply_updates(self, updates: Iterable[Update], source: str) -> None:
         records = news = 0
         for update in updates:
             if type(update) is Report:
@@ -1078,7 +1110,7 @@ class Core:
         stats["gossip_records"] += records
         stats["gossip_news"] += news
 
-    def _merge(self, update, source):
+    def _merge(self, update: MemberUpdate, source: str) -> bool:
         """Apply news about a member; True if our list changed."""
         member = update.member
         name = member.name
@@ -1162,14 +1194,14 @@ class Core:
                      life=update.life)
         return True
 
-    def _heard(self, member):
+    def _heard(self, member: Member) -> None:
         """A gossip copy of C{member}'s record arrived: forward ours less (rumour mongering)."""
         key = ("m", member.name)
         queued = self._queue.get(key)
-        if queued is not None and (queued.member is member or queued.member == member):
+        if type(queued) is MemberUpdate and (queued.member is member or queued.member == member):
             self._queue.heard(key, self._limit())
 
-    def _about_me(self, member):
+    def _about_me(self, member: Member) -> None:
         me = self.me
         if member.generation != me.generation:
             if member.generation > me.generation:
@@ -1194,7 +1226,9 @@ class Core:
             return
         self._refute(member.incarnation)
 
-    def _accept(self, member, reason, *, age=0.0, reporters=(), gossip=True, proof=(), life=()):
+    def _accept(self, member: Member, reason: str, *, age: float = 0.0,
+                reporters: tuple[str, ...] = (), gossip: bool = True, proof: Proof = (),
+                life: Proof = ()) -> None:
         name = member.name
         now = self.now
         old = self._table.get(name)
@@ -1250,7 +1284,7 @@ class Core:
         elif old.meta != member.meta:
             self._emit(MetaChanged(member))
 
-    def _drop_suspect(self, name):
+    def _drop_suspect(self, name: str) -> None:
         if self._suspects.pop(name, None) is not None:
             self._announced_dead.pop(name, None)
             del self._suspect_order[name]
@@ -1263,13 +1297,13 @@ class Core:
 
     # -- the overlay ----------------------------------------------------------------
 
-    def _refresh_overlay(self):
+    def _refresh_overlay(self) -> None:
         rings = self._table.rings
         subjects = rings.subjects(self.name) if self.name in rings else []
         old = self._subjects
-        wanted_addresses = {}
+        wanted_addresses: dict[str, str] = {}
         for name in subjects:
-            member = self._table.get(name)
+            member = self._known(name)
             wanted_addresses[member.address] = name
         for name in old:
             if name not in subjects:
@@ -1290,20 +1324,20 @@ class Core:
                 del self._wanted[address]
                 self._emit(Disconnect(address))
 
-    def _connect(self, address, name):
+    def _connect(self, address: str, name: str | None) -> None:
         self._wanted[address] = name
         self._emit(Connect(address, name))
 
-    def _set_transient(self, address, expiry):
+    def _set_transient(self, address: str, expiry: float) -> None:
         self._transient[address] = expiry
         if expiry < self._transient_next:
             self._transient_next = expiry
 
-    def _expire_transient(self):
+    def _expire_transient(self) -> None:
         if not self._transient:
             return
         now = self.now
-        subject_addresses = None
+        subject_addresses: set[str] | None = None
         following = float("inf")
         for address, expiry in list(self._transient.items()):
             if expiry > now:
@@ -1312,13 +1346,13 @@ class Core:
             del self._transient[address]
             self._sync_on_connect.discard(address)
             if subject_addresses is None:
-                subject_addresses = {self._table.get(n).address for n in self._subjects}
+                subject_addresses = {self._known(n).address for n in self._subjects}
             if address not in subject_addresses and address in self._wanted:
                 del self._wanted[address]
                 self._emit(Disconnect(address))
         self._transient_next = following
 
-    def _link_up(self, name, address):
+    def _link_up(self, name: str, address: str | None) -> None:
         self._links[name] = address
         self._detector.link_up(name, self.now)
         if name in self._detector:
@@ -1336,12 +1370,12 @@ class Core:
             self._sync_on_connect.discard(address)
             self._send(name, SyncDigest(self._table.digests()))
 
-    def _ask_to_join(self, name, answer_by):
+    def _ask_to_join(self, name: str, answer_by: float) -> None:
         self._join_asked.add(name)
         self._next_join_ask = answer_by
         self._send(name, Join(self.me, self._own_proof()))
 
-    def _link_down(self, name):
+    def _link_down(self, name: str) -> None:
         self._links.pop(name, None)
         self._heard_tables.pop(name, None)
         if self.phase == JOINING and name in self._join_asked:
@@ -1366,7 +1400,7 @@ class Core:
 
     # -- anti-entropy ------------------------------------------------------------------
 
-    def _start_sync(self):
+    def _start_sync(self) -> None:
         self._sync_streak = self._sync_streak + 1 if self._sync_progressed else 0
         self._sync_progressed = False
         candidates = [n for n in self._links if n in self._watchers or n in self._detector]
@@ -1376,7 +1410,7 @@ class Core:
             partner = self._rng.choice(candidates)
             self._send(partner, SyncDigest(self._table.digests()))
 
-    def _compare_lists(self, sender, table, size=None):
+    def _compare_lists(self, sender: str, table: int, size: int | None = None) -> None:
         """C{sender}'s list is C{table}: if it differs from ours and both are quiet, sync now.
 
         Gossip now and then misses a node with one record, which then waits
@@ -1409,11 +1443,11 @@ class Core:
         self.stats["list_syncs"] += 1
         self._send(sender, SyncDigest(self._table.digests()))
 
-    def _probe_dead(self):
-        dead = [n for n in self._gone if self._table.get(n).state is State.DEAD]
+    def _probe_dead(self) -> None:
+        dead = [n for n in self._gone if self._known(n).state is State.DEAD]
         if not dead:
             return
-        member = self._table.get(self._rng.choice(dead))
+        member = self._known(self._rng.choice(dead))
         address = member.address
         if address in self._wanted:
             return
@@ -1421,11 +1455,12 @@ class Core:
         self._sync_on_connect.add(address)
         self._connect(address, member.name)
 
-    def _records_for(self, buckets, exclude=None):
+    def _records_for(self, buckets: Iterable[int], exclude: Mapping[str, Member] | None = None
+                     ) -> tuple[tuple[MemberUpdate, ...], bool]:
         """My records in C{buckets} (random bucket order), at most MAX_SYNC_RECORDS."""
         order = list(buckets)
         self._rng.shuffle(order)
-        result = []
+        result: list[MemberUpdate] = []
         more = False
         for bucket in order:
             records = self._table.records_in(bucket)
@@ -1442,7 +1477,7 @@ class Core:
                 break
         return _proof_bound(result, more)
 
-    def _sync_update(self, member):
+    def _sync_update(self, member: Member) -> MemberUpdate:
         """C{member}'s record as anti-entropy sends it (a death or leave with its age)."""
         if member.state in (State.DEAD, State.LEFT):
             age = max(0.0, self.now - self._gone.get(member.name, self.now))
@@ -1454,7 +1489,7 @@ class Core:
             return self._own_update()
         return _plain_update(member, self._life_of(member) if member.state is State.ALIVE else ())
 
-    def _on_sync_digest(self, sender, message):
+    def _on_sync_digest(self, sender: str, message: SyncDigest) -> None:
         mine = self._table.digests()
         theirs = message.buckets
         differ = tuple(b for b in range(SYNC_BUCKETS) if mine[b] != theirs[b])
@@ -1462,8 +1497,8 @@ class Core:
             records, more = self._records_for(differ)
             self._send(sender, SyncRecords(records, differ, more, message.round))
 
-    def _on_sync_records(self, sender, message):
-        sent = {}
+    def _on_sync_records(self, sender: str, message: SyncRecords) -> None:
+        sent: dict[str, Member] = {}
         changed = 0
         for update in message.records:
             sent[update.member.name] = update.member
@@ -1497,7 +1532,7 @@ class Core:
             self._list_expected = 0
             self._overlay_hold = 0.0
 
-    def _sync_soon(self):
+    def _sync_soon(self) -> None:
         """Bring the next sync forward: a second, doubling while syncs keep bringing news."""
         self._sync_progressed = True
         wait = min(_SYNC_AGAIN_MAX, self.config.sync_interval,
@@ -1506,7 +1541,7 @@ class Core:
 
     # -- reaping ------------------------------------------------------------------------
 
-    def _reap(self):
+    def _reap(self) -> None:
         now = self.now
         if self._tombstones:
             for name, (_, forget_at) in list(self._tombstones.items()):
@@ -1517,7 +1552,7 @@ class Core:
         reap_after = self.config.reap_after
         for name, since in list(self._gone.items()):
             if now - since >= reap_after:
-                member = self._table.get(name)
+                member = self._known(name)
                 self._table.delete(name, now)
                 del self._gone[name]
                 self._info.pop(name, None)
@@ -1529,16 +1564,16 @@ class Core:
 
     # -- message handlers -------------------------------------------------------------------
 
-    def _on_heartbeat(self, sender, message):
+    def _on_heartbeat(self, sender: str, message: Heartbeat) -> None:
         if message.updates:
             self._apply_updates(message.updates, "gossip")
         if message.table is not None and self.phase == MEMBER:
             self._compare_lists(sender, message.table, message.size)
 
-    def _on_gossip(self, sender, message):
+    def _on_gossip(self, sender: str, message: Gossip) -> None:
         self._apply_updates(message.updates, "gossip")
 
-    def _on_watch(self, sender, message):
+    def _on_watch(self, sender: str, message: Watch) -> None:
         if sender not in self._watchers:
             self._watchers[sender] = True
             self._beats = None
@@ -1546,11 +1581,11 @@ class Core:
         self._send(sender, Heartbeat(me.generation, me.incarnation, (), self._table.fingerprint,
                                      len(self._table)))
 
-    def _on_unwatch(self, sender, message):
+    def _on_unwatch(self, sender: str, message: Unwatch) -> None:
         if self._watchers.pop(sender, None):
             self._beats = None
 
-    def _on_join(self, sender, message):
+    def _on_join(self, sender: str, message: Join) -> None:
         # _authorise made sure the record is the sender's own.
         self._merge_joined(message.member, message.proof)
         self.stats["joins_answered"] += 1
@@ -1561,7 +1596,7 @@ class Core:
         if self.phase == JOINING:
             self._become_member()
 
-    def _on_join_ack(self, sender, message):
+    def _on_join_ack(self, sender: str, message: JoinAck) -> None:
         self.stats["join_acks"] += 1
         self._merge_joined(message.member, message.proof)
         if self.phase == JOINING:
@@ -1575,7 +1610,7 @@ class Core:
         else:
             self._send(sender, SyncDigest(self._table.digests()))
 
-    def _merge_joined(self, member, proof):
+    def _merge_joined(self, member: Member, proof: Proof) -> None:
         """The sender's own record from a join or its answer, if alive.
 
         Its connection proves who sent it; its signature and certificate
@@ -1585,14 +1620,15 @@ class Core:
         """
         if member.state is not State.ALIVE:
             return
-        life = ()
+        life: Proof = ()
         if proof:
             fingerprint = self.notary.learn(proof[1])
             if fingerprint is not None:
                 life = (proof[0], fingerprint)
         self._merge(MemberUpdate(member, life=life), "join")
 
-    _HANDLERS = {
+    #: Each message type's handler, which takes a message of that type.
+    _HANDLERS: ClassVar[dict[type, Callable[..., None]]] = {
         Heartbeat: _on_heartbeat,
         Gossip: _on_gossip,
         Watch: _on_watch,
@@ -1606,7 +1642,7 @@ class Core:
     }
 
 
-def _proof_bound(records, more):
+def _proof_bound(records: list[MemberUpdate], more: bool) -> tuple[tuple[MemberUpdate, ...], bool]:
     """C{(records, more)} cut after the last signed record a list message may carry."""
     proven = 0
     for index, update in enumerate(records):
@@ -1617,8 +1653,9 @@ def _proof_bound(records, more):
     return tuple(records), more
 
 
-def _chunks(records):
+def _chunks(records: Iterable[MemberUpdate]) -> Iterator[tuple[MemberUpdate, ...]]:
     """C{records} in list messages: at most MAX_SYNC_RECORDS each, and MAX_SYNC_PROOFS signed."""
+    chunk: list[MemberUpdate]
     chunk, proven = [], 0
     for update in records:
         if len(chunk) == MAX_SYNC_RECORDS or (update.proof and proven == MAX_SYNC_PROOFS):
@@ -1631,12 +1668,12 @@ def _chunks(records):
 
 
 @lru_cache(maxsize=1 << 16)
-def _plain_update(member, life=()):
+def _plain_update(member: Member, life: Proof = ()) -> MemberUpdate:
     """C{MemberUpdate(member, life=life)}, made once per record (sync sends the same ones often)."""
     return MemberUpdate(member, life=life)
 
 
-def _reason(member, old, update):
+def _reason(member: Member, old: Member | None, update: MemberUpdate) -> str:
     state = member.state
     if old is not None and old.generation != member.generation and member.generation > old.generation:
         if state is State.ALIVE:
@@ -1657,4 +1694,4 @@ def _reason(member, old, update):
         if update.reporters:
             return f"reported unreachable by {', '.join(update.reporters)}"
         return "dead"
-    return state.value
+    return member.state.value  # (not state: narrowed to one member, mypy loses its value type)

@@ -29,6 +29,8 @@ import binascii
 import datetime
 import hashlib
 import hmac
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -37,6 +39,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from clsd.certs import authority
 from clsd.certs.authority import CertificateError
+
+if TYPE_CHECKING:
+    from clsd.certs.identity import NodeIdentity
 
 #: Bounds of the base64 text on the wire (see clsd.membership.core.messages):
 #: an ECDSA P-256 signature is at most 72 bytes of DER (96 characters), a
@@ -55,7 +60,7 @@ CERTIFICATE_LIMIT = 1 << 16
 STATEMENT_LIMIT = 1 << 15
 
 
-def fingerprint_of(certificate):
+def fingerprint_of(certificate: str) -> str:
     """The short name of a certificate (its wire text): 24 characters of base64 SHA-256.
 
     Only a lookup key: a record whose fingerprint finds a certificate is still
@@ -66,6 +71,47 @@ def fingerprint_of(certificate):
 
 
 FINGERPRINT_LENGTH = 24
+
+#: The verdict on a certificate: C{(node name, public key)}, or None (refused).
+CertificateVerdict = tuple[str, ec.EllipticCurvePublicKey] | None
+#: A statement that verified: (signer, statement, signature, certificate).
+StatementKey = tuple[str, bytes, str, str]
+
+
+class Notary(Protocol):
+    """What the membership core asks of a notary (L{X509Notary}, L{FakeNotary})."""
+
+    name: str
+    certificate: str
+    fingerprint: str
+
+    def sign(self, statement: bytes) -> tuple[str, str]: ...
+
+    def verify(self, signer: str, statement: bytes, signature: str,
+               certificate: str) -> bool: ...
+
+    def sign_life(self, statement: bytes) -> tuple[str, str]: ...
+
+    def learn(self, certificate: str) -> str | None: ...
+
+    def certificate_by(self, fingerprint: str) -> str | None: ...
+
+    def verify_life(self, signer: str, statement: bytes, signature: str,
+                    fingerprint: str) -> bool | None: ...
+
+
+class _Signer(Protocol):
+    """What L{_Lives} needs of the notary it is mixed into."""
+
+    cache: "VerifiedCache"
+    fingerprint: str
+
+    def sign(self, statement: bytes) -> tuple[str, str]: ...
+
+    def verify(self, signer: str, statement: bytes, signature: str,
+               certificate: str) -> bool: ...
+
+    def _certificate_name(self, certificate: str) -> str | None: ...
 
 
 class _Lives:
@@ -78,11 +124,11 @@ class _Lives:
     asks the peer that sent the record (L{learn} takes the answer).
     """
 
-    def sign_life(self, statement):
+    def sign_life(self: _Signer, statement: bytes) -> tuple[str, str]:
         """C{(signature, fingerprint)} of this node's own record C{statement}."""
         return self.sign(statement)[0], self.fingerprint
 
-    def learn(self, certificate):
+    def learn(self: _Signer, certificate: str) -> str | None:
         """The fingerprint of C{certificate} if the cluster CA vouches for it (then kept), else None."""
         fingerprint = fingerprint_of(certificate)
         if fingerprint in self.cache.known:
@@ -93,12 +139,13 @@ class _Lives:
         self.cache.remember(fingerprint, certificate, name)
         return fingerprint
 
-    def certificate_by(self, fingerprint):
+    def certificate_by(self: _Signer, fingerprint: str) -> str | None:
         """The text of a known certificate, or None."""
         known = self.cache.known.get(fingerprint)
         return None if known is None else known[0]
 
-    def verify_life(self, signer, statement, signature, fingerprint):
+    def verify_life(self: _Signer, signer: str, statement: bytes, signature: str,
+                    fingerprint: str) -> bool | None:
         """True or False: whether C{signer} signed C{statement} with the certificate
         C{fingerprint} names; None: that certificate is not known here (ask for it)."""
         known = self.cache.known.get(fingerprint)
@@ -122,19 +169,23 @@ class VerifiedCache:
     handshake each time, and it cannot fill the cache.
     """
 
-    def __init__(self, certificate_limit=CERTIFICATE_LIMIT, statement_limit=STATEMENT_LIMIT):
+    def __init__(self, certificate_limit: int = CERTIFICATE_LIMIT,
+                 statement_limit: int = STATEMENT_LIMIT) -> None:
         self.certificate_limit = certificate_limit
         self.statement_limit = statement_limit
-        self.certificates = {}      # fingerprint -> (name, public key) or None (refused)
+        #: SHA-256 of a certificate -> (name, public key), or None (refused).
+        self.certificates: dict[bytes, CertificateVerdict] = {}
         #: Certificates that verified, by L{fingerprint_of} their text:
         #: (text, node name). Records name their signer's certificate by
         #: fingerprint; a node passes the text on to a peer that asks.
-        self.known = {}
-        self.statements = set()     # (signer, statement, signature, certificate), verified
+        self.known: dict[str, tuple[str, str]] = {}
+        #: (signer, statement, signature, certificate) that verified.
+        self.statements: set[StatementKey] = set()
         #: Work done: certificates parsed and checked, signatures checked.
         self.counts = {"certificates": 0, "signatures": 0}
 
-    def certificate(self, fingerprint, check):
+    def certificate(self, fingerprint: bytes,
+                    check: Callable[[], CertificateVerdict]) -> CertificateVerdict:
         """The verdict on the certificate with C{fingerprint}; C{check()} makes it once."""
         certificates = self.certificates
         if fingerprint in certificates:
@@ -147,7 +198,7 @@ class VerifiedCache:
         certificates[fingerprint] = verdict
         return verdict
 
-    def remember(self, fingerprint, certificate, name):
+    def remember(self, fingerprint: str, certificate: str, name: str) -> None:
         """Keep a verified certificate by fingerprint (bounded like the verdicts)."""
         known = self.known
         if len(known) >= self.certificate_limit:
@@ -155,7 +206,7 @@ class VerifiedCache:
                 del known[old]
         known[fingerprint] = (certificate, name)
 
-    def statement(self, key, check):
+    def statement(self, key: StatementKey, check: Callable[[], bool]) -> bool:
         """Whether the statement C{key} verifies; C{check()} is called until it does."""
         statements = self.statements
         if key in statements:
@@ -180,7 +231,8 @@ class X509Notary(_Lives):
         certificate is too large to travel with a statement.
     """
 
-    def __init__(self, identity, cache=None, *, now=None):
+    def __init__(self, identity: "NodeIdentity", cache: VerifiedCache | None = None, *,
+                 now: Callable[[], datetime.datetime] | None = None) -> None:
         if not isinstance(identity.key, ec.EllipticCurvePrivateKey):
             raise NotaryError(
                 "membership statements are signed with ECDSA: the [tls] key must be an "
@@ -193,25 +245,25 @@ class X509Notary(_Lives):
             raise NotaryError(
                 f"the node certificate is {len(der)} bytes; membership carries at most "
                 f"{MAX_CERTIFICATE * 3 // 4} with each signed statement")
-        self._cas = tuple(identity.ca_certificates)
+        self._cas: tuple[x509.Certificate, ...] = tuple(identity.ca_certificates)
         self.cache = cache if cache is not None else VerifiedCache()
         self._now = now or (lambda: datetime.datetime.now(datetime.UTC))
         self.fingerprint = fingerprint_of(self.certificate)
         self.cache.remember(self.fingerprint, self.certificate, self.name)
 
-    def sign(self, statement):
+    def sign(self, statement: bytes) -> tuple[str, str]:
         """C{(signature, certificate)}: base64 texts proving this node said C{statement}."""
         signature = self._key.sign(statement, ec.ECDSA(hashes.SHA256()))
         return base64.b64encode(signature).decode("ascii"), self.certificate
 
-    def verify(self, signer, statement, signature, certificate):
+    def verify(self, signer: str, statement: bytes, signature: str, certificate: str) -> bool:
         """Whether C{signer} signed C{statement}: C{signature} checks with C{certificate},
         a certificate of the cluster CA for the node named C{signer}."""
         return self.cache.statement(
             (signer, statement, signature, certificate),
             lambda: self._check(signer, statement, signature, certificate))
 
-    def _check(self, signer, statement, signature, certificate):
+    def _check(self, signer: str, statement: bytes, signature: str, certificate: str) -> bool:
         if not signature or not certificate:
             return False
         try:
@@ -229,7 +281,7 @@ class X509Notary(_Lives):
             return False
         return True
 
-    def _certificate(self, der):
+    def _certificate(self, der: bytes) -> CertificateVerdict:
         """C{(node name, public key)} of a certificate the cluster CA vouches for, or None.
 
         Checked when first seen (validity too: a certificate that expires
@@ -238,7 +290,7 @@ class X509Notary(_Lives):
         return self.cache.certificate(hashlib.sha256(der).digest(),
                                       lambda: self._check_certificate(der))
 
-    def _certificate_name(self, certificate):
+    def _certificate_name(self, certificate: str) -> str | None:
         try:
             der = base64.b64decode(certificate, validate=True)
         except (binascii.Error, ValueError):
@@ -246,7 +298,7 @@ class X509Notary(_Lives):
         known = self._certificate(der)
         return None if known is None else known[0]
 
-    def _check_certificate(self, der):
+    def _check_certificate(self, der: bytes) -> CertificateVerdict:
         try:
             certificate = x509.load_der_x509_certificate(der)
             if authority.is_authority(certificate):
@@ -280,7 +332,7 @@ class FakeNotary(_Lives):
 
     _KEY = b"clsd-membership-fake-notary"
 
-    def __init__(self, name, cache=None):
+    def __init__(self, name: str, cache: VerifiedCache | None = None) -> None:
         self.name = name
         self.certificate = f"fake:{name}"
         self.cache = cache if cache is not None else _FAKE_SHARED
@@ -288,15 +340,15 @@ class FakeNotary(_Lives):
         self.cache.remember(self.fingerprint, self.certificate, self.name)
 
     @classmethod
-    def signature_of(cls, signer, statement):
+    def signature_of(cls, signer: str, statement: bytes) -> str:
         return hmac.new(cls._KEY, signer.encode() + b"\0" + statement,
                         hashlib.blake2b).hexdigest()[:64]
 
-    def sign(self, statement):
+    def sign(self, statement: bytes) -> tuple[str, str]:
         return self.signature_of(self.name, statement), self.certificate
 
-    def verify(self, signer, statement, signature, certificate):
-        def check():
+    def verify(self, signer: str, statement: bytes, signature: str, certificate: str) -> bool:
+        def check() -> bool:
             self.cache.counts["signatures"] += 1
             return (certificate == f"fake:{signer}"
                     and hmac.compare_digest(signature, self.signature_of(signer, statement)))
@@ -304,7 +356,7 @@ class FakeNotary(_Lives):
         return self.cache.statement((signer, statement, signature, certificate), check)
 
     @staticmethod
-    def _certificate_name(certificate):
+    def _certificate_name(certificate: str) -> str | None:
         if certificate.startswith("fake:") and 0 < len(certificate) - 5 <= 63:
             return certificate[5:]
         return None

@@ -17,14 +17,21 @@ import hashlib
 import itertools
 import weakref
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from functools import lru_cache
+from typing import Self, TypeVar, cast
 
 _MASK = (1 << 64) - 1
 _serials = itertools.count(1)
 
+_Snapshot = TypeVar("_Snapshot")
+
+#: A name's observers on the rings, and on each ring the distance to the nearest.
+_Neighbours = tuple[tuple[str, ...], tuple[int, ...]]
+
 
 @lru_cache(maxsize=1 << 17)
-def positions(name, k):
+def positions(name: str, k: int) -> tuple[int, ...]:
     """The K ring positions of C{name}: 64-bit, the same on every machine."""
     data = name.encode()
     return tuple(
@@ -41,11 +48,14 @@ class SnapshotCache:
     N identical member lists. Entries live as long as some core uses them.
     """
 
-    def __init__(self):
-        self._entries = weakref.WeakValueDictionary()
+    def __init__(self) -> None:
+        self._entries: weakref.WeakValueDictionary[Hashable, object] = (
+            weakref.WeakValueDictionary())
 
-    def get_or_build(self, key, build):
-        snapshot = self._entries.get(key)
+    def get_or_build(self, key: Hashable, build: Callable[[], _Snapshot]) -> _Snapshot:
+        # The key names the kind of snapshot ("members", "rings"): an entry
+        # found under it was built by the same kind of build.
+        snapshot = cast("_Snapshot | None", self._entries.get(key))
         if snapshot is None:
             snapshot = build()
             self._entries[key] = snapshot
@@ -55,7 +65,8 @@ class SnapshotCache:
 class RingSnapshot:
     __slots__ = ("serial", "k", "keys", "owners", "names", "__weakref__")
 
-    def __init__(self, k, pairs_per_ring, names):
+    def __init__(self, k: int, pairs_per_ring: Sequence[Sequence[tuple[int, str]]],
+                 names: frozenset[str]) -> None:
         self.serial = next(_serials)
         self.k = k
         self.keys = [[p for p, _ in pairs] for pairs in pairs_per_ring]
@@ -63,15 +74,15 @@ class RingSnapshot:
         self.names = names
 
     @classmethod
-    def build(cls, k, names):
+    def build(cls, k: int, names: Iterable[str]) -> Self:
         names = frozenset(names)
         rings = [sorted((positions(n, k)[r], n) for n in names) for r in range(k)]
         return cls(k, rings, names)
 
-    def derive(self, added, removed):
+    def derive(self, added: frozenset[str], removed: frozenset[str]) -> "RingSnapshot":
         names = (self.names - removed) | added
         fresh = [(positions(n, self.k), n) for n in added]
-        rings = []
+        rings: list[list[tuple[int, str]]] = []
         for r in range(self.k):
             if removed:
                 pairs = [(p, n) for p, n in zip(self.keys[r], self.owners[r]) if n not in removed]
@@ -84,16 +95,17 @@ class RingSnapshot:
 
 
 class Rings:
-    def __init__(self, k, snapshot=None, cache=None):
+    def __init__(self, k: int, snapshot: RingSnapshot | None = None,
+                 cache: SnapshotCache | None = None) -> None:
         self.k = k
         self._cache = cache if cache is not None else SnapshotCache()
         self._base = snapshot if snapshot is not None else RingSnapshot.build(k, ())
         if self._base.k != k:
             raise ValueError(f"ring snapshot has {self._base.k} rings, expected {k}")
-        self._added = set()
-        self._removed = set()
-        self._added_keys = [[] for _ in range(k)]
-        self._added_owners = [[] for _ in range(k)]
+        self._added: set[str] = set()
+        self._removed: set[str] = set()
+        self._added_keys: list[list[int]] = [[] for _ in range(k)]
+        self._added_owners: list[list[str]] = [[] for _ in range(k)]
         #: name -> (tuple of its observers, reach), for names on the rings
         #: (the verdicts on suspects ask for their observers again and
         #: again); reach[r] is the distance to the observer on ring r. An
@@ -104,27 +116,27 @@ class Rings:
         #: takes (every member added during a mass join paid them while any
         #: member was suspect). Folding the overlay (L{compact}) changes no
         #: neighbour. Subjects are asked once per change at most: not cached.
-        self._observers = {}
+        self._observers: dict[str, _Neighbours] = {}
 
     # -- membership of the rings ------------------------------------------
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         if name in self._added:
             return True
         return name in self._base.names and name not in self._removed
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._base.names) - len(self._removed) + len(self._added)
 
     @property
-    def overlay_size(self):
+    def overlay_size(self) -> int:
         return len(self._added) + len(self._removed)
 
     @property
-    def snapshot(self):
+    def snapshot(self) -> RingSnapshot:
         return self._base
 
-    def add(self, name):
+    def add(self, name: str) -> bool:
         if name in self:
             return False
         if name in self._removed:
@@ -140,7 +152,7 @@ class Rings:
             self._forget_observers_reached_by(name)
         return True
 
-    def remove(self, name):
+    def remove(self, name: str) -> bool:
         if name not in self:
             return False
         cache = self._observers
@@ -159,7 +171,7 @@ class Rings:
             self._removed.add(name)
         return True
 
-    def compact(self):
+    def compact(self) -> None:
         """Fold the overlay into a (possibly shared) new snapshot."""
         if not self._added and not self._removed:
             return
@@ -174,11 +186,11 @@ class Rings:
 
     # -- neighbours --------------------------------------------------------
 
-    def observers(self, name):
+    def observers(self, name: str) -> list[str]:
         """Distinct successors of C{name} over the K rings (excluding itself)."""
         return list(self.observers_tuple(name))
 
-    def observers_tuple(self, name):
+    def observers_tuple(self, name: str) -> tuple[str, ...]:
         """L{observers} as a tuple, cached for members on the rings."""
         cache = self._observers
         found = cache.get(name)
@@ -188,11 +200,11 @@ class Rings:
                 cache[name] = found
         return found[0]
 
-    def subjects(self, name):
+    def subjects(self, name: str) -> list[str]:
         """Distinct predecessors of C{name} over the K rings: whom it watches."""
         return self._neighbours(name, False)
 
-    def forget_neighbours(self, name=None):
+    def forget_neighbours(self, name: str | None = None) -> None:
         """Empty the cache, or drop C{name}'s entry (nothing will be asked
         about it for a while, e.g. it is no longer suspect): every cached
         entry costs each later change of the rings a check."""
@@ -201,11 +213,11 @@ class Rings:
         else:
             self._observers.pop(name, None)
 
-    def _forget_observers_reached_by(self, name):
+    def _forget_observers_reached_by(self, name: str) -> None:
         """Drop the cached entries whose observers C{name}, just added, displaces."""
         added = positions(name, self.k)
         cache = self._observers
-        stale = []
+        stale: list[str] = []
         for other, (_, reach) in cache.items():
             for pos, own, limit in zip(added, positions(other, self.k), reach):
                 # Ties (equal positions) are broken by name: drop to be safe.
@@ -215,15 +227,15 @@ class Rings:
         for other in stale:
             del cache[other]
 
-    def _neighbours(self, name, forward):
+    def _neighbours(self, name: str, forward: bool) -> list[str]:
         return list(self._neighbours_and_reach(name, forward)[0])
 
-    def _neighbours_and_reach(self, name, forward):
+    def _neighbours_and_reach(self, name: str, forward: bool) -> _Neighbours:
         """The distinct nearest others of C{name} over the K rings, and on
         each ring the distance to the nearest (past the whole ring when
         there is no other member)."""
-        result = []
-        reach = []
+        result: list[str] = []
+        reach: list[int] = []
         for r, pos in enumerate(positions(name, self.k)):
             found, distance = self._nearest(r, pos, name, forward)
             reach.append(distance)
@@ -231,9 +243,9 @@ class Rings:
                 result.append(found)
         return tuple(result), tuple(reach)
 
-    def _nearest(self, r, pos, exclude, forward):
-        best = None
-        best_distance = None
+    def _nearest(self, r: int, pos: int, exclude: str, forward: bool) -> tuple[str | None, int]:
+        best: str | None = None
+        best_distance = _MASK + 1  # read only once best is set
         removed = self._removed
         for keys, owners in ((self._base.keys[r], self._base.owners[r]),
                              (self._added_keys[r], self._added_owners[r])):

@@ -7,7 +7,7 @@ compared with another machine's clock.
 import math
 
 
-def retransmit_limit(mult, n):
+def retransmit_limit(mult: int, n: int) -> int:
     """How many times one node forwards one piece of news: mult * ceil(log10(n + 1)).
 
     Infection-style dissemination reaches all n nodes with high probability
@@ -21,7 +21,7 @@ def retransmit_limit(mult, n):
 SYNC_SCALE_FROM = 32
 
 
-def sync_period(sync_interval, n):
+def sync_period(sync_interval: float, n: int) -> float:
     """How often a node starts a plain anti-entropy sync in a list of C{n} members.
 
     memberlist's pushPullScale: one more C{sync_interval} for each doubling
@@ -37,7 +37,7 @@ def sync_period(sync_interval, n):
     return sync_interval * (math.ceil(math.log2(n) - math.log2(SYNC_SCALE_FROM)) + 1)
 
 
-def scaled_timeout(base, health_score):
+def scaled_timeout(base: float, health_score: int) -> float:
     """Lifeguard: a node with local health score s waits (s + 1) times longer."""
     return base * (health_score + 1)
 
@@ -49,7 +49,7 @@ def scaled_timeout(base, health_score):
 SUSPICION_MAX_MULT = 4
 
 
-def suspicion_timeout(base, members, reporters, expected):
+def suspicion_timeout(base: float, members: int, reporters: int, expected: int) -> float:
     """How long the slow path waits before a suspect that did not refute is dead.
 
     memberlist and Lifeguard, adapted: the minimum grows with log10 of the
@@ -70,12 +70,13 @@ def suspicion_timeout(base, members, reporters, expected):
     return max(minimum, maximum - (maximum - minimum) * fraction)
 
 
-def lateness(now, due):
+def lateness(now: float, due: float) -> float:
     """How late a timer fired: the time this process could not run (never negative)."""
     return max(0.0, now - due)
 
 
-def tolerated_pause(failure_timeout, heartbeat_interval, max_latency):
+def tolerated_pause(failure_timeout: float, heartbeat_interval: float,
+                    max_latency: float) -> float:
     """The longest pause of a node that its observers never notice.
 
     The last heartbeat before the pause may leave up to one interval before it,
@@ -84,12 +85,12 @@ def tolerated_pause(failure_timeout, heartbeat_interval, max_latency):
     return failure_timeout - heartbeat_interval - max_latency
 
 
-def backoff(attempt, initial, maximum, factor=2.0):
+def backoff(attempt: int, initial: float, maximum: float, factor: float = 2.0) -> float:
     """Delay before retry number C{attempt} (0-based): exponential, capped."""
     return min(maximum, initial * factor ** attempt)
 
 
-def quorum_for(observers, quorum):
+def quorum_for(observers: int, quorum: int) -> int:
     """Reports needed to declare a node failed when it has C{observers} distinct observers.
 
     Small clusters have fewer distinct observers than rings; then all of them
@@ -98,7 +99,7 @@ def quorum_for(observers, quorum):
     return max(1, min(quorum, observers))
 
 
-def expected_detection(link_down_grace, gossip_interval, hops):
+def expected_detection(link_down_grace: float, gossip_interval: float, hops: int) -> float:
     """Crash detection when the crashed node's connections close (kill, reboot).
 
     Observers see the link drop at once, report after the grace, and the
@@ -107,7 +108,7 @@ def expected_detection(link_down_grace, gossip_interval, hops):
     return link_down_grace + hops * gossip_interval
 
 
-def gossip_hops(n, fanout):
+def gossip_hops(n: int, fanout: int) -> int:
     """Rounds for news to reach n nodes when each node tells C{fanout} others per round."""
     if n <= 1:
         return 0

@@ -63,7 +63,7 @@ class RunHook:
 
     cluster: str
     event: str
-    argv: tuple
+    argv: tuple[str, ...]
     node: str
     epoch: int
 
@@ -138,3 +138,8 @@ class Report:
     target: str | None = None
     by: str | None = None
     key: str = ""
+
+
+#: Any of the above.
+Action = (Send | KillAt | StartService | StopService | RunHook | CancelFence | PublishState
+          | PersistEpochFloor | ForgetCluster | Report)

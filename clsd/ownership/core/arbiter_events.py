@@ -70,3 +70,5 @@ class LeaseObserved:
 
 
 ARBITER_EVENTS = (LeaseAcquired, LeaseRenewed, LeaseEnding, LeaseLost, LeaseObserved)
+#: Any of the above.
+ArbiterEvent = LeaseAcquired | LeaseRenewed | LeaseEnding | LeaseLost | LeaseObserved

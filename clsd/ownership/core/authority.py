@@ -10,6 +10,8 @@ rather than of a false claim (not registered, over budget) are ordinary
 answers of the voter, not forgeries.
 """
 
+from collections.abc import Collection
+
 import attrs
 
 from clsd.ownership.core.messages import (
@@ -25,7 +27,8 @@ class Forgery:
     detail: str
 
 
-def forgery(sender, message, *, node, voters, holders):
+def forgery(sender: str, message: object, *, node: str, voters: Collection[str],
+            holders: Collection[str]) -> Forgery | None:
     """The L{Forgery} in C{message} from C{sender}, or None if its claims are the sender's.
 
     @param node: this node's name (the one replies must be meant for).

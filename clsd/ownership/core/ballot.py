@@ -23,30 +23,30 @@ class Ballot:
     generation: int
 
     @property
-    def owner(self):
+    def owner(self) -> tuple[str, int]:
         """The proposer incarnation that made this ballot."""
         return (self.node, self.generation)
 
-    def _key(self):
+    def _key(self) -> tuple[int, str, int]:
         return (self.counter, self.node, self.generation)
 
-    def __lt__(self, other):
+    def __lt__(self, other: "Ballot") -> bool:
         return self._key() < other._key()
 
-    def __le__(self, other):
+    def __le__(self, other: "Ballot") -> bool:
         return self._key() <= other._key()
 
-    def __gt__(self, other):
+    def __gt__(self, other: "Ballot") -> bool:
         return self._key() > other._key()
 
-    def __ge__(self, other):
+    def __ge__(self, other: "Ballot") -> bool:
         return self._key() >= other._key()
 
-    def to_wire(self):
+    def to_wire(self) -> list[int | str]:
         return [self.counter, self.node, self.generation]
 
     @classmethod
-    def from_wire(cls, value):
+    def from_wire(cls, value: object) -> "Ballot":
         if not isinstance(value, list) or len(value) != 3:
             raise ValueError(f"a ballot is [counter, node, generation], got {value!r}")
         counter, node, generation = value

@@ -18,9 +18,29 @@ Pure: plain values in, strings out.
 """
 
 import re
+from collections.abc import Sequence
+from typing import TypedDict
+
+from clsd.ownership.core.actions import Report
 
 #: Membership states after which a node is gone (its departure is a cause).
 GONE_STATES = frozenset({"dead", "left"})
+
+
+class MemberFields(TypedDict, total=False):
+    """The keyword fields of a membership ``member`` event read here."""
+
+    state: str
+    reporters: Sequence[str]
+
+
+class MemberRecord(TypedDict, total=False):
+    """The keys of an L{clsd.events.EventLog} record read here."""
+
+    ts: str
+    subject: str
+    reason: str
+    fields: MemberFields
 
 
 class Departures:
@@ -31,10 +51,10 @@ class Departures:
     death never explains a later move.
     """
 
-    def __init__(self):
-        self._latest = {}
+    def __init__(self) -> None:
+        self._latest: dict[str | None, MemberRecord] = {}
 
-    def member_changed(self, record):
+    def member_changed(self, record: MemberRecord) -> None:
         fields = record.get("fields", {})
         name, state = record.get("subject"), fields.get("state")
         if state in GONE_STATES:
@@ -42,12 +62,12 @@ class Departures:
         elif state == "alive":
             self._latest.pop(name, None)
 
-    def of(self, node):
+    def of(self, node: str | None) -> MemberRecord | None:
         """The record of C{node}'s latest departure, or None."""
         return self._latest.get(node)
 
 
-def departure_line(node, record):
+def departure_line(node: str | None, record: MemberRecord) -> str:
     """``previous owner beta declared dead at T: reported unreachable by ...``."""
     fields = record.get("fields", {})
     state = fields.get("state")
@@ -60,7 +80,7 @@ def departure_line(node, record):
     return line
 
 
-def move_cause(report, departure=None):
+def move_cause(report: Report, departure: MemberRecord | None = None) -> list[str]:
     """The cause chain (a list of short strings) of a ``moved`` L{Report}.
 
     @param departure: the membership record of the previous owner's latest
@@ -85,6 +105,6 @@ def move_cause(report, departure=None):
     return lines
 
 
-def is_planned(report):
+def is_planned(report: Report) -> bool:
     """Whether the previous owner gave the cluster up itself (not a failure)."""
     return bool(report.previous_released or report.handed_over)

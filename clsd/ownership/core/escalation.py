@@ -11,7 +11,11 @@
 6. When a cooldown ends the node is eligible again and placement retries.
 """
 
+from collections.abc import Iterable
+
 import attrs
+
+from clsd.ownership.core.placement import MemberState
 
 #: Default cooldown: long enough that a service that cannot start anywhere
 #: does not bounce between nodes several times a minute, short enough that a
@@ -25,34 +29,34 @@ RUNNING, FAILED = "running", "failed"
 class Escalation:
     """This node's ineligibility per cluster ID, with expiry times (local monotonic)."""
 
-    _until: dict = attrs.field(factory=dict)
+    _until: dict[str, float] = attrs.field(factory=dict)
 
-    def gave_up(self, cluster, now, cooldown):
+    def gave_up(self, cluster: str, now: float, cooldown: float) -> float:
         """Supervision reported C{cluster}'s service FAILED: ineligible until C{now + cooldown}."""
         self._until[cluster] = now + cooldown
         return self._until[cluster]
 
-    def clear(self, cluster):
+    def clear(self, cluster: str) -> None:
         """An operator cleared the failure (e.g. after fixing the cause)."""
         self._until.pop(cluster, None)
 
-    def ineligible(self, now):
+    def ineligible(self, now: float) -> frozenset[str]:
         """The cluster IDs this node must not hold now."""
         self.expire(now)
         return frozenset(self._until)
 
-    def expire(self, now):
+    def expire(self, now: float) -> list[str]:
         """Drop ended cooldowns; returns the IDs that became eligible again."""
         ended = [c for c, until in self._until.items() if until <= now]
         for cluster in ended:
             del self._until[cluster]
         return ended
 
-    def next_wakeup(self):
+    def next_wakeup(self) -> float | None:
         return min(self._until.values()) if self._until else None
 
 
-def cluster_status(cluster, members):
+def cluster_status(cluster: str, members: Iterable[MemberState]) -> str:
     """RUNNING, or FAILED when every live registered non-standby member gave it up.
 
     A cluster whose members are all on standby is not FAILED: an operator
@@ -64,7 +68,7 @@ def cluster_status(cluster, members):
     return RUNNING
 
 
-def notifier(cluster, members):
+def notifier(cluster: str, members: Iterable[MemberState]) -> str | None:
     """The one member that sends the cluster-wide FAILED notification."""
     registered = sorted(m.name for m in members if cluster in m.registrations)
     return registered[0] if registered else None

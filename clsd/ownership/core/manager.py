@@ -22,24 +22,33 @@ and released only once the group is gone: a successor of a released lease
 does not fence, and that process may still complete I/O it had started.
 """
 
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, TypedDict, Unpack
+
 import attrs
 
 from clsd.ownership.core.actions import (
     CancelFence, ForgetCluster, KillAt, PublishState, Report, RunHook, Send, StartService, StopService,
 )
+from clsd.ownership.core.arbiter import IArbiter
 from clsd.ownership.core.arbiter_events import (
-    ARBITER_EVENTS, LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
+    ARBITER_EVENTS, ArbiterEvent, LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved,
+    LeaseRenewed,
 )
 from clsd.ownership.core.escalation import FAILED, Escalation, cluster_status, notifier
 from clsd.ownership.core.messages import Handover, MoveRequest
-from clsd.ownership.core.placement import Candidate, MemberState, is_eligible, place
 from clsd.ownership.core.dependencies import (
     after_wait, followed_gone, holds, local_wait, placeable, running_dependents,
 )
+from clsd.ownership.core.placement import Candidate, MemberState, Placement, is_eligible, place
 from clsd.ownership.core.shape import (
     arbiter_kind, change_refusal, cluster_of, disagreeing, fingerprint,
 )
+from clsd.ownership.core.timing import LeaseTiming
 from clsd.ownership.core.voterset import compatible
+
+if TYPE_CHECKING:
+    from clsd.config.cluster_id import ClusterConfig
 
 IDLE, ACQUIRING, FENCING, RUNNING, STOPPING, STUCK = (
     "idle", "acquiring", "fencing", "running", "stopping", "stuck")
@@ -60,14 +69,14 @@ STALL_COOLDOWN_LEASES = 30
 STALL_COOLDOWN_MAX = 3600.0
 
 
-def stall_after(timing):
+def stall_after(timing: LeaseTiming) -> float:
     """How long an honest target may need to take a free slot: the worst case
     from a handover or a failure until an eligible node holds again
     (L{LeaseTiming.reacquire_bound}, with one lease for the news to spread)."""
     return timing.reacquire_bound(timing.lease)
 
 
-def resource_name(cluster_id, slot, mode):
+def resource_name(cluster_id: str, slot: int, mode: str) -> str:
     """The lease name: the cluster ID itself, or ``ID/slot`` for an n-active slot."""
     return cluster_id if mode == "active-standby" else f"{cluster_id}/{slot}"
 
@@ -81,10 +90,33 @@ IN_PLACE_FIELDS = frozenset(
     {"priority", "preempt", "preempt_delay", "fence", "notify", "cooldown"})
 
 
-def changes_in_place(old, new):
+def changes_in_place(old: "ClusterConfig", new: "ClusterConfig") -> bool:
     """Whether cluster spec C{new} differs from C{old} only in L{IN_PLACE_FIELDS}."""
     return all(getattr(old, f.name) == getattr(new, f.name)
                for f in attrs.fields(type(old)) if f.name not in IN_PLACE_FIELDS)
+
+
+class _ReportFields(TypedDict, total=False):
+    """The optional fields of a L{Report} (L{ClusterManager._report})."""
+
+    previous: str | None
+    previous_epoch: int | None
+    previous_released: bool
+    handed_over: bool
+    fenced: bool
+    round_trip: float | None
+    reason: str
+    target: str | None
+    by: str | None
+    key: str
+
+
+class _MoveAsked(TypedDict):
+    """Who asked for a move, and where to (the L{Report}s of a L{MoveRequest})."""
+
+    target: str
+    by: str
+    key: str
 
 
 class ManagerError(ValueError):
@@ -96,7 +128,7 @@ class _Resource:
     """Everything this node keeps about one resource (a cluster ID's slot) it has dealt with:
     its tenure here and the timers that apply to it alone."""
 
-    cluster: object  # ClusterConfig-like spec
+    cluster: "ClusterConfig"
     slot: int
     name: str
     phase: str = IDLE
@@ -124,17 +156,19 @@ class _Sighting:
     L{_Resource} because it covers resources this node never dealt with."""
 
     #: (holder, epoch) the arbiter last reported; dropped when the holder dies.
-    observed: tuple | None = None
+    observed: tuple[str | None, int] | None = None
     #: (holder, epoch) last seen holding it; kept when it dies.
-    last_holder: tuple | None = None
+    last_holder: tuple[str, int] | None = None
     #: (target, since): placed on another node, not held yet (stall detection).
-    unheld: tuple | None = None
+    unheld: tuple[str, float] | None = None
 
 
 class ClusterManager:
     """One node's ownership decisions for all the cluster IDs it is registered for."""
 
-    def __init__(self, node, clusters, arbiter, timing, now, *, voters=(), settle_until=None):
+    def __init__(self, node: str, clusters: Iterable["ClusterConfig"], arbiter: IArbiter,
+                 timing: LeaseTiming, now: float, *, voters: Iterable[str] = (),
+                 settle_until: float | None = None) -> None:
         self.node = node
         self.clusters = {c.id: c for c in clusters}
         self.arbiter = arbiter
@@ -142,51 +176,58 @@ class ClusterManager:
         self.voters = tuple(voters)
         self.escalation = Escalation()
         self.standby = False
-        self._members = {}            # name -> MemberState (live peers, not us)
-        self._eligible_since = {}     # (name, cluster) -> time
-        self._res = {}                # resource -> _Resource (only those we touched)
-        self._seen = {}               # resource -> _Sighting
-        self._paused = set()
-        self._leaving = {}            # cluster -> until: we handed it over, don't grab it back
-        self._failed_notified = set()
-        self._published = None
-        self._withdrawing = set()     # unregistered, service still stopping here
+        self._members: dict[str, MemberState] = {}    # live peers, not us
+        self._eligible_since: dict[tuple[str, str], float] = {}   # (name, cluster) -> time
+        self._res: dict[str, _Resource] = {}         # only those we touched
+        self._seen: dict[str, _Sighting] = {}
+        self._paused: set[str] = set()
+        self._leaving: dict[str, float] = {}  # cluster -> until: handed over, don't grab it back
+        self._failed_notified: set[str] = set()
+        self._published: MemberState | None = None
+        self._withdrawing: set[str] = set()  # unregistered, service still stopping here
         #: Cold start: until membership has settled (L{membership_settled}) or
         #: this time passes, a resource nobody is known to hold is not acquired
         #: as placement's target: a better candidate may not be visible yet.
         self._settle_until = settle_until
-        self._mismatch = {}           # cluster -> nodes whose shape differs (reported)
-        self._voters_apart = []       # live nodes two steps of a voter change away (reported)
-        self._stalled = {}            # (node, cluster) -> until: skipped by placement
-        self._stalls = {}             # (node, cluster) -> how many times it stalled
-        self._running = set()         # clusters whose service the shell reports running here
-        self._moving = {}             # cluster -> target of a move waiting for its dependents
-        self._waits_reported = {}     # cluster -> the wait last reported (history)
+        # cluster -> nodes whose shape differs (reported)
+        self._mismatch: dict[str, list[str]] = {}
+        # live nodes two steps of a voter change away (reported)
+        self._voters_apart: list[str] = []
+        # (node, cluster) -> until: skipped by placement
+        self._stalled: dict[tuple[str, str], float] = {}
+        # (node, cluster) -> how many times it stalled
+        self._stalls: dict[tuple[str, str], int] = {}
+        # clusters whose service the shell reports running here
+        self._running: set[str] = set()
+        # cluster -> target of a move waiting for its dependents
+        self._moving: dict[str, str] = {}
+        # cluster -> the wait last reported (history)
+        self._waits_reported: dict[str, str] = {}
 
     # -- helpers -------------------------------------------------------------
 
-    def _resource(self, cluster, slot):
+    def _resource(self, cluster: "ClusterConfig", slot: int) -> _Resource:
         name = resource_name(cluster.id, slot, cluster.mode)
         res = self._res.get(name)
         if res is None:
             res = self._res[name] = _Resource(cluster, slot, name)
         return res
 
-    def _sighting(self, resource):
+    def _sighting(self, resource: str) -> _Sighting:
         seen = self._seen.get(resource)
         if seen is None:
             seen = self._seen[resource] = _Sighting()
         return seen
 
-    def _clear_unheld(self, resource):
+    def _clear_unheld(self, resource: str) -> None:
         seen = self._seen.get(resource)
         if seen is not None:
             seen.unheld = None
 
-    def _resources_of(self, cluster_id):
+    def _resources_of(self, cluster_id: str) -> list[_Resource]:
         return [r for r in self._res.values() if r.cluster.id == cluster_id]
 
-    def own_state(self, now):
+    def own_state(self, now: float) -> MemberState:
         holding = {r.name: r.epoch for r in self._res.values()
                    if r.phase in HELD
                    and self.arbiter.holding(r.name, now) is not None}
@@ -204,18 +245,18 @@ class ClusterManager:
             follows={c.id: tuple(c.after) for c in registered if c.after},
         )
 
-    def shape_of(self, cluster):
+    def shape_of(self, cluster: "ClusterConfig") -> str:
         """The fingerprint of C{cluster}'s lease-relevant settings on this node."""
         return fingerprint(cluster, self.timing, arbiter_kind(self.arbiter))
 
-    def shape_change_refusal(self, cluster, now):
+    def shape_change_refusal(self, cluster: "ClusterConfig", now: float) -> str | None:
         """Why registering C{cluster} (new mode or count) must wait, or None."""
         runs_here = any(r.phase in (FENCING, RUNNING, STOPPING)
                         for r in self._resources_of(cluster.id))
         return change_refusal(cluster.id, self.shape_of(cluster), runs_here,
                               self._members.values())
 
-    def shape_mismatch(self, cluster_id):
+    def shape_mismatch(self, cluster_id: str) -> list[str]:
         """The live nodes whose settings for C{cluster_id} differ from ours (sorted).
 
         While there are any, this node does not acquire the cluster: with the
@@ -228,21 +269,22 @@ class ClusterManager:
             return []
         return disagreeing(cluster_id, self.shape_of(cluster), self._members.values())
 
-    def _all_members(self, now):
+    def _all_members(self, now: float) -> dict[str, MemberState]:
         members = dict(self._members)
         members[self.node] = self.own_state(now)
         return members
 
-    def _publish(self, now):
+    def _publish(self, now: float) -> list[object]:
         state = self.own_state(now)
         if state == self._published:
             return []
         self._published = state
         return [PublishState(state)]
 
-    def _holders(self, cluster, members, now):
+    def _holders(self, cluster: "ClusterConfig", members: Mapping[str, MemberState],
+                 now: float) -> dict[str, str]:
         """resource -> holder node, from our own leases, published claims and observations."""
-        claims = {}
+        claims: dict[str, list[tuple[int, str]]] = {}
         for member in members.values():
             for resource, epoch in member.holding.items():
                 claims.setdefault(resource, []).append((epoch, member.name))
@@ -262,7 +304,8 @@ class ClusterManager:
                 del holders[res.name]
         return holders
 
-    def _placement(self, cluster, now):
+    def _placement(self, cluster: "ClusterConfig",
+                   now: float) -> tuple[Placement, dict[str, str]]:
         members = self._all_members(now)
         holders = self._holders(cluster, members, now)
         slot_of = {}
@@ -285,7 +328,7 @@ class ClusterManager:
                           preempt_delay=cluster.preempt_delay, now=now)
         return placement, holders
 
-    def _track_eligibility(self, now):
+    def _track_eligibility(self, now: float) -> None:
         members = self._all_members(now)
         current = set()
         for member in members.values():
@@ -299,24 +342,24 @@ class ClusterManager:
 
     # -- inputs ----------------------------------------------------------------
 
-    def start(self, now):
+    def start(self, now: float) -> list[object]:
         """First actions: publish our state and start acting on placement."""
         return self._reconcile_all(now)
 
-    def membership_settled(self, now):
+    def membership_settled(self, now: float) -> list[object]:
         """Membership has settled (every live peer seen with its registrations): act freely."""
         if self._settle_until is None:
             return []
         self._settle_until = None
         return self._reconcile_all(now)
 
-    def settling(self, now):
+    def settling(self, now: float) -> bool:
         """Whether the cold-start hold-off is still on."""
         if self._settle_until is not None and now >= self._settle_until:
             self._settle_until = None
         return self._settle_until is not None
 
-    def members_changed(self, members, now):
+    def members_changed(self, members: Iterable[MemberState], now: float) -> list[object]:
         """The live members (other than us) and what each published; from membership."""
         self._members = {m.name: m for m in members if m.name != self.node}
         for member in self._members.values():
@@ -330,7 +373,7 @@ class ClusterManager:
                 seen.observed = None
         return self._reconcile_all(now)
 
-    def receive(self, sender, message, now):
+    def receive(self, sender: str, message: object, now: float) -> list[object]:
         """A message for the manager or its arbiter (voter requests go to the voter)."""
         if self.arbiter.accepts(message):
             return self._process(self.arbiter.receive(sender, message, now), now)
@@ -340,7 +383,7 @@ class ClusterManager:
             return self._on_move_request(sender, message, now)
         return []
 
-    def known_holders(self, resource):
+    def known_holders(self, resource: str) -> frozenset[str]:
         """The nodes this node knows as holders of C{resource}: its own lease, what
         members publish, what the voters answered, the last holder seen.
 
@@ -356,12 +399,12 @@ class ClusterManager:
             names.add(self.node)
         return frozenset(names)
 
-    def stalled(self, node, cluster_id, now):
+    def stalled(self, node: str, cluster_id: str, now: float) -> bool:
         """Whether placement skips C{node} for C{cluster_id} (it did not take it in time)."""
         until = self._stalled.get((node, cluster_id))
         return until is not None and now < until
 
-    def tick(self, now):
+    def tick(self, now: float) -> list[object]:
         out = self._process(self.arbiter.tick(now), now)
         for res in self._res.values():
             if res.forced_until is not None and res.forced_until <= now:
@@ -378,7 +421,7 @@ class ClusterManager:
         out += self._check_silent_peer(now)
         return out + self._reconcile_all(now)
 
-    def next_wakeup(self):
+    def next_wakeup(self) -> float | None:
         times = [self.arbiter.next_wakeup(), self.escalation.next_wakeup(), self._settle_until]
         times += [r.forced_until for r in self._res.values()] + list(self._leaving.values())
         times += [r.fence_backoff_until for r in self._res.values()]
@@ -394,13 +437,13 @@ class ClusterManager:
         if len(self.voters) == 2 and any(
                 r.phase == ACQUIRING and r.cluster.fence for r in self._res.values()):
             times.append(self._last_now + self.timing.acquire_retry)
-        times = [t for t in times if t is not None]
-        return min(times) if times else None
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
 
     #: The time of the latest event, for wakeups relative to "now".
     _last_now = float("-inf")
 
-    def service_stopped(self, cluster_id, now):
+    def service_stopped(self, cluster_id: str, now: float) -> list[object]:
         """The service of C{cluster_id} has exited after our L{StopService}."""
         out = []
         for res in self._resources_of(cluster_id):
@@ -408,7 +451,7 @@ class ClusterManager:
                 out += self._finish_stop(res, now)
         return out + self._reconcile_all(now)
 
-    def service_stuck(self, cluster_id, now):
+    def service_stuck(self, cluster_id: str, now: float) -> list[object]:
         """A process group of C{cluster_id}'s service outlived SIGKILL: keep the lease.
 
         It is not released (a successor of a released lease does not fence)
@@ -423,7 +466,7 @@ class ClusterManager:
                     "SIGKILL (stuck in the kernel); the lease is kept until it is gone"))
         return out + self._reconcile_all(now)
 
-    def service_failed(self, cluster_id, now):
+    def service_failed(self, cluster_id: str, now: float) -> list[object]:
         """Supervision gave up on C{cluster_id}'s service (crash-loop limit): escalate."""
         cluster = self.clusters.get(cluster_id)
         if cluster is None:
@@ -443,7 +486,8 @@ class ClusterManager:
                 res.phase = IDLE
         return out + self._reconcile_all(now)
 
-    def hook_done(self, cluster_id, event, epoch, ok, now):
+    def hook_done(self, cluster_id: str, event: str, epoch: int, ok: bool,
+                  now: float) -> list[object]:
         """A fence hook run for tenure C{epoch} finished (other hooks need no answer).
 
         The result of a tenure that has ended (another epoch now, or no
@@ -457,6 +501,7 @@ class ClusterManager:
             if res.fence_kind == "peer":
                 res.phase = ACQUIRING
                 if ok:
+                    assert res.fenced_peer is not None  # set with fence_kind "peer"
                     self.arbiter.assume_granted(res.name, res.fenced_peer)
                     out += self._process(self.arbiter.hurry(res.name, now), now)
                 else:
@@ -473,12 +518,12 @@ class ClusterManager:
 
     # -- maintenance operations ---------------------------------------------------
 
-    def set_standby(self, standby, now):
+    def set_standby(self, standby: bool, now: float) -> list[object]:
         """Standby: every cluster held here moves away gracefully; nothing new starts here."""
         self.standby = bool(standby)
         return self._reconcile_all(now)
 
-    def pause(self, cluster_id, now):
+    def pause(self, cluster_id: str, now: float) -> list[object]:
         """Stop managing C{cluster_id}: no start, stop or move; a held lease is still renewed."""
         self._require(cluster_id)
         self._paused.add(cluster_id)
@@ -489,12 +534,13 @@ class ClusterManager:
                 res.phase = IDLE
         return out
 
-    def resume(self, cluster_id, now):
+    def resume(self, cluster_id: str, now: float) -> list[object]:
         self._require(cluster_id)
         self._paused.discard(cluster_id)
         return self._reconcile_all(now)
 
-    def move(self, cluster_id, target, now, *, by=None, key=""):
+    def move(self, cluster_id: str, target: str, now: float, *, by: str | None = None,
+             key: str = "") -> list[object]:
         """Move C{cluster_id} to node C{target} gracefully (stop, release, target acquires).
 
         @param by: the member that asked over the wire (L{MoveRequest}), or
@@ -545,18 +591,19 @@ class ClusterManager:
             raise ManagerError(f"cannot move {cluster_id}: nobody holds it now")
         return self._ask_holder(holder, cluster_id, target, by, key)
 
-    def _ask_holder(self, holder, cluster_id, target, by, key):
+    def _ask_holder(self, holder: str, cluster_id: str, target: str, by: str | None,
+                    key: str) -> list[object]:
         if by is not None:
             raise ManagerError(f"cannot move {cluster_id}: this node does not hold it "
                                f"({holder} does)")
         return [Send(holder, MoveRequest(cluster_id, target, by=self.node, key=key))]
 
-    def _on_move_request(self, sender, message, now):
+    def _on_move_request(self, sender: str, message: MoveRequest, now: float) -> list[object]:
         """A member asks the holder to move a cluster; attributed in a L{Report} either way."""
         cluster_id = message.cluster
         if cluster_id not in self.clusters:
             return []
-        asked = {"target": message.target, "by": sender, "key": message.key}
+        asked: _MoveAsked = {"target": message.target, "by": sender, "key": message.key}
         if sender != self.node and sender not in self._members:
             return [Report("move-refused", cluster_id, cluster_id, 0,
                            reason=f"{sender} is not a member", **asked)]
@@ -566,7 +613,7 @@ class ClusterManager:
             return [Report("move-refused", cluster_id, cluster_id, 0, reason=str(e), **asked)]
         return [Report("move-asked", cluster_id, cluster_id, 0, **asked)] + out
 
-    def _require(self, cluster_id):
+    def _require(self, cluster_id: str) -> "ClusterConfig":
         cluster = self.clusters.get(cluster_id)
         if cluster is None:
             raise ManagerError(f"this node is not registered for cluster {cluster_id!r}")
@@ -577,15 +624,15 @@ class ClusterManager:
 
     # -- registrations at runtime (reload) ---------------------------------------------
 
-    def registered(self, cluster_id):
+    def registered(self, cluster_id: str) -> bool:
         """Whether C{cluster_id} is registered here (not being unregistered)."""
         return cluster_id in self.clusters and cluster_id not in self._withdrawing
 
-    def withdrawing(self):
+    def withdrawing(self) -> frozenset[str]:
         """The cluster IDs unregistered whose service has not stopped yet."""
         return frozenset(self._withdrawing)
 
-    def register(self, cluster, now):
+    def register(self, cluster: "ClusterConfig", now: float) -> list[object]:
         """Add a registration, or change one in place (L{IN_PLACE_FIELDS} only).
 
         The new registration is published at once, so every node's placement
@@ -605,7 +652,7 @@ class ClusterManager:
             res.cluster = cluster
         return self._reconcile_all(now)
 
-    def unregister(self, cluster_id, now):
+    def unregister(self, cluster_id: str, now: float) -> list[object]:
         """Withdraw this node from C{cluster_id}, gracefully, then forget it.
 
         Exactly like standby for that one cluster: the registration disappears
@@ -623,8 +670,8 @@ class ClusterManager:
             res.forced_until = None
         return self._reconcile_all(now)
 
-    def _forget_withdrawn(self):
-        out = []
+    def _forget_withdrawn(self) -> list[object]:
+        out: list[object] = []
         for cluster_id in sorted(self._withdrawing):
             if any(r.phase != IDLE for r in self._resources_of(cluster_id)):
                 continue
@@ -644,7 +691,7 @@ class ClusterManager:
 
     # -- status ------------------------------------------------------------------
 
-    def status(self, now):
+    def status(self, now: float) -> dict[str, tuple[str, int]]:
         """resource -> (phase, epoch) of every resource this node has dealt with.
 
         A cluster this node may not acquire because a live peer's settings
@@ -660,13 +707,13 @@ class ClusterManager:
                     phases[name] = ("shape-mismatch", epoch)
         return phases
 
-    def paused(self):
+    def paused(self) -> frozenset[str]:
         """The cluster IDs paused here."""
         return frozenset(self._paused)
 
     # -- arbiter events ------------------------------------------------------------
 
-    def _process(self, items, now):
+    def _process(self, items: Iterable[object], now: float) -> list[object]:
         out = []
         for item in items:
             if isinstance(item, ARBITER_EVENTS):
@@ -675,7 +722,7 @@ class ClusterManager:
                 out.append(item)
         return out
 
-    def _on_lease_event(self, event, now):
+    def _on_lease_event(self, event: ArbiterEvent, now: float) -> list[object]:
         res = self._res.get(event.resource)
         if isinstance(event, LeaseObserved):
             seen = self._sighting(event.resource)
@@ -758,7 +805,7 @@ class ClusterManager:
             return self._publish(now)
         return []
 
-    def _may_hold(self, res, now):
+    def _may_hold(self, res: _Resource, now: float) -> bool:
         cluster = res.cluster
         me = self.own_state(now)
         other_slot = any(r is not res and r.phase in HELD
@@ -767,16 +814,17 @@ class ClusterManager:
                 and res.fence_backoff_until is None and not other_slot
                 and not self.shape_mismatch(cluster.id))
 
-    def _report(self, what, res, **fields):
+    def _report(self, what: str, res: _Resource, **fields: Unpack[_ReportFields]) -> Report:
         return Report(what, res.cluster.id, res.name, res.epoch, **fields)
 
-    def _hook(self, res, event, argv, subject):
+    def _hook(self, res: _Resource, event: str, argv: Iterable[str], subject: str) -> RunHook:
         return RunHook(res.cluster.id, event, tuple(argv), subject, res.epoch)
 
-    def _start_service(self, res, now):
+    def _start_service(self, res: _Resource, now: float) -> list[object]:
         res.phase = RUNNING
+        assert res.expiry is not None  # set by the LeaseAcquired that began the tenure
         out = [KillAt(res.cluster.id, res.expiry),
-               StartService(res.cluster.id, res.cluster.service, res.epoch, res.slot)]
+               StartService(res.cluster.id, res.cluster.label, res.epoch, res.slot)]
         if res.previous is not None and res.previous != self.node:
             out.append(self._report(
                 "moved", res, previous=res.previous, previous_epoch=res.previous_epoch,
@@ -786,7 +834,7 @@ class ClusterManager:
             out.append(self._hook(res, "acquire", res.cluster.notify, self.node))
         return out + self._publish(now)
 
-    def _begin_handover(self, res, target, now):
+    def _begin_handover(self, res: _Resource, target: str | None, now: float) -> list[object]:
         self._moving.pop(res.cluster.id, None)
         res.handover_to = target
         res.stop_reason = "handover"
@@ -795,11 +843,11 @@ class ClusterManager:
         res.phase = STOPPING
         return [StopService(res.cluster.id, None, f"handover to {target}" if target else "handover")]
 
-    def _cancel_fence(self, res):
+    def _cancel_fence(self, res: _Resource) -> list[CancelFence]:
         """The tenure ends while its fence runs: kill the fence, drop its result."""
         return [CancelFence(res.cluster.id, res.epoch)] if res.phase == FENCING else []
 
-    def _finish_stop(self, res, now):
+    def _finish_stop(self, res: _Resource, now: float) -> list[object]:
         """The service is gone: release the lease and tell the successor."""
         out = self._cancel_fence(res) + self._process(self.arbiter.release(res.name, now), now)
         res.phase = IDLE
@@ -814,7 +862,7 @@ class ClusterManager:
         res.handover_to = None
         return out + self._publish(now)
 
-    def _on_handover(self, sender, message, now):
+    def _on_handover(self, sender: str, message: Handover, now: float) -> list[object]:
         res = self._res.get(message.resource)
         if res is None:
             for cluster in self.clusters.values():
@@ -832,11 +880,11 @@ class ClusterManager:
 
     # -- two-voter mode: fence a silent peer voter -----------------------------------
 
-    def _check_silent_peer(self, now):
+    def _check_silent_peer(self, now: float) -> list[object]:
         if len(self.voters) != 2 or self.node not in self.voters:
             return []
         (peer,) = [v for v in self.voters if v != self.node]
-        out = []
+        out: list[object] = []
         for res in self._res.values():
             if (res.phase != ACQUIRING or not res.cluster.fence or res.fenced_peer == peer
                     or res.fence_backoff_until is not None):
@@ -851,7 +899,7 @@ class ClusterManager:
 
     # -- placement -------------------------------------------------------------------
 
-    def _reconcile_all(self, now):
+    def _reconcile_all(self, now: float) -> list[object]:
         self._last_now = now
         self._track_eligibility(now)
         out = []
@@ -865,7 +913,7 @@ class ClusterManager:
         out += self._notify_failed(now)
         return out + self._publish(now)
 
-    def _forget_unheld_of_other_shapes(self):
+    def _forget_unheld_of_other_shapes(self) -> None:
         """Stall timers only for resources the clusters have now (a reload may change a mode,
         and a timer nobody checks again would wake the core at once, forever)."""
         current = {resource_name(c.id, slot, c.mode)
@@ -874,7 +922,7 @@ class ClusterManager:
             if resource not in current:
                 seen.unheld = None
 
-    def _reconcile(self, cluster, now):
+    def _reconcile(self, cluster: "ClusterConfig", now: float) -> list[object]:
         if cluster.id in self._paused:
             for slot in range(cluster.count):
                 self._clear_unheld(resource_name(cluster.id, slot, cluster.mode))
@@ -885,21 +933,22 @@ class ClusterManager:
             placement, holders = self._placement(cluster, now)
         return stalls + self._act_on(cluster, placement, holders, now)
 
-    def _quorum_in_view(self):
+    def _quorum_in_view(self) -> bool:
         """Whether a majority of the voters are live members as far as this node knows."""
         if not self.voters:
             return True
         live = sum(1 for v in self.voters if v == self.node or v in self._members)
         return live >= len(self.voters) // 2 + 1
 
-    def _track_stalls(self, cluster, placement, holders, now):
+    def _track_stalls(self, cluster: "ClusterConfig", placement: Placement,
+                      holders: Mapping[str, str], now: float) -> list[object]:
         """Skip a target that has not taken its free slot within L{stall_after}.
 
         Only other nodes are judged (a node trying for a slot knows better
         than a timer), and only while a majority of the voters is in view:
         without a quorum no target can take anything and none is to blame.
         """
-        out = []
+        out: list[object] = []
         for slot, target in enumerate(placement.targets):
             resource = resource_name(cluster.id, slot, cluster.mode)
             if (target is None or target == self.node or holders.get(resource) is not None
@@ -926,7 +975,8 @@ class ClusterManager:
                        f"{stall_after(self.timing):.1f} s; skipped for {cooldown:.0f} s"))
         return out
 
-    def _act_on(self, cluster, placement, holders, now):
+    def _act_on(self, cluster: "ClusterConfig", placement: Placement,
+                holders: Mapping[str, str], now: float) -> list[object]:
         mine = [r for r in self._resources_of(cluster.id)
                 if r.phase in HELD]
         out = []
@@ -949,6 +999,7 @@ class ClusterManager:
         if role == "successor":
             # A successor polls a live holder's lease to take over the moment it
             # lapses; with no known holder the target acquires, not us.
+            assert slot is not None
             holder = holders.get(resource_name(cluster.id, slot, cluster.mode))
             if holder is None or holder == self.node:
                 role = None
@@ -966,6 +1017,7 @@ class ClusterManager:
             role = None  # after / with / not_with: not yet
         wanted = None
         if role is not None:
+            assert slot is not None
             wanted = self._resource(cluster, slot)
             if wanted.fence_backoff_until is not None:
                 wanted = None
@@ -981,7 +1033,7 @@ class ClusterManager:
 
     # -- dependencies between clusters (doc/groups.md) -------------------------------
 
-    def service_running(self, cluster_id, running, now):
+    def service_running(self, cluster_id: str, running: bool, now: float) -> list[object]:
         """The shell: C{cluster_id}'s service (every member of a group) runs here, or no longer."""
         if running:
             self._running.add(cluster_id)
@@ -989,7 +1041,7 @@ class ClusterManager:
             self._running.discard(cluster_id)
         return self._reconcile_all(now)
 
-    def dependency_wait(self, cluster_id, now):
+    def dependency_wait(self, cluster_id: str, now: float) -> str | None:
         """Why C{cluster_id} may not start here yet for its after/with/not_with, or None."""
         cluster = self.clusters.get(cluster_id)
         if cluster is None or not (cluster.after or cluster.with_ or cluster.not_with):
@@ -998,7 +1050,7 @@ class ClusterManager:
         return (after_wait(cluster.after, members.values())
                 or local_wait(cluster.with_, cluster.not_with, members[self.node]))
 
-    def _report_waiting(self, cluster, now):
+    def _report_waiting(self, cluster: "ClusterConfig", now: float) -> list[object]:
         """Report (once per change) that C{cluster}, run nowhere, waits here for its
         dependencies, and when it no longer does (history: ``waiting: after DB (no owner)``)."""
         now_waiting = None
@@ -1017,7 +1069,7 @@ class ClusterManager:
         self._waits_reported[cluster.id] = now_waiting
         return [Report("waiting", cluster.id, cluster.id, 0, reason=now_waiting)]
 
-    def _target_waits(self, cluster, target, now):
+    def _target_waits(self, cluster: "ClusterConfig", target: str, now: float) -> bool:
         """Whether C{target} has a reason of its dependencies not to take C{cluster} yet.
 
         It is not stalled then: it waits for what the cluster follows or runs with.
@@ -1029,7 +1081,8 @@ class ClusterManager:
         return state is None or (after_wait(cluster.after, members.values())
                                  or local_wait(cluster.with_, cluster.not_with, state)) is not None
 
-    def _dependents_first(self, cluster, target, now):
+    def _dependents_first(self, cluster: "ClusterConfig", target: str | None,
+                          now: float) -> bool:
         """Whether a held C{cluster} must wait before it stops: what depends on it stops first.
 
         A cluster colocated with it (``with``) that runs here stops before it
@@ -1045,7 +1098,7 @@ class ClusterManager:
             return bool(running_dependents(cluster.id, members.values()))
         return False
 
-    def voters_apart(self):
+    def voters_apart(self) -> list[str]:
         """Live nodes whose voter set is two steps of a change from ours (sorted).
 
         While there are any, this node acquires nothing: its majorities and
@@ -1053,7 +1106,7 @@ class ClusterManager:
         """
         return list(self._voters_apart)
 
-    def _check_voters(self):
+    def _check_voters(self) -> list[object]:
         mine = getattr(self.arbiter, "voter_tag", None)
         apart = [] if mine is None else sorted(
             m.name for m in self._members.values()
@@ -1070,7 +1123,7 @@ class ClusterManager:
         return [Report("voters-mismatch" if apart else "voters-agreed", "", "", 0,
                        reason=reason)]
 
-    def _check_shape(self, cluster):
+    def _check_shape(self, cluster: "ClusterConfig") -> list[object]:
         """Note (and report once per change) the live peers whose settings for C{cluster} differ."""
         if cluster.id in self._withdrawing:
             self._mismatch.pop(cluster.id, None)
@@ -1089,8 +1142,8 @@ class ClusterManager:
         return [Report("shape-mismatch" if others else "shape-agreed", cluster.id, cluster.id,
                        0, reason=reason)]
 
-    def _notify_failed(self, now):
-        out = []
+    def _notify_failed(self, now: float) -> list[object]:
+        out: list[object] = []
         members = list(self._all_members(now).values())
         for cluster in self.clusters.values():
             if cluster.id in self._withdrawing:

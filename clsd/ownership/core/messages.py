@@ -16,7 +16,13 @@ Only durations travel (``duration``, ``remaining``), never timestamps: each
 machine measures time on its own monotonic clock.
 """
 
+from collections.abc import Callable, Mapping
+from typing import (
+    TYPE_CHECKING, ClassVar, Literal, Protocol, Self, TypedDict, TypeVar, overload,
+)
+
 import attrs
+from attrs import AttrsInstance
 
 from clsd.ownership.core.ballot import Ballot
 from clsd.wire.core import schema
@@ -29,30 +35,42 @@ class WireError(ValueError):
 INT64_MIN, INT64_MAX = schema.INT64_MIN, schema.INT64_MAX
 
 
-def _int64(value, type_name, path):
+def _int64(value: int, type_name: str, path: str) -> int:
     if not INT64_MIN <= value <= INT64_MAX:
         raise WireError(schema.refusal(type_name, path, "is out of range for a 64-bit integer"))
     return value
 
 
-_TYPES: dict[str, type] = {}
+class _MessageClass(AttrsInstance, Protocol):
+    """What L{_message} registers: a message class with its wire type and fields."""
+
+    TYPE: ClassVar[str]
+    FIELDS: ClassVar[frozenset[str]]
+
+    @classmethod
+    def _from(cls, data: Mapping[str, object]) -> "Message": ...
 
 
-def _message(type_name):
-    def register(cls):
+_M = TypeVar("_M", bound=_MessageClass)
+_TYPES: dict[str, type[_MessageClass]] = {}
+
+
+def _message(type_name: str) -> Callable[[type[_M]], type[_M]]:
+    def register(cls: type[_M]) -> type[_M]:
         cls.TYPE = type_name
         #: The keys a message of this type may have: its attrs fields (the
         #: wire names are the field names) and the type.
         cls.FIELDS = frozenset(["type", *(field.name for field in attrs.fields(cls))])
-        cls.from_wire = classmethod(_typed_from_wire)
+        cls.from_wire = classmethod(_typed_from_wire)  # type: ignore[attr-defined]
         _TYPES[type_name] = cls
         return cls
     return register
 
 
-def _typed_from_wire(cls, data):
+def _typed_from_wire(cls: type[_M], data: object) -> _M:
     """C{Cls.from_wire(dict)}: like L{from_wire}, but the type must be this class's."""
     message = from_wire(data)
+    assert isinstance(data, dict)  # from_wire refuses anything else
     if not isinstance(message, cls):
         raise WireError(f"expected a {cls.TYPE} message, got {data.get('type')!r}")
     return message
@@ -60,19 +78,44 @@ def _typed_from_wire(cls, data):
 
 # -- field readers: each names the message type and the field on failure ----------
 
-def _field(data, name, kind, type_name, optional=False):
+_Kind = TypeVar("_Kind", str, int, float, bool)
+
+
+@overload
+def _field(data: Mapping[str, object], name: str, kind: type[_Kind], type_name: str,
+           optional: Literal[False] = False) -> _Kind: ...
+
+
+@overload
+def _field(data: Mapping[str, object], name: str, kind: type[_Kind], type_name: str,
+           optional: Literal[True]) -> _Kind | None: ...
+
+
+def _field(data: Mapping[str, object], name: str, kind: type[_Kind], type_name: str,
+           optional: bool = False) -> _Kind | None:
     """C{data[name]} checked as C{kind} (str, int, float, bool); optional: absent or null is None."""
-    value = schema.field(data, name, kind, type_name, WireError, optional=optional)
+    value: _Kind | None = schema.field(data, name, kind, type_name, WireError, optional=optional)
     if kind is float and value is not None:
         try:
-            value = float(value)
+            value = kind(value)
         except OverflowError:
             raise WireError(schema.refusal(type_name, name, "is out of range for a number")) \
                 from None
     return value
 
 
-def _ballot(data, name, type_name, optional=False):
+@overload
+def _ballot(data: Mapping[str, object], name: str, type_name: str,
+            optional: Literal[False] = False) -> Ballot: ...
+
+
+@overload
+def _ballot(data: Mapping[str, object], name: str, type_name: str,
+            optional: Literal[True]) -> Ballot | None: ...
+
+
+def _ballot(data: Mapping[str, object], name: str, type_name: str,
+            optional: bool = False) -> Ballot | None:
     value = data.get(name)
     if value is None and optional:
         return None
@@ -85,7 +128,7 @@ def _ballot(data, name, type_name, optional=False):
     return ballot
 
 
-def _owner(data, name, type_name):
+def _owner(data: Mapping[str, object], name: str, type_name: str) -> tuple[str, int] | None:
     value = data.get(name)
     if value is None:
         return None
@@ -102,15 +145,23 @@ def _owner(data, name, type_name):
 class _ResourceBallot:
     """A message that is a resource and a ballot (its wire code)."""
 
-    def to_wire(self):
+    TYPE: ClassVar[str]
+    FIELDS: ClassVar[frozenset[str]]
+    if TYPE_CHECKING:
+        resource: str
+        ballot: Ballot
+
+        def __init__(self, resource: str, ballot: Ballot) -> None: ...
+
+    def to_wire(self) -> dict[str, object]:
         return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire()}
 
     @classmethod
-    def _from(cls, data):
+    def _from(cls, data: Mapping[str, object]) -> Self:
         return cls(_field(data, "resource", str, cls.TYPE), _ballot(data, "ballot", cls.TYPE))
 
 
-def _voters_tag(data, type_name):
+def _voters_tag(data: Mapping[str, object], type_name: str) -> str | None:
     """The optional C{voters} field: the proposer's L{clsd.ownership.core.voterset.VoterSet.tag}."""
     value = _field(data, "voters", str, type_name, optional=True)
     if value is not None and not 0 < len(value) <= 64:
@@ -131,14 +182,14 @@ class Prepare(_ResourceBallot):
     ballot: Ballot
     voters: str | None = None
 
-    def to_wire(self):
+    def to_wire(self) -> dict[str, object]:
         wire = _ResourceBallot.to_wire(self)
         if self.voters is not None:
             wire["voters"] = self.voters
         return wire
 
     @classmethod
-    def _from(cls, data):
+    def _from(cls, data: Mapping[str, object]) -> Self:
         return cls(_field(data, "resource", str, cls.TYPE), _ballot(data, "ballot", cls.TYPE),
                    _voters_tag(data, cls.TYPE))
 
@@ -153,6 +204,9 @@ class _VoterAnswer:
     L{Propose}) is just this.
     """
 
+    TYPE: ClassVar[str]
+    FIELDS: ClassVar[frozenset[str]]
+
     resource: str
     ballot: Ballot
     ok: bool
@@ -161,13 +215,13 @@ class _VoterAnswer:
     epoch: int = 0
     remaining: float = 0.0
 
-    def to_wire(self):
+    def to_wire(self) -> dict[str, object]:
         return {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
                 "ok": self.ok, "reason": self.reason, "promised": self.promised,
                 "epoch": self.epoch, "remaining": self.remaining}
 
     @classmethod
-    def _answer(cls, data):
+    def _answer(cls, data: Mapping[str, object]) -> "_AnswerFields":
         """The shared fields of an answer, as keyword arguments."""
         t = cls.TYPE
         return {
@@ -181,7 +235,7 @@ class _VoterAnswer:
         }
 
     @classmethod
-    def _from(cls, data):
+    def _from(cls, data: Mapping[str, object]) -> Self:
         return cls(**cls._answer(data))
 
 
@@ -206,12 +260,12 @@ class Promise(_VoterAnswer):
     the proposer believes the answer with the highest C{previous_epoch}.
     """
 
-    holder: tuple | None = None
+    holder: tuple[str, int] | None = None
     previous: str | None = None
     previous_released: bool = False
     previous_epoch: int = 0
 
-    def to_wire(self):
+    def to_wire(self) -> dict[str, object]:
         wire = _VoterAnswer.to_wire(self)
         wire.update(holder=list(self.holder) if self.holder else None,
                     previous=self.previous, previous_released=self.previous_released,
@@ -219,7 +273,7 @@ class Promise(_VoterAnswer):
         return wire
 
     @classmethod
-    def _from(cls, data):
+    def _from(cls, data: Mapping[str, object]) -> Self:
         t = cls.TYPE
         return cls(
             **cls._answer(data),
@@ -246,15 +300,19 @@ class Propose:
     epoch: int
     voters: str | None = None
 
-    def to_wire(self):
-        wire = {"type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
-                "duration": self.duration, "epoch": self.epoch}
+    TYPE: ClassVar[str]
+    FIELDS: ClassVar[frozenset[str]]
+
+    def to_wire(self) -> dict[str, object]:
+        wire: dict[str, object] = {
+            "type": self.TYPE, "resource": self.resource, "ballot": self.ballot.to_wire(),
+            "duration": self.duration, "epoch": self.epoch}
         if self.voters is not None:
             wire["voters"] = self.voters
         return wire
 
     @classmethod
-    def _from(cls, data):
+    def _from(cls, data: Mapping[str, object]) -> Self:
         t = cls.TYPE
         duration = _field(data, "duration", float, t)
         if duration <= 0:
@@ -295,11 +353,14 @@ class Handover:
     resource: str
     epoch: int
 
-    def to_wire(self):
+    TYPE: ClassVar[str]
+    FIELDS: ClassVar[frozenset[str]]
+
+    def to_wire(self) -> dict[str, object]:
         return {"type": self.TYPE, "resource": self.resource, "epoch": self.epoch}
 
     @classmethod
-    def _from(cls, data):
+    def _from(cls, data: Mapping[str, object]) -> Self:
         return cls(_field(data, "resource", str, cls.TYPE), _field(data, "epoch", int, cls.TYPE))
 
 
@@ -318,8 +379,12 @@ class MoveRequest:
     by: str = ""
     key: str = ""
 
-    def to_wire(self):
-        wire = {"type": self.TYPE, "cluster": self.cluster, "target": self.target}
+    TYPE: ClassVar[str]
+    FIELDS: ClassVar[frozenset[str]]
+
+    def to_wire(self) -> dict[str, object]:
+        wire: dict[str, object] = {"type": self.TYPE, "cluster": self.cluster,
+                                   "target": self.target}
         if self.by:
             wire["by"] = self.by
         if self.key:
@@ -327,7 +392,7 @@ class MoveRequest:
         return wire
 
     @classmethod
-    def _from(cls, data):
+    def _from(cls, data: Mapping[str, object]) -> Self:
         t = cls.TYPE
         return cls(_field(data, "cluster", str, t), _field(data, "target", str, t),
                    _field(data, "by", str, t, optional=True) or "",
@@ -338,15 +403,30 @@ LEASE_REQUESTS = (Prepare, Propose, Release)
 LEASE_REPLIES = (Promise, Accepted)
 
 
-def from_wire(data):
+Message = Prepare | Promise | Propose | Accepted | Release | Handover | MoveRequest
+
+
+class _AnswerFields(TypedDict):
+    """The fields every voter's answer has (L{_VoterAnswer._answer})."""
+
+    resource: str
+    ballot: Ballot
+    ok: bool
+    reason: str
+    promised: int
+    epoch: int
+    remaining: float
+
+
+def from_wire(data: object) -> Message:
     """Build the message a dict describes; L{WireError} names what is wrong."""
-    schema.an_object(data, "lease message", WireError)
+    data = schema.an_object(data, "lease message", WireError)
     type_name = data.get("type")
-    cls = _TYPES.get(type_name)
+    cls = _TYPES.get(type_name) if isinstance(type_name, str) else None
     if cls is None:
         raise WireError(f"unknown message type {type_name!r}")
     # A message's fields are exactly its schema's (doc/peer-protocol.md).
-    schema.only(data, cls.FIELDS, type_name, WireError)
+    schema.only(data, cls.FIELDS, cls.TYPE, WireError)
     return cls._from(data)
 
 

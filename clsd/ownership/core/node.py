@@ -13,19 +13,28 @@ live member registered for (L{members_changed}), so that it answers only
 members registered for the cluster a request is about.
 """
 
+import random
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING
+
 from clsd.ownership.core.actions import Send
-from clsd.ownership.core.arbiter import QuorumArbiter
-from clsd.ownership.core.authority import forgery
+from clsd.ownership.core.arbiter import IArbiter, QuorumArbiter
+from clsd.ownership.core.authority import Forgery, forgery
 from clsd.ownership.core.manager import ClusterManager
-from clsd.ownership.core.messages import LEASE_REQUESTS, Handover
+from clsd.ownership.core.messages import LEASE_REQUESTS, Handover, Prepare, Propose, Release
+from clsd.ownership.core.placement import MemberState
 from clsd.ownership.core.shape import cluster_of
 from clsd.ownership.core.timing import LeaseTiming
-from clsd.ownership.core.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter
+from clsd.ownership.core.voter import DEFAULT_RESERVE_BLOCK, LeaseVoter, VoterAction
 from clsd.ownership.core.voterset import VoterSet
+
+if TYPE_CHECKING:
+    from clsd.config.model import Config
 
 
 class OwnershipNode:
-    def __init__(self, name, voter, manager, *, voters=None):
+    def __init__(self, name: str, voter: LeaseVoter | None, manager: ClusterManager, *,
+                 voters: Iterable[str] | None = None) -> None:
         """@param voters: the configured voters (default: the manager's)."""
         self.name = name
         self.voter = voter        # LeaseVoter or None
@@ -33,10 +42,11 @@ class OwnershipNode:
         self.voters = tuple(manager.voters if voters is None else voters)
         #: Live member -> the cluster IDs it registered for or holds; None
         #: until membership first reports (a core driven without membership).
-        self.registrations = None
+        self.registrations: dict[str, frozenset[str]] | None = None
 
     @classmethod
-    def from_config(cls, config, now, *, generation, rng, epoch_floor=0, settle_until=None):
+    def from_config(cls, config: "Config", now: float, *, generation: int, rng: random.Random,
+                    epoch_floor: int = 0, settle_until: float | None = None) -> "OwnershipNode":
         """Build this node's core from a L{clsd.config.Config} with a ``[quorum]``.
 
         C{generation}: fresh per daemon start; C{rng}: a C{random.Random};
@@ -44,12 +54,15 @@ class OwnershipNode:
         C{settle_until}: see L{ClusterManager} (cold start).
         """
         quorum = config.quorum
+        assert quorum is not None  # ownership runs only with a [quorum] (clsd.daemon)
         timing = LeaseTiming(lease=quorum.lease, drift_margin=quorum.drift_margin)
         name = config.node.name
         voter = None
+        arbiter: IArbiter
         if quorum.arbiter == "etcd":
             from clsd.ownership.etcd.core.arbiter import EtcdArbiter
 
+            assert config.etcd is not None  # arbiter = "etcd" requires [etcd]
             arbiter = EtcdArbiter(name, generation, config.etcd.prefix, timing, rng)
         else:
             voter_set = VoterSet(quorum.voters, quorum.previous_voters)
@@ -63,38 +76,39 @@ class OwnershipNode:
         voters = voter_set.members if quorum.arbiter != "etcd" else ()
         return cls(name, voter, manager, voters=voters)
 
-    def start(self, now):
+    def start(self, now: float) -> list[object]:
         out = self.voter.start() if self.voter is not None else []
         return self._route(out + self.manager.start(now), now)
 
-    def authorise(self, sender, message):
+    def authorise(self, sender: str, message: object) -> Forgery | None:
         """The L{clsd.ownership.core.authority.Forgery} in C{message} from peer C{sender}, or None."""
-        holders = ()
+        holders: Collection[str] = ()
         if isinstance(message, Handover):
             holders = self.manager.known_holders(message.resource)
         return forgery(sender, message, node=self.name, voters=self.voters, holders=holders)
 
-    def members_changed(self, members, now):
+    def members_changed(self, members: Collection[MemberState], now: float) -> list[object]:
         """The live members' L{MemberState}s (from membership): tell the voter and the manager."""
         self.registrations = {
             m.name: frozenset(m.registrations) | {cluster_of(r) for r in m.holding}
             for m in members if m.name != self.name}
         return self.call("members_changed", members, now=now)
 
-    def receive(self, sender, message, now):
+    def receive(self, sender: str, message: object, now: float) -> list[object]:
         if self.authorise(sender, message) is not None:
             return []  # the shell raised Forged already; never acted on
         if isinstance(message, LEASE_REQUESTS):
             return self._route(self._vote(sender, message, now), now)
         return self._route(self.manager.receive(sender, message, now), now)
 
-    def _vote(self, sender, message, now):
+    def _vote(self, sender: str, message: Prepare | Propose | Release,
+              now: float) -> list[VoterAction]:
         if self.voter is None:
             return []
         return self.voter.receive(sender, message, now,
                                   registered=self._registered(sender, message.resource))
 
-    def _registered(self, sender, resource):
+    def _registered(self, sender: str, resource: str) -> bool | None:
         """Whether C{sender} may ask this voter about C{resource} (None: not checked)."""
         cluster = cluster_of(resource)
         if sender == self.name:
@@ -103,19 +117,19 @@ class OwnershipNode:
             return None
         return cluster in self.registrations.get(sender, ())
 
-    def tick(self, now):
+    def tick(self, now: float) -> list[object]:
         if self.voter is not None:
             self.voter.forget_budgets(now)
         return self._route(self.manager.tick(now), now)
 
-    def next_wakeup(self):
+    def next_wakeup(self) -> float | None:
         return self.manager.next_wakeup()
 
-    def call(self, method, *args, now, **kwargs):
+    def call(self, method: str, *args: object, now: float, **kwargs: object) -> list[object]:
         """Run a manager input (e.g. C{"service_stopped"}) and route its actions."""
         return self._route(getattr(self.manager, method)(*args, now=now, **kwargs), now)
 
-    def _route(self, actions, now):
+    def _route(self, actions: Iterable[object], now: float) -> list[object]:
         out = []
         pending = list(actions)
         while pending:
@@ -126,7 +140,7 @@ class OwnershipNode:
                 out.append(action)
         return out
 
-    def _deliver_local(self, message, now):
+    def _deliver_local(self, message: object, now: float) -> Sequence[object]:
         if isinstance(message, LEASE_REQUESTS):
             return self._vote(self.name, message, now)
         return self.manager.receive(self.name, message, now)

@@ -11,6 +11,9 @@ better candidate has been eligible for C{preempt_delay} seconds.  An
 n-active cluster spreads its C{count} slots over distinct nodes.
 """
 
+from collections.abc import Iterable
+from typing import cast
+
 import attrs
 
 
@@ -20,20 +23,20 @@ class MemberState:
 
     name: str
     #: cluster ID -> priority, from this node's ``[[cluster]]`` tables.
-    registrations: dict = attrs.field(factory=dict)
+    registrations: dict[str, int] = attrs.field(factory=dict)
     standby: bool = False
     #: cluster IDs this node gave up after a crash loop (cooling down).
-    failed: frozenset = frozenset()
+    failed: frozenset[str] = frozenset()
     #: resource -> epoch for every lease this node holds.
-    holding: dict = attrs.field(factory=dict)
+    holding: dict[str, int] = attrs.field(factory=dict)
     #: cluster ID -> fingerprint of its lease-relevant settings (L{clsd.ownership.core.shape}).
-    shapes: dict = attrs.field(factory=dict)
+    shapes: dict[str, str] = attrs.field(factory=dict)
     #: Its voter-set tag (L{clsd.ownership.core.voterset.VoterSet.tag}); None if unknown.
     voters: str | None = None
     #: cluster IDs whose service (every member of a group) runs on this node now.
-    running: frozenset = frozenset()
+    running: frozenset[str] = frozenset()
     #: cluster ID -> the cluster IDs it follows (``after``), for its registrations.
-    follows: dict = attrs.field(factory=dict)
+    follows: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -49,11 +52,11 @@ class Candidate:
 @attrs.frozen
 class Placement:
     #: slot -> the node that should hold it (None: nobody eligible).
-    targets: tuple
+    targets: tuple[str | None, ...]
     #: slot -> the node that should take over if the target's lease lapses.
-    successors: tuple
+    successors: tuple[str | None, ...]
 
-    def role(self, node):
+    def role(self, node: str) -> tuple[str, int] | tuple[None, None]:
         """('target', slot), ('successor', slot) or (None, None) for C{node}."""
         for slot, name in enumerate(self.targets):
             if name == node:
@@ -64,22 +67,23 @@ class Placement:
         return None, None
 
 
-def is_eligible(member, cluster_id):
+def is_eligible(member: MemberState, cluster_id: str) -> bool:
     return (cluster_id in member.registrations and not member.standby
             and cluster_id not in member.failed)
 
 
-def _rank(candidate):
+def _rank(candidate: Candidate) -> tuple[int, str]:
     return (-candidate.priority, candidate.name)
 
 
-def place(candidates, count, *, preempt=False, preempt_delay=0.0, now=0.0):
+def place(candidates: Iterable[Candidate], count: int, *, preempt: bool = False,
+          preempt_delay: float = 0.0, now: float = 0.0) -> Placement:
     """Assign C{count} slots to distinct eligible C{candidates}; see the module doc.
 
     C{candidates} are the eligible nodes only (use L{is_eligible}).
     """
     ranked = sorted(candidates, key=_rank)
-    targets = [None] * count
+    targets: list[Candidate | None] = [None] * count
     used = set()
     # Stickiness: current holders keep their slots (one slot per node).
     for candidate in ranked:
@@ -92,21 +96,23 @@ def place(candidates, count, *, preempt=False, preempt_delay=0.0, now=0.0):
     spare = [c for c in ranked if c.name not in used]
     for slot in range(count):
         if targets[slot] is None and spare:
-            targets[slot] = spare.pop(0)
-            used.add(targets[slot].name)
+            targets[slot] = chosen = spare.pop(0)
+            used.add(chosen.name)
     # Preemption: a strictly better spare, eligible long enough, replaces the worst holder.
     if preempt:
         ready = [c for c in spare if now - c.eligible_since >= preempt_delay]
+        # A candidate is ready only when one is spare, so every slot is filled.
+        held = cast("list[Candidate]", targets)
         while ready:
-            worst_slot = max(range(count), key=lambda s: _rank(targets[s]))
-            if ready[0].priority <= targets[worst_slot].priority:
+            worst_slot = max(range(count), key=lambda s: _rank(held[s]))
+            if ready[0].priority <= held[worst_slot].priority:
                 break  # only a strictly higher priority preempts
             better = ready.pop(0)
             spare.remove(better)
-            spare.append(targets[worst_slot])
+            spare.append(held[worst_slot])
             spare.sort(key=_rank)
-            targets[worst_slot] = better
-    successors = [None] * count
+            held[worst_slot] = better
+    successors: list[Candidate | None] = [None] * count
     for slot in range(count):
         if spare:
             successors[slot] = spare.pop(0)

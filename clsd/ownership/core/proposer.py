@@ -19,18 +19,26 @@ Epoch: the counter of the ballot that started the tenure; renewals keep it.
 of the new set and of the previous one.
 """
 
+import random
+from collections.abc import Iterable, Sequence
+from typing import cast
+
 import attrs
 
 from clsd.ownership.core.actions import Send
 from clsd.ownership.core.arbiter_events import (
-    LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
+    ArbiterEvent, LeaseAcquired, LeaseEnding, LeaseLost, LeaseObserved, LeaseRenewed,
 )
 from clsd.ownership.core.ballot import Ballot
 from clsd.ownership.core.messages import Accepted, Prepare, Promise, Propose, Release
+from clsd.ownership.core.timing import LeaseTiming
 from clsd.ownership.core.voterset import VoterSet
 
+#: What a proposer returns: events for the manager, messages for the shell.
+ProposerOutput = ArbiterEvent | Send
 
-def _previous_tenure(promises):
+
+def _previous_tenure(promises: Sequence[Promise]) -> tuple[str | None, bool]:
     """C{(node, released)} of the last tenure that ended, from a majority's promises.
 
     A voter that missed later tenures still remembers an older one, perhaps
@@ -55,7 +63,7 @@ class _Round:
     started: float
     renewal: bool
     sent_at: float = 0.0
-    replies: dict = attrs.field(factory=dict)
+    replies: dict[str, Promise | Accepted] = attrs.field(factory=dict)
     previous: str | None = None
     previous_released: bool = False
 
@@ -72,13 +80,15 @@ class _Held:
 class LeaseProposer:
     """Acquires, renews and releases the lease on one resource; sans-IO."""
 
-    def __init__(self, resource, node, generation, voters, timing, rng):
+    def __init__(self, resource: str, node: str, generation: int,
+                 voters: VoterSet | Iterable[str], timing: LeaseTiming,
+                 rng: random.Random) -> None:
         """C{voters}: a L{VoterSet}, or a plain sequence of names (one set, simple majority)."""
         self.resource = resource
         self.node = node
         self.generation = generation
         tagged = isinstance(voters, VoterSet)
-        self.voter_set = voters if tagged else VoterSet(tuple(voters))
+        self.voter_set = voters if isinstance(voters, VoterSet) else VoterSet(tuple(voters))
         self.voters = self.voter_set.members
         #: The voter-set tag our requests carry (L{VoterSet.admits} at the voters);
         #: a plain sequence sends none, as daemons before voter changes did.
@@ -86,23 +96,25 @@ class LeaseProposer:
         self.timing = timing
         self.rng = rng
         self.wanted = False
-        self.wanted_since = None
-        self._round = None
-        self._held = None
-        self._highest = 0          # highest counter seen or used
-        self._last_used = None     # the last ballot sent, for Release
-        self._next_attempt = None  # when to start the next round
-        self._assumed = set()      # voters counted as granting (fenced, see assume_granted)
-        self._hurried_until = None # until then a grant seen is likely a Release in flight
-        self._hurry_pause = 0.0    # the next short pause while hurried (doubles)
+        self.wanted_since: float | None = None
+        self._round: _Round | None = None
+        self._held: _Held | None = None
+        self._highest = 0                         # highest counter seen or used
+        self._last_used: Ballot | None = None     # the last ballot sent, for Release
+        self._next_attempt: float | None = None   # when to start the next round
+        # Voters counted as granting (fenced, see assume_granted).
+        self._assumed: set[str] = set()
+        # Until then a grant seen is likely a Release in flight.
+        self._hurried_until: float | None = None
+        self._hurry_pause = 0.0                   # the next short pause while hurried (doubles)
 
     @property
-    def owner(self):
+    def owner(self) -> tuple[str, int]:
         return (self.node, self.generation)
 
     # -- commands ----------------------------------------------------------
 
-    def acquire(self, now):
+    def acquire(self, now: float) -> list[ProposerOutput]:
         """Keep trying to hold the lease (and keep renewing it once held)."""
         if not self.wanted:
             self.wanted = True
@@ -111,7 +123,7 @@ class LeaseProposer:
                 self._next_attempt = now
         return self.tick(now)
 
-    def hurry(self, now):
+    def hurry(self, now: float) -> list[ProposerOutput]:
         """Try now rather than at the next scheduled attempt (e.g. after a Handover).
 
         The holder sends its Handover right after its Release, but the Release
@@ -127,10 +139,10 @@ class LeaseProposer:
         self._hurry_pause = self.timing.retry_slack
         return self.tick(now)
 
-    def abandon(self, now):
+    def abandon(self, now: float) -> list[ProposerOutput]:
         """Stop trying to acquire; a held lease stays held (renewed) until released."""
         self.wanted = False
-        out = []
+        out: list[ProposerOutput] = []
         rnd = self._round
         if rnd is not None and not rnd.renewal:
             self._round = None
@@ -142,7 +154,7 @@ class LeaseProposer:
             self._next_attempt = None
         return out
 
-    def release(self, now):
+    def release(self, now: float) -> list[ProposerOutput]:
         """The service is stopped: give the lease back at once (no-op if nothing was ever sent)."""
         self.wanted = False
         self._round = None
@@ -155,7 +167,7 @@ class LeaseProposer:
         self._last_used = None
         return [Send(voter, Release(self.resource, ballot)) for voter in self.voters]
 
-    def assume_granted(self, voter):
+    def assume_granted(self, voter: str) -> None:
         """Count C{voter} as granting until it answers again (two-voter mode, after fencing it).
 
         Only sound when a fence command has made sure that node runs nothing
@@ -166,14 +178,14 @@ class LeaseProposer:
 
     # -- queries -------------------------------------------------------------
 
-    def holding(self, now):
+    def holding(self, now: float) -> tuple[int, float] | None:
         """(epoch, expiry) while this node holds the lease by its own margined clock, else None."""
         held = self._held
         if held is None or now >= held.expiry or held.ending:
             return None
         return held.epoch, held.expiry
 
-    def tenure(self, now):
+    def tenure(self, now: float) -> tuple[int, float] | None:
         """(epoch, expiry) of the current tenure, also while it is ending; None once over.
 
         The service may run until this expiry (its deadline); L{holding} is
@@ -184,7 +196,7 @@ class LeaseProposer:
             return None
         return held.epoch, held.expiry
 
-    def next_wakeup(self):
+    def next_wakeup(self) -> float | None:
         times = []
         if self._round is not None:
             times.append(self._round.started + self.timing.round_timeout)
@@ -198,8 +210,8 @@ class LeaseProposer:
 
     # -- events ------------------------------------------------------------
 
-    def tick(self, now):
-        out = []
+    def tick(self, now: float) -> list[ProposerOutput]:
+        out: list[ProposerOutput] = []
         held = self._held
         if held is not None:
             if not held.ending and now >= self.timing.stop_at(held.sent_at):
@@ -219,7 +231,8 @@ class LeaseProposer:
             out += self._start_round(now)
         return out
 
-    def receive(self, sender, message, now):
+    def receive(self, sender: str, message: Promise | Accepted,
+                now: float) -> list[ProposerOutput]:
         """A L{Promise} or L{Accepted} from voter C{sender}."""
         if sender not in self.voters:
             return []
@@ -239,18 +252,18 @@ class LeaseProposer:
 
     # -- internals ---------------------------------------------------------
 
-    def _votes(self, rnd):
+    def _votes(self, rnd: _Round) -> tuple[list[str], list[str], list[str]]:
         ok = [v for v, r in rnd.replies.items() if r.ok]
         assumed = [v for v in self._assumed if v not in rnd.replies]
         refused = [v for v, r in rnd.replies.items() if not r.ok]
         return ok, assumed, refused
 
-    def _hopeless(self, rnd):
+    def _hopeless(self, rnd: _Round) -> bool:
         """True when enough voters refused that no majority can be reached."""
         _, _, refused = self._votes(rnd)
         return self.voter_set.hopeless(refused)
 
-    def _start_round(self, now):
+    def _start_round(self, now: float) -> list[ProposerOutput]:
         self._next_attempt = None
         held = self._held
         if held is not None and held.ending:
@@ -261,7 +274,9 @@ class LeaseProposer:
         self._highest += 1
         ballot = Ballot(self._highest, self.node, self.generation)
         self._last_used = ballot
+        message: Propose | Prepare
         if renewal:
+            assert held is not None
             self._round = _Round(ballot, "propose", now, renewal=True, sent_at=now)
             message = Propose(self.resource, ballot, self.timing.lease, held.epoch,
                               self._tag)
@@ -270,33 +285,34 @@ class LeaseProposer:
             message = Prepare(self.resource, ballot, self._tag)
         return [Send(voter, message) for voter in self.voters]
 
-    def _after_promise(self, rnd, now):
+    def _after_promise(self, rnd: _Round, now: float) -> list[ProposerOutput]:
         ok, assumed, refused = self._votes(rnd)
+        promises = cast("dict[str, Promise]", rnd.replies)  # the prepare phase keeps only these
         if self.voter_set.granted_by(ok + assumed):
-            others = [rnd.replies[v] for v in ok
-                      if rnd.replies[v].holder is not None
-                      and tuple(rnd.replies[v].holder) != self.owner]
+            others = [p for p in (promises[v] for v in ok)
+                      if p.holder is not None and tuple(p.holder) != self.owner]
             if others:
                 blocking = max(others, key=lambda r: r.remaining)
                 self._round = None
                 self._next_attempt = now + self._blocked_pause(blocking, now)
+                assert blocking.holder is not None
                 return [LeaseObserved(self.resource, blocking.holder[0], blocking.epoch,
                                       blocking.remaining)]
             rnd.previous, rnd.previous_released = _previous_tenure(
-                [rnd.replies[v] for v in ok])
+                [promises[v] for v in ok])
             rnd.phase = "propose"
             rnd.started = now
             rnd.sent_at = now
             rnd.replies = {}
             message = Propose(self.resource, rnd.ballot, self.timing.lease, rnd.ballot.counter,
                               self._tag)
-            return [LeaseObserved(self.resource, None, 0, 0.0)] + [
-                Send(voter, message) for voter in self.voters]
+            observed: list[ProposerOutput] = [LeaseObserved(self.resource, None, 0, 0.0)]
+            return observed + [Send(voter, message) for voter in self.voters]
         if self._hopeless(rnd):
             return self._fail_round(now, retry=self._retry_delay(rnd))
         return []
 
-    def _after_accepted(self, rnd, now):
+    def _after_accepted(self, rnd: _Round, now: float) -> list[ProposerOutput]:
         ok, assumed, refused = self._votes(rnd)
         if rnd.renewal and self._taken_by_another(rnd, refused):
             return self._taken(now)
@@ -321,7 +337,7 @@ class LeaseProposer:
             return self._fail_round(now, retry=self._retry_delay(rnd))
         return []
 
-    def _taken_by_another(self, rnd, refused):
+    def _taken_by_another(self, rnd: _Round, refused: Iterable[str]) -> bool:
         """Whether a voter refused our renewal for a grant of a tenure that began after ours.
 
         "held" alone is not enough: a voter that was paused with its machine
@@ -334,7 +350,7 @@ class LeaseProposer:
             rnd.replies[v].reason == "held" and rnd.replies[v].epoch > held.epoch
             for v in refused)
 
-    def _taken(self, now):
+    def _taken(self, now: float) -> list[ProposerOutput]:
         """Another owner holds our lease at a voter, in a tenure that began after ours.
 
         Our grant there has expired by that voter's clock, so our own clock
@@ -345,10 +361,10 @@ class LeaseProposer:
         self._next_attempt = now if self.wanted else None
         if held is None:
             return []
-        out = [LeaseEnding(self.resource, held.epoch, now)]
+        out: list[ProposerOutput] = [LeaseEnding(self.resource, held.epoch, now)]
         return out + [LeaseLost(self.resource, held.epoch)]
 
-    def _blocked_pause(self, blocking, now):
+    def _blocked_pause(self, blocking: Promise, now: float) -> float:
         """How long to wait after a voter showed C{blocking}'s unexpired grant."""
         pause = min(max(blocking.remaining, 0.0) + self.timing.retry_slack,
                     self.timing.voter_quiet)
@@ -357,7 +373,7 @@ class LeaseProposer:
             self._hurry_pause *= 2
         return pause
 
-    def _retry_delay(self, rnd):
+    def _retry_delay(self, rnd: _Round) -> float:
         if rnd.renewal:
             return self.timing.renew_retry
         reasons = {r.reason for r in rnd.replies.values() if not r.ok}
@@ -366,7 +382,7 @@ class LeaseProposer:
             return self.rng.uniform(self.timing.retry_slack, 4 * self.timing.retry_slack)
         return self.rng.uniform(0.75, 1.25) * self.timing.acquire_retry
 
-    def _fail_round(self, now, retry):
+    def _fail_round(self, now: float, retry: float) -> list[ProposerOutput]:
         self._round = None
         if self._held is not None and not self._held.ending:
             self._next_attempt = now + retry

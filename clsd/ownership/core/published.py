@@ -7,6 +7,8 @@ L{state_from_wire} checks it.  The member's *name* never comes from the dict:
 membership knows it from the peer's certificate.
 """
 
+from collections.abc import Mapping
+
 from clsd.ownership.core.messages import INT64_MAX, INT64_MIN, WireError
 from clsd.ownership.core.placement import MemberState
 
@@ -18,8 +20,8 @@ MAX_FINGERPRINT = 64
 MAX_FOLLOWED = 64
 
 
-def state_to_wire(state):
-    wire = {
+def state_to_wire(state: MemberState) -> dict[str, object]:
+    wire: dict[str, object] = {
         "v": STATE_VERSION,
         "registrations": dict(sorted(state.registrations.items())),
         "standby": bool(state.standby),
@@ -37,7 +39,7 @@ def state_to_wire(state):
     return wire
 
 
-def _str_int_map(data, key, name):
+def _str_int_map(data: Mapping[str, object], key: str, name: str) -> dict[str, int]:
     value = data.get(key, {})
     if not isinstance(value, dict):
         raise WireError(f"ownership state of {name}: {key!r} must be an object, got {value!r}")
@@ -51,7 +53,7 @@ def _str_int_map(data, key, name):
     return dict(value)
 
 
-def state_from_wire(name, data):
+def state_from_wire(name: str, data: object) -> MemberState:
     """The L{MemberState} of node C{name} from its published dict; L{WireError} if malformed."""
     if not isinstance(data, dict):
         raise WireError(f"ownership state of {name}: must be an object, got {type(data).__name__}")
@@ -81,7 +83,8 @@ def state_from_wire(name, data):
     )
 
 
-def _running(data, name, registrations):
+def _running(data: Mapping[str, object], name: str,
+             registrations: Mapping[str, int]) -> frozenset[str]:
     """C{"running"}: the registered clusters whose service runs there (optional)."""
     value = data.get("running", [])
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
@@ -94,12 +97,13 @@ def _running(data, name, registrations):
     return frozenset(value)
 
 
-def _follows(data, name, registrations):
+def _follows(data: Mapping[str, object], name: str,
+             registrations: Mapping[str, int]) -> dict[str, tuple[str, ...]]:
     """C{"after"}: cluster ID -> the cluster IDs it follows, for registered clusters (optional)."""
     value = data.get("after", {})
     if not isinstance(value, dict):
         raise WireError(f"ownership state of {name}: 'after' must be an object, got {value!r}")
-    result = {}
+    result: dict[str, tuple[str, ...]] = {}
     for cluster, ids in value.items():
         if cluster not in registrations:
             raise WireError(f"ownership state of {name}: 'after' names {cluster!r}, which it "
@@ -112,7 +116,7 @@ def _follows(data, name, registrations):
     return result
 
 
-def _voters(data, name):
+def _voters(data: Mapping[str, object], name: str) -> str | None:
     value = data.get("voters")
     if value is not None and (not isinstance(value, str)
                               or not 0 < len(value) <= MAX_FINGERPRINT):
@@ -121,7 +125,8 @@ def _voters(data, name):
     return value
 
 
-def _shapes(data, name, registrations):
+def _shapes(data: Mapping[str, object], name: str,
+            registrations: Mapping[str, int]) -> dict[str, str]:
     """C{"shapes"}: cluster ID -> fingerprint, at most one per registered cluster.
 
     Optional (a daemon older than the shape rule sends none); bounded by the

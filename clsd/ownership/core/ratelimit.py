@@ -16,24 +16,27 @@ RATE_PER_LEASE = 16
 #: Requests allowed at once (a full bucket).
 BURST = 32
 
+#: A bucket's key: (sender, resource).
+BudgetKey = tuple[str, str]
+
 
 class RequestBudget:
     """Token buckets keyed by C{(sender, resource)}, refilled at C{rate} per second."""
 
-    def __init__(self, rate, burst=BURST):
+    def __init__(self, rate: float, burst: int = BURST) -> None:
         if not rate > 0 or burst < 1:
             raise ValueError(f"a request budget needs rate > 0 and burst >= 1, got {rate!r}, "
                              f"{burst!r}")
         self.rate = rate
         self.burst = burst
-        self._buckets = {}   # key -> (tokens, time)
+        self._buckets: dict[BudgetKey, tuple[float, float]] = {}   # key -> (tokens, time)
 
     @classmethod
-    def for_lease(cls, lease):
+    def for_lease(cls, lease: float) -> "RequestBudget":
         """The budget for a lease of C{lease} seconds (L{RATE_PER_LEASE} per lease)."""
         return cls(RATE_PER_LEASE / lease)
 
-    def take(self, key, now):
+    def take(self, key: BudgetKey, now: float) -> bool:
         """Spend one token of C{key}'s bucket; False (nothing spent) when it is empty."""
         tokens, then = self._buckets.get(key, (self.burst, now))
         tokens = min(self.burst, tokens + max(0.0, now - then) * self.rate)
@@ -43,11 +46,11 @@ class RequestBudget:
         self._buckets[key] = (tokens - 1, now)
         return True
 
-    def prune(self, now):
+    def prune(self, now: float) -> None:
         """Forget the buckets that have refilled completely (they hold no information)."""
         for key, (tokens, then) in list(self._buckets.items()):
             if tokens + (now - then) * self.rate >= self.burst:
                 del self._buckets[key]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._buckets)

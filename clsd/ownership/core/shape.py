@@ -18,6 +18,14 @@ Lease names are ``ID`` or ``ID/slot``; cluster IDs never contain ``/``
 import functools
 import hashlib
 import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from clsd.ownership.core.placement import MemberState
+from clsd.ownership.core.timing import LeaseTiming
+
+if TYPE_CHECKING:
+    from clsd.config.cluster_id import ClusterConfig
 
 #: Characters of the hex digest published per cluster: 48 bits, enough to
 #: tell a handful of configurations apart, short enough to gossip for
@@ -28,17 +36,17 @@ FINGERPRINT_LENGTH = 12
 SHAPE_FIELDS = ("mode", "count", "services", "after", "with_", "not_with", "after_failover")
 
 
-def cluster_of(resource):
+def cluster_of(resource: str) -> str:
     """The cluster ID of lease name C{resource} (``A`` for ``A`` and for ``A/3``)."""
     return resource.split("/", 1)[0]
 
 
-def is_slot(resource):
+def is_slot(resource: str) -> bool:
     """Whether C{resource} names one slot of an n-active cluster (``A/3``)."""
     return "/" in resource
 
 
-def shape(cluster, timing, arbiter):
+def shape(cluster: "ClusterConfig", timing: LeaseTiming, arbiter: str) -> dict[str, object]:
     """The settings of C{cluster} that every node must share, as a plain dict.
 
     C{arbiter}: ``"voters"`` or ``"etcd"``.  A new setting that changes what
@@ -52,7 +60,7 @@ def shape(cluster, timing, arbiter):
     Dependencies (``after``, ``with``, ``not_with``) too: nodes that disagree
     on where a cluster may run would each place it elsewhere.
     """
-    result = {"mode": cluster.mode, "count": cluster.count, "arbiter": arbiter,
+    result: dict[str, object] = {"mode": cluster.mode, "count": cluster.count, "arbiter": arbiter,
               "lease": timing.lease, "drift_margin": timing.drift_margin}
     members = getattr(cluster, "services", ())
     if members:
@@ -69,25 +77,25 @@ def shape(cluster, timing, arbiter):
     return result
 
 
-def _floating_shape(cluster):
+def _floating_shape(cluster: "ClusterConfig") -> object:
     floating = getattr(cluster, "floating", None)
     return floating.shape() if floating is not None else None
 
 
 @functools.lru_cache(maxsize=4096)
-def fingerprint(cluster, timing, arbiter):
+def fingerprint(cluster: "ClusterConfig", timing: LeaseTiming, arbiter: str) -> str:
     """A short, stable digest of L{shape}: equal settings give equal strings on every node."""
     canonical = json.dumps(shape(cluster, timing, arbiter), sort_keys=True,
                            separators=(",", ":"))
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:FINGERPRINT_LENGTH]
 
 
-def arbiter_kind(arbiter):
+def arbiter_kind(arbiter: object) -> str:
     """``"etcd"`` or ``"voters"`` for an L{clsd.ownership.core.arbiter.IArbiter}."""
     return "etcd" if type(arbiter).__name__ == "EtcdArbiter" else "voters"
 
 
-def disagreeing(cluster_id, mine, members):
+def disagreeing(cluster_id: str, mine: str, members: Iterable[MemberState]) -> list[str]:
     """The names of C{members} registered for C{cluster_id} whose fingerprint differs from C{mine}.
 
     A member that publishes no fingerprint for it (a daemon older than this
@@ -98,13 +106,14 @@ def disagreeing(cluster_id, mine, members):
                   and m.shapes.get(cluster_id, mine) != mine)
 
 
-def shape_changed(old, new):
+def shape_changed(old: "ClusterConfig", new: "ClusterConfig") -> bool:
     """Whether cluster specs C{old} and C{new} differ in a L{SHAPE_FIELDS} field or address."""
     return any(getattr(old, f, ()) != getattr(new, f, ()) for f in SHAPE_FIELDS) \
         or _floating_shape(old) != _floating_shape(new)
 
 
-def change_refusal(cluster_id, new_print, runs_here, members):
+def change_refusal(cluster_id: str, new_print: str, runs_here: bool,
+                   members: Iterable[MemberState]) -> str | None:
     """Why a reload may not give C{cluster_id} the shape C{new_print} now (None: it may).
 
     The nodes that run the cluster change last: a change there stops the

@@ -34,7 +34,7 @@ DEFAULT_DRIFT_MARGIN = 0.1
 KILL_LATENCY = 0.025
 
 
-def minimum_drift_margin(lease):
+def minimum_drift_margin(lease: float) -> float:
     """The smallest margin for a lease of C{lease} s: clock drift over it, plus the kill."""
     return 2 * MAX_DRIFT_RATE * lease + KILL_LATENCY
 
@@ -46,7 +46,7 @@ class LeaseTiming:
     lease: float = DEFAULT_LEASE
     drift_margin: float = DEFAULT_DRIFT_MARGIN
 
-    def __attrs_post_init__(self):
+    def __attrs_post_init__(self) -> None:
         if not self.lease > 0:
             raise ValueError(f"lease must be positive, got {self.lease!r}")
         if not 0 <= self.drift_margin < self.lease / 4:
@@ -56,7 +56,7 @@ class LeaseTiming:
 
     # -- the holder ---------------------------------------------------------
 
-    def holder_expiry(self, sent_at):
+    def holder_expiry(self, sent_at: float) -> float:
         """When the holder must consider its lease over: T - m after it SENT the granted request.
 
         Voters start their T when the request arrives, which is later than
@@ -65,7 +65,7 @@ class LeaseTiming:
         return sent_at + self.lease - self.drift_margin
 
     @property
-    def renew_after(self):
+    def renew_after(self) -> float:
         """A holder first tries to renew T/3 after the request it holds by was sent.
 
         Renewing at a third leaves two thirds of the lease for retries and
@@ -74,12 +74,12 @@ class LeaseTiming:
         return self.lease / 3
 
     @property
-    def renew_retry(self):
+    def renew_retry(self) -> float:
         """Spacing of renewal retries once the first attempt failed."""
         return self.lease / 12
 
     @property
-    def stop_window(self):
+    def stop_window(self) -> float:
         """How long the service gets for a TERM stop when the lease cannot be renewed.
 
         The holder sends TERM at C{holder_expiry - stop_window} and KILL (via
@@ -87,31 +87,31 @@ class LeaseTiming:
         """
         return self.lease / 4
 
-    def stop_at(self, sent_at):
+    def stop_at(self, sent_at: float) -> float:
         """When a holder that could not renew starts stopping its service."""
         return self.holder_expiry(sent_at) - self.stop_window
 
     # -- rounds and retries ---------------------------------------------------
 
     @property
-    def round_timeout(self):
+    def round_timeout(self) -> float:
         """A prepare/propose round with no majority of answers by then has failed."""
         return self.lease / 8
 
     @property
-    def acquire_retry(self):
+    def acquire_retry(self) -> float:
         """How often an acquirer retries when it learned nothing better (e.g. no voter answered)."""
         return self.lease / 4
 
     @property
-    def retry_slack(self):
+    def retry_slack(self) -> float:
         """Added to a voter's 'remaining' hint before retrying, to land just after expiry."""
         return max(0.01, self.lease / 100)
 
     # -- the voter ------------------------------------------------------------
 
     @property
-    def voter_quiet(self):
+    def voter_quiet(self) -> float:
         """A voter that (re)starts grants nothing for this long (diskless safety).
 
         Whatever it granted before it lost its memory expires within T of its
@@ -120,13 +120,13 @@ class LeaseTiming:
         return self.lease + self.drift_margin
 
     @property
-    def max_request(self):
+    def max_request(self) -> float:
         """The longest lease a voter will grant (a guard against a misconfigured peer)."""
         return self.lease * 1.5
 
     # -- bounds used by tests and the docs ----------------------------------
 
-    def failover_after_crash(self, renew_phase):
+    def failover_after_crash(self, renew_phase: float) -> float:
         """Time from the holder's crash until a polling successor can hold the lease.
 
         C{renew_phase} is how long after the last successful renewal the
@@ -137,7 +137,7 @@ class LeaseTiming:
         """
         return self.lease - renew_phase + self.retry_slack
 
-    def reacquire_bound(self, detection):
+    def reacquire_bound(self, detection: float) -> float:
         """Worst case from a healed network (or a crash) until an eligible node holds again.
 
         C{detection}: how long membership needs to agree on who is alive.

@@ -54,12 +54,20 @@ counters cannot outbid the holder's renewals (doc/ownership.md, "Why it is
 safe").
 """
 
+from collections.abc import Iterable, Sequence
+
 import attrs
 
 from clsd.ownership.core.actions import PersistEpochFloor, Send
+from clsd.ownership.core.ballot import Ballot
 from clsd.ownership.core.messages import Accepted, Prepare, Promise, Propose, Release
 from clsd.ownership.core.ratelimit import RequestBudget
 from clsd.ownership.core.shape import cluster_of, is_slot
+from clsd.ownership.core.timing import LeaseTiming
+from clsd.ownership.core.voterset import VoterSet
+
+#: What a voter asks its shell to do.
+VoterAction = Send | PersistEpochFloor
 
 #: Epochs reserved per durable write of the floor.  A holder renews about
 #: three times per lease (1.5 ballots/s per resource at T = 2 s), so one write
@@ -82,15 +90,15 @@ RESERVE_INTERVAL = 1.0
 
 @attrs.define
 class _Grant:
-    owner: tuple
-    ballot: object
+    owner: tuple[str, int]
+    ballot: Ballot
     epoch: int
     until: float
 
 
 @attrs.define
 class _Resource:
-    promised: object = None  # Ballot
+    promised: Ballot | None = None
     grant: _Grant | None = None
     previous: str | None = None
     previous_released: bool = False
@@ -102,8 +110,9 @@ class _Resource:
 class LeaseVoter:
     """One node's voter, for every resource; sans-IO, no timers needed."""
 
-    def __init__(self, node, timing, now, *, epoch_floor=0, reserve_block=None,
-                 quiet=True, voter_set=None):
+    def __init__(self, node: str, timing: LeaseTiming, now: float, *, epoch_floor: int = 0,
+                 reserve_block: int | None = None, quiet: bool = True,
+                 voter_set: VoterSet | None = None) -> None:
         self.node = node
         #: This node's L{VoterSet}: which proposers' voter sets it may grant to
         #: (L{VoterSet.admits}); None grants to any.
@@ -114,34 +123,35 @@ class LeaseVoter:
         self.reserve_block = reserve_block
         self.reserved = epoch_floor if reserve_block is not None else None
         self._requested = self.reserved
-        self._reserved_at = None
-        self._resources = {}
-        self._slots = {}  # cluster ID -> the ``ID/k`` resources seen here
+        self._reserved_at: float | None = None
+        self._resources: dict[str, _Resource] = {}
+        self._slots: dict[str, set[str]] = {}  # cluster ID -> the ``ID/k`` resources seen here
         self.budget = RequestBudget.for_lease(timing.lease)
         #: Why the last write of the epoch floor failed; while set, nothing is granted.
-        self.floor_error = None
+        self.floor_error: str | None = None
 
-    def start(self):
+    def start(self) -> list[VoterAction]:
         """Actions to run once at start: reserve the first block of epochs."""
         if self.reserve_block is None:
             return []
         self._requested = self.floor + self.reserve_block
         return [PersistEpochFloor(self._requested)]
 
-    def persisted(self, value):
+    def persisted(self, value: int) -> None:
         """The shell wrote C{value} durably: counters up to it may now be promised."""
         if self.reserved is not None:
             self.reserved = max(self.reserved, value)
         self.floor_error = None
 
-    def floor_failed(self, value, error):
+    def floor_failed(self, value: int, error: object) -> None:
         """The shell could not write C{value}: grant nothing until a write succeeds."""
         self.floor_error = f"cannot store the epoch floor {value}: {error}"
 
-    def quiet(self, now):
+    def quiet(self, now: float) -> bool:
         return now < self.quiet_until
 
-    def receive(self, sender, message, now, *, registered=None):
+    def receive(self, sender: str, message: Prepare | Propose | Release, now: float, *,
+                registered: bool | None = None) -> list[VoterAction]:
         """Handle one request from C{sender}; returns the reply actions.
 
         @param registered: whether C{sender} is an admitted member that
@@ -168,7 +178,7 @@ class LeaseVoter:
             return []
         raise TypeError(f"a voter does not handle {type(message).__name__}")
 
-    def holder(self, resource, now):
+    def holder(self, resource: str, now: float) -> tuple[tuple[str, int], int, float] | None:
         """(owner, epoch, remaining) of the unexpired grant of C{resource}, or None."""
         state = self._resources.get(resource)
         if state is None:
@@ -178,13 +188,13 @@ class LeaseVoter:
             return None
         return state.grant.owner, state.grant.epoch, state.grant.until - now
 
-    def forget_budgets(self, now):
+    def forget_budgets(self, now: float) -> None:
         """Drop the request budgets that have refilled (call now and then)."""
         self.budget.prune(now)
 
     # -- internals ---------------------------------------------------------
 
-    def _state(self, resource):
+    def _state(self, resource: str) -> _Resource:
         state = self._resources.get(resource)
         if state is None:
             state = self._resources[resource] = _Resource()
@@ -192,10 +202,10 @@ class LeaseVoter:
                 self._slots.setdefault(cluster_of(resource), set()).add(resource)
         return state
 
-    def _other_shape(self, resource, now):
+    def _other_shape(self, resource: str, now: float) -> list[_Resource]:
         """The states of C{resource}'s cluster under the other mode (``A`` vs ``A/k``)."""
         if is_slot(resource):
-            names = [cluster_of(resource)]
+            names: Iterable[str] = [cluster_of(resource)]
         else:
             names = self._slots.get(resource, ())
         states = [self._resources[n] for n in names if n in self._resources]
@@ -203,21 +213,23 @@ class LeaseVoter:
             self._expire(state, now)
         return states
 
-    def _cross_grant(self, resource, owner, now):
+    def _cross_grant(self, resource: str, owner: tuple[str, int],
+                     now: float) -> _Grant | None:
         """An unexpired grant of C{resource}'s cluster under the other mode to another owner."""
         for state in self._other_shape(resource, now):
             if state.grant is not None and state.grant.owner != owner:
                 return state.grant
         return None
 
-    def _holder_node(self, resource, now):
+    def _holder_node(self, resource: str, now: float) -> str | None:
         state = self._resources.get(resource)
         if state is None:
             return None
         self._expire(state, now)
         return state.grant.owner[0] if state.grant is not None else None
 
-    def _refusal(self, sender, message, now, registered):
+    def _refusal(self, sender: str, message: object, now: float,
+                 registered: bool | None) -> str | None:
         """Why C{message} is refused before it may touch any state, or None.
 
         Cheap checks only, in order: the sender's role, its budget, the floor,
@@ -243,7 +255,7 @@ class LeaseVoter:
             return "counter-jump"
         return None
 
-    def _expire(self, state, now):
+    def _expire(self, state: _Resource, now: float) -> None:
         grant = state.grant
         if grant is not None and grant.until <= now:
             state.previous = grant.owner[0]
@@ -251,11 +263,12 @@ class LeaseVoter:
             state.previous_epoch = grant.epoch
             state.grant = None
 
-    def _promised_counter(self, state, cross=()):
+    def _promised_counter(self, state: _Resource, cross: Sequence[_Resource] = ()) -> int:
         counters = [s.promised.counter for s in (state, *cross) if s.promised is not None]
         return max(counters + [self.floor])
 
-    def _admit(self, state, ballot, cross, message):
+    def _admit(self, state: _Resource, ballot: Ballot, cross: Sequence[_Resource],
+               message: Prepare | Propose) -> str | None:
         """None if C{ballot} may be promised/accepted, else the refusal reason."""
         if self.voter_set is not None and not self.voter_set.admits(message.voters):
             return "voters"
@@ -267,9 +280,10 @@ class LeaseVoter:
             return "reserving"
         return None
 
-    def _maybe_reserve(self, counter, now):
+    def _maybe_reserve(self, counter: int, now: float) -> list[VoterAction]:
         if self.reserve_block is None:
             return []
+        assert self._requested is not None  # set from the first block on
         if counter + self.reserve_block // 2 < self._requested:
             return []
         if self._reserved_at is not None and now < self._reserved_at + RESERVE_INTERVAL:
@@ -278,7 +292,8 @@ class LeaseVoter:
         self._requested = max(counter, self._requested) + self.reserve_block
         return [PersistEpochFloor(self._requested)]
 
-    def _prepare(self, sender, message, state, now):
+    def _prepare(self, sender: str, message: Prepare, state: _Resource,
+                 now: float) -> list[VoterAction]:
         ballot = message.ballot
         actions = self._maybe_reserve(ballot.counter, now)
         cross = self._other_shape(message.resource, now)
@@ -301,7 +316,8 @@ class LeaseVoter:
         )
         return actions + [Send(sender, reply)]
 
-    def _propose(self, sender, message, state, now):
+    def _propose(self, sender: str, message: Propose, state: _Resource,
+                 now: float) -> list[VoterAction]:
         ballot = message.ballot
         actions = self._maybe_reserve(ballot.counter, now)
         cross = self._other_shape(message.resource, now)
@@ -314,6 +330,7 @@ class LeaseVoter:
         # tenure granted here since (the asker's ended when it began).
         newest = max(s.newest_epoch for s in (state, *cross))
         held_epoch = grant.epoch if grant is not None else 0
+        reason: str | None
         if self.quiet(now):
             reason = "quiet"
         elif grant is not None and grant.owner != ballot.owner:
@@ -337,7 +354,7 @@ class LeaseVoter:
                          remaining=message.duration)
         return actions + [Send(sender, reply)]
 
-    def _release(self, message, state):
+    def _release(self, message: Release, state: _Resource) -> None:
         ballot = message.ballot
         if state.promised is None or ballot.counter > state.promised.counter:
             # Late proposes of the releasing holder (lower counters) now fail.

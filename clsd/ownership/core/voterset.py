@@ -29,17 +29,18 @@ do not.  Two rules keep an O holder and an N holder from existing at once:
 """
 
 import hashlib
+from collections.abc import Iterable, Sized
 
 import attrs
 
 
-def set_id(names):
+def set_id(names: Iterable[str]) -> str:
     """A short digest of a voter set (order does not matter)."""
     joined = ",".join(sorted(names))
     return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:12]
 
 
-def _majority(names):
+def _majority(names: Sized) -> int:
     return len(names) // 2 + 1
 
 
@@ -47,39 +48,39 @@ def _majority(names):
 class VoterSet:
     """The voters a node asks, and which answers make a lease."""
 
-    voters: tuple
+    voters: tuple[str, ...]
     #: The set before the change, during the joint step; empty otherwise.
-    previous: tuple = ()
+    previous: tuple[str, ...] = ()
 
     @property
-    def in_transition(self):
+    def in_transition(self) -> bool:
         return bool(self.previous)
 
     @property
-    def members(self):
+    def members(self) -> tuple[str, ...]:
         """Every voter to ask: the new set, then the previous set's others."""
         return tuple(self.voters) + tuple(v for v in self.previous if v not in self.voters)
 
-    def granted_by(self, names):
+    def granted_by(self, names: Iterable[str]) -> bool:
         """Whether the voters C{names} make a lease: a majority of each set."""
         names = set(names)
         if len(names & set(self.voters)) < _majority(self.voters):
             return False
         return not self.previous or len(names & set(self.previous)) >= _majority(self.previous)
 
-    def hopeless(self, refused):
+    def hopeless(self, refused: Iterable[str]) -> bool:
         """Whether the voters C{refused} leave no way to L{granted_by}."""
         refused = set(refused)
         sets = [self.voters] + ([self.previous] if self.previous else [])
         return any(len(refused & set(s)) > len(s) - _majority(s) for s in sets)
 
     @property
-    def tag(self):
+    def tag(self) -> str:
         """``ID`` of the current set, or ``ID<PREVIOUS`` in the joint step; travels in requests."""
         tag = set_id(self.voters)
         return f"{tag}<{set_id(self.previous)}" if self.previous else tag
 
-    def admits(self, tag):
+    def admits(self, tag: str | None) -> bool:
         """Whether this node's voter may grant to a proposer with C{tag} (see the module doc).
 
         An untagged request (a daemon older than this rule) is admitted only
@@ -92,7 +93,7 @@ class VoterSet:
         return current == mine or previous == mine
 
 
-def compatible(tag_a, tag_b):
+def compatible(tag_a: str, tag_b: str) -> bool:
     """Whether nodes with voter tags C{tag_a} and C{tag_b} are at most one step apart."""
     a_current, _, a_previous = tag_a.partition("<")
     b_current, _, b_previous = tag_b.partition("<")

@@ -16,7 +16,12 @@ L{clsd.wire.tls.PeerTLS} for new connections and expels the established
 peers it refuses (L{clsd.wire.network.PeerNetwork.expel}).
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 import attrs
+from cryptography import x509
 
 from clsd.config.membership import allows
 
@@ -28,29 +33,30 @@ REVOKED = "tls-revoked"
 @attrs.frozen
 class Admission:
     #: ``[membership] allow`` patterns, or C{None} for every name.
-    allow: tuple | None = None
+    allow: tuple[str, ...] | None = None
     #: Revoked certificates as C{(issuer name DER, serial)} pairs.
-    revoked: frozenset = frozenset()
+    revoked: frozenset[tuple[bytes, int]] = frozenset()
 
     @classmethod
-    def of(cls, identity, allow=None):
+    def of(cls, identity: object, allow: Iterable[str] | None = None) -> Admission:
         """The admission of a node with C{identity} (its CRL) and C{allow} patterns."""
         return cls(allow=tuple(allow) if allow is not None else None,
                    revoked=getattr(identity, "revoked", frozenset()))
 
-    def name_refusal(self, name):
+    def name_refusal(self, name: str) -> str | None:
         """C{None} when node C{name} may connect, else why not (one sentence)."""
         if allows(self.allow, name):
             return None
         return f"{name!r} is not admitted by this node's [membership] allow"
 
-    def is_revoked(self, certificate):
+    def is_revoked(self, certificate: x509.Certificate) -> bool:
         """Whether C{certificate} (a cryptography certificate) is on the revocation list."""
         if not self.revoked:
             return False
         return (certificate.issuer.public_bytes(), certificate.serial_number) in self.revoked
 
-    def refusal(self, name, certificate):
+    def refusal(self, name: str,
+                certificate: x509.Certificate | None) -> tuple[str, str] | None:
         """C{(reason key, detail)} when peer C{name} with C{certificate} is not admitted, else C{None}."""
         if certificate is not None and self.is_revoked(certificate):
             return REVOKED, (f"the certificate of {name!r} (serial "

@@ -16,10 +16,13 @@ kept between calls, plus the not yet consumed complete lines of the chunk
 just received (a transport hands over at most its read size at a time).
 """
 
+from __future__ import annotations
+
 import json
+from typing import NoReturn
 
 from clsd.wire.core.errors import FieldError, LocalProtocolError, RemoteProtocolError
-from clsd.wire.core.messages import PROTOCOL_VERSION, Message
+from clsd.wire.core.messages import PROTOCOL_VERSION, Message, Registry
 
 #: The longest line accepted or sent, in bytes, without its newline.  Large
 #: enough for a full membership list of 1024 nodes (about 100 bytes each),
@@ -32,7 +35,7 @@ REPEAT_CACHE_MAX = 512
 
 
 class _NeedData:
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "NEED_DATA"
 
 
@@ -40,7 +43,7 @@ class _NeedData:
 NEED_DATA = _NeedData()
 
 
-def _refuse_constant(name):
+def _refuse_constant(name: str) -> NoReturn:
     # NaN, Infinity and -Infinity are not JSON; Python accepts them by default.
     raise ValueError(f"{name} is not valid JSON")
 
@@ -49,7 +52,7 @@ _decoder = json.JSONDecoder(parse_constant=_refuse_constant)
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _refuse_lone_surrogates(obj):
+def _refuse_lone_surrogates(obj: object) -> None:
     """A ``\\ud800`` escape decodes to a str that cannot be UTF-8 again:
     refuse it here rather than let an upper layer fail on it later."""
     try:
@@ -66,27 +69,27 @@ class Codec:
     about to be closed anyway.
     """
 
-    def __init__(self, registry, *, max_line=MAX_LINE):
+    def __init__(self, registry: Registry, *, max_line: int = MAX_LINE) -> None:
         self.registry = registry
         self.max_line = max_line
-        self._lines = []
+        self._lines: list[bytes] = []
         self._next = 0
         # A bytearray, so that a line trickling in byte by byte costs linear
         # time, not quadratic (bytes += copies the whole buffer each time).
         self._partial = bytearray()
-        self._error = None
+        self._error: RemoteProtocolError | None = None
         # Heartbeats repeat: the same line arrives every second on a
         # connection, and the same message object is sent on it every
         # second. The last short line received and the last message sent
         # are kept with their results (messages are treated as read-only).
-        self._last_line = None
-        self._last_received = None
-        self._last_sent = None
-        self._last_sent_data = None
+        self._last_line: bytes | None = None
+        self._last_received: Message | None = None
+        self._last_sent: Message | None = None
+        self._last_sent_data: bytes | None = None
 
     # -- receiving -----------------------------------------------------------
 
-    def receive_data(self, data):
+    def receive_data(self, data: bytes) -> None:
         """Take C{data} from the transport; complete lines become available."""
         if self._error is not None or self._pending_error is not None or not data:
             return
@@ -111,15 +114,15 @@ class Codec:
         else:
             self._partial = bytearray(partial)
 
-    def _fail_later(self, reason, detail):
+    def _fail_later(self, reason: str, detail: str) -> None:
         # Complete lines received before the overflow are still delivered
         # first, so events come out in stream order.
         self._pending_error = RemoteProtocolError(reason, detail)
         self._partial = bytearray()
 
-    _pending_error = None
+    _pending_error: RemoteProtocolError | None = None
 
-    def next_event(self):
+    def next_event(self) -> Message | _NeedData:
         """The next complete L{Message}, or L{NEED_DATA}.
 
         @raise RemoteProtocolError: the next line is not an acceptable message.
@@ -143,7 +146,7 @@ class Codec:
             self._next = 0
         return NEED_DATA
 
-    def receive_eof(self):
+    def receive_eof(self) -> None:
         """The peer closed its side: a partial line left over is its fault."""
         if self._error is None and self._partial:
             error = RemoteProtocolError(
@@ -152,26 +155,27 @@ class Codec:
             self._break(error)
             raise error
 
-    def _break(self, error):
+    def _break(self, error: RemoteProtocolError) -> None:
         self._error = error
         self._lines = []
         self._next = 0
         self._partial = bytearray()
 
     @property
-    def buffered(self):
+    def buffered(self) -> int:
         """Bytes held: the partial line plus complete lines not yet consumed."""
         return len(self._partial) + sum(len(line) for line in self._lines[self._next:])
 
-    def _decode(self, line):
+    def _decode(self, line: bytes) -> Message:
         if line == self._last_line:
+            assert self._last_received is not None
             return self._last_received
         message = self._decode_new(line)
         if len(line) <= REPEAT_CACHE_MAX:
             self._last_line, self._last_received = bytes(line), message
         return message
 
-    def _decode_new(self, line):
+    def _decode_new(self, line: bytes) -> Message:
         if len(line) > self.max_line:
             raise RemoteProtocolError("line-too-long", f"a line of {len(line)} bytes "
                                       f"exceeds the limit of {self.max_line}")
@@ -211,13 +215,14 @@ class Codec:
 
     # -- sending -------------------------------------------------------------
 
-    def send(self, message):
+    def send(self, message: Message) -> bytes:
         """The bytes of one line for C{message}.
 
         @raise LocalProtocolError: unregistered type, fields that do not fit
             their schema, or a line longer than C{max_line}.
         """
         if message is self._last_sent:
+            assert self._last_sent_data is not None
             return self._last_sent_data
         message_type = self.registry.get(message.type)
         if message_type is None:

@@ -11,7 +11,7 @@ something invalid: a bug to fix, never the peer's doing.
 class ProtocolError(Exception):
     """Base of both kinds; C{reason} is a short stable key for counters and logs."""
 
-    def __init__(self, reason, detail):
+    def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
@@ -28,7 +28,7 @@ class LocalProtocolError(ProtocolError):
 class FieldError(Exception):
     """A message field that does not fit its schema; C{path} names the field."""
 
-    def __init__(self, path, message):
+    def __init__(self, path: str, message: str) -> None:
         self.path = path
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
@@ -47,7 +47,7 @@ class Forged(Exception):
     @ivar detail: what was claimed, in words, for the log and the bye.
     """
 
-    def __init__(self, claimed, detail):
+    def __init__(self, claimed: str, detail: str) -> None:
         self.claimed = claimed
         self.detail = detail
         super().__init__(f"claims to be {claimed!r}: {detail}")

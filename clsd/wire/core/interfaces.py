@@ -1,6 +1,14 @@
 """What the peer layer offers upper layers, and what it expects of them."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from clsd.wire.core.messages import Message
+    from clsd.wire.core.session import CloseReason
 
 
 class IPeer(Interface):
@@ -12,7 +20,7 @@ class IPeer(Interface):
     address = Attribute("The transport's remote (host, port).")
     initiator = Attribute("True when this node dialled the connection.")
 
-    def send(message):
+    def send(message: Message) -> bool:
         """Queue C{message} (a L{clsd.wire.core.messages.Message}) for the peer.
 
         @return: C{True} if written, C{False} when the connection is not
@@ -20,7 +28,7 @@ class IPeer(Interface):
         @raise clsd.wire.core.errors.LocalProtocolError: the message is not valid.
         """
 
-    def close(key="local-close", detail="", *, blame="local"):
+    def close(key: str = "local-close", detail: str = "", *, blame: str = "local") -> None:
         """Close the connection (with a bye telling the peer C{key} and C{detail}).
 
         C{blame} C{"peer"} counts the close as the peer's fault (C{dropped}).
@@ -36,11 +44,11 @@ class IPeerHandler(Interface):
     C{peer_disconnected} for the same peer.
     """
 
-    def peer_connected(peer):
+    def peer_connected(peer: IPeer) -> None:
         """C{peer} (an L{IPeer}) passed TLS and the hello: messages may flow."""
 
-    def message_received(peer, message):
+    def message_received(peer: IPeer, message: Message) -> None:
         """C{message} arrived from C{peer}, already checked against its schema."""
 
-    def peer_disconnected(peer, reason):
+    def peer_disconnected(peer: IPeer, reason: CloseReason) -> None:
         """C{peer}'s connection ended; C{reason} is a L{clsd.wire.core.session.CloseReason}."""

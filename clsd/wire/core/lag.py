@@ -16,7 +16,14 @@ not run, which L{clsd.wire.core.session.Session.credit_stall} gives back to the
 handshake. One instance serves every connection of a process.
 """
 
+from __future__ import annotations
+
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 #: How often the reactor's lateness is sampled: lag shorter than this is
 #: not seen, which is fine (handshake timeouts are seconds).
@@ -24,7 +31,8 @@ PROBE_INTERVAL = 0.25
 
 
 class ReactorLag:
-    def __init__(self, clock, monotonic=time.monotonic, probe=PROBE_INTERVAL):
+    def __init__(self, clock: IReactorTime, monotonic: Callable[[], float] = time.monotonic,
+                 probe: float = PROBE_INTERVAL) -> None:
         """
         @param clock: the C{IReactorTime} whose lateness is measured.
         @param monotonic: the clock lateness is measured with.
@@ -32,13 +40,13 @@ class ReactorLag:
         self._clock = clock
         self._monotonic = monotonic
         self._probe = probe
-        self._call = None
-        self._due = None
+        self._call: IDelayedCall | None = None
+        self._due: float | None = None
         self._past = 0.0
         self._worst = 0.0
 
     @property
-    def total(self):
+    def total(self) -> float:
         """Seconds, summed over every probe, by which this process ran late.
 
         The probe that is due but not yet run counts with its lateness so
@@ -50,30 +58,31 @@ class ReactorLag:
         return self._past + max(0.0, self._monotonic() - self._due)
 
     @property
-    def running(self):
+    def running(self) -> bool:
         return self._call is not None
 
-    def start(self):
+    def start(self) -> None:
         if self._call is None:
             self._schedule()
 
-    def stop(self):
+    def stop(self) -> None:
         if self._call is not None:
             if self._call.active():
                 self._call.cancel()
             self._call = None
             self._due = None
 
-    def _schedule(self):
+    def _schedule(self) -> None:
         self._due = self._monotonic() + self._probe
         self._call = self._clock.callLater(self._probe, self._fired)
 
-    def take_worst(self):
+    def take_worst(self) -> float:
         """The longest single stall since the last call (for progress reports), then 0."""
         worst, self._worst = self._worst, 0.0
         return worst
 
-    def _fired(self):
+    def _fired(self) -> None:
+        assert self._due is not None
         late = max(0.0, self._monotonic() - self._due)
         self._past += late
         self._worst = max(self._worst, late)

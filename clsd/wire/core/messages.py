@@ -12,8 +12,12 @@ too.  Any change to a message is therefore a protocol version change, which
 the hello exchange reports clearly instead of half-understanding a peer.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -36,7 +40,7 @@ class Message:
     """
 
     type: str
-    fields: dict
+    fields: dict[str, Any]
     #: Set by L{MessageType.build} and the codec: the fields were checked
     #: against the schema already, so sending need not check them again.
     checked: bool = attrs.field(default=False, eq=False, repr=False, kw_only=True)
@@ -44,17 +48,17 @@ class Message:
     #: while checking, so that the layer does not parse the fields twice.
     parsed: object = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return self.fields[key]
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: object = None) -> Any:
         return self.fields.get(key, default)
 
 
 class MessageType:
     """A named message with a field schema (see the module docstring)."""
 
-    def __init__(self, name, fields):
+    def __init__(self, name: str, fields: Mapping[str, object]) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a message type name is a non-empty string, got {name!r}")
         reserved = ENVELOPE_KEYS.intersection(fields)
@@ -64,14 +68,14 @@ class MessageType:
         self.fields = dict(fields)
         self._check = compile_object(self.fields)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<MessageType {self.name}>"
 
-    def validate(self, fields):
+    def validate(self, fields: Mapping[str, object]) -> None:
         """Raise L{FieldError} (path like ``members[2].name``) unless C{fields} fit."""
         self._check(fields)
 
-    def build(self, **fields):
+    def build(self, **fields: Any) -> Message:
         """A L{Message} of this type; L{LocalProtocolError} if the fields do not fit."""
         try:
             self._check(fields)
@@ -93,16 +97,16 @@ class LayerMessageType:
         object or raises C{ValueError}.
     """
 
-    def __init__(self, name, parse):
+    def __init__(self, name: str, parse: Callable[[dict[str, Any]], object]) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"a message type name is a non-empty string, got {name!r}")
         self.name = name
         self.parse = parse
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<LayerMessageType {self.name}>"
 
-    def validate(self, fields):
+    def validate(self, fields: Mapping[str, object]) -> object:
         """The parsed object; L{FieldError} (with the parser's words) if it is refused."""
         if "type" in fields or "v" in fields:
             raise FieldError("", "envelope keys are not fields")
@@ -117,7 +121,7 @@ class LayerMessageType:
                     text = text[len(prefix):]  # the codec prefixes the type itself
             raise FieldError("", text) from None
 
-    def build(self, **fields):
+    def build(self, **fields: Any) -> Message:
         """A L{Message} of this type; L{LocalProtocolError} if the parser refuses it."""
         try:
             parsed = self.validate(fields)
@@ -125,42 +129,47 @@ class LayerMessageType:
             raise LocalProtocolError("bad-field", f"{self.name}.{e}") from None
         return Message(self.name, fields, checked=True, parsed=parsed)
 
-    def wrap(self, wire):
+    def wrap(self, wire: Mapping[str, Any]) -> Message:
         """A L{Message} for a layer's own C{to_wire()} dict, trusted (not parsed again)."""
         fields = dict(wire)
         fields.pop("type", None)
         return Message(self.name, fields, checked=True)
 
 
-def layer_types(parse, names):
+def layer_types(parse: Callable[[dict[str, Any]], object],
+                names: Iterable[str]) -> tuple[LayerMessageType, ...]:
     """L{LayerMessageType}s for C{names}, all parsed by C{parse}."""
     return tuple(LayerMessageType(name, parse) for name in names)
+
+
+#: Either kind of message type (what a L{Registry} holds).
+AnyMessageType = MessageType | LayerMessageType
 
 
 class Registry:
     """The set of message types a connection understands, by name."""
 
-    def __init__(self, types=()):
-        self._types = {}
+    def __init__(self, types: Iterable[AnyMessageType] = ()) -> None:
+        self._types: dict[str, AnyMessageType] = {}
         for message_type in types:
             self.add(message_type)
 
-    def add(self, message_type):
+    def add(self, message_type: AnyMessageType) -> None:
         if message_type.name in self._types:
             raise ValueError(f"message type {message_type.name!r} is already registered")
         self._types[message_type.name] = message_type
 
-    def extended(self, *types):
+    def extended(self, *types: AnyMessageType) -> Registry:
         """A new registry with these types added to ours."""
         return Registry(list(self._types.values()) + list(types))
 
-    def get(self, name):
+    def get(self, name: str) -> AnyMessageType | None:
         return self._types.get(name)
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return name in self._types
 
-    def names(self):
+    def names(self) -> list[str]:
         return sorted(self._types)
 
 
@@ -188,12 +197,12 @@ PING = MessageType("ping", {})
 PEER_TYPES = (HELLO, BYE, PING)
 
 
-def peer_registry(*types):
+def peer_registry(*types: AnyMessageType) -> Registry:
     """A registry with the peer layer's own types plus C{types} from upper layers."""
     return Registry(PEER_TYPES + tuple(types))
 
 
-def settings_hash(settings):
+def settings_hash(settings: Mapping[str, object]) -> str:
     """A digest of the cluster-wide settings that every node must share.
 
     Canonical JSON (sorted keys, no whitespace) so that equal settings give

@@ -19,6 +19,8 @@ feeds them the time):
 - L{PreauthLimits} holds the settings (``[peer]`` in the configuration).
 """
 
+from __future__ import annotations
+
 import collections
 
 import attrs
@@ -56,21 +58,21 @@ class PreauthLimits:
 class PendingGate:
     """Counts pending accepted connections and refuses those over a cap."""
 
-    def __init__(self, limits=PreauthLimits()):
+    def __init__(self, limits: PreauthLimits = PreauthLimits()) -> None:
         self.limits = limits
         self._total = 0
-        self._by_address = collections.Counter()
+        self._by_address: collections.Counter[str | None] = collections.Counter()
         #: The most connections pending at once since the last L{take_peak}.
         self._peak = 0
 
     @property
-    def pending(self):
+    def pending(self) -> int:
         return self._total
 
-    def pending_from(self, address):
+    def pending_from(self, address: str | None) -> int:
         return self._by_address[address]
 
-    def admit(self, address):
+    def admit(self, address: str | None) -> str | None:
         """Take a slot for a connection from C{address}, or say why not.
 
         @return: C{None} when admitted (call L{release} when the connection
@@ -86,7 +88,7 @@ class PendingGate:
         self._peak = max(self._peak, self._total)
         return None
 
-    def release(self, address):
+    def release(self, address: str | None) -> None:
         """The connection from C{address} admitted earlier is established or gone."""
         self._total -= 1
         left = self._by_address[address] - 1
@@ -95,7 +97,7 @@ class PendingGate:
         else:
             del self._by_address[address]
 
-    def take_peak(self):
+    def take_peak(self) -> int:
         """The most connections pending at once since the last call; restarts from now."""
         peak, self._peak = self._peak, self._total
         return peak
@@ -109,15 +111,15 @@ class RejectionSummary:
     #: Seconds the summary covers (0 for the first refusal after a quiet spell).
     seconds: float
     #: C{{reason: count}}.
-    reasons: dict
+    reasons: dict[str, int]
     #: C{((address, count), ...)}: the busiest source addresses first.
-    sources: tuple
+    sources: tuple[tuple[str | None, int], ...]
     #: How many distinct source addresses there were.
     source_count: int
     #: C{(reason, "host:port", detail)} of the first refusal of the interval.
-    example: tuple
+    example: tuple[str, str, str]
 
-    def text(self):
+    def text(self) -> str:
         """The summary as words, e.g. for the text log."""
         reasons = ", ".join(f"{reason} {n}" for reason, n in
                             sorted(self.reasons.items(), key=lambda item: (-item[1], item[0])))
@@ -134,16 +136,17 @@ class RejectionSummary:
 class RejectionLog:
     """Sums up refused connections into at most one report per interval."""
 
-    def __init__(self, interval):
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._reasons = collections.Counter()
-        self._sources = collections.Counter()
-        self._example = None
-        self._since = None
+        self._reasons: collections.Counter[str] = collections.Counter()
+        self._sources: collections.Counter[str | None] = collections.Counter()
+        self._example: tuple[str, str, str] | None = None
+        self._since: float | None = None
         #: When the last report was made (C{None}: never, or long ago).
-        self._reported_at = None
+        self._reported_at: float | None = None
 
-    def record(self, reason, address, where, detail, now):
+    def record(self, reason: str, address: str | None, where: str, detail: str,
+               now: float) -> RejectionSummary | None:
         """One connection from C{address} was refused for C{reason}.
 
         @param where: C{"host:port"} for the example in the report.
@@ -159,13 +162,14 @@ class RejectionLog:
             return self._report(now)
         return None
 
-    def deadline(self):
+    def deadline(self) -> float | None:
         """When L{flush} has something to report, or C{None}."""
         if not self._reasons:
             return None
+        assert self._reported_at is not None
         return self._reported_at + self.interval
 
-    def flush(self, now, *, early=False):
+    def flush(self, now: float, *, early: bool = False) -> RejectionSummary | None:
         """The refusals held since the last report, once the interval has passed.
 
         Also forgets the last report after a quiet interval, so the next
@@ -183,7 +187,8 @@ class RejectionLog:
             return None
         return self._report(now)
 
-    def _report(self, now):
+    def _report(self, now: float) -> RejectionSummary:
+        assert self._example is not None
         seconds = now - self._reported_at if self._reported_at is not None else 0.0
         summary = RejectionSummary(
             count=sum(self._reasons.values()), seconds=seconds,

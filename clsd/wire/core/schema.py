@@ -24,13 +24,22 @@ Field specs (a field's value is one of):
 An object's fields are exactly its spec's: an unknown field is refused too.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Callable, Mapping, Set
+from typing import Any, cast
 
 import attrs
 
 from clsd.wire.core.errors import FieldError
 
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+#: A compiled spec: returns when the value fits, raises L{FieldError} otherwise.
+Check = Callable[[object], None]
+#: The exception class a caller raises for a refusal (its argument: the one wording).
+ErrorType = Callable[[str], Exception]
 
 
 @attrs.frozen
@@ -54,10 +63,10 @@ class Int:
     minimum: int = INT64_MIN
     maximum: int = INT64_MAX
 
-    def compile(self):
+    def compile(self) -> Check:
         low, high = self.minimum, self.maximum
 
-        def check(value):
+        def check(value: object) -> None:
             if type(value) is not int:
                 raise FieldError("", f"must be an integer, got {json_type(value)}")
             if not low <= value <= high:
@@ -71,10 +80,10 @@ class Text:
 
     maxlen: int
 
-    def compile(self):
+    def compile(self) -> Check:
         maxlen = self.maxlen
 
-        def check(value):
+        def check(value: object) -> None:
             if type(value) is not str or not value or len(value) > maxlen:
                 raise FieldError("", f"must be a string of 1 to {maxlen} characters")
         return check
@@ -86,10 +95,10 @@ class Items:
 
     maxlen: int
 
-    def compile(self):
+    def compile(self) -> Check:
         maxlen = self.maxlen
 
-        def check(value):
+        def check(value: object) -> None:
             if type(value) is not list or len(value) > maxlen:
                 raise FieldError("", f"must be a list of at most {maxlen} items")
         return check
@@ -102,12 +111,12 @@ class Number:
     minimum: float
     below: float
 
-    def compile(self):
+    def compile(self) -> Check:
         low, below = self.minimum, self.below
 
-        def check(value):
+        def check(value: object) -> None:
             kind = type(value)
-            if (kind is not int and kind is not float) or not low <= value < below:
+            if (kind is not int and kind is not float) or not low <= cast(float, value) < below:
                 raise FieldError("", f"must be a number in [{low:g}, {below:g})")
         return check
 
@@ -116,8 +125,8 @@ class Number:
 class DecimalInt:
     """A signed 64-bit integer as protobuf's JSON mapping writes one: a number or a string."""
 
-    def compile(self):
-        def check(value):
+    def compile(self) -> Check:
+        def check(value: object) -> None:
             if type(value) is str:
                 try:
                     value = int(value)
@@ -131,7 +140,7 @@ class DecimalInt:
 _BOUNDED = (Int, Text, Items, Number, DecimalInt)
 
 
-def json_type(value):
+def json_type(value: object) -> str:
     """What C{value} is, in JSON's words (for a refusal)."""
     if isinstance(value, bool):
         return "a boolean"
@@ -150,7 +159,7 @@ def json_type(value):
     return type(value).__name__
 
 
-def join(part, path):
+def join(part: str, path: str) -> str:
     """The path C{path} (relative to C{part}) seen from outside C{part}."""
     if not path:
         return part
@@ -159,12 +168,12 @@ def join(part, path):
     return f"{part}.{path}" if part else path
 
 
-def refusal(where, path, problem):
+def refusal(where: str, path: str, problem: str) -> str:
     """The one wording of a refused field: ``where.path: problem`` (``where: problem``)."""
     return f"{join(where, path)}: {problem}"
 
 
-def _under(part, error):
+def _under(part: str, error: FieldError) -> FieldError:
     """C{error} (a L{FieldError} inside C{part}) with its path prefixed by C{part}.
 
     Paths are only built on the way out of a failure, so checking a good
@@ -173,44 +182,44 @@ def _under(part, error):
     return FieldError(join(part, error.path), error.message)
 
 
-def compile_spec(spec):
+def compile_spec(spec: object) -> Check:
     """Turn a schema C{spec} into a function C{check(value)} raising L{FieldError}.
 
     The error's path is relative to the value checked (empty for the value
     itself); containers prefix their key or index on the way out.
     """
     if spec is str:
-        def check(value):
+        def check(value: object) -> None:
             if type(value) is not str:
                 raise FieldError("", f"must be a string, got {json_type(value)}")
         return check
     if spec is int:
-        def check(value):
+        def check(value: object) -> None:
             if type(value) is not int:
                 raise FieldError("", f"must be an integer, got {json_type(value)}")
             if not INT64_MIN <= value <= INT64_MAX:
                 raise FieldError("", "is out of range for a 64-bit integer")
         return check
     if spec is float:
-        def check(value):
+        def check(value: object) -> None:
             kind = type(value)
             if kind is not float and kind is not int:
                 raise FieldError("", f"must be a number, got {json_type(value)}")
-            if kind is float and not math.isfinite(value):
+            if kind is float and not math.isfinite(cast(float, value)):
                 raise FieldError("", "must be a finite number")
         return check
     if spec is bool:
-        def check(value):
+        def check(value: object) -> None:
             if type(value) is not bool:
                 raise FieldError("", f"must be true or false, got {json_type(value)}")
         return check
     if spec is dict:
-        def check(value):
+        def check(value: object) -> None:
             if type(value) is not dict:
                 raise FieldError("", f"must be an object, got {json_type(value)}")
         return check
     if spec is list:
-        def check(value):
+        def check(value: object) -> None:
             if type(value) is not list:
                 raise FieldError("", f"must be an array, got {json_type(value)}")
         return check
@@ -221,7 +230,7 @@ def compile_spec(spec):
             raise TypeError(f"a list schema has exactly one item schema, got {spec!r}")
         item = compile_spec(spec[0])
 
-        def check(value):
+        def check(value: object) -> None:
             if type(value) is not list:
                 raise FieldError("", f"must be an array, got {json_type(value)}")
             index = 0
@@ -234,7 +243,7 @@ def compile_spec(spec):
     if isinstance(spec, MapOf):
         item = compile_spec(spec.spec)
 
-        def check(value):
+        def check(value: object) -> None:
             if type(value) is not dict:
                 raise FieldError("", f"must be an object, got {json_type(value)}")
             key = ""
@@ -251,21 +260,21 @@ def compile_spec(spec):
     raise TypeError(f"not a schema: {spec!r}")
 
 
-def compile_object(fields):
+def compile_object(fields: Mapping[str, object]) -> Check:
     """C{check(value)} for an object with exactly C{fields} (a dict of name to spec)."""
-    required = []
-    checks = {}
+    required_keys: list[str] = []
+    checks: dict[str, Check] = {}
     for key, spec in fields.items():
         if not isinstance(key, str):
             raise TypeError(f"field names are strings, got {key!r}")
         if isinstance(spec, Optional):
             checks[key] = compile_spec(spec.spec)
         else:
-            required.append(key)
+            required_keys.append(key)
             checks[key] = compile_spec(spec)
-    required = tuple(required)
+    required = tuple(required_keys)
 
-    def check(value):
+    def check(value: object) -> None:
         if type(value) is not dict:
             raise FieldError("", f"must be an object, got {json_type(value)}")
         for key in required:
@@ -285,10 +294,10 @@ def compile_object(fields):
 
 # -- reading one field at a time (the layers that parse into their own objects) -----------
 
-_compiled: dict = {}
+_compiled: dict[object, Check] = {}
 
 
-def checker(spec):
+def checker(spec: object) -> Check:
     """The compiled C{check(value)} of a hashable C{spec}, built once (see L{compile_spec})."""
     check = _compiled.get(spec)
     if check is None:
@@ -296,36 +305,36 @@ def checker(spec):
     return check
 
 
-def an_object(value, where, error):
+def an_object(value: object, where: str, error: ErrorType) -> dict[str, Any]:
     """C{value} if it is a JSON object, else C{error} naming C{where}."""
     if type(value) is not dict:
         raise error(refusal(where, "", f"must be an object, got {json_type(value)}"))
     return value
 
 
-def only(data, allowed, where, error):
+def only(data: object, allowed: Set[str], where: str, error: ErrorType) -> None:
     """Refuse an object with a key outside C{allowed}: its fields are exactly its schema's."""
     if type(data) is not dict:
-        an_object(data, where, error)
+        data = an_object(data, where, error)
     if not data.keys() <= allowed:
         unknown = min(data.keys() - allowed, key=str)
         raise error(refusal(f"{where}.{unknown}", "", "unknown field"))  # any name, even "[x"
 
 
-def required(data, key, where, error):
+def required(data: object, key: str, where: str, error: ErrorType) -> Any:
     """C{data[key]}, unchecked; C{error} if C{data} is no object or has no C{key}."""
     if type(data) is not dict:
-        an_object(data, where, error)
+        data = an_object(data, where, error)
     try:
         return data[key]
     except KeyError:
         raise error(refusal(where, key, "is required")) from None
 
 
-def read(data, key, check, where, error):
+def read(data: object, key: str, check: Check, where: str, error: ErrorType) -> Any:
     """C{data[key]} passed through C{check} (from L{checker}); C{error} with the one wording."""
     if type(data) is not dict:
-        an_object(data, where, error)
+        data = an_object(data, where, error)
     try:
         value = data[key]
     except KeyError:
@@ -337,7 +346,8 @@ def read(data, key, check, where, error):
     return value
 
 
-def field(data, key, spec, where, error, *, optional=False, default=None):
+def field(data: Mapping[str, Any], key: str, spec: object, where: str, error: ErrorType, *,
+          optional: bool = False, default: object = None) -> Any:
     """C{data[key]} checked against C{spec} (hashable: a type or a bounded spec).
 
     With C{optional}, an absent or null field gives C{default}.

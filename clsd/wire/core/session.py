@@ -22,12 +22,21 @@ hello handshake, silence from an established peer, a peer that stops reading
 our data, and a graceful close that does not finish.
 """
 
+from __future__ import annotations
+
 import enum
+from typing import TYPE_CHECKING
 
 import attrs
 
 from clsd.wire.core.errors import LocalProtocolError
 from clsd.wire.core.messages import BYE, PING, PROTOCOL_VERSION, Message
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from clsd.wire.core.admission import Admission
+    from clsd.wire.core.errors import RemoteProtocolError
 
 
 class State(enum.Enum):
@@ -123,10 +132,14 @@ class Disconnect:
     abort: bool = False
 
 
+#: What a L{Session} event asks the shell to do.
+Action = Send | Deliver | Established | Disconnect
+
+
 class Session:
     """The decisions of one peer connection (see the module docstring)."""
 
-    def __init__(self, *, hello, now, timeouts=Timeouts()):
+    def __init__(self, *, hello: Message, now: float, timeouts: Timeouts = Timeouts()) -> None:
         """
         @param hello: our own hello L{Message}; its name, protocol and
             settings are what the peer's hello is checked against.
@@ -138,12 +151,12 @@ class Session:
         self.started = now
         self.last_received = now
         self.last_sent = now
-        self.certificate_name = None
-        self.peer_hello = None
-        self.close_reason = None
-        self._closing_since = None
+        self.certificate_name: str | None = None
+        self.peer_hello: Message | None = None
+        self.close_reason: CloseReason | None = None
+        self._closing_since: float | None = None
         self._aborted = False
-        self._paused_since = None
+        self._paused_since: float | None = None
         self._queued_while_paused = 0
         #: Seconds of our own stalls given back to the handshake, and to
         #: the silence since the peer's last message.
@@ -152,7 +165,8 @@ class Session:
 
     # -- the handshake -------------------------------------------------------
 
-    def tls_ready(self, certificate_name, now, admission=None, certificate=None):
+    def tls_ready(self, certificate_name: str, now: float, admission: Admission | None = None,
+                  certificate: x509.Certificate | None = None) -> list[Action]:
         """TLS verified the peer's C{certificate}, which names C{certificate_name}.
 
         @param admission: the L{clsd.wire.core.admission.Admission} in force now
@@ -173,7 +187,7 @@ class Session:
                 return self._close(*refusal, PEER, now)
         return [Send(self.local_hello)]
 
-    def _check_hello(self, hello, now):
+    def _check_hello(self, hello: Message, now: float) -> list[Action]:
         fields = hello.fields
         ours = self.local_hello.fields
         name = fields["name"]
@@ -206,7 +220,7 @@ class Session:
 
     # -- traffic ---------------------------------------------------------------
 
-    def message_received(self, message, now):
+    def message_received(self, message: Message, now: float) -> list[Action]:
         """A complete, schema-checked message arrived."""
         state = self.state
         if state is State.CLOSING or state is State.CLOSED:
@@ -233,17 +247,17 @@ class Session:
         # that does is not TLS.
         return self._close("unexpected-data", "data before the TLS handshake", PEER, now)
 
-    def _peer_bye(self, message, now):
+    def _peer_bye(self, message: Message, now: float) -> list[Action]:
         return self._close(
             "peer-closed",
             f"the peer closed the connection: {message['reason']}: {message['detail']}",
             REMOTE, now, send_bye=False)
 
-    def protocol_error(self, error, now):
+    def protocol_error(self, error: RemoteProtocolError, now: float) -> list[Action]:
         """The codec refused the peer's data (a L{RemoteProtocolError})."""
         return self._close(error.reason, error.detail, PEER, now)
 
-    def message_sent(self, size, now):
+    def message_sent(self, size: int, now: float) -> list[Action]:
         """We wrote C{size} bytes; drop the peer if it has stopped reading too long."""
         self.last_sent = now
         if self._paused_since is None:
@@ -258,27 +272,28 @@ class Session:
                 PEER, now, abort=True)
         return []
 
-    def write_paused(self, now):
+    def write_paused(self, now: float) -> None:
         """The transport's send buffer is full: the peer is not keeping up."""
         if self._paused_since is None:
             self._paused_since = now
             self._queued_while_paused = 0
 
-    def write_resumed(self, now):
+    def write_resumed(self, now: float) -> None:
         self._paused_since = None
         self._queued_while_paused = 0
 
     # -- closing ---------------------------------------------------------------
 
-    def close(self, key, detail, now, *, blame=LOCAL):
+    def close(self, key: str, detail: str, now: float, *, blame: str = LOCAL) -> list[Action]:
         """Our side decided to close (shutdown, duplicate connection, ...)."""
         return self._close(key, detail, blame, now)
 
-    def _close(self, key, detail, blame, now, *, abort=False, send_bye=True):
+    def _close(self, key: str, detail: str, blame: str, now: float, *, abort: bool = False,
+               send_bye: bool = True) -> list[Action]:
         if self.state is State.CLOSING or self.state is State.CLOSED:
             return []
         reason = CloseReason(key, detail, blame)
-        actions = []
+        actions: list[Action] = []
         if send_bye and not abort and self.state in (State.HANDSHAKING, State.ESTABLISHED):
             actions.append(Send(BYE.build(reason=key, detail=detail)))
         self.close_reason = reason
@@ -288,13 +303,14 @@ class Session:
         actions.append(Disconnect(reason, abort=abort))
         return actions
 
-    def lost(self, reason, now):
+    def lost(self, reason: CloseReason, now: float) -> CloseReason:
         """The transport is gone.  Returns the L{CloseReason} that counts.
 
         @param reason: why the transport says it went (a L{CloseReason}
             built by the shell); ours wins if we had decided to close.
         """
         if self.state is State.CLOSED:
+            assert self.close_reason is not None
             return self.close_reason
         if self.state is not State.CLOSING or self.close_reason is None:
             self.close_reason = reason
@@ -303,7 +319,7 @@ class Session:
 
     # -- time ----------------------------------------------------------------
 
-    def credit_stall(self, seconds):
+    def credit_stall(self, seconds: float) -> None:
         """This process could not run for C{seconds}: do not hold them against the peer.
 
         Lifeguard's rule for the peer layer (see L{clsd.wire.core.lag}): when our
@@ -320,7 +336,7 @@ class Session:
         elif self.state is State.ESTABLISHED:
             self.idle_credit = min(self.idle_credit + seconds, t.idle * t.stall_credit)
 
-    def deadline(self):
+    def deadline(self) -> float | None:
         """The monotonic time of the next L{tick} needed, or C{None}."""
         t = self.timeouts
         state = self.state
@@ -333,10 +349,11 @@ class Session:
         if state is State.CONNECTING or state is State.HANDSHAKING:
             return self.started + t.handshake + self.handshake_credit
         if state is State.CLOSING and not self._aborted:
+            assert self._closing_since is not None
             return self._closing_since + t.close
         return None
 
-    def tick(self, now):
+    def tick(self, now: float) -> list[Action]:
         """Enforce whatever timeout has passed by C{now}."""
         t = self.timeouts
         state = self.state
@@ -365,6 +382,7 @@ class Session:
                 return [Send(PING.build())]
             return []
         if state is State.CLOSING and not self._aborted:
+            assert self._closing_since is not None and self.close_reason is not None
             if now - self._closing_since >= t.close:
                 self._aborted = True
                 return [Disconnect(self.close_reason, abort=True)]

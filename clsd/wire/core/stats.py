@@ -27,12 +27,12 @@ class PeerStats:
     bytes_out: int = 0
     #: Exceptions raised by the upper layer's handler (our bugs, logged).
     handler_errors: int = 0
-    rejected: collections.Counter = attrs.field(factory=collections.Counter)
-    dropped: collections.Counter = attrs.field(factory=collections.Counter)
-    refused: collections.Counter = attrs.field(factory=collections.Counter)
-    closed: collections.Counter = attrs.field(factory=collections.Counter)
+    rejected: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    dropped: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    refused: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    closed: collections.Counter[str] = attrs.field(factory=collections.Counter)
 
-    def snapshot(self):
+    def snapshot(self) -> dict[str, int | dict[str, int]]:
         """A plain dict copy, for logs, tests and the benchmark."""
         return {
             "connections": self.connections,

@@ -7,6 +7,8 @@ JSON-able dicts for the gateway (see L{clsd.ownership.etcd.core.codec}).
 
 import attrs
 
+from clsd.ownership.etcd.core.codec import JsonObject
+
 #: The C{sender} the shell passes with every input, so logs can tell etcd's
 #: answers from peers' messages (no peer can have this name: node names
 #: start with a letter or digit).
@@ -21,7 +23,7 @@ class EtcdCall:
 
     id: int
     path: str
-    body: dict
+    body: JsonObject
     timeout: float
 
 
@@ -34,7 +36,7 @@ class EtcdWatch:
     """
 
     id: int
-    body: dict
+    body: JsonObject
     timeout: float
 
 

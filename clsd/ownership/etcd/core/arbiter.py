@@ -28,7 +28,10 @@ a lease etcd no longer knows) is counted, logged once per streak, and
 treated as "not renewed" or "not acquired": never an exception.
 """
 
+from __future__ import annotations
+
 import collections
+import random
 
 import attrs
 from zope.interface import implementer
@@ -42,14 +45,19 @@ from clsd.ownership.etcd.core import codec
 from clsd.ownership.etcd.core.actions import (
     ETCD_INPUTS, EtcdCall, EtcdLog, EtcdReply, EtcdWatch, EtcdWatchClosed, EtcdWatchMessage,
 )
+from clsd.ownership.etcd.core.codec import JsonObject, Kv
 
 #: Key prefix (under the configured one) of the records of who held a
 #: resource last and whether it released it; resource names start with a
 #: letter or digit, so they never collide with it.
 LAST = "_last/"
 
+#: What the arbiter returns: actions for its shell and events for the cluster manager.
+Output = (EtcdCall | EtcdWatch | EtcdLog
+          | LeaseAcquired | LeaseRenewed | LeaseEnding | LeaseLost | LeaseObserved)
 
-def call_timeout(ttl):
+
+def call_timeout(ttl: float) -> float:
     """How long one etcd call may take: a quarter lease, so that a hung call
     still leaves time for another keepalive before the holder must stop."""
     return ttl / 4
@@ -82,9 +90,9 @@ class _Slot:
     keyed: bool = False               # our key was created under self.lease
     next_attempt: float | None = None  # when to try the acquire txn (or grant) again
     next_renew: float | None = None
-    in_flight: set = attrs.field(factory=set)  # kinds of calls in flight: grant txn keepalive
-    observed: tuple | None = None      # (holder, epoch) last seen
-    last: tuple = (0, None)            # the _last/ record as last read: (mod_revision, record)
+    in_flight: set[str] = attrs.field(factory=set)  # kinds of calls in flight: grant txn keepalive
+    observed: tuple[str | None, int] | None = None      # (holder, epoch) last seen
+    last: tuple[int, JsonObject | None] = (0, None)            # the _last/ record as last read: (mod_revision, record)
 
 
 @attrs.frozen
@@ -96,7 +104,7 @@ class _Pending:
     timeout: float
 
 
-def _replaced(value, resource):
+def _replaced(value: str, resource: str) -> tuple[str | None, bool]:
     """C{(node, released)} of the ``_last/`` record our own key says its create replaced."""
     previous = codec.read_value(value, f"holder of {resource}").get("previous")
     if previous is None:
@@ -111,44 +119,46 @@ def _replaced(value, resource):
 class EtcdArbiter:
     """Leases on etcd keys, sans-IO; see the module docstring."""
 
-    def __init__(self, node, generation, prefix, timing, rng):
+    def __init__(self, node: str, generation: int, prefix: str, timing: LeaseTiming,
+                 rng: random.Random) -> None:
         self.node = node
         self.generation = generation
         self.prefix = prefix
         self.timing = timing
         self.rng = rng
         self.ttl = max(1, round(timing.lease))
-        self.counters = collections.Counter()
-        self.last_success = None
-        self._slots = {}
-        self._pending = {}
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.last_success: float | None = None
+        self._slots: dict[str, _Slot] = {}
+        self._pending: dict[int, _Pending] = {}
         self._next_id = 0
-        self._watch_id = None
-        self._watch_reopen = None
+        self._watch_id: int | None = None
+        self._watch_reopen: float | None = None
         #: The revision a reopened watch starts from (one past the last one it
         #: delivered), or None: from now.
-        self._watch_from = None
-        self._recheck = {}     # resource -> when to check our key again (a check failed)
-        self._failing = set()  # (resource, kind) whose last call failed (logged once)
+        self._watch_from: int | None = None
+        self._recheck: dict[str, float] = {}  # resource -> when to check our key again
+        self._failing: set[tuple[str, str]] = set()  # (resource, kind) whose last call failed
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _timing(self, ttl):
+    def _timing(self, ttl: int) -> LeaseTiming:
         return LeaseTiming(lease=float(ttl), drift_margin=self.timing.drift_margin)
 
-    def _key(self, resource):
+    def _key(self, resource: str) -> str:
         return self.prefix + resource
 
-    def _last_key(self, resource):
+    def _last_key(self, resource: str) -> str:
         return self.prefix + LAST + resource
 
-    def _slot(self, resource):
+    def _slot(self, resource: str) -> _Slot:
         slot = self._slots.get(resource)
         if slot is None:
             slot = self._slots[resource] = _Slot(resource)
         return slot
 
-    def _call(self, kind, resource, lease_id, path, body, now):
+    def _call(self, kind: str, resource: str, lease_id: int, path: str, body: JsonObject,
+              now: float) -> EtcdCall:
         self._next_id += 1
         timeout = call_timeout(self.ttl)
         self._pending[self._next_id] = _Pending(kind, resource, lease_id, now, timeout)
@@ -156,16 +166,16 @@ class EtcdArbiter:
             self._slots[resource].in_flight.add(kind)
         return EtcdCall(self._next_id, path, body, timeout)
 
-    def _jitter(self, delay):
+    def _jitter(self, delay: float) -> float:
         return self.rng.uniform(0.75, 1.25) * delay
 
-    def _expiry(self, lease):
+    def _expiry(self, lease: _Lease) -> float:
         return self._timing(lease.ttl).holder_expiry(lease.sent_at)
 
-    def _stop_at(self, lease):
+    def _stop_at(self, lease: _Lease) -> float:
         return self._timing(lease.ttl).stop_at(lease.sent_at)
 
-    def _revoke(self, slot, now):
+    def _revoke(self, slot: _Slot, now: float) -> list[Output]:
         """Drop this slot's lease; revoking it at etcd also deletes a key a late txn made."""
         lease, slot.lease, slot.keyed = slot.lease, None, False
         slot.next_renew = None
@@ -174,7 +184,7 @@ class EtcdArbiter:
         return [self._call("revoke", slot.resource, lease.id, codec.REVOKE,
                            codec.revoke_body(lease.id), now)]
 
-    def _ensure_watch(self, now):
+    def _ensure_watch(self, now: float) -> list[Output]:
         if self._watch_id is not None:
             return []
         if self._watch_reopen is not None and now < self._watch_reopen:
@@ -185,14 +195,15 @@ class EtcdArbiter:
         return [EtcdWatch(self._watch_id, codec.watch_body(self.prefix, self._watch_from),
                           call_timeout(self.ttl))]
 
-    def _check_key(self, slot, now):
+    def _check_key(self, slot: _Slot, now: float) -> list[Output]:
         """Read our key: is it still on our lease?  (When the watch cannot replay.)"""
+        assert slot.lease is not None
         return [self._call("check", slot.resource, slot.lease.id, codec.RANGE,
                            codec.range_body(self._key(slot.resource)), now)]
 
     # -- IArbiter commands ----------------------------------------------------------------
 
-    def acquire(self, resource, now):
+    def acquire(self, resource: str, now: float) -> list[Output]:
         slot = self._slot(resource)
         if not slot.wanted:
             slot.wanted = True
@@ -200,13 +211,13 @@ class EtcdArbiter:
                 slot.next_attempt = now
         return self.tick(now)
 
-    def hurry(self, resource, now):
+    def hurry(self, resource: str, now: float) -> list[Output]:
         slot = self._slots.get(resource)
         if slot is not None and slot.wanted and slot.held is None:
             slot.next_attempt = now
         return self.tick(now)
 
-    def abandon(self, resource, now):
+    def abandon(self, resource: str, now: float) -> list[Output]:
         slot = self._slots.get(resource)
         if slot is None:
             return []
@@ -216,13 +227,13 @@ class EtcdArbiter:
             return self._revoke(slot, now)
         return []
 
-    def release(self, resource, now):
+    def release(self, resource: str, now: float) -> list[Output]:
         slot = self._slots.get(resource)
         if slot is None:
             return []
         slot.wanted = False
         slot.next_attempt = None
-        out = []
+        out: list[Output] = []
         if slot.lease is not None and slot.keyed:
             last = codec.last_value(self.node, self.generation, released=True)
             out.append(self._call(
@@ -232,41 +243,43 @@ class EtcdArbiter:
         slot.held = None
         return out + self._revoke(slot, now)
 
-    def holding(self, resource, now):
+    def holding(self, resource: str, now: float) -> tuple[int, float] | None:
         slot = self._slots.get(resource)
         if slot is None or slot.held is None or slot.held.ending:
             return None
+        assert slot.lease is not None
         expiry = self._expiry(slot.lease)
         return (slot.held.epoch, expiry) if now < expiry else None
 
-    def tenure(self, resource, now):
+    def tenure(self, resource: str, now: float) -> tuple[int, float] | None:
         """(epoch, expiry) of the current tenure, also while it is ending."""
         slot = self._slots.get(resource)
         if slot is None or slot.held is None:
             return None
+        assert slot.lease is not None
         expiry = self._expiry(slot.lease)
         return (slot.held.epoch, expiry) if now < expiry else None
 
-    def accepts(self, message):
+    def accepts(self, message: object) -> bool:
         return isinstance(message, ETCD_INPUTS)
 
     # -- two-voter mode does not apply ------------------------------------------------------
 
-    def silent_voters(self, resource, now, longer_than):
+    def silent_voters(self, resource: str, now: float, longer_than: float) -> tuple[str, ...]:
         """None: there are no voters to fence; etcd's own quorum decides."""
         return ()
 
-    def assume_granted(self, resource, voter):
+    def assume_granted(self, resource: str, voter: str) -> None:
         """Never needed: fencing a peer cannot stand in for etcd's quorum."""
 
-    def reachable(self, now):
+    def reachable(self, now: float) -> bool:
         """Whether etcd answered a call successfully within the last lease (for status)."""
         return self.last_success is not None and now - self.last_success < self.ttl
 
     # -- timers -----------------------------------------------------------------------------------
 
-    def tick(self, now):
-        out = []
+    def tick(self, now: float) -> list[Output]:
+        out: list[Output] = []
         for call_id, pending in list(self._pending.items()):
             if now >= pending.sent_at + pending.timeout + CALL_GRACE:
                 del self._pending[call_id]
@@ -283,10 +296,11 @@ class EtcdArbiter:
             out += self._tick_slot(slot, now)
         return out
 
-    def _tick_slot(self, slot, now):
-        out = []
+    def _tick_slot(self, slot: _Slot, now: float) -> list[Output]:
+        out: list[Output] = []
         held, lease = slot.held, slot.lease
         if held is not None:
+            assert lease is not None
             if not held.ending and now >= self._stop_at(lease):
                 held.ending = True
                 out.append(LeaseEnding(slot.resource, held.epoch, self._expiry(lease)))
@@ -322,7 +336,7 @@ class EtcdArbiter:
                                        lease.id, last_mod), now))
         return out
 
-    def next_wakeup(self):
+    def next_wakeup(self) -> float | None:
         times = [p.sent_at + p.timeout + CALL_GRACE for p in self._pending.values()]
         times += list(self._recheck.values())
         if self._slots and self._watch_id is None and self._watch_reopen is not None:
@@ -346,7 +360,7 @@ class EtcdArbiter:
 
     # -- inputs ----------------------------------------------------------------------------------
 
-    def receive(self, sender, message, now):
+    def receive(self, sender: str, message: object, now: float) -> list[Output]:
         if isinstance(message, EtcdReply):
             pending = self._pending.pop(message.id, None)
             if pending is None:
@@ -360,12 +374,13 @@ class EtcdArbiter:
                 self._watch_id = None
                 self._watch_reopen = now + self._jitter(self.timing.acquire_retry)
                 self.counters["watch_closed"] += 1
-                out = [EtcdLog("watch", f"etcd watch on {self.prefix} closed: {message.reason}")]
+                out: list[Output] = [
+                    EtcdLog("watch", f"etcd watch on {self.prefix} closed: {message.reason}")]
                 return out + self.tick(now)
             return []
         return []
 
-    def _on_reply(self, pending, reply, now):
+    def _on_reply(self, pending: _Pending, reply: EtcdReply, now: float) -> list[Output]:
         slot = self._slots.get(pending.resource)
         if slot is not None:
             slot.in_flight.discard(pending.kind)
@@ -385,7 +400,7 @@ class EtcdArbiter:
             data = codec.parse_json(reply.body, pending.kind)
             if codec.error_text(data) is not None:
                 raise codec.EtcdAnswerError(codec.error_text(data))
-            out = getattr(self, "_on_" + pending.kind)(slot, pending, data, now)
+            out: list[Output] = getattr(self, "_on_" + pending.kind)(slot, pending, data, now)
         except codec.EtcdAnswerError as e:
             if reply.status == 200:
                 self.counters["bad_answers"] += 1
@@ -396,10 +411,10 @@ class EtcdArbiter:
             out = [EtcdLog(pending.resource, f"etcd {pending.kind} works again")] + out
         return out
 
-    def _failed(self, pending, reason, now):
+    def _failed(self, pending: _Pending, reason: str, now: float) -> list[Output]:
         """A call that did not do its job: log (once per streak) and retry as its kind needs."""
         self.counters[f"{pending.kind}_failures"] += 1
-        out = []
+        out: list[Output] = []
         if (pending.resource, pending.kind) not in self._failing:
             self._failing.add((pending.resource, pending.kind))
             out.append(EtcdLog(pending.resource, f"etcd {pending.kind} failed: {reason}"))
@@ -422,7 +437,8 @@ class EtcdArbiter:
 
     # -- answers, by kind -------------------------------------------------------------------------
 
-    def _on_grant(self, slot, pending, data, now):
+    def _on_grant(self, slot: _Slot | None, pending: _Pending, data: JsonObject,
+                  now: float) -> list[Output]:
         lease_id, ttl = codec.read_grant(data)
         if slot is None or not slot.wanted or slot.held is not None or slot.lease is not None:
             # Nobody wants it any more (or we have one already): give it back.
@@ -436,10 +452,12 @@ class EtcdArbiter:
         slot.next_attempt = now
         return []
 
-    def _on_keepalive(self, slot, pending, data, now):
+    def _on_keepalive(self, slot: _Slot | None, pending: _Pending, data: JsonObject,
+                      now: float) -> list[Output]:
         lease = slot.lease if slot is not None else None
         if lease is None or lease.id != pending.lease_id:
             return []  # a lease we gave up meanwhile
+        assert slot is not None
         ttl = codec.read_keepalive(data, lease.id)
         if ttl <= 0:
             self.counters["lease_not_found"] += 1
@@ -454,11 +472,11 @@ class EtcdArbiter:
                                  round_trip=now - pending.sent_at)]
         return []
 
-    def _lease_gone(self, slot, now):
+    def _lease_gone(self, slot: _Slot, now: float) -> list[Output]:
         """etcd no longer has our lease: any key on it is gone, another node may hold it now."""
         held = slot.held
         slot.lease, slot.keyed, slot.held, slot.next_renew = None, False, None, None
-        out = []
+        out: list[Output] = []
         if held is not None:
             if not held.ending:
                 out.append(LeaseEnding(slot.resource, held.epoch, now))
@@ -467,10 +485,11 @@ class EtcdArbiter:
             slot.next_attempt = now
         return out
 
-    def _on_txn(self, slot, pending, data, now):
+    def _on_txn(self, slot: _Slot | None, pending: _Pending, data: JsonObject,
+                now: float) -> list[Output]:
         outcome = codec.read_acquire(data)
         lease = slot.lease if slot is not None else None
-        if lease is None or lease.id != pending.lease_id or slot.held is not None:
+        if slot is None or lease is None or lease.id != pending.lease_id or slot.held is not None:
             return []  # the lease was given up meanwhile (revoking it removed any key)
         if outcome[0] == "created":
             _, epoch, last = outcome
@@ -499,8 +518,10 @@ class EtcdArbiter:
         slot.observed = observed
         return [LeaseObserved(slot.resource, holder, kv["create_revision"], float(lease.ttl))]
 
-    def _take(self, slot, epoch, previous, released, now):
+    def _take(self, slot: _Slot, epoch: int, previous: str | None, released: bool,
+              now: float) -> list[Output]:
         lease = slot.lease
+        assert lease is not None
         slot.keyed = True
         if now >= self._stop_at(lease):
             # Created, but too late to run anything in it: give it back and retry.
@@ -511,12 +532,13 @@ class EtcdArbiter:
         slot.observed = (self.node, epoch)
         return [LeaseAcquired(slot.resource, epoch, self._expiry(lease), previous, released)]
 
-    def _rewant(self, slot, now):
+    def _rewant(self, slot: _Slot, now: float) -> list[Output]:
         slot.wanted = True
         slot.next_attempt = now
         return []
 
-    def _on_check(self, slot, pending, data, now):
+    def _on_check(self, slot: _Slot | None, pending: _Pending, data: JsonObject,
+                  now: float) -> list[Output]:
         kv = codec.read_range(data)
         if (slot is None or slot.held is None or slot.lease is None
                 or slot.lease.id != pending.lease_id):
@@ -528,15 +550,18 @@ class EtcdArbiter:
             return self._key_taken(slot, kv, now)
         return []
 
-    def _on_revoke(self, slot, pending, data, now):
+    def _on_revoke(self, slot: _Slot | None, pending: _Pending, data: JsonObject,
+                   now: float) -> list[Output]:
         return []
 
-    def _on_release(self, slot, pending, data, now):
+    def _on_release(self, slot: _Slot | None, pending: _Pending, data: JsonObject,
+                    now: float) -> list[Output]:
         return []
 
     # -- the watch ------------------------------------------------------------------------------
 
-    def _on_watch_message(self, message, now):
+    def _on_watch_message(self, message: EtcdWatchMessage, now: float) -> list[Output]:
+        slot: _Slot | None
         if message.id != self._watch_id:
             return []
         try:
@@ -550,7 +575,7 @@ class EtcdArbiter:
             # watch from now, try what we want, and check the keys we hold.
             self.counters["watch_compacted"] += 1
             self._watch_id, self._watch_reopen, self._watch_from = None, now, None
-            out = [EtcdLog("watch", f"etcd compacted the revisions the watch was to resume "
+            out: list[Output] = [EtcdLog("watch", f"etcd compacted the revisions the watch was to resume "
                                     f"from (up to {revision}); checking held keys")]
             for slot in self._slots.values():
                 if slot.held is not None and slot.lease is not None:
@@ -598,17 +623,17 @@ class EtcdArbiter:
                                          float(self.ttl)))
         return out
 
-    def _key_taken(self, slot, kv, now):
+    def _key_taken(self, slot: _Slot, kv: Kv, now: float) -> list[Output]:
         """Our key, while we hold it, is on another lease: whoever has that lease holds it."""
         self.counters["key_taken"] += 1
-        out = [EtcdLog(slot.resource, f"our etcd key was put on another lease "
+        out: list[Output] = [EtcdLog(slot.resource, f"our etcd key was put on another lease "
                                       f"({kv['lease']:x}) while we held it; stopping")]
         held = slot.held
         out += self._revoke(slot, now)  # our lease carries no key of ours any more
         slot.held = held
         return out + self._lease_gone(slot, now)
 
-    def _on_deleted(self, slot, kv, prev, now):
+    def _on_deleted(self, slot: _Slot, kv: Kv, prev: Kv | None, now: float) -> list[Output]:
         held = slot.held
         if held is not None and (prev["create_revision"] == held.epoch if prev is not None
                                  else (kv["mod_revision"] or held.epoch + 1) > held.epoch):

@@ -9,9 +9,12 @@ so that the core can count and log a bad answer and carry on; nothing in this
 module performs I/O.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import json
+from typing import Any, Literal, TypedDict
 
 from clsd.wire.core import schema
 from clsd.wire.core.errors import FieldError
@@ -21,14 +24,32 @@ class EtcdAnswerError(ValueError):
     """An etcd answer the core cannot use; ``str()`` says what was wrong with it."""
 
 
+#: A JSON object, as the gateway sends and takes them (contents checked by the readers).
+JsonObject = dict[str, Any]
+
+
+class Kv(TypedDict):
+    """One key-value record of an answer, decoded (see L{_kv})."""
+
+    key: str
+    value: str
+    create_revision: int
+    mod_revision: int
+    lease: int
+
+
+#: One event of a watch stream: C{(type, kv, prev_kv)}.
+WatchEvent = tuple[str, Kv, Kv | None]
+
+
 # -- encoding ------------------------------------------------------------------------
 
-def b64(text):
+def b64(text: str) -> str:
     """A key or value (str) as the gateway wants it."""
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def unb64(data, what):
+def unb64(data: object, what: str) -> str:
     if not isinstance(data, str):
         raise EtcdAnswerError(schema.refusal(what, "", f"must be a base64 string, got {data!r}"))
     try:
@@ -38,7 +59,7 @@ def unb64(data, what):
             from None
 
 
-def prefix_end(prefix):
+def prefix_end(prefix: str) -> str:
     """The ``range_end`` that makes a range or watch cover every key starting with C{prefix}."""
     raw = bytearray(prefix.encode("utf-8"))
     while raw and raw[-1] == 0xFF:
@@ -49,16 +70,16 @@ def prefix_end(prefix):
     return base64.b64encode(bytes(raw)).decode("ascii")
 
 
-def holder_value(node, generation, previous=None):
+def holder_value(node: str, generation: int, previous: JsonObject | None = None) -> str:
     """What a holder writes into its key: who it is (JSON, so operators can read it),
     and the ``_last/`` record its create replaced (C{previous}, when there was one)."""
-    value = {"node": node, "generation": generation}
+    value: JsonObject = {"node": node, "generation": generation}
     if previous is not None:
         value["previous"] = previous
     return json.dumps(value, sort_keys=True)
 
 
-def last_value(node, generation, released):
+def last_value(node: str, generation: int, released: bool) -> str:
     """The ``_last/`` record: who held a resource last, and whether it gave it back."""
     return json.dumps({"node": node, "generation": generation, "released": released},
                       sort_keys=True)
@@ -74,19 +95,20 @@ RANGE = "/v3/kv/range"
 WATCH = "/v3/watch"
 
 
-def grant_body(ttl):
+def grant_body(ttl: float) -> JsonObject:
     return {"TTL": str(int(ttl)), "ID": "0"}
 
 
-def keepalive_body(lease_id):
+def keepalive_body(lease_id: int) -> JsonObject:
     return {"ID": str(lease_id)}
 
 
-def revoke_body(lease_id):
+def revoke_body(lease_id: int) -> JsonObject:
     return {"ID": str(lease_id)}
 
 
-def acquire_body(key, last_key, value, last, lease_id, last_mod):
+def acquire_body(key: str, last_key: str, value: str, last: str, lease_id: int,
+                 last_mod: int) -> JsonObject:
     """Create C{key} under the lease only if it does not exist and the ``_last/``
     record is still the one we read (modified at C{last_mod}, 0: absent).
 
@@ -111,7 +133,7 @@ def acquire_body(key, last_key, value, last, lease_id, last_mod):
     }
 
 
-def release_body(key, last_key, last, lease_id):
+def release_body(key: str, last_key: str, last: str, lease_id: int) -> JsonObject:
     """Delete C{key} only while it is still attached to our lease, and record the release."""
     return {
         "compare": [{"target": "LEASE", "key": b64(key), "lease": str(lease_id),
@@ -124,15 +146,15 @@ def release_body(key, last_key, last, lease_id):
     }
 
 
-def watch_body(prefix, start_revision=None):
+def watch_body(prefix: str, start_revision: int | None = None) -> JsonObject:
     """A watch on every key under C{prefix}; from C{start_revision} on (replayed), or from now."""
-    request = {"key": b64(prefix), "range_end": prefix_end(prefix), "prev_kv": True}
+    request: JsonObject = {"key": b64(prefix), "range_end": prefix_end(prefix), "prev_kv": True}
     if start_revision is not None:
         request["start_revision"] = str(start_revision)
     return {"create_request": request}
 
 
-def range_body(key):
+def range_body(key: str) -> JsonObject:
     return {"key": b64(key)}
 
 
@@ -142,7 +164,7 @@ def range_body(key):
 _DECIMAL_INT = schema.checker(schema.DecimalInt())
 
 
-def _int(data, key, what, default=None):
+def _int(data: JsonObject, key: str, what: str, default: int | None = None) -> int:
     value = data.get(key, default)
     if value is None:
         raise EtcdAnswerError(schema.refusal(what, key, "is required"))
@@ -153,11 +175,11 @@ def _int(data, key, what, default=None):
     return int(value)
 
 
-def _object(data, what):
+def _object(data: object, what: str) -> JsonObject:
     return schema.an_object(data, what, EtcdAnswerError)
 
 
-def _array(data, key, what):
+def _array(data: JsonObject, key: str, what: str) -> list[Any]:
     """C{data[key]}, an array (absent: empty, as the gateway leaves empty lists out)."""
     value = data.get(key, [])
     if not isinstance(value, list):
@@ -166,7 +188,7 @@ def _array(data, key, what):
     return value
 
 
-def parse_json(raw, what):
+def parse_json(raw: bytes, what: str) -> JsonObject:
     """Bytes of one JSON object, or L{EtcdAnswerError}."""
     try:
         data = json.loads(raw)
@@ -175,19 +197,19 @@ def parse_json(raw, what):
     return _object(data, what)
 
 
-def error_text(data):
+def error_text(data: object) -> str | None:
     """The message of a gateway error object (``{"error", "message", "code"}``), if any."""
     if isinstance(data, dict) and ("error" in data or "code" in data):
         return str(data.get("message") or data.get("error") or f"code {data.get('code')}")
     return None
 
 
-def revision(data, what):
+def revision(data: JsonObject, what: str) -> int:
     header = _object(data.get("header"), f"{what} header")
     return _int(header, "revision", f"{what} header")
 
 
-def read_grant(data):
+def read_grant(data: JsonObject) -> tuple[int, int]:
     """C{(lease_id, ttl)} from a ``/v3/lease/grant`` answer."""
     what = "lease grant"
     if data.get("error"):
@@ -199,7 +221,7 @@ def read_grant(data):
     return lease_id, ttl
 
 
-def read_keepalive(data, lease_id):
+def read_keepalive(data: JsonObject, lease_id: int) -> int:
     """The new TTL from a ``/v3/lease/keepalive`` answer; 0 means etcd no longer has the lease."""
     what = "lease keepalive"
     result = _object(data.get("result"), f"{what} result")
@@ -209,8 +231,8 @@ def read_keepalive(data, lease_id):
     return max(_int(result, "TTL", what, default=0), 0)
 
 
-def _kv(kv, what):
-    kv = _object(kv, what)
+def _kv(data: object, what: str) -> Kv:
+    kv = _object(data, what)
     return {
         "key": unb64(kv.get("key"), f"{what} key"),
         "value": unb64(kv.get("value", ""), f"{what} value"),
@@ -220,25 +242,26 @@ def _kv(kv, what):
     }
 
 
-def _range_kvs(response, what):
-    response = _object(response, what)
+def _range_kvs(data: object, what: str) -> list[Kv]:
+    response = _object(data, what)
     ranged = _object(response.get("response_range"), f"{what} response_range")
     return [_kv(kv, f"{what} kv") for kv in _array(ranged, "kvs", what)]
 
 
-def read_value(value, what):
+def read_value(value: str, what: str) -> JsonObject:
     """The JSON object CLSD stored in a key (holder or ``_last/`` record)."""
     try:
-        data = json.loads(value)
+        loaded = json.loads(value)
     except ValueError:
         raise EtcdAnswerError(f"{what}: value is not JSON: {value[:80]!r}") from None
-    data = _object(data, what)
+    data = _object(loaded, what)
     if not isinstance(data.get("node"), str):
         raise EtcdAnswerError(f"{what}: value has no node name: {value[:80]!r}")
     return data
 
 
-def read_acquire(data):
+def read_acquire(data: JsonObject) -> (tuple[Literal["created"], int, JsonObject | None]
+                                       | tuple[Literal["exists"], Kv | None, Kv | None]):
     """The acquire txn's outcome.
 
     C{("created", revision, last)} with C{last} the ``_last/`` record or None;
@@ -262,14 +285,14 @@ def read_acquire(data):
     return ("exists", kvs[0] if kvs else None, last_kvs[0] if last_kvs else None)
 
 
-def read_range(data):
+def read_range(data: JsonObject) -> Kv | None:
     """The one kv of a ``/v3/kv/range`` answer for a single key, or None if it is absent."""
     what = "range"
     kvs = _array(data, "kvs", what)
     return _kv(kvs[0], f"{what} kv") if kvs else None
 
 
-def read_watch_message(data):
+def read_watch_message(data: JsonObject) -> tuple[str, list[WatchEvent], int | None]:
     """One message of a watch stream: C{(kind, events, revision)}.
 
     C{kind} is ``"created"``, ``"events"``, ``"canceled"`` or ``"compacted"``
@@ -291,9 +314,9 @@ def read_watch_message(data):
     if result.get("canceled"):
         return ("canceled", [], revision)
     events = _array(result, "events", what)
-    parsed = []
-    for event in events:
-        event = _object(event, f"{what} event")
+    parsed: list[WatchEvent] = []
+    for item in events:
+        event = _object(item, f"{what} event")
         kind = event.get("type", "PUT")
         if kind not in ("PUT", "DELETE"):
             raise EtcdAnswerError(f"{what}: unknown event type {kind!r}")
