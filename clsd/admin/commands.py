@@ -110,8 +110,28 @@ def _when(posix_time):
 
 def members_table(members):
     return format_table(
-        ["MEMBER", "STATE", "ADDRESS"], [(m.name, m.state, m.address) for m in members]
+        ["MEMBER", "STATE", "ADDRESS", "VERSION"],
+        [(m.name, m.state, m.address, _version(m)) for m in members]
     )
+
+
+def _version(member):
+    """``0.1.0 (protocol 2)``; ``-`` where the member published none."""
+    if member.version is None:
+        return "-"
+    low, high = member.protocols or (None, None)
+    if low is None:
+        return member.version
+    return f"{member.version} (protocol {low if low == high else f'{low}-{high}'})"
+
+
+def _protocol_line(protocol):
+    if protocol is None:
+        return ""
+    version = "none in common" if protocol.version is None else str(protocol.version)
+    behind = ("; held back by " + ", ".join(map(printable, protocol.held_back_by))
+              if protocol.held_back_by else "")
+    return f"protocol: {version}{behind}\n"
 
 
 def clusters_table(clusters):
@@ -168,6 +188,7 @@ def render_status(status):
         f"quorum:  {'yes' if quorum.have_quorum else 'NO'} (voters: {voters})\n", apart,
         (f"voter:   GRANTS NOTHING: {printable(quorum.voter_error)}\n"
          if quorum.voter_error else ""),
+        _protocol_line(status.protocol),
         "\n", members_table(status.members),
         "\n", clusters_table(status.clusters),
         "\n", services_table(status.services),

@@ -80,7 +80,10 @@ class CommandTests(unittest.TestCase):
         data = json.loads(outcome.stdout)
         self.assertEqual(data["node"], "alpha")
         self.assertEqual(data["members"][1], {"name": "beta", "state": "alive",
-                                              "address": "127.0.0.12:7400"})
+                                              "address": "127.0.0.12:7400",
+                                              "version": "0.1.0", "protocols": [2, 3]})
+        self.assertEqual(data["members"][3]["version"], None)
+        self.assertEqual(data["protocol"], {"version": 2, "held_back_by": ["alpha", "witness"]})
         self.assertEqual(data["clusters"][0], {"id": "A", "owners": ["alpha"], "epoch": 7,
                                                "state": "running", "addresses": [],
                                                "members": []})
@@ -96,7 +99,11 @@ class CommandTests(unittest.TestCase):
         text = run(self.backend, "status").stdout
         self.assertTrue(text.startswith(
             "node:    alpha\nquorum:  yes (voters: alpha, beta, witness)\n"))
-        self.assertIn("\nMEMBER   STATE  ADDRESS\n", text)
+        self.assertIn("protocol: 2; held back by alpha, witness\n", text)
+        self.assertIn("\nMEMBER   STATE  ADDRESS          VERSION\n"
+                      "alpha    alive  127.0.0.11:7400  0.1.0 (protocol 2)\n"
+                      "beta     alive  127.0.0.12:7400  0.1.0 (protocol 2-3)\n", text)
+        self.assertIn("\ngamma    dead   127.0.0.14:7400  -\n", text)
         self.assertIn(
             "\nSERVICE  STATE     PID  RESTARTS  TYPE\nweb      running  1234         0  simple\n",
             text)

@@ -48,14 +48,15 @@ class SSHCommandTests(unittest.TestCase):
             self.assertEqual(result.stderr, b"", name)
             data = json.loads(result.stdout)
             if name == "status":
-                self.assertEqual(set(data), {"node", "members", "clusters", "services", "quorum"})
+                self.assertEqual(set(data), {"node", "members", "clusters", "services", "quorum",
+                                             "protocol"})
                 self.assertEqual(data["node"], "alpha")
                 self.assertEqual(data["quorum"],
                                  {"voters": ["alpha", "beta", "witness"], "have_quorum": True,
                                   "previous_voters": [], "voters_apart": [],
                                   "voter_error": None})
-                self.assertIn({"name": "beta", "state": "alive", "address": "127.0.0.12:7400"},
-                              data["members"])
+                self.assertIn({"name": "beta", "state": "alive", "address": "127.0.0.12:7400",
+                               "version": "0.1.0", "protocols": [2, 3]}, data["members"])
                 self.assertIn({"id": "A", "owners": ["alpha"], "epoch": 7, "state": "running",
                                "addresses": [], "members": []}, data["clusters"])
                 self.assertIn({"name": "web", "state": "running", "pid": 1234, "restarts": 0,
