@@ -284,7 +284,7 @@ class Daemon(MultiService):
 
     def _containment(self, config, service):
         """The service's containment; a ConfigError when it cannot be contained as set."""
-        in_cluster = any(cluster.service == service.name for cluster in config.clusters)
+        in_cluster = any(service.name in cluster.members for cluster in config.clusters)
         try:
             return self.containments.for_service(service, in_cluster)
         except ContainmentError as e:
@@ -509,7 +509,8 @@ class Daemon(MultiService):
         new_clusters = {c.id: c for c in new.clusters}
         labels, waits = [], []
         for cluster_id in plan.clusters_withdrawn:
-            self._runners.pop(old_clusters[cluster_id].service, None)
+            for name in old_clusters[cluster_id].members:
+                self._runners.pop(name, None)
             labels.append(f"cluster {cluster_id}")
             waits.append(defer.maybeDeferred(self.ownership.unregister, cluster_id))
         for name in plan.plain_stop:
@@ -529,13 +530,13 @@ class Daemon(MultiService):
         for cluster_id in plan.clusters_registered:
             cluster = new_clusters[cluster_id]
             blocked = None
-            if cluster.service in self._stuck:
+            if any(name in self._stuck for name in cluster.members):
                 blocked = "a process group of its previous run is still present"
             self.ownership.add_cluster(cluster, blocked=blocked)
-            runner = self._runners[cluster.service] = self._make_runner(
-                new.service(cluster.service))
-            self.ownership.attach(runner)
-            runner.setServiceParent(self.ownership)
+            for name in cluster.members:
+                runner = self._runners[name] = self._make_runner(new.service(name))
+                self.ownership.attach(runner)
+                runner.setServiceParent(self.ownership)
             yield self.ownership.register(cluster)
         self.events.record("daemon", new.node.name, f"reloaded: {summary}")
         return f"reloaded: {summary}"

@@ -57,6 +57,9 @@ class ClusterInfo:
     state: str
     #: The floating addresses: C{(address, up here)} pairs (doc/address.md).
     addresses: tuple = attrs.field(default=(), converter=_tuple)
+    #: An ordered group's members in start order: C{(service, state here)} pairs
+    #: (doc/groups.md); empty for a cluster of one service.
+    members: tuple = attrs.field(default=(), converter=_tuple)
 
 
 @attrs.frozen

@@ -135,13 +135,21 @@ def _protocol_line(protocol):
 
 
 def clusters_table(clusters):
-    """The clusters; an ADDRESS column when one of them has a floating address."""
+    """The clusters; an ADDRESS column when one of them has a floating address, a MEMBERS
+    column when one is an ordered group."""
     floating = any(c.addresses for c in clusters)
+    groups = any(c.members for c in clusters)
     return format_table(
-        ["CLUSTER", "OWNERS", "EPOCH", "STATE"] + (["ADDRESS"] if floating else []),
+        ["CLUSTER", "OWNERS", "EPOCH", "STATE"] + (["ADDRESS"] if floating else [])
+        + (["MEMBERS"] if groups else []),
         [(c.id, c.owners, c.epoch, c.state) + ((_addresses(c),) if floating else ())
-         for c in clusters],
+         + ((_members(c),) if groups else ()) for c in clusters],
     )
+
+
+def _members(cluster):
+    """``vol running, db backoff, exp stopped``: an ordered group's members here, in order."""
+    return ", ".join(f"{name} {state}" for name, state in cluster.members)
 
 
 def _addresses(cluster):

@@ -86,7 +86,9 @@ class DaemonBackend(UnavailableBackend):
             return ()
         return tuple(
             ClusterInfo(id=c["id"], owners=tuple(sorted(c["owners"])), epoch=c["epoch"] or 0,
-                        state=c["state"], addresses=tuple(sorted(c["addresses"].items())))
+                        state=f"waiting: {c['waiting']}" if c["state"] == "waiting"
+                        else c["state"], addresses=tuple(sorted(c["addresses"].items())),
+                        members=tuple((m["name"], m["state"]) for m in c["member_states"] or ()))
             for c in ownership_status(self.daemon.ownership)["clusters"])
 
     def quorum(self):

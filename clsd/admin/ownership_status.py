@@ -76,6 +76,9 @@ def ownership_status(service):
                 # A successor polls the live owner's lease (phase acquiring)
                 # so as to take over the moment it lapses: it stands by.
                 state = "standing-by" if owners else "unowned"
+        waiting = manager.dependency_wait(cluster.id, now)
+        if waiting is not None and state in ("unowned", "acquiring"):
+            state = "waiting"  # after / with / not_with (doc/groups.md)
         result["clusters"].append({
             "id": cluster.id, "mode": cluster.mode, "count": cluster.count,
             "service": cluster.service, "owners": owners,
@@ -84,6 +87,11 @@ def ownership_status(service):
             "service_state": service.service_state(cluster.id),
             "shape_mismatch": manager.shape_mismatch(cluster.id),
             "addresses": service.address_status().get(cluster.id, {}),
+            # An ordered group: its members in start order and their states here.
+            "members": list(cluster.members),
+            "member_states": service.member_states(cluster.id),
+            "waiting_for": service.group_waiting_for(cluster.id),
+            "waiting": waiting,
         })
     return result
 

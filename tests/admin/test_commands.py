@@ -85,7 +85,8 @@ class CommandTests(unittest.TestCase):
         self.assertEqual(data["members"][3]["version"], None)
         self.assertEqual(data["protocol"], {"version": 2, "held_back_by": ["alpha", "witness"]})
         self.assertEqual(data["clusters"][0], {"id": "A", "owners": ["alpha"], "epoch": 7,
-                                               "state": "running", "addresses": []})
+                                               "state": "running", "addresses": [],
+                                               "members": []})
         self.assertEqual(data["services"][1], {"name": "db", "state": "failed", "pid": None,
                                                "restarts": 5, "type": "simple",
                                                "main_pid": None, "processes": None,
@@ -247,3 +248,16 @@ class FloatingAddressColumnTests(unittest.TestCase):
         self.assertEqual(lines[0].split()[-1], "ADDRESS")
         self.assertIn("192.0.2.10/24 (up here), 2001:db8::10/64 (up here)", lines[1])
         self.assertTrue(lines[2].rstrip().endswith("192.0.2.11/24"))
+
+    def test_an_ordered_groups_members_in_order(self):
+        from clsd.admin.backend import ClusterInfo
+
+        table = commands.clusters_table([
+            ClusterInfo("DB", ["alpha"], 3, "running",
+                        members=[("vol", "running"), ("db", "backoff"), ("exp", "stopped")]),
+            ClusterInfo("C", ["beta"], 1, "running"),
+        ])
+        lines = table.splitlines()
+        self.assertEqual(lines[0].split()[-1], "MEMBERS")
+        self.assertTrue(lines[1].endswith("vol running, db backoff, exp stopped"), lines[1])
+        self.assertEqual(lines[2].split(), ["C", "beta", "1", "running"])

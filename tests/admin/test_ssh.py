@@ -58,7 +58,7 @@ class SSHCommandTests(unittest.TestCase):
                 self.assertIn({"name": "beta", "state": "alive", "address": "127.0.0.12:7400",
                                "version": "0.1.0", "protocols": [2, 3]}, data["members"])
                 self.assertIn({"id": "A", "owners": ["alpha"], "epoch": 7, "state": "running",
-                               "addresses": []}, data["clusters"])
+                               "addresses": [], "members": []}, data["clusters"])
                 self.assertIn({"name": "web", "state": "running", "pid": 1234, "restarts": 0,
                                "type": "simple", "main_pid": None, "processes": None,
                                "last_action": None}, data["services"])
@@ -100,7 +100,7 @@ class SSHCommandTests(unittest.TestCase):
         result = yield conn.run("clusters --json")
         self.assertEqual(json.loads(result.stdout)["clusters"][0],
                          {"id": "A", "owners": ["beta"], "epoch": 8, "state": "running",
-                          "addresses": []})
+                          "addresses": [], "members": []})
         result = yield conn.run("standby --json")
         self.assertEqual(json.loads(result.stdout),
                          {"ok": True, "message": "node alpha is now a standby"})
