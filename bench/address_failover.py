@@ -26,6 +26,13 @@ rounds* = watch rounds in which two MACs
 answered ARP for the address (must be 0). The fault is then undone (daemon
 restarted, SIGCONT, partition healed) and the cluster left to settle.
 
+A trial starts only once one node holds the address and the client is
+answered there; a trial that does not settle within SETTLE_TIMEOUT, or
+whose standby is not answering at the address within FAILOVER_TIMEOUT of
+the fault, is recorded as *failed* with what the network showed at that
+moment (who holds the address, where the client's neighbour entry points,
+who answered last), and the run goes on with the next trial.
+
 ``--keepalived`` runs Debian's keepalived in the same kind of network beside
 it: VRRP between alpha and beta (advert_int 1 s, priorities 100/50,
 nopreempt) holding the same address, the same service running on both all
@@ -58,7 +65,7 @@ from _harness import (  # noqa: E402
     write_json,
 )
 
-from clsd.polling import wait_for  # noqa: E402
+from clsd.polling import WaitTimeout, wait_for  # noqa: E402
 from rig.address_cluster import (  # noqa: E402
     FLOATING, HTTP_PORT, AddressCluster, ClientWatch, ip_of,
 )
@@ -66,6 +73,10 @@ from rig.netns import Netns  # noqa: E402
 
 KINDS = ("kill", "stop", "partition")
 FAILOVER_TIMEOUT = 30.0
+#: Before a trial: one holder, the client answered by it. Linux keeps a
+#: neighbour entry that nobody confirms for up to about 50 s (reachable
+#: 15-45 s, delay 5 s, probes 3 s) before it asks again.
+SETTLE_TIMEOUT = 60.0
 PAIR = ("alpha", "beta")
 
 KEEPALIVED_CONF = """\
@@ -97,9 +108,11 @@ class Trial:
         self.switch = None
         self.gap = None
         self.dual_rounds = 0
+        #: Why the trial has no figure (it did not settle, or nobody took over), or None.
+        self.failed = None
 
     def as_dict(self):
-        return {"kind": self.kind, "owner": self.owner,
+        return {"kind": self.kind, "owner": self.owner, "failed": self.failed,
                 "floating_s": _round(self.floating), "node_address_s": _round(self.node_address),
                 "switch_s": _round(self.switch), "gap_s": _round(self.gap),
                 "dual_rounds": self.dual_rounds}
@@ -109,18 +122,59 @@ def _round(value):
     return None if value is None else round(value, 4)
 
 
+def holders(rig):
+    return [node for node in PAIR if FLOATING in {str(a) for a in rig.addresses(node)}]
+
+
 def owner_of(rig):
-    for node in PAIR:
-        if FLOATING in {str(a) for a in rig.addresses(node)}:
-            return node
+    found = holders(rig)
+    return found[0] if found else None
+
+
+def settled(rig, watch):
+    """The one holder of the address, when the client's latest answer there is its; else None."""
+    found = holders(rig)
+    last = watch.last()
+    if len(found) == 1 and last is not None and last["answers"][0] == found[0]:
+        return found[0]
     return None
 
 
-def measure(trial, watch, t0):
-    """Fill C{trial} from the watch's rounds since C{t0}."""
+def network_state(rig, watch):
+    """What the network shows now, in words: for a failed trial's reason."""
+    names = {rig.node(n).mac: n for n in (*PAIR, "witness", "client")}
+    entry = rig.neigh("client", ip_of(FLOATING))
+    last = watch.last()
+    answered = last["answers"][0] if last is not None else None
+    return (f"holders: {', '.join(holders(rig)) or 'none'}; the client's neighbour entry: "
+            f"{names.get(entry, entry) or 'none'}; last answer at the address: "
+            f"{answered or 'none'}")
+
+
+def begin(rig, watch, kind):
+    """A L{Trial} against the settled owner, or a failed one (C{owner} None) when it did not settle."""
+    try:
+        owner = wait_for(lambda: settled(rig, watch), SETTLE_TIMEOUT,
+                         what="one holder, answering the client")
+    except WaitTimeout as e:
+        trial = Trial(kind, PAIR[0])
+        trial.owner = None
+        trial.failed = f"not settled before the fault: {e} ({network_state(rig, watch)})"
+        return trial
+    return Trial(kind, owner)
+
+
+def measure(trial, watch, t0, rig):
+    """Fill C{trial} from the watch's rounds since C{t0} (failed if the standby never answers)."""
     index = 1 + PAIR.index(trial.standby)
-    wait_for(lambda: watch.first(lambda r: r["answers"][0] == trial.standby, t0),
-             FAILOVER_TIMEOUT, what=f"{trial.standby} to answer at the floating address")
+    try:
+        wait_for(lambda: watch.first(lambda r: r["answers"][0] == trial.standby, t0),
+                 FAILOVER_TIMEOUT, what=f"{trial.standby} to answer at the floating address")
+    except WaitTimeout as e:
+        trial.failed = f"{e} ({network_state(rig, watch)})"
+        trial.dual_rounds = sum(1 for r in watch.rounds()
+                                if r["t"] >= t0 and len(r["macs"]) > 1)
+        return
     answered = watch.first(lambda r: r["answers"][0] == trial.standby, t0)
     trial.floating = answered - t0
     own = watch.first(lambda r: r["answers"][index] == trial.standby, t0)
@@ -131,6 +185,18 @@ def measure(trial, watch, t0):
         trial.gap = answered - removed[-1]
     time.sleep(0.3)  # rounds after the switch count for the dual check too
     trial.dual_rounds = sum(1 for r in watch.rounds() if r["t"] >= t0 and len(r["macs"]) > 1)
+
+
+def describe(trial):
+    if trial.owner is None:
+        return f"FAILED {trial.failed}"
+    text = f"{trial.owner} -> {trial.standby} "
+    if trial.failed is not None:
+        return text + f"FAILED {trial.failed}, dual rounds {trial.dual_rounds}"
+    text += f"floating {trial.floating * 1000:.0f} ms"
+    if trial.node_address is not None:
+        text += f", node address {trial.node_address * 1000:.0f} ms"
+    return text + f", dual rounds {trial.dual_rounds}"
 
 
 # -- CLSD ----------------------------------------------------------------------------
@@ -152,10 +218,7 @@ def run_clsd(args, workdir, say):
             for number in range(args.trials):
                 trial = clsd_trial(rig, cluster, watch, kind, args)
                 trials.append(trial)
-                say(f"  clsd {kind} {number + 1}/{args.trials}: {trial.owner} -> "
-                    f"{trial.standby} floating {trial.floating * 1000:.0f} ms, node address "
-                    f"{(trial.node_address or 0) * 1000:.0f} ms, dual rounds "
-                    f"{trial.dual_rounds}")
+                say(f"  clsd {kind} {number + 1}/{args.trials}: {describe(trial)}")
         return trials
     finally:
         with uninterruptible():
@@ -168,8 +231,10 @@ def run_clsd(args, workdir, say):
 
 
 def clsd_trial(rig, cluster, watch, kind, args):
-    wait_for(lambda: owner_of(rig) is not None, 30, what="an owner before the trial")
-    trial = Trial(kind, owner_of(rig))
+    trial = begin(rig, watch, kind)
+    if trial.owner is None:
+        time.sleep(args.settle)
+        return trial
     before = len(cluster.events(trial.standby))
     t0 = time.monotonic()
     if kind == "kill":
@@ -179,10 +244,10 @@ def clsd_trial(rig, cluster, watch, kind, args):
     else:
         rig.partition(trial.owner, trial.standby)
         rig.partition(trial.owner, "witness")
-    measure(trial, watch, t0)
+    measure(trial, watch, t0, rig)
     added = [e for e in cluster.events(trial.standby)[before:]
              if e["kind"] == "address" and e["fields"].get("what") == "added"]
-    if added:
+    if added and trial.failed is None:
         answered = watch.first(lambda r: r["answers"][0] == trial.standby, t0)
         trial.switch = answered - added[0]["mono"]
     if kind == "kill":
@@ -202,19 +267,17 @@ def clsd_trial(rig, cluster, watch, kind, args):
 def run_keepalived(args, workdir, say, trials):
     rig = Netns.create(None)
     processes = []
+    daemons = {}
     try:
         for node, priority in zip(PAIR, (100, 50)):
-            directory = workdir / f"keepalived-{node}"
-            directory.mkdir(parents=True)
-            (directory / "keepalived.conf").write_text(
-                KEEPALIVED_CONF.format(node=node, priority=priority, address=FLOATING))
             env = dict(os.environ, CLSD_NODE=node)
             processes.append(subprocess.Popen(
                 rig.exec_argv(node, [sys.executable, "-m", "rig.address_http_service",
                                      str(HTTP_PORT)]),
                 env=env, stdin=subprocess.DEVNULL))
-        for node in PAIR:
-            start_keepalived(rig, workdir, node)
+            daemons[node] = Keepalived(rig, workdir, node, priority)
+        for daemon in daemons.values():
+            daemon.start()
         wait_for(lambda: owner_of(rig) is not None, 30, what="a VRRP master")
 
         class Urls:  # what ClientWatch needs of a cluster
@@ -227,14 +290,14 @@ def run_keepalived(args, workdir, say, trials):
         watch.macs = {n: rig.node(n).mac for n in PAIR}
         for kind in args.kinds:
             for number in range(args.trials):
-                trial = keepalived_trial(rig, workdir, watch, kind, args)
-                trial.node_address = None  # its service runs on both nodes all the time
+                trial = keepalived_trial(rig, daemons, watch, kind, args)
+                trial.node_address = trial.switch = None  # its service runs on both nodes all the time
                 trials.append(trial)
-                say(f"  keepalived {kind} {number + 1}/{args.trials}: {trial.owner} -> "
-                    f"{trial.standby} floating {trial.floating * 1000:.0f} ms, dual rounds "
-                    f"{trial.dual_rounds}")
+                say(f"  keepalived {kind} {number + 1}/{args.trials}: {describe(trial)}")
     finally:
         with uninterruptible():
+            for daemon in daemons.values():
+                daemon.stop()
             for process in processes:
                 if callable(process):
                     process()
@@ -244,49 +307,96 @@ def run_keepalived(args, workdir, say, trials):
             rig.destroy()
 
 
-def start_keepalived(rig, workdir, node):
-    directory = workdir / f"keepalived-{node}"
-    rig.run_in(node, ["keepalived", "-f", str(directory / "keepalived.conf"),
-                      "-p", str(directory / "keepalived.pid"),
-                      "-r", str(directory / "vrrp.pid"), "--vrrp", "-l", "-D"])
+class Keepalived:
+    """One keepalived (VRRP only) in a node's namespace.
+
+    It runs in the foreground (``-n``) as this process's child, so that this
+    process reaps it and its console log (``-l``) lands in keepalived.log.
+    A daemonized keepalived, once killed, stays a zombie until init reaps it
+    (seconds here); a restart reading its pid file then took it for running
+    and exited at once, and every later trial had no standby.
+    """
+
+    def __init__(self, rig, workdir, node, priority):
+        self.rig = rig
+        self.node = node
+        self.directory = workdir / f"keepalived-{node}"
+        self.directory.mkdir(parents=True)
+        self.config = self.directory / "keepalived.conf"
+        self.config.write_text(KEEPALIVED_CONF.format(node=node, priority=priority,
+                                                      address=FLOATING))
+        self.pid_files = (self.directory / "keepalived.pid", self.directory / "vrrp.pid")
+        self.process = None
+
+    def start(self):
+        for path in self.pid_files:  # a killed instance's: it is gone
+            path.unlink(missing_ok=True)
+        with open(self.directory / "keepalived.log", "ab") as log:
+            self.process = subprocess.Popen(self.rig.exec_argv(self.node, [
+                "keepalived", "-n", "-f", str(self.config), "-p", str(self.pid_files[0]),
+                "-r", str(self.pid_files[1]), "--vrrp", "-l", "-D", "-G"]),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_for(lambda: len(self.pids()) == 2 and all(map(_running, self.pids())), 10,
+                 what=f"keepalived on {self.node} to run (its VRRP process)")
+
+    def pids(self):
+        pids = []
+        for path in self.pid_files:
+            try:
+                pids.append(int(path.read_text().split()[0]))
+            except (OSError, ValueError, IndexError):
+                pass
+        return pids
+
+    def signal(self, signum):
+        for pid in self.pids():
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def kill(self):
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(10)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.kill()
 
 
-def keepalived_pids(workdir, node):
-    pids = []
-    for name in ("keepalived.pid", "vrrp.pid"):
-        try:
-            pids.append(int((workdir / f"keepalived-{node}" / name).read_text().split()[0]))
-        except (OSError, ValueError, IndexError):
-            pass
-    return pids
+def _running(pid):
+    """Whether C{pid} is a live process (not gone, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
-def signal_keepalived(workdir, node, signum):
-    for pid in keepalived_pids(workdir, node):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def keepalived_trial(rig, workdir, watch, kind, args):
-    wait_for(lambda: owner_of(rig) is not None, 30, what="a master before the trial")
-    trial = Trial(kind, owner_of(rig))
+def keepalived_trial(rig, daemons, watch, kind, args):
+    trial = begin(rig, watch, kind)
+    if trial.owner is None:
+        time.sleep(args.settle)
+        return trial
+    owner = daemons[trial.owner]
     t0 = time.monotonic()
     if kind == "kill":
-        signal_keepalived(workdir, trial.owner, signal.SIGKILL)
+        owner.signal(signal.SIGKILL)
     elif kind == "stop":
-        signal_keepalived(workdir, trial.owner, signal.SIGSTOP)
+        owner.signal(signal.SIGSTOP)
     else:
         rig.partition(trial.owner, trial.standby)
-    measure(trial, watch, t0)
+    measure(trial, watch, t0, rig)
     if kind == "kill":
+        owner.kill()
         # keepalived leaves the address of a killed instance behind: clear it, as an
         # operator would, before the instance comes back.
         rig.ip(trial.owner, "addr", "del", FLOATING, "dev", "eth0", check=False)
-        start_keepalived(rig, workdir, trial.owner)
+        owner.start()
     elif kind == "stop":
-        signal_keepalived(workdir, trial.owner, signal.SIGCONT)
+        owner.signal(signal.SIGCONT)
     else:
         rig.heal()
     time.sleep(args.settle)
@@ -299,10 +409,13 @@ def keepalived_trial(rig, workdir, watch, kind, args):
 def summarize(trials):
     by_kind = {}
     for kind in sorted({t.kind for t in trials}):
-        mine = [t for t in trials if t.kind == kind]
-        entry = {"floating": summary_ms([t.floating for t in mine]),
-                 "dual_rounds": sum(t.dual_rounds for t in mine),
-                 "trials_with_dual": sum(1 for t in mine if t.dual_rounds)}
+        every = [t for t in trials if t.kind == kind]
+        mine = [t for t in every if t.failed is None]
+        entry = {"trials": len(every), "failed": len(every) - len(mine),
+                 "failures": [t.failed for t in every if t.failed is not None],
+                 "floating": summary_ms([t.floating for t in mine]) if mine else None,
+                 "dual_rounds": sum(t.dual_rounds for t in every),
+                 "trials_with_dual": sum(1 for t in every if t.dual_rounds)}
         node = [t.node_address for t in mine if t.node_address is not None]
         if node:
             entry["node_address"] = summary_ms(node)
@@ -316,16 +429,18 @@ def summarize(trials):
 
 def table(results):
     lines = [f"{'system':11} {'fault':10} {'floating p50/p99 ms':>22} {'node addr p50/p99':>20} "
-             f"{'switch p50/p99':>16} {'gap p50/p99':>14} {'dual rounds (trials)':>21}"]
+             f"{'switch p50/p99':>16} {'gap p50/p99':>14} {'dual rounds (trials)':>21} "
+             f"{'failed':>7}"]
     for system, by_kind in results.items():
         for kind, entry in by_kind.items():
             def pair(key, entry=entry):
-                if key not in entry:
+                if entry.get(key) is None:
                     return "-"
                 return f"{entry[key]['p50_ms']:.0f} / {entry[key]['p99_ms']:.0f}"
             lines.append(f"{system:11} {kind:10} {pair('floating'):>22} "
                          f"{pair('node_address'):>20} {pair('switch'):>16} {pair('gap'):>14} "
-                         f"{entry['dual_rounds']:>12} ({entry['trials_with_dual']})")
+                         f"{entry['dual_rounds']:>12} ({entry['trials_with_dual']})"
+                         f" {entry['failed']:>4}/{entry['trials']}")
     return "\n".join(lines)
 
 
@@ -339,9 +454,14 @@ def main(argv=None):
                         help="seconds after undoing a fault before the next trial")
     parser.add_argument("--keepalived", action="store_true",
                         help="also run keepalived (VRRP) in the same kind of network")
+    parser.add_argument("--only", choices=("clsd", "keepalived"),
+                        help="run one system only (keepalived: implies --keepalived)")
+    parser.add_argument("--keep-workdir", action="store_true",
+                        help="keep the logs and watch files (the path is printed)")
     parser.add_argument("--output", default="address_failover.json")
     args = parser.parse_args(argv)
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    args.keepalived = args.keepalived or args.only == "keepalived"
     for kind in args.kinds:
         if kind not in KINDS:
             parser.error(f"--kinds: unknown fault {kind!r} (known: {', '.join(KINDS)})")
@@ -353,9 +473,10 @@ def main(argv=None):
     status = 0
     try:
         with interrupts_as_exceptions():
-            trials = run_clsd(args, workdir, print)
-            results["clsd"], raw["clsd"] = summarize(trials), [t.as_dict() for t in trials]
-            if args.keepalived:
+            if args.only != "keepalived":
+                trials = run_clsd(args, workdir, print)
+                results["clsd"], raw["clsd"] = summarize(trials), [t.as_dict() for t in trials]
+            if args.keepalived and args.only != "clsd":
                 done = []
                 try:
                     run_keepalived(args, workdir, print, done)
@@ -370,7 +491,9 @@ def main(argv=None):
         print("\ninterrupted: cleaning up", file=sys.stderr)
         status = 130
     finally:
-        if not status:
+        if status or args.keep_workdir:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
             remove_tree(workdir)
     if not results:
         return status or 1
@@ -384,7 +507,7 @@ def main(argv=None):
     path = write_json(args.output, data)
     print(table(results))
     print(f"written to {path}")
-    if results["clsd"] and any(e["dual_rounds"] for e in results["clsd"].values()):
+    if results.get("clsd") and any(e["dual_rounds"] for e in results["clsd"].values()):
         print("DUAL: two machines answered for the address at once", file=sys.stderr)
         return 2
     return status

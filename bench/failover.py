@@ -42,6 +42,9 @@ Usage: python bench/failover.py [--trials 50] [--profile default|fast|both]
            [--kinds kill,partition] [--arbiter voters|etcd|both]
        python bench/failover.py --address [...]: at a floating address, in network
            namespaces (bench/address_failover.py says more)
+       python bench/failover.py --group 3 [--trials 30] [--profile fast]: an ordered
+           group of 3 beside a single service, same run (bench/group_failover.py says
+           more; writes failover_group.json)
 Writes bench/results/failover.json (profiles run before are kept; with
 ``--arbiter etcd`` the default is failover_etcd.json) and prints a table. Partitions need root and nft. Every process and rule is removed at
 the end, Ctrl-C included.
@@ -269,7 +272,14 @@ def main(argv=None):
                         help="file name under bench/results/ (default failover.json, "
                              "failover_etcd.json with --arbiter etcd or both)")
     parser.add_argument("--keep", action="store_true", help="keep configs and logs")
+    parser.add_argument("--group", type=int, default=0, metavar="N",
+                        help="failover of an ordered group of N services beside a single "
+                             "service (kill -9 only; bench/group_failover.py)")
+    parser.add_argument("--ready-delay", type=float, default=0.05, metavar="SECONDS",
+                        help="with --group: each service is ready this long after it starts")
     args = parser.parse_args(argv)
+    if args.group:
+        return group_main(args)
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     for kind in args.kinds:
         if kind not in KINDS:
@@ -325,6 +335,48 @@ def main(argv=None):
     print(f"written to {written}")
     if any(d["worst_overlap_s"] > 0 or d["violations"] for d in done.values()):
         print("OVERLAP: two nodes ran cluster A at once", file=sys.stderr)
+        return 2
+    return status
+
+
+def group_main(args):
+    import group_failover
+
+    if args.group < 1:
+        raise SystemExit("--group: N must be at least 1")
+    profile = "fast" if args.profile == "both" else args.profile
+    timing = TIMINGS[profile].with_membership(**BENCH_MEMBERSHIP)
+    workdir = Path(tempfile.mkdtemp(prefix="clsd-bench-group-"))
+    info = machine_info()
+    status = 0
+    results = None
+    try:
+        with interrupts_as_exceptions():
+            results = group_failover.run(args, timing, workdir, print)
+    except KeyboardInterrupt:
+        print("\ninterrupted: cleaning up", file=sys.stderr)
+        status = 130
+    finally:
+        if args.keep or status or results is None:
+            print(f"work directory kept: {workdir}")
+        else:
+            remove_tree(workdir)
+    if results is None:
+        return status or 1
+    data = {
+        "benchmark": "failover --group",
+        "description": group_failover.__doc__.split("\n\n")[0],
+        "profile": profile, "lease": timing.lease_seconds, "group": args.group,
+        "ready_delay_s": args.ready_delay, "trials": args.trials, "machine": info,
+        "goal": "added <= 20 ms per member; no overlap",
+        "rigs": results,
+    }
+    output = args.output or "failover_group.json"
+    written = write_json(output, data)
+    print(group_failover.table(results))
+    print(f"written to {written}")
+    if any(r["violations"] for r in results.values()):
+        print("OVERLAP: a member ran on two nodes at once", file=sys.stderr)
         return 2
     return status
 

@@ -58,7 +58,8 @@ from clsd.daemon import cluster_settings  # noqa: E402
 from clsd.layers import node_registry  # noqa: E402
 from clsd.wire.core.codec import MAX_LINE, Codec  # noqa: E402
 from clsd.wire.core.errors import RemoteProtocolError  # noqa: E402
-from clsd.wire.core.messages import PROTOCOL_VERSION, settings_hash  # noqa: E402
+from clsd.version import PROTOCOL_MAX, PROTOCOL_MIN, software_version  # noqa: E402
+from clsd.wire.core.messages import settings_digests, settings_hash  # noqa: E402
 from rig.flood import client_hello  # noqa: E402
 
 SHARES = (("plain", 0.5), ("tls-garbage", 0.2), ("post-auth", 0.3))
@@ -160,6 +161,7 @@ class Fuzzer:
         self.sources = rig.sources(3)
         config = load_config(rig.launcher.node(OWNER).spec.config_path)
         self.settings = settings_hash(cluster_settings(config))
+        self.settings_digests = settings_digests(cluster_settings(config))
         self.types = node_registry().names()
         self.hello = client_hello()
         self._lock = threading.Lock()
@@ -252,9 +254,11 @@ class Fuzzer:
         sock = self.contexts[worker].wrap_socket(self.connect(worker))
         self._generation += 1
         try:
-            hello = {"v": 1, "type": "hello", "protocol": PROTOCOL_VERSION,
+            hello = {"v": 1, "type": "hello", "protocol": PROTOCOL_MAX,
+                     "protocol_min": PROTOCOL_MIN, "software": software_version(),
                      "name": f"mallory-{worker}", "generation": self._generation,
-                     "advertise": f"{self.sources[0]}:1", "settings": self.settings}
+                     "advertise": f"{self.sources[0]}:1", "settings": self.settings,
+                     "settings_digests": self.settings_digests}
             sock.sendall(json.dumps(hello).encode() + b"\n")
             answer = sock.recv(65536)
             if b'"hello"' not in answer:

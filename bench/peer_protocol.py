@@ -31,7 +31,10 @@ from zope.interface import implementer
 from clsd.certs.authority import create_authority, issue_node_certificate
 from clsd.certs.identity import NodeIdentity
 from clsd.wire.core.interfaces import IPeerHandler
-from clsd.wire.core.messages import HELLO, MessageType, peer_registry, settings_hash
+from clsd.version import PROTOCOL_MAX, PROTOCOL_MIN, software_version
+from clsd.wire.core.messages import (
+    HELLO, MessageType, peer_registry, settings_digests, settings_hash,
+)
 from clsd.wire.core.stats import PeerStats
 from clsd.wire.protocol import PeerFactory
 from clsd.wire.tls import PeerTLS
@@ -39,6 +42,7 @@ from clsd.wire.tls import PeerTLS
 SERVER_HOST = "127.0.0.31"
 CLIENT_HOST = "127.0.0.32"
 SETTINGS = settings_hash({"voters": ["server", "client", "witness"]})
+DIGESTS = settings_digests({"voters": ["server", "client", "witness"]})
 
 #: A message the size of a membership heartbeat with a little gossip.
 HEARTBEAT = MessageType("heartbeat", {
@@ -165,8 +169,10 @@ class Bench:
         self.server_handler = Handler(echo=False)
 
     def factory(self, name, initiator, handler, stats, tls):
-        hello = HELLO.build(protocol=1, name=name, generation=1,
-                            advertise=f"{SERVER_HOST}:0", settings=SETTINGS)
+        hello = HELLO.build(protocol=PROTOCOL_MAX, protocol_min=PROTOCOL_MIN,
+                            software=software_version(), name=name, generation=1,
+                            advertise=f"{SERVER_HOST}:0", settings=SETTINGS,
+                            settings_digests=DIGESTS)
         return PeerFactory(initiator=initiator, hello=hello, registry=REGISTRY,
                            handler=handler, clock=self.reactor, stats=stats, tls=tls)
 

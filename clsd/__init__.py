@@ -1,3 +1,5 @@
 """CLSD: a high-availability cluster daemon."""
 
-__version__ = "0.1.0.dev0"
+from clsd.version import VERSION as __version__
+
+__all__ = ["__version__"]

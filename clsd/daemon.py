@@ -71,11 +71,18 @@ def cluster_settings(config):
     (to one another's voters, and to see one another in membership); the
     voters compare voter sets on every request instead
     (L{clsd.ownership.core.voterset}).
+
+    The keys are the configuration's own (``quorum.lease``), so that a
+    refused hello names the setting to fix
+    (L{clsd.wire.core.messages.settings_digests}).  A setting
+    added here later is compared and named with no other change; add it only
+    when it differs from its default, so that nodes of the release before
+    still agree with the ones that have it.
     """
     quorum = config.quorum
     settings = {
-        "arbiter": quorum.arbiter if quorum is not None else None,
-        "lease": quorum.lease if quorum is not None else None,
+        "quorum": {"arbiter": quorum.arbiter if quorum is not None else None,
+                   "lease": quorum.lease if quorum is not None else None},
         "membership": {"observers": config.membership.observers,
                        "quorum": config.membership.quorum},
     }
@@ -201,6 +208,13 @@ class Daemon(MultiService):
             seeds=config.node.join, monotonic=self._monotonic,
             notary=_membership_notary(config, self.network.tls.identity))
         self.membership.setServiceParent(stack)
+        if config.quorum is None:
+            # No ownership state to publish: an empty one (registered for
+            # nothing), so that every member still learns this node's version.
+            from clsd.ownership.core.placement import MemberState
+            from clsd.ownership.core.published import state_to_wire
+
+            self._publish(state_to_wire(MemberState(config.node.name)))
 
     def _make_runner(self, service):
         if service.check is not None and self._checker_factory is None:
@@ -230,11 +244,42 @@ class Daemon(MultiService):
         ownership, network = self.ownership, self.network
         ownership.connect(
             send=lambda to, wire: network.send_to(to, ownership_message(wire)),
-            publish=self.membership.set_meta)
+            publish=self._publish)
         self.router.route([t.name for t in OWNERSHIP_TYPES],
                           lambda peer, message: ownership.receive(peer.name, message.parsed))
         self.membership.add_listener(ownership.members_changed)
         self.membership.add_change_listener(ownership.member_event)
+
+    def _publish(self, wire):
+        """Gossip this node's metadata: its ownership state, and its version for every member."""
+        from clsd.wire.core.versions import publication
+
+        network = self.network
+        self.membership.set_meta({**wire, **publication(network.software, network.protocols)})
+
+    def member_versions(self):
+        """C{{name: (software version, L{ProtocolRange})}} of this node and the live members,
+        as each published them (C{None} where one published nothing yet); {} alone."""
+        from clsd.wire.core.versions import published
+
+        if self.membership is None:
+            return {}
+        versions = {name: published(meta)
+                    for name, meta in self.membership.live_members().items()}
+        versions[self.config.node.name] = (self.network.software, self.network.protocols)
+        return versions
+
+    def cluster_protocol(self):
+        """The L{clsd.wire.core.versions.ClusterProtocol} of the live members: a behaviour
+        added in protocol N turns on only when C{versions.enabled(N, this)}."""
+        from clsd.wire.core.versions import ClusterProtocol, ProtocolRange, cluster_protocol
+
+        versions = self.member_versions()
+        if not versions:
+            from clsd.version import protocol_range
+
+            return ClusterProtocol(ProtocolRange(*protocol_range()).high, ())
+        return cluster_protocol({name: r for name, (_, r) in versions.items()})
 
     def _managed(self, service_name):
         """Whether the service runs only under its cluster's lease (started by ownership)."""
@@ -242,7 +287,7 @@ class Daemon(MultiService):
 
     def _containment(self, config, service):
         """The service's containment; a ConfigError when it cannot be contained as set."""
-        in_cluster = any(cluster.service == service.name for cluster in config.clusters)
+        in_cluster = any(service.name in cluster.members for cluster in config.clusters)
         try:
             return self.containments.for_service(service, in_cluster)
         except ContainmentError as e:
@@ -467,7 +512,8 @@ class Daemon(MultiService):
         new_clusters = {c.id: c for c in new.clusters}
         labels, waits = [], []
         for cluster_id in plan.clusters_withdrawn:
-            self._runners.pop(old_clusters[cluster_id].service, None)
+            for name in old_clusters[cluster_id].members:
+                self._runners.pop(name, None)
             labels.append(f"cluster {cluster_id}")
             waits.append(defer.maybeDeferred(self.ownership.unregister, cluster_id))
         for name in plan.plain_stop:
@@ -487,13 +533,13 @@ class Daemon(MultiService):
         for cluster_id in plan.clusters_registered:
             cluster = new_clusters[cluster_id]
             blocked = None
-            if cluster.service in self._stuck:
+            if any(name in self._stuck for name in cluster.members):
                 blocked = "a process group of its previous run is still present"
             self.ownership.add_cluster(cluster, blocked=blocked)
-            runner = self._runners[cluster.service] = self._make_runner(
-                new.service(cluster.service))
-            self.ownership.attach(runner)
-            runner.setServiceParent(self.ownership)
+            for name in cluster.members:
+                runner = self._runners[name] = self._make_runner(new.service(name))
+                self.ownership.attach(runner)
+                runner.setServiceParent(self.ownership)
             yield self.ownership.register(cluster)
         self.events.record("daemon", new.node.name, f"reloaded: {summary}")
         return f"reloaded: {summary}"

@@ -25,6 +25,13 @@ class Options(usage.Options):
          "overrides [log] json."],
     ]
 
+    def opt_version(self):
+        """Display CLSD's version and peer protocol range, and exit."""
+        from clsd.version import describe
+
+        print(describe())
+        sys.exit(0)
+
     def overrides(self):
         """Command-line values as dotted config keys, for L{load_config}."""
         mapping = {"node-name": "node.name", "data-dir": "node.data_dir",

@@ -7,7 +7,10 @@ an L{AddressCluster} writes certificates and configs for ``alpha``,
 nodes' 192.0.2.x addresses). Cluster ``A`` (alpha 100, beta 50, the witness
 votes) runs L{rig.address_http_service} (it answers with its
 node's name) with the floating address. A L{ClientWatch} runs
-L{rig.address_client_watch} in the client's namespace.
+L{rig.address_client_watch} in the client's namespace; a L{HolderWatch}
+runs L{rig.address_holder_watch} (which nodes have the address). With
+C{admin=True} each daemon listens for SSH admin commands on its own
+address (L{AddressCluster.admin} runs OpenSSH's ``ssh`` there).
 
 Blocking (subprocess), like the rest of the rig.
 """
@@ -25,6 +28,7 @@ FLOATING = "192.0.2.10/24"
 FLOATING_V6 = "2001:db8::10/64"
 HTTP_PORT = 8080
 PEER_PORT = 7946
+ADMIN_PORT = 7422
 NODES = ("alpha", "beta", "witness")
 PRIORITIES = {"alpha": 100, "beta": 50}
 #: Membership timing for a quiet bridge: failures found within about a second.
@@ -44,7 +48,8 @@ class AddressCluster:
     """
 
     def __init__(self, base, rig, add_cleanup, *, order="before", addresses=(FLOATING,),
-                 lease=1.0, drift_margin=0.1):
+                 lease=1.0, drift_margin=0.1, preempt_delay=None, admin=False,
+                 announce=None):
         self.base = base
         self.rig = rig
         self._add_cleanup = add_cleanup
@@ -52,10 +57,19 @@ class AddressCluster:
         self.addresses = list(addresses)
         self.lease = lease
         self.drift_margin = drift_margin
+        #: None: no preempt; else a returning alpha takes A back after this long.
+        self.preempt_delay = preempt_delay
+        #: The cluster's ``announce`` table ({"count", "interval"}), None: the defaults.
+        self.announce = announce
         os.makedirs(base, exist_ok=True)
         self.ca = os.path.join(base, "ca")
         store.init_authority(self.ca)
         self.daemons = {}
+        self.admin_key = None
+        if admin:
+            self.admin_key = os.path.join(base, "admin_id")
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test",
+                            "-f", self.admin_key], check=True, stdin=subprocess.DEVNULL)
 
     def node_dir(self, name):
         return os.path.join(self.base, name)
@@ -81,9 +95,17 @@ class AddressCluster:
             tables["service"] = [{"name": "web", "command": [
                 sys.executable, "-m", "rig.address_http_service", str(HTTP_PORT)],
                 "restart": "always", "stop_timeout": 2.0}]
-            tables["cluster"] = [{"id": "A", "service": "web", "priority": priority,
-                                  "address": self.addresses, "interface": "eth0",
-                                  "address_order": self.order}]
+            cluster = {"id": "A", "service": "web", "priority": priority,
+                       "address": self.addresses, "interface": "eth0",
+                       "address_order": self.order}
+            if self.announce is not None:
+                cluster["announce"] = dict(self.announce)
+            if self.preempt_delay is not None:
+                cluster.update(preempt=True, preempt_delay=self.preempt_delay)
+            tables["cluster"] = [cluster]
+        if self.admin_key is not None:
+            tables["admin"] = {"ssh": f"{node.ipv4.ip}:{ADMIN_PORT}",
+                               "authorized_keys": self.admin_key + ".pub"}
         path = os.path.join(directory, "clsd.toml")
         with open(path, "w") as f:
             f.write(tomlgen.dumps(tables))
@@ -141,6 +163,22 @@ class AddressCluster:
         except FileNotFoundError:
             return []
 
+    def admin(self, name, *command, timeout=30):
+        """Run the admin command on node C{name} (``ssh`` from inside its namespace); its output.
+
+        Raises C{AssertionError} with the output when the command fails.
+        """
+        argv = ["ssh", "-F", "/dev/null", "-p", str(ADMIN_PORT), "-i", self.admin_key,
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20", "-T",
+                f"admin@{self.rig.node(name).ipv4.ip}", *command]
+        done = self.rig.run_in(name, argv, check=False, timeout=timeout)
+        if done.returncode != 0:
+            raise AssertionError(f"admin {' '.join(command)} on {name} failed "
+                                 f"({done.returncode}): {done.stdout}{done.stderr}")
+        return done.stdout
+
     def has(self, name, address=FLOATING):
         return address in {str(a) for a in self.rig.addresses(name)}
 
@@ -159,6 +197,8 @@ class ClientWatch:
     def __init__(self, out, rig, cluster, add_cleanup, nodes=()):
         self.out = out
         self.nodes = list(nodes)
+        self._read = 0
+        self._rounds = []
         urls = [cluster.url()] + [cluster.url(n) for n in self.nodes]
         argv = rig.exec_argv("client", [sys.executable, "-m", "rig.address_client_watch",
                                         "eth0", ip_of(FLOATING), out, *urls])
@@ -171,11 +211,22 @@ class ClientWatch:
             self.process.wait(5)
 
     def rounds(self):
+        """Every round so far (the file is read on from where the last call stopped)."""
         try:
-            with open(self.out) as f:
-                return [json.loads(line) for line in f if line.endswith("\n")]
+            with open(self.out, "rb") as f:
+                f.seek(self._read)
+                data = f.read()
         except FileNotFoundError:
             return []
+        complete = data[:data.rfind(b"\n") + 1]
+        self._read += len(complete)
+        self._rounds += [json.loads(line) for line in complete.splitlines()]
+        return self._rounds
+
+    def last(self):
+        """The latest round, or None."""
+        rounds = self.rounds()
+        return rounds[-1] if rounds else None
 
     def first(self, predicate, since):
         """The time of the first round at or after C{since} for which C{predicate(round)}."""
@@ -186,3 +237,40 @@ class ClientWatch:
 
     def answered_by(self, node, since=0.0):
         return self.first(lambda r: r["answers"][0] == node, since) is not None
+
+
+class HolderWatch:
+    """L{rig.address_holder_watch} over alpha and beta: which of them has C{address}, when."""
+
+    def __init__(self, out, rig, add_cleanup, address=FLOATING, nodes=("alpha", "beta")):
+        self.out = out
+        argv = [sys.executable, "-m", "rig.address_holder_watch", address, out,
+                *(f"{n}={rig.node(n).namespace}" for n in nodes)]
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        add_cleanup(self.stop)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(5)
+
+    def changes(self):
+        """The changes of the holder set, oldest first (C{t}, C{n}: round, C{holders})."""
+        try:
+            with open(self.out) as f:
+                return [json.loads(line) for line in f if line.endswith("\n")]
+        except FileNotFoundError:
+            return []
+
+    def path(self):
+        """The holders one after the other, no-holder stretches and repeats left out."""
+        path = []
+        for change in self.changes():
+            holders = change["holders"]
+            if holders and (not path or path[-1] != holders):
+                path.append(holders)
+        return path
+
+    def rounds(self):
+        changes = self.changes()
+        return changes[-1]["n"] if changes else 0

@@ -193,10 +193,13 @@ class ClusterRig:
     """Template parts and addresses for one launcher running C{layout}."""
 
     def __init__(self, layout, timing=DEFAULT_TIMING, *, interval=0.1, health_check=True,
-                 escaping=False):
+                 escaping=False, ready_delay=0.0, check=None):
         """
         @param interval: the protected service's heartbeat interval (s).
         @param health_check: give each service an HTTP health check.
+        @param ready_delay: each protected service serves HTTP (is ready) this
+            long after it starts.
+        @param check: the health check's settings (default L{HEALTH_CHECK}).
         @param escaping: the protected services double-fork and setsid
             (``--escape``): the copy that records leaves its process group.
         """
@@ -205,6 +208,8 @@ class ClusterRig:
         self.interval = interval
         self.health_check = health_check
         self.escaping = escaping
+        self.ready_delay = ready_delay
+        self.check = dict(check if check is not None else HEALTH_CHECK)
         #: C{{(node, cluster): settings}} that replace the layout's for one
         #: node's next config (the rig's ``reshape`` fault).
         self.reshaped = {}
@@ -266,6 +271,9 @@ class ClusterRig:
             template = template.with_part(part)
         return template
 
+    def _ready_args(self):
+        return ["--ready-delay", str(self.ready_delay)] if self.ready_delay else []
+
     def peers_part(self, node, launcher):
         """``[node]`` listen = advertise = own address, join = every other node.
 
@@ -296,20 +304,87 @@ class ClusterRig:
             name = service_name(cluster)
             command = [sys.executable, "-m", "rig.protected_service",
                        "--record", launcher.records_dir, "--interval", str(self.interval),
-                       "--http", f"{host}:{port}", *(["--escape"] if self.escaping else [])]
+                       "--http", f"{host}:{port}", *(["--escape"] if self.escaping else []),
+                       *self._ready_args()]
             # CLSD_CLUSTER, CLSD_EPOCH and CLSD_NODE come from the daemon that
             # holds the lease: the records then show what ownership decided.
             service = {"name": name, "command": command,
                        "env": {RIG_ENV: launcher.rig_id, OWNER_ENV: str(launcher.owner_pid)},
                        "restart": "always", "stop_timeout": 3.0}
             if self.health_check:
-                service["check"] = {**HEALTH_CHECK, "target": f"http://{host}:{port}/"}
+                service["check"] = {**self.check, "target": f"http://{host}:{port}/"}
             services.append(service)
             clusters.append({"id": cluster, "service": name,
                              "priority": self.layout.clusters[cluster][node.name],
                              **self.layout.cluster_options,
                              **self.reshaped.get((node.name, cluster),
                                                  self.layout.cluster_settings.get(cluster, {}))})
+        tables = {}
+        if services:
+            tables["service"] = services
+            tables["cluster"] = clusters
+        return tables
+
+
+def member_resource(cluster, member):
+    """What one member of an ordered group records as its cluster: ``A.db``.
+
+    Each member is held to one copy at a time by the checker, like a cluster
+    (``A.db`` on alpha and ``A.db`` on beta must never overlap); the group's
+    members on one node run side by side, so they must not share a name.
+    """
+    return f"{cluster}.{member}"
+
+
+class GroupClusterRig(ClusterRig):
+    """A L{ClusterRig} whose every cluster ID is an ordered group of protected services.
+
+    Member C{m} of cluster C{A} is the ``[[service]]`` ``system-a-m``; it
+    records as cluster ``A.m`` (L{member_resource}) and answers HTTP on a
+    port of its own, so C{FailoverRig.wait_owner("A.m")} finds it.  The
+    ``[[cluster]]`` names them in order: ``services = [...]``.
+    """
+
+    def __init__(self, layout, members, timing=DEFAULT_TIMING, **kwargs):
+        super().__init__(layout, timing, **kwargs)
+        self.members = tuple(members)
+
+    def _allocate(self, launcher):
+        if self._ports is None:
+            ports = {}
+            for name in self.layout.all_nodes:
+                address = launcher.address(name)
+                ports[name, None] = free_port(address)
+                for cluster in self.layout.clusters_of(name):
+                    for member in self.members:
+                        ports[name, member_resource(cluster, member)] = free_port(address)
+            self._ports = ports
+        return self._ports
+
+    def clusters_part(self, node, launcher):
+        services, clusters = [], []
+        for cluster in self.layout.clusters_of(node.name):
+            names = []
+            for member in self.members:
+                resource = member_resource(cluster, member)
+                host, port = self.http_address(launcher, node.name, resource)
+                name = f"{service_name(cluster)}-{member}"
+                names.append(name)
+                service = {"name": name,
+                           "command": [sys.executable, "-m", "rig.protected_service",
+                                       "--record", launcher.records_dir,
+                                       "--interval", str(self.interval),
+                                       "--http", f"{host}:{port}", "--cluster", resource,
+                                       *self._ready_args()],
+                           "env": {RIG_ENV: launcher.rig_id, OWNER_ENV: str(launcher.owner_pid)},
+                           "restart": "always", "stop_timeout": 3.0}
+                if self.health_check:
+                    service["check"] = {**self.check, "target": f"http://{host}:{port}/"}
+                services.append(service)
+            clusters.append({"id": cluster, "services": names,
+                             "priority": self.layout.clusters[cluster][node.name],
+                             **self.layout.cluster_options,
+                             **self.layout.cluster_settings.get(cluster, {})})
         tables = {}
         if services:
             tables["service"] = services

@@ -193,6 +193,13 @@ class HostilePeer:
             "advertise": advertise or f"{self.address}:1",
             "settings": hello["settings"] if settings is None else settings,
         }
+        # The daemon's own protocol range, version and per-setting digests, so that
+        # only what the test changes differs.
+        for key in ("protocol_min", "software", "settings_digests"):
+            if key in hello and not (key == "settings_digests" and settings is not None):
+                ours[key] = hello[key]
+        if settings is not None and "settings_digests" in hello:
+            ours["settings_digests"] = {}
         sock.sendall((json.dumps(ours) + "\n").encode())
         sock.settimeout(0.5)
         connection = HostileConnection(sock, hello)

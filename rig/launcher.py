@@ -300,11 +300,15 @@ class Launcher:
             f.write(self.template.render(spec, self))
         return spec.config_path
 
-    def start(self, name, *, wait=True, timeout=DEFAULT_START_TIMEOUT):
-        """Start node C{name}'s daemon (writing its config first)."""
+    def start(self, name, *, wait=True, timeout=DEFAULT_START_TIMEOUT, env=None):
+        """Start node C{name}'s daemon (writing its config first).
+
+        @param env: more environment for this start only (e.g. a test hook).
+        """
         node = self.node(name)
         if node.running:
             raise RuntimeError(f"node {name} is already running (pid {node.pid})")
+        extra_env = env
         self.write_config(name)
         try:
             os.unlink(node.spec.pid_path)
@@ -312,6 +316,8 @@ class Launcher:
             pass
         env = {**self.base_env, RIG_ENV: self.rig_id, OWNER_ENV: str(self.owner_pid),
                OFFSET_ENV: self.lease_clock_offset_path(name)}
+        if extra_env:
+            env.update(extra_env)
         if node.clock is not None:
             env = node.clock.environ(env)
         command = [*twistd_command(), "-n", "--pidfile", node.spec.pid_path,

@@ -62,6 +62,9 @@ def build_parser():
     parser.add_argument("--node", help="node name (default: $CLSD_NODE)")
     parser.add_argument("--cluster", help="cluster ID (default: $CLSD_CLUSTER)")
     parser.add_argument("--epoch", type=int, help="lease epoch (default: $CLSD_EPOCH)")
+    parser.add_argument("--ready-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long after the start record before serving HTTP "
+                             "(a system that takes time to become ready)")
     parser.add_argument("--escape", action="store_true",
                         help="double-fork and setsid: the recording copy leaves the process group")
     return parser
@@ -115,7 +118,9 @@ def run(args, environ=os.environ, *, escaped=False):
                   **({"escaped": True} if escaped else {}))
 
     server = None
-    if args.http:
+    if args.ready_delay > 0:
+        select.select([wake_r], [], [], args.ready_delay)
+    if args.http and not stopping:
         try:
             server = ThreadingHTTPServer(args.http, _handler_for(identity))
         except OSError as e:

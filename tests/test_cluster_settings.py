@@ -66,8 +66,12 @@ class SettingsMismatchTests(unittest.TestCase):
         self.assertTrue(rig.all_see(["alpha", "beta"], {"alpha": "alive", "beta": "alive"}))
         return refusals
 
+    @defer.inlineCallbacks
     def test_other_lease_is_refused(self):
-        return self.refused({"voters": GOOD["voters"], "lease": 5.0})
+        refusals = yield self.refused({"voters": GOOD["voters"], "lease": 5.0})
+        # The line names the one setting that differs, as the configuration spells it.
+        self.assertTrue(any("cluster-wide settings than this node: quorum.lease;" in line
+                            for line in refusals), refusals)
 
     @defer.inlineCallbacks
     def test_other_voters_join_and_are_named_apart(self):

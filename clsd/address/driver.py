@@ -1,10 +1,10 @@
 """The portability seam for floating addresses: add, remove and list an interface's addresses.
 
 L{IAddressDriver} is what the daemon needs from the operating system; one
-provider per OS family. L{IpCommandDriver} is Linux's (the ``ip`` command,
-run through the injected reactor); L{UnsupportedDriver} stands for every other
-OS until it has its own (doc/address.md maps Solaris's ``ipadm`` and
-``ifconfig addif`` onto the same four calls).
+provider per OS family, each running the system's own tool through the
+injected reactor: L{IpCommandDriver} on Linux (``ip``), L{IpadmDriver} on
+Solaris 11 and illumos (``ipadm``; built from its manual, not run on a
+Solaris machine here). L{UnsupportedDriver} stands for every other OS.
 
 Adding and removing are idempotent: the daemon re-applies what it wants after
 a restart or a lost reply without first asking what is there. Whether a
@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.internet.utils import getProcessOutputAndValue
 from zope.interface import Interface, implementer
 
+from clsd.address import ipadm as ipadm_commands
 from clsd.address import ipcmd
 
 
@@ -78,19 +79,19 @@ def _check_arguments(operation, interface, address):
         raise AddressError(operation, interface, address, str(e)) from None
 
 
-@implementer(IAddressDriver)
-class IpCommandDriver:
-    """Linux: iproute2's ``ip`` command, spawned through C{reactor}.
+class _CommandDriver:
+    """What the drivers that run a system tool share: spawning it, and its failures.
 
     @param run: C{run(argv) -> Deferred[(stdout, stderr, exit status)]};
         by default the program is spawned through C{reactor}. Tests give a fake.
     """
 
-    def __init__(self, reactor, ip=None, run=None):
+    #: The tool's path, for messages.
+    tool = ""
+
+    def __init__(self, reactor, run=None):
         self._reactor = reactor
-        self.ip = ip or ipcmd.find_ip() or "/sbin/ip"
         self._run = run or self._spawn
-        self._json = True
 
     def _spawn(self, argv):
         return getProcessOutputAndValue(argv[0], argv[1:], env=ipcmd.IP_ENVIRONMENT,
@@ -98,6 +99,23 @@ class IpCommandDriver:
 
     def interface_exists(self, interface):
         return interface_index_exists(interface)
+
+    def _fail(self, operation, interface, address, err, status):
+        message = err.decode(errors="replace").strip() or f"{self.tool} exited with status {status}"
+        kind = AddressError if self.interface_exists(interface) else InterfaceMissing
+        if kind is InterfaceMissing:
+            message = f"no interface named {interface!r} ({message})"
+        raise kind(operation, interface, address, message)
+
+
+@implementer(IAddressDriver)
+class IpCommandDriver(_CommandDriver):
+    """Linux: iproute2's ``ip`` command, spawned through C{reactor}."""
+
+    def __init__(self, reactor, ip=None, run=None):
+        super().__init__(reactor, run)
+        self.ip = self.tool = ip or ipcmd.find_ip() or "/sbin/ip"
+        self._json = True
 
     @defer.inlineCallbacks
     def present(self, interface):
@@ -142,17 +160,75 @@ class IpCommandDriver:
             return None  # already as wanted: idempotent success
         self._fail(operation, interface, address, err, status)
 
-    def _fail(self, operation, interface, address, err, status):
-        message = err.decode(errors="replace").strip() or f"{self.ip} exited with status {status}"
-        kind = AddressError if self.interface_exists(interface) else InterfaceMissing
-        if kind is InterfaceMissing:
-            message = f"no interface named {interface!r} ({message})"
-        raise kind(operation, interface, address, message)
+
+@implementer(IAddressDriver)
+class IpadmDriver(_CommandDriver):
+    """Solaris 11 and illumos: ``ipadm`` address objects, spawned through C{reactor}.
+
+    Each address is a temporary static object named after the address
+    (L{clsd.address.ipadm.address_object}); a removal deletes that object,
+    or whatever object holds the address when it was added by other hands.
+    Built from the ipadm(8) manual and tested against a fake C{run}; not run
+    on a Solaris machine here.
+    """
+
+    def __init__(self, reactor, ipadm=None, run=None):
+        super().__init__(reactor, run)
+        self.ipadm = self.tool = ipadm or ipadm_commands.find_ipadm() or "/usr/sbin/ipadm"
+
+    @defer.inlineCallbacks
+    def _objects(self, interface):
+        """C{{address: address object}} on C{interface}."""
+        out, err, status = yield self._run(ipadm_commands.show_argv(self.ipadm, interface))
+        if status != 0:
+            self._fail("list the addresses of", interface, None, err, status)
+        return ipadm_commands.parse_show(out.decode(errors="replace"))
+
+    @defer.inlineCallbacks
+    def present(self, interface):
+        try:
+            ipcmd.check_interface_name(interface)
+        except ValueError as e:
+            raise AddressError("list the addresses of", interface, None, str(e)) from None
+        objects = yield self._objects(interface)
+        return set(objects)
+
+    @defer.inlineCallbacks
+    def add(self, interface, address):
+        address = _check_arguments("add", interface, address)
+        out, err, status = yield self._run(ipadm_commands.add_argv(self.ipadm, interface, address))
+        if status == 0:
+            return None
+        if self.interface_exists(interface):
+            try:
+                objects = yield self._objects(interface)
+            except AddressError:
+                objects = {}
+            if address in objects:
+                return None  # already there (an earlier run's object): idempotent success
+        self._fail("add", interface, address, err, status)
+
+    @defer.inlineCallbacks
+    def remove(self, interface, address):
+        address = _check_arguments("remove", interface, address)
+        own = ipadm_commands.address_object(interface, address)
+        out, err, status = yield self._run(ipadm_commands.remove_argv(self.ipadm, own))
+        if status == 0:
+            return None
+        if not self.interface_exists(interface):
+            self._fail("remove", interface, address, err, status)
+        objects = yield self._objects(interface)
+        other = objects.get(address)
+        if other is None:
+            return None  # not there: idempotent success
+        out, err, status = yield self._run(ipadm_commands.remove_argv(self.ipadm, other))
+        if status != 0:
+            self._fail("remove", interface, address, err, status)
 
 
 #: What an operator reads when the OS has no driver yet.
 UNSUPPORTED = ("floating addresses are not supported on {os} yet "
-               "(Linux: ip; Solaris: ipadm/ifconfig addif, see doc/address.md)")
+               "(Linux: ip; Solaris 11 and illumos: ipadm; see doc/address.md)")
 
 
 @implementer(IAddressDriver)
@@ -180,8 +256,11 @@ class UnsupportedDriver:
 
 
 def default_driver(reactor, platform=None):
-    """The driver for this OS: L{IpCommandDriver} on Linux, else L{UnsupportedDriver}."""
+    """The driver for this OS: L{IpCommandDriver} on Linux, L{IpadmDriver} on Solaris/illumos
+    (``sunos5``), else L{UnsupportedDriver}."""
     platform = platform or sys.platform
     if platform.startswith("linux"):
         return IpCommandDriver(reactor)
+    if platform.startswith("sunos"):
+        return IpadmDriver(reactor)
     return UnsupportedDriver(platform)

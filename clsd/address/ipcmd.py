@@ -17,6 +17,12 @@ import ipaddress
 import json
 import os
 import subprocess
+import sys
+
+try:
+    from clsd.address import ipadm
+except ImportError:  # the lease guard, which loads this file from its directory
+    import ipadm  # type: ignore[no-redef,import-not-found]
 
 #: Where ``ip`` usually is; tried before C{PATH} (the guard and daemons run
 #: with a minimal environment).
@@ -130,13 +136,17 @@ def _run(argv, timeout):
 
 
 def try_remove(interface: str, address, ip: str | None = None,
-               timeout: float = REMOVE_TIMEOUT) -> tuple[bool, str]:
+               timeout: float = REMOVE_TIMEOUT, platform: str | None = None) -> tuple[bool, str]:
     """Remove C{address} from C{interface} now (blocking); C{(gone, message)}, never raises.
 
     C{gone} is True when the address is not on the interface afterwards:
     removed now, or not there to begin with (checked by listing, so that the
-    answer does not depend on the wording of ``ip``'s error messages).
+    answer does not depend on the wording of ``ip``'s error messages). On
+    Solaris and illumos (C{platform} ``sunos5``) ``ipadm`` does it
+    (L{clsd.address.ipadm.try_remove}).
     """
+    if (platform or sys.platform).startswith("sunos"):
+        return ipadm.try_remove(interface, address, timeout=timeout)
     try:
         interface = check_interface_name(interface)
         address = as_interface_address(address)

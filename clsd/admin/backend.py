@@ -39,6 +39,10 @@ class MemberInfo:
     state: str
     #: ``host:port`` of its peer listener.
     address: str
+    #: Its CLSD version and protocol range C{(lowest, highest)} as it published them
+    #: (None and () where unknown); state ``incompatible``: no protocol in common.
+    version: str | None = None
+    protocols: tuple = attrs.field(default=(), converter=_tuple)
 
 
 @attrs.frozen
@@ -54,6 +58,9 @@ class ClusterInfo:
     state: str
     #: The floating addresses: C{(address, up here)} pairs (doc/address.md).
     addresses: tuple = attrs.field(default=(), converter=_tuple)
+    #: An ordered group's members in start order: C{(service, state here)} pairs
+    #: (doc/groups.md); empty for a cluster of one service.
+    members: tuple = attrs.field(default=(), converter=_tuple)
     #: The cluster as it is, the same seen from any node (L{clsd.admin.ownership_status}):
     #: ``running``, ``moving``, ``starting``, ``failed``, ``unowned``, ``paused``, ...
     condition: str = ""
@@ -118,6 +125,17 @@ class Status:
     clusters: tuple = attrs.field(converter=_tuple)
     services: tuple = attrs.field(converter=_tuple)
     quorum: QuorumInfo
+    protocol: "ProtocolInfo | None" = None
+
+
+@attrs.frozen
+class ProtocolInfo:
+    """The peer protocol the whole cluster speaks (doc/peer-protocol.md, "Versions")."""
+
+    #: The highest version every live member speaks (None: none, or a member unknown).
+    version: int | None
+    #: Members whose protocol range keeps C{version} below what the others speak.
+    held_back_by: tuple = attrs.field(converter=_tuple)
 
 
 @attrs.frozen

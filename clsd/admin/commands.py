@@ -113,21 +113,49 @@ def _as_data(record):
 
 def members_table(members):
     return format_table(
-        ["MEMBER", "STATE", "ADDRESS"], [(m.name, m.state, m.address) for m in members]
+        ["MEMBER", "STATE", "ADDRESS", "VERSION"],
+        [(m.name, m.state, m.address, _version(m)) for m in members]
     )
+
+
+def _version(member):
+    """``0.1.0 (protocol 2)``; ``-`` where the member published none."""
+    if member.version is None:
+        return "-"
+    low, high = member.protocols or (None, None)
+    if low is None:
+        return member.version
+    return f"{member.version} (protocol {low if low == high else f'{low}-{high}'})"
+
+
+def _protocol_line(protocol):
+    if protocol is None:
+        return ""
+    version = "none in common" if protocol.version is None else str(protocol.version)
+    behind = ("; held back by " + ", ".join(map(printable, protocol.held_back_by))
+              if protocol.held_back_by else "")
+    return f"protocol: {version}{behind}\n"
 
 
 def clusters_table(clusters):
     """The clusters: STATE is the cluster's as it is everywhere (``running on beta``), THIS NODE
-    this node's role for it (``standby #1``); an ADDRESS column when one has a floating address.
+    this node's role for it (``standby #1``); an ADDRESS column when one has a floating address,
+    a MEMBERS column when one is an ordered group.
     """
     floating = any(c.addresses for c in clusters)
+    groups = any(c.members for c in clusters)
     return format_table(
-        ["CLUSTER", "STATE", "OWNERS", "EPOCH", "THIS NODE"] + (["ADDRESS"] if floating else []),
+        ["CLUSTER", "STATE", "OWNERS", "EPOCH", "THIS NODE"] + (["ADDRESS"] if floating else [])
+        + (["MEMBERS"] if groups else []),
         [(c.id, c.summary or c.state, c.owners, c.epoch, c.role_text or None)
-         + ((_addresses(c),) if floating else ())
+         + ((_addresses(c),) if floating else ()) + ((_members(c),) if groups else ())
          for c in clusters],
     )
+
+
+def _members(cluster):
+    """``vol running, db backoff, exp stopped``: an ordered group's members here, in order."""
+    return ", ".join(f"{name} {state}" for name, state in cluster.members)
 
 
 def _addresses(cluster):
@@ -166,6 +194,7 @@ def render_status(status):
         f"quorum:  {'yes' if quorum.have_quorum else 'NO'} (voters: {voters})\n", apart,
         (f"voter:   GRANTS NOTHING: {printable(quorum.voter_error)}\n"
          if quorum.voter_error else ""),
+        _protocol_line(status.protocol),
         "\n", members_table(status.members),
         "\n", clusters_table(status.clusters),
         "\n", services_table(status.services),

@@ -12,8 +12,8 @@ import datetime
 from zope.interface import implementer
 
 from clsd.admin.backend import (
-    AdminError, ClusterInfo, HistoryEvent, IAdminBackend, MemberInfo, QuorumInfo, ServiceInfo,
-    Status, UnavailableBackend, not_available,
+    AdminError, ClusterInfo, HistoryEvent, IAdminBackend, MemberInfo, ProtocolInfo, QuorumInfo,
+    ServiceInfo, Status, UnavailableBackend, not_available,
 )
 from clsd.admin.ownership_status import ownership_status
 
@@ -48,16 +48,35 @@ class DaemonBackend(UnavailableBackend):
             clusters=self.clusters(ownership),
             services=self.services(),
             quorum=self.quorum(ownership),
+            protocol=self.protocol(),
         )
 
+    def protocol(self):
+        cluster = self.daemon.cluster_protocol()
+        return ProtocolInfo(version=cluster.version, held_back_by=cluster.held_back_by)
+
     def members(self):
+        from clsd.version import protocol_range, software_version
+
         membership = self.daemon.membership
         if membership is None or membership.core is None:
             # A node alone (no [node] listen) knows only itself.
-            return (MemberInfo(name=self.node, state="alive", address="-"),)
-        return tuple(MemberInfo(name=info.member.name, state=info.member.state.value,
-                                address=info.member.address)
-                     for info in membership.members())
+            return (MemberInfo(name=self.node, state="alive", address="-",
+                               version=software_version(), protocols=protocol_range()),)
+        versions = self.daemon.member_versions()
+        incompatible = dict(self.daemon.network.incompatible)
+        members = []
+        for info in membership.members():
+            name = info.member.name
+            software, protocols = versions.get(name, (None, None))
+            state = "incompatible" if incompatible.pop(name, None) else info.member.state.value
+            members.append(MemberInfo(
+                name=name, state=state, address=info.member.address, version=software,
+                protocols=(protocols.low, protocols.high) if protocols is not None else ()))
+        # Refused at the hello, so never a member here: shown all the same.
+        members.extend(MemberInfo(name=name, state="incompatible", address="-")
+                       for name in sorted(incompatible))
+        return tuple(members)
 
     def _ownership(self, command):
         ownership = self.daemon.ownership
@@ -72,7 +91,9 @@ class DaemonBackend(UnavailableBackend):
         status = status or ownership_status(self.daemon.ownership)
         here = tuple(
             ClusterInfo(id=c["id"], owners=tuple(sorted(c["owners"])), epoch=c["epoch"] or 0,
-                        state=c["state"], addresses=tuple(sorted(c["addresses"].items()))
+                        state=f"waiting: {c['waiting']}" if c["state"] == "waiting"
+                        else c["state"], addresses=tuple(sorted(c["addresses"].items())),
+                        members=tuple((m["name"], m["state"]) for m in c["member_states"] or ())
                         ).with_view(c["view"])
             for c in status["clusters"])
         # Clusters only other nodes register for: shown so that every node (a witness too)

@@ -11,7 +11,7 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from clsd.admin.backend import (
-    AdminError, ClusterInfo, HistoryEvent, IAdminBackend, MemberInfo, QuorumInfo,
+    AdminError, ClusterInfo, HistoryEvent, IAdminBackend, MemberInfo, ProtocolInfo, QuorumInfo,
     ServiceInfo, Status, not_available,
 )
 from clsd.admin.ownership_status import cluster_view
@@ -40,9 +40,9 @@ class FakeBackend:
         #: Set to a reason to make the next ``reload`` fail as a bad file would.
         self.reload_error = None
         self._members = {
-            node: MemberInfo(node, "alive", "127.0.0.11:7400"),
-            "beta": MemberInfo("beta", "alive", "127.0.0.12:7400"),
-            "witness": MemberInfo("witness", "alive", "127.0.0.13:7400"),
+            node: MemberInfo(node, "alive", "127.0.0.11:7400", "0.1.0", (2, 2)),
+            "beta": MemberInfo("beta", "alive", "127.0.0.12:7400", "0.1.0", (2, 3)),
+            "witness": MemberInfo("witness", "alive", "127.0.0.13:7400", "0.1.0", (2, 2)),
             "gamma": MemberInfo("gamma", "dead", "127.0.0.14:7400"),
         }
         self._standby = set()
@@ -106,6 +106,7 @@ class FakeBackend:
             clusters=self._worded_clusters(),
             services=self._services.values(),
             quorum=QuorumInfo(self._voters, have_quorum),
+            protocol=ProtocolInfo(2, (self.node, "witness")),
         ))
 
     def members(self):

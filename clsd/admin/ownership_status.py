@@ -21,8 +21,9 @@ from clsd.ownership.core.placement import Candidate, MemberState, is_eligible, p
 from clsd.ownership.core.voterset import VoterSet
 
 #: The cluster's condition, the same seen from any node.
-RUNNING, MOVING, STARTING, FAILED, UNOWNED, PAUSED, STUCK, SHAPE_MISMATCH = (
-    "running", "moving", "starting", "failed", "unowned", "paused", "stuck", "shape-mismatch")
+RUNNING, MOVING, STARTING, FAILED, UNOWNED, PAUSED, STUCK, SHAPE_MISMATCH, WAITING = (
+    "running", "moving", "starting", "failed", "unowned", "paused", "stuck", "shape-mismatch",
+    "waiting")
 #: This node's role for a cluster.
 OWNER, STOPPING, TAKING_OVER, STANDBY, INELIGIBLE, NOT_REGISTERED, UNREGISTERING = (
     "owner", "stopping", "taking-over", "standby", "ineligible", "not-registered",
@@ -72,6 +73,8 @@ def summary_text(condition: str, owners: Sequence[str], moving: tuple[str | None
         return f"moving {moving[0] or '?'} -> {moving[1] or '?'}"
     if condition in (STARTING, STUCK) and at is not None:
         return f"{condition} on {at}"
+    if condition == WAITING and at is not None:
+        return f"waiting: {at}"
     return condition
 
 
@@ -91,7 +94,8 @@ def cluster_view(*, node: str, owners: Collection[str], targets: Sequence[str | 
                  withdrawing: bool = False, paused: bool = False, failed: bool = False,
                  mismatch: Sequence[str] = (), standby_mode: bool = False,
                  cooldown_left: float | None = None,
-                 epochs: Mapping[str, int] | None = None) -> ClusterView:
+                 epochs: Mapping[str, int] | None = None,
+                 waiting: str | None = None) -> ClusterView:
     """The state of one cluster and C{node}'s role in it, from what C{node} knows.
 
     @param owners: the nodes holding its lease now.
@@ -105,6 +109,7 @@ def cluster_view(*, node: str, owners: Collection[str], targets: Sequence[str | 
     @param cooldown_left: seconds until C{node} may own it again after giving it up.
     @param epochs: each owner's epoch: of two owners of a one-slot cluster, the newer has
         just taken over and the older's claim is what it published before it went.
+    @param waiting: why nobody may take it yet (a dependency, doc/groups.md), or None.
     """
     owners = sorted(owners)
     wanted = [t for t in targets if t is not None]
@@ -118,6 +123,8 @@ def cluster_view(*, node: str, owners: Collection[str], targets: Sequence[str | 
         condition = FAILED
     elif "stuck" in here:
         condition, at = STUCK, node
+    elif waiting is not None and not owners:
+        condition, at = WAITING, waiting
     elif "stopping" in here:
         condition = MOVING
         moving = (node, next((n for n in [*wanted, *standbys] if n != node), None))
@@ -255,6 +262,9 @@ def ownership_status(service):
                 # A successor polls the live owner's lease (phase acquiring)
                 # so as to take over the moment it lapses: it stands by.
                 state = "standing-by" if owners else "unowned"
+        waiting = manager.dependency_wait(cluster.id, now)
+        if waiting is not None and state in ("unowned", "acquiring"):
+            state = "waiting"  # after / with / not_with (doc/groups.md)
         skipped = {m.name for m in members if manager.stalled(m.name, cluster.id, now)}
         targets, standbys = placement_view(
             cluster.id, members, owners, cluster.count, skipped=skipped,
@@ -268,7 +278,8 @@ def ownership_status(service):
             withdrawing=cluster.id in withdrawing, paused=cluster.id in paused,
             failed=cluster_status(cluster.id, members) == "failed",
             mismatch=manager.shape_mismatch(cluster.id), standby_mode=manager.standby,
-            cooldown_left=manager.escalation.remaining(cluster.id, now), epochs=owners)
+            cooldown_left=manager.escalation.remaining(cluster.id, now), epochs=owners,
+            waiting=waiting if state == "waiting" else None)
         result["clusters"].append({
             "id": cluster.id, "mode": cluster.mode, "count": cluster.count,
             "service": cluster.service, "owners": owners,
@@ -278,6 +289,11 @@ def ownership_status(service):
             "shape_mismatch": manager.shape_mismatch(cluster.id),
             "addresses": service.address_status().get(cluster.id, {}),
             "view": view,
+            # An ordered group: its members in start order and their states here.
+            "members": list(cluster.members),
+            "member_states": service.member_states(cluster.id),
+            "waiting_for": service.group_waiting_for(cluster.id),
+            "waiting": waiting,
         })
     result["elsewhere"] = _elsewhere(service.node_name, members,
                                      {c.id for c in service.clusters()})

@@ -116,16 +116,16 @@ def plan_reload(old, new):
 
     in_place = [i for i in changed_ids
                 if changes_in_place(old_clusters[i], new_clusters[i])
-                and old_clusters[i].service not in changed]
+                and not set(old_clusters[i].members) & set(changed)]
     replaced = sorted(set(changed_ids) - set(in_place) | {
         i for i in set(old_clusters) & set(new_clusters)
-        if old_clusters[i] == new_clusters[i] and old_clusters[i].service in changed})
+        if old_clusters[i] == new_clusters[i] and set(old_clusters[i].members) & set(changed)})
     clusters_changed = sorted(in_place)
 
     # A service that runs a cluster (before or after) is started and stopped by
     # the lease, not by reload: its runner goes and comes with its cluster.
-    old_leased = {c.service for c in old.clusters}
-    new_leased = {c.service for c in new.clusters}
+    old_leased = {name for c in old.clusters for name in c.members}
+    new_leased = {name for c in new.clusters for name in c.members}
     plain_stop = sorted(n for n in old_services if n not in old_leased
                         and (n in removed or n in changed or n in new_leased))
     plain_start = sorted(n for n in new_services if n not in new_leased
@@ -133,9 +133,9 @@ def plan_reload(old, new):
     unsupported = []
     # Safety: a service that ran a cluster here and stays as a plain service
     # would start unleased beside the cluster's new owner (two copies).
-    orphaned = sorted(f"{old_clusters[i].service} (cluster {i})"
+    orphaned = sorted(f"{name} (cluster {i})"
                       for i in clusters_removed + replaced
-                      if old_clusters[i].service in plain_start)
+                      for name in old_clusters[i].members if name in plain_start)
     if orphaned:
         unsupported.append(
             "a service that runs a cluster would keep running here without its lease "

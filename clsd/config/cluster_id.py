@@ -11,9 +11,13 @@ import string
 import attrs
 
 from clsd.config.floating import check_floating, parse_floating
+from clsd.config.reader import NAME_PATTERN
 from clsd.ownership.core.escalation import DEFAULT_COOLDOWN
 
 MODES = ("active-standby", "n-active")
+#: What a dependent does while the cluster it follows (``after``) fails over:
+#: keeps running (the default), or stops until it runs again.
+AFTER_FAILOVER = ("keep", "stop")
 #: The placeholders a fence or notify command may use.
 PLACEHOLDERS = ("node", "cluster", "epoch", "event")
 #: Default preempt delay: a returning higher-priority node must stay healthy
@@ -26,7 +30,8 @@ MAX_PRIORITY = 1_000_000
 @attrs.frozen
 class ClusterConfig:
     id: str
-    service: str
+    #: The one ``[[service]]`` that runs this cluster, or None for a group.
+    service: str | None = None
     priority: int = 100
     mode: str = "active-standby"
     count: int = 1
@@ -37,11 +42,36 @@ class ClusterConfig:
     cooldown: float = DEFAULT_COOLDOWN
     #: The floating service address (L{clsd.config.floating.FloatingAddress}), or None.
     floating: object = None
+    #: An ordered group (``services = [...]``): started in this order, stopped in reverse.
+    services: tuple = ()
+    #: Cluster IDs that must run somewhere before this one starts (doc/groups.md).
+    after: tuple = ()
+    #: Cluster IDs this one runs beside: only on the node that runs them.
+    with_: tuple = ()
+    #: Cluster IDs this one never runs beside.
+    not_with: tuple = ()
+    #: ``keep`` or ``stop``: what this cluster does while one it follows fails over.
+    after_failover: str = "keep"
+
+    @property
+    def members(self):
+        """The services that run this cluster here, in start order (one unless a group)."""
+        return self.services if self.services else (self.service,)
+
+    @property
+    def group(self):
+        """Whether this cluster is run by an ordered group of services."""
+        return bool(self.services)
+
+    @property
+    def label(self):
+        """The service (or the group's members, in order) as one string for messages."""
+        return ", ".join(self.members)
 
 
 def parse_cluster(table):
     cluster_id = table.name("id", "cluster ID")
-    service = table.string("service")
+    service, services = _services(table)
     priority = table.integer("priority", 100, minimum=0, maximum=MAX_PRIORITY)
     mode = table.choice("mode", MODES, "active-standby")
     count = table.integer("count", 1, minimum=1, maximum=1024)
@@ -55,12 +85,58 @@ def parse_cluster(table):
     notify = _command(table, "notify")
     cooldown = table.number("cooldown", DEFAULT_COOLDOWN, positive=True)
     floating = parse_floating(table)
+    after = _cluster_ids(table, "after", cluster_id)
+    with_ = _cluster_ids(table, "with", cluster_id)
+    not_with = _cluster_ids(table, "not_with", cluster_id)
+    for index, other in enumerate(not_with):
+        if other in with_:
+            raise table.error(f"not_with[{index}]",
+                              f"names {other!r}, which with names too: a cluster cannot run "
+                              "both beside and never beside another")
+    after_failover = table.choice("after_failover", AFTER_FAILOVER, "keep")
     table.finish()
     return ClusterConfig(
         id=cluster_id, service=service, priority=priority, mode=mode, count=count,
         preempt=preempt, preempt_delay=preempt_delay, fence=fence, notify=notify,
-        cooldown=cooldown, floating=floating,
+        cooldown=cooldown, floating=floating, services=services, after=after, with_=with_,
+        not_with=not_with, after_failover=after_failover,
     )
+
+
+def _cluster_ids(table, key, own):
+    """A list of other cluster IDs (``after``, ``with``, ``not_with``); empty when absent."""
+    ids = table.string_list(key, [])
+    seen = {}
+    for index, value in enumerate(ids):
+        path = f"{key}[{index}]"
+        if not NAME_PATTERN.match(value):
+            raise table.error(path, f"not a valid cluster ID: {value!r}")
+        if value == own:
+            raise table.error(path, f"names the cluster itself ({own!r})")
+        if value in seen:
+            raise table.error(path, f"names {value!r} twice (also {key}[{seen[value]}])")
+        seen[value] = index
+    return ids
+
+
+def _services(table):
+    """``service`` (one) or ``services`` (an ordered group): exactly one of the two."""
+    if "services" in table:
+        if "service" in table:
+            raise table.error(
+                "services", "and service are exclusive: give one service, or the ordered "
+                "group in services alone")
+        members = table.string_list("services", nonempty=True)
+        seen = {}
+        for index, name in enumerate(members):
+            if name in seen:
+                raise table.error(f"services[{index}]",
+                                  f"names {name!r} twice (also services[{seen[name]}])")
+            seen[name] = index
+        return None, members
+    if "service" not in table:
+        raise table.error("service", "is required (or services = [...] for an ordered group)")
+    return table.string("service"), ()
 
 
 def _command(table, key):
@@ -95,18 +171,21 @@ def check_clusters(source, clusters, services, quorum, node_name):
             raise ConfigError(source, f"{path}.id",
                               f"duplicate cluster ID {cluster.id!r} (also cluster[{seen_ids[cluster.id]}])")
         seen_ids[cluster.id] = index
-        if cluster.service not in names:
-            known = ", ".join(sorted(names)) or "none defined"
-            raise ConfigError(source, f"{path}.service",
-                              f"names no [[service]]: {cluster.service!r} (services: {known})")
-        if cluster.service in seen_services:
-            raise ConfigError(
-                source, f"{path}.service",
-                f"service {cluster.service!r} already runs cluster "
-                f"{clusters[seen_services[cluster.service]].id!r}: one service process "
-                "carries one cluster's identity and epoch; define a second [[service]]")
-        seen_services[cluster.service] = index
+        for position, member in enumerate(cluster.members):
+            key = f"{path}.services[{position}]" if cluster.group else f"{path}.service"
+            if member not in names:
+                known = ", ".join(sorted(names)) or "none defined"
+                raise ConfigError(source, key,
+                                  f"names no [[service]]: {member!r} (services: {known})")
+            if member in seen_services:
+                raise ConfigError(
+                    source, key,
+                    f"service {member!r} already runs cluster "
+                    f"{clusters[seen_services[member]].id!r}: one service process "
+                    "carries one cluster's identity and epoch; define a second [[service]]")
+            seen_services[member] = index
     check_floating(source, clusters)
+    check_dependencies(source, clusters)
     if clusters and quorum is None:
         raise ConfigError(
             source, "quorum",
@@ -123,3 +202,53 @@ def check_clusters(source, clusters, services, quorum, node_name):
                     "the other is really stopped. Either add a third voter (a witness: a clsd "
                     "with no services) or give every cluster a fence command that powers "
                     "off or isolates the other node")
+
+
+def check_dependencies(source, clusters):
+    """``with`` names clusters of this node (of a mode it can follow); no cycle in after/with.
+
+    ``after`` and ``not_with`` may name clusters this node does not run (the
+    database another tier follows runs elsewhere); ``with`` may not: a
+    colocated cluster runs only on the node that runs its anchor, so this
+    node must be able to run the anchor.
+    """
+    from clsd.config.reader import ConfigError
+
+    by_id = {c.id: (index, c) for index, c in enumerate(clusters)}
+    for index, cluster in enumerate(clusters):
+        for position, anchor in enumerate(cluster.with_):
+            path = f"cluster[{index}].with[{position}]"
+            if anchor not in by_id:
+                known = ", ".join(sorted(by_id)) or "none"
+                raise ConfigError(
+                    source, path, f"names no [[cluster]] of this node: {anchor!r} (a cluster "
+                    f"runs with another only on the node that runs it; clusters: {known})")
+            other = by_id[anchor][1]
+            if cluster.mode == "active-standby" and other.mode == "n-active":
+                raise ConfigError(
+                    source, path, f"names the n-active cluster {anchor!r} for the "
+                    f"active-standby cluster {cluster.id!r}: it runs on {other.count} nodes, "
+                    "so \"the node that runs it\" is not one node")
+    edges = {c.id: [d for d in (*c.after, *c.with_) if d in by_id] for c in clusters}
+    for cluster in clusters:
+        cycle = _cycle_from(cluster.id, edges)
+        if cycle is not None:
+            index = by_id[cluster.id][0]
+            key = "after" if cycle[1] in cluster.after else "with"
+            raise ConfigError(source, f"cluster[{index}].{key}",
+                              f"a cycle of after/with: {' -> '.join(cycle)}")
+
+
+def _cycle_from(start, edges):
+    """The first cycle through C{start} in C{edges} (a list of IDs, start repeated), or None."""
+    stack = [(start, [start])]
+    seen = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in edges.get(node, ()):
+            if nxt == start:
+                return path + [start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, path + [nxt]))
+    return None

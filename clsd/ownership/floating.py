@@ -10,8 +10,8 @@ the order of the cluster's ``address_order`` (doc/address.md):
   deadline is checked again before every add.
 - L{AddressKeeper.renew}: every renewal re-arms the guard, which removes the
   addresses by itself at the deadline when the daemon is frozen or dead.
-- L{AddressKeeper.down}: the announcements stop, each address is removed,
-  then disarmed.  An address whose removal failed stays armed: the guard
+- L{AddressKeeper.down}: the announcements stop (those of an L{up} still
+  under way too), each address is removed, then disarmed.  An address whose removal failed stays armed: the guard
   removes it at the deadline, and the stop is reported only after that
   deadline (the next owner must not add it while it is still here).
 
@@ -78,10 +78,13 @@ class AddressKeeper:
 
     def down(self):
         """Stop announcing, remove every address added here; fires when it is safe to hand over."""
+        self._stop_announcing()
+        return self._lock.run(self._down)
+
+    def _stop_announcing(self):
         announcing, self._announcing = self._announcing, []
         for call in announcing:
             call.cancel()
-        return self._lock.run(self._down)
 
     def failed(self, reason):
         """Record why the addresses did not come up (the tenure is given up)."""
@@ -137,6 +140,9 @@ class AddressKeeper:
 
     @defer.inlineCallbacks
     def _down(self):
+        # Also the rounds of an up() that finished while this down() waited
+        # for it: nothing announces an address after its removal.
+        self._stop_announcing()
         interface = self.interface
         failed = False
         for address in sorted(self.up_addresses):

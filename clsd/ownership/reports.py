@@ -59,6 +59,9 @@ class ReportRecorder:
             self._events.record("lease", cluster, f"keeping lease {resource} epoch {epoch}: "
                                 f"{report.reason}", what=what, resource=resource, epoch=epoch,
                                 why=report.reason)
+        elif what in ("waiting", "waited"):
+            text = f"waiting: {report.reason}" if what == "waiting" else report.reason
+            self._events.record("cluster", cluster, text, what=what, why=report.reason)
         elif what in ("shape-mismatch", "shape-agreed"):
             self._events.record("cluster", cluster, f"{what}: {report.reason}", what=what,
                                 why=report.reason)

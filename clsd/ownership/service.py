@@ -40,6 +40,7 @@ L{clsd.admin.ownership_status}.
 """
 
 import collections
+import functools
 import random as _random
 
 from twisted.application.service import MultiService
@@ -64,6 +65,7 @@ from clsd.ownership.floor import FloorError, read_floor, write_floor
 from clsd.ownership.guard import GuardClient
 from clsd.ownership.hooks import HookRunner
 from clsd.ownership.floating import AddressKeeper
+from clsd.ownership.managed_group import ManagedGroup
 from clsd.supervision.spawn import service_spawner
 from clsd.ownership.reports import ReportRecorder
 
@@ -146,6 +148,7 @@ class OwnershipService(MultiService):
         self._managed_by_service = {}
         self._specs = {}             # cluster id -> ClusterConfig, in registration order
         self._forgotten = {}         # cluster id -> Deferreds waiting for ForgetCluster
+        self._running = {}           # cluster id -> last reported "its service runs here"
         for cluster in config.clusters:
             self._add_managed(cluster)
         #: The core, once L{activate} built it.
@@ -182,14 +185,27 @@ class OwnershipService(MultiService):
     # -- wiring (the daemon, the peer network, membership) ------------------------
 
     def _add_managed(self, cluster):
-        managed = ManagedService(cluster.id, self.node_name, self.guard,
-                                 monotonic=self._monotonic, report=self._report_later,
-                                 n_active=cluster.mode == "n-active",
-                                 keeper=self._keeper(cluster))
+        if cluster.group:
+            managed = ManagedGroup(cluster.id, self.node_name, self.guard, cluster.members,
+                                   monotonic=self._monotonic, report=self._report_later,
+                                   later=self._later, n_active=cluster.mode == "n-active",
+                                   record=functools.partial(self._events.record, "group",
+                                                            cluster.id),
+                                   keeper=self._keeper(cluster))
+            for index, name in enumerate(cluster.members):
+                self._managed_by_service[name] = managed.member(index)
+        else:
+            managed = ManagedService(cluster.id, self.node_name, self.guard,
+                                     monotonic=self._monotonic, report=self._report_later,
+                                     n_active=cluster.mode == "n-active",
+                                     keeper=self._keeper(cluster))
+            self._managed_by_service[cluster.service] = managed
         self._managed[cluster.id] = managed
-        self._managed_by_service[cluster.service] = managed
         self._specs[cluster.id] = cluster
         return managed
+
+    def _later(self, f, *args):
+        self._reactor.callLater(0, f, *args)
 
     def _keeper(self, cluster):
         """The L{AddressKeeper} of C{cluster}'s floating address, or None without one."""
@@ -271,12 +287,12 @@ class OwnershipService(MultiService):
         managed = self._managed.pop(cluster_id, None)
         spec = self._specs.pop(cluster_id, None)
         if spec is not None:
-            self._managed_by_service.pop(spec.service, None)
-        runner = managed.runner if managed is not None else None
-        d = defer.succeed(None)
-        if runner is not None:
-            if runner.parent is not None:
-                d = defer.maybeDeferred(runner.disownServiceParent)
+            for name in spec.members:
+                self._managed_by_service.pop(name, None)
+        runners = _runners(managed) if managed is not None else []
+        runner = managed.runner if isinstance(managed, ManagedService) else runners
+        d = defer.DeferredList([defer.maybeDeferred(r.disownServiceParent)
+                                for r in runners if r.parent is not None])
         self._events.record("ownership", cluster_id, "cluster unregistered here")
         waiters = self._forgotten.pop(cluster_id, [])
         d.addBoth(lambda _: [w.callback(runner) for w in waiters])
@@ -293,7 +309,24 @@ class OwnershipService(MultiService):
 
     def attach(self, runner):
         """Adopt the L{ServiceRunner} of a managed service (it stops starting by itself)."""
-        self._managed_by_service[runner.service_name].attach(runner)
+        handle = self._managed_by_service[runner.service_name]
+        handle.attach(runner)
+        cluster_id = handle.cluster
+        runner.add_observer(lambda _: self._check_running(cluster_id))
+
+    def _check_running(self, cluster_id):
+        """Tell the core when the cluster's service (a group: every member) starts or stops
+        running here: it publishes it, for the clusters that follow this one (``after``)."""
+        managed = self._managed.get(cluster_id)
+        if managed is None:
+            return
+        if isinstance(managed, ManagedGroup):
+            running = managed.owned and managed.service_state() == "running"
+        else:
+            running = managed.owned and managed.runner.state.value == "running"
+        if running != self._running.get(cluster_id, False):
+            self._running[cluster_id] = running
+            self._report_later("service_running", cluster_id, running)
 
     def connect(self, send=None, publish=None):
         """Give the transport: C{send(to_node, wire_dict)}, C{publish(wire_dict)}.
@@ -363,16 +396,18 @@ class OwnershipService(MultiService):
             self._stop_waiters.append(waiter)
             return waiter
         self._stopping = True
-        waits = []
         if self.node is not None:
             self._run(lambda now: self.node.call("set_standby", True, now=now))
-            for managed in self._managed.values():
-                if managed.runner is not None and (
-                        managed.runner.process_alive or managed.stopping):
-                    waits.append(managed.runner.stop())
-        longest = max((m.runner.config.stop_timeout for m in self._managed.values()
-                       if m.runner is not None), default=0.0)
-        d = defer.DeferredList(waits, consumeErrors=True)
+            # A cluster that others run with (``with``) stops after them.
+            anchors = {a for spec in self._specs.values() for a in spec.with_}
+            first = [m for cid, m in self._managed.items() if cid not in anchors]
+            last = [m for cid, m in self._managed.items() if cid in anchors]
+            d = self._stop_managed(first)
+            d.addCallback(lambda _: self._stop_managed(last))
+            longest = _longest_stop(first) + _longest_stop(last)
+        else:
+            d = defer.succeed(None)
+            longest = _longest_stop(self._managed.values())
         # The floating addresses are down before the lease is released.
         d.addBoth(lambda _: defer.DeferredList(
             [m.keeper.down() for m in self._managed.values() if m.keeper is not None],
@@ -390,6 +425,20 @@ class OwnershipService(MultiService):
                   if self._announce_sender is not None else None)
         d.addBoth(self._stopped)
         return d
+
+    def _stop_managed(self, managed_services):
+        """Stop these managed services (those the core is not stopping already) and wait."""
+        waits = []
+        for managed in managed_services:
+            if isinstance(managed, ManagedGroup):
+                if managed.alive and not managed.stopping:
+                    managed.stop(None)  # e.g. paused: the core does not stop it
+                # Its members stop one after the other, top down.
+                waits.append(managed.when_stopped())
+            elif managed.runner is not None and (
+                    managed.runner.process_alive or managed.stopping):
+                waits.append(managed.runner.stop())
+        return defer.DeferredList(waits, consumeErrors=True)
 
     def _stopped(self, _):
         self._closed = True
@@ -543,9 +592,25 @@ class OwnershipService(MultiService):
         return list(self._specs.values())
 
     def service_state(self, cluster_id):
-        """The state of C{cluster_id}'s service runner here, or None when it has none."""
-        runner = self._managed[cluster_id].runner
+        """The state of C{cluster_id}'s service runner here, or None when it has none.
+
+        For an ordered group: the group's phase (L{clsd.ownership.core.group.Phase}).
+        """
+        managed = self._managed[cluster_id]
+        if isinstance(managed, ManagedGroup):
+            return managed.service_state() if managed.attached else None
+        runner = managed.runner
         return runner.state.value if runner else None
+
+    def member_states(self, cluster_id):
+        """An ordered group's members here (C{[{"name", "state", "pid"}]}), or None."""
+        managed = self._managed[cluster_id]
+        return managed.member_states() if isinstance(managed, ManagedGroup) else None
+
+    def group_waiting_for(self, cluster_id):
+        """The member an ordered group here waits for to run (None: all run, or no group)."""
+        managed = self._managed[cluster_id]
+        return managed.core.waiting_for() if isinstance(managed, ManagedGroup) else None
 
     # -- running the core -------------------------------------------------------------------------
 
@@ -621,12 +686,15 @@ class OwnershipService(MultiService):
             self._managed_for(action.cluster).kill_at(action.deadline)
         elif isinstance(action, StartService):
             managed = self._managed_for(action.cluster)
+            spec = self._specs.get(action.cluster)
+            label = spec.label if spec is not None else action.service
             self._events.record("ownership", action.cluster,
-                                f"starting {action.service} (epoch {action.epoch})",
+                                f"starting {label} (epoch {action.epoch})",
                                 epoch=action.epoch, slot=action.slot)
-            if managed.runner is None:
+            if not _runners(managed) or (isinstance(managed, ManagedGroup)
+                                         and not managed.attached):
                 self._events.record("ownership", action.cluster,
-                                    f"service {action.service} is not supervised here")
+                                    f"service {label} is not supervised here")
                 self._report_later("service_failed", action.cluster)
                 return
             managed.start(action.epoch, action.slot)
@@ -634,7 +702,7 @@ class OwnershipService(MultiService):
             managed = self._managed_for(action.cluster)
             self._events.record("ownership", action.cluster, f"stopping: {action.reason}",
                                 deadline=action.deadline)
-            if managed.runner is None:
+            if not _runners(managed):
                 self._report_later("service_stopped", action.cluster)
                 return
             managed.stop(action.deadline)
@@ -733,3 +801,16 @@ class OwnershipService(MultiService):
         if voter is not None:
             voter.persisted(value)
 
+
+
+def _runners(managed):
+    """The runners of a L{ManagedService} or L{ManagedGroup} (empty until attached)."""
+    if isinstance(managed, ManagedGroup):
+        return managed.runners
+    return [managed.runner] if managed.runner is not None else []
+
+
+def _longest_stop(managed_services):
+    """The longest stop of these, run side by side (a group's members stop one by one)."""
+    return max((m.stop_timeout if isinstance(m, ManagedGroup) else m.runner.config.stop_timeout
+                for m in managed_services if _runners(m)), default=0.0)

@@ -30,9 +30,9 @@ from clsd.supervision.core.agents import classify
 from clsd.supervision.core.policy import describe_exit
 from clsd.supervision.core.policy import (
     RESTING_STATES, AgentResult, AwaitMainPid, CancelTimer, Exited, GroupGone, HealthResult, MainPid,
-    Record, ResetRequested, RunAction, RunCheck, RunStopCommand, ScheduleTimer, ServicePolicy,
-    SignalGroup, SignalMain, Spawn, Spawned, SpawnFailed, Standby, StartRequested, StopCommandDone,
-    StopRequested, TimerFired, WatchMain,
+    Record, ResetRequested, RetryRefused, RunAction, RunCheck, RunStopCommand, ScheduleTimer,
+    ServicePolicy, SignalGroup, SignalMain, Spawn, Spawned, SpawnFailed, Standby, StartRequested,
+    StopCommandDone, StopRequested, TimerFired, WatchMain,
 )
 from clsd.supervision.forking import CommandProtocol, MainProcessWatch, PidfilePoller
 from clsd.supervision.process import DiscardedOutput, ServiceOutput, ServiceProcessProtocol
@@ -220,6 +220,10 @@ class ServiceRunner(Service):
         """Forget past failures; a FAILED service is started again."""
         self._open_output()
         self._feed(ResetRequested())
+
+    def retry_refused(self):
+        """Try a start refused for a transient reason now, not at its retry timer."""
+        self._feed(RetryRefused())
 
     def guard_by_lease(self):
         """This service runs under a lease: a copy found running at a start is not adopted.

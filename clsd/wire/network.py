@@ -51,7 +51,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from clsd import memory
+from clsd import memory, version
 from clsd.config.address import format_host_port, ip_version
 from clsd.listener import ListenError
 from clsd.logs import emit
@@ -59,11 +59,12 @@ from clsd.wire.core.codec import MAX_LINE
 from clsd.wire.core.interfaces import IPeer, IPeerHandler
 from clsd.wire.core.lag import ReactorLag
 from clsd.wire.core.messages import (
-    HELLO, PROTOCOL_VERSION, Message, Registry, peer_registry, settings_hash,
+    HELLO, Message, Registry, peer_registry, settings_digests, settings_hash,
 )
 from clsd.wire.core.preauth import PendingGate, PreauthLimits, RejectionLog, RejectionSummary
 from clsd.wire.core.session import LOCAL, PEER, CloseReason, State, Timeouts
 from clsd.wire.core.stats import PeerStats
+from clsd.wire.core.versions import ProtocolRange
 from clsd.wire.protocol import PeerProtocol
 
 if TYPE_CHECKING:
@@ -225,7 +226,8 @@ class PeerNetwork(MultiService):
                  connect_timeout: float = CONNECT_TIMEOUT, lag: ReactorLag | None = None,
                  limits: PreauthLimits = PreauthLimits(), listen_setting: str = "node.listen",
                  trim: Callable[[], object] = memory.trim,
-                 resident: Callable[[], int | None] = memory.resident_bytes) -> None:
+                 resident: Callable[[], int | None] = memory.resident_bytes,
+                 protocols: ProtocolRange | None = None, software: str | None = None) -> None:
         """
         @param tls: a L{clsd.wire.tls.PeerTLS} for this node's identity.
         @param name: this node's name (the one in its certificate).
@@ -249,6 +251,10 @@ class PeerNetwork(MultiService):
         @param trim: returns freed heap memory to the system after a flood.
         @param resident: this process's resident size in bytes (or C{None}),
             logged with the trim.
+        @param protocols: the L{ProtocolRange} offered in the hello (default
+            L{clsd.version.protocol_range}).
+        @param software: the CLSD version told to peers (default
+            L{clsd.version.software_version}).
         """
         super().__init__()  # type: ignore[no-untyped-call]
         self.reactor = reactor
@@ -259,6 +265,13 @@ class PeerNetwork(MultiService):
         self.handler: IPeerHandler = handler if handler is not None else _NullHandler()
         self.registry = registry if registry is not None else peer_registry()
         self.settings_hash = settings_hash(settings or {})
+        self.settings_digests = settings_digests(settings or {})
+        if protocols is None:
+            protocols = ProtocolRange(*version.protocol_range())
+        self.protocols = protocols
+        self.software = software if software is not None else version.software_version()
+        #: Peers refused because no protocol version is common: name -> the refusal's line.
+        self.incompatible: dict[str, str] = {}
         self.generation = generation if generation is not None else new_generation()
         self.source_host = source_host if source_host is not None else listen[0]
         self.stats = PeerStats()
@@ -457,8 +470,10 @@ class PeerNetwork(MultiService):
         if self._hello is None:
             advertise = self.advertise or self.listen_address
             self._hello = HELLO.build(
-                protocol=PROTOCOL_VERSION, name=self.name, generation=self.generation,
+                protocol=self.protocols.high, protocol_min=self.protocols.low,
+                software=self.software, name=self.name, generation=self.generation,
                 advertise=format_host_port(advertise), settings=self.settings_hash,
+                settings_digests=self.settings_digests,
             )
         return self._hello
 
@@ -480,6 +495,11 @@ class PeerNetwork(MultiService):
     def _forget(self, protocol: PeerProtocol, reason: CloseReason) -> None:
         self._connections.discard(protocol)
         self._authenticated(protocol)
+        if (reason is not None and reason.key == "incompatible"
+                and protocol.session is not None):
+            name = protocol.session.certificate_name
+            if name is not None:
+                self.incompatible[name] = reason.detail
 
     # -- connections that have not authenticated yet -----------------------------
 
@@ -575,6 +595,7 @@ class PeerNetwork(MultiService):
         self._authenticated(protocol)
         name = protocol.name
         assert name is not None
+        self.incompatible.pop(name, None)
         current = self._peers.get(name)
         if current is None:
             self._peers[name] = protocol

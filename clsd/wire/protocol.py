@@ -151,6 +151,20 @@ class PeerProtocol(Protocol):
         return hello["advertise"] if hello is not None else None
 
     @property
+    def protocol(self) -> int | None:
+        """The protocol version negotiated with the peer, once its hello checked out."""
+        return self.session.protocol if self.session is not None else None
+
+    @property
+    def software(self) -> str | None:
+        """The peer's CLSD version from its hello, once checked."""
+        hello = self.hello
+        if hello is None:
+            return None
+        software = hello.get("software")
+        return software if isinstance(software, str) else None
+
+    @property
     def close_reason(self) -> CloseReason | None:
         return self.session.close_reason if self.session is not None else None
 
@@ -274,6 +288,7 @@ class PeerProtocol(Protocol):
             elif type(action) is Send:
                 self._write(action.message)
             elif type(action) is Established:
+                self.codec.negotiated(self.protocol)
                 self.stats.established += 1
                 self._notify(self._handler.peer_connected)
             elif type(action) is Disconnect:

@@ -11,7 +11,10 @@ and delay, service failures.
 Membership is an oracle standing in for clsd.membership: node X sees node Y
 once "Y is up, running and reachable from X" has held for C{detection}
 seconds (and stops seeing it after the opposite held as long).  Published
-member states travel with it.
+member states travel with it.  A started service reports itself running
+(C{service_running}) C{start_time} later, and no longer running when it is
+asked to stop or ends: what clusters that follow it (``after``) or run with
+it (``with``) wait for.
 
 What is recorded, on the true time line, for the checks:
 
@@ -251,7 +254,21 @@ class LeaseSim:
         self._end_service(name, cluster)
         node = self.nodes[name]
         if node.up:
+            self._input(node, ("call", "service_running", cluster, False))
             self._input(node, ("call", "service_stopped", cluster))
+
+    def _on_service_up(self, payload):
+        name, cluster, token = payload
+        service = self.services.get((name, cluster))
+        if (service is None or service.token != token or service.stopping
+                or not self.nodes[name].up):
+            return
+        self._input(self.nodes[name], ("call", "service_running", cluster, True))
+
+    def _on_service_down(self, payload):
+        name, cluster = payload
+        if self.nodes[name].up:
+            self._input(self.nodes[name], ("call", "service_running", cluster, False))
 
     def _on_guard(self, payload):
         name, cluster, token = payload
@@ -379,6 +396,9 @@ class LeaseSim:
             self.services[key] = service
             self._schedule(max(self.now, node.clock.true(deadline)), "guard",
                            (node.name, action.cluster, service.token))
+            # Running once started: what after/with of other clusters wait for.
+            self._schedule(self.now + self.start_time, "service_up",
+                           (node.name, action.cluster, service.token))
         elif isinstance(action, StopService):
             service = self.services.get((node.name, action.cluster))
             if service is None:
@@ -390,6 +410,8 @@ class LeaseSim:
                                           else min(service.guard_deadline, action.deadline))
                 self._schedule(max(self.now, node.clock.true(service.guard_deadline)), "guard",
                                (node.name, action.cluster, service.token))
+            if not service.stopping:
+                self._schedule(self.now, "service_down", (node.name, action.cluster))
             if not service.stopping and self.stop_time is not None:
                 service.stopping = True
                 self._schedule(self.now + self.rng.uniform(*self.stop_time), "service_exit",

@@ -131,7 +131,7 @@ class IpCommandDriverTests(unittest.TestCase):
 
     def test_provides_the_interface(self):
         verifyObject(IAddressDriver, self.driver)
-        verifyObject(IAddressDriver, UnsupportedDriver("sunos5"))
+        verifyObject(IAddressDriver, UnsupportedDriver("openbsd7"))
 
     def test_present(self):
         self.assertEqual(self.successResultOf(self.driver.present("eth0")), LISTED)
@@ -200,23 +200,23 @@ class IpCommandDriverTests(unittest.TestCase):
 
 class UnsupportedDriverTests(unittest.TestCase):
     def test_every_change_fails_with_one_sentence(self):
-        driver = UnsupportedDriver("sunos5")
-        failure = self.failureResultOf(driver.add("net0", V4), AddressError)
+        driver = UnsupportedDriver("openbsd7")
+        failure = self.failureResultOf(driver.add("em0", V4), AddressError)
         self.assertEqual(str(failure.value),
-                         "cannot add 192.0.2.10/24 on net0: floating addresses are not supported "
-                         "on sunos5 yet (Linux: ip; Solaris: ipadm/ifconfig addif, "
+                         "cannot add 192.0.2.10/24 on em0: floating addresses are not supported "
+                         "on openbsd7 yet (Linux: ip; Solaris 11 and illumos: ipadm; "
                          "see doc/address.md)")
-        self.failureResultOf(driver.remove("net0", V4), AddressError)
-        self.failureResultOf(driver.present("net0"), AddressError)
+        self.failureResultOf(driver.remove("em0", V4), AddressError)
+        self.failureResultOf(driver.present("em0"), AddressError)
 
     def test_default_driver(self):
         self.assertIsInstance(default_driver(reactor, "linux"), IpCommandDriver)
-        unsupported = default_driver(reactor, "sunos5")
+        unsupported = default_driver(reactor, "openbsd7")
         self.assertIsInstance(unsupported, UnsupportedDriver)
-        self.assertIn("on sunos5 yet", unsupported.message)
+        self.assertIn("on openbsd7 yet", unsupported.message)
 
     def test_interface_exists(self):
-        for driver in (IpCommandDriver(reactor, ip="/sbin/ip"), UnsupportedDriver("sunos5")):
+        for driver in (IpCommandDriver(reactor, ip="/sbin/ip"), UnsupportedDriver("openbsd7")):
             self.assertTrue(driver.interface_exists("lo"))
             self.assertFalse(driver.interface_exists("nosuch0"))
             self.assertFalse(driver.interface_exists("bad/name"))

@@ -80,11 +80,14 @@ class CommandTests(unittest.TestCase):
         data = json.loads(outcome.stdout)
         self.assertEqual(data["node"], "alpha")
         self.assertEqual(data["members"][1], {"name": "beta", "state": "alive",
-                                              "address": "127.0.0.12:7400"})
+                                              "address": "127.0.0.12:7400",
+                                              "version": "0.1.0", "protocols": [2, 3]})
+        self.assertEqual(data["members"][3]["version"], None)
+        self.assertEqual(data["protocol"], {"version": 2, "held_back_by": ["alpha", "witness"]})
         # The fields it always had, then the wording (tests/admin/test_ownership_wording.py).
         self.assertEqual(data["clusters"][0], {"id": "A", "owners": ["alpha"], "epoch": 7,
                                                "state": "running", "addresses": [],
-                                               "condition": "running",
+                                               "members": [], "condition": "running",
                                                "summary": "running on alpha", "moving": None,
                                                "standbys": ["beta"], "role": "owner",
                                                "role_text": "owner", "standby_rank": None,
@@ -101,7 +104,11 @@ class CommandTests(unittest.TestCase):
         text = run(self.backend, "status").stdout
         self.assertTrue(text.startswith(
             "node:    alpha\nquorum:  yes (voters: alpha, beta, witness)\n"))
-        self.assertIn("\nMEMBER   STATE  ADDRESS\n", text)
+        self.assertIn("protocol: 2; held back by alpha, witness\n", text)
+        self.assertIn("\nMEMBER   STATE  ADDRESS          VERSION\n"
+                      "alpha    alive  127.0.0.11:7400  0.1.0 (protocol 2)\n"
+                      "beta     alive  127.0.0.12:7400  0.1.0 (protocol 2-3)\n", text)
+        self.assertIn("\ngamma    dead   127.0.0.14:7400  -\n", text)
         self.assertIn(
             "\nSERVICE  STATE     PID  RESTARTS  TYPE\nweb      running  1234         0  simple\n",
             text)
@@ -247,3 +254,16 @@ class FloatingAddressColumnTests(unittest.TestCase):
         self.assertEqual(lines[0].split()[-1], "ADDRESS")
         self.assertIn("192.0.2.10/24 (up here), 2001:db8::10/64 (up here)", lines[1])
         self.assertTrue(lines[2].rstrip().endswith("192.0.2.11/24"))
+
+    def test_an_ordered_groups_members_in_order(self):
+        from clsd.admin.backend import ClusterInfo
+
+        table = commands.clusters_table([
+            ClusterInfo("DB", ["alpha"], 3, "running",
+                        members=[("vol", "running"), ("db", "backoff"), ("exp", "stopped")]),
+            ClusterInfo("C", ["beta"], 1, "running"),
+        ])
+        lines = table.splitlines()
+        self.assertEqual(lines[0].split()[-1], "MEMBERS")
+        self.assertTrue(lines[1].endswith("vol running, db backoff, exp stopped"), lines[1])
+        self.assertEqual(lines[2].split(), ["C", "running", "beta", "1", "-"])  # no wording given

@@ -95,6 +95,11 @@ class ClusterConditionTests(unittest.TestCase):
                             here=["stuck"])
         self.assertEqual(view.summary, "stuck on alpha")
 
+    def test_waiting_for_a_dependency(self):
+        view = cluster_view(node="alpha", owners=[], targets=["alpha"], standbys=["alpha"],
+                            waiting="after B")
+        self.assertEqual((view.condition, view.summary), ("waiting", "waiting: after B"))
+
     def test_settings_mismatch_with_no_owner(self):
         view = cluster_view(node="alpha", owners=[], targets=["alpha"], standbys=["alpha"],
                             mismatch=["beta"])

@@ -48,17 +48,18 @@ class SSHCommandTests(unittest.TestCase):
             self.assertEqual(result.stderr, b"", name)
             data = json.loads(result.stdout)
             if name == "status":
-                self.assertEqual(set(data), {"node", "members", "clusters", "services", "quorum"})
+                self.assertEqual(set(data), {"node", "members", "clusters", "services", "quorum",
+                                             "protocol"})
                 self.assertEqual(data["node"], "alpha")
                 self.assertEqual(data["quorum"],
                                  {"voters": ["alpha", "beta", "witness"], "have_quorum": True,
                                   "previous_voters": [], "voters_apart": [],
                                   "voter_error": None})
-                self.assertIn({"name": "beta", "state": "alive", "address": "127.0.0.12:7400"},
-                              data["members"])
-                old_fields = ("id", "owners", "epoch", "state", "addresses")
+                self.assertIn({"name": "beta", "state": "alive", "address": "127.0.0.12:7400",
+                               "version": "0.1.0", "protocols": [2, 3]}, data["members"])
+                old_fields = ("id", "owners", "epoch", "state", "addresses", "members")
                 self.assertIn({"id": "A", "owners": ["alpha"], "epoch": 7, "state": "running",
-                               "addresses": []},
+                               "addresses": [], "members": []},
                               [{k: c[k] for k in old_fields} for c in data["clusters"]])
                 self.assertIn("running on alpha", [c["summary"] for c in data["clusters"]])
                 self.assertIn({"name": "web", "state": "running", "pid": 1234, "restarts": 0,
@@ -101,9 +102,10 @@ class SSHCommandTests(unittest.TestCase):
                              (0, message + "\n", b""), line)
         result = yield conn.run("clusters --json")
         cluster = json.loads(result.stdout)["clusters"][0]
-        self.assertEqual({k: cluster[k] for k in ("id", "owners", "epoch", "state", "addresses")},
+        self.assertEqual({k: cluster[k] for k in ("id", "owners", "epoch", "state", "addresses",
+                                                    "members")},
                          {"id": "A", "owners": ["beta"], "epoch": 8, "state": "running",
-                          "addresses": []})
+                          "addresses": [], "members": []})
         self.assertEqual((cluster["summary"], cluster["role_text"]),
                          ("running on beta", "ineligible: not placed"))  # alpha has left
         result = yield conn.run("standby --json")

@@ -138,3 +138,30 @@ class RefusalTests(unittest.TestCase):
                            config(service("db"), service("side"), CLUSTER))
         self.assertTrue(plan.allowed, plan.refusal())
         self.assertEqual(plan.added, ("side",))
+
+
+GROUP = ('[quorum]\nvoters = ["alpha"]\n'
+         '[[cluster]]\nid = "A"\nservices = ["db", "web"]\n')
+
+
+class GroupPlanTests(unittest.TestCase):
+    """An ordered group's members are leased services: they come and go with the cluster."""
+
+    def test_a_changed_member_replaces_the_group(self):
+        plan = plan_reload(config(service("db"), service("web"), GROUP),
+                           config(service("db"), service("web", "sleep 7"), GROUP))
+        self.assertTrue(plan.allowed, plan.refusal())
+        self.assertEqual(plan.clusters_replaced, ("A",))
+        self.assertEqual((plan.plain_stop, plan.plain_start), ((), ()))
+
+    def test_another_member_list_replaces_the_group(self):
+        plan = plan_reload(config(service("db"), service("web"), GROUP),
+                           config(service("db"), service("web"),
+                                  GROUP.replace('["db", "web"]', '["web", "db"]')))
+        self.assertEqual(plan.clusters_replaced, ("A",))
+
+    def test_a_member_left_behind_as_a_plain_service_is_refused(self):
+        plan = plan_reload(config(service("db"), service("web"), GROUP),
+                           config(service("db"), service("web"), CLUSTER))
+        self.assertFalse(plan.allowed)
+        self.assertIn("web (cluster A)", plan.refusal())

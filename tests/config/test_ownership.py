@@ -210,3 +210,108 @@ class BuildCoreTests(unittest.TestCase):
         # Its own voter answers locally; the others get the Prepare.
         self.assertEqual(sorted({a.to for a in actions if hasattr(a, "to")}),
                          ["beta", "witness"])
+
+
+class GroupTests(unittest.TestCase):
+    """``services = [...]``: an ordered group runs a cluster."""
+
+    def test_a_group_in_order(self):
+        config = parse(QUORUM3 + '[[cluster]]\nid = "A"\nservices = ["db", "web"]\n')
+        (cluster,) = config.clusters
+        self.assertEqual(cluster.services, ("db", "web"))
+        self.assertIsNone(cluster.service)
+        self.assertEqual(cluster.members, ("db", "web"))
+        self.assertTrue(cluster.group)
+        self.assertEqual(cluster.label, "db, web")
+
+    def test_a_single_service_is_a_group_of_one_member_to_the_daemon(self):
+        (cluster,) = parse(QUORUM3 + '[[cluster]]\nid = "A"\nservice = "web"\n').clusters
+        self.assertEqual(cluster.members, ("web",))
+        self.assertFalse(cluster.group)
+
+    def test_group_mistakes(self):
+        base = QUORUM3 + '[[cluster]]\nid = "A"\n'
+        cases = [
+            ('service = "web"\nservices = ["db"]\n', "cluster[0].services",
+             "and service are exclusive"),
+            ('services = []\n', "cluster[0].services", "must not be empty"),
+            ('services = "db"\n', "cluster[0].services", "array of strings"),
+            ('services = ["db", "nginx"]\n', "cluster[0].services[1]",
+             "names no [[service]]: 'nginx'", "db, web"),
+            ('services = ["db", "db"]\n', "cluster[0].services[1]", "names 'db' twice",
+             "services[0]"),
+            ('', "cluster[0].service", "is required", "services = [...]"),
+        ]
+        for text, path, *words in cases:
+            e = self.assertRaises(ConfigError, parse, base + text)
+            self.assertEqual(e.path, path, str(e))
+            for word in words:
+                self.assertIn(word, str(e))
+            self.assertNotIn("\n", str(e))
+
+    def test_a_member_of_a_group_runs_no_other_cluster(self):
+        e = self.assertRaises(
+            ConfigError, parse,
+            QUORUM3 + '[[cluster]]\nid = "A"\nservices = ["db", "web"]\n'
+            '[[cluster]]\nid = "B"\nservice = "web"\n')
+        self.assertEqual(e.path, "cluster[1].service")
+        self.assertIn("service 'web' already runs cluster 'A'", str(e))
+        e = self.assertRaises(
+            ConfigError, parse,
+            QUORUM3 + '[[cluster]]\nid = "A"\nservice = "web"\n'
+            '[[cluster]]\nid = "B"\nservices = ["db", "web"]\n')
+        self.assertEqual(e.path, "cluster[1].services[1]")
+
+
+class DependencyTests(unittest.TestCase):
+    """``after``, ``with``, ``not_with`` between clusters (doc/groups.md)."""
+
+    def clusters(self, text):
+        return parse(QUORUM3 + text).clusters
+
+    def assertMistake(self, text, path, *words):
+        e = self.assertRaises(ConfigError, parse, QUORUM3 + text)
+        self.assertEqual(e.path, path, str(e))
+        for word in words:
+            self.assertIn(word, str(e))
+        self.assertNotIn("\n", str(e))
+
+    def test_the_keys(self):
+        web, db = self.clusters(
+            '[[cluster]]\nid = "WEB"\nservice = "web"\nafter = ["DB", "CACHE"]\n'
+            'with = ["DB"]\nnot_with = ["BATCH"]\nafter_failover = "stop"\n'
+            '[[cluster]]\nid = "DB"\nservice = "db"\n')
+        self.assertEqual((web.after, web.with_, web.not_with, web.after_failover),
+                         (("DB", "CACHE"), ("DB",), ("BATCH",), "stop"))
+        self.assertEqual((db.after, db.with_, db.not_with, db.after_failover),
+                         ((), (), (), "keep"))
+
+    def test_after_and_not_with_may_name_clusters_run_elsewhere(self):
+        (web,) = self.clusters('[[cluster]]\nid = "WEB"\nservice = "web"\nafter = ["DB"]\n'
+                               'not_with = ["BATCH"]\n')
+        self.assertEqual((web.after, web.not_with), (("DB",), ("BATCH",)))
+
+    def test_mistakes(self):
+        head = '[[cluster]]\nid = "WEB"\nservice = "web"\n'
+        db = '[[cluster]]\nid = "DB"\nservice = "db"\n'
+        self.assertMistake(head + 'after = ["WEB"]\n', "cluster[0].after[0]",
+                           "names the cluster itself")
+        self.assertMistake(head + 'after = ["D/B"]\n', "cluster[0].after[0]",
+                           "not a valid cluster ID")
+        self.assertMistake(head + 'not_with = ["B", "B"]\n', "cluster[0].not_with[1]",
+                           "names 'B' twice")
+        self.assertMistake(head + 'with = ["DB"]\n', "cluster[0].with[0]",
+                           "names no [[cluster]] of this node: 'DB'")
+        self.assertMistake(head + 'with = ["DB"]\nnot_with = ["DB"]\n' + db,
+                           "cluster[0].not_with[0]", "with names too")
+        self.assertMistake(head + 'after_failover = "maybe"\n', "cluster[0].after_failover",
+                           "keep | stop")
+        self.assertMistake(head + 'with = ["DB"]\n' + db + 'mode = "n-active"\ncount = 2\n',
+                           "cluster[0].with[0]", "n-active cluster 'DB'",
+                           "active-standby cluster 'WEB'")
+
+    def test_cycles_are_named(self):
+        self.assertMistake(
+            '[[cluster]]\nid = "WEB"\nservice = "web"\nafter = ["DB"]\n'
+            '[[cluster]]\nid = "DB"\nservice = "db"\nwith = ["WEB"]\n',
+            "cluster[0].after", "a cycle of after/with: WEB -> DB -> WEB")

@@ -11,9 +11,11 @@ answers HTTP with its node's name (rig.address_http_service).
 In the client's namespace rig.address_client_watch asks every 20 ms:
 an ARP who-has for 192.0.2.10 (every MAC that answers is a machine that
 has the address: two in one round is two holders) and an HTTP GET of
-http://192.0.2.10:8080/. After each fault the standby must answer, no round
-may see two MACs, and the client's neighbour entry must carry beta's MAC
-at once (the gratuitous ARP), not after the entry aged out.
+http://192.0.2.10:8080/. rig.address_holder_watch reads alpha's and beta's
+own address lists from their kernels about every millisecond. After each
+fault the standby must answer, no round of either watch may see two
+holders, and the client's neighbour entry must carry beta's MAC at once
+(the gratuitous ARP), not after the entry aged out.
 
 Needs root, ``ip`` and ``nft``: skipped elsewhere, must run under CI=true.
 """
@@ -24,7 +26,9 @@ import time
 
 from twisted.trial import unittest
 
-from rig.address_cluster import FLOATING, FLOATING_V6, AddressCluster, ClientWatch
+from rig.address_cluster import (
+    FLOATING, FLOATING_V6, AddressCluster, ClientWatch, HolderWatch,
+)
 from rig.netns import Netns
 from clsd.polling import wait_for
 from tests.integration.test_address_netns_real import require_network_rig
@@ -36,7 +40,9 @@ FAILOVER_TIMEOUT = 15.0
 LEASE = 1.0
 
 
-class AddressFailoverTests(unittest.TestCase):
+class AddressClusterTest(unittest.TestCase):
+    """Three daemons in a fresh network, the client's watch and the holder watch."""
+
     timeout = 180
 
     def setUp(self):
@@ -49,6 +55,8 @@ class AddressFailoverTests(unittest.TestCase):
 
     def start_cluster(self, **kwargs):
         cluster = self.cluster(**kwargs)
+        self.holders = HolderWatch(os.path.abspath(self.mktemp()) + "-holders.jsonl", self.rig,
+                                   self.addCleanup)
         cluster.start_all()
         wait_for(lambda: cluster.has("alpha"), START_TIMEOUT,
                  what="alpha to add the floating address")
@@ -57,23 +65,44 @@ class AddressFailoverTests(unittest.TestCase):
         wait_for(lambda: self.watch.answered_by("alpha"), 20, what="the client to reach alpha")
         return cluster
 
-    def assertFailedOverToBeta(self, cluster, fault_at):
-        wait_for(lambda: self.watch.answered_by("beta", since=fault_at), FAILOVER_TIMEOUT,
-                 what="the client to be answered by beta at the floating address")
-        beta_mac = self.rig.node("beta").mac
+    def assertArrived(self, node, since, timeout=FAILOVER_TIMEOUT):
+        """The client is answered by C{node} at the address, its entry carries C{node}'s MAC."""
+        wait_for(lambda: self.watch.answered_by(node, since=since), timeout,
+                 what=f"the client to be answered by {node} at the floating address")
+        mac = self.rig.node(node).mac
         # The gratuitous ARP, not ageing (minutes on Linux), moved the client's entry.
-        wait_for(lambda: self.rig.neigh("client", FLOATING) == beta_mac, 2,
-                 what="the client's neighbour entry to carry beta's MAC")
+        wait_for(lambda: self.rig.neigh("client", FLOATING) == mac, 2,
+                 what=f"the client's neighbour entry to carry {node}'s MAC")
+
+    def assertOneHolderAtATime(self, path):
+        """Stop the watches; the address went along C{path} (node names), never on two at once.
+
+        Both watches: no ARP round of the client answered by two MACs, and no
+        round of the holder watch (each node's addresses read within about a
+        millisecond) with two holders; and the holders followed C{path}
+        exactly (an old owner that held the address again after the new one
+        had it would show as a step back).
+        """
         time.sleep(0.5)  # a few more rounds after the switch
         self.watch.stop()
+        self.holders.stop()
         rounds = self.watch.rounds()
         both = [r for r in rounds if len(r["macs"]) > 1]
         self.assertEqual(both, [], "two machines answered ARP for the address at once")
         seen = {m for r in rounds for m in r["macs"]}
-        self.assertEqual(seen, {self.rig.node("alpha").mac, beta_mac},
-                         "the watch did not see both owners (it could not have failed)")
+        self.assertEqual(seen, {self.rig.node(n).mac for n in path},
+                         "the watch did not see every owner (it could not have failed)")
         self.assertGreater(len(rounds), 20)
+        self.assertEqual(self.holders.path(), [[n] for n in path],
+                         "the nodes' own address lists show two holders or a step back")
+        self.assertGreater(self.holders.rounds(), 1000)
         return rounds
+
+
+class AddressFailoverTests(AddressClusterTest):
+    def assertFailedOverToBeta(self, cluster, fault_at):
+        self.assertArrived("beta", fault_at)
+        return self.assertOneHolderAtATime(["alpha", "beta"])
 
     def test_kill_9_of_the_owners_daemon(self):
         cluster = self.start_cluster()

@@ -156,6 +156,20 @@ class KeeperTests(unittest.TestCase):
         self.successResultOf(down)
         self.assertEqual(h.driver.calls, [("add", str(V4)), ("remove", str(V4))])
 
+    def test_down_during_up_also_stops_the_announcements_up_began(self):
+        """The add finishes after down() was asked: its announcements must not outlive the removal."""
+        h = KeeperHarness(addresses=(V4,))
+        h.driver.hold = True
+        h.keeper.up(7, 110.0)
+        down = h.keeper.down()
+        h.driver.hold = False
+        h.driver.release()
+        self.successResultOf(down)
+        [(_, _, _, announcing)] = h.announced
+        self.assertTrue(announcing.called, "still announcing an address removed here")
+        self.assertNotIn(("announced", str(V4)), h.kinds())
+        self.assertEqual(h.driver.calls, [("add", str(V4)), ("remove", str(V4))])
+
     def test_a_failed_removal_waits_for_the_guards_deadline(self):
         h = KeeperHarness(addresses=(V4,))
         h.keeper.up(7, 110.0)

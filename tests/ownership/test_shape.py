@@ -224,6 +224,26 @@ class MixedShapeSimTests(unittest.TestCase):
         self.assertIn("shape-agreed", [r.what for _, n, r in sim.reports if n == "beta"])
         sim.check_safety()
 
+    def test_nodes_with_other_group_members_do_not_co_own_and_say_who(self):
+        nodes = {"alpha": (cluster("A", 100, services=("vol", "db")),),
+                 "beta": (cluster("A", 200, services=("vol", "db", "exp")),),
+                 "witness": ()}
+        sim = LeaseSim(nodes, ["alpha", "beta", "witness"], TIMING, detection=DETECTION,
+                       seed=5)
+        sim.run_until(10.0)
+        sim.check_safety()
+        self.assertEqual(sim.running("A"), [])
+        reasons = {n: r.reason for _, n, r in sim.reports if r.what == "shape-mismatch"}
+        self.assertIn("group members", reasons["alpha"])
+        self.assertIn("between alpha and beta", reasons["alpha"])
+        self.assertIn("between beta and alpha", reasons["beta"])
+        # The same members in the same order agree.
+        same = {"alpha": (cluster("A", 100, services=("vol", "db")),),
+                "beta": (cluster("A", 200, services=("vol", "db")),), "witness": ()}
+        sim = LeaseSim(same, ["alpha", "beta", "witness"], TIMING, detection=DETECTION, seed=5)
+        sim.run_until(10.0)
+        self.assertEqual(sim.running("A"), ["beta"])
+
     def test_rolling_reload_that_changes_mode(self):
         """alpha holds A; beta, then alpha, are reloaded to n-active (count 1)."""
         for seed in range(4):

@@ -571,3 +571,29 @@ class RefusedSpawnTests(unittest.TestCase):
         h.feed(SpawnFailed("late", transient=True))
         h.feed(StopRequested())
         self.assertIs(h.state, State.STOPPED)
+
+    def test_a_released_refusal_is_tried_at_once(self):
+        from clsd.supervision.core.policy import (
+            TIMER_RESTART, CancelTimer, RetryRefused, Spawn, SpawnFailed,
+        )
+
+        h = Harness(self)
+        h.feed(StartRequested())
+        h.feed(SpawnFailed("waiting for exp to stop", transient=True))
+        actions = h.feed(RetryRefused())
+        self.assertIn(CancelTimer(TIMER_RESTART), actions)
+        self.assertTrue(any(isinstance(a, Spawn) for a in actions), actions)
+        self.assertIs(h.state, State.STARTING)
+        self.assertEqual(h.policy.restarts, 0)
+
+    def test_a_release_does_not_cut_a_real_backoff_short(self):
+        from clsd.supervision.core.policy import RetryRefused
+
+        h = Harness(self)
+        h.start()
+        h.feed(Exited(1, None))      # the first restart is immediate
+        h.spawned()
+        h.feed(Exited(1, None))      # the second waits its backoff
+        self.assertIs(h.state, State.BACKOFF)
+        self.assertEqual(h.feed(RetryRefused()), [])
+        self.assertIs(h.state, State.BACKOFF)

@@ -140,7 +140,7 @@ class RemoteErrorTests(unittest.TestCase):
 
     def test_other_version(self):
         error = self.assertRemote(line({"v": 2, "type": "ping"}), "unsupported-version")
-        self.assertIn("protocol version 2", error.detail)
+        self.assertIn("line format version 2", error.detail)
 
     def test_missing_type(self):
         self.assertRemote(line({"v": 1}), "bad-envelope")

@@ -10,6 +10,7 @@ from twisted.trial import unittest
 
 from clsd.wire.core.messages import MessageType, peer_registry
 from clsd.wire.core.session import State, Timeouts
+from clsd.wire.core.versions import ProtocolRange
 from clsd.wire.network import PeerNetwork
 from clsd.wire.tls import PeerTLS
 from clsd.polling import poll as wait_for
@@ -313,3 +314,37 @@ class DialerTests(NetworkTestCase):
         self.assertEqual(alpha.stats.bytes_out, beta.stats.bytes_in)
         snapshot = alpha.stats.snapshot()
         self.assertEqual(snapshot["established"], 1)
+
+
+class VersionTests(NetworkTestCase):
+    """Real TLS sockets: the hello negotiates a version and refuses disjoint ranges."""
+
+    async def test_mixed_ranges_talk_on_the_highest_common_version(self):
+        alpha = self.network("alpha", ALPHA_HOST, protocols=ProtocolRange(2, 2),
+                             software="1.0.0")
+        beta = self.network("beta", BETA_HOST, protocols=ProtocolRange(2, 3),
+                            software="1.1.0")
+        alpha.connect(self.address(beta))
+        await wait_for(reactor, lambda: alpha.peers() == ["beta"] and beta.peers() == ["alpha"])
+        self.assertEqual((alpha.peer("beta").protocol, alpha.peer("beta").software),
+                         (2, "1.1.0"))
+        self.assertEqual((beta.peer("alpha").protocol, beta.peer("alpha").software),
+                         (2, "1.0.0"))
+        self.assertTrue(alpha.send_to("beta", NOTE.build(text="hi")))
+        await wait_for(reactor, lambda: [(name, m["text"]) for name, m in beta.recorded.messages]
+                       == [("alpha", "hi")], what="the note to arrive")
+
+    async def test_disjoint_ranges_are_refused_and_remembered(self):
+        alpha = self.network("alpha", ALPHA_HOST, protocols=ProtocolRange(2, 2),
+                             software="1.0.0")
+        beta = self.network("beta", BETA_HOST, protocols=ProtocolRange(3, 3),
+                            software="2.0.0")
+        alpha.connect(self.address(beta))
+        await wait_for(reactor, lambda: "beta" in alpha.incompatible
+                       and "alpha" in beta.incompatible, what="both to refuse")
+        self.assertEqual(alpha.peers(), [])
+        self.assertGreaterEqual(alpha.stats.rejected["incompatible"], 1)
+        self.assertIn("peer 'beta' (clsd 2.0.0) speaks protocol 3, this node (clsd 1.0.0) "
+                      "speaks 2", alpha.incompatible["beta"])
+        self.assertIn("peer 'alpha' (clsd 1.0.0) speaks protocol 2, this node (clsd 2.0.0) "
+                      "speaks 3", beta.incompatible["alpha"])

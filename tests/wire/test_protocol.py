@@ -17,7 +17,9 @@ from zope.interface.verify import verifyObject
 
 from clsd.wire.core.interfaces import IPeer, IPeerHandler
 from clsd.wire.core.lag import ReactorLag
-from clsd.wire.core.messages import HELLO, MessageType, peer_registry, settings_hash
+from clsd.wire.core.messages import (
+    HELLO, MessageType, peer_registry, settings_digests, settings_hash,
+)
 from clsd.wire.core.session import State, Timeouts
 from clsd.wire.core.stats import PeerStats
 from clsd.wire.protocol import PeerProtocol
@@ -30,8 +32,9 @@ TIMEOUTS = Timeouts(handshake=10.0, idle=30.0, keepalive=10.0, write_stall=20.0,
 
 
 def hello(name, **overrides):
-    fields = dict(protocol=1, name=name, generation=42, advertise="127.0.0.21:7400",
-                  settings=SETTINGS)
+    fields = dict(protocol=2, protocol_min=2, software="0.1.0", name=name, generation=42,
+                  advertise="127.0.0.21:7400", settings=SETTINGS,
+                  settings_digests=settings_digests({"voters": ["alpha", "beta"]}))
     fields.update(overrides)
     return HELLO.build(**fields)
 

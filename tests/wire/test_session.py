@@ -3,7 +3,9 @@
 from twisted.trial import unittest
 
 from clsd.wire.core.errors import LocalProtocolError, RemoteProtocolError
-from clsd.wire.core.messages import BYE, HELLO, PING, MessageType, settings_hash
+from clsd.wire.core.messages import (
+    BYE, HELLO, PING, MessageType, settings_digests, settings_hash,
+)
 from clsd.wire.core.session import (
     LOCAL,
     PEER,
@@ -19,14 +21,17 @@ from clsd.wire.core.session import (
 )
 
 NOTE = MessageType("note", {"text": str})
-SETTINGS = settings_hash({"voters": ["alpha", "beta", "gamma"]})
+SETTINGS_DICT = {"voters": ["alpha", "beta", "gamma"]}
+SETTINGS = settings_hash(SETTINGS_DICT)
 T = Timeouts(handshake=10.0, idle=30.0, keepalive=10.0, write_stall=20.0, close=5.0,
              max_output_buffer=1000)
 
 
-def hello(name, settings=SETTINGS, protocol=1, generation=1):
-    return HELLO.build(protocol=protocol, name=name, generation=generation,
-                       advertise="127.0.0.1:7400", settings=settings)
+def hello(name, settings=SETTINGS_DICT, protocol=2, generation=1):
+    return HELLO.build(protocol=protocol, protocol_min=protocol, software="0.1.0",
+                       name=name, generation=generation, advertise="127.0.0.1:7400",
+                       settings=settings_hash(settings),
+                       settings_digests=settings_digests(settings))
 
 
 def session(now=100.0):
@@ -88,15 +93,15 @@ class HandshakeTests(unittest.TestCase):
     def test_settings_mismatch(self):
         s = session()
         s.tls_ready("beta", 100.0)
-        actions = s.message_received(hello("beta", settings=settings_hash({})), 100.1)
+        actions = s.message_received(hello("beta", settings={"voters": ["beta"]}), 100.1)
         self.assertRefused(s, actions, "settings-mismatch")
-        self.assertIn("cluster settings", s.close_reason.detail)
+        self.assertIn("cluster-wide settings", s.close_reason.detail)
 
     def test_protocol_mismatch(self):
         s = session()
         s.tls_ready("beta", 100.0)
-        actions = s.message_received(hello("beta", protocol=2), 100.1)
-        self.assertRefused(s, actions, "protocol-mismatch")
+        actions = s.message_received(hello("beta", protocol=3), 100.1)
+        self.assertRefused(s, actions, "incompatible")
 
     def test_self_connection(self):
         s = session()

@@ -120,8 +120,10 @@ class Report:
     this node to move the cluster to C{target}: C{by}, and C{key} the admin
     key of the session that ran the command), ``move-refused`` (the same
     asked by a node that is no member, or a move that cannot be done:
-    C{reason}) and ``stalled`` (C{target} was placed but did not take the
-    cluster in time: skipped for C{reason}).
+    C{reason}), ``stalled`` (C{target} was placed but did not take the
+    cluster in time: skipped for C{reason}), ``waiting`` (the cluster runs
+    nowhere and waits here for its dependencies: C{reason}, e.g. ``after DB
+    (no owner)``) and ``waited`` (it no longer does).
     """
 
     what: str

@@ -37,8 +37,13 @@ from clsd.ownership.core.arbiter_events import (
 )
 from clsd.ownership.core.escalation import FAILED, Escalation, cluster_status, notifier
 from clsd.ownership.core.messages import Handover, MoveRequest
+from clsd.ownership.core.dependencies import (
+    after_wait, followed_gone, holds, local_wait, placeable, running_dependents,
+)
 from clsd.ownership.core.placement import Candidate, MemberState, Placement, is_eligible, place
-from clsd.ownership.core.shape import arbiter_kind, change_refusal, disagreeing, fingerprint
+from clsd.ownership.core.shape import (
+    arbiter_kind, change_refusal, cluster_of, disagreeing, fingerprint,
+)
 from clsd.ownership.core.timing import LeaseTiming
 from clsd.ownership.core.voterset import compatible
 
@@ -192,6 +197,12 @@ class ClusterManager:
         self._stalled: dict[tuple[str, str], float] = {}
         # (node, cluster) -> how many times it stalled
         self._stalls: dict[tuple[str, str], int] = {}
+        # clusters whose service the shell reports running here
+        self._running: set[str] = set()
+        # cluster -> target of a move waiting for its dependents
+        self._moving: dict[str, str] = {}
+        # cluster -> the wait last reported (history)
+        self._waits_reported: dict[str, str] = {}
 
     # -- helpers -------------------------------------------------------------
 
@@ -229,6 +240,9 @@ class ClusterManager:
             holding=holding,
             shapes={c.id: self.shape_of(c) for c in registered},
             voters=getattr(self.arbiter, "voter_tag", None),
+            running=frozenset(c for c in self._running
+                              if any(cluster_of(r) == c for r in holding)),
+            follows={c.id: tuple(c.after) for c in registered if c.after},
         )
 
     def shape_of(self, cluster: "ClusterConfig") -> str:
@@ -299,12 +313,16 @@ class ClusterManager:
             holder = holders.get(resource_name(cluster.id, slot, cluster.mode))
             if holder is not None and holder not in slot_of:
                 slot_of[holder] = slot
+        anchors = {anchor: self._placement(self.clusters[anchor], now)[0].targets
+                   for anchor in cluster.with_ if anchor in self.clusters}
+        gone = followed_gone(cluster.after, cluster.after_failover, members.values())
         candidates = [
             Candidate(m.name, m.registrations[cluster.id],
                       self._eligible_since.get((m.name, cluster.id), now),
                       slot_of.get(m.name))
             for m in members.values()
             if is_eligible(m, cluster.id) and not self.stalled(m.name, cluster.id, now)
+            and gone is None and placeable(m, cluster.with_, cluster.not_with, anchors)
         ]
         placement = place(candidates, cluster.count, preempt=cluster.preempt,
                           preempt_delay=cluster.preempt_delay, now=now)
@@ -558,6 +576,15 @@ class ClusterManager:
                 raise ManagerError(f"cannot move {cluster_id}: nobody holds it now")
             return self._ask_holder(holder, cluster_id, target, by, key)
         if held:
+            colocated = [r for other in self.clusters.values() if cluster_id in other.with_
+                         for r in self._resources_of(other.id) if r.phase in (FENCING, RUNNING)]
+            if colocated:
+                # What runs with it moves first; it follows once they stopped (_act_on).
+                self._moving[cluster_id] = target
+                out = []
+                for res in colocated:
+                    out += self._begin_handover(res, target, now)
+                return out + self._publish(now)
             return self._begin_handover(held[0], target, now) + self._publish(now)
         holder = self._holders(cluster, members, now).get(cluster_id)
         if holder is None:
@@ -797,7 +824,7 @@ class ClusterManager:
         res.phase = RUNNING
         assert res.expiry is not None  # set by the LeaseAcquired that began the tenure
         out = [KillAt(res.cluster.id, res.expiry),
-               StartService(res.cluster.id, res.cluster.service, res.epoch, res.slot)]
+               StartService(res.cluster.id, res.cluster.label, res.epoch, res.slot)]
         if res.previous is not None and res.previous != self.node:
             out.append(self._report(
                 "moved", res, previous=res.previous, previous_epoch=res.previous_epoch,
@@ -808,6 +835,7 @@ class ClusterManager:
         return out + self._publish(now)
 
     def _begin_handover(self, res: _Resource, target: str | None, now: float) -> list[object]:
+        self._moving.pop(res.cluster.id, None)
         res.handover_to = target
         res.stop_reason = "handover"
         if res.phase == FENCING:
@@ -880,6 +908,7 @@ class ClusterManager:
         for cluster in list(self.clusters.values()):
             out += self._check_shape(cluster)
             out += self._reconcile(cluster, now)
+            out += self._report_waiting(cluster, now)
         out += self._forget_withdrawn()
         out += self._notify_failed(now)
         return out + self._publish(now)
@@ -923,7 +952,8 @@ class ClusterManager:
         for slot, target in enumerate(placement.targets):
             resource = resource_name(cluster.id, slot, cluster.mode)
             if (target is None or target == self.node or holders.get(resource) is not None
-                    or not self._quorum_in_view()):
+                    or not self._quorum_in_view()
+                    or self._target_waits(cluster, target, now)):
                 self._clear_unheld(resource)
                 continue
             sighting = self._sighting(resource)
@@ -954,8 +984,11 @@ class ClusterManager:
             for res in mine:
                 if res.phase in (STOPPING, STUCK):
                     continue
-                if placement.targets[res.slot] != self.node:
-                    out += self._begin_handover(res, placement.targets[res.slot], now)
+                target = self._moving.get(cluster.id, placement.targets[res.slot])
+                if target != self.node:
+                    if self._dependents_first(cluster, target, now):
+                        continue
+                    out += self._begin_handover(res, target, now)
             # Give up any other slot we were trying for: one slot per node.
             for res in self._resources_of(cluster.id):
                 if res.phase == ACQUIRING:
@@ -980,6 +1013,8 @@ class ClusterManager:
         if (not is_eligible(self.own_state(now), cluster.id) or cluster.id in self._mismatch
                 or self._voters_apart):
             role = None
+        if role is not None and self.dependency_wait(cluster.id, now) is not None:
+            role = None  # after / with / not_with: not yet
         wanted = None
         if role is not None:
             assert slot is not None
@@ -995,6 +1030,73 @@ class ClusterManager:
                 res.phase = IDLE
                 out += self._process(self.arbiter.abandon(res.name, now), now)
         return out
+
+    # -- dependencies between clusters (doc/groups.md) -------------------------------
+
+    def service_running(self, cluster_id: str, running: bool, now: float) -> list[object]:
+        """The shell: C{cluster_id}'s service (every member of a group) runs here, or no longer."""
+        if running:
+            self._running.add(cluster_id)
+        else:
+            self._running.discard(cluster_id)
+        return self._reconcile_all(now)
+
+    def dependency_wait(self, cluster_id: str, now: float) -> str | None:
+        """Why C{cluster_id} may not start here yet for its after/with/not_with, or None."""
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None or not (cluster.after or cluster.with_ or cluster.not_with):
+            return None
+        members = self._all_members(now)
+        return (after_wait(cluster.after, members.values())
+                or local_wait(cluster.with_, cluster.not_with, members[self.node]))
+
+    def _report_waiting(self, cluster: "ClusterConfig", now: float) -> list[object]:
+        """Report (once per change) that C{cluster}, run nowhere, waits here for its
+        dependencies, and when it no longer does (history: ``waiting: after DB (no owner)``)."""
+        now_waiting = None
+        if cluster.after or cluster.with_ or cluster.not_with:
+            members = self._all_members(now)
+            if (is_eligible(members[self.node], cluster.id) and cluster.id not in self._paused
+                    and not any(holds(m, cluster.id) for m in members.values())):
+                now_waiting = self.dependency_wait(cluster.id, now)
+        before = self._waits_reported.get(cluster.id)
+        if now_waiting == before:
+            return []
+        if now_waiting is None:
+            del self._waits_reported[cluster.id]
+            return [Report("waited", cluster.id, cluster.id, 0,
+                           reason=f"no longer waiting ({before})")]
+        self._waits_reported[cluster.id] = now_waiting
+        return [Report("waiting", cluster.id, cluster.id, 0, reason=now_waiting)]
+
+    def _target_waits(self, cluster: "ClusterConfig", target: str, now: float) -> bool:
+        """Whether C{target} has a reason of its dependencies not to take C{cluster} yet.
+
+        It is not stalled then: it waits for what the cluster follows or runs with.
+        """
+        if not (cluster.after or cluster.with_ or cluster.not_with):
+            return False
+        members = self._all_members(now)
+        state = members.get(target)
+        return state is None or (after_wait(cluster.after, members.values())
+                                 or local_wait(cluster.with_, cluster.not_with, state)) is not None
+
+    def _dependents_first(self, cluster: "ClusterConfig", target: str | None,
+                          now: float) -> bool:
+        """Whether a held C{cluster} must wait before it stops: what depends on it stops first.
+
+        A cluster colocated with it (``with``) that runs here stops before it
+        moves; a cluster that follows it (``after``) and runs anywhere stops
+        before it stops for good (no target).
+        """
+        for other in self.clusters.values():
+            if cluster.id in other.with_ and any(
+                    r.phase in HELD for r in self._resources_of(other.id)):
+                return True
+        if target is None and self.node is not None:
+            members = self._all_members(now)
+            return bool(running_dependents(cluster.id, members.values()))
+        return False
 
     def voters_apart(self) -> list[str]:
         """Live nodes whose voter set is two steps of a change from ours (sorted).
@@ -1031,8 +1133,9 @@ class ClusterManager:
             return []
         if others:
             self._mismatch[cluster.id] = others
-            reason = (f"settings (mode, count, arbiter, lease, drift margin) differ from "
-                      f"{', '.join(others)}: not acquiring it here until they agree")
+            reason = (f"settings (mode, count, group members, arbiter, lease, drift margin) "
+                      f"differ between {self.node} and {', '.join(others)}: not acquiring it "
+                      "here until they agree")
         else:
             del self._mismatch[cluster.id]
             reason = "settings agree again with every live registered node"

@@ -33,6 +33,10 @@ class MemberState:
     shapes: dict[str, str] = attrs.field(factory=dict)
     #: Its voter-set tag (L{clsd.ownership.core.voterset.VoterSet.tag}); None if unknown.
     voters: str | None = None
+    #: cluster IDs whose service (every member of a group) runs on this node now.
+    running: frozenset[str] = frozenset()
+    #: cluster ID -> the cluster IDs it follows (``after``), for its registrations.
+    follows: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -16,6 +16,8 @@ from clsd.ownership.core.placement import MemberState
 STATE_VERSION = 1
 #: Longest cluster fingerprint or voter-set tag accepted from a peer (ours: 12 and 25).
 MAX_FINGERPRINT = 64
+#: Most cluster IDs one cluster may follow, as a peer publishes it.
+MAX_FOLLOWED = 64
 
 
 def state_to_wire(state: MemberState) -> dict[str, object]:
@@ -30,6 +32,10 @@ def state_to_wire(state: MemberState) -> dict[str, object]:
         wire["shapes"] = dict(sorted(state.shapes.items()))
     if state.voters is not None:  # optional, likewise
         wire["voters"] = state.voters
+    if state.running:  # optional (doc/groups.md: "after")
+        wire["running"] = sorted(state.running)
+    if state.follows:  # optional, likewise
+        wire["after"] = {c: list(ids) for c, ids in sorted(state.follows.items())}
     return wire
 
 
@@ -72,7 +78,42 @@ def state_from_wire(name: str, data: object) -> MemberState:
         holding=_str_int_map(data, "holding", name),
         shapes=_shapes(data, name, registrations),
         voters=_voters(data, name),
+        running=_running(data, name, registrations),
+        follows=_follows(data, name, registrations),
     )
+
+
+def _running(data: Mapping[str, object], name: str,
+             registrations: Mapping[str, int]) -> frozenset[str]:
+    """C{"running"}: the registered clusters whose service runs there (optional)."""
+    value = data.get("running", [])
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise WireError(f"ownership state of {name}: 'running' must be a list of cluster IDs, "
+                        f"got {value!r}")
+    unknown = sorted(set(value) - set(registrations))
+    if unknown:
+        raise WireError(f"ownership state of {name}: 'running' names {unknown[0]!r}, which "
+                        "it is not registered for")
+    return frozenset(value)
+
+
+def _follows(data: Mapping[str, object], name: str,
+             registrations: Mapping[str, int]) -> dict[str, tuple[str, ...]]:
+    """C{"after"}: cluster ID -> the cluster IDs it follows, for registered clusters (optional)."""
+    value = data.get("after", {})
+    if not isinstance(value, dict):
+        raise WireError(f"ownership state of {name}: 'after' must be an object, got {value!r}")
+    result: dict[str, tuple[str, ...]] = {}
+    for cluster, ids in value.items():
+        if cluster not in registrations:
+            raise WireError(f"ownership state of {name}: 'after' names {cluster!r}, which it "
+                            "is not registered for")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) \
+                or len(ids) > MAX_FOLLOWED:
+            raise WireError(f"ownership state of {name}: 'after' of {cluster!r} must be a list "
+                            f"of at most {MAX_FOLLOWED} cluster IDs, got {ids!r}")
+        result[cluster] = tuple(ids)
+    return result
 
 
 def _voters(data: Mapping[str, object], name: str) -> str | None:

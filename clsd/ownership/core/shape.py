@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 FINGERPRINT_LENGTH = 12
 
 #: The [[cluster]] fields in the shape (the [quorum] ones come from timing and arbiter).
-SHAPE_FIELDS = ("mode", "count")
+SHAPE_FIELDS = ("mode", "count", "services", "after", "with_", "not_with", "after_failover")
 
 
 def cluster_of(resource: str) -> str:
@@ -53,10 +53,24 @@ def shape(cluster: "ClusterConfig", timing: LeaseTiming, arbiter: str) -> dict[s
     a lease means belongs here too.  The floating address is one: two nodes
     that disagree on it would each add "their" address, or one would add it
     where the other's clients do not look.  A cluster without one has the
-    shape it had before addresses existed.
+    shape it had before addresses existed.  So is an ordered group's member
+    list (``services``): a node that would run another group (more, fewer or
+    other members, another order) under the same lease must not co-own it.  A
+    cluster of one ``service`` has the shape it had before groups existed.
+    Dependencies (``after``, ``with``, ``not_with``) too: nodes that disagree
+    on where a cluster may run would each place it elsewhere.
     """
     result: dict[str, object] = {"mode": cluster.mode, "count": cluster.count, "arbiter": arbiter,
               "lease": timing.lease, "drift_margin": timing.drift_margin}
+    members = getattr(cluster, "services", ())
+    if members:
+        result["services"] = list(members)
+    for key, field in (("after", "after"), ("with", "with_"), ("not_with", "not_with")):
+        value = getattr(cluster, field, ())
+        if value:  # dependencies (doc/groups.md): every node must place it alike
+            result[key] = sorted(value)
+    if getattr(cluster, "after", ()) and cluster.after_failover != "keep":
+        result["after_failover"] = cluster.after_failover
     floating = _floating_shape(cluster)
     if floating is not None:
         result["address"] = floating
@@ -94,7 +108,7 @@ def disagreeing(cluster_id: str, mine: str, members: Iterable[MemberState]) -> l
 
 def shape_changed(old: "ClusterConfig", new: "ClusterConfig") -> bool:
     """Whether cluster specs C{old} and C{new} differ in a L{SHAPE_FIELDS} field or address."""
-    return any(getattr(old, f) != getattr(new, f) for f in SHAPE_FIELDS) \
+    return any(getattr(old, f, ()) != getattr(new, f, ()) for f in SHAPE_FIELDS) \
         or _floating_shape(old) != _floating_shape(new)
 
 

@@ -115,6 +115,16 @@ class ResetRequested:
 
 
 @attrs.frozen
+class RetryRefused:
+    """Whatever refused the last start (a L{SpawnFailed} marked transient) has passed.
+
+    The refused start is tried at once instead of at its retry timer (an
+    ordered group releases a member held until the members above it stopped).
+    Nothing else changes: a real backoff is not cut short.
+    """
+
+
+@attrs.frozen
 class Standby:
     """LSB/OCF under a lease: this node must (C{on}) or may again (off) not run the service.
 
@@ -315,7 +325,7 @@ class _Rest:
 
 #: What L{ServicePolicy.handle} is fed, and what it returns.
 Event: TypeAlias = (
-    StartRequested | StopRequested | ResetRequested | Standby | Spawned | SpawnFailed | Exited
+    StartRequested | StopRequested | ResetRequested | RetryRefused | Standby | Spawned | SpawnFailed | Exited
     | GroupGone | HealthResult | TimerFired | MainPid | AgentResult | StopCommandDone
 )
 Action: TypeAlias = (
@@ -487,6 +497,13 @@ class ServicePolicy:
         elif self.state is State.STOPPING and self._pending_is_failed():
             self._wanted = True
             self._pending = _Restart(0.0, "reset", automatic=False)
+
+    def _on_RetryRefused(self, event: RetryRefused, now: float, out: _Actions) -> None:
+        if self.state is not State.BACKOFF or not self._refused or not self._wanted:
+            return
+        self._refused = False
+        out.append(CancelTimer(TIMER_RESTART))
+        self._spawn(now, "refused start released", out, automatic=False)
 
     # -- rogue copies (LSB/OCF under a lease) -------------------------------------
 

@@ -3,7 +3,11 @@
 One message is one line: a UTF-8 JSON object with the protocol version and
 the message type, then the fields, ended by ``\\n``::
 
-    {"v":1,"type":"hello","protocol":1,"name":"alpha",...}
+    {"v":1,"type":"hello","protocol":2,"name":"alpha",...}
+
+``v`` is the version of this line format; the protocol version, which
+decides the messages and fields, is negotiated in the hello and set with
+L{Codec.negotiated}.
 
 The codec does no I/O and knows no clock; the connection protocol feeds it
 whatever the transport delivered (L{Codec.receive_data}) and pulls complete
@@ -22,7 +26,13 @@ import json
 from typing import NoReturn
 
 from clsd.wire.core.errors import FieldError, LocalProtocolError, RemoteProtocolError
-from clsd.wire.core.messages import PROTOCOL_VERSION, Message, Registry
+from clsd.wire.core.messages import (
+    ENVELOPE_VERSION, IGNORABLE_KEY, LayerMessageType, Message, MessageType, Registry,
+)
+from clsd.wire.core.schema import Since
+
+#: The most field names one line may declare ignorable.
+MAX_IGNORABLE = 32
 
 #: The longest line accepted or sent, in bytes, without its newline.  Large
 #: enough for a full membership list of 1024 nodes (about 100 bytes each),
@@ -72,6 +82,9 @@ class Codec:
     def __init__(self, registry: Registry, *, max_line: int = MAX_LINE) -> None:
         self.registry = registry
         self.max_line = max_line
+        #: The protocol version negotiated in the hello (C{None} before): what
+        #: is sent and accepted is that version's (see L{negotiated}).
+        self.protocol: int | None = None
         self._lines: list[bytes] = []
         self._next = 0
         # A bytearray, so that a line trickling in byte by byte costs linear
@@ -86,6 +99,13 @@ class Codec:
         self._last_received: Message | None = None
         self._last_sent: Message | None = None
         self._last_sent_data: bytes | None = None
+
+    def negotiated(self, version: int | None) -> None:
+        """From now on speak protocol C{version}: messages and fields added later
+        are neither sent nor accepted (the hello checked out)."""
+        self.protocol = version
+        self._last_sent = self._last_sent_data = None
+        self._last_line = self._last_received = None
 
     # -- receiving -----------------------------------------------------------
 
@@ -196,24 +216,76 @@ class Codec:
         version = obj.pop("v", None)
         if type(version) is not int:
             raise RemoteProtocolError("bad-envelope", "missing or non-integer protocol version 'v'")
-        if version != PROTOCOL_VERSION:
+        if version != ENVELOPE_VERSION:
             raise RemoteProtocolError(
                 "unsupported-version",
-                f"protocol version {version}; this node speaks {PROTOCOL_VERSION}",
+                f"line format version {version}; this node reads {ENVELOPE_VERSION}",
             )
         name = obj.pop("type", None)
         if type(name) is not str:
             raise RemoteProtocolError("bad-envelope", "missing or non-string message 'type'")
+        ignorable = obj.pop(IGNORABLE_KEY, None)
         message_type = self.registry.get(name)
         if message_type is None:
             raise RemoteProtocolError("unknown-type", f"unknown message type {name[:64]!r}")
+        protocol = self.protocol
+        if protocol is not None and message_type.since > protocol:
+            raise RemoteProtocolError(
+                "unknown-type", f"message type {name!r} belongs to protocol "
+                f"{message_type.since}; this connection speaks {protocol}")
+        if ignorable is not None:
+            self._drop_ignorable(obj, ignorable, message_type)
+        if protocol is not None and message_type.added:
+            for key, field in message_type.added.items():
+                if field.version > protocol and key in obj:
+                    # A layer's parser may know the field: the version says it is unknown.
+                    raise RemoteProtocolError("bad-field", f"{name}.{key}: unknown field")
         try:
-            parsed = message_type.validate(obj)
+            parsed = message_type.validate(obj, protocol)
         except FieldError as e:
             raise RemoteProtocolError("bad-field", f"{name}.{e}") from None
         return Message(name, obj, checked=True, parsed=parsed)
 
+    def _drop_ignorable(self, obj: dict[str, object], names: object,
+                        message_type: MessageType | LayerMessageType) -> None:
+        """Drop the fields the sender declared ignorable that this connection does not know.
+
+        Only fields added after their message can be ignorable, so any other
+        field stays as strict as ever; a listed field we know is checked.
+        """
+        if (type(names) is not list or len(names) > MAX_IGNORABLE
+                or any(type(n) is not str for n in names)):
+            raise RemoteProtocolError(
+                "bad-envelope", f"{IGNORABLE_KEY!r} must be a list of at most "
+                f"{MAX_IGNORABLE} field names")
+        added = message_type.added
+        protocol = self.protocol
+        for field in names:
+            known = added.get(field)
+            if known is None or (protocol is not None and known.version > protocol):
+                obj.pop(field, None)
+
     # -- sending -------------------------------------------------------------
+
+    def _for_peer(self, fields: dict[str, object],
+                  added: dict[str, Since]) -> dict[str, object]:
+        """C{fields} as this connection's protocol has them: later fields left
+        out, ignorable ones kept and declared (before negotiation, all kept)."""
+        protocol = self.protocol
+        ignorable = []
+        result: dict[str, object] = {}
+        for key, value in fields.items():
+            field = added.get(key)
+            if field is not None:
+                if field.ignorable:
+                    if protocol is None or field.version > protocol:
+                        ignorable.append(key)
+                elif protocol is not None and field.version > protocol:
+                    continue
+            result[key] = value
+        if ignorable:
+            result[IGNORABLE_KEY] = ignorable
+        return result
 
     def send(self, message: Message) -> bytes:
         """The bytes of one line for C{message}.
@@ -228,13 +300,21 @@ class Codec:
         if message_type is None:
             raise LocalProtocolError("unknown-type", f"message type {message.type!r} "
                                      "is not registered on this connection")
+        protocol = self.protocol
+        if protocol is not None and message_type.since > protocol:
+            raise LocalProtocolError(
+                "not-negotiated", f"message type {message.type!r} belongs to protocol "
+                f"{message_type.since}; this connection speaks {protocol}")
         if not message.checked:
             try:
                 message_type.validate(message.fields)
             except FieldError as e:
                 raise LocalProtocolError("bad-field", f"{message.type}.{e}") from None
-        envelope = {"v": PROTOCOL_VERSION, "type": message.type}
-        envelope.update(message.fields)
+        envelope = {"v": ENVELOPE_VERSION, "type": message.type}
+        if message_type.added:
+            envelope.update(self._for_peer(message.fields, message_type.added))
+        else:
+            envelope.update(message.fields)
         try:
             data = _encoder.encode(envelope).encode("utf-8")
         except (TypeError, ValueError) as e:  # e.g. a lone surrogate in a string

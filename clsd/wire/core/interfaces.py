@@ -19,6 +19,8 @@ class IPeer(Interface):
     advertise = Attribute("The host:port the peer says other nodes dial.")
     address = Attribute("The transport's remote (host, port).")
     initiator = Attribute("True when this node dialled the connection.")
+    protocol = Attribute("The protocol version negotiated with the peer in the hello.")
+    software = Attribute("The peer's CLSD version, from its hello.")
 
     def send(message: Message) -> bool:
         """Queue C{message} (a L{clsd.wire.core.messages.Message}) for the peer.

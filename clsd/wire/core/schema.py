@@ -16,12 +16,21 @@ Field specs (a field's value is one of):
   - C{{"key": spec, ...}}: an object with exactly these keys;
   - C{MapOf(spec)}: an object with any keys whose values match C{spec};
   - C{Optional(spec)}: (a field only) may be absent; when present, matches C{spec};
+  - C{Since(version, spec, ignorable=False)}: (a field only) added in protocol C{version}
+    (see "Versions" below);
   - bounded ones: C{Int(minimum, maximum)}, C{Text(maxlen)} (1 to C{maxlen} characters),
     C{Items(maxlen)} (an array of at most C{maxlen} items, contents unchecked),
     C{Number(minimum, below)}, and C{DecimalInt()} (an int64 as protobuf's JSON mapping
     writes it: a number or a string of digits).
 
 An object's fields are exactly its spec's: an unknown field is refused too.
+
+Versions.  A message's schema grows with the protocol: a field wrapped in C{Since(N, spec)}
+exists from protocol N on.  It is sent only to a peer that negotiated N or later (the codec
+leaves it out for an older one) and refused from a peer that negotiated less, so a field is
+never half-understood.  Only a field declared C{ignorable} is sent to every peer, marked as
+such on the line, and dropped by a receiver that does not know it; that is for information an
+older node can do without (a version string, a hint), never for anything a safety rule reads.
 """
 
 from __future__ import annotations
@@ -47,6 +56,18 @@ class Optional:
     """A field that may be absent."""
 
     spec: object
+
+
+@attrs.frozen
+class Since:
+    """A field added in protocol C{version} (see "Versions" in the module docstring).
+
+    C{spec} may be L{Optional}.  C{ignorable}: sent to older peers too, which drop it.
+    """
+
+    version: int
+    spec: object
+    ignorable: bool = False
 
 
 @attrs.frozen
@@ -255,8 +276,9 @@ def compile_spec(spec: object) -> Check:
         return check
     if isinstance(spec, dict):
         return compile_object(spec)
-    if isinstance(spec, Optional):
-        raise TypeError("Optional(...) is only allowed as the value of an object field")
+    if isinstance(spec, (Optional, Since)):
+        raise TypeError(f"{type(spec).__name__}(...) is only allowed as the value of an "
+                        "object field")
     raise TypeError(f"not a schema: {spec!r}")
 
 
@@ -267,6 +289,8 @@ def compile_object(fields: Mapping[str, object]) -> Check:
     for key, spec in fields.items():
         if not isinstance(key, str):
             raise TypeError(f"field names are strings, got {key!r}")
+        if isinstance(spec, Since):
+            spec = spec.spec
         if isinstance(spec, Optional):
             checks[key] = compile_spec(spec.spec)
         else:
@@ -290,6 +314,19 @@ def compile_object(fields: Mapping[str, object]) -> Check:
         except FieldError as e:
             raise _under(key, e) from None
     return check
+
+
+def fields_at(fields: Mapping[str, object], version: int | None) -> dict[str, object]:
+    """The object schema C{fields} as protocol C{version} knows it (C{None}: every field)."""
+    if version is None:
+        return dict(fields)
+    return {key: spec for key, spec in fields.items()
+            if not isinstance(spec, Since) or spec.version <= version}
+
+
+def added_fields(fields: Mapping[str, object]) -> dict[str, Since]:
+    """The L{Since} fields of object schema C{fields}, by name."""
+    return {key: spec for key, spec in fields.items() if isinstance(spec, Since)}
 
 
 # -- reading one field at a time (the layers that parse into their own objects) -----------

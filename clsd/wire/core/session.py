@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 import attrs
 
 from clsd.wire.core.errors import LocalProtocolError
-from clsd.wire.core.messages import BYE, PING, PROTOCOL_VERSION, Message
+from clsd.wire.core.messages import BYE, PING, Message, settings_differences
+from clsd.wire.core.versions import ProtocolRange, incompatibility, negotiate
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -146,6 +147,10 @@ class Session:
         @param now: the monotonic time the transport connected.
         """
         self.local_hello = hello
+        #: The protocol versions we offer, from our own hello.
+        self.protocols = hello_protocols(hello)
+        #: The version negotiated with the peer (C{None} until its hello checked out).
+        self.protocol: int | None = None
         self.timeouts = timeouts
         self.state = State.CONNECTING
         self.started = now
@@ -191,30 +196,44 @@ class Session:
         fields = hello.fields
         ours = self.local_hello.fields
         name = fields["name"]
-        if fields["protocol"] != PROTOCOL_VERSION:
-            return self._close(
-                "protocol-mismatch",
-                f"peer {name!r} speaks protocol {fields['protocol']}, this node {PROTOCOL_VERSION}",
-                PEER, now)
-        if name != self.certificate_name:
+        peer = self.certificate_name
+        # Who it is first (authentication), then whether we can talk.
+        if name != peer:
             return self._close(
                 "name-mismatch",
-                f"the hello claims the name {name!r} but the certificate is for "
-                f"{self.certificate_name!r}",
+                f"the hello claims the name {name!r} but the certificate is for {peer!r}",
                 PEER, now)
         if name == ours["name"]:
             return self._close(
                 "self-connection",
                 f"connected to itself ({name!r}): a join or connect address is this node's own",
                 LOCAL, now)
+        try:
+            theirs = hello_protocols(hello)
+        except ValueError as e:
+            return self._close("bad-field", f"hello.protocol_min: {e}", PEER, now)
+        version = negotiate(self.protocols, theirs)
+        if version is None:
+            return self._close(
+                "incompatible",
+                incompatibility(name, fields.get("software"), theirs,
+                                ours.get("software", "unknown"), self.protocols),
+                PEER, now)
+        missing = sorted(key for key in REQUIRED_SINCE_2 if key not in fields)
+        if missing and version >= 2:
+            return self._close(
+                "bad-field", f"hello.{missing[0]}: is required by protocol {version}", PEER, now)
         if fields["settings"] != ours["settings"]:
+            differing = settings_differences(ours.get("settings_digests", {}),
+                                             fields.get("settings_digests", {}))
+            what = ", ".join(differing) if differing else "(no single setting named)"
             return self._close(
                 "settings-mismatch",
-                f"peer {name!r} has cluster settings {fields['settings'][:23]}, this node "
-                f"{ours['settings'][:23]}: the cluster-wide settings (such as the voters) "
-                "differ between the two configurations",
+                f"peer {name!r} has other cluster-wide settings than this node: {what}; "
+                "these must be the same in every node's configuration",
                 PEER, now)
         self.peer_hello = hello
+        self.protocol = version
         self.state = State.ESTABLISHED
         return [Established(hello)]
 
@@ -387,3 +406,17 @@ class Session:
                 self._aborted = True
                 return [Disconnect(self.close_reason, abort=True)]
         return []
+
+
+#: Hello fields that every node speaking protocol 2 or later sends (optional in
+#: the schema only so that a protocol 1 peer is refused by L{incompatibility}).
+REQUIRED_SINCE_2 = ("protocol_min", "software", "settings_digests")
+
+
+def hello_protocols(hello: Message) -> ProtocolRange:
+    """The L{ProtocolRange} a hello offers (a protocol 1 hello offers just 1).
+
+    @raise ValueError: C{protocol_min} above C{protocol}.
+    """
+    high = hello["protocol"]
+    return ProtocolRange(hello.get("protocol_min", high), high)

@@ -1,0 +1,269 @@
+"""A rolling upgrade on real daemons, one node at a time, as doc/operations.md says.
+
+Three ``twistd clsd`` daemons in the mutual-standby layout (alpha runs A and stands by for
+B, beta the reverse, a witness votes), mutual TLS on their own 127.0.0.x, protected test
+services that record every start and stop, and an SSH admin listener on each node. The
+operator's procedure ("Upgrade one node at a time") is run over SSH for each node in turn:
+``standby``, wait until ``clusters`` shows nothing owned by it, stop the daemon, start the
+new version, wait until ``members`` shows it alive on the new version and ``status`` on it
+has quorum, wait one lease, ``unstandby``.
+
+doc/releases.md has a single row, so the "next" release is this code with the protocol
+range of the next one (``PROTOCOL_MAX`` to ``PROTOCOL_MAX + 1``, the test hook
+L{clsd.version.PROTOCOL_RANGE_ENV}): it speaks this release's newest protocol, as every
+release must. Then one node is downgraded and upgraded again.
+
+Checked at every step: the cluster's effective protocol (``status``) and who holds it back;
+each member's version (``members``); A and B never run on two nodes at once (the checker
+over every record), each cluster is never down longer than one failover bound
+(L{rig.faults.availability.bound_for}), and an HTTP poller finds each cluster answering
+on some node throughout. At the end every node speaks the new protocol and the cluster
+uses it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.conch.ssh import keys
+from twisted.trial import unittest
+
+from clsd import version
+from clsd.polling import wait_for
+from rig.cluster import DEFAULT_TIMING, ClusterRig, mutual_standby
+from rig.failover import FailoverRig, http_identity
+from rig.faults.availability import bound_for
+from rig.faults.cleanup import Cleanups
+from rig.launcher import Launcher, free_port
+
+NODES = ("alpha", "beta", "witness")
+#: Generous bounds for a loaded shared machine.
+START_BOUND = 60.0
+STEP_BOUND = 60.0
+#: The HTTP poller's period.
+POLL_INTERVAL = 0.1
+
+CURRENT = (version.PROTOCOL_MIN, version.PROTOCOL_MAX)
+NEXT = (version.PROTOCOL_MAX, version.PROTOCOL_MAX + 1)
+
+
+def release_env(protocols):
+    """The environment that makes a daemon the release speaking C{protocols}."""
+    if protocols == CURRENT:
+        return {}
+    return {version.PROTOCOL_RANGE_ENV: f"{protocols[0]}-{protocols[1]}"}
+
+
+def release_version(protocols):
+    if protocols == CURRENT:
+        return version.VERSION
+    return f"{version.VERSION}+protocol{protocols[0]}.{protocols[1]}"
+
+
+class AvailabilityPoller:
+    """Asks each cluster's HTTP service on every candidate node, all the time, from a thread.
+
+    Records the stretches where no node answered for a cluster: what a client sees.
+    """
+
+    def __init__(self, rig, clusters):
+        self.rig = rig
+        self.clusters = clusters
+        self.outages = {cluster: [] for cluster in clusters}
+        self._down_since = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        now = time.monotonic()
+        for cluster, since in self._down_since.items():
+            self.outages[cluster].append((since, now))
+        self._down_since = {}
+
+    def _run(self):
+        while not self._stop.is_set():
+            for cluster in self.clusters:
+                now = time.monotonic()
+                up = any(
+                    (identity := http_identity(self.rig.url(node, cluster))) is not None
+                    and identity.get("cluster") == cluster
+                    for node in self.rig.layout.candidates(cluster))
+                if up and cluster in self._down_since:
+                    self.outages[cluster].append((self._down_since.pop(cluster), now))
+                elif not up and cluster not in self._down_since:
+                    self._down_since[cluster] = now
+            self._stop.wait(POLL_INTERVAL)
+
+    def longest(self, cluster):
+        return max((end - start for start, end in self.outages[cluster]), default=0.0)
+
+
+class RollingUpgradeTests(unittest.TestCase):
+    timeout = 900
+
+    def setUp(self):
+        self.cleanups = Cleanups()
+        self.addCleanup(self.cleanups.run_all)
+        self.layout = mutual_standby()
+        self.cluster_rig = cluster_rig = ClusterRig(self.layout, DEFAULT_TIMING)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        key = ed25519.Ed25519PrivateKey.generate()
+        self.key_path = os.path.join(directory, "admin.key")
+        with open(self.key_path, "wb") as f:
+            f.write(keys.Key(key).toString("openssh"))
+        os.chmod(self.key_path, 0o600)
+        authorized = os.path.join(directory, "admin_keys")
+        with open(authorized, "wb") as f:
+            f.write(keys.Key(key).public().toString("openssh") + b" operator@test\n")
+        self.admin_ports = {}
+
+        def admin_part(node, launcher):
+            address = launcher.address(node.name)
+            if node.name not in self.admin_ports:
+                self.admin_ports[node.name] = free_port(address)
+            return {"admin": {"ssh": f"{address}:{self.admin_ports[node.name]}",
+                              "authorized_keys": authorized}}
+
+        self.launcher = Launcher(directory, list(NODES),
+                                 template=cluster_rig.template().with_part(admin_part),
+                                 cleanups=self.cleanups)
+        self.addCleanup(self.launcher.teardown)
+        self.rig = FailoverRig(self.launcher, cluster_rig)
+        self.bound = bound_for(DEFAULT_TIMING)
+        self.lease = DEFAULT_TIMING.lease_seconds
+        #: The release each node runs now.
+        self.release = dict.fromkeys(NODES, CURRENT)
+
+    # -- the operator's tools ---------------------------------------------------------
+
+    def admin(self, node, command):
+        address = f"{self.launcher.address(node)}:{self.admin_ports[node]}"
+        result = subprocess.run(
+            [sys.executable, "-m", "clsd.admin.client", address, self.key_path, command],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, f"{command} on {node}: {result.stderr}")
+        return result.stdout
+
+    def admin_json(self, node, command):
+        return json.loads(self.admin(node, f"{command} --json"))
+
+    def owned_by(self, node):
+        """The clusters ``clusters`` on C{node} shows it owning."""
+        return sorted(c["id"] for c in self.admin_json(node, "clusters")["clusters"]
+                      if node in c["owners"])
+
+    def members(self, observer):
+        return {m["name"]: m for m in self.admin_json(observer, "members")["members"]}
+
+    def up_to_date(self, node):
+        """Every other running node sees C{node} alive with the version it runs now."""
+        expected = release_version(self.release[node])
+        for observer in NODES:
+            if observer == node:
+                continue
+            member = self.members(observer).get(node)
+            if member is None or member["state"] != "alive" or member["version"] != expected:
+                return False
+        return self.admin_json(node, "status")["quorum"]["have_quorum"]
+
+    def no_dual_active(self):
+        for cluster in self.layout.clusters:
+            self.rig.owner(cluster)  # raises DualActive
+
+    # -- the procedure of doc/operations.md ---------------------------------------------
+
+    def upgrade(self, node, protocols):
+        """doc/operations.md, "Upgrade one node at a time", for C{node}: to C{protocols}."""
+        step = f"{node} to {release_version(protocols)}"
+        self.admin(node, f"standby {node}")
+        wait_for(lambda: (self.no_dual_active(), self.owned_by(node) == [])[1], STEP_BOUND,
+                 what=f"{step}: clusters to leave {node}")
+        # Its clusters run elsewhere before it stops.
+        for cluster in self.layout.clusters_of(node):
+            self.launcher.wait_running(cluster=cluster, timeout=STEP_BOUND)
+        self.launcher.stop(node)
+        self.release[node] = protocols
+        self.launcher.start(node, env=release_env(protocols))
+        wait_for(lambda: self.up_to_date(node), STEP_BOUND,
+                 what=f"{step}: every member to see it alive on its new version")
+        # A restarted voter grants nothing for one lease period plus the drift margin.
+        time.sleep(self.lease + 0.5)
+        self.admin(node, f"unstandby {node}")
+        self.no_dual_active()
+
+    def assert_cluster_protocol(self, expected, held_back_by):
+        for observer in NODES:
+            protocol = self.admin_json(observer, "status")["protocol"]
+            self.assertEqual(protocol, {"version": expected, "held_back_by": held_back_by},
+                             observer)
+
+    def wait_cluster_protocol(self, expected, held_back_by):
+        def agreed():
+            return all(self.admin_json(o, "status")["protocol"]
+                       == {"version": expected, "held_back_by": held_back_by} for o in NODES)
+        wait_for(agreed, STEP_BOUND, what=f"the cluster to speak protocol {expected}")
+
+    # -- the test -----------------------------------------------------------------------
+
+    def test_upgrade_one_node_at_a_time_then_downgrade_one(self):
+        launcher = self.launcher
+        launcher.start_all()
+        try:
+            self.assertEqual(self.rig.wait_owner("A", timeout=START_BOUND), "alpha")
+            self.assertEqual(self.rig.wait_owner("B", timeout=START_BOUND), "beta")
+            self.wait_cluster_protocol(CURRENT[1], [])
+            poller = AvailabilityPoller(self.rig, sorted(self.layout.clusters)).start()
+            self.addCleanup(poller.stop)
+            upgraded = []
+            for node in NODES:
+                self.upgrade(node, NEXT)
+                upgraded.append(node)
+                behind = sorted(set(NODES) - set(upgraded))
+                self.wait_cluster_protocol(NEXT[1] if not behind else CURRENT[1], behind)
+            # The reverse: beta goes back to the current release, then forward again.
+            self.upgrade("beta", CURRENT)
+            self.wait_cluster_protocol(CURRENT[1], ["beta"])
+            members = self.members("alpha")
+            self.assertEqual(members["beta"]["protocols"], list(CURRENT))
+            self.assertEqual(members["witness"]["protocols"], list(NEXT))
+            self.upgrade("beta", NEXT)
+            self.wait_cluster_protocol(NEXT[1], [])
+            for cluster in self.layout.clusters:
+                self.assertIsNotNone(self.rig.wait_owner(cluster, timeout=STEP_BOUND))
+            poller.stop()
+        except Exception:
+            for name in NODES:
+                print(f"--- {name}")
+                print(launcher.log_tail(name, 60))
+            raise
+        self.assert_cluster_protocol(NEXT[1], [])
+        for node in NODES:
+            self.assertIn(f"{release_version(NEXT)} (protocol {NEXT[0]}-{NEXT[1]})",
+                          self.admin(node, "members"))
+        report = launcher.check()
+        self.assertEqual(report.overlaps, ())
+        self.assertEqual(report.stale_actions, ())
+        self.assertEqual(report.epoch_reuses, ())
+        downs = {cluster: max((w.duration for w in report.unavailability
+                               if w.cluster == cluster), default=0.0)
+                 for cluster in self.layout.clusters}
+        seen = {cluster: poller.longest(cluster) for cluster in self.layout.clusters}
+        print("\nrolling upgrade of 3 nodes, a downgrade and an upgrade again: longest "
+              "outage per cluster: " + ", ".join(
+                  f"{c} {downs[c]:.2f} s (records) / {seen[c]:.2f} s (HTTP)"
+                  for c in sorted(downs)) + f"; failover bound {self.bound} s")
+        for cluster in self.layout.clusters:
+            self.assertLessEqual(downs[cluster], self.bound, cluster)
+            self.assertLessEqual(seen[cluster], self.bound, cluster)
+        self.assertEqual(launcher.log_problems(), [])
