@@ -18,6 +18,7 @@ import attrs
 from clsd.ownership.core.escalation import cluster_status
 from clsd.ownership.core.manager import resource_name
 from clsd.ownership.core.placement import Candidate, MemberState, is_eligible, place
+from clsd.ownership.core.shape import describe
 from clsd.ownership.core.voterset import VoterSet
 
 #: The cluster's condition, the same seen from any node.
@@ -104,7 +105,8 @@ def cluster_view(*, node: str, owners: Collection[str], targets: Sequence[str | 
     @param previous: nodes known to have held it that do not hold it now.
     @param here: the phases of its resources on C{node} (``acquiring``, ``stopping``, ...).
     @param failed: every live registered node gave it up (the escalation's FAILED).
-    @param mismatch: live nodes whose settings for it differ from C{node}'s.
+    @param mismatch: live nodes whose settings for it differ from C{node}'s, each
+        with the settings it names where known (``beta (lease)``).
     @param standby_mode: C{node} is on standby (the ``standby`` command).
     @param cooldown_left: seconds until C{node} may own it again after giving it up.
     @param epochs: each owner's epoch: of two owners of a one-slot cluster, the newer has
@@ -277,7 +279,8 @@ def ownership_status(service):
             previous=previous, here=here, count=cluster.count,
             withdrawing=cluster.id in withdrawing, paused=cluster.id in paused,
             failed=cluster_status(cluster.id, members) == "failed",
-            mismatch=manager.shape_mismatch(cluster.id), standby_mode=manager.standby,
+            mismatch=_mismatch_text(manager.shape_differences(cluster.id)),
+            standby_mode=manager.standby,
             cooldown_left=manager.escalation.remaining(cluster.id, now), epochs=owners,
             waiting=waiting if state == "waiting" else None)
         result["clusters"].append({
@@ -287,6 +290,8 @@ def ownership_status(service):
             "resources": {r: {"phase": p, "epoch": e} for r, (p, e) in mine.items()},
             "service_state": service.service_state(cluster.id),
             "shape_mismatch": manager.shape_mismatch(cluster.id),
+            # node -> the settings that differ (empty until that node names them)
+            "settings_differ": manager.shape_differences(cluster.id),
             "addresses": service.address_status().get(cluster.id, {}),
             "view": view,
             # An ordered group: its members in start order and their states here.
@@ -356,3 +361,8 @@ def _etcd_status(config, node, now):
         "have_quorum": reachable,
         "etcd_counters": dict(arbiter.counters) if arbiter is not None else {},
     }
+
+
+def _mismatch_text(differences: dict[str, list[str]]) -> list[str]:
+    """``["beta (lease, address)", "gamma"]``: who disagrees, and on what where known."""
+    return [describe({node: keys}) for node, keys in sorted(differences.items())]

@@ -12,9 +12,10 @@ from clsd.ownership.core.actions import Send
 from clsd.ownership.core.ballot import Ballot
 from clsd.ownership.core.messages import Prepare, Propose, WireError
 from clsd.ownership.core.placement import MemberState
-from clsd.ownership.core.published import state_from_wire, state_to_wire
+from clsd.ownership.core.published import MAX_FINGERPRINT, state_from_wire, state_to_wire
 from clsd.ownership.core.shape import (
-    change_refusal, cluster_of, disagreeing, fingerprint, shape_changed,
+    SHAPE_KEYS, base, change_refusal, cluster_of, describe, detailed,
+    differing, disagreeing, fingerprint, shape, shape_changed,
 )
 from clsd.ownership.core.timing import LeaseTiming
 from clsd.ownership.core.voter import LeaseVoter
@@ -84,6 +85,51 @@ class FingerprintTests(unittest.TestCase):
             MemberState("e", registrations={"B": 1}, shapes={"B": "f2"}),
         ]
         self.assertEqual(disagreeing("A", mine, members), ["b"])
+
+
+class DetailedShapeTests(unittest.TestCase):
+    """While nodes disagree they publish per-setting digests, so each names what differs."""
+
+    def test_it_names_each_setting_that_differs(self):
+        mine = detailed(cluster("A", 100), T, "voters")
+        self.assertEqual(base(mine), fingerprint(cluster("A", 100), T, "voters"))
+        self.assertLessEqual(len(mine), MAX_FINGERPRINT)
+        other_lease = detailed(cluster("A", 100), LeaseTiming(lease=3.0, drift_margin=0.1),
+                               "voters")
+        self.assertEqual(differing(mine, other_lease), ["lease"])
+        n_active = detailed(cluster("A", 100, mode="n-active", count=2), T, "etcd")
+        self.assertEqual(differing(mine, n_active), ["mode", "count", "arbiter"])
+        group = detailed(cluster("A", 100, services=("vol", "db")), T, "voters")
+        self.assertEqual(differing(mine, group), ["services"])
+        self.assertEqual(differing(mine, mine), [])
+
+    def test_a_bare_fingerprint_names_nothing(self):
+        mine = detailed(cluster("A", 100), T, "voters")
+        self.assertEqual(differing(mine, "0123456789ab"), [])
+        self.assertEqual(differing("0123456789ab", mine), [])
+
+    def test_a_peer_that_knows_fewer_settings_compares_the_ones_both_know(self):
+        mine = detailed(cluster("A", 100, mode="n-active", count=2), T, "voters")
+        older = detailed(cluster("A", 100), T, "voters")[:-2]  # one setting fewer
+        self.assertEqual(differing(mine, older), ["mode", "count"])
+
+    def test_every_shape_key_is_named(self):
+        v4 = FloatingAddress((ipaddress.ip_interface("192.0.2.10/24"),), "eth0")
+        full = shape(cluster("A", 100, mode="n-active", count=2, services=("a", "b"),
+                             after=("DB",), with_=("X",), not_with=("Y",),
+                             after_failover="stop", floating=v4), T, "voters")
+        self.assertEqual(set(full) - set(SHAPE_KEYS), set())
+
+    def test_disagreement_compares_the_fingerprint_part_only(self):
+        mine = fingerprint(cluster("A", 100), T, "voters")
+        members = [MemberState("b", registrations={"A": 1},
+                               shapes={"A": detailed(cluster("A", 100), T, "voters")})]
+        self.assertEqual(disagreeing("A", mine, members), [])
+        self.assertIsNone(change_refusal("A", mine, True, members))
+
+    def test_describe(self):
+        self.assertEqual(describe({"gamma": [], "beta": ["lease", "address"]}),
+                         "beta (lease, address), gamma")
 
 
 class ChangeRefusalTests(unittest.TestCase):
@@ -212,10 +258,15 @@ class MixedShapeSimTests(unittest.TestCase):
         self.assertEqual(sim.running("A"), [])
         reports = [(n, r.what, r.reason) for _, n, r in sim.reports
                    if r.what == "shape-mismatch"]
-        self.assertEqual(sorted(n for n, _, _ in reports), ["alpha", "beta"])
+        # Each reports it, and again once the other names the settings that differ.
+        self.assertEqual(sorted(set(n for n, _, _ in reports)), ["alpha", "beta"])
         self.assertIn("beta", dict((n, why) for n, _, why in reports)["alpha"])
         beta = sim.nodes["beta"].core.manager
         self.assertEqual(beta.shape_mismatch("A"), ["alpha"])
+        # Both name what differs once each has seen the other disagree.
+        self.assertEqual(beta.shape_differences("A"), {"alpha": ["mode"]})
+        self.assertIn("between beta and alpha (mode)",
+                      [why for n, _, why in reports if n == "beta"][-1])
         self.assertEqual(beta.status(sim.local("beta"))["A/0"][0], "shape-mismatch")
         # The disagreeing node leaves: the other acquires, and says so.
         sim.at(10.0, lambda s: s.crash("alpha"))

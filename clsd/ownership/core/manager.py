@@ -42,7 +42,8 @@ from clsd.ownership.core.dependencies import (
 )
 from clsd.ownership.core.placement import Candidate, MemberState, Placement, is_eligible, place
 from clsd.ownership.core.shape import (
-    arbiter_kind, change_refusal, cluster_of, disagreeing, fingerprint,
+    arbiter_kind, change_refusal, cluster_of, describe, detailed, differing, disagreeing,
+    fingerprint,
 )
 from clsd.ownership.core.timing import LeaseTiming
 from clsd.ownership.core.voterset import compatible
@@ -191,6 +192,8 @@ class ClusterManager:
         self._settle_until = settle_until
         # cluster -> nodes whose shape differs (reported)
         self._mismatch: dict[str, list[str]] = {}
+        # cluster -> disagreeing node -> the settings it names as different
+        self._mismatch_named: dict[str, dict[str, list[str]]] = {}
         # live nodes two steps of a voter change away (reported)
         self._voters_apart: list[str] = []
         # (node, cluster) -> until: skipped by placement
@@ -238,7 +241,7 @@ class ClusterManager:
             standby=self.standby,
             failed=self.escalation.ineligible(now),
             holding=holding,
-            shapes={c.id: self.shape_of(c) for c in registered},
+            shapes={c.id: self._published_shape(c) for c in registered},
             voters=getattr(self.arbiter, "voter_tag", None),
             running=frozenset(c for c in self._running
                               if any(cluster_of(r) == c for r in holding)),
@@ -248,6 +251,25 @@ class ClusterManager:
     def shape_of(self, cluster: "ClusterConfig") -> str:
         """The fingerprint of C{cluster}'s lease-relevant settings on this node."""
         return fingerprint(cluster, self.timing, arbiter_kind(self.arbiter))
+
+    def _published_shape(self, cluster: "ClusterConfig") -> str:
+        """The bare fingerprint, or with per-setting digests while a peer disagrees (to name them)."""
+        if cluster.id in self._mismatch:
+            return detailed(cluster, self.timing, arbiter_kind(self.arbiter))
+        return self.shape_of(cluster)
+
+    def shape_differences(self, cluster_id: str) -> dict[str, list[str]]:
+        """Each live node whose settings for C{cluster_id} differ -> the settings (if known).
+
+        A peer names its settings only once it, too, has seen the disagreement
+        (L{clsd.ownership.core.shape.detailed}); until then the list is empty.
+        """
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            return {}
+        mine = detailed(cluster, self.timing, arbiter_kind(self.arbiter))
+        return {name: differing(mine, self._members[name].shapes.get(cluster_id, ""))
+                for name in self.shape_mismatch(cluster_id) if name in self._members}
 
     def shape_change_refusal(self, cluster: "ClusterConfig", now: float) -> str | None:
         """Why registering C{cluster} (new mode or count) must wait, or None."""
@@ -1127,17 +1149,23 @@ class ClusterManager:
         """Note (and report once per change) the live peers whose settings for C{cluster} differ."""
         if cluster.id in self._withdrawing:
             self._mismatch.pop(cluster.id, None)
+            self._mismatch_named.pop(cluster.id, None)
             return []
         others = self.shape_mismatch(cluster.id)
-        if others == self._mismatch.get(cluster.id, []):
+        differences = self.shape_differences(cluster.id) if others else {}
+        if (others, differences) == (self._mismatch.get(cluster.id, []),
+                                     self._mismatch_named.get(cluster.id, {})):
             return []
         if others:
             self._mismatch[cluster.id] = others
-            reason = (f"settings (mode, count, group members, arbiter, lease, drift margin) "
-                      f"differ between {self.node} and {', '.join(others)}: not acquiring it "
-                      "here until they agree")
+            self._mismatch_named[cluster.id] = differences
+            reason = (f"settings (mode, count, group members, dependencies, address, arbiter, "
+                      f"lease, drift margin) differ between {self.node} and "
+                      f"{describe(differences or dict.fromkeys(others, []))}: not acquiring "
+                      "it here until they agree")
         else:
             del self._mismatch[cluster.id]
+            self._mismatch_named.pop(cluster.id, None)
             reason = "settings agree again with every live registered node"
         return [Report("shape-mismatch" if others else "shape-agreed", cluster.id, cluster.id,
                        0, reason=reason)]

@@ -18,7 +18,7 @@ Lease names are ``ID`` or ``ID/slot``; cluster IDs never contain ``/``
 import functools
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from clsd.ownership.core.placement import MemberState
@@ -31,6 +31,16 @@ if TYPE_CHECKING:
 #: tell a handful of configurations apart, short enough to gossip for
 #: hundreds of clusters.
 FINGERPRINT_LENGTH = 12
+
+#: Every key L{shape} may hold, in the order of the per-setting digests of
+#: L{detailed}.  A setting added to the shape is appended here (never
+#: inserted): a peer that knows fewer settings compares the ones both know.
+SHAPE_KEYS = ("mode", "count", "arbiter", "lease", "drift_margin", "services", "after", "with",
+              "not_with", "after_failover", "address")
+
+#: Hex characters per setting in L{detailed}: 8 bits, enough to name which
+#: setting differs (a miss only loses the name; L{fingerprint} decides).
+SETTING_DIGEST_LENGTH = 2
 
 #: The [[cluster]] fields in the shape (the [quorum] ones come from timing and arbiter).
 SHAPE_FIELDS = ("mode", "count", "services", "after", "with_", "not_with", "after_failover")
@@ -90,6 +100,51 @@ def fingerprint(cluster: "ClusterConfig", timing: LeaseTiming, arbiter: str) -> 
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:FINGERPRINT_LENGTH]
 
 
+def _digest(value: object) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def detailed(cluster: "ClusterConfig", timing: LeaseTiming, arbiter: str) -> str:
+    """L{fingerprint}, then ``.`` and a short digest of each L{SHAPE_KEYS} setting.
+
+    Published instead of the bare fingerprint only while a peer disagrees,
+    so that each side can name the settings that differ (L{differing}) at
+    the cost of a few more bytes of membership metadata for that cluster.
+    """
+    settings = shape(cluster, timing, arbiter)
+    return fingerprint(cluster, timing, arbiter) + "." + "".join(
+        _digest(settings.get(key))[:SETTING_DIGEST_LENGTH] for key in SHAPE_KEYS)
+
+
+def base(published: str) -> str:
+    """The fingerprint part of a published shape (bare or L{detailed})."""
+    return published.split(".", 1)[0]
+
+
+def differing(mine: str, theirs: str) -> list[str]:
+    """The L{SHAPE_KEYS} whose digests differ between two L{detailed} shapes.
+
+    Empty when either side published no details (yet), or when the settings
+    that differ collide in their short digests: the caller then says only
+    that the settings differ.
+    """
+    if "." not in mine or "." not in theirs:
+        return []
+    ours, other = mine.split(".", 1)[1], theirs.split(".", 1)[1]
+    step = SETTING_DIGEST_LENGTH
+    return [key for index, key in enumerate(SHAPE_KEYS)
+            if ours[index * step:(index + 1) * step] != other[index * step:(index + 1) * step]
+            and (index + 1) * step <= min(len(ours), len(other))]
+
+
+def describe(differences: Mapping[str, list[str]]) -> str:
+    """``beta (lease, address), gamma``: the disagreeing nodes, with the settings named where known."""
+    return ", ".join(f"{node} ({', '.join(keys)})" if keys else node
+                     for node, keys in sorted(differences.items()))
+
+
 def arbiter_kind(arbiter: object) -> str:
     """``"etcd"`` or ``"voters"`` for an L{clsd.ownership.core.arbiter.IArbiter}."""
     return "etcd" if type(arbiter).__name__ == "EtcdArbiter" else "voters"
@@ -103,7 +158,7 @@ def disagreeing(cluster_id: str, mine: str, members: Iterable[MemberState]) -> l
     """
     return sorted(m.name for m in members
                   if cluster_id in m.registrations
-                  and m.shapes.get(cluster_id, mine) != mine)
+                  and base(m.shapes.get(cluster_id, mine)) != base(mine))
 
 
 def shape_changed(old: "ClusterConfig", new: "ClusterConfig") -> bool:
@@ -128,7 +183,8 @@ def change_refusal(cluster_id: str, new_print: str, runs_here: bool,
     if not runs_here:
         return None
     behind = sorted(m.name for m in members
-                    if cluster_id in m.registrations and m.shapes.get(cluster_id) != new_print
+                    if cluster_id in m.registrations
+                    and base(m.shapes.get(cluster_id, "")) != base(new_print)
                     and not any(cluster_of(r) == cluster_id for r in m.holding))
     if not behind:
         return None
