@@ -52,6 +52,9 @@ class ShapeReloadTests(base.BorrowedRig):
         alpha = self.rig.daemons["alpha"].ownership.node.manager
         yield poll(reactor, lambda: alpha.shape_mismatch("A") == ["beta"], 3 * LEASE,
                    "alpha to see beta's new settings")
+        # Each side then names the settings that differ (per-setting digests).
+        yield poll(reactor, lambda: self.status_a("beta")["settings_differ"]
+                   == {"alpha": ["mode"]}, 3 * LEASE, "beta to name the setting that differs")
         # Then the owner: it stops A and registers the new shape; now all agree.
         yield self.admin("alpha", "reload")
         owner = yield poll(reactor, lambda: self.running("alpha") or self.running("beta"),
