@@ -300,10 +300,12 @@ class Launcher:
             f.write(self.template.render(spec, self))
         return spec.config_path
 
-    def start(self, name, *, wait=True, timeout=DEFAULT_START_TIMEOUT, env=None):
+    def start(self, name, *, wait=True, timeout=DEFAULT_START_TIMEOUT, env=None, twistd=None):
         """Start node C{name}'s daemon (writing its config first).
 
         @param env: more environment for this start only (e.g. a test hook).
+        @param twistd: another release's twistd command (L{rig.releases.build});
+            default: this tree's.
         """
         node = self.node(name)
         if node.running:
@@ -318,9 +320,11 @@ class Launcher:
                OFFSET_ENV: self.lease_clock_offset_path(name)}
         if extra_env:
             env.update(extra_env)
+        if twistd is not None:
+            env.pop("PYTHONPATH", None)  # another release imports only its own code
         if node.clock is not None:
             env = node.clock.environ(env)
-        command = [*twistd_command(), "-n", "--pidfile", node.spec.pid_path,
+        command = [*(twistd or twistd_command()), "-n", "--pidfile", node.spec.pid_path,
                    "clsd", "--config", node.spec.config_path]
         node.log = open(node.spec.log_path, "ab")
         node.starts += 1

@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 from twisted.trial import unittest
 
 from clsd import __version__, tap, version
+from rig import releases
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -63,13 +64,7 @@ class VersionTests(unittest.TestCase):
 
 def release_rows():
     """The rows of doc/releases.md's table: (version, commit, protocol), oldest first."""
-    rows = []
-    with open(ROOT / "doc" / "releases.md") as f:
-        for line in f:
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if line.startswith("|") and len(cells) == 3 and cells[0] not in ("version", "---"):
-                rows.append(tuple(cells))
-    return rows
+    return [(r.version, r.commit, r.protocols) for r in releases.rows()]
 
 
 class ReleasesTests(unittest.TestCase):

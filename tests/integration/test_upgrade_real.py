@@ -8,10 +8,12 @@ operator's procedure ("Upgrade one node at a time") is run over SSH for each nod
 new version, wait until ``members`` shows it alive on the new version and ``status`` on it
 has quorum, wait one lease, ``unstandby``.
 
-doc/releases.md has a single row, so the "next" release is this code with the protocol
-range of the next one (``PROTOCOL_MAX`` to ``PROTOCOL_MAX + 1``, the test hook
-L{clsd.version.PROTOCOL_RANGE_ENV}): it speaks this release's newest protocol, as every
-release must. Then one node is downgraded and upgraded again.
+The cluster starts on the previous release, built from git history (the commit of its row in
+doc/releases.md, into a virtualenv of its own: L{rig.releases}). While this tree is that
+release itself (a single row), the new release is this code with the protocol range of the
+next one (``PROTOCOL_MAX`` to ``PROTOCOL_MAX + 1``, the test hook
+L{clsd.version.PROTOCOL_RANGE_ENV}): it speaks the old release's newest protocol, as every
+release must. Then one node is downgraded to the old release and upgraded again.
 
 Checked at every step: the cluster's effective protocol (``status``) and who holds it back;
 each member's version (``members``); A and B never run on two nodes at once (the checker
@@ -32,12 +34,15 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.conch.ssh import keys
 from twisted.trial import unittest
 
+import attrs
+
 from clsd import version
 from clsd.polling import wait_for
 from rig.cluster import DEFAULT_TIMING, ClusterRig, mutual_standby
 from rig.failover import FailoverRig, http_identity
 from rig.faults.availability import bound_for
 from rig.faults.cleanup import Cleanups
+from rig import releases
 from rig.launcher import Launcher, free_port
 
 NODES = ("alpha", "beta", "witness")
@@ -51,17 +56,32 @@ CURRENT = (version.PROTOCOL_MIN, version.PROTOCOL_MAX)
 NEXT = (version.PROTOCOL_MAX, version.PROTOCOL_MAX + 1)
 
 
-def release_env(protocols):
-    """The environment that makes a daemon the release speaking C{protocols}."""
-    if protocols == CURRENT:
-        return {}
-    return {version.PROTOCOL_RANGE_ENV: f"{protocols[0]}-{protocols[1]}"}
+@attrs.frozen
+class Runnable:
+    """A release a node can run: its version, protocol range and how to start it."""
+
+    version: str
+    protocols: tuple[int, int]
+    env: dict = attrs.field(factory=dict)
+    twistd: list | None = None  # None: this tree's
+
+    @property
+    def protocol_text(self):
+        low, high = self.protocols
+        return str(low) if low == high else f"{low}-{high}"
 
 
-def release_version(protocols):
-    if protocols == CURRENT:
-        return version.VERSION
-    return f"{version.VERSION}+protocol{protocols[0]}.{protocols[1]}"
+def protocol_range(text):
+    low, _, high = text.partition("-")
+    return int(low), int(high or low)
+
+
+def new_release(old):
+    """This tree: with the next protocol range while it is the old release itself."""
+    if old.version != version.VERSION:
+        return Runnable(version.VERSION, CURRENT)
+    return Runnable(f"{version.VERSION}+protocol{NEXT[0]}.{NEXT[1]}", NEXT,
+                    {version.PROTOCOL_RANGE_ENV: f"{NEXT[0]}-{NEXT[1]}"})
 
 
 class AvailabilityPoller:
@@ -142,8 +162,12 @@ class RollingUpgradeTests(unittest.TestCase):
         self.rig = FailoverRig(self.launcher, cluster_rig)
         self.bound = bound_for(DEFAULT_TIMING)
         self.lease = DEFAULT_TIMING.lease_seconds
+        row = releases.previous(version.VERSION, releases.rows())
+        twistd = releases.build(row, os.path.join(directory, "previous-release"))
+        self.old = Runnable(row.version, protocol_range(row.protocols), twistd=twistd)
+        self.new = new_release(self.old)
         #: The release each node runs now.
-        self.release = dict.fromkeys(NODES, CURRENT)
+        self.release = dict.fromkeys(NODES, self.old)
 
     # -- the operator's tools ---------------------------------------------------------
 
@@ -168,7 +192,7 @@ class RollingUpgradeTests(unittest.TestCase):
 
     def up_to_date(self, node):
         """Every other running node sees C{node} alive with the version it runs now."""
-        expected = release_version(self.release[node])
+        expected = self.release[node].version
         for observer in NODES:
             if observer == node:
                 continue
@@ -183,9 +207,9 @@ class RollingUpgradeTests(unittest.TestCase):
 
     # -- the procedure of doc/operations.md ---------------------------------------------
 
-    def upgrade(self, node, protocols):
-        """doc/operations.md, "Upgrade one node at a time", for C{node}: to C{protocols}."""
-        step = f"{node} to {release_version(protocols)}"
+    def upgrade(self, node, release):
+        """doc/operations.md, "Upgrade one node at a time", for C{node}: to C{release}."""
+        step = f"{node} to {release.version}"
         self.admin(node, f"standby {node}")
         wait_for(lambda: (self.no_dual_active(), self.owned_by(node) == [])[1], STEP_BOUND,
                  what=f"{step}: clusters to leave {node}")
@@ -193,8 +217,8 @@ class RollingUpgradeTests(unittest.TestCase):
         for cluster in self.layout.clusters_of(node):
             self.launcher.wait_running(cluster=cluster, timeout=STEP_BOUND)
         self.launcher.stop(node)
-        self.release[node] = protocols
-        self.launcher.start(node, env=release_env(protocols))
+        self.release[node] = release
+        self.launcher.start(node, env=release.env, twistd=release.twistd)
         wait_for(lambda: self.up_to_date(node), STEP_BOUND,
                  what=f"{step}: every member to see it alive on its new version")
         # A restarted voter grants nothing for one lease period plus the drift margin.
@@ -217,28 +241,38 @@ class RollingUpgradeTests(unittest.TestCase):
     # -- the test -----------------------------------------------------------------------
 
     def test_upgrade_one_node_at_a_time_then_downgrade_one(self):
-        launcher = self.launcher
-        launcher.start_all()
+        launcher, old, new = self.launcher, self.old, self.new
+        raises = new.protocols[1] > old.protocols[1]  # the nodes left behind hold it back
+
+        def held_back(nodes):
+            return sorted(nodes) if raises else []
+
+        for node in NODES:
+            launcher.start(node, wait=False, twistd=old.twistd)
+        for node in NODES:
+            launcher.wait_started(node)
         try:
             self.assertEqual(self.rig.wait_owner("A", timeout=START_BOUND), "alpha")
             self.assertEqual(self.rig.wait_owner("B", timeout=START_BOUND), "beta")
-            self.wait_cluster_protocol(CURRENT[1], [])
+            self.wait_cluster_protocol(old.protocols[1], [])
+            self.assertEqual(self.members("alpha")["beta"]["version"], old.version)
             poller = AvailabilityPoller(self.rig, sorted(self.layout.clusters)).start()
             self.addCleanup(poller.stop)
             upgraded = []
             for node in NODES:
-                self.upgrade(node, NEXT)
+                self.upgrade(node, new)
                 upgraded.append(node)
-                behind = sorted(set(NODES) - set(upgraded))
-                self.wait_cluster_protocol(NEXT[1] if not behind else CURRENT[1], behind)
-            # The reverse: beta goes back to the current release, then forward again.
-            self.upgrade("beta", CURRENT)
-            self.wait_cluster_protocol(CURRENT[1], ["beta"])
+                behind = set(NODES) - set(upgraded)
+                self.wait_cluster_protocol(new.protocols[1] if not behind else old.protocols[1],
+                                           held_back(behind))
+            # The reverse: beta goes back to the old release, then forward again.
+            self.upgrade("beta", old)
+            self.wait_cluster_protocol(old.protocols[1], held_back(["beta"]))
             members = self.members("alpha")
-            self.assertEqual(members["beta"]["protocols"], list(CURRENT))
-            self.assertEqual(members["witness"]["protocols"], list(NEXT))
-            self.upgrade("beta", NEXT)
-            self.wait_cluster_protocol(NEXT[1], [])
+            self.assertEqual(members["beta"]["protocols"], list(old.protocols))
+            self.assertEqual(members["witness"]["protocols"], list(new.protocols))
+            self.upgrade("beta", new)
+            self.wait_cluster_protocol(new.protocols[1], [])
             for cluster in self.layout.clusters:
                 self.assertIsNotNone(self.rig.wait_owner(cluster, timeout=STEP_BOUND))
             poller.stop()
@@ -247,9 +281,9 @@ class RollingUpgradeTests(unittest.TestCase):
                 print(f"--- {name}")
                 print(launcher.log_tail(name, 60))
             raise
-        self.assert_cluster_protocol(NEXT[1], [])
+        self.assert_cluster_protocol(new.protocols[1], [])
         for node in NODES:
-            self.assertIn(f"{release_version(NEXT)} (protocol {NEXT[0]}-{NEXT[1]})",
+            self.assertIn(f"{new.version} (protocol {new.protocol_text})",
                           self.admin(node, "members"))
         report = launcher.check()
         self.assertEqual(report.overlaps, ())
@@ -259,7 +293,8 @@ class RollingUpgradeTests(unittest.TestCase):
                                if w.cluster == cluster), default=0.0)
                  for cluster in self.layout.clusters}
         seen = {cluster: poller.longest(cluster) for cluster in self.layout.clusters}
-        print("\nrolling upgrade of 3 nodes, a downgrade and an upgrade again: longest "
+        print(f"\nrolling upgrade of 3 nodes from {old.version} (built from history) to "
+              f"{new.version}, a downgrade and an upgrade again: longest "
               "outage per cluster: " + ", ".join(
                   f"{c} {downs[c]:.2f} s (records) / {seen[c]:.2f} s (HTTP)"
                   for c in sorted(downs)) + f"; failover bound {self.bound} s")
