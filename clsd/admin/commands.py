@@ -114,11 +114,11 @@ def _as_data(record):
 def members_table(members):
     return format_table(
         ["MEMBER", "STATE", "ADDRESS", "VERSION"],
-        [(m.name, m.state, m.address, _version(m)) for m in members]
+        [(m.name, m.state, m.address, member_version(m)) for m in members]
     )
 
 
-def _version(member):
+def member_version(member):
     """``0.1.0 (protocol 2)``; ``-`` where the member published none."""
     if member.version is None:
         return "-"

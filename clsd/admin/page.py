@@ -16,6 +16,7 @@ import hashlib
 import html
 import zlib
 
+from clsd.admin.commands import member_version
 from clsd.admin.table import utc_time
 
 #: The page shows the last this many events.
@@ -57,6 +58,12 @@ SCRIPT = """
     });
   }
   function list(v){ return (v && v.length) ? v.join(", ") : "-"; }
+  function versionText(m){
+    if (!m.version) return "-";
+    var p = m.protocols || [];
+    if (p.length !== 2) return m.version;
+    return m.version + " (protocol " + (p[0] === p[1] ? p[0] : p[0] + "-" + p[1]) + ")";
+  }
   function render(doc){
     var q = doc.quorum;
     document.getElementById("quorum").textContent =
@@ -64,7 +71,8 @@ SCRIPT = """
     document.getElementById("quorum").className = q.have_quorum ? "good" : "bad";
     fill("members", doc.members.map(function(m){
       return {data: {member: m.name}, cells: [["name", m.name],
-        [m.state === "alive" ? "state" : "state bad", m.state], ["address", m.address]]};
+        [m.state === "alive" ? "state" : "state bad", m.state], ["address", m.address],
+        ["version", versionText(m)]]};
     }));
     fill("clusters", doc.clusters.map(function(c){
       return {data: {cluster: c.id}, cells: [["id", c.id],
@@ -143,10 +151,11 @@ def _table(table_id, headers, rows):
 
 
 def members_html(members):
-    return _table("members", ["member", "state", "address"], [
+    return _table("members", ["member", "state", "address", "version"], [
         _row({"member": m.name}, [("name", m.name),
                                   ("state" if m.state == "alive" else "state bad", m.state),
-                                  ("address", m.address)]) for m in members])
+                                  ("address", m.address),
+                                  ("version", member_version(m))]) for m in members])
 
 
 def clusters_html(clusters):

@@ -122,6 +122,19 @@ class PageTests(unittest.TestCase):
                         (), QuorumInfo(("alpha",), True))
         self.assertIn('<td class="standbys">gamma, beta</td>', self.page(status))
 
+    def test_each_members_version_and_protocols(self):
+        status = Status("alpha", (MemberInfo("alpha", "alive", "127.0.0.1:1", version="0.1.0",
+                                             protocols=(2, 3)),
+                                  MemberInfo("beta", "alive", "127.0.0.2:1", version="0.1.0",
+                                             protocols=(2, 2)),
+                                  MemberInfo("gamma", "alive", "127.0.0.3:1")),
+                        (), (), QuorumInfo(("alpha",), True))
+        page = self.page(status)
+        self.assertIn('<td class="version">0.1.0 (protocol 2-3)</td>', page)
+        self.assertIn('<td class="version">0.1.0 (protocol 2)</td>', page)
+        self.assertIn('<td class="version">-</td>', page)
+        self.assertIn("versionText(m)", SCRIPT)  # the refresh keeps the column
+
     def test_names_from_a_config_or_a_peer_are_text(self):
         status = Status(
             EVIL, (MemberInfo(EVIL, "alive", "127.0.0.1:1"),),
