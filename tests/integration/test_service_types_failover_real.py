@@ -19,6 +19,7 @@ Needs root, a writable cgroup v2 and nginx + resource-agents (installed by
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -191,8 +192,13 @@ class NginxClusterRig(ClusterRig):
 
 
 def nginx_processes(directory):
-    """Pids of every nginx process whose command line names the config in C{directory}."""
-    found = subprocess.run(["pgrep", "-f", f"{NGINX} -c {directory}/nginx.conf"],
+    """Pids of every nginx process whose command line names the config in C{directory}.
+
+    Anchored: the daemon keeps a warm start gate for the next start (a ``/bin/sh`` waiting
+    to exec this very command line, outside the cgroup until used), which is no nginx.
+    """
+    pattern = f"^(nginx: master process )?{NGINX} -c {re.escape(directory)}/nginx\\.conf"
+    found = subprocess.run(["pgrep", "-f", pattern],
                            capture_output=True, text=True).stdout.split()
     masters = [int(p) for p in found]
     workers = []
