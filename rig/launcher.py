@@ -322,6 +322,7 @@ class Launcher:
             env.update(extra_env)
         if twistd is not None:
             env.pop("PYTHONPATH", None)  # another release imports only its own code
+            # (rig.releases.own_environment says why)
         if node.clock is not None:
             env = node.clock.environ(env)
         command = [*(twistd or twistd_command()), "-n", "--pidfile", node.spec.pid_path,

@@ -48,6 +48,14 @@ def previous(current_version, releases):
     return releases[-1]
 
 
+def own_environment(environ=None):
+    """C{environ} without C{PYTHONPATH}: trial's parallel workers set it to their own
+    C{sys.path} (this tree), and an old release must import only its own code."""
+    env = dict(os.environ if environ is None else environ)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
 def build(release, directory, repo=ROOT):
     """Install C{release} from git history into C{directory}/venv; its twistd command.
 
@@ -63,9 +71,10 @@ def build(release, directory, repo=ROOT):
                            f"{repo} ({archive.stderr.decode().strip()}); a full clone has it")
     subprocess.run(["tar", "-x", "-C", source], input=archive.stdout, check=True)
     venv = os.path.join(directory, "venv")
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    env = own_environment()
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True, env=env)
     pip = subprocess.run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q",
-                          source], capture_output=True, text=True)
+                          source], capture_output=True, text=True, env=env)
     if pip.returncode != 0:
         raise RuntimeError(f"release {release.version}: pip install failed:\n{pip.stderr}")
     # The old release's own code, not this tree's: checked, since a stray path would make
@@ -73,7 +82,7 @@ def build(release, directory, repo=ROOT):
     probe = subprocess.run(
         [os.path.join(venv, "bin", "python"), "-c",
          "import clsd, clsd.version; print(clsd.__file__); print(clsd.version.VERSION)"],
-        capture_output=True, text=True, cwd=directory, check=True)
+        capture_output=True, text=True, cwd=directory, check=True, env=env)
     location, installed = probe.stdout.split()
     if not location.startswith(venv) or installed != release.version:
         raise RuntimeError(f"release {release.version}: the built venv imports clsd "
