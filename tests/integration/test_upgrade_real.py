@@ -30,8 +30,6 @@ import sys
 import threading
 import time
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from twisted.conch.ssh import keys
 from twisted.trial import unittest
 
 import attrs
@@ -44,6 +42,7 @@ from rig.faults.availability import bound_for
 from rig.faults.cleanup import Cleanups
 from rig import releases
 from rig.launcher import Launcher, free_port
+from tests.support.admin_rig import new_ed25519_key, write_key_file, write_private_key
 
 NODES = ("alpha", "beta", "witness")
 #: Generous bounds for a loaded shared machine.
@@ -138,14 +137,9 @@ class RollingUpgradeTests(unittest.TestCase):
         self.cluster_rig = cluster_rig = ClusterRig(self.layout, DEFAULT_TIMING)
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
-        key = ed25519.Ed25519PrivateKey.generate()
-        self.key_path = os.path.join(directory, "admin.key")
-        with open(self.key_path, "wb") as f:
-            f.write(keys.Key(key).toString("openssh"))
-        os.chmod(self.key_path, 0o600)
-        authorized = os.path.join(directory, "admin_keys")
-        with open(authorized, "wb") as f:
-            f.write(keys.Key(key).public().toString("openssh") + b" operator@test\n")
+        key = new_ed25519_key()
+        self.key_path = write_private_key(os.path.join(directory, "admin.key"), key)
+        authorized = write_key_file(os.path.join(directory, "admin_keys"), key)
         self.admin_ports = {}
 
         def admin_part(node, launcher):
