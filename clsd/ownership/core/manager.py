@@ -264,12 +264,15 @@ class ClusterManager:
         A peer names its settings only once it, too, has seen the disagreement
         (L{clsd.ownership.core.shape.detailed}); until then the list is empty.
         """
+        return self._differences(cluster_id, self.shape_mismatch(cluster_id))
+
+    def _differences(self, cluster_id: str, names: list[str]) -> dict[str, list[str]]:
         cluster = self.clusters.get(cluster_id)
-        if cluster is None:
+        if cluster is None or not names:
             return {}
         mine = detailed(cluster, self.timing, arbiter_kind(self.arbiter))
         return {name: differing(mine, self._members[name].shapes.get(cluster_id, ""))
-                for name in self.shape_mismatch(cluster_id) if name in self._members}
+                for name in names if name in self._members}
 
     def shape_change_refusal(self, cluster: "ClusterConfig", now: float) -> str | None:
         """Why registering C{cluster} (new mode or count) must wait, or None."""
@@ -1152,7 +1155,7 @@ class ClusterManager:
             self._mismatch_named.pop(cluster.id, None)
             return []
         others = self.shape_mismatch(cluster.id)
-        differences = self.shape_differences(cluster.id) if others else {}
+        differences = self._differences(cluster.id, others)
         if (others, differences) == (self._mismatch.get(cluster.id, []),
                                      self._mismatch_named.get(cluster.id, {})):
             return []
