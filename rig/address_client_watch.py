@@ -8,7 +8,10 @@ they have it; then fetches each URL (30 ms at most each; the first is the
 floating address's, the others say when each node's own address answers)
 and notes the bodies. One JSON line per round:
 ``{"t": monotonic, "macs": [...], "answers": [body or null, ...]}``.
-Two MACs in one round means two machines held the address at once.
+Two MACs in one round: two machines held the address at once, or a handover
+took less than the round's listening (the old owner answered just before it
+removed the address, the new one just after it added it);
+L{rig.address_holder_watch}, reading the kernels, tells the two apart.
 Ends on SIGTERM. Linux only (AF_PACKET), standard library only.
 """
 

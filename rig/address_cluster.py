@@ -274,3 +274,16 @@ class HolderWatch:
     def rounds(self):
         changes = self.changes()
         return changes[-1]["n"] if changes else 0
+
+    def clean_switches(self):
+        """Each handover seen with a moment between: C{(old, new, t)}, C{t} when none held it.
+
+        The address went from C{[old]} to no holder (at C{t}, a round read
+        after C{old} removed it) and then to C{[new]}: the kernels showed
+        the old owner without it before the new one had it.
+        """
+        changes = self.changes()
+        return [(before["holders"][0], after["holders"][0], gap["t"])
+                for before, gap, after in zip(changes, changes[1:], changes[2:])
+                if len(before["holders"]) == 1 and gap["holders"] == []
+                and len(after["holders"]) == 1 and before["holders"] != after["holders"]]

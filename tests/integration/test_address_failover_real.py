@@ -10,7 +10,8 @@ answers HTTP with its node's name (rig.address_http_service).
 
 In the client's namespace rig.address_client_watch asks every 20 ms:
 an ARP who-has for 192.0.2.10 (every MAC that answers is a machine that
-has the address: two in one round is two holders) and an HTTP GET of
+has the address: two in one round is two holders, unless the kernels show
+that round to be a clean handover) and an HTTP GET of
 http://192.0.2.10:8080/. rig.address_holder_watch reads alpha's and beta's
 own address lists from their kernels about every millisecond. After each
 fault the standby must answer, no round of either watch may see two
@@ -29,6 +30,7 @@ from twisted.trial import unittest
 from rig.address_cluster import (
     FLOATING, FLOATING_V6, AddressCluster, ClientWatch, HolderWatch,
 )
+from rig.address_client_watch import ARP_WAIT
 from rig.netns import Netns
 from clsd.polling import wait_for
 from tests.integration.test_address_netns_real import require_network_rig
@@ -38,6 +40,9 @@ START_TIMEOUT = 60.0
 #: lease expiry, start); the margin is for a loaded 2-core machine.
 FAILOVER_TIMEOUT = 15.0
 LEASE = 1.0
+#: How far apart the two watches' clocks of one event may read on a loaded
+#: machine (each samples on its own schedule): see assertOneHolderAtATime.
+HANDOVER_MARGIN = 0.05
 
 
 class AddressClusterTest(unittest.TestCase):
@@ -77,25 +82,41 @@ class AddressClusterTest(unittest.TestCase):
     def assertOneHolderAtATime(self, path):
         """Stop the watches; the address went along C{path} (node names), never on two at once.
 
-        Both watches: no ARP round of the client answered by two MACs, and no
-        round of the holder watch (each node's addresses read within about a
-        millisecond) with two holders; and the holders followed C{path}
-        exactly (an old owner that held the address again after the new one
-        had it would show as a step back).
+        The holder watch (each node's addresses read from its kernel within
+        about a millisecond): no round with two holders, and the holders
+        followed C{path} exactly (an old owner that held the address again
+        after the new one had it would show as a step back). The client's
+        ARP watch: no round answered by two MACs, except where the kernels
+        show that round to be a clean handover. A handover takes a few
+        milliseconds, less than a round's 12 ms of listening, so the old
+        owner can answer a request just before it removes the address and
+        the new owner the same request just after it adds it: that round is
+        excused only if the holder watch saw neither node hold the address
+        between the two, within the round (and a margin for a loaded
+        machine's scheduling of the watches).
         """
         time.sleep(0.5)  # a few more rounds after the switch
         self.watch.stop()
         self.holders.stop()
-        rounds = self.watch.rounds()
-        both = [r for r in rounds if len(r["macs"]) > 1]
-        self.assertEqual(both, [], "two machines answered ARP for the address at once")
-        seen = {m for r in rounds for m in r["macs"]}
-        self.assertEqual(seen, {self.rig.node(n).mac for n in path},
-                         "the watch did not see every owner (it could not have failed)")
-        self.assertGreater(len(rounds), 20)
         self.assertEqual(self.holders.path(), [[n] for n in path],
                          "the nodes' own address lists show two holders or a step back")
         self.assertGreater(self.holders.rounds(), 1000)
+        rounds = self.watch.rounds()
+        macs = {self.rig.node(n).mac: n for n in path}
+        switches = self.holders.clean_switches()
+
+        def clean_handover(round):
+            nodes = {macs.get(mac) for mac in round["macs"]}
+            return len(round["macs"]) == 2 and any(
+                {old, new} == nodes
+                and round["t"] - HANDOVER_MARGIN <= gap <= round["t"] + ARP_WAIT + HANDOVER_MARGIN
+                for old, new, gap in switches)
+
+        both = [r for r in rounds if len(r["macs"]) > 1 and not clean_handover(r)]
+        self.assertEqual(both, [], "two machines answered ARP for the address at once")
+        seen = {m for r in rounds for m in r["macs"]}
+        self.assertEqual(seen, set(macs), "the watch did not see every owner (it could not have failed)")
+        self.assertGreater(len(rounds), 20)
         return rounds
 
 
