@@ -79,10 +79,12 @@ class DependencyTests(FailoverAssertions, unittest.TestCase):
         self.assertLessEqual(a_new.start, b_new.start, "B started before A on beta")
         self.assertNoViolations()
 
-    def test_not_with_keeps_two_clusters_apart_when_a_node_fails(self):
+    def test_not_with_keeps_two_clusters_apart_both_ways(self):
+        """WEB (not_with BATCH) avoids BATCH's node; BATCH, failing over onto WEB's, waits there
+        until WEB has left (never beside it)."""
         layout = Layout(nodes=("alpha", "beta", "gamma"), voters=("alpha", "beta", "gamma"),
                         clusters={"WEB": {"alpha": 100, "beta": 50, "gamma": 30},
-                                  "BATCH": {"beta": 100}},
+                                  "BATCH": {"beta": 100, "gamma": 10}},
                         cluster_settings={"WEB": {"not_with": ["BATCH"]}})
         rig = self.start(layout)
         self.assertEqual(rig.wait_owner("WEB", timeout=FIRST_OWNER_TIMEOUT), "alpha")
@@ -93,7 +95,19 @@ class DependencyTests(FailoverAssertions, unittest.TestCase):
                                             not_instance=old.instance, timeout=FAILOVER_TIMEOUT)
         self.assertEqual(node, "gamma", "WEB went to the node that runs BATCH")
         self.assertHandedOver(old, identity["instance"])
-        time.sleep(2.0)
-        self.assertEqual({i.node for i in self.runs("WEB")}, {"alpha", "gamma"})
-        self.assertEqual(rig.owner("BATCH"), "beta")
+        self.launcher.start("alpha")  # back, WEB stays on gamma (no preemption)
+        time.sleep(SETTLED)
+        self.assertEqual(rig.owner("WEB"), "gamma")
+        # BATCH's only other node is gamma, where WEB runs: WEB leaves for alpha first.
+        rig.kill_daemon("beta", services=True)
+        self.assertEqual(rig.wait_owner("BATCH", exclude=("beta",), timeout=FAILOVER_TIMEOUT),
+                         "gamma")
+        self.assertEqual(rig.wait_owner("WEB", exclude=("gamma",), timeout=FAILOVER_TIMEOUT),
+                         "alpha")
+        on_gamma = [(i.start, i.end_or(float("inf"))) for i in self.runs("WEB") + self.runs("BATCH")
+                    if i.node == "gamma"]
+        on_gamma.sort()
+        for (_, end), (start, _) in zip(on_gamma, on_gamma[1:]):
+            self.assertLessEqual(end, start, f"WEB and BATCH ran side by side on gamma: {on_gamma}")
+        self.assertEqual(len(on_gamma), 2)
         self.assertNoViolations()

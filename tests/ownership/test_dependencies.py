@@ -3,6 +3,8 @@ the lease simulation (real cores, a true clock, no overlap checked throughout)."
 
 import os
 
+import attrs
+
 from twisted.trial import unittest
 
 from clsd.ownership.core.dependencies import (
@@ -21,7 +23,10 @@ def member(name, holding=(), running=(), registrations=None, follows=None, stand
 
 class RuleTests(unittest.TestCase):
     def test_after_waits_for_an_owner_that_reports_running(self):
-        self.assertEqual(after_wait(["DB"], [member("a")]), "after DB (no owner)")
+        self.assertEqual(after_wait(["DB"], [member("a", registrations={"DB": 1})]),
+                         "after DB (no owner)")
+        self.assertEqual(after_wait(["DBB"], [member("a", registrations={"DB": 1})]),
+                         "after DBB (no live node has a cluster DBB)")
         self.assertEqual(after_wait(["DB"], [member("a", holding=["DB"])]),
                          "after DB (a: not running yet)")
         self.assertIsNone(after_wait(["DB"], [member("a", holding=["DB"], running=["DB"])]))
@@ -59,13 +64,23 @@ class RuleTests(unittest.TestCase):
         self.assertFalse(placeable(member("b"), ["DB"], [], anchors))
         self.assertFalse(placeable(member("a", holding=["BATCH"]), [], ["BATCH"], {}))
         self.assertTrue(placeable(member("a", holding=["OTHER"]), [], ["BATCH"], {}))
+        # Nor on a node placement chooses for BATCH (it is coming there).
+        self.assertFalse(placeable(member("a"), [], ["BATCH"], {}, {"BATCH": ("a",)}))
+        self.assertTrue(placeable(member("b"), [], ["BATCH"], {}, {"BATCH": ("a",)}))
 
     def test_local_wait(self):
-        self.assertEqual(local_wait(["DB"], [], member("a", holding=["DB"])),
+        self.assertEqual(local_wait("B", ["DB"], [], member("a", holding=["DB"])),
                          "with DB (not running here)")
-        self.assertIsNone(local_wait(["DB"], [], member("a", holding=["DB"], running=["DB"])))
-        self.assertEqual(local_wait([], ["BATCH"], member("a", holding=["BATCH/0"])),
+        self.assertIsNone(local_wait("B", ["DB"], [],
+                                     member("a", holding=["DB"], running=["DB"])))
+        self.assertEqual(local_wait("WEB", [], ["BATCH"], member("a", holding=["BATCH/0"])),
                          "not with BATCH (held here)")
+        declaring = member("a", holding=["WEB"], registrations={"WEB": 1, "BATCH": 1})
+        declaring = attrs.evolve(declaring, avoids={"WEB": ("BATCH",)})
+        self.assertEqual(local_wait("BATCH", [], [], declaring),
+                         "WEB leaves first (WEB is not_with BATCH)")
+        self.assertIsNone(local_wait("OTHER", [], [], declaring))
+        self.assertIsNone(local_wait("BATCH", [], [], attrs.evolve(declaring, holding={})))
 
 
 def sim_of(nodes, **kw):
@@ -99,7 +114,9 @@ class AfterSimTests(unittest.TestCase):
             # Said once when it began to wait, once when it stopped (history).
             said = [(r.what, r.reason) for _, n, r in sim.reports
                     if n == "gamma" and r.what in ("waiting", "waited")]
-            self.assertEqual(said[0], ("waiting", "after APP (no owner)"), said)
+            # Before it sees beta, no live node has APP; then beta has it, unheld.
+            self.assertEqual(said[:2], [("waiting", "after APP (no live node has a cluster APP)"),
+                                        ("waiting", "after APP (no owner)")], said)
             self.assertEqual(said[-1][0], "waited")
             self.assertLessEqual(len(said), 4, said)
 
@@ -188,6 +205,60 @@ class NotWithSimTests(unittest.TestCase):
             self.assertNotIn("n2", {i.node for i in sim.service_log["WEB"]})
 
 
+def side_by_side(sim, one, other):
+    """The moments C{one} and C{other} ran on the same node: C{(node, start, end)} each."""
+    found = []
+    for a in sim.service_log.get(one, ()):
+        for b in sim.service_log.get(other, ()):
+            start, end = max(a.start, b.start), min(a.end, b.end, sim.now)
+            if a.node == b.node and start < end:
+                found.append((a.node, start, end))
+    return found
+
+
+class NotWithBothWaysTests(unittest.TestCase):
+    """``not_with`` holds both ways: the cluster it names, failing over onto the node, waits
+    there until the declaring cluster has moved away (it does not run beside it meanwhile)."""
+
+    def nodes(self, web_elsewhere=True):
+        web = cluster("WEB", 100, not_with=("BATCH",))
+        return {"n1": (web, cluster("BATCH", 50)),
+                "n2": (cluster("BATCH", 100),),
+                "n3": (cluster("WEB", 30, not_with=("BATCH",)),) if web_elsewhere else ()}
+
+    def test_the_named_cluster_waits_until_the_declaring_one_has_left(self):
+        for seed in range(3):
+            sim = sim_of(self.nodes(), seed=seed)
+            sim.run_until(10.0)
+            self.assertEqual((sim.running("WEB"), sim.running("BATCH")), (["n1"], ["n2"]))
+            sim.crash("n2")  # BATCH's only other node is n1, where WEB runs
+            sim.run_until(25.0)
+            sim.check_safety()
+            self.assertEqual((sim.running("WEB"), sim.running("BATCH")), (["n3"], ["n1"]),
+                             f"seed {seed}")
+            self.assertEqual(side_by_side(sim, "WEB", "BATCH"), [], f"seed {seed}")
+
+    def test_with_nowhere_else_to_go_the_declaring_cluster_stops(self):
+        sim = sim_of(self.nodes(web_elsewhere=False), seed=1)
+        sim.run_until(10.0)
+        sim.crash("n2")
+        sim.run_until(25.0)
+        sim.check_safety()
+        self.assertEqual((sim.running("WEB"), sim.running("BATCH")), ([], ["n1"]))
+        self.assertEqual(side_by_side(sim, "WEB", "BATCH"), [])
+        self.assertEqual(sim.nodes["n1"].core.manager.dependency_wait("WEB", sim.local("n1")),
+                         "not with BATCH (held here)")
+
+    def test_the_named_cluster_prefers_a_node_without_the_declaring_one(self):
+        # BATCH prefers n1 (50 > 10), where WEB runs: it goes to n3 instead.
+        nodes = {"n1": (cluster("WEB", 100, not_with=("BATCH",)), cluster("BATCH", 50)),
+                 "n3": (cluster("BATCH", 10),), "w": ()}
+        sim = sim_of(nodes, seed=2)
+        sim.run_until(10.0)
+        sim.check_safety()
+        self.assertEqual((sim.running("WEB"), sim.running("BATCH")), (["n1"], ["n3"]))
+
+
 class ShapeAndStatusTests(unittest.TestCase):
     def test_dependencies_are_part_of_the_shape(self):
         from clsd.ownership.core.shape import fingerprint
@@ -213,24 +284,30 @@ class ShapeAndStatusTests(unittest.TestCase):
                          services=[service_table("web")]).start()
         pump(clock, 4.0)
         [web] = ownership_status(node.service)["clusters"]
-        self.assertEqual((web["state"], web["waiting"]), ("waiting", "after DB (no owner)"))
+        self.assertEqual((web["state"], web["waiting"]),
+                         ("waiting", "after DB (no live node has a cluster DB)"))
         self.assertEqual(node.spawns, [])
-        self.assertEqual(node.reasons("cluster"), ["waiting: after DB (no owner)"])
+        self.assertEqual(node.reasons("cluster"),
+                         ["waiting: after DB (no live node has a cluster DB)"])
 
     def test_running_and_after_are_published_and_checked(self):
         from clsd.ownership.core.messages import WireError
         from clsd.ownership.core.published import state_from_wire, state_to_wire
 
         state = MemberState("a", registrations={"WEB": 1, "DB": 2}, holding={"DB": 3},
-                            running=frozenset({"DB"}), follows={"WEB": ("DB",)})
+                            running=frozenset({"DB"}), follows={"WEB": ("DB",)},
+                            avoids={"WEB": ("BATCH",)})
         wire = state_to_wire(state)
-        self.assertEqual((wire["running"], wire["after"]), (["DB"], {"WEB": ["DB"]}))
+        self.assertEqual((wire["running"], wire["after"], wire["not_with"]),
+                         (["DB"], {"WEB": ["DB"]}, {"WEB": ["BATCH"]}))
         self.assertEqual(state_from_wire("a", wire), state)
         self.assertNotIn("running", state_to_wire(MemberState("b")))
         for bad, words in (({"running": ["X"]}, "not registered for"),
                            ({"running": "DB"}, "list of cluster IDs"),
                            ({"after": {"X": ["DB"]}}, "not registered for"),
-                           ({"after": {"WEB": "DB"}}, "list of at most")):
+                           ({"after": {"WEB": "DB"}}, "list of at most"),
+                           ({"not_with": {"X": ["B"]}}, "'not_with' names 'X'"),
+                           ({"not_with": ["B"]}, "must be an object")):
             e = self.assertRaises(WireError, state_from_wire, "a", dict(wire, **bad))
             self.assertIn(words, str(e))
 
@@ -281,7 +358,7 @@ class AdminViewTests(unittest.TestCase):
         daemon = types.SimpleNamespace(config=node.config, ownership=node.service)
         web, group = DaemonBackend(daemon).clusters()
         self.assertEqual((web.id, web.state, web.members),
-                         ("WEB", "waiting: after DB (no owner)", ()))
+                         ("WEB", "waiting: after DB (no live node has a cluster DB)", ()))
         self.assertEqual((group.id, group.state, group.members),
                          ("G", "running", (("g1", "running"), ("g2", "running"))))
 
@@ -332,3 +409,5 @@ class RandomFaultTests(unittest.TestCase):
                             f"seed {seed}: {running}; faults {sim.faults}")
             self.assertEqual(running["A"], running["B"], f"seed {seed}: B not with A")
             self.assertNotEqual(running["WEB"], running["B"], f"seed {seed}: WEB with B")
+            self.assertEqual(side_by_side(sim, "WEB", "B"), [],
+                             f"seed {seed}: WEB ran beside B; faults {sim.faults}")

@@ -14,7 +14,10 @@ it acquires one.
   for DB, and starts there once DB runs there; when DB moves, the cluster
   stops first, then DB, and both start on the new node, DB first.
 - ``not_with = ["BATCH"]``: never placed on, nor started on, a node that
-  holds BATCH; a running copy leaves a node that comes to hold it.
+  holds BATCH, nor on one placement chooses for BATCH.  It holds both ways:
+  BATCH prefers nodes that do not hold WEB (they are ranked last), and on a
+  node that holds WEB it is taken only once WEB has left (the declaring
+  cluster yields, as a Pacemaker dependent does).
 """
 
 from collections.abc import Iterable, Mapping
@@ -31,14 +34,18 @@ def holds(member: MemberState, cluster_id: str) -> bool:
 def after_wait(after: Iterable[str], members: Iterable[MemberState]) -> str | None:
     """Why a cluster following C{after} may not start now, or None when every one runs.
 
-    ``after DB (no owner)`` when no live member holds DB, ``after DB (alpha:
-    not running yet)`` when its holder does not report it running.
+    ``after DB (no owner)`` when no live member holds DB, ``after DB (no live
+    node has a cluster DB)`` when none even registers it (a typo shows so),
+    ``after DB (alpha: not running yet)`` when its holder does not report it
+    running.
     """
     members = list(members)
     for followed in after:
         holders = [m for m in members if holds(m, followed)]
         if any(followed in m.running for m in holders):
             continue
+        if not holders and not any(followed in m.registrations for m in members):
+            return f"after {followed} (no live node has a cluster {followed})"
         if not holders:
             return f"after {followed} (no owner)"
         names = ", ".join(sorted(m.name for m in holders))
@@ -77,25 +84,46 @@ def running_dependents(cluster_id: str, members: Iterable[MemberState]) -> list[
                   if any(cluster_id in m.follows.get(c, ()) for c in m.running))
 
 
+def avoided_by(cluster_id: str, member: MemberState) -> str | None:
+    """The cluster C{member} holds whose ``not_with`` names C{cluster_id}, or None."""
+    for declaring, avoided in sorted(member.avoids.items()):
+        if cluster_id in avoided and holds(member, declaring):
+            return declaring
+    return None
+
+
 def placeable(member: MemberState, with_: Iterable[str], not_with: Iterable[str],
-              anchor_targets: Mapping[str, Iterable[str | None]]) -> bool:
+              anchor_targets: Mapping[str, Iterable[str | None]],
+              avoided_targets: Mapping[str, Iterable[str | None]] | None = None) -> bool:
     """Whether placement may choose C{member} for a cluster with these dependencies.
 
     C{anchor_targets}: for each ``with`` anchor, the nodes placement chooses
     for it (a node that merely still holds an anchor that moves away is not
-    one: its colocated clusters move first).
+    one: its colocated clusters move first).  C{avoided_targets}: for each
+    ``not_with`` cluster, the nodes placement chooses for it (the cluster
+    leaves a node the other one is coming to).
     """
     if any(holds(member, other) for other in not_with):
+        return False
+    if any(member.name in set(targets) for targets in (avoided_targets or {}).values()):
         return False
     return all(member.name in set(anchor_targets.get(anchor, ())) for anchor in with_)
 
 
-def local_wait(with_: Iterable[str], not_with: Iterable[str], me: MemberState) -> str | None:
-    """Why this node (C{me}) may not start a cluster with these dependencies yet, or None."""
+def local_wait(cluster_id: str, with_: Iterable[str], not_with: Iterable[str],
+               me: MemberState) -> str | None:
+    """Why this node (C{me}) may not start C{cluster_id}, with these dependencies, yet; or None.
+
+    Besides its own ``with`` and ``not_with``: a cluster held here that is
+    ``not_with`` C{cluster_id} leaves first.
+    """
     for anchor in with_:
         if anchor not in me.running:
             return f"with {anchor} (not running here)"
     for other in not_with:
         if holds(me, other):
             return f"not with {other} (held here)"
+    declaring = avoided_by(cluster_id, me)
+    if declaring is not None:
+        return f"{declaring} leaves first ({declaring} is not_with {cluster_id})"
     return None

@@ -38,7 +38,7 @@ from clsd.ownership.core.arbiter_events import (
 from clsd.ownership.core.escalation import FAILED, Escalation, cluster_status, notifier
 from clsd.ownership.core.messages import Handover, MoveRequest
 from clsd.ownership.core.dependencies import (
-    after_wait, followed_gone, holds, local_wait, placeable, running_dependents,
+    after_wait, avoided_by, followed_gone, holds, local_wait, placeable, running_dependents,
 )
 from clsd.ownership.core.placement import Candidate, MemberState, Placement, is_eligible, place
 from clsd.ownership.core.shape import (
@@ -246,6 +246,7 @@ class ClusterManager:
             running=frozenset(c for c in self._running
                               if any(cluster_of(r) == c for r in holding)),
             follows={c.id: tuple(c.after) for c in registered if c.after},
+            avoids={c.id: tuple(c.not_with) for c in registered if c.not_with},
         )
 
     def shape_of(self, cluster: "ClusterConfig") -> str:
@@ -329,8 +330,17 @@ class ClusterManager:
                 del holders[res.name]
         return holders
 
-    def _placement(self, cluster: "ClusterConfig",
-                   now: float) -> tuple[Placement, dict[str, str]]:
+    def _placement(self, cluster: "ClusterConfig", now: float,
+                   looks: str = "full") -> tuple[Placement, dict[str, str]]:
+        """Where C{cluster} should run, and who holds its slots now.
+
+        ``not_with`` both ways (doc/groups.md): a cluster another one is
+        ``not_with`` ranks last the nodes that hold that one or that its own
+        placement chooses (C{looks} ``"named"``); the declaring cluster also
+        avoids the nodes the other one's placement chooses (``"full"``).
+        Each looks at the other's placement one step simpler (``"base"``:
+        holders only), so the two never ask each other in a circle.
+        """
         members = self._all_members(now)
         holders = self._holders(cluster, members, now)
         slot_of = {}
@@ -338,16 +348,27 @@ class ClusterManager:
             holder = holders.get(resource_name(cluster.id, slot, cluster.mode))
             if holder is not None and holder not in slot_of:
                 slot_of[holder] = slot
-        anchors = {anchor: self._placement(self.clusters[anchor], now)[0].targets
+        anchors = {anchor: self._placement(self.clusters[anchor], now, looks)[0].targets
                    for anchor in cluster.with_ if anchor in self.clusters}
+        chosen_for_declaring: set[str | None] = set()
+        avoided: dict[str, tuple[str | None, ...]] = {}
+        if looks != "base":
+            for declaring in self.clusters.values():
+                if cluster.id in declaring.not_with:
+                    chosen_for_declaring.update(self._placement(declaring, now, "base")[0].targets)
+        if looks == "full":
+            avoided = {other: self._placement(self.clusters[other], now, "named")[0].targets
+                       for other in cluster.not_with if other in self.clusters}
         gone = followed_gone(cluster.after, cluster.after_failover, members.values())
         candidates = [
             Candidate(m.name, m.registrations[cluster.id],
                       self._eligible_since.get((m.name, cluster.id), now),
-                      slot_of.get(m.name))
+                      slot_of.get(m.name),
+                      shunned=(m.name in chosen_for_declaring
+                               or avoided_by(cluster.id, m) is not None))
             for m in members.values()
             if is_eligible(m, cluster.id) and not self.stalled(m.name, cluster.id, now)
-            and gone is None and placeable(m, cluster.with_, cluster.not_with, anchors)
+            and gone is None and placeable(m, cluster.with_, cluster.not_with, anchors, avoided)
         ]
         placement = place(candidates, cluster.count, preempt=cluster.preempt,
                           preempt_delay=cluster.preempt_delay, now=now)
@@ -837,7 +858,8 @@ class ClusterManager:
                          for r in self._resources_of(cluster.id))
         return (is_eligible(me, cluster.id) and cluster.id not in self._paused
                 and res.fence_backoff_until is None and not other_slot
-                and not self.shape_mismatch(cluster.id))
+                and not self.shape_mismatch(cluster.id)
+                and not self._not_with_held_here(cluster))
 
     def _report(self, what: str, res: _Resource, **fields: Unpack[_ReportFields]) -> Report:
         return Report(what, res.cluster.id, res.name, res.epoch, **fields)
@@ -1066,20 +1088,35 @@ class ClusterManager:
             self._running.discard(cluster_id)
         return self._reconcile_all(now)
 
+    def _constrained(self, cluster: "ClusterConfig") -> bool:
+        """Whether C{cluster} has dependencies, or a cluster of this node is ``not_with`` it."""
+        return bool(cluster.after or cluster.with_ or cluster.not_with) or any(
+            cluster.id in other.not_with for other in self.clusters.values())
+
     def dependency_wait(self, cluster_id: str, now: float) -> str | None:
         """Why C{cluster_id} may not start here yet for its after/with/not_with, or None."""
         cluster = self.clusters.get(cluster_id)
-        if cluster is None or not (cluster.after or cluster.with_ or cluster.not_with):
+        if cluster is None or not self._constrained(cluster):
             return None
         members = self._all_members(now)
         return (after_wait(cluster.after, members.values())
-                or local_wait(cluster.with_, cluster.not_with, members[self.node]))
+                or local_wait(cluster.id, cluster.with_, cluster.not_with, members[self.node]))
+
+    def _not_with_held_here(self, cluster: "ClusterConfig") -> bool:
+        """Whether a cluster held here is ``not_with`` C{cluster}, or C{cluster} with it.
+
+        Checked when a lease is granted: two clusters placed here at once
+        (each acquiring before the other held) must not both start.
+        """
+        return any(r.phase in HELD and (r.cluster.id in cluster.not_with
+                                        or cluster.id in r.cluster.not_with)
+                   for r in self._res.values())
 
     def _report_waiting(self, cluster: "ClusterConfig", now: float) -> list[object]:
         """Report (once per change) that C{cluster}, run nowhere, waits here for its
         dependencies, and when it no longer does (history: ``waiting: after DB (no owner)``)."""
         now_waiting = None
-        if cluster.after or cluster.with_ or cluster.not_with:
+        if self._constrained(cluster):
             members = self._all_members(now)
             if (is_eligible(members[self.node], cluster.id) and cluster.id not in self._paused
                     and not any(holds(m, cluster.id) for m in members.values())):
@@ -1099,12 +1136,15 @@ class ClusterManager:
 
         It is not stalled then: it waits for what the cluster follows or runs with.
         """
-        if not (cluster.after or cluster.with_ or cluster.not_with):
-            return False
         members = self._all_members(now)
         state = members.get(target)
+        if state is not None and avoided_by(cluster.id, state) is not None:
+            return True  # what is not_with it leaves the target first
+        if not (cluster.after or cluster.with_ or cluster.not_with):
+            return False
         return state is None or (after_wait(cluster.after, members.values())
-                                 or local_wait(cluster.with_, cluster.not_with, state)) is not None
+                                 or local_wait(cluster.id, cluster.with_, cluster.not_with,
+                                               state)) is not None
 
     def _dependents_first(self, cluster: "ClusterConfig", target: str | None,
                           now: float) -> bool:

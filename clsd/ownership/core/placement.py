@@ -5,7 +5,9 @@ with different views may both try, and the voters let one win, so placement
 needs no agreement to be safe.
 
 Rule: among members registered for the ID, alive, not on standby and not
-failed for it, the highest priority wins, then the smaller name.  A current
+failed for it, the highest priority wins, then the smaller name; a
+candidate shunned for the cluster's ``not_with`` rules comes after all the
+others (doc/groups.md).  A current
 holder keeps its slot (stickiness) unless C{preempt} is set and a strictly
 better candidate has been eligible for C{preempt_delay} seconds.  An
 n-active cluster spreads its C{count} slots over distinct nodes.
@@ -37,6 +39,8 @@ class MemberState:
     running: frozenset[str] = frozenset()
     #: cluster ID -> the cluster IDs it follows (``after``), for its registrations.
     follows: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    #: cluster ID -> the cluster IDs it is ``not_with``, for its registrations.
+    avoids: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -47,6 +51,9 @@ class Candidate:
     eligible_since: float
     #: The slot it holds now, or None.
     slot: int | None = None
+    #: Ranked after every other candidate: it holds (or is chosen for) a
+    #: cluster that is ``not_with`` this one.
+    shunned: bool = False
 
 
 @attrs.frozen
@@ -72,8 +79,8 @@ def is_eligible(member: MemberState, cluster_id: str) -> bool:
             and cluster_id not in member.failed)
 
 
-def _rank(candidate: Candidate) -> tuple[int, str]:
-    return (-candidate.priority, candidate.name)
+def _rank(candidate: Candidate) -> tuple[bool, int, str]:
+    return (candidate.shunned, -candidate.priority, candidate.name)
 
 
 def place(candidates: Iterable[Candidate], count: int, *, preempt: bool = False,
@@ -105,8 +112,8 @@ def place(candidates: Iterable[Candidate], count: int, *, preempt: bool = False,
         held = cast("list[Candidate]", targets)
         while ready:
             worst_slot = max(range(count), key=lambda s: _rank(held[s]))
-            if ready[0].priority <= held[worst_slot].priority:
-                break  # only a strictly higher priority preempts
+            if ready[0].shunned or ready[0].priority <= held[worst_slot].priority:
+                break  # only a strictly higher priority preempts, never a shunned node
             better = ready.pop(0)
             spare.remove(better)
             spare.append(held[worst_slot])

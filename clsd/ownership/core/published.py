@@ -16,7 +16,7 @@ from clsd.ownership.core.placement import MemberState
 STATE_VERSION = 1
 #: Longest cluster fingerprint or voter-set tag accepted from a peer (ours: 12 and 25).
 MAX_FINGERPRINT = 64
-#: Most cluster IDs one cluster may follow, as a peer publishes it.
+#: Most cluster IDs one cluster may follow (or be ``not_with``), as a peer publishes it.
 MAX_FOLLOWED = 64
 
 
@@ -36,6 +36,8 @@ def state_to_wire(state: MemberState) -> dict[str, object]:
         wire["running"] = sorted(state.running)
     if state.follows:  # optional, likewise
         wire["after"] = {c: list(ids) for c, ids in sorted(state.follows.items())}
+    if state.avoids:  # optional, likewise (a daemon older than it ignores it)
+        wire["not_with"] = {c: list(ids) for c, ids in sorted(state.avoids.items())}
     return wire
 
 
@@ -79,7 +81,8 @@ def state_from_wire(name: str, data: object) -> MemberState:
         shapes=_shapes(data, name, registrations),
         voters=_voters(data, name),
         running=_running(data, name, registrations),
-        follows=_follows(data, name, registrations),
+        follows=_cluster_lists(data, "after", name, registrations),
+        avoids=_cluster_lists(data, "not_with", name, registrations),
     )
 
 
@@ -97,20 +100,21 @@ def _running(data: Mapping[str, object], name: str,
     return frozenset(value)
 
 
-def _follows(data: Mapping[str, object], name: str,
-             registrations: Mapping[str, int]) -> dict[str, tuple[str, ...]]:
-    """C{"after"}: cluster ID -> the cluster IDs it follows, for registered clusters (optional)."""
-    value = data.get("after", {})
+def _cluster_lists(data: Mapping[str, object], key: str, name: str,
+                   registrations: Mapping[str, int]) -> dict[str, tuple[str, ...]]:
+    """C{key} (``after``, ``not_with``): cluster ID -> cluster IDs, for registered clusters
+    (optional)."""
+    value = data.get(key, {})
     if not isinstance(value, dict):
-        raise WireError(f"ownership state of {name}: 'after' must be an object, got {value!r}")
+        raise WireError(f"ownership state of {name}: {key!r} must be an object, got {value!r}")
     result: dict[str, tuple[str, ...]] = {}
     for cluster, ids in value.items():
         if cluster not in registrations:
-            raise WireError(f"ownership state of {name}: 'after' names {cluster!r}, which it "
+            raise WireError(f"ownership state of {name}: {key!r} names {cluster!r}, which it "
                             "is not registered for")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) \
                 or len(ids) > MAX_FOLLOWED:
-            raise WireError(f"ownership state of {name}: 'after' of {cluster!r} must be a list "
+            raise WireError(f"ownership state of {name}: {key!r} of {cluster!r} must be a list "
                             f"of at most {MAX_FOLLOWED} cluster IDs, got {ids!r}")
         result[cluster] = tuple(ids)
     return result
