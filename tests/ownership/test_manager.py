@@ -199,6 +199,18 @@ class ManagerTests(unittest.TestCase):
         m.receive("beta", Handover("A", 3), 2.0)
         self.assertIn(("hurry", "A"), self.arbiter.calls)
 
+    def test_a_grant_beside_a_not_with_partner_held_here_is_given_back(self):
+        """A and B are not_with each other and both placed here (each avoiding where the other
+        would go elsewhere): B's grant, arriving after A's, is given straight back."""
+        m = self.manager(spec("A", not_with=("B",)), spec("B", not_with=("A",)))
+        m.members_changed([MemberState("beta", registrations={"A": 50, "B": 50})], 0.5)
+        self.assertEqual(m.status(0.5), {"A": (ACQUIRING, 0), "B": (ACQUIRING, 0)})
+        started = of(StartService, self.grant(m, resource="A"))
+        self.assertEqual([s.cluster for s in started], ["A"])
+        actions = self.grant(m, resource="B", epoch=8)
+        self.assertEqual(of(StartService, actions), [])
+        self.assertIn(("release", "B"), self.arbiter.calls)
+
     def test_move_errors_are_explained(self):
         m = self.manager()
         e = self.assertRaises(ManagerError, m.move, "Z", "beta", 1.0)
