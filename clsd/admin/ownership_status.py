@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import attrs
 
+from clsd.ownership.core.dependencies import avoided_by
 from clsd.ownership.core.escalation import cluster_status
 from clsd.ownership.core.manager import resource_name
 from clsd.ownership.core.placement import Candidate, MemberState, is_eligible, place
@@ -189,15 +190,17 @@ def placement_view(cluster_id: str, members: Iterable[MemberState], owners: Coll
     As L{clsd.ownership.core.placement.place} decides from the members' published states:
     owners keep their slots, the best eligible nodes fill the others. A preemption that waits
     for its C{preempt_delay} is not shown (it has not begun). C{skipped}: nodes placement skips
-    for now (they stalled).
+    for now (they stalled). A node holding a cluster that is ``not_with`` this one comes last.
     """
     eligible = [m for m in members if is_eligible(m, cluster_id) and m.name not in skipped]
     owner_list = sorted(owners)
     candidates = [Candidate(m.name, m.registrations[cluster_id], 0.0,
-                            owner_list.index(m.name) if m.name in owner_list else None)
+                            owner_list.index(m.name) if m.name in owner_list else None,
+                            shunned=avoided_by(cluster_id, m) is not None)
                   for m in eligible]
     placement = place(candidates, count, preempt=preempt, preempt_delay=0.0, now=0.0)
-    ranked = sorted(eligible, key=lambda m: (-m.registrations[cluster_id], m.name))
+    ranked = sorted(eligible, key=lambda m: (avoided_by(cluster_id, m) is not None,
+                                             -m.registrations[cluster_id], m.name))
     standbys = tuple(m.name for m in ranked if m.name not in owners)
     return placement.targets, standbys
 

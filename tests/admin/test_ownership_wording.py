@@ -1,5 +1,6 @@
 """The status wording, pure: a cluster's state as the cluster is, and this node's role in it."""
 
+import attrs
 from twisted.trial import unittest
 
 from clsd.admin import commands
@@ -173,6 +174,13 @@ class PlacementViewTests(unittest.TestCase):
                    member("gamma", 10), member("delta", 90)]
         targets, standbys = placement_view("A", members, {}, skipped={"delta"})
         self.assertEqual((targets, standbys), (("gamma",), ("gamma",)))
+
+
+    def test_a_node_holding_a_cluster_not_with_this_one_comes_last(self):
+        web = attrs.evolve(member("alpha", 100, holding={"WEB": 2}),
+                           registrations={"A": 100, "WEB": 1}, avoids={"WEB": ("A",)})
+        members = [web, member("beta", 50)]
+        self.assertEqual(placement_view("A", members, {}), (("beta",), ("beta", "alpha")))
 
 
 class TableTests(unittest.TestCase):
