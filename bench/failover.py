@@ -52,6 +52,7 @@ the end, Ctrl-C included.
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -363,6 +364,7 @@ def group_main(args):
             remove_tree(workdir)
     if results is None:
         return status or 1
+    info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     data = {
         "benchmark": "failover --group",
         "description": group_failover.__doc__.split("\n\n")[0],

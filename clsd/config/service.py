@@ -62,6 +62,9 @@ class HealthCheck:
     fall: int = 3
     #: Seconds after each start during which failed checks do not count.
     grace: float = 0.0
+    #: Seconds between probes after each start until the check first rises
+    #: (None: C{interval}); a service that is ready soon is found running soon.
+    startup_interval: float | None = None
 
 
 @attrs.frozen
@@ -375,10 +378,16 @@ def _parse_check(table):
     rise = table.integer("rise", 2, minimum=1)
     fall = table.integer("fall", 3, minimum=1)
     grace = table.number("grace", 0.0, minimum=0.0)
+    startup_interval = table.number("startup_interval", positive=True) \
+        if "startup_interval" in table else None
+    if startup_interval is not None and startup_interval > interval:
+        raise table.error(
+            "startup_interval",
+            f"must not exceed interval ({interval!r}), got {startup_interval!r}")
     table.finish()
     return HealthCheck(
         type=kind, target=target, interval=interval, timeout=timeout,
-        rise=rise, fall=fall, grace=grace,
+        rise=rise, fall=fall, grace=grace, startup_interval=startup_interval,
     )
 
 

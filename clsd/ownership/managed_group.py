@@ -79,6 +79,8 @@ class ManagedGroup:
         #: The deadline of the group's stop under way (None: the members' stop_timeout).
         self._stop_deadline = None
         self._stopped_waiters = []
+        #: Per member, C{warm(extra_env)} of its spawner, or None (see L{_warm_next}).
+        self._warmers = [None] * len(self.names)
 
     # -- the face L{clsd.ownership.service.OwnershipService} uses ------------------
 
@@ -128,6 +130,7 @@ class ManagedGroup:
     def wrap(self, index, base_spawn):
         """Member C{index}'s C{spawn(protocol)}: the lease's checks, and the group's order first."""
         inner = self.members[index].wrap(base_spawn)
+        self._warmers[index] = getattr(base_spawn, "warm", None)
 
         def spawn(protocol):
             if self.members[index].owned:
@@ -195,6 +198,7 @@ class ManagedGroup:
                 member = self.members[action.index]
                 member.kill_at(self.deadline)
                 member.start(self._epoch, self._slot)
+                self._warm_next(action.index)
             elif isinstance(action, StopMember):
                 why = ""
                 if self.core.phase is Phase.RECOVERING:
@@ -210,6 +214,22 @@ class ManagedGroup:
                 self.members[action.index].runner.retry_refused()
             elif isinstance(action, ReportGroup):
                 self._group_reported(action)
+
+    def _warm_next(self, index):
+        """While member C{index} starts, have the next member's start gate ready.
+
+        Its spawn, once C{index} runs, is then a placement, an arm and a
+        "go", not a shell start (the failover of a group pays it per member).
+        The gate runs nothing until claimed; the next member's tenure
+        environment is this member's (the group's).
+        """
+        following = index + 1
+        member = self.members[index]
+        if following >= len(self.names) or self.core.members[following].wanted:
+            return  # no next member, or it started already (this one ran at once)
+        warm = self._warmers[following]
+        if warm is not None and member.owned and member.env is not None:
+            warm(member.env)
 
     def _which(self, index):
         return f"{self.names[index]} ({index + 1} of {len(self.names)})"

@@ -3,7 +3,8 @@
 A checker only answers "is it healthy right now?"; counting rise/fall and
 deciding to restart belongs to the supervision policy. So every probe ends in
 a L{CheckResult} -- never an errback -- and every probe ends within its
-timeout: the checker enforces the timeout itself on the injected reactor and
+timeout (and the reactor turn after it, which reads an answer already
+there): the checker enforces the timeout itself on the injected reactor and
 then abandons the probe (kills the probe's process group, aborts the
 connection), so a hung service cannot pile up probes.
 """
@@ -116,8 +117,7 @@ class _Checker:
         except Exception as e:
             log.failure("health probe of {target!r} could not start", target=self.target)
             return defer.succeed(result(False, f"probe could not start: {e}"))
-        # Once timed out, whatever the abandoned probe reports is a timeout.
-        d.addTimeout(self.timeout, self._reactor, onTimeoutCancel=_timed_out)
+        _time_out_after_reads(d, self.timeout, self._reactor)
         d.addCallbacks(lambda detail: result(True, detail), failed)
         return d
 
@@ -329,8 +329,35 @@ class _DiscardBody(Protocol):
         pass
 
 
-def _timed_out(value, timeout):
-    raise defer.TimeoutError(timeout, "health probe")
+def _time_out_after_reads(d, timeout, reactor):
+    """Cancel C{d} as timed out if it has not fired C{timeout} seconds from now.
+
+    Unlike C{Deferred.addTimeout}, the probe is abandoned one reactor turn
+    after its timer: a reactor runs the timers that are due before it reads
+    its sockets, so a daemon woken late (a loaded machine) would otherwise
+    call a probe timed out whose answer is already waiting to be read, and
+    its service would be found running (or healthy) an interval later.
+    """
+    expired = []
+
+    def expire():
+        expired.append(True)
+        d.cancel()
+
+    def last_turn():
+        # callLater(0) from a timer runs after the reactor's next pass over its sockets.
+        calls[0] = reactor.callLater(0, expire)
+
+    calls = [reactor.callLater(timeout, last_turn)]
+
+    def settle(value):
+        if calls[0].active():
+            calls[0].cancel()
+        if expired:
+            raise defer.TimeoutError(timeout, "health probe")
+        return value
+
+    d.addBoth(settle)
 
 
 def _signal_name(signum):

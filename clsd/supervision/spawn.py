@@ -388,8 +388,13 @@ class GateReserve:
 
     def _start(self, context):
         self._call = None
-        if self.closed or self._gate is not None:
+        if self.closed:
             return
+        if self._gate is not None:
+            if self._gate.usable and self._gate.context == context:
+                return
+            self._gate, stale = None, self._gate
+            stale.discard()  # for another start (an earlier tenure's environment)
         try:
             self._gate = WarmGate(self._reactor, context)
         except Exception:
@@ -450,8 +455,26 @@ def service_spawner(reactor, service, containment=None):
         reserve.refill(this)
         return transport
 
+    def warm(extra_env=None):
+        """Have a warm gate ready for a start with C{extra_env} that is coming soon.
+
+        An ordered group's next member: its start then costs no shell start.
+        Only an optimisation: without a reserve, or a context, nothing happens.
+        """
+        nonlocal context
+        if reserve is None:
+            return
+        if context is None:
+            try:
+                context = exec_context(service)
+            except Exception:
+                return  # the start itself reports it
+        reserve.reopen()
+        reserve.refill(context.with_env(**extra_env) if extra_env else context)
+
     #: The CLSD_* variables of the last start (an agent's other actions get them too).
     spawn.extra_env = {}
+    spawn.warm = warm
     return spawn
 
 

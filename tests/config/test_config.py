@@ -71,6 +71,7 @@ class ValidConfigTests(unittest.TestCase):
             timeout = 0.5
             rise = 2
             fall = 3
+            startup_interval = 0.05
         """)
         web = config.service("web")
         self.assertEqual(web.env, {"LANG": "C"})
@@ -83,6 +84,7 @@ class ValidConfigTests(unittest.TestCase):
         self.assertEqual(web.check.type, "http")
         self.assertEqual(web.check.target, "http://127.0.0.1:8080/")
         self.assertEqual((web.check.rise, web.check.fall), (2, 3))
+        self.assertEqual(web.check.startup_interval, 0.05)
 
     def test_check_targets_by_type(self):
         tcp = parse(MINIMAL + """
@@ -92,6 +94,7 @@ class ValidConfigTests(unittest.TestCase):
             check = { type = "tcp", target = "[::1]:5432" }
         """).service("db").check
         self.assertEqual(tcp.target, ("::1", 5432))
+        self.assertIsNone(tcp.startup_interval)  # probes every interval from the start
         probe = parse(MINIMAL + """
             [[service]]
             name = "db"
@@ -250,6 +253,14 @@ class MistakeTests(unittest.TestCase):
         self.assertMistake(
             base + 'type = "tcp"\ntarget = "127.0.0.1:80"\ninterval = 1.0\ntimeout = 2.0\n',
             "service[0].check.timeout", "must not exceed interval",
+        )
+        self.assertMistake(
+            base + 'type = "tcp"\ntarget = "127.0.0.1:80"\nstartup_interval = 2.0\n',
+            "service[0].check.startup_interval", "must not exceed interval",
+        )
+        self.assertMistake(
+            base + 'type = "tcp"\ntarget = "127.0.0.1:80"\nstartup_interval = 0\n',
+            "service[0].check.startup_interval", "greater than 0",
         )
         self.assertMistake(
             base + 'type = "tcp"\ntarget = "127.0.0.1:80"\nrise = 0\n', "service[0].check.rise",

@@ -1,5 +1,6 @@
 """L{ManagedGroup} on a Clock: an ordered group run under the lease by real runners on fake processes."""
 
+import functools
 import signal
 
 from twisted.internet import defer
@@ -10,8 +11,11 @@ from clsd.admin.ownership_status import ownership_status
 from clsd.ownership.core.group import Phase
 from clsd.ownership.managed_group import ManagedGroup
 from clsd.supervision.core.policy import State
+from clsd.supervision.runner import ServiceRunner
+from tests.ownership import test_service
 from tests.ownership.test_floating import V4, KeeperHarness
 from tests.ownership.test_service import FakeForkingRunner, ShellNode, pump, service_table
+from tests.supervision.test_runner import FakeChecker
 
 MEMBERS = ["vol", "db", "exp"]
 
@@ -132,6 +136,77 @@ class GroupShellTests(unittest.TestCase):
         self.assertTrue(d.called)
         self.assertEqual(self.signalled(), ["exp", "db", "vol"])
         self.assertTrue(self.node.guard.stopped)
+
+
+class WarmingNode(ShellNode):
+    """A node whose members' spawners have C{warm}, each call recorded with its member,
+    and whose members have a health check (answered by hand)."""
+
+    @property
+    def base_spawn(self):
+        warmed = self.__dict__.setdefault("warmed", [])
+        # ShellNode asks for one per managed service, in the config's order.
+        names = self.__dict__.setdefault("_spawner_names", iter(
+            [s.name for s in self.config.services if self.service.manages(s.name)]))
+        name = next(names)
+
+        def spawn(protocol, extra_env=None, after_spawn=None):
+            return ShellNode.base_spawn(self, protocol, extra_env, after_spawn)
+
+        spawn.warm = lambda extra_env=None: warmed.append(
+            (self.clock.seconds(), name, dict(extra_env or {})))
+        return spawn
+
+
+class GroupWarmGateTests(unittest.TestCase):
+    def setUp(self):
+        self.checkers = {}
+
+        def checker_factory(check, reactor):
+            checker = FakeChecker(check, reactor)
+            self.checkers[check.target] = checker
+            return checker
+
+        self.patch(test_service, "ServiceRunner",
+                   functools.partial(ServiceRunner, checker_factory=checker_factory))
+        self.clock = Clock()
+        self.clock.advance(1000)
+        services = [service_table(name, check={"type": "tcp", "target": f"127.0.0.1:{port}",
+                                               "interval": 0.1, "timeout": 0.1, "rise": 1,
+                                               "grace": 5.0})
+                    for port, name in enumerate(MEMBERS, start=7001)]
+        self.node = WarmingNode(self, self.clock, "alpha", ["alpha"], [group_cluster()],
+                                services=services).start()
+        pump(self.clock, 3.0)
+
+    def ready(self, index):
+        """Member C{index} answers its next probe."""
+        checker = self.checkers[("127.0.0.1", 7001 + index)]
+        while not checker.pending:
+            pump(self.clock, 0.005)
+        checker.answer(True)
+
+    def test_each_next_member_is_warmed_while_the_one_before_it_starts(self):
+        node = self.node
+        self.assertEqual([e["subject"] for e in node.events.recent() if e["kind"] == "spawned"],
+                         ["vol"])
+        tenure = node.spawns[0][2]
+        self.assertEqual(node.warmed, [(node.spawns[0][0], "db", tenure)])
+        self.ready(0)
+        self.assertEqual(len(node.spawns), 2)
+        self.assertEqual(node.warmed[1:], [(node.spawns[1][0], "exp", tenure)])
+        self.ready(1)
+        self.ready(2)
+        self.assertEqual([node.runner(n).state.value for n in MEMBERS], ["running"] * 3)
+        self.assertEqual(len(node.warmed), 2, "the last member has no next one")
+
+    def test_members_that_run_at_once_are_not_warmed(self):
+        clock = Clock()
+        node = WarmingNode(self, clock, "alpha", ["alpha"], [group_cluster()],
+                           services=[service_table(name) for name in MEMBERS]).start()
+        pump(clock, 3.0)
+        self.assertEqual([node.runner(n).state.value for n in MEMBERS], ["running"] * 3)
+        self.assertEqual(node.warmed, [], "each next member had started already")
 
 
 class GroupConfigShapeTests(unittest.TestCase):

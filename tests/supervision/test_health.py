@@ -407,6 +407,27 @@ class HTTPCheckerTests(unittest.TestCase):
         self.assertEqual((result.ok, result.detail), (False, "timed out after 0.5s"))
         self.assertTrue(transport.disconnected, "connection not aborted")
 
+    def test_answer_read_in_the_turn_of_the_timeout_passes(self):
+        # A daemon woken late runs its due timers before it reads its sockets:
+        # the answer read in that same turn, after the timer, still counts.
+        d = self.start(timeout=0.5)
+        protocol, transport = self.connect()
+        self.reactor.callLater(0.5, protocol.dataReceived,
+                               b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        self.reactor.advance(0.5)
+        result = result_of(d)
+        self.assertEqual((result.ok, result.detail), (True, "HTTP 200 OK"))
+        self.assertFalse(transport.disconnected, "an answered probe was aborted")
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_no_answer_one_turn_after_the_timeout_times_out(self):
+        d = self.start(timeout=0.5)
+        _, transport = self.connect()
+        self.reactor.advance(0.5)
+        self.assertEqual(result_of(d).detail, "timed out after 0.5s")
+        self.assertTrue(transport.disconnected, "connection not aborted")
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
     def test_cancel_aborts_the_connection(self):
         d = self.start()
         _, transport = self.connect()

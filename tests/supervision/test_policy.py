@@ -501,6 +501,46 @@ class HealthTests(unittest.TestCase):
         self.assertEqual(kinds(actions, RunCheck), [], "previous check still running")
         self.assertIn(ScheduleTimer(TIMER_CHECK, 1.0), actions)
 
+    def test_probe_due_while_one_is_out_runs_when_it_ends(self):
+        # Not an interval later: a slow probe must not slow the pace down.
+        h = self.harness(rise=1, fall=3)
+        h.start()
+        h.feed(TimerFired(TIMER_CHECK))
+        actions = h.feed(TimerFired(TIMER_CHECK))
+        self.assertEqual(kinds(actions, RunCheck), [])
+        actions = h.feed(HealthResult(False, "timed out", h.policy.pid))
+        self.assertEqual(kinds(actions, RunCheck), [RunCheck(h.policy.pid)])
+        actions = h.feed(HealthResult(True, "ok", h.policy.pid))
+        self.assertIs(h.state, State.RUNNING)
+        self.assertEqual(kinds(actions, RunCheck), [], "no probe was due")
+
+    def test_probe_due_is_dropped_when_the_check_falls(self):
+        h = self.harness(rise=1, fall=1)
+        h.start()
+        h.feed(TimerFired(TIMER_CHECK))
+        h.feed(TimerFired(TIMER_CHECK))
+        actions = h.feed(HealthResult(False, "refused", h.policy.pid))
+        self.assertIs(h.state, State.STOPPING)
+        self.assertEqual(kinds(actions, RunCheck), [])
+
+    def test_startup_interval_until_the_first_rise(self):
+        h = self.harness(rise=2, startup_interval=0.05)
+        actions = h.start()
+        self.assertIn(ScheduleTimer(TIMER_CHECK, 0.05), actions)
+        for ok in (False, True):
+            actions = h.feed(TimerFired(TIMER_CHECK))
+            self.assertIn(ScheduleTimer(TIMER_CHECK, 0.05), actions)
+            h.feed(HealthResult(ok, "x", h.policy.pid))
+        h.feed(TimerFired(TIMER_CHECK))
+        actions = h.feed(HealthResult(True, "x", h.policy.pid))
+        self.assertIs(h.state, State.RUNNING)
+        self.assertIn(ScheduleTimer(TIMER_CHECK, 1.0), actions)
+        actions = h.feed(TimerFired(TIMER_CHECK))
+        self.assertIn(ScheduleTimer(TIMER_CHECK, 1.0), actions)
+        # A restart starts at the start-up pace again.
+        actions = h.crash()
+        self.assertIn(ScheduleTimer(TIMER_CHECK, 0.05), h.spawned())
+
     def test_crash_cancels_checks(self):
         h = self.harness()
         h.start()

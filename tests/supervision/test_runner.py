@@ -436,6 +436,30 @@ class HealthTests(RunnerTestCase):
         self.clock.advance(1.0)
         self.assertEqual(len(checker.pending), 1)
 
+    def test_startup_interval_finds_a_ready_service_soon(self):
+        runner, checker = self.make(interval=1.0, timeout=0.05, startup_interval=0.05,
+                                    grace=1.0)
+        self.clock.advance(0.05)
+        checker.answer(False, "connection refused")
+        self.clock.advance(0.05)
+        checker.answer(True)
+        self.assertEqual(runner.status()["state"], "running")
+        self.assertAlmostEqual(runner.status()["since"], 0.1)  # not at 1.0, a full interval
+        self.clock.advance(0.95)
+        self.assertEqual(checker.pending, [], "still probing at the start-up pace")
+        self.clock.advance(0.05)
+        self.assertEqual(len(checker.pending), 1)
+
+    def test_tick_during_a_slow_probe_probes_when_it_ends(self):
+        runner, checker = self.make(interval=1.0, timeout=1.0, fall=3)
+        self.clock.advance(1.0)
+        self.clock.advance(1.0)
+        self.assertEqual(len(checker.pending), 1, "probes overlap")
+        checker.answer(False, "timed out")
+        self.assertEqual(len(checker.pending), 1, "the due probe waits for the next tick")
+        checker.answer(True)
+        self.assertEqual(runner.status()["state"], "running")
+
     def test_fall_restarts(self):
         runner, checker = self.make(fall=2)
         self.clock.advance(1.0)

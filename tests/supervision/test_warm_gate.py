@@ -110,6 +110,21 @@ class WarmGateTests(unittest.TestCase):
         self.assertEqual(self.ran(), ["first", str(same.pid)])
         yield reserve.close()
 
+    @defer.inlineCallbacks
+    def test_a_refill_for_another_context_replaces_the_waiting_gate(self):
+        # A group's next member is warmed for the new tenure while an earlier
+        # tenure's gate still waits: that one is discarded, not kept.
+        reserve = GateReserve(reactor, delay=0.0)
+        reserve.refill(self.context("first"))
+        yield poll(reactor, lambda: reserve._gate is not None, 5, what="the refill")
+        stale = reserve._gate
+        reserve.refill(self.context("second"))
+        yield stale._relay.ended
+        yield poll(reactor, lambda: reserve._gate is not None, 5, what="the new gate")
+        self.assertEqual(reserve._gate.context, self.context("second"))
+        self.assertIsNone(self.ran(), "the stale gate ran its program")
+        yield reserve.close()
+
     def test_a_closed_reserve_starts_nothing(self):
         clock = Clock()
         reserve = GateReserve(clock, delay=0.05)

@@ -378,6 +378,8 @@ class ServicePolicy:
         self._failures: collections.deque[float] = collections.deque()
         self._pending: _Restart | _Rest | None = None
         self._check_in_flight = False
+        #: A probe fell due while the previous one was still out: run it when that one ends.
+        self._check_due = False
         self._check_ok = 0
         self._check_bad = 0
         #: Names of the timers this policy has scheduled and not cancelled:
@@ -576,9 +578,17 @@ class ServicePolicy:
             self._enter(State.RUNNING, now, reason, out)
         else:
             self._check_ok = self._check_bad = 0
-            self._check_in_flight = False
+            self._check_in_flight = self._check_due = False
             self.healthy = False
-            out.append(ScheduleTimer(TIMER_CHECK, self.config.check.interval))
+            out.append(ScheduleTimer(TIMER_CHECK, self._check_period()))
+
+    def _check_period(self) -> float:
+        """Seconds to the next probe: ``startup_interval`` until the check first rises."""
+        check = self.config.check
+        assert check is not None  # asked only with a check
+        if not self.healthy and check.startup_interval is not None:
+            return check.startup_interval
+        return check.interval
 
     def _on_SpawnFailed(self, event: SpawnFailed, now: float, out: _Actions) -> None:
         if self.state is not State.STARTING or self.leader_alive:
@@ -826,9 +836,13 @@ class ServicePolicy:
                 out.append(Record("health", reason, {"detail": event.detail, "change": "rise"}))
                 if self.state is State.STARTING:
                     self._enter(State.RUNNING, now, reason, out)
+                if check.startup_interval is not None:
+                    out.append(ScheduleTimer(TIMER_CHECK, check.interval))  # the steady pace
+            self._run_due_check(out)
             return
         self._check_ok = 0
         if now - self._started_at < check.grace:
+            self._run_due_check(out)
             return  # still starting up: failures do not count yet
         self._check_bad += 1
         if self.healthy and self._check_bad == 1:
@@ -841,6 +855,15 @@ class ServicePolicy:
             self._stop_checks(out)
             outcome = self._instance_ended(now, reason, failure=True)
             self._begin_stop(now, reason, outcome, out)
+            return
+        self._run_due_check(out)
+
+    def _run_due_check(self, out: _Actions) -> None:
+        """The probe skipped while this one was out runs now, not an interval later."""
+        if self._check_due:
+            self._check_due = False
+            self._check_in_flight = True
+            out.append(RunCheck(self.pid))
 
     # -- timers ---------------------------------------------------------------
 
@@ -886,11 +909,12 @@ class ServicePolicy:
             self.group_alive = False
             self._group_gone(now, out)
         elif name == TIMER_CHECK and self.state in LIVE_STATES and self.leader_alive:
-            if not self._check_in_flight:
+            if self._check_in_flight:
+                self._check_due = True
+            else:
                 self._check_in_flight = True
                 out.append(RunCheck(self.pid))
-            assert self.config.check is not None  # the timer is set only with a check
-            out.append(ScheduleTimer(TIMER_CHECK, self.config.check.interval))
+            out.append(ScheduleTimer(TIMER_CHECK, self._check_period()))
 
     def _start_timed_out(self, now: float, out: _Actions) -> None:
         if self._launching:
@@ -992,7 +1016,7 @@ class ServicePolicy:
     def _stop_checks(self, out: _Actions) -> None:
         if self.config.check is not None:
             out.append(CancelTimer(TIMER_CHECK))
-            self._check_in_flight = False
+            self._check_in_flight = self._check_due = False
         if self.agent:
             out.append(CancelTimer(TIMER_MONITOR))
             self._check_in_flight = False
