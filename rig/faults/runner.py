@@ -6,7 +6,9 @@ once everything is healed. In L{SupervisedScenario} every
 node supervises its own protected service (cluster ``<node>-solo``), so
 process faults (kill -9, SIGSTOP, CPU, clock) are judged against
 single-machine supervision; L{ClustersScenario} runs real shared cluster IDs
-with a quorum and failover (rig.cluster); the runner is the same.
+with a quorum and failover (rig.cluster), and the ``groups`` scenario
+(rig.faults.groups) an ordered group and clusters that depend on it; the
+runner is the same.
 """
 
 import os
@@ -207,8 +209,15 @@ class ClustersScenario:
         return self.cluster_rig(launcher).layout
 
 
+def groups_scenario(**kwargs):
+    """The ``groups`` scenario (rig.faults.groups, which builds on L{ClustersScenario})."""
+    from rig.faults.groups import GroupsScenario
+
+    return GroupsScenario(**kwargs)
+
+
 SCENARIOS = {"supervised": SupervisedScenario, "daemons": DaemonsScenario,
-             "clusters": ClustersScenario}
+             "clusters": ClustersScenario, "groups": groups_scenario}
 
 
 @attrs.define
@@ -658,11 +667,14 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
         pause_bound(timing) if timing is not None else 0.0,
         cut_off_bound(timing) if timing is not None else None, run.steps,
         timing.lease_seconds if timing is not None else None)
+    groups = scenario.groups(launcher) if hasattr(scenario, "groups") else {}
     during = checker.check(
         [r for r in records.records if r.t <= recovered], horizon=recovered,
         capacity=scenario.capacity(launcher), faults=checker_faults(run), pauses=pauses,
+        groups=groups,
     )
-    final = checker.check(records, capacity=scenario.capacity(launcher), pauses=pauses)
+    final = checker.check(records, capacity=scenario.capacity(launcher), pauses=pauses,
+                          groups=groups)
     bound = None
     if hasattr(scenario, "layout"):
         bound = availability.judge(
@@ -671,4 +683,4 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
             bound=availability.bound_for(scenario.timing))
     return reporting.build(schedule=schedule, run=run, scenario=scenario, final=final,
                            during=during, log_problems=launcher.log_problems(), replay=replay,
-                           bound=bound)
+                           bound=bound, groups=groups)
