@@ -18,7 +18,9 @@ Every cluster has every worker as a candidate (and the spares, at priority
 10), so a side of a partition that can run A can run B and C: the failover
 bound during the run needs no rule of its own for the dependencies.
 A ``reshape`` restarts a node with C as ``n-active``, ``count = 1``
-(A and B keep their shape: B's ``with`` may not name an n-active A).
+(A and B keep their shape: B's ``with`` may not name an n-active A). A
+``kill_service`` or ``pause_service`` hits any service of its node, a member
+of the group as often as not (L{GroupsScenario.service_to_hit}).
 """
 
 import sys
@@ -181,6 +183,16 @@ class GroupsScenario(ClustersScenario):
     def layout(self, launcher):
         """What the records are judged against: the group's members stand for the group."""
         return judged_layout(self.cluster_rig(launcher).layout)
+
+    def service_to_hit(self, running, event):
+        """Which of a node's running instances a kill or pause of a service hits.
+
+        The newest one (the runner's default) is nearly always B or C, started
+        after the group; here any of them, members included, by the event's
+        time, so a replay hits the same one wherever the same instances run.
+        """
+        ordered = sorted(running, key=lambda i: (i.cluster, i.instance))
+        return ordered[round(event.at * 100) % len(ordered)]
 
     def groups(self, launcher):
         """The ordered groups whose start order the checker judges."""

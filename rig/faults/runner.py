@@ -390,11 +390,18 @@ class ScheduleRunner:
             raise _Skip(f"daemon {name} is not running")
         return node.pid
 
-    def _service(self, name):
+    def service_hit(self, event):
+        """The service instance a C{kill_service} or C{pause_service} event hits.
+
+        The newest running on its node, unless the scenario chooses
+        (C{service_to_hit(running, event)}: the groups scenario hits members too).
+        """
+        name = event.targets[0]
         running = self.launcher.running_instances(name)
         if not running:
             raise _Skip(f"no service runs on {name}")
-        return running[-1]
+        choose = getattr(self.scenario, "service_to_hit", None)
+        return running[-1] if choose is None else choose(running, event)
 
     def _apply_kill_daemon(self, event):
         name = event.targets[0]
@@ -414,11 +421,11 @@ class ScheduleRunner:
         return lambda: self.launcher.resume(name)
 
     def _apply_kill_service(self, event):
-        instance = self._service(event.targets[0])
+        instance = self.service_hit(event)
         os.kill(instance.pid, signal.SIGKILL)
 
     def _apply_pause_service(self, event):
-        instance = self._service(event.targets[0])
+        instance = self.service_hit(event)
         return Pause(instance.pid, cleanups=self.cleanups).resume
 
     def _apply_cpu_starve(self, event):

@@ -103,6 +103,26 @@ class ScenarioTests(unittest.TestCase):
         self.assertRaises(ValueError, scenario.reshape, self.launcher, "n3", "mode")
 
 
+class ServiceToHitTests(unittest.TestCase):
+    def test_kills_and_pauses_hit_members_too_by_the_events_time(self):
+        from rig.checker import Interval
+        from rig.faults.runner import ScheduleRunner
+        from rig.faults.schedule import FaultEvent
+
+        running = [Interval(instance=f"i-{c}", node="n1", cluster=c, epoch=1, pid=10 + k,
+                            start=float(k), end=None, end_kind="unknown", last_seen=9.0)
+                   for k, c in enumerate(("A.vol", "A.db", "A.exp", "B", "C"))]
+        runner = ScheduleRunner(None, FakeLauncher(running=running), SCENARIOS["groups"]())
+        hit = {runner.service_hit(FaultEvent(at=at, kind="kill_service", targets=("n1",))).cluster
+               for at in (10.0, 10.01, 10.02, 10.03, 10.04)}
+        self.assertEqual(hit, {"A.vol", "A.db", "A.exp", "B", "C"})
+        event = FaultEvent(at=12.34, kind="pause_service", targets=("n1",))
+        self.assertEqual(runner.service_hit(event), runner.service_hit(event))
+        # The other scenarios keep hitting the newest.
+        runner = ScheduleRunner(None, FakeLauncher(running=running), SCENARIOS["clusters"]())
+        self.assertEqual(runner.service_hit(event).cluster, "C")
+
+
 class ReportTests(unittest.TestCase):
     def test_an_out_of_order_start_fails_the_run_and_the_text_names_the_groups(self):
         from rig import checker
