@@ -92,12 +92,9 @@ class AddressCluster:
         }
         priority = PRIORITIES.get(name)
         if priority is not None:
-            tables["service"] = [{"name": "web", "command": [
-                sys.executable, "-m", "rig.address_http_service", str(HTTP_PORT)],
-                "restart": "always", "stop_timeout": 2.0}]
-            cluster = {"id": "A", "service": "web", "priority": priority,
-                       "address": self.addresses, "interface": "eth0",
-                       "address_order": self.order}
+            tables["service"], cluster = self.services(name)
+            cluster.update({"id": "A", "priority": priority, "address": self.addresses,
+                            "interface": "eth0", "address_order": self.order})
             if self.announce is not None:
                 cluster["announce"] = dict(self.announce)
             if self.preempt_delay is not None:
@@ -110,6 +107,12 @@ class AddressCluster:
         with open(path, "w") as f:
             f.write(tomlgen.dumps(tables))
         return path
+
+    def services(self, name):
+        """Node C{name}'s ``[[service]]`` tables for A, and what A's ``[[cluster]]`` says runs it."""
+        return [{"name": "web", "command": [
+            sys.executable, "-m", "rig.address_http_service", str(HTTP_PORT)],
+            "restart": "always", "stop_timeout": 2.0}], {"service": "web"}
 
     def start(self, name):
         path = self.config(name)
@@ -186,6 +189,39 @@ class AddressCluster:
         """The service's URL at the floating address (or at node C{name}'s own)."""
         host = ip_of(FLOATING) if name is None else str(self.rig.node(name).ipv4.ip)
         return f"http://{host}:{HTTP_PORT}/"
+
+
+class GroupAddressCluster(AddressCluster):
+    """An L{AddressCluster} whose A is an ordered group of protected services.
+
+    Member C{m} records every start and stop into C{records} as cluster
+    ``A.m`` (L{rig.protected_service}; run a L{rig.recorder.LifelineCollector}
+    there to observe deaths), and answers HTTP on its node's own address at
+    port C{MEMBER_PORT + k}, where its health check finds it: so each member
+    runs (and the next one may start) only after its ``start`` record.
+    """
+
+    MEMBER_PORT = 8081
+    CHECK = {"type": "http", "interval": 0.1, "timeout": 0.1, "fall": 3, "rise": 1,
+             "grace": 2.0}
+
+    def __init__(self, base, rig, add_cleanup, *, members, records, **kwargs):
+        super().__init__(base, rig, add_cleanup, **kwargs)
+        self.members = tuple(members)
+        self.records = records
+
+    def services(self, name):
+        host = self.rig.node(name).ipv4.ip
+        services = []
+        for k, member in enumerate(self.members):
+            port = self.MEMBER_PORT + k
+            services.append({
+                "name": member, "restart": "always", "stop_timeout": 2.0,
+                "command": [sys.executable, "-m", "rig.protected_service",
+                            "--record", self.records, "--cluster", f"A.{member}",
+                            "--http", f"{host}:{port}"],
+                "check": {**self.CHECK, "target": f"http://{host}:{port}/"}})
+        return services, {"services": list(self.members)}
 
 
 class ClientWatch:

@@ -21,6 +21,9 @@ The rules (doc/reliability.md explains them for people):
   recording); every uncovered stretch longer than C{max_gap}, between the
   cluster's first record and the horizon, is a window. Here the optimistic
   end (last record) is the honest one, the opposite of the overlap rule.
+* **Group order**: for an ordered group (members bottom first), a member
+  starts on a node only while every member below it runs there under the
+  same epoch (one tenure), and while no member above it runs there.
 * **Failover**: for a fault at time f on some nodes, every instance running
   there at f that ended before the next fault on its node was interrupted by
   it; its failover time is from f to the start of the next instance of its
@@ -136,6 +139,32 @@ class EpochReuse:
 
 
 @attrs.frozen
+class OutOfOrder:
+    """A member of an ordered group that started out of order on its node."""
+
+    group: str
+    #: The member's instance that started.
+    started: Interval
+    #: Members below it that were not running there under its epoch when it started.
+    missing_below: tuple[str, ...]
+    #: Instances of members above it still running there when it started.
+    alive_above: tuple[Interval, ...]
+
+    def describe(self):
+        s = self.started
+        parts = []
+        if self.missing_below:
+            parts.append(f"{', '.join(self.missing_below)} below it not running there "
+                         f"under epoch {s.epoch}")
+        if self.alive_above:
+            parts.append("above it still running: "
+                         + ", ".join(i.describe() for i in self.alive_above))
+        return (f"OUT OF ORDER group {self.group}: {s.cluster} started on {s.node} "
+                f"epoch={s.epoch} pid={s.pid} at t={s.start:.6f} with "
+                + "; ".join(parts))
+
+
+@attrs.frozen
 class Window:
     """A stretch with no instance of the cluster recording."""
 
@@ -230,6 +259,8 @@ class Report:
     problems: tuple[str, ...] = ()
     #: Instances that ran on after their machine's pause (L{MachinePause}).
     after_pause: tuple[AfterPause, ...] = ()
+    #: Members of ordered groups that started out of order (L{group_order}).
+    out_of_order: tuple[OutOfOrder, ...] = ()
 
     @property
     def unbounded(self):
@@ -238,7 +269,7 @@ class Report:
 
     @property
     def violations(self):
-        return (*self.overlaps, *self.stale_actions, *self.epoch_reuses)
+        return (*self.overlaps, *self.stale_actions, *self.epoch_reuses, *self.out_of_order)
 
     @property
     def ok(self):
@@ -399,6 +430,42 @@ def epoch_reuses(records):
     return tuple(found)
 
 
+# -- group order -----------------------------------------------------------------------
+
+
+def group_order(intervals_, groups, *, horizon):
+    """Members of ordered groups that started out of order on their node.
+
+    @param groups: C{{group: (member resource, ...)}}, bottom member first,
+        each resource the cluster its member's records name (``A.db``).
+    @return: one L{OutOfOrder} per start of a member (a restart too) that
+        found a member below it not running on its node under its epoch,
+        or a member above it still running on its node. An instance with no
+        known end counts as running until the horizon, so an unobserved
+        death is never taken for a stop.
+    """
+    by_member = {}
+    for interval in intervals_:
+        by_member.setdefault(interval.cluster, []).append(interval)
+
+    def running(member, node, t, epoch=None):
+        return [i for i in by_member.get(member, ())
+                if i.node == node and i.start < t < i.end_or(horizon)
+                and (epoch is None or i.epoch == epoch)]
+    found = []
+    for group, members in sorted(groups.items()):
+        for position, member in enumerate(members):
+            for started in by_member.get(member, ()):
+                t, node = started.start, started.node
+                missing = tuple(m for m in members[:position]
+                                if not running(m, node, t, started.epoch))
+                above = tuple(i for m in members[position + 1:] for i in running(m, node, t))
+                if missing or above:
+                    found.append(OutOfOrder(group=group, started=started,
+                                            missing_below=missing, alive_above=above))
+    return tuple(sorted(found, key=lambda o: o.started.start))
+
+
 # -- availability --------------------------------------------------------------------
 
 
@@ -537,12 +604,13 @@ def after_pauses(intervals_, pauses, horizon):
 
 
 def check(records, *, horizon=None, capacity=None, max_gap=DEFAULT_MAX_GAP, faults=(),
-          pauses=()):
+          pauses=(), groups=None):
     """Run every rule over C{records} (a L{Records} or a sequence of L{Record}).
 
     @param horizon: the end of the observation (monotonic); instances with no
         known end run until then. Default: the last record's time.
     @param pauses: L{MachinePause}s: whole machines frozen by the rig.
+    @param groups: ordered groups whose start order to check (L{group_order}).
     """
     problems = ()
     if isinstance(records, Records):
@@ -565,4 +633,5 @@ def check(records, *, horizon=None, capacity=None, max_gap=DEFAULT_MAX_GAP, faul
         failovers=failovers(spans, faults, horizon=horizon),
         problems=tuple(problems),
         after_pause=after_pauses(spans, pauses, horizon),
+        out_of_order=group_order(spans, groups or {}, horizon=horizon),
     )

@@ -18,7 +18,7 @@ from rig.faults import schedule as schedules
 from rig.faults import sweep
 from rig.faults.cleanup import default_cleanups
 
-SCENARIOS = ("supervised", "daemons", "clusters")
+SCENARIOS = ("supervised", "daemons", "clusters", "groups")
 
 
 def cleanup_all_command(args):
@@ -126,7 +126,9 @@ def build_parser():
     parser.add_argument("--max-gap", type=float, default=schedules.DEFAULT_MAX_GAP)
     parser.add_argument("--scenario", choices=SCENARIOS, default="supervised",
                         help="supervised: each node supervises a protected service of its own; "
-                        "daemons: daemons only (default supervised)")
+                        "daemons: daemons only; clusters: shared cluster IDs with failover; "
+                        "groups: an ordered group and clusters that depend on it "
+                        "(default supervised)")
     parser.add_argument("--replay", metavar="SCHEDULE.json", help="run this schedule exactly")
     parser.add_argument("--print-schedule", action="store_true",
                         help="print the schedule as JSON and exit")

@@ -22,7 +22,8 @@ def _percentile(values, fraction):
     return ordered[index]
 
 
-def build(*, schedule, run, scenario, final, during, log_problems, replay, bound=None):
+def build(*, schedule, run, scenario, final, during, log_problems, replay, bound=None,
+          groups=()):
     """The report as a dict.
 
     @param final: the checker's L{checker.Report} over every record, through
@@ -31,6 +32,7 @@ def build(*, schedule, run, scenario, final, during, log_problems, replay, bound
         availability and failover figures (teardown is not an outage).
     @param bound: the L{rig.faults.availability.Verdict} of the run
         (scenarios with a cluster layout), or None.
+    @param groups: the ordered groups whose start order the checker judged.
     """
     start = run.started_at
     timeline = []
@@ -128,6 +130,7 @@ def build(*, schedule, run, scenario, final, during, log_problems, replay, bound
         "log_problems": log_problems,
         "record_problems": list(final.problems),
         "instances": len(final.intervals),
+        "groups": sorted(groups),
         "after_pause": [{"node": a.pause.node, "paused": round(a.pause.end - a.pause.start, 3),
                          "cluster": a.interval.cluster, "ran": round(a.ran, 3),
                          "overlapped": round(a.overlapped, 3), "bound": round(a.pause.bound, 3)}
@@ -160,7 +163,9 @@ def to_text(report):
     if report["violations"]:
         lines += [f"  {v}" for v in report["violations"]]
     else:
-        lines.append("  no overlap, no stale epoch, no epoch reuse")
+        lines.append("  no overlap, no stale epoch, no epoch reuse"
+                     + "".join(f", group {g}'s members started in order"
+                               for g in report.get("groups", ())))
     for a in report.get("after_pause", ()):
         lines.append(f"  after a {a['paused']}s pause of {a['node']}: its {a['cluster']} ran "
                      f"{a['ran']}s more, {a['overlapped']}s beside another (bound {a['bound']}s)")

@@ -6,7 +6,9 @@ once everything is healed. In L{SupervisedScenario} every
 node supervises its own protected service (cluster ``<node>-solo``), so
 process faults (kill -9, SIGSTOP, CPU, clock) are judged against
 single-machine supervision; L{ClustersScenario} runs real shared cluster IDs
-with a quorum and failover (rig.cluster); the runner is the same.
+with a quorum and failover (rig.cluster), and the ``groups`` scenario
+(rig.faults.groups) an ordered group and clusters that depend on it; the
+runner is the same.
 """
 
 import os
@@ -207,8 +209,15 @@ class ClustersScenario:
         return self.cluster_rig(launcher).layout
 
 
+def groups_scenario(**kwargs):
+    """The ``groups`` scenario (rig.faults.groups, which builds on L{ClustersScenario})."""
+    from rig.faults.groups import GroupsScenario
+
+    return GroupsScenario(**kwargs)
+
+
 SCENARIOS = {"supervised": SupervisedScenario, "daemons": DaemonsScenario,
-             "clusters": ClustersScenario}
+             "clusters": ClustersScenario, "groups": groups_scenario}
 
 
 @attrs.define
@@ -381,11 +390,18 @@ class ScheduleRunner:
             raise _Skip(f"daemon {name} is not running")
         return node.pid
 
-    def _service(self, name):
+    def service_hit(self, event):
+        """The service instance a C{kill_service} or C{pause_service} event hits.
+
+        The newest running on its node, unless the scenario chooses
+        (C{service_to_hit(running, event)}: the groups scenario hits members too).
+        """
+        name = event.targets[0]
         running = self.launcher.running_instances(name)
         if not running:
             raise _Skip(f"no service runs on {name}")
-        return running[-1]
+        choose = getattr(self.scenario, "service_to_hit", None)
+        return running[-1] if choose is None else choose(running, event)
 
     def _apply_kill_daemon(self, event):
         name = event.targets[0]
@@ -405,11 +421,11 @@ class ScheduleRunner:
         return lambda: self.launcher.resume(name)
 
     def _apply_kill_service(self, event):
-        instance = self._service(event.targets[0])
+        instance = self.service_hit(event)
         os.kill(instance.pid, signal.SIGKILL)
 
     def _apply_pause_service(self, event):
-        instance = self._service(event.targets[0])
+        instance = self.service_hit(event)
         return Pause(instance.pid, cleanups=self.cleanups).resume
 
     def _apply_cpu_starve(self, event):
@@ -658,11 +674,14 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
         pause_bound(timing) if timing is not None else 0.0,
         cut_off_bound(timing) if timing is not None else None, run.steps,
         timing.lease_seconds if timing is not None else None)
+    groups = scenario.groups(launcher) if hasattr(scenario, "groups") else {}
     during = checker.check(
         [r for r in records.records if r.t <= recovered], horizon=recovered,
         capacity=scenario.capacity(launcher), faults=checker_faults(run), pauses=pauses,
+        groups=groups,
     )
-    final = checker.check(records, capacity=scenario.capacity(launcher), pauses=pauses)
+    final = checker.check(records, capacity=scenario.capacity(launcher), pauses=pauses,
+                          groups=groups)
     bound = None
     if hasattr(scenario, "layout"):
         bound = availability.judge(
@@ -671,4 +690,4 @@ def execute(schedule, directory, scenario, *, cleanups=None, say=None, replay=""
             bound=availability.bound_for(scenario.timing))
     return reporting.build(schedule=schedule, run=run, scenario=scenario, final=final,
                            during=during, log_problems=launcher.log_problems(), replay=replay,
-                           bound=bound)
+                           bound=bound, groups=groups)

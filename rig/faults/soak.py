@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from rig.faults.cli import SCENARIOS
+
 #: Where ``make soak`` appends its row.
 DEFAULT_RESULTS = os.path.join("doc", "reliability.md")
 #: The header line of the results table: the row goes after the table's last line.
@@ -160,7 +162,9 @@ def main(argv=None):
                         help="first seed (default: from the time, so soaks do not repeat)")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--scenario", default="clusters")
+    parser.add_argument("--scenario", default="clusters", choices=SCENARIOS,
+                        help="clusters (default) or groups: an ordered group and clusters "
+                        "that depend on it (doc/reliability.md)")
     parser.add_argument("--out", default=None, help="directory of the runs (default fault-runs/soak-DATE)")
     parser.add_argument("--results", default=DEFAULT_RESULTS, help="file to append the row to")
     parser.add_argument("--no-append", action="store_true", help="print the row only")

@@ -466,3 +466,78 @@ class MachinePauseTests(unittest.TestCase):
         report = check(self.history(0.2).records, horizon=8.0)
         [overlap] = report.overlaps
         self.assertAlmostEqual(overlap.start, 4.0)
+
+
+class GroupOrderTests(unittest.TestCase):
+    """An ordered group's members start bottom up, each while those below it run."""
+
+    GROUPS = {"A": ("A.vol", "A.db", "A.exp")}
+
+    def tenure(self, h, node, epoch, starts, end):
+        """One tenure on C{node}: members started at C{starts}, all stopped top down at C{end}."""
+        for k, (member, start) in enumerate(zip(self.GROUPS["A"], starts)):
+            h.instance(node, member, start, epoch=epoch, beats_until=end - 0.1,
+                       stop=end + 0.1 * (len(starts) - k))
+
+    def test_a_failover_in_order_on_both_nodes_passes(self):
+        h = History()
+        self.tenure(h, "alpha", 1, (1.0, 1.5, 2.0), end=5.0)
+        self.tenure(h, "beta", 2, (6.0, 6.5, 7.0), end=9.0)
+        report = check(h.records, horizon=10.0, groups=self.GROUPS)
+        self.assertEqual(report.out_of_order, ())
+        self.assertTrue(report.ok)
+
+    def test_a_member_started_before_the_one_below_it_is_flagged(self):
+        h = History()
+        self.tenure(h, "alpha", 1, (1.0, 2.0, 1.5), end=5.0)
+        exp, db = check(h.records, horizon=10.0, groups=self.GROUPS).out_of_order
+        self.assertEqual((exp.started.cluster, exp.missing_below), ("A.exp", ("A.db",)))
+        self.assertIn("OUT OF ORDER group A: A.exp started on alpha epoch=1", exp.describe())
+        # ... and db then started under it.
+        self.assertEqual((db.started.cluster, [i.cluster for i in db.alive_above]),
+                         ("A.db", ["A.exp"]))
+
+    def test_a_member_below_running_under_another_epoch_does_not_count(self):
+        h = History()
+        h.instance("alpha", "A.vol", 1.0, epoch=1, beats_until=5.0, stop=5.1)
+        h.instance("alpha", "A.db", 2.0, epoch=2, beats_until=5.0, stop=5.05)
+        [found] = check(h.records, horizon=10.0, groups=self.GROUPS).out_of_order
+        self.assertEqual(found.missing_below, ("A.vol",))
+
+    def test_the_member_below_on_another_node_does_not_count(self):
+        h = History()
+        h.instance("beta", "A.vol", 1.0, epoch=1, beats_until=5.0, stop=5.1)
+        h.instance("alpha", "A.db", 2.0, epoch=1, beats_until=5.0, stop=5.05)
+        [found] = check(h.records, horizon=10.0, groups=self.GROUPS).out_of_order
+        self.assertEqual((found.started.node, found.missing_below), ("alpha", ("A.vol",)))
+
+    def test_a_restart_while_a_member_above_still_runs_is_flagged(self):
+        h = History()
+        self.tenure(h, "alpha", 1, (1.0, 1.5, 2.0), end=5.0)
+        # db dies at 3.0 and comes back at 3.2 while exp (above it) still runs until 5.2.
+        h.instance("alpha", "A.db", 3.2, epoch=1, beats_until=4.9, stop=5.15)
+        found = check(h.records, horizon=10.0, groups=self.GROUPS).out_of_order
+        self.assertEqual([(f.started.start, [i.cluster for i in f.alive_above]) for f in found],
+                         [(3.2, ["A.exp"])])
+
+    def test_a_restart_after_the_members_above_stopped_passes(self):
+        h = History()
+        h.instance("alpha", "A.vol", 1.0, epoch=1, beats_until=9.0, stop=9.3)
+        h.instance("alpha", "A.db", 1.5, epoch=1, beats_until=2.9, exit=3.0)
+        h.instance("alpha", "A.exp", 2.0, epoch=1, beats_until=3.0, stop=3.1)
+        h.instance("alpha", "A.db", 3.3, epoch=1, beats_until=9.0, stop=9.2)
+        h.instance("alpha", "A.exp", 3.8, epoch=1, beats_until=9.0, stop=9.1)
+        self.assertEqual(check(h.records, horizon=10.0, groups=self.GROUPS).out_of_order, ())
+
+    def test_a_member_below_with_no_known_end_still_runs(self):
+        # Killed, its death not observed: the checker cannot tell it stopped.
+        h = History()
+        h.instance("alpha", "A.vol", 1.0, epoch=1, beats_until=2.0)
+        h.instance("alpha", "A.db", 1.5, epoch=1, beats_until=2.0)
+        h.instance("alpha", "A.exp", 2.5, epoch=1, beats_until=3.0)
+        self.assertEqual(check(h.records, horizon=10.0, groups=self.GROUPS).out_of_order, ())
+
+    def test_without_groups_nothing_is_checked(self):
+        h = History()
+        self.tenure(h, "alpha", 1, (2.0, 1.5, 1.0), end=5.0)
+        self.assertTrue(check(h.records, horizon=10.0).ok)
