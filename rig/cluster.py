@@ -224,10 +224,14 @@ class ClusterRig:
             for name in self.layout.all_nodes:
                 address = launcher.address(name)
                 ports[name, None] = free_port(address)
-                for cluster in self.layout.clusters_of(name):
-                    ports[name, cluster] = free_port(address)
+                for key in self._port_keys(name):
+                    ports[name, key] = free_port(address)
             self._ports = ports
         return self._ports
+
+    def _port_keys(self, node):
+        """What on C{node} gets its own HTTP port: each of its clusters."""
+        return self.layout.clusters_of(node)
 
     def peer_address(self, launcher, node):
         return launcher.address(node), self._allocate(launcher)[node, None]

@@ -28,7 +28,7 @@ import sys
 from rig.cluster import ClusterRig, Layout, member_resource, service_name
 from rig.faults.cleanup import OWNER_ENV
 from rig.faults.runner import ClustersScenario
-from rig.launcher import RIG_ENV, free_port
+from rig.launcher import RIG_ENV
 
 GROUP = "A"
 MEMBERS = ("vol", "db", "exp")
@@ -89,16 +89,9 @@ class GroupsRig(ClusterRig):
             else:
                 yield cluster, None, cluster
 
-    def _allocate(self, launcher):
-        if self._ports is None:
-            ports = {}
-            for name in self.layout.all_nodes:
-                address = launcher.address(name)
-                ports[name, None] = free_port(address)
-                for _, _, resource in self._resources(name):
-                    ports[name, resource] = free_port(address)
-            self._ports = ports
-        return self._ports
+    def _port_keys(self, node):
+        """Each member of A, and B and C, gets its own HTTP port."""
+        return [resource for _, _, resource in self._resources(node)]
 
     def _service(self, node, launcher, name, resource, *, member):
         host, port = self.http_address(launcher, node.name, resource)

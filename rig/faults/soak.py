@@ -171,6 +171,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.nodes < 1 or args.duration <= 0:
         parser.error("--seeds and --nodes must be at least 1 and --duration positive")
+    if not args.no_append:
+        # Checked before the hours of runs, not after them.
+        try:
+            with open(args.results) as f:
+                append_row(f.read(), "")
+        except (OSError, ValueError) as e:
+            parser.error(f"--results {args.results}: {e}")
     first = args.first_seed if args.first_seed is not None else int(time.time()) % 1_000_000
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = os.path.abspath(args.out or os.path.join("fault-runs", f"soak-{stamp}"))

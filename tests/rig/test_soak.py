@@ -90,3 +90,12 @@ class SummaryTests(unittest.TestCase):
         with self.assertRaises(ValueError) as caught:
             soak.append_row("# nothing here\n", "| row |")
         self.assertIn("no results table", str(caught.exception))
+
+    def test_a_results_file_without_the_table_is_refused_before_any_run(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("# nothing here\n")
+        for results in (path, path + "-missing"):
+            with self.assertRaises(SystemExit) as caught:
+                soak.main(["--seeds", "1", "--out", self.mktemp(), "--results", results])
+            self.assertEqual(caught.exception.code, 2)
