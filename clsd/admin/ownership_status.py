@@ -199,9 +199,8 @@ def placement_view(cluster_id: str, members: Iterable[MemberState], owners: Coll
                             shunned=avoided_by(cluster_id, m) is not None)
                   for m in eligible]
     placement = place(candidates, count, preempt=preempt, preempt_delay=0.0, now=0.0)
-    ranked = sorted(eligible, key=lambda m: (avoided_by(cluster_id, m) is not None,
-                                             -m.registrations[cluster_id], m.name))
-    standbys = tuple(m.name for m in ranked if m.name not in owners)
+    ranked = sorted(candidates, key=lambda c: (c.shunned, -c.priority, c.name))
+    standbys = tuple(c.name for c in ranked if c.name not in owners)
     return placement.targets, standbys
 
 

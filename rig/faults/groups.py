@@ -147,13 +147,9 @@ class GroupsScenario(ClustersScenario):
         return (f"groups (A: ordered group {', '.join(MEMBERS)}; B with A; C after A; "
                 f"witness; {self.timing.name} timing{escaping})")
 
-    def cluster_rig(self, launcher):
-        if self._rig is None:
-            spares = tuple(getattr(launcher, "spares", ()))
-            nodes = [name for name in launcher.nodes if name not in spares]
-            self._rig = GroupsRig(groups_layout(nodes, spares=spares), self.timing,
-                                  escaping=self.escaping)
-        return self._rig
+    def make_rig(self, nodes, spares):
+        return GroupsRig(groups_layout(nodes, spares=spares), self.timing,
+                         escaping=self.escaping)
 
     def reshape(self, launcher, node, change):
         """Give C{node} C as ``n-active``, ``count = 1`` from its next start (either change).

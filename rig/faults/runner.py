@@ -154,15 +154,19 @@ class ClustersScenario:
 
     def cluster_rig(self, launcher):
         """The L{ClusterRig}, made for the launcher's nodes the first time it is needed."""
-        from rig.cluster import ClusterRig, ring_layout
-
         if self._rig is None:
             spares = tuple(getattr(launcher, "spares", ()))
             nodes = [name for name in launcher.nodes if name not in spares]
-            n_active = min(self.n_active, len(nodes) - 1) if len(nodes) >= 3 else 0
-            self._rig = ClusterRig(ring_layout(nodes, spares=spares, n_active=n_active),
-                                   self.timing, escaping=self.escaping)
+            self._rig = self.make_rig(nodes, spares)
         return self._rig
+
+    def make_rig(self, nodes, spares):
+        """The scenario's L{ClusterRig} over C{nodes} (workers) and C{spares}."""
+        from rig.cluster import ClusterRig, ring_layout
+
+        n_active = min(self.n_active, len(nodes) - 1) if len(nodes) >= 3 else 0
+        return ClusterRig(ring_layout(nodes, spares=spares, n_active=n_active),
+                          self.timing, escaping=self.escaping)
 
     def reshape(self, launcher, node, change):
         """Give C{node} another shape for one of its clusters (from its next start).
